@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .nn import GRU, LSTM, RNN, LSTMCell, param_count
+
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+__all__ = ["GRU", "LSTM", "RNN", "LSTMCell", "__version__", "param_count"]

@@ -1,0 +1,320 @@
+"""The shared base of the multi-layer recurrent layers: arguments, parameters, layouts, lengths.
+
+One class owns what LSTM, GRU and RNN have in common with ``torch.nn``: argument checks, the
+parameter names (``weight_ih_l{k}{_reverse}`` ...), the default initialisation, input layouts
+(batch-first, unbatched, ``PackedSequence``, ``lengths``), stacking layers and directions, and
+inter-layer and recurrent dropout. Subclasses say how one layer and direction runs over time.
+
+Shapes: T time, B batch, I input features, H hidden, P recurrent output (proj_size or H), D
+directions, L layers.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABCMeta, abstractmethod
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+
+_IMPLS = ("auto", "fused", "reference")
+
+
+def _check_prob(name: str, p: float) -> float:
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
+        raise ValueError(f"{name} must be a number in [0, 1), got {p!r}")
+    return float(p)
+
+
+def _check_positive_int(name: str, v: int) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    return v
+
+
+def reverse_padded(x: Tensor, lengths: Tensor | None) -> Tensor:
+    """Reverse each sequence of x (T, B, F) within its own length; padding stays where it is.
+
+    Applying it twice gives x back, so the same call maps the reverse direction's outputs back.
+    """
+    if lengths is None:
+        return x.flip(0)
+    T = x.shape[0]
+    t = torch.arange(T, device=x.device).unsqueeze(1)  # (T, 1)
+    n = lengths.unsqueeze(0)  # (1, B)
+    idx = torch.where(t < n, n - 1 - t, t)  # (T, B)
+    return x.gather(0, idx.unsqueeze(-1).expand_as(x))
+
+
+class RecurrentBase(nn.Module, metaclass=ABCMeta):
+    """Base of ``LSTM``, ``GRU`` and ``RNN``; not used directly."""
+
+    _gates_per_unit: int = 1  # rows of weight_ih per hidden unit
+    _n_states: int = 1  # (h,) for GRU/RNN, (h, c) for LSTM
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        proj_size: int = 0,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        *,
+        recurrent_dropout: float = 0.0,
+        impl: str = "auto",
+    ) -> None:
+        super().__init__()
+        self.input_size = _check_positive_int("input_size", input_size)
+        self.hidden_size = _check_positive_int("hidden_size", hidden_size)
+        self.num_layers = _check_positive_int("num_layers", num_layers)
+        self.bias = bool(bias)
+        self.batch_first = bool(batch_first)
+        self.dropout = _check_prob("dropout", dropout)
+        self.bidirectional = bool(bidirectional)
+        if isinstance(proj_size, bool) or not isinstance(proj_size, int) or proj_size < 0:
+            raise ValueError(f"proj_size must be a non-negative integer, got {proj_size!r}")
+        if proj_size >= hidden_size:
+            raise ValueError(f"proj_size must be smaller than hidden_size ({hidden_size}), got {proj_size}")
+        self.proj_size = proj_size
+        self.recurrent_dropout = _check_prob("recurrent_dropout", recurrent_dropout)
+        if impl not in _IMPLS:
+            raise ValueError(f"impl must be one of {_IMPLS}, got {impl!r}")
+        self.impl = impl
+        if dtype is not None and not dtype.is_floating_point:
+            raise TypeError(f"dtype must be a floating-point dtype, got {dtype}")
+        factory = {"device": device, "dtype": dtype}
+
+        self._param_names: list[list[str]] = []  # per (layer, direction), in registration order
+        for layer in range(self.num_layers):
+            for direction in range(self.num_directions):
+                sfx = f"_l{layer}{'_reverse' if direction else ''}"
+                names = []
+                for name, shape in self._parameter_shapes(self._layer_input_size(layer)):
+                    full = f"{name}{sfx}"
+                    self.register_parameter(full, nn.Parameter(torch.empty(shape, **factory)))
+                    names.append(full)
+                self._param_names.append(names)
+        self.reset_parameters()
+
+    # --- sizes -------------------------------------------------------------------------------
+    @property
+    def num_directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    @property
+    def output_size(self) -> int:
+        """P: the size of h (proj_size when projecting, else hidden_size)."""
+        return self.proj_size if self.proj_size > 0 else self.hidden_size
+
+    def _layer_input_size(self, layer: int) -> int:
+        return self.input_size if layer == 0 else self.output_size * self.num_directions
+
+    def _state_sizes(self) -> tuple[int, ...]:
+        """Feature size of each state tensor, in hx order."""
+        return (self.output_size,) if self._n_states == 1 else (self.output_size, self.hidden_size)
+
+    def _parameter_shapes(self, in_size: int) -> list[tuple[str, tuple[int, ...]]]:
+        """(name, shape) of one layer and direction's parameters, torch.nn's names first."""
+        G, P = self._gates_per_unit * self.hidden_size, self.output_size
+        shapes = [("weight_ih", (G, in_size)), ("weight_hh", (G, P))]
+        if self.bias:
+            shapes += [("bias_ih", (G,)), ("bias_hh", (G,))]
+        if self.proj_size > 0:
+            shapes.append(("weight_hr", (self.proj_size, self.hidden_size)))
+        return shapes
+
+    def reset_parameters(self) -> None:
+        """torch.nn's initialisation: every parameter uniform in +-1/sqrt(hidden_size)."""
+        stdv = 1.0 / math.sqrt(self.hidden_size)
+        for p in self.parameters():
+            nn.init.uniform_(p, -stdv, stdv)
+
+    def _layer_params(self, layer: int, direction: int) -> dict[str, Tensor]:
+        """This layer and direction's parameters, keyed by name without the suffix."""
+        names = self._param_names[layer * self.num_directions + direction]
+        return {n.rsplit("_l", 1)[0]: getattr(self, n) for n in names}
+
+    def flatten_parameters(self) -> None:
+        """No-op, kept so code written for torch.nn's cuDNN layers runs unchanged."""
+
+    # --- the per-layer computation, supplied by subclasses ------------------------------------
+    @abstractmethod
+    def _run_direction(
+        self,
+        x: Tensor,
+        state: tuple[Tensor, ...],
+        params: dict[str, Tensor],
+        mask: Tensor | None,
+        drop: Tensor | None,
+    ) -> tuple[Tensor, tuple[Tensor, ...]]:
+        """Run one layer and direction over x (T, B, in); return y (T, B, P) and the final state."""
+
+    # --- input checks ------------------------------------------------------------------------
+    def _check_input(self, input: Tensor | PackedSequence, lengths: Tensor | None):
+        """Return (x (T, B, I) time-major, lengths or None, batched, packed)."""
+        ref = next(self.parameters())
+        if isinstance(input, PackedSequence):
+            if lengths is not None:
+                raise ValueError("lengths must not be given with a PackedSequence input (it carries its own)")
+            x, lengths = pad_packed_sequence(input)  # original batch order
+            batched, packed = True, True
+        elif isinstance(input, Tensor):
+            if input.dim() not in (2, 3):
+                raise ValueError(
+                    f"input must be 3-D ({'B, T' if self.batch_first else 'T, B'}, I) or 2-D (T, I) "
+                    f"unbatched, got shape {tuple(input.shape)}"
+                )
+            batched, packed = input.dim() == 3, False
+            x = input if batched else input.unsqueeze(1)  # unbatched (T, I) -> (T, 1, I)
+            if batched and self.batch_first:
+                x = x.transpose(0, 1)  # (B, T, I) -> (T, B, I)
+        else:
+            raise TypeError(f"input must be a Tensor or PackedSequence, got {type(input).__name__}")
+        if not x.is_floating_point():
+            raise TypeError(f"input must be a floating-point tensor, got dtype {x.dtype}")
+        if x.dtype != ref.dtype:
+            raise TypeError(f"input dtype {x.dtype} does not match the parameters' dtype {ref.dtype}")
+        if x.shape[-1] != self.input_size:
+            raise ValueError(f"input must have {self.input_size} features (input_size), got {x.shape[-1]}")
+        T, B = x.shape[0], x.shape[1]
+        if T == 0:
+            raise ValueError("input must have at least one time step, got T = 0")
+        if lengths is not None and not packed:
+            lengths = self._check_lengths(lengths, T, B, batched)
+        elif packed:
+            lengths = lengths.to(x.device)
+        return x, lengths, batched, packed
+
+    @staticmethod
+    def _check_lengths(lengths: Tensor, T: int, B: int, batched: bool) -> Tensor:
+        if not isinstance(lengths, Tensor):
+            lengths = torch.as_tensor(lengths)
+        if lengths.is_floating_point() or lengths.is_complex() or lengths.dtype == torch.bool:
+            raise TypeError(f"lengths must be an integer tensor, got dtype {lengths.dtype}")
+        if not batched and lengths.dim() == 0:
+            lengths = lengths.reshape(1)
+        if lengths.dim() != 1 or lengths.shape[0] != B:
+            raise ValueError(f"lengths must have shape ({B},) (one per sequence), got {tuple(lengths.shape)}")
+        if (lengths < 0).any():
+            raise ValueError(f"lengths must be >= 0, got {lengths.tolist()}")
+        if (lengths > T).any():
+            raise ValueError(f"lengths must not exceed the input's {T} time steps, got max {int(lengths.max())}")
+        return lengths.to(torch.long)
+
+    def _check_hx(self, hx, B: int, batched: bool, ref: Tensor) -> tuple[Tensor, ...]:
+        """Return the initial state as a tuple of (L*D, B, size) tensors (zeros when hx is None)."""
+        LD = self.num_layers * self.num_directions
+        sizes = self._state_sizes()
+        if hx is None:
+            return tuple(ref.new_zeros(LD, B, s) for s in sizes)
+        names = ("h_0",) if self._n_states == 1 else ("h_0", "c_0")
+        if self._n_states == 1:
+            if not isinstance(hx, Tensor):
+                raise TypeError(f"hx must be a Tensor (h_0), got {type(hx).__name__}")
+            hx = (hx,)
+        elif not (isinstance(hx, (tuple, list)) and len(hx) == 2 and all(isinstance(h, Tensor) for h in hx)):
+            raise TypeError("hx must be a tuple (h_0, c_0) of two Tensors")
+        out = []
+        for name, h, s in zip(names, hx, sizes, strict=True):
+            want = (LD, B, s) if batched else (LD, s)
+            if tuple(h.shape) != want:
+                raise ValueError(f"{name} must have shape {want}, got {tuple(h.shape)}")
+            if h.dtype != ref.dtype:
+                raise TypeError(f"{name} dtype {h.dtype} does not match the input's dtype {ref.dtype}")
+            out.append(h if batched else h.unsqueeze(1))  # unbatched (LD, s) -> (LD, 1, s)
+        return tuple(out)
+
+    # --- forward -------------------------------------------------------------------------------
+    def forward(
+        self,
+        input: Tensor | PackedSequence,
+        hx: Tensor | tuple[Tensor, Tensor] | None = None,
+        *,
+        lengths: Tensor | None = None,
+    ):
+        """Run all layers and directions.
+
+        input: (T, B, I), (B, T, I) with ``batch_first``, (T, I) unbatched, or a PackedSequence.
+        lengths: optional (B,) valid lengths; outputs past a sequence's end are zero and its final
+        state is the state at its last valid step.
+        Returns output (same layout as input, last dim D*P) and the final state(s) (L*D, B, P).
+        """
+        x, lengths, batched, packed = self._check_input(input, lengths)
+        T, B = x.shape[0], x.shape[1]
+        init = self._check_hx(hx, B, batched, x)
+        mask = None
+        if lengths is not None and bool((lengths < T).any()):
+            mask = torch.arange(T, device=x.device).unsqueeze(1) < lengths.unsqueeze(0)  # (T, B)
+
+        D = self.num_directions
+        finals: list[list[Tensor]] = [[] for _ in init]
+        layer_in = x
+        for layer in range(self.num_layers):
+            outs = []
+            for d in range(D):
+                k = layer * D + d
+                state = tuple(s[k] for s in init)
+                seq = layer_in if d == 0 else reverse_padded(layer_in, lengths)
+                drop = None
+                if self.training and self.recurrent_dropout > 0:
+                    # One mask per sequence, shared by every step (variational dropout).
+                    keep = 1.0 - self.recurrent_dropout
+                    drop = x.new_empty(B, self.output_size).bernoulli_(keep).div_(keep)
+                y, state = self._run_direction(seq, state, self._layer_params(layer, d), mask, drop)
+                outs.append(y if d == 0 else reverse_padded(y, lengths))
+                for acc, s in zip(finals, state, strict=True):
+                    acc.append(s)
+            layer_in = outs[0] if D == 1 else torch.cat(outs, -1)  # (T, B, D*P)
+            if self.dropout > 0 and self.training and layer < self.num_layers - 1:
+                layer_in = F.dropout(layer_in, self.dropout, training=True)
+
+        states = tuple(torch.stack(acc) for acc in finals)  # each (L*D, B, size)
+        output = layer_in
+        if packed:
+            output = self._repack(output, lengths, input)
+        elif not batched:
+            output = output.squeeze(1)
+            states = tuple(s.squeeze(1) for s in states)
+        elif self.batch_first:
+            output = output.transpose(0, 1)
+        return output, (states[0] if self._n_states == 1 else states)
+
+    @staticmethod
+    def _repack(output: Tensor, lengths: Tensor, like: PackedSequence) -> PackedSequence:
+        """Pack padded output (T, B, F) in original batch order with ``like``'s batch layout."""
+        lengths = lengths.cpu()
+        if like.sorted_indices is not None:
+            idx = like.sorted_indices.to(output.device)
+            output = output.index_select(1, idx)
+            lengths = lengths[like.sorted_indices.cpu()]
+        packed = pack_padded_sequence(output, lengths, enforce_sorted=True)
+        return PackedSequence(packed.data, packed.batch_sizes, like.sorted_indices, like.unsorted_indices)
+
+    def extra_repr(self) -> str:
+        s = f"{self.input_size}, {self.hidden_size}"
+        defaults = {
+            "proj_size": 0,
+            "num_layers": 1,
+            "bias": True,
+            "batch_first": False,
+            "dropout": 0.0,
+            "bidirectional": False,
+            "recurrent_dropout": 0.0,
+            "impl": "auto",
+        }
+        defaults.update(self._extra_defaults())
+        for key, default in defaults.items():
+            value = getattr(self, key)
+            if value != default:
+                s += f", {key}={value}"
+        return s
+
+    def _extra_defaults(self) -> dict[str, object]:
+        return {}

@@ -1,0 +1,292 @@
+"""Fused LSTM recurrence: one autograd node per layer and direction, with a hand-written BPTT.
+
+The caller computes the input side for all time steps at once (one matrix product, LayerNorm and
+biases included) and passes it in as ``xg``; this kernel runs only what must be sequential. Per
+step the forward does one recurrent matrix product and the pointwise gate math into preallocated
+buffers. The backward walks time in reverse carrying dL/dh and dL/dc,
+
+    dL/dc_t = dL/dh_t * o_t * (1 - tanh^2 c_t) + dL/dc_{t+1} * f_{t+1},
+
+and computes the weight gradients once, after the loop, as whole-sequence matrix products.
+Its reference twin is ``_reference.lstm_step`` under ``_reference.scan``; tests hold them equal.
+
+Shapes: T time, B batch, H hidden, P recurrent output (P = H without projection), G = 3H or 4H.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+
+def _ln_forward(x: Tensor, eps: float) -> tuple[Tensor, Tensor]:
+    """Normalise the last dimension; return (x_hat, 1/std) for the backward."""
+    var, mean = torch.var_mean(x, -1, correction=0, keepdim=True)
+    rstd = torch.rsqrt(var + eps)
+    return (x - mean) * rstd, rstd
+
+
+def _ln_backward(dxhat: Tensor, xhat: Tensor, rstd: Tensor) -> Tensor:
+    """Gradient through x_hat = (x - mean) / std, given dL/dx_hat (gain already applied)."""
+    mean_d = dxhat.mean(-1, keepdim=True)
+    mean_dx = (dxhat * xhat).mean(-1, keepdim=True)
+    return (dxhat - mean_d - xhat * mean_dx) * rstd
+
+
+def lstm_scan_forward(
+    xg: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    w_hh: Tensor,
+    w_hr: Tensor | None,
+    peep: Tensor | None,
+    g_hh: Tensor | None,
+    g_c: Tensor | None,
+    b_c: Tensor | None,
+    drop: Tensor | None,
+    mask: Tensor | None,
+    coupled: bool,
+    eps: float,
+) -> tuple[Tensor, Tensor, Tensor, tuple]:
+    """Run the recurrence; return (y (T, B, P), h_n (B, P), c_n (B, H), saved-for-backward)."""
+    T, B, G = xg.shape
+    H = c0.shape[1]
+    P = h0.shape[1]
+    ln = g_hh is not None
+    hs = xg.new_empty(T + 1, B, P)  # state h_t, hs[0] = h0
+    cs = xg.new_empty(T + 1, B, H)  # state c_t
+    hs[0] = h0
+    cs[0] = c0
+    acts = torch.empty_like(xg)  # (T, B, G) gate activations i, [f,] g, o
+    tcs = xg.new_empty(T, B, H)  # tanh of the (normalised) cell
+    ys = xg.new_empty(T, B, P) if (mask is not None or w_hr is not None) else hs[1:]
+    hraw = xg.new_empty(T, B, H) if w_hr is not None else None  # o * tanh(c) before projection
+    rhat = xg.new_empty(T, B, G) if ln else None
+    rrstd = xg.new_empty(T, B, 1) if ln else None
+    chat = xg.new_empty(T, B, H) if ln else None
+    crstd = xg.new_empty(T, B, 1) if ln else None
+    w_hh_t = w_hh.t()  # (P, G), transposed once, not per step
+    n_sig_front = H if coupled else 2 * H  # i (and f) sit before g
+    p_i = peep[0] if peep is not None else None
+    p_f = peep[1] if (peep is not None and not coupled) else None
+    p_o = peep[-1] if peep is not None else None
+
+    for t in range(T):
+        h_prev = hs[t] if drop is None else hs[t] * drop
+        a = acts[t]  # (B, G), filled in place
+        if ln:
+            r, rrstd[t] = _ln_forward(h_prev @ w_hh_t, eps)  # (B, G)
+            rhat[t] = r
+            torch.addcmul(xg[t], r, g_hh, out=a)
+        else:
+            torch.addmm(xg[t], h_prev, w_hh_t, out=a)
+        c_prev = cs[t]
+        if p_i is not None:
+            a[:, :H].addcmul_(c_prev, p_i)
+            if p_f is not None:
+                a[:, H : 2 * H].addcmul_(c_prev, p_f)
+        front = a[:, :n_sig_front]
+        front.sigmoid_()
+        g = a[:, n_sig_front : n_sig_front + H].tanh_()
+        i = a[:, :H]
+        c = cs[t + 1]
+        if coupled:
+            # f = 1 - i, so c = c_prev + i * (g - c_prev)
+            torch.addcmul(c_prev, i, g - c_prev, out=c)
+        else:
+            torch.mul(a[:, H : 2 * H], c_prev, out=c).addcmul_(i, g)
+        o = a[:, n_sig_front + H :]
+        if p_o is not None:
+            o.addcmul_(c, p_o)
+        o.sigmoid_()
+        if ln:
+            cn, crstd[t] = _ln_forward(c, eps)
+            chat[t] = cn
+            torch.tanh(torch.addcmul(b_c, cn, g_c), out=tcs[t])
+        else:
+            torch.tanh(c, out=tcs[t])
+        if w_hr is not None:
+            torch.mul(o, tcs[t], out=hraw[t])
+            torch.mm(hraw[t], w_hr.t(), out=ys[t])
+        elif mask is not None:
+            torch.mul(o, tcs[t], out=ys[t])
+        else:
+            torch.mul(o, tcs[t], out=hs[t + 1])
+        if mask is not None:
+            m = mask[t].unsqueeze(-1)  # (B, 1)
+            torch.where(m, ys[t], hs[t], out=hs[t + 1])
+            torch.where(m, c, cs[t], out=c)
+            ys[t].mul_(m)
+        elif w_hr is not None:
+            hs[t + 1] = ys[t]
+
+    saved = (acts, hs, cs, tcs, hraw, rhat, rrstd, chat, crstd)
+    return ys, hs[T], cs[T], saved
+
+
+def lstm_scan_backward(
+    dy: Tensor,
+    dhn: Tensor,
+    dcn: Tensor,
+    saved: tuple,
+    w_hh: Tensor,
+    w_hr: Tensor | None,
+    peep: Tensor | None,
+    g_hh: Tensor | None,
+    g_c: Tensor | None,
+    drop: Tensor | None,
+    mask: Tensor | None,
+    coupled: bool,
+) -> tuple[Tensor, ...]:
+    """BPTT by hand. Returns dxg, dh0, dc0, dw_hh, dw_hr, dpeep, dg_hh, dg_c, db_c (None if absent)."""
+    acts, hs, cs, tcs, hraw, rhat, rrstd, chat, crstd = saved
+    T, B, G = acts.shape
+    H = cs.shape[2]
+    ln = g_hh is not None
+    nf = H if coupled else 2 * H  # offset of g
+    da_all = torch.empty_like(acts)  # dL/d(gate pre-activations) = dL/dxg, (T, B, G)
+    dr_all = torch.empty_like(acts) if ln else da_all  # dL/d(W_hh h) before LayerNorm
+    dyh = dy.new_empty(T, B, dy.shape[2]) if w_hr is not None else None  # dL/dh_new (T, B, P)
+    dcn_all = cs.new_empty(T, B, H) if ln else None  # dL/d(normalised c)
+    dh = dhn.clone()
+    dc = dcn.clone()
+    p_i = peep[0] if peep is not None else None
+    p_f = peep[1] if (peep is not None and not coupled) else None
+    p_o = peep[-1] if peep is not None else None
+
+    for t in range(T - 1, -1, -1):
+        dh_new = dy[t] + dh  # (B, P)
+        if mask is not None:
+            m = mask[t].unsqueeze(-1).to(dh.dtype)  # (B, 1)
+            dh_carry = dh * (1.0 - m)
+            dc_carry = dc * (1.0 - m)
+            dh_new = dh_new * m
+            dc = dc * m
+        if w_hr is not None:
+            dyh[t] = dh_new
+            dh_new = dh_new @ w_hr  # (B, H)
+        a = acts[t]
+        i = a[:, :H]
+        g = a[:, nf : nf + H]
+        o = a[:, nf + H :]
+        tc = tcs[t]
+        c_prev = cs[t]
+        da = da_all[t]
+        da_o = da[:, nf + H :]
+        # dL/da_o = dL/dh * tanh(c) * o (1 - o)
+        torch.mul(dh_new, tc, out=da_o).mul_(o * (1.0 - o))
+        dtc = dh_new * o * (1.0 - tc * tc)  # dL/d(LN(c) or c) through tanh
+        if ln:
+            dcn_all[t] = dtc
+            dtc = _ln_backward(dtc * g_c, chat[t], crstd[t])
+        dct = dc + dtc  # the additive cell path
+        if p_o is not None:
+            dct.addcmul_(da_o, p_o)
+        da_g = da[:, nf : nf + H]
+        torch.mul(dct, i, out=da_g).mul_(1.0 - g * g)
+        da_i = da[:, :H]
+        if coupled:
+            # f = 1 - i: dL/di = dct * (g - c_prev)
+            torch.mul(dct, g - c_prev, out=da_i).mul_(i * (1.0 - i))
+            dc = dct * (1.0 - i)
+        else:
+            f = a[:, H : 2 * H]
+            torch.mul(dct, g, out=da_i).mul_(i * (1.0 - i))
+            da_f = da[:, H : 2 * H]
+            torch.mul(dct, c_prev, out=da_f).mul_(f * (1.0 - f))
+            dc = dct * f
+        if p_i is not None:
+            dc.addcmul_(da_i, p_i)
+            if p_f is not None:
+                dc.addcmul_(da[:, H : 2 * H], p_f)
+        if ln:
+            dr_all[t] = _ln_backward(da * g_hh, rhat[t], rrstd[t])
+        dh = dr_all[t] @ w_hh  # (B, P)
+        if drop is not None:
+            dh.mul_(drop)
+        if mask is not None:
+            dh.add_(dh_carry)
+            dc.add_(dc_carry)
+
+    # Weight gradients once, over the whole sequence: (G, T*B) @ (T*B, P).
+    h_in = hs[:-1] if drop is None else hs[:-1] * drop  # (T, B, P)
+    dw_hh = dr_all.reshape(T * B, G).t() @ h_in.reshape(T * B, -1)
+    dw_hr = dyh.reshape(T * B, -1).t() @ hraw.reshape(T * B, H) if w_hr is not None else None
+    dpeep = None
+    if peep is not None:
+        rows = [(da_all[..., :H] * cs[:-1]).sum((0, 1))]
+        if not coupled:
+            rows.append((da_all[..., H : 2 * H] * cs[:-1]).sum((0, 1)))
+        rows.append((da_all[..., nf + H :] * cs[1:]).sum((0, 1)))
+        dpeep = torch.stack(rows)
+    dg_hh = dg_c = db_c = None
+    if ln:
+        dg_hh = (da_all * rhat).sum((0, 1))
+        dg_c = (dcn_all * chat).sum((0, 1))
+        db_c = dcn_all.sum((0, 1))
+    return da_all, dh, dc, dw_hh, dw_hr, dpeep, dg_hh, dg_c, db_c
+
+
+class LSTMScan(torch.autograd.Function):
+    """Autograd node for ``lstm_scan_forward`` / ``lstm_scan_backward``."""
+
+    @staticmethod
+    def forward(ctx, xg, h0, c0, w_hh, w_hr, peep, g_hh, g_c, b_c, drop, mask, coupled, eps):
+        ys, hn, cn, saved = lstm_scan_forward(
+            xg, h0, c0, w_hh, w_hr, peep, g_hh, g_c, b_c, drop, mask, coupled, eps
+        )
+        ctx.coupled = coupled
+        ctx.n_saved = len(saved)
+        ctx.save_for_backward(*saved, w_hh, w_hr, peep, g_hh, g_c, drop, mask)
+        # ys may alias the saved state buffer; hand autograd its own tensor.
+        return ys.clone() if ys._base is not None else ys, hn.clone(), cn.clone()
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dy, dhn, dcn):
+        tensors = ctx.saved_tensors
+        saved = tensors[: ctx.n_saved]
+        w_hh, w_hr, peep, g_hh, g_c, drop, mask = tensors[ctx.n_saved :]
+        # Outputs autograd never reached come back as None: treat them as zero gradients.
+        acts = saved[0]
+        T, B, _ = acts.shape
+        H = saved[2].shape[2]
+        P = saved[1].shape[2]
+        dy = acts.new_zeros(T, B, P) if dy is None else dy
+        dhn = acts.new_zeros(B, P) if dhn is None else dhn
+        dcn = acts.new_zeros(B, H) if dcn is None else dcn
+        dxg, dh0, dc0, dw_hh, dw_hr, dpeep, dg_hh, dg_c, db_c = lstm_scan_backward(
+            dy, dhn, dcn, saved, w_hh, w_hr, peep, g_hh, g_c, drop, mask, ctx.coupled
+        )
+        return dxg, dh0, dc0, dw_hh, dw_hr, dpeep, dg_hh, dg_c, db_c, None, None, None, None
+
+
+def lstm_scan(
+    xg: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    w_hh: Tensor,
+    w_hr: Tensor | None = None,
+    peep: Tensor | None = None,
+    g_hh: Tensor | None = None,
+    g_c: Tensor | None = None,
+    b_c: Tensor | None = None,
+    drop: Tensor | None = None,
+    mask: Tensor | None = None,
+    coupled: bool = False,
+    eps: float = 1e-5,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Fused recurrence over precomputed input gates ``xg`` (T, B, G).
+
+    Returns y (T, B, P), h_n (B, P), c_n (B, H). ``mask`` is (T, B) bool (False past a
+    sequence's end), ``drop`` the (B, P) recurrent-dropout mask, already scaled by 1/(1-p).
+    """
+    differentiable = (xg, h0, c0, w_hh, w_hr, peep, g_hh, g_c, b_c)
+    if not torch.is_grad_enabled() or not any(x is not None and x.requires_grad for x in differentiable):
+        with torch.no_grad():
+            ys, hn, cn, _ = lstm_scan_forward(
+                xg, h0, c0, w_hh, w_hr, peep, g_hh, g_c, b_c, drop, mask, coupled, eps
+            )
+        return ys, hn, cn
+    return LSTMScan.apply(xg, h0, c0, w_hh, w_hr, peep, g_hh, g_c, b_c, drop, mask, coupled, eps)

@@ -1,0 +1,158 @@
+"""Plain reference implementations: one readable cell step per cell type, and one time loop.
+
+Everything here runs through autograd, one operation at a time, so it is slow but easy to check
+by eye against the equations in the docstrings. The fused kernels in ``_fused.py`` are held equal
+to these functions by the tests; the cells (``LSTMCell`` and friends) use these steps directly.
+
+Shapes: T time, B batch, I input features, H hidden units, P recurrent output size (P = H without
+projection), G = gates * H.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+State = tuple[Tensor, ...]
+Step = Callable[[Tensor, State], tuple[Tensor, State]]
+
+
+@dataclass(frozen=True)
+class LSTMOptions:
+    """The switches that change the LSTM's equations (not its sizes)."""
+
+    peephole: bool = False
+    coupled: bool = False
+    layer_norm: bool = False
+    eps: float = 1e-5
+
+
+class LSTMWeights(NamedTuple):
+    """The tensors of one LSTM layer and direction; absent ones are None.
+
+    ``peep`` is (n, H) with rows (i, f, o), or (i, o) when the gates are coupled.
+    """
+
+    w_ih: Tensor  # (G, I)
+    w_hh: Tensor  # (G, P)
+    b_ih: Tensor | None  # (G,)
+    b_hh: Tensor | None  # (G,)
+    w_hr: Tensor | None  # (P, H)
+    peep: Tensor | None  # (2 or 3, H)
+    g_ih: Tensor | None  # (G,) LayerNorm gain on W_ih x
+    g_hh: Tensor | None  # (G,) LayerNorm gain on W_hh h
+    g_c: Tensor | None  # (H,) LayerNorm gain on c
+    b_c: Tensor | None  # (H,) LayerNorm bias on c
+
+
+def layer_norm_reference(x: Tensor, gain: Tensor, bias: Tensor | None, eps: float) -> Tensor:
+    """LayerNorm over the last dimension, written out (biased variance, as torch does)."""
+    mean = x.mean(-1, keepdim=True)
+    var = ((x - mean) ** 2).mean(-1, keepdim=True)
+    y = (x - mean) / torch.sqrt(var + eps) * gain
+    return y if bias is None else y + bias
+
+
+def lstm_step(
+    x: Tensor, state: State, w: LSTMWeights, opt: LSTMOptions, drop: Tensor | None = None
+) -> tuple[Tensor, State]:
+    """One LSTM step ``(x_t, (h, c)) -> (h_t, (h_t, c_t))``.
+
+    .. math::
+        a &= \\mathrm{LN}_{ih}(W_{ih} x_t) + \\mathrm{LN}_{hh}(W_{hh} (h_{t-1} \\odot m)) + b_{ih} + b_{hh} \\\\
+        i &= \\sigma(a_i + p_i \\odot c_{t-1}),\\quad f = \\sigma(a_f + p_f \\odot c_{t-1})
+             \\;(\\text{coupled: } f = 1 - i),\\quad g = \\tanh(a_g) \\\\
+        c_t &= f \\odot c_{t-1} + i \\odot g,\\quad o = \\sigma(a_o + p_o \\odot c_t) \\\\
+        h_t &= W_{hr}\\,(o \\odot \\tanh(\\mathrm{LN}_c(c_t)))
+
+    LN terms appear only with ``layer_norm``, p only with ``peephole``, W_hr only with projection,
+    m (the recurrent-dropout mask, (B, P)) only in training with ``recurrent_dropout``.
+    """
+    h, c = state
+    hidden = c.shape[-1]
+    a = F.linear(x, w.w_ih)  # (B, G)
+    r = F.linear(h if drop is None else h * drop, w.w_hh)  # (B, G)
+    if opt.layer_norm:
+        a = layer_norm_reference(a, w.g_ih, None, opt.eps)
+        r = layer_norm_reference(r, w.g_hh, None, opt.eps)
+    a = a + r
+    if w.b_ih is not None:
+        a = a + w.b_ih + w.b_hh
+    if opt.coupled:
+        a_i, a_g, a_o = a.split(hidden, -1)
+        a_f = None
+    else:
+        a_i, a_f, a_g, a_o = a.split(hidden, -1)
+    if opt.peephole:
+        a_i = a_i + w.peep[0] * c
+        if not opt.coupled:
+            a_f = a_f + w.peep[1] * c
+    i = torch.sigmoid(a_i)
+    f = 1.0 - i if opt.coupled else torch.sigmoid(a_f)
+    g = torch.tanh(a_g)
+    c_new = f * c + i * g
+    if opt.peephole:
+        a_o = a_o + w.peep[-1] * c_new
+    o = torch.sigmoid(a_o)
+    c_out = layer_norm_reference(c_new, w.g_c, w.b_c, opt.eps) if opt.layer_norm else c_new
+    h_new = o * torch.tanh(c_out)
+    if w.w_hr is not None:
+        h_new = F.linear(h_new, w.w_hr)  # (B, P)
+    return h_new, (h_new, c_new)
+
+
+class GRUWeights(NamedTuple):
+    """The tensors of one GRU or plain-RNN layer and direction (gate order r, z, n for the GRU)."""
+
+    w_ih: Tensor  # (G, I)
+    w_hh: Tensor  # (G, H)
+    b_ih: Tensor | None
+    b_hh: Tensor | None
+
+
+def gru_step(x: Tensor, state: State, w: GRUWeights, drop: Tensor | None = None) -> tuple[Tensor, State]:
+    """One GRU step, exactly torch.nn.GRU's equations (reset gate applied after W_hn h)."""
+    (h,) = state
+    gi = F.linear(x, w.w_ih, w.b_ih)  # (B, 3H)
+    gh = F.linear(h if drop is None else h * drop, w.w_hh, w.b_hh)  # (B, 3H)
+    i_r, i_z, i_n = gi.chunk(3, -1)
+    h_r, h_z, h_n = gh.chunk(3, -1)
+    r = torch.sigmoid(i_r + h_r)
+    z = torch.sigmoid(i_z + h_z)
+    n = torch.tanh(i_n + r * h_n)
+    h_new = (1.0 - z) * n + z * h
+    return h_new, (h_new,)
+
+
+def rnn_step(
+    x: Tensor, state: State, w: GRUWeights, nonlinearity: str = "tanh", drop: Tensor | None = None
+) -> tuple[Tensor, State]:
+    """One plain (Elman) RNN step: h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)."""
+    (h,) = state
+    a = F.linear(x, w.w_ih, w.b_ih) + F.linear(h if drop is None else h * drop, w.w_hh, w.b_hh)
+    h_new = torch.tanh(a) if nonlinearity == "tanh" else torch.relu(a)
+    return h_new, (h_new,)
+
+
+def scan(step: Step, xs: Tensor, state: State, mask: Tensor | None = None) -> tuple[Tensor, State]:
+    """Run ``step`` over time: the one reference time loop.
+
+    xs is (T, B, I); mask, if given, is (T, B) bool with False past each sequence's end: there the
+    state is carried unchanged and the output is zero, so the final state is the state at the
+    last valid step.
+    """
+    ys = []
+    for t in range(xs.shape[0]):
+        y, new_state = step(xs[t], state)
+        if mask is not None:
+            m = mask[t].unsqueeze(-1)  # (B, 1)
+            new_state = tuple(torch.where(m, n, s) for n, s in zip(new_state, state, strict=True))
+            y = y * m
+        state = new_state
+        ys.append(y)
+    return torch.stack(ys), state

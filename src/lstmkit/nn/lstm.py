@@ -1,0 +1,318 @@
+"""``LSTM`` (a drop-in ``torch.nn.LSTM`` with variants) and ``LSTMCell`` (one step, for streaming).
+
+Where each variant acts, for one layer and direction (gate order i, f, g, o as in torch.nn)::
+
+    a   = LN_ih(W_ih x_t) + LN_hh(W_hh (h_{t-1} * m)) + b_ih + b_hh       # (B, G) pre-activations
+    i   = sigmoid(a_i + p_i * c_{t-1})
+    f   = sigmoid(a_f + p_f * c_{t-1})        coupled: f = 1 - i, and a has no f block (G = 3H)
+    g   = tanh(a_g)
+    c_t = f * c_{t-1} + i * g
+    o   = sigmoid(a_o + p_o * c_t)             the output gate's peephole sees the new cell
+    h_t = W_hr (o * tanh(LN_c(c_t)))           W_hr only with proj_size > 0
+
+- ``layer_norm``: LN_ih and LN_hh normalise W_ih x_t and W_hh h_{t-1} separately over all G
+  pre-activations (gain only: the biases b_ih + b_hh are added after them); LN_c normalises the
+  cell over its H units (gain and bias) before the output tanh. The carried state c_t itself is
+  not normalised. Without ``layer_norm`` every LN is the identity.
+- ``peephole``: diagonal weights p (``weight_ch``, rows i, f, o; rows i, o when coupled).
+- ``recurrent_dropout``: m is one Bernoulli mask per sequence (scaled by 1/(1-p)), on the
+  recurrent input only, in training only.
+
+Extra parameter names: ``weight_ch_l{k}`` (peepholes), ``weight_ln_ih_l{k}``, ``weight_ln_hh_l{k}``,
+``weight_ln_c_l{k}``, ``bias_ln_c_l{k}`` (LayerNorm), each with ``_reverse`` for the reverse
+direction; every torch.nn name and shape is unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ._base import RecurrentBase, _check_positive_int, _check_prob
+from ._fused import lstm_scan
+from ._reference import LSTMOptions, LSTMWeights, lstm_step, scan
+
+
+def _lstm_extra_shapes(hidden: int, coupled: bool, peephole: bool, layer_norm: bool):
+    G = (3 if coupled else 4) * hidden
+    shapes: list[tuple[str, tuple[int, ...]]] = []
+    if peephole:
+        shapes.append(("weight_ch", (2 if coupled else 3, hidden)))
+    if layer_norm:
+        shapes += [
+            ("weight_ln_ih", (G,)),
+            ("weight_ln_hh", (G,)),
+            ("weight_ln_c", (hidden,)),
+            ("bias_ln_c", (hidden,)),
+        ]
+    return shapes
+
+
+def _check_lstm_options(bias: bool, coupled: bool, forget_bias: float | None, eps: float) -> None:
+    if forget_bias is not None:
+        if coupled:
+            raise ValueError("forget_bias cannot be used with coupled=True: the coupled cell has no forget gate")
+        if not bias:
+            raise ValueError("forget_bias needs bias=True")
+        if isinstance(forget_bias, bool) or not isinstance(forget_bias, (int, float)):
+            raise TypeError(f"forget_bias must be a number, got {forget_bias!r}")
+    if not (isinstance(eps, (int, float)) and eps > 0):
+        raise ValueError(f"layer_norm_eps must be a positive number, got {eps!r}")
+
+
+def _init_lstm_params(params: dict[str, Tensor], hidden: int, forget_bias: float | None) -> None:
+    """Init the non-torch.nn parameters of one layer/direction; the rest is uniform already."""
+    with torch.no_grad():
+        for name, p in params.items():
+            if name.startswith(("weight_ln_ih", "weight_ln_hh", "weight_ln_c")):
+                p.fill_(1.0)  # LayerNorm starts as a pure normalisation
+            elif name.startswith("bias_ln_c"):
+                p.zero_()
+        if forget_bias is not None:
+            # The two bias vectors add up, so put the whole forget bias in bias_ih.
+            params["bias_ih"][hidden : 2 * hidden].fill_(float(forget_bias))
+            params["bias_hh"][hidden : 2 * hidden].zero_()
+
+
+def _weights(p: dict[str, Tensor]) -> LSTMWeights:
+    return LSTMWeights(
+        p["weight_ih"],
+        p["weight_hh"],
+        p.get("bias_ih"),
+        p.get("bias_hh"),
+        p.get("weight_hr"),
+        p.get("weight_ch"),
+        p.get("weight_ln_ih"),
+        p.get("weight_ln_hh"),
+        p.get("weight_ln_c"),
+        p.get("bias_ln_c"),
+    )
+
+
+def input_gates(x: Tensor, w: LSTMWeights, opt: LSTMOptions) -> Tensor:
+    """Input side of every step at once: LN_ih(W_ih x) + b_ih + b_hh, (T, B, I) -> (T, B, G)."""
+    if opt.layer_norm:
+        xg = F.layer_norm(F.linear(x, w.w_ih), (w.w_ih.shape[0],), w.g_ih, None, opt.eps)
+        return xg if w.b_ih is None else xg + (w.b_ih + w.b_hh)
+    return F.linear(x, w.w_ih, None if w.b_ih is None else w.b_ih + w.b_hh)
+
+
+class LSTM(RecurrentBase):
+    r"""Multi-layer LSTM: ``torch.nn.LSTM``'s arguments, shapes and parameters, plus variants.
+
+    .. math::
+        c_t = f_t \odot c_{t-1} + i_t \odot g_t, \qquad h_t = o_t \odot \tanh(c_t)
+
+    The variants (keyword-only, all composable, see the module docstring for where each acts):
+    ``peephole``, ``coupled`` (f = 1 - i), ``layer_norm``, ``recurrent_dropout``,
+    ``forget_bias`` (initial forget-gate bias), ``layer_norm_eps``; ``impl`` forces the
+    ``"fused"`` kernel or the ``"reference"`` loop (``"auto"``: the fastest available).
+
+    Shapes: input (T, B, I) [(B, T, I) with batch_first, (T, I) unbatched, or PackedSequence];
+    h_0/h_n (L*D, B, P), c_0/c_n (L*D, B, H); output (T, B, D*P). ``forward(..., lengths=...)``
+    masks padded steps: their outputs are zero and the final state is the last valid step's.
+    """
+
+    _n_states = 2
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        proj_size: int = 0,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        *,
+        peephole: bool = False,
+        coupled: bool = False,
+        layer_norm: bool = False,
+        recurrent_dropout: float = 0.0,
+        forget_bias: float | None = None,
+        layer_norm_eps: float = 1e-5,
+        impl: str = "auto",
+    ) -> None:
+        _check_lstm_options(bias, coupled, forget_bias, layer_norm_eps)
+        self.peephole = bool(peephole)
+        self.coupled = bool(coupled)
+        self.layer_norm = bool(layer_norm)
+        self.forget_bias = None if forget_bias is None else float(forget_bias)
+        self.layer_norm_eps = float(layer_norm_eps)
+        self._gates_per_unit = 3 if self.coupled else 4
+        self._options = LSTMOptions(self.peephole, self.coupled, self.layer_norm, self.layer_norm_eps)
+        super().__init__(
+            input_size,
+            hidden_size,
+            num_layers,
+            bias,
+            batch_first,
+            dropout,
+            bidirectional,
+            proj_size,
+            device,
+            dtype,
+            recurrent_dropout=recurrent_dropout,
+            impl=impl,
+        )
+
+    def _parameter_shapes(self, in_size: int):
+        extra = _lstm_extra_shapes(self.hidden_size, self.coupled, self.peephole, self.layer_norm)
+        return super()._parameter_shapes(in_size) + extra
+
+    def reset_parameters(self) -> None:
+        super().reset_parameters()
+        for layer in range(self.num_layers):
+            for d in range(self.num_directions):
+                _init_lstm_params(self._layer_params(layer, d), self.hidden_size, self.forget_bias)
+
+    def _extra_defaults(self) -> dict[str, object]:
+        return {"peephole": False, "coupled": False, "layer_norm": False, "forget_bias": None,
+                "layer_norm_eps": 1e-5}
+
+    def _run_direction(self, x, state, params, mask, drop):
+        w = _weights(params)
+        if self.impl == "reference":
+            return scan(lambda x_t, s: lstm_step(x_t, s, w, self._options, drop), x, state, mask)
+        xg = input_gates(x, w, self._options)  # (T, B, G), one matrix product for all steps
+        y, h, c = lstm_scan(
+            xg, state[0], state[1], w.w_hh, w.w_hr, w.peep, w.g_hh, w.g_c, w.b_c, drop, mask,
+            self.coupled, self.layer_norm_eps,
+        )
+        return y, (h, c)
+
+
+class LSTMCell(nn.Module):
+    r"""One LSTM step with every variant of ``LSTM``: ``(x_t, (h, c)) -> (h_t, (h_t, c_t))``.
+
+    Parameter names are ``torch.nn.LSTMCell``'s (``weight_ih``, ``weight_hh``, ``bias_ih``,
+    ``bias_hh``), plus ``weight_hr`` with ``proj_size`` and the extras named as in ``LSTM``
+    without the layer suffix. Unlike ``torch.nn.LSTMCell``, forward returns ``(h_t, state)`` so that
+    the state can be fed straight back in.
+
+    Shapes: x_t (B, I) or (I,); h (B, P), c (B, H) (or (P,), (H,) unbatched).
+    With ``recurrent_dropout`` in training, pass ``drop_mask=cell.dropout_mask(B)``, drawn once per
+    sequence, to every step of that sequence.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        bias: bool = True,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        *,
+        proj_size: int = 0,
+        peephole: bool = False,
+        coupled: bool = False,
+        layer_norm: bool = False,
+        recurrent_dropout: float = 0.0,
+        forget_bias: float | None = None,
+        layer_norm_eps: float = 1e-5,
+    ) -> None:
+        super().__init__()
+        self.input_size = _check_positive_int("input_size", input_size)
+        self.hidden_size = _check_positive_int("hidden_size", hidden_size)
+        if isinstance(proj_size, bool) or not isinstance(proj_size, int) or not 0 <= proj_size < hidden_size:
+            raise ValueError(f"proj_size must be an integer in [0, hidden_size={hidden_size}), got {proj_size!r}")
+        _check_lstm_options(bias, coupled, forget_bias, layer_norm_eps)
+        self.bias = bool(bias)
+        self.proj_size = proj_size
+        self.recurrent_dropout = _check_prob("recurrent_dropout", recurrent_dropout)
+        self.forget_bias = None if forget_bias is None else float(forget_bias)
+        self._options = LSTMOptions(bool(peephole), bool(coupled), bool(layer_norm), float(layer_norm_eps))
+        factory = {"device": device, "dtype": dtype}
+        G = (3 if coupled else 4) * hidden_size
+        P = proj_size or hidden_size
+        shapes = [("weight_ih", (G, input_size)), ("weight_hh", (G, P))]
+        if bias:
+            shapes += [("bias_ih", (G,)), ("bias_hh", (G,))]
+        if proj_size:
+            shapes.append(("weight_hr", (proj_size, hidden_size)))
+        shapes += _lstm_extra_shapes(hidden_size, coupled, peephole, layer_norm)
+        for name, shape in shapes:
+            self.register_parameter(name, nn.Parameter(torch.empty(shape, **factory)))
+        self.reset_parameters()
+
+    @property
+    def output_size(self) -> int:
+        return self.proj_size or self.hidden_size
+
+    def reset_parameters(self) -> None:
+        stdv = 1.0 / math.sqrt(self.hidden_size)
+        for p in self.parameters():
+            nn.init.uniform_(p, -stdv, stdv)
+        _init_lstm_params(dict(self.named_parameters()), self.hidden_size, self.forget_bias)
+
+    def dropout_mask(self, batch_size: int) -> Tensor:
+        """A (B, P) recurrent-dropout mask, scaled by 1/(1-p); draw one per sequence."""
+        keep = 1.0 - self.recurrent_dropout
+        return self.weight_hh.new_empty(batch_size, self.output_size).bernoulli_(keep).div_(keep)
+
+    def initial_state(self, batch_size: int) -> tuple[Tensor, Tensor]:
+        """Zero state (h (B, P), c (B, H))."""
+        w = self.weight_hh
+        return w.new_zeros(batch_size, self.output_size), w.new_zeros(batch_size, self.hidden_size)
+
+    def forward(
+        self, input: Tensor, state: tuple[Tensor, Tensor] | None = None, *, drop_mask: Tensor | None = None
+    ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        if not isinstance(input, Tensor):
+            raise TypeError(f"input must be a Tensor, got {type(input).__name__}")
+        if input.dim() not in (1, 2) or input.shape[-1] != self.input_size:
+            raise ValueError(
+                f"input must have shape (B, {self.input_size}) or ({self.input_size},), got {tuple(input.shape)}"
+            )
+        if not input.is_floating_point() or input.dtype != self.weight_ih.dtype:
+            raise TypeError(f"input dtype must be the parameters' {self.weight_ih.dtype}, got {input.dtype}")
+        batched = input.dim() == 2
+        x = input if batched else input.unsqueeze(0)  # (I,) -> (1, I)
+        B = x.shape[0]
+        if state is None:
+            state = self.initial_state(B)
+        else:
+            if not (isinstance(state, (tuple, list)) and len(state) == 2):
+                raise TypeError("state must be a tuple (h, c)")
+            want = ((B, self.output_size), (B, self.hidden_size))
+            state = tuple(s if batched else s.unsqueeze(0) for s in state)
+            for name, s, w in zip(("h", "c"), state, want, strict=True):
+                if tuple(s.shape) != w:
+                    raise ValueError(f"state {name} must have shape {w if batched else w[1:]}, got "
+                                     f"{tuple(s.shape) if batched else tuple(s.shape[1:])}")
+        if self.training and self.recurrent_dropout > 0:
+            if drop_mask is None:
+                raise ValueError(
+                    "recurrent_dropout > 0 in training needs drop_mask=cell.dropout_mask(B), drawn once per sequence"
+                )
+            if tuple(drop_mask.shape) != (B, self.output_size):
+                raise ValueError(f"drop_mask must have shape {(B, self.output_size)}, got {tuple(drop_mask.shape)}")
+        else:
+            drop_mask = None
+        h, (h, c) = lstm_step(x, tuple(state), _weights(dict(self.named_parameters())), self._options, drop_mask)
+        if not batched:
+            h, c = h.squeeze(0), c.squeeze(0)
+        return h, (h, c)
+
+    def extra_repr(self) -> str:
+        s = f"{self.input_size}, {self.hidden_size}"
+        o = self._options
+        for key, value, default in (
+            ("bias", self.bias, True),
+            ("proj_size", self.proj_size, 0),
+            ("peephole", o.peephole, False),
+            ("coupled", o.coupled, False),
+            ("layer_norm", o.layer_norm, False),
+            ("recurrent_dropout", self.recurrent_dropout, 0.0),
+            ("forget_bias", self.forget_bias, None),
+            ("layer_norm_eps", o.eps, 1e-5),
+        ):
+            if value != default:
+                s += f", {key}={value}"
+        return s
