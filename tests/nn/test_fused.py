@@ -1,0 +1,157 @@
+"""The fused scan (hand-written BPTT) against autograd: gradcheck in float64 and the reference twin."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+import lstmkit
+from lstmkit.nn._fused import LSTMScan, lstm_scan
+
+from checks import check_same
+
+EXTRAS = ["peephole", "coupled", "layer_norm", "proj", "drop", "mask"]
+COMBOS = [dict(zip(EXTRAS, bits, strict=True)) for bits in itertools.product([False, True], repeat=len(EXTRAS))]
+
+
+def _ids(c):
+    return "+".join(k for k, v in c.items() if v) or "plain"
+
+
+def _scan_inputs(peephole, coupled, layer_norm, proj, drop, mask, T=4, B=3, H=5):
+    d = torch.float64
+    G = (3 if coupled else 4) * H
+    P = 3 if proj else H
+
+    def r(*shape, scale=1.0):
+        return (torch.randn(*shape, dtype=d) * scale).requires_grad_()
+
+    tensors = (
+        r(T, B, G),
+        r(B, P),
+        r(B, H),
+        r(G, P, scale=0.5),
+        r(P, H, scale=0.5) if proj else None,
+        r(2 if coupled else 3, H) if peephole else None,
+        r(G) if layer_norm else None,
+        r(H) if layer_norm else None,
+        r(H) if layer_norm else None,
+    )
+    drop_mask = (torch.rand(B, P, dtype=d) > 0.3).to(d) / 0.7 if drop else None
+    # lengths 4, 2, 0: a full, a short and an empty sequence
+    step_mask = torch.arange(T)[:, None] < torch.tensor([T, 2, 0])[None, :] if mask else None
+    return tensors, drop_mask, step_mask
+
+
+@pytest.mark.parametrize("combo", COMBOS, ids=_ids)
+def test_gradcheck_fused_function(combo):
+    tensors, drop_mask, step_mask = _scan_inputs(**combo)
+    present = [t for t in tensors if t is not None]
+    where = [i for i, t in enumerate(tensors) if t is not None]
+
+    def f(*xs):
+        full = list(tensors)
+        for i, x in zip(where, xs, strict=True):
+            full[i] = x
+        return LSTMScan.apply(*full, drop_mask, step_mask, combo["coupled"], 1e-5)
+
+    assert torch.autograd.gradcheck(f, present)
+
+
+@pytest.mark.parametrize("combo", COMBOS[::7], ids=_ids)
+def test_unused_outputs_get_zero_gradients(combo):
+    """A loss on h_n alone (or y alone) leaves autograd's other output gradients as None."""
+    tensors, drop_mask, step_mask = _scan_inputs(**combo)
+    for pick in (0, 1, 2):
+        out = lstm_scan(*tensors, drop_mask, step_mask, combo["coupled"])
+        g_fused = torch.autograd.grad(out[pick].sum(), tensors[0])[0]
+        again = lstm_scan(*tensors, drop_mask, step_mask, combo["coupled"])
+        full = [again[i] * 0 if i != pick else again[i] for i in range(3)]
+        g_all = torch.autograd.grad(sum(o.sum() for o in full), tensors[0])[0]
+        torch.testing.assert_close(g_fused, g_all, rtol=0, atol=1e-12)
+
+
+MODULE_COMBOS = [
+    dict(peephole=p, coupled=c, layer_norm=ln, proj_size=ps, recurrent_dropout=rd)
+    for p, c, ln, ps, rd in itertools.product([False, True], [False, True], [False, True], [0, 3], [0.0, 0.3])
+]
+
+
+@pytest.mark.parametrize("kw", MODULE_COMBOS, ids=lambda kw: _ids({k: bool(v) for k, v in kw.items()}))
+def test_fused_equals_reference_module(kw):
+    """Every combination of extras, two bidirectional layers, with lengths, in training mode."""
+    I, H, T, B = 4, 6, 5, 3
+    fused = lstmkit.LSTM(I, H, 2, bidirectional=True, dtype=torch.float64, impl="fused", **kw)
+    ref = lstmkit.LSTM(I, H, 2, bidirectional=True, dtype=torch.float64, impl="reference", **kw)
+    ref.load_state_dict(fused.state_dict())
+    x = torch.randn(T, B, I, dtype=torch.float64)
+    lengths = torch.tensor([5, 2, 4])
+    check_same(fused, ref, x, atol=1e-10, rtol=1e-10, lengths=lengths)
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [dict(peephole=True, layer_norm=True), dict(coupled=True, proj_size=2, peephole=True), dict(layer_norm=True,
+     proj_size=3, bidirectional=True)],
+    ids=str,
+)
+def test_gradcheck_whole_layer(kw):
+    """The whole layer (input projection, LayerNorm on W_ih x, the fused scan, reversal) in float64."""
+    m = lstmkit.LSTM(3, 4, 2, dtype=torch.float64, **kw)
+    x = torch.randn(4, 2, 3, dtype=torch.float64, requires_grad=True)
+    names, params = zip(*m.named_parameters(), strict=True)
+
+    def f(x, *ps):
+        out, (h, c) = torch.func.functional_call(m, dict(zip(names, ps, strict=True)), (x,),
+                                                 {"lengths": torch.tensor([4, 2])})
+        return out, h, c
+
+    assert torch.autograd.gradcheck(f, (x, *params))
+
+
+def test_inference_mode_matches_training_forward():
+    m = lstmkit.LSTM(4, 6, 2, peephole=True, layer_norm=True)
+    x = torch.randn(7, 3, 4)
+    y_train, (h_train, _) = m(x)
+    with torch.inference_mode():
+        y_inf, (h_inf, _) = m(x)
+    torch.testing.assert_close(y_inf, y_train.detach(), rtol=0, atol=0)
+    torch.testing.assert_close(h_inf, h_train.detach(), rtol=0, atol=0)
+
+
+def test_recurrent_dropout_mask_is_per_sequence_and_train_only():
+    m = lstmkit.LSTM(3, 5, recurrent_dropout=0.5)
+    x = torch.randn(6, 4, 3)
+    m.eval()
+    y_eval = m(x)[0]
+    ref = lstmkit.LSTM(3, 5)
+    ref.load_state_dict(m.state_dict())
+    torch.testing.assert_close(y_eval, ref(x)[0], rtol=0, atol=0)  # eval: no dropout at all
+    m.train()
+    torch.manual_seed(7)
+    y_train = m(x)[0]
+    assert not torch.allclose(y_train, y_eval)
+    # One (B, P) mask for the whole sequence: rebuild it from the same seed and step a cell with it.
+    torch.manual_seed(7)
+    mask = torch.empty(4, 5).bernoulli_(0.5).div_(0.5)
+    cell = lstmkit.LSTMCell(3, 5, recurrent_dropout=0.5)
+    cell.load_state_dict({k[:-3]: v for k, v in m.state_dict().items()})
+    state, ys = None, []
+    for t in range(6):
+        h, state = cell(x[t], state, drop_mask=mask)
+        ys.append(h)
+    torch.testing.assert_close(torch.stack(ys), y_train, rtol=1e-6, atol=1e-6)
+
+
+def test_forget_bias_initialisation():
+    m = lstmkit.LSTM(3, 5, 2, bidirectional=True, forget_bias=1.0)
+    for name, p in m.named_parameters():
+        if name.startswith("bias_ih"):
+            assert torch.all(p[5:10] == 1.0), name
+        if name.startswith("bias_hh"):
+            assert torch.all(p[5:10] == 0.0), name
+    ln = lstmkit.LSTM(3, 5, layer_norm=True)
+    assert torch.all(ln.weight_ln_ih_l0 == 1) and torch.all(ln.weight_ln_c_l0 == 1)
+    assert torch.all(ln.bias_ln_c_l0 == 0)
