@@ -45,7 +45,7 @@ def _error_rate(references, hypotheses, split, unit: str) -> float:
     if not all(isinstance(s, str) for s in [*references, *hypotheses]):
         raise TypeError("references and hypotheses must be str or lists of str")
     errors = total = 0
-    for ref, hyp in zip(references, hypotheses):
+    for ref, hyp in zip(references, hypotheses, strict=True):
         r, h = split(ref), split(hyp)
         errors += edit_distance(r, h)
         total += len(r)

@@ -1,0 +1,63 @@
+"""Training: masked losses, config, the training loop, checkpoints and seeding."""
+
+from __future__ import annotations
+
+from lstmkit.train.checkpoint import Checkpoint, latest_checkpoint, load_checkpoint, save_checkpoint
+from lstmkit.train.config import (
+    Config,
+    DataConfig,
+    ModelConfig,
+    TrainConfig,
+    apply_overrides,
+    config_from_dict,
+    config_to_dict,
+    dump_config,
+    load_config,
+)
+from lstmkit.train.loop import (
+    EpochLog,
+    FitResult,
+    StepLog,
+    evaluate,
+    fit,
+    lm_step,
+    make_optimizer,
+    make_scheduler,
+    param_groups,
+    warmup_cosine,
+)
+from lstmkit.train.losses import ctc_loss, distillation_loss, masked_cross_entropy, masked_mse
+from lstmkit.train.seed import capture_rng_state, restore_rng_state, seed_everything
+
+__all__ = [
+    "Checkpoint",
+    "Config",
+    "DataConfig",
+    "EpochLog",
+    "FitResult",
+    "ModelConfig",
+    "StepLog",
+    "TrainConfig",
+    "apply_overrides",
+    "capture_rng_state",
+    "config_from_dict",
+    "config_to_dict",
+    "ctc_loss",
+    "distillation_loss",
+    "dump_config",
+    "evaluate",
+    "fit",
+    "latest_checkpoint",
+    "lm_step",
+    "load_checkpoint",
+    "load_config",
+    "make_optimizer",
+    "make_scheduler",
+    "masked_cross_entropy",
+    "masked_mse",
+    "param_groups",
+    "restore_rng_state",
+    "save_checkpoint",
+    "seed_everything",
+    "warmup_cosine",
+]

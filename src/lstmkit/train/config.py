@@ -1,0 +1,259 @@
+"""Run configuration: frozen dataclasses with reasoned defaults, TOML files and ``section.key=value`` overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import types
+import typing
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import tomli_w
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+CELLS = ("lstm", "gru", "rnn")
+SCHEDULES = ("cosine", "constant", "plateau")
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ValueError(message)
+
+
+def _require_at_least(obj: Any, section: str, minimum: float, *names: str) -> None:
+    """Each named field is >= ``minimum`` (None passes: it means "not set")."""
+    for name in names:
+        v = getattr(obj, name)
+        _require(v is None or v >= minimum, f"{section}.{name} must be >= {minimum}, got {v}")
+
+
+# -- typed values --------------------------------------------------------------------------------
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    """Check ``value`` against the type hint ``hint`` of field ``where``; widen int to float."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _coerce(value, inner, where)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            raise ValueError(f"{where}: expected a list of {len(args)} values, got {value!r}")
+        return tuple(_coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True)))
+    if hint is bool:
+        ok = isinstance(value, bool)
+    elif hint is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif hint is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif hint is str:
+        ok = isinstance(value, str)
+    else:  # pragma: no cover - a field type this module does not handle yet
+        raise TypeError(f"{where}: unsupported field type {hint!r}")
+    if not ok:
+        raise ValueError(f"{where}: expected {hint.__name__}, got {type(value).__name__} {value!r}")
+    return value
+
+
+class _Section:
+    """Base of the config sections: checks every field's type on construction (so also on
+    ``dataclasses.replace``), widening ints to floats, then the section's own value checks."""
+
+    _name: ClassVar[str]
+
+    def __post_init__(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            value = _coerce(getattr(self, f.name), hints[f.name], f"{self._name}.{f.name}")
+            object.__setattr__(self, f.name, value)  # frozen: the documented way to set in __post_init__
+        self._validate()
+
+    def _validate(self) -> None:
+        """Range checks; each section overrides this."""
+
+
+@dataclass(frozen=True)
+class ModelConfig(_Section):
+    """The network: embedding or feature input, recurrent core, linear head."""
+
+    _name = "model"
+
+    vocab_size: int | None = None  # token-id input; set from the tokenizer (exactly one of vocab/input)
+    input_size: int | None = None  # real-valued (T, B, I) input
+    output_size: int | None = None  # classes or targets; None means vocab_size (a language model)
+    embedding_dim: int | None = None  # None means hidden_size, so tied weights need no projection
+    hidden_size: int = 256  # large enough for char/word LMs on small corpora, fast on CPU
+    num_layers: int = 2  # a second layer helps consistently; a third rarely does (Jozefowicz et al. 2015)
+    dropout: float = 0.2  # between layers and before the head (Zaremba et al. 2014 use 0.5 for larger nets)
+    cell: str = "lstm"  # LSTM is the robust default; GRU is cheaper at similar quality on many tasks
+    tie_weights: bool = False  # tying input and output embeddings helps LMs (Press & Wolf 2017); LM only
+
+    def _validate(self) -> None:
+        _require_at_least(
+            self, "model", 1, "vocab_size", "input_size", "output_size", "embedding_dim", "hidden_size", "num_layers"
+        )
+        _require(0.0 <= self.dropout < 1.0, f"model.dropout must be in [0, 1), got {self.dropout}")
+        _require(self.cell in CELLS, f"model.cell must be one of {CELLS}, got {self.cell!r}")
+
+
+@dataclass(frozen=True)
+class DataConfig(_Section):
+    """Batching."""
+
+    _name = "data"
+
+    batch_size: int = 32  # small batches generalise well for RNNs; 20-80 is usual for LMs
+    bptt: int = 128  # truncated-BPTT chunk: 100-200 steps covers most useful LSTM memory at bearable cost
+    bucket_pool_batches: int = 50  # bucketing pool: saves most padding while keeping batches varied
+
+    def _validate(self) -> None:
+        _require_at_least(self, "data", 1, "batch_size", "bptt", "bucket_pool_batches")
+
+
+@dataclass(frozen=True)
+class TrainConfig(_Section):
+    """Optimisation, schedule, stopping and bookkeeping."""
+
+    _name = "train"
+
+    epochs: int = 20  # an upper bound; early stopping usually ends the run first
+    max_steps: int | None = None  # optional cap on optimiser steps across epochs
+    lr: float = 1e-3  # Adam's default step is a safe start for LSTMs
+    weight_decay: float = 1e-2  # AdamW's default decoupled decay; not applied to biases or norm gains
+    betas: tuple[float, float] = (0.9, 0.999)  # Adam defaults; recurrent nets rarely gain from tuning
+    clip_norm: float = 5.0  # global-norm clipping tames exploding gradients (Pascanu et al. 2013)
+    schedule: str = "cosine"  # cosine decay after warm-up; "plateau" halves lr when val loss stalls
+    warmup_steps: int = 100  # linear warm-up steadies Adam's early moment estimates (cosine/constant only)
+    min_lr_ratio: float = 0.1  # cosine ends at 10% of lr rather than 0, so late steps still learn
+    plateau_factor: float = 0.5  # "plateau": multiply lr by this on a stall
+    plateau_patience: int = 1  # "plateau": evaluations without improvement before cutting lr
+    patience: int = 5  # early stopping: evaluations without val improvement before stopping
+    min_delta: float = 0.0  # early stopping: the improvement that counts
+    stateful: bool = True  # carry (detached) state across consecutive batches: truncated BPTT over chunks
+    max_nonfinite: int = 5  # consecutive non-finite steps skipped before the run fails loudly
+    checkpoint_every: int | None = None  # steps between mid-epoch checkpoints; one is always saved per epoch
+    keep_checkpoints: int = 2  # older checkpoints are deleted; 2 keeps one spare if the newest is bad
+    log_every: int = 10  # steps between rows of metrics.csv
+    seed: int = 0  # for seed_everything; one number reproduces a run on one machine
+    progress: bool = True  # tqdm progress bar
+    tensorboard: bool = True  # also log to TensorBoard when it is installed
+
+    def _validate(self) -> None:
+        _require_at_least(
+            self, "train", 1,
+            "epochs", "max_steps", "patience", "max_nonfinite", "checkpoint_every", "keep_checkpoints", "log_every",
+        )  # fmt: skip
+        _require_at_least(self, "train", 0, "weight_decay", "warmup_steps", "plateau_patience", "min_delta")
+        _require(self.lr > 0, f"train.lr must be > 0, got {self.lr}")
+        _require(all(0 <= b < 1 for b in self.betas), f"train.betas must be in [0, 1), got {self.betas}")
+        _require(self.clip_norm > 0, f"train.clip_norm must be > 0 (use inf to disable), got {self.clip_norm}")
+        _require(self.schedule in SCHEDULES, f"train.schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        _require(0 <= self.min_lr_ratio <= 1, f"train.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        _require(0 < self.plateau_factor < 1, f"train.plateau_factor must be in (0, 1), got {self.plateau_factor}")
+
+
+@dataclass(frozen=True)
+class Config:
+    """A whole run: ``[model]``, ``[data]`` and ``[train]`` sections."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+_SECTIONS: dict[str, type] = {f.name: f.default_factory for f in dataclasses.fields(Config)}
+
+
+def _section_from_dict(cls: type, values: dict[str, Any], section: str) -> Any:
+    known = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ValueError(f"unknown key(s) {unknown} in [{section}]; known keys: {known}")
+    return cls(**values)
+
+
+def config_from_dict(data: dict[str, Any]) -> Config:
+    """Build a :class:`Config` from nested ``{section: {key: value}}``; missing keys keep defaults."""
+    unknown = sorted(set(data) - set(_SECTIONS))
+    if unknown:
+        raise ValueError(f"unknown section(s) {unknown}; known sections: {list(_SECTIONS)}")
+    parts = {}
+    for section, values in data.items():
+        if not isinstance(values, dict):
+            raise ValueError(f"[{section}] must be a table of key = value, got {type(values).__name__}")
+        parts[section] = _section_from_dict(_SECTIONS[section], values, section)
+    return Config(**parts)
+
+
+def config_to_dict(config: Config) -> dict[str, dict[str, Any]]:
+    """Nested plain dict of ``config``; None values are left out (TOML has no null; they are defaults)."""
+    out = {}
+    for f in dataclasses.fields(config):
+        section = dataclasses.asdict(getattr(config, f.name))
+        out[f.name] = {k: list(v) if isinstance(v, tuple) else v for k, v in section.items() if v is not None}
+    return out
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read a TOML file of ``[model]``, ``[data]``, ``[train]`` tables."""
+    with open(path, "rb") as f:
+        try:
+            data = tomllib.load(f)
+        except tomllib.TOMLDecodeError as e:
+            raise ValueError(f"{path}: invalid TOML ({e})") from e
+    return config_from_dict(data)
+
+
+def dump_config(config: Config, path: str | os.PathLike[str] | None = None) -> str:
+    """Return ``config`` as TOML text, and write it to ``path`` when one is given."""
+    text = tomli_w.dumps(config_to_dict(config))
+    if path is not None:
+        Path(path).write_text(text, encoding="utf-8")
+    return text
+
+
+def _parse_value(text: str) -> Any:
+    """A TOML literal (``3e-4``, ``true``, ``[0.9, 0.98]``, ``"gru"``), ``none``, or else the bare string."""
+    if text.strip().lower() in ("none", "null"):
+        return None
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text.strip()
+
+
+def apply_overrides(config: Config, overrides: Iterable[str]) -> Config:
+    """Return a copy of ``config`` with ``"section.key=value"`` overrides applied.
+
+    Values are TOML literals; a bare word is a string (``model.cell=gru``) and ``none`` clears
+    an optional key. Unknown sections or keys and ill-typed values raise ValueError by name.
+
+    Example:
+        >>> apply_overrides(Config(), ["train.lr=3e-4", "model.cell=gru"]).train.lr
+        0.0003
+    """
+    if isinstance(overrides, str):
+        raise TypeError("overrides must be a list of 'section.key=value' strings, not one string")
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        section, dot, name = key.strip().partition(".")
+        if not sep or not dot or not name:
+            raise ValueError(f"override {item!r} must look like 'section.key=value'")
+        if section not in _SECTIONS:
+            raise ValueError(f"override {item!r}: unknown section {section!r}; known sections: {list(_SECTIONS)}")
+        cls = _SECTIONS[section]
+        known = [f.name for f in dataclasses.fields(cls)]
+        if name not in known:
+            raise ValueError(f"override {item!r}: unknown key {name!r} in [{section}]; known keys: {known}")
+        part = dataclasses.replace(getattr(config, section), **{name: _parse_value(raw)})
+        config = dataclasses.replace(config, **{section: part})
+    return config

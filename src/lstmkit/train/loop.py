@@ -1,0 +1,424 @@
+"""The training loop: one function, ``fit``, that reads top to bottom.
+
+A task plugs in through a *step function* ``step(model, batch, state) -> (loss, state, items)``:
+it runs the model on one batch from the data (starting from the recurrent ``state`` the loop
+hands it), returns the mean loss, the model's final state and the number of items (tokens or
+samples) the loss averages over. ``lm_step`` is the one for ``TokenStreamBatcher`` chunks.
+
+Everything that shapes the numbers (weights, optimiser moments, lr schedule, RNG states, the
+carried hidden state, the position in the epoch, early-stopping bookkeeping) goes into each
+checkpoint, so that a run resumed from one produces the same losses as a run never stopped.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import math
+import time
+from collections.abc import Callable, Iterable
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import safetensors.torch
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from lstmkit._fileio import atomic_path
+from lstmkit.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from lstmkit.train.config import Config, TrainConfig
+from lstmkit.train.seed import capture_rng_state, restore_rng_state
+
+StepFn = Callable[[nn.Module, Any, Any], tuple[Tensor, Any, int]]
+
+_NORM_MODULES = (
+    nn.LayerNorm, nn.GroupNorm, nn.RMSNorm,
+    nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d,
+    nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d,
+)  # fmt: skip
+_CSV_FIELDS = ["step", "epoch", "split", "loss", "lr", "grad_norm", "items_per_s"]
+
+
+@dataclasses.dataclass
+class StepLog:
+    """What ``on_step`` receives after every training step."""
+
+    step: int  # batches done so far, skipped ones included
+    epoch: int
+    loss: float  # this batch's loss (may be non-finite when skipped)
+    lr: float
+    grad_norm: float  # before clipping
+    items: int
+    skipped: bool  # True when the step was skipped for a non-finite loss or gradient
+
+
+@dataclasses.dataclass
+class EpochLog:
+    """What ``on_epoch_end`` receives; ``FitResult.history`` holds one per epoch."""
+
+    epoch: int
+    step: int
+    train_loss: float  # item-weighted mean over the epoch's finite steps
+    val_loss: float | None
+    lr: float
+    improved: bool  # val_loss beat the best so far by more than min_delta
+
+
+@dataclasses.dataclass
+class FitResult:
+    steps: int
+    history: list[EpochLog]
+    best_val_loss: float | None
+    best_epoch: int | None
+    stopped_early: bool
+
+
+@dataclasses.dataclass
+class _Progress:
+    """The loop's counters; saved in every checkpoint."""
+
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0  # batches of ``epoch`` already trained on
+    epoch_loss: float = 0.0  # sum of loss * items over the epoch's finite steps
+    epoch_items: int = 0
+    window_loss: float = 0.0  # the same since the last metrics.csv row
+    window_items: int = 0
+    nonfinite: int = 0  # consecutive skipped steps
+    best_val_loss: float | None = None
+    best_epoch: int | None = None
+    bad_evals: int = 0  # evaluations since the last improvement
+    stopped_early: bool = False
+    history: list[dict] = dataclasses.field(default_factory=list)
+
+
+# -- step functions ----------------------------------------------------------------------------------
+def lm_step(model: nn.Module, batch: tuple[Tensor, Tensor], state: Any) -> tuple[Tensor, Any, int]:
+    """Language-model step for ``(x, y)`` chunks of shape (k, B): mean cross-entropy per token."""
+    x, y = batch
+    logits, state = model(x, state)  # (k, B, V)
+    loss = F.cross_entropy(logits.flatten(0, 1), y.flatten())  # (k*B, V) against (k*B,)
+    return loss, state, y.numel()
+
+
+# -- optimiser and schedule ------------------------------------------------------------------------
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Two AdamW groups: decayed weights, and undecayed biases and normalisation gains.
+
+    A parameter is not decayed when its name starts with ``bias``, when its module is a torch
+    normalisation layer, or when a ``_``-separated part of its name is ``ln`` or contains
+    ``norm`` (``lstmkit.nn.LSTM``'s ``weight_ln_ih_l0``). Decay pulls gains towards 0 and biases
+    (such as a forget-gate bias of 1) away from the values they were set to for a reason.
+    """
+    decay, no_decay, seen = [], [], set()
+    for module in model.modules():
+        for name, p in module.named_parameters(recurse=False):
+            if not p.requires_grad or id(p) in seen:  # tied weights appear under two modules
+                continue
+            seen.add(id(p))
+            parts = name.lower().split("_")
+            is_norm = isinstance(module, _NORM_MODULES) or "ln" in parts or any("norm" in s for s in parts)
+            (no_decay if name.startswith("bias") or is_norm else decay).append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return [g for g in groups if g["params"]]
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.AdamW:
+    return torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.lr, betas=config.betas)
+
+
+def warmup_cosine(step: int, *, warmup_steps: int, total_steps: int, min_ratio: float) -> float:
+    """lr multiplier: linear from 1/(warmup+1) to 1 over ``warmup_steps``, then cosine to ``min_ratio``."""
+    if step < warmup_steps:
+        return (step + 1) / (warmup_steps + 1)
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, total_steps: int | None):
+    """``LambdaLR`` stepped per optimiser step ("cosine", "constant" with warm-up), or
+    ``ReduceLROnPlateau`` stepped per epoch on the validation loss ("plateau")."""
+    if config.schedule == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, factor=config.plateau_factor, patience=config.plateau_patience
+        )
+    if config.schedule == "constant":
+        total_steps, min_ratio = config.warmup_steps, 1.0  # warm up, then hold
+    else:
+        min_ratio = config.min_lr_ratio
+        if total_steps is None:
+            raise ValueError("schedule 'cosine' needs the run's length: set train.max_steps or use data with len()")
+        if config.warmup_steps >= total_steps:
+            raise ValueError(
+                f"train.warmup_steps ({config.warmup_steps}) must be below the run's {total_steps} steps"
+            )
+
+    def factor(step: int) -> float:
+        return warmup_cosine(step, warmup_steps=config.warmup_steps, total_steps=total_steps, min_ratio=min_ratio)
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+# -- helpers -----------------------------------------------------------------------------------------
+def _detach(state: Any) -> Any:
+    """Cut the graph at a chunk boundary (truncated BPTT) but keep the values."""
+    if state is None:
+        return None
+    if isinstance(state, Tensor):
+        return state.detach()
+    return type(state)(_detach(s) for s in state)
+
+
+def _set_epoch(data: Any, epoch: int) -> None:
+    """Tell samplers which epoch this is (``BucketBatchSampler``, ``DistributedSampler``)."""
+    for obj in (data, getattr(data, "batch_sampler", None), getattr(data, "sampler", None)):
+        if hasattr(obj, "set_epoch"):
+            obj.set_epoch(epoch)
+
+
+def _snapshot(model: nn.Module) -> dict[str, Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def evaluate(model: nn.Module, data: Iterable, step: StepFn, *, stateful: bool = False) -> float:
+    """Item-weighted mean loss of ``step`` over ``data``, in eval mode and without gradients.
+
+    ``stateful`` carries the state across batches (for contiguous ``TokenStreamBatcher`` chunks).
+    """
+    was_training = model.training
+    model.eval()
+    total, items, state = 0.0, 0, None
+    with torch.no_grad():
+        for batch in data:
+            loss, new_state, n = step(model, batch, state if stateful else None)
+            state = new_state
+            total += loss.item() * n
+            items += n
+    model.train(was_training)
+    if items == 0:
+        raise ValueError("evaluation data yielded no items")
+    return total / items
+
+
+class _MetricsCsv:
+    """``metrics.csv``: rows of step, epoch, split, loss, lr, grad_norm, items/s. On resume, rows
+    past the resumed step are dropped: the resumed run writes them again."""
+
+    def __init__(self, path: Path, resume_step: int | None) -> None:
+        rows = []
+        if resume_step is not None and path.exists():
+            with open(path, newline="") as f:
+                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= resume_step]
+        self._file = open(path, "w", newline="")  # noqa: SIM115 - closed by close()
+        self._writer = csv.DictWriter(self._file, fieldnames=_CSV_FIELDS)
+        self._writer.writeheader()
+        self._writer.writerows(rows)
+        self._file.flush()
+
+    def write(self, **row: Any) -> None:
+        self._writer.writerow(row)
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def _open_tensorboard(out_dir: Path):
+    """A TensorBoard writer when the ``tensorboard`` package is installed, else None."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(out_dir / "tensorboard"))
+
+
+# -- the loop ----------------------------------------------------------------------------------------
+def fit(
+    model: nn.Module,
+    train_data: Iterable,
+    step: StepFn,
+    *,
+    config: Config,
+    out_dir: str | Path,
+    val_data: Iterable | None = None,
+    on_step: Callable[[StepLog], None] | None = None,
+    on_epoch_end: Callable[[EpochLog], None] | None = None,
+    resume: bool = True,
+) -> FitResult:
+    """Train ``model`` on ``train_data`` with AdamW, clipping, an lr schedule and early stopping.
+
+    Per batch: run ``step`` (from the carried state, detached, when ``train.stateful``; from None
+    otherwise), skip the update if the loss or gradient norm is non-finite (failing after
+    ``train.max_nonfinite`` in a row), clip the global gradient norm, step AdamW and the schedule.
+    Per epoch: evaluate on ``val_data``, update early stopping, checkpoint. At the end the best
+    weights by validation loss are restored (when there was validation data) and written to
+    ``out_dir/model.safetensors``.
+
+    Args:
+        train_data: an iterable of batches, iterated once per epoch (a ``DataLoader``, a
+            ``TokenStreamBatcher``, a list ...). With a sampler that has ``set_epoch`` it is called.
+        step: ``step(model, batch, state) -> (loss, state, items)``, see the module docstring.
+        config: the run's config; ``config.train`` drives the loop and the whole is saved with
+            each checkpoint.
+        out_dir: receives ``metrics.csv``, ``checkpoints/`` and ``model.safetensors``.
+        on_step, on_epoch_end: plain callables, called with a :class:`StepLog` / :class:`EpochLog`.
+        resume: continue from the newest checkpoint in ``out_dir`` if there is one.
+    """
+    if not isinstance(config, Config):
+        raise TypeError(f"config must be a lstmkit.train.Config, got {type(config).__name__}")
+    cfg = config.train
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_dir = out_dir / "checkpoints"
+    if not resume and latest_checkpoint(ckpt_dir) is not None:
+        raise ValueError(f"{out_dir} already holds checkpoints; pass resume=True or use a new out_dir")
+
+    steps_per_epoch = len(train_data) if hasattr(train_data, "__len__") else None
+    total_steps = cfg.max_steps or (steps_per_epoch * cfg.epochs if steps_per_epoch else None)
+    optimizer = make_optimizer(model, cfg)
+    scheduler = make_scheduler(optimizer, cfg, total_steps)
+    per_step_schedule = not isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+
+    # Start fresh, or put back everything a checkpoint holds.
+    run, hidden, best_weights, epoch_rng, resumed_rng = _Progress(), None, None, None, None
+    latest = latest_checkpoint(ckpt_dir) if resume else None
+    if latest is not None:
+        ckpt = load_checkpoint(latest, model=model, optimizer=optimizer, scheduler=scheduler)
+        run = _Progress(**ckpt.state["progress"])
+        hidden, best_weights = ckpt.state["hidden"], ckpt.state["best_weights"]
+        epoch_rng, resumed_rng = ckpt.state["epoch_rng"], ckpt.state["rng"]
+
+    def save() -> None:
+        state = {
+            "progress": dataclasses.asdict(run),
+            "hidden": hidden if cfg.stateful else None,
+            "best_weights": best_weights,
+            "epoch_rng": epoch_rng,
+            "rng": capture_rng_state(),
+        }
+        save_checkpoint(ckpt_dir, run.step, model, optimizer=optimizer, scheduler=scheduler,
+                        state=state, config=config, keep=cfg.keep_checkpoints)  # fmt: skip
+
+    def lr() -> float:
+        return optimizer.param_groups[0]["lr"]
+
+    def done() -> bool:
+        return run.stopped_early or (cfg.max_steps is not None and run.step >= cfg.max_steps)
+
+    with ExitStack() as stack:
+        log = _MetricsCsv(out_dir / "metrics.csv", resume_step=run.step if latest is not None else None)
+        stack.callback(log.close)
+        tb = _open_tensorboard(out_dir) if cfg.tensorboard else None
+        if tb is not None:
+            stack.callback(tb.close)
+        bar = stack.enter_context(
+            tqdm(total=total_steps, initial=run.step, disable=not cfg.progress, unit="step", dynamic_ncols=True)
+        )
+
+        while run.epoch < cfg.epochs and not done():
+            _set_epoch(train_data, run.epoch)
+            if run.batch_in_epoch == 0:
+                epoch_rng, hidden = capture_rng_state(), None
+            else:
+                restore_rng_state(epoch_rng)  # replay the epoch's data order up to where we stopped
+            batches = iter(train_data)
+            for _ in range(run.batch_in_epoch):
+                next(batches)
+            if resumed_rng is not None:
+                restore_rng_state(resumed_rng)
+                resumed_rng = None
+
+            model.train()
+            tick, tick_items = time.perf_counter(), 0
+            for batch in batches:
+                if done():
+                    break
+                loss, new_hidden, items = step(model, batch, _detach(hidden) if cfg.stateful else None)
+
+                # A non-finite loss or gradient skips the update instead of poisoning the weights.
+                optimizer.zero_grad(set_to_none=True)
+                grad_norm = torch.tensor(math.nan)
+                finite = bool(torch.isfinite(loss))
+                if finite:
+                    loss.backward()
+                    grad_norm = nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_norm)
+                    finite = bool(torch.isfinite(grad_norm))
+                if finite:
+                    optimizer.step()
+                    if per_step_schedule:
+                        scheduler.step()
+                    run.nonfinite, hidden = 0, new_hidden
+                    run.epoch_loss += loss.item() * items
+                    run.epoch_items += items
+                    run.window_loss += loss.item() * items
+                    run.window_items += items
+                else:
+                    optimizer.zero_grad(set_to_none=True)
+                    run.nonfinite, hidden = run.nonfinite + 1, None  # the state may be non-finite too
+                    if run.nonfinite >= cfg.max_nonfinite:
+                        raise FloatingPointError(
+                            f"{run.nonfinite} consecutive steps had a non-finite loss or gradient (up to step "
+                            f"{run.step + 1}); lower train.lr or train.clip_norm, or check the data for NaN/inf"
+                        )
+                run.step += 1
+                run.batch_in_epoch += 1
+
+                tick_items += items
+                elapsed = time.perf_counter() - tick
+                rate = tick_items / elapsed if elapsed > 0 else math.nan
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss.item():.4f}", items_per_s=f"{rate:.0f}", refresh=False)
+                if run.step % cfg.log_every == 0 and run.window_items:
+                    window = run.window_loss / run.window_items
+                    log.write(step=run.step, epoch=run.epoch, split="train", loss=window, lr=lr(),
+                              grad_norm=grad_norm.item(), items_per_s=rate)  # fmt: skip
+                    if tb is not None:
+                        tb.add_scalar("train/loss", window, run.step)
+                        tb.add_scalar("train/lr", lr(), run.step)
+                    run.window_loss, run.window_items = 0.0, 0
+                if cfg.checkpoint_every and run.step % cfg.checkpoint_every == 0:
+                    save()
+                if on_step is not None:
+                    on_step(StepLog(run.step, run.epoch, loss.item(), lr(), grad_norm.item(), items, not finite))
+
+            # End of the epoch (or of max_steps): evaluate, early stopping, schedule, checkpoint.
+            train_loss = run.epoch_loss / run.epoch_items if run.epoch_items else math.nan
+            val_loss = evaluate(model, val_data, step, stateful=cfg.stateful) if val_data is not None else None
+            improved = False
+            if val_loss is not None:
+                if run.best_val_loss is None or val_loss < run.best_val_loss - cfg.min_delta:
+                    run.best_val_loss, run.best_epoch, run.bad_evals = val_loss, run.epoch, 0
+                    best_weights, improved = _snapshot(model), True
+                else:
+                    run.bad_evals += 1
+                    run.stopped_early = run.bad_evals >= cfg.patience
+                log.write(step=run.step, epoch=run.epoch, split="val", loss=val_loss, lr=lr(), grad_norm="",
+                          items_per_s="")  # fmt: skip
+                if tb is not None:
+                    tb.add_scalar("val/loss", val_loss, run.step)
+            if not per_step_schedule:
+                scheduler.step(val_loss if val_loss is not None else train_loss)
+            epoch_log = EpochLog(run.epoch, run.step, train_loss, val_loss, lr(), improved)
+            run.history.append(dataclasses.asdict(epoch_log))
+            if cfg.progress:
+                val_text = f", val loss {val_loss:.4f}" if val_loss is not None else ""
+                bar.write(f"epoch {run.epoch}: train loss {train_loss:.4f}{val_text}")
+            run.epoch, run.batch_in_epoch, run.epoch_loss, run.epoch_items = run.epoch + 1, 0, 0.0, 0
+            save()
+            if on_epoch_end is not None:
+                on_epoch_end(epoch_log)
+
+    if best_weights is not None:
+        model.load_state_dict(best_weights)
+    with atomic_path(out_dir / "model.safetensors") as tmp:
+        safetensors.torch.save_model(model, str(tmp))
+    return FitResult(
+        steps=run.step,
+        history=[EpochLog(**h) for h in run.history],
+        best_val_loss=run.best_val_loss,
+        best_epoch=run.best_epoch,
+        stopped_early=run.stopped_early,
+    )
