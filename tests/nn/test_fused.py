@@ -8,9 +8,8 @@ import pytest
 import torch
 
 import lstmkit
-from lstmkit.nn._fused import LSTMScan, lstm_scan
-
 from checks import check_same
+from lstmkit.nn._fused import LSTMScan, lstm_scan
 
 EXTRAS = ["peephole", "coupled", "layer_norm", "proj", "drop", "mask"]
 COMBOS = [dict(zip(EXTRAS, bits, strict=True)) for bits in itertools.product([False, True], repeat=len(EXTRAS))]

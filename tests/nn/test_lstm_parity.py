@@ -10,7 +10,6 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 import lstmkit
-
 from checks import check_same
 
 IMPLS = ["fused", "reference"]
