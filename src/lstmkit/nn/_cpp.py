@@ -1,0 +1,204 @@
+"""The fused LSTM recurrence with its time loops in C++ (``csrc/lstm_scan.cpp``), built on first use.
+
+``lstm_scan_cpp`` has exactly ``_fused.lstm_scan``'s signature, semantics and saved state; the
+Python kernel stays the readable spec and the tests hold the two equal (values and every
+gradient). Per step the C++ forward does one BLAS product and one pointwise pass for all the gate
+math; the backward one pointwise pass and one product, the weight gradients after the loop.
+
+The extension is compiled by ``torch.utils.cpp_extension.load`` (needs a C++ compiler and ninja)
+into ``$LSTMKIT_CACHE_DIR`` (default ``~/.cache/lstmkit``), in a folder keyed by the torch
+version, the Python ABI and a hash of the sources and flags, so later processes reuse the build.
+``available()`` says whether it can be used; set ``LSTMKIT_NO_CPP=1`` to turn it off.
+
+CPU only, float32 and float64 (``SUPPORTED_DTYPES``): callers route other devices and dtypes to
+``_fused.lstm_scan``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import sys
+import threading
+import warnings
+from pathlib import Path
+from types import ModuleType
+
+import torch
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+logger = logging.getLogger(__name__)
+
+SUPPORTED_DTYPES = (torch.float32, torch.float64)
+
+_CSRC = Path(__file__).with_name("csrc")
+_SOURCES = ("lstm_scan.cpp",)
+_HEADERS = ("lstm_scan_pointwise.h",)
+# No -march=native: the build must run on any x86-64 machine (CI differs from dev boxes). The
+# kernels are compiled for several instruction sets in one build and chosen at run time instead.
+# -fopenmp: at::parallel_for is inline OpenMP code in the torch headers.
+_CFLAGS = ["-O3", "-fopenmp"]
+_LDFLAGS = ["-fopenmp"]
+
+_lock = threading.Lock()
+_module: ModuleType | None = None
+_failure: str | None = None  # why the extension cannot be used, once known
+
+
+def _cache_root() -> Path:
+    if os.environ.get("LSTMKIT_CACHE_DIR"):
+        return Path(os.environ["LSTMKIT_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "lstmkit"
+
+
+def _source_key() -> str:
+    """Hash of everything that changes the binary apart from torch and Python themselves."""
+    h = hashlib.sha256()
+    for name in _SOURCES + _HEADERS:
+        h.update(name.encode())
+        h.update((_CSRC / name).read_bytes())
+    h.update(" ".join(_CFLAGS + _LDFLAGS).encode())
+    return h.hexdigest()[:16]
+
+
+def build_directory() -> Path:
+    """Where the extension is (or would be) built for this torch, Python and source."""
+    return _cache_root() / "cpp" / f"torch-{torch.__version__}-{sys.implementation.cache_tag}-{_source_key()}"
+
+
+def _build() -> ModuleType:
+    from torch.utils import cpp_extension
+
+    if not cpp_extension.is_ninja_available():
+        raise RuntimeError("ninja is not installed (pip install ninja)")
+    cxx = os.environ.get("CXX", "c++")
+    if shutil.which(cxx) is None:
+        raise RuntimeError(f"no C++ compiler found (looked for {cxx!r}; set CXX)")
+    build_dir = build_directory()
+    build_dir.mkdir(parents=True, exist_ok=True)
+    # cpp_extension may warn (compiler version checks); keep those out of the caller's warning
+    # filters (tests turn warnings into errors) and in the log instead.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        module = cpp_extension.load(
+            name=f"lstmkit_scan_{_source_key()}",
+            sources=[str(_CSRC / name) for name in _SOURCES],
+            extra_cflags=_CFLAGS,
+            extra_ldflags=_LDFLAGS,
+            build_directory=str(build_dir),
+            verbose=False,
+        )
+    for w in caught:
+        logger.debug("building the C++ LSTM kernel: %s", w.message)
+    return module
+
+
+def available() -> bool:
+    """Whether ``lstm_scan_cpp`` can run here; builds the extension on the first call.
+
+    Never raises: when it cannot be used (``LSTMKIT_NO_CPP`` set, no compiler or ninja, a failed
+    build) it returns False and logs the reason once.
+    """
+    global _module, _failure
+    if _module is not None:
+        return True
+    if _failure is not None:
+        return False
+    with _lock:
+        if _module is not None or _failure is not None:
+            return _module is not None
+        if os.environ.get("LSTMKIT_NO_CPP", "").strip() not in ("", "0"):
+            _failure = "disabled by LSTMKIT_NO_CPP"
+            logger.info("lstmkit C++ LSTM kernel %s; using the PyTorch kernel", _failure)
+            return False
+        try:
+            _module = _build()
+        except Exception as e:  # any failure means "use the PyTorch kernel", never a crash
+            _failure = f"{type(e).__name__}: {e}"
+            logger.warning("lstmkit C++ LSTM kernel unavailable, using the PyTorch kernel: %s", _failure)
+            return False
+        logger.debug("lstmkit C++ LSTM kernel loaded from %s (%s kernels)", build_directory(), _module.isa())
+        return True
+
+
+def _ext() -> ModuleType:
+    if not available():
+        raise RuntimeError(f"the lstmkit C++ LSTM kernel is unavailable: {_failure}")
+    assert _module is not None
+    return _module
+
+
+class LSTMScanCpp(torch.autograd.Function):
+    """Autograd node whose forward and backward are the C++ time loops."""
+
+    @staticmethod
+    def forward(ctx, xg, h0, c0, w_hh, w_hr, peep, g_hh, g_c, b_c, drop, mask, coupled, eps):
+        out = _ext().forward(xg, h0, c0, w_hh, w_hr, peep, g_hh, g_c, b_c, drop, mask, coupled, eps, True)
+        ys, hn, cn = out[:3]
+        ctx.coupled = coupled
+        ctx.n_saved = len(out) - 3
+        ctx.save_for_backward(*out[3:], w_hh, w_hr, peep, g_hh, g_c, drop, mask)
+        return ys, hn, cn
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dy, dhn, dcn):
+        tensors = ctx.saved_tensors
+        saved = list(tensors[: ctx.n_saved])
+        w_hh, w_hr, peep, g_hh, g_c, drop, mask = tensors[ctx.n_saved :]
+        need = ctx.needs_input_grad
+        # Outputs autograd never reached come back as None; the kernel treats those as zero.
+        grads = _ext().backward(
+            dy, dhn, dcn, saved, w_hh, w_hr, peep, g_hh, g_c, drop, mask, ctx.coupled,
+            need[3] or need[4], any(need[5:9]),
+        )
+        grads = [g if n else None for g, n in zip(grads, need[:9], strict=True)]
+        return (*grads, None, None, None, None)
+
+
+def _check(tensors: dict[str, Tensor | None], dtype: torch.dtype) -> None:
+    if dtype not in SUPPORTED_DTYPES:
+        raise TypeError(f"lstm_scan_cpp supports float32 and float64, got {dtype}; use _fused.lstm_scan")
+    for name, t in tensors.items():
+        if t is None:
+            continue
+        if t.device.type != "cpu":
+            raise ValueError(f"lstm_scan_cpp runs on CPU tensors only, got {name} on {t.device}; use _fused.lstm_scan")
+        if name != "mask" and t.dtype != dtype:
+            raise TypeError(f"lstm_scan_cpp: {name} has dtype {t.dtype}, expected {dtype} like xg")
+
+
+def lstm_scan_cpp(
+    xg: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    w_hh: Tensor,
+    w_hr: Tensor | None = None,
+    peep: Tensor | None = None,
+    g_hh: Tensor | None = None,
+    g_c: Tensor | None = None,
+    b_c: Tensor | None = None,
+    drop: Tensor | None = None,
+    mask: Tensor | None = None,
+    coupled: bool = False,
+    eps: float = 1e-5,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Fused recurrence over precomputed input gates ``xg`` (T, B, G), in C++.
+
+    Same contract as ``_fused.lstm_scan``: returns y (T, B, P), h_n (B, P), c_n (B, H); ``mask`` is
+    (T, B) bool (False past a sequence's end), ``drop`` the (B, P) recurrent-dropout mask, already
+    scaled by 1/(1-p). Raises RuntimeError if ``available()`` is False.
+    """
+    ext = _ext()
+    named = {"xg": xg, "h0": h0, "c0": c0, "w_hh": w_hh, "w_hr": w_hr, "peep": peep, "g_hh": g_hh,
+             "g_c": g_c, "b_c": b_c, "drop": drop, "mask": mask}
+    _check(named, xg.dtype)
+    differentiable = (xg, h0, c0, w_hh, w_hr, peep, g_hh, g_c, b_c)
+    if not torch.is_grad_enabled() or not any(x is not None and x.requires_grad for x in differentiable):
+        ys, hn, cn = ext.forward(xg, h0, c0, w_hh, w_hr, peep, g_hh, g_c, b_c, drop, mask, coupled, eps, False)
+        return ys, hn, cn
+    return LSTMScanCpp.apply(xg, h0, c0, w_hh, w_hr, peep, g_hh, g_c, b_c, drop, mask, coupled, eps)

@@ -1,0 +1,637 @@
+// C++ time loops for the fused LSTM recurrence: the same math and the same saved tensors as
+// lstmkit/nn/_fused.py (lstm_scan_forward / lstm_scan_backward), without Python in the loop.
+//
+// Per step the forward does one recurrent matrix product (BLAS) into a reused buffer and then ONE
+// pointwise pass over the batch rows (lstm_scan_pointwise.h) for all the gate math; with a
+// projection, one more product. The backward walks time in reverse: one pointwise pass and one
+// product (dL/dh = dr W_hh) per step; the weight gradients are whole-sequence products after the
+// loop, and the peephole / LayerNorm-gain gradients are summed during it.
+//
+// Shapes: T time, B batch, H hidden, P recurrent output (P = H without projection), G = 3H or 4H.
+// Built by lstmkit/nn/_cpp.py with torch.utils.cpp_extension.load; float32 and float64, CPU only.
+
+#include <torch/extension.h>
+
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#define LK_INLINE inline __attribute__((always_inline))
+
+namespace lstmkit {
+
+using at::Tensor;
+
+// Pointers of one step, already offset to step t; a nullptr means "absent" (see the kernels).
+template <typename T>
+struct FwdArgs {
+  const T* xg;      // (B, G) input-side pre-activations
+  const T* r;       // (B, G) recurrent product W_hh h_in
+  T* act;           // (B, G) out: gate activations i, [f,] g, o
+  const T* c_prev;  // (B, H)
+  T* c_new;         // (B, H) out
+  T* tc;            // (B, H) out: tanh of the (normalised) cell
+  T* h;             // (B, H) out: o * tc, before projection and mask
+  T* rhat;          // (B, G) out, LayerNorm only
+  T* rrstd;         // (B,)   out, LayerNorm only
+  T* chat;          // (B, H) out, LayerNorm only
+  T* crstd;         // (B,)   out, LayerNorm only
+  const T* p_i;
+  const T* p_f;
+  const T* p_o;
+  const T* g_hh;
+  const T* g_c;
+  const T* b_c;
+  const bool* mask;  // (B,) this step's length mask, or nullptr
+  int64_t H, G;
+  T eps;
+};
+
+template <typename T>
+struct PostArgs {
+  T* y;             // (B, P) in: this step's output; out: zeroed past the end
+  const T* h_prev;  // (B, P) carried state before the step (mask only)
+  T* h_new;         // (B, P) out: carried state (mask only; else the state is y)
+  const T* drop;    // (B, P) recurrent-dropout mask, or nullptr
+  T* h_in_next;     // (B, P) out: h_new * drop (drop only)
+  const bool* mask;
+  int64_t P;
+};
+
+template <typename T>
+struct BwdPreArgs {
+  T* dh;                 // (B, P) carried dL/dh
+  const T* dhg;          // (B, P) dr_{t+1} W_hh still to fold into dh, or nullptr
+  const bool* mask_next; // (B,) mask of step t+1 (for that fold), or nullptr
+  const T* drop;
+  T* dst;                // (B, P) out: dL/dh_new of step t, or nullptr (fold only)
+  const T* dy;           // (B, P) dL/dy_t, or nullptr (zero)
+  const bool* mask;      // (B,) mask of step t, or nullptr
+  int64_t P;
+};
+
+template <typename T>
+struct BwdArgs {
+  const T* act;
+  const T* tc;
+  const T* c_prev;  // c_{t-1}
+  const T* c_new;   // c_t (for the output gate's peephole)
+  const T* dhn;     // (B, H) dL/d(o * tc)
+  T* dc;            // (B, H) in: dL/dc_t, out: dL/dc_{t-1}
+  T* da;            // (B, G) out: dL/d(pre-activations) = dL/dxg_t
+  T* dr;            // (B, G) out: dL/d(W_hh h_in) (LayerNorm only; else it is da)
+  const T* rhat;
+  const T* rrstd;
+  const T* chat;
+  const T* crstd;
+  const T* p_i;
+  const T* p_f;
+  const T* p_o;
+  const T* g_hh;
+  const T* g_c;
+  const bool* mask;
+  int64_t H, G;
+};
+
+}  // namespace lstmkit
+
+// One copy of the kernels per instruction set (see the header). GCC only: other compilers get the
+// portable copy, which is correct everywhere, just slower.
+#define LSTMKIT_NS lstmkit::generic
+#include "lstm_scan_pointwise.h"
+#undef LSTMKIT_NS
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define LSTMKIT_X86_VARIANTS 1
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+#define LSTMKIT_NS lstmkit::avx2
+#include "lstm_scan_pointwise.h"
+#undef LSTMKIT_NS
+#pragma GCC pop_options
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma")
+#define LSTMKIT_NS lstmkit::avx512
+#include "lstm_scan_pointwise.h"
+#undef LSTMKIT_NS
+#pragma GCC pop_options
+#endif
+
+// BLAS. The x86-64 Linux torch wheels export MKL's Fortran sgemm_/dgemm_; calling them directly
+// skips ATen's per-call dispatch, which matters at small batch where a step is a few microseconds.
+// Declared weak: where the symbols are absent they are null and at::mm_out is used instead.
+extern "C" {
+void sgemm_(const char* ta, const char* tb, const int* m, const int* n, const int* k, const float* alpha,
+            const float* a, const int* lda, const float* b, const int* ldb, const float* beta, float* c,
+            const int* ldc) __attribute__((weak));
+void dgemm_(const char* ta, const char* tb, const int* m, const int* n, const int* k, const double* alpha,
+            const double* a, const int* lda, const double* b, const int* ldb, const double* beta, double* c,
+            const int* ldc) __attribute__((weak));
+}
+
+namespace lstmkit {
+
+enum class Isa { kGeneric = 0, kAvx2 = 1, kAvx512 = 2 };
+
+Isa detect_isa() {
+#ifdef LSTMKIT_X86_VARIANTS
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+      __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl"))
+    return Isa::kAvx512;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Isa::kAvx2;
+#endif
+  return Isa::kGeneric;
+}
+
+Isa g_isa = detect_isa();
+bool g_direct_blas = true;
+
+bool direct_blas_available() { return sgemm_ != nullptr && dgemm_ != nullptr; }
+
+// Row-major C (M, N) = op(A) (M, K) @ op(B) (K, N) + beta * C, leading dimensions in elements.
+template <typename T>
+void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* Bm, int64_t ldb,
+          T beta, T* C, int64_t ldc) {
+  if (M == 0 || N == 0) return;
+  if (K == 0) {
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t n = 0; n < N; ++n) C[m * ldc + n] = beta == T(0) ? T(0) : beta * C[m * ldc + n];
+    return;
+  }
+  if (g_direct_blas && direct_blas_available()) {
+    // Row-major C = A B is column-major C^T = B^T A^T: swap the operands, keep the flags.
+    const char cta = ta ? 'T' : 'N', ctb = tb ? 'T' : 'N';
+    const int m = static_cast<int>(N), n = static_cast<int>(M), k = static_cast<int>(K);
+    const int ia = static_cast<int>(ldb), ib = static_cast<int>(lda), ic = static_cast<int>(ldc);
+    const T one = 1;
+    if constexpr (std::is_same_v<T, float>) {
+      sgemm_(&ctb, &cta, &m, &n, &k, &one, Bm, &ia, A, &ib, &beta, C, &ic);
+    } else {
+      dgemm_(&ctb, &cta, &m, &n, &k, &one, Bm, &ia, A, &ib, &beta, C, &ic);
+    }
+    return;
+  }
+  const auto opt = at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value);
+  auto view = [&](const T* p, bool trans, int64_t rows, int64_t cols, int64_t ld) {
+    return trans ? at::from_blob(const_cast<T*>(p), {cols, rows}, {ld, 1}, opt).t()
+                 : at::from_blob(const_cast<T*>(p), {rows, cols}, {ld, 1}, opt);
+  };
+  Tensor a = view(A, ta, M, K, lda), b = view(Bm, tb, K, N, ldb);
+  Tensor c = at::from_blob(C, {M, N}, {ldc, 1}, opt);
+  if (beta == T(0)) {
+    at::mm_out(c, a, b);
+  } else {
+    c.addmm_(a, b, beta, 1);
+  }
+}
+
+// Batch rows are split into a fixed number of chunks, one per thread, so that per-chunk sums (and
+// so the results) do not depend on scheduling. Small steps run on the calling thread: below about
+// this many cell elements per step, waking the other threads costs more than it saves.
+constexpr int64_t kMinParallelWork = 8192;
+
+int64_t n_chunks(int64_t B, int64_t row_work) {
+  if (at::in_parallel_region()) return 1;
+  const int64_t by_work = B * row_work / kMinParallelWork;
+  return std::max<int64_t>(1, std::min<int64_t>({static_cast<int64_t>(at::get_num_threads()), B, by_work}));
+}
+
+template <typename F>
+void for_chunks(int64_t nc, int64_t B, const F& f) {
+  if (nc <= 1) {
+    f(0, 0, B);
+    return;
+  }
+  at::parallel_for(0, nc, 1, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) f(c, c * B / nc, (c + 1) * B / nc);
+  });
+}
+
+// --- kernel selection -------------------------------------------------------------------------
+template <typename T>
+using FwdFn = void (*)(const FwdArgs<T>&, int64_t, int64_t);
+template <typename T>
+using BwdFn = void (*)(const BwdArgs<T>&, int64_t, int64_t, T*, T*);
+template <typename T>
+using PostFn = void (*)(const PostArgs<T>&, int64_t, int64_t);
+template <typename T>
+using BwdPreFn = void (*)(const BwdPreArgs<T>&, int64_t, int64_t);
+
+#ifdef LSTMKIT_X86_VARIANTS
+#define LSTMKIT_PICK(T, ...)                                 \
+  do {                                                       \
+    if constexpr (std::is_same_v<T, float>) {                \
+      if (g_isa == Isa::kAvx512) return &avx512::__VA_ARGS__; \
+      if (g_isa == Isa::kAvx2) return &avx2::__VA_ARGS__;     \
+    }                                                        \
+    return &generic::__VA_ARGS__;                            \
+  } while (0)
+#else
+#define LSTMKIT_PICK(T, ...) return &generic::__VA_ARGS__
+#endif
+
+template <typename T, bool C, bool P, bool L>
+FwdFn<T> pick_fwd() { LSTMKIT_PICK(T, fwd_rows<T, C, P, L>); }
+template <typename T, bool C, bool P, bool L>
+BwdFn<T> pick_bwd() { LSTMKIT_PICK(T, bwd_rows<T, C, P, L>); }
+template <typename T>
+PostFn<T> pick_post() { LSTMKIT_PICK(T, post_rows<T>); }
+template <typename T>
+BwdPreFn<T> pick_bwd_pre() { LSTMKIT_PICK(T, bwd_pre_rows<T>); }
+
+template <typename T, template <typename, bool, bool, bool> class Pick>
+auto pick_variant(bool coupled, bool peep, bool ln) {
+  switch ((coupled ? 4 : 0) | (peep ? 2 : 0) | (ln ? 1 : 0)) {
+    case 0: return Pick<T, false, false, false>::get();
+    case 1: return Pick<T, false, false, true>::get();
+    case 2: return Pick<T, false, true, false>::get();
+    case 3: return Pick<T, false, true, true>::get();
+    case 4: return Pick<T, true, false, false>::get();
+    case 5: return Pick<T, true, false, true>::get();
+    case 6: return Pick<T, true, true, false>::get();
+    default: return Pick<T, true, true, true>::get();
+  }
+}
+template <typename T, bool C, bool P, bool L>
+struct PickFwd { static FwdFn<T> get() { return pick_fwd<T, C, P, L>(); } };
+template <typename T, bool C, bool P, bool L>
+struct PickBwd { static BwdFn<T> get() { return pick_bwd<T, C, P, L>(); } };
+
+// --- helpers ----------------------------------------------------------------------------------
+template <typename T>
+T* ptr(const Tensor& t) { return t.defined() ? t.data_ptr<T>() : nullptr; }
+template <typename T>
+T* row(const Tensor& t, int64_t i) {  // pointer to t[i] of a contiguous tensor
+  return t.defined() ? t.data_ptr<T>() + i * (t.numel() / std::max<int64_t>(t.size(0), 1)) : nullptr;
+}
+const bool* mask_row(const Tensor& m, int64_t t) { return m.defined() ? m.data_ptr<bool>() + t * m.size(1) : nullptr; }
+Tensor opt(const std::optional<Tensor>& t) { return t.has_value() ? t->contiguous() : Tensor(); }
+
+// --- forward ----------------------------------------------------------------------------------
+// Returns y, h_n, c_n, then (train only) the saved tensors:
+// acts, cs, tcs, hin, hraw, rhat, rrstd, chat, crstd (undefined where absent), where hin (T, B, P)
+// holds the recurrent product's input h_{t-1} * drop of every step (it may have a spare row T).
+template <typename T>
+std::vector<Tensor> forward_impl(const Tensor& xg, const Tensor& h0, const Tensor& c0, const Tensor& w_hh,
+                                 const Tensor& w_hr, const Tensor& peep, const Tensor& g_hh, const Tensor& g_c,
+                                 const Tensor& b_c, const Tensor& drop, const Tensor& mask, bool coupled, double eps,
+                                 bool train) {
+  const int64_t Tn = xg.size(0), B = xg.size(1), G = xg.size(2), H = c0.size(1), P = h0.size(1);
+  const bool proj = w_hr.defined(), ln = g_hh.defined(), has_mask = mask.defined(), has_drop = drop.defined();
+  const bool alias_hin = !has_mask && !has_drop;
+  const auto o = xg.options();
+  Tensor ys = at::empty({Tn, B, P}, o);
+  Tensor acts, cs, tcs, hin_all, hraw_all, rhat, rrstd, chat, crstd;  // kept for the backward
+  Tensor act_s, cring, tc_s, hraw_s, rhat_s, rrstd_s, chat_s, crstd_s, hin_ring, hs_ring;  // per-step scratch
+  if (train) {
+    acts = at::empty({Tn, B, G}, o);
+    cs = at::empty({Tn + 1, B, H}, o);
+    cs[0].copy_(c0);
+    tcs = at::empty({Tn, B, H}, o);
+    if (!alias_hin) hin_all = at::empty({Tn + 1, B, P}, o);
+    if (proj) hraw_all = at::empty({Tn, B, H}, o);
+    if (ln) {
+      rhat = at::empty({Tn, B, G}, o);
+      rrstd = at::empty({Tn, B}, o);
+      chat = at::empty({Tn, B, H}, o);
+      crstd = at::empty({Tn, B}, o);
+    }
+  } else {
+    // Inference: nothing per step survives the step except the state.
+    act_s = at::empty({B, G}, o);
+    cring = at::empty({2, B, H}, o);
+    tc_s = at::empty({B, H}, o);
+    if (proj) hraw_s = at::empty({B, H}, o);
+    if (ln) {
+      rhat_s = at::empty({B, G}, o);
+      rrstd_s = at::empty({B}, o);
+      chat_s = at::empty({B, H}, o);
+      crstd_s = at::empty({B}, o);
+    }
+    if (has_drop) hin_ring = at::empty({2, B, P}, o);
+  }
+  // With a mask the carried h differs from y. In training without dropout it is exactly the product's
+  // input, so it lives in hin_all; otherwise in a two-slot ring.
+  const bool hs_in_hin = train && has_mask && !has_drop;
+  if (has_mask && !hs_in_hin) hs_ring = at::empty({2, B, P}, o);
+  Tensor hin0 = hin_all.defined() ? hin_all[0] : (hin_ring.defined() ? hin_ring[0] : Tensor());
+  if (hin0.defined()) {
+    if (has_drop) {
+      at::mul_out(hin0, h0, drop);
+    } else {
+      hin0.copy_(h0);
+    }
+  }
+
+  Tensor rbuf = at::empty({B, G}, o);
+  Tensor zeros_h;  // stands in for absent peephole rows
+  const T* p_i = nullptr;
+  const T* p_f = nullptr;
+  const T* p_o = nullptr;
+  if (peep.defined()) {
+    p_i = ptr<T>(peep);
+    p_f = coupled ? nullptr : p_i + H;
+    p_o = p_i + (peep.size(0) - 1) * H;
+  }
+  const T* w_hh_p = ptr<T>(w_hh);
+  const T* w_hr_p = ptr<T>(w_hr);
+  const T* h0_p = ptr<T>(h0);
+  const T* c0_p = ptr<T>(c0);
+  const FwdFn<T> fwd = pick_variant<T, PickFwd>(coupled, peep.defined(), ln);
+  const PostFn<T> post = pick_post<T>();
+  const int64_t nc = n_chunks(B, H);
+  const bool need_post = has_mask || has_drop;
+
+  auto c_prev = [&](int64_t t) -> T* {
+    return train ? row<T>(cs, t) : (t == 0 ? const_cast<T*>(c0_p) : row<T>(cring, t % 2));
+  };
+  auto c_new = [&](int64_t t) -> T* { return train ? row<T>(cs, t + 1) : row<T>(cring, (t + 1) % 2); };
+  auto hs_prev = [&](int64_t t) -> T* {  // carried h before step t (mask only)
+    if (hs_in_hin) return row<T>(hin_all, t);
+    return t == 0 ? const_cast<T*>(h0_p) : row<T>(hs_ring, t % 2);
+  };
+  auto hs_new = [&](int64_t t) -> T* { return hs_in_hin ? row<T>(hin_all, t + 1) : row<T>(hs_ring, (t + 1) % 2); };
+  auto h_in = [&](int64_t t) -> const T* {  // input of step t's recurrent product
+    if (alias_hin) return t == 0 ? h0_p : row<T>(ys, t - 1);
+    if (has_drop) return train ? row<T>(hin_all, t) : row<T>(hin_ring, t % 2);
+    return hs_prev(t);
+  };
+  auto h_in_next = [&](int64_t t) -> T* {
+    if (!has_drop) return nullptr;
+    return train ? row<T>(hin_all, t + 1) : row<T>(hin_ring, (t + 1) % 2);
+  };
+
+  for (int64_t t = 0; t < Tn; ++t) {
+    T* r = rbuf.data_ptr<T>();
+    gemm<T>(false, true, B, G, P, h_in(t), P, w_hh_p, P, T(0), r, G);  // (B, P) @ (P, G)
+    T* y_t = row<T>(ys, t);
+    FwdArgs<T> a{};
+    a.xg = row<T>(xg, t);
+    a.r = r;
+    a.act = train ? row<T>(acts, t) : ptr<T>(act_s);
+    a.c_prev = c_prev(t);
+    a.c_new = c_new(t);
+    a.tc = train ? row<T>(tcs, t) : ptr<T>(tc_s);
+    a.h = proj ? (train ? row<T>(hraw_all, t) : ptr<T>(hraw_s)) : y_t;
+    if (ln) {
+      a.rhat = train ? row<T>(rhat, t) : ptr<T>(rhat_s);
+      a.rrstd = train ? row<T>(rrstd, t) : ptr<T>(rrstd_s);
+      a.chat = train ? row<T>(chat, t) : ptr<T>(chat_s);
+      a.crstd = train ? row<T>(crstd, t) : ptr<T>(crstd_s);
+      a.g_hh = ptr<T>(g_hh);
+      a.g_c = ptr<T>(g_c);
+      a.b_c = ptr<T>(b_c);
+    }
+    a.p_i = p_i;
+    a.p_f = p_f;
+    a.p_o = p_o;
+    a.mask = mask_row(mask, t);
+    a.H = H;
+    a.G = G;
+    a.eps = static_cast<T>(eps);
+    PostArgs<T> pa{};
+    pa.y = y_t;
+    pa.mask = a.mask;
+    pa.h_prev = has_mask ? hs_prev(t) : nullptr;
+    pa.h_new = has_mask ? hs_new(t) : nullptr;
+    pa.drop = ptr<T>(drop);
+    pa.h_in_next = h_in_next(t);
+    pa.P = P;
+    if (!proj) {
+      for_chunks(nc, B, [&](int64_t, int64_t b0, int64_t b1) {
+        fwd(a, b0, b1);
+        if (need_post) post(pa, b0, b1);
+      });
+    } else {
+      for_chunks(nc, B, [&](int64_t, int64_t b0, int64_t b1) { fwd(a, b0, b1); });
+      gemm<T>(false, true, B, P, H, a.h, H, w_hr_p, H, T(0), y_t, P);  // (B, H) @ (H, P)
+      if (need_post) for_chunks(n_chunks(B, P), B, [&](int64_t, int64_t b0, int64_t b1) { post(pa, b0, b1); });
+    }
+  }
+
+  Tensor h_n = has_mask ? at::from_blob(hs_prev(Tn), {B, P}, o).clone() : (Tn == 0 ? h0.clone() : ys[Tn - 1].clone());
+  Tensor c_n = at::from_blob(c_prev(Tn), {B, H}, o).clone();
+  if (!train) return {ys, h_n, c_n};
+  if (alias_hin) {
+    // The products read [h0, y_0 .. y_{T-2}] in place; the backward gets its own copy so that the
+    // caller may modify y in place (as with the Python kernel).
+    hin_all = at::empty({Tn, B, P}, o);
+    if (Tn > 0) {
+      hin_all[0].copy_(h0);
+      hin_all.slice(0, 1).copy_(ys.slice(0, 0, Tn - 1));
+    }
+  }
+  return {ys, h_n, c_n, acts, cs, tcs, hin_all, hraw_all, rhat, rrstd, chat, crstd};
+}
+
+// --- backward ---------------------------------------------------------------------------------
+// Returns dxg, dh0, dc0, dw_hh, dw_hr, dpeep, dg_hh, dg_c, db_c (undefined where absent or not
+// asked for: need_w covers w_hh and w_hr, need_extra the peephole and LayerNorm gains).
+template <typename T>
+std::vector<Tensor> backward_impl(const Tensor& dy, const Tensor& dhn, const Tensor& dcn, const Tensor& acts,
+                                  const Tensor& cs, const Tensor& tcs, const Tensor& hin_all, const Tensor& hraw_all,
+                                  const Tensor& rhat, const Tensor& rrstd, const Tensor& chat, const Tensor& crstd,
+                                  const Tensor& w_hh, const Tensor& w_hr,
+                                  const Tensor& peep, const Tensor& g_hh, const Tensor& g_c, const Tensor& drop,
+                                  const Tensor& mask, bool coupled, bool need_w, bool need_extra) {
+  const int64_t Tn = acts.size(0), B = acts.size(1), G = acts.size(2), H = cs.size(2), P = w_hh.size(1);
+  const bool proj = w_hr.defined(), ln = g_hh.defined(), has_mask = mask.defined(), has_drop = drop.defined();
+  const auto o = acts.options();
+  Tensor dxg = at::empty({Tn, B, G}, o);
+  Tensor dr_all = ln ? at::empty({Tn, B, G}, o) : dxg;
+  Tensor dh = dhn.defined() ? dhn.clone() : at::zeros({B, P}, o);
+  Tensor dc = dcn.defined() ? dcn.clone() : at::zeros({B, H}, o);
+  Tensor dyh_all = proj ? at::empty({Tn, B, P}, o) : Tensor();  // dL/dy before W_hr, kept for dW_hr
+  Tensor dhn_buf = at::empty({B, H}, o);
+  const bool direct_dh = !has_mask && !has_drop;  // the dh product can write dh itself
+  Tensor dhg = direct_dh ? Tensor() : at::empty({B, P}, o);
+  const int64_t nc = n_chunks(B, H);
+  const bool sums = peep.defined() || ln;
+  const int64_t acc_w = 5 * H + G;
+  Tensor acc = at::zeros({nc, sums ? acc_w : 1}, o);
+  Tensor tmp = at::empty({nc, H}, o);
+  const BwdFn<T> bwd = pick_variant<T, PickBwd>(coupled, peep.defined(), ln);
+  const BwdPreFn<T> pre = pick_bwd_pre<T>();
+  const T* p_i = nullptr;
+  const T* p_f = nullptr;
+  const T* p_o = nullptr;
+  if (peep.defined()) {
+    p_i = ptr<T>(peep);
+    p_f = coupled ? nullptr : p_i + H;
+    p_o = p_i + (peep.size(0) - 1) * H;
+  }
+
+  for (int64_t t = Tn - 1; t >= 0; --t) {
+    BwdPreArgs<T> pa{};
+    pa.dh = ptr<T>(dh);
+    pa.dhg = (direct_dh || t == Tn - 1) ? nullptr : ptr<T>(dhg);
+    pa.mask_next = t + 1 < Tn ? mask_row(mask, t + 1) : nullptr;
+    pa.drop = ptr<T>(drop);
+    pa.dst = proj ? row<T>(dyh_all, t) : ptr<T>(dhn_buf);
+    pa.dy = row<T>(dy, t);
+    pa.mask = mask_row(mask, t);
+    pa.P = P;
+    BwdArgs<T> a{};
+    a.act = row<T>(acts, t);
+    a.tc = row<T>(tcs, t);
+    a.c_prev = row<T>(cs, t);
+    a.c_new = row<T>(cs, t + 1);
+    a.dhn = ptr<T>(dhn_buf);
+    a.dc = ptr<T>(dc);
+    a.da = row<T>(dxg, t);
+    a.dr = row<T>(dr_all, t);
+    if (ln) {
+      a.rhat = row<T>(rhat, t);
+      a.rrstd = row<T>(rrstd, t);
+      a.chat = row<T>(chat, t);
+      a.crstd = row<T>(crstd, t);
+      a.g_hh = ptr<T>(g_hh);
+      a.g_c = ptr<T>(g_c);
+    }
+    a.p_i = p_i;
+    a.p_f = p_f;
+    a.p_o = p_o;
+    a.mask = pa.mask;
+    a.H = H;
+    a.G = G;
+    T* acc_p = ptr<T>(acc);
+    T* tmp_p = ptr<T>(tmp);
+    const int64_t acc_stride = acc.size(1);
+    auto run_bwd = [&](int64_t c, int64_t b0, int64_t b1) { bwd(a, b0, b1, acc_p + c * acc_stride, tmp_p + c * H); };
+    if (!proj) {
+      for_chunks(nc, B, [&](int64_t c, int64_t b0, int64_t b1) {
+        pre(pa, b0, b1);
+        run_bwd(c, b0, b1);
+      });
+    } else {
+      for_chunks(n_chunks(B, P), B, [&](int64_t, int64_t b0, int64_t b1) { pre(pa, b0, b1); });
+      gemm<T>(false, false, B, H, P, pa.dst, P, ptr<T>(w_hr), H, T(0), ptr<T>(dhn_buf), H);  // (B, P) @ (P, H)
+      for_chunks(nc, B, run_bwd);
+    }
+    // dL/dh_{t-1} = dr_t W_hh: (B, G) @ (G, P)
+    gemm<T>(false, false, B, P, G, a.dr, G, ptr<T>(w_hh), P, T(0), direct_dh ? ptr<T>(dh) : ptr<T>(dhg), P);
+  }
+  if (!direct_dh && Tn > 0) {  // fold step 0's product into dh
+    BwdPreArgs<T> pa{};
+    pa.dh = ptr<T>(dh);
+    pa.dhg = ptr<T>(dhg);
+    pa.mask_next = mask_row(mask, 0);
+    pa.drop = ptr<T>(drop);
+    pa.P = P;
+    pre(pa, 0, B);
+  }
+
+  Tensor dw_hh, dw_hr, dpeep, dg_hh, dg_c, db_c;
+  if (need_w) {
+    // Whole sequence at once: (G, T*B) @ (T*B, P).
+    dw_hh = at::empty({G, P}, o);
+    T* dw = ptr<T>(dw_hh);
+    gemm<T>(true, false, G, P, Tn * B, ptr<T>(dr_all), G, ptr<T>(hin_all), P, T(0), dw, P);
+    if (proj) {
+      dw_hr = at::empty({P, H}, o);
+      gemm<T>(true, false, P, H, Tn * B, ptr<T>(dyh_all), P, ptr<T>(hraw_all), H, T(0), ptr<T>(dw_hr), H);
+    }
+  }
+  if (need_extra && sums) {
+    Tensor s = acc.sum(0);  // (5H + G,)
+    if (peep.defined()) {
+      dpeep = coupled ? at::stack({s.slice(0, 0, H), s.slice(0, 2 * H, 3 * H)})
+                      : s.slice(0, 0, 3 * H).reshape({3, H}).clone();
+    }
+    if (ln) {
+      dg_hh = s.slice(0, 3 * H, 3 * H + G).clone();
+      dg_c = s.slice(0, 3 * H + G, 4 * H + G).clone();
+      db_c = s.slice(0, 4 * H + G, 5 * H + G).clone();
+    }
+  }
+  return {dxg, dh, dc, dw_hh, dw_hr, dpeep, dg_hh, dg_c, db_c};
+}
+
+// --- bindings ---------------------------------------------------------------------------------
+void check_cpu(const Tensor& t, const char* name, at::ScalarType st) {
+  if (!t.defined()) return;
+  TORCH_CHECK(t.device().is_cpu(), "lstm_scan_cpp: ", name, " must be a CPU tensor, got ", t.device());
+  TORCH_CHECK(t.scalar_type() == st, "lstm_scan_cpp: ", name, " has dtype ", t.scalar_type(), ", expected ", st);
+}
+
+std::vector<Tensor> forward(const Tensor& xg_, const Tensor& h0_, const Tensor& c0_, const Tensor& w_hh_,
+                            const std::optional<Tensor>& w_hr_, const std::optional<Tensor>& peep_,
+                            const std::optional<Tensor>& g_hh_, const std::optional<Tensor>& g_c_,
+                            const std::optional<Tensor>& b_c_, const std::optional<Tensor>& drop_,
+                            const std::optional<Tensor>& mask_, bool coupled, double eps, bool train) {
+  const Tensor xg = xg_.contiguous(), h0 = h0_.contiguous(), c0 = c0_.contiguous(), w_hh = w_hh_.contiguous();
+  const Tensor w_hr = opt(w_hr_), peep = opt(peep_), g_hh = opt(g_hh_), g_c = opt(g_c_), b_c = opt(b_c_);
+  const Tensor drop = opt(drop_);
+  const Tensor mask = mask_.has_value() ? mask_->to(at::kBool).contiguous() : Tensor();
+  const auto st = xg.scalar_type();
+  TORCH_CHECK(st == at::kFloat || st == at::kDouble, "lstm_scan_cpp: float32 or float64 only, got ", st);
+  for (auto& [t, n] : std::initializer_list<std::pair<const Tensor&, const char*>>{
+           {xg, "xg"}, {h0, "h0"}, {c0, "c0"}, {w_hh, "w_hh"}, {w_hr, "w_hr"}, {peep, "peep"}, {g_hh, "g_hh"},
+           {g_c, "g_c"}, {b_c, "b_c"}, {drop, "drop"}})
+    check_cpu(t, n, st);
+  TORCH_CHECK(!mask.defined() || mask.device().is_cpu(), "lstm_scan_cpp: mask must be a CPU tensor");
+  TORCH_CHECK(g_hh.defined() == g_c.defined() && g_c.defined() == b_c.defined(),
+              "lstm_scan_cpp: g_hh, g_c and b_c come together (layer_norm)");
+  if (st == at::kFloat)
+    return forward_impl<float>(xg, h0, c0, w_hh, w_hr, peep, g_hh, g_c, b_c, drop, mask, coupled, eps, train);
+  return forward_impl<double>(xg, h0, c0, w_hh, w_hr, peep, g_hh, g_c, b_c, drop, mask, coupled, eps, train);
+}
+
+std::vector<Tensor> backward(const std::optional<Tensor>& dy_, const std::optional<Tensor>& dhn_,
+                             const std::optional<Tensor>& dcn_, const std::vector<std::optional<Tensor>>& saved_,
+                             const Tensor& w_hh_,
+                             const std::optional<Tensor>& w_hr_, const std::optional<Tensor>& peep_,
+                             const std::optional<Tensor>& g_hh_, const std::optional<Tensor>& g_c_,
+                             const std::optional<Tensor>& drop_, const std::optional<Tensor>& mask_, bool coupled,
+                             bool need_w, bool need_extra) {
+  TORCH_CHECK(saved_.size() == 9, "lstm_scan_cpp: expected 9 saved tensors, got ", saved_.size());
+  std::vector<Tensor> s;
+  for (const auto& t : saved_) s.push_back(opt(t));
+  const Tensor mask = mask_.has_value() ? mask_->to(at::kBool).contiguous() : Tensor();
+  const Tensor dy = opt(dy_), dhn = opt(dhn_), dcn = opt(dcn_);
+  const Tensor w_hh = w_hh_.contiguous();
+  const Tensor w_hr = opt(w_hr_), peep = opt(peep_), g_hh = opt(g_hh_), g_c = opt(g_c_), drop = opt(drop_);
+  if (s[0].scalar_type() == at::kFloat)
+    return backward_impl<float>(dy, dhn, dcn, s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], s[8], w_hh,
+                                w_hr, peep, g_hh, g_c, drop, mask, coupled, need_w, need_extra);
+  return backward_impl<double>(dy, dhn, dcn, s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], s[8], w_hh,
+                               w_hr, peep, g_hh, g_c, drop, mask, coupled, need_w, need_extra);
+}
+
+std::string isa_name() {
+  switch (g_isa) {
+    case Isa::kAvx512: return "avx512";
+    case Isa::kAvx2: return "avx2";
+    default: return "generic";
+  }
+}
+
+// Test hooks: run the portable kernels / the at::mm_out path on a machine that has the fast ones.
+void set_isa(const std::string& name) {
+  const Isa best = detect_isa();
+  Isa want = name == "avx512" ? Isa::kAvx512 : name == "avx2" ? Isa::kAvx2 : Isa::kGeneric;
+  TORCH_CHECK(name == "generic" || name == "avx2" || name == "avx512", "unknown isa ", name);
+  TORCH_CHECK(static_cast<int>(want) <= static_cast<int>(best), "this CPU does not support ", name);
+  g_isa = want;
+}
+void set_direct_blas(bool on) { g_direct_blas = on; }
+
+}  // namespace lstmkit
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.doc() = "lstmkit: C++ time loops of the fused LSTM recurrence (see lstmkit/nn/_cpp.py)";
+  m.def("forward", &lstmkit::forward);
+  m.def("backward", &lstmkit::backward);
+  m.def("isa", &lstmkit::isa_name);
+  m.def("set_isa", &lstmkit::set_isa);
+  m.def("direct_blas", []() { return lstmkit::g_direct_blas && lstmkit::direct_blas_available(); });
+  m.def("set_direct_blas", &lstmkit::set_direct_blas);
+}

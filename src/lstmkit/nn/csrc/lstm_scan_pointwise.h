@@ -1,0 +1,357 @@
+// Pointwise LSTM kernels: the gate math of one time step, for a range of batch rows.
+//
+// No include guard, on purpose: lstm_scan.cpp includes this file once per instruction set, each
+// time inside its own namespace (LSTMKIT_NS) and `#pragma GCC target` region, and picks one
+// version at run time. That gives AVX2/AVX-512 code without -march flags, so one build runs on
+// any x86-64 machine. Everything here is plain loops over contiguous rows that the compiler
+// vectorises; float sigmoid/tanh use the polynomial approximations below (about 1 ulp, all
+// vectorisable), double uses libm (double is for gradient checks, not speed).
+//
+// Layout: rows of xg/act/rhat are G = 3H or 4H wide with gate blocks i, [f,] g, o; rows of
+// c/tc/chat are H wide; rows of y/h state are P wide (P = H without projection).
+// Needs <cmath>, <cstdint>, <cstring> and the FwdArgs / BwdArgs / PostArgs structs, all declared
+// by lstm_scan.cpp before including this file.
+
+namespace LSTMKIT_NS {
+
+LK_INLINE float bits_to_float(int32_t i) {
+  float f;
+  std::memcpy(&f, &i, sizeof f);
+  return f;
+}
+
+LK_INLINE int32_t float_to_bits(float f) {
+  int32_t i;
+  std::memcpy(&i, &f, sizeof i);
+  return i;
+}
+
+// exp(x) for float: Cody-Waite range reduction x = n ln2 + r, |r| <= ln2/2, then Cephes' degree-6
+// polynomial for exp(r), scaled by 2^n built in the exponent bits. Rounding to the nearest n uses
+// the 1.5 * 2^23 trick (float add/sub and a bit cast: vectorises with plain SSE2).
+LK_INLINE float exp_approx(float x) {
+  x = x < -87.3f ? -87.3f : (x > 88.3f ? 88.3f : x);  // keeps 2^n a normal float
+  const float shifted = x * 1.44269504088896341f + 12582912.0f;
+  const float n = shifted - 12582912.0f;
+  const int32_t ni = float_to_bits(shifted) - 0x4B400000;  // the integer n, from the mantissa
+  float r = x - n * 0.693359375f;
+  r = r - n * -2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * (r * r) + r + 1.0f;
+  return p * bits_to_float((ni + 127) << 23);
+}
+
+LK_INLINE float sigmoid_(float x) { return 1.0f / (1.0f + exp_approx(-x)); }
+
+// tanh for float: Cephes' odd polynomial below |x| = 0.625 (where 1 - 2/(e^2x + 1) would cancel),
+// 1 - 2/(e^2|x| + 1) above, both computed and one selected so that the loop stays branch-free.
+LK_INLINE float tanh_(float x) {
+  const float ax = x < 0.0f ? -x : x;
+  const float big = 1.0f - 2.0f / (exp_approx(2.0f * ax) + 1.0f);
+  const float z = x * x;
+  float p = -5.70498872745e-3f;
+  p = p * z + 2.06390887954e-2f;
+  p = p * z - 5.37397155531e-2f;
+  p = p * z + 1.33314422036e-1f;
+  p = p * z - 3.33332819422e-1f;
+  const float small = p * z * ax + ax;
+  const float r = ax < 0.625f ? small : big;
+  return x < 0.0f ? -r : r;
+}
+
+LK_INLINE double sigmoid_(double x) { return 1.0 / (1.0 + std::exp(-x)); }
+LK_INLINE double tanh_(double x) { return std::tanh(x); }
+
+// Mean and 1/sqrt(var + eps) of one row (biased variance, two passes for accuracy, as torch).
+template <typename T>
+LK_INLINE void row_mean_rstd(const T* __restrict x, int64_t n, T eps, T& mean, T& rstd) {
+  T s = 0;
+#pragma omp simd reduction(+ : s)
+  for (int64_t k = 0; k < n; ++k) s += x[k];
+  mean = s / T(n);
+  T v = 0;
+  const T m = mean;
+#pragma omp simd reduction(+ : v)
+  for (int64_t k = 0; k < n; ++k) {
+    const T d = x[k] - m;
+    v += d * d;
+  }
+  rstd = T(1) / std::sqrt(v / T(n) + eps);
+}
+
+// Forward gate math for rows [b0, b1) of one step: act, c_new, tc (and LN saves), and h = o * tanh(.)
+// written to args.h. With a length mask a finished row keeps c_prev (its h is handled by post_rows).
+template <typename T, bool COUPLED, bool PEEP, bool LN>
+void fwd_rows(const FwdArgs<T>& A, int64_t b0, int64_t b1) {
+  const int64_t H = A.H, G = A.G;
+  constexpr int64_t kI = 0;
+  const int64_t of = H, og = COUPLED ? H : 2 * H, oo = og + H;
+  for (int64_t b = b0; b < b1; ++b) {
+    const T* __restrict xg = A.xg + b * G;
+    const T* __restrict r = A.r + b * G;
+    T* __restrict act = A.act + b * G;
+    const T* __restrict cp = A.c_prev + b * H;
+    T* __restrict cn = A.c_new + b * H;
+    T* __restrict tc = A.tc + b * H;
+    T* __restrict h = A.h + b * H;
+    const T* __restrict p_i = A.p_i;
+    const T* __restrict p_f = A.p_f;
+    const T* __restrict p_o = A.p_o;
+    if constexpr (LN) {
+      // act <- xg + g_hh * LN(r): the pre-activations, turned into activations in place below.
+      T mean, rs;
+      row_mean_rstd(r, G, A.eps, mean, rs);
+      A.rrstd[b] = rs;
+      T* __restrict rh = A.rhat + b * G;
+      const T* __restrict g_hh = A.g_hh;
+#pragma omp simd
+      for (int64_t k = 0; k < G; ++k) {
+        const T v = (r[k] - mean) * rs;
+        rh[k] = v;
+        act[k] = xg[k] + v * g_hh[k];
+      }
+    }
+#pragma omp simd
+    for (int64_t j = 0; j < H; ++j) {
+      const T cpv = cp[j];
+      T ai, af = 0, ag, ao;
+      if constexpr (LN) {
+        ai = act[kI + j];
+        if constexpr (!COUPLED) af = act[of + j];
+        ag = act[og + j];
+        ao = act[oo + j];
+      } else {
+        ai = xg[kI + j] + r[kI + j];
+        if constexpr (!COUPLED) af = xg[of + j] + r[of + j];
+        ag = xg[og + j] + r[og + j];
+        ao = xg[oo + j] + r[oo + j];
+      }
+      if constexpr (PEEP) {
+        ai += p_i[j] * cpv;
+        if constexpr (!COUPLED) af += p_f[j] * cpv;
+      }
+      const T i = sigmoid_(ai);
+      const T g = tanh_(ag);
+      T c;
+      if constexpr (COUPLED) {
+        c = cpv + i * (g - cpv);  // f = 1 - i
+      } else {
+        const T f = sigmoid_(af);
+        act[of + j] = f;
+        c = f * cpv + i * g;
+      }
+      if constexpr (PEEP) ao += p_o[j] * c;  // the output gate's peephole sees the new cell
+      const T o = sigmoid_(ao);
+      act[kI + j] = i;
+      act[og + j] = g;
+      act[oo + j] = o;
+      cn[j] = c;
+      if constexpr (!LN) {
+        const T t = tanh_(c);
+        tc[j] = t;
+        h[j] = o * t;
+      }
+    }
+    if constexpr (LN) {
+      T mean, rs;
+      row_mean_rstd(cn, H, A.eps, mean, rs);
+      A.crstd[b] = rs;
+      T* __restrict ch = A.chat + b * H;
+      const T* __restrict g_c = A.g_c;
+      const T* __restrict b_c = A.b_c;
+#pragma omp simd
+      for (int64_t j = 0; j < H; ++j) {
+        const T v = (cn[j] - mean) * rs;
+        ch[j] = v;
+        const T t = tanh_(b_c[j] + v * g_c[j]);
+        tc[j] = t;
+        h[j] = act[oo + j] * t;
+      }
+    }
+    if (A.mask != nullptr && !A.mask[b]) std::memcpy(cn, cp, sizeof(T) * H);  // finished: keep c
+  }
+}
+
+// Output side of one forward step on P-wide rows: y is zeroed past a sequence's end, the carried
+// state h_new is y (or h_prev past the end), and h_in_next = h_new * drop feeds the next product.
+template <typename T>
+void post_rows(const PostArgs<T>& A, int64_t b0, int64_t b1) {
+  const int64_t P = A.P;
+  for (int64_t b = b0; b < b1; ++b) {
+    T* __restrict y = A.y + b * P;
+    const T* src = y;
+    if (A.mask != nullptr) {
+      T* __restrict hn = A.h_new + b * P;
+      if (A.mask[b]) {
+        std::memcpy(hn, y, sizeof(T) * P);
+      } else {
+        std::memcpy(hn, A.h_prev + b * P, sizeof(T) * P);
+        std::memset(y, 0, sizeof(T) * P);
+      }
+      src = hn;
+    }
+    if (A.drop != nullptr) {
+      const T* __restrict d = A.drop + b * P;
+      T* __restrict hin = A.h_in_next + b * P;
+#pragma omp simd
+      for (int64_t k = 0; k < P; ++k) hin[k] = src[k] * d[k];
+    }
+  }
+}
+
+// Backward, P-wide rows: first finish the previous (later) step's dL/dh_{t} = (dr W_hh) * drop, kept
+// unchanged past a sequence's end; then dL/dh_new for step t = (dy_t + dh) * mask_t into dst.
+template <typename T>
+void bwd_pre_rows(const BwdPreArgs<T>& A, int64_t b0, int64_t b1) {
+  const int64_t P = A.P;
+  for (int64_t b = b0; b < b1; ++b) {
+    T* __restrict dh = A.dh + b * P;
+    if (A.dhg != nullptr && (A.mask_next == nullptr || A.mask_next[b])) {
+      const T* __restrict src = A.dhg + b * P;
+      if (A.drop != nullptr) {
+        const T* __restrict d = A.drop + b * P;
+#pragma omp simd
+        for (int64_t k = 0; k < P; ++k) dh[k] = src[k] * d[k];
+      } else {
+        std::memcpy(dh, src, sizeof(T) * P);
+      }
+    }
+    if (A.dst == nullptr) continue;
+    T* __restrict dst = A.dst + b * P;
+    if (A.mask != nullptr && !A.mask[b]) {
+      std::memset(dst, 0, sizeof(T) * P);
+    } else if (A.dy != nullptr) {
+      const T* __restrict dy = A.dy + b * P;
+#pragma omp simd
+      for (int64_t k = 0; k < P; ++k) dst[k] = dy[k] + dh[k];
+    } else {
+      std::memcpy(dst, dh, sizeof(T) * P);
+    }
+  }
+}
+
+// Backward gate math for rows [b0, b1) of one step. dL/d(pre-activations) goes to da (this is
+// dL/dxg), dL/d(W_hh h) before LayerNorm to dr, dc is updated in place to dL/dc_{t-1}, and the
+// peephole / LayerNorm-gain gradients are summed into this chunk's accumulators.
+template <typename T, bool COUPLED, bool PEEP, bool LN>
+void bwd_rows(const BwdArgs<T>& A, int64_t b0, int64_t b1, T* __restrict acc, T* __restrict tmp) {
+  const int64_t H = A.H, G = A.G;
+  constexpr int64_t kI = 0;
+  const int64_t of = H, og = COUPLED ? H : 2 * H, oo = og + H;
+  // Accumulator layout (see BwdArgs): p_i, p_f, p_o (H each), g_hh (G), g_c, b_c (H each).
+  T* __restrict acc_pi = acc;
+  T* __restrict acc_pf = acc + H;
+  T* __restrict acc_po = acc + 2 * H;
+  T* __restrict acc_ghh = acc + 3 * H;
+  T* __restrict acc_gc = acc + 3 * H + G;
+  T* __restrict acc_bc = acc + 4 * H + G;
+  const T* __restrict p_i = A.p_i;
+  const T* __restrict p_f = A.p_f;
+  const T* __restrict p_o = A.p_o;
+  for (int64_t b = b0; b < b1; ++b) {
+    T* __restrict da = A.da + b * G;
+    if (A.mask != nullptr && !A.mask[b]) {
+      // Past the end: no gradient into this step; dc (and dh, in bwd_pre_rows) pass through.
+      std::memset(da, 0, sizeof(T) * G);
+      if constexpr (LN) std::memset(A.dr + b * G, 0, sizeof(T) * G);
+      continue;
+    }
+    const T* __restrict act = A.act + b * G;
+    const T* __restrict tc = A.tc + b * H;
+    const T* __restrict cp = A.c_prev + b * H;
+    const T* __restrict cn = A.c_new + b * H;
+    const T* __restrict dhn = A.dhn + b * H;
+    T* __restrict dc = A.dc + b * H;
+    T m1c = 0, m2c = 0, rsc = 0;
+    const T* __restrict ch = LN ? A.chat + b * H : nullptr;
+    if constexpr (LN) {
+      // Through LN_c: tmp <- g_c * dL/d(normalised c); keep the two row means for the LN backward.
+      const T* __restrict g_c = A.g_c;
+      T s1 = 0, s2 = 0;
+#pragma omp simd reduction(+ : s1, s2)
+      for (int64_t j = 0; j < H; ++j) {
+        const T o = act[oo + j];
+        const T t = tc[j];
+        const T dtc = dhn[j] * o * (T(1) - t * t);
+        acc_gc[j] += dtc * ch[j];
+        acc_bc[j] += dtc;
+        const T x = dtc * g_c[j];
+        tmp[j] = x;
+        s1 += x;
+        s2 += x * ch[j];
+      }
+      m1c = s1 / T(H);
+      m2c = s2 / T(H);
+      rsc = A.crstd[b];
+    }
+#pragma omp simd
+    for (int64_t j = 0; j < H; ++j) {
+      const T i = act[kI + j];
+      const T g = act[og + j];
+      const T o = act[oo + j];
+      const T t = tc[j];
+      const T d = dhn[j];
+      const T cpv = cp[j];
+      const T dao = d * t * o * (T(1) - o);
+      T dtc;
+      if constexpr (LN) {
+        dtc = (tmp[j] - m1c - ch[j] * m2c) * rsc;
+      } else {
+        dtc = d * o * (T(1) - t * t);
+      }
+      T dct = dc[j] + dtc;  // the additive cell path
+      if constexpr (PEEP) dct += dao * p_o[j];
+      const T dag = dct * i * (T(1) - g * g);
+      T dai, dcn;
+      if constexpr (COUPLED) {
+        dai = dct * (g - cpv) * i * (T(1) - i);  // f = 1 - i
+        dcn = dct * (T(1) - i);
+        if constexpr (PEEP) {
+          dcn += dai * p_i[j];
+          acc_pi[j] += dai * cpv;
+          acc_po[j] += dao * cn[j];
+        }
+      } else {
+        const T f = act[of + j];
+        dai = dct * g * i * (T(1) - i);
+        const T daf = dct * cpv * f * (T(1) - f);
+        dcn = dct * f;
+        da[of + j] = daf;
+        if constexpr (PEEP) {
+          dcn += dai * p_i[j] + daf * p_f[j];
+          acc_pi[j] += dai * cpv;
+          acc_pf[j] += daf * cpv;
+          acc_po[j] += dao * cn[j];
+        }
+      }
+      da[kI + j] = dai;
+      da[og + j] = dag;
+      da[oo + j] = dao;
+      dc[j] = dcn;
+    }
+    if constexpr (LN) {
+      // Through LN_hh: dr = LN backward of g_hh * da.
+      const T* __restrict rh = A.rhat + b * G;
+      const T* __restrict g_hh = A.g_hh;
+      T* __restrict dr = A.dr + b * G;
+      T s1 = 0, s2 = 0;
+#pragma omp simd reduction(+ : s1, s2)
+      for (int64_t k = 0; k < G; ++k) {
+        const T x = da[k] * g_hh[k];
+        acc_ghh[k] += da[k] * rh[k];
+        s1 += x;
+        s2 += x * rh[k];
+      }
+      const T m1 = s1 / T(G), m2 = s2 / T(G), rs = A.rrstd[b];
+#pragma omp simd
+      for (int64_t k = 0; k < G; ++k) dr[k] = (da[k] * g_hh[k] - m1 - rh[k] * m2) * rs;
+    }
+  }
+}
+
+}  // namespace LSTMKIT_NS
