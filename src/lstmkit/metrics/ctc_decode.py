@@ -113,6 +113,8 @@ def ctc_prefix_beam_search(
                     stay[1] = _logaddexp(stay[1], p_nb + p)
                 else:
                     ext[1] = _logaddexp(ext[1], p_total + p)
-        ranked = sorted(nxt.items(), key=lambda kv: _logaddexp(*kv[1]), reverse=True)
-        beams = dict(ranked[:beam_width])
+        scored = [(_logaddexp(*p), prefix, p) for prefix, p in nxt.items()]
+        # Drop impossible prefixes (e.g. a repeat reached without a blank on the first step).
+        ranked = sorted((s for s in scored if s[0] > _NEG_INF), key=lambda s: s[0], reverse=True)
+        beams = {prefix: p for _, prefix, p in ranked[:beam_width]}
     return [(prefix, _logaddexp(*p)) for prefix, p in beams.items()]

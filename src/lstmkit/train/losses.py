@@ -43,21 +43,22 @@ def masked_cross_entropy(
     _check_mask(mask, targets.shape, "targets")
     if reduction not in ("token", "sequence"):
         raise ValueError(f"reduction must be 'token' or 'sequence', got {reduction!r}")
-    safe_targets = targets.masked_fill(~mask, 0)  # padded targets may hold any value, e.g. -1
-    nll = F.cross_entropy(logits.flatten(0, -2), safe_targets.flatten(), reduction="none")
-    nll = torch.where(mask, nll.view_as(targets), 0.0)  # (T, B); where, so padding cannot inject NaN
+    # Select the real steps before computing anything: padded logits may hold any value (even
+    # NaN) and must reach neither the loss nor, through 0 * NaN, the gradients.
+    nll = F.cross_entropy(logits[mask], targets[mask], reduction="none")  # (N,) over real tokens
+    if nll.numel() == 0:
+        raise ValueError("mask selects no tokens")
     if reduction == "token":
-        count = mask.sum()
-        if count == 0:
-            raise ValueError("mask selects no tokens")
-        return nll.sum() / count
+        return nll.mean()
     if targets.ndim != 2:
         raise ValueError(f"reduction='sequence' needs (T, B) targets, got {tuple(targets.shape)}")
     lengths = mask.sum(dim=0)  # (B,)
     if (lengths == 0).any():
         empty = torch.nonzero(lengths == 0).flatten().tolist()
         raise ValueError(f"sequences {empty} have no unmasked step; their mean loss is undefined")
-    return (nll.sum(dim=0) / lengths).mean()
+    seq_of_token = mask.nonzero()[:, 1]  # (N,) batch index, in the same row-major order as logits[mask]
+    per_seq = nll.new_zeros(lengths.shape).index_add(0, seq_of_token, nll)  # (B,) summed loss
+    return (per_seq / lengths).mean()
 
 
 def masked_mse(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -73,12 +74,10 @@ def masked_mse(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tenso
             f"{tuple(target.shape)}"
         )
     _check_mask(mask, prediction.shape[: mask.ndim], "prediction's leading dims")
-    m = mask.reshape(*mask.shape, *[1] * (prediction.ndim - mask.ndim)).expand_as(prediction)  # (T, B, *)
-    count = m.sum()
-    if count == 0:
+    if not mask.any():
         raise ValueError("mask selects no steps")
-    # where, not multiply: a non-finite value at a padded step must not turn the sum into NaN.
-    return torch.where(m, (prediction - target).square(), 0.0).sum() / count
+    # Select, not multiply: a non-finite value at a padded step must not turn the loss into NaN.
+    return (prediction[mask] - target[mask]).square().mean()  # (N, *) real steps
 
 
 def _required_input_length(target: list[int]) -> int:
@@ -184,8 +183,7 @@ def distillation_loss(
     if mask is None:
         mask = torch.ones(targets.shape, dtype=torch.bool, device=targets.device)
     hard = masked_cross_entropy(student_logits, targets, mask)
-    log_p_student = F.log_softmax(student_logits / temperature, dim=-1)
-    log_p_teacher = F.log_softmax(teacher_logits.detach() / temperature, dim=-1)
-    kl = (log_p_teacher.exp() * (log_p_teacher - log_p_student)).sum(dim=-1)  # (T, B): KL per token
-    soft = torch.where(mask, kl, 0.0).sum() / mask.sum()
-    return alpha * hard + (1 - alpha) * temperature**2 * soft
+    log_p_student = F.log_softmax(student_logits[mask] / temperature, dim=-1)  # (N, C) real tokens
+    log_p_teacher = F.log_softmax(teacher_logits[mask].detach() / temperature, dim=-1)
+    kl = (log_p_teacher.exp() * (log_p_teacher - log_p_student)).sum(dim=-1)  # (N,) KL per token
+    return alpha * hard + (1 - alpha) * temperature**2 * kl.mean()
