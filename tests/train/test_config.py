@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from lstmkit.train import (
+    Config,
+    ModelConfig,
+    TrainConfig,
+    apply_overrides,
+    config_from_dict,
+    dump_config,
+    load_config,
+)
+
+
+def test_defaults_are_the_documented_best_practice():
+    c = Config()
+    assert (c.model.hidden_size, c.model.num_layers, c.model.dropout, c.model.cell) == (256, 2, 0.2, "lstm")
+    assert (c.train.lr, c.train.weight_decay, c.train.clip_norm) == (1e-3, 1e-2, 5.0)
+    assert 100 <= c.data.bptt <= 200
+
+
+def test_toml_round_trip(tmp_path):
+    c = apply_overrides(Config(), ["model.vocab_size=80", "train.betas=[0.9, 0.98]", "train.max_steps=500"])
+    path = tmp_path / "run.toml"
+    text = dump_config(c, path)
+    assert "[model]" in text and "vocab_size = 80" in text
+    assert "input_size" not in text  # None values are left out: TOML has no null
+    assert load_config(path) == c
+
+
+def test_load_partial_file_keeps_defaults(tmp_path):
+    path = tmp_path / "run.toml"
+    path.write_text('[model]\ncell = "gru"\n[train]\nlr = 3e-4\nepochs = 3\n')
+    c = load_config(path)
+    assert c.model.cell == "gru" and c.train.lr == 3e-4 and c.train.epochs == 3
+    assert c.train.clip_norm == 5.0 and c.data == Config().data
+
+
+def test_overrides_parse_types():
+    c = apply_overrides(
+        Config(),
+        ["train.lr=3e-4", "model.cell=gru", "train.stateful=false", "train.weight_decay=0", "train.max_steps=none"],
+    )
+    assert c.train.lr == 3e-4 and c.model.cell == "gru" and c.train.stateful is False
+    assert c.train.weight_decay == 0.0 and isinstance(c.train.weight_decay, float)  # int widened to float
+    assert c.train.max_steps is None
+    assert Config().train.lr == 1e-3  # the original is untouched (frozen dataclasses + replace)
+
+
+def test_overrides_reject_unknown_and_ill_typed_by_name():
+    with pytest.raises(ValueError, match=r"unknown key 'lrr' in \[train\]"):
+        apply_overrides(Config(), ["train.lrr=1"])
+    with pytest.raises(ValueError, match=r"unknown section 'optim'"):
+        apply_overrides(Config(), ["optim.lr=1"])
+    with pytest.raises(ValueError, match=r"train.lr: expected float, got str 'fast'"):
+        apply_overrides(Config(), ["train.lr=fast"])
+    with pytest.raises(ValueError, match=r"model.num_layers: expected int, got float 2.5"):
+        apply_overrides(Config(), ["model.num_layers=2.5"])
+    with pytest.raises(ValueError, match=r"train.stateful: expected bool, got int 1"):
+        apply_overrides(Config(), ["train.stateful=1"])
+    with pytest.raises(ValueError, match=r"must look like 'section.key=value'"):
+        apply_overrides(Config(), ["lr=1"])
+    with pytest.raises(TypeError, match="not one string"):
+        apply_overrides(Config(), "train.lr=1")
+
+
+def test_value_checks_name_the_field():
+    with pytest.raises(ValueError, match=r"model.dropout must be in \[0, 1\), got 1.0"):
+        apply_overrides(Config(), ["model.dropout=1.0"])
+    with pytest.raises(ValueError, match=r"model.cell must be one of \('lstm', 'gru', 'rnn'\), got 'transformer'"):
+        ModelConfig(cell="transformer")
+    with pytest.raises(ValueError, match=r"train.epochs must be >= 1, got 0"):
+        dataclasses.replace(TrainConfig(), epochs=0)
+    with pytest.raises(ValueError, match=r"train.betas: expected a list of 2 values"):
+        TrainConfig(betas=(0.9,))
+
+
+def test_from_dict_rejects_unknown_sections_and_keys(tmp_path):
+    with pytest.raises(ValueError, match=r"unknown section\(s\) \['optimizer'\]"):
+        config_from_dict({"optimizer": {}})
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['hidden'\] in \[model\]"):
+        config_from_dict({"model": {"hidden": 3}})
+    path = tmp_path / "bad.toml"
+    path.write_text("[model\n")
+    with pytest.raises(ValueError, match="invalid TOML"):
+        load_config(path)
