@@ -40,8 +40,8 @@ _HEADERS = ("lstm_scan_pointwise.h",)
 # No -march=native: the build must run on any x86-64 machine (CI differs from dev boxes). The
 # kernels are compiled for several instruction sets in one build and chosen at run time instead.
 # -fopenmp: at::parallel_for is inline OpenMP code in the torch headers.
-_CFLAGS = ["-O3", "-fopenmp"]
-_LDFLAGS = ["-fopenmp"]
+_CFLAGS = ("-O3", "-fopenmp")
+_LDFLAGS = ("-fopenmp",)
 
 _lock = threading.Lock()
 _module: ModuleType | None = None
@@ -87,8 +87,8 @@ def _build() -> ModuleType:
         module = cpp_extension.load(
             name=f"lstmkit_scan_{_source_key()}",
             sources=[str(_CSRC / name) for name in _SOURCES],
-            extra_cflags=_CFLAGS,
-            extra_ldflags=_LDFLAGS,
+            extra_cflags=list(_CFLAGS),  # copies: load() appends to the lists it is given
+            extra_ldflags=list(_LDFLAGS),
             build_directory=str(build_dir),
             verbose=False,
         )
