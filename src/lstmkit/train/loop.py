@@ -63,7 +63,7 @@ class EpochLog:
     step: int
     train_loss: float  # item-weighted mean over the epoch's finite steps
     val_loss: float | None
-    lr: float
+    lr: float  # after the epoch's schedule step: the lr the next step uses
     improved: bool  # val_loss beat the best so far by more than min_delta
 
 
@@ -253,14 +253,16 @@ def fit(
     Per batch: run ``step`` (from the carried state, detached, when ``train.stateful``; from None
     otherwise), skip the update if the loss or gradient norm is non-finite (failing after
     ``train.max_nonfinite`` in a row), clip the global gradient norm, step AdamW and the schedule.
-    Per epoch: evaluate on ``val_data``, update early stopping, checkpoint. At the end the best
+    Per epoch: evaluate on ``val_data``, update early stopping (which needs ``val_data``),
+    checkpoint. At the end the best
     weights by validation loss are restored (when there was validation data) and written to
     ``out_dir/model.safetensors``.
 
     Args:
         train_data: an iterable of batches, iterated once per epoch (a ``DataLoader``, a
             ``TokenStreamBatcher``, a list ...). With a sampler that has ``set_epoch`` it is called.
-        step: ``step(model, batch, state) -> (loss, state, items)``, see the module docstring.
+        step: ``step(model, batch, state) -> (loss, state, items)``, see the module docstring. A
+            step for independent batches ignores ``state`` (or set ``train.stateful = false``).
         config: the run's config; ``config.train`` drives the loop and the whole is saved with
             each checkpoint.
         out_dir: receives ``metrics.csv``, ``checkpoints/`` and ``model.safetensors``.
@@ -346,17 +348,17 @@ def fit(
                     loss.backward()
                     grad_norm = nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_norm)
                     finite = bool(torch.isfinite(grad_norm))
+                loss_value = loss.item()
                 if finite:
                     optimizer.step()
                     if per_step_schedule:
                         scheduler.step()
                     run.nonfinite, hidden = 0, new_hidden
-                    run.epoch_loss += loss.item() * items
+                    run.epoch_loss += loss_value * items
                     run.epoch_items += items
-                    run.window_loss += loss.item() * items
+                    run.window_loss += loss_value * items
                     run.window_items += items
-                else:
-                    optimizer.zero_grad(set_to_none=True)
+                else:  # the non-finite gradients are cleared by the next step's zero_grad
                     run.nonfinite, hidden = run.nonfinite + 1, None  # the state may be non-finite too
                     if run.nonfinite >= cfg.max_nonfinite:
                         raise FloatingPointError(
@@ -370,7 +372,7 @@ def fit(
                 elapsed = time.perf_counter() - tick
                 rate = tick_items / elapsed if elapsed > 0 else math.nan
                 bar.update(1)
-                bar.set_postfix(loss=f"{loss.item():.4f}", items_per_s=f"{rate:.0f}", refresh=False)
+                bar.set_postfix(loss=f"{loss_value:.4f}", items_per_s=f"{rate:.0f}", refresh=False)
                 if run.step % cfg.log_every == 0 and run.window_items:
                     window = run.window_loss / run.window_items
                     log.write(step=run.step, epoch=run.epoch, split="train", loss=window, lr=lr(),
@@ -382,7 +384,7 @@ def fit(
                 if cfg.checkpoint_every and run.step % cfg.checkpoint_every == 0:
                     save()
                 if on_step is not None:
-                    on_step(StepLog(run.step, run.epoch, loss.item(), lr(), grad_norm.item(), items, not finite))
+                    on_step(StepLog(run.step, run.epoch, loss_value, lr(), grad_norm.item(), items, not finite))
 
             # End of the epoch (or of max_steps): evaluate, early stopping, schedule, checkpoint.
             train_loss = run.epoch_loss / run.epoch_items if run.epoch_items else math.nan
