@@ -37,7 +37,7 @@ def _corpus(n=400):
 
 
 class _Toy(nn.Module):
-    """A linear model whose 'state' counts batches, for checking what the loop hands to a step."""
+    """One parameter; the step functions of these tests compute their loss from it directly."""
 
     def __init__(self):
         super().__init__()
@@ -150,12 +150,14 @@ def test_nonfinite_steps_are_skipped_then_fail_loudly(tmp_path):
         fit(_Toy(), range(10), always_nan, config=_config(epochs=1, max_nonfinite=3, schedule="constant"),
             out_dir=tmp_path / "b")  # fmt: skip
 
-    def inf_grad(model, batch, state):  # finite loss, infinite gradient
-        return (model.w * torch.tensor(math.inf)).clamp(max=1.0).sum() + (model.w * 0).sum(), None, 1
+    def inf_grad(model, batch, state):  # finite loss (0), infinite gradient (1 / (2 sqrt(0)))
+        return model.w.sqrt().sum(), None, 1
 
-    with pytest.raises(FloatingPointError, match="non-finite loss or gradient"):
+    logs.clear()
+    with pytest.raises(FloatingPointError, match="2 consecutive steps had a non-finite loss or gradient"):
         fit(_Toy(), range(10), inf_grad, config=_config(epochs=1, max_nonfinite=2, schedule="constant"),
-            out_dir=tmp_path / "c")  # fmt: skip
+            out_dir=tmp_path / "c", on_step=logs.append)  # fmt: skip
+    assert [(log.loss, log.skipped, log.grad_norm) for log in logs] == [(0.0, True, math.inf)]
 
 
 def test_early_stopping_restores_the_best_weights(tmp_path):
