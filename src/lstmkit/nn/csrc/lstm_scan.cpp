@@ -13,6 +13,7 @@
 #include <torch/extension.h>
 
 #include <ATen/Parallel.h>
+#include <ATen/native/CPUBlas.h>
 
 #include <algorithm>
 #include <cmath>
@@ -24,6 +25,7 @@
 #include <vector>
 
 #define LK_INLINE inline __attribute__((always_inline))
+#define LK_INLINE_LAMBDA __attribute__((always_inline))
 
 namespace lstmkit {
 
@@ -152,9 +154,17 @@ Isa detect_isa() {
 }
 
 Isa g_isa = detect_isa();
-bool g_direct_blas = true;
 
 bool direct_blas_available() { return sgemm_ != nullptr && dgemm_ != nullptr; }
+
+// How the matrix products run. kBrgemm: the per-step products of float go to oneDNN's batch-reduce
+// GEMM micro-kernel (at::native::cpublas::brgemm, the kernel behind torch's own fused CPU code),
+// one block per thread; it is much faster than a BLAS call at the small row counts of one time step
+// and falls back to BLAS by itself where oneDNN has no kernel. The whole-sequence weight-gradient
+// products (and double) use BLAS directly (kBrgemm, kBlas), or at::mm_out (kAten: where the BLAS
+// symbols are missing, and as a test hook).
+enum class GemmMode { kBrgemm = 0, kBlas = 1, kAten = 2 };
+GemmMode g_gemm = GemmMode::kBrgemm;
 
 // Row-major C (M, N) = op(A) (M, K) @ op(B) (K, N) + beta * C, leading dimensions in elements.
 template <typename T>
@@ -166,7 +176,7 @@ void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const T* A, int64_t
       for (int64_t n = 0; n < N; ++n) C[m * ldc + n] = beta == T(0) ? T(0) : beta * C[m * ldc + n];
     return;
   }
-  if (g_direct_blas && direct_blas_available()) {
+  if (g_gemm != GemmMode::kAten && direct_blas_available()) {
     // Row-major C = A B is column-major C^T = B^T A^T: swap the operands, keep the flags.
     const char cta = ta ? 'T' : 'N', ctb = tb ? 'T' : 'N';
     const int m = static_cast<int>(N), n = static_cast<int>(M), k = static_cast<int>(K);
@@ -193,46 +203,74 @@ void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const T* A, int64_t
   }
 }
 
-// Batch rows are split into a fixed number of chunks, one per thread, so that per-chunk sums (and
-// so the results) do not depend on scheduling. Small steps run on the calling thread: below about
-// this many cell elements per step, waking the other threads costs more than it saves.
-constexpr int64_t kMinParallelWork = 8192;
+// One thread's block of a per-step product: C (M, N) = A (M, K) @ B (K, N), all row-major.
+template <typename T>
+void block_gemm(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* Bm, int64_t ldb, T* C,
+                int64_t ldc) {
+  if (M == 0 || N == 0) return;
+  if constexpr (std::is_same_v<T, float>) {
+    if (g_gemm == GemmMode::kBrgemm && K > 0) {
+      at::native::cpublas::brgemm(M, N, K, lda, ldb, ldc, false, A, Bm, C, false);
+      return;
+    }
+  }
+  gemm<T>(false, false, M, N, K, A, lda, Bm, ldb, T(0), C, ldc);
+}
 
-int64_t n_chunks(int64_t B, int64_t row_work) {
+// --- work split -------------------------------------------------------------------------------
+// A step is split into a fixed number of parts, one per thread: by hidden units (each thread keeps
+// its slice of the weights in its own cache across steps, and runs its product block and then the
+// gate math of the same units without waiting for the other threads), or by batch rows where
+// LayerNorm needs whole rows. Fixed parts also make the per-part sums, and so the results, independent
+// of scheduling. Below this many multiply-adds per step, waking a second thread costs more than it saves.
+constexpr int64_t kMinParallelMacs = int64_t(1) << 18;
+constexpr int64_t kAlign = 16;  // unit / column boundaries: whole vectors and micro-kernel blocks
+
+int64_t step_threads(int64_t macs) {
   if (at::in_parallel_region()) return 1;
-  const int64_t by_work = B * row_work / kMinParallelWork;
-  return std::max<int64_t>(1, std::min<int64_t>({static_cast<int64_t>(at::get_num_threads()), B, by_work}));
+  const int64_t nt = at::get_num_threads();
+  return (nt > 1 && macs >= kMinParallelMacs) ? nt : 1;
+}
+
+int64_t parts_of(int64_t threads, int64_t n, int64_t align) {
+  return std::max<int64_t>(1, std::min(threads, n / align));
+}
+
+// Start of part c when [0, n) is cut into `parts` pieces on multiples of `align`.
+int64_t split_at(int64_t n, int64_t parts, int64_t c, int64_t align) {
+  if (c >= parts) return n;
+  return std::min(n, (c * n / parts) / align * align);
 }
 
 template <typename F>
-void for_chunks(int64_t nc, int64_t B, const F& f) {
-  if (nc <= 1) {
-    f(0, 0, B);
+void parallel_parts(int64_t parts, const F& f) {
+  if (parts <= 1) {
+    f(0);
     return;
   }
-  at::parallel_for(0, nc, 1, [&](int64_t c0, int64_t c1) {
-    for (int64_t c = c0; c < c1; ++c) f(c, c * B / nc, (c + 1) * B / nc);
+  at::parallel_for(0, parts, 1, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) f(c);
   });
 }
 
 // --- kernel selection -------------------------------------------------------------------------
 template <typename T>
-using FwdFn = void (*)(const FwdArgs<T>&, int64_t, int64_t);
+using FwdFn = void (*)(const FwdArgs<T>&, int64_t, int64_t, int64_t, int64_t);
 template <typename T>
-using BwdFn = void (*)(const BwdArgs<T>&, int64_t, int64_t, T*, T*);
+using BwdFn = void (*)(const BwdArgs<T>&, int64_t, int64_t, int64_t, int64_t, T*, T*);
 template <typename T>
-using PostFn = void (*)(const PostArgs<T>&, int64_t, int64_t);
+using PostFn = void (*)(const PostArgs<T>&, int64_t, int64_t, int64_t, int64_t);
 template <typename T>
-using BwdPreFn = void (*)(const BwdPreArgs<T>&, int64_t, int64_t);
+using BwdPreFn = void (*)(const BwdPreArgs<T>&, int64_t, int64_t, int64_t, int64_t);
 
 #ifdef LSTMKIT_X86_VARIANTS
-#define LSTMKIT_PICK(T, ...)                                 \
-  do {                                                       \
-    if constexpr (std::is_same_v<T, float>) {                \
+#define LSTMKIT_PICK(T, ...)                                  \
+  do {                                                        \
+    if constexpr (std::is_same_v<T, float>) {                 \
       if (g_isa == Isa::kAvx512) return &avx512::__VA_ARGS__; \
       if (g_isa == Isa::kAvx2) return &avx2::__VA_ARGS__;     \
-    }                                                        \
-    return &generic::__VA_ARGS__;                            \
+    }                                                         \
+    return &generic::__VA_ARGS__;                             \
   } while (0)
 #else
 #define LSTMKIT_PICK(T, ...) return &generic::__VA_ARGS__
@@ -274,6 +312,17 @@ T* row(const Tensor& t, int64_t i) {  // pointer to t[i] of a contiguous tensor
 }
 const bool* mask_row(const Tensor& m, int64_t t) { return m.defined() ? m.data_ptr<bool>() + t * m.size(1) : nullptr; }
 Tensor opt(const std::optional<Tensor>& t) { return t.has_value() ? t->contiguous() : Tensor(); }
+
+struct Peepholes {
+  template <typename T>
+  static void rows(const Tensor& peep, bool coupled, int64_t H, const T*& p_i, const T*& p_f, const T*& p_o) {
+    p_i = p_f = p_o = nullptr;
+    if (!peep.defined()) return;
+    p_i = ptr<T>(peep);
+    p_f = coupled ? nullptr : p_i + H;
+    p_o = p_i + (peep.size(0) - 1) * H;
+  }
+};
 
 // --- forward ----------------------------------------------------------------------------------
 // Returns y, h_n, c_n, then (train only) the saved tensors:
@@ -331,24 +380,24 @@ std::vector<Tensor> forward_impl(const Tensor& xg, const Tensor& h0, const Tenso
     }
   }
 
-  Tensor rbuf = at::empty({B, G}, o);
-  Tensor zeros_h;  // stands in for absent peephole rows
-  const T* p_i = nullptr;
-  const T* p_f = nullptr;
-  const T* p_o = nullptr;
-  if (peep.defined()) {
-    p_i = ptr<T>(peep);
-    p_f = coupled ? nullptr : p_i + H;
-    p_o = p_i + (peep.size(0) - 1) * H;
-  }
-  const T* w_hh_p = ptr<T>(w_hh);
-  const T* w_hr_p = ptr<T>(w_hr);
+  Tensor rbuf = at::empty({B, G}, o);  // the recurrent product of the current step
+  const Tensor w_hh_t = w_hh.t().contiguous();  // (P, G): transposed once per call, not per step
+  const Tensor w_hr_t = proj ? w_hr.t().contiguous() : Tensor();  // (H, P)
+  const T* wt = ptr<T>(w_hh_t);
+  const T* wrt = ptr<T>(w_hr_t);
   const T* h0_p = ptr<T>(h0);
   const T* c0_p = ptr<T>(c0);
+  const T *p_i, *p_f, *p_o;
+  Peepholes::rows<T>(peep, coupled, H, p_i, p_f, p_o);
   const FwdFn<T> fwd = pick_variant<T, PickFwd>(coupled, peep.defined(), ln);
   const PostFn<T> post = pick_post<T>();
-  const int64_t nc = n_chunks(B, H);
   const bool need_post = has_mask || has_drop;
+  const int64_t ng = coupled ? 3 : 4;
+  const int64_t nt = step_threads(B * G * P);
+  const int64_t n_units = ln ? 1 : parts_of(nt, H, kAlign);  // LayerNorm needs whole rows
+  const int64_t n_cols = ln ? parts_of(nt, G, kAlign) : 1;
+  const int64_t n_rows = ln ? std::max<int64_t>(1, std::min(nt, B)) : 1;
+  const int64_t n_pcols = proj ? parts_of(step_threads(B * P * H), P, kAlign) : 1;
 
   auto c_prev = [&](int64_t t) -> T* {
     return train ? row<T>(cs, t) : (t == 0 ? const_cast<T*>(c0_p) : row<T>(cring, t % 2));
@@ -371,7 +420,7 @@ std::vector<Tensor> forward_impl(const Tensor& xg, const Tensor& h0, const Tenso
 
   for (int64_t t = 0; t < Tn; ++t) {
     T* r = rbuf.data_ptr<T>();
-    gemm<T>(false, true, B, G, P, h_in(t), P, w_hh_p, P, T(0), r, G);  // (B, P) @ (P, G)
+    const T* hin = h_in(t);
     T* y_t = row<T>(ys, t);
     FwdArgs<T> a{};
     a.xg = row<T>(xg, t);
@@ -405,15 +454,35 @@ std::vector<Tensor> forward_impl(const Tensor& xg, const Tensor& h0, const Tenso
     pa.drop = ptr<T>(drop);
     pa.h_in_next = h_in_next(t);
     pa.P = P;
-    if (!proj) {
-      for_chunks(nc, B, [&](int64_t, int64_t b0, int64_t b1) {
-        fwd(a, b0, b1);
-        if (need_post) post(pa, b0, b1);
+    if (!ln) {
+      // Each thread: its units' columns of every gate block of r = h_in W_hh^T, then their gate math.
+      parallel_parts(n_units, [&](int64_t c) {
+        const int64_t j0 = split_at(H, n_units, c, kAlign), j1 = split_at(H, n_units, c + 1, kAlign);
+        if (n_units == 1) {
+          block_gemm<T>(B, G, P, hin, P, wt, G, r, G);  // (B, P) @ (P, G)
+        } else {
+          for (int64_t q = 0; q < ng; ++q) block_gemm<T>(B, j1 - j0, P, hin, P, wt + q * H + j0, G, r + q * H + j0, G);
+        }
+        fwd(a, 0, B, j0, j1);
+        if (!proj && need_post) post(pa, 0, B, j0, j1);
       });
     } else {
-      for_chunks(nc, B, [&](int64_t, int64_t b0, int64_t b1) { fwd(a, b0, b1); });
-      gemm<T>(false, true, B, P, H, a.h, H, w_hr_p, H, T(0), y_t, P);  // (B, H) @ (H, P)
-      if (need_post) for_chunks(n_chunks(B, P), B, [&](int64_t, int64_t b0, int64_t b1) { post(pa, b0, b1); });
+      parallel_parts(n_cols, [&](int64_t c) {
+        const int64_t n0 = split_at(G, n_cols, c, kAlign), n1 = split_at(G, n_cols, c + 1, kAlign);
+        block_gemm<T>(B, n1 - n0, P, hin, P, wt + n0, G, r + n0, G);
+      });
+      parallel_parts(n_rows, [&](int64_t c) {
+        const int64_t b0 = split_at(B, n_rows, c, 1), b1 = split_at(B, n_rows, c + 1, 1);
+        fwd(a, b0, b1, 0, H);
+        if (!proj && need_post) post(pa, b0, b1, 0, P);
+      });
+    }
+    if (proj) {
+      parallel_parts(n_pcols, [&](int64_t c) {
+        const int64_t k0 = split_at(P, n_pcols, c, kAlign), k1 = split_at(P, n_pcols, c + 1, kAlign);
+        block_gemm<T>(B, k1 - k0, H, a.h, H, wrt + k0, P, y_t + k0, P);  // (B, H) @ (H, P)
+        if (need_post) post(pa, 0, B, k0, k1);
+      });
     }
   }
 
@@ -453,29 +522,43 @@ std::vector<Tensor> backward_impl(const Tensor& dy, const Tensor& dhn, const Ten
   Tensor dhn_buf = at::empty({B, H}, o);
   const bool direct_dh = !has_mask && !has_drop;  // the dh product can write dh itself
   Tensor dhg = direct_dh ? Tensor() : at::empty({B, P}, o);
-  const int64_t nc = n_chunks(B, H);
+
+  const int64_t nt = step_threads(B * G * P);
+  const int64_t n_units = ln ? 1 : parts_of(nt, H, kAlign);  // LayerNorm needs whole rows
+  const int64_t n_rows = ln ? std::max<int64_t>(1, std::min(nt, B)) : 1;
+  const int64_t n_pcols = parts_of(nt, P, kAlign);
+  const int64_t n_hcols = proj ? parts_of(step_threads(B * P * H), H, kAlign) : 1;
+  const int64_t n_acc = std::max(n_units, n_rows);  // parts of the gate math, each with its own sums
   const bool sums = peep.defined() || ln;
-  const int64_t acc_w = 5 * H + G;
-  Tensor acc = at::zeros({nc, sums ? acc_w : 1}, o);
-  Tensor tmp = at::empty({nc, H}, o);
+  const int64_t acc_w = sums ? 5 * H + G : 1;
+  Tensor acc = at::zeros({n_acc, acc_w}, o);
+  Tensor tmp = at::empty({n_acc, H}, o);
+  T* acc_p = ptr<T>(acc);
+  T* tmp_p = ptr<T>(tmp);
   const BwdFn<T> bwd = pick_variant<T, PickBwd>(coupled, peep.defined(), ln);
   const BwdPreFn<T> pre = pick_bwd_pre<T>();
-  const T* p_i = nullptr;
-  const T* p_f = nullptr;
-  const T* p_o = nullptr;
-  if (peep.defined()) {
-    p_i = ptr<T>(peep);
-    p_f = coupled ? nullptr : p_i + H;
-    p_o = p_i + (peep.size(0) - 1) * H;
-  }
+  const T *p_i, *p_f, *p_o;
+  Peepholes::rows<T>(peep, coupled, H, p_i, p_f, p_o);
+  const T* w_hh_p = ptr<T>(w_hh);
+  const T* w_hr_p = ptr<T>(w_hr);
+  T* dh_p = ptr<T>(dh);
+  T* dhg_p = ptr<T>(dhg);
+  T* dhn_p = ptr<T>(dhn_buf);
+
+  // dL/dh_{s-1} (before dropout and mask) = dr_s W_hh, columns [k0, k1): (B, G) @ (G, P). It runs at
+  // the start of step s-1, fused with that step's first pass.
+  auto dh_product = [&](int64_t s, int64_t k0, int64_t k1) {
+    block_gemm<T>(B, k1 - k0, G, row<T>(dr_all, s), G, w_hh_p + k0, P, (direct_dh ? dh_p : dhg_p) + k0, P);
+  };
 
   for (int64_t t = Tn - 1; t >= 0; --t) {
+    const bool pending = t < Tn - 1;  // step t+1's dh product is still to run
     BwdPreArgs<T> pa{};
-    pa.dh = ptr<T>(dh);
-    pa.dhg = (direct_dh || t == Tn - 1) ? nullptr : ptr<T>(dhg);
-    pa.mask_next = t + 1 < Tn ? mask_row(mask, t + 1) : nullptr;
+    pa.dh = dh_p;
+    pa.dhg = (direct_dh || !pending) ? nullptr : dhg_p;
+    pa.mask_next = pending ? mask_row(mask, t + 1) : nullptr;
     pa.drop = ptr<T>(drop);
-    pa.dst = proj ? row<T>(dyh_all, t) : ptr<T>(dhn_buf);
+    pa.dst = proj ? row<T>(dyh_all, t) : dhn_p;
     pa.dy = row<T>(dy, t);
     pa.mask = mask_row(mask, t);
     pa.P = P;
@@ -484,7 +567,7 @@ std::vector<Tensor> backward_impl(const Tensor& dy, const Tensor& dhn, const Ten
     a.tc = row<T>(tcs, t);
     a.c_prev = row<T>(cs, t);
     a.c_new = row<T>(cs, t + 1);
-    a.dhn = ptr<T>(dhn_buf);
+    a.dhn = dhn_p;
     a.dc = ptr<T>(dc);
     a.da = row<T>(dxg, t);
     a.dr = row<T>(dr_all, t);
@@ -502,39 +585,62 @@ std::vector<Tensor> backward_impl(const Tensor& dy, const Tensor& dhn, const Ten
     a.mask = pa.mask;
     a.H = H;
     a.G = G;
-    T* acc_p = ptr<T>(acc);
-    T* tmp_p = ptr<T>(tmp);
-    const int64_t acc_stride = acc.size(1);
-    auto run_bwd = [&](int64_t c, int64_t b0, int64_t b1) { bwd(a, b0, b1, acc_p + c * acc_stride, tmp_p + c * H); };
-    if (!proj) {
-      for_chunks(nc, B, [&](int64_t c, int64_t b0, int64_t b1) {
-        pre(pa, b0, b1);
-        run_bwd(c, b0, b1);
+    auto gates = [&](int64_t c, int64_t b0, int64_t b1, int64_t j0, int64_t j1) {
+      bwd(a, b0, b1, j0, j1, acc_p + c * acc_w, tmp_p + c * H);
+    };
+    if (!ln && !proj) {
+      // P == H: each thread finishes its columns of dL/dh and runs the gate math of the same units.
+      parallel_parts(n_units, [&](int64_t c) {
+        const int64_t j0 = split_at(H, n_units, c, kAlign), j1 = split_at(H, n_units, c + 1, kAlign);
+        if (pending) dh_product(t + 1, j0, j1);
+        pre(pa, 0, B, j0, j1);
+        gates(c, 0, B, j0, j1);
       });
-    } else {
-      for_chunks(n_chunks(B, P), B, [&](int64_t, int64_t b0, int64_t b1) { pre(pa, b0, b1); });
-      gemm<T>(false, false, B, H, P, pa.dst, P, ptr<T>(w_hr), H, T(0), ptr<T>(dhn_buf), H);  // (B, P) @ (P, H)
-      for_chunks(nc, B, run_bwd);
+      continue;
     }
-    // dL/dh_{t-1} = dr_t W_hh: (B, G) @ (G, P)
-    gemm<T>(false, false, B, P, G, a.dr, G, ptr<T>(w_hh), P, T(0), direct_dh ? ptr<T>(dh) : ptr<T>(dhg), P);
+    parallel_parts(n_pcols, [&](int64_t c) {
+      const int64_t k0 = split_at(P, n_pcols, c, kAlign), k1 = split_at(P, n_pcols, c + 1, kAlign);
+      if (pending) dh_product(t + 1, k0, k1);
+      pre(pa, 0, B, k0, k1);
+    });
+    const T* dyh_t = pa.dst;
+    if (!ln) {  // projection: dL/d(o * tc) = dyh W_hr per unit slice, then the gate math of those units
+      parallel_parts(n_units, [&](int64_t c) {
+        const int64_t j0 = split_at(H, n_units, c, kAlign), j1 = split_at(H, n_units, c + 1, kAlign);
+        block_gemm<T>(B, j1 - j0, P, dyh_t, P, w_hr_p + j0, H, dhn_p + j0, H);  // (B, P) @ (P, H)
+        gates(c, 0, B, j0, j1);
+      });
+      continue;
+    }
+    if (proj) {
+      parallel_parts(n_hcols, [&](int64_t c) {
+        const int64_t j0 = split_at(H, n_hcols, c, kAlign), j1 = split_at(H, n_hcols, c + 1, kAlign);
+        block_gemm<T>(B, j1 - j0, P, dyh_t, P, w_hr_p + j0, H, dhn_p + j0, H);
+      });
+    }
+    parallel_parts(n_rows, [&](int64_t c) {
+      gates(c, split_at(B, n_rows, c, 1), split_at(B, n_rows, c + 1, 1), 0, H);
+    });
   }
-  if (!direct_dh && Tn > 0) {  // fold step 0's product into dh
+  if (Tn > 0) {  // step 0's dh product, folded into dh
     BwdPreArgs<T> pa{};
-    pa.dh = ptr<T>(dh);
-    pa.dhg = ptr<T>(dhg);
+    pa.dh = dh_p;
+    pa.dhg = direct_dh ? nullptr : dhg_p;
     pa.mask_next = mask_row(mask, 0);
     pa.drop = ptr<T>(drop);
     pa.P = P;
-    pre(pa, 0, B);
+    parallel_parts(n_pcols, [&](int64_t c) {
+      const int64_t k0 = split_at(P, n_pcols, c, kAlign), k1 = split_at(P, n_pcols, c + 1, kAlign);
+      dh_product(0, k0, k1);
+      pre(pa, 0, B, k0, k1);
+    });
   }
 
   Tensor dw_hh, dw_hr, dpeep, dg_hh, dg_c, db_c;
   if (need_w) {
     // Whole sequence at once: (G, T*B) @ (T*B, P).
     dw_hh = at::empty({G, P}, o);
-    T* dw = ptr<T>(dw_hh);
-    gemm<T>(true, false, G, P, Tn * B, ptr<T>(dr_all), G, ptr<T>(hin_all), P, T(0), dw, P);
+    gemm<T>(true, false, G, P, Tn * B, ptr<T>(dr_all), G, ptr<T>(hin_all), P, T(0), ptr<T>(dw_hh), P);
     if (proj) {
       dw_hr = at::empty({P, H}, o);
       gemm<T>(true, false, P, H, Tn * B, ptr<T>(dyh_all), P, ptr<T>(hraw_all), H, T(0), ptr<T>(dw_hr), H);
@@ -614,7 +720,7 @@ std::string isa_name() {
   }
 }
 
-// Test hooks: run the portable kernels / the at::mm_out path on a machine that has the fast ones.
+// Test hooks: run the portable kernels / the other matrix-product paths on a machine that has the fast ones.
 void set_isa(const std::string& name) {
   const Isa best = detect_isa();
   Isa want = name == "avx512" ? Isa::kAvx512 : name == "avx2" ? Isa::kAvx2 : Isa::kGeneric;
@@ -622,7 +728,18 @@ void set_isa(const std::string& name) {
   TORCH_CHECK(static_cast<int>(want) <= static_cast<int>(best), "this CPU does not support ", name);
   g_isa = want;
 }
-void set_direct_blas(bool on) { g_direct_blas = on; }
+std::string gemm_name() {
+  switch (g_gemm) {
+    case GemmMode::kBrgemm: return "brgemm";
+    case GemmMode::kBlas: return "blas";
+    default: return "aten";
+  }
+}
+void set_gemm(const std::string& name) {
+  TORCH_CHECK(name == "brgemm" || name == "blas" || name == "aten", "unknown gemm mode ", name);
+  TORCH_CHECK(name != "blas" || direct_blas_available(), "no BLAS symbols in this torch build");
+  g_gemm = name == "brgemm" ? GemmMode::kBrgemm : name == "blas" ? GemmMode::kBlas : GemmMode::kAten;
+}
 
 }  // namespace lstmkit
 
@@ -632,6 +749,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("backward", &lstmkit::backward);
   m.def("isa", &lstmkit::isa_name);
   m.def("set_isa", &lstmkit::set_isa);
-  m.def("direct_blas", []() { return lstmkit::g_direct_blas && lstmkit::direct_blas_available(); });
-  m.def("set_direct_blas", &lstmkit::set_direct_blas);
+  m.def("gemm", &lstmkit::gemm_name);
+  m.def("set_gemm", &lstmkit::set_gemm);
 }

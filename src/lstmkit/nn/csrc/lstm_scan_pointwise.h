@@ -84,10 +84,11 @@ LK_INLINE void row_mean_rstd(const T* __restrict x, int64_t n, T eps, T& mean, T
   rstd = T(1) / std::sqrt(v / T(n) + eps);
 }
 
-// Forward gate math for rows [b0, b1) of one step: act, c_new, tc (and LN saves), and h = o * tanh(.)
-// written to args.h. With a length mask a finished row keeps c_prev (its h is handled by post_rows).
+// Forward gate math for rows [b0, b1) and hidden units [j0, j1) of one step: act, c_new, tc (and LN
+// saves), and h = o * tanh(.) written to args.h. With a length mask a finished row keeps c_prev (its
+// h is handled by post_rows). LayerNorm needs whole rows: then [j0, j1) must be [0, H).
 template <typename T, bool COUPLED, bool PEEP, bool LN>
-void fwd_rows(const FwdArgs<T>& A, int64_t b0, int64_t b1) {
+void fwd_rows(const FwdArgs<T>& A, int64_t b0, int64_t b1, int64_t j0, int64_t j1) {
   const int64_t H = A.H, G = A.G;
   constexpr int64_t kI = 0;
   const int64_t of = H, og = COUPLED ? H : 2 * H, oo = og + H;
@@ -102,35 +103,29 @@ void fwd_rows(const FwdArgs<T>& A, int64_t b0, int64_t b1) {
     const T* __restrict p_i = A.p_i;
     const T* __restrict p_f = A.p_f;
     const T* __restrict p_o = A.p_o;
+    T mean_r = 0, rs_r = 0;
     if constexpr (LN) {
-      // act <- xg + g_hh * LN(r): the pre-activations, turned into activations in place below.
-      T mean, rs;
-      row_mean_rstd(r, G, A.eps, mean, rs);
-      A.rrstd[b] = rs;
-      T* __restrict rh = A.rhat + b * G;
-      const T* __restrict g_hh = A.g_hh;
-#pragma omp simd
-      for (int64_t k = 0; k < G; ++k) {
-        const T v = (r[k] - mean) * rs;
-        rh[k] = v;
-        act[k] = xg[k] + v * g_hh[k];
-      }
+      row_mean_rstd(r, G, A.eps, mean_r, rs_r);
+      A.rrstd[b] = rs_r;
     }
-#pragma omp simd
-    for (int64_t j = 0; j < H; ++j) {
-      const T cpv = cp[j];
-      T ai, af = 0, ag, ao;
+    T* __restrict rh = LN ? A.rhat + b * G : nullptr;
+    const T* __restrict g_hh = A.g_hh;
+    // Pre-activation of gate block q at unit j: xg + r, or xg + g_hh * LN(r) (keeping LN(r) for the backward).
+    auto pre = [&](int64_t k) LK_INLINE_LAMBDA {
       if constexpr (LN) {
-        ai = act[kI + j];
-        if constexpr (!COUPLED) af = act[of + j];
-        ag = act[og + j];
-        ao = act[oo + j];
+        const T v = (r[k] - mean_r) * rs_r;
+        rh[k] = v;
+        return xg[k] + v * g_hh[k];
       } else {
-        ai = xg[kI + j] + r[kI + j];
-        if constexpr (!COUPLED) af = xg[of + j] + r[of + j];
-        ag = xg[og + j] + r[og + j];
-        ao = xg[oo + j] + r[oo + j];
+        return xg[k] + r[k];
       }
+    };
+#pragma omp simd
+    for (int64_t j = j0; j < j1; ++j) {
+      const T cpv = cp[j];
+      T ai = pre(kI + j), af = 0;
+      if constexpr (!COUPLED) af = pre(of + j);
+      T ag = pre(og + j), ao = pre(oo + j);
       if constexpr (PEEP) {
         ai += p_i[j] * cpv;
         if constexpr (!COUPLED) af += p_f[j] * cpv;
@@ -173,73 +168,79 @@ void fwd_rows(const FwdArgs<T>& A, int64_t b0, int64_t b1) {
         h[j] = act[oo + j] * t;
       }
     }
-    if (A.mask != nullptr && !A.mask[b]) std::memcpy(cn, cp, sizeof(T) * H);  // finished: keep c
+    if (A.mask != nullptr && !A.mask[b]) std::memcpy(cn + j0, cp + j0, sizeof(T) * (j1 - j0));  // finished: keep c
   }
 }
 
-// Output side of one forward step on P-wide rows: y is zeroed past a sequence's end, the carried
-// state h_new is y (or h_prev past the end), and h_in_next = h_new * drop feeds the next product.
+// Output side of one forward step on rows [b0, b1), columns [k0, k1) of the P-wide outputs: y is
+// zeroed past a sequence's end, the carried state h_new is y (or h_prev past the end), and
+// h_in_next = h_new * drop feeds the next product.
 template <typename T>
-void post_rows(const PostArgs<T>& A, int64_t b0, int64_t b1) {
-  const int64_t P = A.P;
+void post_rows(const PostArgs<T>& A, int64_t b0, int64_t b1, int64_t k0, int64_t k1) {
+  const int64_t P = A.P, n = k1 - k0;
   for (int64_t b = b0; b < b1; ++b) {
-    T* __restrict y = A.y + b * P;
+    const int64_t off = b * P + k0;
+    T* __restrict y = A.y + off;
     const T* src = y;
     if (A.mask != nullptr) {
-      T* __restrict hn = A.h_new + b * P;
+      T* __restrict hn = A.h_new + off;
       if (A.mask[b]) {
-        std::memcpy(hn, y, sizeof(T) * P);
+        std::memcpy(hn, y, sizeof(T) * n);
       } else {
-        std::memcpy(hn, A.h_prev + b * P, sizeof(T) * P);
-        std::memset(y, 0, sizeof(T) * P);
+        std::memcpy(hn, A.h_prev + off, sizeof(T) * n);
+        std::memset(y, 0, sizeof(T) * n);
       }
       src = hn;
     }
     if (A.drop != nullptr) {
-      const T* __restrict d = A.drop + b * P;
-      T* __restrict hin = A.h_in_next + b * P;
+      const T* __restrict d = A.drop + off;
+      T* __restrict hin = A.h_in_next + off;
 #pragma omp simd
-      for (int64_t k = 0; k < P; ++k) hin[k] = src[k] * d[k];
+      for (int64_t k = 0; k < n; ++k) hin[k] = src[k] * d[k];
     }
   }
 }
 
-// Backward, P-wide rows: first finish the previous (later) step's dL/dh_{t} = (dr W_hh) * drop, kept
-// unchanged past a sequence's end; then dL/dh_new for step t = (dy_t + dh) * mask_t into dst.
+// Backward, rows [b0, b1), columns [k0, k1) of the P-wide dL/dh: first finish the later step's
+// dL/dh_t = (dr W_hh) * drop, kept unchanged past a sequence's end; then dL/dh_new of step t,
+// (dy_t + dh) * mask_t, into dst.
 template <typename T>
-void bwd_pre_rows(const BwdPreArgs<T>& A, int64_t b0, int64_t b1) {
-  const int64_t P = A.P;
+void bwd_pre_rows(const BwdPreArgs<T>& A, int64_t b0, int64_t b1, int64_t k0, int64_t k1) {
+  const int64_t P = A.P, n = k1 - k0;
   for (int64_t b = b0; b < b1; ++b) {
-    T* __restrict dh = A.dh + b * P;
+    const int64_t off = b * P + k0;
+    T* __restrict dh = A.dh + off;
     if (A.dhg != nullptr && (A.mask_next == nullptr || A.mask_next[b])) {
-      const T* __restrict src = A.dhg + b * P;
+      const T* __restrict src = A.dhg + off;
       if (A.drop != nullptr) {
-        const T* __restrict d = A.drop + b * P;
+        const T* __restrict d = A.drop + off;
 #pragma omp simd
-        for (int64_t k = 0; k < P; ++k) dh[k] = src[k] * d[k];
+        for (int64_t k = 0; k < n; ++k) dh[k] = src[k] * d[k];
       } else {
-        std::memcpy(dh, src, sizeof(T) * P);
+        std::memcpy(dh, src, sizeof(T) * n);
       }
     }
     if (A.dst == nullptr) continue;
-    T* __restrict dst = A.dst + b * P;
+    T* __restrict dst = A.dst + off;
     if (A.mask != nullptr && !A.mask[b]) {
-      std::memset(dst, 0, sizeof(T) * P);
+      std::memset(dst, 0, sizeof(T) * n);
     } else if (A.dy != nullptr) {
-      const T* __restrict dy = A.dy + b * P;
+      const T* __restrict dy = A.dy + off;
 #pragma omp simd
-      for (int64_t k = 0; k < P; ++k) dst[k] = dy[k] + dh[k];
+      for (int64_t k = 0; k < n; ++k) dst[k] = dy[k] + dh[k];
     } else {
-      std::memcpy(dst, dh, sizeof(T) * P);
+      std::memcpy(dst, dh, sizeof(T) * n);
     }
   }
 }
 
-// Backward gate math for rows [b0, b1) of one step. dL/d(pre-activations) goes to da (this is
-// dL/dxg), dL/d(W_hh h) before LayerNorm to dr, dc is updated in place to dL/dc_{t-1}, and the
-// peephole / LayerNorm-gain gradients are summed into this chunk's accumulators.
+// Backward gate math for rows [b0, b1), hidden units [j0, j1) of one step. dL/d(pre-activations) goes
+// to da (this is dL/dxg), dL/d(W_hh h) before LayerNorm to dr, dc is updated in place to dL/dc_{t-1},
+// and the peephole / LayerNorm-gain gradients are summed into this chunk's accumulators.
+// LayerNorm needs whole rows: then [j0, j1) must be [0, H).
 template <typename T, bool COUPLED, bool PEEP, bool LN>
-void bwd_rows(const BwdArgs<T>& A, int64_t b0, int64_t b1, T* __restrict acc, T* __restrict tmp) {
+void bwd_rows(const BwdArgs<T>& A, int64_t b0, int64_t b1, int64_t j0, int64_t j1, T* __restrict acc,
+              T* __restrict tmp) {
   const int64_t H = A.H, G = A.G;
   constexpr int64_t kI = 0;
   const int64_t of = H, og = COUPLED ? H : 2 * H, oo = og + H;
@@ -257,7 +258,7 @@ void bwd_rows(const BwdArgs<T>& A, int64_t b0, int64_t b1, T* __restrict acc, T*
     T* __restrict da = A.da + b * G;
     if (A.mask != nullptr && !A.mask[b]) {
       // Past the end: no gradient into this step; dc (and dh, in bwd_pre_rows) pass through.
-      std::memset(da, 0, sizeof(T) * G);
+      for (int64_t k = 0; k < G; k += H) std::memset(da + k + j0, 0, sizeof(T) * (j1 - j0));
       if constexpr (LN) std::memset(A.dr + b * G, 0, sizeof(T) * G);
       continue;
     }
@@ -290,7 +291,7 @@ void bwd_rows(const BwdArgs<T>& A, int64_t b0, int64_t b1, T* __restrict acc, T*
       rsc = A.crstd[b];
     }
 #pragma omp simd
-    for (int64_t j = 0; j < H; ++j) {
+    for (int64_t j = j0; j < j1; ++j) {
       const T i = act[kI + j];
       const T g = act[og + j];
       const T o = act[oo + j];
