@@ -13,6 +13,7 @@ from lstmkit.train.config import (
     config_to_dict,
     dump_config,
     load_config,
+    section_defaults,
 )
 from lstmkit.train.loop import (
     EpochLog,
@@ -58,6 +59,7 @@ __all__ = [
     "param_groups",
     "restore_rng_state",
     "save_checkpoint",
+    "section_defaults",
     "seed_everything",
     "warmup_cosine",
 ]

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from lstmkit._fileio import fsync_dir, fsync_file, read_versioned_json, write_versioned_json
-from lstmkit.train.config import Config, dump_config, load_config
+from lstmkit.train.config import Config, dump_config, load_config, section_defaults
 
 _INDEX = "index.json"
 _INDEX_FORMAT = "lstmkit.checkpoint-index"
@@ -189,6 +189,7 @@ def load_checkpoint(
     model: nn.Module | None = None,
     optimizer: torch.optim.Optimizer | None = None,
     scheduler: Any = None,
+    config_like: Config | None = None,
 ) -> Checkpoint:
     """Read a checkpoint and load it into the objects given.
 
@@ -196,6 +197,8 @@ def load_checkpoint(
         path: a checkpoint root (its newest checkpoint is read) or one checkpoint directory.
         model, optimizer, scheduler: loaded in place when given; they must be built like the
             ones that were saved.
+        config_like: a config built like the saved one (a task's extended sections, such as a
+            ``data`` section with a ``text`` key), so that its ``config.toml`` can be read back.
     """
     path = Path(path)
     if (path / _INDEX).exists():
@@ -217,5 +220,8 @@ def load_checkpoint(
         if payload["scheduler"] is None:
             raise ValueError(f"{path}: holds no scheduler state")
         scheduler.load_state_dict(_decode(payload["scheduler"], tensors))
-    config = load_config(path / "config.toml") if (path / "config.toml").exists() else None
+    config = None
+    if (path / "config.toml").exists():
+        base = None if config_like is None else section_defaults(config_like)
+        config = load_config(path / "config.toml", base)
     return Checkpoint(path=path, step=payload["step"], state=_decode(payload["state"], tensors), config=config)

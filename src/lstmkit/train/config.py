@@ -143,7 +143,12 @@ class TrainConfig(_Section):
     checkpoint_every: int | None = None  # steps between mid-epoch checkpoints; one is always saved per epoch
     keep_checkpoints: int = 2  # older checkpoints are deleted; 2 keeps one spare if the newest is bad
     log_every: int = 10  # steps between rows of metrics.csv
+    max_minutes: float | None = None  # optional wall-clock cap, counted across resumes; ends the run like max_steps
     seed: int = 0  # for seed_everything; one number reproduces a run on one machine
+    # Intra-op threads, set by the task runner (``lstmkit train/evaluate/generate``), not by ``fit``. Per-step
+    # matrices of small recurrent nets are too small for threads to pay, and with the other core of a 2-core
+    # machine busy, 2 threads run many times slower than 1. 0 keeps torch's default.
+    threads: int = 1
     progress: bool = True  # tqdm progress bar
     tensorboard: bool = True  # also log to TensorBoard when it is installed
 
@@ -152,7 +157,13 @@ class TrainConfig(_Section):
             self, "train", 1,
             "epochs", "max_steps", "patience", "max_nonfinite", "checkpoint_every", "keep_checkpoints", "log_every",
         )  # fmt: skip
-        _require_at_least(self, "train", 0, "weight_decay", "warmup_steps", "plateau_patience", "min_delta")
+        _require_at_least(
+            self, "train", 0, "weight_decay", "warmup_steps", "plateau_patience", "min_delta", "threads"
+        )
+        _require(
+            self.max_minutes is None or self.max_minutes > 0, f"train.max_minutes must be > 0, got {self.max_minutes}"
+        )
+        _require(0 <= self.seed < 2**32, f"train.seed must be in [0, 2**32), got {self.seed}")
         _require(self.lr > 0, f"train.lr must be > 0, got {self.lr}")
         _require(all(0 <= b < 1 for b in self.betas), f"train.betas must be in [0, 1), got {self.betas}")
         _require(self.clip_norm > 0, f"train.clip_norm must be > 0 (use inf to disable), got {self.clip_norm}")
@@ -173,16 +184,32 @@ class Config:
 _SECTIONS: dict[str, type] = {f.name: f.default_factory for f in dataclasses.fields(Config)}
 
 
-def _section_from_dict(cls: type, values: dict[str, Any], section: str) -> Any:
-    known = [f.name for f in dataclasses.fields(cls)]
+def section_defaults(config: Config) -> Config:
+    """A :class:`Config` with the same section classes as ``config``, every key at its default.
+
+    Tasks extend a section by subclassing it (``class CharLMData(DataConfig)`` adds ``text``);
+    this is the base to read such a config back from a file exactly: keys the file leaves out
+    (None values are not written) take their class defaults, not some other config's values.
+    """
+    return Config(**{f.name: type(getattr(config, f.name))() for f in dataclasses.fields(Config)})
+
+
+def _section_from_dict(base: Any, values: dict[str, Any], section: str) -> Any:
+    known = [f.name for f in dataclasses.fields(base)]
     unknown = sorted(set(values) - set(known))
     if unknown:
         raise ValueError(f"unknown key(s) {unknown} in [{section}]; known keys: {known}")
-    return cls(**values)
+    return dataclasses.replace(base, **values)
 
 
-def config_from_dict(data: dict[str, Any]) -> Config:
-    """Build a :class:`Config` from nested ``{section: {key: value}}``; missing keys keep defaults."""
+def config_from_dict(data: dict[str, Any], base: Config | None = None) -> Config:
+    """Build a :class:`Config` from nested ``{section: {key: value}}``.
+
+    Keys the dict leaves out keep their value in ``base`` (default ``Config()``: the defaults).
+    Each section's class is ``base``'s, so a task's extended section accepts its own keys, and
+    every other key is rejected by name.
+    """
+    base = Config() if base is None else base
     unknown = sorted(set(data) - set(_SECTIONS))
     if unknown:
         raise ValueError(f"unknown section(s) {unknown}; known sections: {list(_SECTIONS)}")
@@ -190,8 +217,8 @@ def config_from_dict(data: dict[str, Any]) -> Config:
     for section, values in data.items():
         if not isinstance(values, dict):
             raise ValueError(f"[{section}] must be a table of key = value, got {type(values).__name__}")
-        parts[section] = _section_from_dict(_SECTIONS[section], values, section)
-    return Config(**parts)
+        parts[section] = _section_from_dict(getattr(base, section), values, section)
+    return dataclasses.replace(base, **parts)
 
 
 def config_to_dict(config: Config) -> dict[str, dict[str, Any]]:
@@ -203,14 +230,15 @@ def config_to_dict(config: Config) -> dict[str, dict[str, Any]]:
     return out
 
 
-def load_config(path: str | os.PathLike[str]) -> Config:
-    """Read a TOML file of ``[model]``, ``[data]``, ``[train]`` tables."""
+def load_config(path: str | os.PathLike[str], base: Config | None = None) -> Config:
+    """Read a TOML file of ``[model]``, ``[data]``, ``[train]`` tables onto ``base`` (see
+    :func:`config_from_dict`; use ``section_defaults(config)`` to read back a task's config exactly)."""
     with open(path, "rb") as f:
         try:
             data = tomllib.load(f)
         except tomllib.TOMLDecodeError as e:
             raise ValueError(f"{path}: invalid TOML ({e})") from e
-    return config_from_dict(data)
+    return config_from_dict(data, base)
 
 
 def dump_config(config: Config, path: str | os.PathLike[str] | None = None) -> str:
@@ -235,7 +263,9 @@ def apply_overrides(config: Config, overrides: Iterable[str]) -> Config:
     """Return a copy of ``config`` with ``"section.key=value"`` overrides applied.
 
     Values are TOML literals; a bare word is a string (``model.cell=gru``) and ``none`` clears
-    an optional key. Unknown sections or keys and ill-typed values raise ValueError by name.
+    an optional key. Unknown sections or keys and ill-typed values raise ValueError by name. The
+    known keys are those of ``config``'s own section classes, so a task's extended section (say
+    ``data.text``) is accepted where that task's config is given.
 
     Example:
         >>> apply_overrides(Config(), ["train.lr=3e-4", "model.cell=gru"]).train.lr
@@ -250,8 +280,7 @@ def apply_overrides(config: Config, overrides: Iterable[str]) -> Config:
             raise ValueError(f"override {item!r} must look like 'section.key=value'")
         if section not in _SECTIONS:
             raise ValueError(f"override {item!r}: unknown section {section!r}; known sections: {list(_SECTIONS)}")
-        cls = _SECTIONS[section]
-        known = [f.name for f in dataclasses.fields(cls)]
+        known = [f.name for f in dataclasses.fields(getattr(config, section))]
         if name not in known:
             raise ValueError(f"override {item!r}: unknown key {name!r} in [{section}]; known keys: {known}")
         part = dataclasses.replace(getattr(config, section), **{name: _parse_value(raw)})

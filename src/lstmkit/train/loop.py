@@ -92,6 +92,7 @@ class _Progress:
     best_epoch: int | None = None
     bad_evals: int = 0  # evaluations since the last improvement
     stopped_early: bool = False
+    elapsed_s: float = 0.0  # training wall-clock time of earlier calls, for train.max_minutes
     history: list[dict] = dataclasses.field(default_factory=list)
 
 
@@ -288,12 +289,16 @@ def fit(
     run, hidden, best_weights, epoch_rng, resumed_rng = _Progress(), None, None, None, None
     latest = latest_checkpoint(ckpt_dir) if resume else None
     if latest is not None:
-        ckpt = load_checkpoint(latest, model=model, optimizer=optimizer, scheduler=scheduler)
+        ckpt = load_checkpoint(latest, model=model, optimizer=optimizer, scheduler=scheduler, config_like=config)
         run = _Progress(**ckpt.state["progress"])
         hidden, best_weights = ckpt.state["hidden"], ckpt.state["best_weights"]
         epoch_rng, resumed_rng = ckpt.state["epoch_rng"], ckpt.state["rng"]
 
+    started = time.perf_counter()
+    elapsed_before = run.elapsed_s
+
     def save() -> None:
+        run.elapsed_s = elapsed_before + time.perf_counter() - started
         state = {
             "progress": dataclasses.asdict(run),
             "hidden": hidden if cfg.stateful else None,
@@ -307,8 +312,11 @@ def fit(
     def lr() -> float:
         return optimizer.param_groups[0]["lr"]
 
+    def out_of_time() -> bool:
+        return cfg.max_minutes is not None and elapsed_before + time.perf_counter() - started >= 60 * cfg.max_minutes
+
     def done() -> bool:
-        return run.stopped_early or (cfg.max_steps is not None and run.step >= cfg.max_steps)
+        return run.stopped_early or (cfg.max_steps is not None and run.step >= cfg.max_steps) or out_of_time()
 
     with ExitStack() as stack:
         log = _MetricsCsv(out_dir / "metrics.csv", resume_step=run.step if latest is not None else None)

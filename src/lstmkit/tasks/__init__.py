@@ -1,0 +1,27 @@
+"""Tasks: a registry of end-to-end jobs (data, model, metrics) that ``lstmkit train`` runs.
+
+Each task is one module that registers itself with ``@register_task("name")``; importing this
+package imports them all, so :data:`TASKS` lists every task. Later tasks (forecasting,
+classification, CTC, long-range synthetic) plug in the same way: subclass :class:`Task`, register
+it, import its module here.
+"""
+
+from __future__ import annotations
+
+# Importing a task module registers it.
+from lstmkit.tasks import charlm, wordlm
+from lstmkit.tasks.base import DataUnavailable, Generated, Prepared, Task, TaskError
+from lstmkit.tasks.registry import TASKS, get_task, register_task
+
+__all__ = [
+    "TASKS",
+    "DataUnavailable",
+    "Generated",
+    "Prepared",
+    "Task",
+    "TaskError",
+    "charlm",
+    "get_task",
+    "register_task",
+    "wordlm",
+]

@@ -1,0 +1,117 @@
+"""Run directories: everything one ``lstmkit train`` wrote, and reading it back.
+
+A run directory holds::
+
+    run.json            # the version stamp: run format, lstmkit/torch/Python versions, task, time
+    config.toml         # the resolved config (task defaults, --config file, --set overrides)
+    model.safetensors   # the best weights (by validation loss)
+    <task state>        # e.g. tokenizer.json and data.json (the split and its fingerprints)
+    metrics.csv         # training and validation losses, lr, gradient norm, speed
+    summary.json        # the final metrics
+    curves.png          # training and validation curves, learning rate
+    checkpoints/        # for resuming (``lstmkit train --out`` the same directory)
+
+``evaluate`` and ``generate`` read the model and its state from here only, and refuse a
+directory that is incomplete or was written in another run format.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+import safetensors.torch
+import torch
+from torch import nn
+
+import lstmkit
+from lstmkit._fileio import read_versioned_json, write_json_atomic, write_versioned_json
+from lstmkit.tasks.base import Task, TaskError
+from lstmkit.tasks.registry import get_task
+from lstmkit.train import Config, load_config, section_defaults
+
+RUN_FORMAT = "lstmkit.run"
+RUN_VERSION = 1  # bump when the layout or the meaning of a file changes; older runs are then refused
+STAMP = "run.json"
+CONFIG = "config.toml"
+MODEL = "model.safetensors"
+SUMMARY = "summary.json"
+METRICS = "metrics.csv"
+CURVES = "curves.png"
+
+
+@dataclasses.dataclass
+class Run:
+    """A run directory read back: its task, resolved config and stamp."""
+
+    path: Path
+    task: Task
+    config: Config
+    stamp: dict[str, Any]
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def load_weights(self, model: nn.Module) -> nn.Module:
+        """Load ``model.safetensors`` into ``model`` (built from ``self.config``), in eval mode."""
+        try:
+            safetensors.torch.load_model(model, str(self.file(MODEL)), strict=True)
+        except Exception as e:  # safetensors raises RuntimeError or its own error types
+            raise TaskError(f"{self.file(MODEL)} does not match {self.file(CONFIG)}: {e}") from e
+        return model.eval()
+
+
+def write_stamp(run_dir: Path, task: Task) -> None:
+    write_versioned_json(
+        run_dir / STAMP,
+        RUN_FORMAT,
+        RUN_VERSION,
+        {
+            "task": task.name,
+            "lstmkit_version": lstmkit.__version__,
+            "torch_version": torch.__version__,
+            "python_version": platform.python_version(),
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "argv": sys.argv,
+        },
+    )
+
+
+def write_summary(run_dir: Path, metrics: dict[str, Any]) -> None:
+    write_json_atomic(run_dir / SUMMARY, metrics)
+
+
+def read_stamp(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / STAMP
+    if not path.is_file():
+        raise TaskError(f"{run_dir} is not a run directory: it has no {STAMP} (runs are made by `lstmkit train`)")
+    try:
+        return read_versioned_json(path, RUN_FORMAT, RUN_VERSION)
+    except ValueError as e:
+        raise TaskError(
+            f"{run_dir} cannot be read by this lstmkit ({lstmkit.__version__}, run format {RUN_VERSION}): {e}. "
+            "Train it again with this version."
+        ) from e
+
+
+def open_run(run_dir: str | Path) -> Run:
+    """Read a finished run directory, checking that everything ``evaluate``/``generate`` need is there."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise TaskError(f"run directory {run_dir} does not exist")
+    stamp = read_stamp(run_dir)
+    task = get_task(str(stamp.get("task")))
+    missing = [f for f in (CONFIG, MODEL, SUMMARY, *task.state_files) if not (run_dir / f).is_file()]
+    if missing:
+        unfinished = MODEL in missing or SUMMARY in missing
+        hint = "; the training did not finish: run the same `lstmkit train --out` again to resume" if unfinished else ""
+        raise TaskError(f"run directory {run_dir} is missing {missing}{hint}")
+    try:
+        config = load_config(run_dir / CONFIG, section_defaults(task.default_config()))
+    except ValueError as e:
+        raise TaskError(f"{run_dir / CONFIG}: {e}") from e
+    return Run(path=run_dir, task=task, config=config, stamp=stamp)

@@ -1,0 +1,152 @@
+"""``wordlm``: a word-level LSTM language model with tied input/output embeddings.
+
+Words are lower-cased; punctuation marks are tokens of their own and every line ends in a
+``<nl>`` token (speaker names, verse lines), as in the usual word-level benchmarks (Penn
+Treebank: lower case, an end-of-sentence token). The vocabulary is the 10,000 most frequent
+tokens of the training split (``<pad>`` and ``<unk>`` included); the rest become ``<unk>``.
+
+After training it reports test perplexity beside an interpolated Kneser-Ney bigram
+(``lstmkit.tasks.ngram``) fitted on the same training tokens and scored on the same test tokens.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lstmkit.data import WordTokenizer
+from lstmkit.models import SequenceModel
+from lstmkit.tasks.lm import LanguageModelTask, LMData, LMPrepared, eval_batcher
+from lstmkit.tasks.ngram import KneserNeyBigram
+from lstmkit.tasks.registry import register_task
+from lstmkit.train import Config, ModelConfig, TrainConfig, evaluate, lm_step
+
+NL = "<nl>"
+# A word: letters or digits with inner apostrophes (o'er, bless'd); anything else not a space is a token.
+_TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z0-9]+)*|[^\sa-z0-9]")
+_NO_SPACE_BEFORE = set(".,;:!?)]}'")
+
+
+def words(text: str) -> list[str]:
+    """Lower-cased tokens of ``text``, ``<nl>`` after each non-empty line."""
+    out: list[str] = []
+    for line in text.lower().split("\n"):
+        tokens = _TOKEN.findall(line)
+        if tokens:
+            out += [*tokens, NL]
+    return out
+
+
+def detokenize(tokens: list[str]) -> str:
+    """Tokens back to readable text: ``<nl>`` is a line break, no space before punctuation."""
+    out = ""
+    for t in tokens:
+        if t == NL:
+            out += "\n"
+        elif not out or out.endswith(("\n", "(", "[")) or t in _NO_SPACE_BEFORE:
+            out += t
+        else:
+            out += " " + t
+    return out
+
+
+@dataclass(frozen=True)
+class WordLMData(LMData):
+    """``LMData`` and the vocabulary size."""
+
+    max_vocab: int = 10_000  # the classic word-LM size (Penn Treebank); <pad> and <unk> included
+
+    def _validate(self) -> None:
+        super()._validate()
+        if self.max_vocab < 3:
+            raise ValueError(f"data.max_vocab must be >= 3 (<pad>, <unk> and one word), got {self.max_vocab}")
+
+
+@register_task("wordlm")
+class WordLM(LanguageModelTask):
+    """Predict the next word. Reports perplexity, and a Kneser-Ney bigram's on the same split."""
+
+    summary = "word-level language model, 10k vocabulary, tied embeddings; test perplexity vs a KN bigram"
+    unit = "word"
+    start_symbol = NL
+    sample_length = 80
+
+    def default_config(self) -> Config:
+        # Tuned for the 10-minute budget on a 2-core CPU (see docs/results.md).
+        return Config(
+            model=ModelConfig(
+                hidden_size=256,
+                num_layers=1,
+                embedding_dim=256,  # = hidden size: the tied head needs no extra projection
+                dropout=0.3,  # words overfit far sooner than characters (Zaremba et al. 2014)
+                tie_weights=True,  # Press & Wolf 2017: fewer parameters, lower perplexity
+            ),
+            data=WordLMData(batch_size=32, bptt=64),
+            train=TrainConfig(epochs=100, max_steps=1500, max_minutes=8.5, lr=3e-3, warmup_steps=50, patience=3),
+        )
+
+    def smoke_config(self, workdir: Path) -> Config:
+        path = workdir / "wordlm_smoke.txt"
+        path.write_text(_SMOKE_TEXT * 10, encoding="utf-8")
+        return Config(
+            model=ModelConfig(hidden_size=16, num_layers=1, embedding_dim=16, dropout=0.0, tie_weights=True),
+            data=WordLMData(text=str(path), batch_size=4, bptt=8, max_vocab=50),
+            train=TrainConfig(epochs=2, max_steps=6, warmup_steps=1, progress=False, tensorboard=False, log_every=2),
+        )
+
+    def build_tokenizer(self, train_text: str, config: Config) -> WordTokenizer:
+        return WordTokenizer.from_text(" ".join(words(train_text)), max_size=config.data.max_vocab)
+
+    def encode(self, tokenizer: WordTokenizer, text: str) -> list[int]:
+        return tokenizer.encode(" ".join(words(text)))
+
+    def decode(self, tokenizer: WordTokenizer, ids: list[int]) -> str:
+        return detokenize([tokenizer.tokens[i] for i in ids])
+
+    def load_tokenizer(self, path: Path) -> WordTokenizer:
+        return WordTokenizer.load(path)
+
+    def unknown_symbols(self, tokenizer: WordTokenizer, text: str) -> list[str]:
+        known = set(tokenizer.tokens)
+        return list(dict.fromkeys(w for w in words(text) if w not in known))
+
+    def join(self, prompt: str, continuation: str) -> str:
+        if prompt and not prompt[-1].isspace() and continuation and continuation[0] not in _NO_SPACE_BEFORE | {"\n"}:
+            return prompt + " " + continuation
+        return prompt + continuation
+
+    def extra_train_metrics(self, prepared: LMPrepared, model: SequenceModel) -> dict[str, Any]:
+        """Test perplexity of the trained model and of the Kneser-Ney bigram, on the same test tokens."""
+        config, test = prepared.config, prepared.ids["test"]
+        test_ce = evaluate(model, eval_batcher(test, config.data.batch_size, config.data.bptt), lm_step, stateful=True)
+        bigram = KneserNeyBigram(prepared.ids["train"], len(prepared.tokenizer))
+        bigram_ce = bigram.cross_entropy(test)
+        return {
+            "test_perplexity": float(torch.tensor(test_ce).exp()),
+            "test_nats_per_word": test_ce,
+            "bigram_test_perplexity": float(torch.tensor(bigram_ce).exp()),
+            "bigram_discount": bigram.discount,
+        }
+
+    def report(self, metrics: dict[str, Any]) -> list[str]:
+        lines = super().report(metrics)
+        if "test_perplexity" in metrics:
+            ppl, base = metrics["test_perplexity"], metrics["bigram_test_perplexity"]
+            gain = 100 * (1 - ppl / base)
+            lines.append(
+                f"test perplexity: {ppl:.2f}; Kneser-Ney bigram on the same split: {base:.2f} "
+                f"(the LSTM is {abs(gain):.1f}% {'lower' if gain >= 0 else 'higher'})"
+            )
+        return lines
+
+
+_SMOKE_TEXT = """\
+To be, or not to be, that is the question:
+Whether 'tis nobler in the mind to suffer
+The slings and arrows of outrageous fortune,
+Or to take arms against a sea of troubles
+"""
