@@ -1,11 +1,11 @@
 // C++ time loops for the fused LSTM recurrence: the same math and the same saved tensors as
 // lstmkit/nn/_fused.py (lstm_scan_forward / lstm_scan_backward), without Python in the loop.
 //
-// Per step the forward does one recurrent matrix product (BLAS) into a reused buffer and then ONE
-// pointwise pass over the batch rows (lstm_scan_pointwise.h) for all the gate math; with a
-// projection, one more product. The backward walks time in reverse: one pointwise pass and one
-// product (dL/dh = dr W_hh) per step; the weight gradients are whole-sequence products after the
-// loop, and the peephole / LayerNorm-gain gradients are summed during it.
+// Per step the forward does one recurrent matrix product into a reused buffer and then ONE pointwise
+// pass (lstm_scan_pointwise.h) for all the gate math; with a projection, one more product. The
+// backward walks time in reverse: one pointwise pass and one product (dL/dh = dr W_hh) per step;
+// the weight gradients are whole-sequence products after the loop, and the peephole / LayerNorm-gain
+// gradients are summed during it. Threads split each step by hidden units (see "work split").
 //
 // Shapes: T time, B batch, H hidden, P recurrent output (P = H without projection), G = 3H or 4H.
 // Built by lstmkit/nn/_cpp.py with torch.utils.cpp_extension.load; float32 and float64, CPU only.
@@ -313,16 +313,15 @@ T* row(const Tensor& t, int64_t i) {  // pointer to t[i] of a contiguous tensor
 const bool* mask_row(const Tensor& m, int64_t t) { return m.defined() ? m.data_ptr<bool>() + t * m.size(1) : nullptr; }
 Tensor opt(const std::optional<Tensor>& t) { return t.has_value() ? t->contiguous() : Tensor(); }
 
-struct Peepholes {
-  template <typename T>
-  static void rows(const Tensor& peep, bool coupled, int64_t H, const T*& p_i, const T*& p_f, const T*& p_o) {
-    p_i = p_f = p_o = nullptr;
-    if (!peep.defined()) return;
-    p_i = ptr<T>(peep);
-    p_f = coupled ? nullptr : p_i + H;
-    p_o = p_i + (peep.size(0) - 1) * H;
-  }
-};
+// Rows i, f, o of the peephole weights (no f row when coupled; all null without peepholes).
+template <typename T>
+void peephole_rows(const Tensor& peep, bool coupled, int64_t H, const T*& p_i, const T*& p_f, const T*& p_o) {
+  p_i = p_f = p_o = nullptr;
+  if (!peep.defined()) return;
+  p_i = ptr<T>(peep);
+  p_f = coupled ? nullptr : p_i + H;
+  p_o = p_i + (peep.size(0) - 1) * H;
+}
 
 // --- forward ----------------------------------------------------------------------------------
 // Returns y, h_n, c_n, then (train only) the saved tensors:
@@ -388,7 +387,7 @@ std::vector<Tensor> forward_impl(const Tensor& xg, const Tensor& h0, const Tenso
   const T* h0_p = ptr<T>(h0);
   const T* c0_p = ptr<T>(c0);
   const T *p_i, *p_f, *p_o;
-  Peepholes::rows<T>(peep, coupled, H, p_i, p_f, p_o);
+  peephole_rows<T>(peep, coupled, H, p_i, p_f, p_o);
   const FwdFn<T> fwd = pick_variant<T, PickFwd>(coupled, peep.defined(), ln);
   const PostFn<T> post = pick_post<T>();
   const bool need_post = has_mask || has_drop;
@@ -538,7 +537,7 @@ std::vector<Tensor> backward_impl(const Tensor& dy, const Tensor& dhn, const Ten
   const BwdFn<T> bwd = pick_variant<T, PickBwd>(coupled, peep.defined(), ln);
   const BwdPreFn<T> pre = pick_bwd_pre<T>();
   const T *p_i, *p_f, *p_o;
-  Peepholes::rows<T>(peep, coupled, H, p_i, p_f, p_o);
+  peephole_rows<T>(peep, coupled, H, p_i, p_f, p_o);
   const T* w_hh_p = ptr<T>(w_hh);
   const T* w_hr_p = ptr<T>(w_hr);
   T* dh_p = ptr<T>(dh);

@@ -9,8 +9,9 @@
 //
 // Layout: rows of xg/act/rhat are G = 3H or 4H wide with gate blocks i, [f,] g, o; rows of
 // c/tc/chat are H wide; rows of y/h state are P wide (P = H without projection).
-// Needs <cmath>, <cstdint>, <cstring> and the FwdArgs / BwdArgs / PostArgs structs, all declared
-// by lstm_scan.cpp before including this file.
+// Needs <cmath>, <cstdint>, <cstring>, the LK_INLINE macros and the FwdArgs / PostArgs / BwdPreArgs /
+// BwdArgs structs, all declared by lstm_scan.cpp before including this file. Row ranges [b0, b1) and
+// column ranges [j0, j1) let several threads share one step (see "work split" there).
 
 namespace LSTMKIT_NS {
 
