@@ -21,6 +21,7 @@ import logging
 import os
 import shutil
 import sys
+import tempfile
 import threading
 import warnings
 from pathlib import Path
@@ -54,7 +55,13 @@ def _cache_root() -> Path:
     if os.environ.get("LSTMKIT_CACHE_DIR"):
         return Path(os.environ["LSTMKIT_CACHE_DIR"])
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "lstmkit"
+    root = Path(base) / "lstmkit"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError:  # a read-only home (some CI runners): build in the temp folder instead of failing
+        user = os.getuid() if hasattr(os, "getuid") else "user"
+        root = Path(tempfile.gettempdir()) / f"lstmkit-cache-{user}"
+    return root
 
 
 def _source_key() -> str:

@@ -276,8 +276,8 @@ using BwdPreFn = void (*)(const BwdPreArgs<T>&, int64_t, int64_t, int64_t, int64
 #define LSTMKIT_PICK(T, ...) return &generic::__VA_ARGS__
 #endif
 
-template <typename T, bool C, bool P, bool L>
-FwdFn<T> pick_fwd() { LSTMKIT_PICK(T, fwd_rows<T, C, P, L>); }
+template <typename T, bool C, bool P, bool L, bool TR>
+FwdFn<T> pick_fwd() { LSTMKIT_PICK(T, fwd_rows<T, C, P, L, TR>); }
 template <typename T, bool C, bool P, bool L>
 BwdFn<T> pick_bwd() { LSTMKIT_PICK(T, bwd_rows<T, C, P, L>); }
 template <typename T>
@@ -299,7 +299,9 @@ auto pick_variant(bool coupled, bool peep, bool ln) {
   }
 }
 template <typename T, bool C, bool P, bool L>
-struct PickFwd { static FwdFn<T> get() { return pick_fwd<T, C, P, L>(); } };
+struct PickFwdTrain { static FwdFn<T> get() { return pick_fwd<T, C, P, L, true>(); } };
+template <typename T, bool C, bool P, bool L>
+struct PickFwdInfer { static FwdFn<T> get() { return pick_fwd<T, C, P, L, false>(); } };
 template <typename T, bool C, bool P, bool L>
 struct PickBwd { static BwdFn<T> get() { return pick_bwd<T, C, P, L>(); } };
 
@@ -338,7 +340,7 @@ std::vector<Tensor> forward_impl(const Tensor& xg, const Tensor& h0, const Tenso
   const auto o = xg.options();
   Tensor ys = at::empty({Tn, B, P}, o);
   Tensor acts, cs, tcs, hin_all, hraw_all, rhat, rrstd, chat, crstd;  // kept for the backward
-  Tensor act_s, cring, tc_s, hraw_s, rhat_s, rrstd_s, chat_s, crstd_s, hin_ring, hs_ring;  // per-step scratch
+  Tensor act_s, cring, hraw_s, rrstd_s, crstd_s, hin_ring, hs_ring;  // per-step scratch
   if (train) {
     acts = at::empty({Tn, B, G}, o);
     cs = at::empty({Tn + 1, B, H}, o);
@@ -353,15 +355,13 @@ std::vector<Tensor> forward_impl(const Tensor& xg, const Tensor& h0, const Tenso
       crstd = at::empty({Tn, B}, o);
     }
   } else {
-    // Inference: nothing per step survives the step except the state.
-    act_s = at::empty({B, G}, o);
+    // Inference: nothing per step survives the step except the state, and the kernels store only
+    // what the step needs (o for the LayerNorm pass over c).
     cring = at::empty({2, B, H}, o);
-    tc_s = at::empty({B, H}, o);
     if (proj) hraw_s = at::empty({B, H}, o);
     if (ln) {
-      rhat_s = at::empty({B, G}, o);
+      act_s = at::empty({B, G}, o);
       rrstd_s = at::empty({B}, o);
-      chat_s = at::empty({B, H}, o);
       crstd_s = at::empty({B}, o);
     }
     if (has_drop) hin_ring = at::empty({2, B, P}, o);
@@ -388,7 +388,8 @@ std::vector<Tensor> forward_impl(const Tensor& xg, const Tensor& h0, const Tenso
   const T* c0_p = ptr<T>(c0);
   const T *p_i, *p_f, *p_o;
   peephole_rows<T>(peep, coupled, H, p_i, p_f, p_o);
-  const FwdFn<T> fwd = pick_variant<T, PickFwd>(coupled, peep.defined(), ln);
+  const FwdFn<T> fwd = train ? pick_variant<T, PickFwdTrain>(coupled, peep.defined(), ln)
+                             : pick_variant<T, PickFwdInfer>(coupled, peep.defined(), ln);
   const PostFn<T> post = pick_post<T>();
   const bool need_post = has_mask || has_drop;
   const int64_t ng = coupled ? 3 : 4;
@@ -427,12 +428,12 @@ std::vector<Tensor> forward_impl(const Tensor& xg, const Tensor& h0, const Tenso
     a.act = train ? row<T>(acts, t) : ptr<T>(act_s);
     a.c_prev = c_prev(t);
     a.c_new = c_new(t);
-    a.tc = train ? row<T>(tcs, t) : ptr<T>(tc_s);
+    a.tc = train ? row<T>(tcs, t) : nullptr;
     a.h = proj ? (train ? row<T>(hraw_all, t) : ptr<T>(hraw_s)) : y_t;
     if (ln) {
-      a.rhat = train ? row<T>(rhat, t) : ptr<T>(rhat_s);
+      a.rhat = train ? row<T>(rhat, t) : nullptr;
       a.rrstd = train ? row<T>(rrstd, t) : ptr<T>(rrstd_s);
-      a.chat = train ? row<T>(chat, t) : ptr<T>(chat_s);
+      a.chat = train ? row<T>(chat, t) : nullptr;
       a.crstd = train ? row<T>(crstd, t) : ptr<T>(crstd_s);
       a.g_hh = ptr<T>(g_hh);
       a.g_c = ptr<T>(g_c);

@@ -87,8 +87,9 @@ LK_INLINE void row_mean_rstd(const T* __restrict x, int64_t n, T eps, T& mean, T
 
 // Forward gate math for rows [b0, b1) and hidden units [j0, j1) of one step: act, c_new, tc (and LN
 // saves), and h = o * tanh(.) written to args.h. With a length mask a finished row keeps c_prev (its
-// h is handled by post_rows). LayerNorm needs whole rows: then [j0, j1) must be [0, H).
-template <typename T, bool COUPLED, bool PEEP, bool LN>
+// h is handled by post_rows). LayerNorm needs whole rows: then [j0, j1) must be [0, H). Without TRAIN
+// (inference) only what the step itself needs is stored: c_new and h (and o, for LayerNorm).
+template <typename T, bool COUPLED, bool PEEP, bool LN, bool TRAIN>
 void fwd_rows(const FwdArgs<T>& A, int64_t b0, int64_t b1, int64_t j0, int64_t j1) {
   const int64_t H = A.H, G = A.G;
   constexpr int64_t kI = 0;
@@ -96,10 +97,10 @@ void fwd_rows(const FwdArgs<T>& A, int64_t b0, int64_t b1, int64_t j0, int64_t j
   for (int64_t b = b0; b < b1; ++b) {
     const T* __restrict xg = A.xg + b * G;
     const T* __restrict r = A.r + b * G;
-    T* __restrict act = A.act + b * G;
+    T* __restrict act = (TRAIN || LN) ? A.act + b * G : nullptr;
     const T* __restrict cp = A.c_prev + b * H;
     T* __restrict cn = A.c_new + b * H;
-    T* __restrict tc = A.tc + b * H;
+    T* __restrict tc = TRAIN ? A.tc + b * H : nullptr;
     T* __restrict h = A.h + b * H;
     const T* __restrict p_i = A.p_i;
     const T* __restrict p_f = A.p_f;
@@ -109,13 +110,13 @@ void fwd_rows(const FwdArgs<T>& A, int64_t b0, int64_t b1, int64_t j0, int64_t j
       row_mean_rstd(r, G, A.eps, mean_r, rs_r);
       A.rrstd[b] = rs_r;
     }
-    T* __restrict rh = LN ? A.rhat + b * G : nullptr;
+    T* __restrict rh = (LN && TRAIN) ? A.rhat + b * G : nullptr;
     const T* __restrict g_hh = A.g_hh;
     // Pre-activation of gate block q at unit j: xg + r, or xg + g_hh * LN(r) (keeping LN(r) for the backward).
     auto pre = [&](int64_t k) LK_INLINE_LAMBDA {
       if constexpr (LN) {
         const T v = (r[k] - mean_r) * rs_r;
-        rh[k] = v;
+        if constexpr (TRAIN) rh[k] = v;
         return xg[k] + v * g_hh[k];
       } else {
         return xg[k] + r[k];
@@ -138,18 +139,20 @@ void fwd_rows(const FwdArgs<T>& A, int64_t b0, int64_t b1, int64_t j0, int64_t j
         c = cpv + i * (g - cpv);  // f = 1 - i
       } else {
         const T f = sigmoid_(af);
-        act[of + j] = f;
+        if constexpr (TRAIN) act[of + j] = f;
         c = f * cpv + i * g;
       }
       if constexpr (PEEP) ao += p_o[j] * c;  // the output gate's peephole sees the new cell
       const T o = sigmoid_(ao);
-      act[kI + j] = i;
-      act[og + j] = g;
-      act[oo + j] = o;
+      if constexpr (TRAIN) {
+        act[kI + j] = i;
+        act[og + j] = g;
+      }
+      if constexpr (TRAIN || LN) act[oo + j] = o;
       cn[j] = c;
       if constexpr (!LN) {
         const T t = tanh_(c);
-        tc[j] = t;
+        if constexpr (TRAIN) tc[j] = t;
         h[j] = o * t;
       }
     }
@@ -157,15 +160,17 @@ void fwd_rows(const FwdArgs<T>& A, int64_t b0, int64_t b1, int64_t j0, int64_t j
       T mean, rs;
       row_mean_rstd(cn, H, A.eps, mean, rs);
       A.crstd[b] = rs;
-      T* __restrict ch = A.chat + b * H;
+      T* __restrict ch = TRAIN ? A.chat + b * H : nullptr;
       const T* __restrict g_c = A.g_c;
       const T* __restrict b_c = A.b_c;
 #pragma omp simd
       for (int64_t j = 0; j < H; ++j) {
         const T v = (cn[j] - mean) * rs;
-        ch[j] = v;
         const T t = tanh_(b_c[j] + v * g_c[j]);
-        tc[j] = t;
+        if constexpr (TRAIN) {
+          ch[j] = v;
+          tc[j] = t;
+        }
         h[j] = act[oo + j] * t;
       }
     }
