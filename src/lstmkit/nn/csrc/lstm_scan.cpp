@@ -745,8 +745,9 @@ void set_gemm(const std::string& name) {
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "lstmkit: C++ time loops of the fused LSTM recurrence (see lstmkit/nn/_cpp.py)";
-  m.def("forward", &lstmkit::forward);
-  m.def("backward", &lstmkit::backward);
+  // The time loops run without the GIL, like torch's own ops.
+  m.def("forward", &lstmkit::forward, py::call_guard<py::gil_scoped_release>());
+  m.def("backward", &lstmkit::backward, py::call_guard<py::gil_scoped_release>());
   m.def("isa", &lstmkit::isa_name);
   m.def("set_isa", &lstmkit::set_isa);
   m.def("gemm", &lstmkit::gemm_name);
