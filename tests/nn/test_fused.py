@@ -9,6 +9,7 @@ import torch
 
 import lstmkit
 from checks import check_same
+from lstmkit.nn import _cpp
 from lstmkit.nn._fused import LSTMScan, lstm_scan
 
 EXTRAS = ["peephole", "coupled", "layer_norm", "proj", "drop", "mask"]
@@ -78,11 +79,18 @@ MODULE_COMBOS = [
 ]
 
 
+KERNELS = [
+    "fused",
+    pytest.param("cpp", marks=pytest.mark.skipif(not _cpp.available(), reason="C++ kernel not built here")),
+]
+
+
+@pytest.mark.parametrize("impl", KERNELS)
 @pytest.mark.parametrize("kw", MODULE_COMBOS, ids=lambda kw: _ids({k: bool(v) for k, v in kw.items()}))
-def test_fused_equals_reference_module(kw):
+def test_fused_equals_reference_module(kw, impl):
     """Every combination of extras, two bidirectional layers, with lengths, in training mode."""
     I, H, T, B = 4, 6, 5, 3
-    fused = lstmkit.LSTM(I, H, 2, bidirectional=True, dtype=torch.float64, impl="fused", **kw)
+    fused = lstmkit.LSTM(I, H, 2, bidirectional=True, dtype=torch.float64, impl=impl, **kw)
     ref = lstmkit.LSTM(I, H, 2, bidirectional=True, dtype=torch.float64, impl="reference", **kw)
     ref.load_state_dict(fused.state_dict())
     x = torch.randn(T, B, I, dtype=torch.float64)
@@ -110,8 +118,9 @@ def test_gradcheck_whole_layer(kw):
     assert torch.autograd.gradcheck(f, (x, *params))
 
 
-def test_inference_mode_matches_training_forward():
-    m = lstmkit.LSTM(4, 6, 2, peephole=True, layer_norm=True)
+@pytest.mark.parametrize("impl", KERNELS)
+def test_inference_mode_matches_training_forward(impl):
+    m = lstmkit.LSTM(4, 6, 2, peephole=True, layer_norm=True, impl=impl)
     x = torch.randn(7, 3, 4)
     y_train, (h_train, _) = m(x)
     with torch.inference_mode():

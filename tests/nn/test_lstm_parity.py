@@ -11,8 +11,13 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 import lstmkit
 from checks import check_same
+from lstmkit.nn import _cpp
 
-IMPLS = ["fused", "reference"]
+IMPLS = [
+    "fused",
+    "reference",
+    pytest.param("cpp", marks=pytest.mark.skipif(not _cpp.available(), reason="C++ kernel not built here")),
+]
 I, H, B, T = 5, 7, 4, 6
 
 GRID = [

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-_IMPLS = ("auto", "fused", "reference")
+_IMPLS = ("auto", "cpp", "fused", "reference")
 
 
 def _check_prob(name: str, p: float) -> float:

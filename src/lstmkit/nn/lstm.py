@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import _cpp
 from ._base import RecurrentBase, _check_positive_int, _check_prob
 from ._fused import lstm_scan
 from ._reference import LSTMOptions, LSTMWeights, lstm_step, scan
@@ -92,6 +93,21 @@ def _weights(p: dict[str, Tensor]) -> LSTMWeights:
     )
 
 
+def scan_kernel(impl: str, x: Tensor):
+    """The recurrence kernel for ``impl``: "cpp" (C++ time loops), "fused" (the same in PyTorch).
+
+    "auto" takes the C++ kernel where it can run (CPU, float32/float64, extension built) and the
+    PyTorch one otherwise (other devices and dtypes, no compiler, ``LSTMKIT_NO_CPP=1``).
+    """
+    if impl == "fused":
+        return lstm_scan
+    if impl == "cpp":
+        return _cpp.lstm_scan_cpp  # raises with the reason when the extension is unavailable
+    if x.device.type == "cpu" and x.dtype in _cpp.SUPPORTED_DTYPES and _cpp.available():
+        return _cpp.lstm_scan_cpp
+    return lstm_scan
+
+
 def input_gates(x: Tensor, w: LSTMWeights, opt: LSTMOptions) -> Tensor:
     """Input side of every step at once: LN_ih(W_ih x) + b_ih + b_hh, (T, B, I) -> (T, B, G)."""
     if opt.layer_norm:
@@ -109,7 +125,8 @@ class LSTM(RecurrentBase):
     The variants (keyword-only, all composable, see the module docstring for where each acts):
     ``peephole``, ``coupled`` (f = 1 - i), ``layer_norm``, ``recurrent_dropout``,
     ``forget_bias`` (initial forget-gate bias), ``layer_norm_eps``; ``impl`` forces the
-    ``"fused"`` kernel or the ``"reference"`` loop (``"auto"``: the fastest available).
+    ``"cpp"`` kernel, the ``"fused"`` PyTorch kernel or the ``"reference"`` loop (``"auto"``: the C++
+    kernel where it can run, else the fused PyTorch one).
 
     Shapes: input (T, B, I) [(B, T, I) with batch_first, (T, I) unbatched, or PackedSequence];
     h_0/h_n (L*D, B, P), c_0/c_n (L*D, B, H); output (T, B, D*P). ``forward(..., lengths=...)``
@@ -181,7 +198,7 @@ class LSTM(RecurrentBase):
         if self.impl == "reference":
             return scan(lambda x_t, s: lstm_step(x_t, s, w, self._options, drop), x, state, mask)
         xg = input_gates(x, w, self._options)  # (T, B, G), one matrix product for all steps
-        y, h, c = lstm_scan(
+        y, h, c = scan_kernel(self.impl, xg)(
             xg, state[0], state[1], w.w_hh, w.w_hr, w.peep, w.g_hh, w.g_c, w.b_c, drop, mask,
             self.coupled, self.layer_norm_eps,
         )
