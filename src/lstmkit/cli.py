@@ -133,5 +133,37 @@ def list_tasks() -> None:
             typer.echo("    " + info.note.replace("\n", "\n    "))
 
 
+class ExportFormat(str, enum.Enum):
+    onnx = "onnx"
+
+
+@app.command("export")
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by `lstmkit train`.")],
+    format_: Annotated[ExportFormat, typer.Option("--format", help="The file format.")] = ExportFormat.onnx,
+    out: Annotated[Path | None, typer.Option(help="The file to write (default: RUN_DIR/model.onnx).")] = None,
+    lengths: Annotated[
+        bool, typer.Option("--lengths/--no-lengths", help="Add a `lengths` (B,) input that masks padded steps.")
+    ] = False,
+    verify: Annotated[
+        bool, typer.Option("--verify/--no-verify", help="Check the file in onnxruntime against the PyTorch model.")
+    ] = True,
+) -> None:
+    """Export a trained run's model (embedding, LSTM, head; tokenizer in the metadata) for onnxruntime.
+
+    Needs the optional packages: pip install "lstmkit[onnx]". See docs/deployment.md.
+    """
+    from lstmkit.export.rundir import export_run  # the export stack loads only for this command
+
+    try:
+        result = export_run(run_dir, format=format_.value, out=out, lengths=lengths, verify=verify)
+    except ValueError as e:
+        _fail(e, usage="export")
+    except TaskError as e:
+        _fail(e)
+    for line in result.describe():
+        typer.echo(line)
+
+
 def main() -> None:
     app(prog_name="lstmkit")

@@ -1,0 +1,14 @@
+"""Deployment export: lstmkit models as ONNX files, checked in onnxruntime.
+
+``to_onnx(model, path)`` writes an ``lstmkit.LSTM`` (every variant), ``GRU``, ``RNN`` or a whole
+``SequenceModel`` and, by default, verifies it in onnxruntime against the PyTorch model;
+``export_run(run_dir)`` does that for a trained run directory (``lstmkit export RUN_DIR``).
+onnx and onnxruntime are optional: ``pip install "lstmkit[onnx]"``. See docs/deployment.md.
+"""
+
+from __future__ import annotations
+
+from lstmkit.export._deps import MissingDependency
+from lstmkit.export.onnx_model import ExportVerificationError, OnnxExport, to_onnx, verify_onnx
+
+__all__ = ["ExportVerificationError", "MissingDependency", "OnnxExport", "to_onnx", "verify_onnx"]

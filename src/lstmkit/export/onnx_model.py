@@ -1,0 +1,327 @@
+"""``to_onnx``: an lstmkit layer or ``SequenceModel`` as an ONNX file, checked in onnxruntime.
+
+The graph is written node by node with ``onnx.helper`` (see ``recurrent.py`` for the recurrent
+core) rather than traced by ``torch.onnx.export``: tracing would unroll our Python time loop for
+one fixed length and could not map the fused kernel's custom autograd node to the ONNX ``LSTM``
+operator, while writing the graph gives symbolic time and batch axes, the standard ``LSTM``
+operator wherever it computes our equations, and no dependency on torch's exporter (or onnxscript).
+
+Graph signature (T and B symbolic; L layers, D directions, P = proj_size or H):
+
+======================  ====================================================================
+inputs                  ``input`` (T, B, I) [(B, T, I) for a ``batch_first`` layer], or for a
+                        ``SequenceModel`` ``tokens`` (T, B) int64 / ``features`` (T, B, I);
+                        ``h0`` (L*D, B, P); ``c0`` (L*D, B, H) for an LSTM;
+                        ``lengths`` (B,) int64 with ``lengths=True``
+outputs                 ``output`` (T, B, D*P) [``logits`` (T, B, O) for a ``SequenceModel``];
+                        ``hn``; ``cn`` for an LSTM
+======================  ====================================================================
+
+The model is exported as in eval mode: no dropout, no recurrent dropout.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+import lstmkit
+from lstmkit._fileio import atomic_path
+from lstmkit.export import _deps
+from lstmkit.export.graph import GraphBuilder
+from lstmkit.export.recurrent import RECURRENCES, CoreInputs, emit_core
+from lstmkit.models import SequenceModel
+from lstmkit.nn import GRU, LSTM, RNN
+
+MIN_OPSET = 17  # LayerNormalization (the LayerNorm variant's Scan body) is an ONNX operator from opset 17
+ATOL = 1e-5  # verification: |onnxruntime - torch| <= ATOL + RTOL * |torch|, element-wise
+RTOL = 1e-5
+# Verified at lengths and batch sizes unlike each other, so that a graph with a fixed axis fails.
+VERIFY_SHAPES = ((9, 3), (1, 2), (4, 1))  # (T, B)
+
+
+class ExportVerificationError(RuntimeError):
+    """The exported model's outputs in onnxruntime differ from the PyTorch model's."""
+
+
+@dataclasses.dataclass(frozen=True)
+class OnnxExport:
+    """What ``to_onnx`` wrote."""
+
+    path: Path
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    layers: tuple[str, ...]  # the ONNX operator each recurrent layer became: "LSTM", "Scan", "GRU", "RNN"
+    max_abs_error: float | None  # largest |onnxruntime - torch| seen by the verification; None when not verified
+
+    def describe(self) -> list[str]:
+        """Human-readable lines: the file, its signature, its operators and the verification."""
+        checked = (
+            f"verified in onnxruntime against PyTorch: largest difference {self.max_abs_error:.2g}"
+            if self.max_abs_error is not None
+            else "not verified (verify=False)"
+        )
+        return [
+            f"wrote {self.path}",
+            f"inputs: {', '.join(self.inputs)}; outputs: {', '.join(self.outputs)}",
+            f"recurrent layers as ONNX operators: {', '.join(self.layers)}",
+            checked,
+        ]
+
+
+def _core_of(model: nn.Module) -> LSTM | GRU | RNN:
+    if isinstance(model, SequenceModel):
+        core = model.rnn
+        if not isinstance(core, (LSTM, GRU, RNN)):
+            raise TypeError(f"model.rnn must be an lstmkit LSTM, GRU or RNN to export, got {type(core).__name__}")
+        return core
+    if isinstance(model, (LSTM, GRU, RNN)):
+        return model
+    hint = ""
+    if isinstance(model, (nn.LSTM, nn.GRU, nn.RNN)):
+        hint = f"; load its state_dict into lstmkit.{type(model).__name__} (same parameter names) and export that"
+    raise TypeError(f"model must be an lstmkit LSTM, GRU or RNN, or a SequenceModel, got {type(model).__name__}{hint}")
+
+
+def _check_args(model: nn.Module, path, lengths, recurrence, opset, verify, metadata) -> Path:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an lstmkit model (nn.Module), got {type(model).__name__}")
+    core = _core_of(model)
+    bad = sorted({str(p.dtype) for p in model.parameters() if p.dtype != torch.float32})
+    if bad:
+        raise TypeError(f"model must have float32 parameters to export, got {bad}; call model.float() first")
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"path must be a file name, got the directory {path}")
+    if not path.parent.is_dir():
+        raise ValueError(f"path's directory {path.parent} does not exist")
+    for name, v in (("lengths", lengths), ("verify", verify)):
+        if not isinstance(v, bool):
+            raise TypeError(f"{name} must be True or False, got {v!r}")
+    if recurrence not in RECURRENCES:
+        raise ValueError(f"recurrence must be one of {RECURRENCES}, got {recurrence!r}")
+    if recurrence == "scan" and not isinstance(core, LSTM):
+        raise ValueError(f"recurrence='scan' applies to LSTM layers; a {type(core).__name__} always exports as "
+                         f"the ONNX {type(core).__name__} operator")
+    latest = _deps.onnx().defs.onnx_opset_version()
+    if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= latest:
+        raise ValueError(f"opset must be an integer in [{MIN_OPSET}, {latest}] (this onnx's newest), got {opset!r}")
+    if metadata is not None and not (
+        isinstance(metadata, Mapping) and all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items())
+    ):
+        raise TypeError("metadata must be a mapping of str to str")
+    return path
+
+
+def _signature(model: nn.Module, core: LSTM | GRU | RNN, lengths: bool) -> tuple[list, list]:
+    """(name, elem type, shape) of the graph's inputs and outputs."""
+    F32, I64 = "float32", "int64"
+    LD, P, H = core.num_layers * core.num_directions, core.output_size, core.hidden_size
+    if isinstance(model, SequenceModel):
+        if model.embedding is not None:
+            inputs = [("tokens", I64, ["T", "B"])]
+        else:
+            inputs = [("features", F32, ["T", "B", core.input_size])]
+        outputs = [("logits", F32, ["T", "B", model.head.out_features])]
+    else:
+        shape = ["B", "T", core.input_size] if core.batch_first else ["T", "B", core.input_size]
+        inputs = [("input", F32, shape)]
+        out = core.num_directions * P
+        outputs = [("output", F32, ["B", "T", out] if core.batch_first else ["T", "B", out])]
+    inputs.append(("h0", F32, [LD, "B", P]))
+    outputs.append(("hn", F32, [LD, "B", P]))
+    if isinstance(core, LSTM):
+        inputs.append(("c0", F32, [LD, "B", H]))
+        outputs.append(("cn", F32, [LD, "B", H]))
+    if lengths:
+        inputs.append(("lengths", I64, ["B"]))
+    return inputs, outputs
+
+
+def build_onnx(model: nn.Module, *, lengths: bool = False, recurrence: str = "auto", opset: int = MIN_OPSET,
+               metadata: Mapping[str, str] | None = None):
+    """The ``onnx.ModelProto`` of ``model`` (arguments as ``to_onnx``) and the operator of each layer."""
+    onnx = _deps.onnx()
+    core = _core_of(model)
+    TP = onnx.TensorProto
+    elem = {"float32": TP.FLOAT, "int64": TP.INT64}
+    gb = GraphBuilder(onnx)
+    sig_in, sig_out = _signature(model, core, lengths)
+    first = sig_in[0][0]
+    io = CoreInputs(x=first, h0="h0", c0="c0" if isinstance(core, LSTM) else None,
+                    lengths="lengths" if lengths else None)  # fmt: skip
+    for name, _, _ in sig_in:  # reserve the input names
+        gb.name(name)
+    if isinstance(model, SequenceModel) and model.embedding is not None:
+        emb = gb.const(model.embedding.weight, "embedding")  # (V, E)
+        io.x = gb.op("Gather", [emb, "tokens"], "embedded", axis=0)  # (T, B, E)
+    elif not isinstance(model, SequenceModel) and core.batch_first:
+        io.x = gb.op("Transpose", [first], "input_tbi", perm=[1, 0, 2])  # (B, T, I) -> (T, B, I)
+    y, hn, cn, kinds = emit_core(gb, core, io, recurrence)
+    if isinstance(model, SequenceModel):
+        if model.proj is not None:
+            y = gb.op("MatMul", [y, gb.const(model.proj.weight.t(), "proj_t")], "projected")  # (T, B, E)
+        if model.embedding is not None and model.head.weight is model.embedding.weight:
+            # Tied weights: one stored matrix; onnxruntime folds this Transpose of a constant at load.
+            w = gb.op("Transpose", [emb], "head_t", perm=[1, 0])  # (E, V)
+        else:
+            w = gb.const(model.head.weight.t(), "head_t")  # (H or E, O)
+        y = gb.op("MatMul", [y, w], "head_mm")
+        if model.head.bias is not None:
+            y = gb.op("Add", [y, gb.const(model.head.bias, "head_b")], "head_out")
+    elif core.batch_first:
+        y = gb.op("Transpose", [y], "output_bti", perm=[1, 0, 2])
+    for (name, _, _), value in zip(sig_out, (y, hn, cn), strict=False):
+        gb.nodes.append(onnx.helper.make_node("Identity", [value], [name], name=gb.name(f"n_{name}")))
+    graph = onnx.helper.make_graph(
+        gb.nodes,
+        f"lstmkit_{type(model).__name__}",
+        [onnx.helper.make_tensor_value_info(n, elem[t], s) for n, t, s in sig_in],
+        [onnx.helper.make_tensor_value_info(n, elem[t], s) for n, t, s in sig_out],
+        gb.initializers,
+    )
+    opsets = [onnx.helper.make_opsetid("", opset)]
+    proto = onnx.helper.make_model(graph, opset_imports=opsets, producer_name="lstmkit",
+                                   producer_version=lstmkit.__version__)  # fmt: skip
+    proto.ir_version = onnx.helper.find_min_ir_version_for(opsets)  # the oldest runtime that can read it
+    meta = {"lstmkit.version": lstmkit.__version__, "lstmkit.model": repr(model), "lstmkit.layers": json.dumps(kinds)}
+    meta.update(metadata or {})
+    onnx.helper.set_model_props(proto, meta)
+    onnx.checker.check_model(proto, full_check=True)
+    return proto, kinds
+
+
+def to_onnx(
+    model: nn.Module,
+    path: str | os.PathLike[str],
+    *,
+    lengths: bool = False,
+    recurrence: str = "auto",
+    opset: int = MIN_OPSET,
+    verify: bool = True,
+    metadata: Mapping[str, str] | None = None,
+) -> OnnxExport:
+    """Write ``model`` (an lstmkit ``LSTM``/``GRU``/``RNN`` or a ``SequenceModel``) as an ONNX file.
+
+    Args:
+        model: float32; any LSTM variant, layer count and direction. Exported as in eval mode.
+        path: the file to write (its directory must exist); written atomically.
+        lengths: add a ``lengths`` (B,) int64 input that masks padding as ``forward(lengths=...)``.
+        recurrence: ``"auto"`` uses the ONNX ``LSTM`` operator for every layer it can express (all
+            but LayerNorm and projection) and a ``Scan`` over lstmkit's step for the rest;
+            ``"scan"`` uses the ``Scan`` for every LSTM layer.
+        opset: the ONNX opset (at least 17).
+        verify: run the file in onnxruntime at several lengths and batch sizes, with random states
+            (and lengths), and raise :class:`ExportVerificationError` unless every output is within
+            1e-5 (+ 1e-5 relative) of the PyTorch model's. Needs onnxruntime.
+        metadata: extra string entries for the model's ``metadata_props``.
+
+    Returns an :class:`OnnxExport`: the path, input and output names, the operator of each layer
+    and the largest difference the verification saw.
+    """
+    path = _check_args(model, path, lengths, recurrence, opset, verify, metadata)
+    ort = _deps.onnxruntime() if verify else None  # fail on a missing runtime before writing anything
+    proto, kinds = build_onnx(model, lengths=lengths, recurrence=recurrence, opset=opset, metadata=metadata)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(proto.SerializeToString())
+    err = None
+    if verify:
+        assert ort is not None
+        err = verify_onnx(model, path, lengths=lengths)
+    inputs = tuple(i.name for i in proto.graph.input)
+    outputs = tuple(o.name for o in proto.graph.output)
+    return OnnxExport(path=path, inputs=inputs, outputs=outputs, layers=tuple(kinds), max_abs_error=err)
+
+
+def random_inputs(model: nn.Module, T: int, B: int, *, lengths: bool, seed: int = 0) -> dict[str, Tensor]:
+    """Inputs for the exported graph of ``model`` at (T, B), keyed by input name: random features or
+    token ids, random initial states and, with ``lengths``, lengths that include T, shorter ones and 0."""
+    core = _core_of(model)
+    g = torch.Generator().manual_seed(seed)
+    LD, P, H = core.num_layers * core.num_directions, core.output_size, core.hidden_size
+    out: dict[str, Tensor] = {}
+    if isinstance(model, SequenceModel) and model.embedding is not None:
+        out["tokens"] = torch.randint(0, model.embedding.num_embeddings, (T, B), generator=g)
+    else:
+        name = "features" if isinstance(model, SequenceModel) else "input"
+        shape = (B, T, core.input_size) if (name == "input" and core.batch_first) else (T, B, core.input_size)
+        out[name] = torch.randn(shape, generator=g)
+    out["h0"] = 0.5 * torch.randn(LD, B, P, generator=g)
+    if isinstance(core, LSTM):
+        out["c0"] = torch.randn(LD, B, H, generator=g)
+    if lengths:
+        n = torch.randint(0, T + 1, (B,), generator=g)
+        n[0] = T  # the longest is the whole input
+        if B > 2:
+            n[-1] = 0  # an empty sequence keeps its initial state
+        out["lengths"] = n
+    return out
+
+
+@torch.no_grad()
+def run_torch(model: nn.Module, inputs: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """The PyTorch model's outputs for graph inputs ``inputs``, keyed by the graph's output names (eval mode)."""
+    core = _core_of(model)
+    device = next(model.parameters()).device
+    x = {k: v.to(device) for k, v in inputs.items()}
+    state = (x["h0"], x["c0"]) if isinstance(core, LSTM) else x["h0"]
+    lengths = x.get("lengths")
+    was_training = model.training
+    model.eval()
+    try:
+        if isinstance(model, SequenceModel):
+            y, state = model(x["tokens"] if "tokens" in x else x["features"], state, lengths)
+            names = ("logits", "hn", "cn")
+        else:
+            y, state = model(x["input"], state, lengths=lengths)
+            names = ("output", "hn", "cn")
+    finally:
+        model.train(was_training)
+    values = (y, *state) if isinstance(core, LSTM) else (y, state)
+    return {n: v.cpu() for n, v in zip(names, values, strict=False)}
+
+
+def verify_onnx(model: nn.Module, path: str | os.PathLike[str], *, lengths: bool = False,
+                shapes: tuple[tuple[int, int], ...] = VERIFY_SHAPES) -> float:
+    """Run the ONNX file ``path`` in onnxruntime against ``model`` at each (T, B) in ``shapes``.
+
+    Returns the largest absolute difference over all outputs; raises
+    :class:`ExportVerificationError` when an element differs by more than 1e-5 + 1e-5 * |torch|.
+    """
+    ort = _deps.onnxruntime()
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1  # small inputs: a thread pool would cost more than it saves
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    worst = 0.0
+    for seed, (T, B) in enumerate(shapes):
+        inputs = random_inputs(model, T, B, lengths=lengths, seed=seed)
+        want = run_torch(model, inputs)
+        got = session.run(list(want), {k: v.numpy() for k, v in inputs.items()})
+        for (name, ref), out in zip(want.items(), got, strict=True):
+            ref = ref.numpy()
+            if out.shape != ref.shape:
+                raise ExportVerificationError(
+                    f"{path}: output {name!r} has shape {out.shape} in onnxruntime, {ref.shape} in PyTorch "
+                    f"(T={T}, B={B})"
+                )
+            diff = np.abs(out.astype(np.float64) - ref)
+            worst = max(worst, float(diff.max(initial=0.0)))
+            if not np.all(diff <= ATOL + RTOL * np.abs(ref)):
+                raise ExportVerificationError(
+                    f"{path}: output {name!r} differs from the PyTorch model by up to {diff.max():.3g} at T={T}, B={B} "
+                    f"(allowed {ATOL} + {RTOL} * |value|); please report this with the model's repr: {model!r}"
+                )
+    return worst
+
+
+__all__ = ["ExportVerificationError", "OnnxExport", "build_onnx", "random_inputs", "run_torch", "to_onnx",
+           "verify_onnx"]

@@ -1,0 +1,67 @@
+"""Exporting a trained run directory (``lstmkit export RUN_DIR``): its model, and what serving it needs.
+
+The exported file carries in its ``metadata_props`` everything a server needs besides the
+weights, so that onnxruntime alone can serve it (see ``examples/onnx_generate.py``):
+
+- ``lstmkit.tokenizer``: JSON ``{"kind": "char" | "word", "tokens": [...], "pad_id", "unk_id"}``
+  for text tasks (ids are positions in ``tokens``; ``char`` joins with "", ``word`` with " ");
+- ``lstmkit.start_symbol``: what an empty prompt starts from (text tasks);
+- ``lstmkit.task``, ``lstmkit.model_config`` (JSON), ``lstmkit.version``, ``lstmkit.layers``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+from lstmkit.export._deps import MissingDependency
+from lstmkit.export.onnx_model import ExportVerificationError, OnnxExport, to_onnx
+from lstmkit.models import SequenceModel
+from lstmkit.tasks import TaskError
+from lstmkit.tasks.rundir import open_run
+
+FORMATS = ("onnx",)
+TOKENIZER = "tokenizer.json"  # the text tasks' state file (lstmkit.tasks.lm)
+
+
+def export_run(
+    run_dir: str | os.PathLike[str],
+    *,
+    format: str = "onnx",
+    out: str | os.PathLike[str] | None = None,
+    lengths: bool = False,
+    verify: bool = True,
+) -> OnnxExport:
+    """Export the model of a finished run directory; returns what was written.
+
+    ``out`` defaults to ``RUN_DIR/model.onnx``. ``lengths`` and ``verify`` are ``to_onnx``'s.
+    Raises ``ValueError`` for a bad argument and ``TaskError`` (with what to do) for a run that
+    cannot be read, a missing onnx/onnxruntime, or a failed verification.
+    """
+    if format not in FORMATS:
+        raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
+    run = open_run(run_dir)
+    model = run.load_weights(SequenceModel(run.config.model))
+    metadata = {
+        "lstmkit.task": run.task.name,
+        "lstmkit.model_config": json.dumps(dataclasses.asdict(run.config.model)),
+    }
+    load_tokenizer = getattr(run.task, "load_tokenizer", None)
+    if load_tokenizer is not None and run.file(TOKENIZER).is_file():
+        try:
+            tok = load_tokenizer(run.file(TOKENIZER))
+        except ValueError as e:
+            raise TaskError(str(e)) from e
+        metadata["lstmkit.tokenizer"] = json.dumps(
+            {"kind": tok.kind, "tokens": tok.tokens, "pad_id": tok.pad_id, "unk_id": tok.unk_id}, ensure_ascii=False
+        )
+        start = getattr(run.task, "start_symbol", None)
+        if start is not None:
+            metadata["lstmkit.start_symbol"] = start
+    path = Path(out) if out is not None else run.path / "model.onnx"
+    try:
+        return to_onnx(model, path, lengths=lengths, verify=verify, metadata=metadata)
+    except (MissingDependency, ExportVerificationError) as e:
+        raise TaskError(str(e)) from e

@@ -1,0 +1,326 @@
+"""Stateful streaming inference: feed a trained model one step or one chunk at a time.
+
+``Stream(model, batch_size)`` wraps an ``lstmkit.LSTM`` (any variant, any number of layers), a
+``GRU``, an ``RNN`` or a whole ``SequenceModel`` and keeps the recurrent state between calls::
+
+    stream = Stream(model.eval(), batch_size=4)       # 4 independent streams
+    y_t = stream.step(x_t)                            # one step: (B, I) -> (B, P)   [ids (B,) -> (B, V)]
+    ys = stream.feed(chunk)                           # a chunk:  (T, B, I) -> (T, B, P)
+    stream.reset([2])                                 # stream 2 starts a new sequence; the others go on
+
+Feeding a sequence in chunks of any sizes gives the outputs of one whole-sequence forward (to
+float32 rounding): a chunk runs the model's own forward from the carried state, and a single step
+runs the cell math directly (``torch.lstm_cell`` for the plain LSTM, the equations of
+``docs/layers.md`` for the variants) with none of the layer's per-call set-up. Everything runs under
+``torch.inference_mode``, so outputs are inference tensors (read them, or ``.clone()`` them outside
+inference mode to use them in autograd). The model runs as in eval mode (no dropout) and must be
+in eval mode; bidirectional models cannot stream, because their reverse direction needs the end of
+the sequence first.
+
+The stream reads the model's parameters on every call (it copies nothing), so weights changed in
+place (an optimizer step, ``load_state_dict``) are used from the next call on.
+
+Shapes: T time, B batch (the stream's ``batch_size``), I input features, H hidden, P recurrent
+output (proj_size or H), V the head's outputs, L layers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from lstmkit.models import SequenceModel
+from lstmkit.nn import GRU, LSTM, RNN
+
+StepFn = Callable[[Tensor, list[Tensor]], Tensor]
+
+_MODELS = "an lstmkit LSTM, GRU or RNN, or a SequenceModel"
+
+
+def _lstm_variant_step(m: LSTM) -> Callable[[Tensor, Tensor, Tensor, dict[str, Tensor]], tuple[Tensor, Tensor]]:
+    """The one-step math of an LSTM with peepholes, coupled gates, LayerNorm and/or projection.
+
+    The same equations as ``nn._reference.lstm_step`` (see docs/layers.md), written with in-place
+    operations on the step's fresh gate tensor so that a step costs as few calls as possible.
+    """
+    H, eps = m.hidden_size, m.layer_norm_eps
+    G = (3 if m.coupled else 4) * H
+    coupled, peephole, layer_norm = m.coupled, m.peephole, m.layer_norm
+    n_front = H if coupled else 2 * H  # i (and f) come before g
+
+    def step(x: Tensor, h: Tensor, c: Tensor, p: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        b_ih, b_hh = p.get("bias_ih"), p.get("bias_hh")
+        if layer_norm:
+            a = F.layer_norm(F.linear(x, p["weight_ih"]), (G,), p["weight_ln_ih"], None, eps)  # (B, G)
+            a += F.layer_norm(F.linear(h, p["weight_hh"]), (G,), p["weight_ln_hh"], None, eps)
+            if b_ih is not None:
+                a += b_ih
+                a += b_hh
+        else:
+            a = F.linear(x, p["weight_ih"], b_ih)  # (B, G)
+            a += F.linear(h, p["weight_hh"], b_hh)
+        if peephole:
+            peep = p["weight_ch"]  # rows i, f, o (i, o when coupled)
+            a[:, :H].addcmul_(c, peep[0])
+            if not coupled:
+                a[:, H : 2 * H].addcmul_(c, peep[1])
+        front = a[:, :n_front].sigmoid_()  # i (and f)
+        i = front[:, :H]
+        g = a[:, n_front : n_front + H].tanh_()
+        # c_t = f c + i g; coupled (f = 1 - i) as c + i (g - c), as the fused kernel computes it
+        c_new = torch.addcmul(c, i, g - c) if coupled else torch.addcmul(front[:, H:] * c, i, g)
+        a_o = a[:, n_front + H :]
+        if peephole:
+            a_o.addcmul_(c_new, peep[-1])  # the output gate's peephole sees the new cell
+        o = a_o.sigmoid_()
+        c_out = F.layer_norm(c_new, (H,), p["weight_ln_c"], p["bias_ln_c"], eps) if layer_norm else c_new
+        h_new = o * torch.tanh(c_out)
+        if "weight_hr" in p:
+            h_new = F.linear(h_new, p["weight_hr"])  # (B, P)
+        return h_new, c_new
+
+    return step
+
+
+def _core_step(core: nn.Module) -> StepFn:
+    """A function ``(x (B, I), state list, ...) -> y (B, P)`` that runs one step of every layer.
+
+    The state list holds one tensor per layer (GRU/RNN: h) or two (LSTM: h then c, at 2k and
+    2k + 1) and is updated in place, so the stream keeps no stacked copies.
+    """
+    L = core.num_layers
+    params = [core._layer_params(k, 0) for k in range(L)]  # parameter objects, read anew every call
+    if isinstance(core, LSTM):
+        if not (core.peephole or core.coupled or core.layer_norm or core.proj_size):
+            # The plain LSTM is exactly torch's cell: one ATen call (both products and the gate math).
+            def step(x: Tensor, state: list[Tensor]) -> Tensor:
+                for k in range(L):
+                    p = params[k]
+                    x, state[2 * k + 1] = torch.lstm_cell(
+                        x, (state[2 * k], state[2 * k + 1]), p["weight_ih"], p["weight_hh"],
+                        p.get("bias_ih"), p.get("bias_hh"),
+                    )
+                    state[2 * k] = x
+                return x
+
+            return step
+        cell = _lstm_variant_step(core)
+
+        def step(x: Tensor, state: list[Tensor]) -> Tensor:
+            for k in range(L):
+                x, state[2 * k + 1] = cell(x, state[2 * k], state[2 * k + 1], params[k])
+                state[2 * k] = x
+            return x
+
+        return step
+    if isinstance(core, GRU):
+        fn = torch.gru_cell  # torch.nn.GRU's equations, which lstmkit.GRU has
+    else:
+        fn = torch.rnn_tanh_cell if core.nonlinearity == "tanh" else torch.rnn_relu_cell
+
+    def step(x: Tensor, state: list[Tensor]) -> Tensor:
+        for k in range(L):
+            p = params[k]
+            x = fn(x, state[k], p["weight_ih"], p["weight_hh"], p.get("bias_ih"), p.get("bias_hh"))
+            state[k] = x
+        return x
+
+    return step
+
+
+class Stream:
+    """Streams of a recurrent model, each carrying its state from call to call.
+
+    Args:
+        model: an ``lstmkit.LSTM`` (any variant and layer count), ``GRU``, ``RNN`` or a
+            ``SequenceModel``, in eval mode and not bidirectional.
+        batch_size: B, the number of independent streams run side by side.
+
+    ``step(x_t)`` runs one step, ``feed(chunk)`` a chunk of steps, ``reset(indices)`` starts
+    some or all streams afresh, and ``state`` reads or sets the carried state in the model's own
+    ``hx`` format ((h, c), each (L, B, size), for an LSTM; h for GRU/RNN).
+    """
+
+    def __init__(self, model: nn.Module, batch_size: int = 1) -> None:
+        if isinstance(model, SequenceModel):
+            core, self._seq = model.rnn, model
+        elif isinstance(model, (LSTM, GRU, RNN)):
+            core, self._seq = model, None
+        else:
+            raise TypeError(f"model must be {_MODELS}, got {type(model).__name__}")
+        if not isinstance(core, (LSTM, GRU, RNN)):
+            raise TypeError(f"model.rnn must be an lstmkit LSTM, GRU or RNN, got {type(core).__name__}")
+        if core.bidirectional:
+            raise ValueError(
+                "a bidirectional model cannot stream: its reverse direction reads the sequence from the end, "
+                "which a stream has not seen yet; run it on whole sequences instead"
+            )
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        self.model = model
+        self.core = core
+        self.batch_size = batch_size
+        self._n_states = 2 if isinstance(core, LSTM) else 1
+        ref = core.weight_hh_l0
+        self._sizes = (core.output_size, core.hidden_size)[: self._n_states]  # h (P), c (H)
+        self._factory = {"dtype": ref.dtype, "device": ref.device}
+        self._step_core = _core_step(core)
+        self._batch_first = self._seq is None and core.batch_first  # SequenceModel is time-major
+        self._tokens = self._seq is not None and self._seq.embedding is not None
+        if self._seq is not None:
+            m = self._seq
+            self._emb = None if m.embedding is None else m.embedding.weight  # (V, E)
+            self._proj = None if m.proj is None else m.proj.weight  # (E, H)
+            self._head_w, self._head_b = m.head.weight, m.head.bias  # (O, H or E), (O,)
+        self._state: list[Tensor] = []
+        self.reset()
+
+    # -- state ------------------------------------------------------------------------------------
+    def reset(self, indices: int | Sequence[int] | Tensor | None = None) -> None:
+        """Zero the state of the streams ``indices`` (all when None): they start new sequences.
+
+        ``indices``: an int, a sequence of ints, an integer tensor, or a (B,) boolean mask.
+        """
+        B = self.batch_size
+        with torch.inference_mode():
+            if indices is None:
+                L = self.core.num_layers
+                self._state = [
+                    torch.zeros(B, self._sizes[j], **self._factory) for _ in range(L) for j in range(self._n_states)
+                ]
+                return
+            idx = self._check_indices(indices)
+            if idx.numel():
+                self._state = [s.index_fill(0, idx, 0.0) for s in self._state]
+
+    def _check_indices(self, indices) -> Tensor:
+        B = self.batch_size
+        if isinstance(indices, bool):
+            raise TypeError(f"indices must be ints or a boolean mask of shape ({B},), got {indices!r}")
+        try:
+            idx = torch.as_tensor(indices)
+        except (TypeError, ValueError, RuntimeError) as e:
+            raise TypeError(f"indices must be an int, a sequence of ints or a tensor, got {indices!r}") from e
+        if idx.dtype == torch.bool:
+            if tuple(idx.shape) != (B,):
+                raise ValueError(f"indices as a boolean mask must have shape ({B},), got {tuple(idx.shape)}")
+            return idx.nonzero().flatten().to(self._factory["device"])
+        if idx.is_floating_point() or idx.is_complex() or idx.dim() > 1:
+            raise TypeError(f"indices must be integers (a scalar or 1-D), got {idx.dtype} of shape {tuple(idx.shape)}")
+        idx = idx.reshape(-1).long()
+        bad = idx[(idx < -B) | (idx >= B)]
+        if bad.numel():
+            raise ValueError(f"indices must be in [0, {B}) (batch_size), got {bad.tolist()}")
+        return (idx % B).to(self._factory["device"])
+
+    @property
+    def state(self) -> Tensor | tuple[Tensor, Tensor]:
+        """The carried state in the model's hx format: (h (L, B, P), c (L, B, H)), or h for GRU/RNN."""
+        n = self._n_states
+        stacked = tuple(torch.stack(self._state[j::n]) for j in range(n))
+        return stacked if n == 2 else stacked[0]
+
+    @state.setter
+    def state(self, value: Tensor | tuple[Tensor, Tensor]) -> None:
+        n, L, B = self._n_states, self.core.num_layers, self.batch_size
+        parts = (value,) if (n == 1 and isinstance(value, Tensor)) else value
+        if not (isinstance(parts, (tuple, list)) and len(parts) == n and all(isinstance(p, Tensor) for p in parts)):
+            want = "a tuple (h, c) of two tensors" if n == 2 else "a tensor h"
+            raise TypeError(f"state must be {want}, got {type(value).__name__}")
+        for name, p, size in zip(("h", "c"), parts, self._sizes, strict=False):
+            if tuple(p.shape) != (L, B, size):
+                raise ValueError(f"state {name} must have shape {(L, B, size)}, got {tuple(p.shape)}")
+            if p.dtype != self._factory["dtype"]:
+                raise TypeError(f"state {name} must be {self._factory['dtype']}, got {p.dtype}")
+        with torch.inference_mode():
+            dev = self._factory["device"]
+            self._state = [parts[j][k].to(dev, copy=True) for k in range(L) for j in range(n)]
+
+    # -- running ----------------------------------------------------------------------------------
+    def _check_running(self) -> None:
+        if self.model.training:
+            raise ValueError(
+                "the model is in training mode (dropout would act); call model.eval() before streaming"
+            )
+
+    def step(self, x: Tensor) -> Tensor:
+        """Run one step of every stream and return its output.
+
+        x: (B, I) features, or (B,) token ids for a ``SequenceModel`` with an embedding.
+        Returns (B, P) for a bare layer (the last layer's h), (B, O) logits for a ``SequenceModel``.
+        """
+        self._check_running()
+        if not isinstance(x, Tensor):
+            raise TypeError(f"x must be a Tensor, got {type(x).__name__}")
+        with torch.inference_mode():
+            if self._tokens:
+                if x.dim() != 1 or x.shape[0] != self.batch_size or x.dtype not in (torch.int64, torch.int32):
+                    raise ValueError(
+                        f"x must be token ids of shape ({self.batch_size},) (int64), got {x.dtype} {tuple(x.shape)}"
+                    )
+                inp = F.embedding(x, self._emb)  # (B, E)
+            else:
+                self._check_features(x, "x", (self.batch_size, self.core.input_size))
+                inp = x
+            y = self._step_core(inp, self._state)  # (B, P)
+            if self._seq is None:
+                return y
+            if self._proj is not None:
+                y = F.linear(y, self._proj)  # (B, E)
+            return F.linear(y, self._head_w, self._head_b)  # (B, O)
+
+    def feed(self, chunk: Tensor, lengths: Tensor | Sequence[int] | None = None) -> Tensor:
+        """Run a chunk of steps of every stream; the state carries on from the last call.
+
+        chunk: (T, B, I) features ((B, T, I) for a ``batch_first`` layer), or (T, B) token ids for
+        a ``SequenceModel`` with an embedding. ``lengths`` (B,): how many of the chunk's steps are
+        real for each stream; the state of a stream stops at its last real step and its outputs
+        after it are zero (a ``SequenceModel`` gives the head's bias there), as in the model's forward.
+        Returns the outputs for every step, in the chunk's layout.
+        """
+        self._check_running()
+        if not isinstance(chunk, Tensor):
+            raise TypeError(f"chunk must be a Tensor, got {type(chunk).__name__}")
+        B, I = self.batch_size, self.core.input_size
+        if self._tokens:
+            if chunk.dim() != 2 or chunk.shape[1] != B or chunk.dtype not in (torch.int64, torch.int32):
+                raise ValueError(
+                    f"chunk must be token ids of shape (T, {B}) (int64), got {chunk.dtype} {tuple(chunk.shape)}"
+                )
+        else:
+            want = (B, "T", I) if self._batch_first else ("T", B, I)
+            if chunk.dim() != 3 or chunk.shape[1 - self._batch_first] != B:
+                raise ValueError(f"chunk must have shape {want}, got {tuple(chunk.shape)}")
+            self._check_features(chunk, "chunk", (*chunk.shape[:2], I))
+        time_axis = 1 if self._batch_first else 0
+        if chunk.shape[time_axis] == 0:
+            raise ValueError("chunk must have at least one time step, got T = 0")
+        with torch.inference_mode():
+            if lengths is None and chunk.shape[time_axis] == 1:
+                # The per-step path: no stacking of the state, no per-call set-up of the layer.
+                return self.step(chunk.select(time_axis, 0)).unsqueeze(time_axis)
+            if lengths is not None and not isinstance(lengths, Tensor):
+                lengths = torch.as_tensor(lengths)
+            hx = self.state
+            if self._seq is not None:
+                y, hx = self._seq(chunk, hx, lengths)
+            else:
+                y, hx = self.core(chunk, hx, lengths=lengths)
+            parts = hx if self._n_states == 2 else (hx,)
+            self._state = [parts[j][k] for k in range(self.core.num_layers) for j in range(self._n_states)]
+            return y
+
+    def _check_features(self, x: Tensor, name: str, want: tuple) -> None:
+        if tuple(x.shape) != want:
+            raise ValueError(f"{name} must have shape {want}, got {tuple(x.shape)}")
+        if x.dtype != self._factory["dtype"]:
+            raise TypeError(f"{name} must be {self._factory['dtype']} (the model's dtype), got {x.dtype}")
+
+    def __repr__(self) -> str:
+        return f"Stream({type(self.model).__name__}, batch_size={self.batch_size})"
+
+
+__all__ = ["Stream"]
