@@ -104,7 +104,7 @@ def test_bad_data_fails_clearly_and_writes_nothing(tmp_path):
     cases = [
         (tmp_path / "missing.txt", "does not exist"),
         (empty, "is empty"),
-        (short, "fewer than one TBPTT chunk of data.batch_size * (data.bptt + 1) = 64 * 129"),
+        (short, "has 103 characters, fewer than one TBPTT chunk of data.batch_size * (data.bptt + 1)"),
     ]
     for path, message in cases:
         r = invoke("train", "--set", f"data.text={path}", "--out", tmp_path / "never")

@@ -40,6 +40,7 @@ from lstmkit.tasks.sampling import check_sampling_args, sample
 from lstmkit.train import Config, DataConfig, apply_overrides, evaluate, fit, lm_step
 
 Tokenizer = CharTokenizer | WordTokenizer
+_PLURAL = {"char": "characters", "word": "words"}
 TOKENIZER = "tokenizer.json"
 DATA = "data.json"
 _DATA_FORMAT = "lstmkit.text-splits"
@@ -158,13 +159,13 @@ class LanguageModelTask(Task):
         if ids["train"].numel() < B * (k + 1):
             raise DataUnavailable(
                 f"the training text ({splits.parts['train'][0] if config.data.text else 'Shakespeare'}) has "
-                f"{ids['train'].numel()} {self.unit}s, fewer than one TBPTT chunk of data.batch_size * "
+                f"{ids['train'].numel()} {_PLURAL[self.unit]}, fewer than one TBPTT chunk of data.batch_size * "
                 f"(data.bptt + 1) = {B} * {k + 1} = {B * (k + 1)}; use a longer text or lower data.batch_size "
                 "or data.bptt"
             )
         for s in ("val", "test"):
             if ids[s].numel() < 2:
-                raise DataUnavailable(f"the {s} split has {ids[s].numel()} {self.unit}s; at least 2 are needed")
+                raise DataUnavailable(f"the {s} split has {ids[s].numel()} {_PLURAL[self.unit]}; at least 2 are needed")
         config = dataclasses.replace(config, model=dataclasses.replace(config.model, vocab_size=len(tokenizer)))
         return LMPrepared(config=config, splits=splits, tokenizer=tokenizer, ids=ids)
 
@@ -242,7 +243,7 @@ class LanguageModelTask(Task):
         unknown = self.unknown_symbols(tokenizer, prompt)
         if unknown:
             notes.append(
-                f"the prompt holds {len(unknown)} {self.unit}(s) the model never saw in training, fed to it as "
+                f"the prompt holds {len(unknown)} {_PLURAL[self.unit]} the model never saw in training, fed to it as "
                 f"{UNK}: {unknown[:10]}"
             )
         ids = self.encode(tokenizer, prompt) or tokenizer.encode(self.start_symbol)  # empty: from a line break
