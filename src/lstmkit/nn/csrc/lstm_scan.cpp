@@ -10,10 +10,11 @@
 // Shapes: T time, B batch, H hidden, P recurrent output (P = H without projection), G = 3H or 4H.
 // Built by lstmkit/nn/_cpp.py with torch.utils.cpp_extension.load; float32 and float64, CPU only.
 
-#include <torch/extension.h>
-
+// ATen and torch's pybind11 glue only, not <torch/extension.h>: half the compile time.
+#include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <ATen/native/CPUBlas.h>
+#include <torch/csrc/utils/pybind.h>
 
 #include <algorithm>
 #include <cmath>
