@@ -2,8 +2,9 @@
 
 ``lstm_scan_cpp`` has exactly ``_fused.lstm_scan``'s signature, semantics and saved state; the
 Python kernel stays the readable spec and the tests hold the two equal (values and every
-gradient). Per step the C++ forward does one BLAS product and one pointwise pass for all the gate
-math; the backward one pointwise pass and one product, the weight gradients after the loop.
+gradient). Per step the C++ forward does one matrix product (oneDNN's brgemm micro-kernel, each
+thread on its own slice of hidden units) and one vectorised pass for all the gate math; the
+backward one pass and one product, the weight gradients after the loop (BLAS).
 
 The extension is compiled by ``torch.utils.cpp_extension.load`` (needs a C++ compiler and ninja)
 into ``$LSTMKIT_CACHE_DIR`` (default ``~/.cache/lstmkit``), in a folder keyed by the torch
