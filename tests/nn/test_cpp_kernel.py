@@ -171,23 +171,25 @@ def test_steps_split_over_threads(dtype, layer_norm, projection):
     gen = torch.Generator().manual_seed(1)
     Tn, Bn, Hn = 3, 64, 256
     Pn = 128 if projection else Hn
+    coupled = projection  # covers both gate layouts without doubling the cases
+    G = (3 if coupled else 4) * Hn
 
     def rand(*shape, scale=1.0):
         return (scale * torch.randn(*shape, generator=gen, dtype=dtype)).requires_grad_()
 
     args = {
-        "xg": rand(Tn, Bn, 4 * Hn),
+        "xg": rand(Tn, Bn, G),
         "h0": rand(Bn, Pn),
         "c0": rand(Bn, Hn),
-        "w_hh": rand(4 * Hn, Pn, scale=0.1),
+        "w_hh": rand(G, Pn, scale=0.1),
         "w_hr": rand(Pn, Hn, scale=0.1) if projection else None,
-        "peep": rand(3, Hn),
-        "g_hh": rand(4 * Hn, scale=0.1) if layer_norm else None,
+        "peep": rand(2 if coupled else 3, Hn),
+        "g_hh": rand(G, scale=0.1) if layer_norm else None,
         "g_c": rand(Hn, scale=0.1) if layer_norm else None,
         "b_c": rand(Hn, scale=0.1) if layer_norm else None,
         "drop": torch.full((Bn, Pn), 1.25, dtype=dtype),
         "mask": torch.arange(Tn).unsqueeze(1) < torch.arange(Bn).remainder(Tn + 1).unsqueeze(0),
-        "coupled": False,
+        "coupled": coupled,
         "eps": 1e-5,
     }
     tol = 1e-10 if dtype == torch.float64 else 1e-4
