@@ -40,29 +40,86 @@ StepFn = Callable[[Tensor, list[Tensor]], Tensor]
 _MODELS = "an lstmkit LSTM, GRU or RNN, or a SequenceModel"
 
 
-def _lstm_variant_step(m: LSTM) -> Callable[[Tensor, Tensor, Tensor, dict[str, Tensor]], tuple[Tensor, Tensor]]:
-    """The one-step math of an LSTM with peepholes, coupled gates, LayerNorm and/or projection.
+class _LSTMStep:
+    """One step of every layer of an ``lstmkit.LSTM``: docs/layers.md's equations, as few calls as possible.
 
-    The same equations as ``nn._reference.lstm_step`` (see docs/layers.md), written with in-place
-    operations on the step's fresh gate tensor so that a step costs as few calls as possible.
+    Without LayerNorm, W_ih x_t and W_hh h_{t-1} are simply added, so each layer keeps them as one
+    matrix [W_ih | W_hh] (G, I + P) with the two biases summed: one matrix product per step
+    instead of two (at batch 1 a step is memory-bound, and one product over the same bytes is the
+    faster). For the plain LSTM the rows are also reordered to i, f, o, g, so that one ``sigmoid``
+    covers three gates. This copy is rebuilt whenever a parameter of the layer changes in place
+    (tracked by the tensors' version counters), so training or ``load_state_dict`` between calls
+    is seen. Parameters created under ``torch.inference_mode`` have no version counter: then the
+    step reads them directly, two products per step. With LayerNorm the two products are
+    normalised separately and stay apart.
     """
-    H, eps = m.hidden_size, m.layer_norm_eps
-    G = (3 if m.coupled else 4) * H
-    coupled, peephole, layer_norm = m.coupled, m.peephole, m.layer_norm
-    n_front = H if coupled else 2 * H  # i (and f) come before g
 
-    def step(x: Tensor, h: Tensor, c: Tensor, p: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
-        b_ih, b_hh = p.get("bias_ih"), p.get("bias_hh")
-        if layer_norm:
-            a = F.layer_norm(F.linear(x, p["weight_ih"]), (G,), p["weight_ln_ih"], None, eps)  # (B, G)
-            a += F.layer_norm(F.linear(h, p["weight_hh"]), (G,), p["weight_ln_hh"], None, eps)
-            if b_ih is not None:
-                a += b_ih
-                a += b_hh
-        else:
-            a = F.linear(x, p["weight_ih"], b_ih)  # (B, G)
-            a += F.linear(h, p["weight_hh"], b_hh)
-        if peephole:
+    def __init__(self, core: LSTM) -> None:
+        self.L, self.H, self.eps = core.num_layers, core.hidden_size, core.layer_norm_eps
+        self.coupled, self.peephole, self.layer_norm = core.coupled, core.peephole, core.layer_norm
+        self.plain = not (core.peephole or core.coupled or core.layer_norm or core.proj_size)
+        self.params = [core._layer_params(k, 0) for k in range(self.L)]  # the parameter objects themselves
+        self._watched = [[self.params[k][n] for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+                          if n in self.params[k]] for k in range(self.L)]  # fmt: skip
+        self._merged: list[tuple[list[int], Tensor, Tensor | None] | None] = [None] * self.L
+        self.merge = not self.layer_norm and not any(t.is_inference() for w in self._watched for t in w)
+
+    def _merged_weights(self, k: int) -> tuple[Tensor, Tensor | None]:
+        """Layer k's [W_ih | W_hh]^T (I + P, G) and b_ih + b_hh, rebuilt when a parameter changed."""
+        versions = [t._version for t in self._watched[k]]
+        entry = self._merged[k]
+        if entry is None or entry[0] != versions:
+            p, H = self.params[k], self.H
+            w = torch.cat([p["weight_ih"], p["weight_hh"]], 1)  # (G, I + P)
+            b = p["bias_ih"] + p["bias_hh"] if "bias_ih" in p else None  # (G,)
+            if self.plain:
+                order = torch.cat([torch.arange(2 * H), torch.arange(3 * H, 4 * H), torch.arange(2 * H, 3 * H)])
+                w, b = w[order], (None if b is None else b[order])  # rows i, f, o, g
+            entry = self._merged[k] = (versions, w.t().contiguous(), b)
+        return entry[1], entry[2]
+
+    def __call__(self, x: Tensor, state: list[Tensor]) -> Tensor:
+        """x (B, I) -> the last layer's h (B, P); ``state`` [h_0, c_0, h_1, c_1, ...] is replaced in place."""
+        for k in range(self.L):
+            h, c = state[2 * k], state[2 * k + 1]
+            if self.merge:
+                w, b = self._merged_weights(k)
+                xh = torch.cat((x, h), 1)  # (B, I + P)
+                a = torch.mm(xh, w) if b is None else torch.addmm(b, xh, w)  # (B, G)
+                x, state[2 * k + 1] = self._plain(a, c) if self.plain else self._variant(a, c, self.params[k])
+            else:
+                a = self._separate_gates(x, h, self.params[k])  # (B, G) in torch's order i, f, g, o
+                x, state[2 * k + 1] = self._variant(a, c, self.params[k])
+            state[2 * k] = x
+        return x
+
+    def _plain(self, a: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
+        """Gate pre-activations a (B, 4H), rows i, f, o, g, and c_{t-1} -> (h_t, c_t)."""
+        H = self.H
+        s = a[:, : 3 * H].sigmoid_()  # i, f, o
+        g = a[:, 3 * H :].tanh_()
+        c_new = torch.addcmul(s[:, H : 2 * H] * c, s[:, :H], g)
+        return s[:, 2 * H :] * torch.tanh(c_new), c_new
+
+    def _separate_gates(self, x: Tensor, h: Tensor, p: dict[str, Tensor]) -> Tensor:
+        """LN_ih(W_ih x) + LN_hh(W_hh h) + b_ih + b_hh (B, G) from the parameters themselves (LN if layer_norm)."""
+        if not self.layer_norm:
+            a = F.linear(x, p["weight_ih"], p.get("bias_ih"))  # (B, G)
+            a += F.linear(h, p["weight_hh"], p.get("bias_hh"))
+            return a
+        G = p["weight_ih"].shape[0]
+        a = F.layer_norm(F.linear(x, p["weight_ih"]), (G,), p["weight_ln_ih"], None, self.eps)  # (B, G)
+        a += F.layer_norm(F.linear(h, p["weight_hh"]), (G,), p["weight_ln_hh"], None, self.eps)
+        if "bias_ih" in p:
+            a += p["bias_ih"]
+            a += p["bias_hh"]
+        return a
+
+    def _variant(self, a: Tensor, c: Tensor, p: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """Peepholes, coupled gates, LayerNorm of the cell and projection, on a (B, G) in torch's order."""
+        H, coupled = self.H, self.coupled
+        n_front = H if coupled else 2 * H  # i (and f) come before g
+        if self.peephole:
             peep = p["weight_ch"]  # rows i, f, o (i, o when coupled)
             a[:, :H].addcmul_(c, peep[0])
             if not coupled:
@@ -73,49 +130,26 @@ def _lstm_variant_step(m: LSTM) -> Callable[[Tensor, Tensor, Tensor, dict[str, T
         # c_t = f c + i g; coupled (f = 1 - i) as c + i (g - c), as the fused kernel computes it
         c_new = torch.addcmul(c, i, g - c) if coupled else torch.addcmul(front[:, H:] * c, i, g)
         a_o = a[:, n_front + H :]
-        if peephole:
+        if self.peephole:
             a_o.addcmul_(c_new, peep[-1])  # the output gate's peephole sees the new cell
         o = a_o.sigmoid_()
-        c_out = F.layer_norm(c_new, (H,), p["weight_ln_c"], p["bias_ln_c"], eps) if layer_norm else c_new
+        c_out = F.layer_norm(c_new, (H,), p["weight_ln_c"], p["bias_ln_c"], self.eps) if self.layer_norm else c_new
         h_new = o * torch.tanh(c_out)
         if "weight_hr" in p:
             h_new = F.linear(h_new, p["weight_hr"])  # (B, P)
         return h_new, c_new
 
-    return step
-
 
 def _core_step(core: nn.Module) -> StepFn:
-    """A function ``(x (B, I), state list, ...) -> y (B, P)`` that runs one step of every layer.
+    """A function ``(x (B, I), state list) -> y (B, P)`` that runs one step of every layer.
 
     The state list holds one tensor per layer (GRU/RNN: h) or two (LSTM: h then c, at 2k and
-    2k + 1) and is updated in place, so the stream keeps no stacked copies.
+    2k + 1) and its entries are replaced, so the stream keeps no stacked copies.
     """
-    L = core.num_layers
-    params = [core._layer_params(k, 0) for k in range(L)]  # parameter objects, read anew every call
     if isinstance(core, LSTM):
-        if not (core.peephole or core.coupled or core.layer_norm or core.proj_size):
-            # The plain LSTM is exactly torch's cell: one ATen call (both products and the gate math).
-            def step(x: Tensor, state: list[Tensor]) -> Tensor:
-                for k in range(L):
-                    p = params[k]
-                    x, state[2 * k + 1] = torch.lstm_cell(
-                        x, (state[2 * k], state[2 * k + 1]), p["weight_ih"], p["weight_hh"],
-                        p.get("bias_ih"), p.get("bias_hh"),
-                    )
-                    state[2 * k] = x
-                return x
-
-            return step
-        cell = _lstm_variant_step(core)
-
-        def step(x: Tensor, state: list[Tensor]) -> Tensor:
-            for k in range(L):
-                x, state[2 * k + 1] = cell(x, state[2 * k], state[2 * k + 1], params[k])
-                state[2 * k] = x
-            return x
-
-        return step
+        return _LSTMStep(core)
+    L = core.num_layers
+    params = [core._layer_params(k, 0) for k in range(L)]
     if isinstance(core, GRU):
         fn = torch.gru_cell  # torch.nn.GRU's equations, which lstmkit.GRU has
     else:

@@ -175,15 +175,35 @@ def test_feed_with_lengths_stops_each_stream_at_its_end():
     torch.testing.assert_close(stream.step(nxt[0]), want_next[0], **TOL)
 
 
-def test_stream_sees_weights_changed_in_place():
-    model = lstmkit.LSTM(I, H, 1).eval()
+@pytest.mark.parametrize("variant", ["plain", "peephole", "layer_norm"])
+def test_stream_sees_weights_changed_in_place(variant):
+    """The step keeps [W_ih | W_hh] as one matrix; an in-place change (load_state_dict, an optimizer
+    step) between calls must rebuild it."""
+    kwargs = LSTM_VARIANTS[variant]
+    model = lstmkit.LSTM(I, H, 2, **kwargs).eval()
     stream = Stream(model, 1)
-    other = lstmkit.LSTM(I, H, 1).eval()
-    model.load_state_dict(other.state_dict())  # copies into the same parameter tensors
     x = torch.randn(1, I)
+    stream.step(x)
+    other = lstmkit.LSTM(I, H, 2, **kwargs).eval()
+    model.load_state_dict(other.state_dict())  # copies into the same parameter tensors
+    stream.reset()
     with torch.no_grad():
         want, _ = other(x.unsqueeze(0))
     torch.testing.assert_close(stream.step(x), want[0], **TOL)
+    with torch.no_grad():
+        model.bias_hh_l1.add_(0.5)  # as an optimizer step would
+        want, _ = model(x.unsqueeze(0))
+    stream.reset()
+    torch.testing.assert_close(stream.step(x), want[0], **TOL)
+
+
+def test_model_built_under_inference_mode_streams():
+    """Such parameters have no version counter; the step then reads them directly."""
+    with torch.inference_mode():
+        model = lstmkit.LSTM(I, H, 2, peephole=True).eval()
+        x = torch.randn(T, B, I)
+        want, _ = model(x)
+    torch.testing.assert_close(stream_in_chunks(Stream(model, B), x), want, **TOL)
 
 
 # -- errors --------------------------------------------------------------------------------------------

@@ -98,8 +98,10 @@ def _shared(gb: GraphBuilder, io: CoreInputs, what: str) -> str:
     return v
 
 
-def _state_slice(gb: GraphBuilder, state: str, start: int, stop: int, hint: str) -> str:
-    """state[start:stop] along the layer-and-direction axis."""
+def _state_slice(gb: GraphBuilder, state: str, start: int, stop: int, total: int, hint: str) -> str:
+    """state[start:stop] along the layer-and-direction axis (of length ``total``)."""
+    if start == 0 and stop == total:
+        return state  # a one-layer model takes the whole state: no node, less per-call work when streaming
     i64 = "int64"
     return gb.op("Slice", [state, gb.const([start], "s", i64), gb.const([stop], "e", i64), gb.const([0], "a", i64)],
                  hint)
@@ -142,8 +144,8 @@ def _lstm_op_layer(gb: GraphBuilder, core: LSTM, k: int, x: str, io: CoreInputs)
             f"B_l{k}",
         )  # (D, 8H)
     P = gb.const(torch.stack([_lstm_peepholes(p["weight_ch"], c) for p in ps]), f"P_l{k}") if core.peephole else ""
-    h_init = _state_slice(gb, io.h0, k * D, (k + 1) * D, f"h0_l{k}")
-    c_init = _state_slice(gb, io.c0, k * D, (k + 1) * D, f"c0_l{k}")
+    h_init = _state_slice(gb, io.h0, k * D, (k + 1) * D, core.num_layers * D, f"h0_l{k}")
+    c_init = _state_slice(gb, io.c0, k * D, (k + 1) * D, core.num_layers * D, f"c0_l{k}")
     seq = _shared(gb, io, "lengths32") if io.lengths is not None else ""
     attrs = {"hidden_size": H, "direction": "bidirectional" if D == 2 else "forward"}
     if c:
@@ -164,7 +166,7 @@ def _gru_rnn_op_layer(gb: GraphBuilder, core: GRU | RNN, k: int, x: str, io: Cor
     B = ""
     if core.bias:
         B = gb.const(torch.stack([torch.cat([order(p["bias_ih"]), order(p["bias_hh"])]) for p in ps]), f"B_l{k}")
-    h_init = _state_slice(gb, io.h0, k * D, (k + 1) * D, f"h0_l{k}")
+    h_init = _state_slice(gb, io.h0, k * D, (k + 1) * D, core.num_layers * D, f"h0_l{k}")
     seq = _shared(gb, io, "lengths32") if io.lengths is not None else ""
     attrs = {"hidden_size": H, "direction": "bidirectional" if D == 2 else "forward"}
     if is_gru:
