@@ -48,14 +48,27 @@ from lstmkit.stream import Stream
 BASELINE = "nn.LSTMCell"
 
 
-def candidates(H: int, threads: int, workdir: Path) -> dict[str, Callable[[], object]]:
-    """One-step callables for every candidate at hidden size H, all with the same weights."""
+# --variant: lstmkit's model (Stream, forward and ONNX) gets these options; the native baselines stay
+# plain LSTMs of the same size, so the ratios say what the variant costs against a plain native cell.
+VARIANTS: dict[str, Callable[[int], dict[str, object]]] = {
+    "plain": lambda H: {},
+    "peephole": lambda H: {"peephole": True},
+    "coupled": lambda H: {"coupled": True},
+    "layer_norm": lambda H: {"layer_norm": True},
+    "proj": lambda H: {"proj_size": H // 2},
+}
+
+
+def candidates(H: int, threads: int, workdir: Path, variant: str = "plain") -> dict[str, Callable[[], object]]:
+    """One-step callables for every candidate at hidden size H, all with the same weights (plain variant)."""
     import onnxruntime as ort
 
     torch.manual_seed(0)
     native = torch.nn.LSTM(H, H).eval()
-    ours = lstmkit.LSTM(H, H).eval()
-    ours.load_state_dict(native.state_dict())
+    ours = lstmkit.LSTM(H, H, **VARIANTS[variant](H)).eval()
+    if variant == "plain":
+        ours.load_state_dict(native.state_dict())
+    P = ours.output_size
     cell = torch.nn.LSTMCell(H, H).eval()
     cell.load_state_dict({k.removesuffix("_l0"): v for k, v in native.state_dict().items()})
     x = torch.randn(1, H)  # (B, I)
@@ -82,15 +95,15 @@ def candidates(H: int, threads: int, workdir: Path) -> dict[str, Callable[[], ob
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    feed = {"input": x3.numpy(), "h0": np.zeros((1, 1, H), np.float32), "c0": np.zeros((1, 1, H), np.float32)}
+    feed = {"input": x3.numpy(), "h0": np.zeros((1, 1, P), np.float32), "c0": np.zeros((1, 1, H), np.float32)}
 
     def onnxruntime_step() -> None:
         _, feed["h0"], feed["c0"] = session.run(None, feed)
 
     # The same session with every input and output bound to preallocated numpy buffers: the state
     # ping-pongs between two pairs, so a step converts and allocates nothing.
-    x_buf, y_buf = x3.numpy().copy(), np.zeros((1, 1, H), np.float32)
-    states = [(np.zeros((1, 1, H), np.float32), np.zeros((1, 1, H), np.float32)) for _ in range(2)]
+    x_buf, y_buf = x3.numpy().copy(), np.zeros((1, 1, P), np.float32)
+    states = [(np.zeros((1, 1, P), np.float32), np.zeros((1, 1, H), np.float32)) for _ in range(2)]
     bindings = []
     for k in range(2):
         io = session.io_binding()
@@ -161,6 +174,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--hidden", default="128,256,512", help="comma-separated hidden sizes (input size = H)")
     parser.add_argument("--threads", type=int, default=1, help="intra-op threads for torch and onnxruntime")
+    parser.add_argument("--variant", choices=sorted(VARIANTS), default="plain",
+                        help="lstmkit's model variant (the native baselines stay plain)")
     parser.add_argument("--rounds", type=int, default=100, help="interleaved rounds")
     parser.add_argument("--calls", type=int, default=50, help="single steps timed per candidate per round")
     parser.add_argument("--warmup", type=int, default=200, help="untimed steps per candidate first")
@@ -176,7 +191,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for H in sizes:
             print(f"H = {H} ...", file=sys.stderr, flush=True)
-            cands = candidates(H, args.threads, Path(tmp))  # models built as after training, outside inference mode
+            # Models are built as after training, outside inference mode.
+            cands = candidates(H, args.threads, Path(tmp), args.variant)
             with torch.inference_mode():
                 rows = summarize(measure(cands, args.rounds, args.calls, args.warmup))
             for name, (med, p99, ratio, q1, q3) in rows.items():
@@ -184,7 +200,8 @@ def main() -> None:
     command = "python benchmarks/streaming.py " + shlex.join(sys.argv[1:])
     report = "\n".join(
         [
-            f"Batch 1, one layer, I = H, {args.threads} thread(s); {args.rounds} rounds x {args.calls} steps per "
+            f"Batch 1, one layer, I = H, lstmkit variant {args.variant}, {args.threads} thread(s); "
+            f"{args.rounds} rounds x {args.calls} steps per "
             "candidate, interleaved.",
             "",
             *lines,
