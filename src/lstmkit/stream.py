@@ -10,15 +10,15 @@
 
 Feeding a sequence in chunks of any sizes gives the outputs of one whole-sequence forward (to
 float32 rounding): a chunk runs the model's own forward from the carried state, and a single step
-runs the cell math directly (``torch.lstm_cell`` for the plain LSTM, the equations of
-``docs/layers.md`` for the variants) with none of the layer's per-call set-up. Everything runs under
-``torch.inference_mode``, so outputs are inference tensors (read them, or ``.clone()`` them outside
-inference mode to use them in autograd). The model runs as in eval mode (no dropout) and must be
-in eval mode; bidirectional models cannot stream, because their reverse direction needs the end of
-the sequence first.
+runs the cell math of docs/layers.md directly, with none of the layer's per-call set-up (see
+``_LSTMStep``). Everything runs under ``torch.inference_mode``, so outputs are inference tensors
+(read them, or ``.clone()`` them outside inference mode to use them in autograd). The model runs as
+in eval mode (no dropout) and must be in eval mode; bidirectional models cannot stream, because
+their reverse direction needs the end of the sequence first.
 
-The stream reads the model's parameters on every call (it copies nothing), so weights changed in
-place (an optimizer step, ``load_state_dict``) are used from the next call on.
+Weights changed in place (an optimizer step, ``load_state_dict``) are used from the next call on.
+Replacing a parameter or submodule object (``model.head = nn.Linear(...)``) is not seen: make a new
+``Stream`` then.
 
 Shapes: T time, B batch (the stream's ``batch_size``), I input features, H hidden, P recurrent
 output (proj_size or H), V the head's outputs, L layers.
