@@ -1,13 +1,15 @@
 """lstmkit: fast, complete LSTMs on PyTorch.
 
-The layers are re-exported here; the workflow lives in the subpackages ``lstmkit.data``,
-``lstmkit.train``, ``lstmkit.metrics`` and ``lstmkit.models``.
+The layers and ``Stream`` are re-exported here; the workflow lives in the subpackages
+``lstmkit.data``, ``lstmkit.train``, ``lstmkit.metrics``, ``lstmkit.models``, and deployment in
+``lstmkit.stream`` and ``lstmkit.export``.
 """
 
 from __future__ import annotations
 
-from . import data, metrics, models, nn, train
+from . import data, export, metrics, models, nn, stream, train
 from .nn import GRU, LSTM, RNN, LSTMCell, param_count
+from .stream import Stream
 
 __version__ = "0.1.0"
 
@@ -16,11 +18,14 @@ __all__ = [
     "LSTM",
     "RNN",
     "LSTMCell",
+    "Stream",
     "__version__",
     "data",
+    "export",
     "metrics",
     "models",
     "nn",
     "param_count",
+    "stream",
     "train",
 ]
