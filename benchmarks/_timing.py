@@ -1,0 +1,165 @@
+"""Shared timing helpers for the benchmarks: interleaved repeats, paired ratios, machine facts.
+
+Our machines are shared and noisy, so a benchmark here never trusts one absolute time. Every
+candidate is timed in the same round-robin (one sample of each per round, the start rotating),
+and a candidate's speed is reported as the median over rounds of its time divided by the
+baseline's time in the *same* round: load that comes and goes hits both sides of each ratio.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import os
+import platform
+import re
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+
+def _calls_per_sample(fn: Callable[[], object], min_time: float) -> int:
+    """How many back-to-back calls make one sample last at least ``min_time`` seconds.
+
+    Very short calls (B = 1, small H) are otherwise dominated by timer and scheduler jitter.
+    The first call is untimed warm-up either way; a second call is timed only when the first
+    was short, since a long call (S1: about a second) needs no calibration and costs the most.
+    """
+    t0 = time.perf_counter()
+    fn()  # lazy initialisation, kernel selection
+    dt = time.perf_counter() - t0
+    if dt < min_time:
+        t0 = time.perf_counter()
+        fn()
+        dt = time.perf_counter() - t0
+    return max(1, math.ceil(min_time / max(dt, 1e-7)))
+
+
+def interleaved(
+    candidates: dict[str, Callable[[], object]],
+    repeats: int,
+    warmup: int = 1,
+    min_time: float = 0.05,
+    progress: Callable[[str], None] | None = None,
+    time_limit: float | None = None,
+    min_repeats: int = 3,
+) -> dict[str, list[float]]:
+    """Time every candidate ``repeats`` times, round-robin; return seconds per call, per round.
+
+    Round r runs the candidates in their given order rotated by r, so none always follows the
+    same neighbour (caches, frequency boost). ``warmup`` untimed rounds come first; the first of
+    them also sets each candidate's calls per sample (see ``_calls_per_sample``). The garbage
+    collector is off while a sample runs, as in ``timeit``.
+
+    With ``time_limit`` (seconds, warm-up included), rounds stop once it is spent and at least
+    ``min_repeats`` are done, so a machine that other jobs slow down tenfold still finishes; the
+    lists are then shorter than ``repeats``.
+    """
+    start = time.perf_counter()
+    names = list(candidates)
+    calls = {name: _calls_per_sample(candidates[name], min_time) for name in names}
+    for _ in range(max(0, warmup - 1)):
+        for name in names:
+            candidates[name]()
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(repeats):
+        k = r % len(names)
+        for name in names[k:] + names[:k]:
+            fn, n = candidates[name], calls[name]
+            gc.collect()
+            gc.disable()
+            try:
+                t0 = time.perf_counter()
+                for _ in range(n):
+                    fn()
+                times[name].append((time.perf_counter() - t0) / n)
+            finally:
+                gc.enable()
+        if progress is not None:
+            progress(f"round {r + 1}/{repeats}")
+        if time_limit is not None and r + 1 >= min_repeats and time.perf_counter() - start > time_limit:
+            if progress is not None and r + 1 < repeats:
+                progress(f"stopping after {r + 1} rounds: over the {time_limit:.0f} s limit")
+            break
+    return times
+
+
+def paired_ratios(times: list[float], baseline: list[float]) -> list[float]:
+    """Per-round ratios times[r] / baseline[r] (both from the same ``interleaved`` call)."""
+    return [t / b for t, b in zip(times, baseline, strict=True)]
+
+
+def median(xs: list[float]) -> float:
+    return statistics.median(xs)
+
+
+def quartiles(xs: list[float]) -> tuple[float, float]:
+    """(first, third) quartile; with fewer than 4 samples, (min, max)."""
+    if len(xs) < 4:
+        return min(xs), max(xs)
+    q = statistics.quantiles(xs, n=4, method="inclusive")
+    return q[0], q[2]
+
+
+def mm_candidate(m: int, k: int, n: int, dtype: torch.dtype = torch.float32) -> tuple[Callable[[], object], float]:
+    """A ``torch.mm`` of (m, k) x (k, n) to time beside the layers, and its FLOPs (2 m k n)."""
+    a = torch.randn(m, k, dtype=dtype)
+    b = torch.randn(k, n, dtype=dtype)
+    out = torch.empty(m, n, dtype=dtype)
+
+    def run() -> None:
+        torch.mm(a, b, out=out)
+
+    return run, 2.0 * m * k * n
+
+
+_DEFAULT_THREADS = torch.get_num_threads()  # before any benchmark changes it
+
+
+def machine_description() -> str:
+    """One line: CPU model, core count, torch version and its BLAS/threading build."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            found = re.search(r"model name\s*:\s*(.+)", f.read())
+        if found:
+            cpu = found.group(1).strip()
+    except OSError:
+        pass
+    blas = "MKL" if torch.backends.mkl.is_available() else "no MKL"
+    onednn = "oneDNN" if torch.backends.mkldnn.is_available() else "no oneDNN"
+    return (
+        f"{cpu}, {os.cpu_count()} logical CPUs (1-minute load average {os.getloadavg()[0]:.1f} at the end); "
+        f"torch {torch.__version__} ({blas}, {onednn}, "
+        f"{_DEFAULT_THREADS} intra-op threads by default); Python {platform.python_version()}"
+    )
+
+
+# --- peak resident memory (Linux) -------------------------------------------------------------
+# A CPU tensor allocator keeps no peak statistics, so we read the kernel's high-water mark of
+# resident memory (VmHWM), which writing "5" to /proc/self/clear_refs resets to the current size.
+# The caller must run in a fresh process started with a fixed MALLOC_MMAP_THRESHOLD_ (see
+# ``MALLOC_ENV``): then every buffer above the threshold is its own mmap, returned to the kernel
+# when freed, and the resident size follows the live tensors instead of glibc's caches.
+
+MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "65536"}
+
+
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        found = re.search(rf"^{field}:\s+(\d+) kB", f.read(), re.M)
+    if found is None:
+        raise OSError(f"/proc/self/status has no {field}")
+    return int(found.group(1))
+
+
+def peak_rss_growth(fn: Callable[[], object]) -> int:
+    """Bytes by which the resident set's high-water mark rises above its current size during ``fn()``."""
+    gc.collect()
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    before = _status_kib("VmRSS")
+    fn()
+    return (_status_kib("VmHWM") - before) * 1024
