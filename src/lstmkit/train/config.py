@@ -143,7 +143,9 @@ class TrainConfig(_Section):
     checkpoint_every: int | None = None  # steps between mid-epoch checkpoints; one is always saved per epoch
     keep_checkpoints: int = 2  # older checkpoints are deleted; 2 keeps one spare if the newest is bad
     log_every: int = 10  # steps between rows of metrics.csv
-    max_minutes: float | None = None  # optional wall-clock cap, counted across resumes; ends the run like max_steps
+    # Optional wall-clock cap, counted across resumes: ends the run like max_steps, and the cosine schedule follows
+    # the clock whenever it is further along than the steps, so a run cut short by time still ends its decay.
+    max_minutes: float | None = None
     seed: int = 0  # for seed_everything; one number reproduces a run on one machine
     # Intra-op threads, set by the task runner (``lstmkit train/evaluate/generate``), not by ``fit``. Per-step
     # matrices of small recurrent nets are too small for threads to pay, and with the other core of a 2-core

@@ -139,9 +139,20 @@ def warmup_cosine(step: int, *, warmup_steps: int, total_steps: int, min_ratio: 
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, total_steps: int | None):
+def make_scheduler(
+    optimizer: torch.optim.Optimizer,
+    config: TrainConfig,
+    total_steps: int | None,
+    time_used: Callable[[], float] | None = None,
+):
     """``LambdaLR`` stepped per optimiser step ("cosine", "constant" with warm-up), or
-    ``ReduceLROnPlateau`` stepped per epoch on the validation loss ("plateau")."""
+    ``ReduceLROnPlateau`` stepped per epoch on the validation loss ("plateau").
+
+    ``time_used() -> float`` (the share of ``train.max_minutes`` spent) makes the cosine follow
+    whichever of the step count and the clock is further along, so that a run the clock ends
+    early still finishes its decay. While the steps are ahead (a machine fast enough for the
+    budget), the schedule, and so the run, stays exactly reproducible.
+    """
     if config.schedule == "plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer, factor=config.plateau_factor, patience=config.plateau_patience
@@ -158,6 +169,8 @@ def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, total_
             )
 
     def factor(step: int) -> float:
+        if time_used is not None and config.schedule == "cosine":
+            step = max(step, int(time_used() * total_steps))
         return warmup_cosine(step, warmup_steps=config.warmup_steps, total_steps=total_steps, min_ratio=min_ratio)
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
@@ -279,10 +292,17 @@ def fit(
     if not resume and latest_checkpoint(ckpt_dir) is not None:
         raise ValueError(f"{out_dir} already holds checkpoints; pass resume=True or use a new out_dir")
 
+    # Wall-clock time counts across resumes (``elapsed_s`` of earlier calls is added once resumed).
+    started, elapsed_before = time.perf_counter(), 0.0
+
+    def time_used() -> float:
+        """The share of ``train.max_minutes`` spent so far."""
+        return (elapsed_before + time.perf_counter() - started) / (60 * cfg.max_minutes)
+
     steps_per_epoch = len(train_data) if hasattr(train_data, "__len__") else None
     total_steps = cfg.max_steps or (steps_per_epoch * cfg.epochs if steps_per_epoch else None)
     optimizer = make_optimizer(model, cfg)
-    scheduler = make_scheduler(optimizer, cfg, total_steps)
+    scheduler = make_scheduler(optimizer, cfg, total_steps, time_used if cfg.max_minutes is not None else None)
     per_step_schedule = not isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
 
     # Start fresh, or put back everything a checkpoint holds.
@@ -294,8 +314,8 @@ def fit(
         hidden, best_weights = ckpt.state["hidden"], ckpt.state["best_weights"]
         epoch_rng, resumed_rng = ckpt.state["epoch_rng"], ckpt.state["rng"]
 
-    started = time.perf_counter()
-    elapsed_before = run.elapsed_s
+    # The clock starts here, after set-up (the first optimiser of a process imports torch._dynamo: ~1 s).
+    started, elapsed_before = time.perf_counter(), run.elapsed_s
 
     def save() -> None:
         run.elapsed_s = elapsed_before + time.perf_counter() - started
@@ -313,7 +333,7 @@ def fit(
         return optimizer.param_groups[0]["lr"]
 
     def out_of_time() -> bool:
-        return cfg.max_minutes is not None and elapsed_before + time.perf_counter() - started >= 60 * cfg.max_minutes
+        return cfg.max_minutes is not None and time_used() >= 1.0
 
     def done() -> bool:
         return run.stopped_early or (cfg.max_steps is not None and run.step >= cfg.max_steps) or out_of_time()
