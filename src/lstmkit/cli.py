@@ -133,6 +133,37 @@ def list_tasks() -> None:
             typer.echo("    " + info.note.replace("\n", "\n    "))
 
 
+@app.command("diagnose")
+def diagnose(
+    run_dirs: Annotated[list[Path], typer.Argument(help="Run directories of one long-range task (adding, ...).")],
+    length: Annotated[
+        int | None, typer.Option(min=2, help="Steps T of the input (default: the first run's data.length).")
+    ] = None,
+    batch: Annotated[int, typer.Option(min=1, help="Sequences in the input; the curves are their means.")] = 32,
+    seed: Annotated[int, typer.Option(min=0, help="Random seed of the input sequences.")] = 0,
+    init: Annotated[
+        bool, typer.Option("--init", help="Diagnose the models as initialised (config and seed), not as trained.")
+    ] = False,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="The PNG to write (default RUN_DIR/gradient_flow.png; required with several runs); "
+                     "the numbers go to the same name with .json."),
+    ] = None,
+) -> None:
+    """Plot how far back the gradient of the loss at the last step reaches: ||dL/dh_t|| and, for an
+    LSTM, ||dL/dc_t|| for every step t, for each run on the same input. See lstmkit.diagnostics."""
+    from lstmkit.diagnostics import diagnose_runs  # matplotlib and the replay load only for this command
+
+    try:
+        result = diagnose_runs(run_dirs, length=length, batch_size=batch, seed=seed, init=init, out=out)
+    except ValueError as e:
+        _fail(e, usage="diagnose")
+    except TaskError as e:
+        _fail(e)
+    for line in result.lines:
+        typer.echo(line)
+
+
 class ExportFormat(str, enum.Enum):
     onnx = "onnx"
 

@@ -1,0 +1,27 @@
+"""Long-range memory: the problems the LSTM was invented for, generated with a seed.
+
+- ``adding``: add two marked values up to T steps apart (MSE against the 0.167 baseline);
+- ``temporal-order``: classify the order of two symbols far apart among distractors;
+- ``reber``: next-symbol prediction on the embedded Reber grammar;
+- ``copy``: recall a short sequence after a long blank delay.
+
+Each runs with ``--set model.cell=lstm|gru|rnn``; by default the GRU and RNN get the LSTM's
+parameter budget (``model.equal_params``). ``lstmkit.diagnostics.gradient_flow`` shows why the LSTM
+learns these and the plain RNN does not. Importing this package registers the tasks.
+"""
+
+from __future__ import annotations
+
+from lstmkit.tasks.longrange import adding, copy_memory, reber, temporal_order
+from lstmkit.tasks.longrange.common import GeneratedData, GeneratedTask, LongRangeModel, resolved_hidden_size
+
+__all__ = [
+    "GeneratedData",
+    "GeneratedTask",
+    "LongRangeModel",
+    "adding",
+    "copy_memory",
+    "reber",
+    "resolved_hidden_size",
+    "temporal_order",
+]

@@ -1,0 +1,325 @@
+"""What the long-range memory tasks share: generated data with a seed, equal parameter budgets,
+training on fresh sequences, and scoring by the original success criteria.
+
+Data. Every sequence is generated. The validation and test sequences are fixed by ``data.seed``
+(the same for every cell and every training seed, so that runs are compared on the same
+sequences); their SHA-256 goes into ``data.json`` and ``evaluate`` refuses to score a split the
+generator no longer reproduces. Training batches are drawn fresh for every step (online learning,
+as in Hochreiter & Schmidhuber 1997: there is no training set to overfit, only the memory
+problem), each from its own generator keyed by ``train.seed``, the epoch and the batch index, so
+that a run, and a resumed run, sees the same sequences. An "epoch" is ``data.train_batches``
+batches, followed by a validation pass and a checkpoint.
+
+Model. ``SequenceModel`` on real or one-hot features. ``model.hidden_size`` is the LSTM's; with
+``model.equal_params`` (the default) a GRU or plain RNN gets the largest hidden size whose model has
+no more parameters than the LSTM's, so ``--set model.cell=gru|rnn`` compares the cells on equal
+parameter budgets. ``--set model.equal_params=false`` compares them at equal hidden sizes instead.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import hashlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+import torch
+from torch import Tensor
+
+from lstmkit._fileio import read_versioned_json, write_versioned_json
+from lstmkit.models import SequenceModel
+from lstmkit.nn import param_count
+from lstmkit.tasks.base import Prepared, Task, TaskError
+from lstmkit.tasks.rundir import Run
+from lstmkit.train import Config, DataConfig, ModelConfig, evaluate, fit
+
+SPLITS = ("train", "val", "test")
+DATA = "data.json"
+_DATA_FORMAT = "lstmkit.generated-splits"
+_DATA_VERSION = 1
+_EVAL_CHUNK = 512  # sequences per evaluation batch: bounds memory at long T, and big enough to be fast
+
+
+class Batch(Protocol):
+    """What every task's batch has (each task's NamedTuple adds its targets)."""
+
+    x: Tensor  # (T, B, I) float inputs
+    lengths: Tensor | None  # (B,) valid lengths; None when every sequence has T steps
+
+
+def generator_for(*key: object) -> torch.Generator:
+    """A CPU generator seeded from ``key`` (say ``(seed, "val", chunk)``): every part of the data has
+    its own stream, the same on every run and machine, independent of the global RNG."""
+    digest = hashlib.sha256(repr(key).encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)  # 63 bits: a valid seed
+
+
+# -- config sections ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LongRangeModel(ModelConfig):
+    """``ModelConfig`` and how the cells are sized against each other."""
+
+    # hidden_size is the LSTM's. True: a GRU or RNN gets the largest hidden size within the LSTM's parameter
+    # count (equal budgets, the fair comparison: an RNN unit is 4x cheaper); False: the same hidden size.
+    equal_params: bool = True
+
+
+@dataclass(frozen=True)
+class GeneratedData(DataConfig):
+    """Generated sequences (the long-range tasks' ``[data]`` section). ``bptt`` and
+    ``bucket_pool_batches`` are not used: every sequence is trained on whole, with full BPTT."""
+
+    seed: int = 1234  # fixes the validation and test sequences: the same for every cell and training seed
+    train_batches: int = 250  # fresh training batches per epoch (then a validation pass and a checkpoint)
+    val_size: int = 1000  # validation sequences: picks the best weights; 1000 resolves a 0.1% success rate
+    test_size: int = 2560  # the size of Hochreiter & Schmidhuber's (1997) test sets
+
+    def _validate(self) -> None:
+        super()._validate()
+        if not 0 <= self.seed < 2**32:
+            raise ValueError(f"data.seed must be in [0, 2**32), got {self.seed}")
+        for name in ("train_batches", "val_size", "test_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"data.{name} must be >= 1, got {getattr(self, name)}")
+
+
+def model_param_count(model: ModelConfig, hidden_size: int) -> int:
+    """Parameters of a feature-input ``SequenceModel`` (recurrent core and linear head) of ``hidden_size``."""
+    core = param_count(model.input_size, hidden_size, model.num_layers, mode=model.cell)
+    return core + hidden_size * model.output_size + model.output_size  # head: weight and bias
+
+
+def resolved_hidden_size(model: ModelConfig) -> int:
+    """The hidden size the model is built with (see :class:`LongRangeModel`)."""
+    H = model.hidden_size
+    if model.cell == "lstm" or not getattr(model, "equal_params", False):
+        return H
+    budget = model_param_count(dataclasses.replace(model, cell="lstm"), H)
+    while model_param_count(model, H + 1) <= budget:  # GRU/RNN units are cheaper: grow until the budget is used
+        H += 1
+    return H
+
+
+def build_model(config: Config) -> SequenceModel:
+    """The task's ``SequenceModel`` with the resolved hidden size."""
+    return SequenceModel(dataclasses.replace(config.model, hidden_size=resolved_hidden_size(config.model)))
+
+
+# -- training batches ------------------------------------------------------------------------------
+class OnlineBatches:
+    """Fresh training batches: ``len(self)`` per epoch, batch ``i`` of epoch ``e`` drawn from
+    ``generator_for(seed, "train", e, i)``. ``fit`` calls ``set_epoch``, so a resumed run replays
+    and continues exactly the sequences a run never stopped would see."""
+
+    def __init__(self, make: Callable[[int, torch.Generator], Batch], seed: int, batches: int, batch_size: int):
+        self.make, self.seed, self.batches, self.batch_size = make, seed, batches, batch_size
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.batches
+
+    def __iter__(self) -> Iterator[Batch]:
+        for i in range(self.batches):
+            yield self.make(self.batch_size, generator_for(self.seed, "train", self.epoch, i))
+
+
+def fingerprint(batches: list[Batch]) -> str:
+    """SHA-256 of every tensor of every batch, in order."""
+    h = hashlib.sha256()
+    for batch in batches:
+        for t in batch:
+            if t is not None:
+                h.update(t.contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+@dataclass
+class GeneratedPrepared(Prepared):
+    config: Config
+    batches: dict[str, list[Batch]]  # "val" and "test"
+    description: str
+
+    def save(self, run_dir: Path) -> None:
+        write_versioned_json(
+            run_dir / DATA,
+            _DATA_FORMAT,
+            _DATA_VERSION,
+            {
+                "generator": self.description,
+                "sequences": {s: sum(b.x.shape[1] for b in bs) for s, bs in self.batches.items()},
+                "sha256": {s: fingerprint(bs) for s, bs in self.batches.items()},
+            },
+        )
+
+
+# -- the task ----------------------------------------------------------------------------------------
+class GeneratedTask(Task):
+    """Base of the long-range tasks: data, training and scoring; each task says what differs."""
+
+    state_files = (DATA,)
+    loss_key: ClassVar[str]  # the loss's name in the metrics: "mse", "nats_per_sequence", "nats_per_symbol"
+    criterion: ClassVar[str]  # the success criterion per sequence, in words, for the report
+
+    # -- what each task says ------------------------------------------------------------------------
+    @abc.abstractmethod
+    def sizes(self, data: GeneratedData) -> tuple[int, int]:
+        """(input features, outputs) of the model."""
+
+    @abc.abstractmethod
+    def generate(self, data: GeneratedData, n: int, generator: torch.Generator) -> Batch:
+        """``n`` sequences drawn with ``generator`` only."""
+
+    @abc.abstractmethod
+    def loss(self, output: Tensor, batch: Batch) -> tuple[Tensor, int]:
+        """The training loss of the model's output (T, B, O) on ``batch``: (mean loss, items it averages)."""
+
+    @abc.abstractmethod
+    def per_sequence(self, output: Tensor, batch: Batch) -> dict[str, Tensor]:
+        """Per-sequence scores, each (B,), averaged over the split into the metric of the same name;
+        ``"success"`` is whether the sequence passes :attr:`criterion`."""
+
+    def baselines(self, data: GeneratedData) -> dict[str, float]:
+        """Metrics of a memoryless predictor that need no data (added to every split's metrics)."""
+        return {}
+
+    def describe(self, data: GeneratedData) -> str:
+        """The generator and its settings, in words (for ``data.json`` and ``lstmkit tasks``)."""
+        return f"generated {self.name} sequences, seed data.seed={data.seed}"
+
+    def diagnostic_batch(self, config: Config, length: int, n: int, generator: torch.Generator) -> Batch:
+        """``n`` sequences of exactly ``length`` steps, for ``lstmkit diagnose``."""
+        raise TaskError(f"task {self.name!r} has no fixed-length input for the gradient-flow diagnostic")
+
+    def last_step_loss(self, last_output: Tensor, batch: Batch) -> Tensor:
+        """The task's loss at the last step only, from the output there (B, O)."""
+        raise TaskError(f"task {self.name!r} has no loss at the last step")
+
+    # -- config and data -----------------------------------------------------------------------------
+    def data_source(self, config: Config) -> str:
+        return self.describe(config.data)
+
+    def check_data(self, config: Config) -> None:
+        """Generated data is always available."""
+
+    def eval_batches(self, config: Config, split: str) -> list[Batch]:
+        """The fixed sequences of ``split``: "val" and "test" from ``data.seed``; "train" the first
+        ``data.val_size`` training sequences (the first batches of epoch 0)."""
+        data = config.data
+        if split == "train":
+            n, chunk, keys = data.val_size, data.batch_size, (config.train.seed, "train", 0)
+        else:
+            n, chunk, keys = (data.val_size if split == "val" else data.test_size), _EVAL_CHUNK, (data.seed, split)
+        return [
+            self.generate(data, min(chunk, n - start), generator_for(*keys, i))
+            for i, start in enumerate(range(0, n, chunk))
+        ]
+
+    def prepare(self, config: Config) -> GeneratedPrepared:
+        if not isinstance(config.data, GeneratedData) or not isinstance(config.model, LongRangeModel):
+            raise TaskError(f"task {self.name!r} needs its own [data] and [model] sections; build its config with "
+                            "lstmkit.tasks.runner.build_config")  # fmt: skip
+        if config.model.vocab_size is not None:
+            raise TaskError(f"model.vocab_size does not apply to {self.name!r}: its inputs are features; unset it")
+        n_in, n_out = self.sizes(config.data)
+        config = dataclasses.replace(
+            config, model=dataclasses.replace(config.model, input_size=n_in, output_size=n_out)
+        )
+        batches = {s: self.eval_batches(config, s) for s in ("val", "test")}
+        return GeneratedPrepared(config=config, batches=batches, description=self.describe(config.data))
+
+    # -- training and scoring ----------------------------------------------------------------------
+    def step(self, model: SequenceModel, batch: Batch, state: Any) -> tuple[Tensor, None, int]:
+        """``fit``'s step: every batch holds whole, independent sequences, so no state is carried."""
+        output, _ = model(batch.x, None, batch.lengths)  # (T, B, O)
+        loss, items = self.loss(output, batch)
+        return loss, None, items
+
+    def score(self, model: SequenceModel, batches: list[Batch], split: str, config: Config) -> dict[str, Any]:
+        """The split's loss (as ``fit`` computes it), per-sequence scores averaged, and the baselines."""
+        loss = evaluate(model, batches, self.step)
+        was_training = model.training
+        model.eval()
+        parts: dict[str, list[Tensor]] = {}
+        with torch.no_grad():
+            for batch in batches:
+                output, _ = model(batch.x, None, batch.lengths)
+                for key, value in self.per_sequence(output, batch).items():
+                    parts.setdefault(key, []).append(value.double())
+        model.train(was_training)
+        means = {key: float(torch.cat(v).mean()) for key, v in parts.items()}
+        sequences = sum(b.x.shape[1] for b in batches)
+        return {"split": split, self.loss_key: loss, **means, **self.baselines(config.data), "sequences": sequences}
+
+    def train(self, prepared: Prepared, run_dir: Path) -> dict[str, Any]:
+        assert isinstance(prepared, GeneratedPrepared)
+        config = prepared.config
+        model = build_model(config)
+        train_data = OnlineBatches(
+            lambda n, g: self.generate(config.data, n, g), config.train.seed, config.data.train_batches,
+            config.data.batch_size,
+        )
+        result = fit(model, train_data, self.step, config=config, out_dir=run_dir, val_data=prepared.batches["val"])
+        metrics = self.score(model, prepared.batches["val"], "val", config)
+        metrics["test"] = self.score(model, prepared.batches["test"], "test", config)
+        metrics.update(
+            steps=result.steps,
+            epochs=len(result.history),
+            best_epoch=result.best_epoch,
+            cell=config.model.cell,
+            hidden_size=resolved_hidden_size(config.model),
+            parameters=sum(p.numel() for p in model.parameters()),
+            sequences_trained=result.steps * config.data.batch_size,
+        )
+        return metrics
+
+    def load_model(self, run: Run) -> SequenceModel:
+        return run.load_weights(build_model(run.config))
+
+    def evaluate(self, run: Run, split: str) -> dict[str, Any]:
+        if split not in SPLITS:
+            raise TaskError(f"split must be one of {SPLITS}, got {split!r}")
+        model = self.load_model(run)
+        batches = self.eval_batches(run.config, split)
+        if split != "train":
+            try:
+                recorded = read_versioned_json(run.file(DATA), _DATA_FORMAT, _DATA_VERSION)
+            except ValueError as e:
+                raise TaskError(str(e)) from e
+            if recorded.get("sha256", {}).get(split) != fingerprint(batches):
+                raise TaskError(
+                    f"the {split} sequences generated now differ from those this run was scored on (their SHA-256 "
+                    f"differs from {run.file(DATA)}); the generator changed: evaluate with the lstmkit that "
+                    "trained the run, or train again"
+                )
+        return self.score(model, batches, split, run.config)
+
+    def report(self, metrics: dict[str, Any]) -> list[str]:
+        lines = [self.report_split(metrics)]
+        if "test" in metrics:
+            lines.append(self.report_split(metrics["test"]))
+        if "cell" in metrics:
+            lines.append(
+                f"model: {metrics['cell']}, {metrics['hidden_size']} units, {metrics['parameters']:,} parameters; "
+                f"{metrics['steps']} steps ({metrics['sequences_trained']:,} training sequences)"
+            )
+        return lines
+
+    def report_split(self, m: dict[str, Any]) -> str:
+        """One line: the loss beside its baseline, and the share of sequences that pass the criterion."""
+        baseline = m.get(f"baseline_{self.loss_key}")
+        versus = f" (memoryless baseline {baseline:.4f})" if baseline is not None else ""
+        return (
+            f"{m['split']}: {self.loss_key} {m[self.loss_key]:.4f}{versus}; {100 * m['success']:.1f}% of "
+            f"{m['sequences']} sequences solved ({self.criterion})"
+        )
+
+
+def one_hot(ids: Tensor, n: int) -> Tensor:
+    """Integer symbols (...) to float one-hot vectors (..., n)."""
+    return torch.nn.functional.one_hot(ids, n).float()
