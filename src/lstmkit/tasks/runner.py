@@ -117,7 +117,8 @@ def train(task_name: str, config: Config, out: str | os.PathLike[str] | None = N
     metrics["threads"] = torch.get_num_threads()
     write_summary(run_dir, metrics)
     if (run_dir / METRICS).exists():
-        plot_curves(run_dir / METRICS, run_dir / CURVES, loss_label=f"loss (nats per {getattr(task, 'unit', 'item')})")
+        label = getattr(task, "loss_label", f"loss (nats per {getattr(task, 'unit', 'item')})")
+        plot_curves(run_dir / METRICS, run_dir / CURVES, loss_label=label)
     return TrainResult(run_dir=run_dir, metrics=metrics, lines=task.report(metrics), resumed=resumed)
 
 

@@ -1,0 +1,147 @@
+"""A small reader for the ``.ts`` format of the UCR/UEA time-series classification archive.
+
+The format (as written by sktime and aeon)::
+
+    # comments
+    @problemName JapaneseVowels
+    @timeStamps false
+    @missing false
+    @univariate false
+    @dimensions 12
+    @equalLength false
+    @classLabel true 1 2 3 4 5 6 7 8 9
+    @data
+    1.86,1.89,1.93:-0.20,-0.19,-0.23: ... :1
+
+One line per case: the channels separated by ``:``, the values of a channel by ``,``, and the class
+label last (when ``@classLabel true``). ``?`` (or ``NaN``) is a missing value. Lengths may differ
+between cases; within a case every channel has the same length. Time-stamped data
+(``@timeStamps true``) is not supported. Reading needs no third-party library, so the archive's
+packages (sktime, aeon) are only carriers of the files.
+
+Every problem raises ``ValueError`` naming the file and line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import numpy as np
+
+_MISSING = {"?", "nan", "NaN", "NAN"}
+
+
+@dataclasses.dataclass
+class TSData:
+    """Cases of a ``.ts`` file: ``series[i]`` is (T_i, C) float64, NaN where a value is missing."""
+
+    series: list[np.ndarray]
+    labels: list[str] | None  # one per case, or None without @classLabel
+    class_labels: list[str] | None  # the declared labels, in the header's order
+    problem_name: str = ""
+
+    @property
+    def num_channels(self) -> int:
+        return self.series[0].shape[1]
+
+    @property
+    def lengths(self) -> list[int]:
+        return [s.shape[0] for s in self.series]
+
+
+def _bool(value: str, where: str) -> bool:
+    v = value.strip().lower()
+    if v not in ("true", "false"):
+        raise ValueError(f"{where}: expected true or false, got {value.strip()!r}")
+    return v == "true"
+
+
+def _values(text: str, where: str) -> list[float]:
+    out = []
+    for j, token in enumerate(text.split(",")):
+        token = token.strip()
+        if token in _MISSING:
+            out.append(np.nan)
+            continue
+        try:
+            out.append(float(token))
+        except ValueError:
+            raise ValueError(f"{where}: value {j + 1} is {token!r}, not a number (missing values are '?')") from None
+    return out
+
+
+def read_ts(path: str | os.PathLike[str]) -> TSData:
+    """Read a ``.ts`` file (see the module docstring).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: a malformed header or case line (wrong channel count, a non-number, channels
+            of different lengths in one case, an undeclared class label, ...), naming the line.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist")
+    header: dict[str, str] = {}
+    class_labels: list[str] | None = None
+    has_labels = False
+    in_data = False
+    dims: int | None = None
+    series: list[np.ndarray] = []
+    labels: list[str] = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, raw in enumerate(f, start=1):
+            line = raw.strip()
+            where = f"{path}: line {lineno}"
+            if not line or line.startswith("#"):
+                continue
+            if not in_data:
+                if not line.startswith("@"):
+                    raise ValueError(f"{where}: expected a @keyword header line before @data, got {line[:40]!r}")
+                key, _, value = line[1:].partition(" ")
+                key = key.lower()
+                if key == "data":
+                    in_data = True
+                    continue
+                if key == "classlabel":
+                    flag, _, rest = value.strip().partition(" ")
+                    has_labels = _bool(flag, where)
+                    class_labels = rest.split() if has_labels else None
+                    if has_labels and not class_labels:
+                        raise ValueError(f"{where}: @classLabel true must list the class labels")
+                elif key == "timestamps" and _bool(value, where):
+                    raise ValueError(f"{where}: time-stamped .ts data (@timeStamps true) is not supported")
+                elif key in ("univariate", "missing", "equallength"):
+                    _bool(value, where)
+                elif key == "dimensions":
+                    try:
+                        dims = int(value)
+                    except ValueError:
+                        raise ValueError(f"{where}: @dimensions must be an integer, got {value!r}") from None
+                header[key] = value.strip()
+                continue
+            parts = line.split(":")
+            label = None
+            if has_labels:
+                if len(parts) < 2:
+                    raise ValueError(f"{where}: expected channels then a class label separated by ':'")
+                label = parts.pop().strip()
+                if label not in class_labels:
+                    raise ValueError(f"{where}: class label {label!r} is not among the declared {class_labels}")
+            if dims is None:
+                dims = len(parts)
+            if len(parts) != dims:
+                raise ValueError(f"{where}: {len(parts)} channels, expected {dims}")
+            channels = [_values(p, f"{where}, channel {c + 1}") for c, p in enumerate(parts)]
+            lengths = {len(ch) for ch in channels}
+            if len(lengths) != 1:
+                raise ValueError(f"{where}: the channels have different lengths {[len(ch) for ch in channels]}")
+            series.append(np.asarray(channels, dtype=np.float64).T)  # (C, T) -> (T, C)
+            if label is not None:
+                labels.append(label)
+    if not in_data:
+        raise ValueError(f"{path}: no @data line; is this a .ts file?")
+    if not series:
+        raise ValueError(f"{path}: no cases after @data")
+    return TSData(series, labels if has_labels else None, class_labels, header.get("problemname", ""))
