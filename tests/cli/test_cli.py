@@ -45,6 +45,7 @@ def test_train_evaluate_generate_end_to_end(tmp_path, text_file):
     r = invoke("train", *sets(*TINY, f"data.text={text_file}"), "--out", out, "--seed", "3")
     assert r.exit_code == 0, r.output
     assert f"run directory: {out}" in r.output
+    assert "split into contiguous character ranges: the first 80% for training" in r.output
     assert "val loss:" in r.output and "nats/char" in r.output and "bits/char" in r.output and "sample:" in r.output
     summary = json.loads((out / "summary.json").read_text())
     assert summary["steps"] == 6 and summary["split"] == "val"

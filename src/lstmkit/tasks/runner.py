@@ -113,13 +113,15 @@ def train(task_name: str, config: Config, out: str | os.PathLike[str] | None = N
         prepared.save(run_dir)
     seed_everything(config.train.seed)
     metrics = task.train(prepared, run_dir)
+    metrics["data"] = task.data_source(config)
     metrics["wall_seconds"] = round(time.perf_counter() - started, 1)  # data preparation included
     metrics["threads"] = torch.get_num_threads()
     write_summary(run_dir, metrics)
     if (run_dir / METRICS).exists():
         label = getattr(task, "loss_label", f"loss (nats per {getattr(task, 'unit', 'item')})")
         plot_curves(run_dir / METRICS, run_dir / CURVES, loss_label=label)
-    return TrainResult(run_dir=run_dir, metrics=metrics, lines=task.report(metrics), resumed=resumed)
+    lines = [f"data: {metrics['data']}", *task.report(metrics)]
+    return TrainResult(run_dir=run_dir, metrics=metrics, lines=lines, resumed=resumed)
 
 
 def evaluate(run_dir: str | os.PathLike[str], split: str = "val") -> tuple[dict[str, Any], list[str]]:
