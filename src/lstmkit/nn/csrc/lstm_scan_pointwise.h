@@ -112,7 +112,7 @@ void fwd_rows(const FwdArgs<T>& A, int64_t b0, int64_t b1, int64_t j0, int64_t j
     }
     T* __restrict rh = (LN && TRAIN) ? A.rhat + b * G : nullptr;
     const T* __restrict g_hh = A.g_hh;
-    // Pre-activation of gate block q at unit j: xg + r, or xg + g_hh * LN(r) (keeping LN(r) for the backward).
+    // Pre-activation at column k: xg + r, or xg + g_hh * LN(r) (keeping LN(r) for the backward).
     auto pre = [&](int64_t k) LK_INLINE_LAMBDA {
       if constexpr (LN) {
         const T v = (r[k] - mean_r) * rs_r;
