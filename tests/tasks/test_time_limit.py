@@ -35,7 +35,7 @@ def test_max_minutes_ends_the_run_and_a_resume_does_not_restart_the_clock(tmp_pa
 def test_the_cosine_follows_the_clock_when_time_runs_out_first(tmp_path):
     config = Config(
         model=ModelConfig(vocab_size=5, hidden_size=8, num_layers=1, dropout=0.0),
-        train=TrainConfig(epochs=1000, max_steps=10**6, max_minutes=0.6 / 60, warmup_steps=0, lr=1e-2,
+        train=TrainConfig(epochs=1000, max_steps=10**6, max_minutes=1.5 / 60, warmup_steps=0, lr=1e-2,
                           min_lr_ratio=0.1, progress=False, tensorboard=False, log_every=1),
     )  # fmt: skip
     data = TokenStreamBatcher(torch.randint(0, 5, (400,)), 2, 8)
@@ -49,7 +49,7 @@ def test_the_cosine_follows_the_clock_when_time_runs_out_first(tmp_path):
         on_step=lambda log: lrs.append(log.lr))  # fmt: skip
     # A million steps were asked for and only a few dozen ran, yet the lr decayed to its floor.
     assert len(lrs) < 1000
-    assert lrs[0] > 0.9e-2 and lrs[-1] < 0.25e-2  # a step schedule over 10**6 steps would still be at 1e-2
+    assert lrs[0] > 0.6e-2 and lrs[-1] < 0.25e-2  # a step schedule over 10**6 steps would still be at 1e-2
     assert all(a >= b for a, b in itertools.pairwise(lrs))
 
 
