@@ -22,17 +22,13 @@ def test_every_task_trains_evaluates_and_reads_back(name, tmp_path):
     summary = json.loads((result.run_dir / "summary.json").read_text())
     assert summary["steps"] == config.train.max_steps
     run = open_run(result.run_dir)
-    assert run.task.name == name and run.config == result_config(result)
+    assert run.task.name == name and type(run.config.data) is type(config.data)  # the task's own sections
+    assert (run.config.train.max_steps, run.config.train.seed) == (config.train.max_steps, config.train.seed)
     # Evaluating the validation split from the run directory alone gives the loss training reported.
     metrics, lines = runner.evaluate(result.run_dir, "val")
     loss_key = next(k for k in metrics if k.startswith("nats_per_") or k == "mse")  # mse: regression tasks
     assert metrics[loss_key] == pytest.approx(summary[loss_key], rel=1e-6)
     assert lines and all(isinstance(line, str) for line in lines)
-
-
-def result_config(result):
-    """The resolved config as written to config.toml."""
-    return open_run(result.run_dir).config
 
 
 def test_registry_is_a_plain_dict_filled_by_the_decorator():
