@@ -6,7 +6,8 @@
 - ``copy``: recall a short sequence after a long blank delay.
 
 Each runs with ``--set model.cell=lstm|gru|rnn``; by default the GRU and RNN get the LSTM's
-parameter budget (``model.equal_params``). ``lstmkit.diagnostics.gradient_flow`` shows why the LSTM
+parameter budget (``model.equal_params``) and the LSTM's forget gate and the GRU's update gate start
+near 1 (``model.forget_bias = 3``). ``lstmkit.diagnostics.gradient_flow`` shows why the LSTM
 learns these and the plain RNN does not. Importing this package registers the tasks.
 """
 

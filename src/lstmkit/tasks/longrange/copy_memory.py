@@ -73,14 +73,16 @@ class Copy(GeneratedTask):
     unit = "symbol"
 
     def default_config(self) -> Config:
-        # See docs/results.md for where the LSTM succeeds and fails as T grows.
+        # See docs/results.md for where the LSTM succeeds and fails as T grows. 30 bits to hold: 128 units.
+        # With torch's forget-gate init the LSTM recalled 21% of the symbols after 3000 steps at T = 10;
+        # with forget bias 3, 94% after 6000.
         return Config(
-            model=LongRangeModel(hidden_size=128, num_layers=1, dropout=0.0),
+            model=LongRangeModel(hidden_size=128, num_layers=1, dropout=0.0, forget_bias=3.0),
             data=CopyData(batch_size=64),
             train=TrainConfig(
                 epochs=100,  # bounded by max_steps
-                max_steps=3000,
-                max_minutes=9.0,
+                max_steps=6000,
+                max_minutes=10.0,  # a guard: at T = 100, 6000 steps take about 15 minutes on one thread
                 lr=3e-3,
                 weight_decay=0.0,  # fresh data: nothing to regularise
                 warmup_steps=100,

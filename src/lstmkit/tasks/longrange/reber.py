@@ -77,9 +77,9 @@ def reber_batch(n: int, generator: torch.Generator) -> ReberBatch:
         ids[: len(s), b] = torch.tensor([SYMBOLS.index(c) for c in s])
         for t, symbols in enumerate(allowed[:-1]):
             legal[t, b, [SYMBOLS.index(c) for c in symbols]] = True
-    inputs = ids[:-1]  # (T, B)
-    x = one_hot(inputs.clamp(min=0), len(SYMBOLS)) * (inputs >= 0).unsqueeze(-1)
     lengths = torch.tensor([len(s) - 1 for s, _ in strings])
+    inputs = ids[:-1].masked_fill(torch.arange(T).unsqueeze(1) >= lengths, -1)  # (T, B): the final E is no input
+    x = one_hot(inputs.clamp(min=0), len(SYMBOLS)) * (inputs >= 0).unsqueeze(-1)
     return ReberBatch(x, ids[1:], lengths, legal)
 
 
@@ -102,7 +102,7 @@ class Reber(GeneratedTask):
     def default_config(self) -> Config:
         # See docs/results.md. The strings are short (9 to ~30 symbols); a small LSTM suffices.
         return Config(
-            model=LongRangeModel(hidden_size=32, num_layers=1, dropout=0.0),
+            model=LongRangeModel(hidden_size=32, num_layers=1, dropout=0.0, forget_bias=3.0),  # as the other tasks
             data=GeneratedData(batch_size=32),
             train=TrainConfig(
                 epochs=100,  # bounded by max_steps

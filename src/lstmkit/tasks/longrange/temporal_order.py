@@ -87,13 +87,16 @@ class TemporalOrder(GeneratedTask):
     unit = "sequence"
 
     def default_config(self) -> Config:
-        # T = 100 (100 to 110 steps) on a 2-core CPU: see docs/results.md.
+        # T = 100 (100 to 110 steps) on a 2-core CPU: see docs/results.md. Both symbols are 40+ steps before
+        # the output, so no short-range signal starts the learning: with torch's forget-gate init (f = 0.5,
+        # the gradient halves every step) the LSTM stayed at log 4 for 3000 steps, also with forget bias 1;
+        # with forget bias 3 (f = 0.95) it leaves the plateau after about 1600 steps and solves the task.
         return Config(
-            model=LongRangeModel(hidden_size=64, num_layers=1, dropout=0.0),
+            model=LongRangeModel(hidden_size=64, num_layers=1, dropout=0.0, forget_bias=3.0),
             data=TemporalOrderData(batch_size=64),
             train=TrainConfig(
                 epochs=100,  # bounded by max_steps
-                max_steps=3000,
+                max_steps=4000,
                 max_minutes=9.0,  # a guard on a slower or busier machine
                 lr=3e-3,  # as for the adding problem: shorter plateau than 1e-3
                 weight_decay=0.0,  # fresh data: nothing to regularise
