@@ -229,3 +229,10 @@ def test_diagnose_refuses_what_it_cannot_do(adding_runs, tmp_path):
         assert r.exit_code == 1 and message in r.stderr, r.output
     r = invoke("diagnose", tmp_path / "none")
     assert r.exit_code == 1 and "does not exist" in r.stderr
+
+
+def test_diagnose_help_lists_every_option():
+    r = invoke("diagnose", "--help")
+    assert r.exit_code == 0
+    for word in ("RUN_DIR", "--length", "--batch", "--seed", "--init", "--out"):
+        assert word in r.output, word

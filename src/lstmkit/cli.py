@@ -135,7 +135,11 @@ def list_tasks() -> None:
 
 @app.command("diagnose")
 def diagnose(
-    run_dirs: Annotated[list[Path], typer.Argument(help="Run directories of one long-range task (adding, ...).")],
+    run_dirs: Annotated[
+        list[Path],
+        typer.Argument(metavar="RUN_DIR", help="Run directories of one long-range task (adding, temporal-order, "
+                       "copy); several are compared on one input."),
+    ],
     length: Annotated[
         int | None, typer.Option(min=2, help="Steps T of the input (default: the first run's data.length).")
     ] = None,

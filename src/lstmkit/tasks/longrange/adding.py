@@ -64,6 +64,7 @@ class Adding(GeneratedTask):
     summary = "adding problem: sum two marked values up to T steps apart (MSE vs the 0.167 baseline); data.length=T"
     loss_key = "mse"
     criterion = f"|error| < {TOLERANCE}"
+    loss_label = "loss (squared error of the sum)"  # for curves.png
 
     def default_config(self) -> Config:
         # T = 100 on a 2-core CPU (docs/results.md): the LSTM sits on the 0.167 plateau for about 1100 steps
