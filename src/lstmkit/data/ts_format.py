@@ -145,3 +145,34 @@ def read_ts(path: str | os.PathLike[str]) -> TSData:
     if not series:
         raise ValueError(f"{path}: no cases after @data")
     return TSData(series, labels if has_labels else None, class_labels, header.get("problemname", ""))
+
+
+def read_cases_csv(path: str | os.PathLike[str]) -> TSData:
+    """Univariate labelled cases from a CSV file: one case a line, the class label first, then the values.
+
+    Lines may have different lengths (empty trailing cells are allowed); ``?``, ``NaN`` or an empty
+    cell inside a case is a missing value. Lines starting with ``#`` are comments. The class labels
+    are those that occur, sorted. Errors name the file and line.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist")
+    series, labels = [], []
+    with open(path, encoding="utf-8-sig") as f:
+        for lineno, raw in enumerate(f, start=1):
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            label, _, rest = line.partition(",")
+            where = f"{path}: line {lineno}"
+            if not label.strip():
+                raise ValueError(f"{where}: the first field (the class label) is empty")
+            cells = rest.rstrip(", ").split(",") if rest.strip(", ") else []
+            if not cells:
+                raise ValueError(f"{where}: a label with no values")
+            values = _values(",".join(c if c.strip() else "?" for c in cells), where)
+            series.append(np.asarray(values, dtype=np.float64)[:, None])  # (T, 1)
+            labels.append(label.strip())
+    if not series:
+        raise ValueError(f"{path}: no cases")
+    return TSData(series, labels, sorted(set(labels)), path.stem)

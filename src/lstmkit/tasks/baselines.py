@@ -114,13 +114,21 @@ class LinearAR:
         return lag_matrix(y, o, self.p) @ self.weight + self.bias
 
 
-def nearest_neighbour(train: np.ndarray, train_labels: np.ndarray, test: np.ndarray) -> np.ndarray:
+def nearest_neighbour(
+    train: np.ndarray, train_labels: np.ndarray, test: np.ndarray, *, exclude_self: bool = False
+) -> np.ndarray:
     """1-NN with Euclidean distance: train (N, D), test (M, D) flattened series -> (M,) labels.
 
-    Ties go to the first training case, as in the UCR archive's reference code.
+    Ties go to the first training case, as in the UCR archive's reference code. ``exclude_self``:
+    ``test`` is ``train`` and case i may not be its own neighbour (leave-one-out).
     """
+    train, test = np.asarray(train, dtype=np.float64), np.asarray(test, dtype=np.float64)
     if train.ndim != 2 or test.ndim != 2 or train.shape[1] != test.shape[1]:
         raise ValueError(f"train and test must be (N, D) and (M, D), got {train.shape} and {test.shape}")
-    # |a - b|^2 = |a|^2 - 2 a.b + |b|^2, in float64: (M, N)
-    d = (test**2).sum(1)[:, None] - 2 * test @ train.T + (train**2).sum(1)[None, :]
+    # (M, N) squared distances, summed exactly (no |a|^2 - 2ab + |b|^2 cancellation), 64 test rows at a time
+    d = np.concatenate([((test[i : i + 64, None, :] - train[None]) ** 2).sum(-1) for i in range(0, len(test), 64)])
+    if exclude_self:
+        if len(test) != len(train):
+            raise ValueError("exclude_self needs test to be train itself")
+        np.fill_diagonal(d, np.inf)
     return np.asarray(train_labels)[np.argmin(d, axis=1)]
