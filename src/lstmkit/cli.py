@@ -168,6 +168,37 @@ def diagnose(
         typer.echo(line)
 
 
+class Origin(str, enum.Enum):
+    end = "end"
+    test = "test"
+
+
+@app.command("forecast")
+def forecast(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory of the forecast task.")],
+    horizon: Annotated[int, typer.Option(min=1, help="Steps to forecast.")] = 12,
+    origin: Annotated[
+        Origin,
+        typer.Option(help="end: the steps after the data; test: from the test split's start, beside the held-out "
+                     "values."),
+    ] = Origin.end,
+    out: Annotated[Path | None, typer.Option(help="The PNG (default: RUN_DIR/forecast-ORIGIN-hH.png).")] = None,
+) -> None:
+    """Forecast HORIZON steps with a trained forecast run; print them and plot them with the history.
+
+    Up to the run's data.horizon the forecast is direct; beyond it the model's own forecasts are fed
+    back (recursive).
+    """
+    from lstmkit.tasks.forecast import forecast_run
+
+    try:
+        result = forecast_run(run_dir, horizon, origin=origin.value, out=out)
+    except TaskError as e:
+        _fail(e)
+    for line in result.lines:
+        typer.echo(line)
+
+
 class ExportFormat(str, enum.Enum):
     onnx = "onnx"
 

@@ -586,7 +586,7 @@ def forecast_run(
     labels = _next_labels(series.labels, start, horizon)
     known = series.values[start : start + horizon]
     actual = known if origin == "test" and len(known) else None
-    strategy = "direct" if horizon <= data.horizon else f"recursive ({data.horizon} step(s) a time)"
+    strategy = "direct" if horizon <= data.horizon else f"recursive, {data.horizon} step(s) at a time"
     png = Path(out) if out is not None else run.path / f"forecast-{origin}-h{horizon}.png"
     plot_forecast(series, start, labels, values, png, title=f"{series.name}: {model_name(run.config)}, {strategy}")
     lines = [f"{horizon}-step forecast from {labels[0]} ({strategy}), in the series' units:"]
@@ -614,7 +614,8 @@ def plot_forecast(series: Series, start: int, labels: list[str], values: np.ndar
     ax.plot(range(lo, start), series.values[lo:start], color="black", lw=1.2, label="history")
     if hi > start:
         ax.plot(range(start - 1, hi), series.values[start - 1 : hi], color="gray", lw=1.2, ls="--", label="held out")
-    ax.plot(range(start, start + horizon), values, color="tab:red", marker="o", ms=3, lw=1.5, label="forecast")
+    ax.plot(range(start - 1, start + horizon), np.r_[series.values[start - 1], values], color="tab:red", lw=1.5,
+            marker="o", ms=3, markevery=list(range(1, horizon + 1)), label="forecast")  # fmt: skip
     ticks = np.linspace(lo, start + horizon - 1, num=min(8, start + horizon - lo)).astype(int)
     all_labels = series.labels + labels[max(0, len(series) - start) :]
     ax.set_xticks(ticks, [all_labels[i] if i < len(all_labels) else "" for i in ticks], rotation=30)
