@@ -140,7 +140,7 @@ def read_series_csv(
         raise FileNotFoundError(f"{path} does not exist")
     with open(path, newline="", encoding="utf-8-sig") as f:
         rows = list(csv.reader(f))
-    rows = [(i + 1, r) for i, r in enumerate(rows) if any(c.strip() for c in r)]  # 1-based line numbers
+    rows = [(i + 1, r) for i, r in enumerate(rows) if r]  # 1-based line numbers; blank lines are skipped
     if not rows:
         raise ValueError(f"{path} is empty")
     (_, header), body = rows[0], rows[1:]

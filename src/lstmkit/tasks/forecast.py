@@ -101,6 +101,11 @@ class ForecastData(DataConfig):
     test_size: int | None = None  # test steps; sunspots 67 (1921-1987), airline 24, CSV 20% of the rows
     val_size: int | None = None  # validation steps before the test; sunspots 35, airline 24, CSV 20% of the rest
 
+    def __post_init__(self) -> None:
+        if isinstance(self.test_start, int) and not isinstance(self.test_start, bool):
+            object.__setattr__(self, "test_start", str(self.test_start))  # `--set data.test_start=1921` is a year
+        super().__post_init__()
+
     def _validate(self) -> None:
         super()._validate()
         if self.dataset not in DATASETS:
@@ -149,7 +154,7 @@ def load_series(data: ForecastData) -> Series:
 
 def resolve(data: ForecastData, n_steps: int) -> ForecastData:
     """Fill the None keys from the dataset's preset (or the CSV rules)."""
-    p = PRESETS.get(data.dataset)
+    p = None if data.csv else PRESETS.get(data.dataset)
     window = data.window or (p.window if p else 12)
     test_size = data.test_size or (p.test_size if p else max(data.horizon, round(0.2 * n_steps)))
     values = {
@@ -579,7 +584,8 @@ def forecast_run(
         while len(steps) < horizon:
             pred = model(z[-data.window :, None, :])[0]  # (H_model,)
             steps.extend(pred.tolist())
-            z = torch.cat([z, pred[:, None]])  # only a target column here: covariates were refused above
+            if len(steps) < horizon:  # recursive: only a target column here, covariates were refused above
+                z = torch.cat([z, pred[:, None]])
     z_steps = np.asarray(steps[:horizon])
     t = z_steps * prepared.scaler.std[0].item() + prepared.scaler.mean[0].item()
     values = np.exp(t) if data.log else t

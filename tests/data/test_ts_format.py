@@ -1,0 +1,92 @@
+"""The .ts reader (UCR/UEA format) and the labelled-cases CSV reader, on small files written here."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lstmkit.data.ts_format import read_cases_csv, read_ts
+
+HEADER = """\
+# a comment line
+@problemName Toy
+@timeStamps false
+@missing true
+@univariate false
+@dimensions 2
+@equalLength false
+@classLabel true a b
+@data
+"""
+
+
+def write(tmp_path, body: str, header: str = HEADER, name: str = "toy.ts"):
+    path = tmp_path / name
+    path.write_text(header + body, encoding="utf-8")
+    return path
+
+
+def test_variable_lengths_missing_values_and_labels(tmp_path):
+    path = write(tmp_path, "1,2,3:4,5,6:a\n\n0.5,?:1e3,NaN:b\n7,8,9,10:1,2,3,4:a\n")
+    d = read_ts(path)
+    assert d.problem_name == "Toy" and d.class_labels == ["a", "b"] and d.labels == ["a", "b", "a"]
+    assert d.num_channels == 2 and d.lengths == [3, 2, 4]
+    np.testing.assert_array_equal(d.series[0], [[1, 4], [2, 5], [3, 6]])  # (T, C): channels side by side
+    assert d.series[1][0, 0] == 0.5 and d.series[1][0, 1] == 1000.0
+    assert np.isnan(d.series[1][1]).all()  # '?' and 'NaN' are missing
+    assert all(s.dtype == np.float64 for s in d.series)
+
+
+def test_unlabelled_univariate_file(tmp_path):
+    header = "@problemName U\n@univariate true\n@classLabel false\n@data\n"
+    d = read_ts(write(tmp_path, "1,2,3\n4,5\n", header=header))
+    assert d.labels is None and d.class_labels is None and d.lengths == [3, 2] and d.num_channels == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "line", "message"),
+    [
+        ("1,2:3,4:a\n1,x:3,4:a\n", 11, r"value 2 is 'x', not a number"),
+        ("1,2:3,4:a\n1,2:a\n", 11, r"1 channels, expected 2"),
+        ("1,2:3,4:c\n", 10, r"class label 'c' is not among the declared \['a', 'b'\]"),
+        ("1,2,3:3,4:a\n", 10, r"the channels have different lengths \[3, 2\]"),
+        ("1,2:3,4:a\n1,2:3,4\n", 11, r"class label '3,4' is not among"),
+    ],
+)
+def test_a_malformed_line_is_named(tmp_path, body, line, message):
+    path = write(tmp_path, body)
+    with pytest.raises(ValueError, match=rf"toy.ts: line {line}\b.*({message})"):
+        read_ts(path)
+
+
+def test_header_problems_are_named(tmp_path):
+    with pytest.raises(ValueError, match=r"line 3: time-stamped .ts data"):
+        read_ts(write(tmp_path, "", header="@problemName T\n\n@timeStamps true\n@data\n"))
+    with pytest.raises(ValueError, match=r"line 1: expected true or false, got 'maybe'"):
+        read_ts(write(tmp_path, "", header="@univariate maybe\n@data\n"))
+    with pytest.raises(ValueError, match=r"line 1: @dimensions must be an integer"):
+        read_ts(write(tmp_path, "", header="@dimensions two\n@data\n"))
+    with pytest.raises(ValueError, match=r"line 1: @classLabel true must list the class labels"):
+        read_ts(write(tmp_path, "", header="@classLabel true\n@data\n"))
+    with pytest.raises(ValueError, match=r"line 1: expected a @keyword header line before @data"):
+        read_ts(write(tmp_path, "", header="1,2,3:a\n"))
+    with pytest.raises(ValueError, match=r"no @data line"):
+        read_ts(write(tmp_path, "", header="@problemName T\n"))
+    with pytest.raises(ValueError, match=r"no cases after @data"):
+        read_ts(write(tmp_path, ""))
+    with pytest.raises(FileNotFoundError):
+        read_ts(tmp_path / "missing.ts")
+
+
+def test_cases_csv_label_first_variable_lengths_and_errors(tmp_path):
+    path = tmp_path / "cases.csv"
+    path.write_text("# comment\nup,1,2,3\ndown,3,,1,0\nup,5,6,,\n", encoding="utf-8")
+    d = read_cases_csv(path)
+    assert d.labels == ["up", "down", "up"] and d.class_labels == ["down", "up"] and d.lengths == [3, 4, 2]
+    assert np.isnan(d.series[1][1, 0]) and d.series[1][3, 0] == 0  # an empty inner cell is missing
+    path.write_text("up,1,2\ndown,1,two\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"cases.csv: line 2: value 2 is 'two', not a number"):
+        read_cases_csv(path)
+    path.write_text("up,1,2\n,1,2\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"line 2: the first field \(the class label\) is empty"):
+        read_cases_csv(path)
