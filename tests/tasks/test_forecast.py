@@ -227,3 +227,11 @@ def test_the_forecast_command_recursive_beyond_the_trained_horizon(tmp_path):
 def test_the_task_is_registered_with_its_data_source():
     task = get_task("forecast")
     assert "statsmodels" in task.data_source(task.default_config())
+
+
+@pytest.mark.slow
+def test_sunspots_default_run_is_at_the_arima_level(tmp_path):
+    test = runner.train("forecast", runner.build_config("forecast", overrides=["train.progress=false"]),
+                        tmp_path / "run").metrics["test"]  # fmt: skip
+    scores = test["scores"]
+    assert scores[test["model"]]["mse"] <= 306 and scores[test["model"]]["mse"] < scores["AR(9)"]["mse"]

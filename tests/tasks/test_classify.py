@@ -1,0 +1,161 @@
+"""The classify task: missing values, frames, the validation split carved from train, padding + masking,
+the 1-NN baseline, bundled UCR/UEA files, bad input, and a seconds-long end-to-end run."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from lstmkit.data import pad_collate
+from lstmkit.data.ts_format import read_ts
+from lstmkit.tasks import DataUnavailable, runner
+from lstmkit.tasks import baselines as bl
+from lstmkit.tasks.bundled import package_dir, ucr_files
+from lstmkit.tasks.classify import (
+    ClassifyModel,
+    SequenceClassifier,
+    fill_missing,
+    nn1_predict,
+    prepare_data,
+    stratified_val,
+    to_frames,
+    with_differences,
+    write_toy_ts,
+)
+
+FAST = ["model.hidden_size=8", "train.epochs=3", "train.max_steps=6", "train.warmup_steps=1", "train.progress=false",
+        "train.tensorboard=false", "train.log_every=2"]  # fmt: skip
+
+
+def toy_config(tmp_path, *extra):
+    train, test = write_toy_ts(tmp_path)
+    return runner.build_config("classify", overrides=[f"data.train={train}", f"data.test={test}", *FAST, *extra])
+
+
+def test_missing_values_are_cut_at_the_ends_and_interpolated_inside():
+    nan = np.nan
+    case = np.array([[nan, nan], [1, 10], [nan, 20], [3, nan], [4, 40], [nan, nan], [nan, nan]])
+    out = fill_missing(case, "case 1")
+    np.testing.assert_array_equal(out, [[1, 10], [2, 20], [3, 30], [4, 40]])
+    np.testing.assert_array_equal(fill_missing(np.array([[nan, 1.0], [2.0, 2.0]]), "c"), [[2, 1], [2, 2]])
+    with pytest.raises(ValueError, match="case 3: channel 2 has no values"):
+        fill_missing(np.array([[1.0, nan], [2.0, nan]]), "case 3")
+    with pytest.raises(ValueError, match="case 4 has no values"):
+        fill_missing(np.full((3, 2), nan), "case 4")
+
+
+def test_frames_and_differences():
+    case = np.arange(10, dtype=np.float64).reshape(5, 2)  # (T=5, C=2)
+    framed = to_frames(case, 2)  # 3 frames of 2 steps; the last repeats step 4
+    np.testing.assert_array_equal(framed, [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 8, 9]])
+    assert to_frames(case, 1) is case
+    np.testing.assert_array_equal(with_differences(case)[:, 2:], [[0, 0], [2, 2], [2, 2], [2, 2], [2, 2]])
+
+
+def test_stratified_validation_split():
+    labels = np.array([0] * 10 + [1] * 5 + [2] * 2 + [3])
+    val = stratified_val(labels, 0.2, seed=0)
+    counts = np.bincount(labels[val], minlength=4)
+    assert counts.tolist() == [2, 1, 1, 0]  # round(0.2 n), at least one of a class of two, none of a lone case
+    assert np.array_equal(val, stratified_val(labels, 0.2, seed=0)) and len(set(val.tolist())) == len(val)
+
+
+def test_validation_is_carved_from_train_and_only_train_is_scaled_on(tmp_path):
+    p = prepare_data(toy_config(tmp_path))
+    assert len(p.cases["train"]) + len(p.cases["val"]) == 24 and len(p.cases["test"]) == 12
+    assert np.bincount(p.targets["val"]).tolist() == [2, 2]  # stratified: 20% of 12 of each class
+    raw = read_ts(tmp_path / "toy_TRAIN.ts")
+    train_only = [x for i, x in enumerate(raw.series) if i not in set(p.val_index.tolist())]
+    stacked = np.concatenate(train_only)
+    np.testing.assert_allclose(p.scaler.mean.numpy(), stacked.mean(0))  # neither validation nor test cases
+    np.testing.assert_allclose(p.scaler.std.numpy(), stacked.std(0))
+    assert p.config.model.input_size == 2 and p.config.model.output_size == 2 and p.config.data.frame == 1
+    assert p.classes == ["up", "down"]  # the header's order
+
+
+def test_padding_and_masking_do_not_change_a_case(tmp_path):
+    """A case scores the same alone and padded in a batch beside a longer one: masking, not truncation."""
+    for pooling in ("last", "mean"):
+        model = SequenceClassifier(ClassifyModel(input_size=3, output_size=4, hidden_size=5, pooling=pooling)).eval()
+        short, long = torch.randn(4, 3), torch.randn(9, 3)
+        x, lengths, _ = pad_collate([short, long])
+        together = model(x, lengths)
+        alone = model(short[:, None], torch.tensor([4]))
+        torch.testing.assert_close(together[0], alone[0])
+        x2, lengths2, _ = pad_collate([short, long], padding_value=7.0)  # what the padding holds does not matter
+        torch.testing.assert_close(model(x2, lengths2), together)
+
+
+def test_one_nearest_neighbour_by_hand():
+    train = np.array([[0.0, 0], [10, 10], [0, 1]])
+    labels = np.array(["a", "b", "c"])
+    assert bl.nearest_neighbour(train, labels, np.array([[1.0, 0], [9, 9], [0, 2]])).tolist() == ["a", "b", "c"]
+    assert bl.nearest_neighbour(train, labels, train, exclude_self=True).tolist() == ["c", "c", "a"]
+    # Cases of different lengths are resampled to the longest reference length before the distance.
+    ref = [np.array([[0.0], [1.0]]), np.array([[5.0], [5.0], [5.0]])]
+    assert nn1_predict(ref, np.array([0, 1]), [np.array([[0.0], [0.4], [0.9], [1.1]])]).tolist() == [0]
+
+
+def test_end_to_end_writes_the_confusion_matrix_and_evaluates_from_the_run(tmp_path):
+    result = runner.train("classify", toy_config(tmp_path), tmp_path / "run")
+    assert (result.run_dir / "confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    summary = json.loads((result.run_dir / "summary.json").read_text())
+    test = summary["test"]
+    assert test["cases"] == 12 and np.sum(test["confusion"]) == 12
+    assert 0 <= test["accuracy"] <= 1 and 0 <= test["macro_f1"] <= 1
+    assert set(test["baseline_1nn"]) == {"accuracy", "macro_f1"}
+    assert any("1-NN" in line for line in result.lines)
+    metrics, _ = runner.evaluate(result.run_dir, "test")
+    assert metrics["accuracy"] == test["accuracy"] and metrics["baseline_1nn"] == test["baseline_1nn"]
+    train_metrics, _ = runner.evaluate(result.run_dir, "train")  # leave-one-out 1-NN on the training part
+    assert train_metrics["cases"] == 24 - 4
+
+
+def test_bad_input_is_named(tmp_path):
+    train, test = write_toy_ts(tmp_path)
+    with pytest.raises(DataUnavailable, match=r"set both data\.train=FILE and data\.test=FILE"):
+        prepare_data(runner.build_config("classify", overrides=[f"data.train={train}"]))
+    bad = tmp_path / "bad.ts"
+    bad.write_text(train.read_text().replace("up\n", "up\n1,2:3:up\n", 1))
+    with pytest.raises(DataUnavailable, match=r"bad.ts: line 10: the channels|bad.ts: line 10: .*lengths"):
+        runner.train("classify", runner.build_config("classify", overrides=[f"data.train={bad}", f"data.test={test}"]),
+                     tmp_path / "run")  # fmt: skip
+    assert not (tmp_path / "run").exists()
+    other = tmp_path / "other.ts"
+    other.write_text(test.read_text().replace("@classLabel true up down", "@classLabel true up down left")
+                     .replace(":down\n", ":left\n", 1))  # fmt: skip
+    with pytest.raises(DataUnavailable, match=r"test labels \['left'\] never occur in the training cases"):
+        prepare_data(runner.build_config("classify", overrides=[f"data.train={train}", f"data.test={other}"]))
+    with pytest.raises(DataUnavailable, match=r"sktime bundles no 'NoSuchSet' .ts files"):
+        prepare_data(runner.build_config("classify", overrides=["data.dataset=NoSuchSet"]))
+    with pytest.raises(ValueError, match=r"model.pooling must be one of"):
+        runner.build_config("classify", overrides=["model.pooling=max"])
+
+
+@pytest.mark.skipif(package_dir("sktime") is None, reason="sktime is not installed")
+@pytest.mark.parametrize(
+    ("name", "cases", "channels", "lengths", "classes"),
+    [
+        ("JapaneseVowels", (270, 370), 12, (7, 29), 9),
+        ("ItalyPowerDemand", (67, 1029), 1, (24, 24), 2),
+        ("BasicMotions", (40, 40), 6, (100, 100), 4),
+        ("GunPoint", (50, 150), 1, (150, 150), 2),
+    ],
+)
+def test_bundled_ucr_sets_read_with_their_official_splits(name, cases, channels, lengths, classes):
+    train, test = (read_ts(p) for p in ucr_files(name))
+    assert (len(train.series), len(test.series)) == cases
+    assert train.num_channels == test.num_channels == channels
+    all_lengths = train.lengths + test.lengths
+    assert (min(all_lengths), max(all_lengths)) == lengths
+    assert len(train.class_labels) == classes and set(train.labels) == set(test.labels)
+
+
+@pytest.mark.slow
+def test_japanese_vowels_default_run_beats_one_nearest_neighbour(tmp_path):
+    config = runner.build_config("classify", overrides=["train.progress=false"])
+    test = runner.train("classify", config, tmp_path / "run").metrics["test"]
+    assert test["accuracy"] >= 0.96 and test["accuracy"] > test["baseline_1nn"]["accuracy"]
