@@ -100,7 +100,7 @@ def test_presets_fill_the_unset_keys_and_the_sunspots_split_is_the_literatures()
     assert s.labels[p.split.test_lo] == "1921" and s.labels[p.split.test_hi - 1] == "1987"
     # AR(9) by least squares on 1700-1920, one-step forecasts of 1921-1987: the ARIMA level of Zhang (2003).
     origins = np.arange(p.split.test_lo, p.split.test_hi)
-    ar = baseline_forecasts(s.values, p.split, d, origins)["AR(9)"]
+    ar = baseline_forecasts(s.values, p.split.test_lo, d, origins)["AR(9)"]
     mse = float(np.mean((ar[:, 0] - s.values[origins]) ** 2))
     assert mse == pytest.approx(305.25, abs=0.01)
 

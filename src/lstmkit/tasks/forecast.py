@@ -350,9 +350,10 @@ def score(actual: np.ndarray, pred: np.ndarray, y_train: np.ndarray, m: int) -> 
     }
 
 
-def baseline_forecasts(t: np.ndarray, split: Split, data: ForecastData, origins: np.ndarray) -> dict[str, np.ndarray]:
-    """Each baseline's (N, H) forecasts of the transformed target ``t`` from ``origins``."""
-    H, m, train = data.horizon, data.season, t[: split.test_lo]
+def baseline_forecasts(t: np.ndarray, fit_end: int, data: ForecastData, origins: np.ndarray) -> dict[str, np.ndarray]:
+    """Each baseline's (N, H) forecasts of the transformed target ``t`` from ``origins``; the growth and
+    the AR coefficients are fitted on ``t[:fit_end]``."""
+    H, m, train = data.horizon, data.season, t[:fit_end]
     out = {"naive": bl.naive(t, origins, H)}
     if m:
         out[f"seasonal naive (m={m})"] = bl.seasonal_naive(t, origins, H, m)
@@ -386,9 +387,12 @@ def score_split(model: ForecastNet, prepared: ForecastPrepared, split_name: str)
         return np.exp(values_t) if data.log else values_t
 
     mean, std = prepared.scaler.mean[0].item(), prepared.scaler.std[0].item()
-    forecasts = {model_name(config): z_pred * std + mean, **baseline_forecasts(t, split, data, origins)}
+    # Baselines see what the model saw: for the test split every step before it (no validation is needed),
+    # for the validation and training splits the training part only (in-sample for the training split).
+    fit_end = split.test_lo if split_name == "test" else split.val_lo
+    forecasts = {model_name(config): z_pred * std + mean, **baseline_forecasts(t, fit_end, data, origins)}
     actual = prepared.series.values[origins[:, None] + np.arange(data.horizon)[None, :]]  # (N, H)
-    y_train = prepared.series.values[: split.test_lo]
+    y_train = prepared.series.values[:fit_end]  # the MASE scale
     m = data.season or 1
     labels = prepared.series.labels
     return {
