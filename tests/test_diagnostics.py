@@ -204,7 +204,7 @@ def test_diagnose_plots_and_writes_the_numbers(adding_runs, tmp_path):
     lstm_dir, rnn_dir = adding_runs
     r = invoke("diagnose", lstm_dir, "--length", "30", "--batch", "4")
     assert r.exit_code == 0, r.output
-    assert "LSTM, 8 units: ‖∂L/∂h‖ 29 steps back" in r.output and "‖∂L/∂c‖" in r.output
+    assert "LSTM, 8 units, torch init: ‖∂L/∂h‖ 29 steps back" in r.output and "‖∂L/∂c‖" in r.output
     png = lstm_dir / "gradient_flow.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     numbers = json.loads((lstm_dir / "gradient_flow.json").read_text())

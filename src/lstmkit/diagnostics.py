@@ -301,6 +301,9 @@ def diagnose_runs(
             model = task.load_model(run)
         H = resolved_hidden_size(run.config.model)
         label = f"{run.config.model.cell.upper()}, {H} units"
+        forget_bias = getattr(run.config.model, "forget_bias", None)
+        if run.config.model.cell != "rnn":
+            label += f", forget bias {forget_bias:g}" if forget_bias is not None else ", torch init"
         if label in flows:
             label += f" ({run.path.name})"
         flow = gradient_flow(model.double(), batch.x, loss=lambda out: task.last_step_loss(out, batch))
@@ -313,7 +316,8 @@ def diagnose_runs(
 
     png = Path(out) if out is not None else runs[0].path / ("gradient_flow_init.png" if init else "gradient_flow.png")
     png.parent.mkdir(parents=True, exist_ok=True)
-    what = "as initialised" if init else "trained"
+    trained_at = {getattr(run.config.data, "length", None) for run in runs}
+    what = "as initialised" if init else "trained" + (f" at T = {trained_at.pop()}" if len(trained_at) == 1 else "")
     plot_gradient_flow(flows, png, title=f"{task.name}, T = {T}, {batch_size} sequences, models {what}")
     json_path = png.with_suffix(".json")
     json_path.write_text(json.dumps({
