@@ -111,8 +111,9 @@ def scan_kernel(impl: str, x: Tensor):
 def input_gates(x: Tensor, w: LSTMWeights, opt: LSTMOptions) -> Tensor:
     """Input side of every step at once: LN_ih(W_ih x) + b_ih + b_hh, (T, B, I) -> (T, B, G)."""
     if opt.layer_norm:
-        xg = F.layer_norm(F.linear(x, w.w_ih), (w.w_ih.shape[0],), w.g_ih, None, opt.eps)
-        return xg if w.b_ih is None else xg + (w.b_ih + w.b_hh)
+        # The biases ride in LayerNorm's own bias slot: the same sum, without another pass over (T, B, G).
+        bias = None if w.b_ih is None else w.b_ih + w.b_hh
+        return F.layer_norm(F.linear(x, w.w_ih), (w.w_ih.shape[0],), w.g_ih, bias, opt.eps)
     return F.linear(x, w.w_ih, None if w.b_ih is None else w.b_ih + w.b_hh)
 
 
