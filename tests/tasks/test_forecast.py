@@ -179,7 +179,8 @@ def test_split_and_window_errors_name_the_key(tmp_path):
         prepare_data(config_for(path, "data.window=15"))
     with pytest.raises(DataUnavailable, match=r"data.test_start '1999' is not a step"):
         prepare_data(config_for(path, "data.test_start=1999"))  # a bare year is read as the label "1999"
-    assert prepare_data(config_for(path, "data.test_start=21")).split.test_lo == 19  # labels are line numbers
+    longer = write_csv(tmp_path / "l.csv", seasonal_series(60))
+    assert prepare_data(config_for(longer, "data.test_start=41")).split.test_lo == 39  # labels are line numbers
     with pytest.raises(DataUnavailable, match=r"data.log needs positive values"):
         prepare_data(config_for(write_csv(tmp_path / "n.csv", seasonal_series(60) - 25), "data.log=true"))
     with pytest.raises(DataUnavailable, match=r"name the target column with data.column=NAME"):
