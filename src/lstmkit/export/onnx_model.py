@@ -34,7 +34,7 @@ from torch import Tensor, nn
 
 import lstmkit
 from lstmkit._fileio import atomic_path
-from lstmkit.export import _deps
+from lstmkit.export import _deps, task_models
 from lstmkit.export.graph import GraphBuilder
 from lstmkit.export.recurrent import RECURRENCES, CoreInputs, emit_core
 from lstmkit.models import SequenceModel
@@ -77,6 +77,8 @@ class OnnxExport:
 
 
 def _core_of(model: nn.Module) -> LSTM | GRU | RNN:
+    if task_models.kind(model) is not None:
+        return task_models.core_of(model)
     if isinstance(model, SequenceModel):
         core = model.rnn
         if not isinstance(core, (LSTM, GRU, RNN)):
@@ -87,7 +89,8 @@ def _core_of(model: nn.Module) -> LSTM | GRU | RNN:
     hint = ""
     if isinstance(model, (nn.LSTM, nn.GRU, nn.RNN)):
         hint = f"; load its state_dict into lstmkit.{type(model).__name__} (same parameter names) and export that"
-    raise TypeError(f"model must be an lstmkit LSTM, GRU or RNN, or a SequenceModel, got {type(model).__name__}{hint}")
+    raise TypeError(f"model must be an lstmkit LSTM, GRU or RNN, a SequenceModel, or a classify or forecast task "
+                    f"model, got {type(model).__name__}{hint}")
 
 
 def _check_args(model: nn.Module, path, lengths, recurrence, opset, verify, metadata) -> Path:
@@ -107,6 +110,8 @@ def _check_args(model: nn.Module, path, lengths, recurrence, opset, verify, meta
     for name, v in (("lengths", lengths), ("verify", verify)):
         if not isinstance(v, bool):
             raise TypeError(f"{name} must be True or False, got {v!r}")
+    if lengths and task_models.kind(model) == "forecaster":
+        raise ValueError("lengths=True does not apply to a forecaster: it reads whole windows")
     if recurrence not in RECURRENCES:
         raise ValueError(f"recurrence must be one of {RECURRENCES}, got {recurrence!r}")
     if recurrence == "scan" and not isinstance(core, LSTM):
@@ -124,6 +129,8 @@ def _check_args(model: nn.Module, path, lengths, recurrence, opset, verify, meta
 
 def _signature(model: nn.Module, core: LSTM | GRU | RNN, lengths: bool) -> tuple[list, list]:
     """(name, elem type, shape) of the graph's inputs and outputs."""
+    if task_models.kind(model) is not None:
+        return task_models.signature(model)
     F32, I64 = "float32", "int64"
     LD, P, H = core.num_layers * core.num_directions, core.output_size, core.hidden_size
     if isinstance(model, SequenceModel):
@@ -156,11 +163,37 @@ def build_onnx(model: nn.Module, *, lengths: bool = False, recurrence: str = "au
     elem = {"float32": TP.FLOAT, "int64": TP.INT64}
     gb = GraphBuilder(onnx)
     sig_in, sig_out = _signature(model, core, lengths)
-    first = sig_in[0][0]
-    io = CoreInputs(x=first, h0="h0", c0="c0" if isinstance(core, LSTM) else None,
-                    lengths="lengths" if lengths else None)  # fmt: skip
     for name, _, _ in sig_in:  # reserve the input names
         gb.name(name)
+    if task_models.kind(model) is not None:
+        values, kinds = task_models.emit(gb, model, recurrence)
+    else:
+        values, kinds = _emit_layer_or_sequence_model(gb, model, core, sig_in[0][0], lengths, recurrence)
+    for (name, _, _), value in zip(sig_out, values, strict=True):
+        gb.nodes.append(onnx.helper.make_node("Identity", [value], [name], name=gb.name(f"n_{name}")))
+    graph = onnx.helper.make_graph(
+        gb.nodes,
+        f"lstmkit_{type(model).__name__}",
+        [onnx.helper.make_tensor_value_info(n, elem[t], s) for n, t, s in sig_in],
+        [onnx.helper.make_tensor_value_info(n, elem[t], s) for n, t, s in sig_out],
+        gb.initializers,
+    )
+    opsets = [onnx.helper.make_opsetid("", opset)]
+    proto = onnx.helper.make_model(graph, opset_imports=opsets, producer_name="lstmkit",
+                                   producer_version=lstmkit.__version__)  # fmt: skip
+    proto.ir_version = onnx.helper.find_min_ir_version_for(opsets)  # the oldest runtime that can read it
+    meta = {"lstmkit.version": lstmkit.__version__, "lstmkit.model": repr(model), "lstmkit.layers": json.dumps(kinds)}
+    meta.update(metadata or {})
+    onnx.helper.set_model_props(proto, meta)
+    onnx.checker.check_model(proto, full_check=True)
+    return proto, kinds
+
+
+def _emit_layer_or_sequence_model(gb: GraphBuilder, model: nn.Module, core: LSTM | GRU | RNN, first: str,
+                                  lengths: bool, recurrence: str) -> tuple[list[str], list[str]]:
+    """Add a layer's or a ``SequenceModel``'s nodes; return (output values (y, hn[, cn]), layer operators)."""
+    io = CoreInputs(x=first, h0="h0", c0="c0" if isinstance(core, LSTM) else None,
+                    lengths="lengths" if lengths else None)  # fmt: skip
     if isinstance(model, SequenceModel) and model.embedding is not None:
         emb = gb.const(model.embedding.weight, "embedding")  # (V, E)
         io.x = gb.op("Gather", [emb, "tokens"], "embedded", axis=0)  # (T, B, E)
@@ -180,24 +213,7 @@ def build_onnx(model: nn.Module, *, lengths: bool = False, recurrence: str = "au
             y = gb.op("Add", [y, gb.const(model.head.bias, "head_b")], "head_out")
     elif core.batch_first:
         y = gb.op("Transpose", [y], "output_bti", perm=[1, 0, 2])
-    for (name, _, _), value in zip(sig_out, (y, hn, cn), strict=False):
-        gb.nodes.append(onnx.helper.make_node("Identity", [value], [name], name=gb.name(f"n_{name}")))
-    graph = onnx.helper.make_graph(
-        gb.nodes,
-        f"lstmkit_{type(model).__name__}",
-        [onnx.helper.make_tensor_value_info(n, elem[t], s) for n, t, s in sig_in],
-        [onnx.helper.make_tensor_value_info(n, elem[t], s) for n, t, s in sig_out],
-        gb.initializers,
-    )
-    opsets = [onnx.helper.make_opsetid("", opset)]
-    proto = onnx.helper.make_model(graph, opset_imports=opsets, producer_name="lstmkit",
-                                   producer_version=lstmkit.__version__)  # fmt: skip
-    proto.ir_version = onnx.helper.find_min_ir_version_for(opsets)  # the oldest runtime that can read it
-    meta = {"lstmkit.version": lstmkit.__version__, "lstmkit.model": repr(model), "lstmkit.layers": json.dumps(kinds)}
-    meta.update(metadata or {})
-    onnx.helper.set_model_props(proto, meta)
-    onnx.checker.check_model(proto, full_check=True)
-    return proto, kinds
+    return [y, hn] + ([cn] if cn is not None else []), kinds
 
 
 def to_onnx(
@@ -245,6 +261,8 @@ def to_onnx(
 def random_inputs(model: nn.Module, T: int, B: int, *, lengths: bool, seed: int = 0) -> dict[str, Tensor]:
     """Inputs for the exported graph of ``model`` at (T, B), keyed by input name: random features or
     token ids, random initial states and, with ``lengths``, lengths that include T, shorter ones and 0."""
+    if task_models.kind(model) is not None:
+        return task_models.random_inputs(model, T, B, seed)
     core = _core_of(model)
     g = torch.Generator().manual_seed(seed)
     LD, P, H = core.num_layers * core.num_directions, core.output_size, core.hidden_size
@@ -270,6 +288,8 @@ def random_inputs(model: nn.Module, T: int, B: int, *, lengths: bool, seed: int 
 @torch.no_grad()
 def run_torch(model: nn.Module, inputs: Mapping[str, Tensor]) -> dict[str, Tensor]:
     """The PyTorch model's outputs for graph inputs ``inputs``, keyed by the graph's output names (eval mode)."""
+    if task_models.kind(model) is not None:
+        return task_models.run_torch(model, dict(inputs))
     core = _core_of(model)
     device = next(model.parameters()).device
     x = {k: v.to(device) for k, v in inputs.items()}
@@ -291,9 +311,10 @@ def run_torch(model: nn.Module, inputs: Mapping[str, Tensor]) -> dict[str, Tenso
 
 
 def verify_onnx(model: nn.Module, path: str | os.PathLike[str], *, lengths: bool = False,
-                shapes: tuple[tuple[int, int], ...] = VERIFY_SHAPES) -> float:
+                shapes: tuple[tuple[int, int], ...] | None = None) -> float:
     """Run the ONNX file ``path`` in onnxruntime against ``model`` at each (T, B) in ``shapes``.
 
+    ``shapes`` defaults to ``VERIFY_SHAPES`` (for a forecaster, lengths of at least its AR order).
     Returns the largest absolute difference over all outputs; raises
     :class:`ExportVerificationError` when an element differs by more than 1e-5 + 1e-5 * |torch|.
     """
@@ -302,6 +323,8 @@ def verify_onnx(model: nn.Module, path: str | os.PathLike[str], *, lengths: bool
     options.intra_op_num_threads = 1  # small inputs: a thread pool would cost more than it saves
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     worst = 0.0
+    if shapes is None:
+        shapes = task_models.verify_shapes(model, VERIFY_SHAPES)
     for seed, (T, B) in enumerate(shapes):
         inputs = random_inputs(model, T, B, lengths=lengths, seed=seed)
         want = run_torch(model, inputs)

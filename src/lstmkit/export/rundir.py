@@ -6,6 +6,9 @@ weights, so that onnxruntime alone can serve it (see ``examples/onnx_generate.py
 - ``lstmkit.tokenizer``: JSON ``{"kind": "char" | "word", "tokens": [...], "pad_id", "unk_id"}``
   for text tasks (ids are positions in ``tokens``; ``char`` joins with "", ``word`` with " ");
 - ``lstmkit.start_symbol``: what an empty prompt starts from (text tasks);
+- ``lstmkit.classes``: JSON, the class names by index (``classify``);
+- ``lstmkit.preprocess``: JSON, what turns raw values into the graph's ``features`` and, for
+  ``forecast``, its output back into the series' units (see each task's ``serving_metadata``);
 - ``lstmkit.task``, ``lstmkit.model_config`` (JSON), ``lstmkit.version``, ``lstmkit.layers``.
 """
 
@@ -18,12 +21,10 @@ from pathlib import Path
 
 from lstmkit.export._deps import MissingDependency
 from lstmkit.export.onnx_model import ExportVerificationError, OnnxExport, to_onnx
-from lstmkit.models import SequenceModel
 from lstmkit.tasks import TaskError
 from lstmkit.tasks.rundir import open_run
 
 FORMATS = ("onnx",)
-TOKENIZER = "tokenizer.json"  # the text tasks' state file (lstmkit.tasks.lm)
 
 
 def export_run(
@@ -43,23 +44,13 @@ def export_run(
     if format not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
     run = open_run(run_dir)
-    model = run.load_weights(SequenceModel(run.config.model))
+    model = run.load_weights(run.task.build_model(run.config))
     metadata = {
         "lstmkit.task": run.task.name,
         "lstmkit.model_config": json.dumps(dataclasses.asdict(run.config.model)),
     }
-    load_tokenizer = getattr(run.task, "load_tokenizer", None)
-    if load_tokenizer is not None and run.file(TOKENIZER).is_file():
-        try:
-            tok = load_tokenizer(run.file(TOKENIZER))
-        except ValueError as e:
-            raise TaskError(str(e)) from e
-        metadata["lstmkit.tokenizer"] = json.dumps(
-            {"kind": tok.kind, "tokens": tok.tokens, "pad_id": tok.pad_id, "unk_id": tok.unk_id}, ensure_ascii=False
-        )
-        start = getattr(run.task, "start_symbol", None)
-        if start is not None:
-            metadata["lstmkit.start_symbol"] = start
+    for key, value in run.task.serving_metadata(run).items():
+        metadata[f"lstmkit.{key}"] = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
     path = Path(out) if out is not None else run.path / "model.onnx"
     try:
         return to_onnx(model, path, lengths=lengths, verify=verify, metadata=metadata)

@@ -23,6 +23,9 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from torch import nn
+
+from lstmkit.models import SequenceModel
 from lstmkit.train import Config
 
 if TYPE_CHECKING:
@@ -93,6 +96,19 @@ class Task(abc.ABC):
     @abc.abstractmethod
     def report(self, metrics: dict[str, Any]) -> list[str]:
         """Human-readable lines for metrics returned by ``train`` or ``evaluate``."""
+
+    def build_model(self, config: Config) -> nn.Module:
+        """A fresh model of ``config``'s architecture: the module whose weights ``model.safetensors`` holds.
+
+        ``lstmkit export`` (and anything else that loads a run without knowing its task) builds the
+        model through this; a task whose model is not a ``SequenceModel`` of ``config.model`` overrides it.
+        """
+        return SequenceModel(config.model)
+
+    def serving_metadata(self, run: Run) -> dict[str, Any]:
+        """What serving the exported model needs besides the network (a tokenizer, the input scaling,
+        class names), JSON-serialisable; stored in the ONNX file's metadata by ``lstmkit export``."""
+        return {}
 
     def generate(
         self, run: Run, *, prompt: str, length: int, temperature: float, top_k: int, seed: int

@@ -539,8 +539,27 @@ class ClassifyTask(Task):
                             f"(their SHA-256 differs from {run.file(DATA)})")
         if not torch.equal(scaler.mean, prepared.scaler.mean) or not torch.equal(scaler.std, prepared.scaler.std):
             raise TaskError(f"{run.file(SCALER)} does not match the training cases")
-        model = run.load_weights(SequenceClassifier(run.config.model))
+        model = run.load_weights(self.build_model(run.config))
         return score_split(model, prepared, split)
+
+    def build_model(self, config: Config) -> SequenceClassifier:
+        return SequenceClassifier(config.model)
+
+    def serving_metadata(self, run: Run) -> dict[str, Any]:
+        """Classes by index and the preprocessing a raw (T, C) case needs before the network, in order:
+        first differences appended (``differences``), ``(x - mean) / std`` per channel, then ``frame``
+        consecutive steps side by side (the last frame completed by repeating the case's last step)."""
+        try:
+            recorded = read_versioned_json(run.file(DATA), _DATA_FORMAT, _DATA_VERSION)
+            scaler = Standardizer.load(run.file(SCALER))
+        except ValueError as e:
+            raise TaskError(str(e)) from e
+        data = run.config.data
+        return {
+            "classes": recorded["classes"],
+            "preprocess": {"differences": data.differences, "mean": scaler.mean.tolist(), "std": scaler.std.tolist(),
+                           "frame": data.frame},
+        }
 
     def report(self, metrics: dict[str, Any]) -> list[str]:
         if "test" in metrics:  # a training summary

@@ -504,8 +504,26 @@ class ForecastTask(Task):
             raise TaskError(f"the series of {self.data_source(run.config)} is not the one this run was trained on "
                             f"(its SHA-256 differs from {run.file(DATA)})")
         prepared.scaler, prepared.z = scaler, scaled_features(prepared.series, run.config.data, scaler)
-        model = run.load_weights(ForecastNet(run.config.model, run.config.data.ar_order))
+        model = run.load_weights(self.build_model(run.config))
         return model, prepared
+
+    def build_model(self, config: Config) -> ForecastNet:
+        return ForecastNet(config.model, config.data.ar_order)
+
+    def serving_metadata(self, run: Run) -> dict[str, Any]:
+        """How a window of raw values becomes the network's input and its output becomes forecasts: the
+        target (column 0) is logged when ``log``, every column scaled by ``(x - mean) / std``; the output
+        (B, horizon) is in scaled units: ``y * std[0] + mean[0]``, then ``exp`` when ``log``."""
+        try:
+            scaler = Standardizer.load(run.file(SCALER))
+        except ValueError as e:
+            raise TaskError(str(e)) from e
+        data = run.config.data
+        return {
+            "preprocess": {"columns": [data.column or "value", *data.covariate_list()], "log": bool(data.log),
+                           "mean": scaler.mean.tolist(), "std": scaler.std.tolist(), "window": data.window,
+                           "horizon": data.horizon},
+        }
 
     def evaluate(self, run: Run, split: str) -> dict[str, Any]:
         if split not in SPLITS:

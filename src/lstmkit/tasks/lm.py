@@ -213,7 +213,16 @@ class LanguageModelTask(Task):
                 f"{run.file(TOKENIZER)} has {len(tokenizer)} tokens but {run.file('config.toml')} says "
                 f"model.vocab_size = {run.config.model.vocab_size}"
             )
-        return run.load_weights(SequenceModel(run.config.model)), tokenizer
+        return run.load_weights(self.build_model(run.config)), tokenizer
+
+    def serving_metadata(self, run: Run) -> dict[str, Any]:
+        """The tokenizer (``kind``, ``tokens`` by id, ``pad_id``, ``unk_id``) and the start symbol."""
+        _, tokenizer = self._load_model(run)
+        return {
+            "tokenizer": {"kind": tokenizer.kind, "tokens": tokenizer.tokens, "pad_id": tokenizer.pad_id,
+                          "unk_id": tokenizer.unk_id},
+            "start_symbol": self.start_symbol,
+        }
 
     def evaluate(self, run: Run, split: str) -> dict[str, Any]:
         if split not in SPLITS:

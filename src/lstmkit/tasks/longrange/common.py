@@ -295,6 +295,9 @@ class GeneratedTask(Task):
         )
         return metrics
 
+    def build_model(self, config: Config) -> SequenceModel:
+        return build_model(config)
+
     def load_model(self, run: Run) -> SequenceModel:
         return run.load_weights(build_model(run.config))
 

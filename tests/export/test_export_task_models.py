@@ -1,0 +1,160 @@
+"""Whole task models in ONNX: classify's SequenceClassifier and forecast's ForecastNet, from a model
+and from a trained run, served by onnxruntime alone."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from lstmkit.cli import app
+from lstmkit.data.ts_format import read_ts
+from lstmkit.export import to_onnx
+from lstmkit.export.onnx_model import random_inputs, run_torch
+from lstmkit.export.rundir import export_run
+from lstmkit.tasks import get_task, runner
+from lstmkit.tasks.classify import ClassifyModel, SequenceClassifier, predict, prepare_data
+from lstmkit.tasks.forecast import ForecastModel, ForecastNet
+from lstmkit.tasks.rundir import open_run
+from lstmkit.train import apply_overrides
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "onnx_classify.py"
+
+
+def _session(path: Path) -> ort.InferenceSession:
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def _randomize(model: torch.nn.Module, seed: int) -> torch.nn.Module:
+    """Every parameter drawn at random, so that a head or skip initialised to zero still counts."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(0.3 * torch.randn(p.shape, generator=g))
+    return model.eval()
+
+
+@pytest.mark.parametrize("pooling", ["last", "mean"])
+@pytest.mark.parametrize("bidirectional", [True, False])
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_classifier_matches_torch_in_onnxruntime(pooling, bidirectional, num_layers, tmp_path):
+    config = ClassifyModel(input_size=3, output_size=4, hidden_size=6, num_layers=num_layers, dropout=0.0,
+                           bidirectional=bidirectional, pooling=pooling)  # fmt: skip
+    model = _randomize(SequenceClassifier(config), seed=num_layers)
+    result = to_onnx(model, tmp_path / "c.onnx")  # verified inside at three (T, B) with random lengths >= 1
+    assert result.inputs == ("features", "lengths") and result.outputs == ("logits", "probabilities")
+    assert result.max_abs_error <= 1e-5
+    # Once more here, independently of the export's own check: cases of lengths 1 .. T in one batch.
+    x = torch.randn(7, 5, 3)
+    lengths = torch.tensor([7, 1, 4, 6, 2])
+    (logits,) = _session(result.path).run(["logits"], {"features": x.numpy(), "lengths": lengths.numpy()})
+    with torch.no_grad():
+        want = model(x, lengths)
+    np.testing.assert_allclose(logits, want.numpy(), atol=1e-5, rtol=1e-5)
+
+
+def test_classifier_scan_recurrence_matches_too(tmp_path):
+    model = _randomize(SequenceClassifier(ClassifyModel(input_size=2, output_size=3, hidden_size=5)), seed=3)
+    result = to_onnx(model, tmp_path / "c.onnx", recurrence="scan")
+    assert set(result.layers) == {"Scan"} and result.max_abs_error <= 1e-5
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("ar_order", [0, 4])
+def test_forecaster_matches_torch_in_onnxruntime(cell, ar_order, tmp_path):
+    config = ForecastModel(input_size=2, output_size=3, hidden_size=6, num_layers=2, dropout=0.0, cell=cell)
+    model = _randomize(ForecastNet(config, ar_order), seed=ar_order)
+    assert (model.ar is not None) == (ar_order > 0)
+    result = to_onnx(model, tmp_path / "f.onnx")
+    assert result.inputs == ("features",) and result.outputs == ("forecast",)
+    x = torch.randn(9, 4, 2)
+    (got,) = _session(result.path).run(None, {"features": x.numpy()})
+    with torch.no_grad():
+        want = model(x)
+    assert got.shape == (4, 3)
+    np.testing.assert_allclose(got, want.numpy(), atol=1e-5, rtol=1e-5)
+
+
+def test_task_model_inputs_and_errors(tmp_path):
+    model = ForecastNet(ForecastModel(input_size=1, output_size=1, hidden_size=4), 3)
+    with pytest.raises(ValueError, match="lengths=True does not apply to a forecaster"):
+        to_onnx(model, tmp_path / "f.onnx", lengths=True)
+    classifier = SequenceClassifier(ClassifyModel(input_size=2, output_size=2, hidden_size=4))
+    inputs = random_inputs(classifier, 6, 4, lengths=False)
+    assert set(inputs) == {"features", "lengths"} and inputs["lengths"].min() >= 1  # a case has at least one step
+    assert set(run_torch(classifier, inputs)) == {"logits", "probabilities"}
+
+
+# -- from trained runs --------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def classify_run(tmp_path_factory) -> Path:
+    """A tiny classify run that frames its cases and adds differences, so the served preprocessing counts."""
+    root = tmp_path_factory.mktemp("classify_export")
+    task = get_task("classify")
+    config = apply_overrides(task.smoke_config(root), ["data.frame=3", "data.differences=true"])
+    return runner.train("classify", config, root / "run").run_dir
+
+
+def test_classify_run_exports_and_serves_without_lstmkit(classify_run, tmp_path):
+    r = CliRunner().invoke(app, ["export", str(classify_run)])
+    assert r.exit_code == 0, r.output
+    assert "inputs: features, lengths; outputs: logits, probabilities" in r.output
+    meta = _session(classify_run / "model.onnx").get_modelmeta().custom_metadata_map
+    assert json.loads(meta["lstmkit.classes"]) == ["up", "down"]
+    spec = json.loads(meta["lstmkit.preprocess"])
+    assert spec["frame"] == 3 and spec["differences"] is True and len(spec["mean"]) == 4  # 2 channels + differences
+
+    # The raw test cases as CSV files, classified by the example with torch and lstmkit unimportable.
+    run = open_run(classify_run)
+    raw = read_ts(run.config.data.test)
+    files = []
+    for i, case in enumerate(raw.series):
+        f = tmp_path / f"case{i}.csv"
+        np.savetxt(f, case, delimiter=",")
+        files.append(str(f))
+    code = (
+        "import sys, runpy; sys.modules['torch'] = None; sys.modules['lstmkit'] = None; "
+        f"sys.argv = {[str(EXAMPLE), str(classify_run), *files]!r}; runpy.run_path(sys.argv[0], run_name='__main__')"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    served = [line.split("\t")[1] for line in out.stdout.splitlines()]
+
+    prepared = prepare_data(run.config)
+    model = run.load_weights(SequenceClassifier(run.config.model))
+    ours = [prepared.classes[k] for k in predict(model, prepared.cases["test"])]
+    assert served == ours and len(ours) == len(raw.series)
+
+
+@pytest.fixture(scope="module")
+def forecast_run(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("forecast_export")
+    return runner.train("forecast", get_task("forecast").smoke_config(root), root / "run").run_dir
+
+
+def test_forecast_run_exports_and_forecasts_in_series_units(forecast_run, tmp_path):
+    result = export_run(forecast_run, out=tmp_path / "f.onnx")
+    assert result.outputs == ("forecast",) and result.max_abs_error <= 1e-5
+    session = _session(result.path)
+    spec = json.loads(session.get_modelmeta().custom_metadata_map["lstmkit.preprocess"])
+    assert spec["columns"] == ["y"] and spec["window"] == 6 and spec["horizon"] == 2 and spec["log"] is False
+
+    # The last window of the CSV, scaled with the metadata, forecast in onnxruntime, back in the series' units,
+    # equals lstmkit's own forecast from the same origin.
+    run = open_run(forecast_run)
+    values = np.loadtxt(run.config.data.csv, delimiter=",", skiprows=1)[:, 1]
+    mean, std = np.asarray(spec["mean"]), np.asarray(spec["std"])
+    window = ((values[-6:, None] - mean) / std).astype(np.float32)[:, None, :]  # (T, 1, F)
+    (z,) = session.run(None, {"features": window})
+    served = z[0] * std[0] + mean[0]
+    model, _ = run.task.load(run)
+    with torch.no_grad():
+        ours = model(torch.from_numpy(window)).numpy()[0] * std[0] + mean[0]
+    np.testing.assert_allclose(served, ours, rtol=1e-5, atol=1e-4)
