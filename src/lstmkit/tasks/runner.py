@@ -7,7 +7,7 @@ import dataclasses
 import datetime
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,15 @@ from lstmkit.tasks.rundir import (
     write_stamp,
     write_summary,
 )
-from lstmkit.train import Config, apply_overrides, dump_config, load_config, section_defaults, seed_everything
+from lstmkit.train import (
+    Config,
+    apply_overrides,
+    distributed,
+    dump_config,
+    load_config,
+    section_defaults,
+    seed_everything,
+)
 
 
 @dataclasses.dataclass
@@ -98,28 +106,85 @@ def train(task_name: str, config: Config, out: str | os.PathLike[str] | None = N
 
     The data is read and checked before anything is written. Repeating the call with the same
     ``out`` and config resumes from the newest checkpoint.
+
+    Launched by ``torchrun`` (see docs/distributed.md), every process calls this: all join the
+    process group and read the data, rank 0 alone writes the run directory, and ``fit`` trains
+    data-parallel. An error on one rank (bad data, a bad run directory) stops every rank.
     """
     started = time.perf_counter()
     task = get_task(task_name)
+    launched = _join_launch(config)
+    try:
+        result = _train(task, config, out, started)
+    except BaseException:
+        if launched:
+            distributed.teardown(barrier=False)  # the other ranks stop on their own error
+        raise
+    if launched:
+        distributed.teardown()
+    return result
+
+
+def _join_launch(config: Config) -> bool:
+    """Join the other processes when launched by torchrun; False when training alone."""
+    try:
+        env = distributed.detect()
+        if env is None:
+            return False
+        # Before the rendezvous: every rank stops at once on a batch the world size cannot split.
+        distributed.check_batch_size(config.data.batch_size, env.world_size)
+        distributed.setup()
+    except (ValueError, distributed.DistributedError) as e:
+        raise TaskError(str(e)) from e
+    return True
+
+
+def _on_main(fn: Callable[[], Any], what: str) -> Any:
+    """``fn`` on rank 0 only (all of it when alone); its errors become every rank's TaskError."""
+    try:
+        return distributed.on_main(fn, what)
+    except distributed.DistributedError as e:
+        raise TaskError(str(e)) from e
+
+
+def _train(task: Any, config: Config, out: str | os.PathLike[str] | None, started: float) -> TrainResult:
     set_threads(config)
-    prepared = task.prepare(config)  # reads and checks the data; raises before any file is written
+    error, prepared = None, None
+    try:
+        prepared = task.prepare(config)  # reads and checks the data; raises before any file is written
+    except Exception as e:
+        error = e
+    try:
+        distributed.agree(error, "read the data")  # one rank without the data stops them all
+    except distributed.DistributedError as e:
+        raise TaskError(str(e)) from e
     config = prepared.config
-    run_dir = Path(out) if out is not None else _default_out(task_name)
-    resumed = _check_out_dir(run_dir, task_name, config)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if not resumed:
-        write_stamp(run_dir, task)
-        dump_config(config, run_dir / CONFIG)
-        prepared.save(run_dir)
+    run_dir = Path(_on_main(lambda: str(out if out is not None else _default_out(task.name)), "name the run"))
+
+    def make_run_dir() -> bool:
+        resumed = _check_out_dir(run_dir, task.name, config)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if not resumed:
+            write_stamp(run_dir, task)
+            dump_config(config, run_dir / CONFIG)
+            prepared.save(run_dir)
+        return resumed
+
+    resumed = _on_main(make_run_dir, "set up the run directory")
     seed_everything(config.train.seed)
     metrics = task.train(prepared, run_dir)
     metrics["data"] = task.data_source(config)
     metrics["wall_seconds"] = round(time.perf_counter() - started, 1)  # data preparation included
     metrics["threads"] = torch.get_num_threads()
-    write_summary(run_dir, metrics)
-    if (run_dir / METRICS).exists():
-        label = getattr(task, "loss_label", f"loss (nats per {getattr(task, 'unit', 'item')})")
-        plot_curves(run_dir / METRICS, run_dir / CURVES, loss_label=label)
+    metrics["processes"] = distributed.world_size()
+
+    def finish() -> None:
+        write_summary(run_dir, metrics)
+        if (run_dir / METRICS).exists():
+            label = getattr(task, "loss_label", f"loss (nats per {getattr(task, 'unit', 'item')})")
+            plot_curves(run_dir / METRICS, run_dir / CURVES, loss_label=label)
+
+    _on_main(finish, "write the summary")
     lines = [f"data: {metrics['data']}", *task.report(metrics)]
     return TrainResult(run_dir=run_dir, metrics=metrics, lines=lines, resumed=resumed)
 

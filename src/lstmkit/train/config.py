@@ -139,6 +139,9 @@ class TrainConfig(_Section):
     patience: int = 5  # early stopping: evaluations without val improvement before stopping
     min_delta: float = 0.0  # early stopping: the improvement that counts
     stateful: bool = True  # carry (detached) state across consecutive batches: truncated BPTT over chunks
+    # Batches whose gradients are summed into one optimiser step (their mean loss); 1 steps after every batch.
+    # With several processes the gradients are averaged across ranks only on the last batch of each group.
+    accumulate: int = 1
     max_nonfinite: int = 5  # consecutive non-finite steps skipped before the run fails loudly
     checkpoint_every: int | None = None  # steps between mid-epoch checkpoints; one is always saved per epoch
     keep_checkpoints: int = 2  # older checkpoints are deleted; 2 keeps one spare if the newest is bad
@@ -157,7 +160,8 @@ class TrainConfig(_Section):
     def _validate(self) -> None:
         _require_at_least(
             self, "train", 1,
-            "epochs", "max_steps", "patience", "max_nonfinite", "checkpoint_every", "keep_checkpoints", "log_every",
+            "epochs", "max_steps", "accumulate", "patience", "max_nonfinite", "checkpoint_every", "keep_checkpoints",
+            "log_every",
         )  # fmt: skip
         _require_at_least(
             self, "train", 0, "weight_decay", "warmup_steps", "plateau_patience", "min_delta", "threads"

@@ -16,8 +16,8 @@ import csv
 import dataclasses
 import math
 import time
-from collections.abc import Callable, Iterable
-from contextlib import ExitStack
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from lstmkit._fileio import atomic_path
+from lstmkit.train import distributed
 from lstmkit.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from lstmkit.train.config import Config, TrainConfig
 from lstmkit.train.seed import capture_rng_state, restore_rng_state
@@ -249,6 +250,30 @@ def _open_tensorboard(out_dir: Path):
     return SummaryWriter(str(out_dir / "tensorboard"))
 
 
+def _with_last(batches: Iterable) -> Iterator[tuple[Any, bool]]:
+    """``(batch, is_last)``: one batch of look-ahead, so that a gradient-accumulation group can
+    close on the last batch of an epoch even when the data has no ``len``."""
+    it = iter(batches)
+    try:
+        current = next(it)
+    except StopIteration:
+        return
+    for upcoming in it:
+        yield current, False
+        current = upcoming
+    yield current, True
+
+
+class _DDP(nn.parallel.DistributedDataParallel):
+    """``DistributedDataParallel`` that lets step functions read the wrapped model's attributes."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self.module, name)
+
+
 # -- the loop ----------------------------------------------------------------------------------------
 def fit(
     model: nn.Module,
@@ -264,13 +289,22 @@ def fit(
 ) -> FitResult:
     """Train ``model`` on ``train_data`` with AdamW, clipping, an lr schedule and early stopping.
 
-    Per batch: run ``step`` (from the carried state, detached, when ``train.stateful``; from None
-    otherwise), skip the update if the loss or gradient norm is non-finite (failing after
+    Per optimiser step: run ``step`` on ``train.accumulate`` consecutive batches (from the carried
+    state, detached, when ``train.stateful``; from None otherwise), summing the gradients of their
+    mean loss; skip the update if a loss or the gradient norm is non-finite (failing after
     ``train.max_nonfinite`` in a row), clip the global gradient norm, step AdamW and the schedule.
     Per epoch: evaluate on ``val_data``, update early stopping (which needs ``val_data``),
     checkpoint. At the end the best
     weights by validation loss are restored (when there was validation data) and written to
     ``out_dir/model.safetensors``.
+
+    Launched by ``torchrun`` (``WORLD_SIZE`` > 1), the same call trains data-parallel: it joins
+    the process group (``lstmkit.train.distributed``), wraps the model in
+    ``DistributedDataParallel``, and gives each rank its contiguous share of every global batch
+    (``data.batch_size`` is global and must be divisible by the world size). Rank 0 alone logs,
+    evaluates and writes files; every rank resumes from rank 0's newest checkpoint, whose carried
+    hidden state is all ranks' states side by side, the state of a single-process run.
+    ``on_step`` and ``on_epoch_end`` run on every rank, with the losses of the global batch.
 
     Args:
         train_data: an iterable of batches, iterated once per epoch (a ``DataLoader``, a
@@ -286,20 +320,43 @@ def fit(
     if not isinstance(config, Config):
         raise TypeError(f"config must be a lstmkit.train.Config, got {type(config).__name__}")
     cfg = config.train
+    dist_env = distributed.setup()  # None when this process trains alone
+    world, rank = distributed.world_size(), distributed.rank()
+    main = rank == 0
+    distributed.check_batch_size(config.data.batch_size, world)
+    if dist_env is not None:
+        train_data = distributed.shard_data(train_data, rank, world, seed=cfg.seed)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_dir = out_dir / "checkpoints"
-    if not resume and latest_checkpoint(ckpt_dir) is not None:
-        raise ValueError(f"{out_dir} already holds checkpoints; pass resume=True or use a new out_dir")
 
-    # Wall-clock time counts across resumes (``elapsed_s`` of earlier calls is added once resumed).
+    def find_checkpoint() -> str | None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        newest = latest_checkpoint(ckpt_dir)
+        if not resume and newest is not None:
+            raise ValueError(f"{out_dir} already holds checkpoints; pass resume=True or use a new out_dir")
+        return None if newest is None or not resume else str(newest)
+
+    # Rank 0's newest checkpoint is the one every rank resumes from (a shared file system, or the same
+    # files at the same path on every machine).
+    latest = distributed.on_main(find_checkpoint, "look for checkpoints")
+
+    # Wall-clock time counts across resumes (``elapsed_s`` of earlier calls is added once resumed). With
+    # several ranks every one follows rank 0's clock, shared at every step, so that all stop together.
     started, elapsed_before = time.perf_counter(), 0.0
+    shared_elapsed = 0.0
+
+    def elapsed() -> float:
+        if world > 1:
+            return shared_elapsed
+        return elapsed_before + time.perf_counter() - started
 
     def time_used() -> float:
         """The share of ``train.max_minutes`` spent so far."""
-        return (elapsed_before + time.perf_counter() - started) / (60 * cfg.max_minutes)
+        return elapsed() / (60 * cfg.max_minutes)
 
-    steps_per_epoch = len(train_data) if hasattr(train_data, "__len__") else None
+    k = cfg.accumulate
+    batches_per_epoch = len(train_data) if hasattr(train_data, "__len__") else None
+    steps_per_epoch = -(-batches_per_epoch // k) if batches_per_epoch is not None else None
     total_steps = cfg.max_steps or (steps_per_epoch * cfg.epochs if steps_per_epoch else None)
     optimizer = make_optimizer(model, cfg)
     scheduler = make_scheduler(optimizer, cfg, total_steps, time_used if cfg.max_minutes is not None else None)
@@ -307,27 +364,52 @@ def fit(
 
     # Start fresh, or put back everything a checkpoint holds.
     run, hidden, best_weights, epoch_rng, resumed_rng = _Progress(), None, None, None, None
-    latest = latest_checkpoint(ckpt_dir) if resume else None
     if latest is not None:
-        ckpt = load_checkpoint(latest, model=model, optimizer=optimizer, scheduler=scheduler, config_like=config)
+        error = None
+        try:
+            ckpt = load_checkpoint(latest, model=model, optimizer=optimizer, scheduler=scheduler, config_like=config)
+        except Exception as e:
+            error = e
+        distributed.agree(error, f"load the checkpoint {latest}")
         run = _Progress(**ckpt.state["progress"])
         hidden, best_weights = ckpt.state["hidden"], ckpt.state["best_weights"]
         epoch_rng, resumed_rng = ckpt.state["epoch_rng"], ckpt.state["rng"]
+        if world > 1 and hidden is not None:  # the checkpoint holds the global state: take this rank's rows
+            hidden = distributed.split_batch(hidden, rank, world)
+        per_rank = ckpt.state.get("rng_ranks")
+        if per_rank is not None and len(per_rank) == world:  # the same world size: each rank its own streams
+            epoch_rng, resumed_rng = ckpt.state["epoch_rng_ranks"][rank], per_rank[rank]
+
+    net: nn.Module = model  # what the step function runs: the model, or its DDP wrapper
+    ddp: _DDP | None = None
+    if dist_env is not None:
+        cuda = any(p.is_cuda for p in model.parameters())
+        # Broadcasts rank 0's weights, so that every rank starts from the same ones.
+        ddp = _DDP(model, device_ids=[torch.cuda.current_device()] if cuda else None)
+        net = ddp
 
     # The clock starts here, after set-up (the first optimiser of a process imports torch._dynamo: ~1 s).
     started, elapsed_before = time.perf_counter(), run.elapsed_s
+    shared_elapsed = elapsed_before
 
     def save() -> None:
-        run.elapsed_s = elapsed_before + time.perf_counter() - started
+        run.elapsed_s = elapsed()
         state = {
             "progress": dataclasses.asdict(run),
-            "hidden": hidden if cfg.stateful else None,
+            # Every rank's carried rows together: the state a single process would carry.
+            "hidden": distributed.gather_batch(hidden) if cfg.stateful else None,
             "best_weights": best_weights,
             "epoch_rng": epoch_rng,
             "rng": capture_rng_state(),
         }
-        save_checkpoint(ckpt_dir, run.step, model, optimizer=optimizer, scheduler=scheduler,
-                        state=state, config=config, keep=cfg.keep_checkpoints)  # fmt: skip
+        if world > 1:  # each rank's generators, for an exact resume at the same world size
+            state["rng_ranks"] = distributed.all_gather_objects(state["rng"])
+            state["epoch_rng_ranks"] = distributed.all_gather_objects(epoch_rng)
+        distributed.on_main(
+            lambda: save_checkpoint(ckpt_dir, run.step, model, optimizer=optimizer, scheduler=scheduler,
+                                    state=state, config=config, keep=cfg.keep_checkpoints),
+            "write a checkpoint",
+        )  # fmt: skip
 
     def lr() -> float:
         return optimizer.param_groups[0]["lr"]
@@ -338,15 +420,21 @@ def fit(
     def done() -> bool:
         return run.stopped_early or (cfg.max_steps is not None and run.step >= cfg.max_steps) or out_of_time()
 
+    def validate() -> float | None:
+        return evaluate(model, val_data, step, stateful=cfg.stateful) if val_data is not None else None
+
     with ExitStack() as stack:
-        log = _MetricsCsv(out_dir / "metrics.csv", resume_step=run.step if latest is not None else None)
-        stack.callback(log.close)
-        tb = _open_tensorboard(out_dir) if cfg.tensorboard else None
-        if tb is not None:
-            stack.callback(tb.close)
+        log = tb = None
+        if main:
+            log = _MetricsCsv(out_dir / "metrics.csv", resume_step=run.step if latest is not None else None)
+            stack.callback(log.close)
+            tb = _open_tensorboard(out_dir) if cfg.tensorboard else None
+            if tb is not None:
+                stack.callback(tb.close)
         bar = stack.enter_context(
-            tqdm(total=total_steps, initial=run.step, disable=not cfg.progress, unit="step", dynamic_ncols=True)
-        )
+            tqdm(total=total_steps, initial=run.step, disable=not (cfg.progress and main), unit="step",
+                 dynamic_ncols=True)
+        )  # fmt: skip
 
         while run.epoch < cfg.epochs and not done():
             _set_epoch(train_data, run.epoch)
@@ -361,50 +449,84 @@ def fit(
                 restore_rng_state(resumed_rng)
                 resumed_rng = None
 
-            model.train()
+            net.train()
             tick, tick_items = time.perf_counter(), 0
-            for batch in batches:
-                if done():
-                    break
-                loss, new_hidden, items = step(model, batch, _detach(hidden) if cfg.stateful else None)
+            # Accumulation groups of k batches; the last group of an epoch may be shorter.
+            source = _with_last(batches) if k > 1 else ((b, False) for b in batches)
+            in_group, group_loss, group_items, group_finite = 0, 0.0, 0, True
+            for batch, last_of_epoch in source:
+                if in_group == 0:
+                    if done():
+                        break
+                    optimizer.zero_grad(set_to_none=True)
+                    group_loss, group_items, group_finite = 0.0, 0, True
+                closes = in_group + 1 == k or last_of_epoch
+                # Gradients are averaged across ranks only on the batch that closes the group.
+                with ddp.no_sync() if ddp is not None and not closes else nullcontext():
+                    loss, new_hidden, items = step(net, batch, _detach(hidden) if cfg.stateful else None)
+                    # The global batch's loss sum and items (and rank 0's clock): one small all-reduce.
+                    now = elapsed_before + time.perf_counter() - started if main else 0.0
+                    loss_sum, items_all, clock = distributed.all_reduce_sum([loss.item() * items, items, now])
+                    finite = math.isfinite(loss_sum)
+                    if finite or ddp is not None:  # every rank must run backward: DDP's all-reduce is in it
+                        # DDP averages the ranks' gradients; weighting each by its share of the items makes
+                        # that the gradient of the global batch's mean loss, shares equal or not.
+                        share = world * items / max(items_all, 1) if world > 1 else 1.0
+                        (loss * (share / k)).backward()
+                if world > 1:
+                    shared_elapsed = clock
+                in_group += 1
+                run.batch_in_epoch += 1
+                if finite:
+                    hidden = new_hidden
+                    group_loss += loss_sum
+                    group_items += int(items_all)
+                else:
+                    hidden, group_finite = None, False  # the state may be non-finite too
+                if not closes:
+                    continue
 
-                # A non-finite loss or gradient skips the update instead of poisoning the weights.
-                optimizer.zero_grad(set_to_none=True)
+                # One optimiser step for the group. A non-finite loss or gradient skips the update instead of
+                # poisoning the weights (every rank decides alike: the losses and gradients are global).
+                if group_finite and in_group != k:  # a short last group: the mean over its batches
+                    for p in model.parameters():
+                        if p.grad is not None:
+                            p.grad.mul_(k / in_group)
                 grad_norm = torch.tensor(math.nan)
-                finite = bool(torch.isfinite(loss))
-                if finite:
-                    loss.backward()
+                if group_finite:
                     grad_norm = nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_norm)
-                    finite = bool(torch.isfinite(grad_norm))
-                loss_value = loss.item()
-                if finite:
+                applied = group_finite and bool(torch.isfinite(grad_norm))
+                loss_value = group_loss / group_items if group_finite and group_items else math.nan
+                items = group_items
+                in_group = 0
+                if applied:
                     optimizer.step()
                     if per_step_schedule:
                         scheduler.step()
-                    run.nonfinite, hidden = 0, new_hidden
-                    run.epoch_loss += loss_value * items
-                    run.epoch_items += items
-                    run.window_loss += loss_value * items
-                    run.window_items += items
+                    run.nonfinite = 0
+                    run.epoch_loss += group_loss
+                    run.epoch_items += group_items
+                    run.window_loss += group_loss
+                    run.window_items += group_items
                 else:  # the non-finite gradients are cleared by the next step's zero_grad
-                    run.nonfinite, hidden = run.nonfinite + 1, None  # the state may be non-finite too
+                    run.nonfinite, hidden = run.nonfinite + 1, None
                     if run.nonfinite >= cfg.max_nonfinite:
                         raise FloatingPointError(
                             f"{run.nonfinite} consecutive steps had a non-finite loss or gradient (up to step "
                             f"{run.step + 1}); lower train.lr or train.clip_norm, or check the data for NaN/inf"
                         )
                 run.step += 1
-                run.batch_in_epoch += 1
 
                 tick_items += items
-                elapsed = time.perf_counter() - tick
-                rate = tick_items / elapsed if elapsed > 0 else math.nan
+                elapsed_s = time.perf_counter() - tick
+                rate = tick_items / elapsed_s if elapsed_s > 0 else math.nan
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss_value:.4f}", items_per_s=f"{rate:.0f}", refresh=False)
                 if run.step % cfg.log_every == 0 and run.window_items:
                     window = run.window_loss / run.window_items
-                    log.write(step=run.step, epoch=run.epoch, split="train", loss=window, lr=lr(),
-                              grad_norm=grad_norm.item(), items_per_s=rate)  # fmt: skip
+                    if log is not None:
+                        log.write(step=run.step, epoch=run.epoch, split="train", loss=window, lr=lr(),
+                                  grad_norm=grad_norm.item(), items_per_s=rate)  # fmt: skip
                     if tb is not None:
                         tb.add_scalar("train/loss", window, run.step)
                         tb.add_scalar("train/lr", lr(), run.step)
@@ -412,11 +534,11 @@ def fit(
                 if cfg.checkpoint_every and run.step % cfg.checkpoint_every == 0:
                     save()
                 if on_step is not None:
-                    on_step(StepLog(run.step, run.epoch, loss_value, lr(), grad_norm.item(), items, not finite))
+                    on_step(StepLog(run.step, run.epoch, loss_value, lr(), grad_norm.item(), items, not applied))
 
             # End of the epoch (or of max_steps): evaluate, early stopping, schedule, checkpoint.
             train_loss = run.epoch_loss / run.epoch_items if run.epoch_items else math.nan
-            val_loss = evaluate(model, val_data, step, stateful=cfg.stateful) if val_data is not None else None
+            val_loss = distributed.on_main(validate, "evaluate on the validation data")
             improved = False
             if val_loss is not None:
                 if run.best_val_loss is None or val_loss < run.best_val_loss - cfg.min_delta:
@@ -425,15 +547,16 @@ def fit(
                 else:
                     run.bad_evals += 1
                     run.stopped_early = run.bad_evals >= cfg.patience
-                log.write(step=run.step, epoch=run.epoch, split="val", loss=val_loss, lr=lr(), grad_norm="",
-                          items_per_s="")  # fmt: skip
+                if log is not None:
+                    log.write(step=run.step, epoch=run.epoch, split="val", loss=val_loss, lr=lr(), grad_norm="",
+                              items_per_s="")  # fmt: skip
                 if tb is not None:
                     tb.add_scalar("val/loss", val_loss, run.step)
             if not per_step_schedule:
                 scheduler.step(val_loss if val_loss is not None else train_loss)
             epoch_log = EpochLog(run.epoch, run.step, train_loss, val_loss, lr(), improved)
             run.history.append(dataclasses.asdict(epoch_log))
-            if cfg.progress:
+            if cfg.progress and main:
                 val_text = f", val loss {val_loss:.4f}" if val_loss is not None else ""
                 bar.write(f"epoch {run.epoch}: train loss {train_loss:.4f}{val_text}")
             run.epoch, run.batch_in_epoch, run.epoch_loss, run.epoch_items = run.epoch + 1, 0, 0.0, 0
@@ -443,8 +566,12 @@ def fit(
 
     if best_weights is not None:
         model.load_state_dict(best_weights)
-    with atomic_path(out_dir / "model.safetensors") as tmp:
-        safetensors.torch.save_model(model, str(tmp))
+
+    def write_model() -> None:
+        with atomic_path(out_dir / "model.safetensors") as tmp:
+            safetensors.torch.save_model(model, str(tmp))
+
+    distributed.on_main(write_model, "write model.safetensors")
     return FitResult(
         steps=run.step,
         history=[EpochLog(**h) for h in run.history],
