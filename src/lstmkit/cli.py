@@ -231,5 +231,132 @@ def export(
         typer.echo(line)
 
 
+# -- lstmkit compress -----------------------------------------------------------------------------------
+compress_app = typer.Typer(
+    help="Compress a trained run into a new run directory (with compression.json): quantize, prune, distill, "
+    "lowrank. Every other command accepts the result. See docs/compression.md.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(compress_app, name="compress")
+
+_RunDir = Annotated[
+    Path, typer.Argument(metavar="RUN_DIR", help="A run directory written by `lstmkit train` (or `lstmkit compress`).")
+]
+_Out = Annotated[Path, typer.Option(help="The new run directory to write (must not exist or be empty).")]
+_Splits = Annotated[
+    list[Split] | None, typer.Option("--split", help="Split(s) to score before and after; repeatable (default: val).")
+]
+_Repeats = Annotated[int, typer.Option(help="Timed forward calls per model for the latency.")]
+_Finetune = Annotated[int, typer.Option(help="Fine-tuning steps after compressing (per round when pruning); 0: none.")]
+_Lr = Annotated[float | None, typer.Option(help="Fine-tuning learning rate (default: the run's train.lr / 10).")]
+
+
+def _compress(method: str, fn, run_dir: Path, out: Path, splits: list[Split] | None, **options) -> None:
+    """Call the library, turn its errors into exit statuses, print the report."""
+    from lstmkit.compress.report import describe
+
+    try:
+        report = fn(run_dir, out, splits=[s.value for s in splits or [Split.val]], **options)
+    except ValueError as e:
+        _fail(e, usage=f"compress {method}")
+    except TaskError as e:
+        _fail(e)
+    typer.echo(f"run directory: {out}")
+    for line in describe(report):
+        typer.echo(line)
+
+
+@compress_app.command("quantize")
+def compress_quantize(
+    run_dir: _RunDir,
+    out: _Out,
+    bits: Annotated[int, typer.Option(help="Bits per weight, 2 to 8 (4 packs two a byte).")] = 8,
+    per_channel: Annotated[
+        bool, typer.Option("--per-channel/--per-tensor", help="One scale per output row (gate row) or per tensor.")
+    ] = True,
+    compare_torch: Annotated[
+        bool, typer.Option("--compare-torch", help="Also score torch.ao dynamic int8 on a torch.nn twin (LM runs).")
+    ] = False,
+    split: _Splits = None,
+    repeats: _Repeats = 20,
+) -> None:
+    """Uniform-affine quantisation of every weight matrix; the model runs from the stored integers."""
+    from lstmkit.compress import quantize_run
+
+    _compress("quantize", quantize_run, run_dir, out, split, bits=bits, per_channel=per_channel,
+              compare_torch=compare_torch, repeats=repeats)  # fmt: skip
+
+
+class PruneScope(str, enum.Enum):
+    layer = "layer"
+    global_ = "global"
+
+
+@compress_app.command("prune")
+def compress_prune(
+    run_dir: _RunDir,
+    out: _Out,
+    sparsity: Annotated[
+        float, typer.Option(help="Share of weights to remove, in [0, 1) (with --structured: of hidden units).")
+    ],
+    structured: Annotated[
+        bool, typer.Option("--structured", help="Remove whole hidden units: H shrinks to ceil(H (1 - sparsity)).")
+    ] = False,
+    scope: Annotated[PruneScope, typer.Option(help="One threshold per tensor or one for all.")] = PruneScope.layer,
+    steps: Annotated[int, typer.Option(help="Rounds of prune then fine-tune up to the sparsity (unstructured).")] = 1,
+    finetune_steps: _Finetune = 0,
+    lr: _Lr = None,
+    split: _Splits = None,
+    repeats: _Repeats = 20,
+) -> None:
+    """Magnitude pruning: unstructured (masks, exact sparsity) or structured (a smaller hidden size)."""
+    from lstmkit.compress import prune_run
+
+    _compress("prune", prune_run, run_dir, out, split, sparsity=sparsity, structured=structured, scope=scope.value,
+              steps=steps, finetune_steps=finetune_steps, lr_=lr, repeats=repeats)  # fmt: skip
+
+
+@compress_app.command("distill")
+def compress_distill(
+    run_dir: _RunDir,
+    out: _Out,
+    hidden_size: Annotated[int, typer.Option(help="The student's hidden size (it must be smaller than the teacher).")],
+    num_layers: Annotated[int | None, typer.Option(help="The student's layers (default: the teacher's).")] = None,
+    alpha: Annotated[float, typer.Option(help="Weight of the hard-label loss in [0, 1]; 1 ignores the teacher.")] = 0.5,
+    temperature: Annotated[float, typer.Option(help="Softening temperature T > 0.")] = 2.0,
+    steps: Annotated[int | None, typer.Option(help="Training steps (default: the teacher's train.max_steps).")] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", metavar="SECTION.KEY=VALUE", help="Override a key of the student's config; repeatable."),
+    ] = None,
+    split: _Splits = None,
+    repeats: _Repeats = 20,
+) -> None:
+    """Train a smaller student from the run's model: alpha CE + (1 - alpha) T^2 KL(teacher || student)."""
+    from lstmkit.compress import distill_run
+
+    _compress("distill", distill_run, run_dir, out, split, hidden_size=hidden_size, num_layers=num_layers,
+              alpha=alpha, temperature=temperature, steps=steps, overrides=set_ or [], repeats=repeats)  # fmt: skip
+
+
+@compress_app.command("lowrank")
+def compress_lowrank(
+    run_dir: _RunDir,
+    out: _Out,
+    rank: Annotated[int | None, typer.Option(help="Rank of every gate matrix's factors.")] = None,
+    energy: Annotated[float | None, typer.Option(help="Or: the share of sum(sigma^2) to keep, in (0, 1].")] = None,
+    finetune_steps: _Finetune = 0,
+    lr: _Lr = None,
+    split: _Splits = None,
+    repeats: _Repeats = 20,
+) -> None:
+    """Truncated-SVD factorisation of the gate matrices, then optional fine-tuning."""
+    from lstmkit.compress import lowrank_run
+
+    _compress("lowrank", lowrank_run, run_dir, out, split, rank=rank, energy=energy, finetune_steps=finetune_steps,
+              lr_=lr, repeats=repeats)  # fmt: skip
+
+
 def main() -> None:
     app(prog_name="lstmkit")

@@ -58,6 +58,10 @@ class Run:
 
     def load_weights(self, model: nn.Module) -> nn.Module:
         """Load ``model.safetensors`` into ``model`` (built from ``self.config``), in eval mode."""
+        if self.file("compression.json").is_file():  # written by `lstmkit compress`: integers or factors, maybe
+            from lstmkit.compress.rundir import load_weights
+
+            return load_weights(self, model)
         try:
             safetensors.torch.load_model(model, str(self.file(MODEL)), strict=True)
         except Exception as e:  # safetensors raises RuntimeError or its own error types

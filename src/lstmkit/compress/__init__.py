@@ -1,0 +1,74 @@
+"""Compression of trained lstmkit models: quantisation, pruning, distillation, low-rank factorisation.
+
+Each method works on modules (``quantize_model``, ``magnitude_masks``, ``shrink_rnn``,
+``lowrank_model``, the distillation steps) and on run directories (``quantize_run``,
+``prune_run``, ``distill_run``, ``lowrank_run``, behind ``lstmkit compress``), which write a new
+run directory that every other command accepts, with ``compression.json`` (see
+``lstmkit.compress.rundir`` and docs/compression.md).
+"""
+
+from __future__ import annotations
+
+from lstmkit.compress.distill import check_smaller, classify_distill_step, lm_distill_step
+from lstmkit.compress.lowrank import LowRank, factorize, load_lowrank, lowrank_model, save_lowrank
+from lstmkit.compress.prune import (
+    apply_masks,
+    iterative_prune,
+    keep_units,
+    magnitude_masks,
+    prune_schedule,
+    shrink_rnn,
+    sparsity_of,
+    unit_importance,
+)
+from lstmkit.compress.quantize import (
+    Dequantize,
+    QuantizedTensor,
+    load_quantized,
+    quantize_model,
+    quantize_tensor,
+    save_quantized,
+)
+from lstmkit.compress.rundir import (
+    COMPRESSION,
+    METHODS,
+    distill_run,
+    load_model,
+    lowrank_run,
+    prune_run,
+    quantize_run,
+    shrink_model,
+)
+
+__all__ = [
+    "COMPRESSION",
+    "METHODS",
+    "Dequantize",
+    "LowRank",
+    "QuantizedTensor",
+    "apply_masks",
+    "check_smaller",
+    "classify_distill_step",
+    "distill_run",
+    "factorize",
+    "iterative_prune",
+    "keep_units",
+    "lm_distill_step",
+    "load_lowrank",
+    "load_model",
+    "load_quantized",
+    "lowrank_model",
+    "lowrank_run",
+    "magnitude_masks",
+    "prune_run",
+    "prune_schedule",
+    "quantize_model",
+    "quantize_run",
+    "quantize_tensor",
+    "save_lowrank",
+    "save_quantized",
+    "shrink_model",
+    "shrink_rnn",
+    "sparsity_of",
+    "unit_importance",
+]

@@ -1,0 +1,423 @@
+"""Compressed run directories: ``lstmkit compress METHOD RUN_DIR --out DIR`` and loading them back.
+
+A compressed run directory is a run directory (``run.json``, ``config.toml``, the task's state
+files, ``model.safetensors``, ``summary.json``) that ``evaluate``, ``generate``, ``forecast`` and
+``export`` accept, plus ``compression.json``: the method and its options, and before and after it
+the stored numbers, bytes on disk, the task metric on each split scored and the latency of one
+forward call (both models timed in turn in one process). ``config.toml`` describes the
+compressed model's shape, so the model is built from it as for any run:
+
+- ``quantize``: the same config; ``model.safetensors`` holds the packed integers (``uint8``), the
+  scales and zero-points of every weight matrix and the float biases and gains. It is loaded into
+  ``Dequantize`` parametrizations, so every command runs the model from the integers.
+- ``lowrank``: the same config; ``model.safetensors`` holds the two factors of each factorised
+  gate matrix (loaded into ``LowRank`` parametrizations) and the other tensors.
+- ``prune``: unstructured, the same config and an ordinary ``model.safetensors`` with zeros;
+  structured, ``model.hidden_size`` is the new H (and ``model.embedding_dim`` is written out when it
+  followed H), so the model is simply a smaller one.
+- ``distill``: the student's config (its ``hidden_size``, ``num_layers``) and weights.
+
+``Run.load_weights`` (``lstmkit.tasks.rundir``) hands a directory with ``compression.json`` to
+:func:`load_weights` here, which reads the format from the file's metadata.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import safetensors
+import safetensors.torch
+import torch
+from torch import nn
+
+from lstmkit._fileio import write_json_atomic
+from lstmkit.compress import lowrank as lr
+from lstmkit.compress import prune as pr
+from lstmkit.compress import quantize as qz
+from lstmkit.compress.distill import check_distill_args, check_smaller, classify_distill_step, lm_distill_step
+from lstmkit.compress.report import (
+    count_parameters,
+    latency_ms,
+    primary_metric,
+    relative_change,
+    tensor_bytes,
+)
+from lstmkit.compress.training import (
+    build_model,
+    example_input,
+    finetune_config,
+    recurrent_core,
+    train_model,
+    training,
+)
+from lstmkit.models import SequenceModel
+from lstmkit.tasks.base import TaskError
+from lstmkit.tasks.rundir import CONFIG, MODEL, Run, open_run, write_stamp, write_summary
+from lstmkit.train import Config, apply_overrides, dump_config, seed_everything
+
+COMPRESSION = "compression.json"
+METHODS = ("quantize", "prune", "distill", "lowrank")
+
+
+# -- loading ----------------------------------------------------------------------------------------------
+def _file_format(path: Path) -> str | None:
+    with safetensors.safe_open(str(path), framework="pt") as f:
+        return (f.metadata() or {}).get("format")
+
+
+def load_weights(run: Run, model: nn.Module) -> nn.Module:
+    """Load a compressed run's ``model.safetensors`` into ``model`` (built from its config), in eval mode."""
+    path = run.file(MODEL)
+    try:
+        fmt = _file_format(path)
+        if fmt == qz.FORMAT:
+            qz.load_quantized(model, path)
+        elif fmt == lr.FORMAT:
+            lr.load_lowrank(model, path)
+        else:
+            safetensors.torch.load_model(model, str(path), strict=True)
+    except Exception as e:  # safetensors raises RuntimeError or its own error types
+        raise TaskError(f"{path} does not match {run.file(CONFIG)}: {e}") from e
+    return model.eval()
+
+
+def load_model(run_dir: str | os.PathLike[str]) -> tuple[Run, nn.Module]:
+    """A run directory (compressed or not) and its model, in eval mode."""
+    run = open_run(run_dir)
+    return run, run.load_weights(build_model(run.task, run.config))
+
+
+def compression_of(run: Run) -> dict[str, Any] | None:
+    path = run.file(COMPRESSION)
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+# -- writing ----------------------------------------------------------------------------------------------
+def _check_out(out: Path, source: Path) -> None:
+    if out.resolve() == source.resolve():
+        raise ValueError("--out must be a new directory, not the run directory itself")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ValueError(f"--out {out} exists and is not an empty directory; choose a new one")
+
+
+def _write_run(src: Run, out: Path, config: Config, save: Callable[[Path], Any], method: str) -> Run:
+    """A new run directory: stamp, config, the task's state files, the model and a first
+    ``compression.json`` (completed by the report); returns it opened."""
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / COMPRESSION, {"method": method, "source": str(src.path.resolve()), "complete": False})
+    write_stamp(out, src.task)
+    dump_config(config, out / CONFIG)
+    for name in src.task.state_files:
+        shutil.copy2(src.file(name), out / name)
+    save(out / MODEL)
+    write_summary(out, {"split": "val", "note": "written by lstmkit compress; see compression.json"})
+    return open_run(out)
+
+
+def _side(run: Run, model: nn.Module, splits: Sequence[str]) -> dict[str, Any]:
+    metrics = {s: run.task.evaluate(run, s) for s in splits}
+    side: dict[str, Any] = {
+        "parameters": count_parameters(model),
+        "model_bytes": run.file(MODEL).stat().st_size,
+        "tensor_bytes": tensor_bytes(run.file(MODEL)),
+        "metrics": {s: _json_safe(m) for s, m in metrics.items()},
+    }
+    side["metric"] = {}
+    for s, m in metrics.items():
+        p = primary_metric(m)
+        if p is not None:
+            side["metric"][s] = {"name": p[0], "value": p[1], "higher_is_better": p[2]}
+    return side
+
+
+def _json_safe(m: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in m.items() if k not in ("confusion",)}
+
+
+def _report(
+    method: str,
+    src: Run,
+    src_model: nn.Module,
+    out: Run,
+    out_model: nn.Module,
+    options: dict[str, Any],
+    splits: Sequence[str],
+    extra: dict[str, Any],
+    repeats: int,
+) -> dict[str, Any]:
+    before, after = _side(src, src_model, splits), _side(out, out_model, splits)
+    inputs = example_input(src_model, src.config)
+    before["latency_ms"], after["latency_ms"] = latency_ms([src_model, out_model], inputs, repeats=repeats)
+    shape = tuple(t.shape for t in inputs)
+    change = {
+        "size_ratio": before["model_bytes"] / after["model_bytes"],
+        "tensor_size_ratio": before["tensor_bytes"] / after["tensor_bytes"],
+        "parameter_ratio": before["parameters"] / after["parameters"],
+        "speedup": before["latency_ms"]["min"] / after["latency_ms"]["min"],  # fastest calls: least load noise
+        "speedup_median": before["latency_ms"]["median"] / after["latency_ms"]["median"],
+        "metric_relative_change": {
+            s: relative_change(before["metric"][s]["value"], after["metric"][s]["value"])
+            for s in splits if s in before["metric"] and s in after["metric"]
+        },
+    }  # fmt: skip
+    report = {
+        "method": method,
+        "complete": True,
+        "source": str(src.path.resolve()),
+        "task": src.task.name,
+        "options": options,
+        "latency_input": [list(s) for s in shape],
+        "before": before,
+        "after": after,
+        "change": change,
+        **extra,
+    }
+    write_json_atomic(out.file(COMPRESSION), report)
+    main = splits[0]
+    write_summary(out.path, {**after["metrics"][main], "compression": method})
+    return report
+
+
+def _open_source(run_dir: str | os.PathLike[str], method: str) -> tuple[Run, nn.Module]:
+    src, model = load_model(run_dir)
+    prior = compression_of(src)
+    if prior is not None and prior.get("method") in ("quantize", "lowrank"):
+        raise TaskError(f"{src.path} is {prior['method']}d already; compress the float run it came from "
+                        f"({prior.get('source')}), or prune/distill first and quantise last")  # fmt: skip
+    return src, model
+
+
+def _fresh_copy(src: Run) -> nn.Module:
+    """Another copy of the run's model, to compress (the first stays as the reference)."""
+    return src.load_weights(build_model(src.task, src.config))
+
+
+# -- the four methods ---------------------------------------------------------------------------------------
+def quantize_run(
+    run_dir: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    bits: int = 8,
+    per_channel: bool = True,
+    splits: Sequence[str] = ("val",),
+    compare_torch: bool = False,
+    repeats: int = 20,
+) -> dict[str, Any]:
+    """Quantise every weight matrix of a run's model to ``bits`` (see ``lstmkit.compress.quantize``)."""
+    qz.check_bits(bits)
+    out = Path(out)
+    _check_out(out, Path(run_dir))
+    src, model = _open_source(run_dir, "quantize")
+    qmodel = _fresh_copy(src)
+    tensors = qz.quantize_model(qmodel, bits, per_channel=per_channel)
+    dst = _write_run(src, out, src.config, lambda p: qz.save_quantized(qmodel, p), "quantize")
+    _, qmodel = load_model(out)  # what every command will run: the integers read back
+    extra: dict[str, Any] = {
+        "quantized_tensors": len(tensors),
+        "quantized_values": sum(math.prod(t.shape) for t in tensors.values()),
+        "inference": "dequantised on the fly: each forward call rebuilds the float weights from the integers",
+    }
+    if compare_torch:
+        from lstmkit.compress.torch_dynamic import compare_torch_dynamic
+
+        extra["torch_ao"] = compare_torch_dynamic(src, model, qmodel, split=splits[0], repeats=repeats)
+    options = {"bits": bits, "per_channel": per_channel}
+    return _report("quantize", src, model, dst, qmodel, options, splits, extra, repeats)
+
+
+def prune_run(
+    run_dir: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    sparsity: float,
+    structured: bool = False,
+    scope: str = "layer",
+    steps: int = 1,
+    finetune_steps: int = 0,
+    lr_: float | None = None,
+    splits: Sequence[str] = ("val",),
+    repeats: int = 20,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Magnitude pruning of a run's model. Unstructured: ``sparsity`` of the weight matrices, in
+    ``steps`` rounds each followed by ``finetune_steps`` of fine-tuning. ``structured``: remove
+    the ``sparsity`` share of hidden units of every layer (H -> ceil(H (1 - sparsity))), then
+    fine-tune ``finetune_steps``."""
+    pr.check_sparsity(sparsity)
+    if scope not in pr.SCOPES:
+        raise ValueError(f"scope must be one of {pr.SCOPES}, got {scope!r}")
+    if isinstance(finetune_steps, bool) or not isinstance(finetune_steps, int) or finetune_steps < 0:
+        raise ValueError(f"finetune_steps must be a non-negative integer, got {finetune_steps!r}")
+    out = Path(out)
+    _check_out(out, Path(run_dir))
+    src, model = _open_source(run_dir, "prune")
+    task, config = src.task, src.config
+    data = training(task, config) if finetune_steps else None
+    ft = finetune_config(config, finetune_steps, lr_, progress=progress) if finetune_steps else None
+    log = out / "finetune"
+    extra: dict[str, Any] = {}
+    if structured:
+        H = recurrent_core(model).hidden_size
+        H2 = pr.hidden_units_to_keep(None, sparsity, H)
+        pruned, config = shrink_model(task, config, model, H2)
+        if data is not None:
+            ft = dataclasses.replace(ft, model=config.model)
+            extra["finetune"] = train_model(pruned, data, ft, log_dir=log)
+        extra.update(hidden_size={"before": H, "after": H2})
+    else:
+        pruned = _fresh_copy(src)
+
+        def finetune(m: nn.Module, reapply: Callable[[], None]) -> None:
+            if data is not None:
+                extra.setdefault("finetune", []).append(train_model(m, data, ft, after_step=reapply, log_dir=log))
+
+        masks = pr.iterative_prune(pruned, sparsity, steps=steps, scope=scope, finetune=finetune)
+        kept = sum(int(m.sum()) for m in masks.values())
+        total = sum(m.numel() for m in masks.values())
+        extra.update(sparsity=pr.sparsity_of(pruned, list(masks)), pruned_weights=total - kept, weights=total,
+                     schedule=pr.prune_schedule(sparsity, steps), sparse_bytes_csr=pr.sparse_bytes(pruned),
+                     dense_bytes=sum(p.numel() * p.element_size() for p in pruned.parameters()))  # fmt: skip
+    dst = _write_run(src, out, config, lambda p: safetensors.torch.save_model(pruned, str(p)), "prune")
+    _, pruned = load_model(out)
+    options = {"sparsity": sparsity, "structured": structured, "scope": scope, "steps": steps,
+               "finetune_steps": finetune_steps, "lr": ft.train.lr if ft else None}  # fmt: skip
+    return _report("prune", src, model, dst, pruned, options, splits, extra, repeats)
+
+
+def lowrank_run(
+    run_dir: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    rank: int | None = None,
+    energy: float | None = None,
+    finetune_steps: int = 0,
+    lr_: float | None = None,
+    splits: Sequence[str] = ("val",),
+    repeats: int = 20,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Truncated-SVD factorisation of the gate matrices (``rank`` or retained ``energy``), then
+    ``finetune_steps`` of fine-tuning of the factors and everything else."""
+    if (rank is None) == (energy is None):
+        raise ValueError("give exactly one of --rank and --energy")
+    lr.choose_rank(torch.ones(1), rank=rank, energy=energy)  # checks the value before any work
+    out = Path(out)
+    _check_out(out, Path(run_dir))
+    src, model = _open_source(run_dir, "lowrank")
+    small = _fresh_copy(src)
+    ranks = lr.lowrank_model(small, rank=rank, energy=energy)
+    extra: dict[str, Any] = {"ranks": ranks}
+    if finetune_steps:
+        ft = finetune_config(src.config, finetune_steps, lr_, progress=progress)
+        extra["finetune"] = train_model(small, training(src.task, src.config), ft, log_dir=out / "finetune")
+    save = (lambda p: lr.save_lowrank(small, p)) if ranks else (lambda p: safetensors.torch.save_model(small, str(p)))
+    dst = _write_run(src, out, src.config, save, "lowrank")
+    _, small = load_model(out)
+    options = {"rank": rank, "energy": energy, "finetune_steps": finetune_steps, "lr": lr_}
+    return _report("lowrank", src, model, dst, small, options, splits, extra, repeats)
+
+
+def distill_run(
+    run_dir: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    hidden_size: int,
+    num_layers: int | None = None,
+    alpha: float = 0.5,
+    temperature: float = 2.0,
+    steps: int | None = None,
+    overrides: Sequence[str] = (),
+    splits: Sequence[str] = ("val",),
+    repeats: int = 20,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train a student with ``hidden_size`` (and ``num_layers``) from the run's model as teacher,
+    for ``steps`` optimiser steps (default: the teacher's ``train.max_steps``) with the teacher's
+    training settings and ``overrides`` (``train.lr=...``). ``alpha = 1`` ignores the teacher."""
+    check_distill_args(alpha, temperature)
+    out = Path(out)
+    _check_out(out, Path(run_dir))
+    src, teacher = _open_source(run_dir, "distill")
+    task = src.task
+    model_cfg = _resized(src.config.model, hidden_size)
+    if num_layers is not None:
+        model_cfg = dataclasses.replace(model_cfg, num_layers=num_layers)
+    config = dataclasses.replace(src.config, model=model_cfg)
+    try:
+        config = apply_overrides(config, list(overrides))
+    except ValueError as e:
+        raise ValueError(f"--set: {e}") from e
+    seed_everything(config.train.seed)
+    student = build_model(task, config)
+    sizes = check_smaller(student, teacher)
+    data = training(task, src.config)
+    budget = steps if steps is not None else config.train.max_steps
+    fixed = ["train.max_minutes=none", "train.tensorboard=false", f"train.progress={str(progress).lower()}"]
+    if budget is not None:
+        fixed.append(f"train.max_steps={budget}")
+    config = apply_overrides(config, fixed)
+    teacher.eval()
+    if data.kind == "lm":
+        step = lm_distill_step(teacher, data.step, alpha=alpha, temperature=temperature)
+    elif data.kind == "classify":
+        step = classify_distill_step(teacher, data.step, alpha=alpha, temperature=temperature,
+                                     jitter=config.data.jitter)  # fmt: skip
+    else:
+        raise TaskError(f"distillation supports the language-model and classify tasks, not {task.name!r}")
+    result = train_model(student, data, config, step=step, log_dir=out / "finetune")
+    dst = _write_run(src, out, config, lambda p: safetensors.torch.save_model(student, str(p)), "distill")
+    _, student = load_model(out)
+    options = {"hidden_size": hidden_size, "num_layers": config.model.num_layers, "alpha": alpha,
+               "temperature": temperature, "steps": result["steps"], "overrides": list(overrides)}  # fmt: skip
+    extra = {"training": result, "student_parameters": sizes[0], "teacher_parameters": sizes[1],
+             "teacher_used": alpha < 1}  # fmt: skip
+    return _report("distill", src, teacher, dst, student, options, splits, extra, repeats)
+
+
+# -- structured pruning of a task's model ------------------------------------------------------------------
+def _resized(model_cfg: Any, hidden_size: int) -> Any:
+    """The model config with a new H; an embedding size that followed H is written out, and a GRU/RNN
+    size resolved from a parameter budget is replaced by the explicit one."""
+    if isinstance(hidden_size, bool) or not isinstance(hidden_size, int) or hidden_size < 1:
+        raise ValueError(f"hidden_size must be a positive integer, got {hidden_size!r}")
+    changes: dict[str, Any] = {"hidden_size": hidden_size}
+    if model_cfg.vocab_size is not None and model_cfg.embedding_dim is None:
+        changes["embedding_dim"] = model_cfg.hidden_size
+    if getattr(model_cfg, "equal_params", False):
+        changes["equal_params"] = False
+    return dataclasses.replace(model_cfg, **changes)
+
+
+def shrink_model(task: Any, config: Config, model: nn.Module, hidden_size: int) -> tuple[nn.Module, Config]:
+    """The task's model with ``hidden_size`` hidden units per layer and direction (the most important
+    ones, see ``lstmkit.compress.prune``), and its config. Layers and directions keep the same number."""
+    core = getattr(model, "core", model)
+    rnn = core.rnn
+    prefix = "core." if core is not model else ""
+    tied_without_proj = isinstance(core, SequenceModel) and core.config.tie_weights and core.proj is None
+    if isinstance(core, SequenceModel):
+        consumer, key = (core.proj, "proj.weight") if core.proj is not None else (core.head, "head.weight")
+    else:
+        consumer, key = model.head, "head.weight"
+    keep = pr.keep_units(pr.unit_importance(rnn, None if tied_without_proj else consumer.weight), hidden_size)
+    small_rnn = pr.shrink_rnn(rnn, keep)
+    cols = pr.output_columns(rnn, keep)
+    new_config = dataclasses.replace(config, model=_resized(config.model, hidden_size))
+    new = build_model(task, new_config)
+    state = model.state_dict()
+    state = {k: v for k, v in state.items() if not k.startswith(f"{prefix}rnn.")}
+    state.update({f"{prefix}rnn.{k}": v for k, v in small_rnn.state_dict().items()})
+    if cols is not None:
+        if tied_without_proj:  # the head read h directly; a selection matrix now maps the kept units back to E = H
+            state[f"{prefix}proj.weight"] = torch.eye(rnn.hidden_size)[:, cols]  # (E, H')
+        else:
+            state[prefix + key] = state[prefix + key][:, cols]
+    new.load_state_dict(state, strict=True)
+    return new.train(model.training), new_config
