@@ -1,0 +1,440 @@
+"""What the CTC recognition tasks share (``ctc-speech``, ``ctc-ocr``): the generated-data cache, the
+stacked biLSTM with a CTC head, batching, the training step, greedy and prefix-beam decoding, the
+run-directory state, and ``lstmkit recognize``.
+
+A task module supplies the data (generated once and cached, see :func:`cached_arrays`), turns a
+cached sample or a user's file into the model's input (T, I), and scores transcripts (WER/CER).
+
+Labels: class 0 is CTC's blank; symbol ``alphabet[i]`` is class ``i + 1``.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import hashlib
+import itertools
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from lstmkit._fileio import atomic_path, read_versioned_json, write_versioned_json
+from lstmkit.data import BucketBatchSampler, pad_collate
+from lstmkit.metrics import ctc_greedy_decode, ctc_prefix_beam_search
+from lstmkit.nn import LSTM
+from lstmkit.tasks.base import DataUnavailable, Prepared, Task, TaskError
+from lstmkit.tasks.rundir import Run, open_run
+from lstmkit.train import Config, DataConfig, ModelConfig, ctc_loss, evaluate, fit
+
+BLANK = 0
+DATA = "data.json"
+_DATA_FORMAT = "lstmkit.ctc-data"
+_DATA_VERSION = 1
+_CACHE_FORMAT = "lstmkit.ctc-cache"
+_CACHE_VERSION = 1
+SPLITS = ("train", "val", "test")
+DECODE_BATCH = 64
+
+
+# -- config -----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CTCData(DataConfig):
+    """Where the generated data is cached, and what draws it (each task adds its generation keys)."""
+
+    # The data directory: the generated set is cached in a subfolder named by a hash of its generation
+    # parameters, beside a params.json of them, so a second run with the same parameters reuses it.
+    # "" means $LSTMKIT_DATA_DIR, else $LSTMKIT_CACHE_DIR/data, else ~/.cache/lstmkit/data; the resolved
+    # absolute path is written into the run's config.toml.
+    dir: str = ""
+    seed: int = 0  # draws the generated set; apart from train.seed so that training seeds share one data set
+
+    def _validate(self) -> None:
+        super()._validate()
+        if not 0 <= self.seed < 2**32:
+            raise ValueError(f"data.seed must be in [0, 2**32), got {self.seed}")
+
+
+@dataclass(frozen=True)
+class CTCModel(ModelConfig):
+    """``ModelConfig`` plus the direction and the decoder's beam."""
+
+    bidirectional: bool = True  # a label is easier to place when the frames after it are known too
+    beam_width: int = 8  # prefix beam search; 1 keeps only the likeliest prefix
+
+    def _validate(self) -> None:
+        super()._validate()
+        if self.cell != "lstm":
+            raise ValueError(f"the CTC tasks use an LSTM core; model.cell must be 'lstm', got {self.cell!r}")
+        if self.beam_width < 1:
+            raise ValueError(f"model.beam_width must be >= 1, got {self.beam_width}")
+
+
+def default_data_dir() -> Path:
+    if os.environ.get("LSTMKIT_DATA_DIR"):
+        return Path(os.environ["LSTMKIT_DATA_DIR"])
+    if os.environ.get("LSTMKIT_CACHE_DIR"):
+        return Path(os.environ["LSTMKIT_CACHE_DIR"]) / "data"
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "lstmkit" / "data"
+
+
+def resolved_dir(data: CTCData) -> Path:
+    return (Path(data.dir).expanduser() if data.dir else default_data_dir()).resolve()
+
+
+def toml_str(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+# -- the data cache ---------------------------------------------------------------------------------------
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass
+class Cached:
+    arrays: dict[str, np.ndarray]
+    path: Path  # the .npz file
+    sha256: str
+    generated_seconds: float | None  # None when read from the cache
+
+
+def cached_arrays(
+    root: Path, name: str, params: dict[str, Any], build: Callable[[], dict[str, np.ndarray]]
+) -> Cached:
+    """The arrays ``build()`` makes for ``params``, generated once into
+    ``root/NAME-HASH/data.npz`` (with ``params.json`` beside it) and read back on later calls.
+
+    The folder's HASH is of ``params``; a folder whose ``params.json`` differs (or an unreadable one) is
+    rebuilt. Writes are atomic, so a killed generation leaves nothing half-written behind.
+    """
+    text = json.dumps(params, sort_keys=True)
+    folder = root / f"{name}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
+    path, meta = folder / "data.npz", folder / "params.json"
+    if path.is_file() and meta.is_file():
+        try:
+            stored = read_versioned_json(meta, _CACHE_FORMAT, _CACHE_VERSION)
+            if stored.get("params") == json.loads(text):
+                with np.load(path, allow_pickle=False) as f:
+                    arrays = {k: f[k] for k in f.files}
+                return Cached(arrays, path, file_sha256(path), None)
+        except (OSError, ValueError, KeyError):
+            pass  # damaged: generate it again below
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DataUnavailable(f"cannot create the data directory {folder}: {e}; set data.dir=DIR") from e
+    started = time.perf_counter()
+    arrays = build()
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+    write_versioned_json(meta, _CACHE_FORMAT, _CACHE_VERSION, {"params": json.loads(text)})
+    return Cached(arrays, path, file_sha256(path), time.perf_counter() - started)
+
+
+def ragged(items: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Variable-length arrays (T_i, *) -> their concatenation (sum T_i, *) and offsets (N + 1,)."""
+    offsets = np.zeros(len(items) + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum([len(x) for x in items])
+    return np.concatenate(items), offsets
+
+
+def unragged(flat: np.ndarray, offsets: np.ndarray) -> list[np.ndarray]:
+    return [flat[a:b] for a, b in itertools.pairwise(offsets.tolist())]
+
+
+# -- CTC lengths and labels ---------------------------------------------------------------------------------
+def min_input_length(labels: Sequence[int]) -> int:
+    """The fewest steps CTC needs to emit ``labels``: one per label, plus a blank between equal neighbours."""
+    return len(labels) + sum(a == b for a, b in itertools.pairwise(labels))
+
+
+def check_lengths(inputs: Sequence[np.ndarray], labels: Sequence[Sequence[int]], what: Sequence[str]) -> None:
+    """Raise :class:`DataUnavailable` naming the first sample whose input is too short for its label."""
+    for x, y, name in zip(inputs, labels, what, strict=True):
+        need = min_input_length(y)
+        if len(x) < need:
+            raise DataUnavailable(
+                f"{name}: its input has {len(x)} steps but its label of {len(y)} symbols needs at least {need} "
+                "under CTC (one per symbol, plus a blank between repeated symbols); use a finer time step"
+            )
+
+
+# -- the model ----------------------------------------------------------------------------------------------
+class CTCRecognizer(nn.Module):
+    """Stacked (bi)LSTM, dropout and a linear layer to the blank and the symbols, as log-probabilities.
+
+    ``forward(x, lengths)``: x (T, B, I), lengths (B,) -> log-probabilities (T, B, C), C = symbols + 1.
+    """
+
+    def __init__(self, config: CTCModel) -> None:
+        super().__init__()
+        self.config = config
+        self.rnn = LSTM(
+            config.input_size,
+            config.hidden_size,
+            config.num_layers,
+            dropout=config.dropout if config.num_layers > 1 else 0.0,
+            bidirectional=config.bidirectional,
+        )
+        self.drop = nn.Dropout(config.dropout)
+        self.head = nn.Linear(config.hidden_size * (2 if config.bidirectional else 1), config.output_size)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        out, _ = self.rnn(x, lengths=lengths)  # (T, B, D*H); padded steps are zero and never scored
+        return self.head(self.drop(out)).log_softmax(dim=-1)  # (T, B, C)
+
+
+def ctc_step(model: nn.Module, batch: Any, state: Any) -> tuple[torch.Tensor, None, int]:
+    """CTC loss in nats per label; batch = (PaddedBatch, targets (sum S_i,), target lengths (B,))."""
+    (x, lengths, _), targets, target_lengths = batch
+    log_probs = model(x, lengths)  # (T, B, C)
+    labels = int(target_lengths.sum())
+    # lstmkit's ctc_loss checks every input is long enough for its label before torch's would return inf.
+    loss = ctc_loss(log_probs, targets, lengths, target_lengths, blank=BLANK, reduction="sum")
+    return loss / labels, None, labels
+
+
+class _Samples(torch.utils.data.Dataset):
+    def __init__(self, inputs: list[np.ndarray], labels: list[list[int]]) -> None:
+        self.inputs = [torch.from_numpy(x) for x in inputs]
+        self.labels = [torch.tensor(y, dtype=torch.int64) for y in labels]
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.inputs[i], self.labels[i]
+
+
+def _collate(items):
+    labels = [y for _, y in items]
+    return pad_collate([x for x, _ in items]), torch.cat(labels), torch.tensor([len(y) for y in labels])
+
+
+def loader(inputs: list[np.ndarray], labels: list[list[int]], batch_size: int, *, shuffle: bool, seed: int = 0):
+    """Batches of similar lengths (shuffled for training), padded and masked by ``pad_collate``."""
+    sampler = BucketBatchSampler([len(x) for x in inputs], batch_size, shuffle=shuffle, seed=seed)
+    return DataLoader(_Samples(inputs, labels), batch_sampler=sampler, collate_fn=_collate)
+
+
+# -- decoding ------------------------------------------------------------------------------------------------
+def beam_decode(log_probs: torch.Tensor, beam_width: int, *, prune: float = 1e-3) -> list[int]:
+    """The likeliest label sequence of one sequence's (T, C) log-probabilities by prefix beam search.
+
+    Symbols whose probability stays below ``prune`` at every step are left out of the search (the
+    blank never is), as in common CTC beam decoders: they cannot lead any beam, and the search's
+    cost grows with the number of symbols it tries at each step.
+    """
+    floor = math.log(prune) if prune > 0 else -math.inf
+    keep = (log_probs.max(dim=0).values >= floor).nonzero().flatten().tolist()
+    keep = sorted(set(keep) | {BLANK})
+    best = ctc_prefix_beam_search(log_probs[:, keep], beam_width=beam_width, blank=keep.index(BLANK))
+    return [keep[i] for i in best[0][0]]
+
+
+@torch.no_grad()
+def decode(model: nn.Module, inputs: list[np.ndarray], beam_width: int) -> tuple[list[list[int]], list[list[int]]]:
+    """Greedy and prefix-beam label sequences of every input (T_i, I), in order."""
+    model.eval()
+    greedy: list[list[int]] = []
+    beam: list[list[int]] = []
+    for start in range(0, len(inputs), DECODE_BATCH):
+        x, lengths, _ = pad_collate([torch.from_numpy(a) for a in inputs[start : start + DECODE_BATCH]])
+        log_probs = model(x, lengths)  # (T, B, C)
+        greedy.extend(ctc_greedy_decode(log_probs, lengths, blank=BLANK))
+        beam.extend(beam_decode(log_probs[: int(n), b], beam_width) for b, n in enumerate(lengths.tolist()))
+    return greedy, beam
+
+
+# -- prepared data and the shared task ---------------------------------------------------------------------------
+@dataclass
+class CTCPrepared(Prepared):
+    config: Config
+    inputs: dict[str, list[np.ndarray]]  # per split, (T_i, I) float32 model inputs
+    labels: dict[str, list[list[int]]]  # per split, class ids (1 .. len(alphabet))
+    texts: dict[str, list[str]]  # per split, the reference transcripts
+    record: dict[str, Any]  # what data.json keeps: the cache file, its SHA-256, its generation parameters
+
+    def save(self, run_dir: Path) -> None:
+        write_versioned_json(run_dir / DATA, _DATA_FORMAT, _DATA_VERSION, self.record)
+
+
+class CTCTask(Task):
+    """A recognition task trained with CTC; subclasses supply the data and the scoring."""
+
+    state_files = (DATA,)
+    unit = "label"
+    loss_label = "loss (CTC, nats per label)"
+    file_kind = ""  # what `lstmkit recognize` reads, e.g. "WAV"
+
+    # -- what a task module supplies --
+    @abc.abstractmethod
+    def alphabet(self, config: Config) -> str:
+        """The symbols, in class order (class i + 1 is symbol i)."""
+
+    @abc.abstractmethod
+    def load(self, config: Config) -> tuple[dict[str, list[np.ndarray]], dict[str, list[str]], dict[str, Any]]:
+        """The cached (or newly generated) samples: model inputs and transcripts per split, and the record."""
+
+    @abc.abstractmethod
+    def read_file(self, path: Path, config: Config) -> np.ndarray:
+        """A user's file as the model's input (T, I); ``ValueError`` says what is wrong with it."""
+
+    @abc.abstractmethod
+    def score(self, references: list[str], hypotheses: list[str]) -> dict[str, float]:
+        """Error rates and exact-match share of the transcripts."""
+
+    def to_text(self, labels: Sequence[int], config: Config) -> str:
+        symbols = self.alphabet(config)
+        return "".join(symbols[i - 1] for i in labels)
+
+    # -- the Task contract --
+    def resolve(self, config: Config) -> Config:
+        """``config`` with ``data.dir`` absolute, so that the run can be evaluated from anywhere."""
+        from lstmkit.train import apply_overrides
+
+        return apply_overrides(config, [f"data.dir={toml_str(str(resolved_dir(config.data)))}"])
+
+    def prepare(self, config: Config) -> CTCPrepared:
+        self.check_data(config)
+        config = self.resolve(config)
+        inputs, texts, record = self.load(config)
+        symbols = self.alphabet(config)
+        index = {s: i + 1 for i, s in enumerate(symbols)}
+        labels = {s: [[index[c] for c in t] for t in texts[s]] for s in SPLITS}
+        for split in SPLITS:
+            check_lengths(inputs[split], labels[split], [f"{split} sample {i}" for i in range(len(inputs[split]))])
+        config = dataclasses.replace(
+            config,
+            model=dataclasses.replace(config.model, input_size=inputs["train"][0].shape[1],
+                                      output_size=len(symbols) + 1, vocab_size=None),
+        )  # fmt: skip
+        return CTCPrepared(config, inputs, labels, texts, record)
+
+    def score_split(self, model: nn.Module, prepared: CTCPrepared, split: str) -> dict[str, Any]:
+        config = prepared.config
+        loss = evaluate(model, loader(prepared.inputs[split], prepared.labels[split], 64, shuffle=False), ctc_step)
+        greedy, beam = decode(model, prepared.inputs[split], config.model.beam_width)
+        refs = prepared.texts[split]
+        examples = [
+            {"reference": r, "greedy": self.to_text(g, config), "beam": self.to_text(b, config)}
+            for r, g, b in zip(refs, greedy, beam, strict=True)
+        ]
+        return {
+            "split": split,
+            "samples": len(refs),
+            "nats_per_label": loss,
+            "greedy": self.score(refs, [e["greedy"] for e in examples]),
+            "beam": self.score(refs, [e["beam"] for e in examples]),
+            "beam_width": config.model.beam_width,
+            "errors": [e for e in examples if e["beam"] != e["reference"]][:20],  # a few to look at
+        }
+
+    def train(self, prepared: Prepared, run_dir: Path) -> dict[str, Any]:
+        assert isinstance(prepared, CTCPrepared)
+        config = prepared.config
+        model = CTCRecognizer(config.model)
+        train_data = loader(prepared.inputs["train"], prepared.labels["train"], config.data.batch_size,
+                            shuffle=True, seed=config.train.seed)  # fmt: skip
+        val_data = loader(prepared.inputs["val"], prepared.labels["val"], 64, shuffle=False)
+        result = fit(model, train_data, ctc_step, config=config, out_dir=run_dir, val_data=val_data)
+        return {
+            "split": "val",
+            "nats_per_label": result.best_val_loss,  # what `lstmkit evaluate --split val` gives back
+            "val": self.score_split(model, prepared, "val"),
+            "test": self.score_split(model, prepared, "test"),
+            "steps": result.steps,
+            "epochs": len(result.history),
+            "best_epoch": result.best_epoch,
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "samples": {s: len(v) for s, v in prepared.inputs.items()},
+            "generation_seconds": prepared.record.get("generation_seconds"),
+        }
+
+    def evaluate(self, run: Run, split: str) -> dict[str, Any]:
+        if split not in SPLITS:
+            raise TaskError(f"split must be one of {SPLITS}, got {split!r}")
+        try:
+            recorded = read_versioned_json(run.file(DATA), _DATA_FORMAT, _DATA_VERSION)
+        except ValueError as e:
+            raise TaskError(str(e)) from e
+        prepared = self.prepare(run.config)
+        if recorded.get("sha256") != prepared.record["sha256"]:
+            raise TaskError(f"the data in {prepared.record['cache']} is not the data this run was trained on "
+                            f"(its SHA-256 differs from {run.file(DATA)})")  # fmt: skip
+        model = run.load_weights(CTCRecognizer(prepared.config.model))
+        return self.score_split(model, prepared, split)
+
+    def transcribe(self, run: Run, paths: Sequence[Path]) -> list[str]:
+        """The beam-search transcript of each file, in order; ``TaskError`` names a file that cannot be read."""
+        config = run.config
+        inputs = []
+        for path in paths:
+            try:
+                inputs.append(self.read_file(Path(path), config).astype(np.float32))
+            except ValueError as e:
+                raise TaskError(str(e)) from e
+        if config.model.input_size is not None and any(x.shape[1] != config.model.input_size for x in inputs):
+            raise TaskError(f"the files give inputs of another size than the model's {config.model.input_size}")
+        model = run.load_weights(CTCRecognizer(config.model))
+        _, beam = decode(model, inputs, config.model.beam_width)
+        return [self.to_text(b, config) for b in beam]
+
+    def report(self, metrics: dict[str, Any]) -> list[str]:
+        if "test" in metrics:  # a training summary
+            head = (f"val loss: {metrics['nats_per_label']:.4f} nats/label, best epoch {metrics['best_epoch']} "
+                    f"of {metrics['epochs']}")  # fmt: skip
+            return [head, *self.report(metrics["val"]), *self.report(metrics["test"])]
+        lines = [f"{metrics['split']} ({metrics['samples']} samples): CTC loss {metrics['nats_per_label']:.4f} "
+                 "nats/label"]  # fmt: skip
+        for how in ("greedy", "beam"):
+            scores = ", ".join(f"{k} {v:.4f}" for k, v in metrics[how].items())
+            width = f" (width {metrics['beam_width']})" if how == "beam" else ""
+            lines.append(f"  {how}{width}: {scores}")
+        return lines
+
+
+def recognize_files(run_dir: str | os.PathLike[str], files: Sequence[str | os.PathLike[str]]) -> list[str]:
+    """``lstmkit recognize``: "FILE<TAB>TRANSCRIPT" for each file, transcribed by a ctc-speech or ctc-ocr run."""
+    run = open_run(run_dir)
+    if not isinstance(run.task, CTCTask):
+        raise TaskError(f"{run_dir} is a {run.task.name!r} run; recognize needs a ctc-speech or ctc-ocr run")
+    if run.config.train.threads > 0:
+        torch.set_num_threads(run.config.train.threads)
+    paths = [Path(f) for f in files]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise TaskError(f"no such file: {', '.join(missing)}")
+    return [f"{p}\t{text}" for p, text in zip(paths, run.task.transcribe(run, paths), strict=True)]
+
+
+__all__ = [
+    "BLANK",
+    "CTCData",
+    "CTCModel",
+    "CTCPrepared",
+    "CTCRecognizer",
+    "CTCTask",
+    "beam_decode",
+    "cached_arrays",
+    "check_lengths",
+    "ctc_step",
+    "decode",
+    "min_input_length",
+    "recognize_files",
+]
