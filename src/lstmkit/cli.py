@@ -199,6 +199,26 @@ def forecast(
         typer.echo(line)
 
 
+@app.command("recognize")
+def recognize(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory of ctc-speech or ctc-ocr.")],
+    files: Annotated[
+        list[Path],
+        typer.Argument(metavar="FILE...", help="Mono WAV files at the run's sample rate (ctc-speech), or images "
+                       "of one text line each, dark on light or light on dark (ctc-ocr: PNG)."),
+    ],
+) -> None:
+    """Transcribe your files with a trained CTC run (prefix beam search); prints FILE<TAB>TRANSCRIPT per file."""
+    from lstmkit.tasks.ctc import recognize_files
+
+    try:
+        lines = recognize_files(run_dir, files)
+    except TaskError as e:
+        _fail(e)
+    for line in lines:
+        typer.echo(line)
+
+
 class ExportFormat(str, enum.Enum):
     onnx = "onnx"
 
