@@ -10,8 +10,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from lstmkit.cli import app
-from lstmkit.tasks import get_task, runner
 from lstmkit.tasks import ctc_ocr as ocr
+from lstmkit.tasks import get_task, runner
 from lstmkit.tasks.rundir import open_run
 
 
