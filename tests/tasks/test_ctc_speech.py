@@ -70,7 +70,7 @@ def test_generated_utterances_are_deterministic_per_seed():
     f1, f2 = speech.features(wav, data), speech.features(wav, data)
     assert f1.shape[1] == 40 and np.array_equal(f1, f2)
     x = speech.model_input(f1, data)
-    assert x.shape == (-(-len(f1) // 3), 120) and x.dtype == np.float32
+    assert x.shape == (-(-len(f1) // data.stack), 40 * data.stack) and x.dtype == np.float32
 
 
 def test_recognize_transcribes_wav_files(speech_run, tmp_path):
