@@ -1,0 +1,156 @@
+"""Data-parallel training: 2 processes on CPU with gloo on loopback against one process.
+
+The processes are started like torchrun starts them (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``,
+``MASTER_ADDR``, ``MASTER_PORT``), running this file as a script (``python test_distributed.py
+worker OUT_DIR``): cheaper than torchrun's agent, and the same code path inside ``fit``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from lstmkit.data import TokenStreamBatcher
+from lstmkit.models import SequenceModel
+from lstmkit.train import Config, DataConfig, ModelConfig, TrainConfig, fit, lm_step, seed_everything
+
+HERE = Path(__file__).resolve()
+WORLD = 2
+STOP_AT = 4  # the interrupted runs stop after the checkpoint of this step
+
+
+class _Interrupt(Exception):
+    pass
+
+
+# -- the experiment both sides run --------------------------------------------------------------------
+def _corpus() -> torch.Tensor:
+    return torch.randint(0, 7, (260,), generator=torch.Generator().manual_seed(3))
+
+
+def _experiment(out_dir: Path, *, accumulate: int = 1, stop_at: int | None = None) -> list[torch.Tensor]:
+    """Stateful TBPTT over 4 streams (2 per rank), 2 epochs with validation; the flat parameters
+    after every optimiser step (the last entry: the final, best-by-validation weights)."""
+    config = Config(
+        model=ModelConfig(vocab_size=7, hidden_size=8, num_layers=2, dropout=0.0),
+        data=DataConfig(batch_size=4, bptt=6),
+        train=TrainConfig(epochs=2, lr=1e-2, warmup_steps=2, checkpoint_every=STOP_AT, accumulate=accumulate,
+                          progress=False, tensorboard=False, log_every=2, patience=5),
+    )  # fmt: skip
+    corpus = _corpus()
+    train = TokenStreamBatcher(corpus[:220], batch_size=4, bptt=6, drop_last=True)  # 9 chunks per epoch
+    val = TokenStreamBatcher(corpus[220:], batch_size=2, bptt=6)
+    seed_everything(0)
+    model = SequenceModel(config.model).double()  # float64: the comparisons see the algorithm, not rounding
+    params: list[torch.Tensor] = []
+
+    def on_step(log):
+        params.append(torch.cat([p.detach().flatten() for p in model.parameters()]).clone())
+        if stop_at is not None and log.step == stop_at:
+            raise _Interrupt
+
+    try:
+        fit(model, train, lm_step, config=config, out_dir=out_dir, val_data=val, on_step=on_step)
+    except _Interrupt:
+        return params
+    params.append(torch.cat([p.detach().flatten() for p in model.parameters()]).clone())
+    return params
+
+
+def _worker(tmp: Path) -> None:
+    """What each rank runs: full runs, an interrupted run, and a resume of a single-process checkpoint."""
+    rank = int(os.environ["RANK"])
+    results = {
+        "full": _experiment(tmp / "dist_full"),
+        "accumulate": _experiment(tmp / "dist_accumulate", accumulate=2),
+        "cut": _experiment(tmp / "dist_cut", stop_at=STOP_AT),
+        "resumed": _experiment(tmp / "single_cut"),  # a single-process run's checkpoint, resumed on 2 ranks
+    }
+    torch.save(results, tmp / f"rank{rank}.pt")
+
+
+# -- launching ------------------------------------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _env(rank: int, world: int, port: int, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
+               MASTER_PORT=str(port), OMP_NUM_THREADS="1", **extra)  # fmt: skip
+    return env
+
+
+def _run_all(commands: list[tuple[list[str], dict[str, str]]], timeout: float) -> list[subprocess.CompletedProcess]:
+    """Start every command at once, wait for all; kill them all when the time is up."""
+    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for cmd, env in commands]  # fmt: skip
+    deadline, done = time.monotonic() + timeout, []
+    try:
+        for p in procs:
+            out, err = p.communicate(timeout=max(0.1, deadline - time.monotonic()))
+            done.append(subprocess.CompletedProcess(p.args, p.returncode, out, err))
+    except subprocess.TimeoutExpired:
+        for p in procs:
+            p.kill()
+            p.communicate()
+        raise AssertionError(f"the processes were still running after {timeout} s (hanging?)") from None
+    return done
+
+
+# -- the tests ------------------------------------------------------------------------------------------
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One intra-op thread, as each rank has (OMP_NUM_THREADS=1): on a busy 2-core machine two threads
+    of these tiny models spin many times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_two_ranks_match_one_process_and_resume_each_other(tmp_path):
+    # Single-process references, and a single-process run interrupted for the ranks to resume.
+    single_full = _experiment(tmp_path / "single_full")
+    single_accumulate = _experiment(tmp_path / "single_accumulate", accumulate=2)
+    _experiment(tmp_path / "single_cut", stop_at=STOP_AT)
+
+    port = _free_port()
+    cmd = [sys.executable, str(HERE), "worker", str(tmp_path)]
+    results = _run_all([(cmd, _env(r, WORLD, port)) for r in range(WORLD)], timeout=120)
+    for r in results:
+        assert r.returncode == 0, r.stderr[-3000:]
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(WORLD)]
+
+    for name, reference in (("full", single_full), ("accumulate", single_accumulate)):
+        steps = ranks[0][name]
+        assert len(steps) == len(reference) == len(ranks[1][name])
+        for i, (p0, p1, ref) in enumerate(zip(steps, ranks[1][name], reference, strict=True)):
+            assert torch.equal(p0, p1), f"{name}: the ranks' parameters differ after step {i + 1}"
+            torch.testing.assert_close(p0, ref, rtol=1e-9, atol=1e-11, msg=f"{name}: step {i + 1} differs")
+
+    # Rank 0 alone wrote the files of the run.
+    assert (tmp_path / "dist_full" / "model.safetensors").exists()
+    rows = (tmp_path / "dist_full" / "metrics.csv").read_text().splitlines()
+    assert rows[0].startswith("step,") and len(rows) == len(set(rows))
+
+    # A checkpoint of the distributed run resumes in one process, and one of a single process on 2 ranks,
+    # both ending where the run never stopped ends.
+    assert len(ranks[0]["cut"]) == STOP_AT
+    resumed_single = _experiment(tmp_path / "dist_cut")
+    torch.testing.assert_close(resumed_single[-1], single_full[-1], rtol=1e-9, atol=1e-11)
+    for rank in ranks:
+        torch.testing.assert_close(rank["resumed"][-1], single_full[-1], rtol=1e-9, atol=1e-11)
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["worker"]:
+    _worker(Path(sys.argv[2]))
