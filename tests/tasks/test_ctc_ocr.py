@@ -10,8 +10,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from lstmkit.cli import app
+from lstmkit.tasks import DataUnavailable, get_task, runner
 from lstmkit.tasks import ctc_ocr as ocr
-from lstmkit.tasks import get_task, runner
 from lstmkit.tasks.rundir import open_run
 
 
@@ -78,3 +78,12 @@ def test_recognize_reads_png_lines_and_refuses_empty_images(ocr_run, tmp_path):
     for name, message in (("blank.png", "is blank: no text stands out"), ("empty.png", "is not a readable image")):
         result = CliRunner().invoke(app, ["recognize", str(ocr_run.run_dir), str(tmp_path / name)])
         assert result.exit_code == 1 and message in result.output, result.output
+
+
+def test_lines_too_narrow_for_their_labels_under_ctc_stop_the_run(tmp_path):
+    task = get_task("ctc-ocr")
+    config = runner.build_config("ctc-ocr", overrides=[f'data.dir="{tmp_path}"', "data.train_size=6",
+                                                       "data.val_size=2", "data.test_size=2", "data.stride=64"])
+    with pytest.raises(DataUnavailable, match=r"train sample 0: its input has \d+ steps but its label of \d+ symbols "
+                                              r"needs at least \d+ under CTC"):  # fmt: skip
+        task.prepare(config)

@@ -233,16 +233,19 @@ def loader(inputs: list[np.ndarray], labels: list[list[int]], batch_size: int, *
 
 
 # -- decoding ------------------------------------------------------------------------------------------------
-def beam_decode(log_probs: torch.Tensor, beam_width: int, *, prune: float = 1e-3) -> list[int]:
+def beam_decode(log_probs: torch.Tensor, beam_width: int, *, prune: float = 1e-3, max_symbols: int = 24) -> list[int]:
     """The likeliest label sequence of one sequence's (T, C) log-probabilities by prefix beam search.
 
     Symbols whose probability stays below ``prune`` at every step are left out of the search (the
-    blank never is), as in common CTC beam decoders: they cannot lead any beam, and the search's
-    cost grows with the number of symbols it tries at each step.
+    blank never is), and at most the ``max_symbols`` with the highest peak probability are searched,
+    as in common CTC beam decoders: such symbols cannot lead a beam, and the search's cost (a Python
+    loop) grows with the number of symbols it tries at each step. A trained model's posteriors are
+    peaky, so this drops nothing that matters; an untrained one's are flat, and it bounds the time.
     """
+    peak = log_probs.max(dim=0).values  # (C,)
     floor = math.log(prune) if prune > 0 else -math.inf
-    keep = (log_probs.max(dim=0).values >= floor).nonzero().flatten().tolist()
-    keep = sorted(set(keep) | {BLANK})
+    top = peak.topk(min(max_symbols, len(peak))).indices.tolist()
+    keep = sorted({c for c in top if peak[c] >= floor} | {BLANK})
     best = ctc_prefix_beam_search(log_probs[:, keep], beam_width=beam_width, blank=keep.index(BLANK))
     return [keep[i] for i in best[0][0]]
 
