@@ -7,6 +7,7 @@ worker OUT_DIR``): cheaper than torchrun's agent, and the same code path inside 
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -19,11 +20,23 @@ import torch
 
 from lstmkit.data import TokenStreamBatcher
 from lstmkit.models import SequenceModel
-from lstmkit.train import Config, DataConfig, ModelConfig, TrainConfig, fit, lm_step, seed_everything
+from lstmkit.tasks import TASKS, TaskError, get_task, runner
+from lstmkit.train import (
+    Config,
+    DataConfig,
+    ModelConfig,
+    TrainConfig,
+    apply_overrides,
+    dump_config,
+    fit,
+    lm_step,
+    seed_everything,
+)
+from lstmkit.train import distributed as D
 
 HERE = Path(__file__).resolve()
 WORLD = 2
-STOP_AT = 4  # the interrupted runs stop after the checkpoint of this step
+STOP_AT = 3  # the interrupted runs stop after the checkpoint of this step, mid-epoch
 
 
 class _Interrupt(Exception):
@@ -32,7 +45,7 @@ class _Interrupt(Exception):
 
 # -- the experiment both sides run --------------------------------------------------------------------
 def _corpus() -> torch.Tensor:
-    return torch.randint(0, 7, (260,), generator=torch.Generator().manual_seed(3))
+    return torch.randint(0, 7, (170,), generator=torch.Generator().manual_seed(3))
 
 
 def _experiment(out_dir: Path, *, accumulate: int = 1, stop_at: int | None = None) -> list[torch.Tensor]:
@@ -45,8 +58,8 @@ def _experiment(out_dir: Path, *, accumulate: int = 1, stop_at: int | None = Non
                           progress=False, tensorboard=False, log_every=2, patience=5),
     )  # fmt: skip
     corpus = _corpus()
-    train = TokenStreamBatcher(corpus[:220], batch_size=4, bptt=6, drop_last=True)  # 9 chunks per epoch
-    val = TokenStreamBatcher(corpus[220:], batch_size=2, bptt=6)
+    train = TokenStreamBatcher(corpus[:130], batch_size=4, bptt=6, drop_last=True)  # 5 chunks per epoch
+    val = TokenStreamBatcher(corpus[130:], batch_size=2, bptt=6)
     seed_everything(0)
     model = SequenceModel(config.model).double()  # float64: the comparisons see the algorithm, not rounding
     params: list[torch.Tensor] = []
@@ -150,6 +163,67 @@ def test_two_ranks_match_one_process_and_resume_each_other(tmp_path):
     torch.testing.assert_close(resumed_single[-1], single_full[-1], rtol=1e-9, atol=1e-11)
     for rank in ranks:
         torch.testing.assert_close(rank["resumed"][-1], single_full[-1], rtol=1e-9, atol=1e-11)
+
+
+@pytest.mark.parametrize("rank", range(WORLD))
+def test_a_world_size_that_does_not_divide_the_batch_stops_each_rank_before_the_rendezvous(rank, tmp_path, monkeypatch):
+    for name, value in _env(rank, WORLD, _free_port()).items():
+        monkeypatch.setenv(name, value)
+    config = apply_overrides(get_task("adding").smoke_config(tmp_path), ["data.batch_size=3"])
+    message = "data.batch_size = 3 is the global batch and must be divisible by the world size 2"
+    with pytest.raises(TaskError, match=message):  # the command's path
+        runner.train("adding", config, tmp_path / "run")
+    with pytest.raises(ValueError, match=message):  # fit called by a script under torchrun
+        fit(torch.nn.Linear(2, 2), [], lm_step, config=config, out_dir=tmp_path / "fit")
+    assert not (tmp_path / "run").exists() and not (tmp_path / "fit").exists()
+
+
+@pytest.mark.parametrize("rank", range(WORLD))
+def test_a_rank_that_cannot_reach_the_rendezvous_stops_with_a_clear_error(rank, tmp_path, monkeypatch):
+    # Rank 0 waits for a rank 1 that never comes; rank 1 finds no rank 0 at its address. In this process:
+    # a failed rendezvous leaves no process group behind.
+    port = _free_port()
+    for name, value in _env(rank, WORLD, port, **{D.TIMEOUT_ENV: "2"}).items():
+        monkeypatch.setenv(name, value)
+    started = time.monotonic()
+    expected = f"rank {rank} of 2: could not join the other processes at 127.0.0.1:{port} within 2 s"
+    with pytest.raises(TaskError, match=expected):
+        runner.train("adding", get_task("adding").smoke_config(tmp_path), tmp_path / "run")
+    assert time.monotonic() - started < 30
+    assert not torch.distributed.is_initialized() and not (tmp_path / "run").exists()
+
+
+def _torchrun(task: str, tmp_path: Path) -> tuple[subprocess.CompletedProcess, Config]:
+    config = get_task(task).smoke_config(tmp_path)
+    dump_config(config, tmp_path / "config.toml")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(WORLD),
+           "--local-ranks-filter", "0", "-m", "lstmkit", "train", "--task", task, "--config",
+           str(tmp_path / "config.toml"), "--out", str(tmp_path / "dist")]  # fmt: skip
+    (result,) = _run_all([(cmd, {**os.environ, "OMP_NUM_THREADS": "1"})], timeout=180)
+    return result, config
+
+
+def test_torchrun_trains_the_default_task_like_one_process(tmp_path):
+    result, config = _torchrun("charlm", tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("run directory:") == 1  # --local-ranks-filter 0: rank 0's report only
+    dist_summary = json.loads((tmp_path / "dist" / "summary.json").read_text())
+    single = runner.train("charlm", config, tmp_path / "single")
+    assert dist_summary["processes"] == WORLD and single.metrics["processes"] == 1
+    assert dist_summary["steps"] == single.metrics["steps"]
+    assert dist_summary["nats_per_char"] == pytest.approx(single.metrics["nats_per_char"], rel=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_every_task_trains_under_torchrun(task, tmp_path):
+    try:
+        get_task(task).check_data(get_task(task).smoke_config(tmp_path))
+    except TaskError as e:
+        pytest.skip(f"no data for {task}: {e}")
+    result, _ = _torchrun(task, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "dist" / "summary.json").exists() and (tmp_path / "dist" / "model.safetensors").exists()
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["worker"]:

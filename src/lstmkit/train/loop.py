@@ -320,10 +320,12 @@ def fit(
     if not isinstance(config, Config):
         raise TypeError(f"config must be a lstmkit.train.Config, got {type(config).__name__}")
     cfg = config.train
-    dist_env = distributed.setup()  # None when this process trains alone
+    launch = distributed.detect()  # None when this process trains alone
+    # Before any rendezvous, so that every rank of a launch the batch does not fit stops at once.
+    distributed.check_batch_size(config.data.batch_size, launch.world_size if launch else distributed.world_size())
+    dist_env = distributed.setup()
     world, rank = distributed.world_size(), distributed.rank()
     main = rank == 0
-    distributed.check_batch_size(config.data.batch_size, world)
     if dist_env is not None:
         train_data = distributed.shard_data(train_data, rank, world, seed=cfg.seed)
     out_dir = Path(out_dir)
