@@ -127,3 +127,17 @@ def test_cache_generates_once_and_reuses(tmp_path):
     first.path.write_bytes(b"damaged")  # a damaged file is generated again
     again = cached_arrays(tmp_path, "toy", {"n": 5}, build)
     assert len(calls) == 3 and np.array_equal(again.arrays["a"], np.arange(5))
+
+
+def test_input_scale_standardises_with_one_deviation():
+    from lstmkit.tasks.ctc import input_scale, scale
+
+    rng = np.random.default_rng(0)
+    inputs = [rng.normal([1.0, -2.0, 0.0], [2.0, 2.0, 0.0], size=(n, 3)).astype(np.float32) for n in (50, 80, 70)]
+    mean, std = input_scale(inputs)
+    flat = np.concatenate(inputs)
+    assert np.allclose(mean, flat.mean(axis=0), atol=1e-5)
+    assert std == pytest.approx(np.sqrt(((flat - flat.mean(axis=0)) ** 2).mean()), rel=1e-5)
+    scaled = np.concatenate([scale(x, mean, std) for x in inputs])
+    assert np.allclose(scaled.mean(axis=0), 0, atol=1e-5) and np.isfinite(scaled).all()
+    assert scaled[:, 2].std() == 0  # a constant feature stays constant, not blown up

@@ -174,6 +174,24 @@ def check_lengths(inputs: Sequence[np.ndarray], labels: Sequence[Sequence[int]],
             )
 
 
+def input_scale(inputs: Sequence[np.ndarray]) -> tuple[np.ndarray, float]:
+    """Each feature's mean over every step of ``inputs`` (I,), and one standard deviation for all features.
+
+    One deviation rather than one per feature: a pixel row that is nearly always blank (the top of a
+    text line) would otherwise be blown up to the scale of the rows that carry the letters.
+    """
+    total = sum(x.sum(axis=0, dtype=np.float64) for x in inputs)
+    steps = sum(len(x) for x in inputs)
+    mean = total / steps  # (I,)
+    var = sum(((x - mean) ** 2).sum(dtype=np.float64) for x in inputs) / (steps * len(mean))
+    return mean.astype(np.float32), max(float(np.sqrt(var)), 1e-6)
+
+
+def scale(x: np.ndarray, mean: np.ndarray, std: float) -> np.ndarray:
+    """(T, I) -> (T, I) float32, standardised with the training statistics."""
+    return ((x - mean) / std).astype(np.float32)
+
+
 # -- the model ----------------------------------------------------------------------------------------------
 class CTCRecognizer(nn.Module):
     """Stacked (bi)LSTM, dropout and a linear layer to the blank and the symbols, as log-probabilities.
@@ -317,6 +335,9 @@ class CTCTask(Task):
         self.check_data(config)
         config = self.resolve(config)
         inputs, texts, record = self.load(config)
+        mean, std = input_scale(inputs["train"])
+        inputs = {s: [scale(x, mean, std) for x in v] for s, v in inputs.items()}
+        record = {**record, "input_mean": mean.tolist(), "input_std": std}
         symbols = self.alphabet(config)
         index = {s: i + 1 for i, s in enumerate(symbols)}
         labels = {s: [[index[c] for c in t] for t in texts[s]] for s in SPLITS}
@@ -394,6 +415,12 @@ class CTCTask(Task):
                 raise TaskError(str(e)) from e
         if config.model.input_size is not None and any(x.shape[1] != config.model.input_size for x in inputs):
             raise TaskError(f"the files give inputs of another size than the model's {config.model.input_size}")
+        try:
+            recorded = read_versioned_json(run.file(DATA), _DATA_FORMAT, _DATA_VERSION)
+            mean, std = np.asarray(recorded["input_mean"], dtype=np.float32), float(recorded["input_std"])
+        except (ValueError, KeyError) as e:
+            raise TaskError(f"{run.file(DATA)} cannot be read: {e}") from e
+        inputs = [scale(x, mean, std) for x in inputs]
         model = run.load_weights(CTCRecognizer(config.model))
         _, beam = decode(model, inputs, config.model.beam_width)
         return [self.to_text(b, config) for b in beam]
