@@ -60,6 +60,7 @@ from lstmkit.compress.training import (
 from lstmkit.models import SequenceModel
 from lstmkit.tasks.base import TaskError
 from lstmkit.tasks.rundir import CONFIG, MODEL, Run, open_run, write_stamp, write_summary
+from lstmkit.tasks.runner import set_threads
 from lstmkit.train import Config, apply_overrides, dump_config, seed_everything
 
 COMPRESSION = "compression.json"
@@ -186,7 +187,10 @@ def _report(
 
 
 def _open_source(run_dir: str | os.PathLike[str], method: str) -> tuple[Run, nn.Module]:
+    """The run and its model; sets the run's ``train.threads`` as ``evaluate`` does (1 by default:
+    two threads on a busy 2-core machine run many times slower)."""
     src, model = load_model(run_dir)
+    set_threads(src.config)
     prior = compression_of(src)
     if prior is not None and prior.get("method") in ("quantize", "lowrank"):
         raise TaskError(f"{src.path} is {prior['method']}d already; compress the float run it came from "
