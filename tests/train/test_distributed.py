@@ -8,6 +8,7 @@ worker OUT_DIR``): cheaper than torchrun's agent, and the same code path inside 
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
 import subprocess
@@ -48,9 +49,14 @@ def _corpus() -> torch.Tensor:
     return torch.randint(0, 7, (170,), generator=torch.Generator().manual_seed(3))
 
 
-def _experiment(out_dir: Path, *, accumulate: int = 1, stop_at: int | None = None) -> list[torch.Tensor]:
+def _experiment(
+    out_dir: Path, *, accumulate: int = 1, stop_at: int | None = None, poison: int | None = None
+) -> list[torch.Tensor]:
     """Stateful TBPTT over 4 streams (2 per rank), 2 epochs with validation; the flat parameters
-    after every optimiser step (the last entry: the final, best-by-validation weights)."""
+    after every optimiser step (the last entry: the final, best-by-validation weights).
+
+    ``poison``: the loss of that training batch is NaN on the last rank only (alone: on the batch).
+    """
     config = Config(
         model=ModelConfig(vocab_size=7, hidden_size=8, num_layers=2, dropout=0.0),
         data=DataConfig(batch_size=4, bptt=6),
@@ -69,8 +75,17 @@ def _experiment(out_dir: Path, *, accumulate: int = 1, stop_at: int | None = Non
         if stop_at is not None and log.step == stop_at:
             raise _Interrupt
 
+    calls = 0
+    last_rank = int(os.environ.get("RANK", "0")) == int(os.environ.get("WORLD_SIZE", "1")) - 1
+
+    def step(model, batch, state):
+        nonlocal calls
+        loss, state, items = lm_step(model, batch, state)
+        calls += 1
+        return (loss * math.nan if calls == poison and last_rank else loss), state, items
+
     try:
-        fit(model, train, lm_step, config=config, out_dir=out_dir, val_data=val, on_step=on_step)
+        fit(model, train, step, config=config, out_dir=out_dir, val_data=val, on_step=on_step)
     except _Interrupt:
         return params
     params.append(torch.cat([p.detach().flatten() for p in model.parameters()]).clone())
@@ -83,6 +98,7 @@ def _worker(tmp: Path) -> None:
     results = {
         "full": _experiment(tmp / "dist_full"),
         "accumulate": _experiment(tmp / "dist_accumulate", accumulate=2),
+        "poisoned": _experiment(tmp / "dist_poisoned", poison=2),
         "cut": _experiment(tmp / "dist_cut", stop_at=STOP_AT),
         "resumed": _experiment(tmp / "single_cut"),  # a single-process run's checkpoint, resumed on 2 ranks
     }
@@ -135,16 +151,21 @@ def test_two_ranks_match_one_process_and_resume_each_other(tmp_path):
     # Single-process references, and a single-process run interrupted for the ranks to resume.
     single_full = _experiment(tmp_path / "single_full")
     single_accumulate = _experiment(tmp_path / "single_accumulate", accumulate=2)
+    single_poisoned = _experiment(tmp_path / "single_poisoned", poison=2)
     _experiment(tmp_path / "single_cut", stop_at=STOP_AT)
 
     port = _free_port()
-    cmd = [sys.executable, str(HERE), "worker", str(tmp_path)]
+    cmd = [sys.executable, "-W", "error", str(HERE), "worker", str(tmp_path)]  # warnings fail, as in pytest
     results = _run_all([(cmd, _env(r, WORLD, port)) for r in range(WORLD)], timeout=120)
     for r in results:
         assert r.returncode == 0, r.stderr[-3000:]
     ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(WORLD)]
 
-    for name, reference in (("full", single_full), ("accumulate", single_accumulate)):
+    # A NaN loss on one rank skips the step on every rank, as a NaN in the batch does in one process.
+    poisoned = ranks[0]["poisoned"]
+    assert torch.equal(poisoned[1], poisoned[0]) and not torch.equal(poisoned[2], poisoned[1])
+    cases = (("full", single_full), ("accumulate", single_accumulate), ("poisoned", single_poisoned))
+    for name, reference in cases:
         steps = ranks[0][name]
         assert len(steps) == len(reference) == len(ranks[1][name])
         for i, (p0, p1, ref) in enumerate(zip(steps, ranks[1][name], reference, strict=True)):
