@@ -76,14 +76,16 @@ def test_beam_finds_the_label_the_best_path_misses():
     assert beam_decode(lp, 1) == []  # a beam of one keeps only the empty prefix after step 1, and misses it
 
 
-@pytest.mark.parametrize("seed", range(4))
-def test_pruned_beam_equals_the_full_prefix_search(seed):
+@pytest.mark.parametrize("seed", range(6))
+def test_beam_decode_equals_the_reference_prefix_search(seed):
     g = torch.Generator().manual_seed(seed)
-    # Peaky posteriors over 12 classes, as a trained model gives: pruning the never-likely ones changes nothing.
-    lp = (torch.randn(20, 12, generator=g, dtype=torch.float64) * 6).log_softmax(-1)
-    full = list(ctc_prefix_beam_search(lp, beam_width=8)[0][0])
-    assert beam_decode(lp, 8) == full
-    assert beam_decode(lp, 8, prune=0.0) == full
+    # Flat posteriors: without pruning the search is the reference one, prefix for prefix.
+    flat = torch.randn(8, 5, generator=g, dtype=torch.float64).log_softmax(-1)
+    for width in (1, 3, 16):
+        assert beam_decode(flat, width, prune=0.0) == list(ctc_prefix_beam_search(flat, beam_width=width)[0][0])
+    # Peaky posteriors over 12 classes, as a trained model gives: pruning the unlikely symbols changes nothing.
+    peaky = (torch.randn(20, 12, generator=g, dtype=torch.float64) * 6).log_softmax(-1)
+    assert beam_decode(peaky, 8) == list(ctc_prefix_beam_search(peaky, beam_width=8)[0][0])
 
 
 def test_decode_a_batch_matches_one_by_one():

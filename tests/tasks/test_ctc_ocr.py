@@ -87,3 +87,10 @@ def test_lines_too_narrow_for_their_labels_under_ctc_stop_the_run(tmp_path):
     with pytest.raises(DataUnavailable, match=r"train sample 0: its input has \d+ steps but its label of \d+ symbols "
                                               r"needs at least \d+ under CTC"):  # fmt: skip
         task.prepare(config)
+
+
+@pytest.mark.slow
+def test_default_run_reaches_cer_1_percent_on_held_out_font_size_pairs(tmp_path):
+    """The issue's target, with the defaults (about 9 minutes on 2 cores; the lines are cached after the first run)."""
+    result = runner.train("ctc-ocr", runner.build_config("ctc-ocr"), tmp_path / "run")
+    assert result.metrics["test"]["beam"]["cer"] <= 0.01
