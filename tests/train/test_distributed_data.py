@@ -108,6 +108,8 @@ def test_batches_with_fewer_rows_than_ranks_are_skipped_everywhere():
     data = [(torch.zeros(3, 4), torch.zeros(4)), (torch.zeros(3, 1), torch.zeros(1))]
     for r in range(2):
         assert [x.shape for x, _ in D.shard_data(data, r, 2)] == [torch.Size([3, 2])]
+    unsized = D.shard_data(iter(data), 0, 2)  # a generator has no len, and neither has its shard
+    assert not hasattr(unsized, "__len__") and len(list(unsized)) == 1
 
 
 # -- sharding samplers --------------------------------------------------------------------------------

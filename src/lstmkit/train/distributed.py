@@ -358,7 +358,7 @@ class ShardedBatches:
 
     Every rank iterates the same global batches (same seed, same data), so all run the same number
     of steps. A batch with fewer sequences than ranks (a short last batch) is skipped on every rank.
-    ``len`` is that of ``data`` (it may count such a batch); ``set_epoch`` is passed on.
+    ``set_epoch`` is passed on; :class:`SizedShardedBatches` adds ``len`` for data that has one.
     """
 
     def __init__(self, data: Iterable, rank: int, world: int) -> None:
@@ -369,15 +369,19 @@ class ShardedBatches:
             if hasattr(obj, "set_epoch"):
                 obj.set_epoch(epoch)
 
-    def __len__(self) -> int:
-        return len(self.data)  # type: ignore[arg-type]
-
     def __iter__(self) -> Iterator[Any]:
         for batch in self.data:
             rows = batch_rows(batch)
             if rows is not None and rows < self.world:
                 continue
             yield split_batch(batch, self.rank, self.world)
+
+
+class SizedShardedBatches(ShardedBatches):
+    """:class:`ShardedBatches` of data with a ``len``: the same (it may count a batch every rank skips)."""
+
+    def __len__(self) -> int:
+        return len(self.data)  # type: ignore[arg-type]
 
 
 class ShardedBatchSampler(Sampler[list[int]]):
@@ -459,7 +463,7 @@ def shard_data(data: Iterable, rank: int, world: int, *, seed: int = 0) -> Itera
             persistent_workers=data.persistent_workers,
             prefetch_factor=data.prefetch_factor,
         )
-    return ShardedBatches(data, rank, world)
+    return SizedShardedBatches(data, rank, world) if hasattr(data, "__len__") else ShardedBatches(data, rank, world)
 
 
 __all__ = [
@@ -469,6 +473,7 @@ __all__ = [
     "DistributedError",
     "ShardedBatchSampler",
     "ShardedBatches",
+    "SizedShardedBatches",
     "agree",
     "all_gather_objects",
     "all_reduce_sum",

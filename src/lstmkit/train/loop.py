@@ -323,10 +323,10 @@ def fit(
     launch = distributed.detect()  # None when this process trains alone
     # Before any rendezvous, so that every rank of a launch the batch does not fit stops at once.
     distributed.check_batch_size(config.data.batch_size, launch.world_size if launch else distributed.world_size())
-    dist_env = distributed.setup()
+    distributed.setup()  # joins the launch's process group (a script may also have started one itself)
     world, rank = distributed.world_size(), distributed.rank()
     main = rank == 0
-    if dist_env is not None:
+    if world > 1:
         train_data = distributed.shard_data(train_data, rank, world, seed=cfg.seed)
     out_dir = Path(out_dir)
     ckpt_dir = out_dir / "checkpoints"
@@ -384,7 +384,7 @@ def fit(
 
     net: nn.Module = model  # what the step function runs: the model, or its DDP wrapper
     ddp: _DDP | None = None
-    if dist_env is not None:
+    if world > 1:
         cuda = any(p.is_cuda for p in model.parameters())
         # Broadcasts rank 0's weights, so that every rank starts from the same ones.
         ddp = _DDP(model, device_ids=[torch.cuda.current_device()] if cuda else None)
