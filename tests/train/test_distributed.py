@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
 
 from lstmkit.data import TokenStreamBatcher
 from lstmkit.models import SequenceModel
@@ -93,6 +95,35 @@ def _experiment(
     return params
 
 
+def _uneven_experiment(out_dir: Path) -> list[torch.Tensor]:
+    """Batch-first windows from a DataLoader (its sampler sharded), 11 of them in batches of 4: the
+    last batch of 3 splits 2 + 1 between the ranks; the parameters after every step."""
+    config = Config(
+        model=ModelConfig(input_size=3, output_size=2, hidden_size=6, num_layers=1, dropout=0.0),
+        data=DataConfig(batch_size=4),
+        train=TrainConfig(epochs=2, lr=1e-2, warmup_steps=1, stateful=False, progress=False, tensorboard=False),
+    )
+    g = torch.Generator().manual_seed(1)
+    items = [(torch.randn(5, 3, generator=g, dtype=torch.float64), int(torch.randint(0, 2, (1,), generator=g)))
+             for _ in range(11)]  # fmt: skip
+    loader = DataLoader(items, batch_size=4)  # (B, 5, 3) windows, (B,) labels
+
+    def step(model, batch, state):
+        x, y = batch
+        logits, _ = model(x.transpose(0, 1))  # (B, T, 3) -> (T, B, 3); logits (T, B, 2)
+        return F.cross_entropy(logits[-1], y), None, len(y)
+
+    seed_everything(0)
+    model = SequenceModel(config.model).double()
+    params: list[torch.Tensor] = []
+
+    def on_step(log):
+        params.append(torch.cat([p.detach().flatten() for p in model.parameters()]).clone())
+
+    fit(model, loader, step, config=config, out_dir=out_dir, on_step=on_step)
+    return params
+
+
 def _worker(tmp: Path) -> None:
     """What each rank runs: full runs, an interrupted run, and a resume of a single-process checkpoint."""
     rank = int(os.environ["RANK"])
@@ -100,6 +131,7 @@ def _worker(tmp: Path) -> None:
         "full": _experiment(tmp / "dist_full"),
         "accumulate": _experiment(tmp / "dist_accumulate", accumulate=2),
         "poisoned": _experiment(tmp / "dist_poisoned", poison=2),
+        "uneven": _uneven_experiment(tmp / "dist_uneven"),
         "cut": _experiment(tmp / "dist_cut", stop_at=STOP_AT),
         "resumed": _experiment(tmp / "single_cut"),  # a single-process run's checkpoint, resumed on 2 ranks
     }
@@ -156,6 +188,7 @@ def test_two_ranks_match_one_process_and_resume_each_other(tmp_path):
     single_full = _experiment(tmp_path / "single_full")
     single_accumulate = _experiment(tmp_path / "single_accumulate", accumulate=2)
     single_poisoned = _experiment(tmp_path / "single_poisoned", poison=2)
+    single_uneven = _uneven_experiment(tmp_path / "single_uneven")
     _experiment(tmp_path / "single_cut", stop_at=STOP_AT)
     command = get_task("charlm").smoke_config(tmp_path)
     single_command = runner.train("charlm", command, tmp_path / "command").metrics
@@ -178,7 +211,8 @@ def test_two_ranks_match_one_process_and_resume_each_other(tmp_path):
     # A NaN loss on one rank skips the step on every rank, as a NaN in the batch does in one process.
     poisoned = ranks[0]["poisoned"]
     assert torch.equal(poisoned[1], poisoned[0]) and not torch.equal(poisoned[2], poisoned[1])
-    cases = (("full", single_full), ("accumulate", single_accumulate), ("poisoned", single_poisoned))
+    cases = (("full", single_full), ("accumulate", single_accumulate), ("poisoned", single_poisoned),
+             ("uneven", single_uneven))  # fmt: skip
     for name, reference in cases:
         steps = ranks[0][name]
         assert len(steps) == len(reference) == len(ranks[1][name])
