@@ -8,6 +8,10 @@ samples) the loss averages over. ``lm_step`` is the one for ``TokenStreamBatcher
 Everything that shapes the numbers (weights, optimiser moments, lr schedule, RNG states, the
 carried hidden state, the position in the epoch, early-stopping bookkeeping) goes into each
 checkpoint, so that a run resumed from one produces the same losses as a run never stopped.
+
+Launched by ``torchrun``, ``fit`` trains data-parallel with ``DistributedDataParallel``; the
+policy (global batches split among the ranks, rank-0-only writes, errors raised on every rank)
+lives in ``lstmkit.train.distributed`` and docs/distributed.md.
 """
 
 from __future__ import annotations
