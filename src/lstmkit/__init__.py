@@ -1,13 +1,13 @@
 """lstmkit: fast, complete LSTMs on PyTorch.
 
 The layers and ``Stream`` are re-exported here; the workflow lives in the subpackages
-``lstmkit.data``, ``lstmkit.train``, ``lstmkit.metrics``, ``lstmkit.models``, and deployment in
-``lstmkit.stream`` and ``lstmkit.export``.
+``lstmkit.data``, ``lstmkit.train``, ``lstmkit.metrics``, ``lstmkit.models``, compression in
+``lstmkit.compress``, and deployment in ``lstmkit.stream`` and ``lstmkit.export``.
 """
 
 from __future__ import annotations
 
-from . import data, export, metrics, models, nn, stream, train
+from . import compress, data, export, metrics, models, nn, stream, train
 from .nn import GRU, LSTM, RNN, LSTMCell, param_count
 from .stream import Stream
 
@@ -20,6 +20,7 @@ __all__ = [
     "LSTMCell",
     "Stream",
     "__version__",
+    "compress",
     "data",
     "export",
     "metrics",
