@@ -368,13 +368,15 @@ def distill_run(
         fixed.append(f"train.max_steps={budget}")
     config = apply_overrides(config, fixed)
     teacher.eval()
-    if data.kind == "lm":
+    if data.kind not in ("lm", "classify"):
+        raise TaskError(f"distillation supports the language-model and classify tasks, not {task.name!r}")
+    if alpha == 1:  # the control: the same student and budget, the task's own loss, no teacher to run
+        step = data.step
+    elif data.kind == "lm":
         step = lm_distill_step(teacher, data.step, alpha=alpha, temperature=temperature)
-    elif data.kind == "classify":
+    else:
         step = classify_distill_step(teacher, data.step, alpha=alpha, temperature=temperature,
                                      jitter=config.data.jitter)  # fmt: skip
-    else:
-        raise TaskError(f"distillation supports the language-model and classify tasks, not {task.name!r}")
     result = train_model(student, data, config, step=step, log_dir=out / "finetune")
     dst = _write_run(src, out, config, lambda p: safetensors.torch.save_model(student, str(p)), "distill")
     _, student = load_model(out)
