@@ -124,6 +124,24 @@ def _uneven_experiment(out_dir: Path) -> list[torch.Tensor]:
     return params
 
 
+class _BrokenData:
+    def __iter__(self):
+        raise ValueError("no validation data here")
+
+
+def _failing_validation(out_dir: Path) -> str:
+    """One epoch whose validation data raises (read on rank 0 only); the error each rank ends with."""
+    config = Config(model=ModelConfig(vocab_size=7, hidden_size=4, num_layers=1, dropout=0.0),
+                    data=DataConfig(batch_size=4, bptt=6),
+                    train=TrainConfig(epochs=1, warmup_steps=1, progress=False, tensorboard=False))  # fmt: skip
+    train = TokenStreamBatcher(_corpus()[:130], batch_size=4, bptt=6, drop_last=True)
+    try:
+        fit(SequenceModel(config.model), train, lm_step, config=config, out_dir=out_dir, val_data=_BrokenData())
+    except Exception as e:
+        return f"{type(e).__name__}: {e}"
+    return "no error"
+
+
 def _worker(tmp: Path) -> None:
     """What each rank runs: full runs, an interrupted run, and a resume of a single-process checkpoint."""
     rank = int(os.environ["RANK"])
@@ -135,6 +153,7 @@ def _worker(tmp: Path) -> None:
         "cut": _experiment(tmp / "dist_cut", stop_at=STOP_AT),
         "resumed": _experiment(tmp / "single_cut"),  # a single-process run's checkpoint, resumed on 2 ranks
     }
+    results["failed"] = _failing_validation(tmp / "dist_failed")
     # Last, as it ends the process group: what `torchrun ... -m lstmkit train --config charlm.toml` runs.
     metrics = runner.train("charlm", runner.build_config("charlm", tmp / "charlm.toml"), tmp / "command").metrics
     results["command"] = {k: metrics[k] for k in ("nats_per_char", "steps", "processes")}
@@ -224,6 +243,12 @@ def test_two_ranks_match_one_process_and_resume_each_other(tmp_path):
     assert (work / "dist_full" / "model.safetensors").exists()
     rows = (work / "dist_full" / "metrics.csv").read_text().splitlines()
     assert rows[0].startswith("step,") and len(rows) == len(set(rows))
+
+    # An error on rank 0 (here in validation, which only rank 0 runs) is an error on every rank.
+    assert ranks[0]["failed"] == "ValueError: no validation data here"
+    assert ranks[1]["failed"] == (
+        "DistributedError: rank 0 failed to evaluate on the validation data: ValueError: no validation data here"
+    )
 
     # The command's runner: rank 0 wrote the run directory, and the model is the one-process model.
     for rank in ranks:
