@@ -213,7 +213,7 @@ def test_two_ranks_match_one_process_and_resume_each_other(tmp_path):
     single_command = runner.train("charlm", command, tmp_path / "command").metrics
 
     # The free port is free when chosen, not certainly when rank 0 binds it: on a busy machine another
-    # process may take it first. That one failure is retried, in a fresh directory.
+    # process may take it first. Such a failure of the network set-up is retried once, in a fresh directory.
     for attempt in range(2):
         work = tmp_path / f"attempt{attempt}"
         shutil.copytree(tmp_path / "single_cut", work / "single_cut")
@@ -221,7 +221,8 @@ def test_two_ranks_match_one_process_and_resume_each_other(tmp_path):
         cmd = [sys.executable, "-W", "error", str(HERE), "worker", str(work)]  # warnings fail, as in pytest
         port = _free_port()
         results = _run_all([(cmd, _env(r, WORLD, port)) for r in range(WORLD)], timeout=120)
-        if not any("address already in use" in r.stderr.lower() for r in results if r.returncode):
+        network = ("address already in use", "distnetworkerror", "diststoreerror", "connection reset", "gloo")
+        if not any(m in r.stderr.lower() for r in results if r.returncode for m in network):
             break
     for r in results:
         assert r.returncode == 0, r.stderr[-3000:]
