@@ -318,6 +318,24 @@ def test_torchrun_trains_the_default_task_like_one_process(tmp_path):
 
 
 @pytest.mark.slow
+def test_two_torchrun_agents_meet_like_two_machines(tmp_path):
+    """The several-machine launch of docs/distributed.md, with both "machines" on this host."""
+    config = get_task("charlm").smoke_config(tmp_path)
+    dump_config(config, tmp_path / "config.toml")
+    agent = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
+             "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{_free_port()}", "--rdzv-id", "two-nodes",
+             "-m", "lstmkit", "train", "--task", "charlm", "--config", str(tmp_path / "config.toml"),
+             "--out", str(tmp_path / "dist")]  # fmt: skip
+    results = _run_all([(agent, {**os.environ, "OMP_NUM_THREADS": "1"})] * 2, timeout=180)
+    for r in results:
+        assert r.returncode == 0, r.stderr[-3000:]
+    summary = json.loads((tmp_path / "dist" / "summary.json").read_text())
+    single = runner.train("charlm", config, tmp_path / "single")
+    assert summary["processes"] == 2
+    assert summary["nats_per_char"] == pytest.approx(single.metrics["nats_per_char"], rel=1e-5)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("task", sorted(TASKS))
 def test_every_task_trains_under_torchrun(task, tmp_path):
     try:
