@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from lstmkit.tasks.base import Generated, TaskError
+from lstmkit.tasks.base import Generated, Task, TaskError
 from lstmkit.tasks.plots import plot_curves
 from lstmkit.tasks.registry import TASKS, get_task
 from lstmkit.tasks.rundir import (
@@ -147,7 +147,7 @@ def _on_main(fn: Callable[[], Any], what: str) -> Any:
         raise TaskError(str(e)) from e
 
 
-def _train(task: Any, config: Config, out: str | os.PathLike[str] | None, started: float) -> TrainResult:
+def _train(task: Task, config: Config, out: str | os.PathLike[str] | None, started: float) -> TrainResult:
     set_threads(config)
     error, prepared = None, None
     try:
