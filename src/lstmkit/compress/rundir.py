@@ -226,8 +226,15 @@ def quantize_run(
     extra: dict[str, Any] = {
         "quantized_tensors": len(tensors),
         "quantized_values": sum(math.prod(t.shape) for t in tensors.values()),
+        # The weight matrices alone: float32 against their integers, Delta and z (biases and gains stay float).
+        "weight_matrices": {
+            "float_bytes": 4 * sum(math.prod(t.shape) for t in tensors.values()),
+            "stored_bytes": sum(t.nbytes for t in tensors.values()),
+        },
         "inference": "dequantised on the fly: each forward call rebuilds the float weights from the integers",
     }
+    matrices = extra["weight_matrices"]
+    matrices["ratio"] = matrices["float_bytes"] / matrices["stored_bytes"]
     if compare_torch:
         from lstmkit.compress.torch_dynamic import compare_torch_dynamic
 
