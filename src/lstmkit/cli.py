@@ -201,10 +201,10 @@ def forecast(
 
 @app.command("recognize")
 def recognize(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory of ctc-speech or ctc-ocr.")],
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="A run directory of ctc-speech or ctc-ocr.")],
     files: Annotated[
         list[Path],
-        typer.Argument(metavar="FILE...", help="Mono WAV files at the run's sample rate (ctc-speech), or images "
+        typer.Argument(metavar="FILE", help="Mono WAV files at the run's sample rate (ctc-speech), or images "
                        "of one text line each, dark on light or light on dark (ctc-ocr: PNG)."),
     ],
 ) -> None:
