@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 
 import pytest
 import torch
@@ -95,3 +96,27 @@ def test_interrupted_and_resumed_run_matches_uninterrupted_exactly(tmp_path, kin
         assert torch.equal(a, b)
     # metrics.csv of the resumed run drops the lost rows and ends up the same as the full run's.
     assert _csv_losses(tmp_path / "run" / "metrics.csv") == _csv_losses(tmp_path / "full" / "metrics.csv")
+
+
+def test_a_run_killed_between_its_last_checkpoint_and_validation_still_validates(tmp_path):
+    # The checkpoint of the last step (max_steps, mid-epoch) is written before the epoch's validation.
+    model_cfg, train_cfg, data, val, step = _setup("tbptt")  # 7 chunks per epoch
+    config = Config(model=model_cfg, train=dataclasses.replace(train_cfg, max_steps=9))
+
+    def run(out_dir, stop_at=None):
+        seed_everything(0)
+        model = SequenceModel(model_cfg)
+
+        def on_step(log):
+            if log.step == stop_at:
+                raise _Interrupt
+
+        with contextlib.suppress(_Interrupt):
+            return fit(model, data, step, config=config, out_dir=out_dir, val_data=val, on_step=on_step)
+
+    full = run(tmp_path / "full")
+    assert run(tmp_path / "run", stop_at=9) is None  # killed after the checkpoint of step 9
+    resumed = run(tmp_path / "run")
+    assert resumed.steps == full.steps == 9
+    assert resumed.best_val_loss == full.best_val_loss is not None
+    assert [h.val_loss for h in resumed.history] == [h.val_loss for h in full.history]

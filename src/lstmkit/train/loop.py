@@ -442,7 +442,9 @@ def fit(
                  dynamic_ncols=True)
         )  # fmt: skip
 
-        while run.epoch < cfg.epochs and not done():
+        # A run resumed mid-epoch finishes that epoch's validation and checkpoint even when its steps are
+        # done (a checkpoint of the last step comes before them, and a kill may fall in between).
+        while run.epoch < cfg.epochs and (not done() or run.batch_in_epoch > 0):
             _set_epoch(train_data, run.epoch)
             if run.batch_in_epoch == 0:
                 epoch_rng, hidden = capture_rng_state(), None
