@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont, UnidentifiedImageError
 
+# The line box around the baseline, in font sizes: DejaVu's ascent and descent (0.93 and 0.24 em).
+ASCENT, DESCENT = 0.93, 0.24
 MIN_CONTRAST = 0.15  # an image whose ink and background differ by less than this (on 0-1) is blank
 
 
@@ -28,18 +30,21 @@ def render_line(
 ) -> np.ndarray:
     """``text`` drawn in ``font_path`` at ``size`` pixels as an 8-bit grey image (Hpx, Wpx), dark on light.
 
-    The line box is the font's ascent + descent, with a few pixels of random margin on each side;
-    the background and ink greys, the Gaussian blur radius (up to ``blur``) and the Gaussian pixel
-    noise (std up to ``noise``, on 0-1) are drawn from ``rng``.
+    The line box reaches ``ASCENT`` x size above the baseline and ``DESCENT`` x size below it (further
+    only where a glyph does), whatever the font's own metrics: fonts such as STIX declare a line box
+    half as tall again as DejaVu's for their mathematical glyphs, and a line scaled by that box would
+    set their letters smaller. A few pixels of random margin go on each side; the background and ink
+    greys, the Gaussian blur radius (up to ``blur``) and the Gaussian pixel noise (std up to ``noise``,
+    on 0-1) are drawn from ``rng``.
     """
     font = _font(str(font_path), size)
-    ascent, descent = font.getmetrics()
-    left, _, right, _ = font.getbbox(text)
+    left, top, right, bottom = font.getbbox(text, anchor="ls")  # relative to the baseline's left end
+    ascent, descent = max(round(ASCENT * size), -top), max(round(DESCENT * size), bottom)
     m = rng.integers(1, 5, size=4)  # left, right, top, bottom margins in pixels
     width, height = int(right - min(left, 0) + m[0] + m[1]), int(ascent + descent + m[2] + m[3])
     background, ink = int(rng.integers(200, 256)), int(rng.integers(0, 70))
     image = Image.new("L", (width, height), background)
-    ImageDraw.Draw(image).text((m[0] - min(left, 0), m[2]), text, font=font, fill=ink)
+    ImageDraw.Draw(image).text((m[0] - min(left, 0), m[2] + ascent), text, font=font, fill=ink, anchor="ls")
     if blur > 0:
         image = image.filter(ImageFilter.GaussianBlur(float(rng.uniform(0, blur))))
     pixels = np.asarray(image, dtype=np.float32) / 255.0  # (Hpx, Wpx)
