@@ -347,6 +347,22 @@ class CTCTask(Task):
     def score(self, references: list[str], hypotheses: list[str]) -> dict[str, float]:
         """Error rates and exact-match share of the transcripts."""
 
+    def build_model(self, config: Config) -> CTCRecognizer:
+        """A fresh model of ``config`` (for ``lstmkit export`` and ``compress``); its input size comes from the data."""
+        if config.model.input_size is None or config.model.output_size is None:
+            raise TaskError(f"{self.name}: model.input_size and output_size are set from the data by prepare; "
+                            "build the model from a run's config.toml")  # fmt: skip
+        return CTCRecognizer(config.model)
+
+    def serving_metadata(self, run: Run) -> dict[str, Any]:
+        """The symbols by class (class 0 is the blank) and the input standardisation of the training steps."""
+        try:
+            recorded = read_versioned_json(run.file(DATA), _DATA_FORMAT, _DATA_VERSION)
+        except ValueError as e:
+            raise TaskError(str(e)) from e
+        return {"classes": ["<blank>", *self.alphabet(run.config)],
+                "preprocess": {"input_mean": recorded.get("input_mean"), "input_std": recorded.get("input_std")}}
+
     def to_text(self, labels: Sequence[int], config: Config) -> str:
         symbols = self.alphabet(config)
         return "".join(symbols[i - 1] for i in labels)
@@ -399,7 +415,7 @@ class CTCTask(Task):
     def train(self, prepared: Prepared, run_dir: Path) -> dict[str, Any]:
         assert isinstance(prepared, CTCPrepared)
         config = prepared.config
-        model = CTCRecognizer(config.model)
+        model = self.build_model(config)
         train_data = loader(prepared.inputs["train"], prepared.labels["train"], config.data.batch_size,
                             shuffle=True, seed=config.train.seed)  # fmt: skip
         val_data = loader(prepared.inputs["val"], prepared.labels["val"], 64, shuffle=False)
@@ -428,7 +444,7 @@ class CTCTask(Task):
         if recorded.get("sha256") != prepared.record["sha256"]:
             raise TaskError(f"the data in {prepared.record['cache']} is not the data this run was trained on "
                             f"(its SHA-256 differs from {run.file(DATA)})")  # fmt: skip
-        model = run.load_weights(CTCRecognizer(prepared.config.model))
+        model = run.load_weights(self.build_model(prepared.config))
         return self.score_split(model, prepared, split)
 
     def transcribe(self, run: Run, paths: Sequence[Path]) -> list[str]:
@@ -448,7 +464,7 @@ class CTCTask(Task):
         except (ValueError, KeyError) as e:
             raise TaskError(f"{run.file(DATA)} cannot be read: {e}") from e
         inputs = [scale(x, mean, std) for x in inputs]
-        model = run.load_weights(CTCRecognizer(config.model))
+        model = run.load_weights(self.build_model(config))
         _, beam = decode(model, inputs, config.model.beam_width)
         return [self.to_text(b, config) for b in beam]
 
