@@ -9,6 +9,7 @@ was trained on. Supported: the language-model tasks (``charlm``, ``wordlm``), ``
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -46,6 +47,11 @@ def _task_kind(task: Task) -> str:
     if isinstance(task, ForecastTask):
         return "forecast"
     return "other"
+
+
+def knows(task: Task) -> bool:
+    """Whether ``build_model`` can build this task's model."""
+    return _task_kind(task) != "other" or callable(getattr(task, "build_model", None))
 
 
 def build_model(task: Task, config: Config) -> nn.Module:
@@ -145,18 +151,21 @@ def train_model(
 
 
 def example_input(model: nn.Module, config: Config, *, length: int = 256) -> tuple:
-    """A one-sequence input for timing the model's forward call: token ids for a language model,
-    features for the others (a window's length for forecasting)."""
+    """A one-sequence input for timing the model's forward call: token ids (T, 1) for a language
+    model, features (T, 1, I) for the others (a window's length for forecasting), and the length
+    (1,) when ``forward`` takes ``lengths``."""
     g = torch.Generator().manual_seed(0)
     m = config.model
     if getattr(m, "vocab_size", None):
         return (torch.randint(2, m.vocab_size, (length, 1), generator=g),)
-    from lstmkit.tasks.classify import SequenceClassifier
+    T = config.data.window if _task_kind_of_model(model) == "forecast" else length
+    x = torch.randn(T, 1, m.input_size, generator=g)
+    params = inspect.signature(model.forward).parameters
+    needs_lengths = "lengths" in params and params["lengths"].default is inspect.Parameter.empty
+    return (x, torch.tensor([T])) if needs_lengths else (x,)
+
+
+def _task_kind_of_model(model: nn.Module) -> str:
     from lstmkit.tasks.forecast import ForecastNet
 
-    if isinstance(model, ForecastNet):
-        return (torch.randn(config.data.window, 1, m.input_size, generator=g),)
-    x = torch.randn(length, 1, m.input_size, generator=g)
-    if isinstance(model, SequenceClassifier):
-        return (x, torch.tensor([length]))
-    return (x,)
+    return "forecast" if isinstance(model, ForecastNet) else "other"
