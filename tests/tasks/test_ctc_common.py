@@ -116,7 +116,7 @@ def test_cache_generates_once_and_reuses(tmp_path):
 
     def build():
         calls.append(1)
-        return {"a": np.arange(5)}
+        return {"a": np.arange(5), "text": np.array(["x", "yz"])}
 
     first = cached_arrays(tmp_path, "toy", {"n": 5}, build)
     second = cached_arrays(tmp_path, "toy", {"n": 5}, build)
@@ -124,11 +124,13 @@ def test_cache_generates_once_and_reuses(tmp_path):
     assert first.path == second.path and first.sha256 == second.sha256
     assert np.array_equal(second.arrays["a"], np.arange(5))
     assert (first.path.parent / "params.json").is_file()
+    elsewhere = cached_arrays(tmp_path / "elsewhere", "toy", {"n": 5}, build)
+    assert elsewhere.sha256 == first.sha256  # generated again: the same bytes, so runs can check their data
     other = cached_arrays(tmp_path, "toy", {"n": 6}, build)  # other parameters, another folder
-    assert len(calls) == 2 and other.path != first.path
+    assert len(calls) == 3 and other.path != first.path
     first.path.write_bytes(b"damaged")  # a damaged file is generated again
     again = cached_arrays(tmp_path, "toy", {"n": 5}, build)
-    assert len(calls) == 3 and np.array_equal(again.arrays["a"], np.arange(5))
+    assert len(calls) == 4 and np.array_equal(again.arrays["a"], np.arange(5))
 
 
 def test_input_scale_standardises_with_one_deviation():

@@ -18,6 +18,7 @@ import json
 import math
 import os
 import time
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -140,10 +141,20 @@ def cached_arrays(
         raise DataUnavailable(f"cannot create the data directory {folder}: {e}; set data.dir=DIR") from e
     started = time.perf_counter()
     arrays = build()
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.savez(f, **arrays)
+    with atomic_path(path) as tmp:
+        write_npz(tmp, arrays)
     write_versioned_json(meta, _CACHE_FORMAT, _CACHE_VERSION, {"params": json.loads(text)})
     return Cached(arrays, path, file_sha256(path), time.perf_counter() - started)
+
+
+def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """``np.savez`` with fixed entry timestamps and order, so that the same arrays give the same bytes
+    (and SHA-256) whenever they are generated again; ``np.load`` reads it as usual."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as z:
+        for name in sorted(arrays):
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            with z.open(info, "w", force_zip64=True) as f:
+                np.lib.format.write_array(f, np.asanyarray(arrays[name]), allow_pickle=False)
 
 
 def ragged(items: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

@@ -31,6 +31,7 @@ from lstmkit.tasks.registry import register_task
 from lstmkit.train import Config, TrainConfig
 
 DIGITS = "0123456789"
+ESPEAK_RATE = 22050  # Hz: what espeak-ng's own voices synthesise at
 WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 INSTALL = (
     "espeak-ng is not installed; ctc-speech synthesises its data with it. Install it with:\n"
@@ -60,7 +61,7 @@ class SpeechData(CTCData):
     max_digits: int = 8
     speed: tuple[int, int] = (130, 210)  # espeak-ng words per minute, drawn uniformly per utterance
     pitch: tuple[int, int] = (30, 70)  # espeak-ng pitch (0-99), drawn uniformly per utterance
-    sample_rate: int = 22050  # espeak-ng's rate; WAV files given to `lstmkit recognize` must have it
+    sample_rate: int = ESPEAK_RATE  # recorded for `lstmkit recognize`: the rate its WAV files must have
     n_mels: int = 40  # the usual 40 bands for small-vocabulary recognition
     win_ms: float = 25.0  # analysis window
     hop_ms: float = 10.0  # one frame every 10 ms, the standard
@@ -78,6 +79,9 @@ class SpeechData(CTCData):
             a, b = getattr(self, key)
             if not lo <= a <= b <= hi:
                 raise ValueError(f"data.{key} must be [low, high] within [{lo}, {hi}], got {[a, b]}")
+        if self.sample_rate != ESPEAK_RATE:
+            raise ValueError(f"data.sample_rate must be {ESPEAK_RATE}, the rate espeak-ng synthesises at, "
+                             f"got {self.sample_rate}")  # fmt: skip
         if self.hop_ms <= 0 or self.win_ms < self.hop_ms:
             raise ValueError(f"need 0 < data.hop_ms <= data.win_ms, got {self.hop_ms} and {self.win_ms}")
 
