@@ -144,3 +144,12 @@ def test_a_quantised_run_is_not_quantised_again(char_run, tmp_path):
     assert invoke("compress", "quantize", char_run, "--out", tmp_path / "a", "--repeats", 2).exit_code == 0
     r = invoke("compress", "prune", tmp_path / "a", "--out", tmp_path / "b", "--sparsity", 0.5)
     assert r.exit_code == 1 and "is quantized already" in r.stderr
+
+
+def test_a_failure_leaves_no_half_written_directory(classify_run, tmp_path):
+    r = invoke("compress", "quantize", classify_run, "--out", tmp_path / "q", "--compare-torch")
+    assert r.exit_code == 1 and "--compare-torch needs a language-model run" in r.stderr
+    assert not (tmp_path / "q").exists()
+    (tmp_path / "empty").mkdir()
+    r = invoke("compress", "distill", classify_run, "--out", tmp_path / "empty", "--hidden-size", 100)
+    assert r.exit_code == 2 and (tmp_path / "empty").is_dir() and not any((tmp_path / "empty").iterdir())

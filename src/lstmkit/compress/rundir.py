@@ -24,6 +24,7 @@ compressed model's shape, so the model is built from it as for any run:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -203,7 +204,29 @@ def _fresh_copy(src: Run) -> nn.Module:
     return src.load_weights(build_model(src.task, src.config))
 
 
+def _clean_up_on_error(fn: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
+    """Leave no half-written run directory behind: on an error, ``out`` goes back to how it was
+    (absent or empty). A non-empty ``out`` is refused before anything is written, so it is never touched."""
+
+    @functools.wraps(fn)
+    def wrapper(run_dir: str | os.PathLike[str], out: str | os.PathLike[str], **options: Any) -> dict[str, Any]:
+        out = Path(out)
+        existed = out.is_dir() and not any(out.iterdir())
+        fresh = not out.exists() or existed
+        try:
+            return fn(run_dir, out, **options)
+        except BaseException:
+            if fresh and out.is_dir():
+                shutil.rmtree(out)
+                if existed:
+                    out.mkdir()
+            raise
+
+    return wrapper
+
+
 # -- the four methods ---------------------------------------------------------------------------------------
+@_clean_up_on_error
 def quantize_run(
     run_dir: str | os.PathLike[str],
     out: str | os.PathLike[str],
@@ -219,6 +242,10 @@ def quantize_run(
     out = Path(out)
     _check_out(out, Path(run_dir))
     src, model = _open_source(run_dir, "quantize")
+    if compare_torch:
+        from lstmkit.compress.torch_dynamic import check_comparable
+
+        check_comparable(src, model)  # before any work is done or written
     qmodel = _fresh_copy(src)
     tensors = qz.quantize_model(qmodel, bits, per_channel=per_channel)
     dst = _write_run(src, out, src.config, lambda p: qz.save_quantized(qmodel, p), "quantize")
@@ -243,6 +270,7 @@ def quantize_run(
     return _report("quantize", src, model, dst, qmodel, options, splits, extra, repeats)
 
 
+@_clean_up_on_error
 def prune_run(
     run_dir: str | os.PathLike[str],
     out: str | os.PathLike[str],
@@ -302,6 +330,7 @@ def prune_run(
     return _report("prune", src, model, dst, pruned, options, splits, extra, repeats)
 
 
+@_clean_up_on_error
 def lowrank_run(
     run_dir: str | os.PathLike[str],
     out: str | os.PathLike[str],
@@ -335,6 +364,7 @@ def lowrank_run(
     return _report("lowrank", src, model, dst, small, options, splits, extra, repeats)
 
 
+@_clean_up_on_error
 def distill_run(
     run_dir: str | os.PathLike[str],
     out: str | os.PathLike[str],

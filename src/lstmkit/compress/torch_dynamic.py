@@ -60,15 +60,23 @@ def dynamic_int8(model: nn.Module) -> nn.Module:
         return torch.ao.quantization.quantize_dynamic(model, {nn.LSTM, nn.Linear}, dtype=torch.qint8)
 
 
+def check_comparable(run: Run, model: nn.Module) -> None:
+    """Raise ``TaskError`` unless the run is a plain-LSTM language model (what torch.ao can quantise)."""
+    from lstmkit.tasks.lm import LanguageModelTask
+
+    if not isinstance(run.task, LanguageModelTask) or not isinstance(model, SequenceModel):
+        raise TaskError(f"--compare-torch needs a language-model run (charlm, wordlm), not {run.task.name!r}")
+    TorchLM(model)  # raises for projections and variants
+
+
 def compare_torch_dynamic(
     run: Run, model: nn.Module, ours: nn.Module, *, split: str = "val", repeats: int = 20
 ) -> dict[str, Any]:
     """Size, cross-entropy on ``split`` and latency of: our float model, our int8 model (``ours``),
     the torch.nn twin in float and after ``quantize_dynamic``."""
-    from lstmkit.tasks.lm import TOKENIZER, LanguageModelTask, eval_batcher
+    from lstmkit.tasks.lm import TOKENIZER, eval_batcher
 
-    if not isinstance(run.task, LanguageModelTask) or not isinstance(model, SequenceModel):
-        raise TaskError("the torch.ao comparison runs on a language-model run (charlm, wordlm)")
+    check_comparable(run, model)
     twin = TorchLM(model)
     twin_q = dynamic_int8(TorchLM(model))
     tokenizer = run.task.load_tokenizer(run.file(TOKENIZER))
