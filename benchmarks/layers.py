@@ -327,6 +327,39 @@ def summary_table(blocks: list[Block], impls: list[str]) -> list[str]:
     return [*lines, ""]
 
 
+def reference_table(blocks: list[Block], impls: list[str], variants: list[str]) -> list[str]:
+    """How many times faster than the reference loop of the same variant each impl is (forward / train).
+
+    Per round: the reference's time over the impl's, both from that round (as ratios to native, whose
+    time cancels), then the median over rounds. Only with ``--impl ...,reference``.
+    """
+    fast = [i for i in impls if i != "reference"]
+    if "reference" not in impls or not fast:
+        return []
+    lines = [
+        "## Against the reference loop of the same variant",
+        "",
+        "Times faster than `impl=\"reference\"` (the plain autograd loop) with the same variant, forward / "
+        "train step; the median over rounds of the per-round ratio.",
+        "",
+        "| shape | threads | impl | " + " | ".join(variants) + " |",
+        "|---|---:|---|" + "---:|" * len(variants),
+    ]
+    for block in blocks:
+        for impl in fast:
+            cells = []
+            for v in variants:
+                ref, ours = block.results.get(f"reference {v}"), block.results.get(f"{impl} {v}")
+                if ref is None or ours is None or ref.error or ours.error:
+                    cells.append("–")
+                    continue
+                fwd = median([a / b for a, b in zip(ref.fwd_ratio, ours.fwd_ratio, strict=True)])
+                train = median([a / b for a, b in zip(ref.train_ratio, ours.train_ratio, strict=True)])
+                cells.append(f"{fwd:.1f} / {train:.1f}")
+            lines.append(f"| {block.shape} | {block.threads} | {impl} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
 def _csv(s: str) -> list[str]:
     return [p.strip() for p in s.split(",") if p.strip()]
 
@@ -413,6 +446,7 @@ def main(argv: list[str] | None = None) -> None:
         "## Summary",
         "",
         *summary_table(blocks, args.impl),
+        *reference_table(blocks, args.impl, args.variants),
     ]
     for block in blocks:
         out += block_table(block)
