@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import sys
 
 import numpy as np
@@ -12,7 +13,7 @@ import torch
 
 import lstmkit
 from lstmkit.export import ExportVerificationError, MissingDependency, to_onnx, verify_onnx
-from lstmkit.export.onnx_model import random_inputs, run_torch
+from lstmkit.export.onnx_model import random_inputs, run_torch, verification_tolerance
 from lstmkit.models import SequenceModel
 from lstmkit.train import ModelConfig
 
@@ -47,8 +48,9 @@ def check_in_onnxruntime(model, path, *, lengths: bool, shapes=((13, 5), (2, 4))
         inputs = random_inputs(model, T, B, lengths=lengths, seed=seed)
         want = run_torch(model, inputs)
         got = session.run(list(want), {k: v.numpy() for k, v in inputs.items()})
+        atol, rtol = verification_tolerance(model)  # 1e-5, or 1e-4 with LayerNorm layers
         for (name, ref), out in zip(want.items(), got, strict=True):
-            np.testing.assert_allclose(out, ref.numpy(), atol=ATOL, rtol=RTOL, err_msg=f"{name} at T={T}, B={B}")
+            np.testing.assert_allclose(out, ref.numpy(), atol=atol, rtol=rtol, err_msg=f"{name} at T={T}, B={B}")
 
 
 @pytest.mark.parametrize("lengths", [False, True], ids=["no_lengths", "lengths"])
@@ -59,7 +61,8 @@ def test_every_lstm_variant_exports_and_matches(tmp_path, name, lengths):
     path = tmp_path / f"{name}.onnx"
     result = to_onnx(model, path, lengths=lengths)
     assert result.layers == (op, op)
-    assert result.max_abs_error is not None and result.max_abs_error <= ATOL
+    atol, _ = verification_tolerance(model)
+    assert result.max_abs_error is not None and result.max_abs_error <= 2 * atol  # atol + rtol * |value| ~ 1
     assert result.inputs == ("input", "h0", "c0", *(("lengths",) if lengths else ()))
     assert result.outputs == ("output", "hn", "cn")
     check_in_onnxruntime(model, path, lengths=lengths)
@@ -149,13 +152,34 @@ def test_file_is_valid_onnx_with_symbolic_axes_and_metadata(tmp_path):
     assert proto.opset_import[0].version == 17
 
 
-def test_verification_catches_a_wrong_file(tmp_path):
-    model = lstmkit.LSTM(I, H, 1)
+@pytest.mark.parametrize("layer_norm", [False, True], ids=["plain", "layer_norm"])
+def test_verification_catches_a_wrong_file(tmp_path, layer_norm):
+    model = lstmkit.LSTM(I, H, 1, layer_norm=layer_norm)
     to_onnx(model, tmp_path / "m.onnx", verify=False)
     with torch.no_grad():
-        model.weight_hh_l0[0, 0] += 0.5  # the file no longer matches the model
+        model.weight_hh_l0[0, 0] += 0.05  # the file no longer matches the model
     with pytest.raises(ExportVerificationError, match="'output' differs from the PyTorch model"):
         verify_onnx(model, tmp_path / "m.onnx")
+
+
+def test_verification_tolerance_is_wider_only_for_layer_norm():
+    assert verification_tolerance(lstmkit.LSTM(I, H, peephole=True, proj_size=2)) == (1e-5, 1e-5)
+    assert verification_tolerance(lstmkit.GRU(I, H)) == (1e-5, 1e-5)
+    assert verification_tolerance(lstmkit.LSTM(I, H, layer_norm=True)) == (1e-4, 1e-4)
+
+
+def test_layer_norm_float32_rounding_is_what_the_wider_tolerance_allows():
+    """Why 1e-4 for LayerNorm: at H = 8 with random states, lstmkit's own float32 output is already more
+    than 1e-5 from the float64 one for some models, yet within 1e-4."""
+    worst = 0.0
+    for seed in range(12):
+        torch.manual_seed(seed)
+        m = lstmkit.LSTM(3, 8, 2, layer_norm=True, peephole=True, coupled=True, proj_size=4, bidirectional=True)
+        inputs = random_inputs(m, 13, 5, lengths=False, seed=0)
+        w32 = run_torch(m, inputs)
+        w64 = run_torch(copy.deepcopy(m).double(), {k: v.double() for k, v in inputs.items()})
+        worst = max(worst, max((w32[k].double() - w64[k]).abs().max().item() for k in w32))
+    assert 1e-5 < worst < 1e-4
 
 
 # -- what cannot be exported ----------------------------------------------------------------------------

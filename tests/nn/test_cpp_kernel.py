@@ -146,6 +146,75 @@ def test_inference_path_matches_training_path(c):
         torch.testing.assert_close(a, b.detach(), atol=0, rtol=0)
 
 
+LN_COMBOS = [c for c in COMBOS if c["layer_norm"]]
+
+
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "no_bias"])
+@pytest.mark.parametrize("c", LN_COMBOS, ids=combo_id)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
+def test_inference_normalises_the_input_side_in_the_kernel(c, dtype, bias):
+    """g_ih: the kernel's LN_ih(W_ih x) + b, a row at a time, equals LayerNorm done before the loop."""
+    args = make_args(c, dtype)
+    gen = torch.Generator().manual_seed(7)
+    G = args["xg"].shape[-1]
+    xw = torch.randn(T, B, G, generator=gen, dtype=dtype) * 3 + 0.5  # W_ih x: scale and offset for LN to remove
+    g_ih = torch.randn(G, generator=gen, dtype=dtype) * 0.2 + 1
+    b_x = torch.randn(G, generator=gen, dtype=dtype) if bias else None
+    args = {k: v.detach() if isinstance(v, torch.Tensor) else v for k, v in args.items()}
+    args["xg"] = torch.nn.functional.layer_norm(xw, (G,), g_ih, b_x, 1e-5)  # what input_gates computes
+    with torch.no_grad():
+        want = lstm_scan(**args)
+        own = xw.clone()
+        got = lstm_scan_cpp(**{**args, "xg": own}, g_ih=g_ih, b_x=b_x)
+    tol = 1e-12 if dtype == torch.float64 else 2e-6
+    for name, a, b in zip("yhc", got, want, strict=True):
+        torch.testing.assert_close(a, b, atol=tol, rtol=tol, msg=lambda m, n=name: f"output {n}: {m}")
+    torch.testing.assert_close(own, args["xg"], atol=tol, rtol=tol)  # the buffer now holds the normalised gates
+
+
+def test_in_kernel_input_layer_norm_is_refused_where_it_cannot_apply():
+    args = make_args({**COMBOS[0], "layer_norm": True}, torch.float64)
+    G = args["xg"].shape[-1]
+    with pytest.raises(ValueError, match="g_ih is for inference only"):
+        lstm_scan_cpp(**args, g_ih=torch.ones(G, dtype=torch.float64))
+    plain = {k: v.detach() if isinstance(v, torch.Tensor) else v
+             for k, v in make_args(COMBOS[0], torch.float64).items()}
+    with torch.no_grad(), pytest.raises(RuntimeError, match="g_ih is for inference with layer_norm"):
+        lstm_scan_cpp(**plain, g_ih=torch.ones(4 * H, dtype=torch.float64))
+    ln = {k: v.detach() if isinstance(v, torch.Tensor) else v for k, v in args.items()}
+    with torch.no_grad(), pytest.raises(RuntimeError, match="may overwrite"):  # a view it would copy, not own
+        lstm_scan_cpp(**{**ln, "xg": ln["xg"].transpose(0, 1).contiguous().transpose(0, 1)},
+                      g_ih=torch.ones(G, dtype=torch.float64))
+
+
+def test_lstm_inference_uses_the_in_kernel_input_layer_norm(monkeypatch):
+    """LSTM(layer_norm=True) hands LN_ih to the kernel in inference only, with the same results."""
+    import lstmkit
+
+    calls = []
+    kernel = _cpp.lstm_scan_cpp
+
+    def spy(*a, **k):
+        calls.append("g_ih" in k)
+        return kernel(*a, **k)
+
+    monkeypatch.setattr(_cpp, "lstm_scan_cpp", spy)
+    torch.manual_seed(0)
+    m = lstmkit.LSTM(5, 6, 2, layer_norm=True, peephole=True, bidirectional=True, dtype=torch.float64, impl="cpp")
+    x = torch.randn(7, 3, 5, dtype=torch.float64)
+    lengths = torch.tensor([7, 4, 1])
+    with torch.no_grad():
+        got = m(x, lengths=lengths)
+    assert calls == [True] * 4  # 2 layers x 2 directions
+    y, _ = m(x, lengths=lengths)  # grad mode with parameters requiring grad: LayerNorm before the loop
+    assert calls[4:] == [False] * 4
+    m.impl = "reference"
+    with torch.no_grad():
+        want = m(x, lengths=lengths)
+    for a, b in ((got[0], want[0]), (got[1][0], want[1][0]), (got[1][1], want[1][1]), (y.detach(), want[0])):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-12)
+
+
 @pytest.mark.parametrize("gemm", ["blas", "aten"])
 @pytest.mark.parametrize("c", [COMBOS[0], COMBOS[-1]], ids=combo_id)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)

@@ -118,15 +118,19 @@ def test_gradcheck_whole_layer(kw):
     assert torch.autograd.gradcheck(f, (x, *params))
 
 
+@pytest.mark.parametrize("layer_norm", [False, True], ids=["peephole", "peephole+layer_norm"])
 @pytest.mark.parametrize("impl", KERNELS)
-def test_inference_mode_matches_training_forward(impl):
-    m = lstmkit.LSTM(4, 6, 2, peephole=True, layer_norm=True, impl=impl)
+def test_inference_mode_matches_training_forward(impl, layer_norm):
+    m = lstmkit.LSTM(4, 6, 2, peephole=True, layer_norm=layer_norm, impl=impl)
     x = torch.randn(7, 3, 4)
     y_train, (h_train, _) = m(x)
     with torch.inference_mode():
         y_inf, (h_inf, _) = m(x)
-    torch.testing.assert_close(y_inf, y_train.detach(), rtol=0, atol=0)
-    torch.testing.assert_close(h_inf, h_train.detach(), rtol=0, atol=0)
+    # Bit for bit, except where the C++ kernel's inference normalises W_ih x itself (a row at a time,
+    # summed in another order than F.layer_norm): float32 rounding there.
+    tol = 2e-6 if layer_norm and impl == "cpp" else 0.0
+    torch.testing.assert_close(y_inf, y_train.detach(), rtol=tol, atol=tol)
+    torch.testing.assert_close(h_inf, h_train.detach(), rtol=tol, atol=tol)
 
 
 def test_recurrent_dropout_mask_is_per_sequence_and_train_only():

@@ -147,7 +147,7 @@ class LSTMScanCpp(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, xg, h0, c0, w_hh, w_hr, peep, g_hh, g_c, b_c, drop, mask, coupled, eps):
-        out = _ext().forward(xg, h0, c0, w_hh, w_hr, peep, g_hh, g_c, b_c, drop, mask, coupled, eps, True)
+        out = _ext().forward(xg, h0, c0, w_hh, w_hr, peep, g_hh, g_c, b_c, drop, mask, coupled, eps, True, None, None)
         ys, hn, cn = out[:3]
         ctx.coupled = coupled
         ctx.n_saved = len(out) - 3
@@ -196,19 +196,29 @@ def lstm_scan_cpp(
     mask: Tensor | None = None,
     coupled: bool = False,
     eps: float = 1e-5,
+    *,
+    g_ih: Tensor | None = None,
+    b_x: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Fused recurrence over precomputed input gates ``xg`` (T, B, G), in C++.
 
     Same contract as ``_fused.lstm_scan``: returns y (T, B, P), h_n (B, P), c_n (B, H); ``mask`` is
     (T, B) bool (False past a sequence's end), ``drop`` the (B, P) recurrent-dropout mask, already
     scaled by 1/(1-p). Raises RuntimeError if ``available()`` is False.
+
+    Inference with LayerNorm only (see ``can_normalize_input``): with ``g_ih`` (G,), ``xg`` is W_ih x
+    without bias and the kernel computes LN_ih(xg) + ``b_x`` step by step, overwriting ``xg``, which
+    must be a contiguous buffer of the caller's own.
     """
     ext = _ext()
     named = {"xg": xg, "h0": h0, "c0": c0, "w_hh": w_hh, "w_hr": w_hr, "peep": peep, "g_hh": g_hh,
-             "g_c": g_c, "b_c": b_c, "drop": drop, "mask": mask}
+             "g_c": g_c, "b_c": b_c, "drop": drop, "mask": mask, "g_ih": g_ih, "b_x": b_x}
     _check(named, xg.dtype)
-    differentiable = (xg, h0, c0, w_hh, w_hr, peep, g_hh, g_c, b_c)
+    differentiable = (xg, h0, c0, w_hh, w_hr, peep, g_hh, g_c, b_c, g_ih, b_x)
     if not torch.is_grad_enabled() or not any(x is not None and x.requires_grad for x in differentiable):
-        ys, hn, cn = ext.forward(xg, h0, c0, w_hh, w_hr, peep, g_hh, g_c, b_c, drop, mask, coupled, eps, False)
+        ys, hn, cn = ext.forward(xg, h0, c0, w_hh, w_hr, peep, g_hh, g_c, b_c, drop, mask, coupled, eps, False,
+                                 g_ih, b_x)
         return ys, hn, cn
+    if g_ih is not None:
+        raise ValueError("g_ih is for inference only (no tensor requiring grad with grad mode on)")
     return LSTMScanCpp.apply(xg, h0, c0, w_hh, w_hr, peep, g_hh, g_c, b_c, drop, mask, coupled, eps)

@@ -108,6 +108,13 @@ def scan_kernel(impl: str, x: Tensor):
     return lstm_scan
 
 
+def _needs_grad(x: Tensor, state: tuple[Tensor, Tensor], w: LSTMWeights) -> bool:
+    """Whether autograd will record this layer's forward (grad mode on and some input requiring grad)."""
+    return torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (x, *state, *w)
+    )
+
+
 def input_gates(x: Tensor, w: LSTMWeights, opt: LSTMOptions) -> Tensor:
     """Input side of every step at once: LN_ih(W_ih x) + b_ih + b_hh, (T, B, I) -> (T, B, G)."""
     if opt.layer_norm:
@@ -198,10 +205,18 @@ class LSTM(RecurrentBase):
         w = _weights(params)
         if self.impl == "reference":
             return scan(lambda x_t, s: lstm_step(x_t, s, w, self._options, drop), x, state, mask)
-        xg = input_gates(x, w, self._options)  # (T, B, G), one matrix product for all steps
-        y, h, c = scan_kernel(self.impl, xg)(
+        kernel = scan_kernel(self.impl, x)
+        extra = {}
+        if self.layer_norm and kernel is _cpp.lstm_scan_cpp and not _needs_grad(x, state, w):
+            # Inference: the C++ kernel normalises each step's W_ih x_t in cache, which saves a pass
+            # over all (T, B, G) (LN_ih and the biases); the result is input_gates' to rounding.
+            xg = F.linear(x, w.w_ih)  # (T, B, G), our own buffer, overwritten by the kernel
+            extra = {"g_ih": w.g_ih, "b_x": None if w.b_ih is None else w.b_ih + w.b_hh}
+        else:
+            xg = input_gates(x, w, self._options)  # (T, B, G), one matrix product for all steps
+        y, h, c = kernel(
             xg, state[0], state[1], w.w_hh, w.w_hr, w.peep, w.g_hh, w.g_c, w.b_c, drop, mask,
-            self.coupled, self.layer_norm_eps,
+            self.coupled, self.layer_norm_eps, **extra,
         )
         return y, (h, c)
 

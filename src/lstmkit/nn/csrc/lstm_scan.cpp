@@ -53,6 +53,11 @@ struct FwdArgs {
   const T* g_c;
   const T* b_c;
   const bool* mask;  // (B,) this step's length mask, or nullptr
+  // Inference only: LN_ih left to the kernel. Then xg_own is xg, writable (W_ih x_t without bias,
+  // normalised in place), g_ih its gain and b_x the summed biases b_ih + b_hh (or nullptr).
+  T* xg_own;
+  const T* g_ih;
+  const T* b_x;
   int64_t H, G;
   T eps;
 };
@@ -334,7 +339,7 @@ template <typename T>
 std::vector<Tensor> forward_impl(const Tensor& xg, const Tensor& h0, const Tensor& c0, const Tensor& w_hh,
                                  const Tensor& w_hr, const Tensor& peep, const Tensor& g_hh, const Tensor& g_c,
                                  const Tensor& b_c, const Tensor& drop, const Tensor& mask, bool coupled, double eps,
-                                 bool train) {
+                                 bool train, const Tensor& g_ih, const Tensor& b_x) {
   const int64_t Tn = xg.size(0), B = xg.size(1), G = xg.size(2), H = c0.size(1), P = h0.size(1);
   const bool proj = w_hr.defined(), ln = g_hh.defined(), has_mask = mask.defined(), has_drop = drop.defined();
   const bool alias_hin = !has_mask && !has_drop;
@@ -439,6 +444,11 @@ std::vector<Tensor> forward_impl(const Tensor& xg, const Tensor& h0, const Tenso
       a.g_hh = ptr<T>(g_hh);
       a.g_c = ptr<T>(g_c);
       a.b_c = ptr<T>(b_c);
+      if (g_ih.defined()) {
+        a.xg_own = row<T>(xg, t);
+        a.g_ih = ptr<T>(g_ih);
+        a.b_x = b_x.defined() ? ptr<T>(b_x) : nullptr;
+      }
     }
     a.p_i = p_i;
     a.p_f = p_f;
@@ -673,23 +683,30 @@ std::vector<Tensor> forward(const Tensor& xg_, const Tensor& h0_, const Tensor& 
                             const std::optional<Tensor>& w_hr_, const std::optional<Tensor>& peep_,
                             const std::optional<Tensor>& g_hh_, const std::optional<Tensor>& g_c_,
                             const std::optional<Tensor>& b_c_, const std::optional<Tensor>& drop_,
-                            const std::optional<Tensor>& mask_, bool coupled, double eps, bool train) {
+                            const std::optional<Tensor>& mask_, bool coupled, double eps, bool train,
+                            const std::optional<Tensor>& g_ih_, const std::optional<Tensor>& b_x_) {
   const Tensor xg = xg_.contiguous(), h0 = h0_.contiguous(), c0 = c0_.contiguous(), w_hh = w_hh_.contiguous();
   const Tensor w_hr = opt(w_hr_), peep = opt(peep_), g_hh = opt(g_hh_), g_c = opt(g_c_), b_c = opt(b_c_);
-  const Tensor drop = opt(drop_);
+  const Tensor drop = opt(drop_), g_ih = opt(g_ih_), b_x = opt(b_x_);
+  // g_ih: xg is W_ih x (no bias) and the kernel normalises it in place, so it must be the caller's own buffer.
+  TORCH_CHECK(!g_ih.defined() || (!train && g_hh.defined() && xg.is_same(xg_)),
+              "lstm_scan_cpp: g_ih is for inference with layer_norm, on a contiguous xg the kernel may overwrite");
+  TORCH_CHECK(!b_x.defined() || g_ih.defined(), "lstm_scan_cpp: b_x comes with g_ih");
   const Tensor mask = mask_.has_value() ? mask_->to(at::kBool).contiguous() : Tensor();
   const auto st = xg.scalar_type();
   TORCH_CHECK(st == at::kFloat || st == at::kDouble, "lstm_scan_cpp: float32 or float64 only, got ", st);
   for (auto& [t, n] : std::initializer_list<std::pair<const Tensor&, const char*>>{
            {xg, "xg"}, {h0, "h0"}, {c0, "c0"}, {w_hh, "w_hh"}, {w_hr, "w_hr"}, {peep, "peep"}, {g_hh, "g_hh"},
-           {g_c, "g_c"}, {b_c, "b_c"}, {drop, "drop"}})
+           {g_c, "g_c"}, {b_c, "b_c"}, {drop, "drop"}, {g_ih, "g_ih"}, {b_x, "b_x"}})
     check_cpu(t, n, st);
   TORCH_CHECK(!mask.defined() || mask.device().is_cpu(), "lstm_scan_cpp: mask must be a CPU tensor");
   TORCH_CHECK(g_hh.defined() == g_c.defined() && g_c.defined() == b_c.defined(),
               "lstm_scan_cpp: g_hh, g_c and b_c come together (layer_norm)");
   if (st == at::kFloat)
-    return forward_impl<float>(xg, h0, c0, w_hh, w_hr, peep, g_hh, g_c, b_c, drop, mask, coupled, eps, train);
-  return forward_impl<double>(xg, h0, c0, w_hh, w_hr, peep, g_hh, g_c, b_c, drop, mask, coupled, eps, train);
+    return forward_impl<float>(xg, h0, c0, w_hh, w_hr, peep, g_hh, g_c, b_c, drop, mask, coupled, eps, train, g_ih,
+                               b_x);
+  return forward_impl<double>(xg, h0, c0, w_hh, w_hr, peep, g_hh, g_c, b_c, drop, mask, coupled, eps, train, g_ih,
+                              b_x);
 }
 
 std::vector<Tensor> backward(const std::optional<Tensor>& dy_, const std::optional<Tensor>& dhn_,

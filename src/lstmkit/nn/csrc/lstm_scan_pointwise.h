@@ -85,6 +85,21 @@ LK_INLINE void row_mean_rstd(const T* __restrict x, int64_t n, T eps, T& mean, T
   rstd = T(1) / std::sqrt(v / T(n) + eps);
 }
 
+// LayerNorm of one row in place: x <- (x - mean) * rstd * g + bias (bias may be null).
+template <typename T>
+LK_INLINE void layer_norm_row_inplace(T* __restrict x, int64_t n, T eps, const T* __restrict g,
+                                      const T* __restrict bias) {
+  T mean, rs;
+  row_mean_rstd(x, n, eps, mean, rs);
+  if (bias != nullptr) {
+#pragma omp simd
+    for (int64_t k = 0; k < n; ++k) x[k] = (x[k] - mean) * rs * g[k] + bias[k];
+  } else {
+#pragma omp simd
+    for (int64_t k = 0; k < n; ++k) x[k] = (x[k] - mean) * rs * g[k];
+  }
+}
+
 // Forward gate math for rows [b0, b1) and hidden units [j0, j1) of one step: act, c_new, tc (and LN
 // saves), and h = o * tanh(.) written to args.h. With a length mask a finished row keeps c_prev (its
 // h is handled by post_rows). LayerNorm needs whole rows: then [j0, j1) must be [0, H). Without TRAIN
@@ -95,6 +110,11 @@ void fwd_rows(const FwdArgs<T>& A, int64_t b0, int64_t b1, int64_t j0, int64_t j
   constexpr int64_t kI = 0;
   const int64_t of = H, og = COUPLED ? H : 2 * H, oo = og + H;
   for (int64_t b = b0; b < b1; ++b) {
+    if constexpr (LN && !TRAIN) {
+      // Inference may leave the input side's LayerNorm to the kernel (g_ih set): xg then holds W_ih x_t,
+      // normalised here row by row while in cache, instead of in a pass over all (T, B, G) before the loop.
+      if (A.g_ih != nullptr) layer_norm_row_inplace(A.xg_own + b * G, G, A.eps, A.g_ih, A.b_x);
+    }
     const T* __restrict xg = A.xg + b * G;
     const T* __restrict r = A.r + b * G;
     T* __restrict act = (TRAIN || LN) ? A.act + b * G : nullptr;
