@@ -180,7 +180,8 @@ class OCRTask(CTCTask):
         # Chosen on the validation pairs within the budget (docs/results.md): three columns per step train
         # 1.5x faster than two at no loss (validation CER 1.3% against 4.0% after 3 minutes, with no
         # dropout: the model underfits in this time); batches of 16 for more updates; six epochs (about
-        # 5 minutes) took test CER from 0.91% to 0.81% over three seeds against five.
+        # 5 minutes) against five: validation loss 0.0240 against 0.0283 nats/label, validation CER 0.60%
+        # against 0.67% (means of three seeds).
         return Config(
             model=CTCModel(hidden_size=128, num_layers=2, dropout=0.0),
             data=OCRData(),
