@@ -35,7 +35,7 @@ from lstmkit.metrics import ctc_greedy_decode
 from lstmkit.nn import LSTM
 from lstmkit.tasks.base import DataUnavailable, Prepared, Task, TaskError
 from lstmkit.tasks.rundir import Run, open_run
-from lstmkit.train import Config, DataConfig, ModelConfig, ctc_loss, evaluate, fit
+from lstmkit.train import Config, DataConfig, ModelConfig, apply_overrides, ctc_loss, evaluate, fit
 
 BLANK = 0
 DATA = "data.json"
@@ -278,7 +278,7 @@ def beam_decode(log_probs: torch.Tensor, beam_width: int, *, prune: float = 1e-3
     The search is :func:`lstmkit.metrics.ctc_prefix_beam_search`'s (``prune=0`` gives its result), with
     the per-step pruning of common CTC decoders: a trained model gives one or two symbols a
     probability above 1e-3 at a step, so the pure-Python search tries two or three symbols per beam
-    and step instead of every one (ctc-ocr's 84: about 20 times faster, with the same transcripts).
+    and step instead of every one (ctc-ocr's 84: about ten times faster, with the same transcripts).
     """
     if log_probs.ndim != 2:
         raise ValueError(f"log_probs must be (T, C), got shape {tuple(log_probs.shape)}")
@@ -339,7 +339,6 @@ class CTCTask(Task):
     state_files = (DATA,)
     unit = "label"
     loss_label = "loss (CTC, nats per label)"
-    file_kind = ""  # what `lstmkit recognize` reads, e.g. "WAV"
 
     # -- what a task module supplies --
     @abc.abstractmethod
@@ -381,8 +380,6 @@ class CTCTask(Task):
     # -- the Task contract --
     def resolve(self, config: Config) -> Config:
         """``config`` with ``data.dir`` absolute, so that the run can be evaluated from anywhere."""
-        from lstmkit.train import apply_overrides
-
         return apply_overrides(config, [f"data.dir={toml_str(str(resolved_dir(config.data)))}"])
 
     def prepare(self, config: Config) -> CTCPrepared:

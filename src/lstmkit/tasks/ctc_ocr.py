@@ -174,7 +174,6 @@ class OCRTask(CTCTask):
 
     summary = ("printed text lines rendered with Pillow in held-out font/size pairs, stacked biLSTM + CTC over "
                "pixel columns; CER and WER")  # fmt: skip
-    file_kind = "PNG"
 
     def default_config(self) -> Config:
         # Chosen on the validation pairs within the budget (docs/results.md): three columns per step train

@@ -177,7 +177,6 @@ class SpeechTask(CTCTask):
 
     summary = ("spoken digit strings synthesised by espeak-ng, stacked biLSTM + CTC; WER and string accuracy on "
                "unseen voices")
-    file_kind = "WAV"
 
     def default_config(self) -> Config:
         # Chosen on the validation voices (docs/results.md): two layers learn faster than three within the
