@@ -21,6 +21,7 @@ from lstmkit.export.onnx_model import random_inputs, run_torch
 from lstmkit.export.rundir import export_run
 from lstmkit.tasks import get_task, runner
 from lstmkit.tasks.classify import ClassifyModel, SequenceClassifier, predict, prepare_data
+from lstmkit.tasks.ctc import CTCModel, CTCRecognizer
 from lstmkit.tasks.forecast import ForecastModel, ForecastNet
 from lstmkit.tasks.rundir import open_run
 from lstmkit.train import apply_overrides
@@ -64,6 +65,33 @@ def test_classifier_scan_recurrence_matches_too(tmp_path):
     model = _randomize(SequenceClassifier(ClassifyModel(input_size=2, output_size=3, hidden_size=5)), seed=3)
     result = to_onnx(model, tmp_path / "c.onnx", recurrence="scan")
     assert set(result.layers) == {"Scan"} and result.max_abs_error <= 1e-5
+
+
+@pytest.mark.parametrize("bidirectional", [True, False])
+def test_ctc_recognizer_matches_torch_in_onnxruntime(bidirectional, tmp_path):
+    config = CTCModel(input_size=4, output_size=6, hidden_size=5, num_layers=2, dropout=0.0,
+                      bidirectional=bidirectional)  # fmt: skip
+    model = _randomize(CTCRecognizer(config), seed=5)
+    result = to_onnx(model, tmp_path / "r.onnx")
+    assert result.inputs == ("features", "lengths") and result.outputs == ("log_probs",)
+    x = torch.randn(8, 3, 4)
+    lengths = torch.tensor([8, 2, 5])
+    (got,) = _session(result.path).run(None, {"features": x.numpy(), "lengths": lengths.numpy()})
+    with torch.no_grad():
+        want = model(x, lengths)
+    np.testing.assert_allclose(got, want.numpy(), atol=1e-5, rtol=1e-5)
+    assert np.allclose(np.exp(got).sum(-1), 1.0, atol=1e-5)  # log-probabilities over blank + symbols
+
+
+def test_ctc_ocr_run_exports_with_its_alphabet(tmp_path):
+    config = get_task("ctc-ocr").smoke_config(tmp_path)
+    run_dir = runner.train("ctc-ocr", config, tmp_path / "run").run_dir
+    result = export_run(run_dir, out=tmp_path / "ocr.onnx")
+    assert result.outputs == ("log_probs",) and result.max_abs_error <= 1e-5
+    meta = _session(result.path).get_modelmeta().custom_metadata_map
+    classes = json.loads(meta["lstmkit.classes"])
+    assert classes[0] == "<blank>" and "A" in classes and "7" in classes
+    assert set(json.loads(meta["lstmkit.preprocess"])) == {"input_mean", "input_std"}
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])

@@ -90,8 +90,8 @@ def _core_of(model: nn.Module) -> LSTM | GRU | RNN:
     hint = ""
     if isinstance(model, (nn.LSTM, nn.GRU, nn.RNN)):
         hint = f"; load its state_dict into lstmkit.{type(model).__name__} (same parameter names) and export that"
-    raise TypeError(f"model must be an lstmkit LSTM, GRU or RNN, a SequenceModel, or a classify or forecast task "
-                    f"model, got {type(model).__name__}{hint}")
+    raise TypeError(f"model must be an lstmkit LSTM, GRU or RNN, a SequenceModel, or a classify, forecast or CTC "
+                    f"task model, got {type(model).__name__}{hint}")
 
 
 def _check_args(model: nn.Module, path, lengths, recurrence, opset, verify, metadata) -> Path:
@@ -164,7 +164,7 @@ def build_onnx(model: nn.Module, *, lengths: bool = False, recurrence: str = "au
     elem = {"float32": TP.FLOAT, "int64": TP.INT64}
     gb = GraphBuilder(onnx)
     sig_in, sig_out = _signature(model, core, lengths)
-    for name, _, _ in sig_in:  # reserve the input names
+    for name, _, _ in (*sig_in, *sig_out):  # reserve the graph's input and output names
         gb.name(name)
     if task_models.kind(model) is not None:
         values, kinds = task_models.emit(gb, model, recurrence)

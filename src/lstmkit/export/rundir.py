@@ -20,7 +20,7 @@ import os
 from pathlib import Path
 
 from lstmkit.export._deps import MissingDependency
-from lstmkit.export.onnx_model import ExportVerificationError, OnnxExport, to_onnx
+from lstmkit.export.onnx_model import ExportVerificationError, OnnxExport, _core_of, to_onnx
 from lstmkit.tasks import TaskError
 from lstmkit.tasks.rundir import open_run
 
@@ -45,6 +45,10 @@ def export_run(
         raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
     run = open_run(run_dir)
     model = run.load_weights(run.task.build_model(run.config))
+    try:
+        _core_of(model)
+    except (TypeError, ValueError) as e:
+        raise TaskError(f"the {run.task.name} task's model cannot be exported: {e}") from e
     metadata = {
         "lstmkit.task": run.task.name,
         "lstmkit.model_config": json.dumps(dataclasses.asdict(run.config.model)),

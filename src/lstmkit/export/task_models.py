@@ -1,4 +1,5 @@
-"""Whole task models as ONNX graphs: ``classify``'s ``SequenceClassifier`` and ``forecast``'s ``ForecastNet``.
+"""Whole task models as ONNX graphs: ``classify``'s ``SequenceClassifier``, ``forecast``'s ``ForecastNet``
+and the CTC tasks' ``CTCRecognizer``.
 
 Both read a case or a window from scratch, so their graphs take no state: the initial states are
 zeros made inside the graph at the input's batch size. The recurrent core is ``recurrent.emit_core``
@@ -8,6 +9,8 @@ zeros made inside the graph at the input's batch size. The recurrent core is ``r
   outputs ``logits`` (B, K) and ``probabilities`` (B, K). The readout is the masked mean over the
   real steps, or each direction's state after the whole case: the forward direction's output at
   step ``lengths - 1`` (a ``GatherND``) and the backward direction's final state.
+- recognizer (``ctc-speech``, ``ctc-ocr``): inputs ``features`` (T, B, I) and ``lengths`` (B,)
+  int64; output ``log_probs`` (T, B, C), class 0 the CTC blank, for a greedy or beam decoder.
 - forecaster: input ``features`` (T, B, F), a window of scaled values with the target in column 0
   (T at least the AR skip's order); output ``forecast`` (B, horizon) in scaled units: the last
   target value, plus the LSTM head at the last step, plus the fixed AR skip over the last p values.
@@ -30,20 +33,23 @@ INT64_MAX = 2**63 - 1
 
 
 def kind(model: nn.Module) -> str | None:
-    """``"classifier"``, ``"forecaster"``, or None for a model that is not a task model."""
+    """``"classifier"``, ``"recognizer"``, ``"forecaster"``, or None for a model that is not a task model."""
     # Imported here: the task modules import the training package, which a bare layer export never needs.
     from lstmkit.tasks.classify import SequenceClassifier
+    from lstmkit.tasks.ctc import CTCRecognizer
     from lstmkit.tasks.forecast import ForecastNet
 
     if isinstance(model, SequenceClassifier):
         return "classifier"
+    if isinstance(model, CTCRecognizer):
+        return "recognizer"
     if isinstance(model, ForecastNet):
         return "forecaster"
     return None
 
 
 def core_of(model: nn.Module) -> LSTM | GRU | RNN:
-    core = model.rnn if kind(model) == "classifier" else model.core.rnn
+    core = model.core.rnn if kind(model) == "forecaster" else model.rnn
     if not isinstance(core, (LSTM, GRU, RNN)):
         raise TypeError(f"the model's recurrent core must be an lstmkit LSTM, GRU or RNN, got {type(core).__name__}")
     if kind(model) == "forecaster" and model.core.proj is not None:
@@ -58,6 +64,9 @@ def signature(model: nn.Module) -> tuple[list, list]:
         K = model.head.out_features
         return ([("features", "float32", ["T", "B", core.input_size]), ("lengths", "int64", ["B"])],
                 [("logits", "float32", ["B", K]), ("probabilities", "float32", ["B", K])])  # fmt: skip
+    if kind(model) == "recognizer":
+        return ([("features", "float32", ["T", "B", core.input_size]), ("lengths", "int64", ["B"])],
+                [("log_probs", "float32", ["T", "B", model.head.out_features])])  # fmt: skip
     return ([("features", "float32", ["T", "B", core.input_size])],
             [("forecast", "float32", ["B", model.core.head.out_features])])  # fmt: skip
 
@@ -88,8 +97,12 @@ def emit(gb: GraphBuilder, model: nn.Module, recurrence: str) -> tuple[list[str]
     classifier = kind(model) == "classifier"
     io = CoreInputs(x="features", h0=_zero_state(gb, "features", LD, P, "h0"),
                     c0=_zero_state(gb, "features", LD, H, "c0") if isinstance(core, LSTM) else None,
-                    lengths="lengths" if classifier else None)  # fmt: skip
+                    lengths=None if kind(model) == "forecaster" else "lengths")  # fmt: skip
     y, hn, _, kinds = emit_core(gb, core, io, recurrence)  # y (T, B, D*P)
+    if kind(model) == "recognizer":
+        # Padded steps: zero outputs, so log_softmax(head bias), as in torch; decoders read only real steps.
+        logits = _linear(gb, y, model.head, "head")  # (T, B, C)
+        return [gb.op("LogSoftmax", [logits], "log_probs", axis=-1)], kinds
     if classifier:
         if model.config.pooling == "mean":
             total = gb.op("ReduceSum", [y, gb.const([0], "axes_0", i64)], "y_sum", keepdims=0)  # (B, D*P)
@@ -136,7 +149,7 @@ def verify_shapes(model: nn.Module, default: tuple[tuple[int, int], ...]) -> tup
 def random_inputs(model: nn.Module, T: int, B: int, seed: int) -> dict[str, Tensor]:
     g = torch.Generator().manual_seed(seed)
     out = {"features": torch.randn(T, B, core_of(model).input_size, generator=g)}
-    if kind(model) == "classifier":
+    if kind(model) in ("classifier", "recognizer"):
         n = torch.randint(1, T + 1, (B,), generator=g)
         n[0] = T  # the longest case fills the batch
         out["lengths"] = n
@@ -153,6 +166,8 @@ def run_torch(model: nn.Module, inputs: dict[str, Tensor]) -> dict[str, Tensor]:
         if kind(model) == "classifier":
             logits = model(x["features"], x["lengths"])
             return {"logits": logits.cpu(), "probabilities": logits.softmax(-1).cpu()}
+        if kind(model) == "recognizer":
+            return {"log_probs": model(x["features"], x["lengths"]).cpu()}
         return {"forecast": model(x["features"]).cpu()}
     finally:
         model.train(was_training)
