@@ -98,6 +98,25 @@ class SequenceModel(nn.Module):
         return self.head(out), state  # (T, B, O)
 
 
+class LSTMReader(nn.Module):
+    """A (bi)LSTM over padded sequences, dropout, and a linear layer of ``config.output_size`` outputs
+    reading D*H features: the body that the classify and CTC task models share; each subclass's
+    ``forward`` decides what the linear layer reads (a pooled state, or every step)."""
+
+    def __init__(self, config: ModelConfig, bidirectional: bool) -> None:
+        super().__init__()
+        self.config = config
+        self.rnn = LSTM(
+            config.input_size,
+            config.hidden_size,
+            config.num_layers,
+            dropout=config.dropout if config.num_layers > 1 else 0.0,
+            bidirectional=bidirectional,
+        )
+        self.drop = nn.Dropout(config.dropout)
+        self.head = nn.Linear(config.hidden_size * (2 if bidirectional else 1), config.output_size)
+
+
 def last_valid(outputs: Tensor, lengths: Tensor | None = None) -> Tensor:
     """Each sequence's output at its last valid step: (T, B, *) -> (B, *).
 

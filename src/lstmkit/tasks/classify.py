@@ -40,8 +40,7 @@ from lstmkit._fileio import read_versioned_json, write_versioned_json
 from lstmkit.data import BucketBatchSampler, Standardizer, pad_collate
 from lstmkit.data.ts_format import TSData, read_cases_csv, read_ts
 from lstmkit.metrics import accuracy, precision_recall_f1
-from lstmkit.models import last_valid
-from lstmkit.nn import LSTM
+from lstmkit.models import LSTMReader, last_valid
 from lstmkit.tasks import baselines as bl
 from lstmkit.tasks.base import DataUnavailable, Prepared, Task, TaskError
 from lstmkit.tasks.bundled import UCR_SETS, ucr_files
@@ -278,24 +277,14 @@ def prepare_data(config: Config) -> ClassifyPrepared:
 
 
 # -- the model ----------------------------------------------------------------------------------------
-class SequenceClassifier(nn.Module):
+class SequenceClassifier(LSTMReader):
     """(bi)LSTM over a padded batch, a last-state or masked-mean readout, dropout, linear.
 
     ``forward(x, lengths)``: x (T, B, C), lengths (B,) -> logits (B, K).
     """
 
     def __init__(self, config: ClassifyModel) -> None:
-        super().__init__()
-        self.config = config
-        self.rnn = LSTM(
-            config.input_size,
-            config.hidden_size,
-            config.num_layers,
-            dropout=config.dropout if config.num_layers > 1 else 0.0,
-            bidirectional=config.bidirectional,
-        )
-        self.drop = nn.Dropout(config.dropout)
-        self.head = nn.Linear(config.hidden_size * (2 if config.bidirectional else 1), config.output_size)
+        super().__init__(config, config.bidirectional)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         out, (h, _) = self.rnn(x, lengths=lengths)  # (T, B, D*H); padded steps are zero

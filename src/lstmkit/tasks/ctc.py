@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader
 from lstmkit._fileio import atomic_path, read_versioned_json, write_versioned_json
 from lstmkit.data import BucketBatchSampler, pad_collate
 from lstmkit.metrics import ctc_greedy_decode
-from lstmkit.nn import LSTM
+from lstmkit.models import LSTMReader
 from lstmkit.tasks.base import DataUnavailable, Prepared, Task, TaskError
 from lstmkit.tasks.rundir import Run, open_run
 from lstmkit.train import Config, DataConfig, ModelConfig, apply_overrides, ctc_loss, evaluate, fit
@@ -204,24 +204,14 @@ def scale(x: np.ndarray, mean: np.ndarray, std: float) -> np.ndarray:
 
 
 # -- the model ----------------------------------------------------------------------------------------------
-class CTCRecognizer(nn.Module):
+class CTCRecognizer(LSTMReader):
     """Stacked (bi)LSTM, dropout and a linear layer to the blank and the symbols, as log-probabilities.
 
     ``forward(x, lengths)``: x (T, B, I), lengths (B,) -> log-probabilities (T, B, C), C = symbols + 1.
     """
 
     def __init__(self, config: CTCModel) -> None:
-        super().__init__()
-        self.config = config
-        self.rnn = LSTM(
-            config.input_size,
-            config.hidden_size,
-            config.num_layers,
-            dropout=config.dropout if config.num_layers > 1 else 0.0,
-            bidirectional=config.bidirectional,
-        )
-        self.drop = nn.Dropout(config.dropout)
-        self.head = nn.Linear(config.hidden_size * (2 if config.bidirectional else 1), config.output_size)
+        super().__init__(config, config.bidirectional)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         out, _ = self.rnn(x, lengths=lengths)  # (T, B, D*H); padded steps are zero and never scored
