@@ -6,16 +6,7 @@ import pytest
 
 from lstmkit.tasks import runner
 from lstmkit.tasks.classify import write_toy_ts
-
-TEXT = """\
-ROMEO.
-But soft, what light through yonder window breaks?
-It is the east, and Juliet is the sun.
-
-JULIET.
-O Romeo, Romeo, wherefore art thou Romeo?
-Deny thy father and refuse thy name.
-"""
+from texts import SMALL_TEXT
 
 QUIET = ["train.progress=false", "train.tensorboard=false", "train.log_every=2", "train.warmup_steps=1"]
 
@@ -25,7 +16,7 @@ def char_run(tmp_path_factory):
     """charlm: 2 layers of 16 units, embedding 8, 8 steps on 4 KB of text."""
     root = tmp_path_factory.mktemp("compress-char")
     text = root / "small.txt"
-    text.write_text(TEXT * 20, encoding="utf-8")
+    text.write_text(SMALL_TEXT * 20, encoding="utf-8")
     overrides = ["model.hidden_size=16", "model.num_layers=2", "model.embedding_dim=8", "model.dropout=0.0",
                  "data.batch_size=4", "data.bptt=16", "train.max_steps=8", "train.max_minutes=none",
                  f"data.text={text}", *QUIET]  # fmt: skip

@@ -5,23 +5,14 @@ from __future__ import annotations
 import pytest
 
 from lstmkit.tasks import runner
-
-TEXT = """\
-ROMEO.
-But soft, what light through yonder window breaks?
-It is the east, and Juliet is the sun.
-
-JULIET.
-O Romeo, Romeo, wherefore art thou Romeo?
-Deny thy father and refuse thy name.
-"""
+from texts import SMALL_TEXT
 
 
 @pytest.fixture(scope="session")
 def small_text(tmp_path_factory):
     """About 4 KB of text: enough for a few TBPTT chunks of 4 x 16 characters."""
     path = tmp_path_factory.mktemp("text") / "small.txt"
-    path.write_text(TEXT * 20, encoding="utf-8")
+    path.write_text(SMALL_TEXT * 20, encoding="utf-8")
     return path
 
 
