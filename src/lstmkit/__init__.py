@@ -1,32 +1,22 @@
 """lstmkit: fast, complete LSTMs on PyTorch.
 
-The layers and ``Stream`` are re-exported here; the workflow lives in the subpackages
-``lstmkit.data``, ``lstmkit.train``, ``lstmkit.metrics``, ``lstmkit.models``, compression in
-``lstmkit.compress``, and deployment in ``lstmkit.stream`` and ``lstmkit.export``.
+``import lstmkit`` gives the layers (``LSTM``, ``LSTMCell``, ``GRU``, ``RNN``), ``param_count`` and
+the streaming API (``Stream``), and loads nothing else. The rest is imported where it is used,
+from the layer of the design it belongs to (each imports only from the ones before it):
+
+- ``lstmkit.nn`` (layers), ``lstmkit.stream`` (streaming), ``lstmkit.formats`` (how weights are
+  stored), ``lstmkit.data``, ``lstmkit.metrics``;
+- ``lstmkit.train`` (the training loop, losses, config);
+- ``lstmkit.models`` (models built on the layers);
+- ``lstmkit.tasks`` (end-to-end jobs, the run directory, the runner);
+- ``lstmkit.compress``, ``lstmkit.export``, ``lstmkit.diagnostics`` and ``lstmkit.cli`` (run-level commands).
 """
 
 from __future__ import annotations
 
-from . import compress, data, export, metrics, models, nn, stream, train
-from .nn import GRU, LSTM, RNN, LSTMCell, param_count
-from .stream import Stream
+from lstmkit.nn import GRU, LSTM, RNN, LSTMCell, param_count
+from lstmkit.stream import Stream
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "GRU",
-    "LSTM",
-    "RNN",
-    "LSTMCell",
-    "Stream",
-    "__version__",
-    "compress",
-    "data",
-    "export",
-    "metrics",
-    "models",
-    "nn",
-    "param_count",
-    "stream",
-    "train",
-]
+__all__ = ["GRU", "LSTM", "RNN", "LSTMCell", "Stream", "__version__", "param_count"]

@@ -264,9 +264,9 @@ def diagnose_runs(
     ``RUN_DIR/gradient_flow.png``, required with several runs) and the numbers beside it as JSON.
     """
     from lstmkit.tasks.base import TaskError
-    from lstmkit.tasks.longrange.common import GeneratedTask, build_model, generator_for, resolved_hidden_size
     from lstmkit.tasks.rundir import open_run
     from lstmkit.train import seed_everything
+    from lstmkit.train.seed import generator_for
 
     if not run_dirs:
         raise ValueError("give at least one run directory")
@@ -276,7 +276,7 @@ def diagnose_runs(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     runs = [open_run(d) for d in run_dirs]
     task = runs[0].task
-    if not isinstance(task, GeneratedTask):
+    if not task.diagnosable:
         raise TaskError(f"diagnose runs the long-range tasks (adding, temporal-order, copy); {runs[0].path} is a "
                         f"{task.name!r} run")  # fmt: skip
     for run in runs[1:]:
@@ -296,10 +296,10 @@ def diagnose_runs(
     for run in runs:
         if init:
             seed_everything(run.config.train.seed)  # the run's own first draws: its initial weights
-            model = build_model(run.config)
+            model = task.build_model(run.config)
         else:
-            model = task.load_model(run)
-        H = resolved_hidden_size(run.config.model)
+            model = run.load_weights(task.build_model(run.config))
+        H = model.rnn.hidden_size
         label = f"{run.config.model.cell.upper()}, {H} units"
         forget_bias = getattr(run.config.model, "forget_bias", None)
         if run.config.model.cell != "rnn":

@@ -1,7 +1,8 @@
 """Stateful streaming inference: feed a trained model one step or one chunk at a time.
 
 ``Stream(model, batch_size)`` wraps an ``lstmkit.LSTM`` (any variant, any number of layers), a
-``GRU``, an ``RNN`` or a whole ``SequenceModel`` and keeps the recurrent state between calls::
+``GRU``, an ``RNN`` or a whole model that says how it streams (``stream_parts()``, e.g.
+``lstmkit.models.SequenceModel``) and keeps the recurrent state between calls::
 
     stream = Stream(model.eval(), batch_size=4)       # 4 independent streams
     y_t = stream.step(x_t)                            # one step: (B, I) -> (B, P)   [ids (B,) -> (B, V)]
@@ -27,17 +28,29 @@ output (proj_size or H), V the head's outputs, L layers.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lstmkit.models import SequenceModel
 from lstmkit.nn import GRU, LSTM, RNN
 
 StepFn = Callable[[Tensor, list[Tensor]], Tensor]
 
-_MODELS = "an lstmkit LSTM, GRU or RNN, or a SequenceModel"
+_MODELS = "an lstmkit LSTM, GRU or RNN, or a model with stream_parts() (a SequenceModel)"
+
+
+class StreamParts(NamedTuple):
+    """A whole model as ``Stream`` runs it: optional embedding, the recurrent core, optional
+    projection, a linear head. A model that streams returns this from ``stream_parts()``; its
+    ``forward(x, state, lengths)`` must compute the same (time-major, ``(T, B, ...)``)."""
+
+    core: nn.Module  # an lstmkit LSTM, GRU or RNN
+    embedding: Tensor | None  # (V, E): token ids in; None: features in
+    proj: Tensor | None  # (E, H): bias-free projection before the head
+    head_weight: Tensor  # (O, H or E)
+    head_bias: Tensor | None  # (O,)
 
 
 class _LSTMStep:
@@ -179,8 +192,10 @@ class Stream:
     """
 
     def __init__(self, model: nn.Module, batch_size: int = 1) -> None:
-        if isinstance(model, SequenceModel):
-            core, self._seq = model.rnn, model
+        parts: StreamParts | None = None
+        if callable(getattr(model, "stream_parts", None)):
+            parts = model.stream_parts()
+            core, self._seq = parts.core, model
         elif isinstance(model, (LSTM, GRU, RNN)):
             core, self._seq = model, None
         else:
@@ -202,13 +217,11 @@ class Stream:
         self._sizes = (core.output_size, core.hidden_size)[: self._n_states]  # h (P), c (H)
         self._factory = {"dtype": ref.dtype, "device": ref.device}
         self._step_core = _core_step(core)
-        self._batch_first = self._seq is None and core.batch_first  # SequenceModel is time-major
-        self._tokens = self._seq is not None and self._seq.embedding is not None
-        if self._seq is not None:
-            m = self._seq
-            self._emb = None if m.embedding is None else m.embedding.weight  # (V, E)
-            self._proj = None if m.proj is None else m.proj.weight  # (E, H)
-            self._head_w, self._head_b = m.head.weight, m.head.bias  # (O, H or E), (O,)
+        self._batch_first = self._seq is None and core.batch_first  # whole models are time-major
+        self._tokens = parts is not None and parts.embedding is not None
+        if parts is not None:
+            self._emb, self._proj = parts.embedding, parts.proj  # (V, E), (E, H)
+            self._head_w, self._head_b = parts.head_weight, parts.head_bias  # (O, H or E), (O,)
         self._state: list[Tensor] = []
         self.reset()
 

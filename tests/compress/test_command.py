@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from lstmkit.cli import app
 from lstmkit.compress import load_model
-from lstmkit.compress.quantize import Dequantize
+from lstmkit.formats.quantized import Dequantize
 from lstmkit.tasks import runner
 
 

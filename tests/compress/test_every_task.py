@@ -1,4 +1,5 @@
-"""Every registered task's smoke run can be quantised and structurally pruned, and the result evaluated."""
+"""Every registered task's smoke run can be quantised, structurally pruned and fine-tuned through the task
+interface alone, and the result evaluated."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import json
 import pytest
 
 from lstmkit.compress import prune_run, quantize_run
-from lstmkit.compress.training import knows
 from lstmkit.tasks import runner
 from lstmkit.tasks.registry import TASKS, get_task
 
@@ -28,13 +28,13 @@ def smoke_runs(tmp_path_factory):
 
 @pytest.mark.parametrize("name", sorted(TASKS))
 def test_quantize_and_shrink_every_task(name, smoke_runs, tmp_path):
-    if not knows(get_task(name)):
-        pytest.skip(f"lstmkit compress does not know how {name} builds its model")
     run_dir = smoke_runs(name)
     q = quantize_run(run_dir, tmp_path / "q", bits=8, repeats=1)
     assert q["after"]["tensor_bytes"] < q["before"]["tensor_bytes"]  # tiny models: the file header weighs
-    s = prune_run(run_dir, tmp_path / "s", sparsity=0.5, structured=True, repeats=1, progress=False)
+    s = prune_run(run_dir, tmp_path / "s", sparsity=0.5, structured=True, finetune_steps=2, repeats=1,
+                  progress=False)
     assert s["hidden_size"]["after"] < s["hidden_size"]["before"]
+    assert s["finetune"]["steps"] == 2  # the task's own training batches and step (Task.training_data)
     for out in (tmp_path / "q", tmp_path / "s"):
         metrics, _ = runner.evaluate(out, "val")
         assert json.loads((out / "compression.json").read_text())["complete"]

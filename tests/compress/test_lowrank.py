@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import lstmkit
-from lstmkit.compress.lowrank import (
+from lstmkit.formats.lowrank import (
     choose_rank,
     factorize,
     gate_matrices,

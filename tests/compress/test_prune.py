@@ -20,7 +20,6 @@ from lstmkit.compress.prune import (
     unit_importance,
 )
 from lstmkit.compress.rundir import shrink_model
-from lstmkit.compress.training import build_model
 from lstmkit.models import SequenceModel
 from lstmkit.tasks.registry import get_task
 from lstmkit.train import Config, ModelConfig
@@ -133,7 +132,7 @@ def test_shrinking_a_language_model_keeps_its_logits(tie):
     task = get_task("charlm")
     cfg = ModelConfig(vocab_size=20, hidden_size=12, num_layers=2, dropout=0.0, tie_weights=tie)
     config = Config(model=cfg)
-    big = build_model(task, config).double().eval()
+    big = task.build_model(config).double().eval()
     small, new_config = shrink_model(task, config, big, 7)
     assert new_config.model.hidden_size == 7 and new_config.model.embedding_dim == 12
     assert isinstance(small, SequenceModel) and (small.proj is not None) == tie

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 import lstmkit
-from lstmkit.compress.quantize import (
+from lstmkit.formats.quantized import (
     Dequantize,
     load_quantized,
     pack,

@@ -10,7 +10,6 @@ run directory that every other command accepts, with ``compression.json`` (see
 from __future__ import annotations
 
 from lstmkit.compress.distill import check_smaller, classify_distill_step, lm_distill_step
-from lstmkit.compress.lowrank import LowRank, factorize, load_lowrank, lowrank_model, save_lowrank
 from lstmkit.compress.prune import (
     apply_masks,
     iterative_prune,
@@ -21,14 +20,6 @@ from lstmkit.compress.prune import (
     sparsity_of,
     unit_importance,
 )
-from lstmkit.compress.quantize import (
-    Dequantize,
-    QuantizedTensor,
-    load_quantized,
-    quantize_model,
-    quantize_tensor,
-    save_quantized,
-)
 from lstmkit.compress.rundir import (
     COMPRESSION,
     METHODS,
@@ -38,6 +29,15 @@ from lstmkit.compress.rundir import (
     prune_run,
     quantize_run,
     shrink_model,
+)
+from lstmkit.formats.lowrank import LowRank, factorize, load_lowrank, lowrank_model, save_lowrank
+from lstmkit.formats.quantized import (
+    Dequantize,
+    QuantizedTensor,
+    load_quantized,
+    quantize_model,
+    quantize_tensor,
+    save_quantized,
 )
 
 __all__ = [

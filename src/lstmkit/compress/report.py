@@ -12,7 +12,7 @@ import safetensors
 import torch
 from torch import nn
 
-from lstmkit.compress.quantize import Dequantize
+from lstmkit.formats.quantized import Dequantize
 
 # The number each task is judged by, in order of preference, and whether higher is better.
 PRIMARY = (("accuracy", True), ("bits_per_char", False), ("perplexity", False), ("mse", False))

@@ -17,8 +17,10 @@ compressed model's shape, so the model is built from it as for any run:
   followed H), so the model is simply a smaller one.
 - ``distill``: the student's config (its ``hidden_size``, ``num_layers``) and weights.
 
-``Run.load_weights`` (``lstmkit.tasks.rundir``) hands a directory with ``compression.json`` to
-:func:`load_weights` here, which reads the format from the file's metadata.
+``Run.load_weights`` (``lstmkit.tasks.rundir``) reads every one of these through
+``lstmkit.formats.load_weights``, which tells the format from the file's metadata. Everything a
+method needs from the run's task comes through the ``Task`` interface (``build_model``,
+``training_data``, ``example_input``, ``distill_step``).
 """
 
 from __future__ import annotations
@@ -33,16 +35,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import safetensors
 import safetensors.torch
 import torch
 from torch import nn
 
 from lstmkit._fileio import write_json_atomic
-from lstmkit.compress import lowrank as lr
 from lstmkit.compress import prune as pr
-from lstmkit.compress import quantize as qz
-from lstmkit.compress.distill import check_distill_args, check_smaller, classify_distill_step, lm_distill_step
+from lstmkit.compress.distill import check_distill_args, check_smaller
 from lstmkit.compress.report import (
     count_parameters,
     latency_ms,
@@ -50,16 +49,10 @@ from lstmkit.compress.report import (
     relative_change,
     tensor_bytes,
 )
-from lstmkit.compress.training import (
-    build_model,
-    example_input,
-    finetune_config,
-    recurrent_core,
-    train_model,
-    training,
-)
-from lstmkit.models import SequenceModel
-from lstmkit.tasks.base import TaskError
+from lstmkit.compress.training import finetune_config, recurrent_core, train_model, training
+from lstmkit.formats import lowrank as lr
+from lstmkit.formats import quantized as qz
+from lstmkit.tasks.base import Task, TaskError
 from lstmkit.tasks.rundir import CONFIG, MODEL, Run, open_run, write_stamp, write_summary
 from lstmkit.tasks.runner import set_threads
 from lstmkit.train import Config, apply_overrides, dump_config, seed_everything
@@ -69,31 +62,10 @@ METHODS = ("quantize", "prune", "distill", "lowrank")
 
 
 # -- loading ----------------------------------------------------------------------------------------------
-def _file_format(path: Path) -> str | None:
-    with safetensors.safe_open(str(path), framework="pt") as f:
-        return (f.metadata() or {}).get("format")
-
-
-def load_weights(run: Run, model: nn.Module) -> nn.Module:
-    """Load a compressed run's ``model.safetensors`` into ``model`` (built from its config), in eval mode."""
-    path = run.file(MODEL)
-    try:
-        fmt = _file_format(path)
-        if fmt == qz.FORMAT:
-            qz.load_quantized(model, path)
-        elif fmt == lr.FORMAT:
-            lr.load_lowrank(model, path)
-        else:
-            safetensors.torch.load_model(model, str(path), strict=True)
-    except Exception as e:  # safetensors raises RuntimeError or its own error types
-        raise TaskError(f"{path} does not match {run.file(CONFIG)}: {e}") from e
-    return model.eval()
-
-
 def load_model(run_dir: str | os.PathLike[str]) -> tuple[Run, nn.Module]:
     """A run directory (compressed or not) and its model, in eval mode."""
     run = open_run(run_dir)
-    return run, run.load_weights(build_model(run.task, run.config))
+    return run, run.load_weights(run.task.build_model(run.config))
 
 
 def compression_of(run: Run) -> dict[str, Any] | None:
@@ -155,7 +127,7 @@ def _report(
     repeats: int,
 ) -> dict[str, Any]:
     before, after = _side(src, src_model, splits), _side(out, out_model, splits)
-    inputs = example_input(src_model, src.config)
+    inputs = src.task.example_input(src_model, src.config)
     before["latency_ms"], after["latency_ms"] = latency_ms([src_model, out_model], inputs, repeats=repeats)
     shape = tuple(t.shape for t in inputs)
     change = {
@@ -201,7 +173,7 @@ def _open_source(run_dir: str | os.PathLike[str], method: str) -> tuple[Run, nn.
 
 def _fresh_copy(src: Run) -> nn.Module:
     """Another copy of the run's model, to compress (the first stays as the reference)."""
-    return src.load_weights(build_model(src.task, src.config))
+    return src.load_weights(src.task.build_model(src.config))
 
 
 def _clean_up_on_error(fn: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
@@ -237,7 +209,7 @@ def quantize_run(
     compare_torch: bool = False,
     repeats: int = 20,
 ) -> dict[str, Any]:
-    """Quantise every weight matrix of a run's model to ``bits`` (see ``lstmkit.compress.quantize``)."""
+    """Quantise every weight matrix of a run's model to ``bits`` (see ``lstmkit.formats.quantized``)."""
     qz.check_bits(bits)
     out = Path(out)
     _check_out(out, Path(run_dir))
@@ -396,7 +368,7 @@ def distill_run(
     except ValueError as e:
         raise ValueError(f"--set: {e}") from e
     seed_everything(config.train.seed)
-    student = build_model(task, config)
+    student = task.build_model(config)
     sizes = check_smaller(student, teacher)
     data = training(task, src.config)
     budget = steps if steps is not None else config.train.max_steps
@@ -405,15 +377,10 @@ def distill_run(
         fixed.append(f"train.max_steps={budget}")
     config = apply_overrides(config, fixed)
     teacher.eval()
-    if data.kind not in ("lm", "classify"):
-        raise TaskError(f"distillation supports the language-model and classify tasks, not {task.name!r}")
     if alpha == 1:  # the control: the same student and budget, the task's own loss, no teacher to run
         step = data.step
-    elif data.kind == "lm":
-        step = lm_distill_step(teacher, data.step, alpha=alpha, temperature=temperature)
     else:
-        step = classify_distill_step(teacher, data.step, alpha=alpha, temperature=temperature,
-                                     jitter=config.data.jitter)  # fmt: skip
+        step = task.distill_step(teacher, data.step, alpha=alpha, temperature=temperature, config=config)
     result = train_model(student, data, config, step=step, log_dir=out / "finetune")
     dst = _write_run(src, out, config, lambda p: safetensors.torch.save_model(student, str(p)), "distill")
     _, student = load_model(out)
@@ -438,22 +405,23 @@ def _resized(model_cfg: Any, hidden_size: int) -> Any:
     return dataclasses.replace(model_cfg, **changes)
 
 
-def shrink_model(task: Any, config: Config, model: nn.Module, hidden_size: int) -> tuple[nn.Module, Config]:
+def shrink_model(task: Task, config: Config, model: nn.Module, hidden_size: int) -> tuple[nn.Module, Config]:
     """The task's model with ``hidden_size`` hidden units per layer and direction (the most important
-    ones, see ``lstmkit.compress.prune``), and its config. Layers and directions keep the same number."""
+    ones, see ``lstmkit.compress.prune``), and its config. Layers and directions keep the same number.
+
+    Every model of ``lstmkit.models`` reads its core's output with ``proj`` (when it has one) or
+    ``head``, either on itself or on the ``SequenceModel`` it wraps as ``core``."""
     core = getattr(model, "core", model)
     rnn = core.rnn
     prefix = "core." if core is not model else ""
-    tied_without_proj = isinstance(core, SequenceModel) and core.config.tie_weights and core.proj is None
-    if isinstance(core, SequenceModel):
-        consumer, key = (core.proj, "proj.weight") if core.proj is not None else (core.head, "head.weight")
-    else:
-        consumer, key = model.head, "head.weight"
+    proj = getattr(core, "proj", None)
+    tied_without_proj = core.config.tie_weights and proj is None
+    consumer, key = (proj, "proj.weight") if proj is not None else (core.head, "head.weight")
     keep = pr.keep_units(pr.unit_importance(rnn, None if tied_without_proj else consumer.weight), hidden_size)
     small_rnn = pr.shrink_rnn(rnn, keep)
     cols = pr.output_columns(rnn, keep)
     new_config = dataclasses.replace(config, model=_resized(config.model, hidden_size))
-    new = build_model(task, new_config)
+    new = task.build_model(new_config)
     state = model.state_dict()
     state = {k: v for k, v in state.items() if not k.startswith(f"{prefix}rnn.")}
     state.update({f"{prefix}rnn.{k}": v for k, v in small_rnn.state_dict().items()})

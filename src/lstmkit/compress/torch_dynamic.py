@@ -19,18 +19,19 @@ import torch
 from torch import Tensor, nn
 
 from lstmkit.compress.report import latency_ms
-from lstmkit.compress.training import example_input
-from lstmkit.models import SequenceModel
+from lstmkit.formats.quantized import quantized_tensors
 from lstmkit.tasks.base import TaskError
 from lstmkit.tasks.rundir import Run
-from lstmkit.train import evaluate, lm_step
+from lstmkit.train import evaluate
 
 
 class TorchLM(nn.Module):
     """``SequenceModel``'s language model on ``torch.nn`` layers: ids (T, B) -> logits (T, B, V)."""
 
-    def __init__(self, model: SequenceModel) -> None:
+    def __init__(self, model: nn.Module) -> None:
         super().__init__()
+        if getattr(model, "export_kind", None) != "sequence" or model.embedding is None:
+            raise TaskError("the torch.ao comparison needs a language model (token ids in, logits out)")
         c, rnn = model.config, model.rnn
         if model.proj is not None or c.cell != "lstm" or rnn.proj_size or rnn.peephole or rnn.coupled or rnn.layer_norm:
             raise TaskError("the torch.ao comparison needs a plain LSTM language model (no projection or variants)")
@@ -61,12 +62,12 @@ def dynamic_int8(model: nn.Module) -> nn.Module:
 
 
 def check_comparable(run: Run, model: nn.Module) -> None:
-    """Raise ``TaskError`` unless the run is a plain-LSTM language model (what torch.ao can quantise)."""
-    from lstmkit.tasks.lm import LanguageModelTask
-
-    if not isinstance(run.task, LanguageModelTask) or not isinstance(model, SequenceModel):
+    """Raise ``TaskError`` unless the run is a plain-LSTM language model (what torch.ao can quantise)
+    whose task gives evaluation batches."""
+    if getattr(model, "export_kind", None) != "sequence" or model.embedding is None:
         raise TaskError(f"--compare-torch needs a language-model run (charlm, wordlm), not {run.task.name!r}")
     TorchLM(model)  # raises for projections and variants
+    run.task.evaluation_data(run, "val")  # raises for a task without evaluation batches
 
 
 def compare_torch_dynamic(
@@ -74,20 +75,15 @@ def compare_torch_dynamic(
 ) -> dict[str, Any]:
     """Size, cross-entropy on ``split`` and latency of: our float model, our int8 model (``ours``),
     the torch.nn twin in float and after ``quantize_dynamic``."""
-    from lstmkit.tasks.lm import TOKENIZER, eval_batcher
-
     check_comparable(run, model)
     twin = TorchLM(model)
     twin_q = dynamic_int8(TorchLM(model))
-    tokenizer = run.task.load_tokenizer(run.file(TOKENIZER))
-    ids = torch.tensor(run.task.encode(tokenizer, run.task.load_splits(run.config).text(split)), dtype=torch.int64)
-    data = eval_batcher(ids, run.config.data.batch_size, run.config.data.bptt)
+    data = run.task.evaluation_data(run, split)
     models = {"lstmkit_float": model, "lstmkit_int8": ours, "torch_float": twin, "torch_ao_dynamic_int8": twin_q}
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r".*quantized tensor creation.*", category=UserWarning)
-        ce = {name: evaluate(m, data, lm_step, stateful=True) for name, m in models.items()}
-        ms = latency_ms(list(models.values()), example_input(model, run.config), repeats=repeats)
-    from lstmkit.compress.quantize import quantized_tensors
+        ce = {name: evaluate(m, data.batches, data.step, stateful=data.stateful) for name, m in models.items()}
+        ms = latency_ms(list(models.values()), run.task.example_input(model, run.config), repeats=repeats)
 
     size = {"lstmkit_float": sum(p.numel() * 4 for p in model.parameters()),
             "lstmkit_int8": sum(t.nbytes for t in quantized_tensors(ours).values())

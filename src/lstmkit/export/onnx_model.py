@@ -37,7 +37,6 @@ from lstmkit._fileio import atomic_path
 from lstmkit.export import _deps, task_models
 from lstmkit.export.graph import GraphBuilder
 from lstmkit.export.recurrent import RECURRENCES, CoreInputs, emit_core
-from lstmkit.models import SequenceModel
 from lstmkit.nn import GRU, LSTM, RNN
 
 MIN_OPSET = 17  # LayerNormalization (the LayerNorm variant's Scan body) is an ONNX operator from opset 17
@@ -77,10 +76,16 @@ class OnnxExport:
         ]
 
 
+def _is_sequence(model: nn.Module) -> bool:
+    """A whole sequence model (``export_kind`` "sequence", e.g. ``lstmkit.models.SequenceModel``):
+    embedding or features, ``rnn``, optional ``proj``, ``head``."""
+    return task_models.export_kind(model) == "sequence"
+
+
 def _core_of(model: nn.Module) -> LSTM | GRU | RNN:
     if task_models.kind(model) is not None:
         return task_models.core_of(model)
-    if isinstance(model, SequenceModel):
+    if _is_sequence(model):
         core = model.rnn
         if not isinstance(core, (LSTM, GRU, RNN)):
             raise TypeError(f"model.rnn must be an lstmkit LSTM, GRU or RNN to export, got {type(core).__name__}")
@@ -134,7 +139,7 @@ def _signature(model: nn.Module, core: LSTM | GRU | RNN, lengths: bool) -> tuple
         return task_models.signature(model)
     F32, I64 = "float32", "int64"
     LD, P, H = core.num_layers * core.num_directions, core.output_size, core.hidden_size
-    if isinstance(model, SequenceModel):
+    if _is_sequence(model):
         if model.embedding is not None:
             inputs = [("tokens", I64, ["T", "B"])]
         else:
@@ -195,13 +200,13 @@ def _emit_layer_or_sequence_model(gb: GraphBuilder, model: nn.Module, core: LSTM
     """Add a layer's or a ``SequenceModel``'s nodes; return (output values (y, hn[, cn]), layer operators)."""
     io = CoreInputs(x=first, h0="h0", c0="c0" if isinstance(core, LSTM) else None,
                     lengths="lengths" if lengths else None)  # fmt: skip
-    if isinstance(model, SequenceModel) and model.embedding is not None:
+    if _is_sequence(model) and model.embedding is not None:
         emb = gb.const(model.embedding.weight, "embedding")  # (V, E)
         io.x = gb.op("Gather", [emb, "tokens"], "embedded", axis=0)  # (T, B, E)
-    elif not isinstance(model, SequenceModel) and core.batch_first:
+    elif not _is_sequence(model) and core.batch_first:
         io.x = gb.op("Transpose", [first], "input_tbi", perm=[1, 0, 2])  # (B, T, I) -> (T, B, I)
     y, hn, cn, kinds = emit_core(gb, core, io, recurrence)
-    if isinstance(model, SequenceModel):
+    if _is_sequence(model):
         if model.proj is not None:
             y = gb.op("MatMul", [y, gb.const(model.proj.weight.t(), "proj_t")], "projected")  # (T, B, E)
         if model.embedding is not None and model.head.weight is model.embedding.weight:
@@ -268,10 +273,10 @@ def random_inputs(model: nn.Module, T: int, B: int, *, lengths: bool, seed: int 
     g = torch.Generator().manual_seed(seed)
     LD, P, H = core.num_layers * core.num_directions, core.output_size, core.hidden_size
     out: dict[str, Tensor] = {}
-    if isinstance(model, SequenceModel) and model.embedding is not None:
+    if _is_sequence(model) and model.embedding is not None:
         out["tokens"] = torch.randint(0, model.embedding.num_embeddings, (T, B), generator=g)
     else:
-        name = "features" if isinstance(model, SequenceModel) else "input"
+        name = "features" if _is_sequence(model) else "input"
         shape = (B, T, core.input_size) if (name == "input" and core.batch_first) else (T, B, core.input_size)
         out[name] = torch.randn(shape, generator=g)
     out["h0"] = 0.5 * torch.randn(LD, B, P, generator=g)
@@ -299,7 +304,7 @@ def run_torch(model: nn.Module, inputs: Mapping[str, Tensor]) -> dict[str, Tenso
     was_training = model.training
     model.eval()
     try:
-        if isinstance(model, SequenceModel):
+        if _is_sequence(model):
             y, state = model(x["tokens"] if "tokens" in x else x["features"], state, lengths)
             names = ("logits", "hn", "cn")
         else:

@@ -32,24 +32,22 @@ from lstmkit.nn import GRU, LSTM, RNN
 INT64_MAX = 2**63 - 1
 
 
+TASK_MODEL_KINDS = ("classifier", "recognizer", "forecaster")
+
+
+def export_kind(model: nn.Module) -> str | None:
+    """What the model says it is for export (its class's ``export_kind``, see ``lstmkit.models``), or None."""
+    return getattr(type(model), "export_kind", None)
+
+
 def kind(model: nn.Module) -> str | None:
     """``"classifier"``, ``"recognizer"``, ``"forecaster"``, or None for a model that is not a task model."""
-    # Imported here: the task modules import the training package, which a bare layer export never needs.
-    from lstmkit.tasks.classify import SequenceClassifier
-    from lstmkit.tasks.ctc import CTCRecognizer
-    from lstmkit.tasks.forecast import ForecastNet
-
-    if isinstance(model, SequenceClassifier):
-        return "classifier"
-    if isinstance(model, CTCRecognizer):
-        return "recognizer"
-    if isinstance(model, ForecastNet):
-        return "forecaster"
-    return None
+    k = export_kind(model)
+    return k if k in TASK_MODEL_KINDS else None
 
 
 def core_of(model: nn.Module) -> LSTM | GRU | RNN:
-    core = model.core.rnn if kind(model) == "forecaster" else model.rnn
+    core = model.rnn  # every model of lstmkit.models names its recurrent core rnn
     if not isinstance(core, (LSTM, GRU, RNN)):
         raise TypeError(f"the model's recurrent core must be an lstmkit LSTM, GRU or RNN, got {type(core).__name__}")
     if kind(model) == "forecaster" and model.core.proj is not None:

@@ -12,18 +12,38 @@ work and the run directory. The contract, in the order the runner calls it:
    file is written. Returns a :class:`Prepared`.
 3. ``Prepared.save(run_dir)``: write the task's state files (tokenizer, split description).
 4. ``train(prepared, run_dir)``: train, writing through ``lstmkit.train.fit`` into ``run_dir``;
-   return the final metrics for ``summary.json``.
+   return the final metrics for ``summary.json``. A task trains the model of ``build_model`` on the
+   batches and step of ``training_data``, so that what ``lstmkit compress`` fine-tunes and distils
+   on is exactly what the run trained on.
 5. Later, from the run directory alone: ``evaluate(run, split)`` and, for text tasks, ``generate``.
+
+What the run-level commands need, and nothing else, is declared here; ``lstmkit compress``,
+``lstmkit export`` and ``lstmkit diagnose`` call only these methods and never ask which task or
+model class they hold:
+
+- ``build_model(config)``: the module ``model.safetensors`` holds (its ``export_kind`` tells
+  ``lstmkit export`` the graph's inputs and outputs);
+- ``training_data(prepared)``: training and validation batches and the step (fine-tuning);
+- ``example_input(model, config)``: one input for timing the forward call;
+- ``distill_step(teacher, base, ...)``: the step that trains a student against a teacher;
+- ``evaluation_data(run, split)``: a split's batches and step for scoring other implementations
+  of the model (``--compare-torch``);
+- ``serving_metadata(run)``: what serving needs besides the network;
+- ``diagnosable``, ``diagnostic_batch``, ``last_step_loss``: gradient flow (``lstmkit diagnose``);
+- ``unit`` and ``loss_label``: what the loss is per, for reports and ``curves.png``.
 """
 
 from __future__ import annotations
 
 import abc
 import dataclasses
+import inspect
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
 from lstmkit.models import SequenceModel
 from lstmkit.train import Config
@@ -48,6 +68,28 @@ class Generated:
     notes: list[str] = dataclasses.field(default_factory=list)  # e.g. prompt symbols the model does not know
 
 
+Step = Callable[[nn.Module, Any, Any], tuple[Tensor, Any, int]]  # (model, batch, state) -> (loss, state, items)
+
+
+@dataclasses.dataclass
+class TrainingData:
+    """What ``lstmkit.train.fit`` takes from a task: training batches, validation batches, the step."""
+
+    train: Iterable
+    val: Iterable
+    step: Step
+
+
+@dataclasses.dataclass
+class EvaluationData:
+    """A split's batches and the step that scores them; ``stateful`` carries the state across batches
+    (contiguous chunks of one text), as ``lstmkit.train.evaluate`` takes it."""
+
+    batches: Iterable
+    step: Step
+    stateful: bool = False
+
+
 class Prepared(abc.ABC):
     """A task's data, ready to train on, and the resolved config."""
 
@@ -64,6 +106,13 @@ class Task(abc.ABC):
     name: ClassVar[str] = ""  # set by @register_task
     summary: ClassVar[str] = ""  # one line for `lstmkit tasks`
     state_files: ClassVar[tuple[str, ...]] = ()  # files ``Prepared.save`` writes into the run directory
+    unit: ClassVar[str] = "item"  # what one term of the loss is per ("char", "sequence", "label", ...)
+    diagnosable: ClassVar[bool] = False  # provides diagnostic_batch and last_step_loss (lstmkit diagnose)
+
+    @property
+    def loss_label(self) -> str:
+        """The loss axis of ``curves.png``; a task whose loss is not a cross-entropy names it (class attribute)."""
+        return f"loss (nats per {self.unit})"
 
     @abc.abstractmethod
     def default_config(self) -> Config:
@@ -97,6 +146,14 @@ class Task(abc.ABC):
     def report(self, metrics: dict[str, Any]) -> list[str]:
         """Human-readable lines for metrics returned by ``train`` or ``evaluate``."""
 
+    @abc.abstractmethod
+    def training_data(self, prepared: Prepared) -> TrainingData:
+        """The training split's batches, the validation batches and the step, as ``train`` uses them.
+
+        ``lstmkit compress`` fine-tunes and distils on exactly these. Draws no random numbers at
+        construction time (shuffling happens per epoch, seeded), so calling it changes no run.
+        """
+
     def build_model(self, config: Config) -> nn.Module:
         """A fresh model of ``config``'s architecture: the module whose weights ``model.safetensors`` holds.
 
@@ -104,6 +161,40 @@ class Task(abc.ABC):
         model through this; a task whose model is not a ``SequenceModel`` of ``config.model`` overrides it.
         """
         return SequenceModel(config.model)
+
+    def example_input(self, model: nn.Module, config: Config, *, length: int = 256) -> tuple[Tensor, ...]:
+        """One sequence to time the model's forward call with: token ids (T, 1) when ``config.model``
+        has a vocabulary, features (T, 1, I) otherwise, and its length (1,) when ``forward`` requires
+        ``lengths``. A task whose model reads a fixed window overrides it."""
+        g = torch.Generator().manual_seed(0)
+        m = config.model
+        if getattr(m, "vocab_size", None):
+            return (torch.randint(2, m.vocab_size, (length, 1), generator=g),)
+        x = torch.randn(length, 1, m.input_size, generator=g)  # (T, B=1, I)
+        params = inspect.signature(model.forward).parameters
+        needs_lengths = "lengths" in params and params["lengths"].default is inspect.Parameter.empty
+        return (x, torch.tensor([length])) if needs_lengths else (x,)
+
+    def distill_step(
+        self, teacher: nn.Module, base: Step, *, alpha: float, temperature: float, config: Config
+    ) -> Step:
+        """A training step for a student that learns from ``teacher``'s soft targets (weight
+        ``1 - alpha``) and the labels (weight ``alpha``), evaluating with ``base``. Tasks whose
+        outputs are not class scores do not distil."""
+        raise TaskError(f"task {self.name!r} does not support distillation (its model does not output class scores)")
+
+    def evaluation_data(self, run: Run, split: str) -> EvaluationData:
+        """``split``'s batches and scoring step, to score another implementation of the run's model
+        on the same data (``lstmkit compress quantize --compare-torch``)."""
+        raise TaskError(f"task {self.name!r} does not provide evaluation batches for other implementations")
+
+    def diagnostic_batch(self, config: Config, length: int, n: int, generator: torch.Generator) -> Any:
+        """``n`` inputs of ``length`` steps for the gradient-flow diagnostic (``lstmkit diagnose``)."""
+        raise TaskError(f"task {self.name!r} has no gradient-flow diagnostic; diagnose runs the long-range tasks")
+
+    def last_step_loss(self, last_output: Tensor, batch: Any) -> Tensor:
+        """The loss read at the last step, whose gradient ``lstmkit diagnose`` follows back in time."""
+        raise TaskError(f"task {self.name!r} has no gradient-flow diagnostic; diagnose runs the long-range tasks")
 
     def serving_metadata(self, run: Run) -> dict[str, Any]:
         """What serving the exported model needs besides the network (a tokenizer, the input scaling,

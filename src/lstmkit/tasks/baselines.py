@@ -20,6 +20,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from lstmkit.models.forecaster import least_squares
+
 
 def _origins(y: np.ndarray, origins: Sequence[int], horizon: int, need: int) -> np.ndarray:
     o = np.asarray(origins, dtype=np.int64)
@@ -65,17 +67,6 @@ def seasonal_naive_growth(y: np.ndarray, origins: Sequence[int], horizon: int, m
     o = _origins(y, origins, horizon, m)
     idx, k = _season_back(o, horizon, m)
     return y[idx] + k[None, :] * growth
-
-
-def least_squares(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Fit ``y ≈ x @ w + b`` by least squares: x (N, P), y (N, H) -> w (P, H), b (H,)."""
-    if x.ndim != 2 or y.ndim != 2 or len(x) != len(y):
-        raise ValueError(f"x must be (N, P) and y (N, H), got {x.shape} and {y.shape}")
-    if len(x) <= x.shape[1]:
-        raise ValueError(f"{len(x)} examples cannot fit {x.shape[1]} coefficients and an intercept")
-    design = np.concatenate([x, np.ones((len(x), 1))], axis=1)  # (N, P + 1)
-    coef, *_ = np.linalg.lstsq(design, y, rcond=None)  # (P + 1, H)
-    return coef[:-1], coef[-1]
 
 
 def lag_matrix(y: np.ndarray, origins: Sequence[int], p: int) -> np.ndarray:

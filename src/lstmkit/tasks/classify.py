@@ -40,13 +40,14 @@ from lstmkit._fileio import read_versioned_json, write_versioned_json
 from lstmkit.data import BucketBatchSampler, Standardizer, pad_collate
 from lstmkit.data.ts_format import TSData, read_cases_csv, read_ts
 from lstmkit.metrics import accuracy, precision_recall_f1
-from lstmkit.models import LSTMReader, last_valid
+from lstmkit.models import ClassifyModel, SequenceClassifier
 from lstmkit.tasks import baselines as bl
-from lstmkit.tasks.base import DataUnavailable, Prepared, Task, TaskError
+from lstmkit.tasks.base import DataUnavailable, Prepared, Step, Task, TaskError, TrainingData
 from lstmkit.tasks.bundled import UCR_SETS, ucr_files
 from lstmkit.tasks.registry import register_task
 from lstmkit.tasks.rundir import Run
-from lstmkit.train import Config, DataConfig, ModelConfig, TrainConfig, apply_overrides, evaluate, fit
+from lstmkit.train import Config, DataConfig, TrainConfig, apply_overrides, evaluate, fit
+from lstmkit.train.distill import classify_distill_step
 
 SCALER = "scaler.json"
 DATA = "data.json"
@@ -54,7 +55,6 @@ CONFUSION = "confusion.png"
 _DATA_FORMAT = "lstmkit.classify-split"
 _DATA_VERSION = 1
 SPLITS = ("train", "val", "test")
-POOLINGS = ("mean", "last")
 MAX_FRAMES = 30  # data.frame = 0 picks the smallest frame that reads the longest training case in this many
 
 
@@ -85,24 +85,6 @@ class ClassifyData(DataConfig):
             raise ValueError(f"data.frame must be >= 0 (0: automatic), got {self.frame}")
         if self.split_seed < 0:
             raise ValueError(f"data.split_seed must be >= 0, got {self.split_seed}")
-
-
-@dataclass(frozen=True)
-class ClassifyModel(ModelConfig):
-    """``ModelConfig`` plus the direction and the readout."""
-
-    bidirectional: bool = True  # a class may hinge on the start of a case as much as on its end
-    # "last": each direction's state after reading the whole case (forward: at its last valid step);
-    # "mean": the masked mean of the outputs over real steps. "last" reached a lower validation loss
-    # on all four reported sets (docs/results.md).
-    pooling: str = "last"
-
-    def _validate(self) -> None:
-        super()._validate()
-        if self.pooling not in POOLINGS:
-            raise ValueError(f"model.pooling must be one of {POOLINGS}, got {self.pooling!r}")
-        if self.cell != "lstm":
-            raise ValueError(f"classify uses an LSTM core; model.cell must be 'lstm', got {self.cell!r}")
 
 
 # -- data -------------------------------------------------------------------------------------------
@@ -274,28 +256,6 @@ def prepare_data(config: Config) -> ClassifyPrepared:
         ),
     )
     return ClassifyPrepared(config, classes, cases, targets, val_index, scaler, files_sha256(files))
-
-
-# -- the model ----------------------------------------------------------------------------------------
-class SequenceClassifier(LSTMReader):
-    """(bi)LSTM over a padded batch, a last-state or masked-mean readout, dropout, linear.
-
-    ``forward(x, lengths)``: x (T, B, C), lengths (B,) -> logits (B, K).
-    """
-
-    def __init__(self, config: ClassifyModel) -> None:
-        super().__init__(config, config.bidirectional)
-
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        out, (h, _) = self.rnn(x, lengths=lengths)  # (T, B, D*H); padded steps are zero
-        if self.config.pooling == "mean":
-            pooled = out.sum(dim=0) / lengths.to(out.dtype)[:, None]  # (B, D*H) over real steps only
-        elif self.config.bidirectional:
-            # The forward direction's state at the last valid step; the backward one's after reading back to t=0.
-            pooled = torch.cat([last_valid(out[..., : self.config.hidden_size], lengths), h[-1]], dim=-1)
-        else:
-            pooled = last_valid(out, lengths)  # (B, H)
-        return self.head(self.drop(pooled))  # (B, K)
 
 
 def classify_step(model: nn.Module, batch: Any, state: Any) -> tuple[torch.Tensor, None, int]:
@@ -489,15 +449,25 @@ class ClassifyTask(Task):
             config = apply_overrides(config, [*overrides, "data.dataset="])
         return prepare_data(config)
 
+    def training_data(self, prepared: Prepared) -> TrainingData:
+        assert isinstance(prepared, ClassifyPrepared)
+        config = prepared.config
+        train = loader(prepared.cases["train"], prepared.targets["train"], config.data.batch_size, shuffle=True,
+                       seed=config.train.seed)  # fmt: skip
+        val = loader(prepared.cases["val"], prepared.targets["val"], 256, shuffle=False)
+        return TrainingData(train, val, jitter_step(config.data.jitter))
+
+    def distill_step(
+        self, teacher: nn.Module, base: Step, *, alpha: float, temperature: float, config: Config
+    ) -> Step:
+        return classify_distill_step(teacher, base, alpha=alpha, temperature=temperature, jitter=config.data.jitter)
+
     def train(self, prepared: Prepared, run_dir: Path) -> dict[str, Any]:
         assert isinstance(prepared, ClassifyPrepared)
         config = prepared.config
-        model = SequenceClassifier(config.model)
-        train_data = loader(prepared.cases["train"], prepared.targets["train"], config.data.batch_size,
-                            shuffle=True, seed=config.train.seed)  # fmt: skip
-        val_data = loader(prepared.cases["val"], prepared.targets["val"], 256, shuffle=False)
-        step = jitter_step(config.data.jitter)
-        result = fit(model, train_data, step, config=config, out_dir=run_dir, val_data=val_data)
+        model = self.build_model(config)
+        data = self.training_data(prepared)
+        result = fit(model, data.train, data.step, config=config, out_dir=run_dir, val_data=data.val)
         test = score_split(model, prepared, "test")
         plot_confusion(np.array(test["confusion"]), prepared.classes, run_dir / CONFUSION,
                        title=f"{self.data_source(config).split(',')[0]}: test accuracy {test['accuracy']:.3f}")

@@ -32,10 +32,10 @@ from torch.utils.data import DataLoader
 from lstmkit._fileio import atomic_path, read_versioned_json, write_versioned_json
 from lstmkit.data import BucketBatchSampler, pad_collate
 from lstmkit.metrics import ctc_greedy_decode
-from lstmkit.models import LSTMReader
-from lstmkit.tasks.base import DataUnavailable, Prepared, Task, TaskError
+from lstmkit.models import CTCModel, CTCRecognizer
+from lstmkit.tasks.base import DataUnavailable, Prepared, Task, TaskError, TrainingData
 from lstmkit.tasks.rundir import Run, open_run
-from lstmkit.train import Config, DataConfig, ModelConfig, apply_overrides, ctc_loss, evaluate, fit
+from lstmkit.train import Config, DataConfig, apply_overrides, ctc_loss, evaluate, fit
 
 BLANK = 0
 DATA = "data.json"
@@ -63,21 +63,6 @@ class CTCData(DataConfig):
         super()._validate()
         if not 0 <= self.seed < 2**32:
             raise ValueError(f"data.seed must be in [0, 2**32), got {self.seed}")
-
-
-@dataclass(frozen=True)
-class CTCModel(ModelConfig):
-    """``ModelConfig`` plus the direction and the decoder's beam."""
-
-    bidirectional: bool = True  # a label is easier to place when the frames after it are known too
-    beam_width: int = 8  # prefix beam search; 1 keeps only the likeliest prefix
-
-    def _validate(self) -> None:
-        super()._validate()
-        if self.cell != "lstm":
-            raise ValueError(f"the CTC tasks use an LSTM core; model.cell must be 'lstm', got {self.cell!r}")
-        if self.beam_width < 1:
-            raise ValueError(f"model.beam_width must be >= 1, got {self.beam_width}")
 
 
 def default_data_dir() -> Path:
@@ -201,21 +186,6 @@ def input_scale(inputs: Sequence[np.ndarray]) -> tuple[np.ndarray, float]:
 def scale(x: np.ndarray, mean: np.ndarray, std: float) -> np.ndarray:
     """(T, I) -> (T, I) float32, standardised with the training statistics."""
     return ((x - mean) / std).astype(np.float32)
-
-
-# -- the model ----------------------------------------------------------------------------------------------
-class CTCRecognizer(LSTMReader):
-    """Stacked (bi)LSTM, dropout and a linear layer to the blank and the symbols, as log-probabilities.
-
-    ``forward(x, lengths)``: x (T, B, I), lengths (B,) -> log-probabilities (T, B, C), C = symbols + 1.
-    """
-
-    def __init__(self, config: CTCModel) -> None:
-        super().__init__(config, config.bidirectional)
-
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        out, _ = self.rnn(x, lengths=lengths)  # (T, B, D*H); padded steps are zero and never scored
-        return self.head(self.drop(out)).log_softmax(dim=-1)  # (T, B, C)
 
 
 def ctc_step(model: nn.Module, batch: Any, state: Any) -> tuple[torch.Tensor, None, int]:
@@ -410,14 +380,19 @@ class CTCTask(Task):
             "errors": [e for e in examples if e["beam"] != e["reference"]][:20],  # a few to look at
         }
 
+    def training_data(self, prepared: Prepared) -> TrainingData:
+        assert isinstance(prepared, CTCPrepared)
+        config = prepared.config
+        train = loader(prepared.inputs["train"], prepared.labels["train"], config.data.batch_size, shuffle=True,
+                       seed=config.train.seed)  # fmt: skip
+        return TrainingData(train, loader(prepared.inputs["val"], prepared.labels["val"], 64, shuffle=False), ctc_step)
+
     def train(self, prepared: Prepared, run_dir: Path) -> dict[str, Any]:
         assert isinstance(prepared, CTCPrepared)
         config = prepared.config
         model = self.build_model(config)
-        train_data = loader(prepared.inputs["train"], prepared.labels["train"], config.data.batch_size,
-                            shuffle=True, seed=config.train.seed)  # fmt: skip
-        val_data = loader(prepared.inputs["val"], prepared.labels["val"], 64, shuffle=False)
-        result = fit(model, train_data, ctc_step, config=config, out_dir=run_dir, val_data=val_data)
+        data = self.training_data(prepared)
+        result = fit(model, data.train, data.step, config=config, out_dir=run_dir, val_data=data.val)
         return {
             "split": "val",
             "nats_per_label": result.best_val_loss,  # what `lstmkit evaluate --split val` gives back

@@ -44,13 +44,13 @@ from lstmkit._fileio import read_versioned_json, write_versioned_json
 from lstmkit.data import SlidingWindowDataset, Standardizer
 from lstmkit.data.series import Series, read_series_csv
 from lstmkit.metrics import mae, mase, rmse, smape
-from lstmkit.models import SequenceModel
+from lstmkit.models import ForecastModel, ForecastNet
 from lstmkit.tasks import baselines as bl
-from lstmkit.tasks.base import DataUnavailable, Prepared, Task, TaskError
+from lstmkit.tasks.base import DataUnavailable, Prepared, Task, TaskError, TrainingData
 from lstmkit.tasks.bundled import AIRLINE, SUNSPOTS, package_file
 from lstmkit.tasks.registry import register_task
 from lstmkit.tasks.rundir import Run, open_run
-from lstmkit.train import Config, DataConfig, ModelConfig, TrainConfig, apply_overrides, evaluate, fit
+from lstmkit.train import Config, DataConfig, TrainConfig, apply_overrides, evaluate, fit
 
 SCALER = "scaler.json"
 DATA = "data.json"
@@ -123,13 +123,6 @@ class ForecastData(DataConfig):
 
     def covariate_list(self) -> list[str]:
         return [c.strip() for c in self.covariates.split(",") if c.strip()]
-
-
-@dataclass(frozen=True)
-class ForecastModel(ModelConfig):
-    """``ModelConfig`` plus the linear autoregressive skip."""
-
-    ar_skip: bool = True  # add a fixed least-squares AR(data.ar_order) to the output; the LSTM learns the residual
 
 
 # -- data -------------------------------------------------------------------------------------------
@@ -287,43 +280,6 @@ def window_dataset(z: np.ndarray, lo: int, hi: int, window: int, horizon: int) -
     return SlidingWindowDataset(z[lo - window : hi], window=window, horizon=horizon, target_columns=[0])
 
 
-# -- the model ----------------------------------------------------------------------------------------
-class ForecastNet(nn.Module):
-    """``SequenceModel`` over a window, read at its last step, plus an optional fixed linear AR skip.
-
-    ``forward(x)``: x (T, B, F) scaled features, the target in column 0 -> (B, H) scaled forecasts of
-    the next H target values: the last value, plus the LSTM's change, plus the AR skip's change.
-    """
-
-    def __init__(self, model: ForecastModel, ar_order: int) -> None:
-        super().__init__()
-        self.core = SequenceModel(model)
-        self.ar_order = ar_order if model.ar_skip else 0
-        self.ar: nn.Linear | None = None
-        if self.ar_order:
-            self.ar = nn.Linear(self.ar_order, model.output_size)
-            self.ar.requires_grad_(False)  # fitted by least squares, then fixed
-            # The head starts at zero, so the untrained model is exactly the AR forecast.
-            nn.init.zeros_(self.core.head.weight)
-            nn.init.zeros_(self.core.head.bias)
-
-    def fit_ar(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        """Least squares of the targets' change on the last ``ar_order`` values: x (B, W, F), y (B, H)."""
-        lags = x[:, -self.ar_order :, 0].double().numpy()  # (B, p)
-        change = (y - x[:, -1:, 0]).double().numpy()  # (B, H)
-        weight, bias = bl.least_squares(lags, change)
-        with torch.no_grad():
-            self.ar.weight.copy_(torch.from_numpy(weight.T))  # (H, p)
-            self.ar.bias.copy_(torch.from_numpy(bias))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out, _ = self.core(x)  # (T, B, H)
-        y = x[-1, :, :1] + out[-1]  # (B, H): a change from the last value
-        if self.ar is not None:
-            y = y + self.ar(x[-self.ar_order :, :, 0].T)  # (p, B) -> (B, p) -> (B, H)
-        return y
-
-
 def forecast_step(
     model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], state: Any
 ) -> tuple[torch.Tensor, None, int]:
@@ -469,15 +425,13 @@ class ForecastTask(Task):
 
     def train(self, prepared: Prepared, run_dir: Path) -> dict[str, Any]:
         assert isinstance(prepared, ForecastPrepared)
-        config, data, split = prepared.config, prepared.config.data, prepared.split
-        model = ForecastNet(config.model, data.ar_order)
-        train_ds = window_dataset(prepared.z, 0, split.val_lo, data.window, data.horizon)
-        val_ds = window_dataset(prepared.z, split.val_lo, split.test_lo, data.window, data.horizon)
+        config = prepared.config
+        model = self.build_model(config)
+        data = self.training_data(prepared)
+        train_ds, val_ds = data.train.dataset, data.val.dataset
         if model.ar is not None:
             model.fit_ar(*_stack(train_ds))  # on the training windows only: validation stays unseen
-        loader = DataLoader(train_ds, batch_size=config.data.batch_size, shuffle=True)
-        val_loader = DataLoader(val_ds, batch_size=len(val_ds))
-        result = fit(model, loader, forecast_step, config=config, out_dir=run_dir, val_data=val_loader)
+        result = fit(model, data.train, data.step, config=config, out_dir=run_dir, val_data=data.val)
         # The summary leads with the validation loss (what `lstmkit evaluate --split val` gives back) and
         # holds the test split's table, the result of the run.
         test = score_split(model, prepared, "test")
@@ -491,6 +445,20 @@ class ForecastTask(Task):
             val_windows=len(val_ds),
         )
         return metrics
+
+    def training_data(self, prepared: Prepared) -> TrainingData:
+        """Sliding windows: training ones shuffled, validation ones in one batch."""
+        assert isinstance(prepared, ForecastPrepared)
+        data, split = prepared.config.data, prepared.split
+        train_ds = window_dataset(prepared.z, 0, split.val_lo, data.window, data.horizon)
+        val_ds = window_dataset(prepared.z, split.val_lo, split.test_lo, data.window, data.horizon)
+        train = DataLoader(train_ds, batch_size=data.batch_size, shuffle=True)
+        return TrainingData(train, DataLoader(val_ds, batch_size=len(val_ds)), forecast_step)
+
+    def example_input(self, model: nn.Module, config: Config, *, length: int = 256) -> tuple[torch.Tensor, ...]:
+        """One window (``data.window`` steps): what the model reads per forecast."""
+        g = torch.Generator().manual_seed(0)
+        return (torch.randn(config.data.window, 1, config.model.input_size, generator=g),)  # (W, B=1, F)
 
     def load(self, run: Run) -> tuple[ForecastNet, ForecastPrepared]:
         """The run's model and data, checking that the series is the one it was trained on."""

@@ -25,7 +25,16 @@ from lstmkit._fileio import read_versioned_json, write_versioned_json
 from lstmkit.data import CharTokenizer, TokenStreamBatcher, WordTokenizer
 from lstmkit.data.tokenizers import PAD, UNK
 from lstmkit.models import SequenceModel
-from lstmkit.tasks.base import DataUnavailable, Generated, Prepared, Task, TaskError
+from lstmkit.tasks.base import (
+    DataUnavailable,
+    EvaluationData,
+    Generated,
+    Prepared,
+    Step,
+    Task,
+    TaskError,
+    TrainingData,
+)
 from lstmkit.tasks.corpus import (
     SHAKESPEARE_INSTALL,
     SPLITS,
@@ -38,6 +47,7 @@ from lstmkit.tasks.corpus import (
 from lstmkit.tasks.rundir import Run
 from lstmkit.tasks.sampling import check_sampling_args, sample
 from lstmkit.train import Config, DataConfig, apply_overrides, evaluate, fit, lm_step
+from lstmkit.train.distill import lm_distill_step
 
 Tokenizer = CharTokenizer | WordTokenizer
 _PLURAL = {"char": "characters", "word": "words"}
@@ -175,15 +185,23 @@ class LanguageModelTask(Task):
         return LMPrepared(config=config, splits=splits, tokenizer=tokenizer, ids=ids)
 
     # -- training -----------------------------------------------------------------------------------
+    def training_data(self, prepared: Prepared) -> TrainingData:
+        assert isinstance(prepared, LMPrepared)
+        data = prepared.config.data
+        train = TokenStreamBatcher(prepared.ids["train"], data.batch_size, data.bptt, drop_last=True)
+        return TrainingData(train, eval_batcher(prepared.ids["val"], data.batch_size, data.bptt), lm_step)
+
+    def distill_step(
+        self, teacher: torch.nn.Module, base: Step, *, alpha: float, temperature: float, config: Config
+    ) -> Step:
+        return lm_distill_step(teacher, base, alpha=alpha, temperature=temperature)
+
     def train(self, prepared: Prepared, run_dir: Path) -> dict[str, Any]:
         assert isinstance(prepared, LMPrepared)
         config = prepared.config
-        model = SequenceModel(config.model)
-        train_data = TokenStreamBatcher(
-            prepared.ids["train"], config.data.batch_size, config.data.bptt, drop_last=True
-        )
-        val_data = eval_batcher(prepared.ids["val"], config.data.batch_size, config.data.bptt)
-        result = fit(model, train_data, lm_step, config=config, out_dir=run_dir, val_data=val_data)
+        model = self.build_model(config)
+        data = self.training_data(prepared)
+        result = fit(model, data.train, data.step, config=config, out_dir=run_dir, val_data=data.val)
         metrics: dict[str, Any] = {"split": "val", **self.metrics(result.best_val_loss)}
         metrics.update(
             steps=result.steps,
@@ -224,10 +242,10 @@ class LanguageModelTask(Task):
             "start_symbol": self.start_symbol,
         }
 
-    def evaluate(self, run: Run, split: str) -> dict[str, Any]:
+    def _split_ids(self, run: Run, tokenizer: Tokenizer, split: str) -> torch.Tensor:
+        """The token ids of ``split``, after checking its text is the one the run was split on."""
         if split not in SPLITS:
             raise TaskError(f"split must be one of {SPLITS}, got {split!r}")
-        model, tokenizer = self._load_model(run)
         try:
             recorded = read_versioned_json(run.file(DATA), _DATA_FORMAT, _DATA_VERSION)
         except ValueError as e:
@@ -239,7 +257,18 @@ class LanguageModelTask(Task):
                 f"the {split} text of {self.data_source(run.config)} is not the one this run was trained and "
                 f"split on (its SHA-256 differs from {run.file(DATA)}); restore that text to evaluate this run"
             )
-        ids = torch.tensor(self.encode(tokenizer, splits.text(split)), dtype=torch.int64)
+        return torch.tensor(self.encode(tokenizer, splits.text(split)), dtype=torch.int64)
+
+    def evaluation_data(self, run: Run, split: str) -> EvaluationData:
+        _, tokenizer = self._load_model(run)
+        ids = self._split_ids(run, tokenizer, split)
+        return EvaluationData(eval_batcher(ids, run.config.data.batch_size, run.config.data.bptt), lm_step, True)
+
+    def evaluate(self, run: Run, split: str) -> dict[str, Any]:
+        if split not in SPLITS:
+            raise TaskError(f"split must be one of {SPLITS}, got {split!r}")
+        model, tokenizer = self._load_model(run)
+        ids = self._split_ids(run, tokenizer, split)
         data = eval_batcher(ids, run.config.data.batch_size, run.config.data.bptt)
         ce = evaluate(model, data, lm_step, stateful=True)
         metrics = {"split": split, **self.metrics(ce)}

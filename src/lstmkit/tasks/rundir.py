@@ -24,12 +24,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import safetensors.torch
 import torch
 from torch import nn
 
 import lstmkit
 from lstmkit._fileio import read_versioned_json, write_json_atomic, write_versioned_json
+from lstmkit.formats import load_weights
 from lstmkit.tasks.base import Task, TaskError
 from lstmkit.tasks.registry import get_task
 from lstmkit.train import Config, load_config, section_defaults
@@ -57,13 +57,10 @@ class Run:
         return self.path / name
 
     def load_weights(self, model: nn.Module) -> nn.Module:
-        """Load ``model.safetensors`` into ``model`` (built from ``self.config``), in eval mode."""
-        if self.file("compression.json").is_file():  # written by `lstmkit compress`: integers or factors, maybe
-            from lstmkit.compress.rundir import load_weights
-
-            return load_weights(self, model)
+        """Load ``model.safetensors`` (float, or a quantised or factorised file written by ``lstmkit
+        compress``: see ``lstmkit.formats``) into ``model`` (built from ``self.config``), in eval mode."""
         try:
-            safetensors.torch.load_model(model, str(self.file(MODEL)), strict=True)
+            load_weights(model, self.file(MODEL))
         except Exception as e:  # safetensors raises RuntimeError or its own error types
             raise TaskError(f"{self.file(MODEL)} does not match {self.file(CONFIG)}: {e}") from e
         return model.eval()

@@ -181,8 +181,7 @@ def _train(task: Task, config: Config, out: str | os.PathLike[str] | None, start
     def finish() -> None:
         write_summary(run_dir, metrics)
         if (run_dir / METRICS).exists():
-            label = getattr(task, "loss_label", f"loss (nats per {getattr(task, 'unit', 'item')})")
-            plot_curves(run_dir / METRICS, run_dir / CURVES, loss_label=label)
+            plot_curves(run_dir / METRICS, run_dir / CURVES, loss_label=task.loss_label)
 
     _on_main(finish, "write the summary")
     lines = [f"data: {metrics['data']}", *task.report(metrics)]

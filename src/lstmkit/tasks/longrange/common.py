@@ -34,9 +34,10 @@ from torch import Tensor
 from lstmkit._fileio import read_versioned_json, write_versioned_json
 from lstmkit.models import SequenceModel
 from lstmkit.nn import param_count
-from lstmkit.tasks.base import Prepared, Task, TaskError
+from lstmkit.tasks.base import Prepared, Task, TaskError, TrainingData
 from lstmkit.tasks.rundir import Run
 from lstmkit.train import Config, DataConfig, ModelConfig, evaluate, fit
+from lstmkit.train.seed import generator_for
 
 SPLITS = ("train", "val", "test")
 DATA = "data.json"
@@ -50,13 +51,6 @@ class Batch(Protocol):
 
     x: Tensor  # (T, B, I) float inputs
     lengths: Tensor | None  # (B,) valid lengths; None when every sequence has T steps
-
-
-def generator_for(*key: object) -> torch.Generator:
-    """A CPU generator seeded from ``key`` (say ``(seed, "val", chunk)``): every part of the data has
-    its own stream, the same on every run and machine, independent of the global RNG."""
-    digest = hashlib.sha256(repr(key).encode()).digest()
-    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)  # 63 bits: a valid seed
 
 
 # -- config sections ---------------------------------------------------------------------------------
@@ -179,6 +173,8 @@ class GeneratedPrepared(Prepared):
 class GeneratedTask(Task):
     """Base of the long-range tasks: data, training and scoring; each task says what differs."""
 
+    diagnosable = True  # lstmkit diagnose: inputs of any length and a loss at the last step
+
     state_files = (DATA,)
     loss_key: ClassVar[str]  # the loss's name in the metrics: "mse", "nats_per_sequence", "nats_per_symbol"
     criterion: ClassVar[str]  # the success criterion per sequence, in words, for the report
@@ -273,15 +269,22 @@ class GeneratedTask(Task):
         sequences = sum(b.x.shape[1] for b in batches)
         return {"split": split, self.loss_key: loss, **means, **self.baselines(config.data), "sequences": sequences}
 
+    def training_data(self, prepared: Prepared) -> TrainingData:
+        """Fresh sequences every epoch (seeded by ``train.seed`` and the epoch); the fixed validation set."""
+        assert isinstance(prepared, GeneratedPrepared)
+        config = prepared.config
+        train = OnlineBatches(
+            lambda n, g: self.generate(config.data, n, g), config.train.seed, config.data.train_batches,
+            config.data.batch_size,
+        )
+        return TrainingData(train, prepared.batches["val"], self.step)
+
     def train(self, prepared: Prepared, run_dir: Path) -> dict[str, Any]:
         assert isinstance(prepared, GeneratedPrepared)
         config = prepared.config
         model = build_model(config)
-        train_data = OnlineBatches(
-            lambda n, g: self.generate(config.data, n, g), config.train.seed, config.data.train_batches,
-            config.data.batch_size,
-        )
-        result = fit(model, train_data, self.step, config=config, out_dir=run_dir, val_data=prepared.batches["val"])
+        data = self.training_data(prepared)
+        result = fit(model, data.train, data.step, config=config, out_dir=run_dir, val_data=data.val)
         metrics = self.score(model, prepared.batches["val"], "val", config)
         metrics["test"] = self.score(model, prepared.batches["test"], "test", config)
         metrics.update(

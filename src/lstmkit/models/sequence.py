@@ -1,11 +1,15 @@
-"""``SequenceModel``: token embedding or feature input, an ``lstmkit.nn`` recurrent core, a linear head."""
+"""``SequenceModel``: token embedding or feature input, an ``lstmkit.nn`` recurrent core, a linear head;
+``LSTMReader``, the body the classifier and the recognizer share; ``last_valid``."""
 
 from __future__ import annotations
+
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from lstmkit.nn import GRU, LSTM, RNN
+from lstmkit.stream import StreamParts
 from lstmkit.train.config import ModelConfig
 
 State = Tensor | tuple[Tensor, Tensor]  # (L, B, H) for GRU/RNN; (h, c) each (L, B, H) for LSTM
@@ -37,6 +41,8 @@ class SequenceModel(nn.Module):
     ``output_size`` (default V for a language model). ``lengths`` (B,) masks padded steps: their
     outputs are zero before the head, and ``state`` is the one at each sequence's last valid step.
     """
+
+    export_kind: ClassVar[str] = "sequence"  # lstmkit.export: ids or features (T, B, ...) -> logits, state
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -96,6 +102,16 @@ class SequenceModel(nn.Module):
         if self.proj is not None:
             out = self.proj(out)  # (T, B, E)
         return self.head(out), state  # (T, B, O)
+
+    def stream_parts(self) -> StreamParts:
+        """What ``lstmkit.Stream`` runs step by step: the core and the weights around it."""
+        return StreamParts(
+            core=self.rnn,
+            embedding=None if self.embedding is None else self.embedding.weight,  # (V, E)
+            proj=None if self.proj is None else self.proj.weight,  # (E, H)
+            head_weight=self.head.weight,  # (O, H or E)
+            head_bias=self.head.bias,  # (O,)
+        )
 
 
 class LSTMReader(nn.Module):

@@ -1,0 +1,34 @@
+"""Models built on the ``lstmkit.nn`` layers, one module each, each saying its ``export_kind``:
+
+- ``SequenceModel`` (``sequence``): embedding or features, recurrent core, linear head; language
+  models and the long-range tasks;
+- ``SequenceClassifier`` (``classifier``): a (bi)LSTM read out once per case;
+- ``CTCRecognizer`` (``recognizer``): a (bi)LSTM emitting log-probabilities per step for CTC;
+- ``ForecastNet`` (``forecaster``): a ``SequenceModel`` over a window plus a fixed AR skip.
+
+Each model's config section (a ``ModelConfig`` subclass) lives beside it. ``lstmkit.export``
+reads ``export_kind`` to know the graph's inputs and outputs; nothing dispatches on the classes.
+"""
+
+from __future__ import annotations
+
+from lstmkit.models.classifier import POOLINGS, ClassifyModel, SequenceClassifier
+from lstmkit.models.forecaster import ForecastModel, ForecastNet, least_squares
+from lstmkit.models.recognizer import CTCModel, CTCRecognizer
+from lstmkit.models.sequence import LSTMReader, SequenceModel, State, _make_rnn, last_valid
+
+__all__ = [
+    "POOLINGS",
+    "CTCModel",
+    "CTCRecognizer",
+    "ClassifyModel",
+    "ForecastModel",
+    "ForecastNet",
+    "LSTMReader",
+    "SequenceClassifier",
+    "SequenceModel",
+    "State",
+    "_make_rnn",
+    "last_valid",
+    "least_squares",
+]

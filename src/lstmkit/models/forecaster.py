@@ -1,0 +1,74 @@
+"""``ForecastNet``: a ``SequenceModel`` over a window, read at its last step, plus a fixed linear AR skip."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from lstmkit.models.sequence import SequenceModel
+from lstmkit.train.config import ModelConfig
+
+
+@dataclass(frozen=True)
+class ForecastModel(ModelConfig):
+    """``ModelConfig`` plus the linear autoregressive skip."""
+
+    ar_skip: bool = True  # add a fixed least-squares AR(data.ar_order) to the output; the LSTM learns the residual
+
+
+def least_squares(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Fit ``y ≈ x @ w + b`` by least squares: x (N, P), y (N, H) -> w (P, H), b (H,)."""
+    if x.ndim != 2 or y.ndim != 2 or len(x) != len(y):
+        raise ValueError(f"x must be (N, P) and y (N, H), got {x.shape} and {y.shape}")
+    if len(x) <= x.shape[1]:
+        raise ValueError(f"{len(x)} examples cannot fit {x.shape[1]} coefficients and an intercept")
+    design = np.concatenate([x, np.ones((len(x), 1))], axis=1)  # (N, P + 1)
+    coef, *_ = np.linalg.lstsq(design, y, rcond=None)  # (P + 1, H)
+    return coef[:-1], coef[-1]
+
+
+class ForecastNet(nn.Module):
+    """``SequenceModel`` over a window, read at its last step, plus an optional fixed linear AR skip.
+
+    ``forward(x)``: x (T, B, F) scaled features, the target in column 0 -> (B, H) scaled forecasts of
+    the next H target values: the last value, plus the LSTM's change, plus the AR skip's change.
+    """
+
+    export_kind: ClassVar[str] = "forecaster"  # lstmkit.export: a window of features -> forecast
+
+    def __init__(self, model: ForecastModel, ar_order: int) -> None:
+        super().__init__()
+        self.core = SequenceModel(model)
+        self.ar_order = ar_order if model.ar_skip else 0
+        self.ar: nn.Linear | None = None
+        if self.ar_order:
+            self.ar = nn.Linear(self.ar_order, model.output_size)
+            self.ar.requires_grad_(False)  # fitted by least squares, then fixed
+            # The head starts at zero, so the untrained model is exactly the AR forecast.
+            nn.init.zeros_(self.core.head.weight)
+            nn.init.zeros_(self.core.head.bias)
+
+    @property
+    def rnn(self) -> nn.Module:
+        """The recurrent core (an ``lstmkit`` LSTM, GRU or RNN), as on the other task models."""
+        return self.core.rnn
+
+    def fit_ar(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """Least squares of the targets' change on the last ``ar_order`` values: x (B, W, F), y (B, H)."""
+        lags = x[:, -self.ar_order :, 0].double().numpy()  # (B, p)
+        change = (y - x[:, -1:, 0]).double().numpy()  # (B, H)
+        weight, bias = least_squares(lags, change)
+        with torch.no_grad():
+            self.ar.weight.copy_(torch.from_numpy(weight.T))  # (H, p)
+            self.ar.bias.copy_(torch.from_numpy(bias))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out, _ = self.core(x)  # (T, B, H)
+        y = x[-1, :, :1] + out[-1]  # (B, H): a change from the last value
+        if self.ar is not None:
+            y = y + self.ar(x[-self.ar_order :, :, 0].T)  # (p, B) -> (B, p) -> (B, H)
+        return y
