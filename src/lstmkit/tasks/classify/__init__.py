@@ -1,0 +1,89 @@
+"""``classify``: sequence classification with a (bi)LSTM on UCR/UEA sets or your own files.
+
+Data: a UCR/UEA set bundled in the ``sktime`` wheel (``data.dataset``: JapaneseVowels,
+ItalyPowerDemand, BasicMotions, GunPoint, ...) read from its official ``_TRAIN.ts`` / ``_TEST.ts``
+files by :mod:`lstmkit.data.ts_format`, or ``--set data.train=A.ts data.test=B.ts`` (``.ts`` or
+``.csv``: one case a line, the label first, then the values; univariate). A stratified
+``data.val_fraction`` of the training cases is held out for early stopping; the test split is
+never used for any choice.
+
+Variable lengths are padded and masked (never truncated): missing values at a case's end or
+start (all channels) are padding the archive uses for variable lengths and are cut off; missing
+values inside a case are filled by linear interpolation along time. Each channel is z-scored with
+statistics fitted on the training cases.
+
+Model: a (bi)LSTM over the padded batch with ``lengths`` (``lstmkit.LSTM`` masks padded steps and
+runs the backward direction from each case's own last step), read out as each direction's state
+after the whole case (or the masked mean over time), then dropout and a linear layer to the classes.
+Long cases are read in frames of ``data.frame`` consecutive steps (chosen from the lengths by
+default), so that the LSTM runs over tens of steps, not hundreds.
+
+Reports accuracy and macro-F1 beside a 1-nearest-neighbour Euclidean baseline on the same split,
+and writes ``confusion.png`` for the test split.
+
+Modules: ``config`` (the ``[data]`` section), ``data``, ``steps``, ``scoring``, ``plots`` and ``task``
+(the registered ``ClassifyTask``); the model is ``lstmkit.models.SequenceClassifier``.
+"""
+
+from __future__ import annotations
+
+from lstmkit.models import POOLINGS, ClassifyModel, SequenceClassifier
+from lstmkit.tasks.classify.config import ClassifyData
+from lstmkit.tasks.classify.data import (
+    _DATA_FORMAT,
+    _DATA_VERSION,
+    DATA,
+    MAX_FRAMES,
+    SCALER,
+    SPLITS,
+    ClassifyPrepared,
+    files_sha256,
+    fill_missing,
+    load_cases,
+    loader,
+    prepare_data,
+    resample,
+    source_files,
+    stratified_val,
+    to_frames,
+    with_differences,
+    write_toy_ts,
+)
+from lstmkit.tasks.classify.plots import CONFUSION, plot_confusion
+from lstmkit.tasks.classify.scoring import class_scores, nn1_predict, predict, score_split
+from lstmkit.tasks.classify.steps import classify_step, jitter_step
+from lstmkit.tasks.classify.task import ClassifyTask
+
+__all__ = [
+    "CONFUSION",
+    "DATA",
+    "MAX_FRAMES",
+    "POOLINGS",
+    "SCALER",
+    "SPLITS",
+    "_DATA_FORMAT",
+    "_DATA_VERSION",
+    "ClassifyData",
+    "ClassifyModel",
+    "ClassifyPrepared",
+    "ClassifyTask",
+    "SequenceClassifier",
+    "class_scores",
+    "classify_step",
+    "files_sha256",
+    "fill_missing",
+    "jitter_step",
+    "load_cases",
+    "loader",
+    "nn1_predict",
+    "plot_confusion",
+    "predict",
+    "prepare_data",
+    "resample",
+    "score_split",
+    "source_files",
+    "stratified_val",
+    "to_frames",
+    "with_differences",
+    "write_toy_ts",
+]

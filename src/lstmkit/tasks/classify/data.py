@@ -1,0 +1,258 @@
+"""``classify``'s data: reading UCR/UEA ``.ts`` or CSV cases, cleaning, framing, the stratified
+validation split, scaling, and batches of similar lengths."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from lstmkit._fileio import write_versioned_json
+from lstmkit.data import BucketBatchSampler, Standardizer, pad_collate
+from lstmkit.data.ts_format import TSData, read_cases_csv, read_ts
+from lstmkit.tasks.base import DataUnavailable, Prepared
+from lstmkit.tasks.bundled import ucr_files
+from lstmkit.tasks.classify.config import ClassifyData
+from lstmkit.train import Config
+
+SCALER = "scaler.json"
+
+
+DATA = "data.json"
+
+
+_DATA_FORMAT = "lstmkit.classify-split"
+
+
+_DATA_VERSION = 1
+
+
+SPLITS = ("train", "val", "test")
+
+
+MAX_FRAMES = 30  # data.frame = 0 picks the smallest frame that reads the longest training case in this many
+
+
+def _read(path: str | Path) -> TSData:
+    path = Path(path)
+    if path.suffix.lower() == ".csv":
+        return read_cases_csv(path)
+    return read_ts(path)
+
+
+def source_files(data: ClassifyData) -> tuple[Path, Path]:
+    if data.train or data.test:
+        if not (data.train and data.test):
+            raise DataUnavailable("set both data.train=FILE and data.test=FILE (.ts or .csv)")
+        return Path(data.train), Path(data.test)
+    return ucr_files(data.dataset)
+
+
+def load_cases(data: ClassifyData) -> tuple[TSData, TSData]:
+    """The training and test cases; :class:`DataUnavailable` names what is wrong."""
+    train_path, test_path = source_files(data)
+    try:
+        train, test = _read(train_path), _read(test_path)
+    except (OSError, ValueError) as e:
+        raise DataUnavailable(str(e)) from e
+    for name, d in (("training", train), ("test", test)):
+        if d.labels is None:
+            raise DataUnavailable(f"the {name} file has no class labels (@classLabel false)")
+    if train.num_channels != test.num_channels:
+        raise DataUnavailable(f"the training cases have {train.num_channels} channels, the test cases "
+                              f"{test.num_channels}")  # fmt: skip
+    unseen = sorted(set(test.labels) - set(train.labels))
+    if unseen:
+        raise DataUnavailable(f"test labels {unseen} never occur in the training cases")
+    return train, test
+
+
+def fill_missing(case: np.ndarray, where: str) -> np.ndarray:
+    """Cut rows missing in every channel at the start and end; interpolate the other gaps in time.
+
+    case: (T, C) with NaN where missing -> (T', C) without NaN.
+    """
+    present = ~np.isnan(case).all(axis=1)  # (T,)
+    if not present.any():
+        raise ValueError(f"{where} has no values")
+    idx = np.flatnonzero(present)
+    case = case[idx[0] : idx[-1] + 1].copy()
+    t = np.arange(len(case))
+    for c in range(case.shape[1]):
+        gaps = np.isnan(case[:, c])
+        if gaps.all():
+            raise ValueError(f"{where}: channel {c + 1} has no values")
+        if gaps.any():  # edges take the nearest value (np.interp holds the end values)
+            case[gaps, c] = np.interp(t[gaps], t[~gaps], case[~gaps, c])
+    return case
+
+
+def with_differences(case: np.ndarray) -> np.ndarray:
+    """(T, C) -> (T, 2C): the channels, then their first differences (0 at the first step)."""
+    return np.concatenate([case, np.diff(case, axis=0, prepend=case[:1])], axis=1)
+
+
+def to_frames(case: np.ndarray, frame: int) -> np.ndarray:
+    """(T, C) -> (ceil(T / frame), frame * C): consecutive steps side by side; the last frame is
+    completed by repeating the case's last step (a step of the case, not padding)."""
+    if frame == 1:
+        return case
+    T, C = case.shape
+    n = -(-T // frame)
+    full = np.concatenate([case, np.repeat(case[-1:], n * frame - T, axis=0)])  # (n * frame, C)
+    return full.reshape(n, frame * C)  # row i holds steps i*frame .. i*frame + frame - 1
+
+
+def stratified_val(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Indices of a stratified validation sample: ``round(fraction * n_c)`` of each class (at least one
+    of any class with two or more cases), drawn with ``seed``."""
+    rng = np.random.default_rng(seed)
+    val = []
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        k = round(fraction * len(members))
+        k = min(max(k, 1 if len(members) >= 2 else 0), len(members) - 1)
+        val.extend(rng.permutation(members)[:k].tolist())
+    return np.sort(np.asarray(val, dtype=np.int64))
+
+
+def resample(case: np.ndarray, length: int) -> np.ndarray:
+    """(T, C) -> (length, C) by linear interpolation along time (for the 1-NN baseline)."""
+    if len(case) == length:
+        return case
+    src = np.linspace(0.0, 1.0, len(case)) if len(case) > 1 else np.zeros(1)
+    dst = np.linspace(0.0, 1.0, length)
+    return np.stack([np.interp(dst, src, case[:, c]) for c in range(case.shape[1])], axis=1)
+
+
+def files_sha256(paths: tuple[Path, Path]) -> str:
+    h = hashlib.sha256()
+    for p in paths:
+        h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def describe_source(config: Config) -> str:
+    """Where the cases come from, in words (``Task.data_source``)."""
+    d = config.data
+    if d.train or d.test:
+        return f"{d.train} (training) and {d.test} (test)"
+    return f"UCR/UEA {d.dataset}, official train/test split (PyPI sktime: sktime/datasets/data/{d.dataset}/)"
+
+
+@dataclass
+class ClassifyPrepared(Prepared):
+    config: Config
+    classes: list[str]
+    cases: dict[str, list[np.ndarray]]  # per split, scaled (T_i, C) float32 arrays
+    targets: dict[str, np.ndarray]  # per split, (N,) int64 class indices
+    val_index: np.ndarray  # positions of the validation cases in the training file
+    scaler: Standardizer
+    sha256: str
+
+    def save(self, run_dir: Path) -> None:
+        self.scaler.save(run_dir / SCALER)
+        write_versioned_json(run_dir / DATA, _DATA_FORMAT, _DATA_VERSION, {
+            "source": describe_source(self.config),
+            "classes": self.classes,
+            "cases": {s: len(v) for s, v in self.cases.items()},
+            "lengths": {s: [min(map(len, v)), max(map(len, v))] for s, v in self.cases.items()},
+            "val_index": self.val_index.tolist(),
+            "sha256": self.sha256,
+        })  # fmt: skip
+
+
+def prepare_data(config: Config) -> ClassifyPrepared:
+    data = config.data
+    files = source_files(data)
+    train, test = load_cases(data)
+    classes = train.class_labels or sorted(set(train.labels))
+    classes = [c for c in classes if c in set(train.labels)]  # declared but absent classes are not predicted
+    index = {c: i for i, c in enumerate(classes)}
+    try:
+        raw = {
+            "train": [fill_missing(x, f"training case {i + 1}") for i, x in enumerate(train.series)],
+            "test": [fill_missing(x, f"test case {i + 1}") for i, x in enumerate(test.series)],
+        }
+    except ValueError as e:
+        raise DataUnavailable(str(e)) from e
+    if data.differences:
+        raw = {s: [with_differences(x) for x in v] for s, v in raw.items()}
+    y_all = np.array([index[c] for c in train.labels], dtype=np.int64)
+    val_index = stratified_val(y_all, data.val_fraction, data.split_seed)
+    if len(val_index) == 0:
+        raise DataUnavailable("too few training cases to hold out a validation split; add cases")
+    is_val = np.zeros(len(y_all), dtype=bool)
+    is_val[val_index] = True
+    split_cases = {
+        "train": [x for x, v in zip(raw["train"], is_val, strict=True) if not v],
+        "val": [raw["train"][i] for i in val_index],
+        "test": raw["test"],
+    }
+    targets = {
+        "train": y_all[~is_val],
+        "val": y_all[val_index],
+        "test": np.array([index[c] for c in test.labels], dtype=np.int64),
+    }
+    try:
+        scaler = Standardizer().fit(split_cases["train"])  # per channel, over every real step of the training cases
+    except ValueError as e:
+        raise DataUnavailable(f"cannot scale the training cases: {e}") from e
+    frame = data.frame or -(-max(len(x) for x in raw["train"]) // MAX_FRAMES)
+    cases = {s: [to_frames(scaler.transform(x), frame).astype(np.float32) for x in v]
+             for s, v in split_cases.items()}  # fmt: skip
+    config = dataclasses.replace(
+        config,
+        data=dataclasses.replace(data, frame=frame),
+        model=dataclasses.replace(
+            config.model, input_size=cases["train"][0].shape[1], output_size=len(classes), vocab_size=None
+        ),
+    )
+    return ClassifyPrepared(config, classes, cases, targets, val_index, scaler, files_sha256(files))
+
+
+class _Cases(torch.utils.data.Dataset):
+    def __init__(self, cases: list[np.ndarray], targets: np.ndarray) -> None:
+        self.cases = [torch.from_numpy(c) for c in cases]
+        self.targets = torch.from_numpy(targets)
+
+    def __len__(self) -> int:
+        return len(self.cases)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.cases[i], self.targets[i]
+
+
+def _collate(items):
+    return pad_collate([x for x, _ in items]), torch.stack([y for _, y in items])
+
+
+def loader(cases: list[np.ndarray], targets: np.ndarray, batch_size: int, *, shuffle: bool, seed: int = 0):
+    """Batches of similar lengths (shuffled for training); padded and masked by ``pad_collate``."""
+    sampler = BucketBatchSampler([len(c) for c in cases], batch_size, shuffle=shuffle, seed=seed)
+    return DataLoader(_Cases(cases, targets), batch_sampler=sampler, collate_fn=_collate)
+
+
+def write_toy_ts(workdir: Path, *, n_train: int = 24, n_test: int = 12, seed: int = 0) -> tuple[Path, Path]:
+    """Two small ``.ts`` files of a two-class, two-channel problem with lengths 6-12: rising against
+    falling first channels. For smoke tests."""
+    rng = np.random.default_rng(seed)
+    paths = []
+    for name, n in (("toy_TRAIN.ts", n_train), ("toy_TEST.ts", n_test)):
+        lines = ["@problemName toy", "@timeStamps false", "@missing false", "@univariate false",
+                 "@dimensions 2", "@equalLength false", "@classLabel true up down", "@data"]  # fmt: skip
+        for i in range(n):
+            label = ("up", "down")[i % 2]
+            t = np.linspace(0, 1, rng.integers(6, 13))
+            a = (t if label == "up" else 1 - t) + 0.1 * rng.standard_normal(len(t))
+            b = rng.standard_normal(len(t))
+            lines.append(":".join(",".join(f"{v:.4f}" for v in ch) for ch in (a, b)) + f":{label}")
+        path = workdir / name
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        paths.append(path)
+    return paths[0], paths[1]

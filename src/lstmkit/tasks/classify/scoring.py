@@ -1,0 +1,71 @@
+"""``classify``'s scores: accuracy and macro-F1 of the model beside a 1-nearest-neighbour baseline."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from lstmkit.data import pad_collate
+from lstmkit.metrics import accuracy, precision_recall_f1
+from lstmkit.tasks import baselines as bl
+from lstmkit.tasks.classify.data import ClassifyPrepared, loader, resample
+from lstmkit.tasks.classify.steps import classify_step
+from lstmkit.train import evaluate
+
+
+def predict(model: nn.Module, cases: list[np.ndarray]) -> np.ndarray:
+    """(N,) predicted class indices, in the order of ``cases``."""
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(cases), 256):
+            x, lengths, _ = pad_collate([torch.from_numpy(c) for c in cases[start : start + 256]])
+            out.append(model(x, lengths).argmax(dim=-1))
+    return torch.cat(out).numpy()
+
+
+def nn1_predict(
+    ref: list[np.ndarray], ref_y: np.ndarray, cases: list[np.ndarray], *, leave_one_out: bool = False
+) -> np.ndarray:
+    """1-NN Euclidean on the scaled cases, every case resampled to the longest reference length.
+
+    ``leave_one_out``: ``cases`` are ``ref`` itself, and each case's own entry is skipped.
+    """
+    length = max(len(c) for c in ref)
+    flat = [np.stack([resample(c, length).ravel() for c in group]) for group in (ref, cases)]  # (N, length*C)
+    return bl.nearest_neighbour(flat[0], ref_y, flat[1], exclude_self=leave_one_out)
+
+
+def class_scores(pred: np.ndarray, target: np.ndarray, k: int) -> dict[str, float]:
+    p, t = torch.from_numpy(pred), torch.from_numpy(target)
+    return {"accuracy": accuracy(p, t), "macro_f1": precision_recall_f1(p, t, average="macro", num_classes=k)[2]}
+
+
+def score_split(model: nn.Module, prepared: ClassifyPrepared, split: str) -> dict[str, Any]:
+    """Accuracy, macro-F1 and the mean cross-entropy of the model, and the 1-NN baseline's scores.
+
+    The 1-NN reference set is every official training case for the test split (as in the archive's
+    published baseline), and the training part alone for the validation and training splits.
+    """
+    cases, target, k = prepared.cases[split], prepared.targets[split], len(prepared.classes)
+    pred = predict(model, cases)
+    ce = evaluate(model, loader(cases, target, 256, shuffle=False), classify_step)
+    if split == "test":
+        ref, ref_y = prepared.cases["train"] + prepared.cases["val"], np.r_[prepared.targets["train"],
+                                                                           prepared.targets["val"]]
+    else:
+        ref, ref_y = prepared.cases["train"], prepared.targets["train"]
+    nn1 = nn1_predict(ref, ref_y, cases, leave_one_out=split == "train")
+    confusion = np.zeros((k, k), dtype=np.int64)
+    np.add.at(confusion, (target, pred), 1)
+    return {
+        "split": split,
+        "cases": len(cases),
+        "nats_per_sequence": ce,
+        **class_scores(pred, target, k),
+        "baseline_1nn": class_scores(nn1, target, k),
+        "confusion": confusion.tolist(),  # rows: true class, columns: predicted
+    }

@@ -1,0 +1,202 @@
+"""``forecast``'s data: reading the series, the chronological split, target transform, scaling, windows."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lstmkit._fileio import write_versioned_json
+from lstmkit.data import SlidingWindowDataset, Standardizer
+from lstmkit.data.series import Series, read_series_csv
+from lstmkit.tasks.base import DataUnavailable, Prepared
+from lstmkit.tasks.bundled import AIRLINE, SUNSPOTS, package_file
+from lstmkit.tasks.forecast.config import PRESETS, ForecastData
+from lstmkit.train import Config
+
+SCALER = "scaler.json"
+
+
+DATA = "data.json"
+
+
+_DATA_FORMAT = "lstmkit.forecast-split"
+
+
+_DATA_VERSION = 1
+
+
+SPLITS = ("train", "val", "test")
+
+
+def load_series(data: ForecastData) -> Series:
+    """The series named by the config; :class:`DataUnavailable` says what is wrong or missing."""
+    if data.csv and not data.column:
+        raise DataUnavailable(f"data.csv={data.csv}: name the target column with data.column=NAME")
+    if not data.csv and not data.dataset:
+        raise DataUnavailable(
+            "data.dataset is empty: set data.dataset=sunspots|airline, or data.csv=FILE data.column=NAME"
+        )
+    try:
+        if data.csv:
+            return read_series_csv(data.csv, data.column, date_column=data.date_column,
+                                   covariates=data.covariate_list())
+        if data.dataset == "sunspots":
+            return read_series_csv(package_file(*SUNSPOTS), "SUNACTIVITY", date_column="YEAR")
+        return read_series_csv(package_file(*AIRLINE), "Passengers", date_column="Date")
+    except (OSError, ValueError) as e:
+        raise DataUnavailable(str(e)) from e
+
+
+def resolve(data: ForecastData, n_steps: int) -> ForecastData:
+    """Fill the None keys from the dataset's preset (or the CSV rules)."""
+    p = None if data.csv else PRESETS.get(data.dataset)
+    window = data.window or (p.window if p else 12)
+    test_size = data.test_size or (p.test_size if p else max(data.horizon, round(0.2 * n_steps)))
+    values = {
+        "window": window,
+        "ar_order": data.ar_order if data.ar_order is not None else (p.ar_order if p else window),
+        "log": data.log if data.log is not None else (p.log if p else False),
+        "season": data.season if data.season is not None else (p.season if p else 0),
+        "test_start": data.test_start or (p.test_start if p and data.test_size is None else ""),
+        "test_size": test_size,
+        "val_size": data.val_size or (p.val_size if p else max(data.horizon, round(0.2 * (n_steps - test_size)))),
+    }
+    return dataclasses.replace(data, **values)
+
+
+@dataclass
+class Split:
+    """Step indices of the split (see the module docstring)."""
+
+    val_lo: int
+    test_lo: int
+    test_hi: int
+
+    def bounds(self, split: str) -> tuple[int, int]:
+        """The target steps ``[lo, hi)`` of a split."""
+        return {"train": (0, self.val_lo), "val": (self.val_lo, self.test_lo), "test": (self.test_lo, self.test_hi)}[
+            split
+        ]
+
+
+def make_split(series: Series, data: ForecastData) -> Split:
+    """Check that the resolved ``data`` fits ``series``; errors name the key to change."""
+    n, W, H = len(series), data.window, data.horizon
+    if data.test_start:
+        if data.test_start not in series.labels:
+            raise DataUnavailable(f"data.test_start {data.test_start!r} is not a step of the series "
+                                  f"({series.labels[0]} .. {series.labels[-1]})")
+        test_lo = series.labels.index(data.test_start)
+    else:
+        test_lo = n - data.test_size
+    test_hi = test_lo + data.test_size
+    if test_hi > n or test_lo < 0:
+        raise DataUnavailable(f"data.test_size {data.test_size} from step {max(test_lo, 0)} runs past the series' "
+                              f"{n} steps")
+    if data.test_size < H:
+        raise DataUnavailable(f"data.horizon {H} is longer than the test split ({data.test_size} steps); "
+                              "shorten the horizon or hold out more steps (data.test_size)")
+    if data.val_size < H:
+        raise DataUnavailable(f"data.horizon {H} is longer than the validation split ({data.val_size} steps); "
+                              "raise data.val_size")
+    val_lo = test_lo - data.val_size
+    if data.ar_order > W:
+        raise DataUnavailable(f"data.ar_order {data.ar_order} must not exceed data.window {W}")
+    n_train = val_lo - W - H + 1  # windows whose targets lie in the training part
+    if n_train < 1:
+        raise DataUnavailable(
+            f"too few rows for one training window: the training part has {max(val_lo, 0)} steps, one window needs "
+            f"data.window + data.horizon = {W + H} (the series has {n} rows; {data.val_size} validation and "
+            f"{data.test_size} test steps are held out)"
+        )
+    if data.ar_order and n_train <= data.ar_order + 1:
+        raise DataUnavailable(f"{n_train} training windows cannot fit an AR({data.ar_order}); lower data.ar_order")
+    if data.log:
+        bad = np.flatnonzero(series.values[:test_hi] <= 0)
+        if bad.size:
+            raise DataUnavailable(f"data.log needs positive values, but step {series.labels[bad[0]]!r} holds "
+                                  f"{series.values[bad[0]]}; set data.log=false")
+    return Split(val_lo, test_lo, test_hi)
+
+
+def transform_target(values: np.ndarray, log: bool) -> np.ndarray:
+    return np.log(values) if log else values.astype(np.float64)
+
+
+def fingerprint(series: Series, split: Split) -> str:
+    """SHA-256 of the steps the run uses (values, covariates and labels up to the end of the test)."""
+    h = hashlib.sha256()
+    h.update(np.ascontiguousarray(series.features()[: split.test_hi]).tobytes())
+    h.update("\n".join(series.labels[: split.test_hi]).encode())
+    return h.hexdigest()
+
+
+def describe_source(config: Config) -> str:
+    """Where the series comes from, in words (``Task.data_source``)."""
+    d = config.data
+    if d.csv:
+        return f"{d.csv}, column {d.column!r}"
+    if d.dataset == "sunspots":
+        return "yearly sunspots 1700-2008 (PyPI statsmodels: statsmodels/datasets/sunspots/sunspots.csv)"
+    return "monthly airline passengers 1949-1960 (PyPI sktime: sktime/datasets/data/Airline/Airline.csv)"
+
+
+@dataclass
+class ForecastPrepared(Prepared):
+    config: Config
+    series: Series
+    split: Split
+    scaler: Standardizer
+    z: np.ndarray  # (T, F) the scaled features: transformed target first, then covariates
+
+    def save(self, run_dir: Path) -> None:
+        self.scaler.save(run_dir / SCALER)
+        s, lab = self.split, self.series.labels
+        write_versioned_json(run_dir / DATA, _DATA_FORMAT, _DATA_VERSION, {
+            "source": describe_source(self.config),
+            "steps": len(self.series),
+            "train": [lab[0], lab[s.val_lo - 1]],
+            "val": [lab[s.val_lo], lab[s.test_lo - 1]],
+            "test": [lab[s.test_lo], lab[s.test_hi - 1]],
+            "sha256": fingerprint(self.series, s),
+        })  # fmt: skip
+
+
+def scaled_features(series: Series, data: ForecastData, scaler: Standardizer) -> np.ndarray:
+    feats = series.features()
+    feats[:, 0] = transform_target(feats[:, 0], data.log)
+    return scaler.transform(feats)  # (T, F)
+
+
+def prepare_data(config: Config) -> ForecastPrepared:
+    series = load_series(config.data)
+    data = resolve(config.data, len(series))
+    split = make_split(series, data)
+    feats = series.features()
+    feats[:, 0] = transform_target(feats[:, 0], data.log)
+    try:
+        scaler = Standardizer().fit(feats[: split.test_lo])  # the steps before the test only
+    except ValueError as e:
+        raise DataUnavailable(f"cannot scale the training part: {e}") from e
+    config = dataclasses.replace(
+        config,
+        data=data,
+        model=dataclasses.replace(config.model, input_size=feats.shape[1], output_size=data.horizon, vocab_size=None),
+    )
+    return ForecastPrepared(config, series, split, scaler, scaler.transform(feats))
+
+
+def window_dataset(z: np.ndarray, lo: int, hi: int, window: int, horizon: int) -> SlidingWindowDataset:
+    """Windows whose ``horizon`` targets lie in ``[lo, hi)``, inputs the ``window`` steps before."""
+    lo = max(lo, window)
+    return SlidingWindowDataset(z[lo - window : hi], window=window, horizon=horizon, target_columns=[0])
+
+
+def _stack(ds: SlidingWindowDataset) -> tuple[torch.Tensor, torch.Tensor]:
+    xs, ys = zip(*(ds[i] for i in range(len(ds))), strict=True)
+    return torch.stack(xs), torch.stack(ys)[..., 0]  # (N, W, F), (N, H)

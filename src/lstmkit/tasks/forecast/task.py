@@ -1,0 +1,188 @@
+"""The ``forecast`` task: the ``Task`` interface over the data, steps and scoring of this package."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from lstmkit._fileio import read_versioned_json
+from lstmkit.data import Standardizer
+from lstmkit.models import ForecastModel, ForecastNet
+from lstmkit.tasks.base import Prepared, Task, TaskError, TrainingData
+from lstmkit.tasks.forecast.config import ForecastData
+from lstmkit.tasks.forecast.data import (
+    _DATA_FORMAT,
+    _DATA_VERSION,
+    DATA,
+    SCALER,
+    SPLITS,
+    ForecastPrepared,
+    _stack,
+    describe_source,
+    fingerprint,
+    load_series,
+    prepare_data,
+    scaled_features,
+    window_dataset,
+)
+from lstmkit.tasks.forecast.scoring import score_split
+from lstmkit.tasks.forecast.steps import forecast_step
+from lstmkit.tasks.registry import register_task
+from lstmkit.tasks.rundir import Run
+from lstmkit.train import Config, TrainConfig, apply_overrides, fit
+
+
+@register_task("forecast")
+class ForecastTask(Task):
+    """One-series forecasting: RMSE, MAE, sMAPE and MASE of the LSTM beside naive, seasonal and AR baselines."""
+
+    summary = (
+        "forecasting: sunspots, airline passengers (data.dataset=airline) or --set data.csv=FILE data.column=NAME; "
+        "LSTM vs naive, seasonal and AR baselines"
+    )
+    state_files = (SCALER, DATA)
+    loss_label = "loss (MSE of the z-scored series)"
+
+    def default_config(self) -> Config:
+        # Tuned on sunspots' validation years (docs/results.md): a small net, because 177 training
+        # windows overfit a large one within a few epochs; a constant rate and patient early stopping,
+        # because the validation loss of 35 one-step targets is noisy.
+        return Config(
+            model=ForecastModel(hidden_size=32, num_layers=1, dropout=0.0),
+            data=ForecastData(batch_size=16),  # about 11 updates per epoch on sunspots
+            train=TrainConfig(
+                epochs=300,
+                lr=3e-3,
+                schedule="constant",
+                warmup_steps=0,  # the AR skip already gives a sensible start
+                patience=100,
+                stateful=False,  # windows are independent
+                log_every=10,
+                max_minutes=4.5,  # a guard for the 5-minute budget on a busy machine
+            ),
+        )
+
+    def smoke_config(self, workdir: Path) -> Config:
+        path = workdir / "forecast_smoke.csv"
+        t = np.arange(80)
+        values = 10 + np.sin(t * 2 * np.pi / 6) + 0.05 * t
+        path.write_text("step,y\n" + "".join(f"{i},{v:.4f}\n" for i, v in zip(t, values, strict=True)))
+        return Config(
+            model=ForecastModel(hidden_size=8, num_layers=1, dropout=0.0),
+            data=ForecastData(csv=str(path), column="y", window=6, horizon=2, season=6,
+                              test_size=12, val_size=12, batch_size=8),
+            train=TrainConfig(epochs=3, max_steps=6, schedule="constant", warmup_steps=0, stateful=False,
+                              progress=False, tensorboard=False, log_every=2),
+        )  # fmt: skip
+
+    def data_source(self, config: Config) -> str:
+        return describe_source(config)
+
+    def check_data(self, config: Config) -> None:
+        load_series(config.data)
+
+    def prepare(self, config: Config) -> ForecastPrepared:
+        if config.data.csv:  # record the absolute path, so that the run can be evaluated from anywhere
+            path = str(Path(config.data.csv).expanduser().resolve())
+            config = apply_overrides(config, [f"data.csv={_toml_str(path)}", "data.dataset="])
+        return prepare_data(config)
+
+    def train(self, prepared: Prepared, run_dir: Path) -> dict[str, Any]:
+        assert isinstance(prepared, ForecastPrepared)
+        config = prepared.config
+        model = self.build_model(config)
+        data = self.training_data(prepared)
+        train_ds, val_ds = data.train.dataset, data.val.dataset
+        if model.ar is not None:
+            model.fit_ar(*_stack(train_ds))  # on the training windows only: validation stays unseen
+        result = fit(model, data.train, data.step, config=config, out_dir=run_dir, val_data=data.val)
+        # The summary leads with the validation loss (what `lstmkit evaluate --split val` gives back) and
+        # holds the test split's table, the result of the run.
+        test = score_split(model, prepared, "test")
+        metrics: dict[str, Any] = {"split": "val", "mse": result.best_val_loss, "test": test}
+        metrics.update(
+            steps=result.steps,
+            epochs=len(result.history),
+            best_epoch=result.best_epoch,
+            parameters=sum(p.numel() for p in model.parameters() if p.requires_grad),
+            train_windows=len(train_ds),
+            val_windows=len(val_ds),
+        )
+        return metrics
+
+    def training_data(self, prepared: Prepared) -> TrainingData:
+        """Sliding windows: training ones shuffled, validation ones in one batch."""
+        assert isinstance(prepared, ForecastPrepared)
+        data, split = prepared.config.data, prepared.split
+        train_ds = window_dataset(prepared.z, 0, split.val_lo, data.window, data.horizon)
+        val_ds = window_dataset(prepared.z, split.val_lo, split.test_lo, data.window, data.horizon)
+        train = DataLoader(train_ds, batch_size=data.batch_size, shuffle=True)
+        return TrainingData(train, DataLoader(val_ds, batch_size=len(val_ds)), forecast_step)
+
+    def example_input(self, model: nn.Module, config: Config, *, length: int = 256) -> tuple[torch.Tensor, ...]:
+        """One window (``data.window`` steps): what the model reads per forecast."""
+        g = torch.Generator().manual_seed(0)
+        return (torch.randn(config.data.window, 1, config.model.input_size, generator=g),)  # (W, B=1, F)
+
+    def load(self, run: Run) -> tuple[ForecastNet, ForecastPrepared]:
+        """The run's model and data, checking that the series is the one it was trained on."""
+        try:
+            recorded = read_versioned_json(run.file(DATA), _DATA_FORMAT, _DATA_VERSION)
+            scaler = Standardizer.load(run.file(SCALER))
+        except ValueError as e:
+            raise TaskError(str(e)) from e
+        prepared = prepare_data(run.config)
+        if recorded.get("sha256") != fingerprint(prepared.series, prepared.split):
+            raise TaskError(f"the series of {self.data_source(run.config)} is not the one this run was trained on "
+                            f"(its SHA-256 differs from {run.file(DATA)})")
+        prepared.scaler, prepared.z = scaler, scaled_features(prepared.series, run.config.data, scaler)
+        model = run.load_weights(self.build_model(run.config))
+        return model, prepared
+
+    def build_model(self, config: Config) -> ForecastNet:
+        return ForecastNet(config.model, config.data.ar_order)
+
+    def serving_metadata(self, run: Run) -> dict[str, Any]:
+        """How a window of raw values becomes the network's input and its output becomes forecasts: the
+        target (column 0) is logged when ``log``, every column scaled by ``(x - mean) / std``; the output
+        (B, horizon) is in scaled units: ``y * std[0] + mean[0]``, then ``exp`` when ``log``."""
+        try:
+            scaler = Standardizer.load(run.file(SCALER))
+        except ValueError as e:
+            raise TaskError(str(e)) from e
+        data = run.config.data
+        return {
+            "preprocess": {"columns": [data.column or "value", *data.covariate_list()], "log": bool(data.log),
+                           "mean": scaler.mean.tolist(), "std": scaler.std.tolist(), "window": data.window,
+                           "horizon": data.horizon},
+        }
+
+    def evaluate(self, run: Run, split: str) -> dict[str, Any]:
+        if split not in SPLITS:
+            raise TaskError(f"split must be one of {SPLITS}, got {split!r}")
+        model, prepared = self.load(run)
+        return score_split(model, prepared, split)
+
+    def report(self, metrics: dict[str, Any]) -> list[str]:
+        if "test" in metrics:  # a training summary: the validation loss, then the test table
+            head = f"val loss: {metrics['mse']:.4f} (MSE of the z-scored series), best epoch {metrics['best_epoch']}"
+            return [head, *self.report(metrics["test"])]
+        lines = [
+            f"{metrics['split']} targets {metrics['targets']}: {metrics['origins']} origins x {metrics['horizon']} "
+            f"step(s) ahead, in the series' units",
+            f"{'method':<40} {'MSE':>10} {'RMSE':>9} {'MAE':>9} {'sMAPE%':>8} {'MASE':>7}",
+        ]
+        for name, s in metrics["scores"].items():
+            lines.append(
+                f"{name:<40} {s['mse']:>10.2f} {s['rmse']:>9.3f} {s['mae']:>9.3f} {s['smape']:>8.2f} {s['mase']:>7.3f}"
+            )
+        return lines
+
+
+def _toml_str(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
