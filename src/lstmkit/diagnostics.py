@@ -39,9 +39,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lstmkit.models import SequenceModel
 from lstmkit.nn import GRU, LSTM, RNN
 from lstmkit.nn._reference import GRUWeights, LSTMOptions, LSTMWeights, gru_step, lstm_step, rnn_step
 
@@ -103,7 +103,7 @@ def _cell_name(rnn: nn.Module) -> str:
 
 
 def gradient_flow(
-    model: SequenceModel | LSTM | GRU | RNN,
+    model: nn.Module,
     batch: Tensor,
     loss: Callable[[Tensor], Tensor] | None = None,
 ) -> GradientFlow:
@@ -122,18 +122,19 @@ def gradient_flow(
     Returns:
         a :class:`GradientFlow` with ``dh`` (L, T, B, P) and, for an LSTM, ``dc`` (L, T, B, H).
     """
-    if isinstance(model, SequenceModel):
-        rnn = model.rnn
-        if model.embedding is not None:
+    if callable(getattr(model, "stream_parts", None)):  # a whole model (SequenceModel): embedding, core, head
+        parts = model.stream_parts()
+        rnn = parts.core
+        if parts.embedding is not None:
             if batch.dtype not in (torch.int64, torch.int32) or batch.ndim != 2:
                 raise ValueError(f"batch must be token ids (T, B) for this model, got {batch.dtype} "
                                  f"{tuple(batch.shape)}")  # fmt: skip
-            xs = model.embedding(batch)  # (T, B, E)
+            xs = F.embedding(batch, parts.embedding)  # (T, B, E)
         else:
             xs = batch
 
         def head(h: Tensor) -> Tensor:
-            return model.head(h if model.proj is None else model.proj(h))  # (B, O)
+            return F.linear(h if parts.proj is None else F.linear(h, parts.proj), parts.head_weight, parts.head_bias)
 
         def forward_last() -> Tensor:
             return model(batch)[0][-1]  # (B, O)
