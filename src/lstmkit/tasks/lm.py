@@ -221,7 +221,8 @@ class LanguageModelTask(Task):
         return {}
 
     # -- from a run directory -----------------------------------------------------------------------
-    def _load_model(self, run: Run) -> tuple[SequenceModel, Tokenizer]:
+    def _load_tokenizer(self, run: Run) -> Tokenizer:
+        """The run's tokenizer, checked against ``model.vocab_size``."""
         try:
             tokenizer = self.load_tokenizer(run.file(TOKENIZER))
         except ValueError as e:
@@ -231,11 +232,15 @@ class LanguageModelTask(Task):
                 f"{run.file(TOKENIZER)} has {len(tokenizer)} tokens but {run.file('config.toml')} says "
                 f"model.vocab_size = {run.config.model.vocab_size}"
             )
+        return tokenizer
+
+    def _load_model(self, run: Run) -> tuple[SequenceModel, Tokenizer]:
+        tokenizer = self._load_tokenizer(run)
         return run.load_weights(self.build_model(run.config)), tokenizer
 
     def serving_metadata(self, run: Run) -> dict[str, Any]:
         """The tokenizer (``kind``, ``tokens`` by id, ``pad_id``, ``unk_id``) and the start symbol."""
-        _, tokenizer = self._load_model(run)
+        tokenizer = self._load_tokenizer(run)
         return {
             "tokenizer": {"kind": tokenizer.kind, "tokens": tokenizer.tokens, "pad_id": tokenizer.pad_id,
                           "unk_id": tokenizer.unk_id},
@@ -260,7 +265,7 @@ class LanguageModelTask(Task):
         return torch.tensor(self.encode(tokenizer, splits.text(split)), dtype=torch.int64)
 
     def evaluation_data(self, run: Run, split: str) -> EvaluationData:
-        _, tokenizer = self._load_model(run)
+        tokenizer = self._load_tokenizer(run)
         ids = self._split_ids(run, tokenizer, split)
         return EvaluationData(eval_batcher(ids, run.config.data.batch_size, run.config.data.bptt), lm_step, True)
 
