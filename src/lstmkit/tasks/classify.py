@@ -46,7 +46,7 @@ from lstmkit.tasks.base import DataUnavailable, Prepared, Task, TaskError
 from lstmkit.tasks.bundled import UCR_SETS, ucr_files
 from lstmkit.tasks.registry import register_task
 from lstmkit.tasks.rundir import Run
-from lstmkit.train import Config, DataConfig, ModelConfig, TrainConfig, apply_overrides, evaluate, fit
+from lstmkit.train import Config, DataConfig, ModelConfig, TrainConfig, evaluate, fit, set_values
 
 SCALER = "scaler.json"
 DATA = "data.json"
@@ -484,9 +484,9 @@ class ClassifyTask(Task):
 
     def prepare(self, config: Config) -> ClassifyPrepared:
         if config.data.train or config.data.test:  # absolute paths, so that the run can be evaluated from anywhere
-            overrides = [f"data.{k}={_toml_str(str(Path(getattr(config.data, k)).expanduser().resolve()))}"
-                         for k in ("train", "test") if getattr(config.data, k)]  # fmt: skip
-            config = apply_overrides(config, [*overrides, "data.dataset="])
+            paths = {f"data.{k}": str(Path(getattr(config.data, k)).expanduser().resolve())
+                     for k in ("train", "test") if getattr(config.data, k)}  # fmt: skip
+            config = set_values(config, {**paths, "data.dataset": ""})
         return prepare_data(config)
 
     def train(self, prepared: Prepared, run_dir: Path) -> dict[str, Any]:
@@ -581,10 +581,6 @@ def write_toy_ts(workdir: Path, *, n_train: int = 24, n_test: int = 12, seed: in
         path.write_text("\n".join(lines) + "\n", encoding="utf-8")
         paths.append(path)
     return paths[0], paths[1]
-
-
-def _toml_str(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 __all__ = ["ClassifyData", "ClassifyModel", "ClassifyTask", "SequenceClassifier", "fill_missing", "load_cases"]

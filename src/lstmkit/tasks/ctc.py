@@ -35,7 +35,7 @@ from lstmkit.metrics import ctc_greedy_decode
 from lstmkit.models import LSTMReader
 from lstmkit.tasks.base import DataUnavailable, Prepared, Task, TaskError
 from lstmkit.tasks.rundir import Run, open_run
-from lstmkit.train import Config, DataConfig, ModelConfig, apply_overrides, ctc_loss, evaluate, fit
+from lstmkit.train import Config, DataConfig, ModelConfig, ctc_loss, evaluate, fit, set_values
 
 BLANK = 0
 DATA = "data.json"
@@ -91,10 +91,6 @@ def default_data_dir() -> Path:
 
 def resolved_dir(data: CTCData) -> Path:
     return (Path(data.dir).expanduser() if data.dir else default_data_dir()).resolve()
-
-
-def toml_str(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 # -- the data cache ---------------------------------------------------------------------------------------
@@ -370,7 +366,7 @@ class CTCTask(Task):
     # -- the Task contract --
     def resolve(self, config: Config) -> Config:
         """``config`` with ``data.dir`` absolute, so that the run can be evaluated from anywhere."""
-        return apply_overrides(config, [f"data.dir={toml_str(str(resolved_dir(config.data)))}"])
+        return set_values(config, {"data.dir": str(resolved_dir(config.data))})
 
     def prepare(self, config: Config) -> CTCPrepared:
         self.check_data(config)

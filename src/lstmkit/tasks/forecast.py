@@ -50,7 +50,7 @@ from lstmkit.tasks.base import DataUnavailable, Prepared, Task, TaskError
 from lstmkit.tasks.bundled import AIRLINE, SUNSPOTS, package_file
 from lstmkit.tasks.registry import register_task
 from lstmkit.tasks.rundir import Run, open_run
-from lstmkit.train import Config, DataConfig, ModelConfig, TrainConfig, apply_overrides, evaluate, fit
+from lstmkit.train import Config, DataConfig, ModelConfig, TrainConfig, evaluate, fit, set_values
 
 SCALER = "scaler.json"
 DATA = "data.json"
@@ -464,7 +464,7 @@ class ForecastTask(Task):
     def prepare(self, config: Config) -> ForecastPrepared:
         if config.data.csv:  # record the absolute path, so that the run can be evaluated from anywhere
             path = str(Path(config.data.csv).expanduser().resolve())
-            config = apply_overrides(config, [f"data.csv={_toml_str(path)}", "data.dataset="])
+            config = set_values(config, {"data.csv": path, "data.dataset": ""})
         return prepare_data(config)
 
     def train(self, prepared: Prepared, run_dir: Path) -> dict[str, Any]:
@@ -655,10 +655,6 @@ def plot_forecast(series: Series, start: int, labels: list[str], values: np.ndar
     png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(png, dpi=100)
     plt.close(fig)
-
-
-def _toml_str(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 __all__ = ["ForecastData", "ForecastModel", "ForecastNet", "ForecastTask", "forecast_run", "load_series"]

@@ -15,6 +15,7 @@ from lstmkit.train.config import (
     dump_config,
     load_config,
     section_defaults,
+    set_values,
 )
 from lstmkit.train.logs import EpochLog, StepLog
 from lstmkit.train.loop import FitResult, evaluate, fit
@@ -54,5 +55,6 @@ __all__ = [
     "save_checkpoint",
     "section_defaults",
     "seed_everything",
+    "set_values",
     "warmup_cosine",
 ]
