@@ -51,7 +51,7 @@ def import_edges() -> set[tuple[str, str, str]]:
                     node.module.split(".") if node.module else []
                 )
                 # `from lstmkit import compress` imports the part named by the alias
-                targets = [base + [a.name] if base == ["lstmkit"] else base for a in node.names]
+                targets = [[*base, a.name] if base == ["lstmkit"] else base for a in node.names]
             for t in targets:
                 if len(t) >= 2 and t[0] == "lstmkit" and _part(path) != t[1]:
                     edges.add((_part(path), t[1], str(path.relative_to(ROOT))))

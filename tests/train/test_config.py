@@ -6,12 +6,14 @@ import pytest
 
 from lstmkit.train import (
     Config,
+    DataConfig,
     ModelConfig,
     TrainConfig,
     apply_overrides,
     config_from_dict,
     dump_config,
     load_config,
+    set_values,
 )
 
 
@@ -87,3 +89,76 @@ def test_from_dict_rejects_unknown_sections_and_keys(tmp_path):
     path.write_text("[model\n")
     with pytest.raises(ValueError, match="invalid TOML"):
         load_config(path)
+
+
+def test_set_values_takes_typed_values_like_the_string_overrides():
+    values = {"train.lr": 3e-4, "model.cell": "gru", "train.stateful": False, "train.weight_decay": 0,
+              "train.betas": [0.9, 0.98], "train.max_steps": None}  # fmt: skip
+    strings = ["train.lr=3e-4", "model.cell=gru", "train.stateful=false", "train.weight_decay=0",
+               "train.betas=[0.9, 0.98]", "train.max_steps=none"]  # fmt: skip
+    c = set_values(Config(), values)
+    assert c == apply_overrides(Config(), strings)
+    assert c.train.weight_decay == 0.0 and isinstance(c.train.weight_decay, float)  # int widened to float
+    assert c.train.betas == (0.9, 0.98) and c.train.max_steps is None
+    assert set_values(Config(), {"train.betas": (0.9, 0.98)}).train.betas == (0.9, 0.98)
+    assert Config().train.lr == 1e-3  # the original is untouched
+    assert set_values(c, {}) is c
+
+
+def test_set_values_names_unknown_keys():
+    with pytest.raises(ValueError, match=r"train.lrr: unknown key 'lrr' in \[train\]; known keys: \[.*'lr'"):
+        set_values(Config(), {"train.lrr": 1.0})
+    with pytest.raises(ValueError, match=r"optim.lr: unknown section 'optim'; known sections"):
+        set_values(Config(), {"optim.lr": 1.0})
+    with pytest.raises(ValueError, match=r"key 'lr' must look like 'section.key'"):
+        set_values(Config(), {"lr": 1.0})
+    with pytest.raises(TypeError, match="mapping"):
+        set_values(Config(), ["train.lr=1"])  # type: ignore[arg-type]
+    for key in ("train.lrr", "optim.lr"):  # --set goes through set_values: the same message
+        with pytest.raises(ValueError) as typed:
+            set_values(Config(), {key: 1})
+        with pytest.raises(ValueError) as parsed:
+            apply_overrides(Config(), [f"{key}=1"])
+        assert str(typed.value) == str(parsed.value)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "text"),
+    [
+        ("train.lr", "fast", "fast"),  # a bare word is a string on the CLI too
+        ("model.num_layers", 2.5, "2.5"),
+        ("train.stateful", 1, "1"),
+        ("train.epochs", None, "none"),
+        ("train.betas", [0.9], "[0.9]"),
+        ("model.dropout", 1.0, "1.0"),  # the right type, a value out of range
+        ("model.cell", "transformer", "transformer"),
+        ("train.lr", 0, "0"),
+    ],
+)
+def test_set_values_rejects_bad_values_with_the_string_paths_message(key, value, text):
+    with pytest.raises(ValueError) as typed:
+        set_values(Config(), {key: value})
+    with pytest.raises(ValueError) as parsed:
+        apply_overrides(Config(), [f"{key}={text}"])
+    assert str(typed.value) == str(parsed.value)
+    assert key in str(typed.value)
+
+
+@dataclasses.dataclass(frozen=True)
+class _PathData(DataConfig):
+    """A task's extended section (as ``LMData`` adds ``text``)."""
+
+    text: str = ""
+
+
+@pytest.mark.parametrize(
+    "path", ['C:\\data\\new "run"\\text.txt', "/tmp/it's a \\ path/\"q\".txt", "\\\\server\\share\\x.txt"]
+)
+def test_set_values_keeps_quotes_and_backslashes_in_paths(path, tmp_path):
+    """The reason tasks no longer format TOML strings to set a path: nothing to escape."""
+    config = dataclasses.replace(Config(), data=_PathData())
+    c = set_values(config, {"data.text": path})
+    assert c.data.text == path
+    toml_file = tmp_path / "run.toml"
+    dump_config(c, toml_file)
+    assert load_config(toml_file, config).data.text == path  # and it survives the run directory's TOML

@@ -55,7 +55,7 @@ from lstmkit.formats import quantized as qz
 from lstmkit.tasks.base import Task, TaskError
 from lstmkit.tasks.rundir import CONFIG, MODEL, Run, open_run, write_stamp, write_summary
 from lstmkit.tasks.runner import set_threads
-from lstmkit.train import Config, apply_overrides, dump_config, seed_everything
+from lstmkit.train import Config, apply_overrides, dump_config, seed_everything, set_values
 
 COMPRESSION = "compression.json"
 METHODS = ("quantize", "prune", "distill", "lowrank")
@@ -372,10 +372,10 @@ def distill_run(
     sizes = check_smaller(student, teacher)
     data = training(task, src.config)
     budget = steps if steps is not None else config.train.max_steps
-    fixed = ["train.max_minutes=none", "train.tensorboard=false", f"train.progress={str(progress).lower()}"]
+    fixed = {"train.max_minutes": None, "train.tensorboard": False, "train.progress": progress}
     if budget is not None:
-        fixed.append(f"train.max_steps={budget}")
-    config = apply_overrides(config, fixed)
+        fixed["train.max_steps"] = budget
+    config = set_values(config, fixed)
     teacher.eval()
     if alpha == 1:  # the control: the same student and budget, the task's own loss, no teacher to run
         step = data.step

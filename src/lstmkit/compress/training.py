@@ -15,7 +15,7 @@ from typing import Any
 from torch import nn
 
 from lstmkit.tasks.base import Step, Task, TrainingData
-from lstmkit.train import Config, apply_overrides, fit
+from lstmkit.train import Config, fit, set_values
 
 
 def training(task: Task, config: Config) -> TrainingData:
@@ -34,12 +34,12 @@ def finetune_config(config: Config, steps: int, lr: float | None, *, progress: b
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
     t = config.train
-    return apply_overrides(config, [
-        f"train.max_steps={steps}", "train.max_minutes=none", f"train.lr={lr if lr is not None else t.lr / 10}",
-        f"train.warmup_steps={min(t.warmup_steps, max(1, steps // 10))}", "train.epochs=100000",
-        f"train.patience={10**6}", "train.tensorboard=false", f"train.progress={str(progress).lower()}",
-        "train.checkpoint_every=none",
-    ])  # fmt: skip
+    return set_values(config, {
+        "train.max_steps": steps, "train.max_minutes": None, "train.lr": lr if lr is not None else t.lr / 10,
+        "train.warmup_steps": min(t.warmup_steps, max(1, steps // 10)), "train.epochs": 100000,
+        "train.patience": 10**6, "train.tensorboard": False, "train.progress": progress,
+        "train.checkpoint_every": None,
+    })  # fmt: skip
 
 
 def train_model(

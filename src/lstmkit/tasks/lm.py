@@ -46,7 +46,7 @@ from lstmkit.tasks.corpus import (
 )
 from lstmkit.tasks.rundir import Run
 from lstmkit.tasks.sampling import check_sampling_args, sample
-from lstmkit.train import Config, DataConfig, apply_overrides, evaluate, fit, lm_step
+from lstmkit.train import Config, DataConfig, evaluate, fit, lm_step, set_values
 from lstmkit.train.distill import lm_distill_step
 
 Tokenizer = CharTokenizer | WordTokenizer
@@ -166,7 +166,7 @@ class LanguageModelTask(Task):
 
     def prepare(self, config: Config) -> LMPrepared:
         if config.data.text:  # record the absolute path, so that the run can be evaluated from anywhere
-            config = apply_overrides(config, [f"data.text={_toml_str(Path(config.data.text).expanduser().resolve())}"])
+            config = set_values(config, {"data.text": str(Path(config.data.text).expanduser().resolve())})
         splits = self.load_splits(config)
         tokenizer = self.build_tokenizer(splits.train, config)
         ids = {s: torch.tensor(self.encode(tokenizer, splits.text(s)), dtype=torch.int64) for s in SPLITS}
@@ -317,11 +317,6 @@ class LanguageModelTask(Task):
 def _banned(tokenizer: Tokenizer) -> list[int]:
     """Never sample padding or the unknown token."""
     return [tokenizer.pad_id, tokenizer.unk_id]
-
-
-def _toml_str(path: Path) -> str:
-    """A path as a TOML basic string, for ``apply_overrides``."""
-    return '"' + str(path).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 __all__ = ["PAD", "UNK", "LMData", "LMPrepared", "LanguageModelTask"]

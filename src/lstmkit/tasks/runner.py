@@ -34,6 +34,7 @@ from lstmkit.train import (
     load_config,
     section_defaults,
     seed_everything,
+    set_values,
 )
 
 
@@ -61,7 +62,7 @@ def build_config(
         config = load_config(config_file, config)  # keys the file leaves out keep the task's defaults
     config = apply_overrides(config, list(overrides))
     if seed is not None:
-        config = apply_overrides(config, [f"train.seed={seed}"])
+        config = set_values(config, {"train.seed": seed})
     return config
 
 

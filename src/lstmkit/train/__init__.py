@@ -1,4 +1,5 @@
-"""Training: masked losses, config, the training loop, checkpoints and seeding."""
+"""Training: config, masked losses, step functions, the optimiser and schedule, the training loop,
+its logs, checkpoints, seeding and data-parallel training (``lstmkit.train.distributed``)."""
 
 from __future__ import annotations
 
@@ -14,21 +15,14 @@ from lstmkit.train.config import (
     dump_config,
     load_config,
     section_defaults,
+    set_values,
 )
-from lstmkit.train.loop import (
-    EpochLog,
-    FitResult,
-    StepLog,
-    evaluate,
-    fit,
-    lm_step,
-    make_optimizer,
-    make_scheduler,
-    param_groups,
-    warmup_cosine,
-)
+from lstmkit.train.logs import EpochLog, StepLog
+from lstmkit.train.loop import FitResult, evaluate, fit
 from lstmkit.train.losses import ctc_loss, distillation_loss, masked_cross_entropy, masked_mse
+from lstmkit.train.optim import make_optimizer, make_scheduler, param_groups, warmup_cosine
 from lstmkit.train.seed import capture_rng_state, restore_rng_state, seed_everything
+from lstmkit.train.steps import lm_step
 
 __all__ = [
     "Checkpoint",
@@ -61,5 +55,6 @@ __all__ = [
     "save_checkpoint",
     "section_defaults",
     "seed_everything",
+    "set_values",
     "warmup_cosine",
 ]

@@ -1,4 +1,6 @@
-"""Run configuration: frozen dataclasses with reasoned defaults, TOML files and ``section.key=value`` overrides."""
+"""Run configuration: frozen dataclasses with reasoned defaults, TOML files, and one way to change
+a value: :func:`set_values` (``{"train.lr": 3e-4}``), which :func:`apply_overrides` (the CLI's
+``section.key=value`` strings) parses into."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ import os
 import sys
 import types
 import typing
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -265,13 +267,47 @@ def _parse_value(text: str) -> Any:
         return text.strip()
 
 
+def set_values(config: Config, values: Mapping[str, Any]) -> Config:
+    """Return a copy of ``config`` with ``{"section.key": value}`` set, in order.
+
+    The typed way for code to change a config: values are Python values (a path is a ``str``
+    as it is, whatever quotes or backslashes it holds; None clears an optional key), checked like
+    ``--set`` values: ints widen to floats, other ill-typed values, out-of-range values and unknown
+    sections or keys raise ValueError naming them. The known keys are those of ``config``'s own
+    section classes, so a task's extended section (``data.text``) is accepted where that task's
+    config is given.
+
+    Example:
+        >>> set_values(Config(), {"train.lr": 3e-4, "model.cell": "gru"}).train.lr
+        0.0003
+    """
+    if not isinstance(values, Mapping):
+        raise TypeError(f"values must be a mapping of 'section.key' to values, got {type(values).__name__}")
+    for key, value in values.items():
+        if not isinstance(key, str):
+            raise TypeError(f"keys must be 'section.key' strings, got {key!r}")
+        section, dot, name = key.partition(".")
+        if not dot or not name:
+            raise ValueError(f"key {key!r} must look like 'section.key'")
+        if section not in _SECTIONS:
+            raise ValueError(f"{key}: unknown section {section!r}; known sections: {list(_SECTIONS)}")
+        known = [f.name for f in dataclasses.fields(getattr(config, section))]
+        if name not in known:
+            raise ValueError(f"{key}: unknown key {name!r} in [{section}]; known keys: {known}")
+        # Constructing the section checks the value: its type (``_coerce``) and the section's ranges.
+        part = dataclasses.replace(getattr(config, section), **{name: value})
+        config = dataclasses.replace(config, **{section: part})
+    return config
+
+
 def apply_overrides(config: Config, overrides: Iterable[str]) -> Config:
     """Return a copy of ``config`` with ``"section.key=value"`` overrides applied.
 
     Values are TOML literals; a bare word is a string (``model.cell=gru``) and ``none`` clears
-    an optional key. Unknown sections or keys and ill-typed values raise ValueError by name. The
-    known keys are those of ``config``'s own section classes, so a task's extended section (say
-    ``data.text``) is accepted where that task's config is given.
+    an optional key. Each override is parsed, then set by :func:`set_values`, in order: unknown
+    sections or keys and ill-typed values raise ValueError by name. The known keys are those of
+    ``config``'s own section classes, so a task's extended section (say ``data.text``) is accepted
+    where that task's config is given.
 
     Example:
         >>> apply_overrides(Config(), ["train.lr=3e-4", "model.cell=gru"]).train.lr
@@ -281,14 +317,9 @@ def apply_overrides(config: Config, overrides: Iterable[str]) -> Config:
         raise TypeError("overrides must be a list of 'section.key=value' strings, not one string")
     for item in overrides:
         key, sep, raw = item.partition("=")
-        section, dot, name = key.strip().partition(".")
+        key = key.strip()
+        _, dot, name = key.partition(".")
         if not sep or not dot or not name:
             raise ValueError(f"override {item!r} must look like 'section.key=value'")
-        if section not in _SECTIONS:
-            raise ValueError(f"override {item!r}: unknown section {section!r}; known sections: {list(_SECTIONS)}")
-        known = [f.name for f in dataclasses.fields(getattr(config, section))]
-        if name not in known:
-            raise ValueError(f"override {item!r}: unknown key {name!r} in [{section}]; known keys: {known}")
-        part = dataclasses.replace(getattr(config, section), **{name: _parse_value(raw)})
-        config = dataclasses.replace(config, **{section: part})
+        config = set_values(config, {key: _parse_value(raw)})
     return config

@@ -1,9 +1,8 @@
-"""The training loop: one function, ``fit``, that reads top to bottom.
+"""The training loop: ``fit``, which reads top to bottom, and ``evaluate``.
 
-A task plugs in through a *step function* ``step(model, batch, state) -> (loss, state, items)``:
-it runs the model on one batch from the data (starting from the recurrent ``state`` the loop
-hands it), returns the mean loss, the model's final state and the number of items (tokens or
-samples) the loss averages over. ``lm_step`` is the one for ``TokenStreamBatcher`` chunks.
+A task plugs in through a step function (``lstmkit.train.steps``); the optimiser and schedule
+come from ``lstmkit.train.optim`` and the reports (``metrics.csv``, TensorBoard, the progress bar,
+the hooks' records) from ``lstmkit.train.logs``.
 
 Everything that shapes the numbers (weights, optimiser moments, lr schedule, RNG states, the
 carried hidden state, the position in the epoch, early-stopping bookkeeping) goes into each
@@ -16,7 +15,6 @@ lives in ``lstmkit.train.distributed`` and docs/distributed.md.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import math
 import time
@@ -27,49 +25,16 @@ from typing import Any
 
 import safetensors.torch
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from lstmkit._fileio import atomic_path
 from lstmkit.train import distributed
 from lstmkit.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from lstmkit.train.config import Config, TrainConfig
+from lstmkit.train.config import Config
+from lstmkit.train.logs import EpochLog, MetricsCsv, StepLog, open_tensorboard, progress_bar
+from lstmkit.train.optim import make_optimizer, make_scheduler
 from lstmkit.train.seed import capture_rng_state, restore_rng_state
-
-StepFn = Callable[[nn.Module, Any, Any], tuple[Tensor, Any, int]]
-
-_NORM_MODULES = (
-    nn.LayerNorm, nn.GroupNorm, nn.RMSNorm,
-    nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d,
-    nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d,
-)  # fmt: skip
-_CSV_FIELDS = ["step", "epoch", "split", "loss", "lr", "grad_norm", "items_per_s"]
-
-
-@dataclasses.dataclass
-class StepLog:
-    """What ``on_step`` receives after every training step."""
-
-    step: int  # batches done so far, skipped ones included
-    epoch: int
-    loss: float  # this batch's loss (may be non-finite when skipped)
-    lr: float
-    grad_norm: float  # before clipping
-    items: int
-    skipped: bool  # True when the step was skipped for a non-finite loss or gradient
-
-
-@dataclasses.dataclass
-class EpochLog:
-    """What ``on_epoch_end`` receives; ``FitResult.history`` holds one per epoch."""
-
-    epoch: int
-    step: int
-    train_loss: float  # item-weighted mean over the epoch's finite steps
-    val_loss: float | None
-    lr: float  # after the epoch's schedule step: the lr the next step uses
-    improved: bool  # val_loss beat the best so far by more than min_delta
+from lstmkit.train.steps import StepFn
 
 
 @dataclasses.dataclass
@@ -99,86 +64,6 @@ class _Progress:
     stopped_early: bool = False
     elapsed_s: float = 0.0  # training wall-clock time of earlier calls, for train.max_minutes
     history: list[dict] = dataclasses.field(default_factory=list)
-
-
-# -- step functions ----------------------------------------------------------------------------------
-def lm_step(model: nn.Module, batch: tuple[Tensor, Tensor], state: Any) -> tuple[Tensor, Any, int]:
-    """Language-model step for ``(x, y)`` chunks of shape (k, B): mean cross-entropy per token."""
-    x, y = batch
-    logits, state = model(x, state)  # (k, B, V)
-    loss = F.cross_entropy(logits.flatten(0, 1), y.flatten())  # (k*B, V) against (k*B,)
-    return loss, state, y.numel()
-
-
-# -- optimiser and schedule ------------------------------------------------------------------------
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Two AdamW groups: decayed weights, and undecayed biases and normalisation gains.
-
-    A parameter is not decayed when its name starts with ``bias``, when its module is a torch
-    normalisation layer, or when a ``_``-separated part of its name is ``ln`` or contains
-    ``norm`` (``lstmkit.nn.LSTM``'s ``weight_ln_ih_l0``). Decay pulls gains towards 0 and biases
-    (such as a forget-gate bias of 1) away from the values they were set to for a reason.
-    """
-    decay, no_decay, seen = [], [], set()
-    for module in model.modules():
-        for name, p in module.named_parameters(recurse=False):
-            if not p.requires_grad or id(p) in seen:  # tied weights appear under two modules
-                continue
-            seen.add(id(p))
-            parts = name.lower().split("_")
-            is_norm = isinstance(module, _NORM_MODULES) or "ln" in parts or any("norm" in s for s in parts)
-            (no_decay if name.startswith("bias") or is_norm else decay).append(p)
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return [g for g in groups if g["params"]]
-
-
-def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.AdamW:
-    return torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.lr, betas=config.betas)
-
-
-def warmup_cosine(step: int, *, warmup_steps: int, total_steps: int, min_ratio: float) -> float:
-    """lr multiplier: linear from 1/(warmup+1) to 1 over ``warmup_steps``, then cosine to ``min_ratio``."""
-    if step < warmup_steps:
-        return (step + 1) / (warmup_steps + 1)
-    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-
-
-def make_scheduler(
-    optimizer: torch.optim.Optimizer,
-    config: TrainConfig,
-    total_steps: int | None,
-    time_used: Callable[[], float] | None = None,
-):
-    """``LambdaLR`` stepped per optimiser step ("cosine", "constant" with warm-up), or
-    ``ReduceLROnPlateau`` stepped per epoch on the validation loss ("plateau").
-
-    ``time_used() -> float`` (the share of ``train.max_minutes`` spent) makes the cosine follow
-    whichever of the step count and the clock is further along, so that a run the clock ends
-    early still finishes its decay. While the steps are ahead (a machine fast enough for the
-    budget), the schedule, and so the run, stays exactly reproducible.
-    """
-    if config.schedule == "plateau":
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, factor=config.plateau_factor, patience=config.plateau_patience
-        )
-    if config.schedule == "constant":
-        total_steps, min_ratio = config.warmup_steps, 1.0  # warm up, then hold
-    else:
-        min_ratio = config.min_lr_ratio
-        if total_steps is None:
-            raise ValueError("schedule 'cosine' needs the run's length: set train.max_steps or use data with len()")
-        if config.warmup_steps >= total_steps:
-            raise ValueError(
-                f"train.warmup_steps ({config.warmup_steps}) must be below the run's {total_steps} steps"
-            )
-
-    def factor(step: int) -> float:
-        if time_used is not None and config.schedule == "cosine":
-            step = max(step, int(time_used() * total_steps))
-        return warmup_cosine(step, warmup_steps=config.warmup_steps, total_steps=total_steps, min_ratio=min_ratio)
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 # -- helpers -----------------------------------------------------------------------------------------
@@ -220,38 +105,6 @@ def evaluate(model: nn.Module, data: Iterable, step: StepFn, *, stateful: bool =
     if items == 0:
         raise ValueError("evaluation data yielded no items")
     return total / items
-
-
-class _MetricsCsv:
-    """``metrics.csv``: rows of step, epoch, split, loss, lr, grad_norm, items/s. On resume, rows
-    past the resumed step are dropped: the resumed run writes them again."""
-
-    def __init__(self, path: Path, resume_step: int | None) -> None:
-        rows = []
-        if resume_step is not None and path.exists():
-            with open(path, newline="") as f:
-                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= resume_step]
-        self._file = open(path, "w", newline="")  # noqa: SIM115 - closed by close()
-        self._writer = csv.DictWriter(self._file, fieldnames=_CSV_FIELDS)
-        self._writer.writeheader()
-        self._writer.writerows(rows)
-        self._file.flush()
-
-    def write(self, **row: Any) -> None:
-        self._writer.writerow(row)
-        self._file.flush()
-
-    def close(self) -> None:
-        self._file.close()
-
-
-def _open_tensorboard(out_dir: Path):
-    """A TensorBoard writer when the ``tensorboard`` package is installed, else None."""
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        return None
-    return SummaryWriter(str(out_dir / "tensorboard"))
 
 
 def _with_last(batches: Iterable) -> Iterator[tuple[Any, bool]]:
@@ -313,7 +166,7 @@ def fit(
     Args:
         train_data: an iterable of batches, iterated once per epoch (a ``DataLoader``, a
             ``TokenStreamBatcher``, a list ...). With a sampler that has ``set_epoch`` it is called.
-        step: ``step(model, batch, state) -> (loss, state, items)``, see the module docstring. A
+        step: ``step(model, batch, state) -> (loss, state, items)``, see ``lstmkit.train.steps``. A
             step for independent batches ignores ``state`` (or set ``train.stateful = false``).
         config: the run's config; ``config.train`` drives the loop and the whole is saved with
             each checkpoint.
@@ -432,15 +285,12 @@ def fit(
     with ExitStack() as stack:
         log = tb = None
         if main:
-            log = _MetricsCsv(out_dir / "metrics.csv", resume_step=run.step if latest is not None else None)
+            log = MetricsCsv(out_dir / "metrics.csv", resume_step=run.step if latest is not None else None)
             stack.callback(log.close)
-            tb = _open_tensorboard(out_dir) if cfg.tensorboard else None
+            tb = open_tensorboard(out_dir) if cfg.tensorboard else None
             if tb is not None:
                 stack.callback(tb.close)
-        bar = stack.enter_context(
-            tqdm(total=total_steps, initial=run.step, disable=not (cfg.progress and main), unit="step",
-                 dynamic_ncols=True)
-        )  # fmt: skip
+        bar = stack.enter_context(progress_bar(total_steps, run.step, enabled=cfg.progress and main))
 
         # A run resumed mid-epoch finishes that epoch's validation and checkpoint even when its steps are
         # done (a checkpoint of the last step comes before them, and a kill may fall in between).

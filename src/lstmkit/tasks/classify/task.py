@@ -33,7 +33,7 @@ from lstmkit.tasks.classify.scoring import score_split
 from lstmkit.tasks.classify.steps import jitter_step
 from lstmkit.tasks.registry import register_task
 from lstmkit.tasks.rundir import Run
-from lstmkit.train import Config, TrainConfig, apply_overrides, fit
+from lstmkit.train import Config, TrainConfig, fit, set_values
 from lstmkit.train.distill import classify_distill_step
 
 
@@ -94,9 +94,9 @@ class ClassifyTask(Task):
 
     def prepare(self, config: Config) -> ClassifyPrepared:
         if config.data.train or config.data.test:  # absolute paths, so that the run can be evaluated from anywhere
-            overrides = [f"data.{k}={_toml_str(str(Path(getattr(config.data, k)).expanduser().resolve()))}"
-                         for k in ("train", "test") if getattr(config.data, k)]  # fmt: skip
-            config = apply_overrides(config, [*overrides, "data.dataset="])
+            paths = {f"data.{k}": str(Path(getattr(config.data, k)).expanduser().resolve())
+                     for k in ("train", "test") if getattr(config.data, k)}  # fmt: skip
+            config = set_values(config, {**paths, "data.dataset": ""})
         return prepare_data(config)
 
     def training_data(self, prepared: Prepared) -> TrainingData:
@@ -181,7 +181,3 @@ class ClassifyTask(Task):
             f"{metrics['macro_f1']:.4f}, cross-entropy {metrics['nats_per_sequence']:.4f} nats/sequence",
             f"1-NN Euclidean baseline: accuracy {b['accuracy']:.4f}, macro-F1 {b['macro_f1']:.4f}",
         ]
-
-
-def _toml_str(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'

@@ -17,7 +17,7 @@ from __future__ import annotations
 from lstmkit.models import CTCModel, CTCRecognizer
 from lstmkit.tasks.ctc.cache import Cached, cached_arrays, file_sha256, ragged, unragged, write_npz
 from lstmkit.tasks.ctc.command import recognize_files
-from lstmkit.tasks.ctc.config import CTCData, default_data_dir, resolved_dir, toml_str
+from lstmkit.tasks.ctc.config import CTCData, default_data_dir, resolved_dir
 from lstmkit.tasks.ctc.data import (
     DATA,
     SPLITS,
@@ -57,7 +57,6 @@ __all__ = [
     "recognize_files",
     "resolved_dir",
     "scale",
-    "toml_str",
     "unragged",
     "write_npz",
 ]

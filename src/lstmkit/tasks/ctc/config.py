@@ -37,7 +37,3 @@ def default_data_dir() -> Path:
 
 def resolved_dir(data: CTCData) -> Path:
     return (Path(data.dir).expanduser() if data.dir else default_data_dir()).resolve()
-
-
-def toml_str(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'

@@ -14,7 +14,7 @@ from torch import nn
 from lstmkit._fileio import read_versioned_json
 from lstmkit.models import CTCRecognizer
 from lstmkit.tasks.base import Prepared, Task, TaskError, TrainingData
-from lstmkit.tasks.ctc.config import resolved_dir, toml_str
+from lstmkit.tasks.ctc.config import resolved_dir
 from lstmkit.tasks.ctc.data import (
     _DATA_FORMAT,
     _DATA_VERSION,
@@ -29,7 +29,7 @@ from lstmkit.tasks.ctc.data import (
 from lstmkit.tasks.ctc.decode import decode
 from lstmkit.tasks.ctc.steps import ctc_step
 from lstmkit.tasks.rundir import Run
-from lstmkit.train import Config, apply_overrides, evaluate, fit
+from lstmkit.train import Config, evaluate, fit, set_values
 
 
 class CTCTask(Task):
@@ -79,7 +79,7 @@ class CTCTask(Task):
     # -- the Task contract --
     def resolve(self, config: Config) -> Config:
         """``config`` with ``data.dir`` absolute, so that the run can be evaluated from anywhere."""
-        return apply_overrides(config, [f"data.dir={toml_str(str(resolved_dir(config.data)))}"])
+        return set_values(config, {"data.dir": str(resolved_dir(config.data))})
 
     def prepare(self, config: Config) -> CTCPrepared:
         self.check_data(config)

@@ -34,7 +34,7 @@ from lstmkit.tasks.forecast.scoring import score_split
 from lstmkit.tasks.forecast.steps import forecast_step
 from lstmkit.tasks.registry import register_task
 from lstmkit.tasks.rundir import Run
-from lstmkit.train import Config, TrainConfig, apply_overrides, fit
+from lstmkit.train import Config, TrainConfig, fit, set_values
 
 
 @register_task("forecast")
@@ -89,7 +89,7 @@ class ForecastTask(Task):
     def prepare(self, config: Config) -> ForecastPrepared:
         if config.data.csv:  # record the absolute path, so that the run can be evaluated from anywhere
             path = str(Path(config.data.csv).expanduser().resolve())
-            config = apply_overrides(config, [f"data.csv={_toml_str(path)}", "data.dataset="])
+            config = set_values(config, {"data.csv": path, "data.dataset": ""})
         return prepare_data(config)
 
     def train(self, prepared: Prepared, run_dir: Path) -> dict[str, Any]:
@@ -182,7 +182,3 @@ class ForecastTask(Task):
                 f"{name:<40} {s['mse']:>10.2f} {s['rmse']:>9.3f} {s['mae']:>9.3f} {s['smape']:>8.2f} {s['mase']:>7.3f}"
             )
         return lines
-
-
-def _toml_str(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
