@@ -33,6 +33,7 @@ import torch
 from torch import Tensor, nn
 
 import lstmkit
+from lstmkit import _rounding
 from lstmkit._fileio import atomic_path
 from lstmkit.export import _deps, task_models
 from lstmkit.export.graph import GraphBuilder
@@ -40,9 +41,6 @@ from lstmkit.export.recurrent import RECURRENCES, CoreInputs, emit_core
 from lstmkit.nn import GRU, LSTM, RNN
 
 MIN_OPSET = 17  # LayerNormalization (the LayerNorm variant's Scan body) is an ONNX operator from opset 17
-ATOL = 1e-5  # verification: |onnxruntime - torch| <= ATOL + RTOL * |torch|, element-wise
-RTOL = 1e-5
-LN_ATOL = LN_RTOL = 1e-4  # the same for LayerNorm layers, whose float32 rounding is larger: see verification_tolerance
 # Verified at lengths and batch sizes unlike each other, so that a graph with a fixed axis fails.
 VERIFY_SHAPES = ((9, 3), (1, 2), (4, 1))  # (T, B)
 
@@ -244,7 +242,8 @@ def to_onnx(
         opset: the ONNX opset (at least 17).
         verify: run the file in onnxruntime at several lengths and batch sizes, with random states
             (and lengths), and raise :class:`ExportVerificationError` unless every output is within
-            1e-5 (+ 1e-5 relative) of the PyTorch model's. Needs onnxruntime.
+            the float32 rounding bound of ``verification_tolerance`` of the PyTorch model's. Needs
+            onnxruntime.
         metadata: extra string entries for the model's ``metadata_props``.
 
     Returns an :class:`OnnxExport`: the path, input and output names, the operator of each layer
@@ -316,18 +315,90 @@ def run_torch(model: nn.Module, inputs: Mapping[str, Tensor]) -> dict[str, Tenso
     return {n: v.cpu() for n, v in zip(names, values, strict=False)}
 
 
-def verification_tolerance(model: nn.Module) -> tuple[float, float]:
-    """(atol, rtol) of the verification: 1e-5 each, or 1e-4 for a model with LayerNorm layers.
+def _core_inputs(model: nn.Module, inputs: Mapping[str, Tensor]) -> tuple[int, float, float, float]:
+    """T, and max |x|, |h0| and |c0| as the recurrent core receives them (after embeddings and preprocessing)."""
+    core = _core_of(model)
+    seen: dict[str, float] = {}
 
-    LayerNorm over a few dozen units amplifies float32 rounding (its 1/std reaches 1/sqrt(eps) on a
-    flat row): with random weights, inputs and states at H = 8, lstmkit's float32 output and
-    onnxruntime's were each up to 9e-5 from the float64 result (tests/export and docs/deployment.md),
-    so two correct float32 implementations can differ by more than 1e-5. A wrong graph differs by far more.
+    def largest(t) -> float:
+        if isinstance(t, Tensor):
+            return float(t.detach().abs().max()) if t.numel() else 0.0
+        if isinstance(t, (tuple, list)):
+            return max((largest(x) for x in t), default=0.0)
+        return float(largest(t.data)) if hasattr(t, "data") else 0.0  # a PackedSequence
+
+    def hook(_module, args, kwargs):
+        x = args[0]
+        if isinstance(x, Tensor):
+            seen["T"] = x.shape[1 if core.batch_first and x.dim() == 3 else 0]
+        elif hasattr(x, "batch_sizes"):  # a PackedSequence
+            seen["T"] = len(x.batch_sizes)
+        seen["x"] = largest(x)
+        state = args[1] if len(args) > 1 else kwargs.get("state")
+        if isinstance(state, (tuple, list)):
+            seen["h"], seen["c"] = largest(state[0]), largest(state[1])
+        elif state is not None:
+            seen["h"] = seen["c"] = largest(state)
+
+    handle = core.register_forward_pre_hook(hook, with_kwargs=True)
+    try:
+        run_torch(model, inputs)
+    finally:
+        handle.remove()
+    return int(seen.get("T", 1)), seen.get("x", 1.0), seen.get("h", 0.0), seen.get("c", 0.0)
+
+
+def _largest(t: Tensor | None) -> float:
+    return float(t.detach().abs().max()) if t is not None and t.numel() else 0.0
+
+
+def verification_tolerance(model: nn.Module, inputs: Mapping[str, Tensor]) -> tuple[float, float]:
+    """(atol, rtol) of the verification at graph inputs ``inputs``: twice a float32 rounding bound.
+
+    Two correct float32 evaluations (lstmkit's and onnxruntime's) each lie within a rounding bound
+    of the exact result, so within twice it of each other. The bound (``lstmkit/_rounding.py``, and
+    docs/deployment.md) grows with the sizes: each gate is a sum of I + P + 2 terms (gamma_K times
+    ||W_ih|| max|x| + ||W_hh|| max|h| + |biases|), LayerNorm adds its mean and variance over the
+    4H gates and H cells, the cell passes errors on with |f| <= 1 so T steps add up, and a layer's
+    input error enters the next through ||W_ih||. Linear heads (a ``SequenceModel``'s or a task
+    model's) multiply it by their ||W||. The relative part covers outputs larger than 1 (logits).
     """
     core = _core_of(model)
-    if isinstance(core, LSTM) and core.layer_norm:
-        return LN_ATOL, LN_RTOL
-    return ATOL, RTOL
+    f32 = torch.float32
+    u = _rounding.unit_roundoff(f32)
+    T, x_max, h0_max, c0_max = _core_inputs(model, inputs)
+    T = max(T, 1)
+    state_max = max(1.0, h0_max)
+    err = 0.0
+    for layer in range(core.num_layers):
+        worst = 0.0
+        for suffix in ("", "_reverse")[: core.num_directions]:
+            def p(name: str, layer=layer, suffix=suffix) -> Tensor | None:
+                return getattr(core, f"{name}_l{layer}{suffix}", None)
+
+            w_ih, w_hh, w_hr = p("weight_ih"), p("weight_hh"), p("weight_hr")
+            w_in, w_rec = _rounding.row_abs_sum(w_ih), _rounding.row_abs_sum(w_hh)
+            proj = _rounding.row_abs_sum(w_hr)
+            c_max = c0_max + T
+            a_max = (w_in * (x_max if layer == 0 else max(1.0, proj)) + w_rec * max(state_max, proj)
+                     + _largest(p("bias_ih")) + _largest(p("bias_hh")) + _largest(p("weight_ch")) * c_max)
+            gains = [_largest(p(n)) for n in ("weight_ln_ih", "weight_ln_hh", "weight_ln_c")]
+            e = _rounding.lstm_error(
+                f32, T=T, K=w_ih.shape[1] + w_hh.shape[1] + 3, a_max=a_max, H=core.hidden_size, G=w_ih.shape[0],
+                c0_max=max(c0_max, h0_max), layer_norm=bool(getattr(core, "layer_norm", False)),
+                ln_gain=max(gains + [1.0]), dx=err, w_in=w_in,
+            )
+            if w_hr is not None:  # h = W_hr m: the projection's own sum of H terms, and its gain on m's error
+                e = proj * e + _rounding.gamma(core.hidden_size, u) * proj
+            worst = max(worst, e)
+        err = worst
+    core_ids = {id(m) for m in core.modules()}
+    for m in model.modules():  # heads: h -> W h + b (and a log-softmax, within another such error)
+        if isinstance(m, nn.Linear) and id(m) not in core_ids:
+            w = _rounding.row_abs_sum(m.weight)
+            err = 2 * (w * err + _rounding.gamma(m.in_features + 1, u) * (w + _largest(m.bias)))
+    tol = _rounding.between(err)
+    return tol, tol
 
 
 def verify_onnx(model: nn.Module, path: str | os.PathLike[str], *, lengths: bool = False,
@@ -336,21 +407,21 @@ def verify_onnx(model: nn.Module, path: str | os.PathLike[str], *, lengths: bool
 
     ``shapes`` defaults to ``VERIFY_SHAPES`` (for a forecaster, lengths of at least its AR order).
     Returns the largest absolute difference over all outputs; raises
-    :class:`ExportVerificationError` when an element differs by more than 1e-5 + 1e-5 * |torch|
-    (1e-4 + 1e-4 * |torch| for a model with LayerNorm layers; see ``verification_tolerance``).
+    :class:`ExportVerificationError` when an element differs by more than atol + rtol * |torch|,
+    a float32 rounding bound for the model's sizes and these inputs (``verification_tolerance``).
     """
     ort = _deps.onnxruntime()
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1  # small inputs: a thread pool would cost more than it saves
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     worst = 0.0
-    atol, rtol = verification_tolerance(model)
     if shapes is None:
         shapes = task_models.verify_shapes(model, VERIFY_SHAPES)
     for seed, (T, B) in enumerate(shapes):
         inputs = random_inputs(model, T, B, lengths=lengths, seed=seed)
         want = run_torch(model, inputs)
         got = session.run(list(want), {k: v.numpy() for k, v in inputs.items()})
+        atol, rtol = verification_tolerance(model, inputs)
         for (name, ref), out in zip(want.items(), got, strict=True):
             ref = ref.numpy()
             if out.shape != ref.shape:
@@ -363,7 +434,7 @@ def verify_onnx(model: nn.Module, path: str | os.PathLike[str], *, lengths: bool
             if not np.all(diff <= atol + rtol * np.abs(ref)):
                 raise ExportVerificationError(
                     f"{path}: output {name!r} differs from the PyTorch model by up to {diff.max():.3g} at T={T}, B={B} "
-                    f"(allowed {atol} + {rtol} * |value|); please report this with the model's repr: {model!r}"
+                    f"(allowed {atol:.3g} + {rtol:.3g} * |value|); please report this with the model's repr: {model!r}"
                 )
     return worst
 

@@ -7,9 +7,20 @@ thread on its own slice of hidden units) and one vectorised pass for all the gat
 backward one pass and one product, the weight gradients after the loop (BLAS).
 
 The extension is compiled by ``torch.utils.cpp_extension.load`` (needs a C++ compiler and ninja)
-into ``$LSTMKIT_CACHE_DIR`` (default ``~/.cache/lstmkit``), in a folder keyed by the torch
-version, the Python ABI and a hash of the sources and flags, so later processes reuse the build.
-``available()`` says whether it can be used; set ``LSTMKIT_NO_CPP=1`` to turn it off.
+into ``$LSTMKIT_CACHE_DIR`` (default ``~/.cache/lstmkit``), in a folder keyed by everything that
+changes the binary (``build_key``: torch's version and install path, the Python ABI, the compiler's
+path and version, the flags and the sources), so later processes of the same environment reuse the
+build and other environments get their own. The first build (30-60 s) says so once on stderr. A file
+lock in the cache root serialises builds; each builds into a temporary folder renamed into place
+when complete, so a process only ever loads a finished build. ``available()`` says whether the
+kernel can be used; set ``LSTMKIT_NO_CPP=1`` to turn it off.
+
+The float32 kernels exist once per instruction set (AVX-512, AVX2+FMA, portable ``generic``) and the
+best one this CPU runs is chosen at load. ``LSTMKIT_CPU_ISA=generic|avx2|avx512`` forces one (to test
+every path on one machine); a path the CPU cannot run, or an unknown name, is refused with a
+``RuntimeError`` at first use. ``supported_isas()`` lists what this CPU runs. float64 always runs
+the portable kernels. The default path's numbers do not depend on the variable being unset or set
+to the best path.
 
 CPU only, float32 and float64 (``SUPPORTED_DTYPES``): callers route other devices and dtypes to
 ``_fused.lstm_scan``.
@@ -18,10 +29,13 @@ CPU only, float32 and float64 (``SUPPORTED_DTYPES``): callers route other device
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import logging
 import os
 import shutil
+import subprocess
 import sys
+import sysconfig
 import tempfile
 import threading
 import warnings
@@ -47,9 +61,14 @@ _HEADERS = ("lstm_scan_pointwise.h",)
 _CFLAGS = ("-O3", "-fopenmp", "-fno-trapping-math", "-fno-math-errno")
 _LDFLAGS = ("-fopenmp",)
 
+ISAS = ("generic", "avx2", "avx512")  # the float32 kernels' instruction-set paths, in the order the CPU adds them
+
 _lock = threading.Lock()
 _module: ModuleType | None = None
 _failure: str | None = None  # why the extension cannot be used, once known
+_isa_error: str | None = None  # LSTMKIT_CPU_ISA names a path this CPU cannot run
+_best_isa = "generic"  # what the extension chose for this CPU before any LSTMKIT_CPU_ISA
+built_here = False  # whether this process compiled the extension (False: it loaded a finished build)
 
 
 def _cache_root() -> Path:
@@ -65,8 +84,22 @@ def _cache_root() -> Path:
     return root
 
 
+def _compiler() -> tuple[str, str]:
+    """The C++ compiler's resolved path and its ``--version`` line, or raise if there is none."""
+    cxx = os.environ.get("CXX", "c++")
+    path = shutil.which(cxx)
+    if path is None:
+        raise RuntimeError(f"no C++ compiler found (looked for {cxx!r}; set CXX)")
+    try:
+        out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=60)
+        version = (out.stdout or out.stderr).splitlines()[0] if (out.stdout or out.stderr) else ""
+    except (OSError, subprocess.SubprocessError) as e:
+        version = f"unknown ({type(e).__name__})"
+    return os.path.realpath(path), version
+
+
 def _source_key() -> str:
-    """Hash of everything that changes the binary apart from torch and Python themselves."""
+    """Hash of the sources and flags: the extension's module name (its PyInit symbol)."""
     h = hashlib.sha256()
     for name in _SOURCES + _HEADERS:
         h.update(name.encode())
@@ -75,31 +108,58 @@ def _source_key() -> str:
     return h.hexdigest()[:16]
 
 
-def build_directory() -> Path:
-    """Where the extension is (or would be) built for this torch, Python and source."""
-    return _cache_root() / "cpp" / f"torch-{torch.__version__}-{sys.implementation.cache_tag}-{_source_key()}"
+def build_key() -> dict[str, str]:
+    """Everything that changes the binary; ``build_directory`` hashes it.
+
+    Two virtual environments with the same torch version but different installs (or compilers) get
+    different folders: a build links against the torch it was compiled with.
+    """
+    compiler, compiler_version = _compiler()
+    return {
+        "torch": torch.__version__,
+        "torch_path": os.path.realpath(os.path.dirname(torch.__file__)),
+        "python": f"{sys.implementation.cache_tag} {sysconfig.get_config_var('EXT_SUFFIX')}",
+        "compiler": compiler,
+        "compiler_version": compiler_version,
+        "sources": _source_key(),
+    }
 
 
-def _build() -> ModuleType:
+def build_directory(key: dict[str, str] | None = None) -> Path:
+    """Where the extension is (or would be) built for ``key`` (default: this process's ``build_key()``)."""
+    key = build_key() if key is None else key
+    digest = hashlib.sha256("\n".join(f"{k}={v}" for k, v in sorted(key.items())).encode()).hexdigest()[:16]
+    return _cache_root() / "cpp" / f"torch-{key['torch']}-{sys.implementation.cache_tag}-{digest}"
+
+
+def _module_name() -> str:
+    return f"lstmkit_scan_{_source_key()}"
+
+
+def _import_built(build_dir: Path) -> ModuleType:
+    """Import the finished extension in ``build_dir`` (no compiler involved)."""
+    name = _module_name()
+    path = build_dir / f"{name}.so"  # cpp_extension's file name for the module
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _compile(tmp_dir: Path) -> ModuleType:
     from torch.utils import cpp_extension
 
-    if not cpp_extension.is_ninja_available():
-        raise RuntimeError("ninja is not installed (pip install ninja)")
-    cxx = os.environ.get("CXX", "c++")
-    if shutil.which(cxx) is None:
-        raise RuntimeError(f"no C++ compiler found (looked for {cxx!r}; set CXX)")
-    build_dir = build_directory()
-    build_dir.mkdir(parents=True, exist_ok=True)
     # cpp_extension may warn (compiler version checks); keep those out of the caller's warning
     # filters (tests turn warnings into errors) and in the log instead.
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         module = cpp_extension.load(
-            name=f"lstmkit_scan_{_source_key()}",
+            name=_module_name(),
             sources=[str(_CSRC / name) for name in _SOURCES],
             extra_cflags=list(_CFLAGS),  # copies: load() appends to the lists it is given
             extra_ldflags=list(_LDFLAGS),
-            build_directory=str(build_dir),
+            build_directory=str(tmp_dir),
             verbose=False,
         )
     for w in caught:
@@ -107,13 +167,75 @@ def _build() -> ModuleType:
     return module
 
 
+def _build() -> ModuleType:
+    """Load the finished build for this environment, compiling it first (under the lock) if there is none."""
+    global built_here
+    from torch.utils import cpp_extension
+
+    build_dir = build_directory()
+    done = build_dir / f"{_module_name()}.so"
+    if done.exists():  # the folder only appears, by rename, once the build in it is complete
+        return _import_built(build_dir)
+    if not cpp_extension.is_ninja_available():
+        raise RuntimeError("ninja is not installed (pip install ninja)")
+    build_dir.parent.mkdir(parents=True, exist_ok=True)
+    with open(build_dir.parent.parent / ".build.lock", "a+") as lock_file:
+        try:
+            import fcntl
+
+            fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX)  # released when the file closes
+        except ImportError:  # no fcntl (Windows): builds are not serialised there
+            pass
+        if done.exists():  # another process built it while this one waited for the lock
+            return _import_built(build_dir)
+        for stale in build_dir.parent.glob(f".{build_dir.name}.tmp-*"):  # left by a killed build; we hold the lock
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp_dir = build_dir.parent / f".{build_dir.name}.tmp-{os.getpid()}"
+        tmp_dir.mkdir()
+        print(f"lstmkit: compiling the C++ LSTM kernel (once for this environment, 30-60 s) into {build_dir} ...",
+              file=sys.stderr, flush=True)
+        try:
+            module = _compile(tmp_dir)
+            os.rename(tmp_dir, build_dir)  # atomic: other processes see no folder or a finished one
+        except BaseException:
+            shutil.rmtree(tmp_dir, ignore_errors=True)
+            raise
+        built_here = True
+        return module
+
+
+def supported_isas() -> tuple[str, ...]:
+    """The instruction-set paths of the float32 kernels this CPU can run (builds the extension)."""
+    if not available():
+        return ()
+    return ISAS[: ISAS.index(_best_isa) + 1]
+
+
+def _apply_forced_isa(module: ModuleType) -> str | None:
+    """Select ``LSTMKIT_CPU_ISA``'s path, if set; return why it cannot be, or None."""
+    forced = os.environ.get("LSTMKIT_CPU_ISA", "").strip().lower()
+    if not forced:
+        return None
+    runs = ", ".join(ISAS[: ISAS.index(_best_isa) + 1])
+    if forced not in ISAS:
+        return f"LSTMKIT_CPU_ISA={forced!r} is not one of {', '.join(ISAS)} (this CPU runs {runs})"
+    try:
+        module.set_isa(forced)
+    except RuntimeError:
+        return f"LSTMKIT_CPU_ISA={forced!r}: this CPU cannot run the {forced} kernels (it runs {runs}); unset it"
+    return None
+
+
 def available() -> bool:
     """Whether ``lstm_scan_cpp`` can run here; builds the extension on the first call.
 
-    Never raises: when it cannot be used (``LSTMKIT_NO_CPP`` set, no compiler or ninja, a failed
-    build) it returns False and logs the reason once.
+    When it cannot be used (``LSTMKIT_NO_CPP`` set, no compiler or ninja, a failed build) it returns
+    False and logs the reason once. Raises RuntimeError only for a ``LSTMKIT_CPU_ISA`` this CPU
+    cannot run (a setting to fix, not a reason to fall back quietly).
     """
-    global _module, _failure
+    global _module, _failure, _isa_error, _best_isa
+    if _isa_error is not None:
+        raise RuntimeError(_isa_error)
     if _module is not None:
         return True
     if _failure is not None:
@@ -126,11 +248,16 @@ def available() -> bool:
             logger.info("lstmkit C++ LSTM kernel %s; using the PyTorch kernel", _failure)
             return False
         try:
-            _module = _build()
+            module = _build()
         except Exception as e:  # any failure means "use the PyTorch kernel", never a crash
             _failure = f"{type(e).__name__}: {e}"
             logger.warning("lstmkit C++ LSTM kernel unavailable, using the PyTorch kernel: %s", _failure)
             return False
+        _best_isa = module.isa()
+        _isa_error = _apply_forced_isa(module)
+        if _isa_error is not None:
+            raise RuntimeError(_isa_error)
+        _module = module
         logger.debug("lstmkit C++ LSTM kernel loaded from %s (%s kernels)", build_directory(), _module.isa())
         return True
 

@@ -1,0 +1,78 @@
+"""Tolerances for comparing two implementations, from a derived rounding-error bound (lstmkit/_rounding.py).
+
+Every comparison of two kernels (C++ against Python, inference against training, lstmkit against
+onnxruntime) allows ``between(bound)``: each side is within a bound of the exact result, which grows
+with the sizes (gate sums of K terms, LayerNorm over G and H, T steps, layers) and with the
+magnitudes of weights and inputs. See the derivation at the top of ``lstmkit/_rounding.py``.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from lstmkit import _rounding
+from lstmkit.nn import LSTM
+
+
+def _largest(t: Tensor | None) -> float:
+    return float(t.detach().abs().max()) if t is not None and t.numel() else 0.0
+
+
+def scan_tolerance(args: dict, *, gradients: bool = True) -> float:
+    """Allowed difference between two evaluations of ``lstm_scan(**args)``: absolute for the outputs,
+    and with ``gradients`` relative to the largest entry of each gradient (the backward is linear in
+    the incoming gradient).
+
+    The scan takes precomputed input gates xg (T, B, G), so each gate sums P recurrent terms, xg and
+    the peephole term; with ``gradients`` the sums also run over the G gates (dh = W_hh^T dgates) and
+    over the T*B rows of the weight gradients.
+    """
+    xg, w_hh = args["xg"], args["w_hh"]
+    T, B, G = xg.shape
+    H = args["c0"].shape[1]
+    P = w_hh.shape[1]
+    c_max = _largest(args["c0"]) + T
+    drop = _largest(args.get("drop")) or 1.0
+    proj = _rounding.row_abs_sum(args.get("w_hr"))
+    h_max = max(_largest(args["h0"]), proj or 1.0)
+    a_max = _largest(xg) + _rounding.row_abs_sum(w_hh) * h_max * drop + _largest(args.get("peep")) * c_max
+    K = P + 2 if not gradients else max(P + 2, G, T * B)
+    ln_gain = max(_largest(args.get("g_hh")), _largest(args.get("g_c")), 1.0)
+    bound = _rounding.lstm_error(
+        xg.dtype, T=max(T, 1), K=K, a_max=a_max, H=H, G=G, c0_max=_largest(args["c0"]),
+        layer_norm=args.get("g_hh") is not None, ln_gain=ln_gain,
+    )
+    if proj:
+        bound = proj * bound + _rounding.gamma(H, _rounding.unit_roundoff(xg.dtype)) * proj
+    return _rounding.between(bound)
+
+
+def module_tolerance(m: LSTM, x: Tensor, *, gradients: bool = False) -> float:
+    """Allowed difference between two evaluations of the LSTM module ``m`` on ``x`` (T, B, I), zero state."""
+    T = x.shape[1 if m.batch_first else 0]
+    x_max = _largest(x)
+    err = 0.0
+    u = _rounding.unit_roundoff(x.dtype)
+    for layer in range(m.num_layers):
+        worst = 0.0
+        for suffix in ("", "_reverse")[: m.num_directions]:
+            def p(name: str, layer=layer, suffix=suffix) -> Tensor | None:
+                return getattr(m, f"{name}_l{layer}{suffix}", None)
+
+            w_ih, w_hh = p("weight_ih"), p("weight_hh")
+            w_in, proj = _rounding.row_abs_sum(w_ih), _rounding.row_abs_sum(p("weight_hr"))
+            keep = 1 - getattr(m, "recurrent_dropout", 0.0)  # training scales the fed-back h by 1/keep
+            a_max = (w_in * (x_max if layer == 0 else max(proj, 1.0)) + _rounding.row_abs_sum(w_hh) * max(proj, 1.0) / keep
+                     + _largest(p("bias_ih")) + _largest(p("bias_hh")) + _largest(p("weight_ch")) * T)
+            K = w_ih.shape[1] + w_hh.shape[1] + 3
+            if gradients:
+                K = max(K, w_ih.shape[0], T * x.shape[1])
+            gains = [_largest(p(n)) for n in ("weight_ln_ih", "weight_ln_hh", "weight_ln_c")]
+            e = _rounding.lstm_error(x.dtype, T=T, K=K, a_max=a_max, H=m.hidden_size, G=w_ih.shape[0],
+                                     c0_max=0.0, layer_norm=m.layer_norm, ln_gain=max(gains + [1.0]),
+                                     dx=err, w_in=w_in)
+            if proj:
+                e = proj * e + _rounding.gamma(m.hidden_size, u) * proj
+            worst = max(worst, e)
+        err = worst
+    return _rounding.between(err)
