@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2] / "src" / "lstmkit"
 
 # Bottom to top; README's layout section describes the same stack.
 LAYERS: list[set[str]] = [
-    {"_fileio", "nn"},  # layers
+    {"_fileio", "_rounding", "nn"},  # layers; float32 rounding bounds
     {"stream", "formats", "data", "metrics", "__init__"},  # streaming, weight storage, data, metrics
     {"train"},  # training loop, losses, config
     {"models"},  # models built on the layers
