@@ -8,7 +8,7 @@ The layers and ``Stream`` are re-exported here; the workflow lives in the subpac
 from __future__ import annotations
 
 from . import compress, data, export, metrics, models, nn, stream, train
-from .nn import GRU, LSTM, RNN, LSTMCell, param_count
+from .nn import GRU, LSTM, RNN, LSTMCell, LSTMStepCell, param_count
 from .stream import Stream
 
 __version__ = "0.1.0"
@@ -18,6 +18,7 @@ __all__ = [
     "LSTM",
     "RNN",
     "LSTMCell",
+    "LSTMStepCell",
     "Stream",
     "__version__",
     "compress",
