@@ -42,8 +42,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lstmkit.nn import GRU, LSTM, RNN
-from lstmkit.nn._reference import GRUWeights, LSTMOptions, LSTMWeights, gru_step, lstm_step, rnn_step
+from lstmkit.nn import GRU, LSTM, RNN, LSTMOptions, layer_weights
+from lstmkit.nn._reference import gru_step, lstm_step, rnn_step
 
 Step = Callable[[Tensor, tuple[Tensor, ...]], tuple[Tensor, tuple[Tensor, ...]]]
 
@@ -79,22 +79,14 @@ def _layer_steps(rnn: nn.Module) -> list[Step]:
     """One step function per layer, on the layer's own parameters (names as in torch.nn)."""
     steps: list[Step] = []
     for k in range(rnn.num_layers):
-
-        def p(name: str, k: int = k) -> Tensor | None:
-            return getattr(rnn, f"{name}_l{k}", None)
-
+        w = layer_weights(rnn, k)  # LSTMWeights or GRUWeights: the layer's own parameters
         if isinstance(rnn, LSTM):
-            names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr", "weight_ch", "weight_ln_ih",
-                     "weight_ln_hh", "weight_ln_c", "bias_ln_c")  # LSTMWeights' fields, in order  # fmt: skip
-            w = LSTMWeights(*(p(name) for name in names))
             opt = LSTMOptions(rnn.peephole, rnn.coupled, rnn.layer_norm, rnn.layer_norm_eps)
             steps.append(functools.partial(lstm_step, w=w, opt=opt))
+        elif isinstance(rnn, GRU):
+            steps.append(functools.partial(gru_step, w=w))
         else:
-            w = GRUWeights(p("weight_ih"), p("weight_hh"), p("bias_ih"), p("bias_hh"))
-            if isinstance(rnn, GRU):
-                steps.append(functools.partial(gru_step, w=w))
-            else:
-                steps.append(functools.partial(rnn_step, w=w, nonlinearity=rnn.nonlinearity))
+            steps.append(functools.partial(rnn_step, w=w, nonlinearity=rnn.nonlinearity))
     return steps
 
 

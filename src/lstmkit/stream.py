@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lstmkit.nn import GRU, LSTM, RNN
+from lstmkit.nn import GRU, LSTM, RNN, LSTMWeights, layer_weights
 
 StepFn = Callable[[Tensor, list[Tensor]], Tensor]
 
@@ -71,9 +71,9 @@ class _LSTMStep:
         self.L, self.H, self.eps = core.num_layers, core.hidden_size, core.layer_norm_eps
         self.coupled, self.peephole, self.layer_norm = core.coupled, core.peephole, core.layer_norm
         self.plain = not (core.peephole or core.coupled or core.layer_norm or core.proj_size)
-        self.params = [core._layer_params(k, 0) for k in range(self.L)]  # the parameter objects themselves
-        self._watched = [[self.params[k][n] for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
-                          if n in self.params[k]] for k in range(self.L)]  # fmt: skip
+        self.params = [layer_weights(core, k) for k in range(self.L)]  # the parameter objects themselves
+        self._watched = [[t for t in (w.w_ih, w.w_hh, w.b_ih, w.b_hh) if t is not None]
+                         for w in self.params]  # fmt: skip
         self._merged: list[tuple[list[int], Tensor, Tensor | None] | None] = [None] * self.L
         self.merge = not self.layer_norm and not any(t.is_inference() for w in self._watched for t in w)
 
@@ -83,8 +83,8 @@ class _LSTMStep:
         entry = self._merged[k]
         if entry is None or entry[0] != versions:
             p, H = self.params[k], self.H
-            w = torch.cat([p["weight_ih"], p["weight_hh"]], 1)  # (G, I + P)
-            b = p["bias_ih"] + p["bias_hh"] if "bias_ih" in p else None  # (G,)
+            w = torch.cat([p.w_ih, p.w_hh], 1)  # (G, I + P)
+            b = p.b_ih + p.b_hh if p.b_ih is not None else None  # (G,)
             if self.plain:
                 order = torch.cat([torch.arange(2 * H), torch.arange(3 * H, 4 * H), torch.arange(2 * H, 3 * H)])
                 w, b = w[order], (None if b is None else b[order])  # rows i, f, o, g
@@ -114,26 +114,26 @@ class _LSTMStep:
         c_new = torch.addcmul(s[:, H : 2 * H] * c, s[:, :H], g)
         return s[:, 2 * H :] * torch.tanh(c_new), c_new
 
-    def _separate_gates(self, x: Tensor, h: Tensor, p: dict[str, Tensor]) -> Tensor:
+    def _separate_gates(self, x: Tensor, h: Tensor, p: LSTMWeights) -> Tensor:
         """LN_ih(W_ih x) + LN_hh(W_hh h) + b_ih + b_hh (B, G) from the parameters themselves (LN if layer_norm)."""
         if not self.layer_norm:
-            a = F.linear(x, p["weight_ih"], p.get("bias_ih"))  # (B, G)
-            a += F.linear(h, p["weight_hh"], p.get("bias_hh"))
+            a = F.linear(x, p.w_ih, p.b_ih)  # (B, G)
+            a += F.linear(h, p.w_hh, p.b_hh)
             return a
-        G = p["weight_ih"].shape[0]
-        a = F.layer_norm(F.linear(x, p["weight_ih"]), (G,), p["weight_ln_ih"], None, self.eps)  # (B, G)
-        a += F.layer_norm(F.linear(h, p["weight_hh"]), (G,), p["weight_ln_hh"], None, self.eps)
-        if "bias_ih" in p:
-            a += p["bias_ih"]
-            a += p["bias_hh"]
+        G = p.w_ih.shape[0]
+        a = F.layer_norm(F.linear(x, p.w_ih), (G,), p.g_ih, None, self.eps)  # (B, G)
+        a += F.layer_norm(F.linear(h, p.w_hh), (G,), p.g_hh, None, self.eps)
+        if p.b_ih is not None:
+            a += p.b_ih
+            a += p.b_hh
         return a
 
-    def _variant(self, a: Tensor, c: Tensor, p: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+    def _variant(self, a: Tensor, c: Tensor, p: LSTMWeights) -> tuple[Tensor, Tensor]:
         """Peepholes, coupled gates, LayerNorm of the cell and projection, on a (B, G) in torch's order."""
         H, coupled = self.H, self.coupled
         n_front = H if coupled else 2 * H  # i (and f) come before g
         if self.peephole:
-            peep = p["weight_ch"]  # rows i, f, o (i, o when coupled)
+            peep = p.peep  # rows i, f, o (i, o when coupled)
             a[:, :H].addcmul_(c, peep[0])
             if not coupled:
                 a[:, H : 2 * H].addcmul_(c, peep[1])
@@ -146,10 +146,10 @@ class _LSTMStep:
         if self.peephole:
             a_o.addcmul_(c_new, peep[-1])  # the output gate's peephole sees the new cell
         o = a_o.sigmoid_()
-        c_out = F.layer_norm(c_new, (H,), p["weight_ln_c"], p["bias_ln_c"], self.eps) if self.layer_norm else c_new
+        c_out = F.layer_norm(c_new, (H,), p.g_c, p.b_c, self.eps) if self.layer_norm else c_new
         h_new = o * torch.tanh(c_out)
-        if "weight_hr" in p:
-            h_new = F.linear(h_new, p["weight_hr"])  # (B, P)
+        if p.w_hr is not None:
+            h_new = F.linear(h_new, p.w_hr)  # (B, P)
         return h_new, c_new
 
 
@@ -162,7 +162,7 @@ def _core_step(core: nn.Module) -> StepFn:
     if isinstance(core, LSTM):
         return _LSTMStep(core)
     L = core.num_layers
-    params = [core._layer_params(k, 0) for k in range(L)]
+    params = [layer_weights(core, k) for k in range(L)]
     if isinstance(core, GRU):
         fn = torch.gru_cell  # torch.nn.GRU's equations, which lstmkit.GRU has
     else:
@@ -171,7 +171,7 @@ def _core_step(core: nn.Module) -> StepFn:
     def step(x: Tensor, state: list[Tensor]) -> Tensor:
         for k in range(L):
             p = params[k]
-            x = fn(x, state[k], p["weight_ih"], p["weight_hh"], p.get("bias_ih"), p.get("bias_hh"))
+            x = fn(x, state[k], p.w_ih, p.w_hh, p.b_ih, p.b_hh)
             state[k] = x
         return x
 

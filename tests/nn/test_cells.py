@@ -1,4 +1,4 @@
-"""LSTMCell (one step) against the layer and torch.nn.LSTMCell; GRU and RNN against torch.nn."""
+"""LSTMCell and LSTMStepCell (one step) against the layer and torch.nn.LSTMCell; GRU and RNN against torch.nn."""
 
 from __future__ import annotations
 
@@ -20,17 +20,23 @@ VARIANTS = [dict(), dict(peephole=True), dict(coupled=True), dict(layer_norm=Tru
 @pytest.mark.parametrize("kw", VARIANTS, ids=str)
 def test_cell_over_sequence_equals_layer(kw):
     layer = lstmkit.LSTM(I, H, **kw)
+    step_cell = lstmkit.LSTMStepCell(I, H, **kw)
+    step_cell.load_state_dict({k.removesuffix("_l0"): v for k, v in layer.state_dict().items()})
     cell = lstmkit.LSTMCell(I, H, **kw)
-    cell.load_state_dict({k.removesuffix("_l0"): v for k, v in layer.state_dict().items()})
+    cell.load_state_dict(step_cell.state_dict())
     x = torch.randn(T, B, I)
     y, (h_n, c_n) = layer(x)
-    state, ys = None, []
+    state, hx, ys, ys_cell = None, None, [], []
     for t in range(T):
-        h, state = cell(x[t], state)
+        h, state = step_cell(x[t], state)
         ys.append(h)
+        hx = cell(x[t], hx)  # torch.nn.LSTMCell's contract: (h_1, c_1)
+        ys_cell.append(hx[0])
     torch.testing.assert_close(torch.stack(ys), y)
-    torch.testing.assert_close(state[0], h_n[0])
-    torch.testing.assert_close(state[1], c_n[0])
+    torch.testing.assert_close(state.h, h_n[0])
+    torch.testing.assert_close(state.c, c_n[0])
+    torch.testing.assert_close(torch.stack(ys_cell), torch.stack(ys), rtol=0, atol=0)
+    torch.testing.assert_close(hx[1], state.c, rtol=0, atol=0)
 
 
 def test_cell_matches_torch_lstmcell_and_unbatched():
@@ -39,12 +45,11 @@ def test_cell_matches_torch_lstmcell_and_unbatched():
     cell.load_state_dict(native.state_dict())
     assert list(cell.state_dict()) == list(native.state_dict())
     x, h0, c0 = torch.randn(B, I), torch.randn(B, H), torch.randn(B, H)
-    h, (h2, c) = cell(x, (h0, c0))
+    h, c = cell(x, (h0, c0))
     hn, cn = native(x, (h0, c0))
     torch.testing.assert_close(h, hn)
     torch.testing.assert_close(c, cn)
-    assert h is h2
-    hu, (_, cu) = cell(x[0], (h0[0], c0[0]))
+    hu, cu = cell(x[0], (h0[0], c0[0]))
     assert hu.shape == (H,)
     torch.testing.assert_close(hu, hn[0])
     torch.testing.assert_close(cu, cn[0])

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from lstmkit import _rounding
-from lstmkit.nn import _cpp
+from lstmkit.nn import LSTMOptions, LSTMWeights, _cpp
 from lstmkit.nn._cpp import lstm_scan_cpp
 from lstmkit.nn._fused import lstm_scan
 from tolerances import module_tolerance, scan_tolerance
@@ -70,9 +70,18 @@ def make_args(c: dict[str, bool], dtype: torch.dtype, seed: int = 0, t: int = T)
     }
 
 
+def call(scan, args: dict, **kw):
+    """``scan`` on make_args' flat tensors (plus optional g_ih, b_ih, b_hh; the scan reads no w_ih)."""
+    a = args
+    w = LSTMWeights(None, a["w_hh"], a.get("b_ih"), a.get("b_hh"), a["w_hr"], a["peep"], a.get("g_ih"), a["g_hh"],
+                    a["g_c"], a["b_c"])  # fmt: skip
+    return scan(a["xg"], (a["h0"], a["c0"]), w, LSTMOptions(coupled=a["coupled"], eps=a["eps"]), a["drop"],
+                a["mask"], **kw)  # fmt: skip
+
+
 def run(scan, args: dict, use=("y", "h", "c")):
     """Outputs and the gradients of a loss on the outputs named in ``use`` (None where unreached)."""
-    y, h, c = scan(**args)
+    y, h, c = call(scan, args)
     weights = {"y": torch.linspace(-1, 1, y.numel(), dtype=y.dtype).reshape(y.shape), "h": 0.7, "c": -1.3}
     loss = sum((out * weights[name]).sum() for name, out in zip("yhc", (y, h, c), strict=True) if name in use)
     inputs = [args[k] for k in DIFFERENTIABLE if args[k] is not None]
@@ -128,7 +137,7 @@ def test_gradcheck(c):
     names = [k for k in DIFFERENTIABLE if args[k] is not None]
 
     def f(*xs):
-        return lstm_scan_cpp(**{**args, **dict(zip(names, xs, strict=True))})
+        return call(lstm_scan_cpp, {**args, **dict(zip(names, xs, strict=True))})
 
     assert torch.autograd.gradcheck(f, [args[k] for k in names])
 
@@ -157,9 +166,9 @@ def test_no_time_steps(c):
                          ids=combo_id)
 def test_inference_path_matches_training_path(c, isa):
     args = make_args(c, torch.float32)
-    train = lstm_scan_cpp(**args)
+    train = call(lstm_scan_cpp, args)
     with torch.inference_mode():
-        infer = lstm_scan_cpp(**args)
+        infer = call(lstm_scan_cpp, args)
     for a, b in zip(infer, train, strict=True):
         assert not a.requires_grad
         torch.testing.assert_close(a, b.detach(), atol=0, rtol=0)
@@ -172,7 +181,7 @@ LN_COMBOS = [c for c in COMBOS if c["layer_norm"]]
 @pytest.mark.parametrize("c", LN_COMBOS, ids=combo_id)
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
 def test_inference_normalises_the_input_side_in_the_kernel(c, dtype, bias, isa):
-    """g_ih: the kernel's LN_ih(W_ih x) + b, a row at a time, equals LayerNorm done before the loop."""
+    """normalize_input: the kernel's LN_ih(W_ih x) + b, a row at a time, equals LayerNorm done before the loop."""
     args = make_args(c, dtype)
     gen = torch.Generator().manual_seed(7)
     G = args["xg"].shape[-1]
@@ -182,9 +191,11 @@ def test_inference_normalises_the_input_side_in_the_kernel(c, dtype, bias, isa):
     args = {k: v.detach() if isinstance(v, torch.Tensor) else v for k, v in args.items()}
     args["xg"] = torch.nn.functional.layer_norm(xw, (G,), g_ih, b_x, 1e-5)  # what input_gates computes
     with torch.no_grad():
-        want = lstm_scan(**args)
+        want = call(lstm_scan, args)
         own = xw.clone()
-        got = lstm_scan_cpp(**{**args, "xg": own}, g_ih=g_ih, b_x=b_x)
+        # b_ih + b_hh = b_x + 0 = b_x exactly
+        b = {"b_ih": b_x, "b_hh": torch.zeros_like(b_x)} if bias else {}
+        got = call(lstm_scan_cpp, {**args, "xg": own, "g_ih": g_ih, **b}, normalize_input=True)
     tol = scan_tolerance(args, gradients=False)
     for name, a, b in zip("yhc", got, want, strict=True):
         torch.testing.assert_close(a, b, atol=tol, rtol=0, msg=lambda m, n=name: f"output {n}: {m}")
@@ -197,16 +208,19 @@ def test_inference_normalises_the_input_side_in_the_kernel(c, dtype, bias, isa):
 def test_in_kernel_input_layer_norm_is_refused_where_it_cannot_apply():
     args = make_args({**COMBOS[0], "layer_norm": True}, torch.float64)
     G = args["xg"].shape[-1]
-    with pytest.raises(ValueError, match="g_ih is for inference only"):
-        lstm_scan_cpp(**args, g_ih=torch.ones(G, dtype=torch.float64))
+    ones = torch.ones(G, dtype=torch.float64)
+    with pytest.raises(ValueError, match="normalize_input is for inference only"):
+        call(lstm_scan_cpp, {**args, "g_ih": ones}, normalize_input=True)
     plain = {k: v.detach() if isinstance(v, torch.Tensor) else v
              for k, v in make_args(COMBOS[0], torch.float64).items()}
+    with torch.no_grad(), pytest.raises(ValueError, match=r"normalize_input needs the LayerNorm gain w\.g_ih"):
+        call(lstm_scan_cpp, plain, normalize_input=True)
     with torch.no_grad(), pytest.raises(RuntimeError, match="g_ih is for inference with layer_norm"):
-        lstm_scan_cpp(**plain, g_ih=torch.ones(4 * H, dtype=torch.float64))
+        call(lstm_scan_cpp, {**plain, "g_ih": torch.ones(4 * H, dtype=torch.float64)}, normalize_input=True)
     ln = {k: v.detach() if isinstance(v, torch.Tensor) else v for k, v in args.items()}
     with torch.no_grad(), pytest.raises(RuntimeError, match="may overwrite"):  # a view it would copy, not own
-        lstm_scan_cpp(**{**ln, "xg": ln["xg"].transpose(0, 1).contiguous().transpose(0, 1)},
-                      g_ih=torch.ones(G, dtype=torch.float64))
+        call(lstm_scan_cpp, {**ln, "xg": ln["xg"].transpose(0, 1).contiguous().transpose(0, 1), "g_ih": ones},
+             normalize_input=True)
 
 
 def test_lstm_inference_uses_the_in_kernel_input_layer_norm(monkeypatch):
@@ -217,7 +231,7 @@ def test_lstm_inference_uses_the_in_kernel_input_layer_norm(monkeypatch):
     kernel = _cpp.lstm_scan_cpp
 
     def spy(*a, **k):
-        calls.append("g_ih" in k)
+        calls.append(k.get("normalize_input", False))
         return kernel(*a, **k)
 
     monkeypatch.setattr(_cpp, "lstm_scan_cpp", spy)
@@ -306,7 +320,8 @@ def test_float32_gate_functions_over_a_wide_range(isa):
         xg = pre.permute(1, 0, 2).reshape(1, Bn, 4 * Hn)
         c0 = torch.linspace(-3, 3, Bn * Hn).reshape(Bn, Hn)
         with torch.no_grad():
-            _, h, c = lstm_scan_cpp(xg, torch.zeros(Bn, Hn), c0, torch.zeros(4 * Hn, Hn))
+            w = LSTMWeights(None, torch.zeros(4 * Hn, Hn))
+            _, h, c = lstm_scan_cpp(xg, (torch.zeros(Bn, Hn), c0), w, LSTMOptions())
     finally:
         ext.set_isa(best)
     a = pre.double()
@@ -320,11 +335,11 @@ def test_float32_gate_functions_over_a_wide_range(isa):
 def test_rejects_other_devices_and_dtypes():
     args = make_args(COMBOS[0], torch.float32)
     with pytest.raises(ValueError, match="CPU tensors only"):
-        lstm_scan_cpp(**{**args, "xg": torch.empty(T, B, 4 * H, device="meta")})
+        call(lstm_scan_cpp, {**args, "xg": torch.empty(T, B, 4 * H, device="meta")})
     with pytest.raises(TypeError, match="float32 and float64"):
-        lstm_scan_cpp(**{**args, "xg": args["xg"].detach().half()})
+        call(lstm_scan_cpp, {**args, "xg": args["xg"].detach().half()})
     with pytest.raises(TypeError, match="h0 has dtype"):
-        lstm_scan_cpp(**{**args, "h0": args["h0"].detach().double()})
+        call(lstm_scan_cpp, {**args, "h0": args["h0"].detach().double()})
 
 
 def _in_subprocess(code: str, **env: str) -> subprocess.CompletedProcess:

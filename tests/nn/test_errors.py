@@ -13,8 +13,8 @@ I, H = 3, 4
 @pytest.mark.parametrize(
     ("kwargs", "exc", "match"),
     [
-        (dict(dropout=1.0), ValueError, r"dropout must be a number in \[0, 1\), got 1.0"),
-        (dict(dropout=-0.1), ValueError, r"dropout must be"),
+        (dict(dropout=1.5), ValueError, r"dropout should be a number in range \[0, 1\] .*, got 1.5"),
+        (dict(dropout=-0.1), ValueError, r"dropout should be a number in range \[0, 1\]"),
         (dict(recurrent_dropout=1.5), ValueError, r"recurrent_dropout must be a number in \[0, 1\)"),
         (dict(proj_size=4), ValueError, r"proj_size must be smaller than hidden_size \(4\), got 4"),
         (dict(proj_size=-1), ValueError, r"proj_size must be a non-negative integer"),

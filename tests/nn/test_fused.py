@@ -9,7 +9,7 @@ import torch
 
 import lstmkit
 from checks import check_same
-from lstmkit.nn import _cpp
+from lstmkit.nn import LSTMOptions, LSTMWeights, _cpp
 from lstmkit.nn._fused import LSTMScan, lstm_scan
 from tolerances import module_tolerance, scan_tolerance
 
@@ -46,6 +46,13 @@ def _scan_inputs(peephole, coupled, layer_norm, proj, drop, mask, T=4, B=3, H=5)
     return tensors, drop_mask, step_mask
 
 
+def _lstm_scan(tensors, drop_mask, step_mask, coupled):
+    """lstm_scan on _scan_inputs' tensors (in ScanArgs order; the scan reads no w_ih)."""
+    xg, h0, c0, w_hh, w_hr, peep, g_hh, g_c, b_c = tensors
+    w = LSTMWeights(None, w_hh, w_hr=w_hr, peep=peep, g_hh=g_hh, g_c=g_c, b_c=b_c)
+    return lstm_scan(xg, (h0, c0), w, LSTMOptions(coupled=coupled), drop_mask, step_mask)
+
+
 @pytest.mark.parametrize("combo", COMBOS, ids=_ids)
 def test_gradcheck_fused_function(combo):
     tensors, drop_mask, step_mask = _scan_inputs(**combo)
@@ -66,9 +73,9 @@ def test_unused_outputs_get_zero_gradients(combo):
     """A loss on h_n alone (or y alone) leaves autograd's other output gradients as None."""
     tensors, drop_mask, step_mask = _scan_inputs(**combo)
     for pick in (0, 1, 2):
-        out = lstm_scan(*tensors, drop_mask, step_mask, combo["coupled"])
+        out = _lstm_scan(tensors, drop_mask, step_mask, combo["coupled"])
         g_fused = torch.autograd.grad(out[pick].sum(), tensors[0])[0]
-        again = lstm_scan(*tensors, drop_mask, step_mask, combo["coupled"])
+        again = _lstm_scan(tensors, drop_mask, step_mask, combo["coupled"])
         full = [again[i] * 0 if i != pick else again[i] for i in range(3)]
         g_all = torch.autograd.grad(sum(o.sum() for o in full), tensors[0])[0]
         names = ("xg", "h0", "c0", "w_hh", "w_hr", "peep", "g_hh", "g_c", "b_c")
@@ -152,7 +159,7 @@ def test_recurrent_dropout_mask_is_per_sequence_and_train_only():
     # One (B, P) mask for the whole sequence: rebuild it from the same seed and step a cell with it.
     torch.manual_seed(7)
     mask = torch.empty(4, 5).bernoulli_(0.5).div_(0.5)
-    cell = lstmkit.LSTMCell(3, 5, recurrent_dropout=0.5)
+    cell = lstmkit.LSTMStepCell(3, 5, recurrent_dropout=0.5)
     cell.load_state_dict({k[:-3]: v for k, v in m.state_dict().items()})
     state, ys = None, []
     for t in range(6):

@@ -29,7 +29,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from lstmkit.nn import GRU, LSTM, RNN
+from lstmkit.nn import GRU, LSTM, RNN, layer_weights
 from lstmkit.nn._base import RecurrentBase
 
 SCOPES = ("layer", "global")
@@ -173,14 +173,14 @@ def unit_importance(rnn: RecurrentBase, next_weights: Tensor | None = None) -> l
     scores = []
     for layer in range(L):
         for d in range(D):
-            p = rnn._layer_params(layer, d)
+            p = layer_weights(rnn, layer, d).named()
             w_in = torch.cat([p["weight_ih"], p["weight_hh"]], 1).detach().view(g, H, -1)  # (g, H, I + P)
             incoming = w_in.pow(2).sum((0, 2)).sqrt()  # (H,)
             own = p["weight_hr"] if "weight_hr" in p else p["weight_hh"]  # columns read this unit's output
             outgoing = own.detach().pow(2).sum(0)  # (H,)
             if "weight_hr" not in p:
                 if layer + 1 < L:
-                    readers = [rnn._layer_params(layer + 1, e)["weight_ih"] for e in range(D)]
+                    readers = [layer_weights(rnn, layer + 1, e).w_ih for e in range(D)]
                 else:
                     readers = [] if next_weights is None else [next_weights]
                 for w in readers:
@@ -213,7 +213,7 @@ def shrink_rnn(rnn: RecurrentBase, keep: list[Tensor]) -> RecurrentBase:
             for d in range(D):
                 k = keep[layer * D + d]
                 rows = torch.cat([j * H + k for j in range(g)])  # the unit's row in every gate block
-                old, dst = rnn._layer_params(layer, d), new._layer_params(layer, d)
+                old, dst = layer_weights(rnn, layer, d).named(), layer_weights(new, layer, d).named()
                 for name, p in old.items():
                     if name == "weight_ih":
                         v = p[rows] if in_cols is None else p[rows][:, in_cols]
@@ -246,11 +246,11 @@ def silence_units(rnn: RecurrentBase, keep: list[Tensor], head: nn.Linear | None
             for d in range(D):
                 drop = torch.ones(H, dtype=torch.bool)
                 drop[keep[layer * D + d]] = False
-                p = rnn._layer_params(layer, d)
+                p = layer_weights(rnn, layer, d).named()
                 (p["weight_hr"] if "weight_hr" in p else p["weight_hh"])[:, drop] = 0
                 if "weight_hr" in p:
                     continue
-                readers = [rnn._layer_params(layer + 1, e)["weight_ih"] for e in range(D)] if layer + 1 < L else []
+                readers = [layer_weights(rnn, layer + 1, e).w_ih for e in range(D)] if layer + 1 < L else []
                 if layer + 1 == L and head is not None:
                     readers = [head.weight]
                 for w in readers:

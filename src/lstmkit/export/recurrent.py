@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 
 from lstmkit.export.graph import GraphBuilder
-from lstmkit.nn import GRU, LSTM, RNN
+from lstmkit.nn import GRU, LSTM, RNN, layer_weights
 
 RECURRENCES = ("auto", "scan")
 
@@ -133,7 +133,7 @@ def _operator_inputs(*names: str) -> list[str]:
 # -- ONNX operators ------------------------------------------------------------------------------------
 def _lstm_op_layer(gb: GraphBuilder, core: LSTM, k: int, x: str, io: CoreInputs) -> tuple[str, str, str]:
     D, H = core.num_directions, core.hidden_size
-    ps = [core._layer_params(k, d) for d in range(D)]
+    ps = [layer_weights(core, k, d).named() for d in range(D)]
     c = core.coupled
     W = gb.const(torch.stack([_lstm_blocks(p["weight_ih"], H, c) for p in ps]), f"W_l{k}")  # (D, 4H, I)
     R = gb.const(torch.stack([_lstm_blocks(p["weight_hh"], H, c) for p in ps]), f"R_l{k}")  # (D, 4H, H)
@@ -158,7 +158,7 @@ def _lstm_op_layer(gb: GraphBuilder, core: LSTM, k: int, x: str, io: CoreInputs)
 
 def _gru_rnn_op_layer(gb: GraphBuilder, core: GRU | RNN, k: int, x: str, io: CoreInputs) -> tuple[str, str]:
     D, H = core.num_directions, core.hidden_size
-    ps = [core._layer_params(k, d) for d in range(D)]
+    ps = [layer_weights(core, k, d).named() for d in range(D)]
     is_gru = isinstance(core, GRU)
     order = (lambda w: _gru_blocks(w, H)) if is_gru else (lambda w: w)
     W = gb.const(torch.stack([order(p["weight_ih"]) for p in ps]), f"W_l{k}")
@@ -239,7 +239,7 @@ def _lstm_scan_body(sb: GraphBuilder, core: LSTM, p: dict[str, Tensor], masked: 
 def _lstm_scan_direction(
     gb: GraphBuilder, core: LSTM, k: int, d: int, x: str, io: CoreInputs
 ) -> tuple[str, str, str]:
-    p = core._layer_params(k, d)
+    p = layer_weights(core, k, d).named()
     tag = f"l{k}{'_reverse' if d else ''}"
     eps = core.layer_norm_eps
     xg = gb.op("MatMul", [x, gb.const(p["weight_ih"].t(), f"Wih_t_{tag}")], f"xw_{tag}")  # (T, B, G)

@@ -1,9 +1,26 @@
-"""Recurrent layers: ``LSTM`` (drop-in ``torch.nn.LSTM`` with variants), cells, GRU and RNN."""
+"""Recurrent layers: ``LSTM`` (drop-in ``torch.nn.LSTM`` with variants), cells, GRU and RNN.
+
+``layer_weights`` reads one layer and direction's parameters as a typed ``LSTMWeights`` /
+``GRUWeights``; ``LSTMState`` is the (h, c) pair the step cell carries.
+"""
 
 from __future__ import annotations
 
 from .gru import GRU, RNN
-from .lstm import LSTM, LSTMCell
+from .lstm import LSTM, LSTMCell, LSTMStepCell
 from .params import param_count
+from .weights import GRUWeights, LSTMOptions, LSTMState, LSTMWeights, layer_weights
 
-__all__ = ["GRU", "LSTM", "RNN", "LSTMCell", "param_count"]
+__all__ = [
+    "GRU",
+    "LSTM",
+    "RNN",
+    "GRUWeights",
+    "LSTMCell",
+    "LSTMOptions",
+    "LSTMState",
+    "LSTMStepCell",
+    "LSTMWeights",
+    "layer_weights",
+    "param_count",
+]

@@ -12,6 +12,8 @@ directions, L layers.
 from __future__ import annotations
 
 import math
+import numbers
+import warnings
 from abc import ABCMeta, abstractmethod
 
 import torch
@@ -19,12 +21,34 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
+from .weights import GRUWeights, LSTMWeights, layer_weights
+
 _IMPLS = ("auto", "cpp", "fused", "reference")
 
 
 def _check_prob(name: str, p: float) -> float:
     if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
         raise ValueError(f"{name} must be a number in [0, 1), got {p!r}")
+    return float(p)
+
+
+def _check_dropout(p: float, num_layers: int) -> float:
+    """torch.nn.RNNBase's check and warning for the inter-layer ``dropout``, with its words.
+
+    Any p in [0, 1] is valid (1 zeroes the input of every layer but the first, in training). On a
+    single layer it has no effect, which torch.nn warns about; so do we.
+    """
+    if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0 <= p <= 1:
+        raise ValueError(
+            "dropout should be a number in range [0, 1] representing the probability of an element being "
+            f"zeroed, got {p!r}"
+        )
+    if p > 0 and num_layers == 1:
+        warnings.warn(
+            "dropout option adds dropout after all but last recurrent layer, so non-zero dropout expects "
+            f"num_layers greater than 1, but got dropout={p} and num_layers={num_layers}",
+            stacklevel=4,  # the user's call: user -> LSTM.__init__ -> RecurrentBase.__init__ -> here
+        )
     return float(p)
 
 
@@ -53,6 +77,7 @@ class RecurrentBase(nn.Module, metaclass=ABCMeta):
 
     _gates_per_unit: int = 1  # rows of weight_ih per hidden unit
     _n_states: int = 1  # (h,) for GRU/RNN, (h, c) for LSTM
+    _weights_type: type[LSTMWeights] | type[GRUWeights] = GRUWeights  # what layer_weights returns
 
     def __init__(
         self,
@@ -76,7 +101,7 @@ class RecurrentBase(nn.Module, metaclass=ABCMeta):
         self.num_layers = _check_positive_int("num_layers", num_layers)
         self.bias = bool(bias)
         self.batch_first = bool(batch_first)
-        self.dropout = _check_prob("dropout", dropout)
+        self.dropout = _check_dropout(dropout, self.num_layers)
         self.bidirectional = bool(bidirectional)
         if isinstance(proj_size, bool) or not isinstance(proj_size, int) or proj_size < 0:
             raise ValueError(f"proj_size must be a non-negative integer, got {proj_size!r}")
@@ -136,10 +161,12 @@ class RecurrentBase(nn.Module, metaclass=ABCMeta):
         for p in self.parameters():
             nn.init.uniform_(p, -stdv, stdv)
 
-    def _layer_params(self, layer: int, direction: int) -> dict[str, Tensor]:
-        """This layer and direction's parameters, keyed by name without the suffix."""
-        names = self._param_names[layer * self.num_directions + direction]
-        return {n.rsplit("_l", 1)[0]: getattr(self, n) for n in names}
+    @property
+    def all_weights(self) -> list[list[nn.Parameter]]:
+        """torch.nn's ``all_weights``: per layer and direction (l0, l0_reverse, l1, ...), that layer's
+        Parameters themselves, in torch.nn's order (weight_ih, weight_hh, bias_ih, bias_hh, weight_hr),
+        followed by the variants' (weight_ch, weight_ln_ih, weight_ln_hh, weight_ln_c, bias_ln_c)."""
+        return [[getattr(self, n) for n in names] for names in self._param_names]
 
     def flatten_parameters(self) -> None:
         """No-op, kept so code written for torch.nn's cuDNN layers runs unchanged."""
@@ -150,7 +177,7 @@ class RecurrentBase(nn.Module, metaclass=ABCMeta):
         self,
         x: Tensor,
         state: tuple[Tensor, ...],
-        params: dict[str, Tensor],
+        w: LSTMWeights | GRUWeights,
         mask: Tensor | None,
         drop: Tensor | None,
     ) -> tuple[Tensor, tuple[Tensor, ...]]:
@@ -267,7 +294,7 @@ class RecurrentBase(nn.Module, metaclass=ABCMeta):
                     # One mask per sequence, shared by every step (variational dropout).
                     keep = 1.0 - self.recurrent_dropout
                     drop = x.new_empty(B, self.output_size).bernoulli_(keep).div_(keep)
-                y, state = self._run_direction(seq, state, self._layer_params(layer, d), mask, drop)
+                y, state = self._run_direction(seq, state, layer_weights(self, layer, d), mask, drop)
                 outs.append(y if d == 0 else reverse_padded(y, lengths))
                 for acc, s in zip(finals, state, strict=True):
                     acc.append(s)

@@ -46,6 +46,9 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from ._fused import N_DIFFERENTIABLE, ScanArgs, scan_args
+from .weights import LSTMOptions, LSTMWeights
+
 logger = logging.getLogger(__name__)
 
 SUPPORTED_DTYPES = (torch.float32, torch.float64)
@@ -273,12 +276,13 @@ class LSTMScanCpp(torch.autograd.Function):
     """Autograd node whose forward and backward are the C++ time loops."""
 
     @staticmethod
-    def forward(ctx, xg, h0, c0, w_hh, w_hr, peep, g_hh, g_c, b_c, drop, mask, coupled, eps):
-        out = _ext().forward(xg, h0, c0, w_hh, w_hr, peep, g_hh, g_c, b_c, drop, mask, coupled, eps, True, None, None)
+    def forward(ctx, *inputs):  # a ScanArgs, splatted
+        a = ScanArgs(*inputs)
+        out = _ext().forward(*a, True, None, None)  # keep what the backward needs; no in-kernel LN_ih
         ys, hn, cn = out[:3]
-        ctx.coupled = coupled
+        ctx.coupled = a.coupled
         ctx.n_saved = len(out) - 3
-        ctx.save_for_backward(*out[3:], w_hh, w_hr, peep, g_hh, g_c, drop, mask)
+        ctx.save_for_backward(*out[3:], a.w_hh, a.w_hr, a.peep, a.g_hh, a.g_c, a.drop, a.mask)
         return ys, hn, cn
 
     @staticmethod
@@ -311,21 +315,13 @@ def _check(tensors: dict[str, Tensor | None], dtype: torch.dtype) -> None:
 
 def lstm_scan_cpp(
     xg: Tensor,
-    h0: Tensor,
-    c0: Tensor,
-    w_hh: Tensor,
-    w_hr: Tensor | None = None,
-    peep: Tensor | None = None,
-    g_hh: Tensor | None = None,
-    g_c: Tensor | None = None,
-    b_c: Tensor | None = None,
+    state: tuple[Tensor, Tensor],
+    w: LSTMWeights,
+    opt: LSTMOptions,
     drop: Tensor | None = None,
     mask: Tensor | None = None,
-    coupled: bool = False,
-    eps: float = 1e-5,
     *,
-    g_ih: Tensor | None = None,
-    b_x: Tensor | None = None,
+    normalize_input: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Fused recurrence over precomputed input gates ``xg`` (T, B, G), in C++.
 
@@ -333,19 +329,24 @@ def lstm_scan_cpp(
     (T, B) bool (False past a sequence's end), ``drop`` the (B, P) recurrent-dropout mask, already
     scaled by 1/(1-p). Raises RuntimeError if ``available()`` is False.
 
-    Inference with LayerNorm only (see ``can_normalize_input``): with ``g_ih`` (G,), ``xg`` is W_ih x
-    without bias and the kernel computes LN_ih(xg) + ``b_x`` step by step, overwriting ``xg``, which
+    Inference with LayerNorm only: with ``normalize_input``, ``xg`` is W_ih x without bias and the
+    kernel computes LN_ih(xg) (gain ``w.g_ih``) + b_ih + b_hh step by step, overwriting ``xg``, which
     must be a contiguous buffer of the caller's own.
     """
     ext = _ext()
-    named = {"xg": xg, "h0": h0, "c0": c0, "w_hh": w_hh, "w_hr": w_hr, "peep": peep, "g_hh": g_hh,
-             "g_c": g_c, "b_c": b_c, "drop": drop, "mask": mask, "g_ih": g_ih, "b_x": b_x}
+    args = scan_args(xg, state, w, opt, drop, mask)
+    g_ih = b_x = None
+    if normalize_input:
+        if w.g_ih is None:
+            raise ValueError("normalize_input needs the LayerNorm gain w.g_ih (a layer_norm LSTM's weights)")
+        g_ih, b_x = w.g_ih, None if w.b_ih is None else w.b_ih + w.b_hh
+    named = {**args._asdict(), "g_ih": g_ih, "b_x": b_x}
+    del named["coupled"], named["eps"]
     _check(named, xg.dtype)
-    differentiable = (xg, h0, c0, w_hh, w_hr, peep, g_hh, g_c, b_c, g_ih, b_x)
+    differentiable = (*args[:N_DIFFERENTIABLE], g_ih, b_x)
     if not torch.is_grad_enabled() or not any(x is not None and x.requires_grad for x in differentiable):
-        ys, hn, cn = ext.forward(xg, h0, c0, w_hh, w_hr, peep, g_hh, g_c, b_c, drop, mask, coupled, eps, False,
-                                 g_ih, b_x)
+        ys, hn, cn = ext.forward(*args, False, g_ih, b_x)
         return ys, hn, cn
-    if g_ih is not None:
-        raise ValueError("g_ih is for inference only (no tensor requiring grad with grad mode on)")
-    return LSTMScanCpp.apply(xg, h0, c0, w_hh, w_hr, peep, g_hh, g_c, b_c, drop, mask, coupled, eps)
+    if normalize_input:
+        raise ValueError("normalize_input is for inference only (no tensor requiring grad with grad mode on)")
+    return LSTMScanCpp.apply(*args)

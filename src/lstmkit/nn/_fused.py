@@ -15,9 +15,13 @@ Shapes: T time, B batch, H hidden, P recurrent output (P = H without projection)
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
+
+from .weights import LSTMOptions, LSTMWeights
 
 
 def _ln_forward(x: Tensor, eps: float) -> tuple[Tensor, Tensor]:
@@ -34,22 +38,51 @@ def _ln_backward(dxhat: Tensor, xhat: Tensor, rstd: Tensor) -> Tensor:
     return (dxhat - mean_d - xhat * mean_dx) * rstd
 
 
-def lstm_scan_forward(
+class ScanArgs(NamedTuple):
+    """Everything the recurrence reads, in the order the kernels take it.
+
+    Autograd functions and the C++ extension take their inputs positionally, so this order is the
+    one place it is written: ``scan_args`` builds it from the typed weights, and every kernel call
+    is ``Kernel.apply(*args)``. The first ``N_DIFFERENTIABLE`` entries can receive gradients.
+    """
+
+    xg: Tensor  # (T, B, G) input side of every step, biases included
+    h0: Tensor  # (B, P)
+    c0: Tensor  # (B, H)
+    w_hh: Tensor  # (G, P)
+    w_hr: Tensor | None  # (P, H)
+    peep: Tensor | None  # (2 or 3, H)
+    g_hh: Tensor | None  # (G,)
+    g_c: Tensor | None  # (H,)
+    b_c: Tensor | None  # (H,)
+    drop: Tensor | None  # (B, P) recurrent-dropout mask, scaled by 1/(1-p)
+    mask: Tensor | None  # (T, B) bool, False past a sequence's end
+    coupled: bool
+    eps: float
+
+
+N_DIFFERENTIABLE = 9  # xg ... b_c
+
+
+def scan_args(
     xg: Tensor,
-    h0: Tensor,
-    c0: Tensor,
-    w_hh: Tensor,
-    w_hr: Tensor | None,
-    peep: Tensor | None,
-    g_hh: Tensor | None,
-    g_c: Tensor | None,
-    b_c: Tensor | None,
-    drop: Tensor | None,
-    mask: Tensor | None,
-    coupled: bool,
-    eps: float,
-) -> tuple[Tensor, Tensor, Tensor, tuple]:
+    state: tuple[Tensor, Tensor],
+    w: LSTMWeights,
+    opt: LSTMOptions,
+    drop: Tensor | None = None,
+    mask: Tensor | None = None,
+) -> ScanArgs:
+    """The scan's inputs from the state (h0, c0), one layer and direction's weights and the options.
+
+    The input side (w_ih, b_ih, b_hh, g_ih) is already in ``xg``; the scan reads the rest.
+    """
+    h0, c0 = state
+    return ScanArgs(xg, h0, c0, w.w_hh, w.w_hr, w.peep, w.g_hh, w.g_c, w.b_c, drop, mask, opt.coupled, opt.eps)
+
+
+def lstm_scan_forward(args: ScanArgs) -> tuple[Tensor, Tensor, Tensor, tuple]:
     """Run the recurrence; return (y (T, B, P), h_n (B, P), c_n (B, H), saved-for-backward)."""
+    xg, h0, c0, w_hh, w_hr, peep, g_hh, g_c, b_c, drop, mask, coupled, eps = args
     T, B, G = xg.shape
     H = c0.shape[1]
     P = h0.shape[1]
@@ -232,13 +265,12 @@ class LSTMScan(torch.autograd.Function):
     """Autograd node for ``lstm_scan_forward`` / ``lstm_scan_backward``."""
 
     @staticmethod
-    def forward(ctx, xg, h0, c0, w_hh, w_hr, peep, g_hh, g_c, b_c, drop, mask, coupled, eps):
-        ys, hn, cn, saved = lstm_scan_forward(
-            xg, h0, c0, w_hh, w_hr, peep, g_hh, g_c, b_c, drop, mask, coupled, eps
-        )
-        ctx.coupled = coupled
+    def forward(ctx, *inputs):  # a ScanArgs, splatted
+        a = ScanArgs(*inputs)
+        ys, hn, cn, saved = lstm_scan_forward(a)
+        ctx.coupled = a.coupled
         ctx.n_saved = len(saved)
-        ctx.save_for_backward(*saved, w_hh, w_hr, peep, g_hh, g_c, drop, mask)
+        ctx.save_for_backward(*saved, a.w_hh, a.w_hr, a.peep, a.g_hh, a.g_c, a.drop, a.mask)
         # ys may alias the saved state buffer; hand autograd its own tensor.
         return ys.clone() if ys._base is not None else ys, hn.clone(), cn.clone()
 
@@ -264,29 +296,20 @@ class LSTMScan(torch.autograd.Function):
 
 def lstm_scan(
     xg: Tensor,
-    h0: Tensor,
-    c0: Tensor,
-    w_hh: Tensor,
-    w_hr: Tensor | None = None,
-    peep: Tensor | None = None,
-    g_hh: Tensor | None = None,
-    g_c: Tensor | None = None,
-    b_c: Tensor | None = None,
+    state: tuple[Tensor, Tensor],
+    w: LSTMWeights,
+    opt: LSTMOptions,
     drop: Tensor | None = None,
     mask: Tensor | None = None,
-    coupled: bool = False,
-    eps: float = 1e-5,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Fused recurrence over precomputed input gates ``xg`` (T, B, G).
+    """Fused recurrence over precomputed input gates ``xg`` (T, B, G) from ``state`` (h0 (B, P), c0 (B, H)).
 
     Returns y (T, B, P), h_n (B, P), c_n (B, H). ``mask`` is (T, B) bool (False past a
     sequence's end), ``drop`` the (B, P) recurrent-dropout mask, already scaled by 1/(1-p).
     """
-    differentiable = (xg, h0, c0, w_hh, w_hr, peep, g_hh, g_c, b_c)
-    if not torch.is_grad_enabled() or not any(x is not None and x.requires_grad for x in differentiable):
+    args = scan_args(xg, state, w, opt, drop, mask)
+    if not torch.is_grad_enabled() or not any(t is not None and t.requires_grad for t in args[:N_DIFFERENTIABLE]):
         with torch.no_grad():
-            ys, hn, cn, _ = lstm_scan_forward(
-                xg, h0, c0, w_hh, w_hr, peep, g_hh, g_c, b_c, drop, mask, coupled, eps
-            )
+            ys, hn, cn, _ = lstm_scan_forward(args)
         return ys, hn, cn
-    return LSTMScan.apply(xg, h0, c0, w_hh, w_hr, peep, g_hh, g_c, b_c, drop, mask, coupled, eps)
+    return LSTMScan.apply(*args)

@@ -2,7 +2,7 @@
 
 Everything here runs through autograd, one operation at a time, so it is slow but easy to check
 by eye against the equations in the docstrings. The fused kernels in ``_fused.py`` are held equal
-to these functions by the tests; the cells (``LSTMCell`` and friends) use these steps directly.
+to these functions by the tests; the cells (``LSTMCell``, ``LSTMStepCell``) use these steps directly.
 
 Shapes: T time, B batch, I input features, H hidden units, P recurrent output size (P = H without
 projection), G = gates * H.
@@ -11,43 +11,15 @@ projection), G = gates * H.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .weights import GRUWeights, LSTMOptions, LSTMWeights
+
 State = tuple[Tensor, ...]
 Step = Callable[[Tensor, State], tuple[Tensor, State]]
-
-
-@dataclass(frozen=True)
-class LSTMOptions:
-    """The switches that change the LSTM's equations (not its sizes)."""
-
-    peephole: bool = False
-    coupled: bool = False
-    layer_norm: bool = False
-    eps: float = 1e-5
-
-
-class LSTMWeights(NamedTuple):
-    """The tensors of one LSTM layer and direction; absent ones are None.
-
-    ``peep`` is (n, H) with rows (i, f, o), or (i, o) when the gates are coupled.
-    """
-
-    w_ih: Tensor  # (G, I)
-    w_hh: Tensor  # (G, P)
-    b_ih: Tensor | None  # (G,)
-    b_hh: Tensor | None  # (G,)
-    w_hr: Tensor | None  # (P, H)
-    peep: Tensor | None  # (2 or 3, H)
-    g_ih: Tensor | None  # (G,) LayerNorm gain on W_ih x
-    g_hh: Tensor | None  # (G,) LayerNorm gain on W_hh h
-    g_c: Tensor | None  # (H,) LayerNorm gain on c
-    b_c: Tensor | None  # (H,) LayerNorm bias on c
 
 
 def layer_norm_reference(x: Tensor, gain: Tensor, bias: Tensor | None, eps: float) -> Tensor:
@@ -104,15 +76,6 @@ def lstm_step(
     if w.w_hr is not None:
         h_new = F.linear(h_new, w.w_hr)  # (B, P)
     return h_new, (h_new, c_new)
-
-
-class GRUWeights(NamedTuple):
-    """The tensors of one GRU or plain-RNN layer and direction (gate order r, z, n for the GRU)."""
-
-    w_ih: Tensor  # (G, I)
-    w_hh: Tensor  # (G, H)
-    b_ih: Tensor | None
-    b_hh: Tensor | None
 
 
 def gru_step(x: Tensor, state: State, w: GRUWeights, drop: Tensor | None = None) -> tuple[Tensor, State]:

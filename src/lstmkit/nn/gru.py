@@ -11,11 +11,7 @@ from __future__ import annotations
 import torch
 
 from ._base import RecurrentBase
-from ._reference import GRUWeights, gru_step, rnn_step, scan
-
-
-def _gru_weights(p: dict) -> GRUWeights:
-    return GRUWeights(p["weight_ih"], p["weight_hh"], p.get("bias_ih"), p.get("bias_hh"))
+from ._reference import gru_step, rnn_step, scan
 
 
 class GRU(RecurrentBase):
@@ -50,8 +46,7 @@ class GRU(RecurrentBase):
             recurrent_dropout=recurrent_dropout, impl="reference",
         )
 
-    def _run_direction(self, x, state, params, mask, drop):
-        w = _gru_weights(params)
+    def _run_direction(self, x, state, w, mask, drop):
         return scan(lambda x_t, s: gru_step(x_t, s, w, drop), x, state, mask)
 
     def _extra_defaults(self) -> dict[str, object]:
@@ -86,8 +81,7 @@ class RNN(RecurrentBase):
             recurrent_dropout=recurrent_dropout, impl="reference",
         )
 
-    def _run_direction(self, x, state, params, mask, drop):
-        w = _gru_weights(params)
+    def _run_direction(self, x, state, w, mask, drop):
         return scan(lambda x_t, s: rnn_step(x_t, s, w, self.nonlinearity, drop), x, state, mask)
 
     def _extra_defaults(self) -> dict[str, object]:

@@ -1,4 +1,5 @@
-"""``LSTM`` (a drop-in ``torch.nn.LSTM`` with variants) and ``LSTMCell`` (one step, for streaming).
+"""``LSTM`` (a drop-in ``torch.nn.LSTM`` with variants), ``LSTMCell`` (a drop-in ``torch.nn.LSTMCell``
+with the same variants) and ``LSTMStepCell`` (one step under the ``(x_t, state) -> (y_t, state)`` contract).
 
 Where each variant acts, for one layer and direction (gate order i, f, g, o as in torch.nn)::
 
@@ -34,7 +35,8 @@ from torch import Tensor, nn
 from . import _cpp
 from ._base import RecurrentBase, _check_positive_int, _check_prob
 from ._fused import lstm_scan
-from ._reference import LSTMOptions, LSTMWeights, lstm_step, scan
+from ._reference import lstm_step, scan
+from .weights import LSTMOptions, LSTMState, LSTMWeights, layer_weights
 
 
 def _lstm_extra_shapes(hidden: int, coupled: bool, peephole: bool, layer_norm: bool):
@@ -78,21 +80,6 @@ def _init_lstm_params(params: dict[str, Tensor], hidden: int, forget_bias: float
             params["bias_hh"][hidden : 2 * hidden].zero_()
 
 
-def _weights(p: dict[str, Tensor]) -> LSTMWeights:
-    return LSTMWeights(
-        p["weight_ih"],
-        p["weight_hh"],
-        p.get("bias_ih"),
-        p.get("bias_hh"),
-        p.get("weight_hr"),
-        p.get("weight_ch"),
-        p.get("weight_ln_ih"),
-        p.get("weight_ln_hh"),
-        p.get("weight_ln_c"),
-        p.get("bias_ln_c"),
-    )
-
-
 def scan_kernel(impl: str, x: Tensor):
     """The recurrence kernel for ``impl``: "cpp" (C++ time loops), "fused" (the same in PyTorch).
 
@@ -111,7 +98,7 @@ def scan_kernel(impl: str, x: Tensor):
 def _needs_grad(x: Tensor, state: tuple[Tensor, Tensor], w: LSTMWeights) -> bool:
     """Whether autograd will record this layer's forward (grad mode on and some input requiring grad)."""
     return torch.is_grad_enabled() and any(
-        t is not None and t.requires_grad for t in (x, *state, *w)
+        t is not None and t.requires_grad for t in (x, *state, *w.tensors())
     )
 
 
@@ -142,6 +129,7 @@ class LSTM(RecurrentBase):
     """
 
     _n_states = 2
+    _weights_type = LSTMWeights
 
     def __init__(
         self,
@@ -195,44 +183,31 @@ class LSTM(RecurrentBase):
         super().reset_parameters()
         for layer in range(self.num_layers):
             for d in range(self.num_directions):
-                _init_lstm_params(self._layer_params(layer, d), self.hidden_size, self.forget_bias)
+                _init_lstm_params(layer_weights(self, layer, d).named(), self.hidden_size, self.forget_bias)
 
     def _extra_defaults(self) -> dict[str, object]:
         return {"peephole": False, "coupled": False, "layer_norm": False, "forget_bias": None,
                 "layer_norm_eps": 1e-5}
 
-    def _run_direction(self, x, state, params, mask, drop):
-        w = _weights(params)
+    def _run_direction(self, x, state, w, mask, drop):
         if self.impl == "reference":
             return scan(lambda x_t, s: lstm_step(x_t, s, w, self._options, drop), x, state, mask)
         kernel = scan_kernel(self.impl, x)
-        extra = {}
         if self.layer_norm and kernel is _cpp.lstm_scan_cpp and not _needs_grad(x, state, w):
             # Inference: the C++ kernel normalises each step's W_ih x_t in cache, which saves a pass
             # over all (T, B, G) (LN_ih and the biases); the result is input_gates' to rounding.
             xg = F.linear(x, w.w_ih)  # (T, B, G), our own buffer, overwritten by the kernel
-            extra = {"g_ih": w.g_ih, "b_x": None if w.b_ih is None else w.b_ih + w.b_hh}
+            y, h, c = kernel(xg, state, w, self._options, drop, mask, normalize_input=True)
         else:
             xg = input_gates(x, w, self._options)  # (T, B, G), one matrix product for all steps
-        y, h, c = kernel(
-            xg, state[0], state[1], w.w_hh, w.w_hr, w.peep, w.g_hh, w.g_c, w.b_c, drop, mask,
-            self.coupled, self.layer_norm_eps, **extra,
-        )
+            y, h, c = kernel(xg, state, w, self._options, drop, mask)
         return y, (h, c)
 
 
-class LSTMCell(nn.Module):
-    r"""One LSTM step with every variant of ``LSTM``: ``(x_t, (h, c)) -> (h_t, (h_t, c_t))``.
+class _LSTMCellBase(nn.Module):
+    """What both cells share: arguments, parameters (``torch.nn.LSTMCell``'s names), state checks, one step."""
 
-    Parameter names are ``torch.nn.LSTMCell``'s (``weight_ih``, ``weight_hh``, ``bias_ih``,
-    ``bias_hh``), plus ``weight_hr`` with ``proj_size`` and the extras named as in ``LSTM``
-    without the layer suffix. Unlike ``torch.nn.LSTMCell``, forward returns ``(h_t, state)`` so that
-    the state can be fed straight back in.
-
-    Shapes: x_t (B, I) or (I,); h (B, P), c (B, H) (or (P,), (H,) unbatched).
-    With ``recurrent_dropout`` in training, pass ``drop_mask=cell.dropout_mask(B)``, drawn once per
-    sequence, to every step of that sequence.
-    """
+    _weights_type = LSTMWeights
 
     def __init__(
         self,
@@ -272,13 +247,19 @@ class LSTMCell(nn.Module):
         shapes += _lstm_extra_shapes(hidden_size, coupled, peephole, layer_norm)
         for name, shape in shapes:
             self.register_parameter(name, nn.Parameter(torch.empty(shape, **factory)))
+        if not bias:
+            # As torch.nn.LSTMCell: the attributes exist and are None, and the state dict has no such keys.
+            self.register_parameter("bias_ih", None)
+            self.register_parameter("bias_hh", None)
         self.reset_parameters()
 
     @property
     def output_size(self) -> int:
+        """P: the size of h (proj_size when projecting, else hidden_size)."""
         return self.proj_size or self.hidden_size
 
     def reset_parameters(self) -> None:
+        """torch.nn's initialisation (uniform in +-1/sqrt(hidden_size)), then the variants' own."""
         stdv = 1.0 / math.sqrt(self.hidden_size)
         for p in self.parameters():
             nn.init.uniform_(p, -stdv, stdv)
@@ -289,17 +270,21 @@ class LSTMCell(nn.Module):
         keep = 1.0 - self.recurrent_dropout
         return self.weight_hh.new_empty(batch_size, self.output_size).bernoulli_(keep).div_(keep)
 
-    def initial_state(self, batch_size: int) -> tuple[Tensor, Tensor]:
+    def initial_state(self, batch_size: int) -> LSTMState:
         """Zero state (h (B, P), c (B, H))."""
         w = self.weight_hh
-        return w.new_zeros(batch_size, self.output_size), w.new_zeros(batch_size, self.hidden_size)
+        return LSTMState(w.new_zeros(batch_size, self.output_size), w.new_zeros(batch_size, self.hidden_size))
 
-    def forward(
-        self, input: Tensor, state: tuple[Tensor, Tensor] | None = None, *, drop_mask: Tensor | None = None
-    ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+    def _step(
+        self, input: Tensor, state: tuple[Tensor, Tensor] | None, drop_mask: Tensor | None
+    ) -> tuple[Tensor, Tensor]:
+        """Check the arguments, run one step; return (h_t, c_t) in the input's layout (batched or not)."""
+        name = type(self).__name__
         if not isinstance(input, Tensor):
             raise TypeError(f"input must be a Tensor, got {type(input).__name__}")
-        if input.dim() not in (1, 2) or input.shape[-1] != self.input_size:
+        if input.dim() not in (1, 2):  # torch.nn.LSTMCell's check and words
+            raise ValueError(f"{name}: Expected input to be 1D or 2D, got {input.dim()}D instead")
+        if input.shape[-1] != self.input_size:
             raise ValueError(
                 f"input must have shape (B, {self.input_size}) or ({self.input_size},), got {tuple(input.shape)}"
             )
@@ -311,13 +296,16 @@ class LSTMCell(nn.Module):
         if state is None:
             state = self.initial_state(B)
         else:
-            if not (isinstance(state, (tuple, list)) and len(state) == 2):
-                raise TypeError("state must be a tuple (h, c)")
+            if not (isinstance(state, (tuple, list)) and len(state) == 2 and all(isinstance(s, Tensor) for s in state)):
+                raise TypeError("state must be a tuple (h, c) of two Tensors")
+            for idx, s in enumerate(state):
+                if s.dim() not in (1, 2):
+                    raise ValueError(f"{name}: Expected hx[{idx}] to be 1D or 2D, got {s.dim()}D instead")
             want = ((B, self.output_size), (B, self.hidden_size))
             state = tuple(s if batched else s.unsqueeze(0) for s in state)
-            for name, s, w in zip(("h", "c"), state, want, strict=True):
+            for sname, s, w in zip(("h", "c"), state, want, strict=True):
                 if tuple(s.shape) != w:
-                    raise ValueError(f"state {name} must have shape {w if batched else w[1:]}, got "
+                    raise ValueError(f"state {sname} must have shape {w if batched else w[1:]}, got "
                                      f"{tuple(s.shape) if batched else tuple(s.shape[1:])}")
         if self.training and self.recurrent_dropout > 0:
             if drop_mask is None:
@@ -328,10 +316,10 @@ class LSTMCell(nn.Module):
                 raise ValueError(f"drop_mask must have shape {(B, self.output_size)}, got {tuple(drop_mask.shape)}")
         else:
             drop_mask = None
-        h, (h, c) = lstm_step(x, tuple(state), _weights(dict(self.named_parameters())), self._options, drop_mask)
+        h, (h, c) = lstm_step(x, tuple(state), layer_weights(self), self._options, drop_mask)
         if not batched:
             h, c = h.squeeze(0), c.squeeze(0)
-        return h, (h, c)
+        return h, c
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"
@@ -349,3 +337,43 @@ class LSTMCell(nn.Module):
             if value != default:
                 s += f", {key}={value}"
         return s
+
+
+class LSTMCell(_LSTMCellBase):
+    r"""Drop-in ``torch.nn.LSTMCell``: ``(input, (h_0, c_0)) -> (h_1, c_1)``, plus ``LSTM``'s variants.
+
+    .. math::
+        c_1 = f \odot c_0 + i \odot g, \qquad h_1 = o \odot \tanh(c_1)
+
+    ``torch.nn.LSTMCell``'s arguments (``input_size, hidden_size, bias=True, device=None,
+    dtype=None``), parameter names (``weight_ih``, ``weight_hh``, ``bias_ih``, ``bias_hh``; the biases
+    are None with ``bias=False``), initialisation, return value and unbatched handling, so either
+    loads the other's state dict. The variants are keyword-only (``proj_size``, ``peephole``,
+    ``coupled``, ``layer_norm``, ``recurrent_dropout``, ``forget_bias``, ``layer_norm_eps``) and add
+    parameters named as in ``LSTM`` without the layer suffix (``weight_hr``, ``weight_ch``, ...).
+
+    Shapes: input (B, I) or (I,); h (B, P), c (B, H) (or (P,), (H,) unbatched); hx None means zeros.
+    With ``recurrent_dropout`` in training, pass ``drop_mask=cell.dropout_mask(B)``, drawn once per
+    sequence, to every step of that sequence. ``LSTMStepCell`` is the same cell under the
+    ``(x_t, state) -> (y_t, state)`` contract.
+    """
+
+    def forward(
+        self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None, *, drop_mask: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        return self._step(input, hx, drop_mask)
+
+
+class LSTMStepCell(_LSTMCellBase):
+    r"""One LSTM step with every variant of ``LSTM``: ``(x_t, (h, c)) -> (h_t, LSTMState(h_t, c_t))``.
+
+    The cell contract of STYLE.md (every cell maps ``(x_t, state)`` to ``(y_t, state)``, so the
+    state feeds straight back in); arguments, parameters and shapes are ``LSTMCell``'s, and the two
+    load each other's state dicts. ``state`` None means zeros.
+    """
+
+    def forward(
+        self, input: Tensor, state: tuple[Tensor, Tensor] | None = None, *, drop_mask: Tensor | None = None
+    ) -> tuple[Tensor, LSTMState]:
+        h, c = self._step(input, state, drop_mask)
+        return h, LSTMState(h, c)

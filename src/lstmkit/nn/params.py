@@ -31,7 +31,8 @@ def param_count(
     LayerNorm adds a gain for each of W_ih x and W_hh h (G each) and a gain and bias on c (2H).
     Layers after the first see D * P inputs.
 
-    Pass an ``LSTM``, ``GRU``, ``RNN`` or ``LSTMCell`` module instead to count from its settings.
+    Pass an ``LSTM``, ``GRU``, ``RNN``, ``LSTMCell`` or ``LSTMStepCell`` module instead to count from its
+    settings.
     """
     if isinstance(input_size, nn.Module):
         return _count_module(input_size)
@@ -65,9 +66,9 @@ def param_count(
 
 def _count_module(m: nn.Module) -> int:
     from .gru import GRU, RNN
-    from .lstm import LSTM, LSTMCell
+    from .lstm import LSTM, _LSTMCellBase
 
-    if isinstance(m, LSTMCell):
+    if isinstance(m, _LSTMCellBase):
         o = m._options
         return param_count(m.input_size, m.hidden_size, 1, proj_size=m.proj_size, bias=m.bias,
                            peephole=o.peephole, coupled=o.coupled, layer_norm=o.layer_norm)
