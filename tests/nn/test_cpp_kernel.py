@@ -351,10 +351,11 @@ def _in_subprocess(code: str, **env: str) -> subprocess.CompletedProcess:
 # Prints: available, whether this process compiled, the build folder, a small forward's sum, the ISA path.
 PROBE = """
 import torch
-from lstmkit.nn import _cpp
+from lstmkit.nn import LSTMOptions, LSTMWeights, _cpp
 ok = _cpp.available()
 x = torch.linspace(-1, 1, 2 * 3 * 16).reshape(2, 3, 16)
-y = _cpp.lstm_scan_cpp(x, torch.zeros(3, 4), torch.zeros(3, 4), torch.full((16, 4), 0.1))[0]
+w = LSTMWeights(None, torch.full((16, 4), 0.1), None, None, None, None, None, None, None, None)
+y = _cpp.lstm_scan_cpp(x, (torch.zeros(3, 4), torch.zeros(3, 4)), w, LSTMOptions())[0]
 print(ok, _cpp.built_here, _cpp.build_directory(), repr(y.sum().item()), _cpp._module.isa())
 """
 BUILD_MESSAGE = "lstmkit: compiling the C++ LSTM kernel"

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import ClassVar, NamedTuple
 
 from torch import Tensor, nn
+from torch.nn.utils import parametrize
 
 __all__ = ["GRUWeights", "LSTMOptions", "LSTMState", "LSTMWeights", "layer_weights"]
 
@@ -128,7 +129,8 @@ def layer_weights(layer: nn.Module, layer_index: int = 0, direction: int = 0) ->
 
     ``layer`` is an lstmkit or torch.nn LSTM, GRU or RNN layer, or a cell (which has one layer and
     direction). The fields are the module's own Parameters: ``layer_weights(m, 1, 1).w_ih is
-    m.weight_ih_l1_reverse``.
+    m.weight_ih_l1_reverse``; a parametrized weight (quantised or factorised by ``lstmkit.formats``)
+    is the tensor its parametrization computes at this call.
     """
     cls = _weights_type(layer)
     is_cell = not hasattr(layer, "num_layers")
@@ -140,4 +142,10 @@ def layer_weights(layer: nn.Module, layer_index: int = 0, direction: int = 0) ->
         raise IndexError(f"direction must be in [0, {n_directions}) for this layer, got {direction!r}")
     sfx = "" if is_cell else f"_l{layer_index}{'_reverse' if direction else ''}"
     params = layer._parameters  # the Parameter objects themselves, None where registered as None
-    return cls(**{field: params.get(name + sfx) for field, name in cls.PARAMETER_NAMES.items()})
+
+    def get(name: str) -> Tensor | None:
+        if parametrize.is_parametrized(layer, name):  # quantised or factorised: the weight it computes now
+            return getattr(layer, name)
+        return params.get(name)
+
+    return cls(**{field: get(name + sfx) for field, name in cls.PARAMETER_NAMES.items()})
