@@ -12,6 +12,7 @@ from typing import Annotated, NoReturn
 
 import typer
 
+from lstmkit._fileio import describe_os_error
 from lstmkit.tasks import TaskError, runner
 
 app = typer.Typer(
@@ -32,8 +33,9 @@ class Split(str, enum.Enum):
 
 
 def _fail(error: Exception, *, usage: str | None = None) -> NoReturn:
-    """Print the error; exit 2 for a bad argument (naming the command's --help), 1 otherwise."""
-    typer.echo(f"Error: {error}", err=True)
+    """Print the error; exit 2 for a bad argument (naming the command's --help), 1 otherwise. A file-system
+    error (read-only, full, a path under a regular file, a refused link) is one line: the path, the problem."""
+    typer.echo(f"Error: {describe_os_error(error) if isinstance(error, OSError) else error}", err=True)
     if usage:
         typer.echo(f"Try 'lstmkit {usage} --help' for help.", err=True)
     raise typer.Exit(2 if usage else 1)
@@ -72,11 +74,11 @@ def train(
     """
     try:
         cfg = runner.build_config(task, config, set_ or [], seed)
-    except (ValueError, TaskError) as e:
+    except (ValueError, TaskError, OSError) as e:
         _fail(e, usage="train")
     try:
         result = runner.train(task, cfg, out)
-    except TaskError as e:
+    except (TaskError, OSError) as e:
         _fail(e)
     typer.echo(f"run directory: {result.run_dir}{' (resumed)' if result.resumed else ''}")
     for line in result.lines:
@@ -95,7 +97,7 @@ def evaluate(
     """Score a trained run on a split, loading the model and its state from the run directory only."""
     try:
         _, lines = runner.evaluate(run_dir, split.value)
-    except TaskError as e:
+    except (TaskError, OSError) as e:
         _fail(e)
     for line in lines:
         typer.echo(line)
@@ -115,7 +117,7 @@ def generate(
     """Continue a prompt with a trained text model, loading everything from the run directory."""
     try:
         result = runner.generate(run_dir, prompt=prompt, length=length, temperature=temperature, top_k=top_k, seed=seed)
-    except TaskError as e:
+    except (TaskError, OSError) as e:
         _fail(e)
     for note in result.notes:
         typer.echo(f"note: {note}", err=True)
@@ -162,7 +164,7 @@ def diagnose(
         result = diagnose_runs(run_dirs, length=length, batch_size=batch, seed=seed, init=init, out=out)
     except ValueError as e:
         _fail(e, usage="diagnose")
-    except TaskError as e:
+    except (TaskError, OSError) as e:
         _fail(e)
     for line in result.lines:
         typer.echo(line)
@@ -193,7 +195,7 @@ def forecast(
 
     try:
         result = forecast_run(run_dir, horizon, origin=origin.value, out=out)
-    except TaskError as e:
+    except (TaskError, OSError) as e:
         _fail(e)
     for line in result.lines:
         typer.echo(line)
@@ -213,7 +215,7 @@ def recognize(
 
     try:
         lines = recognize_files(run_dir, files)
-    except TaskError as e:
+    except (TaskError, OSError) as e:
         _fail(e)
     for line in lines:
         typer.echo(line)
@@ -245,7 +247,7 @@ def export(
         result = export_run(run_dir, format=format_.value, out=out, lengths=lengths, verify=verify)
     except ValueError as e:
         _fail(e, usage="export")
-    except TaskError as e:
+    except (TaskError, OSError) as e:
         _fail(e)
     for line in result.describe():
         typer.echo(line)
@@ -280,7 +282,7 @@ def _compress(method: str, fn, run_dir: Path, out: Path, splits: list[Split] | N
         report = fn(run_dir, out, splits=[s.value for s in splits or [Split.val]], **options)
     except ValueError as e:
         _fail(e, usage=f"compress {method}")
-    except TaskError as e:
+    except (TaskError, OSError) as e:
         _fail(e)
     typer.echo(f"run directory: {out}")
     for line in describe(report):

@@ -11,10 +11,11 @@ import types
 import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, ClassVar
 
 import tomli_w
+
+from lstmkit._fileio import write_text_atomic
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -253,7 +254,7 @@ def dump_config(config: Config, path: str | os.PathLike[str] | None = None) -> s
     """Return ``config`` as TOML text, and write it to ``path`` when one is given."""
     text = tomli_w.dumps(config_to_dict(config))
     if path is not None:
-        Path(path).write_text(text, encoding="utf-8")
+        write_text_atomic(path, text)  # never through a link; a kill leaves the old file or the new one
     return text
 
 
