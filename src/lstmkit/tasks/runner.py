@@ -27,6 +27,7 @@ from lstmkit.tasks.rundir import (
     write_summary,
 )
 from lstmkit.train import (
+    CheckpointError,
     Config,
     apply_overrides,
     distributed,
@@ -173,7 +174,10 @@ def _train(task: Task, config: Config, out: str | os.PathLike[str] | None, start
 
     resumed = _on_main(make_run_dir, "set up the run directory")
     seed_everything(config.train.seed)
-    metrics = task.train(prepared, run_dir)
+    try:
+        metrics = task.train(prepared, run_dir)
+    except (CheckpointError, FloatingPointError) as e:  # no intact checkpoint; a run that diverged
+        raise TaskError(str(e)) from e
     metrics["data"] = task.data_source(config)
     metrics["wall_seconds"] = round(time.perf_counter() - started, 1)  # data preparation included
     metrics["threads"] = torch.get_num_threads()

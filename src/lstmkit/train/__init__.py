@@ -3,7 +3,14 @@ its logs, checkpoints, seeding and data-parallel training (``lstmkit.train.distr
 
 from __future__ import annotations
 
-from lstmkit.train.checkpoint import Checkpoint, latest_checkpoint, load_checkpoint, save_checkpoint
+from lstmkit.train.checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    latest_checkpoint,
+    latest_intact_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 from lstmkit.train.config import (
     Config,
     DataConfig,
@@ -26,6 +33,7 @@ from lstmkit.train.steps import lm_step
 
 __all__ = [
     "Checkpoint",
+    "CheckpointError",
     "Config",
     "DataConfig",
     "EpochLog",
@@ -43,6 +51,7 @@ __all__ = [
     "evaluate",
     "fit",
     "latest_checkpoint",
+    "latest_intact_checkpoint",
     "lm_step",
     "load_checkpoint",
     "load_config",

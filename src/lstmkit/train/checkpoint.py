@@ -49,6 +49,10 @@ _TMP_PREFIX = ".tmp-"
 _BROKEN_PREFIX = "broken-"  # damaged checkpoints, set aside by latest_intact_checkpoint and never deleted
 
 
+class CheckpointError(ValueError):
+    """No checkpoint to resume from reads back whole; the message names the damaged files."""
+
+
 @dataclasses.dataclass
 class Checkpoint:
     """What :func:`load_checkpoint` read back."""
@@ -282,7 +286,7 @@ def latest_intact_checkpoint(
     directories present. None when ``root`` holds no checkpoint (no index).
 
     Raises:
-        ValueError: checkpoints exist but none is intact (the broken ones are kept).
+        CheckpointError: checkpoints exist but none is intact (the broken ones are kept).
     """
     root = Path(root)
     if not (root / _INDEX).exists():
@@ -319,7 +323,7 @@ def latest_intact_checkpoint(
         _write_index(root, names)
         fsync_dir(root)
     if chosen is None:
-        raise ValueError(
+        raise CheckpointError(
             f"{root}: no intact checkpoint to resume from ({'; '.join(notes)}); move {root} away to start over"
         )
     if notes:
