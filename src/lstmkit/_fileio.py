@@ -131,6 +131,24 @@ def open_no_follow(path: str | os.PathLike[str], *, root: str | os.PathLike[str]
     return os.fdopen(fd, "w", newline="", encoding="utf-8")
 
 
+def read_utf8(path: str | os.PathLike[str], *, bom: bool = False) -> str:
+    """The UTF-8 text of ``path`` (with ``bom``, a leading byte-order mark is dropped).
+
+    Raises:
+        ValueError: the file is not UTF-8, naming it, the line and the column of the first bad byte.
+    """
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8-sig" if bom else "utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        column = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
+        raise ValueError(
+            f"{path}: not UTF-8 text: line {line}, column {column} holds the byte 0x{data[e.start]:02x} "
+            "(save the file as UTF-8)"
+        ) from e
+
+
 def write_json_atomic(path: str | os.PathLike[str], obj: Any, *, root: str | os.PathLike[str] | None = None) -> None:
     """Write ``obj`` as indented JSON to ``path`` atomically."""
     write_text_atomic(path, json.dumps(obj, indent=2, allow_nan=True) + "\n", root=root)

@@ -13,7 +13,7 @@ from typing import Annotated, NoReturn
 import typer
 
 from lstmkit._fileio import describe_os_error
-from lstmkit.tasks import TaskError, runner
+from lstmkit.tasks import ConfigError, TaskError, runner
 
 app = typer.Typer(
     name="lstmkit",
@@ -78,6 +78,8 @@ def train(
         _fail(e, usage="train")
     try:
         result = runner.train(task, cfg, out)
+    except ConfigError as e:
+        _fail(e, usage="train")
     except (TaskError, OSError) as e:
         _fail(e)
     typer.echo(f"run directory: {result.run_dir}{' (resumed)' if result.resumed else ''}")
@@ -107,7 +109,9 @@ def evaluate(
 def generate(
     run_dir: Annotated[Path, typer.Argument(help="A run directory of a text task (charlm, wordlm).")],
     prompt: Annotated[str, typer.Option(help="Text to continue; empty starts at a line break.")] = "",
-    length: Annotated[int, typer.Option(min=0, help="How many tokens (characters or words) to generate.")] = 500,
+    length: Annotated[
+        int, typer.Option(min=0, max=1_000_000, help="How many tokens (characters or words) to generate, at most 10^6.")
+    ] = 500,
     temperature: Annotated[
         float, typer.Option(min=0.0, help="Divides the logits: < 1 is safer, > 1 wilder; 0 always takes the likeliest.")
     ] = 0.8,

@@ -27,7 +27,14 @@ from lstmkit.train.config import (
 from lstmkit.train.logs import EpochLog, StepLog
 from lstmkit.train.loop import FitResult, evaluate, fit
 from lstmkit.train.losses import ctc_loss, distillation_loss, masked_cross_entropy, masked_mse
-from lstmkit.train.optim import make_optimizer, make_scheduler, param_groups, warmup_cosine
+from lstmkit.train.optim import (
+    check_schedule,
+    make_optimizer,
+    make_scheduler,
+    param_groups,
+    planned_steps,
+    warmup_cosine,
+)
 from lstmkit.train.seed import capture_rng_state, restore_rng_state, seed_everything
 from lstmkit.train.steps import lm_step
 
@@ -43,6 +50,7 @@ __all__ = [
     "TrainConfig",
     "apply_overrides",
     "capture_rng_state",
+    "check_schedule",
     "config_from_dict",
     "config_to_dict",
     "ctc_loss",
@@ -60,6 +68,7 @@ __all__ = [
     "masked_cross_entropy",
     "masked_mse",
     "param_groups",
+    "planned_steps",
     "restore_rng_state",
     "save_checkpoint",
     "section_defaults",

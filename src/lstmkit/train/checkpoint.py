@@ -171,7 +171,10 @@ def save_checkpoint(
         for f in tmp.iterdir():
             fsync_file(f)
         fsync_dir(tmp)
-    except BaseException:  # a full disk, a kill signal turned exception: leave no temporary folder behind
+    except OSError as e:  # a full disk: leave no temporary folder behind, and name the folder that stays
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise OSError(e.errno, f"{e.strerror or e} (writing the checkpoint of step {step})", str(root)) from e
+    except BaseException:  # an interrupt: leave no temporary folder behind
         shutil.rmtree(tmp, ignore_errors=True)
         raise
 

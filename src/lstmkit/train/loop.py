@@ -32,7 +32,7 @@ from lstmkit.train import distributed
 from lstmkit.train.checkpoint import latest_intact_checkpoint, load_checkpoint, save_checkpoint
 from lstmkit.train.config import Config
 from lstmkit.train.logs import EpochLog, MetricsCsv, StepLog, open_tensorboard, progress_bar
-from lstmkit.train.optim import make_optimizer, make_scheduler
+from lstmkit.train.optim import make_optimizer, make_scheduler, planned_steps
 from lstmkit.train.seed import capture_rng_state, restore_rng_state
 from lstmkit.train.steps import StepFn
 
@@ -219,9 +219,7 @@ def fit(
         return elapsed() / (60 * cfg.max_minutes)
 
     k = cfg.accumulate
-    batches_per_epoch = len(train_data) if hasattr(train_data, "__len__") else None
-    steps_per_epoch = -(-batches_per_epoch // k) if batches_per_epoch is not None else None
-    total_steps = cfg.max_steps or (steps_per_epoch * cfg.epochs if steps_per_epoch else None)
+    total_steps = planned_steps(train_data, cfg)
     optimizer = make_optimizer(model, cfg)
     scheduler = make_scheduler(optimizer, cfg, total_steps, time_used if cfg.max_minutes is not None else None)
     per_step_schedule = not isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
