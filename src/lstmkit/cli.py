@@ -12,7 +12,8 @@ from typing import Annotated, NoReturn
 
 import typer
 
-from lstmkit.tasks import TaskError, runner
+from lstmkit._fileio import describe_os_error
+from lstmkit.tasks import ConfigError, TaskError, runner
 
 app = typer.Typer(
     name="lstmkit",
@@ -32,8 +33,9 @@ class Split(str, enum.Enum):
 
 
 def _fail(error: Exception, *, usage: str | None = None) -> NoReturn:
-    """Print the error; exit 2 for a bad argument (naming the command's --help), 1 otherwise."""
-    typer.echo(f"Error: {error}", err=True)
+    """Print the error; exit 2 for a bad argument (naming the command's --help), 1 otherwise. A file-system
+    error (read-only, full, a path under a regular file, a refused link) is one line: the path, the problem."""
+    typer.echo(f"Error: {describe_os_error(error) if isinstance(error, OSError) else error}", err=True)
     if usage:
         typer.echo(f"Try 'lstmkit {usage} --help' for help.", err=True)
     raise typer.Exit(2 if usage else 1)
@@ -72,11 +74,13 @@ def train(
     """
     try:
         cfg = runner.build_config(task, config, set_ or [], seed)
-    except (ValueError, TaskError) as e:
+    except (ValueError, TaskError, OSError) as e:
         _fail(e, usage="train")
     try:
         result = runner.train(task, cfg, out)
-    except TaskError as e:
+    except ConfigError as e:
+        _fail(e, usage="train")
+    except (TaskError, OSError) as e:
         _fail(e)
     typer.echo(f"run directory: {result.run_dir}{' (resumed)' if result.resumed else ''}")
     for line in result.lines:
@@ -95,7 +99,7 @@ def evaluate(
     """Score a trained run on a split, loading the model and its state from the run directory only."""
     try:
         _, lines = runner.evaluate(run_dir, split.value)
-    except TaskError as e:
+    except (TaskError, OSError) as e:
         _fail(e)
     for line in lines:
         typer.echo(line)
@@ -105,7 +109,9 @@ def evaluate(
 def generate(
     run_dir: Annotated[Path, typer.Argument(help="A run directory of a text task (charlm, wordlm).")],
     prompt: Annotated[str, typer.Option(help="Text to continue; empty starts at a line break.")] = "",
-    length: Annotated[int, typer.Option(min=0, help="How many tokens (characters or words) to generate.")] = 500,
+    length: Annotated[
+        int, typer.Option(min=0, max=1_000_000, help="How many tokens (characters or words) to generate, at most 10^6.")
+    ] = 500,
     temperature: Annotated[
         float, typer.Option(min=0.0, help="Divides the logits: < 1 is safer, > 1 wilder; 0 always takes the likeliest.")
     ] = 0.8,
@@ -115,7 +121,7 @@ def generate(
     """Continue a prompt with a trained text model, loading everything from the run directory."""
     try:
         result = runner.generate(run_dir, prompt=prompt, length=length, temperature=temperature, top_k=top_k, seed=seed)
-    except TaskError as e:
+    except (TaskError, OSError) as e:
         _fail(e)
     for note in result.notes:
         typer.echo(f"note: {note}", err=True)
@@ -162,7 +168,7 @@ def diagnose(
         result = diagnose_runs(run_dirs, length=length, batch_size=batch, seed=seed, init=init, out=out)
     except ValueError as e:
         _fail(e, usage="diagnose")
-    except TaskError as e:
+    except (TaskError, OSError) as e:
         _fail(e)
     for line in result.lines:
         typer.echo(line)
@@ -193,7 +199,7 @@ def forecast(
 
     try:
         result = forecast_run(run_dir, horizon, origin=origin.value, out=out)
-    except TaskError as e:
+    except (TaskError, OSError) as e:
         _fail(e)
     for line in result.lines:
         typer.echo(line)
@@ -213,7 +219,7 @@ def recognize(
 
     try:
         lines = recognize_files(run_dir, files)
-    except TaskError as e:
+    except (TaskError, OSError) as e:
         _fail(e)
     for line in lines:
         typer.echo(line)
@@ -245,7 +251,7 @@ def export(
         result = export_run(run_dir, format=format_.value, out=out, lengths=lengths, verify=verify)
     except ValueError as e:
         _fail(e, usage="export")
-    except TaskError as e:
+    except (TaskError, OSError) as e:
         _fail(e)
     for line in result.describe():
         typer.echo(line)
@@ -280,7 +286,7 @@ def _compress(method: str, fn, run_dir: Path, out: Path, splits: list[Split] | N
         report = fn(run_dir, out, splits=[s.value for s in splits or [Split.val]], **options)
     except ValueError as e:
         _fail(e, usage=f"compress {method}")
-    except TaskError as e:
+    except (TaskError, OSError) as e:
         _fail(e)
     typer.echo(f"run directory: {out}")
     for line in describe(report):

@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lstmkit._fileio import save_figure, write_text_atomic
 from lstmkit.nn import GRU, LSTM, RNN, LSTMOptions, layer_weights
 from lstmkit.nn._reference import gru_step, lstm_step, rnn_step
 
@@ -221,7 +222,7 @@ def plot_gradient_flow(flows: Mapping[str, GradientFlow], path: str | os.PathLik
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    save_figure(fig, path, dpi=80)
     plt.close(fig)
 
 
@@ -313,10 +314,10 @@ def diagnose_runs(
     what = "as initialised" if init else "trained" + (f" at T = {trained_at.pop()}" if len(trained_at) == 1 else "")
     plot_gradient_flow(flows, png, title=f"{task.name}, T = {T}, {batch_size} sequences, models {what}")
     json_path = png.with_suffix(".json")
-    json_path.write_text(json.dumps({
+    write_text_atomic(json_path, json.dumps({
         "task": task.name, "length": T, "batch_size": batch_size, "seed": seed, "init": init,
         "relative_to": "mean norm at the last step", "runs": records,
-    }, indent=1) + "\n", encoding="utf-8")  # fmt: skip
+    }, indent=1) + "\n")  # fmt: skip
 
     lines = [f"gradient flow of the {task.name} loss at step T = {T} ({batch_size} sequences, models {what}):"]
     for label, flow in flows.items():

@@ -60,7 +60,7 @@ def test_sample_feeds_tokens_back_and_is_seeded():
 @pytest.mark.parametrize(
     ("kw", "match"),
     [
-        ({"length": -1, "temperature": 1.0, "top_k": 0}, "length must be an int >= 0"),
+        ({"length": -1, "temperature": 1.0, "top_k": 0}, r"length must be an int in \[0, 1000000\]"),
         ({"length": 5, "temperature": -0.5, "top_k": 0}, "temperature must be a finite number >= 0"),
         ({"length": 5, "temperature": math.nan, "top_k": 0}, "temperature must be a finite number >= 0"),
         ({"length": 5, "temperature": 1.0, "top_k": -2}, "top_k must be an int >= 0"),

@@ -35,7 +35,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import safetensors.torch
 import torch
 from torch import nn
 
@@ -52,6 +51,7 @@ from lstmkit.compress.report import (
 from lstmkit.compress.training import finetune_config, recurrent_core, train_model, training
 from lstmkit.formats import lowrank as lr
 from lstmkit.formats import quantized as qz
+from lstmkit.formats.integrity import save_model_file
 from lstmkit.tasks.base import Task, TaskError
 from lstmkit.tasks.rundir import CONFIG, MODEL, Run, open_run, write_stamp, write_summary
 from lstmkit.tasks.runner import set_threads
@@ -295,7 +295,7 @@ def prune_run(
         extra.update(sparsity=pr.sparsity_of(pruned, list(masks)), pruned_weights=total - kept, weights=total,
                      schedule=pr.prune_schedule(sparsity, steps), sparse_bytes_csr=pr.sparse_bytes(pruned),
                      dense_bytes=sum(p.numel() * p.element_size() for p in pruned.parameters()))  # fmt: skip
-    dst = _write_run(src, out, config, lambda p: safetensors.torch.save_model(pruned, str(p)), "prune")
+    dst = _write_run(src, out, config, lambda p: save_model_file(pruned, p), "prune")
     _, pruned = load_model(out)
     options = {"sparsity": sparsity, "structured": structured, "scope": scope, "steps": steps,
                "finetune_steps": finetune_steps, "lr": ft.train.lr if ft else None}  # fmt: skip
@@ -329,7 +329,7 @@ def lowrank_run(
     if finetune_steps:
         ft = finetune_config(src.config, finetune_steps, lr_, progress=progress)
         extra["finetune"] = train_model(small, training(src.task, src.config), ft, log_dir=out / "finetune")
-    save = (lambda p: lr.save_lowrank(small, p)) if ranks else (lambda p: safetensors.torch.save_model(small, str(p)))
+    save = (lambda p: lr.save_lowrank(small, p)) if ranks else (lambda p: save_model_file(small, p))
     dst = _write_run(src, out, src.config, save, "lowrank")
     _, small = load_model(out)
     options = {"rank": rank, "energy": energy, "finetune_steps": finetune_steps, "lr": lr_}
@@ -382,7 +382,7 @@ def distill_run(
     else:
         step = task.distill_step(teacher, data.step, alpha=alpha, temperature=temperature, config=config)
     result = train_model(student, data, config, step=step, log_dir=out / "finetune")
-    dst = _write_run(src, out, config, lambda p: safetensors.torch.save_model(student, str(p)), "distill")
+    dst = _write_run(src, out, config, lambda p: save_model_file(student, p), "distill")
     _, student = load_model(out)
     options = {"hidden_size": hidden_size, "num_layers": config.model.num_layers, "alpha": alpha,
                "temperature": temperature, "steps": result["steps"], "overrides": list(overrides)}  # fmt: skip

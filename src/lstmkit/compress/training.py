@@ -14,6 +14,7 @@ from typing import Any
 
 from torch import nn
 
+from lstmkit._fileio import write_bytes_atomic
 from lstmkit.tasks.base import Step, Task, TrainingData
 from lstmkit.train import Config, fit, set_values
 
@@ -60,5 +61,5 @@ def train_model(
                      on_step=on_step, resume=False)  # fmt: skip
         if log_dir is not None and (Path(tmp) / "metrics.csv").is_file():
             log_dir.mkdir(parents=True, exist_ok=True)
-            (log_dir / "metrics.csv").write_bytes((Path(tmp) / "metrics.csv").read_bytes())
+            write_bytes_atomic(log_dir / "metrics.csv", (Path(tmp) / "metrics.csv").read_bytes(), root=log_dir)
     return {"steps": result.steps, "best_val_loss": result.best_val_loss, "lr": config.train.lr}

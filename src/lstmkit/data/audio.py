@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import os
+import struct
 import warnings
 from pathlib import Path
 
@@ -44,8 +45,8 @@ def read_wav(
             # espeak-ng --stdout writes a streaming header whose sizes are placeholders; the samples are fine.
             warnings.simplefilter("ignore", wavfile.WavFileWarning)
             rate, samples = wavfile.read(io.BytesIO(source) if isinstance(source, bytes) else Path(source))
-    except (OSError, ValueError, EOFError) as e:
-        raise ValueError(f"{name} is not a readable WAV file: {e}") from e
+    except (OSError, ValueError, EOFError, struct.error) as e:  # struct.error: a truncated header or chunk
+        raise ValueError(f"{name} is not a readable WAV file (truncated or damaged?): {e}") from e
     if samples.ndim == 2 and samples.shape[1] != 1:
         raise ValueError(
             f"{name} has {samples.shape[1]} channels; a mono WAV is needed "
@@ -59,7 +60,11 @@ def read_wav(
         )
     if len(samples) == 0:
         raise ValueError(f"{name} holds no samples")
-    return _to_float(samples), int(rate)
+    samples = _to_float(samples)
+    if not np.isfinite(samples).all():  # a float WAV may hold NaN or infinity; no model can read them
+        bad = int((~np.isfinite(samples)).sum())
+        raise ValueError(f"{name} holds {bad} non-finite (NaN or infinite) samples of {len(samples)}")
+    return samples, int(rate)
 
 
 def hz_to_mel(hz: np.ndarray | float) -> np.ndarray:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -58,16 +59,36 @@ def _font(path: str, size: int) -> ImageFont.FreeTypeFont:
     return ImageFont.truetype(path, size)  # loading a face costs more than drawing a line with it
 
 
+MAX_PIXELS = 16_000_000  # one line of text needs far fewer; refused before decoding (a 23 kB PNG can hold 400 MP)
+
+
 def read_image(path: str | os.PathLike[str]) -> np.ndarray:
     """A PNG (or any image Pillow reads) as an 8-bit grey array (Hpx, Wpx); ``ValueError`` names the
-    file when it cannot be read or is empty."""
+    file when it cannot be read, is empty, or has more than :data:`MAX_PIXELS` pixels (checked from
+    its header, before any pixel is decoded)."""
     path = Path(path)
+    unreadable = (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError)
     try:
-        with Image.open(path) as image:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own, lower limit follows
+            image = Image.open(path)  # reads the header only
+    except Image.DecompressionBombError as e:  # Pillow's own limit, far above ours
+        raise ValueError(f"{path} is too large ({e}); lstmkit reads images of at most {MAX_PIXELS / 1e6:.0f} "
+                         "megapixels: crop it to the line of text") from e  # fmt: skip
+    except unreadable as e:
+        raise ValueError(f"{path} is not a readable image: {e}") from e
+    with image:
+        width, height = image.size
+        if width * height > MAX_PIXELS:
+            raise ValueError(
+                f"{path} is {width} x {height} pixels ({width * height / 1e6:.0f} megapixels); lstmkit reads "
+                f"images of at most {MAX_PIXELS / 1e6:.0f} megapixels: crop it to the line of text"
+            )
+        try:
             image.load()
             grey = image.convert("L")
-    except (OSError, UnidentifiedImageError, ValueError) as e:
-        raise ValueError(f"{path} is not a readable image: {e}") from e
+        except unreadable as e:
+            raise ValueError(f"{path} is not a readable image: {e}") from e
     pixels = np.asarray(grey, dtype=np.uint8)
     if pixels.size == 0:
         raise ValueError(f"{path} is an empty image ({grey.width} x {grey.height} pixels)")

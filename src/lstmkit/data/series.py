@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import datetime
+import io
 import itertools
 import math
 import os
@@ -26,6 +27,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+from lstmkit._fileio import read_utf8
 
 
 @dataclasses.dataclass
@@ -138,8 +141,7 @@ def read_series_csv(
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist")
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        rows = list(csv.reader(f))
+    rows = list(csv.reader(io.StringIO(read_utf8(path, bom=True), newline="")))
     rows = [(i + 1, r) for i, r in enumerate(rows) if r]  # 1-based line numbers; blank lines are skipped
     if not rows:
         raise ValueError(f"{path} is empty")

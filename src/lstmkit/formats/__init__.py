@@ -20,7 +20,7 @@ import safetensors
 import safetensors.torch
 from torch import nn
 
-from lstmkit.formats import lowrank, quantized
+from lstmkit.formats import integrity, lowrank, quantized
 
 FORMATS = ("float", quantized.FORMAT, lowrank.FORMAT)
 
@@ -33,7 +33,14 @@ def file_format(path: str | os.PathLike[str]) -> str:
 
 def load_weights(model: nn.Module, path: str | os.PathLike[str]) -> nn.Module:
     """Load the weights file ``path``, in any of :data:`FORMATS`, into ``model`` (strictly: every
-    tensor must match); returns ``model``. Raises what safetensors raises for a file that does not fit."""
+    tensor must match); returns ``model``.
+
+    Raises:
+        integrity.WeightsError: the file is truncated, corrupt (its recorded SHA-256 does not match)
+            or holds non-finite weights; checked before anything is loaded.
+        what safetensors or ``load_state_dict`` raise for an intact file that does not fit ``model``.
+    """
+    integrity.verify(path)
     fmt = file_format(path)
     if fmt == quantized.FORMAT:
         quantized.load_quantized(model, path)
@@ -44,4 +51,4 @@ def load_weights(model: nn.Module, path: str | os.PathLike[str]) -> nn.Module:
     return model
 
 
-__all__ = ["FORMATS", "file_format", "load_weights", "lowrank", "quantized"]
+__all__ = ["FORMATS", "file_format", "integrity", "load_weights", "lowrank", "quantized"]

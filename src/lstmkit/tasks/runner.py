@@ -6,6 +6,8 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -13,7 +15,7 @@ from typing import Any
 
 import torch
 
-from lstmkit.tasks.base import Generated, Task, TaskError
+from lstmkit.tasks.base import ConfigError, Generated, Task, TaskError
 from lstmkit.tasks.plots import plot_curves
 from lstmkit.tasks.registry import TASKS, get_task
 from lstmkit.tasks.rundir import (
@@ -27,11 +29,14 @@ from lstmkit.tasks.rundir import (
     write_summary,
 )
 from lstmkit.train import (
+    CheckpointError,
     Config,
     apply_overrides,
+    check_schedule,
     distributed,
     dump_config,
     load_config,
+    planned_steps,
     section_defaults,
     seed_everything,
     set_values,
@@ -57,6 +62,8 @@ def build_config(
     task = get_task(task_name)
     config = task.default_config()
     if config_file is not None:
+        if Path(config_file).is_dir():
+            raise ValueError(f"--config {config_file} is a directory; give a TOML file")
         if not Path(config_file).is_file():
             raise ValueError(f"config file {config_file} does not exist")
         config = load_config(config_file, config)  # keys the file leaves out keep the task's defaults
@@ -87,7 +94,15 @@ def _check_out_dir(out: Path, task_name: str, config: Config) -> bool:
     stamp = read_stamp(out)
     if stamp.get("task") != task_name:
         raise TaskError(f"--out {out} holds a {stamp.get('task')!r} run, not {task_name!r}; choose another directory")
-    old = load_config(out / CONFIG, section_defaults(config))
+    try:
+        old = load_config(out / CONFIG, section_defaults(config))
+    except FileNotFoundError as e:
+        raise TaskError(f"{out / CONFIG} is missing, so the run in --out {out} cannot be resumed; "
+                        "choose a new directory") from e  # fmt: skip
+    except (OSError, ValueError) as e:
+        problem = e.strerror if isinstance(e, OSError) and e.strerror else str(e).removeprefix(f"{out / CONFIG}: ")
+        raise TaskError(f"{out / CONFIG}: {problem}; the run in --out {out} cannot be resumed: repair the file "
+                        "or choose a new directory") from e  # fmt: skip
     if old != config:
         changed = [
             f"{section}.{key}"
@@ -100,6 +115,89 @@ def _check_out_dir(out: Path, task_name: str, config: Config) -> bool:
             "or repeat the same settings to resume it"
         )
     return True
+
+
+def preflight(task: Task, prepared: Any) -> None:
+    """Every check of the config against the data and the machine, before any file is written.
+
+    Raises:
+        ConfigError: naming the keys (the CLI exits 2).
+    """
+    config = prepared.config
+    try:
+        check_schedule(config.train, planned_steps(task.training_data(prepared).train, config.train))
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
+    check_memory(config)
+
+
+_GATES = {"lstm": 4, "gru": 3, "rnn": 1}
+
+
+def memory_estimate(config: Config) -> tuple[int, int]:
+    """(parameters, bytes) a training run of ``config`` needs, estimated from the config alone (no
+    model is built): the recurrent core, embedding and head in float32, times 5 for the weights, their
+    gradients, Adam's two moments and the kept best copy, plus the activations kept for backward
+    (about (gates + 2) values per unit, step, layer, direction and sequence)."""
+    m, d = config.model, config.data
+    g, H, L = _GATES.get(m.cell, 4), m.hidden_size, m.num_layers
+    D = 2 if getattr(m, "bidirectional", False) else 1
+    first_in = (m.embedding_dim or H) if m.vocab_size else (m.input_size or 1)
+    per_direction = g * H * (first_in + H + 2) + (L - 1) * g * H * (D * H + H + 2)
+    outputs = m.output_size or m.vocab_size or 1
+    params = D * per_direction + (m.vocab_size or 0) * (m.embedding_dim or H) + D * H * outputs + outputs
+    steps = next((v for v in (getattr(d, k, None) for k in ("bptt", "length", "window")) if isinstance(v, int)), 0)
+    activations = d.batch_size * steps * L * D * H * (g + 2)
+    return params, 4 * (5 * params + activations)
+
+
+def check_memory(config: Config) -> None:
+    """Refuse a model that cannot fit in this machine's memory, naming the estimate, before it is built."""
+    try:
+        ram = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # not POSIX: no check
+        return
+    params, need = memory_estimate(config)
+    if need > ram:
+        raise ConfigError(
+            f"model.hidden_size={config.model.hidden_size}, model.num_layers={config.model.num_layers} make a model of "
+            f"about {params:.3g} parameters that needs about {need / 2**30:.3g} GiB to train (weights, gradients, "
+            f"Adam moments, the best copy, activations); this machine has {ram / 2**30:.3g} GiB. Lower "
+            "model.hidden_size, model.num_layers or data.batch_size"
+        )
+
+
+def _create_run_dir(run_dir: Path, task: Task, config: Config, prepared: Any) -> None:
+    """Write a new run's stamp, config and state files into a temporary folder beside ``run_dir``, then
+    rename it into place (onto an absent path or an empty directory): a start that fails half-way
+    (a full disk, a bad state file) leaves no half-made run directory."""
+    blocked = next((p for p in run_dir.parents if p.exists() and not p.is_dir()), None)
+    if blocked is not None:
+        raise TaskError(f"--out {run_dir}: cannot create the run directory: {blocked} is a file, not a directory")
+    try:
+        run_dir.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.tmp-", dir=run_dir.parent))
+    except OSError as e:  # a read-only file system, a regular file on the way, no permission
+        where = f" ({e.filename})" if e.filename and not str(e.filename).startswith(str(run_dir.parent / ".")) else ""
+        raise TaskError(f"--out {run_dir}: cannot create the run directory: {e.strerror or e}{where}") from e
+    try:
+        write_stamp(tmp, task)
+        dump_config(config, tmp / CONFIG)
+        prepared.save(tmp)
+        os.replace(tmp, run_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _remove_unstarted(run_dir: Path, existed: bool) -> None:
+    """After a new run failed before its first checkpoint: nothing in ``run_dir`` can be resumed, so it
+    goes (back to an empty directory when it existed), and the corrected command can use it again."""
+    if (run_dir / "checkpoints" / "index.json").exists() or not (run_dir / STAMP).exists():
+        return
+    shutil.rmtree(run_dir, ignore_errors=True)
+    if existed:
+        run_dir.mkdir(exist_ok=True)
 
 
 def train(task_name: str, config: Config, out: str | os.PathLike[str] | None = None) -> TrainResult:
@@ -160,20 +258,27 @@ def _train(task: Task, config: Config, out: str | os.PathLike[str] | None, start
     except distributed.DistributedError as e:
         raise TaskError(str(e)) from e
     config = prepared.config
+    if distributed.world_size() == 1:  # with several ranks each checks its own shard, in fit
+        preflight(task, prepared)
     run_dir = Path(_on_main(lambda: str(out if out is not None else _default_out(task.name)), "name the run"))
+    existed = run_dir.is_dir()
 
     def make_run_dir() -> bool:
         resumed = _check_out_dir(run_dir, task.name, config)
-        run_dir.mkdir(parents=True, exist_ok=True)
         if not resumed:
-            write_stamp(run_dir, task)
-            dump_config(config, run_dir / CONFIG)
-            prepared.save(run_dir)
+            _create_run_dir(run_dir, task, config, prepared)
         return resumed
 
     resumed = _on_main(make_run_dir, "set up the run directory")
     seed_everything(config.train.seed)
-    metrics = task.train(prepared, run_dir)
+    try:
+        metrics = task.train(prepared, run_dir)
+    except BaseException as e:
+        if not resumed and distributed.rank() == 0:
+            _remove_unstarted(run_dir, existed)
+        if isinstance(e, (CheckpointError, FloatingPointError)):  # no intact checkpoint; a run that diverged
+            raise TaskError(str(e)) from e
+        raise
     metrics["data"] = task.data_source(config)
     metrics["wall_seconds"] = round(time.perf_counter() - started, 1)  # data preparation included
     metrics["threads"] = torch.get_num_threads()

@@ -8,11 +8,13 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+MAX_LENGTH = 1_000_000  # tokens per call: about 10 minutes on one core; more is a typo, not a wish
+
 
 def check_sampling_args(*, length: int, temperature: float, top_k: int) -> None:
     """Reject bad sampling arguments by name, before a model is loaded."""
-    if isinstance(length, bool) or not isinstance(length, int) or length < 0:
-        raise ValueError(f"length must be an int >= 0, got {length!r}")
+    if isinstance(length, bool) or not isinstance(length, int) or not 0 <= length <= MAX_LENGTH:
+        raise ValueError(f"length must be an int in [0, {MAX_LENGTH}], got {length!r}")
     if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not (
         math.isfinite(temperature) and temperature >= 0
     ):
@@ -39,7 +41,10 @@ def next_token(
     if 0 < top_k < logits.numel():
         kth = torch.topk(logits, top_k).values[-1]
         logits[logits < kth] = -math.inf
-    probs = torch.softmax(logits / temperature, dim=0)
+    scaled = logits / temperature
+    if not torch.isfinite(scaled[logits > -math.inf]).all():  # a temperature so small that logits overflow:
+        return int(logits.argmax())  # its limit, the most likely token (as temperature 0)
+    probs = torch.softmax(scaled, dim=0)
     return int(torch.multinomial(probs, 1, generator=generator))
 
 

@@ -3,7 +3,14 @@ its logs, checkpoints, seeding and data-parallel training (``lstmkit.train.distr
 
 from __future__ import annotations
 
-from lstmkit.train.checkpoint import Checkpoint, latest_checkpoint, load_checkpoint, save_checkpoint
+from lstmkit.train.checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    latest_checkpoint,
+    latest_intact_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 from lstmkit.train.config import (
     Config,
     DataConfig,
@@ -20,12 +27,20 @@ from lstmkit.train.config import (
 from lstmkit.train.logs import EpochLog, StepLog
 from lstmkit.train.loop import FitResult, evaluate, fit
 from lstmkit.train.losses import ctc_loss, distillation_loss, masked_cross_entropy, masked_mse
-from lstmkit.train.optim import make_optimizer, make_scheduler, param_groups, warmup_cosine
+from lstmkit.train.optim import (
+    check_schedule,
+    make_optimizer,
+    make_scheduler,
+    param_groups,
+    planned_steps,
+    warmup_cosine,
+)
 from lstmkit.train.seed import capture_rng_state, restore_rng_state, seed_everything
 from lstmkit.train.steps import lm_step
 
 __all__ = [
     "Checkpoint",
+    "CheckpointError",
     "Config",
     "DataConfig",
     "EpochLog",
@@ -35,6 +50,7 @@ __all__ = [
     "TrainConfig",
     "apply_overrides",
     "capture_rng_state",
+    "check_schedule",
     "config_from_dict",
     "config_to_dict",
     "ctc_loss",
@@ -43,6 +59,7 @@ __all__ = [
     "evaluate",
     "fit",
     "latest_checkpoint",
+    "latest_intact_checkpoint",
     "lm_step",
     "load_checkpoint",
     "load_config",
@@ -51,6 +68,7 @@ __all__ = [
     "masked_cross_entropy",
     "masked_mse",
     "param_groups",
+    "planned_steps",
     "restore_rng_state",
     "save_checkpoint",
     "section_defaults",

@@ -13,7 +13,13 @@ Layout of a checkpoint root::
 A new checkpoint is built in a temporary directory (every file fsynced), renamed into place,
 and only then added to ``index.json``, which is itself replaced atomically (written to a
 temporary file in the same directory, fsynced, ``os.replace``). A kill at any moment therefore
-leaves ``index.json`` naming complete checkpoints only; leftovers are removed by the next save.
+leaves ``index.json`` naming complete checkpoints only; leftovers are removed by the next save, and
+a save that fails (a full disk) removes its temporary directory itself.
+
+Both safetensors files carry their SHA-256 (:mod:`lstmkit.formats.integrity`), checked on load.
+:func:`latest_intact_checkpoint` finds the newest checkpoint that reads back whole: a damaged one
+(bytes flipped, truncated, a broken ``trainer.json`` or ``index.json``) is skipped, renamed
+``broken-step-...`` (kept, never deleted) and the index rewritten without it.
 """
 
 from __future__ import annotations
@@ -30,7 +36,8 @@ import safetensors.torch
 import torch
 from torch import nn
 
-from lstmkit._fileio import fsync_dir, fsync_file, read_versioned_json, write_versioned_json
+from lstmkit._fileio import UnsafeWrite, fsync_dir, fsync_file, read_versioned_json, write_versioned_json
+from lstmkit.formats import integrity
 from lstmkit.train.config import Config, dump_config, load_config, section_defaults
 
 _INDEX = "index.json"
@@ -39,6 +46,11 @@ _STATE_FORMAT = "lstmkit.checkpoint"
 _VERSION = 1
 _NAME = re.compile(r"step-\d{9}(-\d+)?")
 _TMP_PREFIX = ".tmp-"
+_BROKEN_PREFIX = "broken-"  # damaged checkpoints, set aside by latest_intact_checkpoint and never deleted
+
+
+class CheckpointError(ValueError):
+    """No checkpoint to resume from reads back whole; the message names the damaged files."""
 
 
 @dataclasses.dataclass
@@ -134,6 +146,8 @@ def save_checkpoint(
     if not isinstance(keep, int) or keep < 1:
         raise ValueError(f"keep must be an int >= 1, got {keep!r}")
     root = Path(root)
+    if root.is_symlink():
+        raise UnsafeWrite(root, "is a symbolic link; lstmkit never writes checkpoints through links")
     root.mkdir(parents=True, exist_ok=True)
     index = _read_index(root)
     _remove_unindexed(root, index)
@@ -146,14 +160,23 @@ def save_checkpoint(
         "scheduler": _encode(scheduler.state_dict(), tensors) if scheduler is not None else None,
     }
     tmp = Path(tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}step-{step:09d}-", dir=root))
-    safetensors.torch.save_model(model, str(tmp / "model.safetensors"))  # drops tied duplicates
-    safetensors.torch.save_file(tensors, str(tmp / "trainer.safetensors"))
-    write_versioned_json(tmp / "trainer.json", _STATE_FORMAT, _VERSION, payload)
-    if config is not None:
-        dump_config(config, tmp / "config.toml")
-    for f in tmp.iterdir():
-        fsync_file(f)
-    fsync_dir(tmp)
+    try:
+        safetensors.torch.save_model(model, str(tmp / "model.safetensors"))  # drops tied duplicates
+        integrity.seal(tmp / "model.safetensors")
+        safetensors.torch.save_file(tensors, str(tmp / "trainer.safetensors"))
+        integrity.seal(tmp / "trainer.safetensors")
+        write_versioned_json(tmp / "trainer.json", _STATE_FORMAT, _VERSION, payload)
+        if config is not None:
+            dump_config(config, tmp / "config.toml")
+        for f in tmp.iterdir():
+            fsync_file(f)
+        fsync_dir(tmp)
+    except OSError as e:  # a full disk: leave no temporary folder behind, and name the folder that stays
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise OSError(e.errno, f"{e.strerror or e} (writing the checkpoint of step {step})", str(root)) from e
+    except BaseException:  # an interrupt: leave no temporary folder behind
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
     # A step saved again (e.g. after resuming from an older checkpoint) gets a fresh name, so that
     # the indexed older copy stays intact until the index has moved on to the new one.
@@ -173,6 +196,12 @@ def save_checkpoint(
 
 def _step_of(name: str) -> int:
     return int(name.split("-")[1])
+
+
+def _order(name: str) -> tuple[int, int]:
+    """Sort key of checkpoint names: by step, then by the re-save suffix (``step-...-1`` is newer)."""
+    parts = name.split("-")
+    return int(parts[1]), int(parts[2]) if len(parts) > 2 else 0
 
 
 def _remove_unindexed(root: Path, index: list[str]) -> None:
@@ -209,8 +238,9 @@ def load_checkpoint(
     if not (path / "trainer.json").exists():
         raise FileNotFoundError(f"{path}: neither a checkpoint root (no {_INDEX}) nor a checkpoint (no trainer.json)")
     payload = read_versioned_json(path / "trainer.json", _STATE_FORMAT, _VERSION)
-    tensors = safetensors.torch.load_file(str(path / "trainer.safetensors"))
+    tensors = integrity.verify(path / "trainer.safetensors", finite=False)  # checksum checked
     if model is not None:
+        integrity.verify(path / "model.safetensors")  # checksum and finite weights, before loading any
         safetensors.torch.load_model(model, str(path / "model.safetensors"), strict=True)
     if optimizer is not None:
         if payload["optimizer"] is None:
@@ -225,3 +255,80 @@ def load_checkpoint(
         base = None if config_like is None else section_defaults(config_like)
         config = load_config(path / "config.toml", base)
     return Checkpoint(path=path, step=payload["step"], state=_decode(payload["state"], tensors), config=config)
+
+
+def check_checkpoint(path: str | os.PathLike[str], config_like: Config | None = None) -> None:
+    """Read every file of the checkpoint directory ``path`` without loading it into anything.
+
+    Raises:
+        OSError, ValueError (``integrity.WeightsError`` included), KeyError: naming the damaged file.
+    """
+    path = Path(path)
+    payload = read_versioned_json(path / "trainer.json", _STATE_FORMAT, _VERSION)
+    tensors = integrity.verify(path / "trainer.safetensors", finite=False)
+    try:
+        for key in ("state", "optimizer", "scheduler"):
+            _decode(payload[key], tensors)
+        if not isinstance(payload["step"], int):
+            raise TypeError("'step' is not an int")
+    except (KeyError, TypeError) as e:
+        raise ValueError(f"{path / 'trainer.json'}: refers to state it does not hold ({e!r})") from e
+    integrity.verify(path / "model.safetensors")
+    if (path / "config.toml").exists():
+        load_config(path / "config.toml", None if config_like is None else section_defaults(config_like))
+
+
+def latest_intact_checkpoint(
+    root: str | os.PathLike[str], config_like: Config | None = None
+) -> tuple[Path | None, list[str]]:
+    """The newest checkpoint under ``root`` that reads back whole (:func:`check_checkpoint`), and notes
+    for the user saying which one is used and why, when it is not simply the newest.
+
+    A damaged checkpoint is renamed ``broken-<name>`` (kept for inspection, never deleted) and the
+    index is rewritten without it; an unreadable ``index.json`` is rebuilt from the checkpoint
+    directories present. None when ``root`` holds no checkpoint (no index).
+
+    Raises:
+        CheckpointError: checkpoints exist but none is intact (the broken ones are kept).
+    """
+    root = Path(root)
+    if not (root / _INDEX).exists():
+        return None, []
+    notes: list[str] = []
+    try:
+        names = _read_index(root)
+        rewrite = False
+    except (OSError, ValueError) as e:
+        names = sorted((p.name for p in root.iterdir() if _NAME.fullmatch(p.name) and p.is_dir()), key=_order)
+        notes.append(f"{root / _INDEX} is damaged ({e}); rebuilt it from the checkpoints present: {names}")
+        rewrite = True
+    chosen = None
+    for name in reversed(names):
+        try:
+            check_checkpoint(root / name, config_like)
+        except (OSError, ValueError) as e:
+            kept = root / f"{_BROKEN_PREFIX}{name}"
+            k = 0
+            while kept.exists():
+                k += 1
+                kept = root / f"{_BROKEN_PREFIX}{name}.{k}"
+            if (root / name).exists():
+                os.replace(root / name, kept)
+                notes.append(f"checkpoint {root / name} is damaged ({e}); kept it as {kept}")
+            else:
+                notes.append(f"checkpoint {root / name} is missing")
+            names = [n for n in names if n != name]
+            rewrite = True
+            continue
+        chosen = root / name
+        break
+    if rewrite:
+        _write_index(root, names)
+        fsync_dir(root)
+    if chosen is None:
+        raise CheckpointError(
+            f"{root}: no intact checkpoint to resume from ({'; '.join(notes)}); move {root} away to start over"
+        )
+    if notes:
+        notes.append(f"resuming from {chosen}, the newest intact checkpoint")
+    return chosen, notes

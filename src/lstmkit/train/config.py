@@ -5,6 +5,7 @@ a value: :func:`set_values` (``{"train.lr": 3e-4}``), which :func:`apply_overrid
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import sys
 import types
@@ -15,6 +16,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import tomli_w
+
+from lstmkit._fileio import read_utf8, write_text_atomic
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -172,7 +175,10 @@ class TrainConfig(_Section):
             self.max_minutes is None or self.max_minutes > 0, f"train.max_minutes must be > 0, got {self.max_minutes}"
         )
         _require(0 <= self.seed < 2**32, f"train.seed must be in [0, 2**32), got {self.seed}")
-        _require(self.lr > 0, f"train.lr must be > 0, got {self.lr}")
+        _require(0 < self.lr < math.inf, f"train.lr must be a finite number > 0, got {self.lr}")
+        _require(
+            math.isfinite(self.weight_decay), f"train.weight_decay must be finite, got {self.weight_decay}"
+        )
         _require(all(0 <= b < 1 for b in self.betas), f"train.betas must be in [0, 1), got {self.betas}")
         _require(self.clip_norm > 0, f"train.clip_norm must be > 0 (use inf to disable), got {self.clip_norm}")
         _require(self.schedule in SCHEDULES, f"train.schedule must be one of {SCHEDULES}, got {self.schedule!r}")
@@ -241,19 +247,24 @@ def config_to_dict(config: Config) -> dict[str, dict[str, Any]]:
 def load_config(path: str | os.PathLike[str], base: Config | None = None) -> Config:
     """Read a TOML file of ``[model]``, ``[data]``, ``[train]`` tables onto ``base`` (see
     :func:`config_from_dict`; use ``section_defaults(config)`` to read back a task's config exactly)."""
-    with open(path, "rb") as f:
-        try:
-            data = tomllib.load(f)
-        except tomllib.TOMLDecodeError as e:
-            raise ValueError(f"{path}: invalid TOML ({e})") from e
-    return config_from_dict(data, base)
+    if Path(path).is_dir():
+        raise ValueError(f"{path} is a directory, not a TOML file")
+    text = read_utf8(path)  # a ValueError naming the file and line when it is not UTF-8
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ValueError(f"{path}: invalid TOML ({e})") from e
+    try:
+        return config_from_dict(data, base)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from e
 
 
 def dump_config(config: Config, path: str | os.PathLike[str] | None = None) -> str:
     """Return ``config`` as TOML text, and write it to ``path`` when one is given."""
     text = tomli_w.dumps(config_to_dict(config))
     if path is not None:
-        Path(path).write_text(text, encoding="utf-8")
+        write_text_atomic(path, text)  # never through a link; a kill leaves the old file or the new one
     return text
 
 
@@ -261,6 +272,8 @@ def _parse_value(text: str) -> Any:
     """A TOML literal (``3e-4``, ``true``, ``[0.9, 0.98]``, ``"gru"``), ``none``, or else the bare string."""
     if text.strip().lower() in ("none", "null"):
         return None
+    if "\n" in text or "\r" in text:  # a TOML literal is one line; this is a string (a path) kept as given
+        return text
     try:
         return tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:

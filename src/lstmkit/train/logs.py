@@ -10,6 +10,8 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from lstmkit._fileio import check_destination, open_no_follow
+
 _CSV_FIELDS = ["step", "epoch", "split", "loss", "lr", "grad_norm", "items_per_s"]
 
 
@@ -47,7 +49,7 @@ class MetricsCsv:
         if resume_step is not None and path.exists():
             with open(path, newline="") as f:
                 rows = [r for r in csv.DictReader(f) if int(r["step"]) <= resume_step]
-        self._file = open(path, "w", newline="")  # noqa: SIM115 - closed by close()
+        self._file = open_no_follow(path)  # closed by close(); refuses a planted link
         self._writer = csv.DictWriter(self._file, fieldnames=_CSV_FIELDS)
         self._writer.writeheader()
         self._writer.writerows(rows)
@@ -67,7 +69,7 @@ def open_tensorboard(out_dir: Path):
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
         return None
-    return SummaryWriter(str(out_dir / "tensorboard"))
+    return SummaryWriter(str(check_destination(out_dir / "tensorboard")))  # a linked folder is refused
 
 
 def progress_bar(total: int | None, initial: int, enabled: bool) -> tqdm:

@@ -17,22 +17,22 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, nullcontext
 from pathlib import Path
 from typing import Any
 
-import safetensors.torch
 import torch
 from torch import Tensor, nn
 
-from lstmkit._fileio import atomic_path
+from lstmkit.formats.integrity import save_model_file
 from lstmkit.train import distributed
-from lstmkit.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from lstmkit.train.checkpoint import latest_intact_checkpoint, load_checkpoint, save_checkpoint
 from lstmkit.train.config import Config
 from lstmkit.train.logs import EpochLog, MetricsCsv, StepLog, open_tensorboard, progress_bar
-from lstmkit.train.optim import make_optimizer, make_scheduler
+from lstmkit.train.optim import make_optimizer, make_scheduler, planned_steps
 from lstmkit.train.seed import capture_rng_state, restore_rng_state
 from lstmkit.train.steps import StepFn
 
@@ -190,10 +190,15 @@ def fit(
 
     def find_checkpoint() -> str | None:
         out_dir.mkdir(parents=True, exist_ok=True)
-        newest = latest_checkpoint(ckpt_dir)
-        if not resume and newest is not None:
-            raise ValueError(f"{out_dir} already holds checkpoints; pass resume=True or use a new out_dir")
-        return None if newest is None or not resume else str(newest)
+        if not resume:
+            if (ckpt_dir / "index.json").exists():
+                raise ValueError(f"{out_dir} already holds checkpoints; pass resume=True or use a new out_dir")
+            return None
+        # The newest checkpoint that reads back whole; a damaged one is set aside (kept), and we say so.
+        newest, notes = latest_intact_checkpoint(ckpt_dir, config_like=config)
+        for note in notes:
+            print(f"lstmkit: {note}", file=sys.stderr)
+        return None if newest is None else str(newest)
 
     # Rank 0's newest checkpoint is the one every rank resumes from (a shared file system, or the same
     # files at the same path on every machine).
@@ -214,9 +219,7 @@ def fit(
         return elapsed() / (60 * cfg.max_minutes)
 
     k = cfg.accumulate
-    batches_per_epoch = len(train_data) if hasattr(train_data, "__len__") else None
-    steps_per_epoch = -(-batches_per_epoch // k) if batches_per_epoch is not None else None
-    total_steps = cfg.max_steps or (steps_per_epoch * cfg.epochs if steps_per_epoch else None)
+    total_steps = planned_steps(train_data, cfg)
     optimizer = make_optimizer(model, cfg)
     scheduler = make_scheduler(optimizer, cfg, total_steps, time_used if cfg.max_minutes is not None else None)
     per_step_schedule = not isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
@@ -426,8 +429,7 @@ def fit(
         model.load_state_dict(best_weights)
 
     def write_model() -> None:
-        with atomic_path(out_dir / "model.safetensors") as tmp:
-            safetensors.torch.save_model(model, str(tmp))
+        save_model_file(model, out_dir / "model.safetensors")  # sealed with its SHA-256, atomic, no links
 
     distributed.on_main(write_model, "write model.safetensors")
     return FitResult(

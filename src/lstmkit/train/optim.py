@@ -52,6 +52,32 @@ def warmup_cosine(step: int, *, warmup_steps: int, total_steps: int, min_ratio: 
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+def check_schedule(config: TrainConfig, total_steps: int | None) -> None:
+    """The checks of ``train`` keys against the run's length; the task runner calls it before any
+    file is written, :func:`make_scheduler` again.
+
+    Raises:
+        ValueError: naming the keys.
+    """
+    if config.schedule != "cosine":
+        return
+    if total_steps is None:
+        raise ValueError("schedule 'cosine' needs the run's length: set train.max_steps or use data with len()")
+    if config.warmup_steps >= total_steps:
+        hint = "lower train.warmup_steps" + (" or raise train.max_steps" if config.max_steps is not None else "")
+        raise ValueError(
+            f"train.warmup_steps ({config.warmup_steps}) must be below the run's {total_steps} steps; {hint}"
+        )
+
+
+def planned_steps(train_data: object, config: TrainConfig) -> int | None:
+    """The optimiser steps a run of ``config`` takes on ``train_data`` (None when its length is unknown):
+    ``train.max_steps``, else the epochs' steps (a last, shorter accumulation group counts as one)."""
+    batches = len(train_data) if hasattr(train_data, "__len__") else None
+    per_epoch = -(-batches // config.accumulate) if batches is not None else None
+    return config.max_steps or (per_epoch * config.epochs if per_epoch else None)
+
+
 def make_scheduler(
     optimizer: torch.optim.Optimizer,
     config: TrainConfig,
@@ -66,6 +92,7 @@ def make_scheduler(
     early still finishes its decay. While the steps are ahead (a machine fast enough for the
     budget), the schedule, and so the run, stays exactly reproducible.
     """
+    check_schedule(config, total_steps)
     if config.schedule == "plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer, factor=config.plateau_factor, patience=config.plateau_patience
@@ -74,12 +101,6 @@ def make_scheduler(
         total_steps, min_ratio = config.warmup_steps, 1.0  # warm up, then hold
     else:
         min_ratio = config.min_lr_ratio
-        if total_steps is None:
-            raise ValueError("schedule 'cosine' needs the run's length: set train.max_steps or use data with len()")
-        if config.warmup_steps >= total_steps:
-            raise ValueError(
-                f"train.warmup_steps ({config.warmup_steps}) must be below the run's {total_steps} steps"
-            )
 
     def factor(step: int) -> float:
         if time_used is not None and config.schedule == "cosine":
@@ -89,4 +110,4 @@ def make_scheduler(
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-__all__ = ["make_optimizer", "make_scheduler", "param_groups", "warmup_cosine"]
+__all__ = ["check_schedule", "make_optimizer", "make_scheduler", "param_groups", "planned_steps", "warmup_cosine"]

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from lstmkit._fileio import save_figure
+
 CONFUSION = "confusion.png"
 
 
@@ -32,5 +34,5 @@ def plot_confusion(confusion: np.ndarray, classes: list[str], png: Path, *, titl
     fig.colorbar(im, ax=ax, fraction=0.046)
     ax.set_title(title)
     fig.tight_layout()
-    fig.savefig(png, dpi=100)
+    save_figure(fig, png, dpi=100)
     plt.close(fig)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lstmkit._fileio import save_figure
 from lstmkit.data.series import Series
 
 
@@ -34,5 +35,5 @@ def plot_forecast(series: Series, start: int, labels: list[str], values: np.ndar
     ax.legend()
     fig.tight_layout()
     png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png, dpi=100)
+    save_figure(fig, png, dpi=100)
     plt.close(fig)
