@@ -8,7 +8,7 @@ The layers and ``Stream`` are re-exported here; the workflow lives in the subpac
 from __future__ import annotations
 
 from . import compress, data, export, metrics, models, nn, stream, train
-from .nn import GRU, LSTM, RNN, LSTMCell, param_count
+from .nn import GRU, LSTM, RNN, ConvLSTM, ConvLSTMCell, LSTMCell, param_count
 from .stream import Stream
 
 __version__ = "0.1.0"
@@ -17,6 +17,8 @@ __all__ = [
     "GRU",
     "LSTM",
     "RNN",
+    "ConvLSTM",
+    "ConvLSTMCell",
     "LSTMCell",
     "Stream",
     "__version__",

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from .convlstm import ConvLSTM, ConvLSTMCell
 from .gru import GRU, RNN
 from .lstm import LSTM, LSTMCell
-from .params import param_count
+from .params import convlstm_param_count, param_count
 
-__all__ = ["GRU", "LSTM", "RNN", "LSTMCell", "param_count"]
+__all__ = ["GRU", "LSTM", "RNN", "ConvLSTM", "ConvLSTMCell", "LSTMCell", "convlstm_param_count", "param_count"]
