@@ -156,8 +156,10 @@ def _gate_update(a: Tensor, c: Tensor, w: ConvLSTMWeights, opt: ConvLSTMOptions)
         i = torch.sigmoid(torch.addcmul(a_i, w.peep[0], c))
         f = torch.sigmoid(torch.addcmul(a_f, w.peep[1], c))
     else:
-        i, f = torch.sigmoid(a[:, : 2 * hidden]).split(hidden, dim=1)  # i and f in one call
-        a_g, a_o = a[:, 2 * hidden :].split(hidden, dim=1)
+        # One split node (its backward is one cat): slicing a[:, :2Hc] would make autograd fill a
+        # zero (B, G, H, W) gradient per slice and add into it.
+        a_if, a_g, a_o = a.split([2 * hidden, hidden, hidden], dim=1)
+        i, f = torch.sigmoid(a_if).split(hidden, dim=1)  # i and f in one call
     c_new = torch.addcmul(f * c, i, torch.tanh(a_g))
     o = torch.sigmoid(torch.addcmul(a_o, w.peep[2], c_new) if opt.peephole else a_o)
     c_out = F.group_norm(c_new, 1, w.g_c, w.b_c, opt.eps) if opt.layer_norm else c_new
@@ -182,7 +184,9 @@ def convlstm_layer(
     )  # (T*B, G, H, W)
     if opt.layer_norm:
         xg = F.group_norm(xg, 1, w.g_ih, w.b, opt.eps)  # LN_ih, with the gate bias in its bias slot
-    xg = xg.view(T, B, G, H, W)
+    # unbind, not xg[t]: the backward of indexing would fill a zero (T, B, G, H, W) gradient at every
+    # step (quadratic in T); unbind's backward stacks the T step gradients once.
+    xgs = xg.view(T, B, G, H, W).unbind(0)  # T x (B, G, H, W)
     h, c = state
     pad_hh = same_padding(w.w_hh)
     ys = []
@@ -190,7 +194,7 @@ def convlstm_layer(
         r = F.conv2d(h, w.w_hh, padding=pad_hh)  # (B, G, H, W), all four gates in one convolution
         if opt.layer_norm:
             r = F.group_norm(r, 1, w.g_hh, None, opt.eps)
-        h_new, c_new = _gate_update(xg[t] + r, c, w, opt)
+        h_new, c_new = _gate_update(r.add_(xgs[t]), c, w, opt)  # in place: conv2d's backward keeps no output
         if mask is not None:
             m = mask[t].view(B, 1, 1, 1)
             h_new = torch.where(m, h_new, h)
