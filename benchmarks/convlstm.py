@@ -2,8 +2,10 @@
 
 Candidates, all one layer with the same sizes and the same math (plain cell, gate order i, f, g, o):
 
-- ``lstmkit fused``: ``lstmkit.ConvLSTM`` — the input convolution for all T steps at once, then per
-  step one convolution over h_{t-1} for all four gates and the pointwise gate math;
+- ``lstmkit impl=fused``: ``lstmkit.ConvLSTM(impl="fused")`` — the input convolution for all T steps
+  at once, then per step one convolution over h_{t-1} for all four gates and the pointwise gate math;
+- ``lstmkit impl=auto``: the default, here ``impl="concat"`` — per step one convolution over
+  [x_t, h_{t-1}] with W_ih and W_hh concatenated once before the loop;
 - ``nn.Conv2d over [x, h]``: the textbook loop, per step one ``nn.Conv2d(C + Hc, 4 Hc)`` over the
   concatenation [x_t, h_{t-1}];
 - ``naive 4 convs``: per step four ``nn.Conv2d(C + Hc, Hc)``, one per gate, each over [x_t, h_{t-1}]
@@ -43,7 +45,7 @@ FULL = dict(T=10, B=16, C=1, H=64, W=64, Hc=64, k=3)  # the issue's shape (movin
 QUICK = dict(T=4, B=4, C=1, H=16, W=16, Hc=8, k=3)
 FULL_REPEATS = 5  # odd, so the median is one measured round
 QUICK_REPEATS = 3
-TIME_LIMIT = 600.0  # seconds before rounds stop (after 3): one full round is ~1 min on 2 idle cores
+TIME_LIMIT = 600.0  # seconds before rounds stop (after 3); one round took ~1.5 min on 2 shared cores (load 4-8)
 NAIVE = "naive 4 convs"  # the baseline every ratio divides by
 CONV = "conv2d"
 
@@ -161,7 +163,8 @@ def main(argv: list[str] | None = None) -> None:
     torch.manual_seed(0)
     x = torch.randn(T, B, C, H, W)  # (T, B, C, H, W)
     layers = {
-        "lstmkit fused": lstmkit.ConvLSTM(C, Hc, k),
+        "lstmkit impl=fused": lstmkit.ConvLSTM(C, Hc, k, impl="fused"),
+        "lstmkit impl=auto": lstmkit.ConvLSTM(C, Hc, k),
         "nn.Conv2d over [x, h]": ConcatConvLSTM(C, Hc, k),
         NAIVE: NaiveConvLSTM(C, Hc, k),
     }

@@ -56,10 +56,15 @@ def _randomise(m: torch.nn.Module) -> None:
                 p.copy_(1.0 + 0.3 * torch.randn_like(p))
 
 
-@pytest.mark.parametrize("combo", COMBOS, ids=_ids)
-def test_fused_equals_reference(combo):
+def _impls(combo) -> list[str]:
+    return ["fused"] if combo["layer_norm"] else ["fused", "concat"]  # concat cannot normalise the two sides
+
+
+@pytest.mark.parametrize(("combo", "impl"), [(c, i) for c in COMBOS for i in _impls(c)],
+                         ids=lambda v: _ids(v) if isinstance(v, dict) else v)
+def test_fused_equals_reference(combo, impl):
     """Values, input and state gradients and every parameter gradient, in float64, in training mode."""
-    fused = lstmkit.ConvLSTM(C, dtype=d, **_layer_kw(combo))
+    fused = lstmkit.ConvLSTM(C, dtype=d, impl=impl, **_layer_kw(combo))
     _randomise(fused)
     ref = lstmkit.ConvLSTM(C, dtype=d, impl="reference", **_layer_kw(combo))
     ref.load_state_dict(fused.state_dict())
@@ -75,20 +80,22 @@ def test_fused_equals_reference(combo):
      dict(kernel_size=(3, 1), bias=False, peephole=True), dict(kernel_size=5, forget_bias=1.0, layer_norm=True)],
     ids=str,
 )
-def test_fused_equals_reference_other_arguments(kw):
+@pytest.mark.parametrize("impl", ["fused", "auto"])
+def test_fused_equals_reference_other_arguments(kw, impl):
     kw = {"hidden_channels": 3, **kw}
-    fused = lstmkit.ConvLSTM(C, dtype=d, **kw).train()
+    fused = lstmkit.ConvLSTM(C, dtype=d, impl=impl, **kw).train()
     ref = lstmkit.ConvLSTM(C, dtype=d, impl="reference", **kw).train()
     ref.load_state_dict(fused.state_dict())
     x = torch.randn(B, T, C, *FRAME, dtype=d) if kw.get("batch_first") else torch.randn(T, B, C, *FRAME, dtype=d)
     check_same(fused, ref, x, atol=1e-12, rtol=1e-10)  # check_same seeds both alike: same dropout masks
 
 
-@pytest.mark.parametrize("combo", COMBOS, ids=_ids)
-def test_gradcheck_every_combination(combo):
+@pytest.mark.parametrize(("combo", "impl"), [(c, i) for c in COMBOS for i in _impls(c)],
+                         ids=lambda v: _ids(v) if isinstance(v, dict) else v)
+def test_gradcheck_every_combination(combo, impl):
     """gradcheck (float64, fast mode: random projections of the Jacobian) through the whole fused layer."""
     frame = (3, 3)
-    kw = {**_layer_kw(combo), "hidden_channels": 2}
+    kw = {**_layer_kw(combo), "hidden_channels": 2, "impl": impl}
     if combo["peep"] == "map":
         kw["peephole_frame"] = frame
     m = lstmkit.ConvLSTM(1, dtype=d, **kw)
@@ -107,8 +114,8 @@ def test_gradcheck_every_combination(combo):
     assert torch.autograd.gradcheck(f, (x, *init, *params), fast_mode=True)
 
 
-@pytest.mark.parametrize("kw", [dict(peephole=True, layer_norm=True), dict(peephole=True, peephole_frame=(3, 3))],
-                         ids=str)
+@pytest.mark.parametrize("kw", [dict(peephole=True, layer_norm=True), dict(peephole=True, peephole_frame=(3, 3)),
+                                dict(peephole=True, impl="concat")], ids=str)
 def test_gradcheck_full_jacobian(kw):
     """The full (slow-mode) gradcheck at the smallest size, two layers, lengths and an initial state."""
     m = lstmkit.ConvLSTM(1, 2, num_layers=2, dtype=d, **kw)
@@ -126,9 +133,11 @@ def test_gradcheck_full_jacobian(kw):
     assert torch.autograd.gradcheck(f, (x, h0, *params))
 
 
-@pytest.mark.parametrize("impl", ["fused", "reference"])
+@pytest.mark.parametrize("impl", ["fused", "concat", "reference"])
 @pytest.mark.parametrize("kw", [dict(), dict(num_layers=2, peephole=True, layer_norm=True)], ids=str)
 def test_lengths_equal_running_each_sequence_alone(impl, kw):
+    if impl == "concat" and kw.get("layer_norm"):
+        kw = {**kw, "layer_norm": False}
     m = lstmkit.ConvLSTM(C, 3, dtype=d, impl=impl, **kw)
     lengths = torch.tensor([4, 1, 0])
     x = torch.randn(T, B, C, *FRAME, dtype=d)
@@ -242,7 +251,10 @@ def test_param_count_textbook_formula():
         (dict(peephole=True, peephole_frame=(4,)), ValueError,
          "peephole_frame must be a pair (H, W) of positive integers, got (4,)"),
         (dict(bias=False, forget_bias=1.0), ValueError, "forget_bias needs bias=True"),
-        (dict(impl="cpp"), ValueError, "impl must be one of ('auto', 'fused', 'reference'), got 'cpp'"),
+        (dict(impl="cpp"), ValueError, "impl must be one of ('auto', 'fused', 'concat', 'reference'), got 'cpp'"),
+        (dict(impl="concat", layer_norm=True), ValueError,
+         "impl='concat' cannot be used with layer_norm=True: LayerNorm normalises W_ih * x and W_hh * h separately, "
+         "so they cannot share one convolution; use impl='fused' or 'auto'"),
         (dict(layer_norm_eps=0), ValueError, "layer_norm_eps must be a positive number, got 0"),
     ],
 )

@@ -50,7 +50,7 @@ from ._base import RecurrentBase, _check_positive_int, _check_prob
 from ._convlstm_reference import ConvLSTMOptions, ConvLSTMWeights, convlstm_step, same_padding
 from ._reference import scan
 
-_IMPLS = ("auto", "fused", "reference")
+_IMPLS = ("auto", "fused", "concat", "reference")
 ConvState = tuple[Tensor, Tensor]
 
 
@@ -167,34 +167,58 @@ def _gate_update(a: Tensor, c: Tensor, w: ConvLSTMWeights, opt: ConvLSTMOptions)
 
 
 def convlstm_layer(
-    x: Tensor, state: ConvState, w: ConvLSTMWeights, opt: ConvLSTMOptions, mask: Tensor | None = None
+    x: Tensor,
+    state: ConvState,
+    w: ConvLSTMWeights,
+    opt: ConvLSTMOptions,
+    mask: Tensor | None = None,
+    hoist_input: bool = True,
 ) -> tuple[Tensor, ConvState]:
     """Run one layer over x (T, B, C, H, W); return y (T, B, Hc, H, W) and the final (h, c).
 
-    The input side of every step is one convolution over all T B frames (with LN_ih and the bias),
-    so that only the recurrent convolution and the pointwise gate math remain in the time loop.
+    Two arrangements of the same convolutions (same FLOPs), chosen by ``hoist_input``:
+
+    - True (``impl="fused"``): the input side of every step is one convolution over all T B frames
+      (with LN_ih and the bias) before the loop; per step one convolution over h_{t-1} for all four
+      gates, plus the input side's (B, G, H, W) slice.
+    - False (``impl="concat"``, what ``"auto"`` runs without layer_norm): per step one convolution
+      over [x_t, h_{t-1}] with W_ih and W_hh concatenated once, before the loop. On the CPU a
+      convolution over B H W output positions is already a large matrix product, so hoisting gains
+      little efficiency, while the hoisted input side writes T B G maps and adds one back per step;
+      with few input channels (C = 1: 4 Hc output maps per input map) that costs more than it saves
+      (docs/benchmarks.md). LayerNorm normalises the two sides separately, so it needs True.
+
     mask (T, B) bool, if given, is False past each sequence's end: there the state is carried
     and the output is zero, as in ``_reference.scan``. Autograd records the steps (no hand-written
-    backward: the convolutions' own backward does the work, see docs/layers.md).
+    backward: the convolutions' own backward is most of the work, see docs/layers.md).
     """
     T, B, C, H, W = x.shape
     G = w.w_ih.shape[0]
-    xg = F.conv2d(
-        x.reshape(T * B, C, H, W), w.w_ih, None if opt.layer_norm else w.b, padding=same_padding(w.w_ih)
-    )  # (T*B, G, H, W)
-    if opt.layer_norm:
-        xg = F.group_norm(xg, 1, w.g_ih, w.b, opt.eps)  # LN_ih, with the gate bias in its bias slot
-    # unbind, not xg[t]: the backward of indexing would fill a zero (T, B, G, H, W) gradient at every
-    # step (quadratic in T); unbind's backward stacks the T step gradients once.
-    xgs = xg.view(T, B, G, H, W).unbind(0)  # T x (B, G, H, W)
+    if hoist_input:
+        xg = F.conv2d(
+            x.reshape(T * B, C, H, W), w.w_ih, None if opt.layer_norm else w.b, padding=same_padding(w.w_ih)
+        )  # (T*B, G, H, W)
+        if opt.layer_norm:
+            xg = F.group_norm(xg, 1, w.g_ih, w.b, opt.eps)  # LN_ih, with the gate bias in its bias slot
+        # unbind, not xg[t]: the backward of indexing would fill a zero (T, B, G, H, W) gradient at
+        # every step (quadratic in T); unbind's backward stacks the T step gradients once.
+        xgs = xg.view(T, B, G, H, W).unbind(0)  # T x (B, G, H, W)
+    else:
+        assert not opt.layer_norm, "layer_norm normalises W_ih * x and W_hh * h separately: hoist_input"
+        weight = torch.cat([w.w_ih, w.w_hh], dim=1)  # (G, C + Hc, kh, kw), once for all steps
+        xs = x.unbind(0)  # T x (B, C, H, W); unbind for the same reason as above
     h, c = state
-    pad_hh = same_padding(w.w_hh)
+    pad = same_padding(w.w_hh)
     ys = []
     for t in range(T):
-        r = F.conv2d(h, w.w_hh, padding=pad_hh)  # (B, G, H, W), all four gates in one convolution
-        if opt.layer_norm:
-            r = F.group_norm(r, 1, w.g_hh, None, opt.eps)
-        h_new, c_new = _gate_update(r.add_(xgs[t]), c, w, opt)  # in place: conv2d's backward keeps no output
+        if hoist_input:
+            r = F.conv2d(h, w.w_hh, padding=pad)  # (B, G, H, W), all four gates in one convolution
+            if opt.layer_norm:
+                r = F.group_norm(r, 1, w.g_hh, None, opt.eps)
+            a = r.add_(xgs[t])  # in place: neither conv2d's nor group_norm's backward needs its output
+        else:
+            a = F.conv2d(torch.cat([xs[t], h], dim=1), weight, w.b, padding=pad)  # (B, G, H, W)
+        h_new, c_new = _gate_update(a, c, w, opt)
         if mask is not None:
             m = mask[t].view(B, 1, 1, 1)
             h_new = torch.where(m, h_new, h)
@@ -219,8 +243,13 @@ class ConvLSTM(nn.Module):
     ``num_layers``, ``bias``, ``batch_first``, ``dropout`` (elementwise, on each layer's output but
     the last, in training, as ``torch.nn.LSTM``); keyword-only variants ``peephole`` (one weight per
     channel, or full (H, W) maps with ``peephole_frame``), ``layer_norm``, ``forget_bias`` (initial
-    forget-gate bias), ``layer_norm_eps``; ``impl`` ``"fused"`` (``"auto"``) or ``"reference"``.
-    See the module docstring for where each variant acts.
+    forget-gate bias), ``layer_norm_eps``. See the module docstring for where each variant acts.
+
+    ``impl``: ``"fused"`` (the input convolution for all steps at once, then one recurrent
+    convolution per step), ``"concat"`` (per step one convolution over [x_t, h_{t-1}], the weights
+    concatenated once; not with ``layer_norm``), ``"auto"`` (``"concat"``, or ``"fused"`` with
+    ``layer_norm``: the faster one on the CPU, see ``convlstm_layer``) or ``"reference"`` (the
+    readable textbook step under the reference time loop).
 
     ``forward(input, hx=None, *, lengths=None)``: input (T, B, C, H, W), or (B, T, C, H, W) with
     ``batch_first``; hx a list of one (h_0, c_0) pair per layer, each (B, Hc_k, H, W), or None for
@@ -277,6 +306,11 @@ class ConvLSTM(nn.Module):
         self.layer_norm_eps = float(layer_norm_eps)
         if impl not in _IMPLS:
             raise ValueError(f"impl must be one of {_IMPLS}, got {impl!r}")
+        if impl == "concat" and layer_norm:
+            raise ValueError(
+                "impl='concat' cannot be used with layer_norm=True: LayerNorm normalises W_ih * x and W_hh * h "
+                "separately, so they cannot share one convolution; use impl='fused' or 'auto'"
+            )
         self.impl = impl
         if dtype is not None and not dtype.is_floating_point:
             raise TypeError(f"dtype must be a floating-point dtype, got {dtype}")
@@ -377,7 +411,8 @@ class ConvLSTM(nn.Module):
                 step = partial(convlstm_step, w=w, opt=self._options)  # (x_t, state) -> (h_t, state)
                 y, state = scan(step, layer_in, init[layer], mask)
             else:
-                y, state = convlstm_layer(layer_in, init[layer], w, self._options, mask)
+                hoist = self.impl == "fused" or (self.impl == "auto" and self.layer_norm)
+                y, state = convlstm_layer(layer_in, init[layer], w, self._options, mask, hoist_input=hoist)
             finals.append((state[0], state[1]))
             layer_in = y  # (T, B, Hc, H, W)
             if self.dropout > 0 and self.training and layer < self.num_layers - 1:
