@@ -20,6 +20,7 @@ Markdown report with the median time, the median per-round ratio to the naive la
     python benchmarks/convlstm.py                      # T=10, B=16, C=1, 64x64, Hc=64, 3x3
     python benchmarks/convlstm.py --repeats 3 --out bench_convlstm.md
     python benchmarks/convlstm.py --quick              # smoke run at a small shape, measures nothing
+    python benchmarks/convlstm.py --profile auto       # where one training step of ConvLSTM(impl=...) spends its time
 
 Shapes: T time, B batch, C input channels, Hc hidden channels, H x W the frame, k the kernel.
 """
@@ -130,6 +131,27 @@ def _train_fn(module: nn.Module, x: Tensor) -> Callable[[], None]:
     return run
 
 
+def profile_step(impl: str, x: Tensor, C: int, Hc: int, k: int) -> str:
+    """One training step of ``ConvLSTM(impl=...)`` (after a warm-up step) under ``torch.profiler``:
+    the share of its CPU time in the convolutions' forward and backward, and the top operators."""
+    from torch.profiler import ProfilerActivity, profile
+
+    module = lstmkit.ConvLSTM(C, Hc, k, impl=impl)
+    step = _train_fn(module, x)
+    step()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        t0 = time.perf_counter()
+        step()
+        wall = time.perf_counter() - t0
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    conv = sum(e.self_cpu_time_total for e in events if e.key in ("aten::mkldnn_convolution",
+                                                                  "aten::convolution_backward"))
+    return (f"impl={impl}: one training step took {wall:.1f} s under the profiler; "
+            f"{100 * conv / total:.0f}% of its self CPU time is in aten::mkldnn_convolution and "
+            f"aten::convolution_backward.\n\n" + events.table(sort_by="self_cpu_time_total", row_limit=12))
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: all)")
@@ -139,6 +161,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help=f"stop the rounds once this long and 3 are done (default {TIME_LIMIT:.0f}; 0: no limit)")
     ap.add_argument("--quick", action="store_true", help=f"a small shape {QUICK}: a smoke run, not a measurement")
     ap.add_argument("--out", type=str, default=None, help="also write the Markdown report to this file")
+    ap.add_argument("--profile", choices=["auto", "fused", "concat"], default=None,
+                    help="instead of timing, profile one training step of ConvLSTM(impl=...)")
     args = ap.parse_args(argv)
     if args.repeats is None:
         args.repeats = QUICK_REPEATS if args.quick else FULL_REPEATS
@@ -162,6 +186,12 @@ def main(argv: list[str] | None = None) -> None:
 
     torch.manual_seed(0)
     x = torch.randn(T, B, C, H, W)  # (T, B, C, H, W)
+    if args.profile is not None:
+        print(f"T={T}, B={B}, C={C}, {H}x{W}, Hc={Hc}, {k}x{k}; torch threads {torch.get_num_threads()}; "
+              f"load average {os.getloadavg()[0]:.1f} before")
+        print(profile_step(args.profile, x, C, Hc, k))
+        print(f"load average {os.getloadavg()[0]:.1f} after")
+        return
     layers = {
         "lstmkit impl=fused": lstmkit.ConvLSTM(C, Hc, k, impl="fused"),
         "lstmkit impl=auto": lstmkit.ConvLSTM(C, Hc, k),
