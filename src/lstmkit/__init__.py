@@ -14,9 +14,20 @@ from the layer of the design it belongs to (each imports only from the ones befo
 
 from __future__ import annotations
 
-from lstmkit.nn import GRU, LSTM, RNN, LSTMCell, LSTMStepCell, param_count
+from lstmkit.nn import GRU, LSTM, RNN, ConvLSTM, ConvLSTMCell, LSTMCell, LSTMStepCell, param_count
 from lstmkit.stream import Stream
 
 __version__ = "0.1.0"
 
-__all__ = ["GRU", "LSTM", "RNN", "LSTMCell", "LSTMStepCell", "Stream", "__version__", "param_count"]
+__all__ = [
+    "GRU",
+    "LSTM",
+    "RNN",
+    "ConvLSTM",
+    "ConvLSTMCell",
+    "LSTMCell",
+    "LSTMStepCell",
+    "Stream",
+    "__version__",
+    "param_count",
+]

@@ -59,7 +59,7 @@ def test_param_count_errors():
         param_count(3, 4, mode="gru", peephole=True)
     with pytest.raises(TypeError, match="needs hidden_size"):
         param_count(3)
-    with pytest.raises(TypeError, match="counts LSTM, GRU, RNN or LSTMCell modules, got Linear"):
+    with pytest.raises(TypeError, match="ConvLSTM or ConvLSTMCell modules, got Linear"):
         param_count(nn.Linear(2, 3))
 
 

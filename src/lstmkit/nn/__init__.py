@@ -6,21 +6,25 @@
 
 from __future__ import annotations
 
+from .convlstm import ConvLSTM, ConvLSTMCell
 from .gru import GRU, RNN
 from .lstm import LSTM, LSTMCell, LSTMStepCell
-from .params import param_count
+from .params import convlstm_param_count, param_count
 from .weights import GRUWeights, LSTMOptions, LSTMState, LSTMWeights, layer_weights
 
 __all__ = [
     "GRU",
     "LSTM",
     "RNN",
+    "ConvLSTM",
+    "ConvLSTMCell",
     "GRUWeights",
     "LSTMCell",
     "LSTMOptions",
     "LSTMState",
     "LSTMStepCell",
     "LSTMWeights",
+    "convlstm_param_count",
     "layer_weights",
     "param_count",
 ]

@@ -105,15 +105,15 @@ def rnn_step(
 def scan(step: Step, xs: Tensor, state: State, mask: Tensor | None = None) -> tuple[Tensor, State]:
     """Run ``step`` over time: the one reference time loop.
 
-    xs is (T, B, I); mask, if given, is (T, B) bool with False past each sequence's end: there the
-    state is carried unchanged and the output is zero, so the final state is the state at the
-    last valid step.
+    xs is (T, B, I) (or (T, B, C, H, W) for ConvLSTM); mask, if given, is (T, B) bool with False
+    past each sequence's end: there the state is carried unchanged and the output is zero, so the
+    final state is the state at the last valid step.
     """
     ys = []
     for t in range(xs.shape[0]):
         y, new_state = step(xs[t], state)
         if mask is not None:
-            m = mask[t].unsqueeze(-1)  # (B, 1)
+            m = mask[t].reshape(-1, *(1,) * (y.dim() - 1))  # (B, 1), or (B, 1, 1, 1) for ConvLSTM maps
             new_state = tuple(torch.where(m, n, s) for n, s in zip(new_state, state, strict=True))
             y = y * m
         state = new_state

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from torch import nn
 
 _GATES = {"lstm": 4, "gru": 3, "rnn": 1}
@@ -31,8 +33,8 @@ def param_count(
     LayerNorm adds a gain for each of W_ih x and W_hh h (G each) and a gain and bias on c (2H).
     Layers after the first see D * P inputs.
 
-    Pass an ``LSTM``, ``GRU``, ``RNN``, ``LSTMCell`` or ``LSTMStepCell`` module instead to count from its
-    settings.
+    Pass an ``LSTM``, ``GRU``, ``RNN``, ``LSTMCell``, ``LSTMStepCell``, ``ConvLSTM`` or ``ConvLSTMCell``
+    module instead to count from its settings (``convlstm_param_count`` is the ConvLSTM formula).
     """
     if isinstance(input_size, nn.Module):
         return _count_module(input_size)
@@ -64,10 +66,57 @@ def param_count(
     return total
 
 
+def convlstm_param_count(
+    input_channels: int,
+    hidden_channels: int | Sequence[int],
+    kernel_size: int | Sequence[int] = 3,
+    num_layers: int = 1,
+    *,
+    bias: bool = True,
+    peephole: bool = False,
+    peephole_frame: Sequence[int] | None = None,
+    layer_norm: bool = False,
+) -> int:
+    """Number of parameters of a ``ConvLSTM`` (or, with num_layers=1, a ``ConvLSTMCell``).
+
+    Per layer k, with C_k input channels (C for the first layer, Hc_{k-1} after), Hc_k hidden
+    channels, G = 4 Hc_k and a kh x kw kernel: the convolutions W_ih (G, C_k, kh, kw) and
+    W_hh (G, Hc_k, kh, kw), so G (C_k + Hc_k) kh kw, the textbook 4 Hc (C + Hc) k^2; one bias of G;
+    peepholes 3 Hc_k, times H W with full maps (``peephole_frame=(H, W)``); LayerNorm a gain for
+    each of W_ih * x and W_hh * h (G each) and a gain and bias on c (2 Hc_k).
+    """
+    hidden = [hidden_channels] * num_layers if isinstance(hidden_channels, int) else list(hidden_channels)
+    if len(hidden) != num_layers:
+        raise ValueError(f"hidden_channels must be one integer or one per layer ({num_layers}), got {len(hidden)}")
+    kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
+    frame_area = 1 if peephole_frame is None else peephole_frame[0] * peephole_frame[1]
+    total = 0
+    for layer, hc in enumerate(hidden):
+        c_in = input_channels if layer == 0 else hidden[layer - 1]
+        G = 4 * hc
+        per = G * (c_in + hc) * kh * kw  # W_ih, W_hh
+        if bias:
+            per += G
+        if peephole:
+            per += 3 * hc * frame_area
+        if layer_norm:
+            per += 2 * G + 2 * hc
+        total += per
+    return total
+
+
 def _count_module(m: nn.Module) -> int:
+    from .convlstm import ConvLSTM, ConvLSTMCell
     from .gru import GRU, RNN
     from .lstm import LSTM, _LSTMCellBase
 
+    if isinstance(m, (ConvLSTM, ConvLSTMCell)):
+        is_layer = isinstance(m, ConvLSTM)
+        return convlstm_param_count(
+            m.input_channels, m.hidden_channels, m.kernel_size, m.num_layers if is_layer else 1,
+            bias=m.bias if is_layer else m.bias is not None,  # the cell's bias is its parameter (or None)
+            peephole=m._options.peephole, peephole_frame=m.peephole_frame, layer_norm=m._options.layer_norm,
+        )
     if isinstance(m, _LSTMCellBase):
         o = m._options
         return param_count(m.input_size, m.hidden_size, 1, proj_size=m.proj_size, bias=m.bias,
@@ -79,4 +128,6 @@ def _count_module(m: nn.Module) -> int:
             proj_size=getattr(m, "proj_size", 0), bias=m.bias, peephole=getattr(m, "peephole", False),
             coupled=getattr(m, "coupled", False), layer_norm=getattr(m, "layer_norm", False),
         )
-    raise TypeError(f"param_count counts LSTM, GRU, RNN or LSTMCell modules, got {type(m).__name__}")
+    raise TypeError(
+        f"param_count counts LSTM, GRU, RNN, LSTMCell, ConvLSTM or ConvLSTMCell modules, got {type(m).__name__}"
+    )

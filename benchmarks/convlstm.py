@@ -1,0 +1,272 @@
+"""ConvLSTM benchmark: lstmkit.ConvLSTM (fused) against two plain per-step implementations.
+
+Candidates, all one layer with the same sizes and the same math (plain cell, gate order i, f, g, o):
+
+- ``lstmkit impl=fused``: ``lstmkit.ConvLSTM(impl="fused")`` — the input convolution for all T steps
+  at once, then per step one convolution over h_{t-1} for all four gates and the pointwise gate math;
+- ``lstmkit impl=auto``: the default, here ``impl="concat"`` — per step one convolution over
+  [x_t, h_{t-1}] with W_ih and W_hh concatenated once before the loop;
+- ``nn.Conv2d over [x, h]``: the textbook loop, per step one ``nn.Conv2d(C + Hc, 4 Hc)`` over the
+  concatenation [x_t, h_{t-1}];
+- ``naive 4 convs``: per step four ``nn.Conv2d(C + Hc, Hc)``, one per gate, each over [x_t, h_{t-1}]
+  (the baseline every ratio divides by);
+- ``conv2d``: one plain ``F.conv2d`` of the textbook step's size, (B, C + Hc, H, W) -> (B, 4 Hc, H, W),
+  to say what GFLOP/s this machine's convolution reaches.
+
+Times the forward (under ``torch.inference_mode``) and one training step (zero grads, forward,
+``output.sum()``, backward), interleaved in the same rounds (see ``_timing.interleaved``); prints a
+Markdown report with the median time, the median per-round ratio to the naive layer and GFLOP/s.
+
+    python benchmarks/convlstm.py                      # T=10, B=16, C=1, 64x64, Hc=64, 3x3
+    python benchmarks/convlstm.py --repeats 3 --out bench_convlstm.md
+    python benchmarks/convlstm.py --quick              # smoke run at a small shape, measures nothing
+    python benchmarks/convlstm.py --profile auto       # where one training step of ConvLSTM(impl=...) spends its time
+
+Shapes: T time, B batch, C input channels, Hc hidden channels, H x W the frame, k the kernel.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shlex
+import sys
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from _timing import interleaved, machine_description, median, paired_ratios, quartiles
+from torch import Tensor, nn
+
+import lstmkit
+
+FULL = dict(T=10, B=16, C=1, H=64, W=64, Hc=64, k=3)  # the issue's shape (moving-digits-like frames)
+QUICK = dict(T=4, B=4, C=1, H=16, W=16, Hc=8, k=3)
+FULL_REPEATS = 5  # odd, so the median is one measured round
+QUICK_REPEATS = 3
+TIME_LIMIT = 600.0  # seconds before rounds stop (after 3); one round took ~1.5 min on 2 shared cores (load 4-8)
+NAIVE = "naive 4 convs"  # the baseline every ratio divides by
+CONV = "conv2d"
+
+
+class ConcatConvLSTM(nn.Module):
+    """The textbook loop: per step one ``nn.Conv2d(C + Hc, 4 Hc)`` over [x_t, h_{t-1}]."""
+
+    def __init__(self, C: int, Hc: int, k: int) -> None:
+        super().__init__()
+        self.Hc = Hc
+        self.conv = nn.Conv2d(C + Hc, 4 * Hc, k, padding=k // 2)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        T, B, _, H, W = x.shape
+        h = c = x.new_zeros(B, self.Hc, H, W)
+        ys = []
+        for t in range(T):
+            a = self.conv(torch.cat([x[t], h], dim=1))  # (B, 4 Hc, H, W)
+            a_i, a_f, a_g, a_o = a.split(self.Hc, dim=1)
+            c = torch.sigmoid(a_f) * c + torch.sigmoid(a_i) * torch.tanh(a_g)
+            h = torch.sigmoid(a_o) * torch.tanh(c)
+            ys.append(h)
+        return torch.stack(ys), (h, c)  # (T, B, Hc, H, W)
+
+
+class NaiveConvLSTM(nn.Module):
+    """Per step four ``nn.Conv2d(C + Hc, Hc)``, one per gate, each over [x_t, h_{t-1}]."""
+
+    def __init__(self, C: int, Hc: int, k: int) -> None:
+        super().__init__()
+        self.Hc = Hc
+        self.gates = nn.ModuleList(nn.Conv2d(C + Hc, Hc, k, padding=k // 2) for _ in range(4))  # i, f, g, o
+
+    def forward(self, x: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        T, B, _, H, W = x.shape
+        h = c = x.new_zeros(B, self.Hc, H, W)
+        ys = []
+        for t in range(T):
+            xh = torch.cat([x[t], h], dim=1)  # (B, C + Hc, H, W)
+            a_i, a_f, a_g, a_o = (conv(xh) for conv in self.gates)  # each (B, Hc, H, W)
+            c = torch.sigmoid(a_f) * c + torch.sigmoid(a_i) * torch.tanh(a_g)
+            h = torch.sigmoid(a_o) * torch.tanh(c)
+            ys.append(h)
+        return torch.stack(ys), (h, c)
+
+
+def layer_flops(T: int, B: int, C: int, H: int, W: int, Hc: int, k: int) -> float:
+    """Convolution FLOPs of one forward: 2 T B H W 4Hc (C + Hc) k^2 (the same for all three layers).
+
+    The pointwise gate math, O(T B Hc H W), is not counted. A training step counts 3x this.
+    """
+    return 2.0 * T * B * H * W * 4 * Hc * (C + Hc) * k * k
+
+
+def cpu_flags() -> str:
+    """The vector extensions the convolutions can use (avx2, avx512*, amx*), from /proc/cpuinfo."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            found = re.search(r"^flags\s*:\s*(.+)$", f.read(), re.M)
+    except OSError:
+        return "unknown"
+    if found is None:
+        return "unknown"
+    flags = sorted({f for f in found.group(1).split() if f == "avx2" or f.startswith(("avx512", "amx"))})
+    return ", ".join(flags) or "none of avx2/avx512/amx"
+
+
+def _forward_fn(module: nn.Module, x: Tensor) -> Callable[[], None]:
+    def run() -> None:
+        with torch.inference_mode():
+            module(x)
+
+    return run
+
+
+def _train_fn(module: nn.Module, x: Tensor) -> Callable[[], None]:
+    def run() -> None:
+        module.zero_grad(set_to_none=True)
+        y, _ = module(x)  # (T, B, Hc, H, W)
+        y.sum().backward()
+
+    return run
+
+
+def profile_step(impl: str, x: Tensor, C: int, Hc: int, k: int) -> str:
+    """One training step of ``ConvLSTM(impl=...)`` (after a warm-up step) under ``torch.profiler``:
+    the share of its CPU time in the convolutions' forward and backward, and the top operators."""
+    from torch.profiler import ProfilerActivity, profile
+
+    module = lstmkit.ConvLSTM(C, Hc, k, impl=impl)
+    step = _train_fn(module, x)
+    step()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        t0 = time.perf_counter()
+        step()
+        wall = time.perf_counter() - t0
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    conv = sum(e.self_cpu_time_total for e in events if e.key in ("aten::mkldnn_convolution",
+                                                                  "aten::convolution_backward"))
+    return (f"impl={impl}: one training step took {wall:.1f} s under the profiler; "
+            f"{100 * conv / total:.0f}% of its self CPU time is in aten::mkldnn_convolution and "
+            f"aten::convolution_backward.\n\n" + events.table(sort_by="self_cpu_time_total", row_limit=12))
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: all)")
+    ap.add_argument("--repeats", type=int, default=None,
+                    help=f"timed rounds (default {FULL_REPEATS}, {QUICK_REPEATS} with --quick)")
+    ap.add_argument("--time-limit", type=float, default=TIME_LIMIT, metavar="SECONDS",
+                    help=f"stop the rounds once this long and 3 are done (default {TIME_LIMIT:.0f}; 0: no limit)")
+    ap.add_argument("--quick", action="store_true", help=f"a small shape {QUICK}: a smoke run, not a measurement")
+    ap.add_argument("--out", type=str, default=None, help="also write the Markdown report to this file")
+    ap.add_argument("--profile", choices=["auto", "fused", "concat"], default=None,
+                    help="instead of timing, profile one training step of ConvLSTM(impl=...)")
+    args = ap.parse_args(argv)
+    if args.repeats is None:
+        args.repeats = QUICK_REPEATS if args.quick else FULL_REPEATS
+    if args.repeats < 1:
+        ap.error(f"--repeats must be >= 1, got {args.repeats}")
+    if args.threads is not None and args.threads < 1:
+        ap.error(f"--threads must be positive, got {args.threads}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    command = "python " + shlex.join([sys.argv[0], *(sys.argv[1:] if argv is None else argv)])
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    s = QUICK if args.quick else FULL
+    T, B, C, H, W, Hc, k = (s[n] for n in ("T", "B", "C", "H", "W", "Hc", "k"))
+
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    torch.manual_seed(0)
+    x = torch.randn(T, B, C, H, W)  # (T, B, C, H, W)
+    if args.profile is not None:
+        print(f"T={T}, B={B}, C={C}, {H}x{W}, Hc={Hc}, {k}x{k}; torch threads {torch.get_num_threads()}; "
+              f"load average {os.getloadavg()[0]:.1f} before")
+        print(profile_step(args.profile, x, C, Hc, k))
+        print(f"load average {os.getloadavg()[0]:.1f} after")
+        return
+    layers = {
+        "lstmkit impl=fused": lstmkit.ConvLSTM(C, Hc, k, impl="fused"),
+        "lstmkit impl=auto": lstmkit.ConvLSTM(C, Hc, k),
+        "nn.Conv2d over [x, h]": ConcatConvLSTM(C, Hc, k),
+        NAIVE: NaiveConvLSTM(C, Hc, k),
+    }
+    fns: dict[str, Callable[[], None]] = {}
+    for name, module in layers.items():
+        fns[f"{name}|fwd"] = _forward_fn(module, x)
+        fns[f"{name}|train"] = _train_fn(module, x)
+    xh = torch.randn(B, C + Hc, H, W)  # the textbook step's convolution, alone
+    w = torch.randn(4 * Hc, C + Hc, k, k)
+
+    def conv() -> None:
+        with torch.inference_mode():
+            F.conv2d(xh, w, padding=k // 2)
+
+    fns[CONV] = conv
+    conv_flops = layer_flops(1, B, C, H, W, Hc, k)
+    flops = layer_flops(T, B, C, H, W, Hc, k)
+
+    load_before = os.getloadavg()
+    start = time.perf_counter()
+    times = interleaved(fns, args.repeats, warmup=1, min_time=0.05, progress=log,
+                        time_limit=args.time_limit or None)
+    elapsed = time.perf_counter() - start
+    load_after = os.getloadavg()
+    rounds = len(times[CONV])
+    conv_gflops = conv_flops / median(times[CONV]) / 1e9
+
+    rows = []
+    for name in layers:
+        cells = []
+        for mode, mult in (("fwd", 1.0), ("train", 3.0)):
+            t = times[f"{name}|{mode}"]
+            ratios = paired_ratios(t, times[f"{NAIVE}|{mode}"])
+            q1, q3 = quartiles(ratios)
+            gflops = mult * flops / median(t) / 1e9
+            speedup = 1.0 / median(ratios)
+            cells += [f"{1e3 * median(t):.0f}", f"{median(ratios):.2f} ({q1:.2f}–{q3:.2f})", f"{speedup:.2f}×",
+                      f"{gflops:.1f} ({100 * gflops / conv_gflops:.0f}%)"]
+        rows.append(f"| {name} | " + " | ".join(cells) + " |")
+
+    out = [
+        "# lstmkit ConvLSTM benchmark",
+        "",
+        f"Command: `{command}`",
+        "",
+        f"Machine: {machine_description()}. CPU vector flags: {cpu_flags()}. "
+        f"torch threads in this run: {torch.get_num_threads()}. "
+        f"Load average (1, 5, 15 min) {', '.join(f'{v:.1f}' for v in load_before)} at the start and "
+        f"{', '.join(f'{v:.1f}' for v in load_after)} at the end. Run took {elapsed / 60:.1f} min"
+        f"{' (--quick: a smoke run, not a measurement)' if args.quick else ''}.",
+        "",
+        f"Shape: T={T}, B={B}, C={C}, {H}x{W} frames, Hc={Hc} hidden channels, {k}x{k} kernel, one layer. "
+        f"{rounds} interleaved rounds after a warm-up round. **×naive** is the median over rounds of the "
+        f"time divided by `{NAIVE}`'s time in the same round (first–third quartile in brackets; lower is "
+        "faster); **speed-up** is its inverse. GFLOP/s counts the convolutions only, "
+        f"2·T·B·H·W·4Hc·(C+Hc)·k² = {flops / 1e9:.1f} GFLOP per forward, 3× that per training step; the % "
+        f"compares with one plain `F.conv2d` (B, C+Hc, H, W) -> (B, 4Hc, H, W) timed in the same rounds: "
+        f"**{conv_gflops:.1f} GFLOP/s**.",
+        "",
+        "| layer | forward ms | forward ×naive | forward speed-up | forward GFLOP/s (% conv2d) "
+        "| train step ms | train ×naive | train speed-up | train GFLOP/s (% conv2d) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        *rows,
+        "",
+    ]
+    text = "\n".join(out)
+    print(text)
+    if args.out is not None:
+        with open(args.out, "w") as f:
+            f.write(text + "\n")
+        log(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
