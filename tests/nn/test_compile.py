@@ -9,6 +9,10 @@ one test compiles with the default Inductor backend (slow).
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 from torch import nn
@@ -151,6 +155,27 @@ def test_compile_fullgraph_every_variant(cpp, variant):
     with torch.no_grad():  # inference: a second graph, with the op's train=False
         model.eval()
         torch.testing.assert_close(compiled(x, lengths)[0], model(x, lengths)[0], rtol=1e-5, atol=1e-6)
+
+
+FIRST_USE_COMPILED = """
+import warnings, torch, lstmkit
+warnings.simplefilter("error")
+m = lstmkit.LSTM(4, 6, layer_norm=True)
+x = torch.randn(5, 3, 4, requires_grad=True)
+y = torch.compile(m, backend="aot_eager", fullgraph=True)(x)[0]
+y.sum().backward()
+print(torch.equal(y, m(x)[0]), lstmkit.nn._cpp._module is not None)
+"""
+
+
+def test_compiled_model_can_be_the_first_to_use_the_kernel(cpp):
+    """In a fresh process the first call loads the extension; Dynamo must not trace that (a break)."""
+    src = os.path.join(os.path.dirname(lstmkit.__file__), os.pardir)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, "-c", FIRST_USE_COMPILED], env=env, capture_output=True, text=True,
+                         timeout=600)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.split() == ["True", "True"]
 
 
 def test_compile_reference_loop():

@@ -230,6 +230,9 @@ def _apply_forced_isa(module: ModuleType) -> str | None:
     return None
 
 
+# Dynamo calls it while tracing and keeps the answer, instead of tracing the build (file system,
+# hashing, a lock: graph breaks) when a compiled model is the first thing to use the kernel.
+@torch.compiler.assume_constant_result
 def available() -> bool:
     """Whether ``lstm_scan_cpp`` can run here; builds the extension on the first call.
 
