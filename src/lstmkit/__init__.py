@@ -1,8 +1,9 @@
 """lstmkit: fast, complete LSTMs on PyTorch.
 
-``import lstmkit`` gives the layers (``LSTM``, ``LSTMCell``, ``LSTMStepCell``, ``GRU``, ``RNN``), ``param_count`` and
-the streaming API (``Stream``), and loads nothing else. The rest is imported where it is used,
-from the layer of the design it belongs to (each imports only from the ones before it):
+``import lstmkit`` gives the layers (``LSTM``, ``LSTMCell``, ``LSTMStepCell``, ``GRU``, ``RNN``), ``param_count``,
+``safe_globals`` (for ``torch.load`` of whole models) and the streaming API (``Stream``), and loads nothing
+else. The rest is imported where it is used, from the layer of the design it belongs to (each imports
+only from the ones before it):
 
 - ``lstmkit.nn`` (layers), ``lstmkit.stream`` (streaming), ``lstmkit.formats`` (how weights are
   stored), ``lstmkit.data``, ``lstmkit.metrics``;
@@ -14,7 +15,7 @@ from the layer of the design it belongs to (each imports only from the ones befo
 
 from __future__ import annotations
 
-from lstmkit.nn import GRU, LSTM, RNN, ConvLSTM, ConvLSTMCell, LSTMCell, LSTMStepCell, param_count
+from lstmkit.nn import GRU, LSTM, RNN, ConvLSTM, ConvLSTMCell, LSTMCell, LSTMStepCell, param_count, safe_globals
 from lstmkit.stream import Stream
 
 __version__ = "0.1.0"
@@ -30,4 +31,5 @@ __all__ = [
     "Stream",
     "__version__",
     "param_count",
+    "safe_globals",
 ]

@@ -1,7 +1,8 @@
 """Recurrent layers: ``LSTM`` (drop-in ``torch.nn.LSTM`` with variants), cells, GRU and RNN.
 
 ``layer_weights`` reads one layer and direction's parameters as a typed ``LSTMWeights`` /
-``GRUWeights``; ``LSTMState`` is the (h, c) pair the step cell carries.
+``GRUWeights``; ``LSTMState`` is the (h, c) pair the step cell carries; ``safe_globals()`` lists the
+classes to allow for ``torch.load(weights_only=True)`` of a whole model.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from .convlstm import ConvLSTM, ConvLSTMCell
 from .gru import GRU, RNN
 from .lstm import LSTM, LSTMCell, LSTMStepCell
 from .params import convlstm_param_count, param_count
+from .serialization import safe_globals
 from .weights import GRUWeights, LSTMOptions, LSTMState, LSTMWeights, layer_weights
 
 __all__ = [
@@ -27,4 +29,5 @@ __all__ = [
     "convlstm_param_count",
     "layer_weights",
     "param_count",
+    "safe_globals",
 ]

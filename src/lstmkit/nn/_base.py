@@ -229,6 +229,10 @@ class RecurrentBase(nn.Module, metaclass=ABCMeta):
             lengths = lengths.reshape(1)
         if lengths.dim() != 1 or lengths.shape[0] != B:
             raise ValueError(f"lengths must have shape ({B},) (one per sequence), got {tuple(lengths.shape)}")
+        if torch.compiler.is_compiling():
+            # Reading the values would be data-dependent control flow (a graph break); a compiled
+            # model's lengths are not range-checked.
+            return lengths.to(torch.long)
         if (lengths < 0).any():
             raise ValueError(f"lengths must be >= 0, got {lengths.tolist()}")
         if (lengths > T).any():
@@ -277,7 +281,9 @@ class RecurrentBase(nn.Module, metaclass=ABCMeta):
         T, B = x.shape[0], x.shape[1]
         init = self._check_hx(hx, B, batched, x)
         mask = None
-        if lengths is not None and bool((lengths < T).any()):
+        # Compiled: always mask when lengths are given (a mask that is all True changes no value), as
+        # whether one is needed depends on the values.
+        if lengths is not None and (torch.compiler.is_compiling() or bool((lengths < T).any())):
             mask = torch.arange(T, device=x.device).unsqueeze(1) < lengths.unsqueeze(0)  # (T, B)
 
         D = self.num_directions

@@ -45,6 +45,7 @@ from types import ModuleType
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
+from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 from ._fused import N_DIFFERENTIABLE, ScanArgs, scan_args
 from .weights import LSTMOptions, LSTMWeights
@@ -229,6 +230,9 @@ def _apply_forced_isa(module: ModuleType) -> str | None:
     return None
 
 
+# Dynamo calls it while tracing and keeps the answer, instead of tracing the build (file system,
+# hashing, a lock: graph breaks) when a compiled model is the first thing to use the kernel.
+@torch.compiler.assume_constant_result
 def available() -> bool:
     """Whether ``lstm_scan_cpp`` can run here; builds the extension on the first call.
 
@@ -273,7 +277,7 @@ def _ext() -> ModuleType:
 
 
 class LSTMScanCpp(torch.autograd.Function):
-    """Autograd node whose forward and backward are the C++ time loops."""
+    """Autograd node whose forward and backward are the C++ time loops (eager mode)."""
 
     @staticmethod
     def forward(ctx, *inputs):  # a ScanArgs, splatted
@@ -299,6 +303,163 @@ class LSTMScanCpp(torch.autograd.Function):
         )
         grads = [g if n else None for g, n in zip(grads, need[:9], strict=True)]
         return (*grads, None, None, None, None)
+
+
+# --- the scan as torch.library custom ops ---------------------------------------------------------
+# Under torch.compile, torch.export, torch.jit.trace and any other tracer (a dispatch mode: fake
+# tensors, functionalisation) the scan is one opaque operator per layer and direction,
+# ``lstmkit::lstm_scan``, with a fake implementation for shapes and an autograd formula that calls
+# ``lstmkit::lstm_scan_backward``. Both call the C++ forward and backward with exactly the arguments
+# LSTMScanCpp passes. Eager mode keeps LSTMScanCpp: a Python custom op costs a few hundred
+# microseconds a call in dispatch, as much as a whole short sequence. An op returns a fixed tuple of
+# tensors: a tensor the kernel leaves undefined (a saved tensor of an absent variant, a gradient not
+# asked for, everything saved at inference) is an empty tensor in the op and None again before the
+# next C++ call.
+
+N_SAVED = 9  # acts, cs, tcs, hin, hraw, rhat, rrstd, chat, crstd: what the C++ forward keeps for the backward
+
+
+def _empty_like_none(t: Tensor | None, like: Tensor) -> Tensor:
+    return like.new_empty(0) if t is None else t
+
+
+def _present_saved(w_hr: Tensor | None, g_hh: Tensor | None) -> tuple[bool, ...]:
+    """Which saved tensors the kernel defines: hraw with a projection, the last four with LayerNorm."""
+    proj, ln = w_hr is not None, g_hh is not None
+    return (True, True, True, True, proj, ln, ln, ln, ln)
+
+
+@torch.library.custom_op("lstmkit::lstm_scan", mutates_args=(), device_types="cpu")
+def lstm_scan_op(
+    xg: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    w_hh: Tensor,
+    w_hr: Tensor | None,
+    peep: Tensor | None,
+    g_hh: Tensor | None,
+    g_c: Tensor | None,
+    b_c: Tensor | None,
+    drop: Tensor | None,
+    mask: Tensor | None,
+    coupled: bool,
+    eps: float,
+    train: bool,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """The C++ forward: y (T, B, P), h_n (B, P), c_n (B, H), then the 9 saved tensors (``train``; else empty)."""
+    out = _ext().forward(xg, h0, c0, w_hh, w_hr, peep, g_hh, g_c, b_c, drop, mask, coupled, eps, train, None, None)
+    saved = out[3:] if train else [None] * N_SAVED
+    return tuple(_empty_like_none(t, xg) for t in (*out[:3], *saved))  # type: ignore[return-value]
+
+
+@lstm_scan_op.register_fake
+def _(xg, h0, c0, w_hh, w_hr, peep, g_hh, g_c, b_c, drop, mask, coupled, eps, train):
+    T, B, G = xg.shape
+    H, P = c0.shape[1], h0.shape[1]
+    ys, hn, cn = xg.new_empty(T, B, P), xg.new_empty(B, P), xg.new_empty(B, H)
+    if not train:
+        return (ys, hn, cn, *(xg.new_empty(0) for _ in range(N_SAVED)))
+    hin_t = T + 1 if (mask is not None or drop is not None) else T  # the kernel's hin has a spare row then
+    shapes = [(T, B, G), (T + 1, B, H), (T, B, H), (hin_t, B, P), (T, B, H), (T, B, G), (T, B), (T, B, H), (T, B)]
+    present = _present_saved(w_hr, g_hh)
+    saved = [xg.new_empty(s if p else (0,)) for s, p in zip(shapes, present, strict=True)]
+    return (ys, hn, cn, *saved)
+
+
+@torch.library.custom_op("lstmkit::lstm_scan_backward", mutates_args=(), device_types="cpu")
+def lstm_scan_backward_op(
+    dy: Tensor,
+    dhn: Tensor,
+    dcn: Tensor,
+    saved: list[Tensor],
+    w_hh: Tensor,
+    w_hr: Tensor | None,
+    peep: Tensor | None,
+    g_hh: Tensor | None,
+    g_c: Tensor | None,
+    drop: Tensor | None,
+    mask: Tensor | None,
+    coupled: bool,
+    need_w: bool,
+    need_extra: bool,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """The C++ backward: dxg, dh0, dc0, dw_hh, dw_hr, dpeep, dg_hh, dg_c, db_c (empty where not computed)."""
+    kept = [t if present else None for t, present in zip(saved, _present_saved(w_hr, g_hh), strict=True)]
+    grads = _ext().backward(dy, dhn, dcn, kept, w_hh, w_hr, peep, g_hh, g_c, drop, mask, coupled, need_w, need_extra)
+    return tuple(_empty_like_none(g, dy) for g in grads)  # type: ignore[return-value]
+
+
+@lstm_scan_backward_op.register_fake
+def _(dy, dhn, dcn, saved, w_hh, w_hr, peep, g_hh, g_c, drop, mask, coupled, need_w, need_extra):
+    T, B, G = saved[0].shape
+    H, P = saved[1].shape[2], w_hh.shape[1]
+
+    def grad(present: bool, *shape) -> Tensor:
+        return dy.new_empty(shape if present else (0,))
+
+    ln = g_hh is not None
+    return (
+        grad(True, T, B, G),
+        grad(True, B, P),
+        grad(True, B, H),
+        grad(need_w, G, P),
+        grad(need_w and w_hr is not None, P, H),
+        grad(need_extra and peep is not None, *(() if peep is None else peep.shape)),
+        grad(need_extra and ln, G),
+        grad(need_extra and ln, H),
+        grad(need_extra and ln, H),
+    )
+
+
+def _setup_context(ctx, inputs, output) -> None:
+    a = ScanArgs(*inputs[:-1])  # the last input is ``train``
+    saved = output[3:]
+    ctx.mark_non_differentiable(*saved)
+    # Gradients of outputs autograd never reached stay None here: materialising zeros for the nine
+    # saved tensors would cost a pass over each. The backward makes zeros for y, h_n, c_n itself.
+    ctx.set_materialize_grads(False)
+    ctx.coupled = a.coupled
+    ctx.train = inputs[-1]
+    ctx.save_for_backward(*saved, a.w_hh, a.w_hr, a.peep, a.g_hh, a.g_c, a.drop, a.mask)
+
+
+def _backward(ctx, dy, dhn, dcn, *_saved_grads):
+    if not ctx.train:
+        raise RuntimeError(
+            "lstmkit::lstm_scan was traced without gradients (train=False, e.g. torch.export under no_grad), "
+            "so it kept nothing for the backward; trace it with grad mode on to train with it"
+        )
+    tensors = ctx.saved_tensors
+    saved = list(tensors[:N_SAVED])
+    w_hh, w_hr, peep, g_hh, g_c, drop, mask = tensors[N_SAVED:]
+    T, B, _ = saved[0].shape
+    H, P = saved[1].shape[2], w_hh.shape[1]
+    # Zeros for outputs autograd never reached, as LSTMScanCpp gets them (materialised by autograd).
+    dy = saved[0].new_zeros(T, B, P) if dy is None else dy
+    dhn = saved[0].new_zeros(B, P) if dhn is None else dhn
+    dcn = saved[0].new_zeros(B, H) if dcn is None else dcn
+    need = ctx.needs_input_grad
+    grads = lstm_scan_backward_op(
+        dy, dhn, dcn, saved, w_hh, w_hr, peep, g_hh, g_c, drop, mask, ctx.coupled,
+        bool(need[3] or need[4]), any(need[5:9]),
+    )
+    grads = [g if n else None for g, n in zip(grads, need[:9], strict=True)]
+    return (*grads, None, None, None, None, None)
+
+
+lstm_scan_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+def tracing(x: Tensor) -> bool:
+    """Whether ``x`` is being traced rather than computed: torch.compile / torch.export, torch.jit.trace,
+    a dispatch mode (fake tensors, functionalisation, make_fx) or a tensor subclass. The C++ extension
+    reads tensor data, which a tracer's tensors do not have: there only the custom op can run."""
+    return (
+        torch.compiler.is_compiling()
+        or torch.jit.is_tracing()
+        or type(x) is not Tensor
+        or _get_current_dispatch_mode() is not None
+    )
 
 
 def _check(tensors: dict[str, Tensor | None], dtype: torch.dtype) -> None:
@@ -333,7 +494,6 @@ def lstm_scan_cpp(
     kernel computes LN_ih(xg) (gain ``w.g_ih``) + b_ih + b_hh step by step, overwriting ``xg``, which
     must be a contiguous buffer of the caller's own.
     """
-    ext = _ext()
     args = scan_args(xg, state, w, opt, drop, mask)
     g_ih = b_x = None
     if normalize_input:
@@ -344,9 +504,22 @@ def lstm_scan_cpp(
     del named["coupled"], named["eps"]
     _check(named, xg.dtype)
     differentiable = (*args[:N_DIFFERENTIABLE], g_ih, b_x)
-    if not torch.is_grad_enabled() or not any(x is not None and x.requires_grad for x in differentiable):
+    train = torch.is_grad_enabled() and any(x is not None and x.requires_grad for x in differentiable)
+    if tracing(xg):
+        # A jit trace keeps ``train`` as a constant: always keep what the backward needs there, so that
+        # the traced module can train whichever grad mode it was traced under.
+        train = train or torch.jit.is_tracing()
+        if normalize_input:  # it overwrites xg, which an op that mutates nothing may not do
+            raise ValueError("normalize_input is for eager mode only, not under torch.compile, export or tracing")
+        out = lstm_scan_op(*args, train)
+        return out[0], out[1], out[2]
+    ext = _ext()
+    if normalize_input:
+        if train:
+            raise ValueError("normalize_input is for inference only (no tensor requiring grad with grad mode on)")
         ys, hn, cn = ext.forward(*args, False, g_ih, b_x)
         return ys, hn, cn
-    if normalize_input:
-        raise ValueError("normalize_input is for inference only (no tensor requiring grad with grad mode on)")
+    if not train:
+        ys, hn, cn = ext.forward(*args, False, None, None)
+        return ys, hn, cn
     return LSTMScanCpp.apply(*args)

@@ -27,6 +27,7 @@ direction; every torch.nn name and shape is unchanged.
 from __future__ import annotations
 
 import math
+import sys
 
 import torch
 import torch.nn.functional as F
@@ -93,6 +94,45 @@ def scan_kernel(impl: str, x: Tensor):
     if x.device.type == "cpu" and x.dtype in _cpp.SUPPORTED_DTYPES and _cpp.available():
         return _cpp.lstm_scan_cpp
     return lstm_scan
+
+
+ONNX_EXPORT_ERROR = (
+    "torch.onnx.export cannot write lstmkit.LSTM correctly: its time loop is one custom operator "
+    "(lstmkit::lstm_scan, or a Python loop with impl='fused'/'reference') that torch's exporters would "
+    "leave out or unroll for one length. Export with lstmkit.export.to_onnx(model, path) instead: it writes "
+    "the ONNX LSTM operator (a Scan for LayerNorm or projection) with symbolic time and batch and checks the "
+    "file in onnxruntime; it takes an lstmkit LSTM, GRU or RNN, or an lstmkit.models.SequenceModel "
+    "(embedding, recurrent core, head). See docs/deployment.md."
+)
+
+
+def _in_onnx_export() -> bool:
+    """Whether torch.onnx.export is running, with either exporter. Not ``torch.onnx.is_in_onnx_export()``:
+    torch.compile folds that to False, and the dynamo exporter traces through torch.compile's tracer."""
+    if torch.compiler.is_compiling() and not torch.compiler.is_exporting():
+        return False  # torch.compile, not an export
+    if "torch.onnx" not in sys.modules:  # never imported: not exporting (and no import cost here)
+        return False
+    from torch.onnx._internal.exporter import _flags
+    from torch.onnx._internal.torchscript_exporter._globals import GLOBALS
+
+    return bool(GLOBALS.in_onnx_export or _flags._is_onnx_exporting)
+
+
+def refuse_untraceable(kernel) -> None:
+    """Raise where a tracer would record this layer wrongly: torch.onnx.export (both exporters), and
+    torch.jit.trace of a Python time loop (fused or reference: the trace holds one length's steps,
+    and the fused kernel's in-place buffers come out as constants). The C++ kernel traces as one
+    operator, right at any length and batch size."""
+    if _in_onnx_export():
+        raise RuntimeError(ONNX_EXPORT_ERROR)
+    if torch.jit.is_tracing() and kernel is not _cpp.lstm_scan_cpp:
+        raise RuntimeError(
+            "torch.jit.trace records lstmkit.LSTM only through its C++ kernel (impl='auto' or 'cpp', one "
+            "operator at any length and batch size); this layer runs a Python time loop here (impl="
+            f"{'reference' if kernel is None else 'fused'}), which a trace would fix to one length. Use "
+            "torch.compile or torch.export.export instead, which trace every impl correctly."
+        )
 
 
 def _needs_grad(x: Tensor, state: tuple[Tensor, Tensor], w: LSTMWeights) -> bool:
@@ -190,10 +230,11 @@ class LSTM(RecurrentBase):
                 "layer_norm_eps": 1e-5}
 
     def _run_direction(self, x, state, w, mask, drop):
-        if self.impl == "reference":
+        kernel = None if self.impl == "reference" else scan_kernel(self.impl, x)
+        refuse_untraceable(kernel)
+        if kernel is None:
             return scan(lambda x_t, s: lstm_step(x_t, s, w, self._options, drop), x, state, mask)
-        kernel = scan_kernel(self.impl, x)
-        if self.layer_norm and kernel is _cpp.lstm_scan_cpp and not _needs_grad(x, state, w):
+        if self.layer_norm and kernel is _cpp.lstm_scan_cpp and not _needs_grad(x, state, w) and not _cpp.tracing(x):
             # Inference: the C++ kernel normalises each step's W_ih x_t in cache, which saves a pass
             # over all (T, B, G) (LN_ih and the biases); the result is input_gates' to rounding.
             xg = F.linear(x, w.w_ih)  # (T, B, G), our own buffer, overwritten by the kernel
