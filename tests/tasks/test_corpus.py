@@ -69,7 +69,7 @@ def test_text_file_errors_name_the_option(tmp_path):
     with pytest.raises(DataUnavailable, match=r"data\.text: .*empty\.txt is empty"):
         corpus.read_text_file(tmp_path / "empty.txt")
     (tmp_path / "bin.txt").write_bytes(b"\xff\xfe\x00abc")
-    with pytest.raises(DataUnavailable, match="is not UTF-8 text"):
+    with pytest.raises(DataUnavailable, match=r"bin\.txt: not UTF-8 text: line 1, column 1 holds the byte 0xff"):
         corpus.read_text_file(tmp_path / "bin.txt")
     with pytest.raises(DataUnavailable, match="is not a file"):
         corpus.read_text_file(tmp_path)
