@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from lstmkit._fileio import read_versioned_json, write_versioned_json
+from lstmkit._fileio import write_versioned_json
 from lstmkit.data import CharTokenizer, TokenStreamBatcher, WordTokenizer
 from lstmkit.data.tokenizers import PAD, UNK
 from lstmkit.models import SequenceModel
@@ -251,10 +251,7 @@ class LanguageModelTask(Task):
         """The token ids of ``split``, after checking its text is the one the run was split on."""
         if split not in SPLITS:
             raise TaskError(f"split must be one of {SPLITS}, got {split!r}")
-        try:
-            recorded = read_versioned_json(run.file(DATA), _DATA_FORMAT, _DATA_VERSION)
-        except ValueError as e:
-            raise TaskError(str(e)) from e
+        recorded = run.read_record(DATA, _DATA_FORMAT, _DATA_VERSION)
         splits = self.load_splits(run.config)
         sha = splits.fingerprint()[split]
         if recorded.get("sha256", {}).get(split) != sha:

@@ -29,6 +29,7 @@ from torch import nn
 
 import lstmkit
 from lstmkit._fileio import read_versioned_json, write_json_atomic, write_versioned_json
+from lstmkit.data import Standardizer
 from lstmkit.formats import load_weights
 from lstmkit.formats.integrity import WeightsError
 from lstmkit.tasks.base import Task, TaskError
@@ -57,6 +58,13 @@ class Run:
     def file(self, name: str) -> Path:
         return self.path / name
 
+    def read_record(self, name: str, fmt: str, version: int) -> dict[str, Any]:
+        """The task's versioned JSON state file ``name`` (``data.json``, ...), or a ``TaskError`` saying why not."""
+        try:
+            return read_versioned_json(self.file(name), fmt, version)
+        except ValueError as e:
+            raise TaskError(str(e)) from e
+
     def load_weights(self, model: nn.Module) -> nn.Module:
         """Load ``model.safetensors`` (float, or a quantised or factorised file written by ``lstmkit
         compress``: see ``lstmkit.formats``) into ``model`` (built from ``self.config``), in eval mode."""
@@ -72,6 +80,14 @@ class Run:
         except Exception as e:  # an intact file of another architecture: safetensors or load_state_dict raise
             raise TaskError(f"{self.file(MODEL)} does not match {self.file(CONFIG)}: {e}") from e
         return model.eval()
+
+
+def read_scaler(path: Path) -> Standardizer:
+    """A run's saved ``Standardizer``, or a ``TaskError`` saying why it cannot be read."""
+    try:
+        return Standardizer.load(path)
+    except ValueError as e:
+        raise TaskError(str(e)) from e
 
 
 def write_stamp(run_dir: Path, task: Task) -> None:

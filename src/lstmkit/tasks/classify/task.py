@@ -9,8 +9,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from lstmkit._fileio import read_versioned_json
-from lstmkit.data import Standardizer
 from lstmkit.models import ClassifyModel, SequenceClassifier
 from lstmkit.tasks.base import DataUnavailable, Prepared, Step, Task, TaskError, TrainingData
 from lstmkit.tasks.bundled import UCR_SETS
@@ -32,7 +30,7 @@ from lstmkit.tasks.classify.plots import CONFUSION, plot_confusion
 from lstmkit.tasks.classify.scoring import score_split
 from lstmkit.tasks.classify.steps import jitter_step
 from lstmkit.tasks.registry import register_task
-from lstmkit.tasks.rundir import Run
+from lstmkit.tasks.rundir import Run, read_scaler
 from lstmkit.train import Config, TrainConfig, fit, set_values
 from lstmkit.train.distill import classify_distill_step
 
@@ -137,11 +135,8 @@ class ClassifyTask(Task):
     def evaluate(self, run: Run, split: str) -> dict[str, Any]:
         if split not in SPLITS:
             raise TaskError(f"split must be one of {SPLITS}, got {split!r}")
-        try:
-            recorded = read_versioned_json(run.file(DATA), _DATA_FORMAT, _DATA_VERSION)
-            scaler = Standardizer.load(run.file(SCALER))
-        except ValueError as e:
-            raise TaskError(str(e)) from e
+        recorded = run.read_record(DATA, _DATA_FORMAT, _DATA_VERSION)
+        scaler = read_scaler(run.file(SCALER))
         prepared = prepare_data(run.config)
         if recorded.get("sha256") != prepared.sha256 or recorded.get("classes") != prepared.classes:
             raise TaskError(f"the files of {self.data_source(run.config)} are not the ones this run was trained on "
@@ -158,11 +153,8 @@ class ClassifyTask(Task):
         """Classes by index and the preprocessing a raw (T, C) case needs before the network, in order:
         first differences appended (``differences``), ``(x - mean) / std`` per channel, then ``frame``
         consecutive steps side by side (the last frame completed by repeating the case's last step)."""
-        try:
-            recorded = read_versioned_json(run.file(DATA), _DATA_FORMAT, _DATA_VERSION)
-            scaler = Standardizer.load(run.file(SCALER))
-        except ValueError as e:
-            raise TaskError(str(e)) from e
+        recorded = run.read_record(DATA, _DATA_FORMAT, _DATA_VERSION)
+        scaler = read_scaler(run.file(SCALER))
         data = run.config.data
         return {
             "classes": recorded["classes"],

@@ -65,10 +65,7 @@ class CTCTask(Task):
 
     def serving_metadata(self, run: Run) -> dict[str, Any]:
         """The symbols by class (class 0 is the blank) and the input standardisation of the training steps."""
-        try:
-            recorded = read_versioned_json(run.file(DATA), _DATA_FORMAT, _DATA_VERSION)
-        except ValueError as e:
-            raise TaskError(str(e)) from e
+        recorded = run.read_record(DATA, _DATA_FORMAT, _DATA_VERSION)
         return {"classes": ["<blank>", *self.alphabet(run.config)],
                 "preprocess": {"input_mean": recorded.get("input_mean"), "input_std": recorded.get("input_std")}}
 
@@ -148,10 +145,7 @@ class CTCTask(Task):
     def evaluate(self, run: Run, split: str) -> dict[str, Any]:
         if split not in SPLITS:
             raise TaskError(f"split must be one of {SPLITS}, got {split!r}")
-        try:
-            recorded = read_versioned_json(run.file(DATA), _DATA_FORMAT, _DATA_VERSION)
-        except ValueError as e:
-            raise TaskError(str(e)) from e
+        recorded = run.read_record(DATA, _DATA_FORMAT, _DATA_VERSION)
         prepared = self.prepare(run.config)
         if recorded.get("sha256") != prepared.record["sha256"]:
             raise TaskError(f"the data in {prepared.record['cache']} is not the data this run was trained on "

@@ -10,7 +10,6 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from lstmkit._fileio import read_versioned_json
 from lstmkit.data import Standardizer
 from lstmkit.models import ForecastModel, ForecastNet
 from lstmkit.tasks.base import Prepared, Task, TaskError, TrainingData
@@ -33,7 +32,7 @@ from lstmkit.tasks.forecast.data import (
 from lstmkit.tasks.forecast.scoring import score_split
 from lstmkit.tasks.forecast.steps import forecast_step
 from lstmkit.tasks.registry import register_task
-from lstmkit.tasks.rundir import Run
+from lstmkit.tasks.rundir import Run, read_scaler
 from lstmkit.train import Config, TrainConfig, fit, set_values
 
 
@@ -131,11 +130,8 @@ class ForecastTask(Task):
 
     def load(self, run: Run) -> tuple[ForecastNet, ForecastPrepared]:
         """The run's model and data, checking that the series is the one it was trained on."""
-        try:
-            recorded = read_versioned_json(run.file(DATA), _DATA_FORMAT, _DATA_VERSION)
-            scaler = Standardizer.load(run.file(SCALER))
-        except ValueError as e:
-            raise TaskError(str(e)) from e
+        recorded = run.read_record(DATA, _DATA_FORMAT, _DATA_VERSION)
+        scaler = read_scaler(run.file(SCALER))
         prepared = prepare_data(run.config)
         if recorded.get("sha256") != fingerprint(prepared.series, prepared.split):
             raise TaskError(f"the series of {self.data_source(run.config)} is not the one this run was trained on "

@@ -31,7 +31,7 @@ from typing import Any, ClassVar, Protocol
 import torch
 from torch import Tensor
 
-from lstmkit._fileio import read_versioned_json, write_versioned_json
+from lstmkit._fileio import write_versioned_json
 from lstmkit.models import SequenceModel
 from lstmkit.nn import param_count
 from lstmkit.tasks.base import Prepared, Task, TaskError, TrainingData
@@ -310,10 +310,7 @@ class GeneratedTask(Task):
         model = self.load_model(run)
         batches = self.eval_batches(run.config, split)
         if split != "train":
-            try:
-                recorded = read_versioned_json(run.file(DATA), _DATA_FORMAT, _DATA_VERSION)
-            except ValueError as e:
-                raise TaskError(str(e)) from e
+            recorded = run.read_record(DATA, _DATA_FORMAT, _DATA_VERSION)
             if recorded.get("sha256", {}).get(split) != fingerprint(batches):
                 raise TaskError(
                     f"the {split} sequences generated now differ from those this run was scored on (their SHA-256 "
