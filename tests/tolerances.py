@@ -62,14 +62,15 @@ def module_tolerance(m: LSTM, x: Tensor, *, gradients: bool = False) -> float:
             w_ih, w_hh = p("weight_ih"), p("weight_hh")
             w_in, proj = _rounding.row_abs_sum(w_ih), _rounding.row_abs_sum(p("weight_hr"))
             keep = 1 - getattr(m, "recurrent_dropout", 0.0)  # training scales the fed-back h by 1/keep
-            a_max = (w_in * (x_max if layer == 0 else max(proj, 1.0)) + _rounding.row_abs_sum(w_hh) * max(proj, 1.0) / keep
-                     + _largest(p("bias_ih")) + _largest(p("bias_hh")) + _largest(p("weight_ch")) * T)
+            a_max = (w_in * (x_max if layer == 0 else max(proj, 1.0))
+                     + _rounding.row_abs_sum(w_hh) * max(proj, 1.0) / keep + _largest(p("bias_ih"))
+                     + _largest(p("bias_hh")) + _largest(p("weight_ch")) * T)
             K = w_ih.shape[1] + w_hh.shape[1] + 3
             if gradients:
                 K = max(K, w_ih.shape[0], T * x.shape[1])
             gains = [_largest(p(n)) for n in ("weight_ln_ih", "weight_ln_hh", "weight_ln_c")]
             e = _rounding.lstm_error(x.dtype, T=T, K=K, a_max=a_max, H=m.hidden_size, G=w_ih.shape[0],
-                                     c0_max=0.0, layer_norm=m.layer_norm, ln_gain=max(gains + [1.0]),
+                                     c0_max=0.0, layer_norm=m.layer_norm, ln_gain=max([*gains, 1.0]),
                                      dx=err, w_in=w_in)
             if proj:
                 e = proj * e + _rounding.gamma(m.hidden_size, u) * proj

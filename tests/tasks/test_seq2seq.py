@@ -133,3 +133,28 @@ def test_dates_demo_trains_and_evaluates(tmp_path):
     assert "dates written by babel" in result.metrics["data"]
     metrics, _ = runner.evaluate(result.run_dir, "val")
     assert metrics["nats_per_token"] == pytest.approx(result.metrics["nats_per_token"], rel=1e-6)
+
+
+def test_translate_prints_the_n_best_with_scores_and_draws_the_attention(tmp_path):
+    from typer.testing import CliRunner
+
+    from lstmkit.cli import app
+    from lstmkit.tasks.seq2seq.translate import translate_run
+
+    config = runner.build_config("seq2seq", overrides=["data.dates=[64, 8, 8]", "data.batch_size=16", *FAST])
+    run_dir = runner.train("seq2seq", config, tmp_path / "run").run_dir
+    png = tmp_path / "att.png"
+    result = CliRunner().invoke(app, ["translate", str(run_dir), "5 Jan 2021", "--n-best", "2", "--attention",
+                                      str(png)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    rows = [line.split("\t") for line in result.stdout.splitlines()]
+    assert [r[:2] for r in rows] == [["5 Jan 2021", "1"], ["5 Jan 2021", "2"]]
+    assert float(rows[0][3]) <= 0 and png.read_bytes()[:4] == b"\x89PNG"
+    (t,) = translate_run(run_dir, ["5 Jan 2021"], n_best=2)
+    assert [o.text for o in t.outputs] == [r[2] for r in rows]  # the same as the library gives
+    assert t.outputs[0].normalized >= t.outputs[1].normalized or not t.outputs[1].finished
+    piped = CliRunner().invoke(app, ["translate", str(run_dir), "--n-best", "1"], input="5 Jan 2021\n\n1 mars 1990\n")
+    assert piped.exit_code == 0 and [r.split("\t")[0] for r in piped.stdout.splitlines()] == ["5 Jan 2021",
+                                                                                               "1 mars 1990"]
+    bad = CliRunner().invoke(app, ["translate", str(tmp_path / "nope"), "x"])
+    assert bad.exit_code == 1 and "does not exist" in bad.output

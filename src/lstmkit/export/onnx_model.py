@@ -386,7 +386,7 @@ def verification_tolerance(model: nn.Module, inputs: Mapping[str, Tensor]) -> tu
             e = _rounding.lstm_error(
                 f32, T=T, K=w_ih.shape[1] + w_hh.shape[1] + 3, a_max=a_max, H=core.hidden_size, G=w_ih.shape[0],
                 c0_max=max(c0_max, h0_max), layer_norm=bool(getattr(core, "layer_norm", False)),
-                ln_gain=max(gains + [1.0]), dx=err, w_in=w_in,
+                ln_gain=max([*gains, 1.0]), dx=err, w_in=w_in,
             )
             if w_hr is not None:  # h = W_hr m: the projection's own sum of H terms, and its gain on m's error
                 e = proj * e + _rounding.gamma(core.hidden_size, u) * proj

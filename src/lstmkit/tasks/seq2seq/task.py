@@ -70,6 +70,10 @@ class _Seq2SeqTask(Task):
     def scores(self, pairs: list[Pair], hyps: list[str]) -> dict[str, Any]:
         raise NotImplementedError
 
+    def normalize_source(self, text: str) -> str:
+        """A user's input as the training sources are written (``lstmkit translate``)."""
+        return text.strip()
+
     # -- the Task interface -------------------------------------------------------------------------
     def prepare(self, config: Config) -> Seq2SeqPrepared:
         pairs, fingerprint = self.load_pairs(config)
@@ -226,6 +230,9 @@ class G2PTask(_Seq2SeqTask):
 
     def scores(self, pairs: list[Pair], hyps: list[str]) -> dict[str, Any]:
         return g2p_scores(pairs, hyps)
+
+    def normalize_source(self, text: str) -> str:
+        return text.strip().lower()  # the dictionary's words are lower case
 
     def report(self, metrics: dict[str, Any]) -> list[str]:
         if "test" in metrics:
