@@ -48,7 +48,9 @@ class Seq2SeqModel(ModelConfig):
     layer (needs embedding_dim == hidden_size: the output layer reads the H-wide attentional vector)."""
 
     hidden_size: int = 256
-    attention: str = "general"  # Luong et al. 2015: general beat dot and concat for global attention
+    # Luong et al. 2015: general beat dot and concat for global attention. `--set model.attention=none` reads
+    # as None (the CLI's word for "unset"), which means "none" here.
+    attention: str | None = "general"
     bidirectional: bool = True  # the encoder sees each source symbol's right context too
     peephole: bool = False  # the lstmkit.LSTM variants, for both encoder and decoder
     coupled: bool = False
@@ -65,6 +67,8 @@ class Seq2SeqModel(ModelConfig):
 
     def _validate(self) -> None:
         super()._validate()
+        if self.attention is None:
+            object.__setattr__(self, "attention", "none")  # frozen: the documented way to set in __post_init__
         if self.cell != "lstm":
             raise ValueError(f"seq2seq uses lstmkit.LSTM; model.cell must be 'lstm', got {self.cell!r}")
         if self.attention not in ATTENTIONS:
