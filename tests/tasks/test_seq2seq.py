@@ -158,3 +158,18 @@ def test_translate_prints_the_n_best_with_scores_and_draws_the_attention(tmp_pat
                                                                                                "1 mars 1990"]
     bad = CliRunner().invoke(app, ["translate", str(tmp_path / "nope"), "x"])
     assert bad.exit_code == 1 and "does not exist" in bad.output
+
+
+def test_distill_and_lowrank_a_seq2seq_run(tmp_path):
+    from lstmkit.compress import distill_run, lowrank_run
+
+    config = runner.build_config("seq2seq", overrides=["data.dates=[64, 8, 8]", "data.batch_size=16", *FAST])
+    run_dir = runner.train("seq2seq", config, tmp_path / "run").run_dir
+    report = distill_run(run_dir, tmp_path / "student", hidden_size=8, steps=2, progress=False, repeats=1)
+    assert report["complete"] and report["teacher_used"] and report["training"]["steps"] == 2
+    assert report["latency_input"] == [[256, 1], [1], [128, 1]]  # Task.example_input: source, length, target
+    low = lowrank_run(run_dir, tmp_path / "low", rank=4, finetune_steps=2, progress=False, repeats=1)
+    assert low["complete"]
+    for out in ("student", "low"):
+        metrics, _ = runner.evaluate(tmp_path / out, "val")
+        assert "exact_match" in metrics
