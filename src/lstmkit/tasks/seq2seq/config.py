@@ -23,7 +23,7 @@ class Seq2SeqData(DataConfig):
     val_fraction: float = 0.05  # seq2seq with data.tsv: shares of the pairs held out, drawn with split_seed
     test_fraction: float = 0.05
     split_seed: int = 0  # fixed apart from train.seed, so seeds share one split
-    limit: int = 0  # keep only the first N training pairs (0: all); for smoke tests and quick looks
+    limit: int = 0  # keep only the first N pairs of each split (0: all); for smoke tests and quick looks
     # seq2seq without data.tsv: how many date pairs to generate per split (train, val, test)
     dates: tuple[int, int, int] = (30000, 1000, 2000)
     stress: bool = False  # g2p: keep the stress digits of the vowels (AH0, EY1); stripped by default
