@@ -225,6 +225,43 @@ def recognize(
         typer.echo(line)
 
 
+@app.command("translate")
+def translate(
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="A run directory of g2p or seq2seq.")],
+    texts: Annotated[
+        list[str] | None,
+        typer.Argument(metavar="TEXT", help="Inputs to translate; none (or -) reads standard input, one a line."),
+    ] = None,
+    n_best: Annotated[int, typer.Option(min=1, help="Outputs to print per input, best first.")] = 5,
+    beam: Annotated[int | None, typer.Option(min=1, help="Beam width (default: the run's model.beam_size, "
+                                             "at least --n-best).")] = None,
+    attention: Annotated[
+        Path | None, typer.Option(help="Draw the best output's attention matrix to this PNG (NAME-1.png, ... "
+                                  "for several inputs).")
+    ] = None,
+) -> None:
+    """Translate with a trained sequence-to-sequence run: prints INPUT<TAB>RANK<TAB>OUTPUT<TAB>LOG-PROBABILITY."""
+    import sys
+
+    from lstmkit.tasks.seq2seq.translate import translate_run
+
+    if not texts or texts == ["-"]:
+        texts = [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    try:
+        results = translate_run(run_dir, texts, n_best=n_best, beam_size=beam, attention=attention)
+    except ValueError as e:
+        _fail(e, usage="translate")
+    except TaskError as e:
+        _fail(e)
+    for t in results:
+        for note in t.notes:
+            typer.echo(f"note: {note}", err=True)
+        for line in t.lines():
+            typer.echo(line)
+        if t.attention_png is not None:
+            typer.echo(f"attention: {t.attention_png}", err=True)
+
+
 class ExportFormat(str, enum.Enum):
     onnx = "onnx"
 

@@ -275,6 +275,11 @@ def prune_run(
     log = out / "finetune"
     extra: dict[str, Any] = {}
     if structured:
+        if not hasattr(getattr(model, "core", model), "rnn"):
+            # Structured pruning shrinks one recurrent core and the layer that reads it; an encoder-decoder
+            # (export_kind "seq2seq") has two cores, a bridge and attention that all share H.
+            raise TaskError(f"structured pruning needs a model with one recurrent core; the {task.name} task's "
+                            f"{type(model).__name__} has none (prune it unstructured, or distill it)")
         H = recurrent_core(model).hidden_size
         H2 = pr.hidden_units_to_keep(None, sparsity, H)
         pruned, config = shrink_model(task, config, model, H2)

@@ -19,6 +19,7 @@ import json
 import os
 from pathlib import Path
 
+from lstmkit.export import seq2seq, task_models
 from lstmkit.export._deps import MissingDependency
 from lstmkit.export.onnx_model import ExportVerificationError, OnnxExport, _core_of, to_onnx
 from lstmkit.tasks import TaskError
@@ -45,6 +46,8 @@ def export_run(
         raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
     run = open_run(run_dir)
     model = run.load_weights(run.task.build_model(run.config))
+    if task_models.export_kind(model) == "seq2seq":
+        return _export_encoder_decoder(run, model, out, lengths=lengths, verify=verify)
     try:
         _core_of(model)
     except (TypeError, ValueError) as e:
@@ -58,5 +61,26 @@ def export_run(
     path = Path(out) if out is not None else run.path / "model.onnx"
     try:
         return to_onnx(model, path, lengths=lengths, verify=verify, metadata=metadata)
+    except (MissingDependency, ExportVerificationError) as e:
+        raise TaskError(str(e)) from e
+
+
+def _metadata(run) -> dict[str, str]:
+    metadata = {
+        "lstmkit.task": run.task.name,
+        "lstmkit.model_config": json.dumps(dataclasses.asdict(run.config.model)),
+    }
+    for key, value in run.task.serving_metadata(run).items():
+        metadata[f"lstmkit.{key}"] = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return metadata
+
+
+def _export_encoder_decoder(run, model, out, *, lengths: bool, verify: bool) -> seq2seq.Seq2SeqExport:
+    """An encoder-decoder: ``RUN_DIR/model.encoder.onnx`` and ``model.decoder.onnx`` (see ``export.seq2seq``)."""
+    if lengths:
+        raise ValueError("--lengths does not apply to a seq2seq run: its encoder graph always takes lengths")
+    path = Path(out) if out is not None else run.path / "model.onnx"
+    try:
+        return seq2seq.export_seq2seq(model, path, verify_outputs=verify, metadata=_metadata(run))
     except (MissingDependency, ExportVerificationError) as e:
         raise TaskError(str(e)) from e

@@ -9,7 +9,7 @@ it, import its module here.
 from __future__ import annotations
 
 # Importing a task module registers it.
-from lstmkit.tasks import charlm, classify, ctc_ocr, ctc_speech, forecast, longrange, wordlm
+from lstmkit.tasks import charlm, classify, ctc_ocr, ctc_speech, forecast, longrange, seq2seq, wordlm
 from lstmkit.tasks.base import ConfigError, DataUnavailable, Generated, Prepared, Task, TaskError
 from lstmkit.tasks.registry import TASKS, get_task, register_task
 
@@ -29,5 +29,6 @@ __all__ = [
     "get_task",
     "longrange",
     "register_task",
+    "seq2seq",
     "wordlm",
 ]

