@@ -4,7 +4,9 @@
   models and the long-range tasks;
 - ``SequenceClassifier`` (``classifier``): a (bi)LSTM read out once per case;
 - ``CTCRecognizer`` (``recognizer``): a (bi)LSTM emitting log-probabilities per step for CTC;
-- ``ForecastNet`` (``forecaster``): a ``SequenceModel`` over a window plus a fixed AR skip.
+- ``ForecastNet`` (``forecaster``): a ``SequenceModel`` over a window plus a fixed AR skip;
+- ``ConvForecaster`` (``frames``): an encoder-forecaster ConvLSTM stack predicting video frames, and
+  ``FCForecaster``, its fully connected LSTM baseline.
 
 Each model's config section (a ``ModelConfig`` subclass) lives beside it. ``lstmkit.export``
 reads ``export_kind`` to know the graph's inputs and outputs; nothing dispatches on the classes.
@@ -14,21 +16,28 @@ from __future__ import annotations
 
 from lstmkit.models.classifier import POOLINGS, ClassifyModel, SequenceClassifier
 from lstmkit.models.forecaster import ForecastModel, ForecastNet, least_squares
+from lstmkit.models.frames import LOSSES, ConvForecaster, FCForecaster, FramesModel, fc_hidden_for, frame_loss
 from lstmkit.models.recognizer import CTCModel, CTCRecognizer
 from lstmkit.models.sequence import LSTMReader, SequenceModel, State, _make_rnn, last_valid
 
 __all__ = [
+    "LOSSES",
     "POOLINGS",
     "CTCModel",
     "CTCRecognizer",
     "ClassifyModel",
+    "ConvForecaster",
+    "FCForecaster",
     "ForecastModel",
     "ForecastNet",
+    "FramesModel",
     "LSTMReader",
     "SequenceClassifier",
     "SequenceModel",
     "State",
     "_make_rnn",
+    "fc_hidden_for",
+    "frame_loss",
     "last_valid",
     "least_squares",
 ]

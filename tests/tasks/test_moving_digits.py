@@ -1,0 +1,71 @@
+"""moving-digits: the baselines on a hand-built sequence, the FC-LSTM's size, and a seconds-long run."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from lstmkit.models import ConvForecaster, FCForecaster, FramesModel, fc_hidden_for
+from lstmkit.tasks import DataUnavailable, get_task, runner
+from lstmkit.tasks.moving_digits.scoring import COPY, FC, MODEL, beats_baselines, score_split
+
+
+def square_sequence() -> torch.Tensor:
+    """One sequence (1, 6, 1, 8, 8): a 2 x 2 square moving right 1 pixel a frame along rows 3-4."""
+    frames = torch.zeros(1, 6, 1, 8, 8)
+    for t in range(6):
+        frames[0, t, 0, 3:5, t : t + 2] = 1.0
+    return frames
+
+
+class Zero(torch.nn.Module):
+    """Logits 0 (every pixel 0.5) for 3 frames."""
+
+    def forward(self, x):
+        return torch.zeros(3, *x.shape[1:])
+
+
+def test_baselines_on_a_hand_built_sequence():
+    scores, preds = score_split(Zero(), Zero(), square_sequence(), input_frames=3, batch_size=1)
+    # Copy-last repeats frame 2 (columns 2-3). Frame 3 (columns 3-4) shares one column: 2 pixels differ on
+    # each side, 4 in all; frames 4 and 5 share none: 8 pixels differ, each by 1.
+    assert scores[COPY]["per_frame"]["mse"] == [4.0, 8.0, 8.0]
+    assert scores[COPY]["per_frame"]["mae"] == [4.0, 8.0, 8.0]
+    assert np.array_equal(preds[COPY][0, 0], square_sequence()[0, 2, 0].numpy())
+    # A model that says 0.5 everywhere: 64 pixels off by 0.5 -> 16 (MSE), 32 (MAE), on every frame.
+    for name in (MODEL, FC):
+        assert scores[name]["per_frame"]["mse"] == [16.0] * 3 and scores[name]["per_frame"]["mae"] == [32.0] * 3
+    assert scores[COPY]["ssim"] > scores[MODEL]["ssim"]
+    assert beats_baselines(scores) == {COPY: False, FC: False}
+
+
+def test_fc_baseline_has_about_the_convlstms_parameters():
+    conv = ConvForecaster(FramesModel())
+    n = sum(p.numel() for p in conv.parameters())
+    h = fc_hidden_for(n, (64, 64), 1)
+    fc_n = sum(p.numel() for p in FCForecaster((64, 64), h, 1, 10).parameters())
+    assert abs(fc_n - n) / n < 0.05
+    x = torch.rand(10, 2, 1, 64, 64)
+    assert conv(x).shape == FCForecaster((64, 64), h, 1, 10)(x).shape == (10, 2, 1, 64, 64)
+
+
+def test_smoke_run_end_to_end(tmp_path):
+    task = get_task("moving-digits")
+    config = task.smoke_config(tmp_path)
+    try:
+        task.check_data(config)
+    except DataUnavailable as e:
+        pytest.skip(str(e))
+    result = runner.train("moving-digits", config, tmp_path / "run")
+    run_dir = result.run_dir
+    for f in ("strips.png", "frame_metrics.png", "data.json", "fc-lstm/model.safetensors"):
+        assert (run_dir / f).is_file(), f
+    test = json.loads((run_dir / "summary.json").read_text())["test"]
+    assert set(test["scores"]) == {MODEL, COPY, FC}
+    assert len(test["scores"][MODEL]["per_frame"]["ssim"]) == config.data.output_frames
+    metrics, lines = runner.evaluate(run_dir, "test")
+    assert metrics["scores"][FC]["mse"] == pytest.approx(test["scores"][FC]["mse"])  # the baseline reloads
+    assert any("copy last frame" in line for line in lines)
