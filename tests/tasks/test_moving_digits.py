@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from lstmkit.models import ConvForecaster, FCForecaster, FramesModel, fc_hidden_for
-from lstmkit.tasks import DataUnavailable, get_task, runner
+from lstmkit.tasks import DataUnavailable, TaskError, get_task, runner
+from lstmkit.tasks.moving_digits.predict import predict_run
 from lstmkit.tasks.moving_digits.scoring import COPY, FC, MODEL, beats_baselines, score_split
 
 
@@ -52,15 +53,20 @@ def test_fc_baseline_has_about_the_convlstms_parameters():
     assert conv(x).shape == FCForecaster((64, 64), h, 1, 10)(x).shape == (10, 2, 1, 64, 64)
 
 
-def test_smoke_run_end_to_end(tmp_path):
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
     task = get_task("moving-digits")
-    config = task.smoke_config(tmp_path)
+    root = tmp_path_factory.mktemp("digits")
+    config = task.smoke_config(root)
     try:
         task.check_data(config)
     except DataUnavailable as e:
         pytest.skip(str(e))
-    result = runner.train("moving-digits", config, tmp_path / "run")
-    run_dir = result.run_dir
+    return runner.train("moving-digits", config, root / "run")
+
+
+def test_smoke_run_end_to_end(smoke_run):
+    run_dir, config = smoke_run.run_dir, get_task("moving-digits").smoke_config(smoke_run.run_dir)
     for f in ("strips.png", "frame_metrics.png", "data.json", "fc-lstm/model.safetensors"):
         assert (run_dir / f).is_file(), f
     test = json.loads((run_dir / "summary.json").read_text())["test"]
@@ -69,3 +75,28 @@ def test_smoke_run_end_to_end(tmp_path):
     metrics, lines = runner.evaluate(run_dir, "test")
     assert metrics["scores"][FC]["mse"] == pytest.approx(test["scores"][FC]["mse"])  # the baseline reloads
     assert any("copy last frame" in line for line in lines)
+
+
+def test_predict_from_npy_and_png_folder(smoke_run, tmp_path):
+    from PIL import Image
+
+    frames = square_sequence()[0, :, 0].repeat_interleave(2, 1).repeat_interleave(2, 2)  # (6, 16, 16)
+    np.save(tmp_path / "mine.npy", frames.numpy())
+    result = predict_run(smoke_run.run_dir, tmp_path / "mine.npy", frames=5)  # 3 a call: fed back once
+    assert result.frames.shape == (5, 16, 16) and result.frames.min() >= 0 and result.frames.max() <= 1
+    assert [f.name for f in result.files] == [f"pred_{i:02d}.png" for i in range(5)] + ["sequence.gif"]
+    with Image.open(result.out / "sequence.gif") as gif:
+        assert gif.n_frames == 6 + 5
+    folder = tmp_path / "pngs"
+    folder.mkdir()
+    for i, f in enumerate(frames.numpy()):
+        Image.fromarray((f * 255).astype(np.uint8)).save(folder / f"f{i:02d}.png")
+    again = predict_run(smoke_run.run_dir, folder, out=tmp_path / "out")
+    assert again.frames.shape == (3, 16, 16) and (tmp_path / "out" / "pred_02.png").is_file()
+    np.testing.assert_allclose(again.frames, result.frames[:3], atol=1e-5)  # the same frames, read from PNGs
+    with pytest.raises(TaskError, match=r"multiples of the run.s model\.patch=2"):
+        np.save(tmp_path / "odd.npy", np.zeros((4, 15, 16), dtype=np.float32))
+        predict_run(smoke_run.run_dir, tmp_path / "odd.npy")
+    with pytest.raises(TaskError, match=r"uint8 \(0-255\) or finite floats in \[0, 1\]"):
+        np.save(tmp_path / "big.npy", np.full((4, 16, 16), 3.0))
+        predict_run(smoke_run.run_dir, tmp_path / "big.npy")
