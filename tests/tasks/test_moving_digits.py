@@ -100,3 +100,20 @@ def test_predict_from_npy_and_png_folder(smoke_run, tmp_path):
     with pytest.raises(TaskError, match=r"uint8 \(0-255\) or finite floats in \[0, 1\]"):
         np.save(tmp_path / "big.npy", np.full((4, 16, 16), 3.0))
         predict_run(smoke_run.run_dir, tmp_path / "big.npy")
+
+
+def test_exports_unrolled_and_verifies_in_onnxruntime(smoke_run, tmp_path):
+    pytest.importorskip("onnxruntime")
+    import onnx
+
+    from lstmkit.export.rundir import export_run
+
+    result = export_run(smoke_run.run_dir, out=tmp_path / "digits.onnx")
+    assert result.max_abs_error is not None and result.max_abs_error < 1e-4
+    proto = onnx.load(str(result.path))
+    assert [i.name for i in proto.graph.input] == ["frames"] and [o.name for o in proto.graph.output] == [
+        "predicted_frames"
+    ]
+    meta = {p.key: p.value for p in proto.metadata_props}
+    assert meta["lstmkit.task"] == "moving-digits" and json.loads(meta["lstmkit.preprocess"])["input_frames"] == 3
+    assert "Conv" in {n.op_type for n in proto.graph.node}
