@@ -117,3 +117,14 @@ def test_exports_unrolled_and_verifies_in_onnxruntime(smoke_run, tmp_path):
     meta = {p.key: p.value for p in proto.metadata_props}
     assert meta["lstmkit.task"] == "moving-digits" and json.loads(meta["lstmkit.preprocess"])["input_frames"] == 3
     assert "Conv" in {n.op_type for n in proto.graph.node}
+
+
+@pytest.mark.parametrize("condition", [True, False])
+def test_both_forecaster_variants_export(condition, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from lstmkit.export.frames import frames_to_onnx
+
+    model = ConvForecaster(FramesModel(hidden_size=4, kernel_size=3, patch=2, num_layers=2, horizon=3,
+                                       condition=condition))  # fmt: skip
+    result = frames_to_onnx(model, tmp_path / "m.onnx", 4, (8, 8))
+    assert result.max_abs_error < 1e-4

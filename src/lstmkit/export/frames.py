@@ -7,7 +7,8 @@ once as initializers). The number of given frames is fixed at export (the run's
 
 - input ``frames`` (T_in, B, 1, H, W) float32, intensities in [0, 1];
 - output ``predicted_frames`` (horizon, B, 1, H, W): the predicted intensities (the sigmoid of the
-  model's logits), as ``torch.sigmoid(model(frames))``.
+  model's logits), as ``torch.sigmoid(model(frames))``. With ``model.condition`` each predicted frame
+  (in patches) is the forecaster's next input, as in ``ConvForecaster.forward``.
 
 The patches are ``SpaceToDepth`` / ``DepthToSpace`` (mode CRD): with one input channel their channel
 order is exactly ``pixel_unshuffle`` / ``pixel_shuffle``'s. Only the plain ConvLSTM (no peephole, no
@@ -96,6 +97,7 @@ def build_frames_onnx(model: nn.Module, input_frames: int, *, opset: int = MIN_O
     for t in range(input_frames):
         x_t = gb.op("Gather", [INPUT, gb.const(t, f"t{t}", "int64")], f"x{t}", axis=0)  # (B, 1, H, W)
         seq.append(gb.op("SpaceToDepth", [x_t], f"z{t}", blocksize=p))  # (B, p², H/p, W/p)
+    prev = seq[-1] if model.config.condition else None  # the forecaster's first input: the last given frame
     finals = []
     for layer in range(enc.num_layers):
         state = None
@@ -108,13 +110,15 @@ def build_frames_onnx(model: nn.Module, input_frames: int, *, opset: int = MIN_O
     states = list(finals)
     frames = []
     for t in range(horizon):
-        x = None  # the forecaster reads nothing (a zero frame): its input convolution is zero
+        x = prev  # None: the forecaster reads nothing (a zero frame), so its input convolution is zero
         for layer in range(fore.num_layers):
             states[layer] = _cell(gb, fore, layer, x, states[layer], f"fore{layer}_t{t}")
             x = states[layer][0]
         head = model.head
         logits = gb.op("Conv", [x, gb.const(head.weight, "head_w"), gb.const(head.bias, "head_b")], f"head{t}")
-        frame = gb.op("Sigmoid", [gb.op("DepthToSpace", [logits], f"px{t}", blocksize=p, mode="CRD")], f"y{t}")
+        patches = gb.op("Sigmoid", [logits], f"y{t}_patches")  # (B, p², H/p, W/p): the next step's input
+        prev = patches if model.config.condition else None
+        frame = gb.op("DepthToSpace", [patches], f"y{t}", blocksize=p, mode="CRD")  # (B, 1, H, W)
         frames.append(gb.op("Unsqueeze", [frame, gb.const([0], "axes0", "int64")], f"y{t}_t"))  # (1, B, 1, H, W)
     gb.nodes.append(onnx.helper.make_node("Concat", frames, [OUTPUT], name=gb.name("n_out"), axis=0))
     TP = onnx.TensorProto
