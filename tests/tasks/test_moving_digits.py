@@ -119,12 +119,21 @@ def test_exports_unrolled_and_verifies_in_onnxruntime(smoke_run, tmp_path):
     assert "Conv" in {n.op_type for n in proto.graph.node}
 
 
-@pytest.mark.parametrize("condition", [True, False])
-def test_both_forecaster_variants_export(condition, tmp_path):
+@pytest.mark.parametrize(("condition", "skip"), [(True, True), (True, False), (False, False)])
+def test_every_forecaster_variant_exports(condition, skip, tmp_path):
     pytest.importorskip("onnxruntime")
     from lstmkit.export.frames import frames_to_onnx
 
     model = ConvForecaster(FramesModel(hidden_size=4, kernel_size=3, patch=2, num_layers=2, horizon=3,
-                                       condition=condition))  # fmt: skip
+                                       condition=condition, skip=skip))  # fmt: skip
     result = frames_to_onnx(model, tmp_path / "m.onnx", 4, (8, 8))
     assert result.max_abs_error < 1e-4
+
+
+def test_skip_starts_as_a_copy_of_the_last_frame():
+    model = ConvForecaster(FramesModel(hidden_size=4, kernel_size=3, patch=2, num_layers=1, horizon=1))
+    torch.nn.init.zeros_(model.head.weight)
+    torch.nn.init.zeros_(model.head.bias)
+    x = square_sequence()[0, :3].unsqueeze(1)  # (3, 1, 1, 8, 8)
+    pred = torch.sigmoid(model(x))[0, 0, 0]
+    assert torch.allclose(pred, torch.sigmoid(8 * x[-1, 0, 0] - 4))  # 0.98 on the square, 0.02 elsewhere

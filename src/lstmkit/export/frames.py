@@ -8,7 +8,8 @@ once as initializers). The number of given frames is fixed at export (the run's
 - input ``frames`` (T_in, B, 1, H, W) float32, intensities in [0, 1];
 - output ``predicted_frames`` (horizon, B, 1, H, W): the predicted intensities (the sigmoid of the
   model's logits), as ``torch.sigmoid(model(frames))``. With ``model.condition`` each predicted frame
-  (in patches) is the forecaster's next input, as in ``ConvForecaster.forward``.
+  (in patches) is the forecaster's next input, and with ``model.skip`` its 3 x 3 copy path is added
+  to the logits, as in ``ConvForecaster.forward``.
 
 The patches are ``SpaceToDepth`` / ``DepthToSpace`` (mode CRD): with one input channel their channel
 order is exactly ``pixel_unshuffle`` / ``pixel_shuffle``'s. Only the plain ConvLSTM (no peephole, no
@@ -116,6 +117,11 @@ def build_frames_onnx(model: nn.Module, input_frames: int, *, opset: int = MIN_O
             x = states[layer][0]
         head = model.head
         logits = gb.op("Conv", [x, gb.const(head.weight, "head_w"), gb.const(head.bias, "head_b")], f"head{t}")
+        if model.skip is not None:  # the copy path from the forecaster's input frame
+            sk = model.skip
+            copy = gb.op("Conv", [prev, gb.const(sk.weight, "skip_w"), gb.const(sk.bias, "skip_b")], f"skip{t}",
+                         pads=[1, 1, 1, 1])  # fmt: skip
+            logits = gb.op("Add", [logits, copy], f"logits{t}")
         patches = gb.op("Sigmoid", [logits], f"y{t}_patches")  # (B, p², H/p, W/p): the next step's input
         prev = patches if model.config.condition else None
         frame = gb.op("DepthToSpace", [patches], f"y{t}", blocksize=p, mode="CRD")  # (B, 1, H, W)
