@@ -34,7 +34,7 @@ from lstmkit.export.onnx_model import MIN_OPSET, ExportVerificationError, OnnxEx
 from lstmkit.nn import ConvLSTM
 
 INPUT, OUTPUT = "frames", "predicted_frames"
-ATOL = 1e-4  # float32 convolutions over 20 steps stay far below this (measured: about 1e-6)
+ATOL = 1e-3  # a quarter of one 8-bit grey level; measured: 6e-8 (random weights), 3e-5 (a trained default run)
 
 
 def _check(model: nn.Module) -> None:
