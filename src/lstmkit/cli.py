@@ -205,6 +205,30 @@ def forecast(
         typer.echo(line)
 
 
+@app.command("predict")
+def predict(
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="A run directory of moving-digits.")],
+    source: Annotated[
+        Path,
+        typer.Argument(metavar="FRAMES", help="A .npy array (T, H, W), uint8 or floats in [0, 1], or a folder of "
+                       "PNG frames taken in name order; light digits on a dark background."),
+    ],
+    frames: Annotated[int | None, typer.Option(min=1, help="Frames to predict (default: the run's "
+                                               "data.output_frames; more are predicted from predictions).")] = None,
+    out: Annotated[Path | None, typer.Option(help="The folder for the PNGs and the GIF (default: "
+                                             "RUN_DIR/predictions/NAME).")] = None,
+) -> None:
+    """Continue your own frame sequence with a moving-digits run: PNGs of the predicted frames and a GIF."""
+    from lstmkit.tasks.moving_digits.predict import predict_run
+
+    try:
+        result = predict_run(run_dir, source, frames=frames, out=out)
+    except (TaskError, OSError) as e:
+        _fail(e)
+    for line in result.lines:
+        typer.echo(line)
+
+
 @app.command("recognize")
 def recognize(
     run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="A run directory of ctc-speech or ctc-ocr.")],

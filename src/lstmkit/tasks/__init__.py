@@ -9,7 +9,7 @@ it, import its module here.
 from __future__ import annotations
 
 # Importing a task module registers it.
-from lstmkit.tasks import charlm, classify, ctc_ocr, ctc_speech, forecast, longrange, seq2seq, wordlm
+from lstmkit.tasks import charlm, classify, ctc_ocr, ctc_speech, forecast, longrange, moving_digits, seq2seq, wordlm
 from lstmkit.tasks.base import ConfigError, DataUnavailable, Generated, Prepared, Task, TaskError
 from lstmkit.tasks.registry import TASKS, get_task, register_task
 
@@ -28,6 +28,7 @@ __all__ = [
     "forecast",
     "get_task",
     "longrange",
+    "moving_digits",
     "register_task",
     "seq2seq",
     "wordlm",

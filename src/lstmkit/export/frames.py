@@ -1,0 +1,185 @@
+"""ONNX export of frame forecasters (``export_kind`` "frames": ``lstmkit.models.ConvForecaster``).
+
+onnxruntime has no ConvLSTM operator, so the graph is unrolled: every step of every layer is written
+out with ``Conv``, ``Split``, ``Sigmoid``, ``Tanh``, ``Mul`` and ``Add``, over the same weights (stored
+once as initializers). The number of given frames is fixed at export (the run's
+``data.input_frames``); the batch and the frame size stay symbolic (H and W multiples of the patch).
+
+- input ``frames`` (T_in, B, 1, H, W) float32, intensities in [0, 1];
+- output ``predicted_frames`` (horizon, B, 1, H, W): the predicted intensities (the sigmoid of the
+  model's logits), as ``torch.sigmoid(model(frames))``. With ``model.condition`` each predicted frame
+  (in patches) is the forecaster's next input, and with ``model.skip`` its 3 x 3 copy path is added
+  to the logits, as in ``ConvForecaster.forward``.
+
+The patches are ``SpaceToDepth`` / ``DepthToSpace`` (mode CRD): with one input channel their channel
+order is exactly ``pixel_unshuffle`` / ``pixel_shuffle``'s. Only the plain ConvLSTM (no peephole, no
+LayerNorm) is written; the task model uses that.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+import lstmkit
+from lstmkit._fileio import atomic_path
+from lstmkit.export import _deps
+from lstmkit.export.graph import GraphBuilder
+from lstmkit.export.onnx_model import MIN_OPSET, ExportVerificationError, OnnxExport
+from lstmkit.nn import ConvLSTM
+
+INPUT, OUTPUT = "frames", "predicted_frames"
+ATOL = 1e-3  # a quarter of one 8-bit grey level; measured: 6e-8 (random weights), 3e-5 (a trained default run)
+
+
+def _check(model: nn.Module) -> None:
+    for rnn in (model.encoder, model.forecaster):
+        if not isinstance(rnn, ConvLSTM) or rnn.peephole or rnn.layer_norm or not rnn.bias:
+            raise ValueError("only a plain ConvLSTM (bias, no peephole, no LayerNorm) is exported")
+
+
+def _cell(gb: GraphBuilder, rnn: ConvLSTM, layer: int, x: str | None, state: tuple[str, str] | None,
+          hint: str) -> tuple[str, str]:
+    """One ConvLSTM step of ``layer``: x (B, C, h, w) or None (a zero input), state (h, c) or None (zeros)."""
+    kh, kw = rnn.kernel_size
+    pads = [kh // 2, kw // 2, kh // 2, kw // 2]
+    w_hh = gb.const(getattr(rnn, f"weight_hh_l{layer}"), f"{hint}_w_hh")
+    b = gb.const(getattr(rnn, f"bias_l{layer}"), f"{hint}_b")
+    terms = []
+    if x is not None:
+        w_ih = gb.const(getattr(rnn, f"weight_ih_l{layer}"), f"{hint}_w_ih")  # each tensor is stored once
+        terms.append(gb.op("Conv", [x, w_ih, b], f"{hint}_xw", pads=pads))
+    if state is not None:
+        terms.append(gb.op("Conv", [state[0], w_hh] + ([] if terms else [b]), f"{hint}_hw", pads=pads))
+    a = terms[0] if len(terms) == 1 else gb.op("Add", terms, f"{hint}_a")  # (B, 4Hc, h, w)
+    hc = rnn.hidden_channels[layer]
+    split = gb.const([hc] * 4, "split4", "int64")
+    i, f, g, o = gb.op("Split", [a, split], f"{hint}_gate", n_out=4, axis=1)
+    i, f, o = (gb.op("Sigmoid", [v], f"{hint}_{n}") for v, n in ((i, "i"), (f, "f"), (o, "o")))
+    ig = gb.op("Mul", [i, gb.op("Tanh", [g], f"{hint}_g")], f"{hint}_ig")
+    c = ig if state is None else gb.op("Add", [gb.op("Mul", [f, state[1]], f"{hint}_fc"), ig], f"{hint}_c")
+    h = gb.op("Mul", [o, gb.op("Tanh", [c], f"{hint}_tanh_c")], f"{hint}_h")
+    return h, c
+
+
+def _weights_once(gb: GraphBuilder) -> None:
+    """Make ``gb.const`` store each weight tensor once: the same tensor object maps to one initializer."""
+    cache: dict[int, str] = {}
+    const = gb.const
+
+    def cached(value, hint, dtype=None):
+        if isinstance(value, torch.Tensor) and value.numel() > 16:
+            key = id(value)
+            if key not in cache:
+                cache[key] = const(value, hint, dtype)
+            return cache[key]
+        return const(value, hint, dtype)
+
+    gb.const = cached  # type: ignore[method-assign]
+
+
+def build_frames_onnx(model: nn.Module, input_frames: int, *, opset: int = MIN_OPSET,
+                      metadata: Mapping[str, str] | None = None):
+    """The ``onnx.ModelProto`` of a ``ConvForecaster`` reading ``input_frames`` frames."""
+    onnx = _deps.onnx()
+    _check(model)
+    gb = GraphBuilder(onnx)
+    _weights_once(gb)
+    for name in (INPUT, OUTPUT):
+        gb.name(name)
+    p, horizon = model.config.patch, model.config.horizon
+    enc, fore = model.encoder, model.forecaster
+    seq = []
+    for t in range(input_frames):
+        x_t = gb.op("Gather", [INPUT, gb.const(t, f"t{t}", "int64")], f"x{t}", axis=0)  # (B, 1, H, W)
+        seq.append(gb.op("SpaceToDepth", [x_t], f"z{t}", blocksize=p))  # (B, p², H/p, W/p)
+    prev = seq[-1] if model.config.condition else None  # the forecaster's first input: the last given frame
+    finals = []
+    for layer in range(enc.num_layers):
+        state = None
+        out = []
+        for t, x_t in enumerate(seq):
+            state = _cell(gb, enc, layer, x_t, state, f"enc{layer}_t{t}")
+            out.append(state[0])
+        finals.append(state)
+        seq = out
+    states = list(finals)
+    frames = []
+    for t in range(horizon):
+        x = prev  # None: the forecaster reads nothing (a zero frame), so its input convolution is zero
+        for layer in range(fore.num_layers):
+            states[layer] = _cell(gb, fore, layer, x, states[layer], f"fore{layer}_t{t}")
+            x = states[layer][0]
+        head = model.head
+        logits = gb.op("Conv", [x, gb.const(head.weight, "head_w"), gb.const(head.bias, "head_b")], f"head{t}")
+        if model.skip is not None:  # the copy path from the forecaster's input frame
+            sk = model.skip
+            copy = gb.op("Conv", [prev, gb.const(sk.weight, "skip_w"), gb.const(sk.bias, "skip_b")], f"skip{t}",
+                         pads=[1, 1, 1, 1])  # fmt: skip
+            logits = gb.op("Add", [logits, copy], f"logits{t}")
+        patches = gb.op("Sigmoid", [logits], f"y{t}_patches")  # (B, p², H/p, W/p): the next step's input
+        prev = patches if model.config.condition else None
+        frame = gb.op("DepthToSpace", [patches], f"y{t}", blocksize=p, mode="CRD")  # (B, 1, H, W)
+        frames.append(gb.op("Unsqueeze", [frame, gb.const([0], "axes0", "int64")], f"y{t}_t"))  # (1, B, 1, H, W)
+    gb.nodes.append(onnx.helper.make_node("Concat", frames, [OUTPUT], name=gb.name("n_out"), axis=0))
+    TP = onnx.TensorProto
+    graph = onnx.helper.make_graph(
+        gb.nodes, f"lstmkit_{type(model).__name__}",
+        [onnx.helper.make_tensor_value_info(INPUT, TP.FLOAT, [input_frames, "B", 1, "H", "W"])],
+        [onnx.helper.make_tensor_value_info(OUTPUT, TP.FLOAT, [horizon, "B", 1, "H", "W"])],
+        gb.initializers,
+    )  # fmt: skip
+    opsets = [onnx.helper.make_opsetid("", opset)]
+    proto = onnx.helper.make_model(graph, opset_imports=opsets, producer_name="lstmkit",
+                                   producer_version=lstmkit.__version__)  # fmt: skip
+    proto.ir_version = onnx.helper.find_min_ir_version_for(opsets)
+    meta = {"lstmkit.version": lstmkit.__version__, "lstmkit.model": repr(model), "lstmkit.layers": '"unrolled"'}
+    meta.update(metadata or {})
+    onnx.helper.set_model_props(proto, meta)
+    onnx.checker.check_model(proto, full_check=True)
+    return proto
+
+
+def verify_frames_onnx(model: nn.Module, path: Path, input_frames: int, frame: tuple[int, int]) -> float:
+    """Run the file in onnxruntime against ``model`` at two batch and frame sizes; the largest difference."""
+    ort = _deps.onnxruntime()
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    p = model.config.patch
+    worst = 0.0
+    for seed, (B, H, W) in enumerate(((2, *frame), (1, 2 * p, 3 * p))):
+        g = torch.Generator().manual_seed(seed)
+        x = torch.rand(input_frames, B, 1, H, W, generator=g)
+        with torch.no_grad():
+            want = torch.sigmoid(model.eval()(x)).numpy()
+        (got,) = session.run([OUTPUT], {INPUT: x.numpy()})
+        if got.shape != want.shape:
+            raise ExportVerificationError(f"{path}: output shape {got.shape} in onnxruntime, {want.shape} in PyTorch")
+        diff = float(np.abs(got.astype(np.float64) - want).max())
+        worst = max(worst, diff)
+        if diff > ATOL:
+            raise ExportVerificationError(f"{path}: predicted frames differ from PyTorch's by {diff:.3g} "
+                                          f"(allowed {ATOL}) at B={B}, {H} x {W}")  # fmt: skip
+    return worst
+
+
+def frames_to_onnx(model: nn.Module, path: str | os.PathLike[str], input_frames: int, frame: tuple[int, int], *,
+                   verify: bool = True, metadata: Mapping[str, str] | None = None) -> OnnxExport:
+    """Write a ``ConvForecaster`` as an unrolled ONNX graph and (by default) verify it in onnxruntime."""
+    if input_frames < 1:
+        raise ValueError(f"input_frames must be >= 1, got {input_frames}")
+    path = Path(path)
+    if verify:
+        _deps.onnxruntime()  # fail on a missing runtime before writing anything
+    proto = build_frames_onnx(model, input_frames, metadata=metadata)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(proto.SerializeToString())
+    err = verify_frames_onnx(model, path, input_frames, frame) if verify else None
+    return OnnxExport(path=path, inputs=(INPUT,), outputs=(OUTPUT,), layers=("unrolled ConvLSTM",),
+                      max_abs_error=err)  # fmt: skip

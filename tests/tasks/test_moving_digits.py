@@ -1,0 +1,139 @@
+"""moving-digits: the baselines on a hand-built sequence, the FC-LSTM's size, and a seconds-long run."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from lstmkit.models import ConvForecaster, FCForecaster, FramesModel, fc_hidden_for
+from lstmkit.tasks import DataUnavailable, TaskError, get_task, runner
+from lstmkit.tasks.moving_digits.predict import predict_run
+from lstmkit.tasks.moving_digits.scoring import COPY, FC, MODEL, beats_baselines, score_split
+
+
+def square_sequence() -> torch.Tensor:
+    """One sequence (1, 6, 1, 8, 8): a 2 x 2 square moving right 1 pixel a frame along rows 3-4."""
+    frames = torch.zeros(1, 6, 1, 8, 8)
+    for t in range(6):
+        frames[0, t, 0, 3:5, t : t + 2] = 1.0
+    return frames
+
+
+class Zero(torch.nn.Module):
+    """Logits 0 (every pixel 0.5) for 3 frames."""
+
+    def forward(self, x):
+        return torch.zeros(3, *x.shape[1:])
+
+
+def test_baselines_on_a_hand_built_sequence():
+    scores, preds = score_split(Zero(), Zero(), square_sequence(), input_frames=3, batch_size=1)
+    # Copy-last repeats frame 2 (columns 2-3). Frame 3 (columns 3-4) shares one column: 2 pixels differ on
+    # each side, 4 in all; frames 4 and 5 share none: 8 pixels differ, each by 1.
+    assert scores[COPY]["per_frame"]["mse"] == [4.0, 8.0, 8.0]
+    assert scores[COPY]["per_frame"]["mae"] == [4.0, 8.0, 8.0]
+    assert np.array_equal(preds[COPY][0, 0], square_sequence()[0, 2, 0].numpy())
+    # A model that says 0.5 everywhere: 64 pixels off by 0.5 -> 16 (MSE), 32 (MAE), on every frame.
+    for name in (MODEL, FC):
+        assert scores[name]["per_frame"]["mse"] == [16.0] * 3 and scores[name]["per_frame"]["mae"] == [32.0] * 3
+    assert scores[COPY]["ssim"] > scores[MODEL]["ssim"]
+    assert beats_baselines(scores) == {COPY: False, FC: False}
+
+
+def test_fc_baseline_has_about_the_convlstms_parameters():
+    conv = ConvForecaster(FramesModel())
+    n = sum(p.numel() for p in conv.parameters())
+    h = fc_hidden_for(n, (64, 64), 1)
+    fc_n = sum(p.numel() for p in FCForecaster((64, 64), h, 1, 10).parameters())
+    assert abs(fc_n - n) / n < 0.05
+    x = torch.rand(10, 2, 1, 64, 64)
+    assert conv(x).shape == FCForecaster((64, 64), h, 1, 10)(x).shape == (10, 2, 1, 64, 64)
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    task = get_task("moving-digits")
+    root = tmp_path_factory.mktemp("digits")
+    config = task.smoke_config(root)
+    try:
+        task.check_data(config)
+    except DataUnavailable as e:
+        pytest.skip(str(e))
+    return runner.train("moving-digits", config, root / "run")
+
+
+def test_smoke_run_end_to_end(smoke_run):
+    run_dir, config = smoke_run.run_dir, get_task("moving-digits").smoke_config(smoke_run.run_dir)
+    for f in ("strips.png", "frame_metrics.png", "data.json", "fc-lstm/model.safetensors"):
+        assert (run_dir / f).is_file(), f
+    test = json.loads((run_dir / "summary.json").read_text())["test"]
+    assert set(test["scores"]) == {MODEL, COPY, FC}
+    assert len(test["scores"][MODEL]["per_frame"]["ssim"]) == config.data.output_frames
+    metrics, lines = runner.evaluate(run_dir, "test")
+    assert metrics["scores"][FC]["mse"] == pytest.approx(test["scores"][FC]["mse"])  # the baseline reloads
+    assert any("copy last frame" in line for line in lines)
+
+
+def test_predict_from_npy_and_png_folder(smoke_run, tmp_path):
+    from PIL import Image
+
+    frames = square_sequence()[0, :, 0].repeat_interleave(2, 1).repeat_interleave(2, 2)  # (6, 16, 16)
+    np.save(tmp_path / "mine.npy", frames.numpy())
+    result = predict_run(smoke_run.run_dir, tmp_path / "mine.npy", frames=5)  # 3 a call: fed back once
+    assert result.frames.shape == (5, 16, 16) and result.frames.min() >= 0 and result.frames.max() <= 1
+    assert [f.name for f in result.files] == [f"pred_{i:02d}.png" for i in range(5)] + ["sequence.gif"]
+    with Image.open(result.out / "sequence.gif") as gif:
+        assert gif.n_frames == 6 + 5
+    folder = tmp_path / "pngs"
+    folder.mkdir()
+    for i, f in enumerate(frames.numpy()):
+        Image.fromarray((f * 255).astype(np.uint8)).save(folder / f"f{i:02d}.png")
+    again = predict_run(smoke_run.run_dir, folder, out=tmp_path / "out")
+    assert again.frames.shape == (3, 16, 16) and (tmp_path / "out" / "pred_02.png").is_file()
+    np.testing.assert_allclose(again.frames, result.frames[:3], atol=1e-5)  # the same frames, read from PNGs
+    with pytest.raises(TaskError, match=r"multiples of the run.s model\.patch=2"):
+        np.save(tmp_path / "odd.npy", np.zeros((4, 15, 16), dtype=np.float32))
+        predict_run(smoke_run.run_dir, tmp_path / "odd.npy")
+    with pytest.raises(TaskError, match=r"uint8 \(0-255\) or finite floats in \[0, 1\]"):
+        np.save(tmp_path / "big.npy", np.full((4, 16, 16), 3.0))
+        predict_run(smoke_run.run_dir, tmp_path / "big.npy")
+
+
+def test_exports_unrolled_and_verifies_in_onnxruntime(smoke_run, tmp_path):
+    pytest.importorskip("onnxruntime")
+    import onnx
+
+    from lstmkit.export.rundir import export_run
+
+    result = export_run(smoke_run.run_dir, out=tmp_path / "digits.onnx")
+    assert result.max_abs_error is not None and result.max_abs_error < 1e-4
+    proto = onnx.load(str(result.path))
+    assert [i.name for i in proto.graph.input] == ["frames"] and [o.name for o in proto.graph.output] == [
+        "predicted_frames"
+    ]
+    meta = {p.key: p.value for p in proto.metadata_props}
+    assert meta["lstmkit.task"] == "moving-digits" and json.loads(meta["lstmkit.preprocess"])["input_frames"] == 3
+    assert "Conv" in {n.op_type for n in proto.graph.node}
+
+
+@pytest.mark.parametrize(("condition", "skip"), [(True, True), (True, False), (False, False)])
+def test_every_forecaster_variant_exports(condition, skip, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from lstmkit.export.frames import frames_to_onnx
+
+    model = ConvForecaster(FramesModel(hidden_size=4, kernel_size=3, patch=2, num_layers=2, horizon=3,
+                                       condition=condition, skip=skip))  # fmt: skip
+    result = frames_to_onnx(model, tmp_path / "m.onnx", 4, (8, 8))
+    assert result.max_abs_error < 1e-4
+
+
+def test_skip_starts_as_a_copy_of_the_last_frame():
+    model = ConvForecaster(FramesModel(hidden_size=4, kernel_size=3, patch=2, num_layers=1, horizon=1))
+    torch.nn.init.zeros_(model.head.weight)
+    torch.nn.init.zeros_(model.head.bias)
+    x = square_sequence()[0, :3].unsqueeze(1)  # (3, 1, 1, 8, 8)
+    pred = torch.sigmoid(model(x))[0, 0, 0]
+    assert torch.allclose(pred, torch.sigmoid(8 * x[-1, 0, 0] - 4))  # 0.98 on the square, 0.02 elsewhere
