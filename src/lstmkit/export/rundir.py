@@ -87,16 +87,6 @@ def _export_frames(run, model, out, *, lengths: bool, verify: bool) -> OnnxExpor
         raise TaskError(str(e)) from e
 
 
-def _metadata(run) -> dict[str, str]:
-    metadata = {
-        "lstmkit.task": run.task.name,
-        "lstmkit.model_config": json.dumps(dataclasses.asdict(run.config.model)),
-    }
-    for key, value in run.task.serving_metadata(run).items():
-        metadata[f"lstmkit.{key}"] = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-    return metadata
-
-
 def _export_encoder_decoder(run, model, out, *, lengths: bool, verify: bool) -> seq2seq.Seq2SeqExport:
     """An encoder-decoder: ``RUN_DIR/model.encoder.onnx`` and ``model.decoder.onnx`` (see ``export.seq2seq``)."""
     if lengths:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 from pathlib import Path
 from typing import Any, ClassVar
@@ -61,14 +62,16 @@ class _Seq2SeqTask(Task):
     kinds: ClassVar[tuple[str, str]] = ("char", "char")  # source and target symbols
 
     # -- what each task says ----------------------------------------------------------------------
+    @abc.abstractmethod
     def load_pairs(self, config: Config) -> tuple[dict[str, list[Pair]], str]:
-        raise NotImplementedError
+        """The (source, target) pairs of each split, and where they come from in words."""
 
     def symbol_kinds(self, config: Config) -> tuple[str, str]:
         return self.kinds
 
+    @abc.abstractmethod
     def scores(self, pairs: list[Pair], hyps: list[str]) -> dict[str, Any]:
-        raise NotImplementedError
+        """The task's metrics of the hypotheses ``hyps`` against the pairs' targets."""
 
     def normalize_source(self, text: str) -> str:
         """A user's input as the training sources are written (``lstmkit translate``)."""
