@@ -9,7 +9,9 @@ sequences are fixed by ``data.eval_seed`` (the same for every run); training seq
 afresh every epoch from ``train.seed``.
 
 Model: ``lstmkit.models.ConvForecaster``, the encoder-forecaster ConvLSTM stack of Shi et al. 2015
-(on 4 x 4 patches), trained with a per-pixel binary cross-entropy (``model.loss``).
+(on 4 x 4 patches), its forecaster fed the previous frame with a copy path from it to the output
+(``model.condition``, ``model.skip``; both off is Shi's input-free forecaster), trained with a
+per-pixel binary cross-entropy (``model.loss``).
 
 Scores, per predicted frame and averaged: MSE and MAE summed over a frame's pixels, and SSIM
 (scikit-image), beside two baselines on the same test sequences: the last given frame repeated, and
