@@ -27,15 +27,18 @@ def smoke_runs(tmp_path_factory):
     return get
 
 
-# Tasks whose model the compression methods do not handle yet, and why (reported, not hidden).
-NOT_YET = {"moving-digits": "compress handles LSTM, GRU and RNN cores; ConvLSTM cores are not supported yet"}
+# Tasks whose model the compression methods do not handle yet: refused by name before any work.
+NOT_YET = {"moving-digits": "ConvLSTM"}
 
 
 @pytest.mark.parametrize("name", sorted(TASKS))
 def test_quantize_and_shrink_every_task(name, smoke_runs, tmp_path):
-    if name in NOT_YET:
-        pytest.skip(NOT_YET[name])
     run_dir = smoke_runs(name)
+    if name in NOT_YET:
+        with pytest.raises(TaskError, match=f"the {name} model holds {NOT_YET[name]}, which it does not compress yet"):
+            quantize_run(run_dir, tmp_path / "q", bits=8, repeats=1)
+        assert not (tmp_path / "q").exists()
+        return
     q = quantize_run(run_dir, tmp_path / "q", bits=8, repeats=1)
     assert q["after"]["tensor_bytes"] < q["before"]["tensor_bytes"]  # tiny models: the file header weighs
     if get_task(name).build_model(open_run(run_dir).config).export_kind == "seq2seq":

@@ -52,6 +52,7 @@ from lstmkit.compress.training import finetune_config, recurrent_core, train_mod
 from lstmkit.formats import lowrank as lr
 from lstmkit.formats import quantized as qz
 from lstmkit.formats.integrity import save_model_file
+from lstmkit.nn import ConvLSTM, ConvLSTMCell
 from lstmkit.tasks.base import Task, TaskError
 from lstmkit.tasks.rundir import CONFIG, MODEL, Run, open_run, write_stamp, write_summary
 from lstmkit.tasks.runner import set_threads
@@ -164,6 +165,10 @@ def _open_source(run_dir: str | os.PathLike[str], method: str) -> tuple[Run, nn.
     two threads on a busy 2-core machine run many times slower)."""
     src, model = load_model(run_dir)
     set_threads(src.config)
+    other = sorted({type(m).__name__ for m in model.modules() if isinstance(m, (ConvLSTM, ConvLSTMCell))})
+    if other:  # every method below reads and rewrites LSTM/GRU/RNN gate matrices, not convolution kernels
+        raise TaskError(f"lstmkit compress handles models of LSTM, GRU and RNN layers; the {src.task.name} model "
+                        f"holds {', '.join(other)}, which it does not compress yet")  # fmt: skip
     prior = compression_of(src)
     if prior is not None and prior.get("method") in ("quantize", "lowrank"):
         raise TaskError(f"{src.path} is {prior['method']}d already; compress the float run it came from "
