@@ -4,7 +4,7 @@
 pickles these classes (the layers and the options dataclass they keep); allow them once::
 
     torch.serialization.add_safe_globals(lstmkit.safe_globals())
-    model = torch.load("model.pt")        # plus your own classes and torch.nn's, as for any model
+    model = torch.load("model.pt", weights_only=True)  # plus your own classes and torch.nn's, as for any model
 
 (or ``with torch.serialization.safe_globals(lstmkit.safe_globals() + [...]):`` for one load).
 A ``state_dict`` needs none of this: it holds tensors only.
