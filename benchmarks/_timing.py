@@ -118,6 +118,22 @@ def mm_candidate(m: int, k: int, n: int, dtype: torch.dtype = torch.float32) -> 
 _DEFAULT_THREADS = torch.get_num_threads()  # before any benchmark changes it
 
 
+# The x86 vector extensions that decide the kernels' paths, in /proc/cpuinfo's spelling.
+_ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16",
+              "amx_tile")
+
+
+def instruction_sets() -> list[str]:
+    """The vector instruction sets this CPU reports (x86 Linux; empty elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            found = re.search(r"^flags\s*:\s*(.+)$", f.read(), re.MULTILINE)
+    except OSError:
+        return []
+    flags = set(found.group(1).split()) if found else set()
+    return [f for f in _ISA_FLAGS if f in flags]
+
+
 def machine_description() -> str:
     """One line: CPU model, core count, torch version and its BLAS/threading build."""
     cpu = platform.processor() or platform.machine()
@@ -128,10 +144,12 @@ def machine_description() -> str:
             cpu = found.group(1).strip()
     except OSError:
         pass
+    isas = instruction_sets()
     blas = "MKL" if torch.backends.mkl.is_available() else "no MKL"
     onednn = "oneDNN" if torch.backends.mkldnn.is_available() else "no oneDNN"
     return (
-        f"{cpu}, {os.cpu_count()} logical CPUs (1-minute load average {os.getloadavg()[0]:.1f} at the end); "
+        f"{cpu} (vector instruction sets: {', '.join(isas) or 'none found'}), "
+        f"{os.cpu_count()} logical CPUs (1-minute load average {os.getloadavg()[0]:.1f} at the end); "
         f"torch {torch.__version__} ({blas}, {onednn}, "
         f"{_DEFAULT_THREADS} intra-op threads by default); Python {platform.python_version()}"
     )

@@ -9,6 +9,7 @@ timed in the same run. It also reports the memory of one training step at S1.
     python benchmarks/layers.py                       # full run (see docs/benchmarks.md for how long)
     python benchmarks/layers.py --quick --shapes S4 --threads 1
     python benchmarks/layers.py --impl fused,cpp --shapes S1,S3 --out bench.md
+    python benchmarks/layers.py --sweep --threads 1,2 --no-memory --out sweep.md   # issue 17 grid
 
 Shapes: T time, B batch, I input, H hidden, P recurrent output (proj_size or H), G gate rows.
 """
@@ -49,6 +50,12 @@ SHAPES: dict[str, tuple[int, int, int, int]] = {  # name: (T, B, I, H)
     "S3": (200, 16, 64, 128),  # long and narrow: per-step overhead dominates
     "S4": (100, 1, 64, 128),  # streaming-like batch of one: pure per-step overhead
 }
+
+# --sweep: every batch size x hidden size, I = H, T = 100 (issue 17's grid), named like "B16H512".
+SWEEP_B = (1, 4, 16, 64)
+SWEEP_H = (128, 256, 512, 1024)
+SWEEP = [f"B{b}H{h}" for h in SWEEP_H for b in SWEEP_B]
+SHAPES.update({f"B{b}H{h}": (100, b, h, h) for b in SWEEP_B for h in SWEEP_H})
 
 # Variant name -> lstmkit.LSTM keyword arguments, given H.
 VARIANTS: dict[str, Callable[[int], dict[str, object]]] = {
@@ -367,11 +374,14 @@ def _csv(s: str) -> list[str]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--shapes", type=_csv, default=list(SHAPES), help=f"comma list of {', '.join(SHAPES)}")
+    ap.add_argument("--shapes", type=_csv, default=["S1", "S2", "S3", "S4"],
+                    help="comma list of S1, S2, S3, S4 or sweep shapes BxHy (default: S1-S4)")
+    ap.add_argument("--sweep", action="store_true",
+                    help=f"the shape sweep: B in {SWEEP_B} x H in {SWEEP_H}, I = H, T = 100 (replaces --shapes)")
     ap.add_argument("--variants", type=_csv, default=list(VARIANTS), help=f"comma list of {', '.join(VARIANTS)}")
-    ap.add_argument("--impl", type=_csv, default=["fused"],
+    ap.add_argument("--impl", type=_csv, default=["auto"],
                     help="comma list of lstmkit impl names, passed through to lstmkit.LSTM(impl=...) "
-                         "(default: fused)")
+                         "(default: auto, what a user gets: the C++ kernel on CPU)")
     ap.add_argument("--no-reference", action="store_true", help="skip the slow reference loop")
     ap.add_argument("--threads", type=_csv, default=None,
                     help="comma list of torch thread counts (default: 1 and all threads)")
@@ -384,9 +394,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--no-memory", action="store_true", help="skip the S1 training-step memory measurement")
     ap.add_argument("--out", type=Path, default=None, help="also write the Markdown report to this file")
     args = ap.parse_args(argv)
+    if args.sweep:
+        args.shapes = list(SWEEP)
     for name in args.shapes:
         if name not in SHAPES:
-            ap.error(f"unknown shape {name!r}; choose from {', '.join(SHAPES)}")
+            ap.error(f"unknown shape {name!r}; choose from S1, S2, S3, S4 or {', '.join(SWEEP)}")
     for name in args.variants:
         if name not in VARIANTS:
             ap.error(f"unknown variant {name!r}; choose from {', '.join(VARIANTS)}")

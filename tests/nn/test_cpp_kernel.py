@@ -268,10 +268,52 @@ def test_portable_kernels_and_other_matmuls(c, dtype, gemm):
         ext.set_gemm(mode)
 
 
+GEMMS = ("auto", "brgemm", "panels", "packed", "blas", "aten")  # the per-step matrix-product paths (see the .cpp)
+
+
+@pytest.fixture(params=GEMMS)
+def gemm(request):
+    """Runs the test with every per-step product forced onto one path; skipped where torch lacks it."""
+    ext = _cpp._module
+    before = ext.gemm()
+    try:
+        ext.set_gemm(request.param)
+    except RuntimeError as e:
+        pytest.skip(str(e))
+    yield request.param
+    ext.set_gemm(before)
+
+
+@pytest.mark.parametrize("c", COMBOS, ids=combo_id)
+def test_every_matmul_path_float32(c, gemm):
+    """Every variant, float32, with each per-step product path (packed weights reused over the steps,
+    brgemm, BLAS, ATen): the same results as the Python scan within the rounding bound."""
+    check_equal(make_args(c, torch.float32, t=6))
+
+
+def test_auto_matmul_choice():
+    """The automatic path (measured, docs/benchmarks.md): brgemm on AVX-512; on AVX2, with enough steps to
+    pay for copying W once, brgemm on panels for several rows, and for one row brgemm in place up to
+    K = 128 and MKL's packed GEMM above; with fewer steps, brgemm in place up to K = 128, else BLAS."""
+    ext = _cpp._module
+    if ext.gemm() != "auto":
+        pytest.skip("a forced gemm mode is active")
+    assert ext.gemm_for(1, 64, 100) == "brgemm" and ext.gemm_for(4, 128, 1) == "brgemm"
+    if ext.isa() == "avx512":
+        assert ext.gemm_for(4, 512, 100) == "brgemm"
+    elif ext.isa() == "avx2":
+        assert ext.gemm_for(4, 256, 4) == "panels" and ext.gemm_for(64, 128, 100) == "panels"
+        assert ext.gemm_for(1, 256, 4) == "packed" and ext.gemm_for(1, 1024, 100) == "packed"
+        assert ext.gemm_for(1, 128, 100) == "brgemm"
+        assert ext.gemm_for(16, 256, 3) == "blas" and ext.gemm_for(1, 512, 1) == "blas"
+    with pytest.raises(RuntimeError, match="unknown gemm mode fast"):
+        ext.set_gemm("fast")
+
+
 @pytest.mark.parametrize("projection", [False, True], ids=["", "projection"])
 @pytest.mark.parametrize("layer_norm", [False, True], ids=["", "layer_norm"])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
-def test_steps_split_over_threads(dtype, layer_norm, projection, isa):
+def test_steps_split_over_threads(dtype, layer_norm, projection, isa, gemm):
     """Steps big enough to be split over threads (by units, or by rows with LayerNorm): same numbers."""
     gen = torch.Generator().manual_seed(1)
     Tn, Bn, Hn = 3, 64, 256

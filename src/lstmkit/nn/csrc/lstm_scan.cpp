@@ -142,6 +142,14 @@ void sgemm_(const char* ta, const char* tb, const int* m, const int* n, const in
 void dgemm_(const char* ta, const char* tb, const int* m, const int* n, const int* k, const double* alpha,
             const double* a, const int* lda, const double* b, const int* ldb, const double* beta, double* c,
             const int* ldc) __attribute__((weak));
+// MKL's packed GEMM (also exported by those wheels): the constant operand of a product is packed once
+// into the micro-kernel's layout and reused for every step, as oneDNN's own RNN primitive does.
+// Layout 101 = row-major, identifier 162 = the B matrix, trans 111 = no transpose, 151 = packed.
+size_t cblas_sgemm_pack_get_size(int identifier, int m, int n, int k) __attribute__((weak));
+void cblas_sgemm_pack(int layout, int identifier, int trans, int m, int n, int k, float alpha, const float* src,
+                      int ld, float* dest) __attribute__((weak));
+void cblas_sgemm_compute(int layout, int transa, int transb, int m, int n, int k, const float* a, int lda,
+                         const float* b, int ldb, float beta, float* c, int ldc) __attribute__((weak));
 }
 
 namespace lstmkit {
@@ -163,26 +171,35 @@ Isa g_isa = detect_isa();
 
 bool direct_blas_available() { return sgemm_ != nullptr && dgemm_ != nullptr; }
 
-// How the matrix products run. kBrgemm: the per-step products of float go to oneDNN's batch-reduce
-// GEMM micro-kernel (at::native::cpublas::brgemm, the kernel behind torch's own fused CPU code),
-// one block per thread; it is much faster than a BLAS call at the small row counts of one time step
-// and falls back to BLAS by itself where oneDNN has no kernel. The whole-sequence weight-gradient
-// products (and double) use BLAS directly (kBrgemm, kBlas), or at::mm_out (kAten: where the BLAS
-// symbols are missing, and as a test hook).
-enum class GemmMode { kBrgemm = 0, kBlas = 1, kAten = 2 };
-GemmMode g_gemm = GemmMode::kBrgemm;
+bool packed_blas_available() {
+  return cblas_sgemm_pack_get_size != nullptr && cblas_sgemm_pack != nullptr && cblas_sgemm_compute != nullptr;
+}
+
+// How the per-step matrix products run (the whole-sequence weight-gradient products, and all of float64,
+// always use BLAS directly, or at::mm_out where its symbols are missing):
+//   kBrgemm  oneDNN's batch-reduce GEMM micro-kernel (at::native::cpublas::brgemm, the kernel behind
+//            torch's own fused CPU code) reading W in place; fastest at every shape measured on AVX-512.
+//            On AVX2 it runs at a third of BLAS's speed once K >= 256 (docs/benchmarks.md, "Why AVX2
+//            was slow"): each of the K rows it reads is a whole W row (G floats) away from the last.
+//   kPanels  the same micro-kernel on W copied once per call into column panels of 16 or 32 columns,
+//            each panel's K rows contiguous: the rows it reads are adjacent.
+//   kPacked  MKL's packed GEMM: W packed once per call into MKL's own layout, reused by every step.
+//   kBlas    sgemm_/dgemm_ per step.   kAten  at::mm_out per step (a test hook).
+//   kAuto    per product, by instruction set, batch rows M, K and the number of steps (choose_gemm).
+enum class GemmMode { kAuto = 0, kBrgemm = 1, kPanels = 2, kPacked = 3, kBlas = 4, kAten = 5 };
+GemmMode g_gemm = GemmMode::kAuto;
 
 // Row-major C (M, N) = op(A) (M, K) @ op(B) (K, N) + beta * C, leading dimensions in elements.
 template <typename T>
 void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* Bm, int64_t ldb,
-          T beta, T* C, int64_t ldc) {
+          T beta, T* C, int64_t ldc, bool aten = false) {
   if (M == 0 || N == 0) return;
   if (K == 0) {
     for (int64_t m = 0; m < M; ++m)
       for (int64_t n = 0; n < N; ++n) C[m * ldc + n] = beta == T(0) ? T(0) : beta * C[m * ldc + n];
     return;
   }
-  if (g_gemm != GemmMode::kAten && direct_blas_available()) {
+  if (!aten && g_gemm != GemmMode::kAten && direct_blas_available()) {
     // Row-major C = A B is column-major C^T = B^T A^T: swap the operands, keep the flags.
     const char cta = ta ? 'T' : 'N', ctb = tb ? 'T' : 'N';
     const int m = static_cast<int>(N), n = static_cast<int>(M), k = static_cast<int>(K);
@@ -209,19 +226,99 @@ void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const T* A, int64_t
   }
 }
 
-// One thread's block of a per-step product: C (M, N) = A (M, K) @ B (K, N), all row-major.
+// Packing costs about one step's product; below this many steps it does not pay for itself.
+constexpr int64_t kMinPackedSteps = 4;
+// Inner dimensions up to this read W fast enough in place (AVX2, one batch row).
+constexpr int64_t kBrgemmMaxK = 128;
+
+// The matrix-product path of one per-step product, C (M, N) = A (M, K) @ W (K, N), run `steps` times.
+// Measured on AVX2 (docs/benchmarks.md): with one row, brgemm in place up to K = 128 and MKL's packed
+// GEMM above; with several rows, brgemm on panels. AVX-512: brgemm in place everywhere.
 template <typename T>
-void block_gemm(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* Bm, int64_t ldb, T* C,
-                int64_t ldc) {
-  if (M == 0 || N == 0) return;
-  if constexpr (std::is_same_v<T, float>) {
-    if (g_gemm == GemmMode::kBrgemm && K > 0) {
-      at::native::cpublas::brgemm(M, N, K, lda, ldb, ldc, false, A, Bm, C, false);
-      return;
+GemmMode choose_gemm(int64_t M, int64_t K, int64_t steps) {
+  if constexpr (!std::is_same_v<T, float>) {
+    return g_gemm == GemmMode::kAten ? GemmMode::kAten : GemmMode::kBlas;
+  } else {
+    const bool blas = direct_blas_available(), packed = packed_blas_available();
+    switch (g_gemm) {
+      case GemmMode::kAten: return GemmMode::kAten;
+      case GemmMode::kBlas: return blas ? GemmMode::kBlas : GemmMode::kAten;
+      case GemmMode::kPacked: return packed ? GemmMode::kPacked : GemmMode::kPanels;
+      case GemmMode::kPanels: return GemmMode::kPanels;
+      case GemmMode::kBrgemm: return GemmMode::kBrgemm;
+      default: break;
+    }
+    if (K == 0) return GemmMode::kBlas;  // gemm() writes the zeros
+    if (g_isa == Isa::kAvx512) return GemmMode::kBrgemm;
+    if (steps < kMinPackedSteps) return (K <= kBrgemmMaxK || !blas) ? GemmMode::kBrgemm : GemmMode::kBlas;
+    if (M > 1) return GemmMode::kPanels;
+    if (K <= kBrgemmMaxK || !packed) return GemmMode::kBrgemm;
+    return GemmMode::kPacked;
+  }
+}
+
+// One thread's block of a per-step product whose right operand W (K, N) (row-major, leading dimension
+// ldw) is the same at every step: C (M, N) = A (M, K) @ W, all row-major. Built once per call, before
+// the time loop; with kPacked it owns W packed for MKL's micro-kernel.
+template <typename T>
+class StepGemm {
+ public:
+  StepGemm() = default;
+  StepGemm(int64_t M, int64_t N, int64_t K, const T* W, int64_t ldw, int64_t steps)
+      : M_(M), N_(N), K_(K), W_(W), ldw_(ldw), mode_(choose_gemm<T>(M, K, steps)) {
+    if constexpr (std::is_same_v<T, float>) {
+      if (mode_ == GemmMode::kPanels && M > 0 && N > 0) {
+        // Panel j holds columns [j * nb, j * nb + w) as K contiguous rows of w = min(nb, N - j * nb).
+        nb_ = M <= 16 ? 16 : 32;
+        packed_ = at::empty({K * N}, at::kFloat);
+        float* dst = packed_.data_ptr<float>();
+        for (int64_t n0 = 0; n0 < N; n0 += nb_) {
+          const int64_t w = std::min(nb_, N - n0);
+          for (int64_t k = 0; k < K; ++k) std::memcpy(dst + k * w, W + k * ldw + n0, w * sizeof(float));
+          dst += K * w;
+        }
+      }
+      if (mode_ == GemmMode::kPacked && M > 0 && N > 0) {
+        const size_t bytes = cblas_sgemm_pack_get_size(162, int(M), int(N), int(K));
+        packed_ = at::empty({static_cast<int64_t>((bytes + sizeof(float) - 1) / sizeof(float))}, at::kFloat);
+        cblas_sgemm_pack(101, 162, 111, int(M), int(N), int(K), 1.0f, W, int(ldw), packed_.data_ptr<float>());
+      }
     }
   }
-  gemm<T>(false, false, M, N, K, A, lda, Bm, ldb, T(0), C, ldc);
-}
+  GemmMode mode() const { return mode_; }
+  void run(const T* A, int64_t lda, T* C, int64_t ldc) const {
+    if (M_ == 0 || N_ == 0) return;
+    if constexpr (std::is_same_v<T, float>) {
+      if (mode_ == GemmMode::kBrgemm && K_ > 0) {
+        at::native::cpublas::brgemm(M_, N_, K_, lda, ldw_, ldc, false, A, W_, C, false);
+        return;
+      }
+      if (mode_ == GemmMode::kPanels) {
+        const float* panel = packed_.data_ptr<float>();
+        for (int64_t n0 = 0; n0 < N_; n0 += nb_) {
+          const int64_t w = std::min(nb_, N_ - n0);
+          at::native::cpublas::brgemm(M_, w, K_, lda, w, ldc, false, A, panel, C + n0, false);
+          panel += K_ * w;
+        }
+        return;
+      }
+      if (mode_ == GemmMode::kPacked) {
+        cblas_sgemm_compute(101, 111, 151, int(M_), int(N_), int(K_), A, int(lda), packed_.data_ptr<float>(),
+                            int(N_), 0.0f, C, int(ldc));
+        return;
+      }
+    }
+    gemm<T>(false, false, M_, N_, K_, A, lda, W_, ldw_, T(0), C, ldc, mode_ == GemmMode::kAten);
+  }
+
+ private:
+  int64_t M_ = 0, N_ = 0, K_ = 0;
+  const T* W_ = nullptr;
+  int64_t ldw_ = 0;
+  GemmMode mode_ = GemmMode::kBlas;
+  int64_t nb_ = 0;  // panel width (kPanels)
+  Tensor packed_;   // W packed (kPacked) or in panels (kPanels)
+};
 
 // --- work split -------------------------------------------------------------------------------
 // A step is split into a fixed number of parts, one per thread: by hidden units (each thread keeps
@@ -257,6 +354,21 @@ void parallel_parts(int64_t parts, const F& f) {
   at::parallel_for(0, parts, 1, [&](int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c) f(c);
   });
+}
+
+// The per-step products of one partition of [0, n) into `parts` (see split_at), all with the same
+// left operand A (M, K): part c multiplies by the columns [lo, hi) of W (K, ld ldw), or, with q_count gate
+// blocks, by the columns [q * stride + lo, q * stride + hi) of each block q; entry c * q_count + q.
+template <typename T>
+std::vector<StepGemm<T>> step_gemms(int64_t parts, int64_t n, int64_t align, int64_t M, int64_t K, const T* W,
+                                    int64_t ldw, int64_t steps, int64_t q_count = 1, int64_t stride = 0) {
+  std::vector<StepGemm<T>> out;
+  out.reserve(parts * q_count);
+  for (int64_t c = 0; c < parts; ++c) {
+    const int64_t lo = split_at(n, parts, c, align), hi = split_at(n, parts, c + 1, align);
+    for (int64_t q = 0; q < q_count; ++q) out.emplace_back(M, hi - lo, K, W + q * stride + lo, ldw, steps);
+  }
+  return out;
 }
 
 // --- kernel selection -------------------------------------------------------------------------
@@ -404,6 +516,11 @@ std::vector<Tensor> forward_impl(const Tensor& xg, const Tensor& h0, const Tenso
   const int64_t n_cols = ln ? parts_of(nt, G, kAlign) : 1;
   const int64_t n_rows = ln ? std::max<int64_t>(1, std::min(nt, B)) : 1;
   const int64_t n_pcols = proj ? parts_of(step_threads(B * P * H), P, kAlign) : 1;
+  // The per-step products, each part's weight block prepared (packed, where chosen) once for all steps:
+  // rec by units across the gate blocks (entry c * ng + q), or by gate columns with LayerNorm / one part.
+  const auto rec = (ln || n_units == 1) ? step_gemms<T>(ln ? n_cols : 1, G, kAlign, B, P, wt, G, Tn)
+                                        : step_gemms<T>(n_units, H, kAlign, B, P, wt, G, Tn, ng, H);
+  const auto prj = proj ? step_gemms<T>(n_pcols, P, kAlign, B, H, wrt, P, Tn) : std::vector<StepGemm<T>>{};
 
   auto c_prev = [&](int64_t t) -> T* {
     return train ? row<T>(cs, t) : (t == 0 ? const_cast<T*>(c0_p) : row<T>(cring, t % 2));
@@ -470,9 +587,9 @@ std::vector<Tensor> forward_impl(const Tensor& xg, const Tensor& h0, const Tenso
       parallel_parts(n_units, [&](int64_t c) {
         const int64_t j0 = split_at(H, n_units, c, kAlign), j1 = split_at(H, n_units, c + 1, kAlign);
         if (n_units == 1) {
-          block_gemm<T>(B, G, P, hin, P, wt, G, r, G);  // (B, P) @ (P, G)
+          rec[0].run(hin, P, r, G);  // (B, P) @ (P, G)
         } else {
-          for (int64_t q = 0; q < ng; ++q) block_gemm<T>(B, j1 - j0, P, hin, P, wt + q * H + j0, G, r + q * H + j0, G);
+          for (int64_t q = 0; q < ng; ++q) rec[c * ng + q].run(hin, P, r + q * H + j0, G);
         }
         fwd(a, 0, B, j0, j1);
         if (!proj && need_post) post(pa, 0, B, j0, j1);
@@ -480,7 +597,7 @@ std::vector<Tensor> forward_impl(const Tensor& xg, const Tensor& h0, const Tenso
     } else {
       parallel_parts(n_cols, [&](int64_t c) {
         const int64_t n0 = split_at(G, n_cols, c, kAlign), n1 = split_at(G, n_cols, c + 1, kAlign);
-        block_gemm<T>(B, n1 - n0, P, hin, P, wt + n0, G, r + n0, G);
+        rec[c].run(hin, P, r + n0, G);
       });
       parallel_parts(n_rows, [&](int64_t c) {
         const int64_t b0 = split_at(B, n_rows, c, 1), b1 = split_at(B, n_rows, c + 1, 1);
@@ -491,7 +608,7 @@ std::vector<Tensor> forward_impl(const Tensor& xg, const Tensor& h0, const Tenso
     if (proj) {
       parallel_parts(n_pcols, [&](int64_t c) {
         const int64_t k0 = split_at(P, n_pcols, c, kAlign), k1 = split_at(P, n_pcols, c + 1, kAlign);
-        block_gemm<T>(B, k1 - k0, H, a.h, H, wrt + k0, P, y_t + k0, P);  // (B, H) @ (H, P)
+        prj[c].run(a.h, H, y_t + k0, P);  // (B, H) @ (H, P)
         if (need_post) post(pa, 0, B, k0, k1);
       });
     }
@@ -558,9 +675,15 @@ std::vector<Tensor> backward_impl(const Tensor& dy, const Tensor& dhn, const Ten
 
   // dL/dh_{s-1} (before dropout and mask) = dr_s W_hh, columns [k0, k1): (B, G) @ (G, P). It runs at
   // the start of step s-1, fused with that step's first pass.
-  auto dh_product = [&](int64_t s, int64_t k0, int64_t k1) {
-    block_gemm<T>(B, k1 - k0, G, row<T>(dr_all, s), G, w_hh_p + k0, P, (direct_dh ? dh_p : dhg_p) + k0, P);
+  // Part c of the n_pcols split of P (the same split as n_units' when P == H without LayerNorm).
+  const auto dhp = step_gemms<T>(n_pcols, P, kAlign, B, G, w_hh_p, P, Tn);
+  TORCH_INTERNAL_ASSERT(ln || proj || n_units == n_pcols, "lstm_scan_cpp: unit and column splits differ");
+  auto dh_product = [&](int64_t s, int64_t c, int64_t k0) {
+    dhp[c].run(row<T>(dr_all, s), G, (direct_dh ? dh_p : dhg_p) + k0, P);
   };
+  // dL/d(o * tc) = dyh W_hr by columns of H: the n_units split, or n_hcols' with LayerNorm.
+  const auto hrp = proj ? step_gemms<T>(ln ? n_hcols : n_units, H, kAlign, B, P, w_hr_p, H, Tn)
+                        : std::vector<StepGemm<T>>{};
 
   for (int64_t t = Tn - 1; t >= 0; --t) {
     const bool pending = t < Tn - 1;  // step t+1's dh product is still to run
@@ -603,7 +726,7 @@ std::vector<Tensor> backward_impl(const Tensor& dy, const Tensor& dhn, const Ten
       // P == H: each thread finishes its columns of dL/dh and runs the gate math of the same units.
       parallel_parts(n_units, [&](int64_t c) {
         const int64_t j0 = split_at(H, n_units, c, kAlign), j1 = split_at(H, n_units, c + 1, kAlign);
-        if (pending) dh_product(t + 1, j0, j1);
+        if (pending) dh_product(t + 1, c, j0);
         pre(pa, 0, B, j0, j1);
         gates(c, 0, B, j0, j1);
       });
@@ -611,14 +734,14 @@ std::vector<Tensor> backward_impl(const Tensor& dy, const Tensor& dhn, const Ten
     }
     parallel_parts(n_pcols, [&](int64_t c) {
       const int64_t k0 = split_at(P, n_pcols, c, kAlign), k1 = split_at(P, n_pcols, c + 1, kAlign);
-      if (pending) dh_product(t + 1, k0, k1);
+      if (pending) dh_product(t + 1, c, k0);
       pre(pa, 0, B, k0, k1);
     });
     const T* dyh_t = pa.dst;
     if (!ln) {  // projection: dL/d(o * tc) = dyh W_hr per unit slice, then the gate math of those units
       parallel_parts(n_units, [&](int64_t c) {
         const int64_t j0 = split_at(H, n_units, c, kAlign), j1 = split_at(H, n_units, c + 1, kAlign);
-        block_gemm<T>(B, j1 - j0, P, dyh_t, P, w_hr_p + j0, H, dhn_p + j0, H);  // (B, P) @ (P, H)
+        hrp[c].run(dyh_t, P, dhn_p + j0, H);  // (B, P) @ (P, H)
         gates(c, 0, B, j0, j1);
       });
       continue;
@@ -626,7 +749,7 @@ std::vector<Tensor> backward_impl(const Tensor& dy, const Tensor& dhn, const Ten
     if (proj) {
       parallel_parts(n_hcols, [&](int64_t c) {
         const int64_t j0 = split_at(H, n_hcols, c, kAlign), j1 = split_at(H, n_hcols, c + 1, kAlign);
-        block_gemm<T>(B, j1 - j0, P, dyh_t, P, w_hr_p + j0, H, dhn_p + j0, H);
+        hrp[c].run(dyh_t, P, dhn_p + j0, H);
       });
     }
     parallel_parts(n_rows, [&](int64_t c) {
@@ -642,7 +765,7 @@ std::vector<Tensor> backward_impl(const Tensor& dy, const Tensor& dhn, const Ten
     pa.P = P;
     parallel_parts(n_pcols, [&](int64_t c) {
       const int64_t k0 = split_at(P, n_pcols, c, kAlign), k1 = split_at(P, n_pcols, c + 1, kAlign);
-      dh_product(0, k0, k1);
+      dh_product(0, c, k0);
       pre(pa, 0, B, k0, k1);
     });
   }
@@ -746,17 +869,20 @@ void set_isa(const std::string& name) {
   TORCH_CHECK(static_cast<int>(want) <= static_cast<int>(best), "this CPU does not support ", name);
   g_isa = want;
 }
-std::string gemm_name() {
-  switch (g_gemm) {
-    case GemmMode::kBrgemm: return "brgemm";
-    case GemmMode::kBlas: return "blas";
-    default: return "aten";
-  }
-}
+const char* const kGemmNames[] = {"auto", "brgemm", "panels", "packed", "blas", "aten"};
+constexpr int kGemmModes = 6;
+std::string gemm_name() { return kGemmNames[static_cast<int>(g_gemm)]; }
 void set_gemm(const std::string& name) {
-  TORCH_CHECK(name == "brgemm" || name == "blas" || name == "aten", "unknown gemm mode ", name);
+  int i = 0;
+  while (i < kGemmModes && name != kGemmNames[i]) ++i;
+  TORCH_CHECK(i < kGemmModes, "unknown gemm mode ", name, " (auto, brgemm, panels, packed, blas or aten)");
   TORCH_CHECK(name != "blas" || direct_blas_available(), "no BLAS symbols in this torch build");
-  g_gemm = name == "brgemm" ? GemmMode::kBrgemm : name == "blas" ? GemmMode::kBlas : GemmMode::kAten;
+  TORCH_CHECK(name != "packed" || packed_blas_available(), "no packed-GEMM symbols in this torch build");
+  g_gemm = static_cast<GemmMode>(i);
+}
+// The path choose_gemm takes for a float32 per-step product of M rows, inner dimension K, `steps` steps.
+std::string gemm_for(int64_t M, int64_t K, int64_t steps) {
+  return kGemmNames[static_cast<int>(choose_gemm<float>(M, K, steps))];
 }
 
 }  // namespace lstmkit
@@ -770,4 +896,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("set_isa", &lstmkit::set_isa);
   m.def("gemm", &lstmkit::gemm_name);
   m.def("set_gemm", &lstmkit::set_gemm);
+  m.def("gemm_for", &lstmkit::gemm_for);
 }
