@@ -7,7 +7,8 @@ small weights lose more. Exactly k = round(s * n) weights are pruned: the k smal
 ties broken by position (the same as 1(|w| > tau) with tau the k-th smallest |w| whenever the
 magnitudes are distinct). The pruned weights are zeros (+0.0) in the ordinary dense layout, so
 time and memory stay those of the dense model; on disk ``lstmkit compress prune`` stores them as
-kept values and a bitmask (``lstmkit.formats.sparse``), and ``sparse_bytes`` says what CSR would take. :func:`iterative_prune` raises the sparsity in steps (prune, fine-tune with the masks
+kept values and a bitmask (``lstmkit.formats.sparse``), and ``sparse_bytes`` says what CSR would
+take. :func:`iterative_prune` raises the sparsity in steps (prune, fine-tune with the masks
 re-applied after every optimiser step, repeat) to the target.
 
 **Structured.** :func:`shrink_hidden` removes whole hidden units of a recurrent core

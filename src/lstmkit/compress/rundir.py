@@ -174,7 +174,7 @@ def _open_source(run_dir: str | os.PathLike[str], method: str) -> tuple[Run, nn.
                         f"holds {', '.join(other)}, which it does not compress yet")  # fmt: skip
     prior = compression_of(src)
     if prior is not None and prior.get("method") in ("quantize", "lowrank", "circulant"):
-        done = {"quantize": "quantised", "lowrank": "factorised", "circulant": "block-circulant"}[prior["method"]]
+        done = {"quantize": "quantized", "lowrank": "factorised", "circulant": "block-circulant"}[prior["method"]]
         raise TaskError(f"{src.path} is {done} already; compress the float run it came from "
                         f"({prior.get('source')}), or prune/distill first and quantise last")  # fmt: skip
     return src, model

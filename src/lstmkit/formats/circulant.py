@@ -52,6 +52,7 @@ from torch.utils._pytree import tree_map
 from lstmkit import _rounding
 from lstmkit.formats.integrity import save_tensors_file
 from lstmkit.formats.lowrank import gate_matrices
+from lstmkit.formats.sparse import unique_tensors
 from lstmkit.nn import LSTM
 
 FORMAT = "lstmkit.circulant"
@@ -357,10 +358,11 @@ def save_circulant(model: nn.Module, path: str | Path) -> int:
     if not parts:
         raise ValueError("the model has no block-circulant weights (circulant_model first)")
     out = {name + _V: part.vectors.detach().contiguous() for name, part in parts.items()}
-    out.update({n: t.contiguous() for n, t in _plain_tensors(model).items()})
+    plain, alias = unique_tensors(_plain_tensors(model))  # tied weights once, as safetensors' save_model
+    out.update({n: t.contiguous() for n, t in plain.items()})
     products = {part.product for part in parts.values()}
     meta = {"format": FORMAT, "blocks": json.dumps({n: p.block for n, p in parts.items()}),
-            "product": products.pop() if len(products) == 1 else "dense"}  # fmt: skip
+            "product": products.pop() if len(products) == 1 else "dense", "aliases": json.dumps(alias)}  # fmt: skip
     save_tensors_file(out, path, metadata=meta)
     return Path(path).stat().st_size
 
@@ -388,6 +390,9 @@ def load_circulant(model: nn.Module, path: str | Path) -> nn.Module:
         raise ValueError(f"{path} holds circulant vectors of tensors the model does not have: {unknown}")
     _attach(model, vectors, check_product(meta.get("product", "dense")))
     plain = _plain_tensors(model)
+    for name, target in json.loads(meta.get("aliases", "{}")).items():
+        if target in stored:
+            stored[name] = stored[target]
     if set(plain) != set(stored):
         raise ValueError(f"{path} does not match the model: missing {sorted(set(plain) - set(stored))}, "
                          f"unexpected {sorted(set(stored) - set(plain))}")  # fmt: skip

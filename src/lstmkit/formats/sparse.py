@@ -77,13 +77,13 @@ def decode(values: Tensor, packed: Tensor, shape: tuple[int, ...], *, name: str 
     return out.view(shape)
 
 
-def _unique_state(model: nn.Module) -> tuple[dict[str, Tensor], dict[str, str]]:
-    """The state dict with tensors shared under several names (tied weights) once, and for each
-    dropped name the name it is stored under."""
+def unique_tensors(tensors: dict[str, Tensor]) -> tuple[dict[str, Tensor], dict[str, str]]:
+    """``tensors`` with those shared under several names (tied weights) once, and for each dropped
+    name the name it is stored under."""
     kept: dict[str, Tensor] = {}
     alias: dict[str, str] = {}
     first: dict[tuple[int, int, tuple[int, ...]], str] = {}
-    for name, t in model.state_dict().items():
+    for name, t in tensors.items():
         key = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape))
         if t.numel() and key in first:
             alias[name] = first[key]
@@ -91,6 +91,10 @@ def _unique_state(model: nn.Module) -> tuple[dict[str, Tensor], dict[str, str]]:
             first.setdefault(key, name)
             kept[name] = t.detach()
     return kept, alias
+
+
+def _unique_state(model: nn.Module) -> tuple[dict[str, Tensor], dict[str, str]]:
+    return unique_tensors(model.state_dict())
 
 
 def sparse_candidates(model: nn.Module) -> dict[str, int]:
@@ -175,4 +179,4 @@ def load_sparse(model: nn.Module, path: str | Path) -> nn.Module:
 
 
 __all__ = ["FORMAT", "decode", "encode", "kept_mask", "load_sparse", "read_sparse", "save_sparse",
-           "sparse_candidates", "sparse_nbytes"]  # fmt: skip
+           "sparse_candidates", "sparse_nbytes", "unique_tensors"]  # fmt: skip
