@@ -65,7 +65,7 @@ def test_circulant_run_is_k_times_smaller_and_evaluates(char_run, tmp_path):
     with safetensors.safe_open(str(out / "model.safetensors"), framework="pt") as f:
         assert f.metadata()["format"] == cc.FORMAT
         assert f.get_tensor("rnn.weight_hh_l0.__circulant").shape == (16, 4, 4)  # (4H/K, H/K, K): H = 16
-    run, model = load_model(out)
+    _, model = load_model(out)
     assert isinstance(model.rnn.parametrizations.weight_hh_l0[0], cc.BlockCirculant)
     assert rep["after"]["parameters"] < rep["before"]["parameters"]
     assert set(rep["latency_by_product"]) >= {"float, layers' kernels", "circulant FFT product, reference loop"}
@@ -81,7 +81,8 @@ def test_circulant_fft_product_run_scores_as_the_dense_one(classify_run, tmp_pat
     _, model = load_model(tmp_path / "f")
     assert {p.product for p in cc.circulant_parts(model).values()} == {"fft"}
     a, b = dense["after"]["metrics"]["val"], fft["after"]["metrics"]["val"]
-    assert a["accuracy"] == b["accuracy"] and a["nats_per_sequence"] == pytest.approx(b["nats_per_sequence"], abs=1e-4), (a, b)
+    assert a["accuracy"] == b["accuracy"]
+    assert a["nats_per_sequence"] == pytest.approx(b["nats_per_sequence"], abs=1e-4)
 
 
 def test_circulant_errors_are_named_before_any_work(char_run, tmp_path):
