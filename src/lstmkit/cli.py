@@ -301,6 +301,17 @@ def export(
     verify: Annotated[
         bool, typer.Option("--verify/--no-verify", help="Check the file in onnxruntime against the PyTorch model.")
     ] = True,
+    int8: Annotated[
+        bool, typer.Option("--int8", help="Also write model.int8.onnx: onnxruntime's dynamic int8 quantisation "
+                           "(int8 LSTM and MatMul weights), checked against the float model.")
+    ] = False,
+    per_channel: Annotated[
+        bool, typer.Option("--per-channel/--per-tensor", help="With --int8: one scale per output row or per tensor.")
+    ] = True,
+    reduce_range: Annotated[
+        bool, typer.Option("--reduce-range/--full-range", help="With --int8: 7-bit weight values (right on CPUs "
+                           "without VNNI, whose int16 sums saturate) or 8-bit.")
+    ] = True,
 ) -> None:
     """Export a trained run's model (embedding, LSTM, head; tokenizer in the metadata) for onnxruntime.
 
@@ -309,7 +320,8 @@ def export(
     from lstmkit.export.rundir import export_run  # the export stack loads only for this command
 
     try:
-        result = export_run(run_dir, format=format_.value, out=out, lengths=lengths, verify=verify)
+        result = export_run(run_dir, format=format_.value, out=out, lengths=lengths, verify=verify, int8=int8,
+                            per_channel=per_channel, reduce_range=reduce_range)
     except ValueError as e:
         _fail(e, usage="export")
     except (TaskError, OSError) as e:
