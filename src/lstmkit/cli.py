@@ -301,6 +301,17 @@ def export(
     verify: Annotated[
         bool, typer.Option("--verify/--no-verify", help="Check the file in onnxruntime against the PyTorch model.")
     ] = True,
+    int8: Annotated[
+        bool, typer.Option("--int8", help="Also write model.int8.onnx: onnxruntime's dynamic int8 quantisation "
+                           "(int8 LSTM and MatMul weights), checked against the float model.")
+    ] = False,
+    per_channel: Annotated[
+        bool, typer.Option("--per-channel/--per-tensor", help="With --int8: one scale per output row or per tensor.")
+    ] = True,
+    reduce_range: Annotated[
+        bool, typer.Option("--reduce-range/--full-range", help="With --int8: 7-bit weight values (right on CPUs "
+                           "without VNNI, whose int16 sums saturate) or 8-bit.")
+    ] = True,
 ) -> None:
     """Export a trained run's model (embedding, LSTM, head; tokenizer in the metadata) for onnxruntime.
 
@@ -309,7 +320,8 @@ def export(
     from lstmkit.export.rundir import export_run  # the export stack loads only for this command
 
     try:
-        result = export_run(run_dir, format=format_.value, out=out, lengths=lengths, verify=verify)
+        result = export_run(run_dir, format=format_.value, out=out, lengths=lengths, verify=verify, int8=int8,
+                            per_channel=per_channel, reduce_range=reduce_range)
     except ValueError as e:
         _fail(e, usage="export")
     except (TaskError, OSError) as e:
@@ -321,7 +333,7 @@ def export(
 # -- lstmkit compress -----------------------------------------------------------------------------------
 compress_app = typer.Typer(
     help="Compress a trained run into a new run directory (with compression.json): quantize, prune, distill, "
-    "lowrank. Every other command accepts the result. See docs/compression.md.",
+    "lowrank, circulant. Every other command accepts the result. See docs/compression.md.",
     no_args_is_help=True,
     rich_markup_mode=None,
 )
@@ -394,6 +406,10 @@ def compress_prune(
     steps: Annotated[int, typer.Option(help="Rounds of prune then fine-tune up to the sparsity (unstructured).")] = 1,
     finetune_steps: _Finetune = 0,
     lr: _Lr = None,
+    sparse: Annotated[
+        bool, typer.Option("--sparse/--dense", help="Store pruned matrices as kept values + a bitmask where smaller "
+                           "(default), or dense with zeros.")
+    ] = True,
     split: _Splits = None,
     repeats: _Repeats = 20,
 ) -> None:
@@ -401,7 +417,8 @@ def compress_prune(
     from lstmkit.compress import prune_run
 
     _compress("prune", prune_run, run_dir, out, split, sparsity=sparsity, structured=structured, scope=scope.value,
-              steps=steps, finetune_steps=finetune_steps, lr_=lr, repeats=repeats)  # fmt: skip
+              steps=steps, finetune_steps=finetune_steps, lr_=lr, storage="sparse" if sparse else "dense",
+              repeats=repeats)  # fmt: skip
 
 
 @compress_app.command("distill")
@@ -443,6 +460,35 @@ def compress_lowrank(
 
     _compress("lowrank", lowrank_run, run_dir, out, split, rank=rank, energy=energy, finetune_steps=finetune_steps,
               lr_=lr, repeats=repeats)  # fmt: skip
+
+
+class Product(str, enum.Enum):
+    dense = "dense"
+    fft = "fft"
+
+
+@compress_app.command("circulant")
+def compress_circulant(
+    run_dir: _RunDir,
+    out: _Out,
+    block: Annotated[int, typer.Option(help="K: the size of the K x K circulant blocks (K times fewer weights); it "
+                                       "must divide the sizes of every gate matrix.")],
+    others: Annotated[
+        bool, typer.Option("--others/--gates-only", help="Also the head and projection matrices whose sizes K divides.")
+    ] = True,
+    product: Annotated[
+        Product, typer.Option(help="How the written model multiplies: the expanded matrix or the FFT.")
+    ] = Product.dense,
+    finetune_steps: _Finetune = 0,
+    lr: _Lr = None,
+    split: _Splits = None,
+    repeats: _Repeats = 20,
+) -> None:
+    """Block-circulant weight matrices (CirCNN): one length-K vector per K x K block, FFT products."""
+    from lstmkit.compress import circulant_run
+
+    _compress("circulant", circulant_run, run_dir, out, split, block=block, others=others, product=product.value,
+              finetune_steps=finetune_steps, lr_=lr, repeats=repeats)  # fmt: skip
 
 
 def main() -> None:

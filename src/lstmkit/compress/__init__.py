@@ -1,8 +1,8 @@
-"""Compression of trained lstmkit models: quantisation, pruning, distillation, low-rank factorisation.
+"""Compression of trained lstmkit models: quantisation, pruning, distillation, low-rank, block-circulant.
 
 Each method works on modules (``quantize_model``, ``magnitude_masks``, ``shrink_rnn``,
-``lowrank_model``, the distillation steps) and on run directories (``quantize_run``,
-``prune_run``, ``distill_run``, ``lowrank_run``, behind ``lstmkit compress``), which write a new
+``lowrank_model``, ``circulant_model``, the distillation steps) and on run directories (``quantize_run``,
+``prune_run``, ``distill_run``, ``lowrank_run``, ``circulant_run``, behind ``lstmkit compress``), which write a new
 run directory that every other command accepts, with ``compression.json`` (see
 ``lstmkit.compress.rundir`` and docs/compression.md).
 """
@@ -23,6 +23,7 @@ from lstmkit.compress.prune import (
 from lstmkit.compress.rundir import (
     COMPRESSION,
     METHODS,
+    circulant_run,
     distill_run,
     load_model,
     lowrank_run,
@@ -30,6 +31,7 @@ from lstmkit.compress.rundir import (
     quantize_run,
     shrink_model,
 )
+from lstmkit.formats.circulant import BlockCirculant, circulant_model, load_circulant, save_circulant
 from lstmkit.formats.lowrank import LowRank, factorize, load_lowrank, lowrank_model, save_lowrank
 from lstmkit.formats.quantized import (
     Dequantize,
@@ -43,17 +45,21 @@ from lstmkit.formats.quantized import (
 __all__ = [
     "COMPRESSION",
     "METHODS",
+    "BlockCirculant",
     "Dequantize",
     "LowRank",
     "QuantizedTensor",
     "apply_masks",
     "check_smaller",
+    "circulant_model",
+    "circulant_run",
     "classify_distill_step",
     "distill_run",
     "factorize",
     "iterative_prune",
     "keep_units",
     "lm_distill_step",
+    "load_circulant",
     "load_lowrank",
     "load_model",
     "load_quantized",
@@ -65,6 +71,7 @@ __all__ = [
     "quantize_model",
     "quantize_run",
     "quantize_tensor",
+    "save_circulant",
     "save_lowrank",
     "save_quantized",
     "shrink_model",

@@ -5,8 +5,9 @@ dimensions; biases and LayerNorm gains are kept). ``scope="layer"`` picks tau pe
 each loses the same share; ``scope="global"`` picks one tau over all of them, so tensors with many
 small weights lose more. Exactly k = round(s * n) weights are pruned: the k smallest magnitudes,
 ties broken by position (the same as 1(|w| > tau) with tau the k-th smallest |w| whenever the
-magnitudes are distinct). The pruned weights are stored as zeros in the ordinary dense layout, so
-time and memory stay those of the dense model; ``sparse_bytes`` says what a sparse format would
+magnitudes are distinct). The pruned weights are zeros (+0.0) in the ordinary dense layout, so
+time and memory stay those of the dense model; on disk ``lstmkit compress prune`` stores them as
+kept values and a bitmask (``lstmkit.formats.sparse``), and ``sparse_bytes`` says what CSR would
 take. :func:`iterative_prune` raises the sparsity in steps (prune, fine-tune with the masks
 re-applied after every optimiser step, repeat) to the target.
 
@@ -79,11 +80,12 @@ def magnitude_masks(
 
 
 def apply_masks(model: nn.Module, masks: dict[str, Tensor]) -> None:
-    """Zero the pruned weights in place."""
+    """Zero the pruned weights in place, as +0.0 (a product by the mask would leave -0.0 where a
+    weight was negative, which sparse storage, keeping every bit, would have to store)."""
     params = dict(model.named_parameters())
     with torch.no_grad():
         for name, mask in masks.items():
-            params[name].mul_(mask.to(params[name].dtype))
+            params[name].masked_fill_(~mask, 0.0)
 
 
 def sparsity_of(model: nn.Module, names: list[str] | None = None) -> float:

@@ -94,6 +94,13 @@ def describe(report: dict[str, Any]) -> list[str]:
     lines.append(f"latency of one forward call on {report['latency_input']}: {b['latency_ms']['min']:.2f} -> "
                  f"{a['latency_ms']['min']:.2f} ms fastest, {b['latency_ms']['median']:.2f} -> "
                  f"{a['latency_ms']['median']:.2f} ms median ({c['speedup']:.2f}x speed-up)")
+    storage = report.get("storage") or {}
+    if storage.get("format") == "lstmkit.sparse":
+        lines.append(f"stored sparse (values + bitmask): {storage['sparse_tensors']} matrices, "
+                     f"{storage['dense_bytes']} -> {storage['sparse_bytes']} bytes")
+    for name, t in (report.get("latency_by_product") or {}).items():
+        if name != "input":
+            lines.append(f"  {name:<42} {t['min']:.2f} ms fastest, {t['median']:.2f} ms median")
     if "torch_ao" in report:
         t = report["torch_ao"]
         for name, m in t["models"].items():

@@ -49,8 +49,10 @@ from lstmkit.compress.report import (
     tensor_bytes,
 )
 from lstmkit.compress.training import finetune_config, recurrent_core, train_model, training
+from lstmkit.formats import circulant as cc
 from lstmkit.formats import lowrank as lr
 from lstmkit.formats import quantized as qz
+from lstmkit.formats import sparse as sp
 from lstmkit.formats.integrity import save_model_file
 from lstmkit.nn import ConvLSTM, ConvLSTMCell
 from lstmkit.tasks.base import Task, TaskError
@@ -59,7 +61,8 @@ from lstmkit.tasks.runner import set_threads
 from lstmkit.train import Config, apply_overrides, dump_config, seed_everything, set_values
 
 COMPRESSION = "compression.json"
-METHODS = ("quantize", "prune", "distill", "lowrank")
+METHODS = ("quantize", "prune", "distill", "lowrank", "circulant")
+STORAGES = ("sparse", "dense")  # how unstructured pruning stores its matrices (see lstmkit.formats.sparse)
 
 
 # -- loading ----------------------------------------------------------------------------------------------
@@ -170,8 +173,9 @@ def _open_source(run_dir: str | os.PathLike[str], method: str) -> tuple[Run, nn.
         raise TaskError(f"lstmkit compress handles models of LSTM, GRU and RNN layers; the {src.task.name} model "
                         f"holds {', '.join(other)}, which it does not compress yet")  # fmt: skip
     prior = compression_of(src)
-    if prior is not None and prior.get("method") in ("quantize", "lowrank"):
-        raise TaskError(f"{src.path} is {prior['method']}d already; compress the float run it came from "
+    if prior is not None and prior.get("method") in ("quantize", "lowrank", "circulant"):
+        done = {"quantize": "quantized", "lowrank": "factorised", "circulant": "block-circulant"}[prior["method"]]
+        raise TaskError(f"{src.path} is {done} already; compress the float run it came from "
                         f"({prior.get('source')}), or prune/distill first and quantise last")  # fmt: skip
     return src, model
 
@@ -258,6 +262,7 @@ def prune_run(
     steps: int = 1,
     finetune_steps: int = 0,
     lr_: float | None = None,
+    storage: str = "sparse",
     splits: Sequence[str] = ("val",),
     repeats: int = 20,
     progress: bool = True,
@@ -265,8 +270,14 @@ def prune_run(
     """Magnitude pruning of a run's model. Unstructured: ``sparsity`` of the weight matrices, in
     ``steps`` rounds each followed by ``finetune_steps`` of fine-tuning. ``structured``: remove
     the ``sparsity`` share of hidden units of every layer (H -> ceil(H (1 - sparsity))), then
-    fine-tune ``finetune_steps``."""
+    fine-tune ``finetune_steps``.
+
+    ``storage`` "sparse" (the default) writes every pruned matrix that is smaller so as its kept
+    values and a bitmask (``lstmkit.formats.sparse``; read back bitwise equal), and an ordinary
+    file when none is; "dense" always writes the ordinary layout with zeros."""
     pr.check_sparsity(sparsity)
+    if storage not in STORAGES:
+        raise ValueError(f"storage must be one of {STORAGES}, got {storage!r}")
     if scope not in pr.SCOPES:
         raise ValueError(f"scope must be one of {pr.SCOPES}, got {scope!r}")
     if isinstance(finetune_steps, bool) or not isinstance(finetune_steps, int) or finetune_steps < 0:
@@ -305,10 +316,22 @@ def prune_run(
         extra.update(sparsity=pr.sparsity_of(pruned, list(masks)), pruned_weights=total - kept, weights=total,
                      schedule=pr.prune_schedule(sparsity, steps), sparse_bytes_csr=pr.sparse_bytes(pruned),
                      dense_bytes=sum(p.numel() * p.element_size() for p in pruned.parameters()))  # fmt: skip
-    dst = _write_run(src, out, config, lambda p: save_model_file(pruned, p), "prune")
+    sparse = sp.sparse_candidates(pruned) if storage == "sparse" and not structured else {}
+    if sparse:
+        matrices = dict(pruned.named_parameters())
+        extra["storage"] = {"format": sp.FORMAT, "sparse_tensors": len(sparse),
+                            "sparse_bytes": sum(sparse.values()),
+                            "dense_bytes": sum(matrices[n].numel() * matrices[n].element_size() for n in sparse),
+                            "layout": "kept values (float32) + a bitmask of ceil(n/8) bytes per matrix"}  # fmt: skip
+        save: Callable[[Path], Any] = lambda p: sp.save_sparse(pruned, p)  # noqa: E731
+    else:
+        extra["storage"] = {"format": "float", "layout": "dense" if storage == "dense" or structured else
+                            "dense: no matrix is smaller stored sparse"}  # fmt: skip
+        save = lambda p: save_model_file(pruned, p)  # noqa: E731
+    dst = _write_run(src, out, config, save, "prune")
     _, pruned = load_model(out)
     options = {"sparsity": sparsity, "structured": structured, "scope": scope, "steps": steps,
-               "finetune_steps": finetune_steps, "lr": ft.train.lr if ft else None}  # fmt: skip
+               "finetune_steps": finetune_steps, "lr": ft.train.lr if ft else None, "storage": storage}  # fmt: skip
     return _report("prune", src, model, dst, pruned, options, splits, extra, repeats)
 
 
@@ -344,6 +367,64 @@ def lowrank_run(
     _, small = load_model(out)
     options = {"rank": rank, "energy": energy, "finetune_steps": finetune_steps, "lr": lr_}
     return _report("lowrank", src, model, dst, small, options, splits, extra, repeats)
+
+
+@_clean_up_on_error
+def circulant_run(
+    run_dir: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    block: int,
+    others: bool = True,
+    product: str = "dense",
+    finetune_steps: int = 0,
+    lr_: float | None = None,
+    splits: Sequence[str] = ("val",),
+    repeats: int = 20,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Block-circulant weights (``lstmkit.formats.circulant``): every gate matrix, and with
+    ``others`` every other product matrix whose sizes ``block`` divides, projected onto the nearest
+    block-circulant matrix with ``block`` x ``block`` blocks, then ``finetune_steps`` of fine-tuning
+    of the vectors and everything else. ``product`` is how the written model multiplies ("dense":
+    the expanded matrix and the layers' own kernels; "fft": the FFT product). Both are timed."""
+    cc.check_block(block)
+    cc.check_product(product)
+    out = Path(out)
+    _check_out(out, Path(run_dir))
+    src, model = _open_source(run_dir, "circulant")
+    cc.check_fits(model, block)  # a block that does not divide the sizes is refused before any work
+    small = _fresh_copy(src)
+    layout = cc.circulant_model(small, block, others=others)
+    extra: dict[str, Any] = {"block": block, **layout}
+    if finetune_steps:
+        ft = finetune_config(src.config, finetune_steps, lr_, progress=progress)
+        extra["finetune"] = train_model(small, training(src.task, src.config), ft, log_dir=out / "finetune")
+    cc.set_product(small, product)
+    dst = _write_run(src, out, src.config, lambda p: cc.save_circulant(small, p), "circulant")
+    _, small = load_model(out)
+    extra["latency_by_product"] = _circulant_latency(src, model, dst.path, repeats)
+    options = {"block": block, "others": others, "product": product, "finetune_steps": finetune_steps, "lr": lr_}
+    return _report("circulant", src, model, dst, small, options, splits, extra, repeats)
+
+
+def _circulant_latency(src: Run, model: nn.Module, written: Path, repeats: int) -> dict[str, Any]:
+    """One forward call (``Task.example_input``) of the float model and of the written circulant
+    model, each with dense products in the layers' own kernels and through the reference time loop
+    (where the FFT product runs), timed in turn: the FFT product against the dense one in the same loop."""
+    reference = _fresh_copy(src)
+    for m in reference.modules():
+        if isinstance(m, cc.LSTM):
+            m.impl = "reference"
+    _, dense = load_model(written)
+    _, fft = load_model(written)
+    cc.set_product(dense, "dense")
+    cc.set_product(fft, "fft")
+    names = ["float, layers' kernels", "circulant dense product, layers' kernels", "float, reference loop",
+             "circulant FFT product, reference loop"]  # fmt: skip
+    inputs = src.task.example_input(model, src.config)
+    times = latency_ms([model, dense, reference, fft], inputs, repeats=repeats)
+    return {"input": [list(t.shape) for t in inputs], **dict(zip(names, times, strict=True))}
 
 
 @_clean_up_on_error

@@ -19,9 +19,11 @@ import json
 import os
 from pathlib import Path
 
+from lstmkit.export import int8 as int8_mod
 from lstmkit.export import seq2seq
 from lstmkit.export._deps import MissingDependency
 from lstmkit.export.frames import frames_to_onnx
+from lstmkit.export.int8 import Int8Export
 from lstmkit.export.onnx_model import ExportVerificationError, OnnxExport, _core_of, to_onnx
 from lstmkit.export.task_models import export_kind
 from lstmkit.tasks import TaskError
@@ -37,17 +39,30 @@ def export_run(
     out: str | os.PathLike[str] | None = None,
     lengths: bool = False,
     verify: bool = True,
-) -> OnnxExport:
+    int8: bool = False,
+    per_channel: bool = True,
+    reduce_range: bool = True,
+) -> OnnxExport | Int8Export:
     """Export the model of a finished run directory; returns what was written.
 
     ``out`` defaults to ``RUN_DIR/model.onnx``. ``lengths`` and ``verify`` are ``to_onnx``'s.
+    ``int8`` also writes ``model.int8.onnx`` (beside ``out``): onnxruntime's dynamic int8
+    quantisation of the float file, verified against the float model (``lstmkit.export.int8``),
+    with one scale per output channel (``per_channel``) or per tensor, and 7-bit weight values
+    (``reduce_range``, right on CPUs without VNNI) or 8-bit.
     Raises ``ValueError`` for a bad argument and ``TaskError`` (with what to do) for a run that
     cannot be read, a missing onnx/onnxruntime, or a failed verification.
     """
     if format not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
+    if not int8 and not (per_channel and reduce_range):
+        raise ValueError(f"{'--per-tensor' if not per_channel else '--full-range'} applies to --int8 only")
     run = open_run(run_dir)
     model = run.load_weights(run.task.build_model(run.config))
+    if int8:
+        if lengths:
+            raise ValueError("--lengths does not apply with --int8: the int8 check runs whole one-step inputs")
+        return _export_int8(run, model, out, verify=verify, per_channel=per_channel, reduce_range=reduce_range)
     if export_kind(model) == "seq2seq":
         return _export_encoder_decoder(run, model, out, lengths=lengths, verify=verify)
     if export_kind(model) == "frames":  # a ConvLSTM frame forecaster: an unrolled graph (export/frames.py)
@@ -59,6 +74,17 @@ def export_run(
     path = Path(out) if out is not None else run.path / "model.onnx"
     try:
         return to_onnx(model, path, lengths=lengths, verify=verify, metadata=_metadata(run))
+    except (MissingDependency, ExportVerificationError) as e:
+        raise TaskError(str(e)) from e
+
+
+def _export_int8(run, model, out, *, verify: bool, per_channel: bool, reduce_range: bool) -> Int8Export:
+    """``out`` (default ``RUN_DIR/model.onnx``) in float and ``*.int8.onnx`` beside it (``export.int8``)."""
+    int8_mod.check_supported(model)  # before anything is written
+    path = Path(out) if out is not None else run.path / "model.onnx"
+    try:
+        return int8_mod.to_int8_onnx(model, path.with_suffix(".int8.onnx"), float_path=path, per_channel=per_channel,
+                                     reduce_range=reduce_range, verify=verify, metadata=_metadata(run))  # fmt: skip
     except (MissingDependency, ExportVerificationError) as e:
         raise TaskError(str(e)) from e
 
