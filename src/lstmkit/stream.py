@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lstmkit.nn import GRU, LSTM, RNN, LSTMWeights, layer_weights
+from lstmkit.nn.int8 import lstm_scan_int8
 
 StepFn = Callable[[Tensor, list[Tensor]], Tensor]
 
@@ -68,6 +69,9 @@ class _LSTMStep:
     """
 
     def __init__(self, core: LSTM) -> None:
+        self.core = core
+        self._int8_plans: dict[int, tuple[list[int], object]] = {}
+        self._int8_tensors: dict[int, list[Tensor]] = {}  # what each layer's plan reads, found once
         self.L, self.H, self.eps = core.num_layers, core.hidden_size, core.layer_norm_eps
         self.coupled, self.peephole, self.layer_norm = core.coupled, core.peephole, core.layer_norm
         self.plain = not (core.peephole or core.coupled or core.layer_norm or core.proj_size)
@@ -76,6 +80,23 @@ class _LSTMStep:
                          for w in self.params]  # fmt: skip
         self._merged: list[tuple[list[int], Tensor, Tensor | None] | None] = [None] * self.L
         self.merge = not self.layer_norm and not any(t.is_inference() for w in self._watched for t in w)
+
+    def _int8(self, k: int, x: Tensor):
+        """Layer k's int8 plan (the layer's ``_int8_plan``), rebuilt only when a tensor it reads changed."""
+        if k not in self._int8_tensors:
+            self._int8_tensors[k] = self._int8_watched(k)
+        versions = [t._version for t in self._int8_tensors[k]]
+        entry = self._int8_plans.get(k)
+        if entry is None or entry[0] != versions:
+            entry = self._int8_plans[k] = (versions, self.core._int8_plan(k, 0, x))
+        return entry[1]
+
+    def _int8_watched(self, k: int) -> list[Tensor]:
+        """The tensors layer k's int8 plan depends on: the quantised weights' buffers, and the rest."""
+        sfx = f"_l{k}"
+        out = [t for t in self.core.buffers() if not t.is_inference()]  # quantised integers, scales, zeros
+        out += [t for name, t in self.core.named_parameters() if name.endswith(sfx) and not t.is_inference()]
+        return out
 
     def _merged_weights(self, k: int) -> tuple[Tensor, Tensor | None]:
         """Layer k's [W_ih | W_hh]^T (I + P, G) and b_ih + b_hh, rebuilt when a parameter changed."""
@@ -95,6 +116,17 @@ class _LSTMStep:
         """x (B, I) -> the last layer's h (B, P); ``state`` [h_0, c_0, h_1, c_1, ...] is replaced in place."""
         for k in range(self.L):
             h, c = state[2 * k], state[2 * k + 1]
+            plan = self._int8(k, x)  # quantised weights: multiply in int8 (lstmkit.nn.int8)
+            if plan is not None:
+                q_ih, q_hh, q_hr, w = plan
+                xg = q_ih.apply(x).unsqueeze(0)  # (1, B, G)
+                if not self.layer_norm and w.b_ih is not None:
+                    xg += w.b_ih + w.b_hh
+                y, h, c = lstm_scan_int8(xg, (h, c), q_hh, q_hr, w, self.core._options,
+                                         normalize_input=self.layer_norm)  # fmt: skip
+                x = state[2 * k] = y[0]
+                state[2 * k + 1] = c
+                continue
             if self.merge:
                 w, b = self._merged_weights(k)
                 xh = torch.cat((x, h), 1)  # (B, I + P)
@@ -211,6 +243,8 @@ class Stream:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         self.model = model
         self.core = core
+        self._int8_plans: dict[int, tuple[list[int], object]] = {}
+        self._int8_tensors: dict[int, list[Tensor]] = {}  # what each layer's plan reads, found once
         self.batch_size = batch_size
         self._n_states = 2 if isinstance(core, LSTM) else 1
         ref = core.weight_hh_l0

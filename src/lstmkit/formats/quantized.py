@@ -162,6 +162,14 @@ class Dequantize(nn.Module):
     def forward(self, original: Tensor) -> Tensor:
         return self.quantized().dequantize(self.dtype)
 
+    def int8_parts(self) -> tuple[Tensor, Tensor, Tensor] | None:
+        """(q (N, K) uint8, scale (N,), zero (N,)) for int8 compute (lstmkit.nn.int8): 8 bits, per
+        channel, a matrix, float32, zero points in [0, 255]; else None (then the layer dequantises)."""
+        if (self.bits != 8 or self.scale.ndim != 1 or len(self.shape) != 2 or self.zero.dtype != torch.uint8
+                or self.dtype != torch.float32):
+            return None
+        return self.data.view(self.shape), self.scale, self.zero
+
     def extra_repr(self) -> str:
         kind = "per-channel" if self.scale.ndim else "per-tensor"
         return f"bits={self.bits}, shape={self.shape}, {kind}"

@@ -183,6 +183,14 @@ class RecurrentBase(nn.Module, metaclass=ABCMeta):
     ) -> tuple[Tensor, tuple[Tensor, ...]]:
         """Run one layer and direction over x (T, B, in); return y (T, B, P) and the final state."""
 
+    def _int8_plan(self, layer: int, direction: int, x: Tensor):
+        """What :meth:`_run_int8` needs when this layer and direction can multiply in int8 (quantised
+        weights, inference), else None. Layers without an int8 path keep this default."""
+        return None
+
+    def _run_int8(self, x: Tensor, state: tuple[Tensor, ...], plan, mask: Tensor | None):
+        raise NotImplementedError
+
     # --- input checks ------------------------------------------------------------------------
     def _check_input(self, input: Tensor | PackedSequence, lengths: Tensor | None):
         """Return (x (T, B, I) time-major, lengths or None, batched, packed)."""
@@ -300,7 +308,11 @@ class RecurrentBase(nn.Module, metaclass=ABCMeta):
                     # One mask per sequence, shared by every step (variational dropout).
                     keep = 1.0 - self.recurrent_dropout
                     drop = x.new_empty(B, self.output_size).bernoulli_(keep).div_(keep)
-                y, state = self._run_direction(seq, state, layer_weights(self, layer, d), mask, drop)
+                plan = self._int8_plan(layer, d, seq) if drop is None else None
+                if plan is not None:
+                    y, state = self._run_int8(seq, state, plan, mask)
+                else:
+                    y, state = self._run_direction(seq, state, layer_weights(self, layer, d), mask, drop)
                 outs.append(y if d == 0 else reverse_padded(y, lengths))
                 for acc, s in zip(finals, state, strict=True):
                     acc.append(s)

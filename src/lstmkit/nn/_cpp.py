@@ -523,3 +523,46 @@ def lstm_scan_cpp(
         ys, hn, cn = ext.forward(*args, False, None, None)
         return ys, hn, cn
     return LSTMScanCpp.apply(*args)
+
+
+# --- int8 -------------------------------------------------------------------------------------
+def int8_weight(q: Tensor, scale: Tensor, zero: Tensor, *, reduce_range: bool = True):
+    """An int8 weight matrix for :func:`lstm_scan_int8`: ``q`` (N, K) uint8 in [0, 255] with a scale and
+    zero point per row (lstmkit's 8-bit format: w = (q - zero) * scale), packed once by torch's
+    quantized backend (fbgemm). Its ``apply(x)`` is x (..., K) -> x W^T (..., N) with x quantised on the
+    fly to 8 bits (7 with ``reduce_range``, which AVX2's 16-bit pair sums need to stay exact).
+    Raises RuntimeError if ``available()`` is False."""
+    if q.dtype != torch.uint8 or q.dim() != 2:
+        raise ValueError(f"q must be a 2-D uint8 tensor, got {q.dtype} {tuple(q.shape)}")
+    shifted = (q.to(torch.int16) - 128).to(torch.int8)  # the same w: (q - 128) - (zero - 128)
+    zero_shifted = zero.to(torch.int64) - 128
+    if bool(((zero_shifted < -128) | (zero_shifted > 127)).any()):
+        raise ValueError("int8 compute needs every zero point in [0, 255]")
+    with warnings.catch_warnings():  # torch 2.13 notes that quantized tensors will be deprecated
+        warnings.filterwarnings("ignore", message=r"torch\.quantize_per_tensor, torch\.quantize_per_channel")
+        return _ext().Int8Weight(shifted, scale.to(torch.float32), zero_shifted, None, reduce_range)
+
+
+def lstm_scan_int8(
+    xg: Tensor,
+    state: tuple[Tensor, Tensor],
+    q_hh,
+    q_hr,
+    w: LSTMWeights,
+    opt: LSTMOptions,
+    mask: Tensor | None = None,
+    *,
+    normalize_input: bool = False,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Inference recurrence with int8 recurrent weights: ``lstm_scan_cpp``'s contract, with W_hh (and
+    W_hr) given as :func:`int8_weight` objects ``q_hh`` (``q_hr``); ``w`` supplies the rest (peepholes,
+    LayerNorm gains; its w_hh / w_hr are ignored). Returns y (T, B, P), h_n (B, P), c_n (B, H)."""
+    h0, c0 = state
+    g_ih = b_x = None
+    if normalize_input:
+        if w.g_ih is None:
+            raise ValueError("normalize_input needs the LayerNorm gain w.g_ih (a layer_norm LSTM's weights)")
+        g_ih, b_x = w.g_ih, None if w.b_ih is None else w.b_ih + w.b_hh
+    ys, hn, cn = _ext().forward_int8(xg, h0, c0, q_hh, q_hr, w.peep, w.g_hh, w.g_c, w.b_c, mask, opt.coupled,
+                                     opt.eps, g_ih, b_x)
+    return ys, hn, cn

@@ -37,6 +37,7 @@ from . import _cpp
 from ._base import RecurrentBase, _check_positive_int, _check_prob
 from ._fused import lstm_scan
 from ._reference import lstm_step, scan
+from .int8 import int8_matrix, int8_runnable
 from .weights import LSTMOptions, LSTMState, LSTMWeights, layer_weights
 
 
@@ -228,6 +229,32 @@ class LSTM(RecurrentBase):
     def _extra_defaults(self) -> dict[str, object]:
         return {"peephole": False, "coupled": False, "layer_norm": False, "forget_bias": None,
                 "layer_norm_eps": 1e-5}
+
+    def _int8_plan(self, layer: int, direction: int, x: Tensor):
+        """(q_ih, q_hh, q_hr, the other weights) when W_ih, W_hh (and W_hr) are int8-capable (see
+        lstmkit.nn.int8) and this call is eager CPU float32 inference; else None."""
+        if not int8_runnable(x, self.impl):
+            return None
+        sfx = f"_l{layer}{'_reverse' if direction else ''}"
+        q_ih, q_hh = int8_matrix(self, "weight_ih" + sfx), int8_matrix(self, "weight_hh" + sfx)
+        q_hr = int8_matrix(self, "weight_hr" + sfx) if self.proj_size else None
+        if q_ih is None or q_hh is None or (self.proj_size and q_hr is None):
+            return None
+        skip = {"w_ih", "w_hh", "w_hr"}  # read only as integers: never dequantised here
+        rest = LSTMWeights(**{f: None if f in skip else getattr(self, n + sfx, None)
+                              for f, n in LSTMWeights.PARAMETER_NAMES.items()})  # fmt: skip
+        return q_ih, q_hh, q_hr, rest
+
+    def _run_int8(self, x, state, plan, mask):
+        q_ih, q_hh, q_hr, w = plan
+        xg = q_ih.apply(x)  # (T, B, G) = W_ih x in int8, for all steps at once
+        if self.layer_norm:  # the kernel normalises W_ih x and adds the biases step by step
+            y, h, c = _cpp.lstm_scan_int8(xg, state, q_hh, q_hr, w, self._options, mask, normalize_input=True)
+        else:
+            if w.b_ih is not None:
+                xg += w.b_ih + w.b_hh
+            y, h, c = _cpp.lstm_scan_int8(xg, state, q_hh, q_hr, w, self._options, mask)
+        return y, (h, c)
 
     def _run_direction(self, x, state, w, mask, drop):
         kernel = None if self.impl == "reference" else scan_kernel(self.impl, x)

@@ -13,7 +13,9 @@
 // ATen and torch's pybind11 glue only, not <torch/extension.h>: half the compile time.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/native/CPUBlas.h>
+#include <ATen/native/quantized/PackedParams.h>
 #include <torch/csrc/utils/pybind.h>
 
 #include <algorithm>
@@ -443,6 +445,47 @@ void peephole_rows(const Tensor& peep, bool coupled, int64_t H, const T*& p_i, c
   p_o = p_i + (peep.size(0) - 1) * H;
 }
 
+// --- int8 products -----------------------------------------------------------------------------
+// A weight matrix W (N, K) held as int8 with a scale and zero point per row (lstmkit's 8-bit format,
+// shifted by 128), packed once by torch's quantized backend (fbgemm on x86, the kernels behind
+// torch.ao's dynamic quantisation). Each product x (M, K) -> x W^T (M, N) quantises x on the fly to
+// 8 bits (7 with reduce_range, which AVX2's 16-bit pair sums need) and multiplies in integers.
+class Int8Weight {
+ public:
+  Int8Weight(const Tensor& q, const Tensor& scale, const Tensor& zero, const std::optional<Tensor>& bias,
+             bool reduce_range)
+      : N_(q.size(0)), K_(q.size(1)), reduce_range_(reduce_range) {
+    TORCH_CHECK(q.dim() == 2 && q.scalar_type() == at::kChar, "Int8Weight: q must be a 2-D int8 tensor");
+    TORCH_CHECK(scale.numel() == N_ && zero.numel() == N_, "Int8Weight: one scale and zero point per row");
+    const Tensor qw = at::_make_per_channel_quantized_tensor(q.contiguous(), scale.to(at::kDouble).contiguous(),
+                                                             zero.to(at::kLong).contiguous(), 0);
+    static auto prepack = c10::Dispatcher::singleton()
+                              .findSchemaOrThrow("quantized::linear_prepack", "")
+                              .typed<c10::intrusive_ptr<LinearPackedParamsBase>(Tensor, std::optional<Tensor>)>();
+    packed_ = prepack.call(qw, bias.has_value() ? std::optional<Tensor>(bias->contiguous()) : std::nullopt);
+  }
+  int64_t rows() const { return N_; }
+  int64_t cols() const { return K_; }
+  // C (M, N) = A (M, K) W^T [+ bias], row-major, contiguous.
+  void run(const float* A, int64_t M, float* C) const {
+    Tensor a = at::from_blob(const_cast<float*>(A), {M, K_}, at::kFloat);
+    const Tensor out = packed_->apply_dynamic(a, reduce_range_);  // fbgemm has no out= variant
+    std::memcpy(C, out.const_data_ptr<float>(), M * N_ * sizeof(float));
+  }
+  Tensor apply(const Tensor& x) const {  // x (..., K) -> (..., N)
+    TORCH_CHECK(x.scalar_type() == at::kFloat && x.size(-1) == K_, "Int8Weight: x must be float32 (..., ", K_, ")");
+    const Tensor out = packed_->apply_dynamic(x.reshape({-1, K_}).contiguous(), reduce_range_);
+    auto shape = x.sizes().vec();
+    shape.back() = N_;
+    return out.view(shape);
+  }
+
+ private:
+  int64_t N_, K_;
+  bool reduce_range_;
+  c10::intrusive_ptr<LinearPackedParamsBase> packed_;
+};
+
 // --- forward ----------------------------------------------------------------------------------
 // Returns y, h_n, c_n, then (train only) the saved tensors:
 // acts, cs, tcs, hin, hraw, rhat, rrstd, chat, crstd (undefined where absent), where hin (T, B, P)
@@ -451,7 +494,8 @@ template <typename T>
 std::vector<Tensor> forward_impl(const Tensor& xg, const Tensor& h0, const Tensor& c0, const Tensor& w_hh,
                                  const Tensor& w_hr, const Tensor& peep, const Tensor& g_hh, const Tensor& g_c,
                                  const Tensor& b_c, const Tensor& drop, const Tensor& mask, bool coupled, double eps,
-                                 bool train, const Tensor& g_ih, const Tensor& b_x) {
+                                 bool train, const Tensor& g_ih, const Tensor& b_x,
+                                 const Int8Weight* q_hh = nullptr, const Int8Weight* q_hr = nullptr) {
   const int64_t Tn = xg.size(0), B = xg.size(1), G = xg.size(2), H = c0.size(1), P = h0.size(1);
   const bool proj = w_hr.defined(), ln = g_hh.defined(), has_mask = mask.defined(), has_drop = drop.defined();
   const bool alias_hin = !has_mask && !has_drop;
@@ -498,8 +542,10 @@ std::vector<Tensor> forward_impl(const Tensor& xg, const Tensor& h0, const Tenso
   }
 
   Tensor rbuf = at::empty({B, G}, o);  // the recurrent product of the current step
-  const Tensor w_hh_t = w_hh.t().contiguous();  // (P, G): transposed once per call, not per step
-  const Tensor w_hr_t = proj ? w_hr.t().contiguous() : Tensor();  // (H, P)
+  // int8 (inference): the recurrent products run in fbgemm, one call for all units (q_hh, q_hr).
+  const bool int8 = q_hh != nullptr;
+  const Tensor w_hh_t = int8 ? Tensor() : w_hh.t().contiguous();  // (P, G): transposed once per call
+  const Tensor w_hr_t = proj && !int8 ? w_hr.t().contiguous() : Tensor();  // (H, P)
   const T* wt = ptr<T>(w_hh_t);
   const T* wrt = ptr<T>(w_hr_t);
   const T* h0_p = ptr<T>(h0);
@@ -512,15 +558,23 @@ std::vector<Tensor> forward_impl(const Tensor& xg, const Tensor& h0, const Tenso
   const bool need_post = has_mask || has_drop;
   const int64_t ng = coupled ? 3 : 4;
   const int64_t nt = step_threads(B * G * P);
-  const int64_t n_units = ln ? 1 : parts_of(nt, H, kAlign);  // LayerNorm needs whole rows
-  const int64_t n_cols = ln ? parts_of(nt, G, kAlign) : 1;
+  const int64_t n_units = ln || int8 ? 1 : parts_of(nt, H, kAlign);  // LayerNorm needs whole rows
+  const int64_t n_cols = ln && !int8 ? parts_of(nt, G, kAlign) : 1;
   const int64_t n_rows = ln ? std::max<int64_t>(1, std::min(nt, B)) : 1;
-  const int64_t n_pcols = proj ? parts_of(step_threads(B * P * H), P, kAlign) : 1;
+  const int64_t n_pcols = proj && !int8 ? parts_of(step_threads(B * P * H), P, kAlign) : 1;
   // The per-step products, each part's weight block prepared (packed, where chosen) once for all steps:
   // rec by units across the gate blocks (entry c * ng + q), or by gate columns with LayerNorm / one part.
-  const auto rec = (ln || n_units == 1) ? step_gemms<T>(ln ? n_cols : 1, G, kAlign, B, P, wt, G, Tn)
-                                        : step_gemms<T>(n_units, H, kAlign, B, P, wt, G, Tn, ng, H);
-  const auto prj = proj ? step_gemms<T>(n_pcols, P, kAlign, B, H, wrt, P, Tn) : std::vector<StepGemm<T>>{};
+  const auto rec = int8                    ? std::vector<StepGemm<T>>{}
+                   : (ln || n_units == 1) ? step_gemms<T>(ln ? n_cols : 1, G, kAlign, B, P, wt, G, Tn)
+                                          : step_gemms<T>(n_units, H, kAlign, B, P, wt, G, Tn, ng, H);
+  const auto prj = proj && !int8 ? step_gemms<T>(n_pcols, P, kAlign, B, H, wrt, P, Tn) : std::vector<StepGemm<T>>{};
+  // The whole recurrent product of a step: r (B, G) = h_in (B, P) W_hh^T.
+  auto rec_all = [&](const T* hin, T* r) {
+    if constexpr (std::is_same_v<T, float>) {
+      if (int8) return q_hh->run(hin, B, r);
+    }
+    rec[0].run(hin, P, r, G);
+  };
 
   auto c_prev = [&](int64_t t) -> T* {
     return train ? row<T>(cs, t) : (t == 0 ? const_cast<T*>(c0_p) : row<T>(cring, t % 2));
@@ -587,7 +641,7 @@ std::vector<Tensor> forward_impl(const Tensor& xg, const Tensor& h0, const Tenso
       parallel_parts(n_units, [&](int64_t c) {
         const int64_t j0 = split_at(H, n_units, c, kAlign), j1 = split_at(H, n_units, c + 1, kAlign);
         if (n_units == 1) {
-          rec[0].run(hin, P, r, G);  // (B, P) @ (P, G)
+          rec_all(hin, r);  // (B, P) @ (P, G)
         } else {
           for (int64_t q = 0; q < ng; ++q) rec[c * ng + q].run(hin, P, r + q * H + j0, G);
         }
@@ -597,7 +651,11 @@ std::vector<Tensor> forward_impl(const Tensor& xg, const Tensor& h0, const Tenso
     } else {
       parallel_parts(n_cols, [&](int64_t c) {
         const int64_t n0 = split_at(G, n_cols, c, kAlign), n1 = split_at(G, n_cols, c + 1, kAlign);
-        rec[c].run(hin, P, r + n0, G);
+        if (n_cols == 1) {
+          rec_all(hin, r);
+        } else {
+          rec[c].run(hin, P, r + n0, G);
+        }
       });
       parallel_parts(n_rows, [&](int64_t c) {
         const int64_t b0 = split_at(B, n_rows, c, 1), b1 = split_at(B, n_rows, c + 1, 1);
@@ -608,7 +666,15 @@ std::vector<Tensor> forward_impl(const Tensor& xg, const Tensor& h0, const Tenso
     if (proj) {
       parallel_parts(n_pcols, [&](int64_t c) {
         const int64_t k0 = split_at(P, n_pcols, c, kAlign), k1 = split_at(P, n_pcols, c + 1, kAlign);
-        prj[c].run(a.h, H, y_t + k0, P);  // (B, H) @ (H, P)
+        if constexpr (std::is_same_v<T, float>) {
+          if (int8) {
+            q_hr->run(a.h, B, y_t);  // (B, H) -> (B, P)
+          } else {
+            prj[c].run(a.h, H, y_t + k0, P);  // (B, H) @ (H, P)
+          }
+        } else {
+          prj[c].run(a.h, H, y_t + k0, P);
+        }
         if (need_post) post(pa, 0, B, k0, k1);
       });
     }
@@ -832,6 +898,33 @@ std::vector<Tensor> forward(const Tensor& xg_, const Tensor& h0_, const Tensor& 
                               b_x);
 }
 
+// Inference with int8 recurrent weights: forward's arguments with w_hh (and w_hr) as Int8Weight.
+std::vector<Tensor> forward_int8(const Tensor& xg_, const Tensor& h0_, const Tensor& c0_, const Int8Weight& q_hh,
+                                 const Int8Weight* q_hr, const std::optional<Tensor>& peep_,
+                                 const std::optional<Tensor>& g_hh_, const std::optional<Tensor>& g_c_,
+                                 const std::optional<Tensor>& b_c_, const std::optional<Tensor>& mask_, bool coupled,
+                                 double eps, const std::optional<Tensor>& g_ih_, const std::optional<Tensor>& b_x_) {
+  const Tensor xg = xg_.contiguous(), h0 = h0_.contiguous(), c0 = c0_.contiguous();
+  const Tensor peep = opt(peep_), g_hh = opt(g_hh_), g_c = opt(g_c_), b_c = opt(b_c_), g_ih = opt(g_ih_),
+               b_x = opt(b_x_);
+  TORCH_CHECK(!g_ih.defined() || (g_hh.defined() && xg.is_same(xg_)),
+              "lstm_scan_int8: g_ih is for layer_norm, on a contiguous xg the kernel may overwrite");
+  const Tensor mask = mask_.has_value() ? mask_->to(at::kBool).contiguous() : Tensor();
+  for (auto& [t, n] : std::initializer_list<std::pair<const Tensor&, const char*>>{
+           {xg, "xg"}, {h0, "h0"}, {c0, "c0"}, {peep, "peep"}, {g_hh, "g_hh"}, {g_c, "g_c"}, {b_c, "b_c"},
+           {g_ih, "g_ih"}, {b_x, "b_x"}})
+    check_cpu(t, n, at::kFloat);
+  const int64_t G = xg.size(2), P = h0.size(1), H = c0.size(1);
+  TORCH_CHECK(q_hh.rows() == G && q_hh.cols() == P, "lstm_scan_int8: w_hh is (", q_hh.rows(), ", ", q_hh.cols(),
+              "), expected (", G, ", ", P, ")");
+  TORCH_CHECK((q_hr != nullptr) == (P != H), "lstm_scan_int8: w_hr must be given exactly when P != H");
+  TORCH_CHECK(q_hr == nullptr || (q_hr->rows() == P && q_hr->cols() == H), "lstm_scan_int8: w_hr must be (", P,
+              ", ", H, ")");
+  const Tensor none;
+  return forward_impl<float>(xg, h0, c0, none, q_hr ? at::empty({P, H}, xg.options()) : none, peep, g_hh, g_c, b_c,
+                             none, mask, coupled, eps, false, g_ih, b_x, &q_hh, q_hr);
+}
+
 std::vector<Tensor> backward(const std::optional<Tensor>& dy_, const std::optional<Tensor>& dhn_,
                              const std::optional<Tensor>& dcn_, const std::vector<std::optional<Tensor>>& saved_,
                              const Tensor& w_hh_,
@@ -892,6 +985,12 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   // The time loops run without the GIL, like torch's own ops.
   m.def("forward", &lstmkit::forward, py::call_guard<py::gil_scoped_release>());
   m.def("backward", &lstmkit::backward, py::call_guard<py::gil_scoped_release>());
+  m.def("forward_int8", &lstmkit::forward_int8, py::call_guard<py::gil_scoped_release>());
+  py::class_<lstmkit::Int8Weight>(m, "Int8Weight")
+      .def(py::init<const at::Tensor&, const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&, bool>())
+      .def("rows", &lstmkit::Int8Weight::rows)
+      .def("cols", &lstmkit::Int8Weight::cols)
+      .def("apply", &lstmkit::Int8Weight::apply, py::call_guard<py::gil_scoped_release>());
   m.def("isa", &lstmkit::isa_name);
   m.def("set_isa", &lstmkit::set_isa);
   m.def("gemm", &lstmkit::gemm_name);
