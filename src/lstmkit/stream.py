@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lstmkit.nn import GRU, LSTM, RNN, LSTMWeights, layer_weights
-from lstmkit.nn.int8 import lstm_scan_int8
+from lstmkit.nn.int8 import lstm_step_int8
 
 StepFn = Callable[[Tensor, list[Tensor]], Tensor]
 
@@ -88,7 +88,12 @@ class _LSTMStep:
         versions = [t._version for t in self._int8_tensors[k]]
         entry = self._int8_plans.get(k)
         if entry is None or entry[0] != versions:
-            entry = self._int8_plans[k] = (versions, self.core._int8_plan(k, 0, x))
+            plan = self.core._int8_plan(k, 0, x)
+            if plan is not None:  # the summed biases, once (LayerNorm adds them inside the kernel)
+                w = plan[3]
+                b = None if self.layer_norm or w.b_ih is None else w.b_ih + w.b_hh
+                plan = (*plan, b)
+            entry = self._int8_plans[k] = (versions, plan)
         return entry[1]
 
     def _int8_watched(self, k: int) -> list[Tensor]:
@@ -118,14 +123,9 @@ class _LSTMStep:
             h, c = state[2 * k], state[2 * k + 1]
             plan = self._int8(k, x)  # quantised weights: multiply in int8 (lstmkit.nn.int8)
             if plan is not None:
-                q_ih, q_hh, q_hr, w = plan
-                xg = q_ih.apply(x).unsqueeze(0)  # (1, B, G)
-                if not self.layer_norm and w.b_ih is not None:
-                    xg += w.b_ih + w.b_hh
-                y, h, c = lstm_scan_int8(xg, (h, c), q_hh, q_hr, w, self.core._options,
-                                         normalize_input=self.layer_norm)  # fmt: skip
-                x = state[2 * k] = y[0]
-                state[2 * k + 1] = c
+                q_ih, q_hh, q_hr, w, b = plan
+                x, state[2 * k], state[2 * k + 1] = lstm_step_int8(x, (h, c), q_ih, q_hh, q_hr, b, w,
+                                                                   self.core._options)  # fmt: skip
                 continue
             if self.merge:
                 w, b = self._merged_weights(k)

@@ -97,9 +97,10 @@ def test_one_step_of_every_variant_equals_the_emulation(name):
         torch.testing.assert_close(y, want_y, atol=bound, rtol=0)
 
 
-def test_stream_step_equals_the_layer():
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_stream_step_equals_the_layer(name):
     """Stream.step on an int8 model runs the same int8 step as the layer on a one-step sequence."""
-    m = quantized({}, seed=3, num_layers=2)
+    m = quantized(VARIANTS[name], seed=3, num_layers=2)
     s = Stream(m, batch_size=2)
     x = torch.randn(2, 20)
     got = s.step(x)

@@ -18,9 +18,10 @@ stay float32.
 
 Inference runs from the integers: :func:`quantize_model` replaces each weight by a
 ``torch.nn.utils.parametrize`` parametrization that holds only the packed integers, scales and
-zero-points and rebuilds the float matrix every time the weight is read (once per forward call),
-so no float copy of the weights is kept between calls. ``parametrize.cached()`` around a loop of
-calls (for example token-by-token generation) dequantises once for all of them.
+zero-points, so no float copy of the weights is kept between calls. 8-bit per-channel LSTM weights
+offer ``int8_parts()``: in inference ``lstmkit.LSTM`` and ``Stream`` then multiply in int8
+(``lstmkit.nn.int8``). Everything else rebuilds the float matrix every time the weight is read
+(once per forward call); ``parametrize.cached()`` around a loop of calls dequantises once for all.
 """
 
 from __future__ import annotations

@@ -566,3 +566,17 @@ def lstm_scan_int8(
     ys, hn, cn = _ext().forward_int8(xg, h0, c0, q_hh, q_hr, w.peep, w.g_hh, w.g_c, w.b_c, mask, opt.coupled,
                                      opt.eps, g_ih, b_x)
     return ys, hn, cn
+
+
+def lstm_step_int8(x: Tensor, state: tuple[Tensor, Tensor], q_ih, q_hh, q_hr, bias: Tensor | None,
+                   w: LSTMWeights, opt: LSTMOptions) -> tuple[Tensor, Tensor, Tensor]:
+    """One step of :func:`lstm_scan_int8` with the input projection in the same call (streaming):
+    x (B, I) -> y (B, P), h (B, P), c (B, H). ``bias`` is b_ih + b_hh, or None (with LayerNorm the
+    kernel adds the biases after normalising, from ``w``)."""
+    h0, c0 = state
+    g_ih = b_x = None
+    if w.g_hh is not None:
+        g_ih, b_x, bias = w.g_ih, None if w.b_ih is None else w.b_ih + w.b_hh, None
+    y, h, c = _ext().step_int8(x, h0, c0, q_ih, q_hh, q_hr, bias, w.peep, w.g_hh, w.g_c, w.b_c, opt.coupled,
+                               opt.eps, g_ih, b_x)
+    return y, h, c

@@ -24,9 +24,9 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from . import _cpp
-from ._cpp import int8_weight, lstm_scan_int8
+from ._cpp import int8_weight, lstm_scan_int8, lstm_step_int8
 
-__all__ = ["int8_matrix", "int8_parts", "int8_runnable", "int8_weight", "lstm_scan_int8"]
+__all__ = ["int8_matrix", "int8_parts", "int8_runnable", "int8_weight", "lstm_scan_int8", "lstm_step_int8"]
 
 # Packed weights by parametrization module (not stored on the module: the C++ object does not pickle).
 _PACKED: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[int, ...], object]] = weakref.WeakKeyDictionary()

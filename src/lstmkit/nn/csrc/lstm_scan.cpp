@@ -925,6 +925,20 @@ std::vector<Tensor> forward_int8(const Tensor& xg_, const Tensor& h0_, const Ten
                              none, mask, coupled, eps, false, g_ih, b_x, &q_hh, q_hr);
 }
 
+// One step of a layer with int8 W_ih and W_hh (streaming): x (B, I) -> y (B, P), h (B, P), c (B, H).
+// bias: b_ih + b_hh, added to W_ih x (without LayerNorm), or nullopt.
+std::vector<Tensor> step_int8(const Tensor& x, const Tensor& h0, const Tensor& c0, const Int8Weight& q_ih,
+                              const Int8Weight& q_hh, const Int8Weight* q_hr, const std::optional<Tensor>& bias,
+                              const std::optional<Tensor>& peep, const std::optional<Tensor>& g_hh,
+                              const std::optional<Tensor>& g_c, const std::optional<Tensor>& b_c, bool coupled,
+                              double eps, const std::optional<Tensor>& g_ih, const std::optional<Tensor>& b_x) {
+  Tensor xg = q_ih.apply(x.unsqueeze(0));  // (1, B, G), our own buffer
+  if (bias.has_value()) xg.add_(*bias);
+  auto out = forward_int8(xg, h0, c0, q_hh, q_hr, peep, g_hh, g_c, b_c, std::nullopt, coupled, eps, g_ih, b_x);
+  out[0] = out[0][0];
+  return out;
+}
+
 std::vector<Tensor> backward(const std::optional<Tensor>& dy_, const std::optional<Tensor>& dhn_,
                              const std::optional<Tensor>& dcn_, const std::vector<std::optional<Tensor>>& saved_,
                              const Tensor& w_hh_,
@@ -986,6 +1000,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("forward", &lstmkit::forward, py::call_guard<py::gil_scoped_release>());
   m.def("backward", &lstmkit::backward, py::call_guard<py::gil_scoped_release>());
   m.def("forward_int8", &lstmkit::forward_int8, py::call_guard<py::gil_scoped_release>());
+  m.def("step_int8", &lstmkit::step_int8, py::call_guard<py::gil_scoped_release>());
   py::class_<lstmkit::Int8Weight>(m, "Int8Weight")
       .def(py::init<const at::Tensor&, const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&, bool>())
       .def("rows", &lstmkit::Int8Weight::rows)
