@@ -12,8 +12,9 @@ factors would not be smaller than it (r (G + n) >= G n) stays dense. The factors
 parameters of a ``torch.nn.utils.parametrize`` parametrization that returns A @ B when the weight
 is read (once per forward call), so the model can be fine-tuned after factorising and every
 consumer of the layer's weights (the C++ scan, export, streaming) works unchanged. Storage and
-parameters shrink; the recurrent scan still multiplies by the rebuilt (G, n) matrix, so the time
-per step does not.
+parameters shrink. In inference ``lstmkit.LSTM`` multiplies by the factors in turn (two thin
+products per step, r (G + n) multiply-adds instead of G n); training and the other consumers
+multiply by the rebuilt (G, n) matrix.
 """
 
 from __future__ import annotations
@@ -50,6 +51,10 @@ class LowRank(nn.Module):
 
     def forward(self, original: Tensor) -> Tensor:
         return self.left @ self.right  # (G, r) @ (r, n) -> (G, n)
+
+    def factors(self) -> tuple[Tensor, Tensor]:
+        """(A (G, r), B (r, n)): in inference lstmkit.LSTM multiplies by them in turn (lstmkit.nn.int8)."""
+        return self.left, self.right
 
     def extra_repr(self) -> str:
         return f"rank={self.rank}, shape=({self.left.shape[0]}, {self.right.shape[1]})"

@@ -183,12 +183,12 @@ class RecurrentBase(nn.Module, metaclass=ABCMeta):
     ) -> tuple[Tensor, tuple[Tensor, ...]]:
         """Run one layer and direction over x (T, B, in); return y (T, B, P) and the final state."""
 
-    def _int8_plan(self, layer: int, direction: int, x: Tensor):
-        """What :meth:`_run_int8` needs when this layer and direction can multiply in int8 (quantised
-        weights, inference), else None. Layers without an int8 path keep this default."""
+    def _inference_plan(self, layer: int, direction: int, x: Tensor):
+        """What :meth:`_run_plan` needs when this layer and direction has a faster inference path for
+        its compressed weights (int8, low rank), else None. Layers without one keep this default."""
         return None
 
-    def _run_int8(self, x: Tensor, state: tuple[Tensor, ...], plan, mask: Tensor | None):
+    def _run_plan(self, x: Tensor, state: tuple[Tensor, ...], plan, mask: Tensor | None):
         raise NotImplementedError
 
     # --- input checks ------------------------------------------------------------------------
@@ -308,9 +308,9 @@ class RecurrentBase(nn.Module, metaclass=ABCMeta):
                     # One mask per sequence, shared by every step (variational dropout).
                     keep = 1.0 - self.recurrent_dropout
                     drop = x.new_empty(B, self.output_size).bernoulli_(keep).div_(keep)
-                plan = self._int8_plan(layer, d, seq) if drop is None else None
+                plan = self._inference_plan(layer, d, seq) if drop is None else None
                 if plan is not None:
-                    y, state = self._run_int8(seq, state, plan, mask)
+                    y, state = self._run_plan(seq, state, plan, mask)
                 else:
                     y, state = self._run_direction(seq, state, layer_weights(self, layer, d), mask, drop)
                 outs.append(y if d == 0 else reverse_padded(y, lengths))

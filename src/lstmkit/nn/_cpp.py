@@ -580,3 +580,29 @@ def lstm_step_int8(x: Tensor, state: tuple[Tensor, Tensor], q_ih, q_hh, q_hr, bi
     y, h, c = _ext().step_int8(x, h0, c0, q_ih, q_hh, q_hr, bias, w.peep, w.g_hh, w.g_c, w.b_c, opt.coupled,
                                opt.eps, g_ih, b_x)
     return y, h, c
+
+
+# --- low rank ---------------------------------------------------------------------------------
+def lstm_scan_lowrank(
+    xg: Tensor,
+    state: tuple[Tensor, Tensor],
+    left: Tensor,
+    right: Tensor,
+    w: LSTMWeights,
+    opt: LSTMOptions,
+    mask: Tensor | None = None,
+    *,
+    normalize_input: bool = False,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Inference recurrence with W_hh = left (G, R) @ right (R, P): ``lstm_scan_cpp``'s contract, each
+    step's recurrent product as two thin products h right^T left^T (R (G + P) multiply-adds instead of
+    G P); ``w`` supplies the rest (its w_hh is ignored). Returns y (T, B, P), h_n (B, P), c_n (B, H)."""
+    h0, c0 = state
+    g_ih = b_x = None
+    if normalize_input:
+        if w.g_ih is None:
+            raise ValueError("normalize_input needs the LayerNorm gain w.g_ih (a layer_norm LSTM's weights)")
+        g_ih, b_x = w.g_ih, None if w.b_ih is None else w.b_ih + w.b_hh
+    ys, hn, cn = _ext().forward_lowrank(xg, h0, c0, left, right, w.w_hr, w.peep, w.g_hh, w.g_c, w.b_c, mask,
+                                        opt.coupled, opt.eps, g_ih, b_x)
+    return ys, hn, cn

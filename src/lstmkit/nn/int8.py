@@ -1,5 +1,6 @@
-"""int8 compute for quantised LSTM layers: the products multiply 8-bit integers instead of
-dequantising the weights on every call.
+"""Inference paths for compressed LSTM layers: int8 compute for quantised weights (the products
+multiply 8-bit integers instead of dequantising the weights on every call), and low-rank weights
+used as two thin products (:func:`factors`, at the end).
 
 A weight is int8-capable when a ``torch.nn.utils.parametrize`` parametrization computes it and
 offers ``int8_parts() -> (q, scale, zero) | None``: ``q`` (N, K) uint8, one float32 scale and one
@@ -24,9 +25,10 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from . import _cpp
-from ._cpp import int8_weight, lstm_scan_int8, lstm_step_int8
+from ._cpp import int8_weight, lstm_scan_int8, lstm_scan_lowrank, lstm_step_int8
 
-__all__ = ["int8_matrix", "int8_parts", "int8_runnable", "int8_weight", "lstm_scan_int8", "lstm_step_int8"]
+__all__ = ["factors", "inference_runnable", "int8_matrix", "int8_parts", "int8_runnable", "int8_weight",
+           "lstm_scan_int8", "lstm_scan_lowrank", "lstm_step_int8"]
 
 # Packed weights by parametrization module (not stored on the module: the C++ object does not pickle).
 _PACKED: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[int, ...], object]] = weakref.WeakKeyDictionary()
@@ -59,14 +61,31 @@ def int8_matrix(layer: nn.Module, name: str):
     return packed
 
 
+def factors(layer: nn.Module, name: str) -> tuple[Tensor, Tensor] | None:
+    """``(left (G, R), right (R, n))`` when a parametrization computes ``layer.<name>`` as their product
+    and offers ``factors()`` (``lstmkit.formats.lowrank``), else None."""
+    if not parametrize.is_parametrized(layer, name):
+        return None
+    plist = layer.parametrizations[name]
+    if len(plist) != 1 or not hasattr(plist[0], "factors"):
+        return None
+    return plist[0].factors()
+
+
 def int8_runnable(x: Tensor, impl: str) -> bool:
     """Whether a call may take the int8 path: inference (no autograd), CPU float32, eager, the C++
     kernel built, and ``impl`` "auto" or "cpp"."""
+    return x.dtype == torch.float32 and inference_runnable(x, impl)
+
+
+def inference_runnable(x: Tensor, impl: str) -> bool:
+    """Whether a call may take an inference-only C++ path (int8, low rank): no autograd, CPU float32
+    or float64, eager, the C++ kernel built, and ``impl`` "auto" or "cpp"."""
     return (
         impl in ("auto", "cpp")
         and not torch.is_grad_enabled()
         and x.device.type == "cpu"
-        and x.dtype == torch.float32
+        and x.dtype in (torch.float32, torch.float64)
         and not _cpp.tracing(x)
         and _cpp.available()
     )

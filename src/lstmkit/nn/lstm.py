@@ -37,7 +37,7 @@ from . import _cpp
 from ._base import RecurrentBase, _check_positive_int, _check_prob
 from ._fused import lstm_scan
 from ._reference import lstm_step, scan
-from .int8 import int8_matrix, int8_runnable
+from .int8 import factors, inference_runnable, int8_matrix, int8_runnable
 from .weights import LSTMOptions, LSTMState, LSTMWeights, layer_weights
 
 
@@ -244,6 +244,42 @@ class LSTM(RecurrentBase):
         rest = LSTMWeights(**{f: None if f in skip else getattr(self, n + sfx, None)
                               for f, n in LSTMWeights.PARAMETER_NAMES.items()})  # fmt: skip
         return q_ih, q_hh, q_hr, rest
+
+    def _lowrank_plan(self, layer: int, direction: int, x: Tensor):
+        """("lowrank", W_ih factors or None, W_hh factors, the other weights) when W_hh is low rank
+        (lstmkit.formats.lowrank) and this call is eager CPU inference; else None."""
+        if not inference_runnable(x, self.impl):
+            return None
+        sfx = f"_l{layer}{'_reverse' if direction else ''}"
+        f_hh = factors(self, "weight_hh" + sfx)
+        if f_hh is None:
+            return None
+        f_ih = factors(self, "weight_ih" + sfx)
+        skip = {"w_hh"} | ({"w_ih"} if f_ih is not None else set())  # never rebuilt here
+        rest = LSTMWeights(**{f: None if f in skip else getattr(self, n + sfx, None)
+                              for f, n in LSTMWeights.PARAMETER_NAMES.items()})  # fmt: skip
+        return "lowrank", f_ih, f_hh, rest
+
+    def _inference_plan(self, layer: int, direction: int, x: Tensor):
+        plan = self._int8_plan(layer, direction, x)
+        return ("int8", *plan) if plan is not None else self._lowrank_plan(layer, direction, x)
+
+    def _run_plan(self, x, state, plan, mask):
+        if plan[0] == "lowrank":
+            return self._run_lowrank(x, state, plan[1:], mask)
+        return self._run_int8(x, state, plan[1:], mask)
+
+    def _run_lowrank(self, x, state, plan, mask):
+        f_ih, (left, right), w = plan
+        # (T, B, G) = W_ih x: through the factors (x right^T) left^T when W_ih is low rank too.
+        xg = F.linear(x, w.w_ih) if f_ih is None else F.linear(F.linear(x, f_ih[1]), f_ih[0])
+        if self.layer_norm:
+            y, h, c = _cpp.lstm_scan_lowrank(xg, state, left, right, w, self._options, mask, normalize_input=True)
+        else:
+            if w.b_ih is not None:
+                xg += w.b_ih + w.b_hh
+            y, h, c = _cpp.lstm_scan_lowrank(xg, state, left, right, w, self._options, mask)
+        return y, (h, c)
 
     def _run_int8(self, x, state, plan, mask):
         q_ih, q_hh, q_hr, w = plan

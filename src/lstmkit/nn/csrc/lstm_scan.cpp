@@ -495,7 +495,8 @@ std::vector<Tensor> forward_impl(const Tensor& xg, const Tensor& h0, const Tenso
                                  const Tensor& w_hr, const Tensor& peep, const Tensor& g_hh, const Tensor& g_c,
                                  const Tensor& b_c, const Tensor& drop, const Tensor& mask, bool coupled, double eps,
                                  bool train, const Tensor& g_ih, const Tensor& b_x,
-                                 const Int8Weight* q_hh = nullptr, const Int8Weight* q_hr = nullptr) {
+                                 const Int8Weight* q_hh = nullptr, const Int8Weight* q_hr = nullptr,
+                                 const Tensor& lr_left = Tensor(), const Tensor& lr_right = Tensor()) {
   const int64_t Tn = xg.size(0), B = xg.size(1), G = xg.size(2), H = c0.size(1), P = h0.size(1);
   const bool proj = w_hr.defined(), ln = g_hh.defined(), has_mask = mask.defined(), has_drop = drop.defined();
   const bool alias_hin = !has_mask && !has_drop;
@@ -544,7 +545,10 @@ std::vector<Tensor> forward_impl(const Tensor& xg, const Tensor& h0, const Tenso
   Tensor rbuf = at::empty({B, G}, o);  // the recurrent product of the current step
   // int8 (inference): the recurrent products run in fbgemm, one call for all units (q_hh, q_hr).
   const bool int8 = q_hh != nullptr;
-  const Tensor w_hh_t = int8 ? Tensor() : w_hh.t().contiguous();  // (P, G): transposed once per call
+  // Low rank (inference): W_hh = left (G, R) @ right (R, P) as two thin products per step, one part.
+  const bool lowrank = lr_left.defined();
+  const bool single = int8 || lowrank;  // one call computes the whole product: no split by units
+  const Tensor w_hh_t = single ? Tensor() : w_hh.t().contiguous();  // (P, G): transposed once per call
   const Tensor w_hr_t = proj && !int8 ? w_hr.t().contiguous() : Tensor();  // (H, P)
   const T* wt = ptr<T>(w_hh_t);
   const T* wrt = ptr<T>(w_hr_t);
@@ -558,20 +562,31 @@ std::vector<Tensor> forward_impl(const Tensor& xg, const Tensor& h0, const Tenso
   const bool need_post = has_mask || has_drop;
   const int64_t ng = coupled ? 3 : 4;
   const int64_t nt = step_threads(B * G * P);
-  const int64_t n_units = ln || int8 ? 1 : parts_of(nt, H, kAlign);  // LayerNorm needs whole rows
-  const int64_t n_cols = ln && !int8 ? parts_of(nt, G, kAlign) : 1;
+  const int64_t n_units = ln || single ? 1 : parts_of(nt, H, kAlign);  // LayerNorm needs whole rows
+  const int64_t n_cols = ln && !single ? parts_of(nt, G, kAlign) : 1;
   const int64_t n_rows = ln ? std::max<int64_t>(1, std::min(nt, B)) : 1;
   const int64_t n_pcols = proj && !int8 ? parts_of(step_threads(B * P * H), P, kAlign) : 1;
   // The per-step products, each part's weight block prepared (packed, where chosen) once for all steps:
   // rec by units across the gate blocks (entry c * ng + q), or by gate columns with LayerNorm / one part.
-  const auto rec = int8                    ? std::vector<StepGemm<T>>{}
+  const auto rec = single                  ? std::vector<StepGemm<T>>{}
                    : (ln || n_units == 1) ? step_gemms<T>(ln ? n_cols : 1, G, kAlign, B, P, wt, G, Tn)
                                           : step_gemms<T>(n_units, H, kAlign, B, P, wt, G, Tn, ng, H);
   const auto prj = proj && !int8 ? step_gemms<T>(n_pcols, P, kAlign, B, H, wrt, P, Tn) : std::vector<StepGemm<T>>{};
+  const int64_t R = lowrank ? lr_left.size(1) : 0;
+  const Tensor lr_right_t = lowrank ? lr_right.t().contiguous() : Tensor();  // (P, R)
+  const Tensor lr_left_t = lowrank ? lr_left.t().contiguous() : Tensor();    // (R, G)
+  const Tensor lr_mid = lowrank ? at::empty({B, R}, o) : Tensor();           // h_in right^T of a step
+  const StepGemm<T> lr_a = lowrank ? StepGemm<T>(B, R, P, ptr<T>(lr_right_t), R, Tn) : StepGemm<T>();
+  const StepGemm<T> lr_b = lowrank ? StepGemm<T>(B, G, R, ptr<T>(lr_left_t), G, Tn) : StepGemm<T>();
   // The whole recurrent product of a step: r (B, G) = h_in (B, P) W_hh^T.
   auto rec_all = [&](const T* hin, T* r) {
     if constexpr (std::is_same_v<T, float>) {
       if (int8) return q_hh->run(hin, B, r);
+    }
+    if (lowrank) {
+      lr_a.run(hin, P, ptr<T>(lr_mid), R);  // (B, P) @ (P, R)
+      lr_b.run(ptr<T>(lr_mid), R, r, G);    // (B, R) @ (R, G)
+      return;
     }
     rec[0].run(hin, P, r, G);
   };
@@ -939,6 +954,38 @@ std::vector<Tensor> step_int8(const Tensor& x, const Tensor& h0, const Tensor& c
   return out;
 }
 
+// Inference with W_hh = left (G, R) @ right (R, P): forward's arguments with the factors for w_hh.
+std::vector<Tensor> forward_lowrank(const Tensor& xg_, const Tensor& h0_, const Tensor& c0_, const Tensor& left_,
+                                    const Tensor& right_, const std::optional<Tensor>& w_hr_,
+                                    const std::optional<Tensor>& peep_, const std::optional<Tensor>& g_hh_,
+                                    const std::optional<Tensor>& g_c_, const std::optional<Tensor>& b_c_,
+                                    const std::optional<Tensor>& mask_, bool coupled, double eps,
+                                    const std::optional<Tensor>& g_ih_, const std::optional<Tensor>& b_x_) {
+  const Tensor xg = xg_.contiguous(), h0 = h0_.contiguous(), c0 = c0_.contiguous();
+  const Tensor left = left_.contiguous(), right = right_.contiguous();
+  const Tensor w_hr = opt(w_hr_), peep = opt(peep_), g_hh = opt(g_hh_), g_c = opt(g_c_), b_c = opt(b_c_);
+  const Tensor g_ih = opt(g_ih_), b_x = opt(b_x_);
+  TORCH_CHECK(!g_ih.defined() || (g_hh.defined() && xg.is_same(xg_)),
+              "lstm_scan_lowrank: g_ih is for layer_norm, on a contiguous xg the kernel may overwrite");
+  const Tensor mask = mask_.has_value() ? mask_->to(at::kBool).contiguous() : Tensor();
+  const auto st = xg.scalar_type();
+  TORCH_CHECK(st == at::kFloat || st == at::kDouble, "lstm_scan_lowrank: float32 or float64 only, got ", st);
+  for (auto& [t, n] : std::initializer_list<std::pair<const Tensor&, const char*>>{
+           {xg, "xg"}, {h0, "h0"}, {c0, "c0"}, {left, "left"}, {right, "right"}, {w_hr, "w_hr"}, {peep, "peep"},
+           {g_hh, "g_hh"}, {g_c, "g_c"}, {b_c, "b_c"}, {g_ih, "g_ih"}, {b_x, "b_x"}})
+    check_cpu(t, n, st);
+  const int64_t G = xg.size(2), P = h0.size(1);
+  TORCH_CHECK(left.dim() == 2 && right.dim() == 2 && left.size(0) == G && right.size(1) == P &&
+                  left.size(1) == right.size(0),
+              "lstm_scan_lowrank: left must be (", G, ", R) and right (R, ", P, ")");
+  const Tensor none;
+  if (st == at::kFloat)
+    return forward_impl<float>(xg, h0, c0, none, w_hr, peep, g_hh, g_c, b_c, none, mask, coupled, eps, false, g_ih,
+                               b_x, nullptr, nullptr, left, right);
+  return forward_impl<double>(xg, h0, c0, none, w_hr, peep, g_hh, g_c, b_c, none, mask, coupled, eps, false, g_ih,
+                              b_x, nullptr, nullptr, left, right);
+}
+
 std::vector<Tensor> backward(const std::optional<Tensor>& dy_, const std::optional<Tensor>& dhn_,
                              const std::optional<Tensor>& dcn_, const std::vector<std::optional<Tensor>>& saved_,
                              const Tensor& w_hh_,
@@ -1001,6 +1048,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("backward", &lstmkit::backward, py::call_guard<py::gil_scoped_release>());
   m.def("forward_int8", &lstmkit::forward_int8, py::call_guard<py::gil_scoped_release>());
   m.def("step_int8", &lstmkit::step_int8, py::call_guard<py::gil_scoped_release>());
+  m.def("forward_lowrank", &lstmkit::forward_lowrank, py::call_guard<py::gil_scoped_release>());
   py::class_<lstmkit::Int8Weight>(m, "Int8Weight")
       .def(py::init<const at::Tensor&, const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&, bool>())
       .def("rows", &lstmkit::Int8Weight::rows)
