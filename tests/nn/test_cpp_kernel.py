@@ -268,7 +268,8 @@ def test_portable_kernels_and_other_matmuls(c, dtype, gemm):
         ext.set_gemm(mode)
 
 
-GEMMS = ("auto", "brgemm", "panels", "packed", "blas", "aten")  # the per-step matrix-product paths (see the .cpp)
+# The per-step matrix-product paths (see the .cpp); gemv applies to one batch row (else panels).
+GEMMS = ("auto", "brgemm", "panels", "packed", "blas", "aten", "gemv")
 
 
 @pytest.fixture(params=GEMMS)
@@ -291,21 +292,31 @@ def test_every_matmul_path_float32(c, gemm):
     check_equal(make_args(c, torch.float32, t=6))
 
 
+@pytest.mark.parametrize("c", COMBOS, ids=combo_id)
+def test_batch_of_one_every_matmul_path(c, gemm, isa):
+    """Batch 1 (streaming, serving: gemv_rows on AVX2), every variant and product path, both ways."""
+    args = make_args(c, torch.float32, t=6)
+    for k in ("xg", "h0", "c0", "drop", "mask"):
+        t = args[k]
+        if t is not None:
+            one = t[:, :1] if k in ("xg", "mask") else t[:1]
+            args[k] = one.detach().clone().requires_grad_(t.requires_grad)
+    check_equal(args)
+
+
 def test_auto_matmul_choice():
-    """The automatic path (measured, docs/benchmarks.md): brgemm on AVX-512; on AVX2, with enough steps to
-    pay for copying W once, brgemm on panels for several rows, and for one row brgemm in place up to
-    K = 128 and MKL's packed GEMM above; with fewer steps, brgemm in place up to K = 128, else BLAS."""
+    """The automatic path (measured, docs/benchmarks.md): brgemm on AVX-512; on AVX2 gemv_rows for one
+    batch row, and for several rows brgemm on panels once there are enough steps to pay for copying W,
+    else brgemm in place up to K = 128 and BLAS above."""
     ext = _cpp._module
     if ext.gemm() != "auto":
         pytest.skip("a forced gemm mode is active")
-    assert ext.gemm_for(1, 64, 100) == "brgemm" and ext.gemm_for(4, 128, 1) == "brgemm"
     if ext.isa() == "avx512":
-        assert ext.gemm_for(4, 512, 100) == "brgemm"
+        assert ext.gemm_for(4, 512, 100) == "brgemm" and ext.gemm_for(1, 64, 100) == "brgemm"
     elif ext.isa() == "avx2":
+        assert ext.gemm_for(1, 64, 100) == "gemv" and ext.gemm_for(1, 1024, 1) == "gemv"
         assert ext.gemm_for(4, 256, 4) == "panels" and ext.gemm_for(64, 128, 100) == "panels"
-        assert ext.gemm_for(1, 256, 4) == "packed" and ext.gemm_for(1, 1024, 100) == "packed"
-        assert ext.gemm_for(1, 128, 100) == "brgemm"
-        assert ext.gemm_for(16, 256, 3) == "blas" and ext.gemm_for(1, 512, 1) == "blas"
+        assert ext.gemm_for(16, 256, 3) == "blas" and ext.gemm_for(4, 128, 1) == "brgemm"
     with pytest.raises(RuntimeError, match="unknown gemm mode fast"):
         ext.set_gemm("fast")
 

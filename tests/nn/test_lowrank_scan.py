@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tolerances import module_tolerance
 
 import lstmkit
 from lstmkit.formats.lowrank import lowrank_model
 from lstmkit.nn import _cpp
+from tolerances import module_tolerance
 
 pytestmark = pytest.mark.skipif(not _cpp.available(), reason="the C++ kernel is not built here")
 

@@ -186,9 +186,10 @@ bool packed_blas_available() {
 //   kPanels  the same micro-kernel on W copied once per call into column panels of 16 or 32 columns,
 //            each panel's K rows contiguous: the rows it reads are adjacent.
 //   kPacked  MKL's packed GEMM: W packed once per call into MKL's own layout, reused by every step.
+//   kGemv    one batch row: gemv_rows (lstm_scan_pointwise.h) streams W's rows through the output.
 //   kBlas    sgemm_/dgemm_ per step.   kAten  at::mm_out per step (a test hook).
 //   kAuto    per product, by instruction set, batch rows M, K and the number of steps (choose_gemm).
-enum class GemmMode { kAuto = 0, kBrgemm = 1, kPanels = 2, kPacked = 3, kBlas = 4, kAten = 5 };
+enum class GemmMode { kAuto = 0, kBrgemm = 1, kPanels = 2, kPacked = 3, kBlas = 4, kAten = 5, kGemv = 6 };
 GemmMode g_gemm = GemmMode::kAuto;
 
 // Row-major C (M, N) = op(A) (M, K) @ op(B) (K, N) + beta * C, leading dimensions in elements.
@@ -234,8 +235,9 @@ constexpr int64_t kMinPackedSteps = 4;
 constexpr int64_t kBrgemmMaxK = 128;
 
 // The matrix-product path of one per-step product, C (M, N) = A (M, K) @ W (K, N), run `steps` times.
-// Measured on AVX2 (docs/benchmarks.md): with one row, brgemm in place up to K = 128 and MKL's packed
-// GEMM above; with several rows, brgemm on panels. AVX-512: brgemm in place everywhere.
+// Measured on AVX2 (docs/benchmarks.md): with one row, gemv_rows (2x MKL's sgemm / sgemv / packed
+// GEMM at H = 128 and 512); with several rows, brgemm on panels once there are enough steps to pay for
+// copying W, else brgemm in place up to K = 128 and BLAS above. AVX-512: brgemm in place everywhere.
 template <typename T>
 GemmMode choose_gemm(int64_t M, int64_t K, int64_t steps) {
   if constexpr (!std::is_same_v<T, float>) {
@@ -247,16 +249,26 @@ GemmMode choose_gemm(int64_t M, int64_t K, int64_t steps) {
       case GemmMode::kBlas: return blas ? GemmMode::kBlas : GemmMode::kAten;
       case GemmMode::kPacked: return packed ? GemmMode::kPacked : GemmMode::kPanels;
       case GemmMode::kPanels: return GemmMode::kPanels;
+      case GemmMode::kGemv: return M == 1 ? GemmMode::kGemv : GemmMode::kPanels;
       case GemmMode::kBrgemm: return GemmMode::kBrgemm;
       default: break;
     }
     if (K == 0) return GemmMode::kBlas;  // gemm() writes the zeros
     if (g_isa == Isa::kAvx512) return GemmMode::kBrgemm;
+    if (M == 1) return GemmMode::kGemv;
     if (steps < kMinPackedSteps) return (K <= kBrgemmMaxK || !blas) ? GemmMode::kBrgemm : GemmMode::kBlas;
-    if (M > 1) return GemmMode::kPanels;
-    if (K <= kBrgemmMaxK || !packed) return GemmMode::kBrgemm;
-    return GemmMode::kPacked;
+    (void)packed;  // kPacked: measured, never the fastest on AVX2 once kGemv and kPanels exist
+    return GemmMode::kPanels;
   }
+}
+
+using GemvFn = void (*)(int64_t, int64_t, const float*, const float*, int64_t, float*);
+GemvFn pick_gemv() {
+#ifdef LSTMKIT_X86_VARIANTS
+  if (g_isa == Isa::kAvx512) return &avx512::gemv_rows;
+  if (g_isa == Isa::kAvx2) return &avx2::gemv_rows;
+#endif
+  return &generic::gemv_rows;
 }
 
 // One thread's block of a per-step product whose right operand W (K, N) (row-major, leading dimension
@@ -295,6 +307,10 @@ class StepGemm {
         at::native::cpublas::brgemm(M_, N_, K_, lda, ldw_, ldc, false, A, W_, C, false);
         return;
       }
+      if (mode_ == GemmMode::kGemv) {
+        gemv_(K_, N_, A, W_, ldw_, C);
+        return;
+      }
       if (mode_ == GemmMode::kPanels) {
         const float* panel = packed_.data_ptr<float>();
         for (int64_t n0 = 0; n0 < N_; n0 += nb_) {
@@ -319,6 +335,7 @@ class StepGemm {
   int64_t ldw_ = 0;
   GemmMode mode_ = GemmMode::kBlas;
   int64_t nb_ = 0;  // panel width (kPanels)
+  GemvFn gemv_ = pick_gemv();
   Tensor packed_;   // W packed (kPacked) or in panels (kPanels)
 };
 
@@ -1023,13 +1040,13 @@ void set_isa(const std::string& name) {
   TORCH_CHECK(static_cast<int>(want) <= static_cast<int>(best), "this CPU does not support ", name);
   g_isa = want;
 }
-const char* const kGemmNames[] = {"auto", "brgemm", "panels", "packed", "blas", "aten"};
-constexpr int kGemmModes = 6;
+const char* const kGemmNames[] = {"auto", "brgemm", "panels", "packed", "blas", "aten", "gemv"};
+constexpr int kGemmModes = 7;
 std::string gemm_name() { return kGemmNames[static_cast<int>(g_gemm)]; }
 void set_gemm(const std::string& name) {
   int i = 0;
   while (i < kGemmModes && name != kGemmNames[i]) ++i;
-  TORCH_CHECK(i < kGemmModes, "unknown gemm mode ", name, " (auto, brgemm, panels, packed, blas or aten)");
+  TORCH_CHECK(i < kGemmModes, "unknown gemm mode ", name, " (auto, brgemm, panels, packed, blas, aten or gemv)");
   TORCH_CHECK(name != "blas" || direct_blas_available(), "no BLAS symbols in this torch build");
   TORCH_CHECK(name != "packed" || packed_blas_available(), "no packed-GEMM symbols in this torch build");
   g_gemm = static_cast<GemmMode>(i);
