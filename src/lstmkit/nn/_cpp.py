@@ -495,11 +495,7 @@ def lstm_scan_cpp(
     must be a contiguous buffer of the caller's own.
     """
     args = scan_args(xg, state, w, opt, drop, mask)
-    g_ih = b_x = None
-    if normalize_input:
-        if w.g_ih is None:
-            raise ValueError("normalize_input needs the LayerNorm gain w.g_ih (a layer_norm LSTM's weights)")
-        g_ih, b_x = w.g_ih, None if w.b_ih is None else w.b_ih + w.b_hh
+    g_ih, b_x = _input_norm(w, normalize_input)
     named = {**args._asdict(), "g_ih": g_ih, "b_x": b_x}
     del named["coupled"], named["eps"]
     _check(named, xg.dtype)
@@ -526,6 +522,15 @@ def lstm_scan_cpp(
 
 
 # --- int8 -------------------------------------------------------------------------------------
+def _input_norm(w: LSTMWeights, normalize_input: bool) -> tuple[Tensor | None, Tensor | None]:
+    """(g_ih, b_x) for a kernel that normalises W_ih x itself (LayerNorm inference), else (None, None)."""
+    if not normalize_input:
+        return None, None
+    if w.g_ih is None:
+        raise ValueError("normalize_input needs the LayerNorm gain w.g_ih (a layer_norm LSTM's weights)")
+    return w.g_ih, None if w.b_ih is None else w.b_ih + w.b_hh
+
+
 def int8_weight(q: Tensor, scale: Tensor, zero: Tensor, *, reduce_range: bool = True):
     """An int8 weight matrix for :func:`lstm_scan_int8`: ``q`` (N, K) uint8 in [0, 255] with a scale and
     zero point per row (lstmkit's 8-bit format: w = (q - zero) * scale), packed once by torch's
@@ -558,11 +563,7 @@ def lstm_scan_int8(
     W_hr) given as :func:`int8_weight` objects ``q_hh`` (``q_hr``); ``w`` supplies the rest (peepholes,
     LayerNorm gains; its w_hh / w_hr are ignored). Returns y (T, B, P), h_n (B, P), c_n (B, H)."""
     h0, c0 = state
-    g_ih = b_x = None
-    if normalize_input:
-        if w.g_ih is None:
-            raise ValueError("normalize_input needs the LayerNorm gain w.g_ih (a layer_norm LSTM's weights)")
-        g_ih, b_x = w.g_ih, None if w.b_ih is None else w.b_ih + w.b_hh
+    g_ih, b_x = _input_norm(w, normalize_input)
     ys, hn, cn = _ext().forward_int8(xg, h0, c0, q_hh, q_hr, w.peep, w.g_hh, w.g_c, w.b_c, mask, opt.coupled,
                                      opt.eps, g_ih, b_x)
     return ys, hn, cn
@@ -598,11 +599,7 @@ def lstm_scan_lowrank(
     step's recurrent product as two thin products h right^T left^T (R (G + P) multiply-adds instead of
     G P); ``w`` supplies the rest (its w_hh is ignored). Returns y (T, B, P), h_n (B, P), c_n (B, H)."""
     h0, c0 = state
-    g_ih = b_x = None
-    if normalize_input:
-        if w.g_ih is None:
-            raise ValueError("normalize_input needs the LayerNorm gain w.g_ih (a layer_norm LSTM's weights)")
-        g_ih, b_x = w.g_ih, None if w.b_ih is None else w.b_ih + w.b_hh
+    g_ih, b_x = _input_norm(w, normalize_input)
     ys, hn, cn = _ext().forward_lowrank(xg, h0, c0, left, right, w.w_hr, w.peep, w.g_hh, w.g_c, w.b_c, mask,
                                         opt.coupled, opt.eps, g_ih, b_x)
     return ys, hn, cn

@@ -273,23 +273,20 @@ class LSTM(RecurrentBase):
         f_ih, (left, right), w = plan
         # (T, B, G) = W_ih x: through the factors (x right^T) left^T when W_ih is low rank too.
         xg = F.linear(x, w.w_ih) if f_ih is None else F.linear(F.linear(x, f_ih[1]), f_ih[0])
-        if self.layer_norm:
-            y, h, c = _cpp.lstm_scan_lowrank(xg, state, left, right, w, self._options, mask, normalize_input=True)
-        else:
-            if w.b_ih is not None:
-                xg += w.b_ih + w.b_hh
-            y, h, c = _cpp.lstm_scan_lowrank(xg, state, left, right, w, self._options, mask)
-        return y, (h, c)
+        return self._scan_compressed(_cpp.lstm_scan_lowrank, xg, state, (left, right), w, mask)
 
     def _run_int8(self, x, state, plan, mask):
         q_ih, q_hh, q_hr, w = plan
         xg = q_ih.apply(x)  # (T, B, G) = W_ih x in int8, for all steps at once
-        if self.layer_norm:  # the kernel normalises W_ih x and adds the biases step by step
-            y, h, c = _cpp.lstm_scan_int8(xg, state, q_hh, q_hr, w, self._options, mask, normalize_input=True)
-        else:
-            if w.b_ih is not None:
-                xg += w.b_ih + w.b_hh
-            y, h, c = _cpp.lstm_scan_int8(xg, state, q_hh, q_hr, w, self._options, mask)
+        return self._scan_compressed(_cpp.lstm_scan_int8, xg, state, (q_hh, q_hr), w, mask)
+
+    def _scan_compressed(self, scan_fn, xg, state, recurrent, w, mask):
+        """Finish the input side xg = W_ih x (T, B, G), no bias yet, and run ``scan_fn`` with the
+        compressed recurrent weights ``recurrent``: with LayerNorm the kernel normalises xg and adds the
+        biases step by step; otherwise they are added here, once for all steps."""
+        if not self.layer_norm and w.b_ih is not None:
+            xg += w.b_ih + w.b_hh
+        y, h, c = scan_fn(xg, state, *recurrent, w, self._options, mask, normalize_input=self.layer_norm)
         return y, (h, c)
 
     def _run_direction(self, x, state, w, mask, drop):
