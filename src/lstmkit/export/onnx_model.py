@@ -39,6 +39,7 @@ from lstmkit.export import _deps, task_models
 from lstmkit.export.graph import GraphBuilder
 from lstmkit.export.recurrent import RECURRENCES, CoreInputs, emit_core
 from lstmkit.nn import GRU, LSTM, RNN
+from lstmkit.nn.int8 import rebuilt_weights
 
 MIN_OPSET = 17  # LayerNormalization (the LayerNorm variant's Scan body) is an ONNX operator from opset 17
 # Verified at lengths and batch sizes unlike each other, so that a graph with a fixed axis fails.
@@ -292,7 +293,13 @@ def random_inputs(model: nn.Module, T: int, B: int, *, lengths: bool, seed: int 
 
 @torch.no_grad()
 def run_torch(model: nn.Module, inputs: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """The PyTorch model's outputs for graph inputs ``inputs``, keyed by the graph's output names (eval mode)."""
+    """The PyTorch model's outputs for graph inputs ``inputs``, keyed by the graph's output names (eval
+    mode), computed with the rebuilt weight matrices a float graph holds (``rebuilt_weights``)."""
+    with rebuilt_weights():
+        return _run_torch(model, inputs)
+
+
+def _run_torch(model: nn.Module, inputs: Mapping[str, Tensor]) -> dict[str, Tensor]:
     if task_models.kind(model) is not None:
         return task_models.run_torch(model, dict(inputs))
     core = _core_of(model)

@@ -26,6 +26,7 @@ from lstmkit.export.frames import frames_to_onnx
 from lstmkit.export.int8 import Int8Export
 from lstmkit.export.onnx_model import ExportVerificationError, OnnxExport, _core_of, to_onnx
 from lstmkit.export.task_models import export_kind
+from lstmkit.nn.int8 import rebuilt_weights
 from lstmkit.tasks import TaskError
 from lstmkit.tasks.rundir import open_run
 
@@ -59,6 +60,14 @@ def export_run(
         raise ValueError(f"{'--per-tensor' if not per_channel else '--full-range'} applies to --int8 only")
     run = open_run(run_dir)
     model = run.load_weights(run.task.build_model(run.config))
+    # A compressed model's float graph holds its rebuilt matrices: compare with those, not with the
+    # int8 or factor products the layers use in inference (lstmkit.nn.int8).
+    with rebuilt_weights():
+        return _export(run, model, out, format=format, lengths=lengths, verify=verify, int8=int8,
+                       per_channel=per_channel, reduce_range=reduce_range)
+
+
+def _export(run, model, out, *, format, lengths, verify, int8, per_channel, reduce_range):
     if int8:
         if lengths:
             raise ValueError("--lengths does not apply with --int8: the int8 check runs whole one-step inputs")

@@ -50,7 +50,7 @@ from torch.nn.utils import parametrize
 from torch.utils._pytree import tree_map
 
 from lstmkit import _rounding
-from lstmkit.formats.integrity import save_tensors_file
+from lstmkit.formats.integrity import copy_matching, save_tensors_file
 from lstmkit.formats.lowrank import gate_matrices
 from lstmkit.formats.sparse import unique_tensors
 from lstmkit.nn import LSTM
@@ -393,14 +393,7 @@ def load_circulant(model: nn.Module, path: str | Path) -> nn.Module:
     for name, target in json.loads(meta.get("aliases", "{}")).items():
         if target in stored:
             stored[name] = stored[target]
-    if set(plain) != set(stored):
-        raise ValueError(f"{path} does not match the model: missing {sorted(set(plain) - set(stored))}, "
-                         f"unexpected {sorted(set(stored) - set(plain))}")  # fmt: skip
-    with torch.no_grad():
-        for name, t in plain.items():
-            if t.shape != stored[name].shape:
-                raise ValueError(f"{path}: {name} has shape {tuple(stored[name].shape)}, the model {tuple(t.shape)}")
-            t.copy_(stored[name])
+    copy_matching(plain, stored, path)
     return model
 
 

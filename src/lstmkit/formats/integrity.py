@@ -136,3 +136,17 @@ def save_tensors_file(
 
 
 __all__ = ["KEY", "WeightsError", "save_model_file", "save_tensors_file", "seal", "verify"]
+
+
+def copy_matching(own: dict[str, Tensor], stored: dict[str, Tensor], path: str | Path) -> None:
+    """Copy ``stored`` into the model's tensors ``own`` (same names, same shapes, else a ValueError that
+    lists what is missing, unexpected or differently shaped): the plain tensors a compressed model file
+    holds beside its compressed ones."""
+    missing, unexpected = sorted(set(own) - set(stored)), sorted(set(stored) - set(own))
+    if missing or unexpected:
+        raise ValueError(f"{path} does not match the model: missing {missing}, unexpected {unexpected}")
+    with torch.no_grad():
+        for name, t in own.items():
+            if tuple(t.shape) != tuple(stored[name].shape):
+                raise ValueError(f"{path}: {name} has shape {tuple(stored[name].shape)}, the model {tuple(t.shape)}")
+            t.copy_(stored[name])

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from lstmkit.formats.integrity import save_tensors_file
+from lstmkit.formats.integrity import copy_matching, save_tensors_file
 from lstmkit.nn._base import RecurrentBase
 
 FORMAT = "lstmkit.lowrank"
@@ -178,12 +178,5 @@ def load_lowrank(model: nn.Module, path: str | Path) -> nn.Module:
         raise ValueError(f"{path} holds factors of tensors the model does not have: {unknown}")
     _attach(model, factors)
     plain = _plain_tensors(model)
-    if set(plain) != set(stored):
-        raise ValueError(f"{path} does not match the model: missing {sorted(set(plain) - set(stored))}, "
-                         f"unexpected {sorted(set(stored) - set(plain))}")  # fmt: skip
-    with torch.no_grad():
-        for name, t in plain.items():
-            if t.shape != stored[name].shape:
-                raise ValueError(f"{path}: {name} has shape {tuple(stored[name].shape)}, the model {tuple(t.shape)}")
-            t.copy_(stored[name])
+    copy_matching(plain, stored, path)
     return model

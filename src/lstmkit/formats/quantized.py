@@ -37,7 +37,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from lstmkit.formats.integrity import save_tensors_file
+from lstmkit.formats.integrity import copy_matching, save_tensors_file
 
 MIN_BITS, MAX_BITS = 2, 8
 FORMAT = "lstmkit.quantized"  # the safetensors metadata marking a quantised model file
@@ -294,15 +294,6 @@ def load_quantized(model: nn.Module, path: str | Path) -> nn.Module:
     if missing:
         raise ValueError(f"{path} holds quantised tensors the model does not have: {missing}")
     _attach(model, tensors)
-    floats = _float_tensors(model)
-    unexpected = sorted(set(stored) - set(floats))
-    absent = sorted(set(floats) - set(stored))
-    if unexpected or absent:
-        raise ValueError(f"{path} does not match the model: missing {absent}, unexpected {unexpected}")
-    with torch.no_grad():
-        for name, t in floats.items():
-            if tuple(t.shape) != tuple(stored[name].shape):
-                raise ValueError(f"{path}: {name} has shape {tuple(stored[name].shape)}, the model {tuple(t.shape)}")
-            t.copy_(stored[name])
+    copy_matching(_float_tensors(model), stored, path)
     return model
 

@@ -18,7 +18,10 @@ step of x's 7-bit grid (tests/nn/test_int8.py checks that bound).
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import weakref
+from collections.abc import Iterator
 
 import torch
 from torch import Tensor, nn
@@ -27,8 +30,18 @@ from torch.nn.utils import parametrize
 from . import _cpp
 from ._cpp import int8_weight, lstm_scan_int8, lstm_scan_lowrank, lstm_step_int8
 
-__all__ = ["factors", "inference_runnable", "int8_matrix", "int8_parts", "int8_runnable", "int8_weight",
-           "lstm_scan_int8", "lstm_scan_lowrank", "lstm_step_int8"]
+__all__ = [
+    "factors",
+    "inference_runnable",
+    "int8_matrix",
+    "int8_parts",
+    "int8_runnable",
+    "int8_weight",
+    "lstm_scan_int8",
+    "lstm_scan_lowrank",
+    "lstm_step_int8",
+    "rebuilt_weights",
+]
 
 # Packed weights by parametrization module (not stored on the module: the C++ object does not pickle).
 _PACKED: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[int, ...], object]] = weakref.WeakKeyDictionary()
@@ -78,11 +91,28 @@ def int8_runnable(x: Tensor, impl: str) -> bool:
     return x.dtype == torch.float32 and inference_runnable(x, impl)
 
 
+_REBUILT = contextvars.ContextVar("lstmkit_rebuilt_weights", default=False)
+
+
+@contextlib.contextmanager
+def rebuilt_weights() -> Iterator[None]:
+    """Within this block compressed layers multiply by their rebuilt float matrices (no int8 products,
+    no factor products): the numbers a float export of the same model computes, which its verification
+    compares with."""
+    token = _REBUILT.set(True)
+    try:
+        yield
+    finally:
+        _REBUILT.reset(token)
+
+
 def inference_runnable(x: Tensor, impl: str) -> bool:
     """Whether a call may take an inference-only C++ path (int8, low rank): no autograd, CPU float32
-    or float64, eager, the C++ kernel built, and ``impl`` "auto" or "cpp"."""
+    or float64, eager, the C++ kernel built, ``impl`` "auto" or "cpp", and not inside
+    :func:`rebuilt_weights`."""
     return (
-        impl in ("auto", "cpp")
+        not _REBUILT.get()
+        and impl in ("auto", "cpp")
         and not torch.is_grad_enabled()
         and x.device.type == "cpu"
         and x.dtype in (torch.float32, torch.float64)
