@@ -28,8 +28,8 @@ def score(actual: np.ndarray, pred: np.ndarray, y_train: np.ndarray, m: int) -> 
 
 
 def baseline_forecasts(t: np.ndarray, fit_end: int, data: ForecastData, origins: np.ndarray) -> dict[str, np.ndarray]:
-    """Each baseline's (N, H) forecasts of the transformed target ``t`` from ``origins``; the growth and
-    the AR coefficients are fitted on ``t[:fit_end]``."""
+    """Each baseline's (N, H) forecasts of the transformed target ``t`` from ``origins``; the growth, the AR
+    coefficients and the ETS and ARIMA forms and parameters are fitted on ``t[:fit_end]``."""
     H, m, train = data.horizon, data.season, t[:fit_end]
     out = {"naive": bl.naive(t, origins, H)}
     if m:
@@ -40,6 +40,13 @@ def baseline_forecasts(t: np.ndarray, fit_end: int, data: ForecastData, origins:
         )
     if data.ar_order:
         out[f"AR({data.ar_order})"] = bl.LinearAR(data.ar_order, H).fit(train).predict(t, origins)
+    if data.auto_baselines:
+        for model in (bl.AutoETS(m), bl.AutoARIMA(m)):
+            try:
+                model.fit(train)
+            except ValueError:  # too short a training part for the method: it is left out of the table
+                continue
+            out[model.name] = model.predict(t, origins, H)
     return out
 
 
@@ -79,5 +86,6 @@ def score_split(model: ForecastNet, prepared: ForecastPrepared, split_name: str)
         "horizon": data.horizon,
         "mse": evaluate(model, [(x, y[..., None])], forecast_step),  # the training loss: MSE of the scaled series
         "model": model_name(config),
+        "filled": [lab for lab in prepared.series.filled if lab in set(labels[: split.test_hi])],
         "scores": {name: score(actual, to_units(f), y_train, m) for name, f in forecasts.items()},
     }
