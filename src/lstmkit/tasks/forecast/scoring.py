@@ -55,6 +55,28 @@ def model_name(config: Config) -> str:
     return f"LSTM {config.model.num_layers}x{config.model.hidden_size}{skip}"
 
 
+def split_origins(prepared: ForecastPrepared, split_name: str) -> np.ndarray:
+    """The scored origins of a split: every one whose ``horizon`` targets lie in it and before which every
+    method has the history it needs (the window, the AR order, a season)."""
+    data = prepared.config.data
+    lo, hi = prepared.split.bounds(split_name)
+    first = max(lo, data.window, data.ar_order, data.season)
+    return np.arange(first, hi - data.horizon + 1)
+
+
+def model_forecasts(model: ForecastNet, prepared: ForecastPrepared, split_name: str) -> np.ndarray:
+    """(N, H) forecasts of the model from :func:`split_origins`, in the series' units (averaging several
+    seeds' forecasts of the same split makes a seed ensemble)."""
+    data = prepared.config.data
+    origins = split_origins(prepared, split_name)
+    ds = window_dataset(prepared.z, int(origins[0]), int(origins[-1]) + data.horizon, data.window, data.horizon)
+    x, _ = _stack(ds)
+    with torch.no_grad():
+        z_pred = model.eval()(x.transpose(0, 1)).double().numpy()  # (N, H)
+    t = z_pred * prepared.scaler.std[0].item() + prepared.scaler.mean[0].item()
+    return np.exp(t) if data.log else t
+
+
 def score_split(model: ForecastNet, prepared: ForecastPrepared, split_name: str) -> dict[str, Any]:
     """The model's and every baseline's metrics on one split, in the original units."""
     config, data, split = prepared.config, prepared.config.data, prepared.split
