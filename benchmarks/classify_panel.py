@@ -60,7 +60,7 @@ def classification_sets() -> list[str]:
 
 
 def baselines(name: str, dtw_budget: float) -> dict:
-    config = runner.build_config("classify", overrides=[f"data.dataset={name}"])
+    config = runner.build_config("classify", overrides=[f"data.dataset={name}", "data.frame=1"])  # single steps
     p = prepare_data(set_values(config, {"data.full_train": True}))  # every training case is a reference
     ref, ref_y = p.cases["train"], p.targets["train"]
     test, y = p.cases["test"], p.targets["test"]
