@@ -122,9 +122,9 @@ def test_selection_uses_folds_below_the_line_then_trains_on_every_case(tmp_path)
 def test_dtw_of_framed_cases_warps_single_steps():
     from lstmkit.tasks.classify import nn1_dtw_predict, to_frames
 
-    spike, flat, early = [0.0, 0, 0, 5, 0, 0], [1.0] * 6, [5.0, 0, 0, 0, 0, 0]
+    spike, flat, early = [0.0, 0, 0, 0, 5, 0], [1.0] * 6, [0.0, 5, 0, 0, 0, 0]
     framed = [to_frames(np.array(c)[:, None], 2) for c in (spike, flat, early)]  # (3, 2): two steps a row
     # Unframed, the early spike warps onto the late one (DTW 0 against 16 + 5 = 21 to the flat line). In blocks of
-    # two steps, rows [5, 0] and [0, 5] cannot align: 25 or more to the spike, 17 + 2 + 2 = 21 to the flat line.
+    # two steps the rows [0, 5] and [5, 0] cannot align: 25 or more to the spike, 17 + 2 + 2 = 21 to the flat line.
     assert nn1_dtw_predict(framed[:2], np.array([0, 1]), framed[2:], 1.0, frame=2).tolist() == [0]
     assert nn1_dtw_predict(framed[:2], np.array([0, 1]), framed[2:], 1.0, frame=1).tolist() == [1]
