@@ -104,6 +104,8 @@ def markdown(results: dict) -> list[str]:
              "3-seed ensemble | 1-NN ED | 1-NN DTW | published ED / DTW |",
              "|---|---|---|---|---|---:|---:|---:|---:|---|"]  # fmt: skip
     for name, r in results.items():
+        if "baselines" not in r:
+            continue
         b, m = r["baselines"], r.get("lstm")
         pub = PUBLISHED.get(name)
         cells = [name, f"{b['train']}/{b['test']}, {b['length']}, {b['channels']}, {b['classes']}"]
