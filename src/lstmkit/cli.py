@@ -64,6 +64,10 @@ def train(
                      "resume an unfinished run."),
     ] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed (the same as --set train.seed=N).")] = None,
+    show_config: Annotated[
+        bool, typer.Option("--show-config", help="Print every config key with its value, type and the reason for its "
+                           "default (after --config, --set and --seed), and exit without training.")
+    ] = False,
 ) -> None:
     """Train a task into a run directory, then print its validation metrics (and a sample, for text).
 
@@ -72,6 +76,9 @@ def train(
     checkpoints/. `lstmkit train` alone trains the character-level Shakespeare model in under
     10 minutes on 2 CPU cores.
     """
+    if show_config:
+        _show_config(task, config, set_ or [], seed, usage="train")
+        return
     try:
         cfg = runner.build_config(task, config, set_ or [], seed)
     except (ValueError, TaskError, OSError) as e:
@@ -89,6 +96,28 @@ def train(
     if "sample" in result.metrics:
         typer.echo("sample:")
         typer.echo(result.metrics["sample"])
+
+
+def _show_config(task: str, config: Path | None, overrides: list[str], seed: int | None, *, usage: str) -> None:
+    try:
+        lines = runner.describe_config(task, config, overrides, seed)
+    except (ValueError, TaskError, OSError) as e:
+        _fail(e, usage=usage)
+    for line in lines:
+        typer.echo(line)
+
+
+@app.command("config")
+def config_(
+    task: Annotated[str, typer.Argument(help="The task; `lstmkit tasks` lists them.")] = "charlm",
+    config: Annotated[Path | None, typer.Option(help="A TOML file laid over the task's defaults.")] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", metavar="SECTION.KEY=VALUE", help="Override one config key, as for `lstmkit train`."),
+    ] = None,
+) -> None:
+    """Print every config key of a task: its value, type, the class default where the task differs, and why."""
+    _show_config(task, config, set_ or [], None, usage="config")
 
 
 @app.command()

@@ -90,3 +90,10 @@ def test_cases_csv_label_first_variable_lengths_and_errors(tmp_path):
     path.write_text("up,1,2\n,1,2\n", encoding="utf-8")
     with pytest.raises(ValueError, match=r"line 2: the first field \(the class label\) is empty"):
         read_cases_csv(path)
+
+
+def test_percent_comments_in_the_header_are_skipped(tmp_path):
+    # sktime's UnitTest files open with ARFF-style "%" comment lines before the @ keywords.
+    path = write(tmp_path, "1,2:3,4:a\n", header="%# a cut-down problem\n%\n" + HEADER)
+    data = read_ts(path)
+    assert data.labels == ["a"] and np.array_equal(data.series[0], [[1, 3], [2, 4]])

@@ -3,6 +3,7 @@ skip, bad input, and a seconds-long end-to-end run with `lstmkit forecast`."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -31,6 +32,7 @@ FAST = [
     "train.progress=false",
     "train.tensorboard=false",
     "train.log_every=2",
+    "data.auto_baselines=false",  # ETS and ARIMA have their own tests (tests/tasks/test_forecast_baselines.py)
 ]
 
 
@@ -100,7 +102,7 @@ def test_presets_fill_the_unset_keys_and_the_sunspots_split_is_the_literatures()
     assert s.labels[p.split.test_lo] == "1921" and s.labels[p.split.test_hi - 1] == "1987"
     # AR(9) by least squares on 1700-1920, one-step forecasts of 1921-1987: the ARIMA level of Zhang (2003).
     origins = np.arange(p.split.test_lo, p.split.test_hi)
-    ar = baseline_forecasts(s.values, p.split.test_lo, d, origins)["AR(9)"]
+    ar = baseline_forecasts(s.values, p.split.test_lo, dataclasses.replace(d, auto_baselines=False), origins)["AR(9)"]
     mse = float(np.mean((ar[:, 0] - s.values[origins]) ** 2))
     assert mse == pytest.approx(305.25, abs=0.01)
 

@@ -94,7 +94,8 @@ def read_ts(path: str | os.PathLike[str]) -> TSData:
         for lineno, raw in enumerate(f, start=1):
             line = raw.strip()
             where = f"{path}: line {lineno}"
-            if not line or line.startswith("#"):
+            # "#" comments anywhere; "%" ones (ARFF's) in the header, as in sktime's UnitTest files
+            if not line or line.startswith("#") or (not in_data and line.startswith("%")):
                 continue
             if not in_data:
                 if not line.startswith("@"):

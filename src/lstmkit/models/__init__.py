@@ -2,7 +2,8 @@
 
 - ``SequenceModel`` (``sequence``): embedding or features, recurrent core, linear head; language
   models and the long-range tasks;
-- ``SequenceClassifier`` (``classifier``): a (bi)LSTM read out once per case;
+- ``SequenceClassifier`` (``classifier``): a (bi)LSTM read out once per case; ``FCNClassifier``, the
+  LSTM-FCN hybrid (an LSTM branch beside a 1-D conv branch);
 - ``CTCRecognizer`` (``recognizer``): a (bi)LSTM emitting log-probabilities per step for CTC;
 - ``ForecastNet`` (``forecaster``): a ``SequenceModel`` over a window plus a fixed AR skip;
 - ``Seq2Seq`` (``seq2seq``): an attentional encoder-decoder; ``decoding`` holds its greedy and
@@ -16,7 +17,7 @@ reads ``export_kind`` to know the graph's inputs and outputs; nothing dispatches
 
 from __future__ import annotations
 
-from lstmkit.models.classifier import POOLINGS, ClassifyModel, SequenceClassifier
+from lstmkit.models.classifier import ARCHS, POOLINGS, AttentionPool, ClassifyModel, FCNClassifier, SequenceClassifier
 from lstmkit.models.decoding import Hypothesis, beam_search, greedy
 from lstmkit.models.forecaster import ForecastModel, ForecastNet, least_squares
 from lstmkit.models.frames import LOSSES, ConvForecaster, FCForecaster, FramesModel, fc_hidden_for, frame_loss
@@ -25,14 +26,17 @@ from lstmkit.models.seq2seq import ATTENTIONS, Seq2Seq, Seq2SeqModel
 from lstmkit.models.sequence import LSTMReader, SequenceModel, State, _make_rnn, last_valid
 
 __all__ = [
+    "ARCHS",
     "ATTENTIONS",
     "LOSSES",
     "POOLINGS",
+    "AttentionPool",
     "CTCModel",
     "CTCRecognizer",
     "ClassifyModel",
     "ConvForecaster",
     "FCForecaster",
+    "FCNClassifier",
     "ForecastModel",
     "ForecastNet",
     "FramesModel",

@@ -53,15 +53,15 @@ class Seq2SeqModel(ModelConfig):
     attention: str | None = "general"
     bidirectional: bool = True  # the encoder sees each source symbol's right context too
     peephole: bool = False  # the lstmkit.LSTM variants, for both encoder and decoder
-    coupled: bool = False
-    layer_norm: bool = False
+    coupled: bool = False  # coupled input-forget gates (f = 1 - i): fewer parameters, no gain measured here
+    layer_norm: bool = False  # LayerNorm on the gates; off: the short sequences train stably without it
     # Encoder only: the decoder is stepped one call per step, where a per-call mask would be plain
     # dropout on h, not the per-sequence (variational) mask the variant means.
     recurrent_dropout: float = 0.0
     # Decoding: at most ceil(max_length_a * source length + max_length_b) output symbols, so a model
     # that never emits </s> still stops. 2x + 10 covers g2p (phonemes <= letters + 2) and dates.
     max_length_a: float = 2.0
-    max_length_b: int = 10
+    max_length_b: int = 10  # the + 10 of the bound above
     beam_size: int = 5  # Sutskever et al. 2014: a small beam gains most of what beams give
     length_penalty: float = 1.0  # GNMT's alpha in ((5 + |y|) / 6)^alpha; 0 ranks by the raw sum
 

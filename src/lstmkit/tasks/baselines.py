@@ -9,14 +9,28 @@ returned as (N, H).
 - seasonal naive with growth: the same plus ``k`` times the mean seasonal change of the training
   part (the seasonal random walk with drift; on a log series the growth is a ratio);
 - AR(p): a linear autoregression with intercept, fitted by least squares on the training part,
-  one coefficient vector per step ahead (direct, like the LSTM).
+  one coefficient vector per step ahead (direct, like the LSTM);
+- ETS: the exponential-smoothing state-space model (statsmodels ``ETSModel``) whose error, trend
+  (none, additive, damped) and season (none, additive, multiplicative) minimise AICc on the training
+  part (Hyndman et al. 2008's automatic ETS, on a fixed grid);
+- ARIMA: (p, d, q)(P, D, Q)_m by statsmodels, with D from the seasonal strength of an STL
+  decomposition (> 0.64, as R's ``auto.arima``), d from repeated KPSS tests (5%), then (p, q) and
+  (P, Q) by AICc over a small grid (see :func:`auto_arima`).
 
-Classification (``classify``): the 1-nearest-neighbour classifier with Euclidean distance.
+ETS and ARIMA are fitted once, on the training part; each origin's forecast filters the history
+``y[:t]`` with those fixed parameters (no refit), so no value at or after ``t`` reaches it.
+
+Classification (``classify``): the 1-nearest-neighbour classifier with Euclidean distance and with
+dynamic time warping (DTW; squared point costs summed over channels, the "dependent" multivariate
+DTW, optionally in a Sakoe-Chiba band). sktime's own DTW needs numba, which lstmkit does not install,
+so DTW is computed here in numpy, over all pairs at once, one anti-diagonal of the cost matrix at a time.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import warnings
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -105,6 +119,167 @@ class LinearAR:
         return lag_matrix(y, o, self.p) @ self.weight + self.bias
 
 
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """statsmodels warns on every non-converged or boundary fit; the selection by AICc handles those."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def _finite_aicc(result) -> float:
+    aicc = float(result.aicc)
+    return aicc if np.isfinite(aicc) else np.inf
+
+
+class AutoETS:
+    """Exponential smoothing (statsmodels ``ETSModel``), the form chosen by AICc on the training part.
+
+    Candidates: additive or (for positive series) multiplicative errors; no, additive or damped
+    additive trend; with a season ``m`` >= 2 no, additive or (positive series) multiplicative season.
+    """
+
+    def __init__(self, m: int = 0) -> None:
+        if m == 1 or m < 0:
+            raise ValueError(f"season m must be 0 (none) or >= 2, got {m}")
+        self.m = m
+        self.spec: dict | None = None  # ETSModel keywords of the chosen form
+        self.params: np.ndarray | None = None
+        self.aicc: float = np.inf
+
+    def candidates(self, y: np.ndarray) -> list[dict]:
+        positive = bool((y > 0).all())
+        errors = ["add", "mul"] if positive else ["add"]
+        trends = [(None, False), ("add", False), ("add", True)]
+        seasons = [None]
+        if self.m and len(y) >= 2 * self.m + 2:  # two full seasons to initialise one
+            seasons += ["add", "mul"] if positive else ["add"]
+        return [dict(error=e, trend=t, damped_trend=d, seasonal=s, seasonal_periods=self.m if s else None)
+                for e in errors for t, d in trends for s in seasons]  # fmt: skip
+
+    def fit(self, y: np.ndarray) -> AutoETS:
+        from statsmodels.tsa.exponential_smoothing.ets import ETSModel
+
+        y = np.asarray(y, dtype=np.float64)
+        if len(y) < 8:
+            raise ValueError(f"ETS needs at least 8 training steps, got {len(y)}")
+        with _quiet():
+            for spec in self.candidates(y):
+                try:
+                    res = ETSModel(y, **spec).fit(disp=False)
+                except (ValueError, np.linalg.LinAlgError):
+                    continue
+                if _finite_aicc(res) < self.aicc:
+                    self.spec, self.params, self.aicc = spec, np.asarray(res.params), _finite_aicc(res)
+        if self.spec is None:
+            raise ValueError("no ETS form could be fitted to the training part")
+        return self
+
+    @property
+    def name(self) -> str:
+        s = self.spec
+        trend = {None: "N", "add": "A"}[s["trend"]] + ("d" if s["damped_trend"] else "")
+        return f"ETS({s['error'][0].upper()},{trend},{'N' if s['seasonal'] is None else s['seasonal'][0].upper()})"
+
+    def predict(self, y: np.ndarray, origins: Sequence[int], horizon: int) -> np.ndarray:
+        """(N, H): the fixed model run over ``y[:t]`` for each origin ``t``, then forecast ``horizon`` steps."""
+        from statsmodels.tsa.exponential_smoothing.ets import ETSModel
+
+        if self.spec is None:
+            raise RuntimeError("AutoETS is not fitted")
+        o = _origins(y, origins, horizon, 2 * self.m + 2 if self.spec["seasonal"] else 2)
+        with _quiet():
+            return np.stack([np.asarray(ETSModel(np.asarray(y[:t], dtype=np.float64), **self.spec)
+                                        .smooth(self.params).forecast(horizon)) for t in o])  # fmt: skip
+
+
+def seasonal_strength(y: np.ndarray, m: int) -> float:
+    """Hyndman & Athanasopoulos' F_S = max(0, 1 - var(remainder) / var(season + remainder)) of an STL fit."""
+    from statsmodels.tsa.seasonal import STL
+
+    res = STL(np.asarray(y, dtype=np.float64), period=m, robust=True).fit()
+    denom = np.var(res.seasonal + res.resid)
+    return float(max(0.0, 1.0 - np.var(res.resid) / denom)) if denom > 0 else 0.0
+
+
+def kpss_differences(y: np.ndarray, max_d: int = 2, alpha: float = 0.05) -> int:
+    """How many first differences make ``y`` level-stationary by the KPSS test at ``alpha`` (auto.arima's rule)."""
+    from statsmodels.tsa.stattools import kpss
+
+    d, x = 0, np.asarray(y, dtype=np.float64)
+    with _quiet():
+        while d < max_d and len(x) > 8 and np.ptp(x) > 0 and kpss(x, regression="c", nlags="auto")[1] < alpha:
+            x, d = np.diff(x), d + 1
+    return d
+
+
+class AutoARIMA:
+    """ARIMA(p, d, q)(P, D, Q)_m (statsmodels), its orders chosen on the training part.
+
+    D = 1 when ``m`` >= 2 and the STL seasonal strength exceeds 0.64, else 0; d from KPSS tests on the
+    (seasonally differenced) series; then (p, q) in ``0..max_p`` x ``0..max_q`` with P = Q = 0 by AICc,
+    and with a season (P, Q) in {0, 1}^2 for that (p, q). A constant when d + D = 0, a drift when 1.
+    """
+
+    def __init__(self, m: int = 0, *, max_p: int = 5, max_q: int = 2) -> None:
+        if m == 1 or m < 0:
+            raise ValueError(f"season m must be 0 (none) or >= 2, got {m}")
+        self.m, self.max_p, self.max_q = m, max_p, max_q
+        self.order: tuple[int, int, int] | None = None
+        self.seasonal_order: tuple[int, int, int, int] = (0, 0, 0, 0)
+        self.trend = "n"
+        self.result = None
+        self.aicc = np.inf
+
+    def _try(self, y: np.ndarray, order, seasonal_order, trend) -> None:
+        from statsmodels.tsa.arima.model import ARIMA
+
+        try:
+            res = ARIMA(y, order=order, seasonal_order=seasonal_order, trend=trend).fit()
+        except (ValueError, np.linalg.LinAlgError):
+            return
+        if _finite_aicc(res) < self.aicc:
+            self.order, self.seasonal_order, self.trend = order, seasonal_order, trend
+            self.result, self.aicc = res, _finite_aicc(res)
+
+    def fit(self, y: np.ndarray) -> AutoARIMA:
+        y = np.asarray(y, dtype=np.float64)
+        if len(y) < 10:
+            raise ValueError(f"ARIMA needs at least 10 training steps, got {len(y)}")
+        seasonal = self.m >= 2 and len(y) >= 3 * self.m
+        D = int(seasonal and seasonal_strength(y, self.m) > 0.64)
+        d = kpss_differences(y[self.m :] - y[: -self.m] if D else y)
+        trend = {0: "c", 1: "t"}.get(d + D, "n")
+        with _quiet():
+            for p in range(self.max_p + 1):
+                for q in range(self.max_q + 1):
+                    self._try(y, (p, d, q), (0, D, 0, self.m) if D else (0, 0, 0, 0), trend)
+            if self.order is None:
+                raise ValueError("no ARIMA order could be fitted to the training part")
+            if seasonal:
+                p, _, q = self.order
+                for P, Q in ((0, 1), (1, 0), (1, 1)):
+                    self._try(y, (p, d, q), (P, D, Q, self.m), trend)
+        return self
+
+    @property
+    def name(self) -> str:
+        P, D, Q, m = self.seasonal_order
+        season = f"({P},{D},{Q})[{m}]" if (P, D, Q) != (0, 0, 0) else ""
+        drift = {"c": " with constant", "t": " with drift"}.get(self.trend, "")
+        p, d, q = self.order
+        return f"ARIMA({p},{d},{q}){season}{drift}"
+
+    def predict(self, y: np.ndarray, origins: Sequence[int], horizon: int) -> np.ndarray:
+        """(N, H): the fitted parameters filtered over ``y[:t]`` for each origin ``t`` (no refit), then forecast."""
+        if self.result is None:
+            raise RuntimeError("AutoARIMA is not fitted")
+        o = _origins(y, origins, horizon, 1)
+        with _quiet():
+            return np.stack([np.asarray(self.result.apply(np.asarray(y[:t], dtype=np.float64)).forecast(horizon))
+                             for t in o])  # fmt: skip
+
+
 def nearest_neighbour(
     train: np.ndarray, train_labels: np.ndarray, test: np.ndarray, *, exclude_self: bool = False
 ) -> np.ndarray:
@@ -123,3 +298,50 @@ def nearest_neighbour(
             raise ValueError("exclude_self needs test to be train itself")
         np.fill_diagonal(d, np.inf)
     return np.asarray(train_labels)[np.argmin(d, axis=1)]
+
+
+def dtw_distances(a: np.ndarray, b: np.ndarray, *, window: int | None = None, chunk: int = 16) -> np.ndarray:
+    """Squared DTW distances between every case of ``a`` (M, T, C) and of ``b`` (N, T, C): (M, N).
+
+    The cost of a path is the sum of ``||a_i - b_j||^2`` over its cells, steps (1, 0), (0, 1), (1, 1);
+    ``window``: the Sakoe-Chiba band ``|i - j| <= window`` (None: full warping; 0: the Euclidean distance).
+    Equal lengths T only (resample first). ``chunk`` rows of ``a`` at a time bound the memory.
+    """
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.ndim != 3 or b.ndim != 3 or a.shape[1:] != b.shape[1:]:
+        raise ValueError(f"a and b must be (M, T, C) and (N, T, C) with the same T and C, got {a.shape} and {b.shape}")
+    if window is not None and window < 0:
+        raise ValueError(f"window must be >= 0 or None, got {window}")
+    T = a.shape[1]
+    w = T if window is None else window
+    out = np.empty((len(a), len(b)))
+    for start in range(0, len(a), chunk):
+        A = a[start : start + chunk]  # (m, T, C)
+        m = len(A)
+        prev2 = np.full((m, len(b), T), np.inf)  # diagonal k - 2, indexed by the row i of a
+        prev = np.full((m, len(b), T), np.inf)  # diagonal k - 1
+        for k in range(2 * T - 1):
+            lo, hi = max(0, k - T + 1), min(k, T - 1)
+            i = np.arange(lo, hi + 1)
+            i = i[np.abs(2 * i - k) <= w]  # the band: |i - j| <= w with j = k - i
+            cur = np.full((m, len(b), T), np.inf)
+            if len(i):
+                cost = ((A[:, None, i, :] - b[None, :, k - i, :]) ** 2).sum(-1)  # (m, N, n_i)
+                if k == 0:
+                    best = np.zeros_like(cost)
+                else:
+                    up = np.where(i >= 1, prev[:, :, np.maximum(i - 1, 0)], np.inf)  # (i - 1, j)
+                    left = prev[:, :, i]  # (i, j - 1)
+                    diag = np.where(i >= 1, prev2[:, :, np.maximum(i - 1, 0)], np.inf)  # (i - 1, j - 1)
+                    best = np.minimum(np.minimum(up, left), diag)
+                cur[:, :, i] = cost + best
+            prev2, prev = prev, cur
+        out[start : start + m] = prev[:, :, T - 1]  # the cell (T - 1, T - 1) on the last diagonal
+    return out
+
+
+def nearest_neighbour_dtw(
+    train: np.ndarray, train_labels: np.ndarray, test: np.ndarray, *, window: int | None = None
+) -> np.ndarray:
+    """1-NN with DTW: train (N, T, C), test (M, T, C) -> (M,) labels; ties go to the first training case."""
+    return np.asarray(train_labels)[np.argmin(dtw_distances(test, train, window=window), axis=1)]

@@ -57,8 +57,8 @@ class SpeechData(CTCData):
     train_size: int = 4000  # utterances; about 40 s of espeak-ng and features, once (then cached)
     val_size: int = 400  # from the validation voices, for early stopping
     test_size: int = 1000  # from the test voices: about 4500 digits, so WER is resolved to about 0.02%
-    min_digits: int = 1
-    max_digits: int = 8
+    min_digits: int = 1  # single digits too, so isolated words are learnt
+    max_digits: int = 8  # a phone-number length: long enough that CTC must align, short enough to synthesise fast
     speed: tuple[int, int] = (130, 210)  # espeak-ng words per minute, drawn uniformly per utterance
     pitch: tuple[int, int] = (30, 70)  # espeak-ng pitch (0-99), drawn uniformly per utterance
     sample_rate: int = ESPEAK_RATE  # recorded for `lstmkit recognize`: the rate its WAV files must have

@@ -33,8 +33,10 @@ from lstmkit.train import (
     Config,
     apply_overrides,
     check_schedule,
+    describe_keys,
     distributed,
     dump_config,
+    format_key_docs,
     load_config,
     planned_steps,
     section_defaults,
@@ -71,6 +73,61 @@ def build_config(
     if seed is not None:
         config = set_values(config, {"train.seed": seed})
     return config
+
+
+def task_reasons(task: Task) -> dict[str, str]:
+    """``{"section.key": comment}`` for the values a task's ``default_config`` sets with a comment beside them
+    (``lr=3e-3,  # 1e-3 sits twice as long on the plateau``) or on the lines right above them."""
+    import ast
+    import inspect
+    import io
+    import textwrap
+    import tokenize
+
+    try:
+        source = textwrap.dedent(inspect.getsource(type(task).default_config))
+    except (OSError, TypeError):
+        return {}
+    comments = {t.start[0]: t.string.lstrip("#").strip()
+                for t in tokenize.generate_tokens(io.StringIO(source).readline) if t.type == tokenize.COMMENT}
+    lines = source.splitlines()
+    out: dict[str, str] = {}
+    for node in ast.walk(ast.parse(source)):
+        if not (isinstance(node, ast.Call) and getattr(node.func, "id", "") == "Config"):
+            continue
+        for section in node.keywords:
+            if not isinstance(section.value, ast.Call):
+                continue
+            for kw in section.value.keywords:
+                if kw.arg is None:
+                    continue
+                found = [comments[n] for n in range(kw.value.lineno, kw.value.end_lineno + 1) if n in comments
+                         and lines[n - 1].count("=") <= 1]  # one key on the line: the comment is this key's
+                above, n = [], kw.lineno - 1
+                own_line = lines[kw.lineno - 1].strip().startswith(f"{kw.arg}=")  # not after `model=Model(`
+                while not found and own_line and n >= 1 and lines[n - 1].strip().startswith("#"):
+                    above.insert(0, comments.get(n, ""))
+                    n -= 1
+                if found or above:
+                    out[f"{section.arg}.{kw.arg}"] = " ".join(found or above)
+    return out
+
+
+def describe_config(
+    task_name: str,
+    config_file: str | os.PathLike[str] | None = None,
+    overrides: Sequence[str] = (),
+    seed: int | None = None,
+) -> list[str]:
+    """Every key of the task's config (after the file, overrides and seed) with its value, type and the reason
+    for its default: ``lstmkit config TASK`` and ``lstmkit train --task TASK --show-config``.
+
+    Raises:
+        ValueError: a bad override (as :func:`build_config`), or a key without a reason.
+    """
+    config = build_config(task_name, config_file, overrides, seed)
+    return [f"# task {task_name!r}: every key, its value (type) and why", *format_key_docs(
+        describe_keys(config), task_reasons(get_task(task_name)))]
 
 
 def set_threads(config: Config) -> None:

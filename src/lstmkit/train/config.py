@@ -5,6 +5,7 @@ a value: :func:`set_values` (``{"train.lr": 3e-4}``), which :func:`apply_overrid
 from __future__ import annotations
 
 import dataclasses
+import io
 import math
 import os
 import sys
@@ -336,3 +337,106 @@ def apply_overrides(config: Config, overrides: Iterable[str]) -> Config:
             raise ValueError(f"override {item!r} must look like 'section.key=value'")
         config = set_values(config, {key: _parse_value(raw)})
     return config
+
+
+# -- describing the keys ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class KeyDoc:
+    """One config key as ``lstmkit config TASK`` prints it."""
+
+    key: str  # "section.name"
+    type: str  # the field's type hint, as written ("int | None")
+    value: Any  # the value in the described config (the task's default, or after overrides)
+    default: Any  # the section class's own default
+    reason: str  # why the default is what it is, from the field's metadata["doc"] or its source comment
+
+
+def _source_comments(cls: type) -> dict[str, str]:
+    """``{field: comment}`` for the fields ``cls`` itself declares: the comment at the end of the field's
+    line(s), else the block of comment lines right above it, joined into one line."""
+    import ast
+    import inspect
+    import textwrap
+    import tokenize
+
+    try:
+        source = textwrap.dedent(inspect.getsource(cls))
+    except (OSError, TypeError):  # built in a REPL or by exec: no source to read
+        return {}
+    comments: dict[int, str] = {}  # line (1-based, in the dedented class source) -> comment text
+    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+        if tok.type == tokenize.COMMENT:
+            comments[tok.start[0]] = tok.string.lstrip("#").strip()
+    lines = source.splitlines()
+    out = {}
+    for node in ast.parse(source).body[0].body:  # the class body
+        if not (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)):
+            continue
+        trailing = [comments[n] for n in range(node.lineno, node.end_lineno + 1) if n in comments]
+        if trailing:
+            out[node.target.id] = " ".join(trailing)
+            continue
+        above, n = [], node.lineno - 1
+        while n >= 1 and lines[n - 1].strip().startswith("#"):
+            above.insert(0, comments.get(n, ""))
+            n -= 1
+        if above:
+            out[node.target.id] = " ".join(above)
+    return out
+
+
+def _type_name(hint: Any) -> str:
+    return hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
+
+
+def describe_keys(config: Config) -> list[KeyDoc]:
+    """Every key of ``config``'s sections, in section and field order, with its value, type, class default
+    and the reason for the default. A field's reason is its ``metadata["doc"]`` when it has one, else the
+    comment beside (or right above) its declaration in the class that declares it.
+
+    Raises:
+        ValueError: naming every key that has no reason (each default must say why).
+    """
+    docs, missing = [], []
+    for sf in dataclasses.fields(config):
+        section = getattr(config, sf.name)
+        cls = type(section)
+        hints = typing.get_type_hints(cls)
+        reasons: dict[str, str] = {}
+        for base in reversed(cls.__mro__):  # a subclass's comment on a redeclared field wins
+            if dataclasses.is_dataclass(base) and base is not object:
+                reasons.update(_source_comments(base))
+        for f in dataclasses.fields(section):
+            reason = f.metadata.get("doc") or reasons.get(f.name, "")
+            if not reason:
+                missing.append(f"{sf.name}.{f.name} ({cls.__qualname__})")
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+            docs.append(KeyDoc(f"{sf.name}.{f.name}", _type_name(hints[f.name]), getattr(section, f.name), default,
+                               reason))  # fmt: skip
+    if missing:
+        raise ValueError(f"config keys without a reason (add a comment beside the field): {missing}")
+    return docs
+
+
+def _toml(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, (tuple, list)):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return tomli_w.dumps({"v": value}).removeprefix("v = ").strip()
+
+
+def format_key_docs(docs: Iterable[KeyDoc], task_reasons: Mapping[str, str] | None = None) -> list[str]:
+    """Lines ``section.key = value  (type)  # reason``. Where the value is not the class default, the class
+    default is shown too, and the task's own reason for its value first (``task_reasons``, by key) when given."""
+    task_reasons = task_reasons or {}
+    lines = []
+    for d in docs:
+        reason = d.reason
+        note = ""
+        if d.value != d.default:
+            note = f" [class default {_toml(d.default)}]"
+            if d.key in task_reasons:
+                reason = f"{task_reasons[d.key]} (class default: {reason})"
+        lines.append(f"{d.key} = {_toml(d.value)}  ({d.type}){note}  # {reason}")
+    return lines

@@ -18,8 +18,13 @@ after the whole case (or the masked mean over time), then dropout and a linear l
 Long cases are read in frames of ``data.frame`` consecutive steps (chosen from the lengths by
 default), so that the LSTM runs over tens of steps, not hundreds.
 
-Reports accuracy and macro-F1 beside a 1-nearest-neighbour Euclidean baseline on the same split,
-and writes ``confusion.png`` for the test split.
+Models (``model.arch``): the (bi)LSTM above (``model.pooling`` last, mean or attention), or the LSTM-FCN /
+ALSTM-FCN hybrid of Karim et al. 2017 (``lstmkit.models.FCNClassifier``). Validation: one stratified
+hold-out, or fold ``data.fold`` of a stratified ``data.folds``-fold split; ``select`` chooses among
+settings by cross-validation on the training cases when they are few (see ``select.SMALL_TRAIN``).
+
+Reports accuracy and macro-F1 beside 1-nearest-neighbour baselines on the same split (Euclidean; and
+DTW on the test split), and writes ``confusion.png`` for the test split.
 
 Modules: ``config`` (the ``[data]`` section), ``data``, ``steps``, ``scoring``, ``plots`` and ``task``
 (the registered ``ClassifyTask``); the model is ``lstmkit.models.SequenceClassifier``.
@@ -44,29 +49,43 @@ from lstmkit.tasks.classify.data import (
     prepare_data,
     resample,
     source_files,
+    stratified_folds,
     stratified_val,
     to_frames,
+    validation_index,
     with_differences,
     write_toy_ts,
 )
 from lstmkit.tasks.classify.plots import CONFUSION, plot_confusion
-from lstmkit.tasks.classify.scoring import class_scores, nn1_predict, predict, score_split
+from lstmkit.tasks.classify.scoring import (
+    class_scores,
+    nn1_dtw_predict,
+    nn1_predict,
+    predict,
+    predict_proba,
+    score_split,
+)
+from lstmkit.tasks.classify.select import FOLDS, SMALL_TRAIN, CandidateScore, Selection, select, validation_plan
 from lstmkit.tasks.classify.steps import classify_step, jitter_step
 from lstmkit.tasks.classify.task import ClassifyTask
 
 __all__ = [
     "CONFUSION",
     "DATA",
+    "FOLDS",
     "MAX_FRAMES",
     "POOLINGS",
     "SCALER",
+    "SMALL_TRAIN",
     "SPLITS",
     "_DATA_FORMAT",
     "_DATA_VERSION",
+    "CandidateScore",
     "ClassifyData",
     "ClassifyModel",
     "ClassifyPrepared",
     "ClassifyTask",
+    "Selection",
     "SequenceClassifier",
     "class_scores",
     "classify_step",
@@ -75,15 +94,21 @@ __all__ = [
     "jitter_step",
     "load_cases",
     "loader",
+    "nn1_dtw_predict",
     "nn1_predict",
     "plot_confusion",
     "predict",
+    "predict_proba",
     "prepare_data",
     "resample",
     "score_split",
+    "select",
     "source_files",
+    "stratified_folds",
     "stratified_val",
     "to_frames",
+    "validation_index",
+    "validation_plan",
     "with_differences",
     "write_toy_ts",
 ]

@@ -23,6 +23,17 @@ class ClassifyData(DataConfig):
     # GunPoint's 150 steps: 5), because an LSTM trained on a few dozen cases learns far better over
     # tens of steps than over hundreds (GunPoint test accuracy 0.75 read step by step, 0.97 in frames).
     frame: int = 0
+    # Validation for early stopping and model selection. 0: one stratified hold-out of data.val_fraction. k >= 2:
+    # stratified k-fold cross-validation, fold data.fold held out (lstmkit.tasks.classify.select runs every fold);
+    # below SMALL_TRAIN (100) training cases a single 20% hold-out is a handful of cases per class, too noisy to
+    # choose by, so model selection there averages over the folds.
+    folds: int = 0
+    fold: int = 0  # with data.folds >= 2: which fold is the validation part
+    # Train on every training case for train.epochs, with no validation part and no early stopping: the final
+    # fit after model selection by cross-validation (train.epochs then set from the folds' best epochs).
+    full_train: bool = False
+    dtw_window: float = 1.0  # Sakoe-Chiba band of the 1-NN DTW baseline, a share of the length (1: full warping)
+    dtw_baseline: bool = True  # also score 1-NN DTW on the test split (seconds to minutes: O(N_train N_test T^2))
 
     def _validate(self) -> None:
         super()._validate()
@@ -32,5 +43,10 @@ class ClassifyData(DataConfig):
             raise ValueError(f"data.jitter must be >= 0, got {self.jitter}")
         if self.frame < 0:
             raise ValueError(f"data.frame must be >= 0 (0: automatic), got {self.frame}")
+        if self.folds == 1 or self.folds < 0 or not (self.folds == 0 or 0 <= self.fold < self.folds):
+            raise ValueError(f"data.folds must be 0 (hold-out) or >= 2 with 0 <= data.fold < data.folds, got "
+                             f"folds={self.folds}, fold={self.fold}")  # fmt: skip
+        if not 0 <= self.dtw_window <= 1:
+            raise ValueError(f"data.dtw_window must be in [0, 1], got {self.dtw_window}")
         if self.split_seed < 0:
             raise ValueError(f"data.split_seed must be >= 0, got {self.split_seed}")

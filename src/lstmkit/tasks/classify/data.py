@@ -121,6 +121,29 @@ def stratified_val(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray
     return np.sort(np.asarray(val, dtype=np.int64))
 
 
+def stratified_folds(labels: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """(N,) fold of each case for stratified k-fold cross-validation: each class's cases, shuffled with
+    ``seed``, dealt round-robin to the folds (so each fold holds ``n_c / k`` of class c, give or take one;
+    the classes start at staggered folds so that the small ones do not all fall in fold 0)."""
+    rng = np.random.default_rng(seed)
+    fold = np.empty(len(labels), dtype=np.int64)
+    offset = 0
+    for c in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == c))
+        fold[members] = (np.arange(len(members)) + offset) % k
+        offset += len(members)
+    return fold
+
+
+def validation_index(labels: np.ndarray, data: ClassifyData) -> np.ndarray:
+    """Positions of the validation cases among the training cases, as ``data`` says (hold-out or a fold)."""
+    if data.full_train:
+        return np.zeros(0, dtype=np.int64)
+    if data.folds:
+        return np.flatnonzero(stratified_folds(labels, data.folds, data.split_seed) == data.fold)
+    return stratified_val(labels, data.val_fraction, data.split_seed)
+
+
 def resample(case: np.ndarray, length: int) -> np.ndarray:
     """(T, C) -> (length, C) by linear interpolation along time (for the 1-NN baseline)."""
     if len(case) == length:
@@ -161,7 +184,7 @@ class ClassifyPrepared(Prepared):
             "source": describe_source(self.config),
             "classes": self.classes,
             "cases": {s: len(v) for s, v in self.cases.items()},
-            "lengths": {s: [min(map(len, v)), max(map(len, v))] for s, v in self.cases.items()},
+            "lengths": {s: [min(map(len, v)), max(map(len, v))] for s, v in self.cases.items() if v},
             "val_index": self.val_index.tolist(),
             "sha256": self.sha256,
         })  # fmt: skip
@@ -184,8 +207,8 @@ def prepare_data(config: Config) -> ClassifyPrepared:
     if data.differences:
         raw = {s: [with_differences(x) for x in v] for s, v in raw.items()}
     y_all = np.array([index[c] for c in train.labels], dtype=np.int64)
-    val_index = stratified_val(y_all, data.val_fraction, data.split_seed)
-    if len(val_index) == 0:
+    val_index = validation_index(y_all, data)
+    if len(val_index) == 0 and not data.full_train:
         raise DataUnavailable("too few training cases to hold out a validation split; add cases")
     is_val = np.zeros(len(y_all), dtype=bool)
     is_val[val_index] = True
@@ -203,14 +226,19 @@ def prepare_data(config: Config) -> ClassifyPrepared:
         scaler = Standardizer().fit(split_cases["train"])  # per channel, over every real step of the training cases
     except ValueError as e:
         raise DataUnavailable(f"cannot scale the training cases: {e}") from e
-    frame = data.frame or -(-max(len(x) for x in raw["train"]) // MAX_FRAMES)
+    fcn = getattr(config.model, "arch", "lstm") == "lstm-fcn"
+    if fcn and data.frame > 1:
+        raise DataUnavailable(f"model.arch=lstm-fcn reads every step (its conv branch); data.frame must be 0 or 1, "
+                              f"got {data.frame}")  # fmt: skip
+    frame = data.frame or (1 if fcn else -(-max(len(x) for x in raw["train"]) // MAX_FRAMES))
     cases = {s: [to_frames(scaler.transform(x), frame).astype(np.float32) for x in v]
              for s, v in split_cases.items()}  # fmt: skip
     config = dataclasses.replace(
         config,
         data=dataclasses.replace(data, frame=frame),
         model=dataclasses.replace(
-            config.model, input_size=cases["train"][0].shape[1], output_size=len(classes), vocab_size=None
+            config.model, input_size=cases["train"][0].shape[1], output_size=len(classes), vocab_size=None,
+            **({"max_length": max(len(x) for x in cases["train"] + cases["val"])} if fcn else {}),
         ),
     )
     return ClassifyPrepared(config, classes, cases, targets, val_index, scaler, files_sha256(files))

@@ -1,4 +1,5 @@
-"""``classify``'s scores: accuracy and macro-F1 of the model beside a 1-nearest-neighbour baseline."""
+"""``classify``'s scores: accuracy and macro-F1 of the model beside 1-nearest-neighbour baselines (Euclidean on
+every split, DTW on the test split)."""
 
 from __future__ import annotations
 
@@ -16,15 +17,34 @@ from lstmkit.tasks.classify.steps import classify_step
 from lstmkit.train import evaluate
 
 
-def predict(model: nn.Module, cases: list[np.ndarray]) -> np.ndarray:
-    """(N,) predicted class indices, in the order of ``cases``."""
+def predict_proba(model: nn.Module, cases: list[np.ndarray]) -> np.ndarray:
+    """(N, K) class probabilities, in the order of ``cases`` (averaged over seeds, they make an ensemble)."""
     model.eval()
     out = []
     with torch.no_grad():
         for start in range(0, len(cases), 256):
             x, lengths, _ = pad_collate([torch.from_numpy(c) for c in cases[start : start + 256]])
-            out.append(model(x, lengths).argmax(dim=-1))
-    return torch.cat(out).numpy()
+            out.append(model(x, lengths).softmax(dim=-1))
+    return torch.cat(out).double().numpy()
+
+
+def predict(model: nn.Module, cases: list[np.ndarray]) -> np.ndarray:
+    """(N,) predicted class indices, in the order of ``cases``."""
+    return predict_proba(model, cases).argmax(axis=1)
+
+
+def nn1_dtw_predict(
+    ref: list[np.ndarray], ref_y: np.ndarray, cases: list[np.ndarray], window: float, *, frame: int = 1
+) -> np.ndarray:
+    """1-NN DTW on the scaled cases, every case resampled to the longest reference length; ``window`` is the
+    Sakoe-Chiba band as a share of that length (1: full warping). Framed cases (``frame`` > 1: each row holds
+    ``frame`` steps side by side) are unframed first, so that DTW warps single steps, not blocks of them."""
+    if frame > 1:
+        ref, cases = ([c.reshape(len(c) * frame, -1) for c in group] for group in (ref, cases))  # (T', C)
+    length = max(len(c) for c in ref)
+    a, b = (np.stack([resample(c, length) for c in group]) for group in (ref, cases))  # (N, T, C)
+    band = None if window >= 1 else round(window * length)
+    return bl.nearest_neighbour_dtw(a, ref_y, b, window=band)
 
 
 def nn1_predict(
@@ -59,6 +79,10 @@ def score_split(model: nn.Module, prepared: ClassifyPrepared, split: str) -> dic
     else:
         ref, ref_y = prepared.cases["train"], prepared.targets["train"]
     nn1 = nn1_predict(ref, ref_y, cases, leave_one_out=split == "train")
+    dtw = {}
+    if split == "test" and prepared.config.data.dtw_baseline:
+        pred_dtw = nn1_dtw_predict(ref, ref_y, cases, prepared.config.data.dtw_window, frame=prepared.config.data.frame)
+        dtw = {"baseline_1nn_dtw": {**class_scores(pred_dtw, target, k), "window": prepared.config.data.dtw_window}}
     confusion = np.zeros((k, k), dtype=np.int64)
     np.add.at(confusion, (target, pred), 1)
     return {
@@ -67,5 +91,6 @@ def score_split(model: nn.Module, prepared: ClassifyPrepared, split: str) -> dic
         "nats_per_sequence": ce,
         **class_scores(pred, target, k),
         "baseline_1nn": class_scores(nn1, target, k),
+        **dtw,
         "confusion": confusion.tolist(),  # rows: true class, columns: predicted
     }

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from lstmkit.models import ClassifyModel, SequenceClassifier
+from lstmkit.models import ClassifyModel, FCNClassifier, SequenceClassifier
 from lstmkit.tasks.base import DataUnavailable, Prepared, Step, Task, TaskError, TrainingData
 from lstmkit.tasks.bundled import UCR_SETS
 from lstmkit.tasks.classify.config import ClassifyData
@@ -102,7 +102,9 @@ class ClassifyTask(Task):
         config = prepared.config
         train = loader(prepared.cases["train"], prepared.targets["train"], config.data.batch_size, shuffle=True,
                        seed=config.train.seed)  # fmt: skip
-        val = loader(prepared.cases["val"], prepared.targets["val"], 256, shuffle=False)
+        val = []  # data.full_train: no validation part
+        if prepared.cases["val"]:
+            val = loader(prepared.cases["val"], prepared.targets["val"], 256, shuffle=False)
         return TrainingData(train, val, jitter_step(config.data.jitter))
 
     def distill_step(
@@ -115,14 +117,15 @@ class ClassifyTask(Task):
         config = prepared.config
         model = self.build_model(config)
         data = self.training_data(prepared)
-        result = fit(model, data.train, data.step, config=config, out_dir=run_dir, val_data=data.val)
+        result = fit(model, data.train, data.step, config=config, out_dir=run_dir, val_data=data.val or None)
         test = score_split(model, prepared, "test")
         plot_confusion(np.array(test["confusion"]), prepared.classes, run_dir / CONFUSION,
                        title=f"{self.data_source(config).split(',')[0]}: test accuracy {test['accuracy']:.3f}")
         return {
             "split": "val",
-            "nats_per_sequence": result.best_val_loss,  # what `lstmkit evaluate --split val` gives back
-            "val": score_split(model, prepared, "val"),
+            # what `lstmkit evaluate --split val` gives back; None without a validation part (data.full_train)
+            "nats_per_sequence": result.best_val_loss if prepared.cases["val"] else None,
+            "val": score_split(model, prepared, "val") if prepared.cases["val"] else None,  # none: data.full_train
             "test": test,
             "classes": prepared.classes,
             "steps": result.steps,
@@ -143,16 +146,27 @@ class ClassifyTask(Task):
                             f"(their SHA-256 differs from {run.file(DATA)})")
         if not torch.equal(scaler.mean, prepared.scaler.mean) or not torch.equal(scaler.std, prepared.scaler.std):
             raise TaskError(f"{run.file(SCALER)} does not match the training cases")
+        if not prepared.cases[split]:
+            raise TaskError(f"the run has no {split} cases: it was trained with data.full_train (no validation part)")
         model = run.load_weights(self.build_model(run.config))
         return score_split(model, prepared, split)
 
-    def build_model(self, config: Config) -> SequenceClassifier:
+    def build_model(self, config: Config) -> SequenceClassifier | FCNClassifier:
+        if getattr(config.model, "arch", "lstm") == "lstm-fcn":
+            return FCNClassifier(config.model)
         return SequenceClassifier(config.model)
 
     def serving_metadata(self, run: Run) -> dict[str, Any]:
         """Classes by index and the preprocessing a raw (T, C) case needs before the network, in order:
         first differences appended (``differences``), ``(x - mean) / std`` per channel, then ``frame``
         consecutive steps side by side (the last frame completed by repeating the case's last step)."""
+        m = run.config.model
+        if m.arch != "lstm" or m.pooling == "attention":
+            # lstmkit.export builds the LSTM-and-head graph of SequenceClassifier (last or mean readout) by hand;
+            # a conv branch or an attention readout would be missing from it.
+            raise TaskError(f"a classify model with model.arch={m.arch!r}, model.pooling={m.pooling!r} cannot be "
+                            "exported to ONNX yet (the exporter knows the LSTM with a last or mean readout only); "
+                            "train with model.arch=lstm and model.pooling=last|mean to export")  # fmt: skip
         recorded = run.read_record(DATA, _DATA_FORMAT, _DATA_VERSION)
         scaler = read_scaler(run.file(SCALER))
         data = run.config.data
@@ -164,12 +178,20 @@ class ClassifyTask(Task):
 
     def report(self, metrics: dict[str, Any]) -> list[str]:
         if "test" in metrics:  # a training summary
-            head = (f"val loss: {metrics['nats_per_sequence']:.4f} nats/sequence, best epoch {metrics['best_epoch']}"
-                    f" of {metrics['epochs']}")  # fmt: skip
+            if metrics["nats_per_sequence"] is None:
+                head = f"trained on every training case for {metrics['epochs']} epochs (data.full_train)"
+            else:
+                head = (f"val loss: {metrics['nats_per_sequence']:.4f} nats/sequence, best epoch "
+                        f"{metrics['best_epoch']} of {metrics['epochs']}")  # fmt: skip
             return [head, *self.report(metrics["test"])]
         b = metrics["baseline_1nn"]
-        return [
+        lines = [
             f"{metrics['split']} ({metrics['cases']} cases): accuracy {metrics['accuracy']:.4f}, macro-F1 "
             f"{metrics['macro_f1']:.4f}, cross-entropy {metrics['nats_per_sequence']:.4f} nats/sequence",
             f"1-NN Euclidean baseline: accuracy {b['accuracy']:.4f}, macro-F1 {b['macro_f1']:.4f}",
         ]
+        if "baseline_1nn_dtw" in metrics:
+            d = metrics["baseline_1nn_dtw"]
+            lines.append(f"1-NN DTW baseline (band {d['window']:g} of the length): accuracy {d['accuracy']:.4f}, "
+                         f"macro-F1 {d['macro_f1']:.4f}")  # fmt: skip
+        return lines

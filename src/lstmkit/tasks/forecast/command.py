@@ -87,8 +87,8 @@ def forecast_run(
     plot_forecast(series, start, labels, values, png, title=f"{series.name}: {model_name(run.config)}, {strategy}")
     lines = [f"{horizon}-step forecast from {labels[0]} ({strategy}), in the series' units:"]
     for i, (label, v) in enumerate(zip(labels, values, strict=True)):
-        seen = f"  (actual {actual[i]:.4g})" if actual is not None and i < len(actual) else ""
-        lines.append(f"{label}\t{v:.4g}{seen}")
+        seen = f"  (actual {float(actual[i])!r})" if actual is not None and i < len(actual) else ""
+        lines.append(f"{label}\t{float(v)!r}{seen}")
     if actual is not None:
         n = len(actual)
         lines.append(f"RMSE over the {n} observed step(s): {rmse(actual, values[:n]):.4g}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from lstmkit.data.series import GAPS
 from lstmkit.train import DataConfig
 
 
@@ -50,6 +51,13 @@ class ForecastData(DataConfig):
     test_start: str = ""  # the label (date) of the first test step; "" = the last data.test_size steps
     test_size: int | None = None  # test steps; sunspots 67 (1921-1987), airline 24, CSV 20% of the rows
     val_size: int | None = None  # validation steps before the test; sunspots 35, airline 24, CSV 20% of the rest
+    # Also score ETS and ARIMA with automatic form/order selection (statsmodels; lstmkit.tasks.baselines): the
+    # classical benchmarks a forecaster must beat. Fitting takes seconds (up to a minute on a long seasonal series).
+    auto_baselines: bool = True
+    # A gap in data.csv (an empty cell, or a date missing from an evenly spaced date column): "refuse" stops with
+    # the line and date named, because filling silently shifts what the model learns; "linear" fills it by
+    # linear interpolation in time (a missing date becomes a step); "previous" repeats the last value.
+    gaps: str = "refuse"
 
     def __post_init__(self) -> None:
         if isinstance(self.test_start, int) and not isinstance(self.test_start, bool):
@@ -68,6 +76,8 @@ class ForecastData(DataConfig):
             v = getattr(self, name)
             if v is not None and v < 0:
                 raise ValueError(f"data.{name} must be >= 0, got {v}")
+        if self.gaps not in GAPS:
+            raise ValueError(f"data.gaps must be one of {GAPS}, got {self.gaps!r}")
         if self.season == 1:
             raise ValueError("data.season must be 0 (none) or >= 2, got 1")
 

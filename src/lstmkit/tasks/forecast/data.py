@@ -44,7 +44,7 @@ def load_series(data: ForecastData) -> Series:
     try:
         if data.csv:
             return read_series_csv(data.csv, data.column, date_column=data.date_column,
-                                   covariates=data.covariate_list())
+                                   covariates=data.covariate_list(), gaps=data.gaps)
         if data.dataset == "sunspots":
             return read_series_csv(package_file(*SUNSPOTS), "SUNACTIVITY", date_column="YEAR")
         return read_series_csv(package_file(*AIRLINE), "Passengers", date_column="Date")

@@ -28,8 +28,8 @@ def score(actual: np.ndarray, pred: np.ndarray, y_train: np.ndarray, m: int) -> 
 
 
 def baseline_forecasts(t: np.ndarray, fit_end: int, data: ForecastData, origins: np.ndarray) -> dict[str, np.ndarray]:
-    """Each baseline's (N, H) forecasts of the transformed target ``t`` from ``origins``; the growth and
-    the AR coefficients are fitted on ``t[:fit_end]``."""
+    """Each baseline's (N, H) forecasts of the transformed target ``t`` from ``origins``; the growth, the AR
+    coefficients and the ETS and ARIMA forms and parameters are fitted on ``t[:fit_end]``."""
     H, m, train = data.horizon, data.season, t[:fit_end]
     out = {"naive": bl.naive(t, origins, H)}
     if m:
@@ -40,12 +40,41 @@ def baseline_forecasts(t: np.ndarray, fit_end: int, data: ForecastData, origins:
         )
     if data.ar_order:
         out[f"AR({data.ar_order})"] = bl.LinearAR(data.ar_order, H).fit(train).predict(t, origins)
+    if data.auto_baselines:
+        for model in (bl.AutoETS(m), bl.AutoARIMA(m)):
+            try:
+                model.fit(train)
+            except ValueError:  # too short a training part for the method: it is left out of the table
+                continue
+            out[model.name] = model.predict(t, origins, H)
     return out
 
 
 def model_name(config: Config) -> str:
     skip = f" + AR({config.data.ar_order}) skip" if config.model.ar_skip and config.data.ar_order else ""
     return f"LSTM {config.model.num_layers}x{config.model.hidden_size}{skip}"
+
+
+def split_origins(prepared: ForecastPrepared, split_name: str) -> np.ndarray:
+    """The scored origins of a split: every one whose ``horizon`` targets lie in it and before which every
+    method has the history it needs (the window, the AR order, a season)."""
+    data = prepared.config.data
+    lo, hi = prepared.split.bounds(split_name)
+    first = max(lo, data.window, data.ar_order, data.season)
+    return np.arange(first, hi - data.horizon + 1)
+
+
+def model_forecasts(model: ForecastNet, prepared: ForecastPrepared, split_name: str) -> np.ndarray:
+    """(N, H) forecasts of the model from :func:`split_origins`, in the series' units (averaging several
+    seeds' forecasts of the same split makes a seed ensemble)."""
+    data = prepared.config.data
+    origins = split_origins(prepared, split_name)
+    ds = window_dataset(prepared.z, int(origins[0]), int(origins[-1]) + data.horizon, data.window, data.horizon)
+    x, _ = _stack(ds)
+    with torch.no_grad():
+        z_pred = model.eval()(x.transpose(0, 1)).double().numpy()  # (N, H)
+    t = z_pred * prepared.scaler.std[0].item() + prepared.scaler.mean[0].item()
+    return np.exp(t) if data.log else t
 
 
 def score_split(model: ForecastNet, prepared: ForecastPrepared, split_name: str) -> dict[str, Any]:
@@ -79,5 +108,6 @@ def score_split(model: ForecastNet, prepared: ForecastPrepared, split_name: str)
         "horizon": data.horizon,
         "mse": evaluate(model, [(x, y[..., None])], forecast_step),  # the training loss: MSE of the scaled series
         "model": model_name(config),
+        "filled": [lab for lab in prepared.series.filled if lab in set(labels[: split.test_hi])],
         "scores": {name: score(actual, to_units(f), y_train, m) for name, f in forecasts.items()},
     }

@@ -74,7 +74,7 @@ class ForecastTask(Task):
         return Config(
             model=ForecastModel(hidden_size=8, num_layers=1, dropout=0.0),
             data=ForecastData(csv=str(path), column="y", window=6, horizon=2, season=6,
-                              test_size=12, val_size=12, batch_size=8),
+                              test_size=12, val_size=12, batch_size=8, auto_baselines=False),
             train=TrainConfig(epochs=3, max_steps=6, schedule="constant", warmup_steps=0, stateful=False,
                               progress=False, tensorboard=False, log_every=2),
         )  # fmt: skip
@@ -170,11 +170,18 @@ class ForecastTask(Task):
             return [head, *self.report(metrics["test"])]
         lines = [
             f"{metrics['split']} targets {metrics['targets']}: {metrics['origins']} origins x {metrics['horizon']} "
-            f"step(s) ahead, in the series' units",
-            f"{'method':<40} {'MSE':>10} {'RMSE':>9} {'MAE':>9} {'sMAPE%':>8} {'MASE':>7}",
+            f"step(s) ahead, in the series' units (full precision)",
         ]
-        for name, s in metrics["scores"].items():
-            lines.append(
-                f"{name:<40} {s['mse']:>10.2f} {s['rmse']:>9.3f} {s['mae']:>9.3f} {s['smape']:>8.2f} {s['mase']:>7.3f}"
-            )
+        if metrics.get("filled"):
+            lines.append(f"gaps filled (data.gaps): {len(metrics['filled'])} step(s): {', '.join(metrics['filled'])}")
+        names = list(metrics["scores"])
+        width = max(40, *(len(n) + 1 for n in names))
+        columns = ("mse", "rmse", "mae", "smape", "mase")
+        table = [[repr(float(metrics["scores"][n][c])) for c in columns] for n in names]
+        widths = [max(len(h), *(len(row[i]) for row in table)) for i, h in enumerate(("MSE", "RMSE", "MAE", "sMAPE%",
+                                                                                       "MASE"))]  # fmt: skip
+        header = ("MSE", "RMSE", "MAE", "sMAPE%", "MASE")
+        lines.append(f"{'method':<{width}}" + " ".join(f"{h:>{w}}" for h, w in zip(header, widths, strict=True)))
+        for name, row in zip(names, table, strict=True):
+            lines.append(f"{name:<{width}}" + " ".join(f"{v:>{w}}" for v, w in zip(row, widths, strict=True)))
         return lines

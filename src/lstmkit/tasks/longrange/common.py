@@ -65,6 +65,22 @@ class LongRangeModel(ModelConfig):
     # (z = 1 keeps h); the plain RNN has none. None keeps torch.nn's init, where f and z start near 0.5 and
     # a state, and its gradient, halves every step. The 1997 LSTM had no forget gate (f = 1).
     forget_bias: float | None = None
+    # Chrono initialisation (Tallec & Ollivier 2018) for dependencies up to chrono_tmax steps: the LSTM's forget
+    # bias b_f ~ log(U(1, chrono_tmax - 1)) per unit and its input bias b_i = -b_f, so the units' memories span
+    # characteristic times 1 .. chrono_tmax; the GRU's update-gate bias (z = 1 keeps h) as b_f. None: off
+    # (forget_bias, or torch's init). For T = 1000 a single forget bias of 3 holds a state ~20 steps; chrono 1000.
+    chrono_tmax: int | None = None
+
+    def _validate(self) -> None:
+        super()._validate()
+        if self.chrono_tmax is not None:
+            if self.chrono_tmax < 3:
+                raise ValueError(f"model.chrono_tmax must be >= 3 (b_f ~ log U(1, T_max - 1)), got {self.chrono_tmax}")
+            if self.forget_bias is not None:
+                raise ValueError("set one of model.forget_bias and model.chrono_tmax (chrono sets the forget bias "
+                                 f"itself), got forget_bias={self.forget_bias}, chrono_tmax={self.chrono_tmax}")
+            if self.cell == "rnn":
+                raise ValueError("model.chrono_tmax needs a gated cell (lstm or gru); the plain RNN has no gate")
 
 
 @dataclass(frozen=True)
@@ -73,6 +89,12 @@ class GeneratedData(DataConfig):
     ``bucket_pool_batches`` are not used: every sequence is trained on whole, with full BPTT."""
 
     seed: int = 1234  # fixes the validation and test sequences: the same for every cell and training seed
+    # Curriculum over T (Bengio et al. 2009; Zaremba & Sutskever 2014): 0 is off. Else training starts at
+    # curriculum_start steps and doubles every curriculum_steps optimiser steps until data.length; the
+    # validation and test sequences always have data.length steps. Short sequences teach what to store before
+    # the long ones must carry it far. Needs a task with data.length (adding, temporal-order, copy).
+    curriculum_start: int = 0
+    curriculum_steps: int = 500  # steps per doubling: a few hundred steps learn each length on adding at T <= 100
     train_batches: int = 250  # fresh training batches per epoch (then a validation pass and a checkpoint)
     val_size: int = 1000  # validation sequences: picks the best weights; 1000 resolves a 0.1% success rate
     test_size: int = 2560  # the size of Hochreiter & Schmidhuber's (1997) test sets
@@ -81,6 +103,9 @@ class GeneratedData(DataConfig):
         super()._validate()
         if not 0 <= self.seed < 2**32:
             raise ValueError(f"data.seed must be in [0, 2**32), got {self.seed}")
+        if self.curriculum_start < 0 or self.curriculum_steps < 1:
+            raise ValueError(f"data.curriculum_start must be >= 0 and data.curriculum_steps >= 1, got "
+                             f"{self.curriculum_start} and {self.curriculum_steps}")  # fmt: skip
         for name in ("train_batches", "val_size", "test_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"data.{name} must be >= 1, got {getattr(self, name)}")
@@ -103,11 +128,41 @@ def resolved_hidden_size(model: ModelConfig) -> int:
     return H
 
 
+def chrono_biases(hidden_size: int, t_max: int, generator: torch.Generator | None = None) -> Tensor:
+    """Tallec & Ollivier's (2018) chrono forget biases: ``log(u)``, u ~ U(1, t_max - 1), one per unit (H,)."""
+    if t_max < 3:
+        raise ValueError(f"t_max must be >= 3, got {t_max}")
+    u = 1.0 + (t_max - 2.0) * torch.rand(hidden_size, generator=generator, dtype=torch.float64)  # U(1, T_max - 1)
+    return torch.log(u).float()
+
+
+def curriculum_length(data: GeneratedData, step: int) -> int:
+    """The training T at optimiser step ``step`` (0-based): ``curriculum_start`` doubled every ``curriculum_steps``
+    steps, at most ``data.length``; ``data.length`` when the curriculum is off."""
+    length = data.length  # type: ignore[attr-defined]
+    if not data.curriculum_start:
+        return length
+    return min(length, data.curriculum_start * 2 ** (step // data.curriculum_steps))
+
+
 def build_model(config: Config) -> SequenceModel:
-    """The task's ``SequenceModel`` with the resolved hidden size, and ``model.forget_bias`` set."""
+    """The task's ``SequenceModel`` with the resolved hidden size, and ``model.forget_bias`` or
+    ``model.chrono_tmax`` set (chrono draws from torch's global generator, seeded by the runner)."""
     model = SequenceModel(dataclasses.replace(config.model, hidden_size=resolved_hidden_size(config.model)))
     forget_bias = getattr(config.model, "forget_bias", None)
+    chrono = getattr(config.model, "chrono_tmax", None)
     rnn = model.rnn
+    if chrono is not None and config.model.cell in ("lstm", "gru"):
+        H = rnn.hidden_size
+        with torch.no_grad():
+            for k in range(rnn.num_layers):
+                b_f = chrono_biases(H, chrono)
+                bias_ih, bias_hh = getattr(rnn, f"bias_ih_l{k}"), getattr(rnn, f"bias_hh_l{k}")
+                bias_ih[H : 2 * H] = b_f  # f (LSTM's i, f, g, o) or z (GRU's r, z, n): the gate that keeps the state
+                bias_hh[H : 2 * H] = 0.0
+                if config.model.cell == "lstm":
+                    bias_ih[:H] = -b_f  # i = -f: a unit that keeps its memory long writes to it rarely
+                    bias_hh[:H] = 0.0
     if forget_bias is not None and config.model.cell in ("lstm", "gru"):
         H = rnn.hidden_size
         with torch.no_grad():
@@ -125,8 +180,20 @@ class OnlineBatches:
     ``generator_for(seed, "train", e, i)``. ``fit`` calls ``set_epoch``, so a resumed run replays
     and continues exactly the sequences a run never stopped would see."""
 
-    def __init__(self, make: Callable[[int, torch.Generator], Batch], seed: int, batches: int, batch_size: int):
+    def __init__(
+        self,
+        make: Callable[[int, torch.Generator], Batch],
+        seed: int,
+        batches: int,
+        batch_size: int,
+        *,
+        length_at: Callable[[int], int] | None = None,
+        make_length: Callable[[int, torch.Generator, int], Batch] | None = None,
+    ):
+        """``length_at(step)`` and ``make_length(n, generator, T)``: a curriculum, batch ``i`` of epoch ``e``
+        drawn at T = ``length_at(e * batches + i)`` (the optimiser step, when each batch is one step)."""
         self.make, self.seed, self.batches, self.batch_size = make, seed, batches, batch_size
+        self.length_at, self.make_length = length_at, make_length
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -137,7 +204,11 @@ class OnlineBatches:
 
     def __iter__(self) -> Iterator[Batch]:
         for i in range(self.batches):
-            yield self.make(self.batch_size, generator_for(self.seed, "train", self.epoch, i))
+            g = generator_for(self.seed, "train", self.epoch, i)
+            if self.length_at is None or self.make_length is None:
+                yield self.make(self.batch_size, g)
+            else:
+                yield self.make_length(self.batch_size, g, self.length_at(self.epoch * self.batches + i))
 
 
 def fingerprint(batches: list[Batch]) -> str:
@@ -237,6 +308,11 @@ class GeneratedTask(Task):
         if not isinstance(config.data, GeneratedData) or not isinstance(config.model, LongRangeModel):
             raise TaskError(f"task {self.name!r} needs its own [data] and [model] sections; build its config with "
                             "lstmkit.tasks.runner.build_config")  # fmt: skip
+        if config.data.curriculum_start and not hasattr(config.data, "length"):
+            raise TaskError(f"data.curriculum_start needs a task with data.length; {self.name!r} has none")
+        if config.data.curriculum_start and config.data.curriculum_start > config.data.length:
+            raise TaskError(f"data.curriculum_start {config.data.curriculum_start} exceeds data.length "
+                            f"{config.data.length}; start shorter")  # fmt: skip
         if config.model.vocab_size is not None:
             raise TaskError(f"model.vocab_size does not apply to {self.name!r}: its inputs are features; unset it")
         n_in, n_out = self.sizes(config.data)
@@ -273,9 +349,16 @@ class GeneratedTask(Task):
         """Fresh sequences every epoch (seeded by ``train.seed`` and the epoch); the fixed validation set."""
         assert isinstance(prepared, GeneratedPrepared)
         config = prepared.config
+        data = config.data
+        curriculum = {}
+        if data.curriculum_start:
+            curriculum = {
+                "length_at": lambda step: curriculum_length(data, step // config.train.accumulate),
+                "make_length": lambda n, g, T: self.generate(dataclasses.replace(data, length=T), n, g),
+            }
         train = OnlineBatches(
-            lambda n, g: self.generate(config.data, n, g), config.train.seed, config.data.train_batches,
-            config.data.batch_size,
+            lambda n, g: self.generate(data, n, g), config.train.seed, data.train_batches, data.batch_size,
+            **curriculum,
         )
         return TrainingData(train, prepared.batches["val"], self.step)
 

@@ -19,9 +19,9 @@ class Seq2SeqData(DataConfig):
     # seq2seq: your parallel data, SOURCE<TAB>TARGET a line (UTF-8); empty: the bundled dates demo
     tsv: str = ""
     source_tokens: str = "char"  # seq2seq with data.tsv: "char" or "word" (whitespace) symbols
-    target_tokens: str = "char"
+    target_tokens: str = "char"  # seq2seq with data.tsv: the target side's symbols, "char" or "word"
     val_fraction: float = 0.05  # seq2seq with data.tsv: shares of the pairs held out, drawn with split_seed
-    test_fraction: float = 0.05
+    test_fraction: float = 0.05  # seq2seq with data.tsv: 5% is thousands of pairs for a typical corpus
     split_seed: int = 0  # fixed apart from train.seed, so seeds share one split
     limit: int = 0  # keep only the first N pairs of each split (0: all); for smoke tests and quick looks
     # seq2seq without data.tsv: how many date pairs to generate per split (train, val, test)
@@ -52,8 +52,8 @@ class Seq2SeqTrain(TrainConfig):
     # schedule it is where the ratio ends: "linear" falls from 1 to it over sampling_steps training
     # batches, "inverse_sigmoid" follows k / (k + exp(i / k)) with k = sampling_steps / 10 (Bengio et al. 2015).
     teacher_forcing: float = 1.0
-    sampling_schedule: str = "constant"
-    sampling_steps: int = 10000
+    sampling_schedule: str = "constant"  # "constant" (teacher_forcing throughout), "linear" or "inverse_sigmoid"
+    sampling_steps: int = 10000  # batches over which a schedule falls: a few epochs of the bundled data
     label_smoothing: float = 0.1  # Szegedy et al. 2016; in training only: validation reports plain cross-entropy
 
     def _validate(self) -> None:

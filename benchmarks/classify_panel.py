@@ -1,0 +1,171 @@
+"""Classification panel: every UCR/UEA classification set bundled in sktime, the LSTM model chosen on the
+training cases only (k-fold CV below 100 training cases, else a 20% hold-out), 3 seeds and their ensemble,
+against 1-NN Euclidean and 1-NN DTW computed on the same scaled cases; writes Markdown.
+
+    OMP_NUM_THREADS=1 nice -n 19 python benchmarks/classify_panel.py --out runs/panel-classify
+    OMP_NUM_THREADS=1 nice -n 19 python benchmarks/classify_panel.py --out runs/panel-classify --baselines-only
+
+The candidates (``CANDIDATES``) are the config choices of ``classify``: the biLSTM (the default), LSTM-FCN
+and ALSTM-FCN (attention). The choice is per set, by mean validation loss over the folds (or the hold-out),
+seed 0 only (the budget); the chosen setting is then trained with seeds 0, 1, 2. The test split is read only
+to score the final models and the baselines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from lstmkit.tasks import runner
+from lstmkit.tasks.bundled import package_dir
+from lstmkit.tasks.classify import nn1_dtw_predict, nn1_predict, prepare_data, select
+from lstmkit.tasks.classify.scoring import predict_proba
+from lstmkit.tasks.rundir import open_run
+from lstmkit.train import set_values
+
+CANDIDATES = {
+    "biLSTM": {},
+    "LSTM-FCN": {"model.arch": "lstm-fcn", "model.bidirectional": False, "model.num_layers": 1,
+                 "model.hidden_size": 8, "model.dropout": 0.8},  # Karim et al.: 8-128 cells, dropout 0.8
+    "ALSTM-FCN": {"model.arch": "lstm-fcn", "model.bidirectional": False, "model.num_layers": 1,
+                  "model.hidden_size": 8, "model.dropout": 0.8, "model.pooling": "attention"},
+}  # fmt: skip
+
+# Published test accuracies of 1-NN Euclidean and 1-NN DTW (full window) for context: the UCR (Dau et al. 2019)
+# and UEA (Bagnall et al. 2018, DTW_D) archives' tables, as listed on timeseriesclassification.com. Written from
+# those tables, not re-read offline here: check against the archive before citing.
+PUBLISHED = {
+    "ACSF1": (0.540, 0.640), "ArrowHead": (0.800, 0.703), "GunPoint": (0.913, 0.907),
+    "ItalyPowerDemand": (0.955, 0.950), "OSULeaf": (0.521, 0.591), "PLAID": (0.523, 0.840),
+    "BasicMotions": (0.676, 0.975), "JapaneseVowels": (0.924, 0.959),
+}  # fmt: skip
+
+
+def classification_sets() -> list[str]:
+    """Every set in sktime/datasets/data with TRAIN/TEST .ts files and class labels (regression sets skipped)."""
+    root = package_dir("sktime") / "datasets" / "data"
+    out = []
+    for folder in sorted(root.iterdir()):
+        train = folder / f"{folder.name}_TRAIN.ts"
+        if train.is_file():
+            head = train.read_text(encoding="utf-8", errors="replace")[:4000].lower()
+            if "@classlabel true" in head:
+                out.append(folder.name)
+    return out
+
+
+def baselines(name: str, dtw_budget: float) -> dict:
+    config = runner.build_config("classify", overrides=[f"data.dataset={name}", "data.frame=1"])  # single steps
+    p = prepare_data(set_values(config, {"data.full_train": True}))  # every training case is a reference
+    ref, ref_y = p.cases["train"], p.targets["train"]
+    test, y = p.cases["test"], p.targets["test"]
+    length = max(len(c) for c in ref)
+    cells = len(ref) * len(test) * length**2
+    window = 1.0 if cells <= dtw_budget else 0.1  # full warping unless that is too slow for numpy here
+    started = time.perf_counter()
+    ed = float(np.mean(nn1_predict(ref, ref_y, test) == y))
+    dtw = None  # not computed: even a 10% band is hours of numpy here (PLAID)
+    if cells * 0.2 <= 10 * dtw_budget:
+        dtw = float(np.mean(nn1_dtw_predict(ref, ref_y, test, window) == y))
+    return {"train": len(ref), "test": len(test), "length": length, "channels": ref[0].shape[1],
+            "classes": len(p.classes), "ed": ed, "dtw": dtw, "dtw_window": window,
+            "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
+
+
+def lstm(name: str, seeds: list[int], workdir: Path, log, epochs: int | None) -> dict:
+    budget = [f"train.epochs={epochs}", f"train.patience={epochs}"] if epochs else []
+    base = runner.build_config("classify", overrides=[f"data.dataset={name}", "train.progress=false",
+                                                      "train.tensorboard=false", "train.threads=1",
+                                                      "data.dtw_baseline=false", *budget])  # fmt: skip
+    selection = select(base, CANDIDATES, seeds=(0,))
+    for s in selection.scores:
+        log(f"  {name} {s.name}: val loss {s.val_loss:.4f}, val accuracy {s.val_accuracy:.4f}, epochs {s.best_epochs}")
+    accuracies, probs, targets = [], [], None
+    for seed in seeds:
+        result = runner.train("classify", set_values(selection.final, {"train.seed": seed}), workdir / f"{name}-{seed}")
+        accuracies.append(result.metrics["test"]["accuracy"])
+        run = open_run(result.run_dir)
+        prepared = prepare_data(run.config)
+        probs.append(predict_proba(run.load_weights(run.task.build_model(run.config)), prepared.cases["test"]))
+        targets = prepared.targets["test"]
+    ensemble = float(np.mean(np.mean(probs, axis=0).argmax(1) == targets))
+    return {"plan": selection.plan, "chosen": selection.chosen.name, "accuracies": accuracies,
+            "mean": float(np.mean(accuracies)), "ensemble": ensemble,
+            "candidates": {s.name: [s.val_loss, s.val_accuracy] for s in selection.scores}}  # fmt: skip
+
+
+def markdown(results: dict) -> list[str]:
+    lines = ["| set | train/test, T, C, classes | validation | chosen | LSTM accuracy (seeds 0, 1, 2) | mean | "
+             "3-seed ensemble | 1-NN ED | 1-NN DTW | published ED / DTW |",
+             "|---|---|---|---|---|---:|---:|---:|---:|---|"]  # fmt: skip
+    for name, r in results.items():
+        if "baselines" not in r:
+            continue
+        b, m = r["baselines"], r.get("lstm")
+        pub = PUBLISHED.get(name)
+        cells = [name, f"{b['train']}/{b['test']}, {b['length']}, {b['channels']}, {b['classes']}"]
+        if m:
+            cells += [m["plan"], m["chosen"], ", ".join(f"{a:.4f}" for a in m["accuracies"]), f"{m['mean']:.4f}",
+                      f"{m['ensemble']:.4f}"]  # fmt: skip
+        else:
+            cells += ["not run", "", "", "", ""]
+        band = "" if b["dtw_window"] == 1 else f" (band {b['dtw_window']:g})"
+        dtw = "not computed (cost)" if b["dtw"] is None else f"{b['dtw']:.4f}{band}"
+        cells += [f"{b['ed']:.4f}", dtw, f"{pub[0]:.3f} / {pub[1]:.3f}" if pub else "—"]
+        lines.append("| " + " | ".join(cells) + " |")
+    # Which setting validation prefers across the panel (the basis for the task's default): each candidate's
+    # rank by validation loss within each set, averaged. No test score enters this.
+    ranked = [r["lstm"]["candidates"] for r in results.values() if r.get("lstm")]
+    if ranked:
+        names = list(ranked[0])
+        mean_rank = {n: float(np.mean([1 + sum(c[o][0] < c[n][0] for o in names) for c in ranked])) for n in names}
+        lines += ["", "Validation loss by candidate (training cases only; the choice per set), mean rank over "
+                  f"{len(ranked)} set(s): " + ", ".join(f"{n} {mean_rank[n]:.2f}" for n in names)]  # fmt: skip
+        for name, r in results.items():
+            if r.get("lstm"):
+                c = r["lstm"]["candidates"]
+                lines.append(f"- {name} ({r['lstm']['plan']}): " + ", ".join(
+                    f"{n} {c[n][0]:.4f} nats (accuracy {c[n][1]:.3f})" for n in names))  # fmt: skip
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--sets", nargs="*", help="names to run (default: every bundled classification set)")
+    parser.add_argument("--baselines-only", action="store_true")
+    parser.add_argument("--epochs", type=int, help="train.epochs (and patience) for every candidate and final run "
+                        "(default: the task's 250; the LSTM-FCN's conv branch makes that minutes per fold)")
+    parser.add_argument("--dtw-budget", type=float, default=3e9, help="cost-matrix cells for full-window DTW")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / "results.json"
+    results = json.loads(path.read_text()) if path.exists() else {}
+
+    def log(line: str) -> None:
+        print(line, flush=True)
+        with (args.out / "log.txt").open("a") as f:
+            f.write(line + "\n")
+
+    for name in args.sets or classification_sets():
+        r = results.setdefault(name, {})
+        if "baselines" not in r:
+            r["baselines"] = baselines(name, args.dtw_budget)
+            log(f"{name}: baselines {r['baselines']}")
+        if not args.baselines_only and "lstm" not in r:
+            started = time.perf_counter()
+            with tempfile.TemporaryDirectory(dir=args.out) as tmp:
+                r["lstm"] = lstm(name, args.seeds, Path(tmp), log, args.epochs)
+            log(f"{name}: LSTM {r['lstm']} in {time.perf_counter() - started:.0f} s")
+        path.write_text(json.dumps(results, indent=1))
+        (args.out / "panel.md").write_text("\n".join(markdown(results)) + "\n")
+
+
+if __name__ == "__main__":
+    main()

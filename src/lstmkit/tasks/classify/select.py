@@ -1,0 +1,93 @@
+"""Model selection for ``classify`` on the training cases only: hold-out or stratified k-fold cross-validation.
+
+Below :data:`SMALL_TRAIN` training cases a single 20% hold-out leaves a handful of validation cases per class
+(GunPoint: 10 of 50), and the choice between settings becomes a coin flip; there every candidate is trained
+on each of :data:`FOLDS` stratified folds and judged by its mean validation loss over the folds, and the
+chosen setting is then trained on every training case (``data.full_train``) for the median of the folds' best
+epochs. From :data:`SMALL_TRAIN` cases up, one stratified hold-out of ``data.val_fraction`` is used, and the
+chosen setting keeps it for early stopping. The test split is never read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import tempfile
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from lstmkit.tasks.classify.data import load_cases
+from lstmkit.tasks.classify.scoring import predict
+from lstmkit.tasks.registry import get_task
+from lstmkit.train import Config, fit, seed_everything, set_values
+
+SMALL_TRAIN = 100  # fewer training cases than this: k-fold cross-validation instead of one hold-out
+FOLDS = 5  # k: each fold holds 20% of the cases, as the hold-out would, but every case validates once
+
+
+@dataclasses.dataclass
+class CandidateScore:
+    """One candidate setting's validation results over folds and seeds."""
+
+    name: str
+    values: dict[str, Any]  # the "section.key" values the candidate sets
+    val_loss: float  # mean over folds and seeds of the best validation cross-entropy
+    val_accuracy: float  # mean over folds and seeds, at the best epoch
+    best_epochs: list[int]
+
+
+@dataclasses.dataclass
+class Selection:
+    """The chosen candidate, every candidate's scores, and the config to train the final model with."""
+
+    plan: str  # "holdout" or "5-fold"
+    scores: list[CandidateScore]
+    chosen: CandidateScore
+    final: Config
+
+
+def validation_plan(n_train: int) -> int:
+    """Folds to use for ``n_train`` training cases: 0 (one hold-out) from SMALL_TRAIN up, else FOLDS."""
+    return FOLDS if n_train < SMALL_TRAIN else 0
+
+
+def score_candidate(
+    base: Config, name: str, values: Mapping[str, Any], *, folds: int, seeds: Sequence[int]
+) -> CandidateScore:
+    """Train ``base`` with ``values`` on every fold (or the hold-out when ``folds`` is 0) and seed; no test."""
+    task = get_task("classify")
+    losses, accuracies, epochs = [], [], []
+    for fold in range(max(folds, 1)):
+        for seed in seeds:
+            config = set_values(base, {**values, "data.folds": folds, "data.fold": fold, "train.seed": seed,
+                                       "data.full_train": False, "data.dtw_baseline": False})  # fmt: skip
+            prepared = task.prepare(config)
+            seed_everything(seed)
+            model = task.build_model(prepared.config)
+            data = task.training_data(prepared)
+            with tempfile.TemporaryDirectory(prefix="lstmkit-select-") as tmp:
+                result = fit(model, data.train, data.step, config=prepared.config, out_dir=tmp, val_data=data.val)
+            losses.append(result.best_val_loss)
+            accuracies.append(float(np.mean(predict(model, prepared.cases["val"]) == prepared.targets["val"])))
+            epochs.append(result.best_epoch)
+    return CandidateScore(name, dict(values), float(np.mean(losses)), float(np.mean(accuracies)), epochs)
+
+
+def select(
+    base: Config, candidates: Mapping[str, Mapping[str, Any]], *, seeds: Sequence[int] = (0,), folds: int | None = None
+) -> Selection:
+    """Score every candidate on the training cases (folds from :func:`validation_plan` unless given), choose the
+    lowest mean validation loss (ties: the higher accuracy, then the first listed), and build the final config."""
+    if not candidates:
+        raise ValueError("candidates must name at least one setting")
+    n_train = len(load_cases(base.data)[0].series)
+    folds = validation_plan(n_train) if folds is None else folds
+    scores = [score_candidate(base, name, values, folds=folds, seeds=seeds) for name, values in candidates.items()]
+    chosen = min(scores, key=lambda s: (s.val_loss, -s.val_accuracy))
+    final = set_values(base, chosen.values)
+    if folds:
+        epochs = max(1, round(statistics.median(chosen.best_epochs)))
+        final = set_values(final, {"data.full_train": True, "train.epochs": epochs})
+    return Selection("holdout" if not folds else f"{folds}-fold", scores, chosen, final)

@@ -1,0 +1,130 @@
+"""classify: k-fold validation and model selection on the training cases, the LSTM-FCN and attention readouts,
+and the 1-NN DTW baseline, on cases whose answers are known by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from lstmkit.models import AttentionPool, ClassifyModel, FCNClassifier, SequenceClassifier
+from lstmkit.tasks import TaskError, get_task, runner
+from lstmkit.tasks.baselines import dtw_distances, nearest_neighbour_dtw
+from lstmkit.tasks.classify import (
+    ClassifyData,
+    select,
+    stratified_folds,
+    validation_index,
+    validation_plan,
+)
+from lstmkit.tasks.rundir import open_run
+from lstmkit.train import set_values
+
+
+def test_stratified_folds_deal_each_class_evenly_and_every_case_validates_once():
+    labels = np.array([0] * 10 + [1] * 5)
+    fold = stratified_folds(labels, 5, seed=3)
+    for k in range(5):
+        members = labels[fold == k]
+        assert (members == 0).sum() == 2 and (members == 1).sum() == 1  # 10 / 5 and 5 / 5 per fold
+    assert np.array_equal(fold, stratified_folds(labels, 5, seed=3))  # the split seed fixes it
+    assert not np.array_equal(fold, stratified_folds(labels, 5, seed=4))
+    index = [validation_index(labels, ClassifyData(folds=5, fold=k, split_seed=3)) for k in range(5)]
+    assert sorted(np.concatenate(index).tolist()) == list(range(15))  # the folds partition the cases
+    assert len(validation_index(labels, ClassifyData(full_train=True))) == 0
+    assert validation_plan(99) == 5 and validation_plan(100) == 0  # the line: 100 training cases
+    with pytest.raises(ValueError, match=r"data\.folds must be 0 \(hold-out\) or >= 2"):
+        ClassifyData(folds=1)
+    with pytest.raises(ValueError, match=r"0 <= data\.fold < data\.folds"):
+        ClassifyData(folds=3, fold=3)
+
+
+def test_dtw_by_hand_and_where_it_beats_euclidean():
+    a = np.array([0.0, 1, 2, 3])[None, :, None]
+    b = np.array([0.0, 0, 1, 2])[None, :, None]
+    # Warping pairs a0-b0, a0-b1, a1-b2, a2-b3, a3-b3: only the last costs (3 - 2)^2 = 1.
+    assert dtw_distances(a, b)[0, 0] == 1.0
+    assert dtw_distances(a, b, window=0)[0, 0] == 3.0  # no warping: the squared Euclidean distance, 0+1+1+1
+    a2, b2 = np.concatenate([a, a], axis=2), np.concatenate([b, b], axis=2)  # each channel twice
+    assert dtw_distances(a2, b2)[0, 0] == 2.0  # channels add their costs along the one shared path
+    spike, flat = [0.0, 0, 0, 5, 0, 0], [1.0] * 6
+    train = np.array([spike, flat])[:, :, None]
+    test = np.array([[0.0, 5, 0, 0, 0, 0]])[:, :, None]  # the spike, earlier
+    # Euclidean: 25 + 25 = 50 to the late spike, 1 + 16 + 4 * 1 = 21 to the flat line; DTW aligns the spikes: 0.
+    assert dtw_distances(test, train)[0].tolist() == [0.0, 21.0]
+    assert nearest_neighbour_dtw(train, np.array(["spike", "flat"]), test).tolist() == ["spike"]
+    assert nearest_neighbour_dtw(train, np.array(["spike", "flat"]), test, window=0).tolist() == ["flat"]
+
+
+def test_attention_pool_weights_only_real_steps():
+    pool = AttentionPool(3)
+    with torch.no_grad():
+        pool.score.weight.zero_()  # equal scores: the plain mean over the real steps
+    y = torch.arange(24.0).reshape(4, 2, 3)  # (T, B, F)
+    out = pool(y, torch.tensor([4, 2]))
+    assert torch.allclose(out[0], y[:, 0].mean(0)) and torch.allclose(out[1], y[:2, 1].mean(0))
+
+
+@pytest.mark.parametrize("arch", ["lstm", "lstm-fcn"])
+def test_a_case_scores_the_same_alone_and_padded_in_a_batch(arch):
+    torch.manual_seed(0)
+    config = ClassifyModel(input_size=2, output_size=3, hidden_size=8, num_layers=1, dropout=0.0, arch=arch,
+                           pooling="attention", max_length=12)  # fmt: skip
+    model = (FCNClassifier if arch == "lstm-fcn" else SequenceClassifier)(config).eval()
+    long, short = torch.randn(12, 1, 2), torch.randn(7, 1, 2)
+    batch = torch.cat([long, torch.cat([short, torch.zeros(5, 1, 2)])], dim=1)  # (12, 2, 2), short zero-padded
+    together = model(batch, torch.tensor([12, 7]))
+    assert torch.allclose(together[1], model(short, torch.tensor([7]))[0], atol=1e-5)
+    if arch == "lstm-fcn":
+        assert model.rnn.input_size == 12  # the dimension shuffle: time steps are the LSTM's features
+        assert [m.out_channels for m in model.fcn if isinstance(m, torch.nn.Conv1d)] == [128, 256, 128]
+        assert [m.kernel_size[0] for m in model.fcn if isinstance(m, torch.nn.Conv1d)] == [8, 5, 3]
+
+
+def smoke(tmp_path, *values: str):
+    task = get_task("classify")
+    config = task.smoke_config(tmp_path)
+    return set_values(config, dict(v.split("=", 1) for v in values)) if values else config
+
+
+def test_lstm_fcn_trains_with_folds_scores_dtw_and_refuses_onnx(tmp_path):
+    config = runner.build_config("classify", overrides=[])  # a check that the keys exist on the task's config
+    assert config.model.arch == "lstm" and config.data.folds == 0
+    base = get_task("classify").smoke_config(tmp_path)
+    config = set_values(base, {"model.arch": "lstm-fcn", "model.pooling": "attention", "model.fcn_filters": (4, 8, 4),
+                               "data.folds": 3, "data.fold": 1})  # fmt: skip
+    result = runner.train("classify", config, tmp_path / "run")
+    test = result.metrics["test"]
+    assert test["cases"] == 12 and 0 <= test["baseline_1nn_dtw"]["accuracy"] <= 1
+    assert result.metrics["cases"]["val"] == 8 and result.metrics["cases"]["train"] == 16  # fold 1 of 3 of 24
+    assert any("1-NN DTW baseline" in line for line in result.lines)
+    run = open_run(tmp_path / "run")
+    with pytest.raises(TaskError, match="cannot be exported to ONNX yet"):
+        run.task.serving_metadata(run)
+
+
+def test_selection_uses_folds_below_the_line_then_trains_on_every_case(tmp_path):
+    base = get_task("classify").smoke_config(tmp_path)  # 24 training cases: below SMALL_TRAIN
+    candidates = {"last": {"model.pooling": "last"}, "mean": {"model.pooling": "mean"}}
+    selection = select(base, candidates, seeds=(0,), folds=None)
+    assert selection.plan == "5-fold"
+    assert [len(s.best_epochs) for s in selection.scores] == [5, 5]  # every fold, one seed
+    chosen = selection.chosen
+    assert chosen is min(selection.scores, key=lambda s: (s.val_loss, -s.val_accuracy))
+    final = selection.final
+    assert final.data.full_train and final.model.pooling == chosen.values["model.pooling"]
+    assert final.train.epochs == max(1, round(float(np.median(chosen.best_epochs))))
+    result = runner.train("classify", set_values(final, {"data.dtw_baseline": False}), tmp_path / "final")
+    assert result.metrics["cases"] == {"train": 24, "val": 0, "test": 12} and result.metrics["val"] is None
+    assert "trained on every training case" in result.lines[1]
+
+
+def test_dtw_of_framed_cases_warps_single_steps():
+    from lstmkit.tasks.classify import nn1_dtw_predict, to_frames
+
+    spike, flat, early = [0.0, 0, 0, 0, 5, 0], [1.0] * 6, [0.0, 5, 0, 0, 0, 0]
+    framed = [to_frames(np.array(c)[:, None], 2) for c in (spike, flat, early)]  # (3, 2): two steps a row
+    # Unframed, the early spike warps onto the late one (DTW 0 against 16 + 5 = 21 to the flat line). In blocks of
+    # two steps the rows [0, 5] and [5, 0] cannot align: 25 or more to the spike, 17 + 2 + 2 = 21 to the flat line.
+    assert nn1_dtw_predict(framed[:2], np.array([0, 1]), framed[2:], 1.0, frame=2).tolist() == [0]
+    assert nn1_dtw_predict(framed[:2], np.array([0, 1]), framed[2:], 1.0, frame=1).tolist() == [1]
