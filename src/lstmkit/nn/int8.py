@@ -110,6 +110,8 @@ def inference_runnable(x: Tensor, impl: str) -> bool:
     """Whether a call may take an inference-only C++ path (int8, low rank): no autograd, CPU float32
     or float64, eager, the C++ kernel built, ``impl`` "auto" or "cpp", and not inside
     :func:`rebuilt_weights`."""
+    if torch.compiler.is_compiling():  # compiled and exported graphs hold the float path only
+        return False
     return (
         not _REBUILT.get()
         and impl in ("auto", "cpp")
