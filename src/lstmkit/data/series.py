@@ -138,8 +138,8 @@ def _fill(column: np.ndarray, how: str) -> np.ndarray:
     return out
 
 
-def check_regular_dates(dates: Sequence[str], lines: Sequence[int], path: str) -> None:
-    """Raise ``ValueError`` when ``dates`` are not increasing and evenly spaced, naming the gap."""
+def _date_positions(dates: Sequence[str], lines: Sequence[int], path: str) -> list:
+    """``date_position`` of every date (one format for the whole column), errors naming the CSV line."""
     positions = []
     for date, line in zip(dates, lines, strict=True):
         try:
@@ -149,6 +149,12 @@ def check_regular_dates(dates: Sequence[str], lines: Sequence[int], path: str) -
     units = {u for u, _ in positions}
     if len(units) > 1:
         raise ValueError(f"{path}: the date column mixes formats ({sorted(units)}); use one format")
+    return positions
+
+
+def check_regular_dates(dates: Sequence[str], lines: Sequence[int], path: str) -> None:
+    """Raise ``ValueError`` when ``dates`` are not increasing and evenly spaced, naming the gap."""
+    positions = _date_positions(dates, lines, path)
     steps = [b[1] - a[1] for a, b in itertools.pairwise(positions)]
     if not steps:
         return
@@ -230,15 +236,7 @@ def _insert_missing_dates(
     features: np.ndarray, dates: list[str], lines: list[int], path: str
 ) -> tuple[np.ndarray, list[str]]:
     """Rows of NaN (and their date labels) for the dates missing from an evenly spaced date column."""
-    positions = []
-    for date, line in zip(dates, lines, strict=True):
-        try:
-            positions.append(date_position(date))
-        except ValueError as e:
-            raise ValueError(f"{path}: line {line}: {e}") from None
-    units = {u for u, _ in positions}
-    if len(units) > 1:
-        raise ValueError(f"{path}: the date column mixes formats ({sorted(units)}); use one format")
+    positions = _date_positions(dates, lines, path)
     if len(positions) < 2:
         return features, dates
     unit, pos = positions[0][0], np.array([p for _, p in positions])
