@@ -32,7 +32,7 @@ def test_factors_in_the_scan_equal_the_rebuilt_matrix(name, dtype):
     x = torch.randn(9, 3, 20, dtype=dtype)
     lengths = torch.tensor([9, 5, 2])
     with torch.no_grad():
-        assert m._inference_plan(1, 1, x)[0] == "lowrank"
+        assert m._lowrank_plan(1, 1, x) is not None and m._int8_plan(1, 1, x) is None
         got, (h, c) = m(x, lengths=lengths)
     want, (h_ref, c_ref) = m(x, lengths=lengths)  # grad mode: the rebuilt matrices
     assert m._inference_plan(0, 0, x) is None  # (grad mode: never the factor path)
@@ -47,8 +47,8 @@ def test_dense_input_side_with_a_low_rank_recurrent_matrix():
     m = lstmkit.LSTM(3, 32).eval()
     lowrank_model(m, rank=4)  # W_ih (128, 3): rank 4 would not be smaller, it stays dense
     with torch.no_grad():
-        plan = m._inference_plan(0, 0, torch.zeros(1, 1, 3))
-        assert plan[0] == "lowrank" and plan[1] is None
+        plan = m._lowrank_plan(0, 0, torch.zeros(1, 1, 3))
+        assert plan is not None and plan[0] is None  # no W_ih factors
         x = torch.randn(6, 2, 3)
         got, _ = m(x)
     want, _ = m(x)

@@ -184,12 +184,10 @@ class RecurrentBase(nn.Module, metaclass=ABCMeta):
         """Run one layer and direction over x (T, B, in); return y (T, B, P) and the final state."""
 
     def _inference_plan(self, layer: int, direction: int, x: Tensor):
-        """What :meth:`_run_plan` needs when this layer and direction has a faster inference path for
-        its compressed weights (int8, low rank), else None. Layers without one keep this default."""
+        """A function ``(x, state, mask) -> (y, state)`` running this layer and direction on a faster
+        inference path for its compressed weights (int8, low rank), or None. Layers without one keep
+        this default."""
         return None
-
-    def _run_plan(self, x: Tensor, state: tuple[Tensor, ...], plan, mask: Tensor | None):
-        raise NotImplementedError
 
     # --- input checks ------------------------------------------------------------------------
     def _check_input(self, input: Tensor | PackedSequence, lengths: Tensor | None):
@@ -308,9 +306,9 @@ class RecurrentBase(nn.Module, metaclass=ABCMeta):
                     # One mask per sequence, shared by every step (variational dropout).
                     keep = 1.0 - self.recurrent_dropout
                     drop = x.new_empty(B, self.output_size).bernoulli_(keep).div_(keep)
-                plan = self._inference_plan(layer, d, seq) if drop is None else None
-                if plan is not None:
-                    y, state = self._run_plan(seq, state, plan, mask)
+                run = self._inference_plan(layer, d, seq) if drop is None else None
+                if run is not None:
+                    y, state = run(seq, state, mask)
                 else:
                     y, state = self._run_direction(seq, state, layer_weights(self, layer, d), mask, drop)
                 outs.append(y if d == 0 else reverse_padded(y, lengths))

@@ -246,7 +246,7 @@ class LSTM(RecurrentBase):
         return q_ih, q_hh, q_hr, rest
 
     def _lowrank_plan(self, layer: int, direction: int, x: Tensor):
-        """("lowrank", W_ih factors or None, W_hh factors, the other weights) when W_hh is low rank
+        """(W_ih's factors or None, W_hh's factors, the other weights) when W_hh is low rank
         (lstmkit.formats.lowrank) and this call is eager CPU inference; else None."""
         if not inference_runnable(x, self.impl):
             return None
@@ -258,16 +258,16 @@ class LSTM(RecurrentBase):
         skip = {"w_hh"} | ({"w_ih"} if f_ih is not None else set())  # never rebuilt here
         rest = LSTMWeights(**{f: None if f in skip else getattr(self, n + sfx, None)
                               for f, n in LSTMWeights.PARAMETER_NAMES.items()})  # fmt: skip
-        return "lowrank", f_ih, f_hh, rest
+        return f_ih, f_hh, rest
 
     def _inference_plan(self, layer: int, direction: int, x: Tensor):
         plan = self._int8_plan(layer, direction, x)
-        return ("int8", *plan) if plan is not None else self._lowrank_plan(layer, direction, x)
-
-    def _run_plan(self, x, state, plan, mask):
-        if plan[0] == "lowrank":
-            return self._run_lowrank(x, state, plan[1:], mask)
-        return self._run_int8(x, state, plan[1:], mask)
+        if plan is not None:
+            return lambda x, state, mask: self._run_int8(x, state, plan, mask)
+        plan = self._lowrank_plan(layer, direction, x)
+        if plan is not None:
+            return lambda x, state, mask: self._run_lowrank(x, state, plan, mask)
+        return None
 
     def _run_lowrank(self, x, state, plan, mask):
         f_ih, (left, right), w = plan
