@@ -952,8 +952,8 @@ std::vector<Tensor> forward_int8(const Tensor& xg_, const Tensor& h0_, const Ten
   TORCH_CHECK((q_hr != nullptr) == (P != H), "lstm_scan_int8: w_hr must be given exactly when P != H");
   TORCH_CHECK(q_hr == nullptr || (q_hr->rows() == P && q_hr->cols() == H), "lstm_scan_int8: w_hr must be (", P,
               ", ", H, ")");
-  const Tensor none;
-  return forward_impl<float>(xg, h0, c0, none, q_hr ? at::empty({P, H}, xg.options()) : none, peep, g_hh, g_c, b_c,
+  const Tensor none;  // w_hr below only marks "projection": its values are q_hr's, never read
+  return forward_impl<float>(xg, h0, c0, none, q_hr ? at::empty({0}, xg.options()) : none, peep, g_hh, g_c, b_c,
                              none, mask, coupled, eps, false, g_ih, b_x, &q_hh, q_hr);
 }
 
