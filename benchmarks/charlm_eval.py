@@ -55,8 +55,6 @@ def main(argv: list[str] | None = None) -> None:
         return go
 
     fns = {"lstmkit": run(ours), "torch.nn": run(native)}
-    for fn in fns.values():
-        fn()
     t = interleaved(fns, args.rounds, warmup=1, min_time=0.05)
     ratios = paired_ratios(t["lstmkit"], t["torch.nn"])
     lo, hi = quartiles(ratios)

@@ -26,7 +26,7 @@ import warnings
 from pathlib import Path
 
 import torch
-from _timing import interleaved, machine_description, median, paired_ratios
+from _timing import emit_report, interleaved, machine_description, median, paired_ratios
 
 import lstmkit
 from lstmkit.formats.quantized import quantize_model
@@ -79,8 +79,6 @@ def bench(H: int, rounds: int) -> dict[str, dict[str, float]]:
         "step torch.ao": ao_step,
         "seq float": seq(f), "seq int8": seq(q), "seq torch.ao": seq(ao),
     }  # fmt: skip
-    for fn in fns.values():  # lazy set-up (merged or packed weights) before interleaved calibrates calls
-        fn()
     t = interleaved(fns, rounds, warmup=1, min_time=0.05)
     out = {}
     for kind in ("step", "seq"):
@@ -119,10 +117,7 @@ def main(argv: list[str] | None = None) -> None:
             f"| {1e3 * q['int8']:.2f} ({q['int8 x']:.2f}) | {1e3 * q['torch.ao']:.2f} ({q['torch.ao x']:.2f}) |"
         )
         print(lines[-1], file=sys.stderr, flush=True)
-    report = "\n".join(lines) + "\n"
-    print(report)
-    if args.out:
-        args.out.write_text(report)
+    emit_report(lines, args.out)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 import torch
-from _timing import interleaved, machine_description, median, paired_ratios
+from _timing import emit_report, interleaved, machine_description, median, paired_ratios
 
 import lstmkit
 from lstmkit.formats.lowrank import lowrank_model
@@ -67,16 +67,11 @@ def main(argv: list[str] | None = None) -> None:
                 m = copy.deepcopy(dense)
                 lowrank_model(m, rank=r)
                 fns[f"R={r}"] = run(m)
-            for fn in fns.values():
-                fn()
             t = interleaved(fns, args.rounds, warmup=1, min_time=0.05)
             cells = [f"{median(paired_ratios(t['dense'], t[f'R={r}'])):.2f}" if f"R={r}" in t else "–" for r in ranks]
             lines.append(f"| {H} | {B} | {1e3 * median(t['dense']):.2f} | " + " | ".join(cells) + " |")
             print(lines[-1], file=sys.stderr, flush=True)
-    report = "\n".join(lines) + "\n"
-    print(report)
-    if args.out:
-        args.out.write_text(report)
+    emit_report(lines, args.out)
 
 
 if __name__ == "__main__":
