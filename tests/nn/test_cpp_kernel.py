@@ -304,6 +304,22 @@ def test_batch_of_one_every_matmul_path(c, gemm, isa):
     check_equal(args)
 
 
+@pytest.mark.parametrize("m, k, n", [(1, 64, 48), (3, 300, 100), (17, 1500, 96), (64, 2048, 64), (5, 4100, 40)])
+def test_step_product_every_path(m, k, n, gemm, isa):
+    """The per-step product alone, each path (panels with K above 1024 in blocks of 512 rows, the last
+    block partial): within the elementwise bound gamma_K |A| |W| of the exact product, float32."""
+    ext = _cpp._module
+    gen = torch.Generator().manual_seed(k)
+    a, w = torch.randn(m, k, generator=gen), torch.randn(k, n, generator=gen)
+    c, secs = ext.step_product(a, w, 3)
+    exact = a.double() @ w.double()
+    bound = _rounding.gamma(k + 1, _rounding.unit_roundoff(torch.float32)) * (a.double().abs() @ w.double().abs())
+    assert c.shape == (m, n) and secs >= 0
+    assert bool(((c.double() - exact).abs() <= bound).all()), float((c.double() - exact).abs().max())
+    with pytest.raises(RuntimeError, match=r"step_product: A \(M, K\) and W \(K, N\)"):
+        ext.step_product(a, w.t(), 1)
+
+
 def test_auto_matmul_choice():
     """The automatic path (measured, docs/benchmarks.md): brgemm on AVX-512; on AVX2 gemv_rows for one
     batch row, and for several rows brgemm on panels once there are enough steps to pay for copying W,
