@@ -13,11 +13,20 @@ extension built on the fly (about a minute, cached by torch):
 Prints GFLOP/s (2 B H 4H per product); each cell is the best of 5 timings.
 
     python benchmarks/step_products.py
+
+With ``--kernel``, the products run through lstmkit's own C++ kernel instead (its ``step_product`` hook:
+the ``StepGemm`` the scan uses, each path forced in turn, ``torch.mm`` beside them in the same rounds), at
+the shapes given as M x K x N: the forward's (B, H) x (H, 4H) and the backward's dL/dh product
+(B, 4H) x (4H, H), where panels run K above 1024 in blocks of 512 rows:
+
+    python benchmarks/step_products.py --kernel --shapes 64x1024x4096,64x4096x1024,16x4096x1024
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
+import time
 
 import torch
 from _timing import machine_description
@@ -94,7 +103,62 @@ double bench(int64_t mode, int64_t B, int64_t H) {
 MODES = ["brgemm", "panels16", "panels32", "mkl_packed", "sgemm", "gemv"]
 
 
+def kernel_table(shapes: list[tuple[int, int, int]], rounds: int = 5, steps: int = 20) -> None:
+    """GFLOP/s of lstmkit's own per-step product paths (best of ``rounds`` interleaved rounds)."""
+    from lstmkit.nn import _cpp
+
+    _cpp._ext()
+    ext = _cpp._module
+    modes = [m for m in ("brgemm", "panels", "packed", "blas") if m != "packed" or _try_mode(ext, m)]
+    print(f"lstmkit kernel, instruction set {ext.isa()}; {steps} steps per timing, best of {rounds} rounds.\n")
+    print("| M x K x N | " + " | ".join(modes) + " | torch.mm |")
+    print("|---|" + "---:|" * (len(modes) + 1))
+    before = ext.gemm()
+    for M, K, N in shapes:
+        a, w = torch.randn(M, K), torch.randn(K, N)
+        best = dict.fromkeys([*modes, "mm"], 0.0)
+        flop = 2.0 * M * K * N * steps
+        for _ in range(rounds):
+            for m in modes:
+                ext.set_gemm(m)
+                best[m] = max(best[m], flop / ext.step_product(a, w, steps)[1] / 1e9)
+            c = torch.empty(M, N)
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                torch.mm(a, w, out=c)
+            best["mm"] = max(best["mm"], flop / (time.perf_counter() - t0) / 1e9)
+        ext.set_gemm(before)
+        print(f"| {M} x {K} x {N} | " + " | ".join(f"{best[m]:.0f}" for m in [*modes, "mm"]) + " |", flush=True)
+
+
+def _try_mode(ext, mode: str) -> bool:
+    before = ext.gemm()
+    try:
+        ext.set_gemm(mode)
+        return True
+    except RuntimeError:
+        return False
+    finally:
+        ext.set_gemm(before)
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--kernel", action="store_true", help="time lstmkit's own StepGemm paths")
+    parser.add_argument("--shapes", default="64x1024x4096,64x4096x1024,16x1024x4096,16x4096x1024",
+                        help="with --kernel: comma list of MxKxN")
+    args = parser.parse_args()
+    if args.kernel:
+        torch.set_num_threads(1)
+        print(f"Command: `python {' '.join(sys.argv)}`\n\nMachine: {machine_description()}. One thread.\n")
+        try:
+            shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
+        except ValueError:
+            parser.error(f"--shapes must be a comma list of MxKxN, got {args.shapes!r}")
+        if any(len(s) != 3 or min(s) < 1 for s in shapes):
+            parser.error(f"--shapes must be a comma list of MxKxN with sizes >= 1, got {args.shapes!r}")
+        kernel_table(shapes)
+        return
     ext = load_inline("lstmkit_step_products", cpp_sources=SOURCE, functions=["bench"], extra_cflags=["-O3"])
     torch.set_num_threads(1)
     print(f"Command: `python {' '.join(sys.argv)}`\n\nMachine: {machine_description()}. One thread.\n")
