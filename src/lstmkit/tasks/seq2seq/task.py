@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import sys
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -32,7 +33,7 @@ from lstmkit.tasks.seq2seq.data import (
 )
 from lstmkit.tasks.seq2seq.scoring import g2p_scores, predictions, text_scores
 from lstmkit.tasks.seq2seq.steps import seq2seq_distill_step, seq2seq_step
-from lstmkit.train import Config, evaluate, fit, set_values
+from lstmkit.train import Config, evaluate, fit, latest_intact_checkpoint, load_checkpoint, set_values
 
 SOURCE_VOCAB, TARGET_VOCAB, DATA = "source_vocab.json", "target_vocab.json", "data.json"
 _DATA_FORMAT, _DATA_VERSION = "lstmkit.seq2seq-data", 1
@@ -123,7 +124,8 @@ class _Seq2SeqTask(Task):
         config = prepared.config
         model = self.build_model(config)
         data = self.training_data(prepared)
-        result = fit(model, data.train, data.step, config=config, out_dir=run_dir, val_data=data.val)
+        step = seq2seq_step(config.train, start_batch=_batches_done(run_dir, config))
+        result = fit(model, data.train, step, config=config, out_dir=run_dir, val_data=data.val)
         model.eval()
         return {
             "split": "val",
@@ -188,6 +190,15 @@ class _Seq2SeqTask(Task):
     def _head(self, metrics: dict[str, Any]) -> str:
         return (f"val loss: {metrics['nats_per_token']:.4f} nats/symbol, best epoch {metrics['best_epoch']} of "
                 f"{metrics['epochs']}, {metrics['parameters']:,} parameters, beam {metrics['beam_size']}")
+
+
+def _batches_done(run_dir: Path, config: Config) -> int:
+    """The training batches of the checkpoint ``fit`` will resume from (0 for a new run), so that the
+    teacher-forcing schedule goes on where it stopped: each optimiser step ran ``train.accumulate``."""
+    newest, notes = latest_intact_checkpoint(run_dir / "checkpoints", config_like=config)
+    for note in notes:  # fit finds the same checkpoint next and would say nothing more
+        print(f"lstmkit: {note}", file=sys.stderr)
+    return 0 if newest is None else load_checkpoint(newest, config_like=config).step * config.train.accumulate
 
 
 def _default_model(**kw: Any) -> Seq2SeqModel:
