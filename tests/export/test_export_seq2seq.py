@@ -59,3 +59,27 @@ def test_export_verifies_and_numpy_beam_search_matches_pytorch(tmp_path, variant
         assert [h.finished for h in w] == [h["finished"] for h in g]
         assert [h["score"] for h in g] == pytest.approx([h.score for h in w], abs=1e-4)
     assert translator.translate(texts[:1])[0][0][0] == target.decode(want[0][0].tokens)
+
+
+@pytest.mark.parametrize("attention", ["general", "additive", "none"])
+def test_verification_allows_rounding_and_catches_a_changed_weight(tmp_path, attention):
+    import torch
+
+    from lstmkit.export.onnx_model import ExportVerificationError
+    from lstmkit.export.seq2seq import _random_source, decoder_tolerance, encoder_tolerance, export_seq2seq, verify
+    from lstmkit.models import Seq2Seq, Seq2SeqModel
+
+    torch.manual_seed(0)
+    model = Seq2Seq(Seq2SeqModel(vocab_size=11, output_size=13, hidden_size=12, num_layers=2, dropout=0.0,
+                                 attention=attention)).eval()  # fmt: skip
+    result = export_seq2seq(model, tmp_path / "m.onnx")
+    with torch.no_grad():
+        tokens, lengths = _random_source(model, 7, 3, 0)
+        enc = model.encode(tokens, lengths)
+        tols = [encoder_tolerance(model, tokens, lengths),
+                decoder_tolerance(model, torch.full((3,), 2), *enc.state, enc.feed, enc.memory)]  # fmt: skip
+    assert 0 <= result.max_abs_error < min(tols) < 1.0  # derived for these sizes: above rounding, below a real change
+    with torch.no_grad():
+        model.out.bias[5] += 1.0  # the graphs keep the old bias: the log-probabilities move by about 1
+    with pytest.raises(ExportVerificationError, match="log_probs"):
+        verify(model, result.path, result.decoder_path)

@@ -113,6 +113,41 @@ def test_teacher_forcing_schedules():
         Seq2SeqTrain(teacher_forcing=1.2)
 
 
+class _Interrupted(Exception):
+    pass
+
+
+def test_a_resumed_run_continues_the_teacher_forcing_schedule(tmp_path, monkeypatch):
+    from lstmkit.models import Seq2Seq
+
+    ratios: list[float] = []
+    stop_after = [None]
+    forward = Seq2Seq.forward
+
+    def recording(self, src, src_lengths, tgt_in, teacher_forcing=1.0, generator=None):
+        if self.training:
+            if stop_after[0] is not None and len(ratios) == stop_after[0]:
+                raise _Interrupted  # a kill between two steps, after the checkpoint of the last
+            ratios.append(teacher_forcing)
+        return forward(self, src, src_lengths, tgt_in, teacher_forcing, generator)
+
+    monkeypatch.setattr(Seq2Seq, "forward", recording)
+    config = runner.build_config("seq2seq", overrides=[
+        "data.dates=[64, 8, 8]", "data.batch_size=8", *FAST, "train.max_steps=6", "train.epochs=3",
+        "train.checkpoint_every=1", "train.teacher_forcing=0.0", "train.sampling_schedule=linear",
+        "train.sampling_steps=6"])  # fmt: skip
+    runner.train("seq2seq", config, tmp_path / "whole")
+    whole = list(ratios)
+    assert whole == pytest.approx([1.0, 5 / 6, 4 / 6, 3 / 6, 2 / 6, 1 / 6])  # falls by 1/6 per batch
+    ratios.clear()
+    stop_after[0] = 3
+    with pytest.raises(_Interrupted):
+        runner.train("seq2seq", config, tmp_path / "cut")
+    stop_after[0] = None
+    runner.train("seq2seq", config, tmp_path / "cut")  # resumes from the checkpoint of step 3
+    assert ratios == whole  # not [1, 5/6, 4/6] + [1, 5/6, 4/6] as when the count restarted
+
+
 def test_user_tsv_with_word_symbols_trains_and_evaluates(tmp_path):
     path = tmp_path / "words.tsv"
     lines = [f"the {c} sat\tle {c} assis" for c in ("cat", "dog", "bird", "cow", "fox", "owl", "rat", "bee")] * 5

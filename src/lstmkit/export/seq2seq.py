@@ -14,7 +14,10 @@ Graphs (S source steps, B rows, L layers, H hidden, V target symbols; every axis
 
 Both recurrent stacks are ``recurrent.emit_core`` (the ONNX ``LSTM`` operator, or a ``Scan`` for the
 LayerNorm variant); the decoder's is called on one step. The rest is the equations of
-``lstmkit.models.seq2seq`` node for node. Verified in onnxruntime against ``encode`` and ``decode_step``.
+``lstmkit.models.seq2seq`` node for node. Verified in onnxruntime against ``encode`` and ``decode_step``,
+element-wise within twice a float32 rounding bound derived for the model's sizes, weights and inputs
+(``encoder_tolerance``, ``decoder_tolerance``; the stacks' part is ``onnx_model.verification_tolerance``,
+from ``lstmkit/_rounding.py``).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import torch
 from torch import Tensor, nn
 
 import lstmkit
+from lstmkit import _rounding
 from lstmkit._fileio import atomic_path
 from lstmkit.export import _deps
 from lstmkit.export.graph import GraphBuilder
@@ -35,9 +39,6 @@ from lstmkit.export.recurrent import CoreInputs, emit_core
 
 OPSET = 17
 I64 = "int64"
-# Checked element-wise as |ort - torch| <= ATOL + RTOL |torch|: a hand-set float32 allowance for graphs of
-# a few hundred units (not the derived rounding bound of onnx_model.verification_tolerance).
-ATOL, RTOL = 1e-4, 1e-4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -201,13 +202,90 @@ def _random_source(model: nn.Module, S: int, B: int, seed: int) -> tuple[Tensor,
     return tokens, lengths
 
 
-def _close(name: str, got: np.ndarray, want: Tensor, where: str) -> float:
+# -- the verification's tolerance: twice a float32 rounding bound (lstmkit/_rounding.py) ------------------
+# Notation of _rounding: u the unit roundoff, gamma(n) a sum of n terms, ||W|| the largest row sum of |W|,
+# F_POINTWISE u one pointwise function. A linear map y = W x + b of inputs carrying an error dx is off by at
+# most ||W|| dx + gamma(K + 1) (||W|| max|x| + max|b|) (point 1 of _rounding, and point 5 for dx).
+_U = _rounding.unit_roundoff(torch.float32)
+_F = _rounding.F_POINTWISE * _U
+
+
+def _linear_error(layer: nn.Linear | None, dx: float, x_max: float) -> float:
+    if layer is None:
+        return 0.0
+    w, b = _rounding.row_abs_sum(layer.weight), _rounding.row_abs_sum(layer.bias)
+    return w * dx + _rounding.gamma(layer.in_features + 1, _U) * (w * x_max + b)
+
+
+def _stack_error(core: nn.Module, x: Tensor, h0: Tensor, c0: Tensor, lengths: Tensor | None) -> float:
+    """A rounding bound on h and c of a recurrent stack run on ``x`` from (h0, c0): the single-graph
+    export's bound (``onnx_model.verification_tolerance`` of the stack alone), undoing its doubling."""
+    from lstmkit.export.onnx_model import verification_tolerance
+
+    inputs = {"input": x, "h0": h0, "c0": c0, **({} if lengths is None else {"lengths": lengths})}
+    return verification_tolerance(core, inputs)[0] / _rounding.between(1.0)
+
+
+def encoder_tolerance(model: nn.Module, tokens: Tensor, lengths: Tensor) -> float:
+    """atol = rtol of the encoder graph at ``tokens`` (S, B), ``lengths`` (B,): twice a bound on the
+    rounding of memory = W_m out, the bridges h0 = tanh(W_h h_n + b), c0 = W_c c_n + b (|c_n| <= S), and
+    ``none``'s context, from the stack's bound on out, h_n and c_n (|h| <= 1)."""
+    cfg = model.config
+    L, H, D = cfg.num_layers, cfg.hidden_size, 2 if cfg.bidirectional else 1
+    x = model.src_embedding(tokens)  # (S, B, E)
+    zeros = x.new_zeros(L * D, x.shape[1], H)
+    e_out = _stack_error(model.encoder, x, zeros, zeros, lengths)
+    err = max(_linear_error(model.memory, e_out, 1.0),  # memory, and none's context
+              _linear_error(model.bridge_h, e_out, 1.0) + _F,  # tanh
+              _linear_error(model.bridge_c, e_out, float(tokens.shape[0])))  # fmt: skip
+    return _rounding.between(err)
+
+
+def decoder_tolerance(model: nn.Module, token: Tensor, h: Tensor, c: Tensor, feed: Tensor, memory: Tensor) -> float:
+    """atol = rtol of one decoder step from these exact inputs: twice a bound on the rounding of h_out and
+    c_out (the stack's bound), the attention weights, feed_out and the log-probabilities.
+
+    With a query q carrying dq, a score q.M_s is off by dq ||M|| + gamma(H) max|q| ||M|| (||M|| the largest
+    row sum of |M_s|; additive: v.tanh(W_q h + W_k M_s + b), its terms' errors through ||v||); softmax
+    moves the weights by sum_s |da_s| <= 2 max|ds| (da_s = a_s (ds_s - sum_j a_j ds_j)), plus its own
+    rounding, relative to each a_s; the context sum_s a_s M_s by sum_s |da_s| max|M| + gamma(S) max|M|; then
+    h~ = tanh(W_c [ctx; h]) and the logits are linear maps; log-softmax at most doubles the logits' error
+    (plus its own rounding)."""
+    cfg = model.config
+    S = memory.shape[0]
+    x = torch.cat([model.tgt_embedding(token), feed], dim=-1)[None]  # (1, B, E + H)
+    e_h = _stack_error(model.decoder, x, h, c, None)
+    rows = memory.reshape(-1, memory.shape[-1])  # (S*B, H)
+    m_max, m_row = _rounding.row_abs_sum(rows.reshape(-1)), _rounding.row_abs_sum(rows)  # max |M|, ||M||
+    if cfg.attention == "none":
+        e_ctx = e_w = 0.0  # the context is an input; the weights are zeros
+        ctx_max = _rounding.row_abs_sum(model.memory.weight)  # bounds |W_m h_n|
+    else:
+        if cfg.attention == "additive":
+            e_hidden = _linear_error(model.score_q, e_h, 1.0) + _linear_error(model.score_k, 0.0, m_max) + _F
+            e_s = _linear_error(model.score_v, e_hidden, 1.0)
+        else:
+            general = cfg.attention == "general"
+            e_q = _linear_error(model.score_w, e_h, 1.0) if general else e_h
+            q_max = _rounding.row_abs_sum(model.score_w.weight) if general else 1.0
+            e_s = e_q * m_row + _rounding.gamma(cfg.hidden_size, _U) * q_max * m_row
+        e_w = 2 * e_s + _F + _rounding.gamma(S, _U)  # each weight; also a bound on sum_s |da_s| (sum_s a_s = 1)
+        e_ctx = e_w * m_max + _rounding.gamma(S, _U) * m_max
+        ctx_max = m_max
+    e_feed = _linear_error(model.combine, max(e_ctx, e_h), max(ctx_max, 1.0)) + _F
+    e_logits = _linear_error(model.out, e_feed, 1.0)
+    e_logp = 2 * e_logits + _F + _rounding.gamma(cfg.output_size, _U)
+    return _rounding.between(max(e_h, e_w, e_feed, e_logp))
+
+
+def _close(name: str, got: np.ndarray, want: Tensor, where: str, tol: float) -> float:
     want = want.detach().numpy()
     if got.shape != want.shape:
         raise _mismatch(f"{where}: output {name!r} has shape {got.shape} in onnxruntime, {want.shape} in PyTorch")
     diff = np.abs(got.astype(np.float64) - want)
-    if not np.all(diff <= ATOL + RTOL * np.abs(want)):
-        raise _mismatch(f"{where}: output {name!r} differs from PyTorch by up to {diff.max():.3g}")
+    if not np.all(diff <= tol + tol * np.abs(want)):
+        raise _mismatch(f"{where}: output {name!r} differs from PyTorch by up to {diff.max():.3g} (allowed "
+                        f"{tol:.3g} + {tol:.3g} * |value|, twice the float32 rounding bound)")  # fmt: skip
     return float(diff.max(initial=0.0))
 
 
@@ -219,7 +297,10 @@ def _mismatch(message: str) -> Exception:
 
 @torch.no_grad()
 def verify(model: nn.Module, encoder: Path, decoder: Path, shapes=((7, 3), (1, 1), (4, 2))) -> float:
-    """Run both graphs in onnxruntime against ``encode`` and three ``decode_step`` calls at each (S, B)."""
+    """Run both graphs in onnxruntime against ``encode`` and three ``decode_step`` calls at each (S, B).
+
+    Every decoder step starts both from PyTorch's state, so each is checked against its own rounding bound
+    (``decoder_tolerance``) rather than one that compounds the steps before."""
     ort = _deps.onnxruntime()
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
@@ -233,22 +314,21 @@ def verify(model: nn.Module, encoder: Path, decoder: Path, shapes=((7, 3), (1, 1
         enc = model.encode(tokens, lengths)
         got = enc_s.run(None, {"tokens": tokens.numpy(), "lengths": lengths.numpy()})
         want = [enc.memory, enc.state[0], enc.state[1]] + ([enc.context] if none else [])
+        tol = encoder_tolerance(model, tokens, lengths)
         for name, g, w in zip(("memory", "h0", "c0", "context"), got, want, strict=False):
-            worst = max(worst, _close(name, g, w, f"{encoder} at S={S}, B={B}"))
+            worst = max(worst, _close(name, g, w, f"{encoder} at S={S}, B={B}", tol))
         dec = model.start(enc)
         tok = torch.full((B,), 2, dtype=torch.int64)
-        feeds = {"h": got[1], "c": got[2], "feed": np.zeros((B, model.config.hidden_size), np.float32),
-                 "memory": got[0], "mask": enc.mask.numpy()}  # fmt: skip
-        if none:
-            feeds["context"] = got[3]
         for _ in range(3):
+            feeds = {"token": tok, "h": dec.state[0], "c": dec.state[1], "feed": dec.feed, "memory": enc.memory,
+                     "mask": enc.mask, **({"context": enc.context} if none else {})}  # fmt: skip
+            tol = decoder_tolerance(model, tok, dec.state[0], dec.state[1], dec.feed, enc.memory)
+            out = dec_s.run(None, {k: v.numpy() for k, v in feeds.items()})
             logits, dec, weights = model.decode_step(tok, dec, enc)
-            out = dec_s.run(None, {"token": tok.numpy(), **feeds})
             want = [logits.log_softmax(-1), dec.state[0], dec.state[1], dec.feed, weights]
             for name, g, w in zip(("log_probs", "h_out", "c_out", "feed_out", "attention"), out, want, strict=True):
-                worst = max(worst, _close(name, g, w, f"{decoder} at S={S}, B={B}"))
+                worst = max(worst, _close(name, g, w, f"{decoder} at S={S}, B={B}", tol))
             tok = logits.argmax(-1)
-            feeds.update(h=out[1], c=out[2], feed=out[3])
     return worst
 
 

@@ -92,8 +92,11 @@ def greedy(model: Seq2Seq, src: Tensor, src_lengths: Tensor, *, max_lengths: Ten
 
 def _select(enc: Encoded, rows: Tensor) -> Encoded:
     """The encoder's result for the batch rows ``rows`` (beams of one sequence share its source)."""
+    def pick(t: Tensor | None, dim: int = 0) -> Tensor | None:
+        return None if t is None else t.index_select(dim, rows)
+
     return Encoded(enc.memory[:, rows], enc.mask[:, rows], (enc.state[0][:, rows], enc.state[1][:, rows]),
-                   enc.feed[rows], None if enc.context is None else enc.context[rows])  # fmt: skip
+                   enc.feed[rows], pick(enc.context), pick(enc.values), pick(enc.keys), pick(enc.mask_bs))  # fmt: skip
 
 
 def _reorder(dec: DecoderState, rows: Tensor) -> DecoderState:

@@ -88,13 +88,19 @@ class Seq2SeqModel(ModelConfig):
 
 
 class Encoded(NamedTuple):
-    """What the decoder reads: the memory and its mask, and the decoder's first state."""
+    """What the decoder reads: the memory and its mask, and the decoder's first state.
+
+    ``values``, ``keys`` and ``mask_bs`` are the same memory batch-first, made once per source, so that
+    each decoder step's attention is two batched products without a copy of the memory per step."""
 
     memory: Tensor  # (S, B, H)
     mask: Tensor  # (S, B) bool, True at real source steps
     state: tuple[Tensor, Tensor]  # (h, c), each (L, B, H)
     feed: Tensor  # (B, H) the previous attentional vector; zeros before the first step
     context: Tensor | None  # (B, H) the fixed context of attention "none"; None otherwise
+    values: Tensor | None = None  # (B, S, H) the memory batch-first; None for attention "none"
+    keys: Tensor | None = None  # (B, S, H) additive: W_k M_s + b, else the memory itself
+    mask_bs: Tensor | None = None  # (B, S) the mask batch-first
 
 
 class DecoderState(NamedTuple):
@@ -170,36 +176,54 @@ class Seq2Seq(nn.Module):
         h_last = h_n.view(L, D, B, H).permute(0, 2, 1, 3).reshape(L, B, D * H)
         c_last = c_n.view(L, D, B, H).permute(0, 2, 1, 3).reshape(L, B, D * H)
         state = (torch.tanh(self.bridge_h(h_last)).contiguous(), self.bridge_c(c_last).contiguous())
-        context = self.memory(h_last[-1]) if self.config.attention == "none" else None  # (B, H)
-        return Encoded(memory, mask, state, memory.new_zeros(B, H), context)
+        if self.config.attention == "none":
+            context = self.memory(h_last[-1])  # (B, H)
+            return Encoded(memory, mask, state, memory.new_zeros(B, H), context)
+        values = memory.transpose(0, 1).contiguous()  # (B, S, H)
+        keys = self.score_k(values) if self.config.attention == "additive" else values  # (B, S, H)
+        return Encoded(memory, mask, state, memory.new_zeros(B, H), None, values, keys, mask.t().contiguous())
 
     # -- one decoder step -------------------------------------------------------------------------
     def attend(self, query: Tensor, memory: Tensor, mask: Tensor) -> Tensor:
         """Attention weights (B, S) of queries (B, H) over memory (S, B, H); exactly 0 where mask is False."""
-        if self.config.attention == "dot":
-            scores = torch.einsum("bh,sbh->bs", query, memory)
-        elif self.config.attention == "general":
-            scores = torch.einsum("bh,sbh->bs", self.score_w(query), memory)
-        else:  # additive
-            hidden = torch.tanh(self.score_q(query)[None] + self.score_k(memory))  # (S, B, H)
-            scores = self.score_v(hidden).squeeze(-1).t()  # (B, S)
-        scores = scores.masked_fill(~mask.t(), float("-inf"))  # exp(-inf) = 0: padding gets no weight
+        values = memory.transpose(0, 1).contiguous()  # (B, S, H)
+        keys = self.score_k(values) if self.config.attention == "additive" else values
+        return self._attend(query, keys, mask.t())
+
+    def _attend(self, query: Tensor, keys: Tensor, mask_bs: Tensor) -> Tensor:
+        """``attend`` over the batch-first keys (B, S, H) of ``encode`` (additive: W_k M_s + b) and mask (B, S)."""
+        if self.config.attention == "additive":
+            hidden = torch.tanh(self.score_q(query)[:, None] + keys)  # (B, S, H)
+            scores = self.score_v(hidden).squeeze(-1)  # (B, S)
+        else:
+            q = self.score_w(query) if self.config.attention == "general" else query  # (B, H)
+            # A product and a sum, not bmm: torch's bmm of B tiny (S, H) @ (H, 1) matrices is many times slower.
+            scores = (keys * q[:, None]).sum(-1)  # (B, S, H) * (B, 1, H) -> (B, S)
+        scores = scores.masked_fill(~mask_bs, float("-inf"))  # exp(-inf) = 0: padding gets no weight
         return scores.softmax(dim=-1)
 
-    def decode_step(self, tokens: Tensor, dec: DecoderState, enc: Encoded) -> tuple[Tensor, DecoderState, Tensor]:
-        """One step: previous tokens (B,) -> (logits (B, V_t), the next state, attention (B, S)).
-
-        Attention ``none`` returns zeros for the attention weights (it attends to nothing)."""
-        x = torch.cat([self.drop(self.tgt_embedding(tokens)), dec.feed], dim=-1)  # (B, E + H)
+    def _step(self, embedded: Tensor, dec: DecoderState, enc: Encoded) -> tuple[Tensor, DecoderState, Tensor]:
+        """One step up to the attentional vector: the previous symbols' (dropped-out) embeddings (B, E)
+        -> (h~ (B, H), the next state, attention (B, S)). The output layer is the caller's, so that
+        teacher forcing runs it once over all steps."""
+        x = torch.cat([embedded, dec.feed], dim=-1)  # (B, E + H)
         y, state = self.decoder(x[None], dec.state)  # (1, B, H); one time step, explicit (h, c)
         h = y[0]  # (B, H), the top layer
         if enc.context is not None:
             context, weights = enc.context, enc.memory.new_zeros(h.shape[0], enc.memory.shape[0])
         else:
-            weights = self.attend(h, enc.memory, enc.mask)  # (B, S)
-            context = torch.einsum("bs,sbh->bh", weights, enc.memory)  # (B, H)
+            assert enc.keys is not None and enc.values is not None and enc.mask_bs is not None
+            weights = self._attend(h, enc.keys, enc.mask_bs)  # (B, S)
+            context = (weights[:, :, None] * enc.values).sum(1)  # (B, S, 1) * (B, S, H) -> (B, H)
         feed = torch.tanh(self.combine(torch.cat([context, h], dim=-1)))  # (B, H), the attentional vector
-        return self.out(self.drop(feed)), DecoderState(state, feed), weights
+        return feed, DecoderState(state, feed), weights
+
+    def decode_step(self, tokens: Tensor, dec: DecoderState, enc: Encoded) -> tuple[Tensor, DecoderState, Tensor]:
+        """One step: previous tokens (B,) -> (logits (B, V_t), the next state, attention (B, S)).
+
+        Attention ``none`` returns zeros for the attention weights (it attends to nothing)."""
+        feed, dec, weights = self._step(self.drop(self.tgt_embedding(tokens)), dec, enc)
+        return self.out(self.drop(feed)), dec, weights
 
     def start(self, enc: Encoded) -> DecoderState:
         return DecoderState(enc.state, enc.feed)
@@ -219,19 +243,26 @@ class Seq2Seq(nn.Module):
             raise ValueError(f"teacher_forcing must be in [0, 1], got {teacher_forcing}")
         enc = self.encode(src, src_lengths)
         dec = self.start(enc)
+        if teacher_forcing >= 1.0:
+            # Every input is known: embed all steps at once, and run the output layer once over every
+            # step's h~ (one (T*B, H) product instead of T small ones).
+            embedded = self.drop(self.tgt_embedding(tgt_in))  # (T, B, E)
+            feeds, weights = [], []
+            for t in range(tgt_in.shape[0]):
+                feed, dec, w = self._step(embedded[t], dec, enc)
+                feeds.append(feed)
+                weights.append(w)
+            return self.out(self.drop(torch.stack(feeds))), torch.stack(weights)  # (T, B, V_t), (T, B, S)
         logits, weights = [], []
         tokens = tgt_in[0]
         for t in range(tgt_in.shape[0]):
             if t > 0:
-                if teacher_forcing >= 1.0:
-                    tokens = tgt_in[t]
+                own = logits[-1].argmax(dim=-1)  # (B,), no gradient flows through a choice
+                if teacher_forcing <= 0.0:
+                    tokens = own
                 else:
-                    own = logits[-1].argmax(dim=-1)  # (B,), no gradient flows through a choice
-                    if teacher_forcing <= 0.0:
-                        tokens = own
-                    else:
-                        keep = torch.rand(own.shape, generator=generator, device=own.device) < teacher_forcing
-                        tokens = torch.where(keep, tgt_in[t], own)
+                    keep = torch.rand(own.shape, generator=generator, device=own.device) < teacher_forcing
+                    tokens = torch.where(keep, tgt_in[t], own)
             step_logits, dec, w = self.decode_step(tokens, dec, enc)
             logits.append(step_logits)
             weights.append(w)

@@ -17,11 +17,14 @@ Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tens
 # (src (S, B), src_lengths (B,), tgt_in (T, B) starting with <s>, tgt_out (T, B) ending with </s>, mask (T, B))
 
 
-def seq2seq_step(train: Seq2SeqTrain) -> Step:
+def seq2seq_step(train: Seq2SeqTrain, *, start_batch: int = 0) -> Step:
     """Cross-entropy per target symbol (``</s>`` included). In training: label smoothing and the
-    teacher-forcing ratio of ``train`` (its schedule counts this step's training batches); in
-    evaluation: plain cross-entropy, teacher-forced, so validation losses of runs compare."""
-    batches = [0]
+    teacher-forcing ratio of ``train`` (its schedule counts this step's training batches, from
+    ``start_batch``: a resumed run passes the batches its checkpoint has done); in evaluation: plain
+    cross-entropy, teacher-forced, so validation losses of runs compare."""
+    if start_batch < 0:
+        raise ValueError(f"start_batch must be >= 0, got {start_batch}")
+    batches = [start_batch]
 
     def step(model: nn.Module, batch: Batch, state: Any) -> tuple[torch.Tensor, None, int]:
         src, src_lengths, tgt_in, tgt_out, mask = batch
