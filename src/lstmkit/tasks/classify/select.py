@@ -62,7 +62,8 @@ def score_candidate(
     for fold in range(max(folds, 1)):
         for seed in seeds:
             config = set_values(base, {**values, "data.folds": folds, "data.fold": fold, "train.seed": seed,
-                                       "data.full_train": False, "data.dtw_baseline": False})  # fmt: skip
+                                       "data.full_train": False, "data.dtw_baseline": False,
+                                       "model.ensemble": 1})  # fmt: skip  # one model per fold and seed
             prepared = task.prepare(config)
             seed_everything(seed)
             model = task.build_model(prepared.config)
