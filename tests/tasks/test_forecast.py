@@ -171,8 +171,9 @@ def test_full_train_fits_on_every_window_before_the_test_and_never_on_it(tmp_pat
     assert all(torch.equal(wa[k], wb[k]) for k in wa)  # no test value reached the training
     # The AR skip is the least-squares fit over the training and validation windows (not the training ones only).
     p = prepare_data(config_for(tmp_path / "a.csv"))
-    x = torch.from_numpy(p.z[:50, 0]).unfold(0, 6, 1)[:-1].double()  # (44, 6): the windows before targets 6 .. 49
-    change = torch.from_numpy(p.z[6:50, 0]).double() - x[:, -1]
+    z = torch.from_numpy(p.z[:50, 0]).float().double()  # the windows hold float32 values
+    x = z.unfold(0, 6, 1)[:-1]  # (44, 6): the windows before targets 6 .. 49
+    change = z[6:50] - x[:, -1]
     design = torch.cat([x, torch.ones(44, 1, dtype=torch.float64)], dim=1)
     coef = torch.linalg.lstsq(design, change[:, None]).solution[:, 0]
     # Both fits are float64 (to ~1e-13 here); the file holds them rounded once to float32.
