@@ -171,9 +171,9 @@ def test_full_train_fits_on_every_window_before_the_test_and_never_on_it(tmp_pat
     assert all(torch.equal(wa[k], wb[k]) for k in wa)  # no test value reached the training
     # The AR skip is the least-squares fit over the training and validation windows (not the training ones only).
     p = prepare_data(config_for(tmp_path / "a.csv"))
-    z = torch.from_numpy(p.z[:50, 0]).float().double()  # the windows hold float32 values
+    z = torch.from_numpy(p.z[:50, 0]).float()  # the windows hold float32 values; the change is taken in float32
     x = z.unfold(0, 6, 1)[:-1]  # (44, 6): the windows before targets 6 .. 49
-    change = z[6:50] - x[:, -1]
+    change, x = (z[6:50] - x[:, -1]).double(), x.double()
     design = torch.cat([x, torch.ones(44, 1, dtype=torch.float64)], dim=1)
     coef = torch.linalg.lstsq(design, change[:, None]).solution[:, 0]
     # Both fits are float64 (to ~1e-13 here); the file holds them rounded once to float32.
