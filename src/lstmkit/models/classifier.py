@@ -116,7 +116,7 @@ class FCNClassifier(nn.Module):
     ``forward(x, lengths)``: x (T, B, C), lengths (B,) -> logits (B, K).
     """
 
-    export_kind: ClassVar[str] = "classifier"  # the core is `rnn`; serving_metadata refuses ONNX export (conv branch)
+    export_kind: ClassVar[str] = "lstm-fcn"  # lstmkit.export: features, lengths -> logits, probabilities
 
     def __init__(self, config: ClassifyModel) -> None:
         super().__init__()

@@ -205,12 +205,6 @@ class ClassifyTask(Task):
             raise TaskError(f"a classify run with model.ensemble={m.ensemble} averages {m.ensemble} models' "
                             "probabilities and cannot be exported to ONNX as one graph yet; export a run trained "
                             "with model.ensemble=1 (each member's checkpoints are under members/ in the run)")
-        if m.arch != "lstm" or m.pooling == "attention":
-            # lstmkit.export builds the LSTM-and-head graph of SequenceClassifier (last or mean readout) by hand;
-            # a conv branch or an attention readout would be missing from it.
-            raise TaskError(f"a classify model with model.arch={m.arch!r}, model.pooling={m.pooling!r} cannot be "
-                            "exported to ONNX yet (the exporter knows the LSTM with a last or mean readout only); "
-                            "train with model.arch=lstm and model.pooling=last|mean to export")  # fmt: skip
         recorded = run.read_record(DATA, _DATA_FORMAT, _DATA_VERSION)
         scaler = read_scaler(run.file(SCALER))
         data = run.config.data
