@@ -36,12 +36,17 @@ CANDIDATES = {
                   "model.hidden_size": 8, "model.dropout": 0.8, "model.pooling": "attention"},
 }  # fmt: skip
 
-# Published test accuracies of 1-NN Euclidean and 1-NN DTW (full window) for context: the UCR (Dau et al. 2019)
-# and UEA (Bagnall et al. 2018, DTW_D) archives' tables, as listed on timeseriesclassification.com. Written from
-# those tables, not re-read offline here: check against the archive before citing.
+# Published test accuracies of 1-NN Euclidean and 1-NN DTW (full window) for context.
+# UCR sets: 1 - the error rates "ED (w=0)" and "DTW (w=100)" of the UCR archive 2018's DataSummary.csv (Dau et al.
+# 2019), read from the copy at github.com/ZhenwenHe/data, UCRArchive_2018/DataSummary.csv (commit 3a786e3b4e2a):
+# ACSF1 0.4600 / 0.3600, ArrowHead 0.2000 / 0.2971, GunPoint 0.0867 / 0.0933, ItalyPowerDemand 0.0447 / 0.0496,
+# OSULeaf 0.4793 / 0.4091, PLAID 0.4767 / 0.1639. UnitTest is a cut-down Chinatown (its 20 training cases, 22 of
+# the 343 test cases): no published figure applies.
+# UEA sets (Bagnall et al. 2018, DTW_D): written from memory of timeseriesclassification.com, not found in a stored
+# source: check against the archive before citing.
 PUBLISHED = {
     "ACSF1": (0.540, 0.640), "ArrowHead": (0.800, 0.703), "GunPoint": (0.913, 0.907),
-    "ItalyPowerDemand": (0.955, 0.950), "OSULeaf": (0.521, 0.591), "PLAID": (0.523, 0.840),
+    "ItalyPowerDemand": (0.955, 0.950), "OSULeaf": (0.521, 0.591), "PLAID": (0.523, 0.836),
     "BasicMotions": (0.676, 0.975), "JapaneseVowels": (0.924, 0.959),
 }  # fmt: skip
 
