@@ -4,6 +4,7 @@ against 1-NN Euclidean and 1-NN DTW computed on the same scaled cases; writes Ma
 
     OMP_NUM_THREADS=1 nice -n 19 python benchmarks/classify_panel.py --out runs/panel-classify
     OMP_NUM_THREADS=1 nice -n 19 python benchmarks/classify_panel.py --out runs/panel-classify --baselines-only
+    OMP_NUM_THREADS=1 nice -n 19 python benchmarks/classify_panel.py --out runs/panel-classify --training-check
 
 The candidates (``CANDIDATES``) are the config choices of ``classify``: the biLSTM (the default), LSTM-FCN
 and ALSTM-FCN (attention). The choice is per set, by mean validation loss over the folds (or the hold-out),
@@ -82,6 +83,15 @@ def baselines(name: str, dtw_budget: float) -> dict:
             "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
 
 
+def training_check(name: str) -> dict:
+    """1-NN Euclidean by leave-one-out on the official training cases alone (each case classified by the others):
+    what a user can know about 1-NN before any test case, beside the LSTM's cross-validation accuracy."""
+    config = runner.build_config("classify", overrides=[f"data.dataset={name}", "data.frame=1"])
+    p = prepare_data(set_values(config, {"data.full_train": True}))
+    ref, ref_y = p.cases["train"], p.targets["train"]
+    return {"cases": len(ref), "ed_loo": float(np.mean(nn1_predict(ref, ref_y, ref, leave_one_out=True) == ref_y))}
+
+
 def lstm(name: str, seeds: list[int], workdir: Path, log, epochs: int | None) -> dict:
     budget = [f"train.epochs={epochs}", f"train.patience={epochs}"] if epochs else []
     base = runner.build_config("classify", overrides=[f"data.dataset={name}", "train.progress=false",
@@ -145,6 +155,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--sets", nargs="*", help="names to run (default: every bundled classification set)")
     parser.add_argument("--baselines-only", action="store_true")
+    parser.add_argument("--training-check", action="store_true",
+                        help="only 1-NN Euclidean by leave-one-out on each set's training cases (seconds)")
     parser.add_argument("--epochs", type=int, help="train.epochs (and patience) for every candidate and final run "
                         "(default: the task's 250; the LSTM-FCN's conv branch makes that minutes per fold)")
     parser.add_argument("--dtw-budget", type=float, default=3e9, help="cost-matrix cells for full-window DTW")
@@ -158,6 +170,10 @@ def main() -> None:
         with (args.out / "log.txt").open("a") as f:
             f.write(line + "\n")
 
+    if args.training_check:
+        for name in args.sets or classification_sets():
+            log(f"{name}: training cases only, {training_check(name)}")
+        return
     for name in args.sets or classification_sets():
         r = results.setdefault(name, {})
         if "baselines" not in r:
