@@ -142,11 +142,12 @@ def run_series(s: PanelSeries, horizon: int, seeds: list[int], candidates: dict[
     ensemble = np.mean(forecasts, axis=0)  # (N, H): the seeds' forecasts averaged
     if refit:
         # Each seed of the chosen setting again, on every window before the test (data.full_train: the AR skip
-        # too) for that seed's best epoch count on validation; the test forecasts are these models'.
+        # too) for that seed's best epoch count on validation (best_epoch counts from 0: best_epoch + 1 epochs);
+        # the test forecasts are these models'.
         refitted = []
-        for seed, epochs in zip(seeds, trials[chosen]["best_epochs"], strict=True):
+        for seed, best_epoch in zip(seeds, trials[chosen]["best_epochs"], strict=True):
             config = runner.build_config("forecast", seed=seed, overrides=[
-                *common, *candidates[chosen], "data.full_train=true", f"train.epochs={max(1, epochs)}"])  # fmt: skip
+                *common, *candidates[chosen], "data.full_train=true", f"train.epochs={best_epoch + 1}"])  # fmt: skip
             result = runner.train("forecast", config, workdir / f"{path.stem}-h{horizon}-refit-s{seed}")
             model, _ = task.load(open_run(result.run_dir))
             refitted.append(model_forecasts(model, prepared, "test"))

@@ -89,6 +89,6 @@ def select(
     chosen = min(scores, key=lambda s: (s.val_loss, -s.val_accuracy))
     final = set_values(base, chosen.values)
     if folds:
-        epochs = max(1, round(statistics.median(chosen.best_epochs)))
+        epochs = round(statistics.median(chosen.best_epochs)) + 1  # best_epoch counts from 0
         final = set_values(final, {"data.full_train": True, "train.epochs": epochs})
     return Selection("holdout" if not folds else f"{folds}-fold", scores, chosen, final)
