@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from lstmkit.tasks import runner
+from lstmkit.tasks.baselines import LinearAR
 from lstmkit.tasks.bundled import package_file
 from lstmkit.tasks.forecast import ForecastTask, prepare_data
 from lstmkit.tasks.forecast.data import transform_target
@@ -91,14 +92,26 @@ def family(name: str) -> str:
     """A baseline's column in the panel table (the chosen ETS form and ARIMA order vary by series)."""
     for prefix, label in (("ETS(", "ETS"), ("ARIMA(", "ARIMA"), ("AR(", "AR(p)"), ("LSTM", "LSTM"),
                           ("seasonal naive with growth", "seasonal naive + growth"),
-                          ("seasonal naive", "seasonal naive")):  # fmt: skip
+                          ("seasonal naive", "seasonal naive"), ("selected", "selected"),
+                          ("no refit", "LSTM, no refit")):  # fmt: skip
         if name.startswith(prefix):
             return label
     return name
 
 
+def linear_validation(prepared, order: int) -> float:
+    """The validation MSE, in the z-scored units of the LSTM's validation loss, of the linear AR(order) fitted
+    on the training part only: the "AR only" candidate, scored on the LSTM's validation windows."""
+    data, split = prepared.config.data, prepared.split
+    t = transform_target(prepared.series.values, data.log)
+    origins = np.arange(max(split.val_lo, data.window, order), split.test_lo - data.horizon + 1)
+    pred = LinearAR(order, data.horizon).fit(t[: split.val_lo]).predict(t, origins)  # (N, H)
+    actual = t[origins[:, None] + np.arange(data.horizon)[None, :]]
+    return float(np.mean(((pred - actual) / prepared.scaler.std[0].item()) ** 2))
+
+
 def run_series(s: PanelSeries, horizon: int, seeds: list[int], candidates: dict[str, list[str]], workdir: Path,
-               log) -> dict:  # fmt: skip
+               log, linear: bool = True, refit: bool = True) -> dict:  # fmt: skip
     path = write_csv(s, workdir)
     n = len(s.values)
     test_size = max(2 * horizon, round(0.2 * n))
@@ -110,13 +123,14 @@ def run_series(s: PanelSeries, horizon: int, seeds: list[int], candidates: dict[
     chosen, best = None, math.inf
     trials = {}
     for name, extra in candidates.items():
-        runs, losses = [], []
+        runs, losses, epochs = [], [], []
         for seed in seeds:
             config = runner.build_config("forecast", overrides=[*common, *extra], seed=seed)
             result = runner.train("forecast", config, workdir / f"{path.stem}-h{horizon}-{name}-s{seed}")
             runs.append(result.run_dir)
             losses.append(result.metrics["mse"])  # the best validation loss: the choice never sees the test
-        trials[name] = {"val_mse": float(np.mean(losses)), "runs": [str(r) for r in runs]}
+            epochs.append(result.metrics["best_epoch"])
+        trials[name] = {"val_mse": float(np.mean(losses)), "runs": [str(r) for r in runs], "best_epochs": epochs}
         log(f"  {s.name} h={horizon} {name}: mean val loss {np.mean(losses):.5f}")
         if np.mean(losses) < best:
             chosen, best = name, float(np.mean(losses))
@@ -126,6 +140,18 @@ def run_series(s: PanelSeries, horizon: int, seeds: list[int], candidates: dict[
         model, prepared = task.load(open_run(run_dir))
         forecasts.append(model_forecasts(model, prepared, "test"))
     ensemble = np.mean(forecasts, axis=0)  # (N, H): the seeds' forecasts averaged
+    if refit:
+        # Each seed of the chosen setting again, on every window before the test (data.full_train: the AR skip
+        # too) for that seed's best epoch count on validation (best_epoch counts from 0: best_epoch + 1 epochs);
+        # the test forecasts are these models'.
+        refitted = []
+        for seed, best_epoch in zip(seeds, trials[chosen]["best_epochs"], strict=True):
+            config = runner.build_config("forecast", seed=seed, overrides=[
+                *common, *candidates[chosen], "data.full_train=true", f"train.epochs={best_epoch + 1}"])  # fmt: skip
+            result = runner.train("forecast", config, workdir / f"{path.stem}-h{horizon}-refit-s{seed}")
+            model, _ = task.load(open_run(result.run_dir))
+            refitted.append(model_forecasts(model, prepared, "test"))
+        no_refit, ensemble = ensemble, np.mean(refitted, axis=0)
     data, split = prepared.config.data, prepared.split
     origins = split_origins(prepared, "test")
     t = transform_target(prepared.series.values, data.log)
@@ -135,18 +161,43 @@ def run_series(s: PanelSeries, horizon: int, seeds: list[int], candidates: dict[
     actual = prepared.series.values[origins[:, None] + np.arange(horizon)[None, :]]
     y_train, m = prepared.series.values[: split.test_lo], data.season or 1
     scores = {f"LSTM ({chosen}, {len(seeds)}-seed mean)": score(actual, ensemble, y_train, m)}
+    if refit:
+        scores["no refit (LSTM trained on the training part only)"] = score(actual, no_refit, y_train, m)
     scores.update({k: score(actual, v, y_train, m) for k, v in units.items()})
+    # The validation window also chooses between the best LSTM candidate and the linear AR alone (fitted on the
+    # training part, like the AR skip); the linear one, when chosen, is refitted on every step before the test,
+    # which makes it the AR(p) baseline. The LSTM's validation loss is its best epoch's (early stopping reads
+    # the same window), which leans the choice towards the LSTM.
+    selected = chosen
+    if linear:
+        order = data.ar_order
+        lin = f"AR only, order {order}"
+        trials[lin] = {"val_mse": linear_validation(prepared, order), "runs": []}
+        log(f"  {s.name} h={horizon} {lin}: val loss {trials[lin]['val_mse']:.5f}")
+        if trials[lin]["val_mse"] < best:
+            selected = lin
+        sel = next(v for k, v in scores.items() if k.startswith(f"AR({order})")) if selected != chosen else \
+            scores[f"LSTM ({chosen}, {len(seeds)}-seed mean)"]  # fmt: skip
+        scores[f"selected ({selected})"] = sel
     return {"series": s.name, "source": s.source, "frequency": s.frequency, "steps": n, "season": s.season,
             "test": f"{prepared.series.labels[origins[0]]} .. {prepared.series.labels[origins[-1] + horizon - 1]}",
-            "origins": len(origins), "horizon": horizon, "chosen": chosen, "trials": trials, "scores": scores}
+            "origins": len(origins), "horizon": horizon, "chosen": chosen, "selected": selected, "trials": trials,
+            "scores": scores}
 
 
-def markdown(results: list[dict], horizon: int) -> list[str]:
-    methods = ["LSTM", "naive", "seasonal naive", "seasonal naive + growth", "AR(p)", "ETS", "ARIMA"]
+def _ranks(by: dict, present: list[str]) -> dict[str, int]:
+    """1 + the number of methods strictly better by MASE (ties share a rank)."""
+    return {m: 1 + sum(by[o]["mase"] < by[m]["mase"] for o in present) for m in present}
+
+
+def markdown(results: list[dict], horizon: str) -> list[str]:
+    baselines = ["naive", "seasonal naive", "seasonal naive + growth", "AR(p)", "ETS", "ARIMA"]
+    methods = ["LSTM", *baselines, "selected", "LSTM, no refit"]
     lines = [f"#### Horizon {horizon}: MASE (sMAPE %) on the test window", "",
-             "| series | test (origins) | chosen LSTM | " + " | ".join(methods) + " |",
-             "|---|---|---|" + "---:|" * len(methods)]  # fmt: skip
-    ranks = {m: [] for m in methods}
+             "| series | h | test (origins) | LSTM chosen | selected | " + " | ".join(methods) + " |",
+             "|---|---:|---|---|---|" + "---:|" * len(methods)]  # fmt: skip
+    ranks = {m: [] for m in methods}  # the LSTM against the baselines
+    ranks_sel = {m: [] for m in methods}  # the selected model against the baselines
     table = {m: {"mase": [], "smape": []} for m in methods}
     for r in results:
         by = {}
@@ -154,35 +205,51 @@ def markdown(results: list[dict], horizon: int) -> list[str]:
             by[family(name)] = sc
         if "seasonal naive" not in by:
             by["seasonal naive"] = by["naive"]  # no season: the seasonal naive is the naive (m = 1)
-        row = [r["series"], f"{r['test']} ({r['origins']})", r["chosen"]]
+        row = [r["series"], str(r["horizon"]), f"{r['test']} ({r['origins']})", r["chosen"], r.get("selected", "")]
         present = [m for m in methods if m in by]
-        order = sorted(present, key=lambda m: by[m]["mase"])
+        present = [m for m in present if m != "LSTM, no refit"]  # shown for comparison, not ranked
+        plain = _ranks(by, [m for m in present if m != "selected"])
+        sel = _ranks(by, [m for m in present if m != "LSTM"])
+        best = min(by[m]["mase"] for m in present)
         for m in methods:
             if m in by:
-                best = "**" if m == order[0] else ""
-                row.append(f"{best}{by[m]['mase']:.3f}{best} ({by[m]['smape']:.2f})")
-                ranks[m].append(1 + sum(by[o]["mase"] < by[m]["mase"] for o in present))
+                mark = "**" if m in present and by[m]["mase"] == best else ""
+                row.append(f"{mark}{by[m]['mase']:.3f}{mark} ({by[m]['smape']:.2f})")
                 table[m]["mase"].append(by[m]["mase"])
                 table[m]["smape"].append(by[m]["smape"])
+                if m in plain:
+                    ranks[m].append(plain[m])
+                if m in sel:
+                    ranks_sel[m].append(sel[m])
             else:
                 row.append("—")
         lines.append("| " + " | ".join(row) + " |")
     gm = [f"{math.exp(np.mean(np.log(table[m]['mase']))):.3f} ({math.exp(np.mean(np.log(table[m]['smape']))):.2f})"
           if table[m]["mase"] else "—" for m in methods]  # fmt: skip
-    lines.append("| **geometric mean** | | | " + " | ".join(gm) + " |")
+    lines.append("| **geometric mean** | | | | | " + " | ".join(gm) + " |")
     mr = [f"{np.mean(ranks[m]):.2f}" if ranks[m] else "—" for m in methods]
-    lines.append("| **mean rank (MASE)** | | | " + " | ".join(mr) + " |")
+    lines.append("| **mean rank, LSTM vs baselines** | | | | | " + " | ".join(mr) + " |")
+    ms = [f"{np.mean(ranks_sel[m]):.2f}" if ranks_sel[m] else "—" for m in methods]
+    lines.append("| **mean rank, selected vs baselines** | | | | | " + " | ".join(ms) + " |")
     return lines
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--horizon", type=int, default=1)
+    parser.add_argument("--horizon", default="1",
+                        help="steps ahead: a number, or 'season' (the series' season, 4 without one)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--series", nargs="*", help="names to run (default: the whole panel)")
     parser.add_argument("--windows", type=float, nargs="+", default=[1.0], help="multiples of the preset window")
+    parser.add_argument("--no-refit", action="store_true",
+                        help="score the seeds trained on the training part (default: refit them on every step "
+                             "before the test for their best epoch count)")  # fmt: skip
+    parser.add_argument("--no-linear", action="store_true",
+                        help="do not offer the linear AR alone as a candidate beside the LSTM ones")
     args = parser.parse_args()
+    if args.horizon != "season" and not (args.horizon.isdigit() and int(args.horizon) >= 1):
+        parser.error(f"--horizon must be a positive number or 'season', got {args.horizon!r}")
     args.out.mkdir(parents=True, exist_ok=True)
     log_path = args.out / f"log-h{args.horizon}.txt"
 
@@ -198,13 +265,15 @@ def main() -> None:
         if (args.series and s.name not in args.series) or s.name in done:
             continue
         started = time.perf_counter()
+        horizon = (s.season or 4) if args.horizon == "season" else int(args.horizon)
         candidates = {}
         for mult in args.windows:
             w = max(2, round(mult * s.window))
             candidates[f"AR skip, window {w}"] = ["model.ar_skip=true", f"data.window={w}", f"data.ar_order={w}"]
             candidates[f"no skip, window {w}"] = ["model.ar_skip=false", f"data.window={w}", f"data.ar_order={w}"]
         with tempfile.TemporaryDirectory(dir=args.out) as tmp:
-            results.append(run_series(s, args.horizon, args.seeds, candidates, Path(tmp), log))
+            results.append(run_series(s, horizon, args.seeds, candidates, Path(tmp), log, not args.no_linear,
+                                      not args.no_refit))
         log(f"{s.name}: {time.perf_counter() - started:.0f} s")
         results_path.write_text(json.dumps(results, indent=1))
         (args.out / f"panel-h{args.horizon}.md").write_text("\n".join(markdown(results, args.horizon)) + "\n")

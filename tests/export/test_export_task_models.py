@@ -17,8 +17,15 @@ from typer.testing import CliRunner
 from lstmkit.cli import app
 from lstmkit.data.ts_format import read_ts
 from lstmkit.export import to_onnx
-from lstmkit.export.onnx_model import random_inputs, run_torch
+from lstmkit.export.onnx_model import (
+    ExportVerificationError,
+    random_inputs,
+    run_torch,
+    verification_tolerance,
+    verify_onnx,
+)
 from lstmkit.export.rundir import export_run
+from lstmkit.models import FCNClassifier
 from lstmkit.tasks import get_task, runner
 from lstmkit.tasks.classify import ClassifyModel, SequenceClassifier, predict, prepare_data
 from lstmkit.tasks.ctc import CTCModel, CTCRecognizer
@@ -59,6 +66,52 @@ def test_classifier_matches_torch_in_onnxruntime(pooling, bidirectional, num_lay
     with torch.no_grad():
         want = model(x, lengths)
     np.testing.assert_allclose(logits, want.numpy(), atol=1e-5, rtol=1e-5)
+
+
+def _randomize_statistics(model: torch.nn.Module, seed: int) -> torch.nn.Module:
+    """BatchNorm's running statistics drawn too (mean around 0, variance in [0.5, 1.5]), so that eval differs from
+    a plain affine map of the conv output."""
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm1d):
+            m.running_mean.copy_(0.5 * torch.randn(m.num_features, generator=g))
+            m.running_var.copy_(0.5 + torch.rand(m.num_features, generator=g))
+    return model
+
+
+@pytest.mark.parametrize("pooling", ["attention", "last", "mean"])
+@pytest.mark.parametrize("bidirectional", [True, False])
+@pytest.mark.parametrize("arch", ["lstm", "lstm-fcn"])
+def test_attention_and_lstm_fcn_classifiers_match_torch_in_onnxruntime(arch, bidirectional, pooling, tmp_path):
+    config = ClassifyModel(input_size=3, output_size=4, hidden_size=6, num_layers=2, dropout=0.0,
+                           bidirectional=bidirectional, pooling=pooling, arch=arch, max_length=7,
+                           fcn_filters=(4, 5, 3))  # fmt: skip
+    model = _randomize_statistics(_randomize((FCNClassifier if arch == "lstm-fcn" else SequenceClassifier)(config),
+                                             seed=7), seed=8)  # fmt: skip
+    result = to_onnx(model, tmp_path / "c.onnx")  # verified inside at three (T, B) with random lengths >= 1
+    assert result.inputs == ("features", "lengths") and result.outputs == ("logits", "probabilities")
+    session = _session(result.path)
+    # Once more here: cases of lengths 1 .. T in one batch, T above and below the LSTM-FCN's max_length (7).
+    for T, lengths in ((9, [9, 1, 4, 7, 2]), (5, [5, 3, 1])):
+        x = torch.randn(T, len(lengths), 3)
+        inputs = {"features": x, "lengths": torch.tensor(lengths)}
+        logits, probs = session.run(["logits", "probabilities"], {k: v.numpy() for k, v in inputs.items()})
+        want = run_torch(model, inputs)
+        atol, rtol = verification_tolerance(model, inputs)  # the derived float32 bound (lstmkit/_rounding.py)
+        np.testing.assert_allclose(logits, want["logits"].numpy(), atol=atol, rtol=rtol)
+        np.testing.assert_allclose(probs, want["probabilities"].numpy(), atol=atol, rtol=rtol)
+
+
+def test_lstm_fcn_verification_catches_a_wrong_batchnorm_statistic(tmp_path):
+    config = ClassifyModel(input_size=2, output_size=3, hidden_size=5, num_layers=1, dropout=0.0, arch="lstm-fcn",
+                           max_length=6, fcn_filters=(4, 4, 4))  # fmt: skip
+    model = _randomize_statistics(_randomize(FCNClassifier(config), seed=1), seed=2)
+    path = to_onnx(model, tmp_path / "c.onnx").path
+    with torch.no_grad():
+        # The file keeps the old statistics: as if the exporter had dropped a BatchNorm's running mean.
+        model.fcn[10].running_mean.add_(5.0)
+    with pytest.raises(ExportVerificationError, match="differs from the PyTorch model"):
+        verify_onnx(model, path)
 
 
 def test_classifier_scan_recurrence_matches_too(tmp_path):
@@ -121,12 +174,21 @@ def test_task_model_inputs_and_errors(tmp_path):
 
 
 # -- from trained runs --------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def classify_run(tmp_path_factory) -> Path:
-    """A tiny classify run that frames its cases and adds differences, so the served preprocessing counts."""
+CLASSIFY_RUNS = {
+    # frames and differences, so that the served preprocessing counts
+    "bilstm": ["data.frame=3", "data.differences=true"],
+    # the ALSTM-FCN: conv branch, dimension shuffle and attention pooling (every step: frame 1)
+    "alstm-fcn": ["model.arch=lstm-fcn", "model.pooling=attention", "model.fcn_filters=[4,8,4]",
+                  "data.differences=true"],
+}
+
+
+@pytest.fixture(scope="module", params=list(CLASSIFY_RUNS))
+def classify_run(request, tmp_path_factory) -> Path:
+    """A tiny classify run of each exported architecture."""
     root = tmp_path_factory.mktemp("classify_export")
     task = get_task("classify")
-    config = apply_overrides(task.smoke_config(root), ["data.frame=3", "data.differences=true"])
+    config = apply_overrides(task.smoke_config(root), CLASSIFY_RUNS[request.param])
     return runner.train("classify", config, root / "run").run_dir
 
 
@@ -137,10 +199,11 @@ def test_classify_run_exports_and_serves_without_lstmkit(classify_run, tmp_path)
     meta = _session(classify_run / "model.onnx").get_modelmeta().custom_metadata_map
     assert json.loads(meta["lstmkit.classes"]) == ["up", "down"]
     spec = json.loads(meta["lstmkit.preprocess"])
-    assert spec["frame"] == 3 and spec["differences"] is True and len(spec["mean"]) == 4  # 2 channels + differences
+    run = open_run(classify_run)
+    assert spec["frame"] == (1 if run.config.model.arch == "lstm-fcn" else 3)
+    assert spec["differences"] is True and len(spec["mean"]) == 4  # 2 channels + differences
 
     # The raw test cases as CSV files, classified by the example with torch and lstmkit unimportable.
-    run = open_run(classify_run)
     raw = read_ts(run.config.data.test)
     files = []
     for i, case in enumerate(raw.series):
@@ -156,7 +219,7 @@ def test_classify_run_exports_and_serves_without_lstmkit(classify_run, tmp_path)
     served = [line.split("\t")[1] for line in out.stdout.splitlines()]
 
     prepared = prepare_data(run.config)
-    model = run.load_weights(SequenceClassifier(run.config.model))
+    model = run.load_weights(run.task.build_model(run.config))
     ours = [prepared.classes[k] for k in predict(model, prepared.cases["test"])]
     assert served == ours and len(ours) == len(raw.series)
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from lstmkit.models import AttentionPool, ClassifyModel, FCNClassifier, SequenceClassifier
-from lstmkit.tasks import TaskError, get_task, runner
+from lstmkit.tasks import get_task, runner
 from lstmkit.tasks.baselines import dtw_distances, nearest_neighbour_dtw
 from lstmkit.tasks.classify import (
     ClassifyData,
@@ -87,7 +87,7 @@ def smoke(tmp_path, *values: str):
     return set_values(config, dict(v.split("=", 1) for v in values)) if values else config
 
 
-def test_lstm_fcn_trains_with_folds_scores_dtw_and_refuses_onnx(tmp_path):
+def test_lstm_fcn_trains_with_folds_scores_dtw_and_serves_every_step(tmp_path):
     config = runner.build_config("classify", overrides=[])  # a check that the keys exist on the task's config
     assert config.model.arch == "lstm" and config.data.folds == 0
     base = get_task("classify").smoke_config(tmp_path)
@@ -99,8 +99,7 @@ def test_lstm_fcn_trains_with_folds_scores_dtw_and_refuses_onnx(tmp_path):
     assert result.metrics["cases"]["val"] == 8 and result.metrics["cases"]["train"] == 16  # fold 1 of 3 of 24
     assert any("1-NN DTW baseline" in line for line in result.lines)
     run = open_run(tmp_path / "run")
-    with pytest.raises(TaskError, match="cannot be exported to ONNX yet"):
-        run.task.serving_metadata(run)
+    assert run.task.serving_metadata(run)["preprocess"]["frame"] == 1  # the conv branch reads every step
 
 
 def test_selection_uses_folds_below_the_line_then_trains_on_every_case(tmp_path):
@@ -113,7 +112,7 @@ def test_selection_uses_folds_below_the_line_then_trains_on_every_case(tmp_path)
     assert chosen is min(selection.scores, key=lambda s: (s.val_loss, -s.val_accuracy))
     final = selection.final
     assert final.data.full_train and final.model.pooling == chosen.values["model.pooling"]
-    assert final.train.epochs == max(1, round(float(np.median(chosen.best_epochs))))
+    assert final.train.epochs == round(float(np.median(chosen.best_epochs))) + 1  # best_epoch counts from 0
     result = runner.train("classify", set_values(final, {"data.dtw_baseline": False}), tmp_path / "final")
     assert result.metrics["cases"] == {"train": 24, "val": 0, "test": 12} and result.metrics["val"] is None
     assert "trained on every training case" in result.lines[1]

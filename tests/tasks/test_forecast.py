@@ -12,6 +12,7 @@ import safetensors.torch
 import torch
 from typer.testing import CliRunner
 
+from lstmkit import _rounding
 from lstmkit.cli import app
 from lstmkit.tasks import DataUnavailable, TaskError, get_task, runner
 from lstmkit.tasks import baselines as bl
@@ -152,6 +153,36 @@ def test_the_untrained_model_is_exactly_the_ar_skip(tmp_path):
     assert not net.ar.weight.requires_grad and y.shape == out.shape
     no_skip = ForecastNet(ForecastModel(input_size=1, output_size=1, hidden_size=8, ar_skip=False), 6)
     assert no_skip.ar is None
+
+
+def test_full_train_fits_on_every_window_before_the_test_and_never_on_it(tmp_path):
+    values = seasonal_series()
+    changed = values.copy()
+    changed[-10:] *= 100  # only the 10 test steps differ
+    runs = [runner.train("forecast", config_for(write_csv(tmp_path / f"{n}.csv", v), "data.full_train=true",
+                                                "train.epochs=2", "train.max_steps=100"), tmp_path / f"r{n}")
+            for n, v in (("a", values), ("b", changed))]  # fmt: skip
+    ra, rb = runs
+    assert ra.metrics["mse"] is None and ra.metrics["val_windows"] == 0
+    assert ra.metrics["train_windows"] == 50 - 6 and ra.metrics["epochs"] == 2  # targets at steps 6 .. 49
+    assert "trained on every window before the test for 2 epochs" in ra.lines[1]
+    wa = safetensors.torch.load_file(str(ra.run_dir / "model.safetensors"))
+    wb = safetensors.torch.load_file(str(rb.run_dir / "model.safetensors"))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)  # no test value reached the training
+    # The AR skip is the least-squares fit over the training and validation windows (not the training ones only).
+    p = prepare_data(config_for(tmp_path / "a.csv"))
+    z = torch.from_numpy(p.z[:50, 0]).float()  # the windows hold float32 values; the change is taken in float32
+    x = z.unfold(0, 6, 1)[:-1]  # (44, 6): the windows before targets 6 .. 49
+    change, x = (z[6:50] - x[:, -1]).double(), x.double()
+    design = torch.cat([x, torch.ones(44, 1, dtype=torch.float64)], dim=1)
+    coef = torch.linalg.lstsq(design, change[:, None]).solution[:, 0]
+    # Both fits are float64 (to ~1e-13 here); the file holds them rounded once to float32.
+    rtol = _rounding.between(_rounding.unit_roundoff(torch.float32))
+    torch.testing.assert_close(wa["ar.weight"][0].double(), coef[:6], rtol=rtol, atol=0.0)
+    torch.testing.assert_close(wa["ar.bias"].double(), coef[6:], rtol=rtol, atol=0.0)
+    with_val = runner.train("forecast", config_for(tmp_path / "a.csv"), tmp_path / "rv")
+    w_val = safetensors.torch.load_file(str(with_val.run_dir / "model.safetensors"))
+    assert not torch.equal(w_val["ar.weight"], wa["ar.weight"])  # fitted on the training windows only
 
 
 # -- bad input -------------------------------------------------------------------------------------------

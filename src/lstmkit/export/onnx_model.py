@@ -399,11 +399,15 @@ def verification_tolerance(model: nn.Module, inputs: Mapping[str, Tensor]) -> tu
                 e = proj * e + _rounding.gamma(core.hidden_size, u) * proj
             worst = max(worst, e)
         err = worst
-    core_ids = {id(m) for m in core.modules()}
-    for m in model.modules():  # heads: h -> W h + b (and a log-softmax, within another such error)
-        if isinstance(m, nn.Linear) and id(m) not in core_ids:
-            w = _rounding.row_abs_sum(m.weight)
-            err = 2 * (w * err + _rounding.gamma(m.in_features + 1, u) * (w + _largest(m.bias)))
+    readout = task_models.readout_error(model, dict(inputs), err)  # a classifier's readout, conv branch and head
+    if readout is not None:
+        err = readout
+    else:
+        core_ids = {id(m) for m in core.modules()}
+        for m in model.modules():  # heads: h -> W h + b (and a log-softmax, within another such error)
+            if isinstance(m, nn.Linear) and id(m) not in core_ids:
+                w = _rounding.row_abs_sum(m.weight)
+                err = 2 * (w * err + _rounding.gamma(m.in_features + 1, u) * (w + _largest(m.bias)))
     tol = _rounding.between(err)
     return tol, tol
 

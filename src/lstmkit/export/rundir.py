@@ -68,32 +68,36 @@ def export_run(
 
 
 def _export(run, model, out, *, format, lengths, verify, int8, per_channel, reduce_range):
+    # The task's serving metadata first: a task refuses by name a model it cannot serve (a classify ensemble)
+    # before the graph builders see it.
+    metadata = _metadata(run)
     if int8:
         if lengths:
             raise ValueError("--lengths does not apply with --int8: the int8 check runs whole one-step inputs")
-        return _export_int8(run, model, out, verify=verify, per_channel=per_channel, reduce_range=reduce_range)
+        return _export_int8(run, model, out, metadata, verify=verify, per_channel=per_channel,
+                            reduce_range=reduce_range)  # fmt: skip
     if export_kind(model) == "seq2seq":
-        return _export_encoder_decoder(run, model, out, lengths=lengths, verify=verify)
+        return _export_encoder_decoder(run, model, out, metadata, lengths=lengths, verify=verify)
     if export_kind(model) == "frames":  # a ConvLSTM frame forecaster: an unrolled graph (export/frames.py)
-        return _export_frames(run, model, out, lengths=lengths, verify=verify)
+        return _export_frames(run, model, out, metadata, lengths=lengths, verify=verify)
     try:
         _core_of(model)
     except (TypeError, ValueError) as e:
         raise TaskError(f"the {run.task.name} task's model cannot be exported: {e}") from e
     path = Path(out) if out is not None else run.path / "model.onnx"
     try:
-        return to_onnx(model, path, lengths=lengths, verify=verify, metadata=_metadata(run))
+        return to_onnx(model, path, lengths=lengths, verify=verify, metadata=metadata)
     except (MissingDependency, ExportVerificationError) as e:
         raise TaskError(str(e)) from e
 
 
-def _export_int8(run, model, out, *, verify: bool, per_channel: bool, reduce_range: bool) -> Int8Export:
+def _export_int8(run, model, out, metadata, *, verify: bool, per_channel: bool, reduce_range: bool) -> Int8Export:
     """``out`` (default ``RUN_DIR/model.onnx``) in float and ``*.int8.onnx`` beside it (``export.int8``)."""
     int8_mod.check_supported(model)  # before anything is written
     path = Path(out) if out is not None else run.path / "model.onnx"
     try:
         return int8_mod.to_int8_onnx(model, path.with_suffix(".int8.onnx"), float_path=path, per_channel=per_channel,
-                                     reduce_range=reduce_range, verify=verify, metadata=_metadata(run))  # fmt: skip
+                                     reduce_range=reduce_range, verify=verify, metadata=metadata)  # fmt: skip
     except (MissingDependency, ExportVerificationError) as e:
         raise TaskError(str(e)) from e
 
@@ -109,7 +113,7 @@ def _metadata(run) -> dict[str, str]:
     return metadata
 
 
-def _export_frames(run, model, out, *, lengths: bool, verify: bool) -> OnnxExport:
+def _export_frames(run, model, out, metadata, *, lengths: bool, verify: bool) -> OnnxExport:
     """A frame forecaster: the number of given frames is the task's example input's (``Task.example_input``)."""
     if lengths:
         raise ValueError("--lengths does not apply to a frame forecaster: every sequence has the same frames")
@@ -117,17 +121,17 @@ def _export_frames(run, model, out, *, lengths: bool, verify: bool) -> OnnxExpor
     path = Path(out) if out is not None else run.path / "model.onnx"
     try:
         return frames_to_onnx(model, path, example.shape[0], tuple(example.shape[-2:]), verify=verify,
-                              metadata=_metadata(run))  # fmt: skip
+                              metadata=metadata)  # fmt: skip
     except (MissingDependency, ExportVerificationError) as e:
         raise TaskError(str(e)) from e
 
 
-def _export_encoder_decoder(run, model, out, *, lengths: bool, verify: bool) -> seq2seq.Seq2SeqExport:
+def _export_encoder_decoder(run, model, out, metadata, *, lengths: bool, verify: bool) -> seq2seq.Seq2SeqExport:
     """An encoder-decoder: ``RUN_DIR/model.encoder.onnx`` and ``model.decoder.onnx`` (see ``export.seq2seq``)."""
     if lengths:
         raise ValueError("--lengths does not apply to a seq2seq run: its encoder graph always takes lengths")
     path = Path(out) if out is not None else run.path / "model.onnx"
     try:
-        return seq2seq.export_seq2seq(model, path, verify_outputs=verify, metadata=_metadata(run))
+        return seq2seq.export_seq2seq(model, path, verify_outputs=verify, metadata=metadata)
     except (MissingDependency, ExportVerificationError) as e:
         raise TaskError(str(e)) from e

@@ -7,8 +7,13 @@ zeros made inside the graph at the input's batch size. The recurrent core is ``r
 
 - classifier: inputs ``features`` (T, B, C) and ``lengths`` (B,) int64 (every length at least 1);
   outputs ``logits`` (B, K) and ``probabilities`` (B, K). The readout is the masked mean over the
-  real steps, or each direction's state after the whole case: the forward direction's output at
-  step ``lengths - 1`` (a ``GatherND``) and the backward direction's final state.
+  real steps, each direction's state after the whole case (the forward direction's output at
+  step ``lengths - 1``, a ``GatherND``, and the backward direction's final state), or attention
+  pooling (a softmax over the real steps' scores, padded steps at -inf).
+- lstm-fcn (LSTM-FCN / ALSTM-FCN): the same inputs and outputs; the LSTM reads the dimension-
+  shuffled case (zero-padded or cut to ``max_length`` steps, then C steps of ``max_length``
+  features), beside the conv blocks (``Conv`` with the zero padding, ``BatchNormalization`` with
+  the running statistics, ``Relu``, padded steps set back to zero) and their mean over the real steps.
 - recognizer (``ctc-speech``, ``ctc-ocr``): inputs ``features`` (T, B, I) and ``lengths`` (B,)
   int64; output ``log_probs`` (T, B, C), class 0 the CTC blank, for a greedy or beam decoder.
 - forecaster: input ``features`` (T, B, F), a window of scaled values with the target in column 0
@@ -22,9 +27,12 @@ not in the graph; ``lstmkit export`` stores it in the file's metadata (``lstmkit
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
+from lstmkit import _rounding
 from lstmkit.export.graph import GraphBuilder
 from lstmkit.export.recurrent import CoreInputs, emit_core
 from lstmkit.nn import GRU, LSTM, RNN
@@ -32,7 +40,8 @@ from lstmkit.nn import GRU, LSTM, RNN
 INT64_MAX = 2**63 - 1
 
 
-TASK_MODEL_KINDS = ("classifier", "recognizer", "forecaster")
+CLASSIFIER_KINDS = ("classifier", "lstm-fcn")  # SequenceClassifier; FCNClassifier (LSTM-FCN / ALSTM-FCN)
+TASK_MODEL_KINDS = (*CLASSIFIER_KINDS, "recognizer", "forecaster")
 
 
 def export_kind(model: nn.Module) -> str | None:
@@ -41,9 +50,20 @@ def export_kind(model: nn.Module) -> str | None:
 
 
 def kind(model: nn.Module) -> str | None:
-    """``"classifier"``, ``"recognizer"``, ``"forecaster"``, or None for a model that is not a task model."""
+    """``"classifier"``, ``"lstm-fcn"``, ``"recognizer"``, ``"forecaster"``, or None for a model that is not a
+    task model."""
     k = export_kind(model)
     return k if k in TASK_MODEL_KINDS else None
+
+
+def is_classifier(model: nn.Module) -> bool:
+    return kind(model) in CLASSIFIER_KINDS
+
+
+def feature_size(model: nn.Module) -> int:
+    """F of the graph's ``features`` (T, B, F): the core's input size, or an LSTM-FCN's channels (its LSTM reads
+    the dimension-shuffled case, max_length features a step)."""
+    return model.config.input_size if kind(model) == "lstm-fcn" else core_of(model).input_size
 
 
 def core_of(model: nn.Module) -> LSTM | GRU | RNN:
@@ -58,9 +78,9 @@ def core_of(model: nn.Module) -> LSTM | GRU | RNN:
 def signature(model: nn.Module) -> tuple[list, list]:
     """(name, elem type, shape) of the graph's inputs and outputs."""
     core = core_of(model)
-    if kind(model) == "classifier":
+    if is_classifier(model):
         K = model.head.out_features
-        return ([("features", "float32", ["T", "B", core.input_size]), ("lengths", "int64", ["B"])],
+        return ([("features", "float32", ["T", "B", feature_size(model)]), ("lengths", "int64", ["B"])],
                 [("logits", "float32", ["B", K]), ("probabilities", "float32", ["B", K])])  # fmt: skip
     if kind(model) == "recognizer":
         return ([("features", "float32", ["T", "B", core.input_size]), ("lengths", "int64", ["B"])],
@@ -92,34 +112,16 @@ def emit(gb: GraphBuilder, model: nn.Module, recurrence: str) -> tuple[list[str]
     core = core_of(model)
     LD, P, H = core.num_layers * core.num_directions, core.output_size, core.hidden_size
     i64 = "int64"
-    classifier = kind(model) == "classifier"
+    if is_classifier(model):
+        return _emit_classifier(gb, model, core, recurrence)
     io = CoreInputs(x="features", h0=_zero_state(gb, "features", LD, P, "h0"),
                     c0=_zero_state(gb, "features", LD, H, "c0") if isinstance(core, LSTM) else None,
                     lengths=None if kind(model) == "forecaster" else "lengths")  # fmt: skip
-    y, hn, _, kinds = emit_core(gb, core, io, recurrence)  # y (T, B, D*P)
+    y, _, _, kinds = emit_core(gb, core, io, recurrence)  # y (T, B, D*P)
     if kind(model) == "recognizer":
         # Padded steps: zero outputs, so log_softmax(head bias), as in torch; decoders read only real steps.
         logits = _linear(gb, y, model.head, "head")  # (T, B, C)
         return [gb.op("LogSoftmax", [logits], "log_probs", axis=-1)], kinds
-    if classifier:
-        if model.config.pooling == "mean":
-            total = gb.op("ReduceSum", [y, gb.const([0], "axes_0", i64)], "y_sum", keepdims=0)  # (B, D*P)
-            n = gb.op("Cast", ["lengths"], "lengths_f", to=gb.onnx.TensorProto.FLOAT)
-            n = gb.op("Unsqueeze", [n, gb.const([1], "axes_1", i64)], "lengths_col")  # (B, 1)
-            pooled = gb.op("Div", [total, n], "pooled")
-        else:
-            yb = gb.op("Transpose", [y], "y_btf", perm=[1, 0, 2])  # (T, B, D*P) -> (B, T, D*P)
-            last = gb.op("Sub", ["lengths", gb.const(1, "one_i64", i64)], "last_step")
-            last = gb.op("Unsqueeze", [last, gb.const([1], "axes_1", i64)], "last_step_col")  # (B, 1)
-            pooled = gb.op("GatherND", [yb, last], "y_last", batch_dims=1)  # (B, D*P)
-            if core.bidirectional:
-                # torch's readout: the forward half at the last valid step, the backward direction's final state.
-                fwd = gb.op("Slice", [pooled, gb.const([0], "zero_vec", i64), gb.const([P], "p_vec", i64),
-                                      gb.const([1], "axes_1", i64)], "fwd_last")  # fmt: skip
-                bwd = gb.op("Gather", [hn, gb.const(LD - 1, "last_layer", i64)], "bwd_final", axis=0)  # (B, P)
-                pooled = gb.op("Concat", [fwd, bwd], "pooled", axis=1)
-        logits = _linear(gb, pooled, model.head, "head")  # (B, K)
-        return [logits, gb.op("Softmax", [logits], "probs", axis=-1)], kinds
     last = gb.op("Gather", [y, gb.const(-1, "minus_one", i64)], "y_last", axis=0)  # (B, H)
     out = _linear(gb, last, model.core.head, "head")  # (B, horizon): the change from the last value
     x_last = gb.op("Gather", ["features", gb.const(-1, "minus_one", i64)], "x_last", axis=0)  # (B, F)
@@ -136,6 +138,207 @@ def emit(gb: GraphBuilder, model: nn.Module, recurrence: str) -> tuple[list[str]
     return [out], kinds
 
 
+def _real_steps(gb: GraphBuilder, x: str, lengths: str) -> str:
+    """(T, B) bool: step t is a real step of case b (t < lengths[b]); T read from x (T, B, *)."""
+    i64 = "int64"
+    T = gb.op("Gather", [gb.op("Shape", [x], "x_shape_t"), gb.const(0, "idx0", i64)], "T", axis=0)  # scalar
+    steps = gb.op("Range", [gb.const(0, "zero_i64", i64), T, gb.const(1, "one_i64", i64)], "steps")  # (T,)
+    steps = gb.op("Unsqueeze", [steps, gb.const([1], "axes_1", i64)], "steps_col")  # (T, 1)
+    n = gb.op("Unsqueeze", [lengths, gb.const([0], "axes_0", i64)], "lengths_row")  # (1, B)
+    return gb.op("Less", [steps, n], "real_tb")  # (T, B)
+
+
+def _attention(gb: GraphBuilder, pool: nn.Module, y: str, real: str | None) -> str:
+    """``AttentionPool``: softmax over the real steps of ``v . tanh(W y_t + b)``, then the weighted sum of y_t.
+    y (T, B, F); real (T, B) bool or None (every step real) -> (B, F)."""
+    i64 = "int64"
+    u = gb.op("Tanh", [_linear(gb, y, pool.proj, "att_proj")], "att_tanh")  # (T, B, F)
+    scores = gb.op("MatMul", [u, gb.const(pool.score.weight.t(), "att_v")], "att_scores_tb1")  # (T, B, 1)
+    scores = gb.op("Squeeze", [scores, gb.const([2], "axes_2", i64)], "att_scores")  # (T, B)
+    if real is not None:
+        scores = gb.op("Where", [real, scores, gb.const(float("-inf"), "minus_inf")], "att_masked")
+    weights = gb.op("Softmax", [scores], "att_weights", axis=0)  # (T, B), zero on padded steps
+    weights = gb.op("Unsqueeze", [weights, gb.const([2], "axes_2", i64)], "att_weights_tb1")  # (T, B, 1)
+    weighted = gb.op("Mul", [weights, y], "att_weighted")
+    return gb.op("ReduceSum", [weighted, gb.const([0], "axes_0", i64)], "att_pooled", keepdims=0)  # (B, F)
+
+
+def _pool(gb: GraphBuilder, model: nn.Module, core, y: str, hn: str, lengths: str | None) -> str:
+    """The classifier's readout of ``model.config.pooling`` from y (T, B, D*P) and h_n; ``lengths`` None when
+    every case has all T steps (the LSTM-FCN's dimension-shuffled branch)."""
+    i64 = "int64"
+    LD, P = core.num_layers * core.num_directions, core.output_size
+    pooling = model.config.pooling
+    if pooling == "attention":
+        return _attention(gb, model.attention, y, None if lengths is None else _real_steps(gb, y, lengths))
+    if pooling == "mean":
+        total = gb.op("ReduceSum", [y, gb.const([0], "axes_0", i64)], "y_sum", keepdims=0)  # (B, D*P)
+        if lengths is None:  # every one of the C steps: torch divides the sum by C
+            steps = gb.op("Gather", [gb.op("Shape", [y], "y_shape"), gb.const(0, "idx0", i64)], "n_steps", axis=0)
+            return gb.op("Div", [total, gb.op("Cast", [steps], "n_steps_f", to=gb.onnx.TensorProto.FLOAT)], "pooled")
+        n = gb.op("Cast", [lengths], "lengths_f", to=gb.onnx.TensorProto.FLOAT)
+        n = gb.op("Unsqueeze", [n, gb.const([1], "axes_1", i64)], "lengths_col")  # (B, 1)
+        return gb.op("Div", [total, n], "pooled")
+    if lengths is None:
+        pooled = gb.op("Gather", [y, gb.const(-1, "minus_one", i64)], "y_last", axis=0)  # (B, D*P)
+    else:
+        yb = gb.op("Transpose", [y], "y_btf", perm=[1, 0, 2])  # (T, B, D*P) -> (B, T, D*P)
+        last = gb.op("Sub", [lengths, gb.const(1, "one_i64", i64)], "last_step")
+        last = gb.op("Unsqueeze", [last, gb.const([1], "axes_1", i64)], "last_step_col")  # (B, 1)
+        pooled = gb.op("GatherND", [yb, last], "y_last", batch_dims=1)  # (B, D*P)
+    if core.bidirectional:
+        # torch's readout: the forward half at the last valid step, the backward direction's final state.
+        fwd = gb.op("Slice", [pooled, gb.const([0], "zero_vec", i64), gb.const([P], "p_vec", i64),
+                              gb.const([1], "axes_1", i64)], "fwd_last")  # fmt: skip
+        bwd = gb.op("Gather", [hn, gb.const(LD - 1, "last_layer", i64)], "bwd_final", axis=0)  # (B, P)
+        pooled = gb.op("Concat", [fwd, bwd], "pooled", axis=1)
+    return pooled
+
+
+def _conv_branch(gb: GraphBuilder, model: nn.Module) -> str:
+    """The LSTM-FCN's conv blocks (Conv1d with its zero padding, BatchNorm in eval, ReLU, padded steps back to
+    zero) and the global average over the real steps: features (T, B, C), lengths -> (B, F)."""
+    i64 = "int64"
+    real = gb.op("Transpose", [_real_steps(gb, "features", "lengths")], "real_bt", perm=[1, 0])  # (B, T)
+    real = gb.op("Cast", [real], "real_f", to=gb.onnx.TensorProto.FLOAT)
+    real = gb.op("Unsqueeze", [real, gb.const([1], "axes_1", i64)], "real_b1t")  # (B, 1, T)
+    x = gb.op("Transpose", ["features"], "conv_in", perm=[1, 2, 0])  # (T, B, C) -> (B, C, T)
+    pad = None
+    for k, layer in enumerate(model.fcn):
+        if isinstance(layer, nn.ConstantPad1d):
+            pad = list(layer.padding)  # (left, right), zeros: the next Conv's own padding
+        elif isinstance(layer, nn.Conv1d):
+            inputs = [x, gb.const(layer.weight, f"conv{k}_w")] + ([gb.const(layer.bias, f"conv{k}_b")]
+                                                                   if layer.bias is not None else [])  # fmt: skip
+            x = gb.op("Conv", inputs, f"conv{k}", pads=pad or [0, 0], kernel_shape=[layer.kernel_size[0]])
+            pad = None
+        elif isinstance(layer, nn.BatchNorm1d):  # eval: the running statistics
+            x = gb.op("BatchNormalization", [x, gb.const(layer.weight, f"bn{k}_g"), gb.const(layer.bias, f"bn{k}_b"),
+                                             gb.const(layer.running_mean, f"bn{k}_mean"),
+                                             gb.const(layer.running_var, f"bn{k}_var")],
+                      f"bn{k}", epsilon=float(layer.eps))  # fmt: skip
+        elif isinstance(layer, nn.ReLU):
+            x = gb.op("Mul", [gb.op("Relu", [x], f"relu{k}"), real], f"block{k}")  # padded steps back to zero
+        else:
+            raise TypeError(f"an LSTM-FCN conv block layer {type(layer).__name__} has no ONNX form here")
+    total = gb.op("ReduceSum", [x, gb.const([-1], "axes_last", i64)], "gap_sum", keepdims=0)  # (B, F)
+    n = gb.op("Cast", ["lengths"], "lengths_f", to=gb.onnx.TensorProto.FLOAT)
+    n = gb.op("Unsqueeze", [n, gb.const([1], "axes_1", i64)], "lengths_col")  # (B, 1)
+    return gb.op("Div", [total, n], "gap")
+
+
+def _emit_classifier(gb: GraphBuilder, model: nn.Module, core, recurrence: str) -> tuple[list[str], list[str]]:
+    """A SequenceClassifier (last, mean or attention readout) or an LSTM-FCN / ALSTM-FCN: logits, probabilities."""
+    i64 = "int64"
+    LD, P, H = core.num_layers * core.num_directions, core.output_size, core.hidden_size
+    if kind(model) == "lstm-fcn":
+        # The dimension shuffle: the case zero-padded (or cut) to max_length steps, read as C steps of max_length
+        # features; every case has all C steps.
+        L = model.config.max_length
+        T = gb.op("Gather", [gb.op("Shape", ["features"], "x_shape_t"), gb.const([0], "zero_vec", i64)], "T_vec",
+                  axis=0)  # (1,)  # fmt: skip
+        short = gb.op("Max", [gb.op("Sub", [gb.const([L], "max_length", i64), T], "to_pad"),
+                              gb.const([0], "zero_vec", i64)], "pad_end")  # (1,): max(L - T, 0)  # fmt: skip
+        pads = gb.op("Concat", [gb.const([0, 0, 0], "pads_begin", i64), short, gb.const([0, 0], "pads_rest", i64)],
+                     "pads", axis=0)  # fmt: skip
+        fixed = gb.op("Pad", ["features", pads], "padded")  # zeros after the last step
+        fixed = gb.op("Slice", [fixed, gb.const([0], "zero_vec", i64), gb.const([L], "max_length", i64),
+                                gb.const([0], "axes_0", i64)], "fixed")  # (L, B, C)  # fmt: skip
+        shuffled = gb.op("Transpose", [fixed], "shuffled", perm=[2, 1, 0])  # (C, B, L)
+        io = CoreInputs(x=shuffled, h0=_zero_state(gb, "features", LD, P, "h0"),
+                        c0=_zero_state(gb, "features", LD, H, "c0"), lengths=None)  # fmt: skip
+        y, hn, _, kinds = emit_core(gb, core, io, recurrence)  # y (C, B, D*P)
+        pooled = gb.op("Concat", [_pool(gb, model, core, y, hn, None), _conv_branch(gb, model)], "joined", axis=1)
+    else:
+        io = CoreInputs(x="features", h0=_zero_state(gb, "features", LD, P, "h0"),
+                        c0=_zero_state(gb, "features", LD, H, "c0"), lengths="lengths")  # fmt: skip
+        y, hn, _, kinds = emit_core(gb, core, io, recurrence)  # y (T, B, D*P); padded steps zero
+        pooled = _pool(gb, model, core, y, hn, "lengths")
+    logits = _linear(gb, pooled, model.head, "head")  # (B, K)
+    return [logits, gb.op("Softmax", [logits], "probs", axis=-1)], kinds
+
+
+def _seen(model: nn.Module, inputs: dict[str, Tensor]) -> dict[int, tuple[float, float]]:
+    """Max |input| and max |output| of the core, the head and every conv-branch layer, at ``inputs`` in torch."""
+    seen: dict[int, tuple[float, float]] = {}
+
+    def largest(t) -> float:
+        t = t[0] if isinstance(t, (tuple, list)) else t
+        return float(t.detach().abs().max()) if isinstance(t, Tensor) and t.numel() else 0.0
+
+    def hook(module, args, output):
+        seen[id(module)] = (largest(args), largest(output))
+
+    watched = [model.rnn, model.head, *getattr(model, "fcn", [])]
+    handles = [m.register_forward_hook(hook) for m in watched]
+    try:
+        run_torch(model, inputs)
+    finally:
+        for h in handles:
+            h.remove()
+    return seen
+
+
+def readout_error(model: nn.Module, inputs: dict[str, Tensor], core_error: float) -> float | None:
+    """A bound on the rounding error of a classifier's outputs (logits and probabilities) at ``inputs``, given
+    ``core_error``, the bound on its recurrent core's outputs (``onnx_model.verification_tolerance``); None for
+    the other task models, whose linear heads the generic rule covers.
+
+    Standard forward error analysis (``lstmkit/_rounding.py``), with the magnitudes the torch model reaches at
+    these inputs: a sum of n terms errs by gamma(n) times the sum of |terms|; a linear layer passes its input's
+    error on through ||W||_inf. Readouts: the last state passes the core's error on; the mean over T steps adds
+    gamma(T + 1) max|y|; attention pooling adds the error of its softmax weights (scores err by e_s, so each
+    weight by at most a factor exp(2 e_s) - 1, plus gamma(T + 2) for exp and the normalisation) times max|y|.
+    LSTM-FCN's conv blocks: each Conv1d sums C k + 1 terms; BatchNorm (eval) is (z - mean) s + beta with s =
+    gamma / sqrt(var + eps), five roundings; ReLU and the mask of padded steps add none; the global average adds
+    gamma(T + 1). Probabilities from logits erring by e: at most exp(2 e) - 1, plus gamma(K + 2).
+    """
+    if not is_classifier(model):
+        return None
+    u = _rounding.unit_roundoff(torch.float32)
+    row = _rounding.row_abs_sum
+
+    def gamma(n: int) -> float:
+        return _rounding.gamma(n, u)
+
+    seen = _seen(model, inputs)
+    y_max = max(seen[id(model.rnn)][1], u)
+    shuffled = kind(model) == "lstm-fcn"
+    T = model.config.input_size if shuffled else int(inputs["features"].shape[0])  # steps the readout pools
+    pooling = model.config.pooling
+    err = core_error
+    if pooling == "mean":
+        err = core_error + gamma(T + 1) * y_max
+    elif pooling == "attention":
+        pool = model.attention
+        w_p, w_v = row(pool.proj.weight), row(pool.score.weight)
+        e_u = w_p * core_error + gamma(pool.proj.in_features + 1) * (w_p * y_max + _largest(pool.proj.bias))
+        e_s = w_v * (e_u + _rounding.F_POINTWISE * u) + gamma(pool.score.in_features) * w_v  # |tanh| <= 1
+        err = core_error + (math.expm1(2 * e_s) + gamma(T + 2)) * y_max + gamma(T + 1) * y_max
+    if shuffled:  # the conv branch beside it
+        e = 0.0  # the features are exact
+        last_out = 0.0
+        for layer in model.fcn:
+            m_in, m_out = seen[id(layer)]
+            if isinstance(layer, nn.Conv1d):
+                w = row(layer.weight.reshape(layer.out_channels, -1))
+                n = layer.in_channels * layer.kernel_size[0] + 1
+                e = w * e + gamma(n) * (w * m_in + _largest(layer.bias))
+            elif isinstance(layer, nn.BatchNorm1d):
+                scale = float((layer.weight.detach().abs() / (layer.running_var + layer.eps).sqrt()).max())
+                e = scale * e + gamma(5) * (scale * (m_in + _largest(layer.running_mean)) + _largest(layer.bias))
+            last_out = m_out
+        err = max(err, e + gamma(int(inputs["features"].shape[0]) + 1) * last_out)
+    w_h = row(model.head.weight)
+    pooled_max = seen[id(model.head)][0]
+    e_logits = w_h * err + gamma(model.head.in_features + 1) * (w_h * pooled_max + _largest(model.head.bias))
+    return max(e_logits, math.expm1(2 * e_logits) + gamma(model.head.out_features + 2))
+
+
+def _largest(t: Tensor | None) -> float:
+    return float(t.detach().abs().max()) if t is not None and t.numel() else 0.0
+
+
 def verify_shapes(model: nn.Module, default: tuple[tuple[int, int], ...]) -> tuple[tuple[int, int], ...]:
     """(T, B) pairs to verify at: a forecaster needs at least its AR order of steps."""
     if kind(model) == "forecaster" and model.ar is not None:
@@ -146,8 +349,8 @@ def verify_shapes(model: nn.Module, default: tuple[tuple[int, int], ...]) -> tup
 
 def random_inputs(model: nn.Module, T: int, B: int, seed: int) -> dict[str, Tensor]:
     g = torch.Generator().manual_seed(seed)
-    out = {"features": torch.randn(T, B, core_of(model).input_size, generator=g)}
-    if kind(model) in ("classifier", "recognizer"):
+    out = {"features": torch.randn(T, B, feature_size(model), generator=g)}
+    if is_classifier(model) or kind(model) == "recognizer":
         n = torch.randint(1, T + 1, (B,), generator=g)
         n[0] = T  # the longest case fills the batch
         out["lengths"] = n
@@ -161,7 +364,7 @@ def run_torch(model: nn.Module, inputs: dict[str, Tensor]) -> dict[str, Tensor]:
     was_training = model.training
     model.eval()
     try:
-        if kind(model) == "classifier":
+        if is_classifier(model):
             logits = model(x["features"], x["lengths"])
             return {"logits": logits.cpu(), "probabilities": logits.softmax(-1).cpu()}
         if kind(model) == "recognizer":

@@ -17,7 +17,15 @@ reads ``export_kind`` to know the graph's inputs and outputs; nothing dispatches
 
 from __future__ import annotations
 
-from lstmkit.models.classifier import ARCHS, POOLINGS, AttentionPool, ClassifyModel, FCNClassifier, SequenceClassifier
+from lstmkit.models.classifier import (
+    ARCHS,
+    POOLINGS,
+    AttentionPool,
+    ClassifyModel,
+    EnsembleClassifier,
+    FCNClassifier,
+    SequenceClassifier,
+)
 from lstmkit.models.decoding import Hypothesis, beam_search, greedy
 from lstmkit.models.forecaster import ForecastModel, ForecastNet, least_squares
 from lstmkit.models.frames import LOSSES, ConvForecaster, FCForecaster, FramesModel, fc_hidden_for, frame_loss
@@ -35,6 +43,7 @@ __all__ = [
     "CTCRecognizer",
     "ClassifyModel",
     "ConvForecaster",
+    "EnsembleClassifier",
     "FCForecaster",
     "FCNClassifier",
     "ForecastModel",

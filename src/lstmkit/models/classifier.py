@@ -35,6 +35,10 @@ class ClassifyModel(ModelConfig):
     fcn_filters: tuple[int, int, int] = (128, 256, 128)  # Karim et al.'s (and Wang et al. 2017's FCN) filters
     fcn_kernels: tuple[int, int, int] = (8, 5, 3)  # their kernel sizes
     max_length: int | None = None  # lstm-fcn: the LSTM branch's features; set from the longest training case
+    # Members of a seed ensemble: this many models of the architecture above, trained one after another in the
+    # run with seeds train.seed, train.seed + 1, ..., each with its own early stopping; the run's model averages
+    # their class probabilities. 1: one model. Small training sets vary a lot from seed to seed (docs/results.md).
+    ensemble: int = 1
 
     def _validate(self) -> None:
         super()._validate()
@@ -44,6 +48,8 @@ class ClassifyModel(ModelConfig):
             raise ValueError(f"model.arch must be one of {ARCHS}, got {self.arch!r}")
         if self.cell != "lstm":
             raise ValueError(f"classify uses an LSTM core; model.cell must be 'lstm', got {self.cell!r}")
+        if self.ensemble < 1:  # its type is checked by ModelConfig
+            raise ValueError(f"model.ensemble must be >= 1 (members; 1: one model), got {self.ensemble}")
         if min(self.fcn_filters) < 1 or min(self.fcn_kernels) < 1:
             raise ValueError(f"model.fcn_filters and model.fcn_kernels must be >= 1, got {list(self.fcn_filters)} "
                              f"and {list(self.fcn_kernels)}")  # fmt: skip
@@ -110,7 +116,7 @@ class FCNClassifier(nn.Module):
     ``forward(x, lengths)``: x (T, B, C), lengths (B,) -> logits (B, K).
     """
 
-    export_kind: ClassVar[str] = "classifier"  # the core is `rnn`; serving_metadata refuses ONNX export (conv branch)
+    export_kind: ClassVar[str] = "lstm-fcn"  # lstmkit.export: features, lengths -> logits, probabilities
 
     def __init__(self, config: ClassifyModel) -> None:
         super().__init__()
@@ -149,3 +155,23 @@ class FCNClassifier(nn.Module):
         out, (h, _) = self.rnn(shuffled, lengths=steps)  # (C, B, D*H)
         pooled = _pool(self.config, out, h, steps, self.attention)  # (B, D*H)
         return self.head(self.drop(torch.cat([pooled, gap], dim=-1)))  # (B, K)
+
+
+class EnsembleClassifier(nn.Module):
+    """``model.ensemble`` classifiers of one architecture whose class probabilities are averaged.
+
+    ``forward(x, lengths)``: x (T, B, C), lengths (B,) -> (B, K), the log of the members' mean probabilities, so
+    that softmax gives the mean probabilities and cross-entropy scores the ensemble as one model.
+    """
+
+    # No export_kind: lstmkit export refuses it by name (ClassifyTask.serving_metadata); export a member's run.
+
+    def __init__(self, members: list[nn.Module]) -> None:
+        super().__init__()
+        if len(members) < 2:
+            raise ValueError(f"an ensemble needs at least 2 members, got {len(members)}")
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        probs = torch.stack([m(x, lengths).softmax(dim=-1) for m in self.members])  # (N, B, K)
+        return probs.mean(dim=0).log()  # (B, K)

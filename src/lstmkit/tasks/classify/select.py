@@ -62,7 +62,8 @@ def score_candidate(
     for fold in range(max(folds, 1)):
         for seed in seeds:
             config = set_values(base, {**values, "data.folds": folds, "data.fold": fold, "train.seed": seed,
-                                       "data.full_train": False, "data.dtw_baseline": False})  # fmt: skip
+                                       "data.full_train": False, "data.dtw_baseline": False,
+                                       "model.ensemble": 1})  # fmt: skip  # one model per fold and seed
             prepared = task.prepare(config)
             seed_everything(seed)
             model = task.build_model(prepared.config)
@@ -88,6 +89,6 @@ def select(
     chosen = min(scores, key=lambda s: (s.val_loss, -s.val_accuracy))
     final = set_values(base, chosen.values)
     if folds:
-        epochs = max(1, round(statistics.median(chosen.best_epochs)))
+        epochs = round(statistics.median(chosen.best_epochs)) + 1  # best_epoch counts from 0
         final = set_values(final, {"data.full_train": True, "train.epochs": epochs})
     return Selection("holdout" if not folds else f"{folds}-fold", scores, chosen, final)

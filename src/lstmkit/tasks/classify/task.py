@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +10,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from lstmkit.models import ClassifyModel, FCNClassifier, SequenceClassifier
+from lstmkit.formats.integrity import save_model_file
+from lstmkit.models import ClassifyModel, EnsembleClassifier, FCNClassifier, SequenceClassifier
 from lstmkit.tasks.base import DataUnavailable, Prepared, Step, Task, TaskError, TrainingData
 from lstmkit.tasks.bundled import UCR_SETS
 from lstmkit.tasks.classify.config import ClassifyData
@@ -30,9 +32,11 @@ from lstmkit.tasks.classify.plots import CONFUSION, plot_confusion
 from lstmkit.tasks.classify.scoring import score_split
 from lstmkit.tasks.classify.steps import jitter_step
 from lstmkit.tasks.registry import register_task
-from lstmkit.tasks.rundir import Run, read_scaler
-from lstmkit.train import Config, TrainConfig, fit, set_values
+from lstmkit.tasks.rundir import MODEL, Run, read_scaler
+from lstmkit.train import Config, TrainConfig, fit, seed_everything, set_values
 from lstmkit.train.distill import classify_distill_step
+
+MEMBERS = "members"  # model.ensemble > 1: each member's training directory (checkpoints, metrics.csv)
 
 
 @register_task("classify")
@@ -115,17 +119,25 @@ class ClassifyTask(Task):
     def train(self, prepared: Prepared, run_dir: Path) -> dict[str, Any]:
         assert isinstance(prepared, ClassifyPrepared)
         config = prepared.config
-        model = self.build_model(config)
-        data = self.training_data(prepared)
-        result = fit(model, data.train, data.step, config=config, out_dir=run_dir, val_data=data.val or None)
+        if config.model.ensemble > 1:
+            model, results = self._train_ensemble(prepared, run_dir)
+            result = results[0]
+        else:
+            model = self.build_model(config)
+            data = self.training_data(prepared)
+            result = fit(model, data.train, data.step, config=config, out_dir=run_dir, val_data=data.val or None)
+            results = [result]
         test = score_split(model, prepared, "test")
         plot_confusion(np.array(test["confusion"]), prepared.classes, run_dir / CONFUSION,
                        title=f"{self.data_source(config).split(',')[0]}: test accuracy {test['accuracy']:.3f}")
-        return {
+        val = score_split(model, prepared, "val") if prepared.cases["val"] else None  # none: data.full_train
+        metrics = {
             "split": "val",
-            # what `lstmkit evaluate --split val` gives back; None without a validation part (data.full_train)
-            "nats_per_sequence": result.best_val_loss if prepared.cases["val"] else None,
-            "val": score_split(model, prepared, "val") if prepared.cases["val"] else None,  # none: data.full_train
+            # what `lstmkit evaluate --split val` gives back (for an ensemble, the ensemble's); None without a
+            # validation part (data.full_train)
+            "nats_per_sequence": (result.best_val_loss if len(results) == 1 else val["nats_per_sequence"])
+            if val is not None else None,
+            "val": val,
             "test": test,
             "classes": prepared.classes,
             "steps": result.steps,
@@ -133,7 +145,29 @@ class ClassifyTask(Task):
             "best_epoch": result.best_epoch,
             "parameters": sum(p.numel() for p in model.parameters()),
             "cases": {s: len(v) for s, v in prepared.cases.items()},
-        }
+        }  # fmt: skip
+        if len(results) > 1:  # the members' own figures; steps, epochs and best_epoch above are the first's
+            metrics["members"] = [{"seed": config.train.seed + i, "best_val_loss": r.best_val_loss,
+                                   "best_epoch": r.best_epoch, "epochs": len(r.history), "steps": r.steps}
+                                  for i, r in enumerate(results)]  # fmt: skip
+        return metrics
+
+    def _train_ensemble(self, prepared: ClassifyPrepared, run_dir: Path) -> tuple[EnsembleClassifier, list]:
+        """Each member trained alone with seed train.seed + i into ``run_dir/members/i`` (its own checkpoints and
+        early stopping, so a stopped run resumes member by member); the ensemble's weights in ``run_dir``."""
+        config, members, results = prepared.config, [], []
+        for i in range(config.model.ensemble):
+            member_config = set_values(config, {"train.seed": config.train.seed + i})
+            member_prepared = dataclasses.replace(prepared, config=member_config)
+            seed_everything(member_config.train.seed)
+            member = self._single_model(member_config)
+            data = self.training_data(member_prepared)
+            results.append(fit(member, data.train, data.step, config=member_config,
+                               out_dir=run_dir / MEMBERS / str(i), val_data=data.val or None))  # fmt: skip
+            members.append(member)
+        model = EnsembleClassifier(members).eval()
+        save_model_file(model, run_dir / MODEL)
+        return model, results
 
     def evaluate(self, run: Run, split: str) -> dict[str, Any]:
         if split not in SPLITS:
@@ -151,8 +185,14 @@ class ClassifyTask(Task):
         model = run.load_weights(self.build_model(run.config))
         return score_split(model, prepared, split)
 
-    def build_model(self, config: Config) -> SequenceClassifier | FCNClassifier:
-        if getattr(config.model, "arch", "lstm") == "lstm-fcn":
+    def build_model(self, config: Config) -> SequenceClassifier | FCNClassifier | EnsembleClassifier:
+        if config.model.ensemble > 1:
+            return EnsembleClassifier([self._single_model(config) for _ in range(config.model.ensemble)])
+        return self._single_model(config)
+
+    @staticmethod
+    def _single_model(config: Config) -> SequenceClassifier | FCNClassifier:
+        if config.model.arch == "lstm-fcn":
             return FCNClassifier(config.model)
         return SequenceClassifier(config.model)
 
@@ -161,12 +201,10 @@ class ClassifyTask(Task):
         first differences appended (``differences``), ``(x - mean) / std`` per channel, then ``frame``
         consecutive steps side by side (the last frame completed by repeating the case's last step)."""
         m = run.config.model
-        if m.arch != "lstm" or m.pooling == "attention":
-            # lstmkit.export builds the LSTM-and-head graph of SequenceClassifier (last or mean readout) by hand;
-            # a conv branch or an attention readout would be missing from it.
-            raise TaskError(f"a classify model with model.arch={m.arch!r}, model.pooling={m.pooling!r} cannot be "
-                            "exported to ONNX yet (the exporter knows the LSTM with a last or mean readout only); "
-                            "train with model.arch=lstm and model.pooling=last|mean to export")  # fmt: skip
+        if m.ensemble > 1:
+            raise TaskError(f"a classify run with model.ensemble={m.ensemble} averages {m.ensemble} models' "
+                            "probabilities and cannot be exported to ONNX as one graph yet; export a run trained "
+                            "with model.ensemble=1 (each member's checkpoints are under members/ in the run)")
         recorded = run.read_record(DATA, _DATA_FORMAT, _DATA_VERSION)
         scaler = read_scaler(run.file(SCALER))
         data = run.config.data
@@ -180,9 +218,14 @@ class ClassifyTask(Task):
         if "test" in metrics:  # a training summary
             if metrics["nats_per_sequence"] is None:
                 head = f"trained on every training case for {metrics['epochs']} epochs (data.full_train)"
+            elif metrics.get("members"):
+                head = f"val loss: {metrics['nats_per_sequence']:.4f} nats/sequence"
             else:
                 head = (f"val loss: {metrics['nats_per_sequence']:.4f} nats/sequence, best epoch "
                         f"{metrics['best_epoch']} of {metrics['epochs']}")  # fmt: skip
+            if metrics.get("members"):
+                epochs = ", ".join(str(m["best_epoch"]) for m in metrics["members"])
+                head += f" (ensemble of {len(metrics['members'])}: members' best epochs {epochs})"
             return [head, *self.report(metrics["test"])]
         b = metrics["baseline_1nn"]
         lines = [

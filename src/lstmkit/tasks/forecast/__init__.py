@@ -10,6 +10,8 @@ part (its last ``data.val_size`` steps, for early stopping) and a test part::
 
 Preprocessing (optional log of the target, then a per-feature z-score) is fitted on the steps
 before ``test_lo`` only, so no test value reaches the scaling, the training or the early stopping.
+``data.full_train`` trains on every window before ``test_lo`` (training and validation parts) for
+``train.epochs``, with no early stopping: the refit once the validation part has chosen a setting.
 
 Model: ``SequenceModel`` reads a window of ``data.window`` steps (target and covariates) and its last
 output gives the change of the next ``data.horizon`` values from the last one, all at once (the

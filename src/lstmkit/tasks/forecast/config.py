@@ -58,6 +58,10 @@ class ForecastData(DataConfig):
     # the line and date named, because filling silently shifts what the model learns; "linear" fills it by
     # linear interpolation in time (a missing date becomes a step); "previous" repeats the last value.
     gaps: str = "refuse"
+    # Train on every window before the test (training and validation parts) for train.epochs, with no early
+    # stopping: the final fit once the validation window has chosen the setting and the epoch count (the panel's
+    # refit). The AR skip is then fitted on those windows too; `evaluate --split val` becomes in-sample.
+    full_train: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.test_start, int) and not isinstance(self.test_start, bool):

@@ -96,21 +96,24 @@ class ForecastTask(Task):
         config = prepared.config
         model = self.build_model(config)
         data = self.training_data(prepared)
-        train_ds, val_ds = data.train.dataset, data.val.dataset
+        train_ds = data.train.dataset
         if model.ar is not None:
-            model.fit_ar(*_stack(train_ds))  # on the training windows only: validation stays unseen
-        result = fit(model, data.train, data.step, config=config, out_dir=run_dir, val_data=data.val)
-        # The summary leads with the validation loss (what `lstmkit evaluate --split val` gives back) and
-        # holds the test split's table, the result of the run.
+            # On the training windows only, so that validation stays unseen (with data.full_train: every window
+            # before the test).
+            model.fit_ar(*_stack(train_ds))
+        result = fit(model, data.train, data.step, config=config, out_dir=run_dir, val_data=data.val or None)
+        # The summary leads with the validation loss (what `lstmkit evaluate --split val` gives back; None with
+        # data.full_train) and holds the test split's table, the result of the run.
         test = score_split(model, prepared, "test")
-        metrics: dict[str, Any] = {"split": "val", "mse": result.best_val_loss, "test": test}
+        val_loss = None if config.data.full_train else result.best_val_loss
+        metrics: dict[str, Any] = {"split": "val", "mse": val_loss, "test": test}
         metrics.update(
             steps=result.steps,
             epochs=len(result.history),
             best_epoch=result.best_epoch,
             parameters=sum(p.numel() for p in model.parameters() if p.requires_grad),
             train_windows=len(train_ds),
-            val_windows=len(val_ds),
+            val_windows=len(data.val.dataset) if data.val else 0,
         )
         return metrics
 
@@ -118,6 +121,9 @@ class ForecastTask(Task):
         """Sliding windows: training ones shuffled, validation ones in one batch."""
         assert isinstance(prepared, ForecastPrepared)
         data, split = prepared.config.data, prepared.split
+        if data.full_train:  # every window before the test; no validation part, no early stopping
+            train_ds = window_dataset(prepared.z, 0, split.test_lo, data.window, data.horizon)
+            return TrainingData(DataLoader(train_ds, batch_size=data.batch_size, shuffle=True), [], forecast_step)
         train_ds = window_dataset(prepared.z, 0, split.val_lo, data.window, data.horizon)
         val_ds = window_dataset(prepared.z, split.val_lo, split.test_lo, data.window, data.horizon)
         train = DataLoader(train_ds, batch_size=data.batch_size, shuffle=True)
@@ -166,7 +172,11 @@ class ForecastTask(Task):
 
     def report(self, metrics: dict[str, Any]) -> list[str]:
         if "test" in metrics:  # a training summary: the validation loss, then the test table
-            head = f"val loss: {metrics['mse']:.4f} (MSE of the z-scored series), best epoch {metrics['best_epoch']}"
+            if metrics["mse"] is None:
+                head = f"trained on every window before the test for {metrics['epochs']} epochs (data.full_train)"
+            else:
+                head = (f"val loss: {metrics['mse']:.4f} (MSE of the z-scored series), "
+                        f"best epoch {metrics['best_epoch']}")  # fmt: skip
             return [head, *self.report(metrics["test"])]
         lines = [
             f"{metrics['split']} targets {metrics['targets']}: {metrics['origins']} origins x {metrics['horizon']} "

@@ -1,0 +1,73 @@
+"""classify's seed ensemble (``model.ensemble``): members trained as single runs would be, probabilities averaged,
+saved, reloaded and evaluated as one model, and refused by ``lstmkit export`` by name."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from lstmkit.export.rundir import export_run
+from lstmkit.models import ClassifyModel, EnsembleClassifier
+from lstmkit.tasks import TaskError, get_task, runner
+from lstmkit.tasks.classify import prepare_data
+from lstmkit.tasks.classify.scoring import predict_proba
+from lstmkit.tasks.rundir import open_run
+from lstmkit.train import set_values
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """An ensemble of 2 (seeds 0 and 1) and the two single runs it should be made of."""
+    root = tmp_path_factory.mktemp("ensemble")
+    base = set_values(get_task("classify").smoke_config(root), {"data.dtw_baseline": False})
+    ensemble = runner.train("classify", set_values(base, {"model.ensemble": 2}), root / "ens")
+    singles = [runner.train("classify", set_values(base, {"train.seed": s}), root / f"s{s}") for s in (0, 1)]
+    return ensemble, singles
+
+
+def test_members_are_the_single_runs_and_the_probabilities_their_mean(runs):
+    ensemble, singles = runs
+    run = open_run(ensemble.run_dir)
+    model = run.load_weights(run.task.build_model(run.config))
+    assert isinstance(model, EnsembleClassifier) and len(model.members) == 2
+    prepared = prepare_data(run.config)
+    cases = prepared.cases["test"]
+    single_probs = []
+    for member, single in zip(model.members, singles, strict=True):
+        s = open_run(single.run_dir)
+        alone = s.load_weights(s.task.build_model(s.config))
+        for (name, a), b in zip(member.state_dict().items(), alone.state_dict().values(), strict=True):
+            assert torch.equal(a, b), name  # trained exactly as the single run of that seed
+        single_probs.append(predict_proba(alone, cases))
+    mean = np.mean(single_probs, axis=0)
+    assert not np.allclose(single_probs[0], single_probs[1])  # two different members, or the mean proves nothing
+    np.testing.assert_allclose(predict_proba(model, cases), mean, rtol=1e-6, atol=1e-7)
+    want = float(np.mean(mean.argmax(1) == prepared.targets["test"]))
+    assert ensemble.metrics["test"]["accuracy"] == pytest.approx(want)
+    assert [m["seed"] for m in ensemble.metrics["members"]] == [0, 1]
+    assert all((ensemble.run_dir / "members" / str(i) / "model.safetensors").is_file() for i in (0, 1))
+    assert "ensemble of 2" in ensemble.lines[1]
+
+
+def test_evaluate_reloads_the_ensemble(runs):
+    ensemble, _ = runs
+    metrics, _ = runner.evaluate(ensemble.run_dir, "test")
+    assert metrics["accuracy"] == ensemble.metrics["test"]["accuracy"]
+    assert metrics["nats_per_sequence"] == pytest.approx(ensemble.metrics["test"]["nats_per_sequence"], rel=1e-6)
+
+
+def test_export_refuses_an_ensemble_by_name(runs, tmp_path):
+    ensemble, _ = runs
+    with pytest.raises(TaskError, match=r"model\.ensemble=2 .* cannot be exported to ONNX"):
+        export_run(ensemble.run_dir, out=tmp_path / "e.onnx")
+    assert not (tmp_path / "e.onnx").exists()
+
+
+@pytest.mark.parametrize(("bad", "says"), [(0, "must be >= 1"), (-1, "must be >= 1"), (True, "expected int"),
+                                           (1.5, "expected int")])  # fmt: skip
+def test_ensemble_size_is_checked(bad, says):
+    with pytest.raises(ValueError, match=rf"model\.ensemble:? {says}"):
+        ClassifyModel(ensemble=bad)
+    with pytest.raises(ValueError, match="at least 2 members"):
+        EnsembleClassifier([])
