@@ -16,9 +16,6 @@
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/native/CPUBlas.h>
 #include <ATen/native/quantized/PackedParams.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 #include <torch/csrc/utils/pybind.h>
 
 #include <algorithm>
@@ -389,29 +386,6 @@ void parallel_parts(int64_t parts, const F& f) {
   });
 }
 
-// f(c, t) for every part c of every step t, steps in order, all parts of step t before any of step t+1:
-// one OpenMP team for the whole sequence, its threads meeting at a barrier after each step, where
-// parallel_parts per step forks and joins the team every step (a few microseconds, against steps of
-// 30-50 microseconds at batch 1-4, H = 256: docs/benchmarks.md). The parts are the same as
-// parallel_parts', so are the sums and the results. A team smaller than asked runs several parts a thread.
-template <typename F>
-void parts_over_steps(int64_t parts, int64_t steps, const F& f) {
-#ifdef _OPENMP
-  if (parts > 1 && steps > 1 && !at::in_parallel_region()) {
-#pragma omp parallel num_threads(static_cast<int>(parts))
-    {
-      const int64_t team = omp_get_num_threads(), tid = omp_get_thread_num();
-      for (int64_t t = 0; t < steps; ++t) {
-        for (int64_t c = tid; c < parts; c += team) f(c, t);
-#pragma omp barrier
-      }
-    }
-    return;
-  }
-#endif
-  for (int64_t t = 0; t < steps; ++t) parallel_parts(parts, [&](int64_t c) { f(c, t); });
-}
-
 // The per-step products of one partition of [0, n) into `parts` (see split_at), all with the same
 // left operand A (M, K): part c multiplies by the columns [lo, hi) of W (K, ld ldw), or, with q_count gate
 // blocks, by the columns [q * stride + lo, q * stride + hi) of each block q; entry c * q_count + q.
@@ -664,10 +638,11 @@ std::vector<Tensor> forward_impl(const Tensor& xg, const Tensor& h0, const Tenso
     return train ? row<T>(hin_all, t + 1) : row<T>(hin_ring, (t + 1) % 2);
   };
 
-  T* const r = rbuf.data_ptr<T>();
-  // The arguments of step t's gate math (a) and of its dropout / mask pass (pa), both zero-initialised.
-  auto step_args = [&](int64_t t, FwdArgs<T>& a, PostArgs<T>& pa) {
+  for (int64_t t = 0; t < Tn; ++t) {
+    T* r = rbuf.data_ptr<T>();
+    const T* hin = h_in(t);
     T* y_t = row<T>(ys, t);
+    FwdArgs<T> a{};
     a.xg = row<T>(xg, t);
     a.r = r;
     a.act = train ? row<T>(acts, t) : ptr<T>(act_s);
@@ -696,6 +671,7 @@ std::vector<Tensor> forward_impl(const Tensor& xg, const Tensor& h0, const Tenso
     a.H = H;
     a.G = G;
     a.eps = static_cast<T>(eps);
+    PostArgs<T> pa{};
     pa.y = y_t;
     pa.mask = a.mask;
     pa.h_prev = has_mask ? hs_prev(t) : nullptr;
@@ -703,28 +679,6 @@ std::vector<Tensor> forward_impl(const Tensor& xg, const Tensor& h0, const Tenso
     pa.drop = ptr<T>(drop);
     pa.h_in_next = h_in_next(t);
     pa.P = P;
-  };
-  // Units split over threads, nothing between the steps but the product and the gate math: the whole
-  // sequence in one thread team (parts_over_steps), each thread its units' products and gate math.
-  const bool one_team = !ln && !proj && !single && n_units > 1;
-  if (one_team) {
-    parts_over_steps(n_units, Tn, [&](int64_t c, int64_t t) {
-      FwdArgs<T> a{};
-      PostArgs<T> pa{};
-      step_args(t, a, pa);
-      const int64_t j0 = split_at(H, n_units, c, kAlign), j1 = split_at(H, n_units, c + 1, kAlign);
-      const T* hin = h_in(t);
-      for (int64_t q = 0; q < ng; ++q) rec[c * ng + q].run(hin, P, r + q * H + j0, G);
-      fwd(a, 0, B, j0, j1);
-      if (need_post) post(pa, 0, B, j0, j1);
-    });
-  }
-  for (int64_t t = 0; t < (one_team ? 0 : Tn); ++t) {
-    const T* hin = h_in(t);
-    T* y_t = row<T>(ys, t);
-    FwdArgs<T> a{};
-    PostArgs<T> pa{};
-    step_args(t, a, pa);
     if (!ln) {
       // Each thread: its units' columns of every gate block of r = h_in W_hh^T, then their gate math.
       parallel_parts(n_units, [&](int64_t c) {
@@ -840,9 +794,9 @@ std::vector<Tensor> backward_impl(const Tensor& dy, const Tensor& dhn, const Ten
   const auto hrp = proj ? step_gemms<T>(ln ? n_hcols : n_units, H, kAlign, B, P, w_hr_p, H, Tn)
                         : std::vector<StepGemm<T>>{};
 
-  // The arguments of step t's dL/dh pass (pa) and gate math (a), both zero-initialised.
-  auto step_args = [&](int64_t t, BwdPreArgs<T>& pa, BwdArgs<T>& a) {
+  for (int64_t t = Tn - 1; t >= 0; --t) {
     const bool pending = t < Tn - 1;  // step t+1's dh product is still to run
+    BwdPreArgs<T> pa{};
     pa.dh = dh_p;
     pa.dhg = (direct_dh || !pending) ? nullptr : dhg_p;
     pa.mask_next = pending ? mask_row(mask, t + 1) : nullptr;
@@ -851,6 +805,7 @@ std::vector<Tensor> backward_impl(const Tensor& dy, const Tensor& dhn, const Ten
     pa.dy = row<T>(dy, t);
     pa.mask = mask_row(mask, t);
     pa.P = P;
+    BwdArgs<T> a{};
     a.act = row<T>(acts, t);
     a.tc = row<T>(tcs, t);
     a.c_prev = row<T>(cs, t);
@@ -873,27 +828,6 @@ std::vector<Tensor> backward_impl(const Tensor& dy, const Tensor& dhn, const Ten
     a.mask = pa.mask;
     a.H = H;
     a.G = G;
-  };
-  // P == H without LayerNorm, units split over threads: the whole sequence in one thread team
-  // (parts_over_steps, as in the forward), each thread its columns of dL/dh and its units' gate math.
-  const bool one_team = !ln && !proj && n_units > 1;
-  if (one_team) {
-    parts_over_steps(n_units, Tn, [&](int64_t c, int64_t s) {
-      const int64_t t = Tn - 1 - s;
-      BwdPreArgs<T> pa{};
-      BwdArgs<T> a{};
-      step_args(t, pa, a);
-      const int64_t j0 = split_at(H, n_units, c, kAlign), j1 = split_at(H, n_units, c + 1, kAlign);
-      if (t < Tn - 1) dh_product(t + 1, c, j0);
-      pre(pa, 0, B, j0, j1);
-      bwd(a, 0, B, j0, j1, acc_p + c * acc_w, tmp_p + c * H);
-    });
-  }
-  for (int64_t t = one_team ? -1 : Tn - 1; t >= 0; --t) {
-    const bool pending = t < Tn - 1;  // step t+1's dh product is still to run
-    BwdPreArgs<T> pa{};
-    BwdArgs<T> a{};
-    step_args(t, pa, a);
     auto gates = [&](int64_t c, int64_t b0, int64_t b1, int64_t j0, int64_t j1) {
       bwd(a, b0, b1, j0, j1, acc_p + c * acc_w, tmp_p + c * H);
     };
