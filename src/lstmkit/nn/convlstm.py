@@ -47,10 +47,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._base import RecurrentBase, _check_positive_int, _check_prob
+from ._convlstm_bptt import convlstm_layer_bptt
 from ._convlstm_reference import ConvLSTMOptions, ConvLSTMWeights, convlstm_step, same_padding
 from ._reference import scan
 
-_IMPLS = ("auto", "fused", "concat", "reference")
+_IMPLS = ("auto", "bptt", "fused", "concat", "reference")
 ConvState = tuple[Tensor, Tensor]
 
 
@@ -311,6 +312,11 @@ class ConvLSTM(nn.Module):
                 "impl='concat' cannot be used with layer_norm=True: LayerNorm normalises W_ih * x and W_hh * h "
                 "separately, so they cannot share one convolution; use impl='fused' or 'auto'"
             )
+        if impl == "bptt" and (peephole or layer_norm):
+            raise ValueError(
+                "impl='bptt' (the hand-written backward) runs the plain cell only, not peephole or layer_norm; "
+                "use impl='fused' or 'auto'"
+            )
         self.impl = impl
         if dtype is not None and not dtype.is_floating_point:
             raise TypeError(f"dtype must be a floating-point dtype, got {dtype}")
@@ -324,13 +330,20 @@ class ConvLSTM(nn.Module):
                 self.register_parameter(f"{name}_l{layer}", nn.Parameter(torch.empty(shape, **factory)))
         self.reset_parameters()
 
+    def _runs_bptt(self) -> bool:
+        """Whether forward runs the hand-written backward (``_convlstm_bptt``): ``"bptt"``, and ``"auto"``
+        for the plain cell, where it measured fastest (docs/benchmarks.md)."""
+        return self.impl == "bptt" or (self.impl == "auto" and not (self.peephole or self.layer_norm))
+
     def _layer_input_channels(self, layer: int) -> int:
         return self.input_channels if layer == 0 else self.hidden_channels[layer - 1]
 
     def _layer_params(self, layer: int) -> dict[str, Tensor]:
-        """This layer's parameters, keyed by name without the suffix."""
-        sfx = f"_l{layer}"
-        return {n.removesuffix(sfx): p for n, p in self.named_parameters() if n.endswith(sfx)}
+        """This layer's parameters, keyed by name without the suffix. Read as attributes, not through
+        ``named_parameters``: a parametrized weight (``lstmkit compress quantize``'s ``Dequantize``) is
+        the attribute, while its parameter is the stored original."""
+        names = [name for name, _ in _param_shapes(1, 1, (1, 1), self.bias, self.peephole, None, self.layer_norm)]
+        return {name: getattr(self, f"{name}_l{layer}") for name in names}
 
     def reset_parameters(self) -> None:
         for layer in range(self.num_layers):
@@ -410,6 +423,8 @@ class ConvLSTM(nn.Module):
             if self.impl == "reference":
                 step = partial(convlstm_step, w=w, opt=self._options)  # (x_t, state) -> (h_t, state)
                 y, state = scan(step, layer_in, init[layer], mask)
+            elif self._runs_bptt():
+                y, state = convlstm_layer_bptt(layer_in, init[layer], w.w_ih, w.w_hh, w.b, mask)
             else:
                 hoist = self.impl == "fused" or (self.impl == "auto" and self.layer_norm)
                 y, state = convlstm_layer(layer_in, init[layer], w, self._options, mask, hoist_input=hoist)
@@ -518,7 +533,10 @@ class ConvLSTMCell(nn.Module):
             for name, s in zip(("h", "c"), state, strict=True):
                 if tuple(s.shape) != want:
                     raise ValueError(f"state {name} must have shape (B, Hc, H, W) = {want}, got {tuple(s.shape)}")
-        return convlstm_step(input, tuple(state), _weights(dict(self.named_parameters())), self._options)
+        names = [n for n, _ in _param_shapes(1, 1, (1, 1), self.bias is not None, self._options.peephole, None,
+                                             self._options.layer_norm)]  # fmt: skip
+        weights = _weights({n: getattr(self, n) for n in names})  # attributes: parametrized weights too
+        return convlstm_step(input, tuple(state), weights, self._options)
 
     def extra_repr(self) -> str:
         s = f"{self.input_channels}, {self.hidden_channels}"

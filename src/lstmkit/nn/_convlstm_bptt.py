@@ -1,0 +1,138 @@
+"""One plain ConvLSTM layer as one ``autograd.Function``: a hand-written backpropagation through time.
+
+What it changes against the autograd arrangements of ``convlstm.py`` (same convolutions, same FLOPs):
+
+- No ``torch.cat([x_t, h_{t-1}])`` per step: one buffer xh (T, B, C + Hc, H, W) is allocated before
+  the loop with the input in its first C channels, and each step writes h_t straight into the next
+  step's slot. It is also what the weight gradient reads.
+- The gate activations write the convolution's output into one saved buffer of gates
+  (T, B, G, H, W); the backward writes the pre-activation gradients into one buffer of that size
+  (not over the gates: a graph kept with ``retain_graph`` may be differentiated again).
+- The weight gradient is one convolution backward over all T B frames after the loop (the sum over
+  steps of each step's weight gradient is the weight gradient of the T B frames as one batch), so
+  per step the backward runs only the data gradient of the step's convolution and the pointwise math.
+
+Plain cell only (no peephole, no LayerNorm); ``lengths`` masking as ``_reference.scan``: past a
+sequence's end its state is carried and its output is zero. Shapes: T time, B batch, C input
+channels, Hc hidden channels, G = 4 Hc, H x W the frame. Held equal to the reference twin and
+checked with ``torch.autograd.gradcheck`` in float64 by tests/nn/test_convlstm.py.
+
+The backward of one step (i, f, g, o the activated gates, tc = tanh(c_t), dh and dc the gradients
+arriving at h_t and c_t)::
+
+    do = dh tc                       da_o = do o (1 - o)
+    dc = dc + dh o (1 - tc^2)        da_i = dc g i (1 - i),   da_f = dc c_{t-1} f (1 - f)
+    dc_{t-1} = dc f                  da_g = dc i (1 - g^2)
+    [dx_t, dh_{t-1}] = conv2d's data gradient of da = [da_i, da_f, da_g, da_o]
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+
+def _conv_data_grad(grad: Tensor, inp: Tensor, weight: Tensor, pad: tuple[int, int]) -> Tensor:
+    """d(conv2d(inp, weight, padding=pad)) / d inp, applied to ``grad``."""
+    return torch.ops.aten.convolution_backward(grad, inp, weight, None, [1, 1], list(pad), [1, 1], False, [0, 0], 1,
+                                               [True, False, False])[0]  # fmt: skip
+
+
+def _conv_weight_grad(grad: Tensor, inp: Tensor, weight: Tensor, pad: tuple[int, int]) -> Tensor:
+    """d(conv2d(inp, weight, padding=pad)) / d weight, applied to ``grad``."""
+    return torch.ops.aten.convolution_backward(grad, inp, weight, None, [1, 1], list(pad), [1, 1], False, [0, 0], 1,
+                                               [False, True, False])[1]  # fmt: skip
+
+
+class ConvLSTMLayerFn(torch.autograd.Function):
+    """(x, h0, c0, w_ih, w_hh, b, mask) -> (y, h_T, c_T) of one plain ConvLSTM layer; b and mask may be None."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor, b: Tensor | None,
+                mask: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
+        T, B, C, H, W = x.shape
+        Hc = w_hh.shape[1]
+        pad = (w_hh.shape[-2] // 2, w_hh.shape[-1] // 2)
+        weight = torch.cat([w_ih, w_hh], dim=1)  # (G, C + Hc, kh, kw): one convolution over [x_t, h_{t-1}]
+        xh = x.new_empty(T + 1, B, C + Hc, H, W)  # slot t holds [x_t, h_{t-1}]; slot T only h_T
+        xh[:T, :, :C] = x
+        xh[0, :, C:] = h0
+        cs = x.new_empty(T + 1, B, Hc, H, W)  # c_0 .. c_T
+        cs[0] = c0
+        ys = x.new_empty(T, B, Hc, H, W)
+        gates = x.new_empty(T, B, 4 * Hc, H, W)  # the activated gates, saved for the backward
+        for t in range(T):
+            a = F.conv2d(xh[t], weight, b, padding=pad)  # (B, G, H, W)
+            torch.sigmoid(a[:, : 2 * Hc], out=gates[t, :, : 2 * Hc])  # i, f
+            torch.tanh(a[:, 2 * Hc : 3 * Hc], out=gates[t, :, 2 * Hc : 3 * Hc])  # g
+            torch.sigmoid(a[:, 3 * Hc :], out=gates[t, :, 3 * Hc :])  # o
+            i, f, g, o = gates[t].split(Hc, dim=1)  # each (B, Hc, H, W)
+            h_prev, c_prev, h_next, c_next = xh[t, :, C:], cs[t], xh[t + 1, :, C:], cs[t + 1]
+            torch.mul(f, c_prev, out=c_next)
+            c_next.addcmul_(i, g)  # c_t = f c_{t-1} + i g
+            torch.mul(o, torch.tanh(c_next), out=h_next)  # h_t, straight into the next step's input
+            if mask is None:
+                ys[t] = h_next
+            else:
+                m = mask[t].view(B, 1, 1, 1)
+                torch.where(m, h_next, h_prev, out=h_next)  # past the end: the state is carried
+                torch.where(m, c_next, c_prev, out=c_next)
+                torch.mul(h_next, m, out=ys[t])  # and the output is zero
+        ctx.save_for_backward(xh, cs, weight, gates, *([] if mask is None else [mask]))
+        ctx.sizes = (C, Hc, pad, b is not None, mask is not None)
+        return ys, xh[T, :, C:].clone(), cs[T].clone()
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dy: Tensor | None, dh_T: Tensor | None, dc_T: Tensor | None):
+        C, Hc, pad, has_bias, has_mask = ctx.sizes
+        xh, cs, weight, gates, *rest = ctx.saved_tensors  # gates (T, B, G, H, W)
+        mask = rest[0] if has_mask else None
+        T, B = gates.shape[:2]
+        dh = torch.zeros_like(cs[0]) if dh_T is None else dh_T.clone()
+        dc = torch.zeros_like(cs[0]) if dc_T is None else dc_T.clone()
+        need_x, need_h0, need_c0 = ctx.needs_input_grad[:3]
+        dx = xh.new_empty(T, B, C, *xh.shape[-2:]) if need_x else None
+        da = torch.empty_like(gates)  # (T, B, G, H, W): the pre-activation gradients of every step
+        for t in range(T - 1, -1, -1):
+            if dy is not None:
+                dh += dy[t] if mask is None else dy[t] * mask[t].view(B, 1, 1, 1)
+            carry_h = carry_c = None
+            if mask is not None:  # past the end the step passed h and c through: their gradients go straight back
+                m = mask[t].view(B, 1, 1, 1)
+                carry_h, carry_c = dh * ~m, dc * ~m
+                dh, dc = dh * m, dc * m
+            i, f, g, o = gates[t].split(Hc, dim=1)
+            a = da[t]
+            tc = torch.tanh(cs[t + 1])
+            do = dh * tc
+            dc.addcmul_(dh * o, 1 - tc * tc)  # dc += dh o (1 - tc^2)
+            dc_prev = dc * f
+            da_o = do.mul_(o).mul_(1 - o)
+            da_g = (dc * i).mul_(1 - g * g)
+            da_f = (dc * cs[t]).mul_(f).mul_(1 - f)
+            da_i = (dc * g).mul_(i).mul_(1 - i)
+            a[:, :Hc], a[:, Hc : 2 * Hc], a[:, 2 * Hc : 3 * Hc], a[:, 3 * Hc :] = da_i, da_f, da_g, da_o
+            if t > 0 or need_x or need_h0:
+                dxh = _conv_data_grad(a, xh[t], weight, pad)  # (B, C + Hc, H, W)
+                if dx is not None:
+                    dx[t] = dxh[:, :C]
+                dh = dxh[:, C:]
+            dc = dc_prev
+            if carry_h is not None:
+                dh = dh + carry_h
+                dc = dc + carry_c
+        frames = xh[:T].flatten(0, 1)  # (T B, C + Hc, H, W): every step's [x_t, h_{t-1}] as one batch
+        dw = _conv_weight_grad(da.flatten(0, 1), frames, weight, pad)  # (G, C + Hc, kh, kw)
+        db = da.sum(dim=(0, 1, 3, 4)) if has_bias else None
+        return (dx, dh if need_h0 else None, dc if need_c0 else None, dw[:, :C], dw[:, C:], db, None)
+
+
+def convlstm_layer_bptt(x: Tensor, state: tuple[Tensor, Tensor], w_ih: Tensor, w_hh: Tensor, b: Tensor | None,
+                        mask: Tensor | None = None) -> tuple[Tensor, tuple[Tensor, Tensor]]:  # fmt: skip
+    """One plain ConvLSTM layer over x (T, B, C, H, W) from state (h_0, c_0) each (B, Hc, H, W); mask (T, B)
+    bool or None. Returns y (T, B, Hc, H, W) and (h_T, c_T), through the hand-written backward above."""
+    y, h, c = ConvLSTMLayerFn.apply(x, state[0], state[1], w_ih, w_hh, b, mask)
+    return y, (h, c)
