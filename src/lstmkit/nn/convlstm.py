@@ -182,7 +182,7 @@ def convlstm_layer(
     - True (``impl="fused"``): the input side of every step is one convolution over all T B frames
       (with LN_ih and the bias) before the loop; per step one convolution over h_{t-1} for all four
       gates, plus the input side's (B, G, H, W) slice.
-    - False (``impl="concat"``, what ``"auto"`` runs without layer_norm): per step one convolution
+    - False (``impl="concat"``, what ``"auto"`` runs with peepholes and no layer_norm): per step one convolution
       over [x_t, h_{t-1}] with W_ih and W_hh concatenated once, before the loop. On the CPU a
       convolution over B H W output positions is already a large matrix product, so hoisting gains
       little efficiency, while the hoisted input side writes T B G maps and adds one back per step;
@@ -190,8 +190,8 @@ def convlstm_layer(
       (docs/benchmarks.md). LayerNorm normalises the two sides separately, so it needs True.
 
     mask (T, B) bool, if given, is False past each sequence's end: there the state is carried
-    and the output is zero, as in ``_reference.scan``. Autograd records the steps (no hand-written
-    backward: the convolutions' own backward is most of the work, see docs/layers.md).
+    and the output is zero, as in ``_reference.scan``. Autograd records the steps; the plain cell has
+    a hand-written backward instead (``_convlstm_bptt``, ``impl="bptt"``).
     """
     T, B, C, H, W = x.shape
     G = w.w_ih.shape[0]
@@ -246,11 +246,12 @@ class ConvLSTM(nn.Module):
     channel, or full (H, W) maps with ``peephole_frame``), ``layer_norm``, ``forget_bias`` (initial
     forget-gate bias), ``layer_norm_eps``. See the module docstring for where each variant acts.
 
-    ``impl``: ``"fused"`` (the input convolution for all steps at once, then one recurrent
-    convolution per step), ``"concat"`` (per step one convolution over [x_t, h_{t-1}], the weights
-    concatenated once; not with ``layer_norm``), ``"auto"`` (``"concat"``, or ``"fused"`` with
-    ``layer_norm``: the faster one on the CPU, see ``convlstm_layer``) or ``"reference"`` (the
-    readable textbook step under the reference time loop).
+    ``impl``: ``"bptt"`` (the plain cell only: one ``autograd.Function`` with a hand-written backward
+    through time, see ``_convlstm_bptt``), ``"fused"`` (the input convolution for all steps at once,
+    then one recurrent convolution per step), ``"concat"`` (per step one convolution over
+    [x_t, h_{t-1}], the weights concatenated once; not with ``layer_norm``), ``"auto"`` (``"bptt"``
+    for the plain cell, ``"concat"`` with peepholes, ``"fused"`` with ``layer_norm``; see
+    docs/benchmarks.md) or ``"reference"`` (the readable textbook step under the reference time loop).
 
     ``forward(input, hx=None, *, lengths=None)``: input (T, B, C, H, W), or (B, T, C, H, W) with
     ``batch_first``; hx a list of one (h_0, c_0) pair per layer, each (B, Hc_k, H, W), or None for
