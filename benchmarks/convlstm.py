@@ -204,6 +204,21 @@ def conv_parts(T: int, B: int, C: int, H: int, W: int, Hc: int, k: int) -> dict[
     return parts
 
 
+def per_round(calls: list[float], rounds: int) -> list[float]:
+    """The mean time per call in each of ``rounds`` rounds, from every call of a candidate in order.
+
+    ``_timing.interleaved`` first calls a candidate once or twice to calibrate (twice when the first
+    call took under 0.5 s), then ``rounds`` samples of n calls each: so len(calls) - 1 or - 2 is a
+    multiple of ``rounds`` (never both, for rounds >= 2), and the rounds' calls are the last ones.
+    """
+    first = next((c for c in (1, 2) if (len(calls) - c) % rounds == 0 and len(calls) > c), None)
+    if first is None:
+        raise RuntimeError(f"{len(calls)} calls do not split into 1-2 calibration calls and {rounds} rounds")
+    n = (len(calls) - first) // rounds
+    timed = calls[first:]
+    return [sum(timed[r * n : (r + 1) * n]) / n for r in range(rounds)]
+
+
 def _forward_fn(module: nn.Module, x: Tensor) -> Callable[[], None]:
     def run() -> None:
         with torch.inference_mode():
@@ -310,13 +325,27 @@ def main(argv: list[str] | None = None) -> None:
     conv_flops = layer_flops(1, B, C, H, W, Hc, k)
     flops = layer_flops(T, B, C, H, W, Hc, k)
 
+    # Besides the wall time of each sample (interleaved), the process CPU time of every call: on a
+    # shared machine a niced one-thread run is descheduled for long stretches, which wall time counts
+    # and CPU time does not (it still sees the other jobs' pressure on caches and memory).
+    cpu_calls: dict[str, list[float]] = {name: [] for name in fns}
+
+    def cpu_timed(name: str, fn: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            t0 = time.process_time()
+            fn()
+            cpu_calls[name].append(time.process_time() - t0)
+
+        return run
+
     load_before = os.getloadavg()
     start = time.perf_counter()
-    times = interleaved(fns, args.repeats, warmup=1, min_time=0.05, progress=log,
-                        time_limit=args.time_limit or None)
+    wall = interleaved({name: cpu_timed(name, fn) for name, fn in fns.items()}, args.repeats, warmup=1,
+                       min_time=0.05, progress=log, time_limit=args.time_limit or None)  # fmt: skip
     elapsed = time.perf_counter() - start
     load_after = os.getloadavg()
-    rounds = len(times[CONV])
+    rounds = len(wall[CONV])
+    times = {name: per_round(calls, rounds) for name, calls in cpu_calls.items()}
     conv_gflops = conv_flops / median(times[CONV]) / 1e9
 
     rows = []
@@ -331,6 +360,15 @@ def main(argv: list[str] | None = None) -> None:
             cells += [f"{1e3 * median(t):.0f}", f"{median(ratios):.2f} ({q1:.2f}–{q3:.2f})", f"{speedup:.2f}×",
                       f"{gflops:.1f} ({100 * gflops / conv_gflops:.0f}%)"]
         rows.append(f"| {name} | " + " | ".join(cells) + " |")
+    wall_rows = []
+    for name in layers:
+        cells = []
+        for mode in ("fwd", "train"):
+            t = wall[f"{name}|{mode}"]
+            ratios = paired_ratios(t, wall[f"{NAIVE}|{mode}"])
+            q1, q3 = quartiles(ratios)
+            cells += [f"{1e3 * median(t):.0f}", f"{median(ratios):.2f} ({q1:.2f}–{q3:.2f})"]
+        wall_rows.append(f"| {name} | " + " | ".join(cells) + " |")
     peak, peak_how = cpu_peak_gflops(torch.get_num_threads())
     mm_gflops = 2.0 * mm_n**3 / median(times[MM]) / 1e9
     part_rows = []
@@ -352,9 +390,11 @@ def main(argv: list[str] | None = None) -> None:
         f"{' (--quick: a smoke run, not a measurement)' if args.quick else ''}.",
         "",
         f"Shape: T={T}, B={B}, C={C}, {H}x{W} frames, Hc={Hc} hidden channels, {k}x{k} kernel, one layer. "
-        f"{rounds} interleaved rounds after a warm-up round. **×naive** is the median over rounds of the "
-        f"time divided by `{NAIVE}`'s time in the same round (first–third quartile in brackets; lower is "
-        "faster); **speed-up** is its inverse. GFLOP/s counts the convolutions only, "
+        f"{rounds} interleaved rounds after a warm-up round. Times are **process CPU time** per call (a "
+        "niced run on a shared machine waits for long stretches, which CPU time does not count; the wall "
+        f"times follow). **×naive** is the median over rounds of the time divided by `{NAIVE}`'s time in "
+        "the same round (first–third quartile in brackets; lower is faster); **speed-up** is its inverse. "
+        "GFLOP/s counts the convolutions only, "
         f"2·T·B·H·W·4Hc·(C+Hc)·k² = {flops / 1e9:.1f} GFLOP per forward, 3× that per training step; the % "
         f"compares with one plain `F.conv2d` (B, C+Hc, H, W) -> (B, 4Hc, H, W) timed in the same rounds: "
         f"**{conv_gflops:.1f} GFLOP/s**.",
@@ -364,7 +404,13 @@ def main(argv: list[str] | None = None) -> None:
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         *rows,
         "",
-        f"The convolutions of one step alone, in the same rounds (medians). CPU peak {peak:.0f} GFLOP/s "
+        "Wall time of the same rounds (median ms, and ×naive as above):",
+        "",
+        "| layer | forward ms (wall) | forward ×naive (wall) | train step ms (wall) | train ×naive (wall) |",
+        "|---|---:|---:|---:|---:|",
+        *wall_rows,
+        "",
+        f"The convolutions of one step alone, in the same rounds (median CPU time). CPU peak {peak:.0f} GFLOP/s "
         f"({peak_how}); `torch.mm` {mm_n}³ reached {mm_gflops:.1f} GFLOP/s ({100 * mm_gflops / peak:.0f}% of peak).",
         "",
         "| convolution | part | ms | GFLOP/s | % of peak |",
