@@ -33,6 +33,10 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+# d sigmoid / d a and d tanh / d a from the activation's output, written into grad_input: one kernel each.
+_sigmoid_grad = torch.ops.aten.sigmoid_backward.grad_input  # grad * y (1 - y)
+_tanh_grad = torch.ops.aten.tanh_backward.grad_input  # grad * (1 - y^2)
+
 
 def _conv_data_grad(grad: Tensor, inp: Tensor, weight: Tensor, pad: tuple[int, int]) -> Tensor:
     """d(conv2d(inp, weight, padding=pad)) / d inp, applied to ``grad``."""
@@ -106,15 +110,15 @@ class ConvLSTMLayerFn(torch.autograd.Function):
                 dh, dc = dh * m, dc * m
             i, f, g, o = gates[t].split(Hc, dim=1)
             a = da[t]
+            a_i, a_f, a_g, a_o = a.split(Hc, dim=1)  # written in place: one kernel each, no copies
             tc = torch.tanh(cs[t + 1])
-            do = dh * tc
-            dc.addcmul_(dh * o, 1 - tc * tc)  # dc += dh o (1 - tc^2)
+            _sigmoid_grad(dh * tc, o, grad_input=a_o)  # da_o = dh tc o (1 - o)
+            dho = dh * o
+            dc.add_(_tanh_grad(dho, tc, grad_input=dho))  # dc += dh o (1 - tc^2)
+            _tanh_grad(dc * i, g, grad_input=a_g)  # da_g = dc i (1 - g^2)
+            _sigmoid_grad(dc * cs[t], f, grad_input=a_f)  # da_f = dc c_{t-1} f (1 - f)
+            _sigmoid_grad(dc * g, i, grad_input=a_i)  # da_i = dc g i (1 - i)
             dc_prev = dc * f
-            da_o = do.mul_(o).mul_(1 - o)
-            da_g = (dc * i).mul_(1 - g * g)
-            da_f = (dc * cs[t]).mul_(f).mul_(1 - f)
-            da_i = (dc * g).mul_(i).mul_(1 - i)
-            a[:, :Hc], a[:, Hc : 2 * Hc], a[:, 2 * Hc : 3 * Hc], a[:, 3 * Hc :] = da_i, da_f, da_g, da_o
             if t > 0 or need_x or need_h0:
                 dxh = _conv_data_grad(a, xh[t], weight, pad)  # (B, C + Hc, H, W)
                 if dx is not None:
