@@ -6,11 +6,11 @@ What it changes against the autograd arrangements of ``convlstm.py`` (same convo
   the loop with the input in its first C channels, and each step writes h_t straight into the next
   step's slot. It is also what the weight gradient reads.
 - The gate activations write the convolution's output into one saved buffer of gates
-  (T, B, G, H, W); the backward writes the pre-activation gradients into one buffer of that size
-  (not over the gates: a graph kept with ``retain_graph`` may be differentiated again).
-- The weight gradient is one convolution backward over all T B frames after the loop (the sum over
-  steps of each step's weight gradient is the weight gradient of the T B frames as one batch), so
-  per step the backward runs only the data gradient of the step's convolution and the pointwise math.
+  (T, B, G, H, W); per step the backward writes the pre-activation gradients into one (B, G, H, W)
+  buffer (not over the gates: a graph kept with ``retain_graph`` may be differentiated again) with
+  one kernel per gate (aten's sigmoid_backward / tanh_backward), then one oneDNN call gives the
+  step's data, weight and bias gradients. (One weight gradient over all T B frames after the loop
+  measured slower than T per-step ones: 42.5 against 55.3 GFLOP/s, docs/benchmarks.md.)
 
 Plain cell only (no peephole, no LayerNorm); ``lengths`` masking as ``_reference.scan``: past a
 sequence's end its state is carried and its output is zero. Shapes: T time, B batch, C input
@@ -38,16 +38,12 @@ _sigmoid_grad = torch.ops.aten.sigmoid_backward.grad_input  # grad * y (1 - y)
 _tanh_grad = torch.ops.aten.tanh_backward.grad_input  # grad * (1 - y^2)
 
 
-def _conv_data_grad(grad: Tensor, inp: Tensor, weight: Tensor, pad: tuple[int, int]) -> Tensor:
-    """d(conv2d(inp, weight, padding=pad)) / d inp, applied to ``grad``."""
-    return torch.ops.aten.convolution_backward(grad, inp, weight, None, [1, 1], list(pad), [1, 1], False, [0, 0], 1,
-                                               [True, False, False])[0]  # fmt: skip
-
-
-def _conv_weight_grad(grad: Tensor, inp: Tensor, weight: Tensor, pad: tuple[int, int]) -> Tensor:
-    """d(conv2d(inp, weight, padding=pad)) / d weight, applied to ``grad``."""
-    return torch.ops.aten.convolution_backward(grad, inp, weight, None, [1, 1], list(pad), [1, 1], False, [0, 0], 1,
-                                               [False, True, False])[1]  # fmt: skip
+def _conv_grads(grad: Tensor, inp: Tensor, weight: Tensor, pad: tuple[int, int], data: bool,
+                bias: bool) -> tuple[Tensor | None, Tensor, Tensor | None]:  # fmt: skip
+    """The gradients of conv2d(inp, weight, b, padding=pad) for the output gradient ``grad``: of inp
+    (when ``data``), of weight, of b (when ``bias``); one oneDNN call."""
+    return torch.ops.aten.convolution_backward(grad, inp, weight, [weight.shape[0]] if bias else None, [1, 1],
+                                               list(pad), [1, 1], False, [0, 0], 1, [data, True, bias])  # fmt: skip
 
 
 class ConvLSTMLayerFn(torch.autograd.Function):
@@ -99,7 +95,9 @@ class ConvLSTMLayerFn(torch.autograd.Function):
         dc = torch.zeros_like(cs[0]) if dc_T is None else dc_T.clone()
         need_x, need_h0, need_c0 = ctx.needs_input_grad[:3]
         dx = xh.new_empty(T, B, C, *xh.shape[-2:]) if need_x else None
-        da = torch.empty_like(gates)  # (T, B, G, H, W): the pre-activation gradients of every step
+        da = torch.empty_like(gates[0])  # (B, G, H, W): one step's pre-activation gradients
+        dw = torch.zeros_like(weight)  # (G, C + Hc, kh, kw)
+        db = weight.new_zeros(weight.shape[0]) if has_bias else None
         for t in range(T - 1, -1, -1):
             if dy is not None:
                 dh += dy[t] if mask is None else dy[t] * mask[t].view(B, 1, 1, 1)
@@ -109,7 +107,7 @@ class ConvLSTMLayerFn(torch.autograd.Function):
                 carry_h, carry_c = dh * ~m, dc * ~m
                 dh, dc = dh * m, dc * m
             i, f, g, o = gates[t].split(Hc, dim=1)
-            a = da[t]
+            a = da
             a_i, a_f, a_g, a_o = a.split(Hc, dim=1)  # written in place: one kernel each, no copies
             tc = torch.tanh(cs[t + 1])
             _sigmoid_grad(dh * tc, o, grad_input=a_o)  # da_o = dh tc o (1 - o)
@@ -119,8 +117,12 @@ class ConvLSTMLayerFn(torch.autograd.Function):
             _sigmoid_grad(dc * cs[t], f, grad_input=a_f)  # da_f = dc c_{t-1} f (1 - f)
             _sigmoid_grad(dc * g, i, grad_input=a_i)  # da_i = dc g i (1 - i)
             dc_prev = dc * f
-            if t > 0 or need_x or need_h0:
-                dxh = _conv_data_grad(a, xh[t], weight, pad)  # (B, C + Hc, H, W)
+            data = t > 0 or need_x or need_h0
+            dxh, dw_t, db_t = _conv_grads(a, xh[t], weight, pad, data, has_bias)  # dxh (B, C + Hc, H, W)
+            dw += dw_t
+            if db is not None:
+                db += db_t
+            if data:
                 if dx is not None:
                     dx[t] = dxh[:, :C]
                 dh = dxh[:, C:]
@@ -128,9 +130,6 @@ class ConvLSTMLayerFn(torch.autograd.Function):
             if carry_h is not None:
                 dh = dh + carry_h
                 dc = dc + carry_c
-        frames = xh[:T].flatten(0, 1)  # (T B, C + Hc, H, W): every step's [x_t, h_{t-1}] as one batch
-        dw = _conv_weight_grad(da.flatten(0, 1), frames, weight, pad)  # (G, C + Hc, kh, kw)
-        db = da.sum(dim=(0, 1, 3, 4)) if has_bias else None
         return (dx, dh if need_h0 else None, dc if need_c0 else None, dw[:, :C], dw[:, C:], db, None)
 
 

@@ -182,7 +182,7 @@ def convlstm_layer(
     - True (``impl="fused"``): the input side of every step is one convolution over all T B frames
       (with LN_ih and the bias) before the loop; per step one convolution over h_{t-1} for all four
       gates, plus the input side's (B, G, H, W) slice.
-    - False (``impl="concat"``, what ``"auto"`` runs with peepholes and no layer_norm): per step one convolution
+    - False (``impl="concat"``, what ``"auto"`` runs without layer_norm): per step one convolution
       over [x_t, h_{t-1}] with W_ih and W_hh concatenated once, before the loop. On the CPU a
       convolution over B H W output positions is already a large matrix product, so hoisting gains
       little efficiency, while the hoisted input side writes T B G maps and adds one back per step;
@@ -249,9 +249,9 @@ class ConvLSTM(nn.Module):
     ``impl``: ``"bptt"`` (the plain cell only: one ``autograd.Function`` with a hand-written backward
     through time, see ``_convlstm_bptt``), ``"fused"`` (the input convolution for all steps at once,
     then one recurrent convolution per step), ``"concat"`` (per step one convolution over
-    [x_t, h_{t-1}], the weights concatenated once; not with ``layer_norm``), ``"auto"`` (``"bptt"``
-    for the plain cell, ``"concat"`` with peepholes, ``"fused"`` with ``layer_norm``; see
-    docs/benchmarks.md) or ``"reference"`` (the readable textbook step under the reference time loop).
+    [x_t, h_{t-1}], the weights concatenated once; not with ``layer_norm``), ``"auto"`` (``"concat"``,
+    or ``"fused"`` with ``layer_norm``: the faster on the CPU, see docs/benchmarks.md) or
+    ``"reference"`` (the readable textbook step under the reference time loop).
 
     ``forward(input, hx=None, *, lengths=None)``: input (T, B, C, H, W), or (B, T, C, H, W) with
     ``batch_first``; hx a list of one (h_0, c_0) pair per layer, each (B, Hc_k, H, W), or None for
@@ -332,9 +332,10 @@ class ConvLSTM(nn.Module):
         self.reset_parameters()
 
     def _runs_bptt(self) -> bool:
-        """Whether forward runs the hand-written backward (``_convlstm_bptt``): ``"bptt"``, and ``"auto"``
-        for the plain cell, where it measured fastest (docs/benchmarks.md)."""
-        return self.impl == "bptt" or (self.impl == "auto" and not (self.peephole or self.layer_norm))
+        """Whether forward runs the hand-written backward (``_convlstm_bptt``): only when asked for.
+        ``"auto"`` runs ``"concat"`` for the plain cell, which measured as fast as the naive layer where
+        ``"bptt"`` measured 0.89x of it (docs/benchmarks.md)."""
+        return self.impl == "bptt"
 
     def _layer_input_channels(self, layer: int) -> int:
         return self.input_channels if layer == 0 else self.hidden_channels[layer - 1]
