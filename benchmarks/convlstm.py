@@ -63,6 +63,7 @@ TIME_LIMIT = 600.0  # seconds before rounds stop (after 3); one round took ~1.5 
 NAIVE = "naive 4 convs"  # the baseline every ratio divides by
 CONV = "conv2d"
 MM = "torch.mm"
+LAYERS = ("bptt", "auto", "fused", "textbook", "channels_last", "naive")  # --layers
 
 
 class ConcatConvLSTM(nn.Module):
@@ -266,11 +267,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help=f"stop the rounds once this long and 3 are done (default {TIME_LIMIT:.0f}; 0: no limit)")
     ap.add_argument("--quick", action="store_true", help=f"a small shape {QUICK}: a smoke run, not a measurement")
     ap.add_argument("--out", type=str, default=None, help="also write the Markdown report to this file")
-    ap.add_argument("--profile", choices=["auto", "fused", "concat"], default=None,
+    ap.add_argument("--layers", type=lambda v: v.split(","), default=list(LAYERS),
+                    help=f"comma-separated layers to time, of {','.join(LAYERS)} (default all; naive always)")
+    ap.add_argument("--train-only", action="store_true", help="time the training step only, not the forward")
+    ap.add_argument("--no-parts", action="store_true", help="do not time the convolutions' parts alone")
+    ap.add_argument("--profile", choices=["auto", "bptt", "fused", "concat"], default=None,
                     help="instead of timing, profile one training step of ConvLSTM(impl=...)")
     args = ap.parse_args(argv)
     if args.repeats is None:
         args.repeats = QUICK_REPEATS if args.quick else FULL_REPEATS
+    unknown = sorted(set(args.layers) - set(LAYERS))
+    if unknown:
+        ap.error(f"--layers: unknown {', '.join(unknown)}; choose from {','.join(LAYERS)}")
     if args.repeats < 1:
         ap.error(f"--repeats must be >= 1, got {args.repeats}")
     if args.threads is not None and args.threads < 1:
@@ -297,17 +305,20 @@ def main(argv: list[str] | None = None) -> None:
         print(profile_step(args.profile, x, C, Hc, k))
         print(f"load average {os.getloadavg()[0]:.1f} after")
         return
-    layers = {
-        "lstmkit impl=auto (bptt)": lstmkit.ConvLSTM(C, Hc, k),
-        "lstmkit impl=concat": lstmkit.ConvLSTM(C, Hc, k, impl="concat"),
-        "lstmkit impl=fused": lstmkit.ConvLSTM(C, Hc, k, impl="fused"),
-        "nn.Conv2d over [x, h]": ConcatConvLSTM(C, Hc, k),
-        "nn.Conv2d over [x, h], channels_last": ChannelsLastConvLSTM(C, Hc, k),
-        NAIVE: NaiveConvLSTM(C, Hc, k),
+    builders = {
+        "bptt": ("lstmkit impl=bptt", lambda: lstmkit.ConvLSTM(C, Hc, k, impl="bptt")),
+        "auto": ("lstmkit impl=auto (concat)", lambda: lstmkit.ConvLSTM(C, Hc, k)),
+        "fused": ("lstmkit impl=fused", lambda: lstmkit.ConvLSTM(C, Hc, k, impl="fused")),
+        "textbook": ("nn.Conv2d over [x, h]", lambda: ConcatConvLSTM(C, Hc, k)),
+        "channels_last": ("nn.Conv2d over [x, h], channels_last", lambda: ChannelsLastConvLSTM(C, Hc, k)),
+        "naive": (NAIVE, lambda: NaiveConvLSTM(C, Hc, k)),
     }
+    layers = {label: build() for key, (label, build) in builders.items() if key in args.layers or key == "naive"}
+    modes = (("train", 3.0),) if args.train_only else (("fwd", 1.0), ("train", 3.0))
     fns: dict[str, Callable[[], None]] = {}
     for name, module in layers.items():
-        fns[f"{name}|fwd"] = _forward_fn(module, x)
+        if not args.train_only:
+            fns[f"{name}|fwd"] = _forward_fn(module, x)
         fns[f"{name}|train"] = _train_fn(module, x)
     xh = torch.randn(B, C + Hc, H, W)  # the textbook step's convolution, alone
     w = torch.randn(4 * Hc, C + Hc, k, k)
@@ -317,11 +328,12 @@ def main(argv: list[str] | None = None) -> None:
             F.conv2d(xh, w, padding=k // 2)
 
     fns[CONV] = conv
-    parts = conv_parts(T, B, C, H, W, Hc, k)
+    parts = {} if args.no_parts else conv_parts(T, B, C, H, W, Hc, k)
     fns.update({f"part|{name}": fn for name, (fn, _) in parts.items()})
     mm_n = 512 if args.quick else 2048
-    a, b2, out_mm = torch.randn(mm_n, mm_n), torch.randn(mm_n, mm_n), torch.empty(mm_n, mm_n)
-    fns[MM] = lambda: torch.mm(a, b2, out=out_mm)
+    if parts:
+        a, b2, out_mm = torch.randn(mm_n, mm_n), torch.randn(mm_n, mm_n), torch.empty(mm_n, mm_n)
+        fns[MM] = lambda: torch.mm(a, b2, out=out_mm)
     conv_flops = layer_flops(1, B, C, H, W, Hc, k)
     flops = layer_flops(T, B, C, H, W, Hc, k)
 
@@ -351,7 +363,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     for name in layers:
         cells = []
-        for mode, mult in (("fwd", 1.0), ("train", 3.0)):
+        for mode, mult in modes:
             t = times[f"{name}|{mode}"]
             ratios = paired_ratios(t, times[f"{NAIVE}|{mode}"])
             q1, q3 = quartiles(ratios)
@@ -363,14 +375,15 @@ def main(argv: list[str] | None = None) -> None:
     wall_rows = []
     for name in layers:
         cells = []
-        for mode in ("fwd", "train"):
+        for mode, _ in modes:
             t = wall[f"{name}|{mode}"]
             ratios = paired_ratios(t, wall[f"{NAIVE}|{mode}"])
             q1, q3 = quartiles(ratios)
             cells += [f"{1e3 * median(t):.0f}", f"{median(ratios):.2f} ({q1:.2f}–{q3:.2f})"]
         wall_rows.append(f"| {name} | " + " | ".join(cells) + " |")
+    heads = [{"fwd": "forward", "train": "train step"}[m] for m, _ in modes]
     peak, peak_how = cpu_peak_gflops(torch.get_num_threads())
-    mm_gflops = 2.0 * mm_n**3 / median(times[MM]) / 1e9
+    mm_gflops = 2.0 * mm_n**3 / median(times[MM]) / 1e9 if MM in times else math.nan
     part_rows = []
     for name, (_, fl) in parts.items():
         label, kind = name.split("|")
@@ -399,17 +412,19 @@ def main(argv: list[str] | None = None) -> None:
         f"compares with one plain `F.conv2d` (B, C+Hc, H, W) -> (B, 4Hc, H, W) timed in the same rounds: "
         f"**{conv_gflops:.1f} GFLOP/s**.",
         "",
-        "| layer | forward ms | forward ×naive | forward speed-up | forward GFLOP/s (% conv2d) "
-        "| train step ms | train ×naive | train speed-up | train GFLOP/s (% conv2d) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| layer |" + "".join(f" {m} ms | {m} ×naive | {m} speed-up | {m} GFLOP/s (% conv2d) |" for m in heads),
+        "|---|" + "---:|" * (4 * len(heads)),
         *rows,
         "",
         "Wall time of the same rounds (median ms, and ×naive as above):",
         "",
-        "| layer | forward ms (wall) | forward ×naive (wall) | train step ms (wall) | train ×naive (wall) |",
-        "|---|---:|---:|---:|---:|",
+        "| layer |" + "".join(f" {m} ms (wall) | {m} ×naive (wall) |" for m in heads),
+        "|---|" + "---:|" * (2 * len(heads)),
         *wall_rows,
         "",
+    ]
+    if parts:
+        out += [
         f"The convolutions of one step alone, in the same rounds (median CPU time). CPU peak {peak:.0f} GFLOP/s "
         f"({peak_how}); `torch.mm` {mm_n}³ reached {mm_gflops:.1f} GFLOP/s ({100 * mm_gflops / peak:.0f}% of peak).",
         "",
@@ -417,7 +432,7 @@ def main(argv: list[str] | None = None) -> None:
         "|---|---|---:|---:|---:|",
         *part_rows,
         "",
-    ]
+        ]  # fmt: skip
     text = "\n".join(out)
     print(text)
     if args.out is not None:
