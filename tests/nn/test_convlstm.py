@@ -57,7 +57,9 @@ def _randomise(m: torch.nn.Module) -> None:
 
 
 def _impls(combo) -> list[str]:
-    return ["fused"] if combo["layer_norm"] else ["fused", "concat"]  # concat cannot normalise the two sides
+    if combo["layer_norm"]:
+        return ["fused"]  # concat cannot normalise the two sides
+    return ["fused", "concat"] + (["bptt"] if combo["peep"] == "none" else [])  # bptt: the plain cell only
 
 
 @pytest.mark.parametrize(("combo", "impl"), [(c, i) for c in COMBOS for i in _impls(c)],
@@ -115,7 +117,7 @@ def test_gradcheck_every_combination(combo, impl):
 
 
 @pytest.mark.parametrize("kw", [dict(peephole=True, layer_norm=True), dict(peephole=True, peephole_frame=(3, 3)),
-                                dict(peephole=True, impl="concat")], ids=str)
+                                dict(peephole=True, impl="concat"), dict(impl="bptt")], ids=str)
 def test_gradcheck_full_jacobian(kw):
     """The full (slow-mode) gradcheck at the smallest size, two layers, lengths and an initial state."""
     m = lstmkit.ConvLSTM(1, 2, num_layers=2, dtype=d, **kw)
@@ -133,11 +135,13 @@ def test_gradcheck_full_jacobian(kw):
     assert torch.autograd.gradcheck(f, (x, h0, *params))
 
 
-@pytest.mark.parametrize("impl", ["fused", "concat", "reference"])
+@pytest.mark.parametrize("impl", ["fused", "concat", "bptt", "reference"])
 @pytest.mark.parametrize("kw", [dict(), dict(num_layers=2, peephole=True, layer_norm=True)], ids=str)
 def test_lengths_equal_running_each_sequence_alone(impl, kw):
     if impl == "concat" and kw.get("layer_norm"):
         kw = {**kw, "layer_norm": False}
+    if impl == "bptt" and kw.get("peephole"):
+        kw = {**kw, "peephole": False, "layer_norm": False}
     m = lstmkit.ConvLSTM(C, 3, dtype=d, impl=impl, **kw)
     lengths = torch.tensor([4, 1, 0])
     x = torch.randn(T, B, C, *FRAME, dtype=d)
@@ -187,6 +191,33 @@ def test_cell_over_sequence_equals_layer(kw):
         ys.append(h)
     torch.testing.assert_close(torch.stack(ys), y)
     torch.testing.assert_close(state, (h_n, c_n))
+
+
+def test_bptt_backward_twice_and_parameters_only():
+    """The hand-written backward keeps its saved tensors intact: a second backward through a retained
+    graph doubles the gradients; with a frozen input and state it returns the parameter gradients
+    alone, equal to the reference's."""
+    m = lstmkit.ConvLSTM(C, 3, dtype=d, impl="bptt")
+    ref = lstmkit.ConvLSTM(C, 3, dtype=d, impl="reference")
+    ref.load_state_dict(m.state_dict())
+    x = torch.randn(T, B, C, *FRAME, dtype=d)
+    y, _ = m(x)
+    y.sum().backward(retain_graph=True)
+    once = [p.grad.clone() for p in m.parameters()]
+    y.sum().backward()
+    for g1, p in zip(once, m.parameters(), strict=True):
+        torch.testing.assert_close(p.grad, 2 * g1, atol=1e-12, rtol=1e-10)
+    m.zero_grad()
+    m(x)[0].pow(2).sum().backward()
+    ref(x)[0].pow(2).sum().backward()
+    for (name, p), q in zip(m.named_parameters(), ref.parameters(), strict=True):
+        torch.testing.assert_close(p.grad, q.grad, atol=1e-12, rtol=1e-10, msg=name)
+
+
+def test_bptt_runs_only_when_asked_for():
+    assert lstmkit.ConvLSTM(C, 3, impl="bptt")._runs_bptt()
+    assert not lstmkit.ConvLSTM(C, 3)._runs_bptt()  # auto: concat measured faster (docs/benchmarks.md)
+    assert not lstmkit.ConvLSTM(C, 3, impl="concat")._runs_bptt()
 
 
 def test_initialisation():
@@ -251,7 +282,11 @@ def test_param_count_textbook_formula():
         (dict(peephole=True, peephole_frame=(4,)), ValueError,
          "peephole_frame must be a pair (H, W) of positive integers, got (4,)"),
         (dict(bias=False, forget_bias=1.0), ValueError, "forget_bias needs bias=True"),
-        (dict(impl="cpp"), ValueError, "impl must be one of ('auto', 'fused', 'concat', 'reference'), got 'cpp'"),
+        (dict(impl="cpp"), ValueError,
+         "impl must be one of ('auto', 'bptt', 'fused', 'concat', 'reference'), got 'cpp'"),
+        (dict(impl="bptt", peephole=True), ValueError,
+         "impl='bptt' (the hand-written backward) runs the plain cell only, not peephole or layer_norm; "
+         "use impl='fused' or 'auto'"),
         (dict(impl="concat", layer_norm=True), ValueError,
          "impl='concat' cannot be used with layer_norm=True: LayerNorm normalises W_ih * x and W_hh * h separately, "
          "so they cannot share one convolution; use impl='fused' or 'auto'"),

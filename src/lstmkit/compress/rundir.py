@@ -54,7 +54,6 @@ from lstmkit.formats import lowrank as lr
 from lstmkit.formats import quantized as qz
 from lstmkit.formats import sparse as sp
 from lstmkit.formats.integrity import save_model_file
-from lstmkit.nn import ConvLSTM, ConvLSTMCell
 from lstmkit.tasks.base import Task, TaskError
 from lstmkit.tasks.rundir import CONFIG, MODEL, Run, open_run, write_stamp, write_summary
 from lstmkit.tasks.runner import set_threads
@@ -165,19 +164,23 @@ def _report(
 
 def _open_source(run_dir: str | os.PathLike[str], method: str) -> tuple[Run, nn.Module]:
     """The run and its model; sets the run's ``train.threads`` as ``evaluate`` does (1 by default:
-    two threads on a busy 2-core machine run many times slower)."""
+    two threads on a busy 2-core machine run many times slower). A method the task declares its model
+    cannot take (``Task.compression_limits``) is refused here, before any work."""
     src, model = load_model(run_dir)
+    _check_supported(src.task, method)
     set_threads(src.config)
-    other = sorted({type(m).__name__ for m in model.modules() if isinstance(m, (ConvLSTM, ConvLSTMCell))})
-    if other:  # every method below reads and rewrites LSTM/GRU/RNN gate matrices, not convolution kernels
-        raise TaskError(f"lstmkit compress handles models of LSTM, GRU and RNN layers; the {src.task.name} model "
-                        f"holds {', '.join(other)}, which it does not compress yet")  # fmt: skip
     prior = compression_of(src)
     if prior is not None and prior.get("method") in ("quantize", "lowrank", "circulant"):
         done = {"quantize": "quantized", "lowrank": "factorised", "circulant": "block-circulant"}[prior["method"]]
         raise TaskError(f"{src.path} is {done} already; compress the float run it came from "
                         f"({prior.get('source')}), or prune/distill first and quantise last")  # fmt: skip
     return src, model
+
+
+def _check_supported(task: Task, method: str) -> None:
+    why = task.compression_limits.get(method)
+    if why is not None:
+        raise TaskError(f"lstmkit compress {method} does not handle the {task.name} task's model: {why}")
 
 
 def _fresh_copy(src: Run) -> nn.Module:
@@ -284,7 +287,7 @@ def prune_run(
         raise ValueError(f"finetune_steps must be a non-negative integer, got {finetune_steps!r}")
     out = Path(out)
     _check_out(out, Path(run_dir))
-    src, model = _open_source(run_dir, "prune")
+    src, model = _open_source(run_dir, "prune --structured" if structured else "prune")
     task, config = src.task, src.config
     data = training(task, config) if finetune_steps else None
     ft = finetune_config(config, finetune_steps, lr_, progress=progress) if finetune_steps else None

@@ -47,10 +47,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._base import RecurrentBase, _check_positive_int, _check_prob
+from ._convlstm_bptt import convlstm_layer_bptt
 from ._convlstm_reference import ConvLSTMOptions, ConvLSTMWeights, convlstm_step, same_padding
 from ._reference import scan
 
-_IMPLS = ("auto", "fused", "concat", "reference")
+_IMPLS = ("auto", "bptt", "fused", "concat", "reference")
 ConvState = tuple[Tensor, Tensor]
 
 
@@ -189,8 +190,8 @@ def convlstm_layer(
       (docs/benchmarks.md). LayerNorm normalises the two sides separately, so it needs True.
 
     mask (T, B) bool, if given, is False past each sequence's end: there the state is carried
-    and the output is zero, as in ``_reference.scan``. Autograd records the steps (no hand-written
-    backward: the convolutions' own backward is most of the work, see docs/layers.md).
+    and the output is zero, as in ``_reference.scan``. Autograd records the steps; the plain cell has
+    a hand-written backward instead (``_convlstm_bptt``, ``impl="bptt"``).
     """
     T, B, C, H, W = x.shape
     G = w.w_ih.shape[0]
@@ -245,11 +246,12 @@ class ConvLSTM(nn.Module):
     channel, or full (H, W) maps with ``peephole_frame``), ``layer_norm``, ``forget_bias`` (initial
     forget-gate bias), ``layer_norm_eps``. See the module docstring for where each variant acts.
 
-    ``impl``: ``"fused"`` (the input convolution for all steps at once, then one recurrent
-    convolution per step), ``"concat"`` (per step one convolution over [x_t, h_{t-1}], the weights
-    concatenated once; not with ``layer_norm``), ``"auto"`` (``"concat"``, or ``"fused"`` with
-    ``layer_norm``: the faster one on the CPU, see ``convlstm_layer``) or ``"reference"`` (the
-    readable textbook step under the reference time loop).
+    ``impl``: ``"bptt"`` (the plain cell only: one ``autograd.Function`` with a hand-written backward
+    through time, see ``_convlstm_bptt``), ``"fused"`` (the input convolution for all steps at once,
+    then one recurrent convolution per step), ``"concat"`` (per step one convolution over
+    [x_t, h_{t-1}], the weights concatenated once; not with ``layer_norm``), ``"auto"`` (``"concat"``,
+    or ``"fused"`` with ``layer_norm``: the faster on the CPU, see docs/benchmarks.md) or
+    ``"reference"`` (the readable textbook step under the reference time loop).
 
     ``forward(input, hx=None, *, lengths=None)``: input (T, B, C, H, W), or (B, T, C, H, W) with
     ``batch_first``; hx a list of one (h_0, c_0) pair per layer, each (B, Hc_k, H, W), or None for
@@ -311,6 +313,11 @@ class ConvLSTM(nn.Module):
                 "impl='concat' cannot be used with layer_norm=True: LayerNorm normalises W_ih * x and W_hh * h "
                 "separately, so they cannot share one convolution; use impl='fused' or 'auto'"
             )
+        if impl == "bptt" and (peephole or layer_norm):
+            raise ValueError(
+                "impl='bptt' (the hand-written backward) runs the plain cell only, not peephole or layer_norm; "
+                "use impl='fused' or 'auto'"
+            )
         self.impl = impl
         if dtype is not None and not dtype.is_floating_point:
             raise TypeError(f"dtype must be a floating-point dtype, got {dtype}")
@@ -324,13 +331,21 @@ class ConvLSTM(nn.Module):
                 self.register_parameter(f"{name}_l{layer}", nn.Parameter(torch.empty(shape, **factory)))
         self.reset_parameters()
 
+    def _runs_bptt(self) -> bool:
+        """Whether forward runs the hand-written backward (``_convlstm_bptt``): only when asked for.
+        ``"auto"`` runs ``"concat"`` for the plain cell, which measured as fast as the naive layer where
+        ``"bptt"`` measured 0.89x of it (docs/benchmarks.md)."""
+        return self.impl == "bptt"
+
     def _layer_input_channels(self, layer: int) -> int:
         return self.input_channels if layer == 0 else self.hidden_channels[layer - 1]
 
     def _layer_params(self, layer: int) -> dict[str, Tensor]:
-        """This layer's parameters, keyed by name without the suffix."""
-        sfx = f"_l{layer}"
-        return {n.removesuffix(sfx): p for n, p in self.named_parameters() if n.endswith(sfx)}
+        """This layer's parameters, keyed by name without the suffix. Read as attributes, not through
+        ``named_parameters``: a parametrized weight (``lstmkit compress quantize``'s ``Dequantize``) is
+        the attribute, while its parameter is the stored original."""
+        names = [name for name, _ in _param_shapes(1, 1, (1, 1), self.bias, self.peephole, None, self.layer_norm)]
+        return {name: getattr(self, f"{name}_l{layer}") for name in names}
 
     def reset_parameters(self) -> None:
         for layer in range(self.num_layers):
@@ -410,6 +425,8 @@ class ConvLSTM(nn.Module):
             if self.impl == "reference":
                 step = partial(convlstm_step, w=w, opt=self._options)  # (x_t, state) -> (h_t, state)
                 y, state = scan(step, layer_in, init[layer], mask)
+            elif self._runs_bptt():
+                y, state = convlstm_layer_bptt(layer_in, init[layer], w.w_ih, w.w_hh, w.b, mask)
             else:
                 hoist = self.impl == "fused" or (self.impl == "auto" and self.layer_norm)
                 y, state = convlstm_layer(layer_in, init[layer], w, self._options, mask, hoist_input=hoist)
@@ -518,7 +535,10 @@ class ConvLSTMCell(nn.Module):
             for name, s in zip(("h", "c"), state, strict=True):
                 if tuple(s.shape) != want:
                     raise ValueError(f"state {name} must have shape (B, Hc, H, W) = {want}, got {tuple(s.shape)}")
-        return convlstm_step(input, tuple(state), _weights(dict(self.named_parameters())), self._options)
+        names = [n for n, _ in _param_shapes(1, 1, (1, 1), self.bias is not None, self._options.peephole, None,
+                                             self._options.layer_norm)]  # fmt: skip
+        weights = _weights({n: getattr(self, n) for n in names})  # attributes: parametrized weights too
+        return convlstm_step(input, tuple(state), weights, self._options)
 
     def extra_repr(self) -> str:
         s = f"{self.input_channels}, {self.hidden_channels}"

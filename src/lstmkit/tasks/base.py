@@ -30,7 +30,8 @@ model class they hold:
   of the model (``--compare-torch``);
 - ``serving_metadata(run)``: what serving needs besides the network;
 - ``diagnosable``, ``diagnostic_batch``, ``last_step_loss``: gradient flow (``lstmkit diagnose``);
-- ``unit`` and ``loss_label``: what the loss is per, for reports and ``curves.png``.
+- ``unit`` and ``loss_label``: what the loss is per, for reports and ``curves.png``;
+- ``compression_limits``: the ``lstmkit compress`` methods the task's model cannot take, and why.
 """
 
 from __future__ import annotations
@@ -114,6 +115,9 @@ class Task(abc.ABC):
     state_files: ClassVar[tuple[str, ...]] = ()  # files ``Prepared.save`` writes into the run directory
     unit: ClassVar[str] = "item"  # what one term of the loss is per ("char", "sequence", "label", ...)
     diagnosable: ClassVar[bool] = False  # provides diagnostic_batch and last_step_loss (lstmkit diagnose)
+    # ``lstmkit compress`` methods ("quantize", "prune", "prune --structured", "distill", "lowrank", "circulant")
+    # that this task's model cannot take, each with the reason; compress refuses them with it before any work.
+    compression_limits: ClassVar[dict[str, str]] = {}
 
     @property
     def loss_label(self) -> str:

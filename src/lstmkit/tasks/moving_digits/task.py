@@ -6,7 +6,7 @@ import dataclasses
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -30,6 +30,7 @@ DATA = "data.json"
 _DATA_FORMAT = "lstmkit.moving-digits-split"
 _DATA_VERSION = 1
 FC_DIR = "fc-lstm"  # the FC-LSTM baseline's own training directory inside the run
+_KERNELS = "the ConvLSTM's weights are convolution kernels (4 Hc, C, k, k), not gate matrices"
 
 
 def fingerprint(pools: dict[str, D.Pool]) -> str:
@@ -67,6 +68,16 @@ class MovingDigitsTask(Task):
     )
     state_files = (DATA,)
     unit = "pixel"
+    # quantize and unstructured prune handle any weight tensor; these methods need more than that
+    compression_limits: ClassVar[dict[str, str]] = {
+        "prune --structured": "removing hidden channels would have to rewrite the encoder and forecaster stacks, "
+                              "the states handed between them, the 1 x 1 head and every kernel's input channels "
+                              "together, which it does not do; prune it unstructured",
+        "lowrank": f"it factorises LSTM/GRU/RNN gate matrices; {_KERNELS}, and the layer has no factorised "
+                   "convolution (k x k to r channels, then 1 x 1) to run",
+        "circulant": f"it makes LSTM/GRU/RNN gate matrices block-circulant; {_KERNELS}",
+        "distill": "its students learn a teacher's class scores, and this model predicts pixel intensities",
+    }  # fmt: skip
     loss_label = "loss per pixel (BCE in nats, or MSE with model.loss=mse)"
 
     def default_config(self) -> Config:

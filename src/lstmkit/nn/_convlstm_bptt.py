@@ -1,0 +1,141 @@
+"""One plain ConvLSTM layer as one ``autograd.Function``: a hand-written backpropagation through time.
+
+What it changes against the autograd arrangements of ``convlstm.py`` (same convolutions, same FLOPs):
+
+- No ``torch.cat([x_t, h_{t-1}])`` per step: one buffer xh (T, B, C + Hc, H, W) is allocated before
+  the loop with the input in its first C channels, and each step writes h_t straight into the next
+  step's slot. It is also what the weight gradient reads.
+- The gate activations write the convolution's output into one saved buffer of gates
+  (T, B, G, H, W); per step the backward writes the pre-activation gradients into one (B, G, H, W)
+  buffer (not over the gates: a graph kept with ``retain_graph`` may be differentiated again) with
+  one kernel per gate (aten's sigmoid_backward / tanh_backward), then one oneDNN call gives the
+  step's data, weight and bias gradients. (One weight gradient over all T B frames after the loop
+  measured slower than T per-step ones: 42.5 against 55.3 GFLOP/s, docs/benchmarks.md.)
+
+Plain cell only (no peephole, no LayerNorm); ``lengths`` masking as ``_reference.scan``: past a
+sequence's end its state is carried and its output is zero. Shapes: T time, B batch, C input
+channels, Hc hidden channels, G = 4 Hc, H x W the frame. Held equal to the reference twin and
+checked with ``torch.autograd.gradcheck`` in float64 by tests/nn/test_convlstm.py.
+
+The backward of one step (i, f, g, o the activated gates, tc = tanh(c_t), dh and dc the gradients
+arriving at h_t and c_t)::
+
+    do = dh tc                       da_o = do o (1 - o)
+    dc = dc + dh o (1 - tc^2)        da_i = dc g i (1 - i),   da_f = dc c_{t-1} f (1 - f)
+    dc_{t-1} = dc f                  da_g = dc i (1 - g^2)
+    [dx_t, dh_{t-1}] = conv2d's data gradient of da = [da_i, da_f, da_g, da_o]
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+# d sigmoid / d a and d tanh / d a from the activation's output, written into grad_input: one kernel each.
+_sigmoid_grad = torch.ops.aten.sigmoid_backward.grad_input  # grad * y (1 - y)
+_tanh_grad = torch.ops.aten.tanh_backward.grad_input  # grad * (1 - y^2)
+
+
+def _conv_grads(grad: Tensor, inp: Tensor, weight: Tensor, pad: tuple[int, int], data: bool,
+                bias: bool) -> tuple[Tensor | None, Tensor, Tensor | None]:  # fmt: skip
+    """The gradients of conv2d(inp, weight, b, padding=pad) for the output gradient ``grad``: of inp
+    (when ``data``), of weight, of b (when ``bias``); one oneDNN call."""
+    return torch.ops.aten.convolution_backward(grad, inp, weight, [weight.shape[0]] if bias else None, [1, 1],
+                                               list(pad), [1, 1], False, [0, 0], 1, [data, True, bias])  # fmt: skip
+
+
+class ConvLSTMLayerFn(torch.autograd.Function):
+    """(x, h0, c0, w_ih, w_hh, b, mask) -> (y, h_T, c_T) of one plain ConvLSTM layer; b and mask may be None."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor, b: Tensor | None,
+                mask: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
+        T, B, C, H, W = x.shape
+        Hc = w_hh.shape[1]
+        pad = (w_hh.shape[-2] // 2, w_hh.shape[-1] // 2)
+        weight = torch.cat([w_ih, w_hh], dim=1)  # (G, C + Hc, kh, kw): one convolution over [x_t, h_{t-1}]
+        xh = x.new_empty(T + 1, B, C + Hc, H, W)  # slot t holds [x_t, h_{t-1}]; slot T only h_T
+        xh[:T, :, :C] = x
+        xh[0, :, C:] = h0
+        cs = x.new_empty(T + 1, B, Hc, H, W)  # c_0 .. c_T
+        cs[0] = c0
+        ys = x.new_empty(T, B, Hc, H, W)
+        gates = x.new_empty(T, B, 4 * Hc, H, W)  # the activated gates, saved for the backward
+        for t in range(T):
+            a = F.conv2d(xh[t], weight, b, padding=pad)  # (B, G, H, W)
+            torch.sigmoid(a[:, : 2 * Hc], out=gates[t, :, : 2 * Hc])  # i, f
+            torch.tanh(a[:, 2 * Hc : 3 * Hc], out=gates[t, :, 2 * Hc : 3 * Hc])  # g
+            torch.sigmoid(a[:, 3 * Hc :], out=gates[t, :, 3 * Hc :])  # o
+            i, f, g, o = gates[t].split(Hc, dim=1)  # each (B, Hc, H, W)
+            h_prev, c_prev, h_next, c_next = xh[t, :, C:], cs[t], xh[t + 1, :, C:], cs[t + 1]
+            torch.mul(f, c_prev, out=c_next)
+            c_next.addcmul_(i, g)  # c_t = f c_{t-1} + i g
+            torch.mul(o, torch.tanh(c_next), out=h_next)  # h_t, straight into the next step's input
+            if mask is None:
+                ys[t] = h_next
+            else:
+                m = mask[t].view(B, 1, 1, 1)
+                torch.where(m, h_next, h_prev, out=h_next)  # past the end: the state is carried
+                torch.where(m, c_next, c_prev, out=c_next)
+                torch.mul(h_next, m, out=ys[t])  # and the output is zero
+        ctx.save_for_backward(xh, cs, weight, gates, *([] if mask is None else [mask]))
+        ctx.sizes = (C, Hc, pad, b is not None, mask is not None)
+        return ys, xh[T, :, C:].clone(), cs[T].clone()
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dy: Tensor | None, dh_T: Tensor | None, dc_T: Tensor | None):
+        C, Hc, pad, has_bias, has_mask = ctx.sizes
+        xh, cs, weight, gates, *rest = ctx.saved_tensors  # gates (T, B, G, H, W)
+        mask = rest[0] if has_mask else None
+        T, B = gates.shape[:2]
+        dh = torch.zeros_like(cs[0]) if dh_T is None else dh_T.clone()
+        dc = torch.zeros_like(cs[0]) if dc_T is None else dc_T.clone()
+        need_x, need_h0, need_c0 = ctx.needs_input_grad[:3]
+        dx = xh.new_empty(T, B, C, *xh.shape[-2:]) if need_x else None
+        da = torch.empty_like(gates[0])  # (B, G, H, W): one step's pre-activation gradients
+        dw = torch.zeros_like(weight)  # (G, C + Hc, kh, kw)
+        db = weight.new_zeros(weight.shape[0]) if has_bias else None
+        for t in range(T - 1, -1, -1):
+            if dy is not None:
+                dh += dy[t] if mask is None else dy[t] * mask[t].view(B, 1, 1, 1)
+            carry_h = carry_c = None
+            if mask is not None:  # past the end the step passed h and c through: their gradients go straight back
+                m = mask[t].view(B, 1, 1, 1)
+                carry_h, carry_c = dh * ~m, dc * ~m
+                dh, dc = dh * m, dc * m
+            i, f, g, o = gates[t].split(Hc, dim=1)
+            a = da
+            a_i, a_f, a_g, a_o = a.split(Hc, dim=1)  # written in place: one kernel each, no copies
+            tc = torch.tanh(cs[t + 1])
+            _sigmoid_grad(dh * tc, o, grad_input=a_o)  # da_o = dh tc o (1 - o)
+            dho = dh * o
+            dc.add_(_tanh_grad(dho, tc, grad_input=dho))  # dc += dh o (1 - tc^2)
+            _tanh_grad(dc * i, g, grad_input=a_g)  # da_g = dc i (1 - g^2)
+            _sigmoid_grad(dc * cs[t], f, grad_input=a_f)  # da_f = dc c_{t-1} f (1 - f)
+            _sigmoid_grad(dc * g, i, grad_input=a_i)  # da_i = dc g i (1 - i)
+            dc_prev = dc * f
+            data = t > 0 or need_x or need_h0
+            dxh, dw_t, db_t = _conv_grads(a, xh[t], weight, pad, data, has_bias)  # dxh (B, C + Hc, H, W)
+            dw += dw_t
+            if db is not None:
+                db += db_t
+            if data:
+                if dx is not None:
+                    dx[t] = dxh[:, :C]
+                dh = dxh[:, C:]
+            dc = dc_prev
+            if carry_h is not None:
+                dh = dh + carry_h
+                dc = dc + carry_c
+        return (dx, dh if need_h0 else None, dc if need_c0 else None, dw[:, :C], dw[:, C:], db, None)
+
+
+def convlstm_layer_bptt(x: Tensor, state: tuple[Tensor, Tensor], w_ih: Tensor, w_hh: Tensor, b: Tensor | None,
+                        mask: Tensor | None = None) -> tuple[Tensor, tuple[Tensor, Tensor]]:  # fmt: skip
+    """One plain ConvLSTM layer over x (T, B, C, H, W) from state (h_0, c_0) each (B, Hc, H, W); mask (T, B)
+    bool or None. Returns y (T, B, Hc, H, W) and (h_T, c_T), through the hand-written backward above."""
+    y, h, c = ConvLSTMLayerFn.apply(x, state[0], state[1], w_ih, w_hh, b, mask)
+    return y, (h, c)
