@@ -360,27 +360,23 @@ def main(argv: list[str] | None = None) -> None:
     times = {name: per_round(calls, rounds) for name, calls in cpu_calls.items()}
     conv_gflops = conv_flops / median(times[CONV]) / 1e9
 
-    rows = []
+    def time_and_ratio(samples: dict[str, list[float]], name: str, mode: str) -> tuple[list[float], float, list[str]]:
+        """A layer's times in one mode, its median ratio to the naive layer, and the two cells for them."""
+        t = samples[f"{name}|{mode}"]
+        ratios = paired_ratios(t, samples[f"{NAIVE}|{mode}"])
+        q1, q3 = quartiles(ratios)
+        return t, median(ratios), [f"{1e3 * median(t):.0f}", f"{median(ratios):.2f} ({q1:.2f}–{q3:.2f})"]
+
+    rows, wall_rows = [], []
     for name in layers:
-        cells = []
+        cells, wall_cells = [], []
         for mode, mult in modes:
-            t = times[f"{name}|{mode}"]
-            ratios = paired_ratios(t, times[f"{NAIVE}|{mode}"])
-            q1, q3 = quartiles(ratios)
+            t, ratio, two = time_and_ratio(times, name, mode)
             gflops = mult * flops / median(t) / 1e9
-            speedup = 1.0 / median(ratios)
-            cells += [f"{1e3 * median(t):.0f}", f"{median(ratios):.2f} ({q1:.2f}–{q3:.2f})", f"{speedup:.2f}×",
-                      f"{gflops:.1f} ({100 * gflops / conv_gflops:.0f}%)"]
+            cells += [*two, f"{1.0 / ratio:.2f}×", f"{gflops:.1f} ({100 * gflops / conv_gflops:.0f}%)"]
+            wall_cells += time_and_ratio(wall, name, mode)[2]
         rows.append(f"| {name} | " + " | ".join(cells) + " |")
-    wall_rows = []
-    for name in layers:
-        cells = []
-        for mode, _ in modes:
-            t = wall[f"{name}|{mode}"]
-            ratios = paired_ratios(t, wall[f"{NAIVE}|{mode}"])
-            q1, q3 = quartiles(ratios)
-            cells += [f"{1e3 * median(t):.0f}", f"{median(ratios):.2f} ({q1:.2f}–{q3:.2f})"]
-        wall_rows.append(f"| {name} | " + " | ".join(cells) + " |")
+        wall_rows.append(f"| {name} | " + " | ".join(wall_cells) + " |")
     heads = [{"fwd": "forward", "train": "train step"}[m] for m, _ in modes]
     peak, peak_how = cpu_peak_gflops(torch.get_num_threads())
     mm_gflops = 2.0 * mm_n**3 / median(times[MM]) / 1e9 if MM in times else math.nan

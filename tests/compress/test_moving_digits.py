@@ -14,21 +14,15 @@ from lstmkit.compress import distill_run, lowrank_run, prune_run, quantize_run
 from lstmkit.compress.prune import prunable
 from lstmkit.compress.rundir import circulant_run, load_model
 from lstmkit.formats.quantized import Dequantize
-from lstmkit.tasks import DataUnavailable, TaskError, get_task, runner
+from lstmkit.tasks import TaskError, get_task, runner
+from smoke import train_smoke
 
 TASK = "moving-digits"
 
 
 @pytest.fixture(scope="module")
 def digits_run(tmp_path_factory):
-    task = get_task(TASK)
-    root = tmp_path_factory.mktemp("compress-digits")
-    config = task.smoke_config(root)
-    try:
-        task.check_data(config)
-    except DataUnavailable as e:
-        pytest.skip(str(e))
-    return runner.train(TASK, config, root / "run").run_dir
+    return train_smoke(TASK, tmp_path_factory.mktemp("compress-digits")).run_dir
 
 
 def _frames(run_dir):

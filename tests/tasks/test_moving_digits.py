@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from lstmkit.models import ConvForecaster, FCForecaster, FramesModel, fc_hidden_for
-from lstmkit.tasks import DataUnavailable, TaskError, get_task, runner
+from lstmkit.tasks import TaskError, get_task, runner
 from lstmkit.tasks.moving_digits.predict import predict_run
 from lstmkit.tasks.moving_digits.scoring import COPY, FC, MODEL, beats_baselines, score_split
+from smoke import train_smoke
 
 
 def square_sequence() -> torch.Tensor:
@@ -55,14 +56,7 @@ def test_fc_baseline_has_about_the_convlstms_parameters():
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
-    task = get_task("moving-digits")
-    root = tmp_path_factory.mktemp("digits")
-    config = task.smoke_config(root)
-    try:
-        task.check_data(config)
-    except DataUnavailable as e:
-        pytest.skip(str(e))
-    return runner.train("moving-digits", config, root / "run")
+    return train_smoke("moving-digits", tmp_path_factory.mktemp("digits"))
 
 
 def test_smoke_run_end_to_end(smoke_run):
