@@ -3,22 +3,31 @@
 
     python benchmarks/thread_scaling.py --shapes 1x256,4x256,1x512,4x512,1x1024,4x1024,16x256
 
-Shapes are B x H (I = H, T = 100). Each cell is the median over rounds of the time of 3 calls under
-``torch.inference_mode`` (the first round is warm-up and dropped); the ratios compare lstmkit with
-native at the same thread count. Use it on a quiet machine: two threads need both cores.
+Shapes are B x H (I = H, T = 100). The four candidates (each layer at 1 and 2 threads, the thread
+count set inside the timed call) run round-robin through ``_timing.interleaved``; times are medians over
+rounds, ratios the median of the per-round ratios to native at the same thread count (quartiles in
+brackets). Use it on a quiet machine: two threads need both cores.
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
+from collections.abc import Callable
 
 import torch
-from _timing import machine_description
+from _timing import interleaved, machine_description, median, paired_ratios, quartiles
 
 import lstmkit
+
+
+def _forward(m: torch.nn.Module, x: torch.Tensor, threads: int) -> Callable[[], None]:
+    def run() -> None:
+        torch.set_num_threads(threads)
+        with torch.inference_mode():
+            m(x)
+
+    return run
 
 
 def main() -> None:
@@ -43,20 +52,15 @@ def main() -> None:
         ours = lstmkit.LSTM(H, H)
         ours.load_state_dict(native.state_dict())
         x = torch.randn(100, B, H)
-        times: dict[str, list[float]] = {}
-        for _ in range(args.rounds):
-            for threads in (1, 2):
-                torch.set_num_threads(threads)
-                for name, m in (("native", native), ("lstmkit", ours)):
-                    with torch.inference_mode():
-                        m(x)
-                        t0 = time.perf_counter()
-                        for _ in range(3):
-                            m(x)
-                    times.setdefault(f"{name}{threads}", []).append((time.perf_counter() - t0) / 3)
-        ms = {k: statistics.median(v[1:]) * 1e3 for k, v in times.items()}
-        print(f"| {B} x {H} | {ms['native1']:.2f} | {ms['lstmkit1']:.2f} | {ms['native2']:.2f} | {ms['lstmkit2']:.2f} "
-              f"| {ms['lstmkit1'] / ms['native1']:.2f} | {ms['lstmkit2'] / ms['native2']:.2f} |", flush=True)
+        times = interleaved({f"{name}{threads}": _forward(m, x, threads)
+                             for threads in (1, 2) for name, m in (("native", native), ("lstmkit", ours))},
+                            args.rounds)  # fmt: skip
+        cells = [f"{1e3 * median(times[k]):.2f}" for k in ("native1", "lstmkit1", "native2", "lstmkit2")]
+        for threads in (1, 2):
+            r = paired_ratios(times[f"lstmkit{threads}"], times[f"native{threads}"])
+            q1, q3 = quartiles(r)
+            cells.append(f"{median(r):.2f} ({q1:.2f}–{q3:.2f})")
+        print(f"| {B} x {H} | " + " | ".join(cells) + " |", flush=True)
     torch.set_num_threads(threads_before)
 
 
