@@ -317,7 +317,7 @@ class StepGemm {
       if (mode_ == GemmMode::kPanels) {
         // K in blocks of kc rows (outer), panels inner: A's block and C stay in cache while the panels'
         // blocks stream through. Measured on AVX2 (docs/benchmarks.md): at K = 4096 (the backward's dh
-        // product at H = 1024) blocks of 512 lift (64, 4096) x (4096, 1024) from 48 to 70 GFLOP/s; up to
+        // product at H = 1024) blocks of 512 lift (64, 4096) x (4096, 1024) from 48 to 62-76 GFLOP/s; up to
         // K = 1024 a whole-K call is as fast or faster.
         const int64_t kc = K_ > kPanelMaxK ? kPanelBlockK : K_;
         for (int64_t k0 = 0; k0 < K_; k0 += kc) {
