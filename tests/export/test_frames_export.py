@@ -21,7 +21,13 @@ def _model(max_shift: int = 1, **kw) -> ConvForecaster:
     """The tiny forecaster; with model.output="motion" (the default) its kernels span max_shift pixels."""
     torch.manual_seed(0)
     config = FramesModel(**{**TINY, **kw})
-    return ConvForecaster(config, max_shift=max_shift if config.output == "motion" else None).eval()
+    model = ConvForecaster(config, max_shift=max_shift if config.output == "motion" else None).eval()
+    if model.kernels is not None:  # as after training: the kernels and the mask read the state (they start at 0)
+        with torch.no_grad():
+            model.kernels.weight.normal_(0, 1.0)
+            model.mask.weight.normal_(0, 1.0)
+            model.mask.bias.zero_()
+    return model
 
 
 def _frames(T: int = T_IN, frame=FRAME) -> torch.Tensor:

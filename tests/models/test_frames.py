@@ -128,3 +128,17 @@ def test_motion_needs_max_shift_and_condition():
         _motion_model()(torch.zeros(1, 1, 1, 8, 8))
     pixels = ConvForecaster(FramesModel(**pixels))  # the pixel head alone still builds
     assert pixels.kernels is None and pixels.mask is None
+
+
+def test_the_ssim_loss_is_scikit_images_ssim():
+    """``ssim`` (model.loss="bce+ssim") computes what the task reports (``frame_ssim``, scikit-image)."""
+    pytest.importorskip("skimage")
+    from lstmkit.metrics import frame_ssim
+    from lstmkit.models.frames import ssim
+
+    g = torch.Generator().manual_seed(4)
+    truth = (torch.rand(3, 2, 16, 16, generator=g) > 0.7).float()  # (N, T, H, W), near-binary like digits
+    pred = (0.8 * truth + 0.2 * torch.rand(3, 2, 16, 16, generator=g)).double()
+    want = float(frame_ssim(pred.numpy(), truth.numpy()).mean())
+    assert float(ssim(pred, truth.double())) == pytest.approx(want, rel=1e-9)
+    assert float(ssim(truth, truth)) == pytest.approx(1.0)

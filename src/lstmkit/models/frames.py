@@ -51,6 +51,8 @@ class FramesModel(ModelConfig):
     skip: bool = True
     # Binary cross-entropy per pixel (Shi et al.'s loss on Moving MNIST): the frames are near-binary, and BCE
     # keeps a gradient where MSE settles early on the all-background frame. "mse" trains on the metric itself.
+    # "l1" and "bce+ssim" raise SSIM above copy-last-frame's in pilots, but by letting the digits fade to black
+    # (an all-black frame scores SSIM 0.78 on this data, docs/results.md): kept to show that, not to use.
     loss: str = "bce"
     # What the forecaster's head draws. "pixels": the frame's intensities (logits from the 1 x 1 head, plus the
     # skip). "motion" (Finn et al. 2016's DNA): per patch, a softmax kernel of (2 s + 1)^2 taps moving the

@@ -97,9 +97,9 @@ class MovingDigitsTask(Task):
                 patience=100,
                 stateful=False,  # sequences are independent
                 log_every=10,
-                # A step budget (1,300 steps of batch 8 took 11.5-12 minutes on one core of the 2-core machine), so
-                # runs do not depend on the load; the clock only guards a much slower machine (the FC-LSTM,
-                # scoring and the plots take about 1 of the 15 minutes).
+                # A step budget (1,300 steps of batch 8: 11-13.5 minutes on one core of the shared 2-core machine,
+                # docs/results.md), so runs do not depend on the load; the clock only guards a slower machine (the
+                # FC-LSTM, scoring and the plots take under a minute more).
                 max_steps=1300,
                 max_minutes=13.5,
             ),
