@@ -13,11 +13,21 @@ from lstmkit.models import ConvForecaster, FramesModel
 
 TINY = dict(hidden_size=4, kernel_size=3, patch=2, num_layers=1, horizon=3)
 T_IN, FRAME = 4, (8, 8)
+PIXELS = dict(output="pixels", correlation=False)
+MOTION = dict(output="motion", correlation=True)
 
 
-def _model(**kw) -> ConvForecaster:
+def _model(max_shift: int = 1, **kw) -> ConvForecaster:
+    """The tiny forecaster; with model.output="motion" (the default) its kernels span max_shift pixels."""
     torch.manual_seed(0)
-    return ConvForecaster(FramesModel(**{**TINY, **kw})).eval()
+    config = FramesModel(**{**TINY, **kw})
+    model = ConvForecaster(config, max_shift=max_shift if config.output == "motion" else None).eval()
+    if model.kernels is not None:  # as after training: the kernels and the mask read the state (they start at 0)
+        with torch.no_grad():
+            model.kernels.weight.normal_(0, 1.0)
+            model.mask.weight.normal_(0, 1.0)
+            model.mask.bias.zero_()
+    return model
 
 
 def _frames(T: int = T_IN, frame=FRAME) -> torch.Tensor:
@@ -33,25 +43,44 @@ def test_tolerance_grows_with_the_fan_in_the_steps_and_the_layers():
     assert frames_tolerance(_model(), _frames(2 * T_IN)) > base  # T_in + horizon steps add up
     assert frames_tolerance(_model(horizon=6), x) > base
     assert frames_tolerance(_model(num_layers=2), x) > base  # a layer's error enters the next
+    motion = frames_tolerance(_model(**MOTION), x)
+    assert motion > base  # the kernels, the mask, the correlation and the logit round trip
+    assert frames_tolerance(_model(max_shift=2, **MOTION), x) > motion  # the softmax and the warp sum K² terms
 
 
-@pytest.mark.parametrize(("condition", "skip"), [(True, True), (True, False), (False, False)])
-def test_the_export_is_within_the_tolerance(condition, skip, tmp_path):
+def test_motion_tolerance_covers_a_perturbation_of_the_frame_by_the_roundings():
+    """The "motion" frame's own float32 error stays inside its bound: the model run in float32 against
+    the same model in float64 (one side's error, half of ``frames_tolerance``)."""
+    model = _model(num_layers=2, max_shift=2, **MOTION)
+    x = _frames()
+    with torch.no_grad():
+        low = torch.sigmoid(model(x)).double()
+        high = torch.sigmoid(model.double()(x.double()))
+    assert float((low - high).abs().max()) <= frames_tolerance(model.float(), x) / 2
+
+
+@pytest.mark.parametrize(("condition", "skip", "output", "correlation"), [
+    (True, True, "motion", True), (True, False, "motion", True), (True, True, "motion", False),
+    (True, True, "pixels", False), (True, False, "pixels", False), (False, False, "pixels", False)])
+def test_the_export_is_within_the_tolerance(condition, skip, output, correlation, tmp_path):
     pytest.importorskip("onnxruntime")
-    model = _model(num_layers=2, condition=condition, skip=skip)
+    model = _model(num_layers=2, condition=condition, skip=skip, output=output, correlation=correlation)
     result = frames_to_onnx(model, tmp_path / "m.onnx", T_IN, FRAME)
     assert result.max_abs_error <= frames_tolerance(model, _frames())
 
 
-@pytest.mark.parametrize(("name", "index", "delta"), [("encoder.weight_ih_l0", (5, 1, 1, 1), 1e-2),
-                                                      ("head.bias", (0,), 1e-3)])
-def test_catches_a_weight_moved_by_a_small_amount(name, index, delta, tmp_path):
+@pytest.mark.parametrize(("name", "index", "delta", "kw"), [
+    ("encoder.weight_ih_l0", (5, 1, 1, 1), 1e-2, PIXELS), ("head.bias", (0,), 1e-3, PIXELS),
+    ("encoder.weight_ih_l0", (5, 1, 1, 1), 0.5, MOTION),  # the warp carries most of a "motion" frame at first
+    ("kernels.bias", (3,), 1e-3, MOTION), ("mask.bias", (1,), 1e-2, MOTION),
+    ("evidence.weight", (4, 4, 0, 0), 1e-2, MOTION)])
+def test_catches_a_weight_moved_by_a_small_amount(name, index, delta, kw, tmp_path):
     """The file holds the original weights; the PyTorch model one weight moved by delta. The frames
     then differ by more than the rounding bound, and the verification says so."""
     pytest.importorskip("onnxruntime")
-    model = _model()
+    model = _model(**kw)
     frames_to_onnx(model, tmp_path / "m.onnx", T_IN, FRAME)
-    moved = _model()
+    moved = _model(**kw)
     with torch.no_grad():
         moved.get_parameter(name)[index] += delta
     x = _frames()

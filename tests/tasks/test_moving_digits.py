@@ -45,7 +45,7 @@ def test_baselines_on_a_hand_built_sequence():
 
 
 def test_fc_baseline_has_about_the_convlstms_parameters():
-    conv = ConvForecaster(FramesModel())
+    conv = get_task("moving-digits").build_model(get_task("moving-digits").default_config())
     n = sum(p.numel() for p in conv.parameters())
     h = fc_hidden_for(n, (64, 64), 1)
     fc_n = sum(p.numel() for p in FCForecaster((64, 64), h, 1, 10).parameters())
@@ -79,8 +79,12 @@ def test_predict_from_npy_and_png_folder(smoke_run, tmp_path):
     result = predict_run(smoke_run.run_dir, tmp_path / "mine.npy", frames=5)  # 3 a call: fed back once
     assert result.frames.shape == (5, 16, 16) and result.frames.min() >= 0 and result.frames.max() <= 1
     assert [f.name for f in result.files] == [f"pred_{i:02d}.png" for i in range(5)] + ["sequence.gif"]
-    with Image.open(result.out / "sequence.gif") as gif:
-        assert gif.n_frames == 6 + 5
+    with Image.open(result.out / "sequence.gif") as gif:  # 150 ms a frame (PIL merges equal neighbours'
+        durations = []  # durations: a warped prediction can repeat the frame before it exactly)
+        for i in range(gif.n_frames):
+            gif.seek(i)
+            durations.append(gif.info["duration"])
+    assert sum(durations) == (6 + 5) * 150
     folder = tmp_path / "pngs"
     folder.mkdir()
     for i, f in enumerate(frames.numpy()):
@@ -113,20 +117,24 @@ def test_exports_unrolled_and_verifies_in_onnxruntime(smoke_run, tmp_path):
     assert "Conv" in {n.op_type for n in proto.graph.node}
 
 
-@pytest.mark.parametrize(("condition", "skip"), [(True, True), (True, False), (False, False)])
-def test_every_forecaster_variant_exports(condition, skip, tmp_path):
+@pytest.mark.parametrize(("condition", "skip", "output"), [(True, True, "motion"), (True, True, "pixels"),
+                                                          (True, False, "pixels"), (False, False, "pixels")])
+def test_every_forecaster_variant_exports(condition, skip, output, tmp_path):
     pytest.importorskip("onnxruntime")
     from lstmkit.export.frames import frames_to_onnx, frames_tolerance
 
     model = ConvForecaster(FramesModel(hidden_size=4, kernel_size=3, patch=2, num_layers=2, horizon=3,
-                                       condition=condition, skip=skip))  # fmt: skip
+                                       condition=condition, skip=skip, output=output,
+                                       correlation=output == "motion"),
+                           max_shift=2 if output == "motion" else None)  # fmt: skip
     result = frames_to_onnx(model, tmp_path / "m.onnx", 4, (8, 8))
     x = torch.rand(4, 2, 1, 8, 8, generator=torch.Generator().manual_seed(0))  # verify_frames_onnx's first input
     assert result.max_abs_error <= frames_tolerance(model, x)
 
 
 def test_skip_starts_as_a_copy_of_the_last_frame():
-    model = ConvForecaster(FramesModel(hidden_size=4, kernel_size=3, patch=2, num_layers=1, horizon=1))
+    model = ConvForecaster(FramesModel(hidden_size=4, kernel_size=3, patch=2, num_layers=1, horizon=1,
+                                       output="pixels", correlation=False))  # fmt: skip
     torch.nn.init.zeros_(model.head.weight)
     torch.nn.init.zeros_(model.head.bias)
     x = square_sequence()[0, :3].unsqueeze(1)  # (3, 1, 1, 8, 8)

@@ -73,3 +73,13 @@ def test_trajectories_bounce_inside_the_canvas():
     assert c.min() >= 0 and c.max() <= 8
     step = np.abs(np.diff(c, axis=2)).max()
     assert step <= 4  # never jumps more than the speed (plus rounding)
+
+
+@pytest.mark.parametrize(("canvas", "speed"), [(64, 3.0), (16, 3.0), (48, 2.5)])
+def test_max_shift_is_the_largest_displacement_of_a_digit_per_frame(canvas, speed):
+    """The motion kernels of ``model.output="motion"`` span ``max_shift``: no digit moves further between
+    two frames along either axis, and some move that far (a smaller kernel would miss them)."""
+    data = MovingDigitsData(canvas=canvas, digit_size=min(28, canvas // 2), speed=speed)
+    rng = np.random.default_rng(2)
+    c = D.trajectories(400, 20, 2, span=canvas - data.digit_size, speed=speed * canvas / 64, rng=rng)
+    assert np.abs(np.diff(c, axis=2)).max() == D.max_shift(data)

@@ -9,7 +9,10 @@ once as initializers). The number of given frames is fixed at export (the run's
 - output ``predicted_frames`` (horizon, B, 1, H, W): the predicted intensities (the sigmoid of the
   model's logits), as ``torch.sigmoid(model(frames))``. With ``model.condition`` each predicted frame
   (in patches) is the forecaster's next input, and with ``model.skip`` its 3 x 3 copy path is added
-  to the logits, as in ``ConvForecaster.forward``.
+  to the logits, as in ``ConvForecaster.forward``. With ``model.output="motion"`` each frame is the
+  previous frame moved by the per-patch softmax kernels and mixed by the mask with that frame
+  (``_motion``; ``Softmax``, ``Resize`` nearest, ``Pad``, ``Slice``, ``Concat``, ``ReduceSum``, ``Clip``),
+  and the output is that clamped probability (PyTorch's is the sigmoid of its logit).
 
 The patches are ``SpaceToDepth`` / ``DepthToSpace`` (mode CRD): with one input channel their channel
 order is exactly ``pixel_unshuffle`` / ``pixel_shuffle``'s. Only the plain ConvLSTM (no peephole, no
@@ -37,6 +40,7 @@ from lstmkit._fileio import atomic_path
 from lstmkit.export import _deps
 from lstmkit.export.graph import GraphBuilder
 from lstmkit.export.onnx_model import MIN_OPSET, ExportVerificationError, OnnxExport
+from lstmkit.models.frames import PROB_EPS, composite, correlation, warp
 from lstmkit.nn import ConvLSTM
 
 INPUT, OUTPUT = "frames", "predicted_frames"
@@ -70,6 +74,57 @@ def _cell(gb: GraphBuilder, rnn: ConvLSTM, layer: int, x: str | None, state: tup
     c = ig if state is None else gb.op("Add", [gb.op("Mul", [f, state[1]], f"{hint}_fc"), ig], f"{hint}_c")
     h = gb.op("Mul", [o, gb.op("Tanh", [c], f"{hint}_tanh_c")], f"{hint}_h")
     return h, c
+
+
+def _shifted(gb: GraphBuilder, frame: str, s: int, hint: str, step: int = 1) -> str:
+    """``lstmkit.models.frames.shifted``: the (2 s + 1)² copies (B, K², H, W) of frame (B, 1, H, W) shifted by
+    step (i - s), step (j - s): slices of the zero-padded frame (ends counted from its end: H and W stay
+    symbolic)."""
+    K, r, end = 2 * s + 1, step * s, np.iinfo(np.int64).max
+    padded = gb.op("Pad", [frame, gb.const([0, 0, r, r, 0, 0, r, r], f"pads_{r}", "int64")], f"{hint}_pad")
+    copies = []
+    for i in range(K):
+        for j in range(K):  # padded[:, :, step i : step i + H, step j : step j + W]
+            a, b = step * i, step * j
+            ends = [a - 2 * r if a < 2 * r else end, b - 2 * r if b < 2 * r else end]
+            copies.append(gb.op("Slice", [padded, gb.const([a, b], f"starts_{a}_{b}", "int64"),
+                                          gb.const(ends, f"ends_{a}_{b}_{r}", "int64"),
+                                          gb.const([2, 3], "axes23", "int64")], f"{hint}_shift"))  # fmt: skip
+    return gb.op("Concat", copies, f"{hint}_shifted", axis=1)
+
+
+def _motion(gb: GraphBuilder, model: nn.Module, top: str, prev: str, before: str | None, generated: str,
+            hint: str) -> str:
+    """``ConvForecaster``'s "motion" frame (``lstmkit.models.frames.composite``, then the clamp) from the
+    forecaster's top output ``top`` (B, Hc, H/p, W/p), the previous frame, the one before it (read by the
+    correlation) and the generated one (B, 1, H, W). The warp is the sum of the K² shifted copies of the
+    previous frame weighted by the per-patch softmax kernel brought to every pixel of its patch (``Resize``,
+    nearest: an exact copy)."""
+    p, s = model.config.patch, model.max_shift
+    kw, kb = gb.const(model.kernels.weight, "kernels_w"), gb.const(model.kernels.bias, "kernels_b")
+    logits = gb.op("Conv", [top, kw, kb], f"{hint}_klogits")
+    stack = _shifted(gb, prev, s, f"{hint}_prev")  # (B, K², H, W): the warp's copies, and the correlation's
+    if model.evidence is not None:  # the correlation of the last two frames, its 1 x 1 convolution added
+        then = _shifted(gb, before, s, f"{hint}_before", step=2)
+        diff = gb.op("Sub", [stack, then], f"{hint}_diff")
+        both = gb.op("Concat", [gb.op("Mul", [stack, then], f"{hint}_prod"), gb.op("Mul", [diff, diff], f"{hint}_sq")],
+                     f"{hint}_pair", axis=1)  # fmt: skip
+        corr = gb.op("AveragePool", [both], f"{hint}_corr", kernel_shape=[p, p], strides=[p, p])
+        ew = gb.const(model.evidence.weight, "evidence_w")
+        logits = gb.op("Add", [logits, gb.op("Conv", [corr, ew], f"{hint}_evidence")], f"{hint}_klogits_e")
+    kernels = gb.op("Softmax", [logits], f"{hint}_kpatch", axis=1)
+    kernels = gb.op("Resize", [kernels, "", gb.const([1.0, 1.0, float(p), float(p)], "scales_p")], f"{hint}_k",
+                    mode="nearest", coordinate_transformation_mode="asymmetric", nearest_mode="floor")  # fmt: skip
+    warped = gb.op("ReduceSum", [gb.op("Mul", [kernels, stack], f"{hint}_kx"), gb.const([1], "axes1", "int64")],
+                   f"{hint}_warp", keepdims=1)  # fmt: skip
+    mw, mb = gb.const(model.mask.weight, "mask_w"), gb.const(model.mask.bias, "mask_b")
+    mask = gb.op("Conv", [top, mw, mb], f"{hint}_mlogits")
+    m = gb.op("Sigmoid", [gb.op("DepthToSpace", [mask], f"{hint}_mpix", blocksize=p, mode="CRD")], f"{hint}_m")
+    rest = gb.op("Sub", [gb.const(np.float32(1.0), "one"), m], f"{hint}_1m")
+    mixed = gb.op("Add", [gb.op("Mul", [m, warped], f"{hint}_mw"), gb.op("Mul", [rest, generated], f"{hint}_mg")],
+                  f"{hint}_mix")  # fmt: skip
+    return gb.op("Clip", [mixed, gb.const(np.float32(PROB_EPS), "eps"), gb.const(np.float32(1 - PROB_EPS), "1m_eps")],
+                 f"{hint}_frame")  # fmt: skip
 
 
 def _weights_once(gb: GraphBuilder) -> None:
@@ -115,6 +170,12 @@ def build_frames_onnx(model: nn.Module, input_frames: int, *, opset: int = MIN_O
         seq = out
     states = list(finals)
     frames = []
+    prev_frame = gb.op("Gather", [INPUT, gb.const(input_frames - 1, "t_last", "int64")], "prev0", axis=0)
+    before_frame = None
+    if model.evidence is not None:
+        if input_frames < 2:
+            raise ValueError(f"model.correlation needs at least 2 given frames, got input_frames={input_frames}")
+        before_frame = gb.op("Gather", [INPUT, gb.const(input_frames - 2, "t_before", "int64")], "before0", axis=0)
     for t in range(horizon):
         x = prev  # None: the forecaster reads nothing (a zero frame), so its input convolution is zero
         for layer in range(fore.num_layers):
@@ -128,8 +189,12 @@ def build_frames_onnx(model: nn.Module, input_frames: int, *, opset: int = MIN_O
                          pads=[1, 1, 1, 1])  # fmt: skip
             logits = gb.op("Add", [logits, copy], f"logits{t}")
         patches = gb.op("Sigmoid", [logits], f"y{t}_patches")  # (B, p², H/p, W/p): the next step's input
-        prev = patches if model.config.condition else None
         frame = gb.op("DepthToSpace", [patches], f"y{t}", blocksize=p, mode="CRD")  # (B, 1, H, W)
+        if model.kernels is not None:  # output "motion": the previous frame moved, composited with that frame
+            frame = _motion(gb, model, x, prev_frame, before_frame, frame, f"motion{t}")
+            before_frame, prev_frame = prev_frame, frame
+            patches = gb.op("SpaceToDepth", [frame], f"y{t}_patches_m", blocksize=p)
+        prev = patches if model.config.condition else None
         frames.append(gb.op("Unsqueeze", [frame, gb.const([0], "axes0", "int64")], f"y{t}_t"))  # (1, B, 1, H, W)
     gb.nodes.append(onnx.helper.make_node("Concat", frames, [OUTPUT], name=gb.name("n_out"), axis=0))
     TP = onnx.TensorProto
@@ -180,6 +245,20 @@ def frames_tolerance(model: nn.Module, x: torch.Tensor) -> float:
     - the 1 x 1 head and the 3 x 3 skip are sums of Hc + 1 and 9 p^2 + 1 terms and the sigmoid's
       slope is at most 1/4, so a predicted frame's own error is
       (g(W_head) e + gamma(Hc + 1) S_head + gamma(9 p^2 + 1) S_skip) / 4 + 8u;
+    - with ``output="motion"`` that frame g is mixed with the warped previous frame w: the kernel and
+      mask logits are 1 x 1 convolutions like the head (dk, and dm after the sigmoid), the kernels'
+      plus (``correlation``) the 1 x 1 convolution of patch means of products and squared differences of
+      the last two frames (4u + gamma(p²) of its value, through the convolution's gain, plus its own sum
+      of 2 K² + 1 terms); the
+      softmax's outputs move by ds_i = s_i (da_i - sum_j s_j da_j), so the warp sum_i s_i x_i, a convex
+      combination of exact shifted copies, moves by at most dk (max x - min x); the softmax's roundings
+      (the subtraction of the max, exp, a sum of K² terms, a division) and the warp's (K² products, a sum
+      of K² terms) are relative to its value; with m, w, g in
+      [0, 1], m w + (1 - m) g moves by at most dm + dw + dg, plus four roundings; the clamp cannot add
+      any. PyTorch's frame goes through the logit and back (``forward`` returns logits): the quotient
+      and log's rounding (relative to |logit| <= log((1 - eps) / eps)) through the sigmoid's slope 1/4,
+      plus the sigmoid's own 8u. The warp passes the previous frame's error on with gain 1 (a convex
+      combination), consistent with the non-amplifying loop below;
     - with ``condition`` each predicted frame is the next step's input (frame -> forecaster and skip
       -> logits -> sigmoid -> frame); that loop is taken not to amplify perturbations, as W_hh is,
       so the frames' errors add up as a random walk too (sqrt(horizon) times the largest). A loop
@@ -237,16 +316,62 @@ def frames_tolerance(model: nn.Module, x: torch.Tensor) -> float:
             dl += _rounding.gamma(ws[0].numel() + 1, u) * float(S_skip.max())
         return logits, dl / 4 + fp
 
+    def motion(h: torch.Tensor, err: float, prev: torch.Tensor, before: torch.Tensor, generated: torch.Tensor,
+               e_gen: float) -> tuple[torch.Tensor, float]:
+        """The "motion" frame (B, p², h, w) (clamped, in patches) and its own error bound."""
+        wk, bk = model.kernels.weight.detach().to(d), model.kernels.bias.detach().to(d)
+        wm, bm = model.mask.weight.detach().to(d), model.mask.bias.detach().to(d)
+        klog, mlog = F.conv2d(h, wk, bk), F.conv2d(h, wm, bm)
+        dk = _propagation_gain(wk) * err + _rounding.gamma(wk[0].numel() + 1, u) * float(
+            F.conv2d(h.abs(), wk.abs(), bk.abs()).max())
+        frame = F.pixel_shuffle(prev, p)
+        if model.evidence is not None:
+            # the correlation: products or squared differences (3u: the difference, its square), a mean of
+            # p² of them (gamma(p²), the division u), all >= 0; its 1 x 1 convolution a sum of 2 K² terms,
+            # plus the Add to the kernel logits
+            we = model.evidence.weight.detach().to(d)
+            corr = correlation(frame, F.pixel_shuffle(before, p), 2 * model.max_shift + 1, p)
+            dc = (4 * u + _rounding.gamma(p * p, u)) * float(corr.max())
+            klog = klog + F.conv2d(corr, we)
+            dk += _propagation_gain(we) * dc + _rounding.gamma(we[0].numel() + 1, u) * float(
+                F.conv2d(corr, we.abs()).max())
+        dm = (_propagation_gain(wm) * err + _rounding.gamma(wm[0].numel() + 1, u) * float(
+            F.conv2d(h.abs(), wm.abs(), bm.abs()).max())) / 4 + fp
+        taps = wk.shape[0]
+        # the softmax: logits off by da_i (|da_i| <= dk) move its outputs by ds_i = s_i (da_i - sum_j s_j da_j),
+        # and the warp sum_i s_i x_i by sum_i s_i (da_i - mean) (x_i - c) for any c: at most dk (max x - min x);
+        # its rounding (the subtraction of the max: 2u |a|; exp: fp; the sum of K² terms; the division: u)
+        # is relative to each s_i, so relative to the warp's value, as are the warp's K² products and sum
+        rel = 4 * u * float(klog.abs().max()) + fp + 2 * _rounding.gamma(taps, u) + 2 * u
+        kernels = torch.softmax(klog, dim=1).repeat_interleave(p, dim=2).repeat_interleave(p, dim=3)
+        warped = warp(frame, kernels)
+        # with m, w, g in [0, 1], the mix m w + (1 - m) g moves by at most dm + dw + dg, and rounds four
+        # times (1 - m, two products, the sum)
+        dw = dk * float(frame.max() - frame.min()) + rel * float(warped.abs().max())
+        mixed = composite(frame, kernels, F.pixel_shuffle(mlog, p), F.pixel_shuffle(generated, p))
+        return F.pixel_unshuffle(mixed.clamp(PROB_EPS, 1 - PROB_EPS), p), dm + dw + e_gen + 4 * u
+
+    # PyTorch's frame of "motion" is the sigmoid of the logit of the clamped probability, onnxruntime's the
+    # probability: the logit's rounding (the quotient, log's own, relative to |logit| <= L) through the
+    # sigmoid's slope 1/4, then the sigmoid's own
+    L = math.log((1 - PROB_EPS) / PROB_EPS)
+    round_trip = (2 * u + fp * (1 + L)) / 4 + fp
+
     with torch.no_grad():
         for t in range(z.shape[0]):
             step(stacks[0], z[t])
         prev = z[-1] if cfg.condition else None
+        before = z[-2] if z.shape[0] > 1 else z[-1]  # the correlation's earlier frame
         frames = []
         for _ in range(cfg.horizon):
             h, err = step(stacks[1], prev if cfg.condition else z.new_zeros(B, 1, *hw))
             logits, e = head(h, err, prev)
+            frame = torch.sigmoid(logits)
+            if model.kernels is not None:  # the previous frame moved, mixed with that one
+                frame, e = motion(h, err, prev, before, frame, e)
+                e += round_trip
             frames.append(e)
-            prev = torch.sigmoid(logits)
+            before, prev = prev, frame
     worst = math.sqrt(sum(e * e for e in frames)) if cfg.condition else max(frames)
     return _rounding.between(worst)
 

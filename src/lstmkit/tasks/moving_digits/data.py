@@ -14,6 +14,7 @@ a fixed speed, reflection at the walls; the frame is the pixelwise max of the di
 from __future__ import annotations
 
 import gzip
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -100,6 +101,13 @@ def trajectories(n: int, frames: int, digits: int, span: int, speed: float, rng:
         pos = np.where(low, -pos, np.where(high, 2 * span - pos, pos))  # reflect off the wall
         vel = np.where(low | high, -vel, vel)
     return np.clip(out, 0, span)
+
+
+def max_shift(data: MovingDigitsData) -> int:
+    """The largest displacement of a digit between two frames along either axis, in pixels: the speed
+    (scaled with the canvas, as ``bouncing_sequences`` scales it) rounded up, as the corners are rounded
+    positions that move by at most the speed per axis (less at a wall)."""
+    return max(1, math.ceil(data.speed * data.canvas / 64))
 
 
 def render(glyphs: np.ndarray, corners: np.ndarray, canvas: int) -> np.ndarray:
