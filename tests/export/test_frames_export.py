@@ -71,9 +71,10 @@ def test_the_export_is_within_the_tolerance(condition, skip, output, correlation
 
 @pytest.mark.parametrize(("name", "index", "delta", "kw"), [
     ("encoder.weight_ih_l0", (5, 1, 1, 1), 1e-2, PIXELS), ("head.bias", (0,), 1e-3, PIXELS),
-    ("encoder.weight_ih_l0", (5, 1, 1, 1), 0.5, MOTION),  # the warp carries most of a "motion" frame at first
-    ("kernels.bias", (3,), 1e-3, MOTION), ("mask.bias", (1,), 1e-2, MOTION),
-    ("evidence.weight", (4, 4, 0, 0), 1e-2, MOTION)])
+    # "motion": its bound is looser (the kernels' and the correlation's gains), and the warp, not the state,
+    # carries most of a frame; these moves change the frames by 2-6x the bound
+    ("encoder.weight_ih_l0", (5, 1, 1, 1), 0.1, MOTION), ("kernels.bias", (3,), 3e-2, MOTION),
+    ("mask.bias", (1,), 1e-2, MOTION), ("evidence.weight", (4, 4, 0, 0), 3e-2, MOTION)])
 def test_catches_a_weight_moved_by_a_small_amount(name, index, delta, kw, tmp_path):
     """The file holds the original weights; the PyTorch model one weight moved by delta. The frames
     then differ by more than the rounding bound, and the verification says so."""
