@@ -20,9 +20,14 @@ from smoke import train_smoke
 TASK = "moving-digits"
 
 
-@pytest.fixture(scope="module")
-def digits_run(tmp_path_factory):
-    return train_smoke(TASK, tmp_path_factory.mktemp("compress-digits")).run_dir
+# The smoke config's "motion" output (its longest path), and the default "pixels" output
+OUTPUTS = {"motion": {}, "pixels": {"model.correlation": False, "model.output": "pixels"}}
+
+
+@pytest.fixture(scope="module", params=sorted(OUTPUTS))
+def digits_run(request, tmp_path_factory):
+    root = tmp_path_factory.mktemp(f"compress-digits-{request.param}")
+    return train_smoke(TASK, root, OUTPUTS[request.param]).run_dir
 
 
 def _frames(run_dir):
