@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import torch
+from safetensors.torch import save_file
 
 from lstmkit.tasks.registry import get_task
 from lstmkit.tasks.runner import build_config
@@ -35,7 +36,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--every", type=int, default=1, help="decode every N-th validation source")
     parser.add_argument("--words", type=int, default=0, help="at most this many validation sources (0: all)")
-    parser.add_argument("--beams", default="1", help="comma-separated beam widths to score (1: greedy)")
+    parser.add_argument("--beams", default="1", help="comma-separated decodings to score: a beam width (1: greedy), "
+                        "or WIDTH:LENGTH_PENALTY (GNMT alpha; without it the config's model.length_penalty)")
+    parser.add_argument("--save", default=None, help="also write the trained weights to this safetensors file")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -58,12 +61,16 @@ def main() -> None:
         "s_per_step": round(train_s / max(result.steps, 1), 4), "val_loss": round(result.best_val_loss, 4),
         "best_epoch": result.best_epoch, "epochs": len(result.history), "val_words": len(pairs),
     }  # fmt: skip
-    for beam in (int(b) for b in args.beams.split(",")):
+    if args.save:
+        save_file(model.state_dict(), args.save)
+    for spec in args.beams.split(","):
+        width, _, alpha = spec.partition(":")
         start = time.perf_counter()
-        hyps = predictions(model, pairs, prepared.source, prepared.target, beam_size=beam)
+        hyps = predictions(model, pairs, prepared.source, prepared.target, beam_size=int(width),
+                           length_penalty=float(alpha) if alpha else None)  # fmt: skip
         scores = task.scores(pairs, hyps)
-        line[f"beam{beam}"] = {k: round(v, 4) for k, v in scores.items() if isinstance(v, float)}
-        line[f"beam{beam}_s"] = round(time.perf_counter() - start, 1)
+        line[f"beam{spec}"] = {k: round(v, 4) for k, v in scores.items() if isinstance(v, float)}
+        line[f"beam{spec}_s"] = round(time.perf_counter() - start, 1)
     print(json.dumps(line), flush=True)
 
 
