@@ -208,3 +208,24 @@ def test_distill_and_lowrank_a_seq2seq_run(tmp_path):
     for out in ("student", "low"):
         metrics, _ = runner.evaluate(tmp_path / out, "val")
         assert "exact_match" in metrics
+
+
+@pytest.mark.parametrize("alpha", [0.0, 2.0])
+def test_decode_passes_the_length_penalty_to_the_beam_search(alpha):
+    from lstmkit.models import Seq2Seq, Seq2SeqModel, beam_search
+    from lstmkit.tasks.seq2seq.data import source_batches
+    from lstmkit.tasks.seq2seq.scoring import decode
+
+    source = vocabulary("char", ["abcdefgh"])
+    torch.manual_seed(0)
+    model = Seq2Seq(Seq2SeqModel(vocab_size=len(source), output_size=9, hidden_size=8, embedding_dim=4,
+                                 num_layers=1, dropout=0.0, length_penalty=1.0)).eval()  # fmt: skip
+    texts = ["dd", "abc", "hgfedcba"]  # in length order: decode's one batch is this one, padded alike
+    got = decode(model, texts, source, beam_size=3, n_best=3, length_penalty=alpha)
+    src, lengths, _ = source_batches(texts, source)
+    want = beam_search(model, src, lengths, beam_size=3, n_best=3, length_penalty=alpha)
+    for g, w in zip(got, want, strict=True):
+        assert [h.tokens for h in g] == [h.tokens for h in w]
+        assert [h.normalized for h in g] == [h.normalized for h in w]  # the same batch: bit for bit
+    default = decode(model, texts, source, beam_size=3, n_best=3)  # the config's 1.0
+    assert [h.normalized for h in default[2]] != [h.normalized for h in got[2]]

@@ -155,6 +155,11 @@ class TrainConfig(_Section):
     # Optional wall-clock cap, counted across resumes: ends the run like max_steps, and the cosine schedule follows
     # the clock whenever it is further along than the steps, so a run cut short by time still ends its decay.
     max_minutes: float | None = None
+    # Exponential moving average of the weights (0: off): after every optimiser step each parameter's average
+    # becomes d * average + (1 - d) * weight, d = min(ema_decay, (1 + t) / (10 + t)) at step t (counted from 0),
+    # so early averages forget the initial weights quickly. Validation, early stopping and the saved model use
+    # the average; the optimiser trains the raw weights. Saved in checkpoints, so a resumed run goes on exactly.
+    ema_decay: float = 0.0
     seed: int = 0  # for seed_everything; one number reproduces a run on one machine
     # Intra-op threads, set by the task runner (``lstmkit train/evaluate/generate``), not by ``fit``. Per-step
     # matrices of small recurrent nets are too small for threads to pay, and with the other core of a 2-core
@@ -183,6 +188,7 @@ class TrainConfig(_Section):
         _require(all(0 <= b < 1 for b in self.betas), f"train.betas must be in [0, 1), got {self.betas}")
         _require(self.clip_norm > 0, f"train.clip_norm must be > 0 (use inf to disable), got {self.clip_norm}")
         _require(self.schedule in SCHEDULES, f"train.schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        _require(0 <= self.ema_decay < 1, f"train.ema_decay must be in [0, 1), got {self.ema_decay}")
         _require(0 <= self.min_lr_ratio <= 1, f"train.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
         _require(0 < self.plateau_factor < 1, f"train.plateau_factor must be in (0, 1), got {self.plateau_factor}")
 

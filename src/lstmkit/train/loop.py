@@ -15,6 +15,7 @@ lives in ``lstmkit.train.distributed`` and docs/distributed.md.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import sys
@@ -83,8 +84,40 @@ def _set_epoch(data: Any, epoch: int) -> None:
             obj.set_epoch(epoch)
 
 
-def _snapshot(model: nn.Module) -> dict[str, Tensor]:
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+def _snapshot(model: nn.Module, averages: dict[str, Tensor] | None = None) -> dict[str, Tensor]:
+    """A copy of the model's state; with ``averages`` (``train.ema_decay``), those in place of the parameters."""
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    if averages is not None:
+        state.update({k: v.clone() for k, v in averages.items()})
+    return state
+
+
+def _update_averages(averages: dict[str, Tensor], model: nn.Module, decay: float, step: int) -> None:
+    """One step of the weights' exponential moving average (``train.ema_decay``): ``d * average + (1 - d) *
+    weight`` with ``d = min(decay, (1 + step) / (10 + step))``, step counted from 0."""
+    d = min(decay, (1 + step) / (10 + step))
+    with torch.no_grad():
+        for name, p in model.named_parameters(remove_duplicate=False):
+            averages[name].mul_(d).add_(p.detach() * (1 - d))
+
+
+@contextlib.contextmanager
+def _averaged_weights(model: nn.Module, averages: dict[str, Tensor] | None) -> Iterator[None]:
+    """Run the body with the averaged parameters in the model (nothing changes without averages)."""
+    if averages is None:
+        yield
+        return
+    params = dict(model.named_parameters(remove_duplicate=False))
+    saved = {k: p.detach().clone() for k, p in params.items()}
+    with torch.no_grad():
+        for k, p in params.items():
+            p.copy_(averages[k])
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for k, p in params.items():
+                p.copy_(saved[k])
 
 
 def evaluate(model: nn.Module, data: Iterable, step: StepFn, *, stateful: bool = False) -> float:
@@ -153,7 +186,9 @@ def fit(
     Per epoch: evaluate on ``val_data``, update early stopping (which needs ``val_data``),
     checkpoint. At the end the best
     weights by validation loss are restored (when there was validation data) and written to
-    ``out_dir/model.safetensors``.
+    ``out_dir/model.safetensors``. With ``train.ema_decay`` > 0 an exponential moving average of the
+    parameters is kept after every optimiser step (in the checkpoints too); validation, the best
+    weights and the final model are the average's, while the optimiser goes on training the raw weights.
 
     Launched by ``torchrun`` (``WORLD_SIZE`` > 1), the same call trains data-parallel: it joins
     the process group (``lstmkit.train.distributed``), wraps the model in
@@ -226,6 +261,11 @@ def fit(
 
     # Start fresh, or put back everything a checkpoint holds.
     run, hidden, best_weights, epoch_rng, resumed_rng = _Progress(), None, None, None, None
+    # train.ema_decay: the parameters' moving average, started at the initial weights; keyed like state_dict, with
+    # a tied weight under each of its names, so that a snapshot with the averages loads back whole
+    averages = None
+    if cfg.ema_decay > 0:
+        averages = {k: p.detach().clone() for k, p in model.named_parameters(remove_duplicate=False)}
     if latest is not None:
         error = None
         try:
@@ -236,6 +276,11 @@ def fit(
         run = _Progress(**ckpt.state["progress"])
         hidden, best_weights = ckpt.state["hidden"], ckpt.state["best_weights"]
         epoch_rng, resumed_rng = ckpt.state["epoch_rng"], ckpt.state["rng"]
+        if averages is not None:
+            if ckpt.state.get("averages") is None:
+                raise ValueError(f"train.ema_decay is {cfg.ema_decay} but the checkpoint {latest} holds no weight "
+                                 "average; resume with the run's own train.ema_decay or start a new out_dir")
+            averages = ckpt.state["averages"]
         if world > 1 and hidden is not None:  # the checkpoint holds the global state: take this rank's rows
             hidden = distributed.split_batch(hidden, rank, world)
         per_rank = ckpt.state.get("rng_ranks")
@@ -261,6 +306,7 @@ def fit(
             # Every rank's carried rows together: the state a single process would carry.
             "hidden": distributed.gather_batch(hidden) if cfg.stateful else None,
             "best_weights": best_weights,
+            "averages": averages,
             "epoch_rng": epoch_rng,
             "rng": capture_rng_state(),
         }
@@ -283,7 +329,10 @@ def fit(
         return run.stopped_early or (cfg.max_steps is not None and run.step >= cfg.max_steps) or out_of_time()
 
     def validate() -> float | None:
-        return evaluate(model, val_data, step, stateful=cfg.stateful) if val_data is not None else None
+        if val_data is None:
+            return None
+        with _averaged_weights(model, averages):
+            return evaluate(model, val_data, step, stateful=cfg.stateful)
 
     with ExitStack() as stack:
         log = tb = None
@@ -362,6 +411,8 @@ def fit(
                 in_group = 0
                 if applied:
                     optimizer.step()
+                    if averages is not None:
+                        _update_averages(averages, model, cfg.ema_decay, run.step)
                     if per_step_schedule:
                         scheduler.step()
                     run.nonfinite = 0
@@ -404,7 +455,7 @@ def fit(
             if val_loss is not None:
                 if run.best_val_loss is None or val_loss < run.best_val_loss - cfg.min_delta:
                     run.best_val_loss, run.best_epoch, run.bad_evals = val_loss, run.epoch, 0
-                    best_weights, improved = _snapshot(model), True
+                    best_weights, improved = _snapshot(model, averages), True
                 else:
                     run.bad_evals += 1
                     run.stopped_early = run.bad_evals >= cfg.patience
@@ -427,6 +478,8 @@ def fit(
 
     if best_weights is not None:
         model.load_state_dict(best_weights)
+    elif averages is not None:  # no validation: the final average
+        model.load_state_dict(_snapshot(model, averages))
 
     def write_model() -> None:
         save_model_file(model, out_dir / "model.safetensors")  # sealed with its SHA-256, atomic, no links

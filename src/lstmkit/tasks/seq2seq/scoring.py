@@ -15,22 +15,26 @@ from lstmkit.tasks.seq2seq.data import Pair, Tokenizer, source_batches
 
 @torch.no_grad()
 def decode(model: Seq2Seq, texts: Sequence[str], src_tok: Tokenizer, *, beam_size: int | None = None,
-           n_best: int = 1, batch_size: int = 128) -> list[list[Hypothesis]]:  # fmt: skip
-    """The n-best hypotheses of every text, in the order given (batched by length)."""
+           n_best: int = 1, batch_size: int = 128,
+           length_penalty: float | None = None) -> list[list[Hypothesis]]:  # fmt: skip
+    """The n-best hypotheses of every text, in the order given (batched by length); ``beam_size`` and
+    ``length_penalty`` default to the model config's."""
     model.eval()
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     out: list[list[Hypothesis]] = [[] for _ in texts]
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
         src, lengths, _ = source_batches([texts[i] for i in idx], src_tok)
-        for i, hyps in zip(idx, beam_search(model, src, lengths, beam_size=beam_size, n_best=n_best), strict=True):
+        best = beam_search(model, src, lengths, beam_size=beam_size, n_best=n_best, length_penalty=length_penalty)
+        for i, hyps in zip(idx, best, strict=True):
             out[i] = hyps
     return out
 
 
 def predictions(model: Seq2Seq, pairs: Sequence[Pair], src_tok: Tokenizer, tgt_tok: Tokenizer,
-                beam_size: int | None = None) -> list[str]:  # fmt: skip
-    return [tgt_tok.decode(h[0].tokens) for h in decode(model, [p.source for p in pairs], src_tok, beam_size=beam_size)]
+                beam_size: int | None = None, length_penalty: float | None = None) -> list[str]:  # fmt: skip
+    hyps = decode(model, [p.source for p in pairs], src_tok, beam_size=beam_size, length_penalty=length_penalty)
+    return [tgt_tok.decode(h[0].tokens) for h in hyps]
 
 
 def g2p_scores(pairs: Sequence[Pair], hyps: Sequence[str]) -> dict[str, Any]:
