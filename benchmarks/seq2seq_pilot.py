@@ -60,6 +60,8 @@ def main() -> None:
         "overrides": args.overrides, "seed": args.seed, "steps": result.steps, "train_s": round(train_s, 1),
         "s_per_step": round(train_s / max(result.steps, 1), 4), "val_loss": round(result.best_val_loss, 4),
         "best_epoch": result.best_epoch, "epochs": len(result.history), "val_words": len(pairs),
+        "history": [[e.epoch, e.step, round(e.train_loss, 4), None if e.val_loss is None else round(e.val_loss, 4),
+                     round(e.lr, 6)] for e in result.history],  # epoch, step, train loss, val loss, next lr
     }  # fmt: skip
     if args.save:
         save_file(model.state_dict(), args.save)

@@ -214,16 +214,16 @@ class G2PTask(_Seq2SeqTask):
 
     def default_config(self) -> Config:
         # Sized for the budget: 15 minutes on one core of a 2-core machine, final evaluation
-        # included (docs/results.md). A step of this model takes 97 ms of a quiet core (more under load), so
-        # 8 epochs of the 121k training pronunciations (7,592 steps of 128) fit; max_minutes = 13.5 guards the
-        # budget on a loaded machine (the cosine then follows the clock, so the run still ends its decay).
-        # H 192 or embedding 128 cost 1.6x / 1.3x per step; batch 256 and 64 scored worse in 2-epoch pilots
-        # on validation words (docs/results.md), and lr 6e-3 beat 3e-3 on two seeds and 1e-2 on one.
-        # `dot` has exactly the parameters of `none` (the ablation).
+        # included (docs/results.md). On an AVX-512 Xeon a step takes 53 ms with another run on the other
+        # core, so 16 epochs of the 121k training pronunciations (15,184 steps of 128) fit in 13.5 minutes;
+        # on the slower AVX2 machines (97 ms a step) max_minutes = 13.5 ends the run earlier and the cosine
+        # follows the clock, so the run still ends its decay. Chosen by full-length pilots on validation
+        # words (docs/results.md): lr 3e-3 beat 6e-3 (which spiked and wandered at a long schedule's high
+        # lr), H 192 for 9 epochs and batch 64 at lr 2e-3. `dot` has exactly the parameters of `none`.
         return Config(
             model=_default_model(hidden_size=128, embedding_dim=64, num_layers=1, dropout=0.1, attention="dot"),
             data=Seq2SeqData(batch_size=128),
-            train=Seq2SeqTrain(epochs=8, lr=6e-3, warmup_steps=200, max_minutes=13.5, log_every=50, patience=3),
+            train=Seq2SeqTrain(epochs=16, lr=3e-3, warmup_steps=200, max_minutes=13.5, log_every=50, patience=3),
         )
 
     def smoke_config(self, workdir: Path) -> Config:
