@@ -10,7 +10,7 @@ import torch
 
 from lstmkit.tasks import TaskError, get_task, runner
 from lstmkit.tasks.longrange.adding import AddingData
-from lstmkit.tasks.longrange.common import build_model, chrono_biases, curriculum_length
+from lstmkit.tasks.longrange.common import build_model, chrono_biases, curriculum_length, mixed_length
 
 
 def prepared_config(task: str, *overrides: str):
@@ -74,3 +74,32 @@ def test_curriculum_batches_grow_while_validation_stays_at_full_length():
         prepared_config("adding", "data.length=40", "data.curriculum_start=50")
     with pytest.raises(TaskError, match=r"needs a task with data\.length"):
         prepared_config("reber", "data.curriculum_start=5")
+
+
+def test_mixed_curriculum_draws_lengths_between_the_start_and_the_current_length():
+    config = prepared_config("temporal-order", "data.length=100", "data.curriculum_start=10", "data.curriculum_steps=4",
+                             "data.train_batches=4", "data.curriculum_mix=0.5")  # fmt: skip
+    task = get_task("temporal-order")
+    data = task.training_data(task.prepare(config))
+
+    def lengths() -> list[int]:
+        out = []
+        for epoch in range(8):
+            data.train.set_epoch(epoch)
+            # temporal-order draws each sequence's length in [T, 1.1 T]: the batch's padded length is at most 1.1 T
+            out += [int(b.lengths.min()) for b in data.train]
+        return out
+
+    got = lengths()
+    caps = [curriculum_length(config.data, s) for s in range(32)]  # 10, 20, 40, 80, 100 every 4 steps
+    assert all(10 <= n <= cap + cap // 10 for n, cap in zip(got, caps))
+    at_cap = [n >= cap for n, cap in zip(got, caps)]
+    assert 6 <= sum(at_cap) <= 26  # about half at the current length (a binomial(32, 0.5) lies in 6..26)
+    assert any(n < cap for n, cap in zip(got[8:], caps[8:]))  # and some shorter than it once it has grown
+    assert lengths() == got  # a replay (a resumed run) sees the same lengths
+    plain = prepared_config("temporal-order", "data.length=100", "data.curriculum_start=10", "data.curriculum_steps=4")
+    assert mixed_length(plain.data, 80, torch.Generator().manual_seed(0)) == 80  # mix 0: the current length
+    with pytest.raises(ValueError, match=r"data\.curriculum_mix must be in \[0, 1\], got 1\.5"):
+        runner.build_config("adding", overrides=["data.curriculum_start=10", "data.curriculum_mix=1.5"])
+    with pytest.raises(ValueError, match=r"data\.curriculum_mix=0\.5 needs a curriculum: set data\.curriculum_start"):
+        runner.build_config("adding", overrides=["data.curriculum_mix=0.5"])

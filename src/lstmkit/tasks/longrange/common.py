@@ -95,6 +95,10 @@ class GeneratedData(DataConfig):
     # the long ones must carry it far. Needs a task with data.length (adding, temporal-order, copy).
     curriculum_start: int = 0
     curriculum_steps: int = 500  # steps per doubling: a few hundred steps learn each length on adding at T <= 100
+    # The share of curriculum batches drawn at a T uniform in [curriculum_start, current length] (Zaremba &
+    # Sutskever's 2014 mixed curriculum) instead of at the current length: the short lengths already learnt
+    # stay in training, so a doubling need not unlearn them. 0 is the plain doubling curriculum.
+    curriculum_mix: float = 0.0
     train_batches: int = 250  # fresh training batches per epoch (then a validation pass and a checkpoint)
     val_size: int = 1000  # validation sequences: picks the best weights; 1000 resolves a 0.1% success rate
     test_size: int = 2560  # the size of Hochreiter & Schmidhuber's (1997) test sets
@@ -103,6 +107,10 @@ class GeneratedData(DataConfig):
         super()._validate()
         if not 0 <= self.seed < 2**32:
             raise ValueError(f"data.seed must be in [0, 2**32), got {self.seed}")
+        if not 0.0 <= self.curriculum_mix <= 1.0:
+            raise ValueError(f"data.curriculum_mix must be in [0, 1], got {self.curriculum_mix}")
+        if self.curriculum_mix and not self.curriculum_start:
+            raise ValueError(f"data.curriculum_mix={self.curriculum_mix} needs a curriculum: set data.curriculum_start")
         if self.curriculum_start < 0 or self.curriculum_steps < 1:
             raise ValueError(f"data.curriculum_start must be >= 0 and data.curriculum_steps >= 1, got "
                              f"{self.curriculum_start} and {self.curriculum_steps}")  # fmt: skip
@@ -143,6 +151,18 @@ def curriculum_length(data: GeneratedData, step: int) -> int:
     if not data.curriculum_start:
         return length
     return min(length, data.curriculum_start * 2 ** (step // data.curriculum_steps))
+
+
+def mixed_length(data: GeneratedData, length: int, generator: torch.Generator) -> int:
+    """A curriculum batch's T when the current length is ``length``: with probability ``data.curriculum_mix``
+    uniform in [``curriculum_start``, ``length``], else ``length``; drawn from the batch's own ``generator``,
+    so a resumed run replays the same lengths."""
+    if not data.curriculum_mix:
+        return length
+    u = torch.rand(2, generator=generator, dtype=torch.float64)
+    if u[0] >= data.curriculum_mix:
+        return length
+    return data.curriculum_start + int(u[1] * (length - data.curriculum_start + 1))
 
 
 def build_model(config: Config) -> SequenceModel:
@@ -354,7 +374,9 @@ class GeneratedTask(Task):
         if data.curriculum_start:
             curriculum = {
                 "length_at": lambda step: curriculum_length(data, step // config.train.accumulate),
-                "make_length": lambda n, g, T: self.generate(dataclasses.replace(data, length=T), n, g),
+                "make_length": lambda n, g, T: self.generate(
+                    dataclasses.replace(data, length=mixed_length(data, T, g)), n, g
+                ),
             }
         train = OnlineBatches(
             lambda n, g: self.generate(data, n, g), config.train.seed, data.train_batches, data.batch_size,
