@@ -86,16 +86,16 @@ def test_mixed_curriculum_draws_lengths_between_the_start_and_the_current_length
         out = []
         for epoch in range(8):
             data.train.set_epoch(epoch)
-            # temporal-order draws each sequence's length in [T, 1.1 T]: the batch's padded length is at most 1.1 T
+            # a temporal-order batch of base length T has lengths in [T, 1.1 T]: its shortest is T or a little above
             out += [int(b.lengths.min()) for b in data.train]
         return out
 
     got = lengths()
     caps = [curriculum_length(config.data, s) for s in range(32)]  # 10, 20, 40, 80, 100 every 4 steps
-    assert all(10 <= n <= cap + cap // 10 for n, cap in zip(got, caps))
-    at_cap = [n >= cap for n, cap in zip(got, caps)]
+    assert all(10 <= n <= cap + cap // 10 for n, cap in zip(got, caps, strict=True))
+    at_cap = [n >= cap for n, cap in zip(got, caps, strict=True)]
     assert 6 <= sum(at_cap) <= 26  # about half at the current length (a binomial(32, 0.5) lies in 6..26)
-    assert any(n < cap for n, cap in zip(got[8:], caps[8:]))  # and some shorter than it once it has grown
+    assert any(n < cap for n, cap in zip(got[8:], caps[8:], strict=True))  # and some shorter than it once it has grown
     assert lengths() == got  # a replay (a resumed run) sees the same lengths
     plain = prepared_config("temporal-order", "data.length=100", "data.curriculum_start=10", "data.curriculum_steps=4")
     assert mixed_length(plain.data, 80, torch.Generator().manual_seed(0)) == 80  # mix 0: the current length

@@ -97,10 +97,11 @@ class MovingDigitsTask(Task):
                 patience=100,
                 stateful=False,  # sequences are independent
                 log_every=10,
-                # A step budget, so runs do not depend on the load: 4,000 steps of batch 8 take about 12.5 minutes
-                # on one core of the AVX-512 machine beside another one-thread job (docs/results.md; validation
-                # loss 0.144 at 1,300 steps, 0.118 at 3,400). On a slower machine the clock guard ends the run
-                # first and the cosine schedule follows the clock (the FC-LSTM, scoring and plots add a minute).
+                # A step budget, so runs do not depend on the load: 4,000 steps of batch 8 take about 12 minutes on
+                # one core of the AVX-512 machine beside another one-thread job (docs/results.md; seed 0's validation
+                # loss: 0.144 at 1,300 steps, 0.124 at 4,000, 0.113 at 5,000, which overruns the 15 minutes). On a
+                # slower machine the clock guard ends the run first and the cosine schedule follows the clock (the
+                # FC-LSTM, scoring and plots add a minute).
                 max_steps=4000,
                 max_minutes=13.5,
             ),
