@@ -91,3 +91,30 @@ def test_catches_a_weight_moved_by_a_small_amount(name, index, delta, kw, tmp_pa
     with pytest.raises(ExportVerificationError, match=r"predicted frames differ from PyTorch's by .* \(allowed "):
         verify_frames_onnx(moved, tmp_path / "m.onnx", T_IN, FRAME)
     verify_frames_onnx(model, tmp_path / "m.onnx", T_IN, FRAME)  # the unmoved model passes
+
+
+def test_the_floor_is_applied_in_the_graph_and_a_moved_weight_is_still_caught(tmp_path):
+    """model.floor: the exported frames hold no value in (0, floor) beyond the rounding bound, match PyTorch's
+    floored frames, and the verification still catches a moved weight. The floor sits at the median
+    raw value, so hundreds of elements lie within the bound of it (the ones either runtime may floor)."""
+    ort = pytest.importorskip("onnxruntime")
+    import dataclasses
+
+    model, x = _model(**PIXELS), _frames()
+    with torch.no_grad():
+        raw = torch.sigmoid(model(x))
+    floor = float(raw.median())
+    model.config = dataclasses.replace(model.config, floor=floor)
+    result = frames_to_onnx(model, tmp_path / "m.onnx", T_IN, FRAME)
+    allowed = frames_tolerance(model, x)
+    assert result.max_abs_error <= allowed
+    (got,) = ort.InferenceSession(str(tmp_path / "m.onnx")).run(None, {"frames": x.numpy()})
+    assert not ((got > 0) & (got < floor - allowed)).any()
+    clear = (raw - floor).abs().numpy() > allowed  # away from the floor both runtimes agree on the side
+    assert ((got == 0) == (raw.numpy() < floor))[clear].all() and (got == 0).mean() > 0.3
+    moved = _model(**PIXELS)
+    moved.config = model.config
+    with torch.no_grad():
+        moved.head.bias[0] += 1e-2
+    with pytest.raises(ExportVerificationError, match=r"predicted frames differ from PyTorch's by "):
+        verify_frames_onnx(moved, tmp_path / "m.onnx", T_IN, FRAME)

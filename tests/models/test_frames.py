@@ -142,3 +142,14 @@ def test_the_ssim_loss_is_scikit_images_ssim():
     want = float(frame_ssim(pred.numpy(), truth.numpy()).mean())
     assert float(ssim(pred, truth.double())) == pytest.approx(want, rel=1e-9)
     assert float(ssim(truth, truth)) == pytest.approx(1.0)
+
+
+def test_floored_sets_values_below_the_floor_to_the_background():
+    from lstmkit.models import floored
+
+    x = torch.tensor([0.0, 0.05, 0.0999, 0.1, 0.5, 1.0])
+    assert floored(x, 0.1).tolist() == pytest.approx([0.0, 0.0, 0.0, 0.1, 0.5, 1.0])
+    assert floored(x, 0.0) is x  # no floor: the same tensor, untouched
+    for bad in (-0.1, 1.0, 1.5):
+        with pytest.raises(ValueError, match=rf"model\.floor must be in \[0, 1\), got {bad}"):
+            FramesModel(floor=bad)

@@ -44,6 +44,19 @@ def test_baselines_on_a_hand_built_sequence():
     assert beats_baselines(scores) == {COPY: False, FC: False}
 
 
+def test_the_floor_applies_to_every_method_alike():
+    """model.floor: a model saying 0.5 everywhere, floored at 0.6, predicts the black frame (MSE = the 4 lit
+    pixels of each truth frame), the FC-LSTM too; copy-last's frame has exact 0s and 1s, so it is kept."""
+    frames = square_sequence()
+    frames[0, 2, 0, 0, 0] = 0.3  # a faint pixel in the last given frame: below the floor, copy-last drops it
+    scores, preds = score_split(Zero(), Zero(), frames, input_frames=3, batch_size=1, floor=0.6)
+    for name in (MODEL, FC):
+        assert not preds[name].any() and scores[name]["per_frame"]["mse"] == [4.0] * 3
+    assert preds[COPY][0, 0, 0, 0] == 0.0 and scores[COPY]["per_frame"]["mse"] == [4.0, 8.0, 8.0]
+    unfloored, _ = score_split(Zero(), Zero(), frames, input_frames=3, batch_size=1)
+    assert unfloored[COPY]["per_frame"]["mse"] == pytest.approx([4.09, 8.09, 8.09])
+
+
 def test_fc_baseline_has_about_the_convlstms_parameters():
     conv = get_task("moving-digits").build_model(get_task("moving-digits").default_config())
     n = sum(p.numel() for p in conv.parameters())
@@ -78,6 +91,8 @@ def test_predict_from_npy_and_png_folder(smoke_run, tmp_path):
     np.save(tmp_path / "mine.npy", frames.numpy())
     result = predict_run(smoke_run.run_dir, tmp_path / "mine.npy", frames=5)  # 3 a call: fed back once
     assert result.frames.shape == (5, 16, 16) and result.frames.min() >= 0 and result.frames.max() <= 1
+    floor = get_task("moving-digits").smoke_config(smoke_run.run_dir).model.floor
+    assert floor > 0 and not ((result.frames > 0) & (result.frames < floor)).any()  # emitted floored
     assert [f.name for f in result.files] == [f"pred_{i:02d}.png" for i in range(5)] + ["sequence.gif"]
     with Image.open(result.out / "sequence.gif") as gif:  # 150 ms a frame (PIL merges equal neighbours'
         durations = []  # durations: a warped prediction can repeat the frame before it exactly)
@@ -114,7 +129,7 @@ def test_exports_unrolled_and_verifies_in_onnxruntime(smoke_run, tmp_path):
     ]
     meta = {p.key: p.value for p in proto.metadata_props}
     assert meta["lstmkit.task"] == "moving-digits" and json.loads(meta["lstmkit.preprocess"])["input_frames"] == 3
-    assert "Conv" in {n.op_type for n in proto.graph.node}
+    assert {"Conv", "Less", "Where"} <= {n.op_type for n in proto.graph.node}  # Less, Where: model.floor
 
 
 @pytest.mark.parametrize(("condition", "skip", "output"), [(True, True, "motion"), (True, True, "pixels"),

@@ -12,14 +12,18 @@ once as initializers). The number of given frames is fixed at export (the run's
   to the logits, as in ``ConvForecaster.forward``. With ``model.output="motion"`` each frame is the
   previous frame moved by the per-patch softmax kernels and mixed by the mask with that frame
   (``_motion``; ``Softmax``, ``Resize`` nearest, ``Pad``, ``Slice``, ``Concat``, ``ReduceSum``, ``Clip``),
-  and the output is that clamped probability (PyTorch's is the sigmoid of its logit).
+  and the output is that clamped probability (PyTorch's is the sigmoid of its logit). With
+  ``model.floor`` > 0 each emitted frame's values below it are 0 (``Less`` and ``Where``, as
+  ``lstmkit.models.floored``); the frame fed back to the forecaster is the unfloored one, as in PyTorch.
 
 The patches are ``SpaceToDepth`` / ``DepthToSpace`` (mode CRD): with one input channel their channel
 order is exactly ``pixel_unshuffle`` / ``pixel_shuffle``'s. Only the plain ConvLSTM (no peephole, no
 LayerNorm) is written; the task model uses that.
 
 The verification allows ``frames_tolerance``: twice a float32 rounding bound of the predicted frames
-(``lstmkit/_rounding.py``), which grows with the convolutions' fan-in, the steps and the weights.
+(``lstmkit/_rounding.py``), which grows with the convolutions' fan-in, the steps and the weights. With a
+floor, a value within that bound of the floor may land on either side of it in the two runtimes; those
+elements are compared before the floor (they cannot differ by more otherwise), every other one after it.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from lstmkit._fileio import atomic_path
 from lstmkit.export import _deps
 from lstmkit.export.graph import GraphBuilder
 from lstmkit.export.onnx_model import MIN_OPSET, ExportVerificationError, OnnxExport
-from lstmkit.models.frames import PROB_EPS, composite, correlation, warp
+from lstmkit.models.frames import PROB_EPS, composite, correlation, floored, warp
 from lstmkit.nn import ConvLSTM
 
 INPUT, OUTPUT = "frames", "predicted_frames"
@@ -194,7 +198,10 @@ def build_frames_onnx(model: nn.Module, input_frames: int, *, opset: int = MIN_O
             frame = _motion(gb, model, x, prev_frame, before_frame, frame, f"motion{t}")
             before_frame, prev_frame = prev_frame, frame
             patches = gb.op("SpaceToDepth", [frame], f"y{t}_patches_m", blocksize=p)
-        prev = patches if model.config.condition else None
+        prev = patches if model.config.condition else None  # unfloored, as in ConvForecaster.forward
+        if model.config.floor > 0:  # the emitted frame: values below the floor are the background, 0
+            low = gb.op("Less", [frame, gb.const(np.float32(model.config.floor), "floor")], f"y{t}_low")
+            frame = gb.op("Where", [low, gb.const(np.float32(0.0), "zero_f"), frame], f"y{t}_floored")
         frames.append(gb.op("Unsqueeze", [frame, gb.const([0], "axes0", "int64")], f"y{t}_t"))  # (1, B, 1, H, W)
     gb.nodes.append(onnx.helper.make_node("Concat", frames, [OUTPUT], name=gb.name("n_out"), axis=0))
     TP = onnx.TensorProto
@@ -388,13 +395,20 @@ def verify_frames_onnx(model: nn.Module, path: Path, input_frames: int, frame: t
         g = torch.Generator().manual_seed(seed)
         x = torch.rand(input_frames, B, 1, H, W, generator=g)
         with torch.no_grad():
-            want = torch.sigmoid(model.eval()(x)).numpy()
+            raw = torch.sigmoid(model.eval()(x))
+        floor = model.config.floor
+        want = floored(raw, floor).numpy()
         (got,) = session.run([OUTPUT], {INPUT: x.numpy()})
         if got.shape != want.shape:
             raise ExportVerificationError(f"{path}: output shape {got.shape} in onnxruntime, {want.shape} in PyTorch")
-        diff = float(np.abs(got.astype(np.float64) - want).max())
-        worst = max(worst, diff)
         allowed = frames_tolerance(model, x)
+        raw = raw.numpy()
+        # an element within the bound of the floor may fall on either side of it in either runtime: there a 0
+        # from onnxruntime stands for the unfloored value, and both are compared unfloored
+        edge = (np.abs(raw - floor) <= allowed) & (floor > 0)
+        got = np.where(edge & (got == 0), raw, got)
+        diff = float(np.abs(got.astype(np.float64) - np.where(edge, raw, want)).max())
+        worst = max(worst, diff)
         if diff > allowed:
             raise ExportVerificationError(f"{path}: predicted frames differ from PyTorch's by {diff:.3g} "
                                           f"(allowed {allowed:.3g}, a float32 rounding bound) at B={B}, {H} x {W}; "

@@ -28,7 +28,7 @@ from lstmkit.models.classifier import (
 )
 from lstmkit.models.decoding import Hypothesis, beam_search, greedy
 from lstmkit.models.forecaster import ForecastModel, ForecastNet, least_squares
-from lstmkit.models.frames import LOSSES, ConvForecaster, FCForecaster, FramesModel, fc_hidden_for, frame_loss
+from lstmkit.models.frames import LOSSES, ConvForecaster, FCForecaster, FramesModel, fc_hidden_for, floored, frame_loss
 from lstmkit.models.recognizer import CTCModel, CTCRecognizer
 from lstmkit.models.seq2seq import ATTENTIONS, Seq2Seq, Seq2SeqModel
 from lstmkit.models.sequence import LSTMReader, SequenceModel, State, _make_rnn, last_valid
@@ -59,6 +59,7 @@ __all__ = [
     "_make_rnn",
     "beam_search",
     "fc_hidden_for",
+    "floored",
     "frame_loss",
     "greedy",
     "last_valid",

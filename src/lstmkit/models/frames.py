@@ -64,9 +64,16 @@ class FramesModel(ModelConfig):
     # frames at each tap (started at EVIDENCE_GAINS: "keep moving as you moved"), so the kernels can read the
     # digits' last motion off the frames rather than learn it in the ConvLSTM's state.
     correlation: bool = False
+    # Predicted intensities below ``floor`` are emitted as 0, the background, in every scored, predicted and
+    # exported frame (of the baselines too: ``floored``); training and the frames fed back are unaffected.
+    # The sigmoid never reaches 0, and SSIM (C1 = 1e-4) charges the faint halo it leaves on the exact-0
+    # background (docs/results.md). 0 keeps the raw sigmoid; the moving-digits task sets its default.
+    floor: float = 0.0
 
     def _validate(self) -> None:
         super()._validate()
+        if not 0.0 <= self.floor < 1.0:
+            raise ValueError(f"model.floor must be in [0, 1), got {self.floor}")
         if self.output not in OUTPUTS:
             raise ValueError(f"model.output must be one of {OUTPUTS}, got {self.output!r}")
         if self.correlation and self.output != "motion":
@@ -84,6 +91,13 @@ class FramesModel(ModelConfig):
             raise ValueError("model.skip needs model.condition: the skip reads the forecaster's input frame")
         if self.cell != "lstm":
             raise ValueError(f"moving-digits uses ConvLSTM cells; model.cell must be 'lstm', got {self.cell!r}")
+
+
+def floored(frames: Tensor, floor: float) -> Tensor:
+    """``frames`` with every intensity below ``floor`` set to 0 (the background); the same tensor at floor 0."""
+    if floor <= 0.0:
+        return frames
+    return torch.where(frames < floor, torch.zeros_like(frames), frames)
 
 
 def ssim(pred: Tensor, target: Tensor, win: int = 7) -> Tensor:

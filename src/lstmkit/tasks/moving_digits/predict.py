@@ -22,6 +22,7 @@ import torch
 
 from lstmkit._fileio import write_bytes_atomic
 from lstmkit.data.images import read_image
+from lstmkit.models import floored
 from lstmkit.tasks.base import TaskError
 from lstmkit.tasks.moving_digits.task import MovingDigitsTask
 from lstmkit.tasks.rundir import open_run
@@ -118,7 +119,8 @@ def predict_run(run_dir: str | Path, source: str | Path, *, frames: int | None =
     with torch.no_grad():
         while len(predicted) * d.output_frames < n_out:
             context = torch.cat([seq, *predicted])[-d.input_frames :]  # (T_in, H, W)
-            predicted.append(torch.sigmoid(model(context[:, None, None]))[:, 0, 0])  # (T_out, H, W)
+            frames_out = floored(torch.sigmoid(model(context[:, None, None])), run.config.model.floor)
+            predicted.append(frames_out[:, 0, 0])  # (T_out, H, W): emitted frames, also the next context
     pred = torch.cat(predicted)[:n_out].numpy()
     name = Path(source).stem or "frames"
     out_dir = Path(out) if out is not None else run.path / "predictions" / name

@@ -87,7 +87,10 @@ class MovingDigitsTask(Task):
         # Sized to train within the issue's 15 minutes on one core of a shared 2-core machine (docs/results.md):
         # the run stops at train.max_steps, the cosine schedule follows the steps.
         return Config(
-            model=FramesModel(),
+            # floor 0.1: chosen on the validation split of session 9's runs, before any test figure used it
+            # (docs/results.md): the smallest floor of the grid 0, 0.02, 0.1, 0.2 that lifted validation SSIM
+            # above copy-last-frame's on every frame for most runs, for +2-3 in MSE (0.2 cost 6-11).
+            model=FramesModel(floor=0.1),
             data=MovingDigitsData(batch_size=8),  # more updates per CPU second than 16, which learnt slower per minute
             train=TrainConfig(
                 epochs=100,  # an upper bound: max_steps ends the run
@@ -111,7 +114,7 @@ class MovingDigitsTask(Task):
         return Config(
             # the "motion" output with its correlation: the smoke run covers the model's longest path
             model=FramesModel(hidden_size=4, num_layers=1, kernel_size=3, patch=2, horizon=3, output="motion",
-                              correlation=True),
+                              correlation=True, floor=0.1),
             data=MovingDigitsData(canvas=16, digit_size=8, input_frames=3, output_frames=3, batch_size=4,
                                   train_sequences=8, val_sequences=4, test_sequences=4, fc_steps=2, strips=2),
             train=TrainConfig(epochs=2, max_steps=2, warmup_steps=0, stateful=False, progress=False,
@@ -191,7 +194,7 @@ class MovingDigitsTask(Task):
     def _score(self, run_dir: Path, config: Config, model: nn.Module, fc: nn.Module | None, frames: torch.Tensor,
                *, write: bool) -> dict[str, Any]:
         d = config.data
-        scores, preds = score_split(model, fc, frames, d.input_frames, d.batch_size)
+        scores, preds = score_split(model, fc, frames, d.input_frames, d.batch_size, config.model.floor)
         if write:
             n = min(d.strips, len(frames))
             if n:
@@ -235,6 +238,7 @@ class MovingDigitsTask(Task):
         d = run.config.data
         return {"preprocess": {"input_frames": d.input_frames, "output_frames": d.output_frames,
                                "canvas": d.canvas, "patch": run.config.model.patch,
+                               "floor": run.config.model.floor,
                                "intensity": "grayscale in [0, 1], 0 the background (white on black)"}}  # fmt: skip
 
     def report(self, metrics: dict[str, Any]) -> list[str]:
