@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from lstmkit.data.augment import parse_augment
 from lstmkit.train import DataConfig
 
 
@@ -18,6 +19,10 @@ class ClassifyData(DataConfig):
     split_seed: int = 0  # draws the validation cases; fixed apart from train.seed so seeds share one split
     differences: bool = False  # add each channel's first difference (its velocity) as another channel
     jitter: float = 0.0  # std of Gaussian noise added to the scaled training inputs each step (augmentation)
+    # Training cases redrawn every time they are read, comma-separated, applied in order: "slice" (a random 90%
+    # stretched back), "warp" (a random 10% at half or double speed), "scale" (each channel times N(1, 0.1²));
+    # lstmkit.data.augment. "" (none) is the default: choose them on validation (the panel in docs/results.md).
+    augment: str = ""
     # Steps stacked into one LSTM input: a case of T steps is read in ceil(T / frame) frames. 0: the
     # smallest frame that reads the longest training case in at most 30 frames (1 for up to 30 steps;
     # GunPoint's 150 steps: 5), because an LSTM trained on a few dozen cases learns far better over
@@ -41,6 +46,7 @@ class ClassifyData(DataConfig):
             raise ValueError(f"data.val_fraction must be in (0, 0.5), got {self.val_fraction}")
         if self.jitter < 0:
             raise ValueError(f"data.jitter must be >= 0, got {self.jitter}")
+        parse_augment(self.augment)
         if self.frame < 0:
             raise ValueError(f"data.frame must be >= 0 (0: automatic), got {self.frame}")
         if self.folds == 1 or self.folds < 0 or not (self.folds == 0 or 0 <= self.fold < self.folds):

@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader
 
 from lstmkit._fileio import write_versioned_json
 from lstmkit.data import BucketBatchSampler, Standardizer, pad_collate
+from lstmkit.data.augment import augment
 from lstmkit.data.ts_format import TSData, read_cases_csv, read_ts
 from lstmkit.tasks.base import DataUnavailable, Prepared
 from lstmkit.tasks.bundled import ucr_files
@@ -245,25 +246,31 @@ def prepare_data(config: Config) -> ClassifyPrepared:
 
 
 class _Cases(torch.utils.data.Dataset):
-    def __init__(self, cases: list[np.ndarray], targets: np.ndarray) -> None:
+    """Framed cases and their targets; with ``augment`` names, each case redrawn every time it is read."""
+
+    def __init__(self, cases: list[np.ndarray], targets: np.ndarray, augment: tuple[str, ...] = (),
+                 frame: int = 1) -> None:
         self.cases = [torch.from_numpy(c) for c in cases]
         self.targets = torch.from_numpy(targets)
+        self.augment, self.frame = augment, frame
 
     def __len__(self) -> int:
         return len(self.cases)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.cases[i], self.targets[i]
+        return augment(self.cases[i], self.augment, self.frame), self.targets[i]
 
 
 def _collate(items):
     return pad_collate([x for x, _ in items]), torch.stack([y for _, y in items])
 
 
-def loader(cases: list[np.ndarray], targets: np.ndarray, batch_size: int, *, shuffle: bool, seed: int = 0):
-    """Batches of similar lengths (shuffled for training); padded and masked by ``pad_collate``."""
+def loader(cases: list[np.ndarray], targets: np.ndarray, batch_size: int, *, shuffle: bool, seed: int = 0,
+           augment: tuple[str, ...] = (), frame: int = 1):
+    """Batches of similar lengths (shuffled for training); padded and masked by ``pad_collate``; ``augment``
+    (training only) redraws each case of ``frame`` steps a row (``lstmkit.data.augment``)."""
     sampler = BucketBatchSampler([len(c) for c in cases], batch_size, shuffle=shuffle, seed=seed)
-    return DataLoader(_Cases(cases, targets), batch_sampler=sampler, collate_fn=_collate)
+    return DataLoader(_Cases(cases, targets, augment, frame), batch_sampler=sampler, collate_fn=_collate)
 
 
 def write_toy_ts(workdir: Path, *, n_train: int = 24, n_test: int = 12, seed: int = 0) -> tuple[Path, Path]:

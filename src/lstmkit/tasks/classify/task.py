@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from lstmkit.data.augment import parse_augment
 from lstmkit.formats.integrity import save_model_file
 from lstmkit.models import ClassifyModel, EnsembleClassifier, FCNClassifier, SequenceClassifier
 from lstmkit.tasks.base import DataUnavailable, Prepared, Step, Task, TaskError, TrainingData
@@ -105,7 +106,8 @@ class ClassifyTask(Task):
         assert isinstance(prepared, ClassifyPrepared)
         config = prepared.config
         train = loader(prepared.cases["train"], prepared.targets["train"], config.data.batch_size, shuffle=True,
-                       seed=config.train.seed)  # fmt: skip
+                       seed=config.train.seed, augment=parse_augment(config.data.augment),
+                       frame=config.data.frame)  # fmt: skip
         val = []  # data.full_train: no validation part
         if prepared.cases["val"]:
             val = loader(prepared.cases["val"], prepared.targets["val"], 256, shuffle=False)
