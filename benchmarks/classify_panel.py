@@ -9,7 +9,8 @@ against 1-NN Euclidean and 1-NN DTW computed on the same scaled cases; writes Ma
 The candidates (``CANDIDATES``) are the config choices of ``classify``: the biLSTM (the default), LSTM-FCN
 and ALSTM-FCN (attention). The choice is per set, by mean validation loss over the folds (or the hold-out),
 seed 0 only (the budget); the chosen setting is then trained with seeds 0, 1, 2. The test split is read only
-to score the final models and the baselines.
+to score the final models and the baselines. ``--augment slice,warp`` adds each candidate again with that
+``data.augment`` (``lstmkit.data.augment``), so the folds choose whether augmentation is used.
 """
 
 from __future__ import annotations
@@ -92,12 +93,20 @@ def training_check(name: str) -> dict:
     return {"cases": len(ref), "ed_loo": float(np.mean(nn1_predict(ref, ref_y, ref, leave_one_out=True) == ref_y))}
 
 
-def lstm(name: str, seeds: list[int], workdir: Path, log, epochs: int | None) -> dict:
+def candidates(augment: str) -> dict[str, dict]:
+    """CANDIDATES, and with ``augment`` each of them again with ``data.augment`` set to it."""
+    out = dict(CANDIDATES)
+    if augment:
+        out.update({f"{k} + {augment}": {**v, "data.augment": augment} for k, v in CANDIDATES.items()})
+    return out
+
+
+def lstm(name: str, seeds: list[int], workdir: Path, log, epochs: int | None, augment: str = "") -> dict:
     budget = [f"train.epochs={epochs}", f"train.patience={epochs}"] if epochs else []
     base = runner.build_config("classify", overrides=[f"data.dataset={name}", "train.progress=false",
                                                       "train.tensorboard=false", "train.threads=1",
                                                       "data.dtw_baseline=false", *budget])  # fmt: skip
-    selection = select(base, CANDIDATES, seeds=(0,))
+    selection = select(base, candidates(augment), seeds=(0,))
     for s in selection.scores:
         log(f"  {name} {s.name}: val loss {s.val_loss:.4f}, val accuracy {s.val_accuracy:.4f}, epochs {s.best_epochs}")
     accuracies, probs, targets = [], [], None
@@ -159,6 +168,8 @@ def main() -> None:
                         help="only 1-NN Euclidean by leave-one-out on each set's training cases (seconds)")
     parser.add_argument("--epochs", type=int, help="train.epochs (and patience) for every candidate and final run "
                         "(default: the task's 250; the LSTM-FCN's conv branch makes that minutes per fold)")
+    parser.add_argument("--augment", default="", help="also offer every candidate with this data.augment "
+                        "(e.g. slice,warp); the folds choose")
     parser.add_argument("--dtw-budget", type=float, default=3e9, help="cost-matrix cells for full-window DTW")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -182,7 +193,7 @@ def main() -> None:
         if not args.baselines_only and "lstm" not in r:
             started = time.perf_counter()
             with tempfile.TemporaryDirectory(dir=args.out) as tmp:
-                r["lstm"] = lstm(name, args.seeds, Path(tmp), log, args.epochs)
+                r["lstm"] = lstm(name, args.seeds, Path(tmp), log, args.epochs, args.augment)
             log(f"{name}: LSTM {r['lstm']} in {time.perf_counter() - started:.0f} s")
         path.write_text(json.dumps(results, indent=1))
         (args.out / "panel.md").write_text("\n".join(markdown(results)) + "\n")
