@@ -93,20 +93,25 @@ def training_check(name: str) -> dict:
     return {"cases": len(ref), "ed_loo": float(np.mean(nn1_predict(ref, ref_y, ref, leave_one_out=True) == ref_y))}
 
 
-def candidates(augment: str) -> dict[str, dict]:
-    """CANDIDATES, and with ``augment`` each of them again with ``data.augment`` set to it."""
-    out = dict(CANDIDATES)
+def candidates(augment: str, names: list[str] | None = None) -> dict[str, dict]:
+    """CANDIDATES (those named, or all), and with ``augment`` each of them again with ``data.augment`` set to it."""
+    unknown = sorted(set(names or ()) - set(CANDIDATES))
+    if unknown:
+        raise SystemExit(f"--candidates: unknown {unknown}; choose from {list(CANDIDATES)}")
+    base = {k: v for k, v in CANDIDATES.items() if not names or k in names}
+    out = dict(base)
     if augment:
-        out.update({f"{k} + {augment}": {**v, "data.augment": augment} for k, v in CANDIDATES.items()})
+        out.update({f"{k} + {augment}": {**v, "data.augment": augment} for k, v in base.items()})
     return out
 
 
-def lstm(name: str, seeds: list[int], workdir: Path, log, epochs: int | None, augment: str = "") -> dict:
+def lstm(name: str, seeds: list[int], workdir: Path, log, epochs: int | None, augment: str = "",
+         names: list[str] | None = None) -> dict:
     budget = [f"train.epochs={epochs}", f"train.patience={epochs}"] if epochs else []
     base = runner.build_config("classify", overrides=[f"data.dataset={name}", "train.progress=false",
                                                       "train.tensorboard=false", "train.threads=1",
                                                       "data.dtw_baseline=false", *budget])  # fmt: skip
-    selection = select(base, candidates(augment), seeds=(0,))
+    selection = select(base, candidates(augment, names), seeds=(0,))
     for s in selection.scores:
         log(f"  {name} {s.name}: val loss {s.val_loss:.4f}, val accuracy {s.val_accuracy:.4f}, epochs {s.best_epochs}")
     accuracies, probs, targets = [], [], None
@@ -168,10 +173,13 @@ def main() -> None:
                         help="only 1-NN Euclidean by leave-one-out on each set's training cases (seconds)")
     parser.add_argument("--epochs", type=int, help="train.epochs (and patience) for every candidate and final run "
                         "(default: the task's 250; the LSTM-FCN's conv branch makes that minutes per fold)")
+    parser.add_argument("--candidates", nargs="+", help=f"offer only these of {list(CANDIDATES)} (the budget on "
+                        "long sets: the conv branch costs minutes an epoch at 1000+ steps)")
     parser.add_argument("--augment", default="", help="also offer every candidate with this data.augment "
                         "(e.g. slice,warp); the folds choose")
     parser.add_argument("--dtw-budget", type=float, default=3e9, help="cost-matrix cells for full-window DTW")
     args = parser.parse_args()
+    candidates(args.augment, args.candidates)  # an unknown name stops here, before any baseline runs
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "results.json"
     results = json.loads(path.read_text()) if path.exists() else {}
@@ -193,7 +201,7 @@ def main() -> None:
         if not args.baselines_only and "lstm" not in r:
             started = time.perf_counter()
             with tempfile.TemporaryDirectory(dir=args.out) as tmp:
-                r["lstm"] = lstm(name, args.seeds, Path(tmp), log, args.epochs, args.augment)
+                r["lstm"] = lstm(name, args.seeds, Path(tmp), log, args.epochs, args.augment, args.candidates)
             log(f"{name}: LSTM {r['lstm']} in {time.perf_counter() - started:.0f} s")
         path.write_text(json.dumps(results, indent=1))
         (args.out / "panel.md").write_text("\n".join(markdown(results)) + "\n")
