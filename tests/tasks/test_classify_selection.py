@@ -43,17 +43,46 @@ def test_dtw_by_hand_and_where_it_beats_euclidean():
     a = np.array([0.0, 1, 2, 3])[None, :, None]
     b = np.array([0.0, 0, 1, 2])[None, :, None]
     # Warping pairs a0-b0, a0-b1, a1-b2, a2-b3, a3-b3: only the last costs (3 - 2)^2 = 1.
-    assert dtw_distances(a, b)[0, 0] == 1.0
-    assert dtw_distances(a, b, window=0)[0, 0] == 3.0  # no warping: the squared Euclidean distance, 0+1+1+1
+    # dtaidistance returns square roots, squared back: equal to the hand-worked costs up to rounding
+    assert dtw_distances(a, b)[0, 0] == pytest.approx(1.0, rel=1e-12)
+    assert dtw_distances(a, b, window=0)[0, 0] == pytest.approx(3.0, rel=1e-12)  # no warping: 0+1+1+1
     a2, b2 = np.concatenate([a, a], axis=2), np.concatenate([b, b], axis=2)  # each channel twice
-    assert dtw_distances(a2, b2)[0, 0] == 2.0  # channels add their costs along the one shared path
+    assert dtw_distances(a2, b2)[0, 0] == pytest.approx(2.0, rel=1e-12)  # channels add along one shared path
     spike, flat = [0.0, 0, 0, 5, 0, 0], [1.0] * 6
     train = np.array([spike, flat])[:, :, None]
     test = np.array([[0.0, 5, 0, 0, 0, 0]])[:, :, None]  # the spike, earlier
     # Euclidean: 25 + 25 = 50 to the late spike, 1 + 16 + 4 * 1 = 21 to the flat line; DTW aligns the spikes: 0.
-    assert dtw_distances(test, train)[0].tolist() == [0.0, 21.0]
+    assert dtw_distances(test, train)[0].tolist() == pytest.approx([0.0, 21.0], rel=1e-12)
     assert nearest_neighbour_dtw(train, np.array(["spike", "flat"]), test).tolist() == ["spike"]
     assert nearest_neighbour_dtw(train, np.array(["spike", "flat"]), test, window=0).tolist() == ["flat"]
+
+
+def reference_dtw(x: np.ndarray, y: np.ndarray, window: int | None) -> float:
+    """The textbook dynamic programme: D[i, j] = ||x_i - y_j||^2 + min(D[i-1, j], D[i, j-1], D[i-1, j-1]),
+    cells with |i - j| > window left at infinity."""
+    T = len(x)
+    D = np.full((T + 1, T + 1), np.inf)
+    D[0, 0] = 0.0
+    for i in range(1, T + 1):
+        for j in range(1, T + 1):
+            if window is None or abs(i - j) <= window:
+                D[i, j] = ((x[i - 1] - y[j - 1]) ** 2).sum() + min(D[i - 1, j], D[i, j - 1], D[i - 1, j - 1])
+    return float(D[T, T])
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("window", [None, 0, 1, 4])
+def test_dtw_equals_the_textbook_dynamic_programme(channels, window):
+    """dtaidistance's C DTW (univariate and multivariate routines) against a plain double loop, every pair
+    of random cases, in and out of a Sakoe-Chiba band; a tolerance of a few float64 roundings of the sum."""
+    rng = np.random.default_rng(channels * 10 + (window or 9))
+    a, b = rng.normal(size=(4, 17, channels)), rng.normal(size=(3, 17, channels))
+    got = dtw_distances(a, b, window=window)
+    want = np.array([[reference_dtw(x, y, window) for y in b] for x in a])
+    assert got.shape == (4, 3)
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    with pytest.raises(ValueError, match=r"window must be >= 0 or None, got -1"):
+        dtw_distances(a, b, window=-1)
 
 
 def test_attention_pool_weights_only_real_steps():

@@ -22,8 +22,9 @@ ETS and ARIMA are fitted once, on the training part; each origin's forecast filt
 
 Classification (``classify``): the 1-nearest-neighbour classifier with Euclidean distance and with
 dynamic time warping (DTW; squared point costs summed over channels, the "dependent" multivariate
-DTW, optionally in a Sakoe-Chiba band). sktime's own DTW needs numba, which lstmkit does not install,
-so DTW is computed here in numpy, over all pairs at once, one anti-diagonal of the cost matrix at a time.
+DTW, optionally in a Sakoe-Chiba band), computed by dtaidistance's C implementation (Meert et al.,
+DTAI KU Leuven; sktime's own DTW needs numba, which lstmkit does not install). The tests hold it equal to a
+plain numpy dynamic programme and to hand-worked cases.
 """
 
 from __future__ import annotations
@@ -300,44 +301,30 @@ def nearest_neighbour(
     return np.asarray(train_labels)[np.argmin(d, axis=1)]
 
 
-def dtw_distances(a: np.ndarray, b: np.ndarray, *, window: int | None = None, chunk: int = 16) -> np.ndarray:
+def dtw_distances(a: np.ndarray, b: np.ndarray, *, window: int | None = None) -> np.ndarray:
     """Squared DTW distances between every case of ``a`` (M, T, C) and of ``b`` (N, T, C): (M, N).
 
     The cost of a path is the sum of ``||a_i - b_j||^2`` over its cells, steps (1, 0), (0, 1), (1, 1);
     ``window``: the Sakoe-Chiba band ``|i - j| <= window`` (None: full warping; 0: the Euclidean distance).
-    Equal lengths T only (resample first). ``chunk`` rows of ``a`` at a time bound the memory.
+    Equal lengths T only (resample first). dtaidistance returns the square root of that cost and takes
+    its band as ``|i - j| < window``, hence the square and the + 1.
     """
+    from dtaidistance import dtw, dtw_ndim
+
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if a.ndim != 3 or b.ndim != 3 or a.shape[1:] != b.shape[1:]:
         raise ValueError(f"a and b must be (M, T, C) and (N, T, C) with the same T and C, got {a.shape} and {b.shape}")
     if window is not None and window < 0:
         raise ValueError(f"window must be >= 0 or None, got {window}")
-    T = a.shape[1]
-    w = T if window is None else window
-    out = np.empty((len(a), len(b)))
-    for start in range(0, len(a), chunk):
-        A = a[start : start + chunk]  # (m, T, C)
-        m = len(A)
-        prev2 = np.full((m, len(b), T), np.inf)  # diagonal k - 2, indexed by the row i of a
-        prev = np.full((m, len(b), T), np.inf)  # diagonal k - 1
-        for k in range(2 * T - 1):
-            lo, hi = max(0, k - T + 1), min(k, T - 1)
-            i = np.arange(lo, hi + 1)
-            i = i[np.abs(2 * i - k) <= w]  # the band: |i - j| <= w with j = k - i
-            cur = np.full((m, len(b), T), np.inf)
-            if len(i):
-                cost = ((A[:, None, i, :] - b[None, :, k - i, :]) ** 2).sum(-1)  # (m, N, n_i)
-                if k == 0:
-                    best = np.zeros_like(cost)
-                else:
-                    up = np.where(i >= 1, prev[:, :, np.maximum(i - 1, 0)], np.inf)  # (i - 1, j)
-                    left = prev[:, :, i]  # (i, j - 1)
-                    diag = np.where(i >= 1, prev2[:, :, np.maximum(i - 1, 0)], np.inf)  # (i - 1, j - 1)
-                    best = np.minimum(np.minimum(up, left), diag)
-                cur[:, :, i] = cost + best
-            prev2, prev = prev, cur
-        out[start : start + m] = prev[:, :, T - 1]  # the cell (T - 1, T - 1) on the last diagonal
-    return out
+    # use_pruning=False: the univariate routine prunes by default with the Euclidean distance as its bound, and a
+    # path that costs exactly that bound (every path in a band of 0) comes back as inf (dtaidistance 2.5.1)
+    kw = {"use_pruning": False} if window is None else {"window": window + 1, "use_pruning": False}
+    if a.shape[2] == 1:  # the univariate routine: the same cost, faster
+        pairs, xs, ys = dtw.distance_fast, np.ascontiguousarray(a[..., 0]), np.ascontiguousarray(b[..., 0])
+    else:
+        pairs, xs, ys = dtw_ndim.distance_fast, np.ascontiguousarray(a), np.ascontiguousarray(b)
+    out = np.array([[pairs(x, y, **kw) for y in ys] for x in xs]).reshape(len(a), len(b))
+    return out * out
 
 
 def nearest_neighbour_dtw(
