@@ -198,6 +198,7 @@ def markdown(results: list[dict], horizon: str) -> list[str]:
              "|---|---:|---|---|---|" + "---:|" * len(methods)]  # fmt: skip
     ranks = {m: [] for m in methods}  # the LSTM against the baselines
     ranks_sel = {m: [] for m in methods}  # the selected model against the baselines
+    ranks_norefit = {m: [] for m in methods}  # the LSTM without the refit against the baselines
     table = {m: {"mase": [], "smape": []} for m in methods}
     for r in results:
         by = {}
@@ -210,6 +211,9 @@ def markdown(results: list[dict], horizon: str) -> list[str]:
         present = [m for m in present if m != "LSTM, no refit"]  # shown for comparison, not ranked
         plain = _ranks(by, [m for m in present if m != "selected"])
         sel = _ranks(by, [m for m in present if m != "LSTM"])
+        if "LSTM, no refit" in by:
+            for m, r_ in _ranks(by, ["LSTM, no refit", *[m for m in present if m in baselines]]).items():
+                ranks_norefit[m].append(r_)
         best = min(by[m]["mase"] for m in present)
         for m in methods:
             if m in by:
@@ -231,6 +235,9 @@ def markdown(results: list[dict], horizon: str) -> list[str]:
     lines.append("| **mean rank, LSTM vs baselines** | | | | | " + " | ".join(mr) + " |")
     ms = [f"{np.mean(ranks_sel[m]):.2f}" if ranks_sel[m] else "—" for m in methods]
     lines.append("| **mean rank, selected vs baselines** | | | | | " + " | ".join(ms) + " |")
+    if ranks_norefit["LSTM, no refit"]:
+        mn = [f"{np.mean(ranks_norefit[m]):.2f}" if ranks_norefit[m] else "—" for m in methods]
+        lines.append("| **mean rank, LSTM without refit vs baselines** | | | | | " + " | ".join(mn) + " |")
     return lines
 
 
@@ -245,6 +252,9 @@ def main() -> None:
     parser.add_argument("--no-refit", action="store_true",
                         help="score the seeds trained on the training part (default: refit them on every step "
                              "before the test for their best epoch count)")  # fmt: skip
+    parser.add_argument("--relative", action="store_true",
+                        help="also offer every candidate with model.relative (the LSTM reads the window minus its "
+                             "last value); the validation window chooses")
     parser.add_argument("--no-linear", action="store_true",
                         help="do not offer the linear AR alone as a candidate beside the LSTM ones")
     args = parser.parse_args()
@@ -271,6 +281,8 @@ def main() -> None:
             w = max(2, round(mult * s.window))
             candidates[f"AR skip, window {w}"] = ["model.ar_skip=true", f"data.window={w}", f"data.ar_order={w}"]
             candidates[f"no skip, window {w}"] = ["model.ar_skip=false", f"data.window={w}", f"data.ar_order={w}"]
+        if args.relative:  # each again with the LSTM reading level-free windows (model.relative)
+            candidates.update({f"{k}, relative": [*v, "model.relative=true"] for k, v in list(candidates.items())})
         with tempfile.TemporaryDirectory(dir=args.out) as tmp:
             results.append(run_series(s, horizon, args.seeds, candidates, Path(tmp), log, not args.no_linear,
                                       not args.no_refit))

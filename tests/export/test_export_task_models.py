@@ -147,10 +147,14 @@ def test_ctc_ocr_run_exports_with_its_alphabet(tmp_path):
     assert set(json.loads(meta["lstmkit.preprocess"])) == {"input_mean", "input_std"}
 
 
+@pytest.mark.parametrize("relative", [False, True])
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 @pytest.mark.parametrize("ar_order", [0, 4])
-def test_forecaster_matches_torch_in_onnxruntime(cell, ar_order, tmp_path):
-    config = ForecastModel(input_size=2, output_size=3, hidden_size=6, num_layers=2, dropout=0.0, cell=cell)
+def test_forecaster_matches_torch_in_onnxruntime(cell, ar_order, relative, tmp_path):
+    """Also with model.relative: the graph subtracts the last target value from the target column only (the
+    second feature is a covariate), so the LSTM reads what ForecastNet.lstm_input gives it."""
+    config = ForecastModel(input_size=2, output_size=3, hidden_size=6, num_layers=2, dropout=0.0, cell=cell,
+                           relative=relative)  # fmt: skip
     model = _randomize(ForecastNet(config, ar_order), seed=ar_order)
     assert (model.ar is not None) == (ar_order > 0)
     result = to_onnx(model, tmp_path / "f.onnx")

@@ -155,6 +155,30 @@ def test_the_untrained_model_is_exactly_the_ar_skip(tmp_path):
     assert no_skip.ar is None
 
 
+def test_relative_inputs_make_the_forecast_shift_with_the_level():
+    """model.relative: the LSTM reads the target minus its last value, covariates untouched. So (without the AR
+    skip, whose intercept is not level-free) adding c to a window's target adds exactly c to the forecast, while
+    the same model reading levels changes by more than c; a covariate's level still matters."""
+    torch.manual_seed(0)
+    x = torch.randn(7, 5, 2, dtype=torch.float64)  # (T, B, F): target, one covariate
+    shift = torch.tensor([3.0, 0.0], dtype=torch.float64)
+    for relative in (True, False):
+        net = ForecastNet(ForecastModel(input_size=2, output_size=2, hidden_size=8, ar_skip=False,
+                                        relative=relative), 0).double().eval()  # fmt: skip
+        torch.nn.init.normal_(net.core.head.weight)  # the head starts at 0: give the LSTM a say
+        with torch.no_grad():
+            moved = net(x + shift) - net(x)
+            inp = net.lstm_input(x)
+        if relative:
+            torch.testing.assert_close(moved, torch.full_like(moved, 3.0), rtol=0, atol=1e-12)
+            torch.testing.assert_close(inp[..., 0], x[..., 0] - x[-1:, :, 0])
+            torch.testing.assert_close(inp[..., 1], x[..., 1])  # the covariate as it is
+            cov = net(x + torch.tensor([0.0, 3.0], dtype=torch.float64)) - net(x)
+            assert cov.abs().max() > 1e-3
+        else:
+            assert (moved - 3.0).abs().max() > 1e-3 and torch.equal(inp, x)
+
+
 def test_full_train_fits_on_every_window_before_the_test_and_never_on_it(tmp_path):
     values = seasonal_series()
     changed = values.copy()

@@ -114,7 +114,14 @@ def emit(gb: GraphBuilder, model: nn.Module, recurrence: str) -> tuple[list[str]
     i64 = "int64"
     if is_classifier(model):
         return _emit_classifier(gb, model, core, recurrence)
-    io = CoreInputs(x="features", h0=_zero_state(gb, "features", LD, P, "h0"),
+    x = "features"
+    if kind(model) == "forecaster" and model.core.config.relative:  # ForecastNet.lstm_input: the target minus its last
+        last = gb.op("Slice", ["features", gb.const([-1], "minus_one_vec", i64), gb.const([INT64_MAX], "end", i64),
+                               gb.const([0], "axes_0", i64)], "features_last")  # (1, B, F)  # fmt: skip
+        F_ = core.input_size
+        mask = gb.const(torch.eye(1, F_)[0], "target_mask")  # (F,): 1 on the target column, 0 on the covariates
+        x = gb.op("Sub", ["features", gb.op("Mul", [last, mask], "target_last_only")], "features_relative")
+    io = CoreInputs(x=x, h0=_zero_state(gb, "features", LD, P, "h0"),
                     c0=_zero_state(gb, "features", LD, H, "c0") if isinstance(core, LSTM) else None,
                     lengths=None if kind(model) == "forecaster" else "lengths")  # fmt: skip
     y, _, _, kinds = emit_core(gb, core, io, recurrence)  # y (T, B, D*P)

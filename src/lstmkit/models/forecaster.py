@@ -18,6 +18,11 @@ class ForecastModel(ModelConfig):
     """``ModelConfig`` plus the linear autoregressive skip."""
 
     ar_skip: bool = True  # add a fixed least-squares AR(data.ar_order) to the output; the LSTM learns the residual
+    # The LSTM reads the target channel minus the window's last target value (covariates as they are), so what
+    # it sees is level-free: shifting a window's target by c shifts the LSTM's forecast by exactly c. On trending
+    # series the test windows lie above every training level; a level-free reader extrapolates the trend as a
+    # change. Off by default; the forecasting panel offers it as a candidate chosen on validation (docs/results.md).
+    relative: bool = False
 
 
 def least_squares(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -35,7 +40,8 @@ class ForecastNet(nn.Module):
     """``SequenceModel`` over a window, read at its last step, plus an optional fixed linear AR skip.
 
     ``forward(x)``: x (T, B, F) scaled features, the target in column 0 -> (B, H) scaled forecasts of
-    the next H target values: the last value, plus the LSTM's change, plus the AR skip's change.
+    the next H target values: the last value, plus the LSTM's change, plus the AR skip's change. With
+    ``model.relative`` the LSTM reads the target column minus its value at the last step.
     """
 
     export_kind: ClassVar[str] = "forecaster"  # lstmkit.export: a window of features -> forecast
@@ -66,8 +72,14 @@ class ForecastNet(nn.Module):
             self.ar.weight.copy_(torch.from_numpy(weight.T))  # (H, p)
             self.ar.bias.copy_(torch.from_numpy(bias))
 
+    def lstm_input(self, x: torch.Tensor) -> torch.Tensor:
+        """What the LSTM reads from x (T, B, F): x itself, or with ``relative`` the target minus its last value."""
+        if not self.core.config.relative:
+            return x
+        return torch.cat([x[..., :1] - x[-1:, :, :1], x[..., 1:]], dim=-1)  # (T, B, F)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out, _ = self.core(x)  # (T, B, H)
+        out, _ = self.core(self.lstm_input(x))  # (T, B, H)
         y = x[-1, :, :1] + out[-1]  # (B, H): a change from the last value
         if self.ar is not None:
             y = y + self.ar(x[-self.ar_order :, :, 0].T)  # (p, B) -> (B, p) -> (B, H)
