@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from lstmkit.tasks import runner
+from lstmkit.tasks.base import DataUnavailable
 from lstmkit.tasks.baselines import LinearAR
 from lstmkit.tasks.bundled import package_file
 from lstmkit.tasks.forecast import ForecastTask, prepare_data
@@ -124,6 +125,11 @@ def run_series(s: PanelSeries, horizon: int, seeds: list[int], candidates: dict[
     trials = {}
     for name, extra in candidates.items():
         runs, losses, epochs = [], [], []
+        try:
+            prepare_data(runner.build_config("forecast", overrides=[*common, *extra]))
+        except DataUnavailable as e:  # e.g. a doubled window on a short series: too few windows for its AR order
+            log(f"  {s.name} h={horizon} {name}: skipped, {e}")
+            continue
         for seed in seeds:
             config = runner.build_config("forecast", overrides=[*common, *extra], seed=seed)
             result = runner.train("forecast", config, workdir / f"{path.stem}-h{horizon}-{name}-s{seed}")
