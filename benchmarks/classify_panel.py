@@ -26,6 +26,7 @@ import numpy as np
 from lstmkit.tasks import runner
 from lstmkit.tasks.bundled import package_dir
 from lstmkit.tasks.classify import nn1_dtw_predict, nn1_predict, prepare_data, select
+from lstmkit.tasks.classify.config import NORMALIZE
 from lstmkit.tasks.classify.scoring import predict_proba
 from lstmkit.tasks.rundir import open_run
 from lstmkit.train import set_values
@@ -93,8 +94,9 @@ def training_check(name: str) -> dict:
     return {"cases": len(ref), "ed_loo": float(np.mean(nn1_predict(ref, ref_y, ref, leave_one_out=True) == ref_y))}
 
 
-def candidates(augment: str, names: list[str] | None = None) -> dict[str, dict]:
-    """CANDIDATES (those named, or all), and with ``augment`` each of them again with ``data.augment`` set to it."""
+def candidates(augment: str, names: list[str] | None = None, normalize: str = "") -> dict[str, dict]:
+    """CANDIDATES (those named, or all), and with ``augment`` each of them again with ``data.augment`` set to it;
+    with ``normalize`` each of them again with ``data.normalize`` set to it."""
     unknown = sorted(set(names or ()) - set(CANDIDATES))
     if unknown:
         raise SystemExit(f"--candidates: unknown {unknown}; choose from {list(CANDIDATES)}")
@@ -102,16 +104,20 @@ def candidates(augment: str, names: list[str] | None = None) -> dict[str, dict]:
     out = dict(base)
     if augment:
         out.update({f"{k} + {augment}": {**v, "data.augment": augment} for k, v in base.items()})
+    if normalize:
+        if normalize not in NORMALIZE:
+            raise SystemExit(f"--normalize: unknown {normalize!r}; choose from {list(NORMALIZE)}")
+        out.update({f"{k}, {normalize} scaling": {**v, "data.normalize": normalize} for k, v in base.items()})
     return out
 
 
 def lstm(name: str, seeds: list[int], workdir: Path, log, epochs: int | None, augment: str = "",
-         names: list[str] | None = None) -> dict:
+         names: list[str] | None = None, normalize: str = "") -> dict:
     budget = [f"train.epochs={epochs}", f"train.patience={epochs}"] if epochs else []
     base = runner.build_config("classify", overrides=[f"data.dataset={name}", "train.progress=false",
                                                       "train.tensorboard=false", "train.threads=1",
                                                       "data.dtw_baseline=false", *budget])  # fmt: skip
-    selection = select(base, candidates(augment, names), seeds=(0,))
+    selection = select(base, candidates(augment, names, normalize), seeds=(0,))
     for s in selection.scores:
         log(f"  {name} {s.name}: val loss {s.val_loss:.4f}, val accuracy {s.val_accuracy:.4f}, epochs {s.best_epochs}")
     accuracies, probs, targets = [], [], None
@@ -177,10 +183,12 @@ def main() -> None:
                         "long sets: the conv branch costs minutes an epoch at 1000+ steps)")
     parser.add_argument("--augment", default="", help="also offer every candidate with this data.augment "
                         "(e.g. slice,warp); the folds choose")
+    parser.add_argument("--normalize", default="", help="also offer every candidate with this data.normalize "
+                        "(case or case+level: each case scaled on its own); the validation part chooses")
     parser.add_argument("--dtw-budget", type=float, default=1e11,
                         help="cost-matrix cells for full-window DTW (dtaidistance's C: about 1e8 a second a core)")
     args = parser.parse_args()
-    candidates(args.augment, args.candidates)  # an unknown name stops here, before any baseline runs
+    candidates(args.augment, args.candidates, args.normalize)  # an unknown name stops here, before any baseline runs
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "results.json"
     results = json.loads(path.read_text()) if path.exists() else {}
@@ -202,7 +210,8 @@ def main() -> None:
         if not args.baselines_only and "lstm" not in r:
             started = time.perf_counter()
             with tempfile.TemporaryDirectory(dir=args.out) as tmp:
-                r["lstm"] = lstm(name, args.seeds, Path(tmp), log, args.epochs, args.augment, args.candidates)
+                r["lstm"] = lstm(name, args.seeds, Path(tmp), log, args.epochs, args.augment, args.candidates,
+                                 args.normalize)
             log(f"{name}: LSTM {r['lstm']} in {time.perf_counter() - started:.0f} s")
         path.write_text(json.dumps(results, indent=1))
         (args.out / "panel.md").write_text("\n".join(markdown(results)) + "\n")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import math
 import tempfile
@@ -111,11 +112,35 @@ def linear_validation(prepared, order: int) -> float:
     return float(np.mean(((pred - actual) / prepared.scaler.std[0].item()) ** 2))
 
 
+def test_window(n: int, horizon: int) -> int:
+    """Steps of a series of ``n`` steps held out as its test window at ``horizon``: the last 20%, at least
+    two horizons."""
+    return max(2 * horizon, round(0.2 * n))
+
+
+def without_test(s: PanelSeries, horizon: int) -> PanelSeries:
+    """``s`` cut before its test window: the procedure run on it is scored on a "pseudo-test" window that lies
+    inside the original training and validation steps, so questions of procedure (the refit) are answered
+    without reading the test window."""
+    keep = len(s.values) - test_window(len(s.values), horizon)
+    return dataclasses.replace(s, dates=s.dates[:keep], values=s.values[:keep])
+
+
+REFITS = ("always", "never", "multi-step")
+
+
+def refits(rule: str, no_refit: bool, horizon: int) -> bool:
+    """Whether the chosen setting is refitted at ``horizon`` under ``rule`` (``--no-refit`` means never)."""
+    if rule not in REFITS:
+        raise ValueError(f"refit rule must be one of {REFITS}, got {rule!r}")
+    return not no_refit and (rule == "always" or (rule == "multi-step" and horizon > 1))
+
+
 def run_series(s: PanelSeries, horizon: int, seeds: list[int], candidates: dict[str, list[str]], workdir: Path,
-               log, linear: bool = True, refit: bool = True) -> dict:  # fmt: skip
+               log, linear: bool = True, refit: bool = True) -> dict | None:  # fmt: skip
     path = write_csv(s, workdir)
     n = len(s.values)
-    test_size = max(2 * horizon, round(0.2 * n))
+    test_size = test_window(n, horizon)
     val_size = max(2 * horizon, round(0.2 * (n - test_size)))
     common = [f"data.csv={path}", "data.column=y", "data.date_column=date", f"data.season={s.season}",
               f"data.horizon={horizon}", f"data.test_size={test_size}", f"data.val_size={val_size}",
@@ -140,6 +165,9 @@ def run_series(s: PanelSeries, horizon: int, seeds: list[int], candidates: dict[
         log(f"  {s.name} h={horizon} {name}: mean val loss {np.mean(losses):.5f}")
         if np.mean(losses) < best:
             chosen, best = name, float(np.mean(losses))
+    if chosen is None:
+        log(f"  {s.name} h={horizon}: no candidate fits the series; skipped")
+        return None
     task = ForecastTask()
     forecasts, prepared = [], None
     for run_dir in trials[chosen]["runs"]:
@@ -255,12 +283,19 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--series", nargs="*", help="names to run (default: the whole panel)")
     parser.add_argument("--windows", type=float, nargs="+", default=[1.0], help="multiples of the preset window")
+    parser.add_argument("--refit", choices=REFITS, default="always",
+                        help="when to refit the chosen setting on every step before the test: 'always', 'never', "
+                             "or 'multi-step' (h > 1 only: what the pseudo-test windows favoured, docs/results.md)")
     parser.add_argument("--no-refit", action="store_true",
                         help="score the seeds trained on the training part (default: refit them on every step "
                              "before the test for their best epoch count)")  # fmt: skip
     parser.add_argument("--relative", action="store_true",
                         help="also offer every candidate with model.relative (the LSTM reads the window minus its "
                              "last value); the validation window chooses")
+    parser.add_argument("--pseudo-test", action="store_true",
+                        help="cut each series before its test window and run on the rest: the reported 'test' is "
+                             "then a window of the original training part (to decide the procedure, e.g. the "
+                             "refit, without the test window)")
     parser.add_argument("--no-linear", action="store_true",
                         help="do not offer the linear AR alone as a candidate beside the LSTM ones")
     args = parser.parse_args()
@@ -282,6 +317,8 @@ def main() -> None:
             continue
         started = time.perf_counter()
         horizon = (s.season or 4) if args.horizon == "season" else int(args.horizon)
+        if args.pseudo_test:
+            s = without_test(s, horizon)
         candidates = {}
         for mult in args.windows:
             w = max(2, round(mult * s.window))
@@ -290,8 +327,11 @@ def main() -> None:
         if args.relative:  # each again with the LSTM reading level-free windows (model.relative)
             candidates.update({f"{k}, relative": [*v, "model.relative=true"] for k, v in list(candidates.items())})
         with tempfile.TemporaryDirectory(dir=args.out) as tmp:
-            results.append(run_series(s, horizon, args.seeds, candidates, Path(tmp), log, not args.no_linear,
-                                      not args.no_refit))
+            result = run_series(s, horizon, args.seeds, candidates, Path(tmp), log, not args.no_linear,
+                                refits(args.refit, args.no_refit, horizon))
+        if result is None:
+            continue
+        results.append(result)
         log(f"{s.name}: {time.perf_counter() - started:.0f} s")
         results_path.write_text(json.dumps(results, indent=1))
         (args.out / f"panel-h{args.horizon}.md").write_text("\n".join(markdown(results, args.horizon)) + "\n")

@@ -25,6 +25,14 @@ def preprocess(case: np.ndarray, spec: dict) -> np.ndarray:
     """A raw (T, C) case -> the network's (T', C') input, as the classify task prepares its cases."""
     if spec["differences"]:  # the channels, then their first differences (0 at the first step)
         case = np.concatenate([case, np.diff(case, axis=0, prepend=case[:1])], axis=1)
+    mode = spec.get("normalize", "global")  # files exported before data.normalize existed scale globally
+    if mode != "global":  # each channel z-scored over the case's own steps (a constant channel: 0)
+        mean, std = case.mean(axis=0), case.std(axis=0)
+        shape = (case - mean) / np.where(std > 0, std, 1.0)
+        if mode == "case+level":  # then per channel the case's mean and log(std + 1e-8), constant over the steps
+            levels = np.concatenate([mean, np.log(std + 1e-8)])[None, :]
+            shape = np.concatenate([shape, np.repeat(levels, len(case), axis=0)], axis=1)
+        case = shape
     case = (case - np.asarray(spec["mean"])) / np.asarray(spec["std"])
     frame = spec["frame"]
     if frame > 1:  # frame consecutive steps side by side; the last frame repeats the last step

@@ -184,6 +184,8 @@ CLASSIFY_RUNS = {
     # the ALSTM-FCN: conv branch, dimension shuffle and attention pooling (every step: frame 1)
     "alstm-fcn": ["model.arch=lstm-fcn", "model.pooling=attention", "model.fcn_filters=[4,8,4]",
                   "data.differences=true"],
+    # each case scaled on its own, its levels as constant channels: the served preprocessing must do the same
+    "bilstm-case-level": ["data.frame=3", "data.differences=true", "data.normalize=case+level"],
 }
 
 
@@ -205,7 +207,9 @@ def test_classify_run_exports_and_serves_without_lstmkit(classify_run, tmp_path)
     spec = json.loads(meta["lstmkit.preprocess"])
     run = open_run(classify_run)
     assert spec["frame"] == (1 if run.config.model.arch == "lstm-fcn" else 3)
-    assert spec["differences"] is True and len(spec["mean"]) == 4  # 2 channels + differences
+    assert spec["differences"] is True and spec["normalize"] == run.config.data.normalize
+    # 2 channels + differences; with case+level, each again as its case mean and log std
+    assert len(spec["mean"]) == {"global": 4, "case+level": 12}[spec["normalize"]]
 
     # The raw test cases as CSV files, classified by the example with torch and lstmkit unimportable.
     raw = read_ts(run.config.data.test)

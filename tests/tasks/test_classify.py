@@ -15,8 +15,10 @@ from lstmkit.tasks import DataUnavailable, runner
 from lstmkit.tasks import baselines as bl
 from lstmkit.tasks.bundled import package_dir, ucr_files
 from lstmkit.tasks.classify import (
+    LEVEL_EPS,
     ClassifyModel,
     SequenceClassifier,
+    case_normalized,
     fill_missing,
     nn1_predict,
     prepare_data,
@@ -53,6 +55,38 @@ def test_frames_and_differences():
     np.testing.assert_array_equal(framed, [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 8, 9]])
     assert to_frames(case, 1) is case
     np.testing.assert_array_equal(with_differences(case)[:, 2:], [[0, 0], [2, 2], [2, 2], [2, 2], [2, 2]])
+
+
+BAD_NORMALIZE = r"data\.normalize must be one of \('global', 'case', 'case\+level'\), got "
+
+
+def test_case_normalization_by_hand():
+    case = np.array([[1.0, 5.0], [3.0, 5.0], [5.0, 5.0]])  # channel 1: mean 3, std sqrt(8/3); channel 2 constant
+    z = np.array([-1.0, 0.0, 1.0]) * np.sqrt(3 / 2)  # (x - 3) / sqrt(8/3)
+    np.testing.assert_allclose(case_normalized(case, "case"), np.stack([z, np.zeros(3)], axis=1), atol=1e-15)
+    levels = case_normalized(case, "case+level")  # (T, 3C): the shape, then per channel its mean and log(std)
+    assert levels.shape == (3, 6)
+    np.testing.assert_allclose(levels[:, :2], case_normalized(case, "case"))
+    np.testing.assert_allclose(levels[:, 2:], [[3.0, 5.0, np.log(np.sqrt(8 / 3) + LEVEL_EPS), np.log(LEVEL_EPS)]] * 3)
+    assert case_normalized(case, "global") is case
+    # a case 1000 times as large has the same shape channels, levels shifted by log(1000)
+    big = case_normalized(1000 * case, "case+level")
+    np.testing.assert_allclose(big[:, :2], levels[:, :2], atol=1e-12)
+    np.testing.assert_allclose(big[0, 4], levels[0, 4] + np.log(1000), rtol=1e-9)
+    with pytest.raises(ValueError, match=BAD_NORMALIZE + "'z'"):
+        case_normalized(case, "z")
+
+
+def test_normalize_key_is_checked_and_scales_each_case_before_the_global_scaler(tmp_path):
+    with pytest.raises(ValueError, match=BAD_NORMALIZE + "'per-case'"):
+        toy_config(tmp_path, "data.normalize=per-case")
+    p = prepare_data(toy_config(tmp_path, "data.normalize=case", "data.frame=1"))
+    raw = read_ts(tmp_path / "toy_TRAIN.ts")
+    shapes = [case_normalized(fill_missing(x, "c"), "case") for x in raw.series]
+    train_index = np.setdiff1d(np.arange(len(shapes)), p.val_index)
+    expected = [(shapes[i] - p.scaler.mean.numpy()) / p.scaler.std.numpy() for i in train_index]
+    for got, want in zip(p.cases["train"], expected, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
 def test_stratified_validation_split():

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from lstmkit.data.augment import parse_augment
 from lstmkit.train import DataConfig
 
+NORMALIZE = ("global", "case", "case+level")  # data.normalize
+
 
 @dataclass(frozen=True)
 class ClassifyData(DataConfig):
@@ -17,6 +19,12 @@ class ClassifyData(DataConfig):
     test: str = ""  # your own test cases
     val_fraction: float = 0.2  # stratified share of the training cases held out for early stopping
     split_seed: int = 0  # draws the validation cases; fixed apart from train.seed so seeds share one split
+    # Scale each case on its own before anything else: "global" (none: every case is scaled alike by the training
+    # cases' per-channel statistics, below), "case" (each channel of each case z-scored over its own steps: the
+    # UCR archive's usual form; amplitude is lost), "case+level" ("case", plus per channel the case's mean and the
+    # log of its std as two constant channels: the shape on a common scale, the amplitude kept). For sets whose
+    # cases differ in scale by orders of magnitude (PLAID's currents), where the global scaling flattens most cases.
+    normalize: str = "global"
     differences: bool = False  # add each channel's first difference (its velocity) as another channel
     jitter: float = 0.0  # std of Gaussian noise added to the scaled training inputs each step (augmentation)
     # Training cases redrawn every time they are read, comma-separated, applied in order: "slice" (a random 90%
@@ -47,6 +55,8 @@ class ClassifyData(DataConfig):
         if self.jitter < 0:
             raise ValueError(f"data.jitter must be >= 0, got {self.jitter}")
         parse_augment(self.augment)
+        if self.normalize not in NORMALIZE:
+            raise ValueError(f"data.normalize must be one of {NORMALIZE}, got {self.normalize!r}")
         if self.frame < 0:
             raise ValueError(f"data.frame must be >= 0 (0: automatic), got {self.frame}")
         if self.folds == 1 or self.folds < 0 or not (self.folds == 0 or 0 <= self.fold < self.folds):

@@ -18,7 +18,7 @@ from lstmkit.data.augment import augment
 from lstmkit.data.ts_format import TSData, read_cases_csv, read_ts
 from lstmkit.tasks.base import DataUnavailable, Prepared
 from lstmkit.tasks.bundled import ucr_files
-from lstmkit.tasks.classify.config import ClassifyData
+from lstmkit.tasks.classify.config import NORMALIZE, ClassifyData
 from lstmkit.train import Config
 
 SCALER = "scaler.json"
@@ -91,6 +91,26 @@ def fill_missing(case: np.ndarray, where: str) -> np.ndarray:
         if gaps.any():  # edges take the nearest value (np.interp holds the end values)
             case[gaps, c] = np.interp(t[gaps], t[~gaps], case[~gaps, c])
     return case
+
+
+LEVEL_EPS = 1e-8  # added to a case's std before its log (data.normalize="case+level"): a constant channel stays finite
+
+
+def case_normalized(case: np.ndarray, mode: str) -> np.ndarray:
+    """(T, C) -> (T, C): each channel z-scored over the case's own steps (``mode="case"``; a constant channel
+    becomes 0), or (T, 3C): those channels, then per channel the case's mean and ``log(std + LEVEL_EPS)`` repeated
+    over the steps (``"case+level"``); ``"global"`` returns ``case`` unchanged (``data.normalize``)."""
+    if mode == "global":
+        return case
+    if mode not in NORMALIZE:
+        raise ValueError(f"data.normalize must be one of {NORMALIZE}, got {mode!r}")
+    mean, std = case.mean(axis=0), case.std(axis=0)  # (C,), population std
+    shape = (case - mean) / np.where(std > 0, std, 1.0)
+    if mode == "case":
+        return shape
+    T = case.shape[0]
+    levels = np.concatenate([mean, np.log(std + LEVEL_EPS)])[None, :]  # (1, 2C)
+    return np.concatenate([shape, np.repeat(levels, T, axis=0)], axis=1)
 
 
 def with_differences(case: np.ndarray) -> np.ndarray:
@@ -207,6 +227,7 @@ def prepare_data(config: Config) -> ClassifyPrepared:
         raise DataUnavailable(str(e)) from e
     if data.differences:
         raw = {s: [with_differences(x) for x in v] for s, v in raw.items()}
+    raw = {s: [case_normalized(x, data.normalize) for x in v] for s, v in raw.items()}
     y_all = np.array([index[c] for c in train.labels], dtype=np.int64)
     val_index = validation_index(y_all, data)
     if len(val_index) == 0 and not data.full_train:

@@ -200,7 +200,8 @@ class ClassifyTask(Task):
 
     def serving_metadata(self, run: Run) -> dict[str, Any]:
         """Classes by index and the preprocessing a raw (T, C) case needs before the network, in order:
-        first differences appended (``differences``), ``(x - mean) / std`` per channel, then ``frame``
+        first differences appended (``differences``), the case scaled on its own (``normalize``:
+        ``lstmkit.tasks.classify.case_normalized``), ``(x - mean) / std`` per channel, then ``frame``
         consecutive steps side by side (the last frame completed by repeating the case's last step)."""
         m = run.config.model
         if m.ensemble > 1:
@@ -212,7 +213,8 @@ class ClassifyTask(Task):
         data = run.config.data
         return {
             "classes": recorded["classes"],
-            "preprocess": {"differences": data.differences, "mean": scaler.mean.tolist(), "std": scaler.std.tolist(),
+            "preprocess": {"differences": data.differences, "normalize": data.normalize,
+                           "mean": scaler.mean.tolist(), "std": scaler.std.tolist(),
                            "frame": data.frame},
         }
 
