@@ -94,9 +94,10 @@ def training_check(name: str) -> dict:
     return {"cases": len(ref), "ed_loo": float(np.mean(nn1_predict(ref, ref_y, ref, leave_one_out=True) == ref_y))}
 
 
-def candidates(augment: str, names: list[str] | None = None, normalize: str = "") -> dict[str, dict]:
+def candidates(augment: str, names: list[str] | None = None, normalize: str = "", variants_only: bool = False,
+               ) -> dict[str, dict]:  # fmt: skip
     """CANDIDATES (those named, or all), and with ``augment`` each of them again with ``data.augment`` set to it;
-    with ``normalize`` each of them again with ``data.normalize`` set to it."""
+    with ``normalize`` each of them again with ``data.normalize`` set to it; ``variants_only``: only those copies."""
     unknown = sorted(set(names or ()) - set(CANDIDATES))
     if unknown:
         raise SystemExit(f"--candidates: unknown {unknown}; choose from {list(CANDIDATES)}")
@@ -108,16 +109,20 @@ def candidates(augment: str, names: list[str] | None = None, normalize: str = ""
         if normalize not in NORMALIZE:
             raise SystemExit(f"--normalize: unknown {normalize!r}; choose from {list(NORMALIZE)}")
         out.update({f"{k}, {normalize} scaling": {**v, "data.normalize": normalize} for k, v in base.items()})
+    if variants_only:
+        if not (augment or normalize):
+            raise SystemExit("--variants-only needs --augment or --normalize")
+        out = {k: v for k, v in out.items() if k not in base}
     return out
 
 
 def lstm(name: str, seeds: list[int], workdir: Path, log, epochs: int | None, augment: str = "",
-         names: list[str] | None = None, normalize: str = "") -> dict:
+         names: list[str] | None = None, normalize: str = "", variants_only: bool = False) -> dict:
     budget = [f"train.epochs={epochs}", f"train.patience={epochs}"] if epochs else []
     base = runner.build_config("classify", overrides=[f"data.dataset={name}", "train.progress=false",
                                                       "train.tensorboard=false", "train.threads=1",
                                                       "data.dtw_baseline=false", *budget])  # fmt: skip
-    selection = select(base, candidates(augment, names, normalize), seeds=(0,))
+    selection = select(base, candidates(augment, names, normalize, variants_only), seeds=(0,))
     for s in selection.scores:
         log(f"  {name} {s.name}: val loss {s.val_loss:.4f}, val accuracy {s.val_accuracy:.4f}, epochs {s.best_epochs}")
     accuracies, probs, targets = [], [], None
@@ -185,10 +190,14 @@ def main() -> None:
                         "(e.g. slice,warp); the folds choose")
     parser.add_argument("--normalize", default="", help="also offer every candidate with this data.normalize "
                         "(case or case+level: each case scaled on its own); the validation part chooses")
+    parser.add_argument("--variants-only", action="store_true", help="offer only the --augment / --normalize "
+                        "copies, not the plain candidates (whose validation figures come from another run of the "
+                        "panel on the same split: compare them by hand, lowest validation loss wins)")
     parser.add_argument("--dtw-budget", type=float, default=1e11,
                         help="cost-matrix cells for full-window DTW (dtaidistance's C: about 1e8 a second a core)")
     args = parser.parse_args()
-    candidates(args.augment, args.candidates, args.normalize)  # an unknown name stops here, before any baseline runs
+    # an unknown name stops here, before any baseline runs
+    candidates(args.augment, args.candidates, args.normalize, args.variants_only)
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "results.json"
     results = json.loads(path.read_text()) if path.exists() else {}
@@ -211,7 +220,7 @@ def main() -> None:
             started = time.perf_counter()
             with tempfile.TemporaryDirectory(dir=args.out) as tmp:
                 r["lstm"] = lstm(name, args.seeds, Path(tmp), log, args.epochs, args.augment, args.candidates,
-                                 args.normalize)
+                                 args.normalize, args.variants_only)
             log(f"{name}: LSTM {r['lstm']} in {time.perf_counter() - started:.0f} s")
         path.write_text(json.dumps(results, indent=1))
         (args.out / "panel.md").write_text("\n".join(markdown(results)) + "\n")

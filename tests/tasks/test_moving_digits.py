@@ -61,10 +61,17 @@ def test_fc_baseline_has_about_the_convlstms_parameters():
     conv = get_task("moving-digits").build_model(get_task("moving-digits").default_config())
     n = sum(p.numel() for p in conv.parameters())
     h = fc_hidden_for(n, (64, 64), 1)
-    fc_n = sum(p.numel() for p in FCForecaster((64, 64), h, 1, 10).parameters())
-    assert abs(fc_n - n) / n < 0.05
+    def count(hidden: int) -> int:
+        return sum(p.numel() for p in FCForecaster((64, 64), hidden, 1, 10).parameters())
+
+    # One FC-LSTM unit on 64 x 64 frames costs about 20,600 parameters (its four gates' input weights and its share
+    # of the head), so "about the same" is the nearest count the FC-LSTM can have: within half a unit's step, and no
+    # other hidden size is nearer.
+    fc_n, step = count(h), count(h + 1) - count(h)
+    assert abs(fc_n - n) <= step / 2 and abs(fc_n - n) < abs(count(h + 1) - n) and abs(fc_n - n) < abs(count(h - 1) - n)
     x = torch.rand(10, 2, 1, 64, 64)
     assert conv(x).shape == FCForecaster((64, 64), h, 1, 10)(x).shape == (10, 2, 1, 64, 64)
+    assert (n, h, fc_n) == (76576, 4, 86224)  # the task's defaults (kernel 3); docs/results.md quotes these
 
 
 @pytest.fixture(scope="module")
