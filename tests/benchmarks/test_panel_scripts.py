@@ -1,0 +1,64 @@
+"""The panel scripts' procedure helpers: the pseudo-test cut, the refit rule, the candidate variants."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def _load(name: str):
+    sys.path.insert(0, str(BENCHMARKS))  # the scripts import their sibling _timing helpers this way
+    try:
+        spec = importlib.util.spec_from_file_location(f"_bench_{name}", BENCHMARKS / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up there
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+
+
+@pytest.fixture(scope="module")
+def forecast_panel():
+    return _load("forecast_panel")
+
+
+@pytest.fixture(scope="module")
+def classify_panel():
+    return _load("classify_panel")
+
+
+def test_pseudo_test_cut_never_reaches_the_test_window(forecast_panel):
+    fp = forecast_panel
+    s = fp.PanelSeries("s", "hand", "yearly", [str(1900 + i) for i in range(50)], [float(i) for i in range(50)], 0, 4)
+    assert fp.test_window(50, 1) == 10 and fp.test_window(50, 12) == 24 and fp.test_window(5, 4) == 8
+    cut = fp.without_test(s, 1)
+    assert cut.values == s.values[:40] and cut.dates == s.dates[:40] and cut.name == "s"
+    # the cut series' own test window (its last 8 steps) lies inside the original series' first 40 steps
+    assert cut.values[-fp.test_window(len(cut.values), 1):] == s.values[32:40]
+    assert len(fp.without_test(s, 12).values) == 26
+
+
+def test_refit_rule(forecast_panel):
+    refits = forecast_panel.refits
+    assert [refits("multi-step", False, h) for h in (1, 2, 12)] == [False, True, True]
+    assert refits("always", False, 1) and not refits("never", False, 4) and not refits("always", True, 4)
+    with pytest.raises(ValueError, match=r"refit rule must be one of \('always', 'never', 'multi-step'\), got 'x'"):
+        refits("x", False, 1)
+
+
+def test_classify_panel_variants(classify_panel):
+    c = classify_panel.candidates
+    assert list(c("", ["LSTM-FCN"], "case+level")) == ["LSTM-FCN", "LSTM-FCN, case+level scaling"]
+    only = c("", ["biLSTM", "LSTM-FCN"], "case", variants_only=True)
+    assert list(only) == ["biLSTM, case scaling", "LSTM-FCN, case scaling"]
+    assert all(v["data.normalize"] == "case" for v in only.values())
+    with pytest.raises(SystemExit, match="--variants-only needs --augment or --normalize"):
+        c("", None, "", variants_only=True)
+    with pytest.raises(SystemExit, match=r"--normalize: unknown 'z'; choose from \['global', 'case', 'case\+level'\]"):
+        c("", None, "z")
