@@ -19,6 +19,7 @@ from lstmkit.tasks.classify import (
     ClassifyModel,
     SequenceClassifier,
     case_normalized,
+    check_levels_vary,
     fill_missing,
     nn1_predict,
     prepare_data,
@@ -75,6 +76,21 @@ def test_case_normalization_by_hand():
     np.testing.assert_allclose(big[0, 4], levels[0, 4] + np.log(1000), rtol=1e-9)
     with pytest.raises(ValueError, match=BAD_NORMALIZE + "'z'"):
         case_normalized(case, "z")
+
+
+def test_case_level_refuses_levels_that_do_not_vary():
+    rng = np.random.default_rng(0)
+    zs = [case_normalized(rng.standard_normal((7, 1)), "case") for _ in range(5)]  # z-normalized each already
+    with pytest.raises(DataUnavailable, match=r"^data\.normalize=case\+level: the mean of channel 1 and log std of "
+                       r"channel 1 are the same in every training case \(are the cases z-normalized each already\?\); "
+                       r"use data\.normalize=case or global$"):
+        check_levels_vary([case_normalized(z, "case+level") for z in zs])
+    # two channels, the second's scale varies but every mean is 0: only that level is named
+    cases = [np.concatenate([z, s * z], axis=1) for z, s in zip(zs, [1, 2, 3, 4, 5], strict=True)]
+    with pytest.raises(DataUnavailable, match=r"the mean of channel 1 and mean of channel 2 and log std of channel 1 "
+                       r"are the same"):
+        check_levels_vary([case_normalized(c, "case+level") for c in cases])
+    check_levels_vary([case_normalized(rng.standard_normal((7, 2)) * (1 + i) + i, "case+level") for i in range(5)])
 
 
 def test_normalize_key_is_checked_and_scales_each_case_before_the_global_scaler(tmp_path):

@@ -113,6 +113,24 @@ def case_normalized(case: np.ndarray, mode: str) -> np.ndarray:
     return np.concatenate([shape, np.repeat(levels, T, axis=0)], axis=1)
 
 
+LEVELS_VARY = 1e-6  # relative spread across the training cases below which a level channel is rounding noise
+
+
+def check_levels_vary(cases: list[np.ndarray]) -> None:
+    """Refuse ``data.normalize="case+level"`` when a level channel (a case's mean or log std, the last 2C
+    channels of each (T, 3C) case) is the same in every training case up to rounding, as on a set whose cases
+    are already z-normalized each: the global scaling would blow that rounding noise up into a feature."""
+    levels = np.stack([c[0, c.shape[1] // 3:] for c in cases])  # (N, 2C): every step of a case holds its levels
+    spread = levels.std(axis=0)
+    flat = np.flatnonzero(spread <= LEVELS_VARY * np.maximum(1.0, np.abs(levels).mean(axis=0)))
+    if len(flat):
+        C = levels.shape[1] // 2
+        names = [f"{'mean' if i < C else 'log std'} of channel {i % C + 1}" for i in flat]
+        verb = "is" if len(names) == 1 else "are"
+        raise DataUnavailable(f"data.normalize=case+level: the {' and '.join(names)} {verb} the same in every training "
+                              "case (are the cases z-normalized each already?); use data.normalize=case or global")
+
+
 def with_differences(case: np.ndarray) -> np.ndarray:
     """(T, C) -> (T, 2C): the channels, then their first differences (0 at the first step)."""
     return np.concatenate([case, np.diff(case, axis=0, prepend=case[:1])], axis=1)
@@ -244,6 +262,8 @@ def prepare_data(config: Config) -> ClassifyPrepared:
         "val": y_all[val_index],
         "test": np.array([index[c] for c in test.labels], dtype=np.int64),
     }
+    if data.normalize == "case+level":
+        check_levels_vary(split_cases["train"])
     try:
         scaler = Standardizer().fit(split_cases["train"])  # per channel, over every real step of the training cases
     except ValueError as e:
