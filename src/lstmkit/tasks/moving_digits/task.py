@@ -90,7 +90,7 @@ class MovingDigitsTask(Task):
             # floor 0.1: chosen on the validation split of session 9's runs, before any test figure used it
             # (docs/results.md): the smallest floor of the grid 0, 0.02, 0.1, 0.2 that lifted validation SSIM
             # above copy-last-frame's on every frame for most runs, for +2-3 in MSE (0.2 cost 6-11).
-            # kernel 3 (session 12): a step costs 1/1.75 of kernel 5's, and 7,000 steps of it fit the wall time of
+            # kernel 3 (session 12): a step costs 0.58 of kernel 5's, and 7,000 steps of it fit the wall time of
             # 4,000 of kernel 5 with a lower validation loss (seed 0: 0.1009 against 0.1239; docs/results.md).
             model=FramesModel(floor=0.1, kernel_size=3),
             data=MovingDigitsData(batch_size=8),  # more updates per CPU second than 16, which learnt slower per minute
