@@ -129,11 +129,12 @@ def without_test(s: PanelSeries, horizon: int) -> PanelSeries:
 REFITS = ("always", "never", "multi-step")
 
 
-def refits(rule: str, no_refit: bool, horizon: int) -> bool:
-    """Whether the chosen setting is refitted at ``horizon`` under ``rule`` (``--no-refit`` means never)."""
+def refits(rule: str, horizon: int) -> bool:
+    """Whether the chosen setting is refitted at ``horizon`` under ``rule`` (``--refit``; ``--no-refit`` is
+    ``never``)."""
     if rule not in REFITS:
         raise ValueError(f"refit rule must be one of {REFITS}, got {rule!r}")
-    return not no_refit and (rule == "always" or (rule == "multi-step" and horizon > 1))
+    return rule == "always" or (rule == "multi-step" and horizon > 1)
 
 
 def run_series(s: PanelSeries, horizon: int, seeds: list[int], candidates: dict[str, list[str]], workdir: Path,
@@ -328,7 +329,7 @@ def main() -> None:
             candidates.update({f"{k}, relative": [*v, "model.relative=true"] for k, v in list(candidates.items())})
         with tempfile.TemporaryDirectory(dir=args.out) as tmp:
             result = run_series(s, horizon, args.seeds, candidates, Path(tmp), log, not args.no_linear,
-                                refits(args.refit, args.no_refit, horizon))
+                                refits("never" if args.no_refit else args.refit, horizon))
         if result is None:
             continue
         results.append(result)

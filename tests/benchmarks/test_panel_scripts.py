@@ -46,10 +46,10 @@ def test_pseudo_test_cut_never_reaches_the_test_window(forecast_panel):
 
 def test_refit_rule(forecast_panel):
     refits = forecast_panel.refits
-    assert [refits("multi-step", False, h) for h in (1, 2, 12)] == [False, True, True]
-    assert refits("always", False, 1) and not refits("never", False, 4) and not refits("always", True, 4)
+    assert [refits("multi-step", h) for h in (1, 2, 12)] == [False, True, True]
+    assert refits("always", 1) and refits("always", 4) and not refits("never", 1) and not refits("never", 4)
     with pytest.raises(ValueError, match=r"refit rule must be one of \('always', 'never', 'multi-step'\), got 'x'"):
-        refits("x", False, 1)
+        refits("x", 1)
 
 
 def test_classify_panel_variants(classify_panel):
