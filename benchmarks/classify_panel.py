@@ -70,8 +70,8 @@ def classification_sets() -> list[str]:
 def baselines(name: str, dtw_budget: float) -> dict:
     config = runner.build_config("classify", overrides=[f"data.dataset={name}", "data.frame=1"])  # single steps
     p = prepare_data(set_values(config, {"data.full_train": True}))  # every training case is a reference
-    ref, ref_y = p.cases["train"], p.targets["train"]
-    test, y = p.cases["test"], p.targets["test"]
+    ref, ref_y = p.baseline_cases["train"], p.targets["train"]  # the cases before data.normalize
+    test, y = p.baseline_cases["test"], p.targets["test"]
     length = max(len(c) for c in ref)
     cells = len(ref) * len(test) * length**2
     window = 1.0 if cells <= dtw_budget else 0.1  # full warping unless that is too slow (PLAID: 5e11 cells)
@@ -90,7 +90,7 @@ def training_check(name: str) -> dict:
     what a user can know about 1-NN before any test case, beside the LSTM's cross-validation accuracy."""
     config = runner.build_config("classify", overrides=[f"data.dataset={name}", "data.frame=1"])
     p = prepare_data(set_values(config, {"data.full_train": True}))
-    ref, ref_y = p.cases["train"], p.targets["train"]
+    ref, ref_y = p.baseline_cases["train"], p.targets["train"]
     return {"cases": len(ref), "ed_loo": float(np.mean(nn1_predict(ref, ref_y, ref, leave_one_out=True) == ref_y))}
 
 

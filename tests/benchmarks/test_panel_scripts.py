@@ -60,5 +60,6 @@ def test_classify_panel_variants(classify_panel):
     assert all(v["data.normalize"] == "case" for v in only.values())
     with pytest.raises(SystemExit, match="--variants-only needs --augment or --normalize"):
         c("", None, "", variants_only=True)
-    with pytest.raises(SystemExit, match=r"--normalize: unknown 'z'; choose from \['global', 'case', 'case\+level'\]"):
+    with pytest.raises(SystemExit,
+                       match=r"--normalize: unknown 'z'; choose from \['auto', 'global', 'case', 'case\+level'\]"):
         c("", None, "z")

@@ -15,6 +15,7 @@ from lstmkit.tasks import DataUnavailable, runner
 from lstmkit.tasks import baselines as bl
 from lstmkit.tasks.bundled import package_dir, ucr_files
 from lstmkit.tasks.classify import (
+    AUTO_SPAN,
     LEVEL_EPS,
     ClassifyModel,
     SequenceClassifier,
@@ -23,6 +24,8 @@ from lstmkit.tasks.classify import (
     fill_missing,
     nn1_predict,
     prepare_data,
+    resolve_normalize,
+    scale_span,
     stratified_val,
     to_frames,
     with_differences,
@@ -58,7 +61,7 @@ def test_frames_and_differences():
     np.testing.assert_array_equal(with_differences(case)[:, 2:], [[0, 0], [2, 2], [2, 2], [2, 2], [2, 2]])
 
 
-BAD_NORMALIZE = r"data\.normalize must be one of \('global', 'case', 'case\+level'\), got "
+BAD_NORMALIZE = r"data\.normalize must be one of \('auto', 'global', 'case', 'case\+level'\), got "
 
 
 def test_case_normalization_by_hand():
@@ -76,6 +79,62 @@ def test_case_normalization_by_hand():
     np.testing.assert_allclose(big[0, 4], levels[0, 4] + np.log(1000), rtol=1e-9)
     with pytest.raises(ValueError, match=BAD_NORMALIZE + "'z'"):
         case_normalized(case, "z")
+    with pytest.raises(ValueError, match=r"^data\.normalize=auto is decided on the training cases first "
+                       r"\(resolve_normalize\)$"):
+        case_normalized(case, "auto")
+
+
+def test_scale_span_and_the_auto_rule_by_hand():
+    ramp = np.array([[0.0, 1.0], [2.0, 1.0]])  # channel 1: std 1; channel 2 constant (std 0)
+    cases = [ramp * s for s in (1, 10, 100)]  # channel 1 stds 1, 10, 100; channel 2 stds 0, 0, 0
+    # numpy's linear percentiles of three values: 5th at position 0.1 (1 + 0.1 * 9), 95th at 1.9 (10 + 0.9 * 90);
+    # channel 2 has no scale at all: span 1
+    assert scale_span(cases) == pytest.approx(91 / 1.9, rel=1e-12)
+    flat_then_not = [ramp * s for s in (0, 0, 0, 1)] * 10  # 5th percentile 0, 95th 1
+    assert scale_span(flat_then_not) == np.inf
+    assert scale_span([np.zeros((3, 2))] * 4) == 1.0
+    wide = [ramp * 10.0**k for k in np.linspace(-2, 2, 21)]  # 5th to 95th percentile: 10**3.6, about 4000
+    assert scale_span(wide) == pytest.approx(10**3.6, rel=1e-9) and scale_span(wide) > AUTO_SPAN
+    assert resolve_normalize("auto", wide) == "case+level"
+    assert resolve_normalize("auto", cases) == "global"  # 48 < 1000
+    for mode in ("global", "case", "case+level"):
+        assert resolve_normalize(mode, wide) == mode
+
+
+def write_scaled_toy(tmp_path):
+    """The toy set with every case times 10**k, k spread over [-2, 2]: scales spanning 10**3.6 (about 4000)."""
+    paths = write_toy_ts(tmp_path)
+    for path in paths:
+        lines = path.read_text(encoding="utf-8").splitlines()
+        head, rows = lines[: lines.index("@data") + 1], lines[lines.index("@data") + 1:]
+        out = []
+        for k, row in zip(np.linspace(-2, 2, len(rows)), rows, strict=True):
+            *channels, label = row.split(":")
+            out.append(":".join(",".join(f"{float(v) * 10**k:.6g}" for v in ch.split(",")) for ch in channels)
+                       + f":{label}")  # fmt: skip
+        path.write_text("\n".join(head + out) + "\n", encoding="utf-8")
+    return paths
+
+
+def test_normalize_auto_decides_on_the_training_cases_and_the_baselines_keep_the_plain_cases(tmp_path):
+    plain = prepare_data(toy_config(tmp_path, "data.frame=1"))  # the toy cases share one scale: auto is global
+    assert plain.config.data.normalize == "global" and plain.baseline_cases is plain.cases
+    globally = prepare_data(toy_config(tmp_path, "data.frame=1", "data.normalize=global"))
+    for split in ("train", "val", "test"):
+        for a, b in zip(plain.cases[split], globally.cases[split], strict=True):
+            np.testing.assert_array_equal(a, b)
+    train, test = write_scaled_toy(tmp_path)
+    over = [f"data.train={train}", f"data.test={test}", "data.frame=1"]
+    auto = prepare_data(runner.build_config("classify", overrides=[*over, *FAST]))
+    assert auto.config.data.normalize == "case+level"  # recorded in the run's config.toml as the mode used
+    assert auto.config.model.input_size == 6  # 2 shape channels, then their 2 means and 2 log stds
+    level = prepare_data(runner.build_config("classify", overrides=[*over, *FAST, "data.normalize=case+level"]))
+    unscaled = prepare_data(runner.build_config("classify", overrides=[*over, *FAST, "data.normalize=global"]))
+    for split in ("train", "val", "test"):
+        for a, b, c, d in zip(auto.cases[split], level.cases[split], auto.baseline_cases[split],
+                              unscaled.cases[split], strict=True):  # fmt: skip
+            np.testing.assert_array_equal(a, b)  # the network reads the case+level cases
+            np.testing.assert_array_equal(c, d)  # the 1-NN baselines the globally scaled ones
 
 
 def test_case_level_refuses_levels_that_do_not_vary():
@@ -85,6 +144,9 @@ def test_case_level_refuses_levels_that_do_not_vary():
                        r"channel 1 are the same in every training case \(are the cases z-normalized each already\?\); "
                        r"use data\.normalize=case or global$"):
         check_levels_vary([case_normalized(z, "case+level") for z in zs])
+    with pytest.raises(DataUnavailable, match=r"^data\.normalize=auto chose case\+level \(the cases' scales "
+                       r"vary\): the mean of channel 1 and log std"):
+        check_levels_vary([case_normalized(z, "case+level") for z in zs], chosen_by_auto=True)
     # two channels, the second's scale varies but every mean is 0: only that level is named
     cases = [np.concatenate([z, s * z], axis=1) for z, s in zip(zs, [1, 2, 3, 4, 5], strict=True)]
     with pytest.raises(DataUnavailable, match=r"the mean of channel 1 and mean of channel 2 and log std of channel 1 "

@@ -37,6 +37,7 @@ from lstmkit.tasks.classify.config import ClassifyData
 from lstmkit.tasks.classify.data import (
     _DATA_FORMAT,
     _DATA_VERSION,
+    AUTO_SPAN,
     DATA,
     LEVEL_EPS,
     MAX_FRAMES,
@@ -51,6 +52,8 @@ from lstmkit.tasks.classify.data import (
     loader,
     prepare_data,
     resample,
+    resolve_normalize,
+    scale_span,
     source_files,
     stratified_folds,
     stratified_val,
@@ -73,6 +76,7 @@ from lstmkit.tasks.classify.steps import classify_step, jitter_step
 from lstmkit.tasks.classify.task import ClassifyTask
 
 __all__ = [
+    "AUTO_SPAN",
     "CONFUSION",
     "DATA",
     "FOLDS",
@@ -107,6 +111,8 @@ __all__ = [
     "predict_proba",
     "prepare_data",
     "resample",
+    "resolve_normalize",
+    "scale_span",
     "score_split",
     "select",
     "source_files",

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from lstmkit.data.augment import parse_augment
 from lstmkit.train import DataConfig
 
-NORMALIZE = ("global", "case", "case+level")  # data.normalize
+NORMALIZE = ("auto", "global", "case", "case+level")  # data.normalize
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,10 @@ class ClassifyData(DataConfig):
     # UCR archive's usual form; amplitude is lost), "case+level" ("case", plus per channel the case's mean and the
     # log of its std as two constant channels: the shape on a common scale, the amplitude kept). For sets whose
     # cases differ in scale by orders of magnitude (PLAID's currents), where the global scaling flattens most cases.
-    normalize: str = "global"
+    # "auto": "case+level" when the training cases' standard deviations span more than AUTO_SPAN (1000) times
+    # between the 5th and 95th percentiles in some channel (PLAID: 7e5; every other panel set: 82 or less), else
+    # "global" (lstmkit.tasks.classify.resolve_normalize); the run's config.toml records the mode chosen.
+    normalize: str = "auto"
     differences: bool = False  # add each channel's first difference (its velocity) as another channel
     jitter: float = 0.0  # std of Gaussian noise added to the scaled training inputs each step (augmentation)
     # Training cases redrawn every time they are read, comma-separated, applied in order: "slice" (a random 90%

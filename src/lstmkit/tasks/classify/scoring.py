@@ -68,20 +68,22 @@ def score_split(model: nn.Module, prepared: ClassifyPrepared, split: str) -> dic
     """Accuracy, macro-F1 and the mean cross-entropy of the model, and the 1-NN baseline's scores.
 
     The 1-NN reference set is every official training case for the test split (as in the archive's
-    published baseline), and the training part alone for the validation and training splits.
+    published baseline), and the training part alone for the validation and training splits. The baselines
+    read ``prepared.baseline_cases``: the cases before ``data.normalize``.
     """
     cases, target, k = prepared.cases[split], prepared.targets[split], len(prepared.classes)
     pred = predict(model, cases)
     ce = evaluate(model, loader(cases, target, 256, shuffle=False), classify_step)
+    plain = prepared.baseline_cases  # the cases before data.normalize: the baselines do not follow the network's
     if split == "test":
-        ref, ref_y = prepared.cases["train"] + prepared.cases["val"], np.r_[prepared.targets["train"],
-                                                                           prepared.targets["val"]]
+        ref, ref_y = plain["train"] + plain["val"], np.r_[prepared.targets["train"], prepared.targets["val"]]
     else:
-        ref, ref_y = prepared.cases["train"], prepared.targets["train"]
-    nn1 = nn1_predict(ref, ref_y, cases, leave_one_out=split == "train")
+        ref, ref_y = plain["train"], prepared.targets["train"]
+    nn1 = nn1_predict(ref, ref_y, plain[split], leave_one_out=split == "train")
     dtw = {}
     if split == "test" and prepared.config.data.dtw_baseline:
-        pred_dtw = nn1_dtw_predict(ref, ref_y, cases, prepared.config.data.dtw_window, frame=prepared.config.data.frame)
+        pred_dtw = nn1_dtw_predict(ref, ref_y, plain[split], prepared.config.data.dtw_window,
+                                   frame=prepared.config.data.frame)
         dtw = {"baseline_1nn_dtw": {**class_scores(pred_dtw, target, k), "window": prepared.config.data.dtw_window}}
     confusion = np.zeros((k, k), dtype=np.int64)
     np.add.at(confusion, (target, pred), 1)
