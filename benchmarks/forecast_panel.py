@@ -138,7 +138,9 @@ def refits(rule: str, horizon: int) -> bool:
 
 
 def run_series(s: PanelSeries, horizon: int, seeds: list[int], candidates: dict[str, list[str]], workdir: Path,
-               log, linear: bool = True, refit: bool = True) -> dict | None:  # fmt: skip
+               log, linear: bool = True, refit: bool = True, combine: bool = False) -> dict | None:  # fmt: skip
+    """One series at one horizon: the candidates trained with each seed, the lowest mean validation loss chosen
+    (``combine``: none chosen, every candidate's seeds averaged), refitted or not, scored with the baselines."""
     path = write_csv(s, workdir)
     n = len(s.values)
     test_size = test_window(n, horizon)
@@ -169,28 +171,36 @@ def run_series(s: PanelSeries, horizon: int, seeds: list[int], candidates: dict[
     if chosen is None:
         log(f"  {s.name} h={horizon}: no candidate fits the series; skipped")
         return None
+    # The members whose test forecasts are averaged: the chosen candidate's seeds, or with ``combine`` every
+    # candidate's (a forecast combination over the config choices instead of a choice on a short window).
+    members = list(trials) if combine else [chosen]
+    if combine:
+        chosen = f"all {len(members)} combined"
     task = ForecastTask()
     forecasts, prepared = [], None
-    for run_dir in trials[chosen]["runs"]:
-        model, prepared = task.load(open_run(run_dir))
-        forecasts.append(model_forecasts(model, prepared, "test"))
-    ensemble = np.mean(forecasts, axis=0)  # (N, H): the seeds' forecasts averaged
+    for name in members:
+        for run_dir in trials[name]["runs"]:
+            model, prepared = task.load(open_run(run_dir))
+            forecasts.append(model_forecasts(model, prepared, "test"))
+    ensemble = np.mean(forecasts, axis=0)  # (N, H): the members' forecasts averaged
     if refit:
-        # Each seed of the chosen setting again, on every window before the test (data.full_train: the AR skip
-        # too) for that seed's best epoch count on validation (best_epoch counts from 0: best_epoch + 1 epochs);
-        # the test forecasts are these models'.
+        # Each seed of each member again, on every window before the test (data.full_train: the AR skip too) for
+        # that seed's best epoch count on validation (best_epoch counts from 0: best_epoch + 1 epochs); the test
+        # forecasts are these models'.
         refitted = []
-        for seed, best_epoch in zip(seeds, trials[chosen]["best_epochs"], strict=True):
-            config = runner.build_config("forecast", seed=seed, overrides=[
-                *common, *candidates[chosen], "data.full_train=true", f"train.epochs={best_epoch + 1}"])  # fmt: skip
-            result = runner.train("forecast", config, workdir / f"{path.stem}-h{horizon}-refit-s{seed}")
-            model, _ = task.load(open_run(result.run_dir))
-            refitted.append(model_forecasts(model, prepared, "test"))
+        for name in members:
+            for seed, best_epoch in zip(seeds, trials[name]["best_epochs"], strict=True):
+                config = runner.build_config("forecast", seed=seed, overrides=[
+                    *common, *candidates[name], "data.full_train=true", f"train.epochs={best_epoch + 1}"])  # fmt: skip
+                tag = f"{members.index(name)}-s{seed}"
+                result = runner.train("forecast", config, workdir / f"{path.stem}-h{horizon}-refit-{tag}")
+                model, _ = task.load(open_run(result.run_dir))
+                refitted.append(model_forecasts(model, prepared, "test"))
         no_refit, ensemble = ensemble, np.mean(refitted, axis=0)
     data, split = prepared.config.data, prepared.split
     origins = split_origins(prepared, "test")
     t = transform_target(prepared.series.values, data.log)
-    config = runner.build_config("forecast", overrides=[*common, *candidates[chosen], "data.auto_baselines=true"])
+    config = runner.build_config("forecast", overrides=[*common, *candidates[members[0]], "data.auto_baselines=true"])
     base = baseline_forecasts(t, split.test_lo, prepare_data(config).config.data, origins)
     units = {k: (np.exp(v) if data.log else v) for k, v in base.items()}
     actual = prepared.series.values[origins[:, None] + np.arange(horizon)[None, :]]
@@ -299,6 +309,9 @@ def main() -> None:
                              "refit, without the test window)")
     parser.add_argument("--no-linear", action="store_true",
                         help="do not offer the linear AR alone as a candidate beside the LSTM ones")
+    parser.add_argument("--combine", action="store_true",
+                        help="average every candidate's seeds instead of choosing one candidate on the validation "
+                             "window (a forecast combination); implies --no-linear")
     args = parser.parse_args()
     if args.horizon != "season" and not (args.horizon.isdigit() and int(args.horizon) >= 1):
         parser.error(f"--horizon must be a positive number or 'season', got {args.horizon!r}")
@@ -328,8 +341,9 @@ def main() -> None:
         if args.relative:  # each again with the LSTM reading level-free windows (model.relative)
             candidates.update({f"{k}, relative": [*v, "model.relative=true"] for k, v in list(candidates.items())})
         with tempfile.TemporaryDirectory(dir=args.out) as tmp:
-            result = run_series(s, horizon, args.seeds, candidates, Path(tmp), log, not args.no_linear,
-                                refits("never" if args.no_refit else args.refit, horizon))
+            result = run_series(s, horizon, args.seeds, candidates, Path(tmp), log,
+                                not (args.no_linear or args.combine),
+                                refits("never" if args.no_refit else args.refit, horizon), args.combine)
         if result is None:
             continue
         results.append(result)

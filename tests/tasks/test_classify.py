@@ -14,6 +14,7 @@ from lstmkit.data.ts_format import read_ts
 from lstmkit.tasks import DataUnavailable, runner
 from lstmkit.tasks import baselines as bl
 from lstmkit.tasks.bundled import package_dir, ucr_files
+from lstmkit.tasks.rundir import open_run
 from lstmkit.tasks.classify import (
     AUTO_SPAN,
     LEVEL_EPS,
@@ -135,6 +136,23 @@ def test_normalize_auto_decides_on_the_training_cases_and_the_baselines_keep_the
                               unscaled.cases[split], strict=True):  # fmt: skip
             np.testing.assert_array_equal(a, b)  # the network reads the case+level cases
             np.testing.assert_array_equal(c, d)  # the 1-NN baselines the globally scaled ones
+
+
+def test_auto_run_records_its_mode_and_a_run_older_than_the_key_reopens_scaled_globally(tmp_path):
+    train, test = write_scaled_toy(tmp_path)
+    over = [f"data.train={train}", f"data.test={test}", *FAST]
+    auto = runner.train("classify", runner.build_config("classify", overrides=over), tmp_path / "auto")
+    assert 'normalize = "case+level"' in (auto.run_dir / "config.toml").read_text()
+    assert runner.evaluate(auto.run_dir, "test")[0]["accuracy"] == auto.metrics["test"]["accuracy"]
+    # A run from before data.normalize existed: trained globally scaled, its config.toml without the key. Reopened
+    # it must stay global (auto would pick case+level on these cases and feed the 2-input model 6 channels).
+    old = runner.train("classify", runner.build_config("classify", overrides=[*over, "data.normalize=global"]),
+                       tmp_path / "old")  # fmt: skip
+    config = old.run_dir / "config.toml"
+    lines = config.read_text().splitlines()
+    config.write_text("\n".join(line for line in lines if not line.startswith("normalize")) + "\n")
+    assert open_run(old.run_dir).config.data.normalize == "global"
+    assert runner.evaluate(old.run_dir, "test")[0]["accuracy"] == old.metrics["test"]["accuracy"]
 
 
 def test_case_level_refuses_levels_that_do_not_vary():

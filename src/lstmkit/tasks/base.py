@@ -118,6 +118,9 @@ class Task(abc.ABC):
     # ``lstmkit compress`` methods ("quantize", "prune", "prune --structured", "distill", "lowrank", "circulant")
     # that this task's model cannot take, each with the reason; compress refuses them with it before any work.
     compression_limits: ClassVar[dict[str, str]] = {}
+    # Values for keys that an older run's config.toml lacks, where the key's default has changed since it was added
+    # (``"section.key"`` -> the value that run trained with): a reopened run keeps its behaviour.
+    reopen_defaults: ClassVar[dict[str, Any]] = {}
 
     @property
     def loss_label(self) -> str:

@@ -34,7 +34,7 @@ from lstmkit.formats import load_weights
 from lstmkit.formats.integrity import WeightsError
 from lstmkit.tasks.base import Task, TaskError
 from lstmkit.tasks.registry import get_task
-from lstmkit.train import Config, load_config, section_defaults
+from lstmkit.train import Config, load_config, section_defaults, set_values
 
 RUN_FORMAT = "lstmkit.run"
 RUN_VERSION = 1  # bump when the layout or the meaning of a file changes; older runs are then refused
@@ -136,7 +136,8 @@ def open_run(run_dir: str | Path) -> Run:
         hint = "; the training did not finish: run the same `lstmkit train --out` again to resume" if unfinished else ""
         raise TaskError(f"run directory {run_dir} is missing {missing}{hint}")
     try:
-        config = load_config(run_dir / CONFIG, section_defaults(task.default_config()))
+        base = set_values(section_defaults(task.default_config()), task.reopen_defaults)  # older runs' values
+        config = load_config(run_dir / CONFIG, base)
     except ValueError as e:
         raise TaskError(f"{run_dir / CONFIG}: {e}") from e
     return Run(path=run_dir, task=task, config=config, stamp=stamp)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -51,6 +51,10 @@ class ClassifyTask(Task):
     state_files = (SCALER, DATA)
     unit = "sequence"
     loss_label = "loss (cross-entropy, nats per sequence)"
+
+    # data.normalize came in session 12 with the default "global"; runs made before it scaled globally, and "auto"
+    # (the default since) could decide otherwise on their data.
+    reopen_defaults: ClassVar[dict[str, Any]] = {"data.normalize": "global"}
 
     def default_config(self) -> Config:
         # One setting for the four reported sets, chosen by their mean best validation loss over three
