@@ -278,8 +278,9 @@ def markdown(results: list[dict], horizon: str) -> list[str]:
     lines.append("| **geometric mean** | | | | | " + " | ".join(gm) + " |")
     mr = [f"{np.mean(ranks[m]):.2f}" if ranks[m] else "—" for m in methods]
     lines.append("| **mean rank, LSTM vs baselines** | | | | | " + " | ".join(mr) + " |")
-    ms = [f"{np.mean(ranks_sel[m]):.2f}" if ranks_sel[m] else "—" for m in methods]
-    lines.append("| **mean rank, selected vs baselines** | | | | | " + " | ".join(ms) + " |")
+    if ranks_sel["selected"]:  # absent with --no-linear or --combine: no selection between the LSTM and AR
+        ms = [f"{np.mean(ranks_sel[m]):.2f}" if ranks_sel[m] else "—" for m in methods]
+        lines.append("| **mean rank, selected vs baselines** | | | | | " + " | ".join(ms) + " |")
     if ranks_norefit["LSTM, no refit"]:
         mn = [f"{np.mean(ranks_norefit[m]):.2f}" if ranks_norefit[m] else "—" for m in methods]
         lines.append("| **mean rank, LSTM without refit vs baselines** | | | | | " + " | ".join(mn) + " |")
