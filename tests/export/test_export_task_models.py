@@ -114,6 +114,28 @@ def test_lstm_fcn_verification_catches_a_wrong_batchnorm_statistic(tmp_path):
         verify_onnx(model, path)
 
 
+def test_attention_with_large_weights_gets_a_finite_bound_and_a_note_not_an_overflow(tmp_path):
+    # A trained ALSTM-FCN on PLAID (1,344-step LSTM input) made math.expm1 overflow in the derived bound: its
+    # attention scores' error bound came to ~1.8, so the softmax factor exp(2 e_s) - 1 fed e^2000 into the
+    # probabilities' bound. Scaled-up attention weights do the same here.
+    config = ClassifyModel(input_size=2, output_size=3, hidden_size=5, num_layers=1, dropout=0.0, arch="lstm-fcn",
+                           pooling="attention", max_length=6, fcn_filters=(4, 4, 4))  # fmt: skip
+    model = _randomize_statistics(_randomize(FCNClassifier(config), seed=1), seed=2)
+    with torch.no_grad():
+        model.attention.score.weight.mul_(3000.0)
+        model.head.weight.mul_(100.0)
+    inputs = random_inputs(model, 9, 3, lengths=True)
+    atol, rtol = verification_tolerance(model, inputs)
+    assert np.isfinite(atol) and atol == rtol
+    # the attention weights differ by at most 2 in sum, the probabilities by at most 1: a finite bound, too loose
+    # to check these outputs, which the export says instead of overflowing or passing silently
+    result = to_onnx(model, tmp_path / "c.onnx")
+    assert result.loose == ("logits", "probabilities")
+    assert result.describe()[-1].endswith("; for logits and probabilities the derived float32 bound is as large as "
+                                          "the values themselves, so that check cannot tell a wrong graph from "
+                                          "rounding for this model")  # fmt: skip
+
+
 def test_classifier_scan_recurrence_matches_too(tmp_path):
     model = _randomize(SequenceClassifier(ClassifyModel(input_size=2, output_size=3, hidden_size=5)), seed=3)
     result = to_onnx(model, tmp_path / "c.onnx", recurrence="scan")

@@ -14,7 +14,6 @@ from lstmkit.data.ts_format import read_ts
 from lstmkit.tasks import DataUnavailable, runner
 from lstmkit.tasks import baselines as bl
 from lstmkit.tasks.bundled import package_dir, ucr_files
-from lstmkit.tasks.rundir import open_run
 from lstmkit.tasks.classify import (
     AUTO_SPAN,
     LEVEL_EPS,
@@ -32,6 +31,7 @@ from lstmkit.tasks.classify import (
     with_differences,
     write_toy_ts,
 )
+from lstmkit.tasks.rundir import open_run
 
 FAST = ["model.hidden_size=8", "train.epochs=3", "train.max_steps=6", "train.warmup_steps=1", "train.progress=false",
         "train.tensorboard=false", "train.log_every=2"]  # fmt: skip

@@ -295,10 +295,11 @@ def readout_error(model: nn.Module, inputs: dict[str, Tensor], core_error: float
     these inputs: a sum of n terms errs by gamma(n) times the sum of |terms|; a linear layer passes its input's
     error on through ||W||_inf. Readouts: the last state passes the core's error on; the mean over T steps adds
     gamma(T + 1) max|y|; attention pooling adds the error of its softmax weights (scores err by e_s, so each
-    weight by at most a factor exp(2 e_s) - 1, plus gamma(T + 2) for exp and the normalisation) times max|y|.
+    weight by at most a factor exp(2 e_s) - 1, at most 2 in sum, plus gamma(T + 2) for exp and the normalisation)
+    times max|y|.
     LSTM-FCN's conv blocks: each Conv1d sums C k + 1 terms; BatchNorm (eval) is (z - mean) s + beta with s =
     gamma / sqrt(var + eps), five roundings; ReLU and the mask of padded steps add none; the global average adds
-    gamma(T + 1). Probabilities from logits erring by e: at most exp(2 e) - 1, plus gamma(K + 2).
+    gamma(T + 1). Probabilities from logits erring by e: at most exp(2 e) - 1, plus gamma(K + 2), and at most 1.
     """
     if not is_classifier(model):
         return None
@@ -321,7 +322,8 @@ def readout_error(model: nn.Module, inputs: dict[str, Tensor], core_error: float
         w_p, w_v = row(pool.proj.weight), row(pool.score.weight)
         e_u = w_p * core_error + gamma(pool.proj.in_features + 1) * (w_p * y_max + _largest(pool.proj.bias))
         e_s = w_v * (e_u + _rounding.F_POINTWISE * u) + gamma(pool.score.in_features) * w_v  # |tanh| <= 1
-        err = core_error + (math.expm1(2 * e_s) + gamma(T + 2)) * y_max + gamma(T + 1) * y_max
+        # the weights sum to 1 in both evaluations, so they differ by at most 2 in sum whatever e_s is
+        err = core_error + (_exp_factor(e_s, 2.0) + gamma(T + 2)) * y_max + gamma(T + 1) * y_max
     if shuffled:  # the conv branch beside it
         e = 0.0  # the features are exact
         last_out = 0.0
@@ -339,7 +341,13 @@ def readout_error(model: nn.Module, inputs: dict[str, Tensor], core_error: float
     w_h = row(model.head.weight)
     pooled_max = seen[id(model.head)][0]
     e_logits = w_h * err + gamma(model.head.in_features + 1) * (w_h * pooled_max + _largest(model.head.bias))
-    return max(e_logits, math.expm1(2 * e_logits) + gamma(model.head.out_features + 2))
+    return max(e_logits, min(_exp_factor(e_logits, 1.0) + gamma(model.head.out_features + 2), 1.0))
+
+
+def _exp_factor(e: float, cap: float) -> float:
+    """exp(2 e) - 1, the relative error of softmax weights whose scores err by e, or ``cap`` where that is
+    larger (the weights lie in [0, 1] and sum to 1, which bounds their error whatever e is; no overflow)."""
+    return cap if 2 * e >= math.log1p(cap) else min(math.expm1(2 * e), cap)
 
 
 def _largest(t: Tensor | None) -> float:
