@@ -10,7 +10,9 @@ The candidates (``CANDIDATES``) are the config choices of ``classify``: the biLS
 and ALSTM-FCN (attention). The choice is per set, by mean validation loss over the folds (or the hold-out),
 seed 0 only (the budget); the chosen setting is then trained with seeds 0, 1, 2. The test split is read only
 to score the final models and the baselines. ``--augment slice,warp`` adds each candidate again with that
-``data.augment`` (``lstmkit.data.augment``), so the folds choose whether augmentation is used.
+``data.augment`` (``lstmkit.data.augment``), so the folds choose whether augmentation is used. Every candidate
+keeps the task's ``data.normalize`` default, ``auto`` (PLAID: ``case+level``, the other bundled sets ``global``);
+``--normalize MODE`` offers each candidate again with that mode. The 1-NN baselines read the cases before it.
 """
 
 from __future__ import annotations
