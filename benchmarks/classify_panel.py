@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import tomllib
 
 from lstmkit.tasks import runner
 from lstmkit.tasks.bundled import package_dir
@@ -97,9 +98,10 @@ def training_check(name: str) -> dict:
 
 
 def candidates(augment: str, names: list[str] | None = None, normalize: str = "", variants_only: bool = False,
-               ) -> dict[str, dict]:  # fmt: skip
+               variant: list[str] | None = None) -> dict[str, dict]:  # fmt: skip
     """CANDIDATES (those named, or all), and with ``augment`` each of them again with ``data.augment`` set to it;
-    with ``normalize`` each of them again with ``data.normalize`` set to it; ``variants_only``: only those copies."""
+    with ``normalize`` each of them again with ``data.normalize`` set to it; with ``variant`` (``KEY=VALUE``
+    strings, TOML values) each of them again with all those keys set; ``variants_only``: only those copies."""
     unknown = sorted(set(names or ()) - set(CANDIDATES))
     if unknown:
         raise SystemExit(f"--candidates: unknown {unknown}; choose from {list(CANDIDATES)}")
@@ -111,20 +113,35 @@ def candidates(augment: str, names: list[str] | None = None, normalize: str = ""
         if normalize not in NORMALIZE:
             raise SystemExit(f"--normalize: unknown {normalize!r}; choose from {list(NORMALIZE)}")
         out.update({f"{k}, {normalize} scaling": {**v, "data.normalize": normalize} for k, v in base.items()})
+    if variant:
+        values = dict(parse_setting(v) for v in variant)
+        out.update({f"{k}, {', '.join(variant)}": {**v, **values} for k, v in base.items()})
     if variants_only:
-        if not (augment or normalize):
-            raise SystemExit("--variants-only needs --augment or --normalize")
+        if not (augment or normalize or variant):
+            raise SystemExit("--variants-only needs --augment, --normalize or --variant")
         out = {k: v for k, v in out.items() if k not in base}
     return out
 
 
+def parse_setting(text: str) -> tuple[str, object]:
+    """``"data.differences=true"`` -> ("data.differences", True): the value as a TOML literal, else the bare string."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.count(".") == 1:
+        raise SystemExit(f"--variant: expected SECTION.KEY=VALUE, got {text!r}")
+    try:
+        return key, tomllib.loads(f"v = {value}")["v"]
+    except tomllib.TOMLDecodeError:
+        return key, value
+
+
 def lstm(name: str, seeds: list[int], workdir: Path, log, epochs: int | None, augment: str = "",
-         names: list[str] | None = None, normalize: str = "", variants_only: bool = False) -> dict:
+         names: list[str] | None = None, normalize: str = "", variants_only: bool = False,
+         variant: list[str] | None = None) -> dict:
     budget = [f"train.epochs={epochs}", f"train.patience={epochs}"] if epochs else []
     base = runner.build_config("classify", overrides=[f"data.dataset={name}", "train.progress=false",
                                                       "train.tensorboard=false", "train.threads=1",
                                                       "data.dtw_baseline=false", *budget])  # fmt: skip
-    selection = select(base, candidates(augment, names, normalize, variants_only), seeds=(0,))
+    selection = select(base, candidates(augment, names, normalize, variants_only, variant), seeds=(0,))
     for s in selection.scores:
         log(f"  {name} {s.name}: val loss {s.val_loss:.4f}, val accuracy {s.val_accuracy:.4f}, epochs {s.best_epochs}")
     accuracies, probs, targets = [], [], None
@@ -192,14 +209,16 @@ def main() -> None:
                         "(e.g. slice,warp); the folds choose")
     parser.add_argument("--normalize", default="", help="also offer every candidate with this data.normalize "
                         "(case or case+level: each case scaled on its own); the validation part chooses")
-    parser.add_argument("--variants-only", action="store_true", help="offer only the --augment / --normalize "
-                        "copies, not the plain candidates (whose validation figures come from another run of the "
+    parser.add_argument("--variant", nargs="+", metavar="SECTION.KEY=VALUE", help="also offer every candidate with "
+                        "these config values (TOML literals), e.g. data.differences=true; the folds choose")
+    parser.add_argument("--variants-only", action="store_true", help="offer only the --augment / --normalize / "
+                        "--variant copies, not the plain candidates (whose validation figures come from another run of the "
                         "panel on the same split: compare them by hand, lowest validation loss wins)")
     parser.add_argument("--dtw-budget", type=float, default=1e11,
                         help="cost-matrix cells for full-window DTW (dtaidistance's C: about 1e8 a second a core)")
     args = parser.parse_args()
     # an unknown name stops here, before any baseline runs
-    candidates(args.augment, args.candidates, args.normalize, args.variants_only)
+    candidates(args.augment, args.candidates, args.normalize, args.variants_only, args.variant)
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "results.json"
     results = json.loads(path.read_text()) if path.exists() else {}
@@ -222,7 +241,7 @@ def main() -> None:
             started = time.perf_counter()
             with tempfile.TemporaryDirectory(dir=args.out) as tmp:
                 r["lstm"] = lstm(name, args.seeds, Path(tmp), log, args.epochs, args.augment, args.candidates,
-                                 args.normalize, args.variants_only)
+                                 args.normalize, args.variants_only, args.variant)
             log(f"{name}: LSTM {r['lstm']} in {time.perf_counter() - started:.0f} s")
         path.write_text(json.dumps(results, indent=1))
         (args.out / "panel.md").write_text("\n".join(markdown(results)) + "\n")

@@ -58,8 +58,18 @@ def test_classify_panel_variants(classify_panel):
     only = c("", ["biLSTM", "LSTM-FCN"], "case", variants_only=True)
     assert list(only) == ["biLSTM, case scaling", "LSTM-FCN, case scaling"]
     assert all(v["data.normalize"] == "case" for v in only.values())
-    with pytest.raises(SystemExit, match="--variants-only needs --augment or --normalize"):
+    with pytest.raises(SystemExit, match="--variants-only needs --augment, --normalize or --variant"):
         c("", None, "", variants_only=True)
     with pytest.raises(SystemExit,
                        match=r"--normalize: unknown 'z'; choose from \['auto', 'global', 'case', 'case\+level'\]"):
         c("", None, "z")
+
+
+def test_classify_panel_generic_variant(classify_panel):
+    c = classify_panel.candidates
+    out = c("", ["biLSTM"], "", True, ["data.differences=true", "data.jitter=0.2", "model.pooling=attention"])
+    assert out == {"biLSTM, data.differences=true, data.jitter=0.2, model.pooling=attention":
+                   {"data.differences": True, "data.jitter": 0.2, "model.pooling": "attention"}}
+    assert list(c("", ["LSTM-FCN"], "", False, ["data.frame=1"])) == ["LSTM-FCN", "LSTM-FCN, data.frame=1"]
+    with pytest.raises(SystemExit, match=r"--variant: expected SECTION\.KEY=VALUE, got 'differences'"):
+        c("", None, "", False, ["differences"])
