@@ -212,8 +212,8 @@ def main() -> None:
     parser.add_argument("--variant", nargs="+", metavar="SECTION.KEY=VALUE", help="also offer every candidate with "
                         "these config values (TOML literals), e.g. data.differences=true; the folds choose")
     parser.add_argument("--variants-only", action="store_true", help="offer only the --augment / --normalize / "
-                        "--variant copies, not the plain candidates (whose validation figures come from another run of the "
-                        "panel on the same split: compare them by hand, lowest validation loss wins)")
+                        "--variant copies, not the plain candidates (whose validation figures come from another run "
+                        "of the panel on the same split: compare them by hand, lowest validation loss wins)")
     parser.add_argument("--dtw-budget", type=float, default=1e11,
                         help="cost-matrix cells for full-window DTW (dtaidistance's C: about 1e8 a second a core)")
     args = parser.parse_args()
