@@ -73,3 +73,30 @@ def test_classify_panel_generic_variant(classify_panel):
     assert list(c("", ["LSTM-FCN"], "", False, ["data.frame=1"])) == ["LSTM-FCN", "LSTM-FCN, data.frame=1"]
     with pytest.raises(SystemExit, match=r"--variant: expected SECTION\.KEY=VALUE, got 'differences'"):
         c("", None, "", False, ["differences"])
+
+
+def test_forecast_combination_averages_every_candidates_seeds(forecast_panel, tmp_path):
+    import numpy as np
+
+    from lstmkit.tasks.forecast import ForecastTask
+    from lstmkit.tasks.forecast.scoring import model_forecasts, score
+    from lstmkit.tasks.rundir import open_run
+
+    fp = forecast_panel
+    t = np.arange(60)
+    values = (10 + 0.1 * t + np.sin(t / 3)).tolist()
+    s = fp.PanelSeries("toy", "hand", "yearly", [str(1900 + i) for i in t], values, 0, 4)
+    tiny = ["data.window=4", "data.ar_order=4", "model.hidden_size=4", "train.epochs=2"]
+    candidates = {"skip": ["model.ar_skip=true", *tiny], "no skip": ["model.ar_skip=false", *tiny]}
+    r = fp.run_series(s, 1, [0], candidates, tmp_path, lambda line: None, linear=False, refit=False, combine=True)
+    assert r["chosen"] == r["selected"] == "all 2 combined" and set(r["trials"]) == {"skip", "no skip"}
+    task = ForecastTask()
+    forecasts = []
+    for name in ("skip", "no skip"):
+        model, prepared = task.load(open_run(r["trials"][name]["runs"][0]))
+        forecasts.append(model_forecasts(model, prepared, "test"))
+    origins = fp.split_origins(prepared, "test")
+    actual = prepared.series.values[origins[:, None]]
+    want = score(actual, np.mean(forecasts, axis=0), prepared.series.values[: prepared.split.test_lo], 1)
+    assert r["scores"]["LSTM (all 2 combined, 1-seed mean)"] == want  # the two candidates' forecasts averaged
+    assert forecasts[0].tolist() != forecasts[1].tolist()  # two different models, so the mean is not either one
