@@ -53,7 +53,7 @@ def check_same(a: nn.Module, b: nn.Module, *inputs, atol: float = 1e-5, rtol: fl
         torch.manual_seed(seed)  # same dropout masks in both
         outs = _flat(m(*ins, **kw))
         gen = torch.Generator().manual_seed(1234)
-        loss = sum((o * torch.randn(o.shape, generator=gen, dtype=o.dtype)).sum() for o in outs)
+        loss = sum((o * torch.randn(o.shape, generator=gen, dtype=o.dtype).to(o.device)).sum() for o in outs)
         loss.backward()
         grads = {n: p.grad for n, p in m.named_parameters()}
         results.append((outs, [x.grad for x in _leaves(ins)], grads))

@@ -1,4 +1,4 @@
-"""The panel scripts' procedure helpers: the pseudo-test cut, the refit rule, the candidate variants."""
+"""The benchmark scripts: their procedure helpers (pseudo-test cut, refit rule, candidate variants), smoke runs."""
 
 from __future__ import annotations
 
@@ -100,3 +100,16 @@ def test_forecast_combination_averages_every_candidates_seeds(forecast_panel, tm
     want = score(actual, np.mean(forecasts, axis=0), prepared.series.values[: prepared.split.test_lo], 1)
     assert r["scores"]["LSTM (all 2 combined, 1-seed mean)"] == want  # the two candidates' forecasts averaged
     assert forecasts[0].tolist() != forecasts[1].tolist()  # two different models, so the mean is not either one
+
+
+def test_gpu_benchmark_runs_every_candidate_on_any_device(capsys):
+    """benchmarks/gpu.py is timed on a lent GPU only; its smoke run on the CPU keeps the script working here."""
+    gpu = _load("gpu")
+    gpu.main(["--device", "cpu", "--quick"])
+    report = capsys.readouterr().out
+    rows = [line.split("|")[1].strip() for line in report.splitlines() if line.startswith("| ") and "ms" not in line]
+    lstm = ["torch.nn.LSTM", "lstmkit impl=auto", "lstmkit impl=reference"]
+    impls = ("auto", "bptt", "concat", "fused")
+    conv = ["naive 4 convs", "nn.Conv2d over [x, h]", *(f"lstmkit impl={i}" for i in impls)]
+    assert rows == lstm * 2 + conv * 2  # forward and training step of each block, every candidate timed
+    assert "a smoke run: these figures measure nothing" in report
