@@ -331,6 +331,13 @@ def test_forward_errors():
         "hx must be a list of one (h_0, c_0) pair per layer (2), got list of length 1"
     )
     assert _message(lambda: m(x, [bad[0], torch.zeros(1)])) == "hx[1] must be a pair (h_0, c_0) of Tensors"
+    with pytest.raises(RuntimeError) as info:  # meta stands in for a GPU
+        m(x, [bad[0], (torch.zeros(B, 2, 5, 4), torch.zeros(B, 2, 5, 4, device="meta"))])
+    assert str(info.value) == "hx[1] c_0 is on meta but the input on cpu: move it with .to('cpu')"
+    with pytest.raises(RuntimeError) as info:
+        m(x.to("meta"))
+    assert str(info.value) == ("input is on meta but the parameters on cpu: move it with .to('cpu') or the module "
+                               "with .to('meta')")
     full = lstmkit.ConvLSTM(C, 3, peephole=True, peephole_frame=(8, 8))
     assert _message(lambda: full(x)) == (
         "input frames must be 8x8 (peephole_frame: the peephole maps have that size), got 5x4"

@@ -56,6 +56,22 @@ def test_forward_errors():
         m(torch.randn(0, 2, I))
 
 
+def test_device_errors():
+    """An input or a state on another device than the module is refused before any product (``meta``
+    stands in for a GPU here); ``lengths`` may be on either device."""
+    m = lstmkit.LSTM(I, H)
+    with pytest.raises(RuntimeError) as info:
+        m(torch.randn(5, 2, I, device="meta"))
+    assert str(info.value) == ("input is on meta but the parameters on cpu: move it with .to('cpu') or the module "
+                               "with .to('meta')")
+    with pytest.raises(RuntimeError) as info:
+        m(torch.randn(5, 2, I), (torch.zeros(1, 2, H), torch.zeros(1, 2, H, device="meta")))
+    assert str(info.value) == "c_0 is on meta but the input on cpu: move it with .to('cpu')"
+    with pytest.raises(RuntimeError) as info:
+        lstmkit.GRU(I, H)(torch.randn(5, 2, I), torch.zeros(1, 2, H, device="meta"))
+    assert str(info.value) == "h_0 is on meta but the input on cpu: move it with .to('cpu')"
+
+
 def test_hx_errors():
     m = lstmkit.LSTM(I, H, num_layers=2, proj_size=2)
     x = torch.randn(5, 3, I)

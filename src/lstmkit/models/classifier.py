@@ -77,7 +77,7 @@ class AttentionPool(nn.Module):
 def _pool(config: ClassifyModel, out: torch.Tensor, h: torch.Tensor, lengths: torch.Tensor, attention) -> torch.Tensor:
     """The readout of ``config.pooling`` from the LSTM's outputs (T, B, D*H) and final states -> (B, D*H)."""
     if config.pooling == "mean":
-        return out.sum(dim=0) / lengths.to(out.dtype)[:, None]  # padded steps are zero
+        return out.sum(dim=0) / lengths.to(out.device, out.dtype)[:, None]  # padded steps are zero
     if config.pooling == "attention":
         return attention(out, lengths)
     if config.bidirectional:
@@ -140,7 +140,8 @@ class FCNClassifier(nn.Module):
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         T, B, C = x.shape
         L = self.config.max_length
-        real = (torch.arange(T, device=x.device)[None, :] < lengths.to(x.device)[:, None]).to(x.dtype)  # (B, T)
+        lengths = lengths.to(x.device)  # given on the CPU or beside x
+        real = (torch.arange(T, device=x.device)[None, :] < lengths[:, None]).to(x.dtype)  # (B, T)
         conv = x.permute(1, 2, 0)  # (T, B, C) -> (B, C, T)
         for layer in self.fcn:
             conv = layer(conv)
@@ -151,7 +152,7 @@ class FCNClassifier(nn.Module):
         gap = conv.sum(-1) / lengths.to(conv.dtype)[:, None]  # (B, F): the mean over real steps
         fixed = x[:L] if T >= L else torch.cat([x, x.new_zeros(L - T, B, C)])  # (L, B, C); padding is zero
         shuffled = fixed.permute(2, 1, 0)  # (C, B, L): channels as steps, time as features
-        steps = torch.full((B,), C, dtype=torch.int64)
+        steps = torch.full((B,), C, dtype=torch.int64, device=x.device)
         out, (h, _) = self.rnn(shuffled, lengths=steps)  # (C, B, D*H)
         pooled = _pool(self.config, out, h, steps, self.attention)  # (B, D*H)
         return self.head(self.drop(torch.cat([pooled, gap], dim=-1)))  # (B, K)

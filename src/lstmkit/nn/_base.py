@@ -72,6 +72,15 @@ def reverse_padded(x: Tensor, lengths: Tensor | None) -> Tensor:
     return x.gather(0, idx.unsqueeze(-1).expand_as(x))
 
 
+
+def check_device(name: str, t: Tensor, ref: Tensor) -> None:
+    """Refuse ``t`` (the input, or a state) on another device than ``ref`` (the parameters, or the input),
+    before torch's own error from deep inside a product."""
+    if t.device != ref.device:
+        what = "the parameters" if name == "input" else "the input"
+        raise RuntimeError(f"{name} is on {t.device} but {what} on {ref.device}: move it with .to({str(ref.device)!r})"
+                           + (f" or the module with .to({str(t.device)!r})" if name == "input" else ""))
+
 class RecurrentBase(nn.Module, metaclass=ABCMeta):
     """Base of ``LSTM``, ``GRU`` and ``RNN``; not used directly."""
 
@@ -214,19 +223,21 @@ class RecurrentBase(nn.Module, metaclass=ABCMeta):
             raise TypeError(f"input must be a floating-point tensor, got dtype {x.dtype}")
         if x.dtype != ref.dtype:
             raise TypeError(f"input dtype {x.dtype} does not match the parameters' dtype {ref.dtype}")
+        check_device("input", x, ref)
         if x.shape[-1] != self.input_size:
             raise ValueError(f"input must have {self.input_size} features (input_size), got {x.shape[-1]}")
         T, B = x.shape[0], x.shape[1]
         if T == 0:
             raise ValueError("input must have at least one time step, got T = 0")
         if lengths is not None and not packed:
-            lengths = self._check_lengths(lengths, T, B, batched)
+            lengths = self._check_lengths(lengths, T, B, batched, x.device)
         elif packed:
             lengths = lengths.to(x.device)
         return x, lengths, batched, packed
 
     @staticmethod
-    def _check_lengths(lengths: Tensor, T: int, B: int, batched: bool) -> Tensor:
+    def _check_lengths(lengths: Tensor, T: int, B: int, batched: bool, device: torch.device) -> Tensor:
+        """Return ``lengths`` as int64 on the input's ``device`` (given on the CPU or there) after the checks."""
         if not isinstance(lengths, Tensor):
             lengths = torch.as_tensor(lengths)
         if lengths.is_floating_point() or lengths.is_complex() or lengths.dtype == torch.bool:
@@ -238,12 +249,12 @@ class RecurrentBase(nn.Module, metaclass=ABCMeta):
         if torch.compiler.is_compiling():
             # Reading the values would be data-dependent control flow (a graph break); a compiled
             # model's lengths are not range-checked.
-            return lengths.to(torch.long)
+            return lengths.to(device=device, dtype=torch.long)
         if (lengths < 0).any():
             raise ValueError(f"lengths must be >= 0, got {lengths.tolist()}")
         if (lengths > T).any():
             raise ValueError(f"lengths must not exceed the input's {T} time steps, got max {int(lengths.max())}")
-        return lengths.to(torch.long)
+        return lengths.to(device=device, dtype=torch.long)
 
     def _check_hx(self, hx, B: int, batched: bool, ref: Tensor) -> tuple[Tensor, ...]:
         """Return the initial state as a tuple of (L*D, B, size) tensors (zeros when hx is None)."""
@@ -265,6 +276,7 @@ class RecurrentBase(nn.Module, metaclass=ABCMeta):
                 raise ValueError(f"{name} must have shape {want}, got {tuple(h.shape)}")
             if h.dtype != ref.dtype:
                 raise TypeError(f"{name} dtype {h.dtype} does not match the input's dtype {ref.dtype}")
+            check_device(name, h, ref)
             out.append(h if batched else h.unsqueeze(1))  # unbatched (LD, s) -> (LD, 1, s)
         return tuple(out)
 

@@ -46,7 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._base import RecurrentBase, _check_positive_int, _check_prob
+from ._base import RecurrentBase, _check_positive_int, _check_prob, check_device
 from ._convlstm_bptt import convlstm_layer_bptt
 from ._convlstm_reference import ConvLSTMOptions, ConvLSTMWeights, convlstm_step, same_padding
 from ._reference import scan
@@ -365,6 +365,7 @@ class ConvLSTM(nn.Module):
         ref = self.weight_ih_l0
         if input.dtype != ref.dtype:
             raise TypeError(f"input dtype {input.dtype} does not match the parameters' dtype {ref.dtype}")
+        check_device("input", input, ref)
         if input.shape[2] != self.input_channels:
             raise ValueError(
                 f"input must have {self.input_channels} channels (input_channels) in dimension 2 "
@@ -401,6 +402,7 @@ class ConvLSTM(nn.Module):
                     )
                 if s.dtype != ref.dtype:
                     raise TypeError(f"hx[{layer}] {name} dtype {s.dtype} does not match the input's dtype {ref.dtype}")
+                check_device(f"hx[{layer}] {name}", s, ref)
             out.append((pair[0], pair[1]))
         return out
 
@@ -415,9 +417,9 @@ class ConvLSTM(nn.Module):
         init = self._check_hx(hx, B, frame, x)
         mask = None
         if lengths is not None:
-            lengths = RecurrentBase._check_lengths(lengths, T, B, batched=True)
+            lengths = RecurrentBase._check_lengths(lengths, T, B, True, x.device)
             if bool((lengths < T).any()):
-                mask = torch.arange(T, device=x.device).unsqueeze(1) < lengths.to(x.device).unsqueeze(0)  # (T, B)
+                mask = torch.arange(T, device=x.device).unsqueeze(1) < lengths.unsqueeze(0)  # (T, B)
         finals: list[ConvState] = []
         layer_in = x
         for layer in range(self.num_layers):
