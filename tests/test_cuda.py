@@ -42,14 +42,13 @@ I, H, B, T = 5, 7, 4, 6
 
 @pytest.fixture(autouse=True)
 def _ieee_float32():
-    """TF32 off for cuBLAS and cuDNN (convolutions and RNNs) while a test runs, restored after."""
-    flags = (torch.backends.cuda.matmul, torch.backends.cudnn.conv, torch.backends.cudnn.rnn)
-    saved = [f.fp32_precision for f in flags]
-    for f in flags:
-        f.fp32_precision = "ieee"
+    """TF32 off for cuBLAS and cuDNN (convolutions and RNNs) while a test runs, restored after. The
+    ``allow_tf32`` switches, not the newer ``fp32_precision`` ones: torch.compile reads ``allow_tf32``,
+    which refuses to answer once the newer switches have been set one by one (torch 2.11-2.13)."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     yield
-    for f, v in zip(flags, saved, strict=True):
-        f.fp32_precision = v
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
 def _on(x, device=DEVICE):
@@ -388,3 +387,20 @@ def test_quantised_layer_on_the_device_runs_the_dequantised_weights():
     with torch.no_grad():
         got, _ = dev(_on(x))
     torch.testing.assert_close(got.cpu(), want, **F64)
+
+
+@pytest.mark.parametrize("kw", [{}, dict(peephole=True, coupled=True, layer_norm=True, proj_size=3,
+                                         bidirectional=True)], ids=["plain", "all-variants"])
+def test_compiled_with_inductor_on_the_device_equals_eager(kw):
+    """torch.compile (Inductor: Triton kernels on a GPU), one graph, forward and every gradient, float64."""
+    torch._dynamo.reset()
+    m = lstmkit.LSTM(4, 6, 2, dtype=d, device=DEVICE, **kw)
+    compiled = copy.deepcopy(m)
+    compiled.compile(fullgraph=True)  # in place: the parameters keep their names
+    x = torch.randn(5, 3, 4, dtype=d, device=DEVICE)
+    check_same(m, compiled, x, lengths=torch.tensor([5, 3, 1]), **F64)
+    exported = torch.export.export(m, (x,), {"lengths": torch.tensor([5, 3, 1], device=DEVICE)})
+    with torch.no_grad():
+        torch.testing.assert_close(exported.module()(x, lengths=torch.tensor([5, 3, 1], device=DEVICE))[0],
+                                   m(x, lengths=torch.tensor([5, 3, 1]))[0], **F64)
+    torch._dynamo.reset()

@@ -83,10 +83,14 @@ def _init_lstm_params(params: dict[str, Tensor], hidden: int, forget_bias: float
 
 
 def scan_kernel(impl: str, x: Tensor):
-    """The recurrence kernel for ``impl``: "cpp" (C++ time loops), "fused" (the same in PyTorch).
+    """The recurrence kernel for ``impl``: "cpp" (C++ time loops), "fused" (the same in PyTorch), or
+    None for the reference loop.
 
     "auto" takes the C++ kernel where it can run (CPU, float32/float64, extension built) and the
-    PyTorch one otherwise (other devices and dtypes, no compiler, ``LSTMKIT_NO_CPP=1``).
+    PyTorch one otherwise (other devices and dtypes, no compiler, ``LSTMKIT_NO_CPP=1``), except under
+    torch.compile, where it takes the reference loop: the fused kernel's hand-written backward writes
+    with ``out=`` into views, which Dynamo refuses (a graph break), while the reference loop is plain
+    torch code that Dynamo unrolls and Inductor fuses (on a GPU: Triton kernels, autograd's backward).
     """
     if impl == "fused":
         return lstm_scan
@@ -94,6 +98,8 @@ def scan_kernel(impl: str, x: Tensor):
         return _cpp.lstm_scan_cpp  # raises with the reason when the extension is unavailable
     if x.device.type == "cpu" and x.dtype in _cpp.SUPPORTED_DTYPES and _cpp.available():
         return _cpp.lstm_scan_cpp
+    if torch.compiler.is_compiling():
+        return None
     return lstm_scan
 
 
@@ -114,6 +120,13 @@ def _in_onnx_export() -> bool:
         return False  # torch.compile, not an export
     if "torch.onnx" not in sys.modules:  # never imported: not exporting (and no import cost here)
         return False
+    return _onnx_exporting()
+
+
+@torch.compiler.assume_constant_result
+def _onnx_exporting() -> bool:
+    """torch.onnx's own flags. Dynamo refuses to trace into them (a graph break, seen under torch.compile
+    on CUDA with torch 2.11), so a tracer calls this once and keeps the answer as a constant."""
     from torch.onnx._internal.exporter import _flags
     from torch.onnx._internal.torchscript_exporter._globals import GLOBALS
 
