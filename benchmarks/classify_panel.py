@@ -136,14 +136,21 @@ def parse_setting(text: str) -> tuple[str, object]:
 
 def lstm(name: str, seeds: list[int], workdir: Path, log, epochs: int | None, augment: str = "",
          names: list[str] | None = None, normalize: str = "", variants_only: bool = False,
-         variant: list[str] | None = None) -> dict:
+         variant: list[str] | None = None, prefer_plain: bool = False) -> dict:
     budget = [f"train.epochs={epochs}", f"train.patience={epochs}"] if epochs else []
     base = runner.build_config("classify", overrides=[f"data.dataset={name}", "train.progress=false",
                                                       "train.tensorboard=false", "train.threads=1",
                                                       "data.dtw_baseline=false", *budget])  # fmt: skip
-    selection = select(base, candidates(augment, names, normalize, variants_only, variant), seeds=(0,))
+    offered = candidates(augment, names, normalize, variants_only, variant)
+    if prefer_plain:  # the copies replace the best plain candidate only when clearly better (classify.select)
+        plain = {k: v for k, v in offered.items() if k in CANDIDATES}
+        copies = {k: v for k, v in offered.items() if k not in CANDIDATES}
+        selection = select(base, plain, seeds=(0,), variants=copies)
+    else:
+        selection = select(base, offered, seeds=(0,))
     for s in selection.scores:
         log(f"  {name} {s.name}: val loss {s.val_loss:.4f}, val accuracy {s.val_accuracy:.4f}, epochs {s.best_epochs}")
+    log(f"  {name}: {selection.rule}")
     accuracies, probs, targets = [], [], None
     for seed in seeds:
         result = runner.train("classify", set_values(selection.final, {"train.seed": seed}), workdir / f"{name}-{seed}")
@@ -154,7 +161,7 @@ def lstm(name: str, seeds: list[int], workdir: Path, log, epochs: int | None, au
         targets = prepared.targets["test"]
     ensemble = float(np.mean(np.mean(probs, axis=0).argmax(1) == targets))
     return {"plan": selection.plan, "chosen": selection.chosen.name, "accuracies": accuracies,
-            "mean": float(np.mean(accuracies)), "ensemble": ensemble,
+            "mean": float(np.mean(accuracies)), "ensemble": ensemble, "rule": selection.rule,
             "candidates": {s.name: [s.val_loss, s.val_accuracy] for s in selection.scores}}  # fmt: skip
 
 
@@ -214,11 +221,17 @@ def main() -> None:
     parser.add_argument("--variants-only", action="store_true", help="offer only the --augment / --normalize / "
                         "--variant copies, not the plain candidates (whose validation figures come from another run "
                         "of the panel on the same split: compare them by hand, lowest validation loss wins)")
+    parser.add_argument("--prefer-plain", action="store_true", help="the --augment / --normalize / --variant copies "
+                        "replace the best plain candidate only when their validation loss is lower by more than one "
+                        "standard error of the paired per-case difference (classify.select's one-standard-error rule)")
     parser.add_argument("--dtw-budget", type=float, default=1e11,
                         help="cost-matrix cells for full-window DTW (dtaidistance's C: about 1e8 a second a core)")
     args = parser.parse_args()
     # an unknown name stops here, before any baseline runs
     candidates(args.augment, args.candidates, args.normalize, args.variants_only, args.variant)
+    if args.prefer_plain and (args.variants_only or not (args.augment or args.normalize or args.variant)):
+        raise SystemExit("--prefer-plain needs --augment, --normalize or --variant, and the plain candidates "
+                         "(not --variants-only)")
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "results.json"
     results = json.loads(path.read_text()) if path.exists() else {}
@@ -241,7 +254,7 @@ def main() -> None:
             started = time.perf_counter()
             with tempfile.TemporaryDirectory(dir=args.out) as tmp:
                 r["lstm"] = lstm(name, args.seeds, Path(tmp), log, args.epochs, args.augment, args.candidates,
-                                 args.normalize, args.variants_only, args.variant)
+                                 args.normalize, args.variants_only, args.variant, args.prefer_plain)
             log(f"{name}: LSTM {r['lstm']} in {time.perf_counter() - started:.0f} s")
         path.write_text(json.dumps(results, indent=1))
         (args.out / "panel.md").write_text("\n".join(markdown(results)) + "\n")
