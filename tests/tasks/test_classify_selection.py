@@ -147,6 +147,44 @@ def test_selection_uses_folds_below_the_line_then_trains_on_every_case(tmp_path)
     assert "trained on every training case" in result.lines[1]
 
 
+def test_clearly_better_is_the_one_standard_error_rule_on_paired_case_losses():
+    from lstmkit.tasks.classify.select import CandidateScore, clearly_better
+
+    def score(name, losses):
+        return CandidateScore(name, {}, float(np.mean(losses)), 1.0, [0], losses)
+
+    plain = score("plain", [0.5, 0.4, 0.6, 0.5])
+    # d = 0.1, 0.05, 0.1, 0.05: mean 0.075, sd 0.0288675 (ddof 1), se 0.0144338: clearly better
+    better, mean, se = clearly_better(plain, score("steady", [0.4, 0.35, 0.5, 0.45]))
+    assert better and mean == pytest.approx(0.075) and se == pytest.approx(0.05 / np.sqrt(3) / 2)
+    # d = 0.3, -0.25, 0.2, -0.15: a lower mean loss (by 0.025) that one standard error swamps: deviations
+    # +-0.275 and +-0.175, sd = sqrt(0.2125 / 3) = 0.266145, se = sd / 2 = 0.133073
+    better, mean, se = clearly_better(plain, score("noisy", [0.2, 0.65, 0.4, 0.65]))
+    assert not better and mean == pytest.approx(0.025) and se == pytest.approx(0.1330727, rel=1e-6)
+    with pytest.raises(ValueError) as info:
+        clearly_better(plain, score("other split", [0.1, 0.2]))
+    assert str(info.value) == "paired per-case losses needed for 'plain' and 'other split', got 4 and 2"
+
+
+def test_variants_are_scored_case_by_case_and_adopted_by_the_rule(tmp_path):
+    from lstmkit.tasks.classify.select import clearly_better, score_candidate
+
+    base = get_task("classify").smoke_config(tmp_path)
+    held = score_candidate(base, "last", {"model.pooling": "last"}, folds=0, seeds=(0,))
+    # the per-case losses are the best epoch's: their mean is the hold-out's best validation loss
+    assert len(held.case_losses) == 4 and np.mean(held.case_losses) == pytest.approx(held.val_loss, rel=1e-5)
+    selection = select(base, {"last": {"model.pooling": "last"}}, seeds=(0,), folds=3,
+                       variants={"mean": {"model.pooling": "mean"}, "attention": {"model.pooling": "attention"}})
+    last, *tried = selection.scores
+    assert [len(s.case_losses) for s in selection.scores] == [24, 24, 24]  # every training case validates once
+    best = min(tried, key=lambda s: (s.val_loss, -s.val_accuracy))
+    better, mean, se = clearly_better(last, best)
+    assert selection.chosen is (best if better else last)
+    assert selection.rule == (f"{best.name} {'replaces' if better else 'does not replace'} last: lower loss by "
+                              f"{mean:.4f} nats a case, standard error {se:.4f} (one-standard-error rule)")
+    assert selection.final.model.pooling == selection.chosen.values["model.pooling"]
+
+
 def test_dtw_of_framed_cases_warps_single_steps():
     from lstmkit.tasks.classify import nn1_dtw_predict, to_frames
 

@@ -96,10 +96,10 @@ def score_candidate(
 def clearly_better(plain: CandidateScore, variant: CandidateScore) -> tuple[bool, float, float]:
     """Whether ``variant``'s validation loss is below ``plain``'s by more than one standard error of the paired
     per-case differences; returns (that, the mean difference, its standard error), in nats."""
-    d = np.asarray(plain.case_losses) - np.asarray(variant.case_losses)  # > 0 where the variant does better
-    if d.size < 2 or len(plain.case_losses) != len(variant.case_losses):
+    if len(plain.case_losses) < 2 or len(plain.case_losses) != len(variant.case_losses):
         raise ValueError(f"paired per-case losses needed for {plain.name!r} and {variant.name!r}, got "
                          f"{len(plain.case_losses)} and {len(variant.case_losses)}")  # fmt: skip
+    d = np.asarray(plain.case_losses) - np.asarray(variant.case_losses)  # > 0 where the variant does better
     mean, se = float(d.mean()), float(d.std(ddof=1) / np.sqrt(d.size))
     return mean > se, mean, se
 
