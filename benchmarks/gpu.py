@@ -32,8 +32,8 @@ from pathlib import Path
 
 import torch
 from _timing import emit_report, interleaved, median, paired_ratios, quartiles
-from convlstm import ConcatConvLSTM, NaiveConvLSTM, layer_flops
-from torch import Tensor, nn
+from convlstm import ConcatConvLSTM, NaiveConvLSTM, _forward_fn, _train_fn, layer_flops
+from torch import nn
 
 import lstmkit
 
@@ -52,23 +52,6 @@ def _synced(fn: Callable[[], object], device: torch.device) -> Callable[[], None
         fn()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-
-    return run
-
-
-def _forward_fn(module: nn.Module, x: Tensor) -> Callable[[], None]:
-    def run() -> None:
-        with torch.inference_mode():
-            module(x)
-
-    return run
-
-
-def _train_fn(module: nn.Module, x: Tensor) -> Callable[[], None]:
-    def run() -> None:
-        module.zero_grad(set_to_none=True)
-        y, _ = module(x)
-        y.sum().backward()
 
     return run
 
