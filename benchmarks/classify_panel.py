@@ -31,6 +31,7 @@ from lstmkit.tasks.bundled import package_dir
 from lstmkit.tasks.classify import nn1_dtw_predict, nn1_predict, prepare_data, select
 from lstmkit.tasks.classify.config import NORMALIZE
 from lstmkit.tasks.classify.scoring import predict_proba
+from lstmkit.tasks.classify.select import MEASURES, clearly_better
 from lstmkit.tasks.rundir import open_run
 from lstmkit.train import set_values
 
@@ -136,7 +137,7 @@ def parse_setting(text: str) -> tuple[str, object]:
 
 def lstm(name: str, seeds: list[int], workdir: Path, log, epochs: int | None, augment: str = "",
          names: list[str] | None = None, normalize: str = "", variants_only: bool = False,
-         variant: list[str] | None = None, prefer_plain: bool = False) -> dict:
+         variant: list[str] | None = None, prefer_plain: str = "") -> dict:
     budget = [f"train.epochs={epochs}", f"train.patience={epochs}"] if epochs else []
     base = runner.build_config("classify", overrides=[f"data.dataset={name}", "train.progress=false",
                                                       "train.tensorboard=false", "train.threads=1",
@@ -145,7 +146,13 @@ def lstm(name: str, seeds: list[int], workdir: Path, log, epochs: int | None, au
     if prefer_plain:  # the copies replace the best plain candidate only when clearly better (classify.select)
         plain = {k: v for k, v in offered.items() if k in CANDIDATES}
         copies = {k: v for k, v in offered.items() if k not in CANDIDATES}
-        selection = select(base, plain, seeds=(0,), variants=copies)
+        selection = select(base, plain, seeds=(0,), variants=copies, measure=prefer_plain)
+        by_loss = lambda group: min((s for s in selection.scores if s.name in group),  # noqa: E731
+                                    key=lambda s: (s.val_loss, -s.val_accuracy))  # fmt: skip
+        for measure in MEASURES:  # what each measure says, whichever decided
+            better, mean, se = clearly_better(by_loss(plain), by_loss(copies), measure)
+            log(f"  {name}: by {measure}, {by_loss(copies).name} vs {by_loss(plain).name}: mean paired gain "
+                f"{mean:.4f}, standard error {se:.4f}: {'clearly better' if better else 'not clearly better'}")
     else:
         selection = select(base, offered, seeds=(0,))
     for s in selection.scores:
@@ -221,9 +228,9 @@ def main() -> None:
     parser.add_argument("--variants-only", action="store_true", help="offer only the --augment / --normalize / "
                         "--variant copies, not the plain candidates (whose validation figures come from another run "
                         "of the panel on the same split: compare them by hand, lowest validation loss wins)")
-    parser.add_argument("--prefer-plain", action="store_true", help="the --augment / --normalize / --variant copies "
-                        "replace the best plain candidate only when their validation loss is lower by more than one "
-                        "standard error of the paired per-case difference (classify.select's one-standard-error rule)")
+    parser.add_argument("--prefer-plain", choices=["accuracy", "loss"], default="", help="the --augment / --normalize "
+                        "/ --variant copies replace the best plain candidate only when better in this measure by more "
+                        "than one standard error of the paired per-case difference (classify.select's rule)")
     parser.add_argument("--dtw-budget", type=float, default=1e11,
                         help="cost-matrix cells for full-window DTW (dtaidistance's C: about 1e8 a second a core)")
     args = parser.parse_args()

@@ -150,8 +150,8 @@ def test_selection_uses_folds_below_the_line_then_trains_on_every_case(tmp_path)
 def test_clearly_better_is_the_one_standard_error_rule_on_paired_case_losses():
     from lstmkit.tasks.classify.select import CandidateScore, clearly_better
 
-    def score(name, losses):
-        return CandidateScore(name, {}, float(np.mean(losses)), 1.0, [0], losses)
+    def score(name, losses, errors=(0.0, 0.0, 0.0, 0.0)):
+        return CandidateScore(name, {}, float(np.mean(losses)), 1.0, [0], losses, list(errors))
 
     plain = score("plain", [0.5, 0.4, 0.6, 0.5])
     # d = 0.1, 0.05, 0.1, 0.05: mean 0.075, sd 0.0288675 (ddof 1), se 0.0144338: clearly better
@@ -163,7 +163,15 @@ def test_clearly_better_is_the_one_standard_error_rule_on_paired_case_losses():
     assert not better and mean == pytest.approx(0.025) and se == pytest.approx(0.1330727, rel=1e-6)
     with pytest.raises(ValueError) as info:
         clearly_better(plain, score("other split", [0.1, 0.2]))
-    assert str(info.value) == "paired per-case losses needed for 'plain' and 'other split', got 4 and 2"
+    assert str(info.value) == "paired per-case loss needed for 'plain' and 'other split', got 4 and 2 cases"
+    # accuracy: every case right under both (a lower loss is only confidence): never clearly better
+    assert clearly_better(plain, score("steady", [0.4, 0.35, 0.5, 0.45]), "accuracy") == (False, 0.0, 0.0)
+    # one case of four fixed, none broken: d = 1, 0, 0, 0, mean 0.25, se 0.25: not more than one se
+    fixed_one = clearly_better(score("p", [0.5] * 4, [1, 0, 0, 0]), score("v", [0.5] * 4), "accuracy")
+    assert fixed_one == (False, 0.25, pytest.approx(0.25))
+    assert clearly_better(score("p", [0.5] * 4, [1, 1, 1, 0]), score("v", [0.5] * 4), "accuracy")[0]
+    with pytest.raises(ValueError, match=r"measure must be one of \('accuracy', 'loss'\), got 'auc'"):
+        clearly_better(plain, plain, "auc")
 
 
 def test_variants_are_scored_case_by_case_and_adopted_by_the_rule(tmp_path):
@@ -177,6 +185,9 @@ def test_variants_are_scored_case_by_case_and_adopted_by_the_rule(tmp_path):
                        variants={"mean": {"model.pooling": "mean"}, "attention": {"model.pooling": "attention"}})
     last, *tried = selection.scores
     assert [len(s.case_losses) for s in selection.scores] == [24, 24, 24]  # every training case validates once
+    assert [len(s.case_errors) for s in selection.scores] == [24, 24, 24]
+    for s in selection.scores:
+        assert 1 - np.mean(s.case_errors) == pytest.approx(s.val_accuracy)  # equal folds of 8: the same mean
     best = min(tried, key=lambda s: (s.val_loss, -s.val_accuracy))
     better, mean, se = clearly_better(last, best)
     assert selection.chosen is (best if better else last)

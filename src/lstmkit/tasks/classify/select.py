@@ -7,12 +7,14 @@ chosen setting is then trained on every training case (``data.full_train``) for 
 epochs. From :data:`SMALL_TRAIN` cases up, one stratified hold-out of ``data.val_fraction`` is used, and the
 chosen setting keeps it for early stopping. The test split is never read.
 
-``variants`` (e.g. every candidate again with first differences) must earn their place: the best variant
-replaces the best plain candidate only when its validation loss is lower by more than one standard error of
+``variants`` (e.g. every candidate again with first differences) must earn their place: the best variant (by
+validation loss) replaces the best plain candidate only when it is better by more than one standard error of
 the paired per-case difference (each validation case scored by both, over all folds): the one-standard-error
 rule (Breiman et al. 1984; Hastie, Tibshirani and Friedman, *Elements of Statistical Learning*, 7.10), with
-"no variant" as the simpler model. On 20-70-case sets where every candidate classifies every validation case,
-the lowest loss alone picks among differences of thousandths of a nat.
+"no variant" as the simpler model. ``measure="accuracy"`` compares the cases' 0/1 errors (a variant must
+classify clearly more validation cases correctly), ``"loss"`` their cross-entropies. On 20-70-case sets where
+every candidate classifies every validation case, the loss differences are thousandths of a nat of confidence,
+consistent enough to pass the loss rule (UnitTest, docs/results.md), while no case's error changes.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ class CandidateScore:
     # Each validation case's cross-entropy at the best epoch, fold by fold (seeds averaged): the same cases in
     # the same order for every candidate of one selection, so two candidates' lists pair up case by case.
     case_losses: list[float] = dataclasses.field(default_factory=list)
+    case_errors: list[float] = dataclasses.field(default_factory=list)  # 1.0 where misclassified (seeds averaged)
 
 
 @dataclasses.dataclass
@@ -69,9 +72,9 @@ def score_candidate(
 ) -> CandidateScore:
     """Train ``base`` with ``values`` on every fold (or the hold-out when ``folds`` is 0) and seed; no test."""
     task = get_task("classify")
-    losses, accuracies, epochs, case_losses = [], [], [], []
+    losses, accuracies, epochs, case_losses, case_errors = [], [], [], [], []
     for fold in range(max(folds, 1)):
-        per_seed = []
+        per_seed, wrong = [], []
         for seed in seeds:
             config = set_values(base, {**values, "data.folds": folds, "data.fold": fold, "train.seed": seed,
                                        "data.full_train": False, "data.dtw_baseline": False,
@@ -87,26 +90,35 @@ def score_candidate(
             targets = prepared.targets["val"]
             accuracies.append(float(np.mean(proba.argmax(1) == targets)))
             per_seed.append(-np.log(np.maximum(proba[np.arange(len(targets)), targets], 1e-300)))  # (N,)
+            wrong.append((proba.argmax(1) != targets).astype(float))  # (N,)
             epochs.append(result.best_epoch)
         case_losses += np.mean(per_seed, axis=0).tolist()
+        case_errors += np.mean(wrong, axis=0).tolist()
     return CandidateScore(name, dict(values), float(np.mean(losses)), float(np.mean(accuracies)), epochs,
-                          case_losses)
+                          case_losses, case_errors)
 
 
-def clearly_better(plain: CandidateScore, variant: CandidateScore) -> tuple[bool, float, float]:
-    """Whether ``variant``'s validation loss is below ``plain``'s by more than one standard error of the paired
-    per-case differences; returns (that, the mean difference, its standard error), in nats."""
-    if len(plain.case_losses) < 2 or len(plain.case_losses) != len(variant.case_losses):
-        raise ValueError(f"paired per-case losses needed for {plain.name!r} and {variant.name!r}, got "
-                         f"{len(plain.case_losses)} and {len(variant.case_losses)}")  # fmt: skip
-    d = np.asarray(plain.case_losses) - np.asarray(variant.case_losses)  # > 0 where the variant does better
+MEASURES = ("accuracy", "loss")
+
+
+def clearly_better(plain: CandidateScore, variant: CandidateScore, measure: str = "loss") -> tuple[bool, float, float]:
+    """Whether ``variant`` is better than ``plain`` by more than one standard error of the paired per-case
+    differences of ``measure`` (their cross-entropies, or their 0/1 errors for "accuracy"); returns (that, the
+    mean difference, its standard error): nats a case, or a fraction of the cases."""
+    if measure not in MEASURES:
+        raise ValueError(f"measure must be one of {MEASURES}, got {measure!r}")
+    a, b = (plain.case_losses, variant.case_losses) if measure == "loss" else (plain.case_errors, variant.case_errors)
+    if len(a) < 2 or len(a) != len(b):
+        raise ValueError(f"paired per-case {measure} needed for {plain.name!r} and {variant.name!r}, got "
+                         f"{len(a)} and {len(b)} cases")  # fmt: skip
+    d = np.asarray(a) - np.asarray(b)  # > 0 where the variant does better
     mean, se = float(d.mean()), float(d.std(ddof=1) / np.sqrt(d.size))
     return mean > se, mean, se
 
 
 def select(
     base: Config, candidates: Mapping[str, Mapping[str, Any]], *, seeds: Sequence[int] = (0,), folds: int | None = None,
-    variants: Mapping[str, Mapping[str, Any]] | None = None,
+    variants: Mapping[str, Mapping[str, Any]] | None = None, measure: str = "loss",
 ) -> Selection:
     """Score every candidate on the training cases (folds from :func:`validation_plan` unless given), choose the
     lowest mean validation loss (ties: the higher accuracy, then the first listed), and build the final config.
@@ -121,9 +133,10 @@ def select(
     if variants:
         tried = [score_candidate(base, name, values, folds=folds, seeds=seeds) for name, values in variants.items()]
         best = min(tried, key=lambda s: (s.val_loss, -s.val_accuracy))
-        better, mean, se = clearly_better(chosen, best)
-        rule = (f"{best.name} {'replaces' if better else 'does not replace'} {chosen.name}: lower loss by "
-                f"{mean:.4f} nats a case, standard error {se:.4f} (one-standard-error rule)")  # fmt: skip
+        better, mean, se = clearly_better(chosen, best, measure)
+        what = "lower loss by {:.4f} nats a case" if measure == "loss" else "higher accuracy by {:.4f}"
+        rule = (f"{best.name} {'replaces' if better else 'does not replace'} {chosen.name}: {what.format(mean)}, "
+                f"standard error {se:.4f} (one-standard-error rule)")  # fmt: skip
         scores += tried
         chosen = best if better else chosen
     final = set_values(base, chosen.values)
