@@ -147,11 +147,11 @@ def lstm(name: str, seeds: list[int], workdir: Path, log, epochs: int | None, au
         plain = {k: v for k, v in offered.items() if k in CANDIDATES}
         copies = {k: v for k, v in offered.items() if k not in CANDIDATES}
         selection = select(base, plain, seeds=(0,), variants=copies, measure=prefer_plain)
-        by_loss = lambda group: min((s for s in selection.scores if s.name in group),  # noqa: E731
-                                    key=lambda s: (s.val_loss, -s.val_accuracy))  # fmt: skip
+        best_plain, best_copy = (min((s for s in selection.scores if s.name in group),
+                                     key=lambda s: (s.val_loss, -s.val_accuracy)) for group in (plain, copies))
         for measure in MEASURES:  # what each measure says, whichever decided
-            better, mean, se = clearly_better(by_loss(plain), by_loss(copies), measure)
-            log(f"  {name}: by {measure}, {by_loss(copies).name} vs {by_loss(plain).name}: mean paired gain "
+            better, mean, se = clearly_better(best_plain, best_copy, measure)
+            log(f"  {name}: by {measure}, {best_copy.name} vs {best_plain.name}: mean paired gain "
                 f"{mean:.4f}, standard error {se:.4f}: {'clearly better' if better else 'not clearly better'}")
     else:
         selection = select(base, offered, seeds=(0,))
