@@ -195,15 +195,16 @@ def markdown(results: dict) -> list[str]:
     # rank by validation loss within each set, averaged. No test score enters this.
     ranked = [r["lstm"]["candidates"] for r in results.values() if r.get("lstm")]
     if ranked:
-        names = list(ranked[0])
-        mean_rank = {n: float(np.mean([1 + sum(c[o][0] < c[n][0] for o in names) for c in ranked])) for n in names}
+        names = list(dict.fromkeys(n for c in ranked for n in c))  # --candidates may differ from set to set
+        mean_rank = {n: float(np.mean([1 + sum(c[o][0] < c[n][0] for o in c) for c in ranked if n in c]))
+                     for n in names}  # fmt: skip
         lines += ["", "Validation loss by candidate (training cases only; the choice per set), mean rank over "
                   f"{len(ranked)} set(s): " + ", ".join(f"{n} {mean_rank[n]:.2f}" for n in names)]  # fmt: skip
         for name, r in results.items():
             if r.get("lstm"):
                 c = r["lstm"]["candidates"]
                 lines.append(f"- {name} ({r['lstm']['plan']}): " + ", ".join(
-                    f"{n} {c[n][0]:.4f} nats (accuracy {c[n][1]:.3f})" for n in names))  # fmt: skip
+                    f"{n} {c[n][0]:.4f} nats (accuracy {c[n][1]:.3f})" for n in names if n in c))  # fmt: skip
     return lines
 
 

@@ -170,6 +170,10 @@ def test_clearly_better_is_the_one_standard_error_rule_on_paired_case_losses():
     fixed_one = clearly_better(score("p", [0.5] * 4, [1, 0, 0, 0]), score("v", [0.5] * 4), "accuracy")
     assert fixed_one == (False, 0.25, pytest.approx(0.25))
     assert clearly_better(score("p", [0.5] * 4, [1, 1, 1, 0]), score("v", [0.5] * 4), "accuracy")[0]
+    for n in (4, 67, 100):  # one case fixed of n: mean = se = 1/n, whatever the rounding: not clearly better
+        one = [1.0] + [0.0] * (n - 1)
+        better, mean, se = clearly_better(score("p", [0.5] * n, one), score("v", [0.5] * n, [0.0] * n), "accuracy")
+        assert not better and mean == pytest.approx(1 / n) and se == pytest.approx(1 / n)
     with pytest.raises(ValueError, match=r"measure must be one of \('accuracy', 'loss'\), got 'auc'"):
         clearly_better(plain, plain, "auc")
 
