@@ -176,6 +176,8 @@ def test_clearly_better_is_the_one_standard_error_rule_on_paired_case_losses():
         assert not better and mean == pytest.approx(1 / n) and se == pytest.approx(1 / n)
     with pytest.raises(ValueError, match=r"measure must be one of \('accuracy', 'loss'\), got 'auc'"):
         clearly_better(plain, plain, "auc")
+    with pytest.raises(ValueError, match=r"measure must be one of \('accuracy', 'loss'\), got 'auc'"):
+        select(None, {"plain": {}}, measure="auc")  # before any training
 
 
 def test_variants_are_scored_case_by_case_and_adopted_by_the_rule(tmp_path):

@@ -72,7 +72,6 @@ def reverse_padded(x: Tensor, lengths: Tensor | None) -> Tensor:
     return x.gather(0, idx.unsqueeze(-1).expand_as(x))
 
 
-
 def check_device(name: str, t: Tensor, ref: Tensor) -> None:
     """Refuse ``t`` (the input, or a state) on another device than ``ref`` (the parameters, or the input),
     before torch's own error from deep inside a product."""
@@ -80,6 +79,7 @@ def check_device(name: str, t: Tensor, ref: Tensor) -> None:
         what = "the parameters" if name == "input" else "the input"
         raise RuntimeError(f"{name} is on {t.device} but {what} on {ref.device}: move it with .to({str(ref.device)!r})"
                            + (f" or the module with .to({str(t.device)!r})" if name == "input" else ""))
+
 
 class RecurrentBase(nn.Module, metaclass=ABCMeta):
     """Base of ``LSTM``, ``GRU`` and ``RNN``; not used directly."""

@@ -127,6 +127,8 @@ def select(
     With ``variants``, the best of them replaces that choice only when :func:`clearly_better` (module docstring)."""
     if not candidates:
         raise ValueError("candidates must name at least one setting")
+    if measure not in MEASURES:
+        raise ValueError(f"measure must be one of {MEASURES}, got {measure!r}")
     n_train = len(load_cases(base.data)[0].series)
     folds = validation_plan(n_train) if folds is None else folds
     scores = [score_candidate(base, name, values, folds=folds, seeds=seeds) for name, values in candidates.items()]
