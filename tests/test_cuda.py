@@ -7,7 +7,7 @@ Skipped where there is no GPU (the CI machines). On a machine with one:
     python -m pytest tests/test_cuda.py
 
 ``LSTMKIT_TEST_DEVICE=cpu`` runs the same checks with the CPU as the "device" (a dry run of the
-tests themselves; the CPU-against-device comparisons are then trivial). docs/benchmarks.md ("GPU")
+tests themselves; the CPU-against-device comparisons are then trivial). docs/benchmarks.md ("On a GPU")
 says where and when they ran on a GPU.
 
 Float32 comparisons run with TF32 off: the derived bounds (tests/tolerances.py) assume float32
