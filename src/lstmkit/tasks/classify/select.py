@@ -88,9 +88,9 @@ def score_candidate(
             losses.append(result.best_val_loss)
             proba = predict_proba(model, prepared.cases["val"])  # (N, K), the best epoch's weights
             targets = prepared.targets["val"]
-            accuracies.append(float(np.mean(proba.argmax(1) == targets)))
-            per_seed.append(-np.log(np.maximum(proba[np.arange(len(targets)), targets], 1e-300)))  # (N,)
             wrong.append((proba.argmax(1) != targets).astype(float))  # (N,)
+            accuracies.append(1.0 - float(wrong[-1].mean()))
+            per_seed.append(-np.log(np.maximum(proba[np.arange(len(targets)), targets], 1e-300)))  # (N,)
             epochs.append(result.best_epoch)
         case_losses += np.mean(per_seed, axis=0).tolist()
         case_errors += np.mean(wrong, axis=0).tolist()
