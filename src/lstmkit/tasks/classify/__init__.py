@@ -1,7 +1,8 @@
 """``classify``: sequence classification with a (bi)LSTM on UCR/UEA sets or your own files.
 
-Data: a UCR/UEA set bundled in the ``sktime`` wheel (``data.dataset``: JapaneseVowels,
-ItalyPowerDemand, BasicMotions, GunPoint, ...) read from its official ``_TRAIN.ts`` / ``_TEST.ts``
+Data: a UCR/UEA set bundled in the ``sktime`` wheel, or in ``aeon`` when installed (``pip install --no-deps
+aeon==1.6.0``, never imported) (``data.dataset``: JapaneseVowels, ItalyPowerDemand, BasicMotions, GunPoint,
+PickupGestureWiimoteZ, ...) read from its official ``_TRAIN.ts`` / ``_TEST.ts``
 files by :mod:`lstmkit.data.ts_format`, or ``--set data.train=A.ts data.test=B.ts`` (``.ts`` or
 ``.csv``: one case a line, the label first, then the values; univariate). A stratified
 ``data.val_fraction`` of the training cases is held out for early stopping; the test split is

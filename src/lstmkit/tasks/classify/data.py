@@ -229,7 +229,9 @@ def describe_source(config: Config) -> str:
     d = config.data
     if d.train or d.test:
         return f"{d.train} (training) and {d.test} (test)"
-    return f"UCR/UEA {d.dataset}, official train/test split (PyPI sktime: sktime/datasets/data/{d.dataset}/)"
+    folder = ucr_files(d.dataset)[0].parent  # .../site-packages/PACKAGE/datasets/data/NAME
+    package = folder.parents[2].name
+    return f"UCR/UEA {d.dataset}, official train/test split (PyPI {package}: {package}/datasets/data/{d.dataset}/)"
 
 
 @dataclass

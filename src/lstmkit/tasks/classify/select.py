@@ -143,8 +143,15 @@ def select(
                 f"standard error {se:.4f} (one-standard-error rule)")  # fmt: skip
         scores += tried
         chosen = best if better else chosen
+    plan = "holdout" if not folds else f"{folds}-fold"
+    return Selection(plan, scores, chosen, final_config(base, chosen, folds), rule)
+
+
+def final_config(base: Config, chosen: CandidateScore, folds: int) -> Config:
+    """The config the chosen candidate's final models train with: its values over ``base``; after k-fold
+    selection (``folds`` > 0) on every training case, for the median of the folds' best epoch counts."""
     final = set_values(base, chosen.values)
     if folds:
         epochs = round(statistics.median(chosen.best_epochs)) + 1  # best_epoch counts from 0
         final = set_values(final, {"data.full_train": True, "train.epochs": epochs})
-    return Selection("holdout" if not folds else f"{folds}-fold", scores, chosen, final, rule)
+    return final
