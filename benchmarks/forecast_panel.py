@@ -1,5 +1,6 @@
 """Forecasting panel: the LSTM (model selection on the validation window, seed ensemble) against naive,
-seasonal naive, AR(p), ETS and ARIMA on real series shipped in statsmodels and sktime; writes Markdown.
+seasonal naive, AR(p), ETS and ARIMA on real series shipped in statsmodels and sktime (``--panel second``:
+pmdarima and sktime series never used for a choice); writes Markdown.
 
 Run (one thread, and nice on a shared machine):
 
@@ -30,7 +31,7 @@ import numpy as np
 from lstmkit.tasks import runner
 from lstmkit.tasks.base import DataUnavailable
 from lstmkit.tasks.baselines import LinearAR
-from lstmkit.tasks.bundled import package_file
+from lstmkit.tasks.bundled import package_file, pmdarima_series
 from lstmkit.tasks.forecast import ForecastTask, prepare_data
 from lstmkit.tasks.forecast.data import transform_target
 from lstmkit.tasks.forecast.scoring import baseline_forecasts, model_forecasts, score, split_origins
@@ -82,6 +83,41 @@ def panel_series() -> list[PanelSeries]:
         out.append(PanelSeries(f"macro {column}", f"statsmodels macrodata {column}", "quarterly", dates,
                                [float(r[column]) for r in macro], 4, 8))  # fmt: skip
     return out
+
+
+def quarters(first_year: int, first_quarter: int, n: int) -> list[str]:
+    """``n`` quarter dates from ``first_year`` Q``first_quarter``, as YYYY-MM of the quarter's first month."""
+    steps = (first_quarter - 1 + i for i in range(n))
+    return [f"{first_year + k // 4}-{3 * (k % 4) + 1:02d}" for k in steps]
+
+
+def second_panel() -> list[PanelSeries]:
+    """Series never used for any choice of the procedure (sessions 1-14 chose on :func:`panel_series` alone):
+    every monthly and quarterly series of pmdarima's bundled data (``pip install --no-deps pmdarima==2.1.1``,
+    read by :func:`lstmkit.tasks.bundled.pmdarima_series`) that the first panel lacks, and the five quarterly
+    columns of sktime's Uschange (US percentage changes 1970-2016). Not included: pmdarima's airpassengers and
+    lynx (in the first panel), heartrate (150 half-second beats, no calendar), gasoline (fetched from the web
+    by pmdarima, not bundled), taylor (half-hourly) and msft (daily stock prices); sktime's PBS_dataset (monthly
+    counts of prescriptions, 0 on the last 44 months: MASE's scale and sMAPE degenerate) and Longley (16 rows)."""
+    out = []
+    wine = pmdarima_series("wineind")  # Australian wine sales, Jan 1980 - Aug 1994
+    out.append(PanelSeries("wineind", "pmdarima wineind", "monthly",
+                           [f"{1980 + i // 12}-{i % 12 + 1:02d}" for i in range(len(wine))], wine, 12, 24))
+    for name, what, year, quarter in (("woolyrnq", "Australian woollen yarn production", 1965, 1),
+                                      ("ausbeer", "Australian beer production", 1956, 1),
+                                      ("austres", "Australian residents", 1971, 2)):
+        values = pmdarima_series(name)
+        out.append(PanelSeries(name, f"pmdarima {name} ({what})", "quarterly", quarters(year, quarter, len(values)),
+                               values, 4, 8))  # fmt: skip
+    us = _read("sktime", "datasets/data/Uschange/Uschange.csv")
+    dates = [f"{r['Quarter'][:4]}-{3 * int(r['Quarter'][-1]) - 2:02d}" for r in us]
+    for column in ("Consumption", "Income", "Production", "Savings", "Unemployment"):
+        out.append(PanelSeries(f"uschange {column.lower()}", f"sktime Uschange {column}", "quarterly", dates,
+                               [float(r[column]) for r in us], 4, 8))  # fmt: skip
+    return out
+
+
+PANELS = {"first": panel_series, "second": second_panel}
 
 
 def write_csv(s: PanelSeries, folder: Path) -> Path:
@@ -293,6 +329,8 @@ def main() -> None:
     parser.add_argument("--horizon", default="1",
                         help="steps ahead: a number, or 'season' (the series' season, 4 without one)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--panel", choices=list(PANELS), default="first", help="'first': the 12 series the "
+                        "procedure was chosen on; 'second': 9 series never used for a choice (pmdarima, Uschange)")
     parser.add_argument("--series", nargs="*", help="names to run (default: the whole panel)")
     parser.add_argument("--windows", type=float, nargs="+", default=[1.0], help="multiples of the preset window")
     parser.add_argument("--refit", choices=REFITS, default="always",
@@ -327,7 +365,7 @@ def main() -> None:
     results_path = args.out / f"results-h{args.horizon}.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else []
     done = {r["series"] for r in results}
-    for s in panel_series():
+    for s in PANELS[args.panel]():
         if (args.series and s.name not in args.series) or s.name in done:
             continue
         started = time.perf_counter()
