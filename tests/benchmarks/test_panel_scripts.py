@@ -113,3 +113,32 @@ def test_gpu_benchmark_runs_every_candidate_on_any_device(capsys):
     conv = ["naive 4 convs", "nn.Conv2d over [x, h]", *(f"lstmkit impl={i}" for i in impls)]
     assert rows == lstm * 2 + conv * 2  # forward and training step of each block, every candidate timed
     assert "a smoke run: these figures measure nothing" in report
+
+
+def test_quarter_dates(forecast_panel):
+    assert forecast_panel.quarters(1971, 2, 5) == ["1971-04", "1971-07", "1971-10", "1972-01", "1972-04"]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("pmdarima") is None, reason="pmdarima is not installed")
+def test_second_forecast_panel_never_overlaps_the_first(forecast_panel):
+    first, second = forecast_panel.panel_series(), forecast_panel.second_panel()
+    assert [s.name for s in second] == ["wineind", "woolyrnq", "ausbeer", "austres", "uschange consumption",
+                                        "uschange income", "uschange production", "uschange savings",
+                                        "uschange unemployment"]  # fmt: skip
+    assert not {s.name for s in first} & {s.name for s in second}
+    assert not any(s.values == t.values for s in first for t in second)
+    for s in second:
+        assert len(s.dates) == len(s.values) == len(set(s.dates)) and s.dates == sorted(s.dates)
+    wine, beer = second[0], second[2]
+    assert (wine.dates[0], wine.dates[-1], wine.season) == ("1980-01", "1994-08", 12)
+    assert (beer.dates[0], beer.dates[-1], beer.season) == ("1956-01", "2008-07", 4)  # 1956 Q1 .. 2008 Q3
+
+
+def test_classify_panel_reads_sktime_and_aeon_classification_sets(classify_panel):
+    from lstmkit.tasks.bundled import package_dir
+
+    sets = classify_panel.classification_sets()
+    assert {"ArrowHead", "GunPoint", "UnitTest"} <= set(sets)
+    assert not {"Covid3Month", "Tecator", "CardanoSentiment"} & set(sets)  # regression sets (@targetLabel)
+    if package_dir("aeon") is not None:
+        assert {"PickupGestureWiimoteZ", "Covid3Month_disc"} <= set(sets)

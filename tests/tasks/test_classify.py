@@ -259,7 +259,7 @@ def test_bad_input_is_named(tmp_path):
                      .replace(":down\n", ":left\n", 1))  # fmt: skip
     with pytest.raises(DataUnavailable, match=r"test labels \['left'\] never occur in the training cases"):
         prepare_data(runner.build_config("classify", overrides=[f"data.train={train}", f"data.test={other}"]))
-    with pytest.raises(DataUnavailable, match=r"sktime bundles no 'NoSuchSet' .ts files"):
+    with pytest.raises(DataUnavailable, match=r"no bundled UCR/UEA set 'NoSuchSet'; bundled sets: \[.*'GunPoint'"):
         prepare_data(runner.build_config("classify", overrides=["data.dataset=NoSuchSet"]))
     with pytest.raises(ValueError, match=r"model.pooling must be one of"):
         runner.build_config("classify", overrides=["model.pooling=max"])

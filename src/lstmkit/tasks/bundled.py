@@ -108,7 +108,10 @@ def pmdarima_series(name: str) -> list[float]:
             while isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) and call.func.attr != "array":
                 call = call.func.value
             if isinstance(call, ast.Call) and call.args and isinstance(call.args[0], ast.List):
-                values = ast.literal_eval(call.args[0])
+                try:
+                    values = ast.literal_eval(call.args[0])
+                except ValueError:  # not a literal (a name, a call): never evaluated
+                    break
                 while values and values[-1] is None:  # ausbeer ends in a missing quarter: dropped
                     values.pop()
                 if values and all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):

@@ -1,0 +1,121 @@
+"""Bundled data read from installed wheels without importing them: UCR/UEA sets from sktime or aeon, and
+pmdarima's series parsed as literals (never executed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lstmkit.data.ts_format import read_ts
+from lstmkit.tasks import bundled
+from lstmkit.tasks.base import DataUnavailable
+
+
+def _ucr(root: Path, package: str, name: str) -> Path:
+    folder = root / package / "datasets" / "data" / name
+    folder.mkdir(parents=True)
+    for split in ("TRAIN", "TEST"):
+        (folder / f"{name}_{split}.ts").write_text(f"@problemName {name}\n@classLabel true a b\n@data\n1,2:a\n")
+    return folder
+
+
+@pytest.fixture
+def carriers(tmp_path, monkeypatch):
+    """Fake sktime and aeon folders: A in both, B in aeon only, C without a TEST file."""
+    a_sktime, a_aeon, b = _ucr(tmp_path, "sktime", "A"), _ucr(tmp_path, "aeon", "A"), _ucr(tmp_path, "aeon", "B")
+    c = tmp_path / "aeon" / "datasets" / "data" / "C"
+    c.mkdir()
+    (c / "C_TRAIN.ts").write_text("@data\n")
+    monkeypatch.setattr(bundled, "package_dir", lambda name: tmp_path / name if (tmp_path / name).is_dir() else None)
+    return {"a_sktime": a_sktime, "a_aeon": a_aeon, "b": b, "root": tmp_path}
+
+
+def test_ucr_sets_are_searched_in_sktime_then_aeon(carriers):
+    assert bundled.ucr_sets() == {"A": carriers["a_sktime"], "B": carriers["b"]}  # C lacks its TEST file
+    assert bundled.ucr_files("A") == (carriers["a_sktime"] / "A_TRAIN.ts", carriers["a_sktime"] / "A_TEST.ts")
+    assert bundled.ucr_files("B")[1] == carriers["b"] / "B_TEST.ts"
+    with pytest.raises(DataUnavailable, match=r"^no bundled UCR/UEA set 'C'; bundled sets: \['A', 'B'\]$"):
+        bundled.ucr_files("C")
+    with pytest.raises(DataUnavailable, match=r"^not a UCR/UEA data set name: '\.\./A'$"):
+        bundled.ucr_files("../A")
+
+
+def test_without_aeon_the_error_says_how_to_get_more_sets(carriers, monkeypatch):
+    root = carriers["root"]
+    monkeypatch.setattr(bundled, "package_dir", lambda name: root / name if name == "sktime" else None)
+    with pytest.raises(DataUnavailable, match=r"bundled sets: \['A'\] \(more with pip install --no-deps "
+                       r"aeon==1\.6\.0\)"):
+        bundled.ucr_files("B")
+    monkeypatch.setattr(bundled, "package_dir", lambda name: None)
+    with pytest.raises(DataUnavailable, match=r"come from the PyPI package 'sktime': pip install sktime$"):
+        bundled.ucr_files("A")
+
+
+@pytest.fixture
+def fake_pmdarima(tmp_path, monkeypatch):
+    folder = tmp_path / "pmdarima" / "datasets"
+    folder.mkdir(parents=True)
+    monkeypatch.setattr(bundled, "package_dir", lambda name: tmp_path / name if name == "pmdarima" else None)
+    return folder
+
+
+def test_pmdarima_series_are_parsed_as_literals_never_run(fake_pmdarima):
+    (fake_pmdarima / "wineind.py").write_text(
+        "import numpy as np\nraise SystemExit('never run')\n"
+        "def load_wineind():\n    '''>>> np.array([9, 9])'''\n"
+        "    rslt = np.array([1, 2.5,\n                     3]).astype(float)\n    return rslt\n")
+    assert bundled.pmdarima_series("wineind") == [1.0, 2.5, 3.0]
+    (fake_pmdarima / "ausbeer.py").write_text("def f():\n    rslt = np.array([4., 5., None]).astype(dtype)\n")
+    assert bundled.pmdarima_series("ausbeer") == [4.0, 5.0]  # the missing last quarter is dropped
+    (fake_pmdarima / "austres.py").write_text("rslt = np.array([4., None, 5.])\n")
+    with pytest.raises(DataUnavailable, match=r"austres\.py holds no literal 'rslt = np\.array\(\[\.\.\.\]\)' of "
+                       r"numbers: not the pmdarima 2\.1 layout; reinstall it "
+                       r"\(pip install --no-deps pmdarima==2\.1\.1\)"):
+        bundled.pmdarima_series("austres")
+    (fake_pmdarima / "woolyrnq.py").write_text("rslt = np.array([1, __import__('os').getpid()])\n")
+    with pytest.raises(DataUnavailable, match=r"woolyrnq\.py holds no literal"):
+        bundled.pmdarima_series("woolyrnq")
+    with pytest.raises(DataUnavailable, match=r"^pmdarima series must be one of \('wineind', .*got 'msft'$"):
+        bundled.pmdarima_series("msft")
+
+
+def test_pmdarima_missing_says_how_to_install(monkeypatch):
+    monkeypatch.setattr(bundled, "package_dir", lambda name: None)
+    with pytest.raises(DataUnavailable, match=r"'pmdarima', which is not installed: pip install --no-deps "
+                       r"pmdarima==2\.1\.1$"):
+        bundled.pmdarima_series("wineind")
+
+
+needs_pmdarima = pytest.mark.skipif(bundled.package_dir("pmdarima") is None, reason="pmdarima is not installed")
+needs_aeon = pytest.mark.skipif(bundled.package_dir("aeon") is None, reason="aeon is not installed")
+
+
+@needs_pmdarima
+@pytest.mark.parametrize(
+    ("name", "n", "head", "tail"),
+    [  # lengths and end values as R's datasets print them (forecast::wineind, fpp::ausbeer, ...)
+        ("wineind", 176, [15136.0, 16733.0, 20016.0], [29660.0, 23356.0]),
+        ("woolyrnq", 119, [6172.0, 6709.0, 6633.0], [6135.0, 6396.0]),
+        ("ausbeer", 211, [284.0, 213.0, 227.0], [390.0, 410.0]),
+        ("austres", 89, [13067.3, 13130.5, 13198.4], [17627.1, 17661.5]),
+    ],
+)
+def test_real_pmdarima_series(name, n, head, tail):
+    values = bundled.pmdarima_series(name)
+    assert len(values) == n and values[: len(head)] == head and values[-len(tail):] == tail
+
+
+@needs_aeon
+@pytest.mark.parametrize(
+    ("name", "cases", "lengths", "classes"),
+    [("PickupGestureWiimoteZ", (50, 50), (29, 361), 10), ("Covid3Month_disc", (140, 61), (84, 84), 3)],
+)
+def test_aeon_only_sets_read_with_their_official_splits(name, cases, lengths, classes):
+    train_file, test_file = bundled.ucr_files(name)
+    assert "aeon" in train_file.parts
+    train, test = read_ts(train_file), read_ts(test_file)
+    assert (len(train.series), len(test.series)) == cases
+    all_lengths = train.lengths + test.lengths
+    assert (min(all_lengths), max(all_lengths)) == lengths
+    assert len(train.class_labels) == classes
