@@ -214,6 +214,44 @@ def test_bptt_backward_twice_and_parameters_only():
         torch.testing.assert_close(p.grad, q.grad, atol=1e-12, rtol=1e-10, msg=name)
 
 
+@pytest.mark.parametrize("impl", ["bptt", "concat", "fused", "auto"])
+def test_zero_initial_state_skips_the_first_recurrent_convolution(impl, monkeypatch):
+    """hx=None: step 0 convolves x_0 alone (W_hh * 0 = 0 is not computed), and the result and every gradient
+    equal those of the same zeros passed as hx (the full path, which convolves them)."""
+    m = lstmkit.ConvLSTM(C, 3, num_layers=2, dtype=d, impl=impl)
+    x = torch.randn(T, B, C, *FRAME, dtype=d, requires_grad=True)
+    zeros = [(torch.zeros(B, 3, *FRAME, dtype=d), torch.zeros(B, 3, *FRAME, dtype=d)) for _ in range(2)]
+    inputs_seen = []
+    conv2d = torch.nn.functional.conv2d
+    monkeypatch.setattr(torch.nn.functional, "conv2d", lambda inp, *a, **k: inputs_seen.append(inp.shape[1])
+                        or conv2d(inp, *a, **k))  # fmt: skip
+    y, finals = m(x)
+    monkeypatch.undo()
+    y_full, finals_full = m(x, zeros)
+    torch.testing.assert_close(y, y_full, atol=1e-13, rtol=1e-12)
+    torch.testing.assert_close(finals, finals_full, atol=1e-13, rtol=1e-12)
+    g = torch.randn_like(y)
+    grads = torch.autograd.grad(y, (x, *m.parameters()), g)
+    grads_full = torch.autograd.grad(y_full, (x, *m.parameters()), g)
+    for a, b in zip(grads, grads_full, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-13, rtol=1e-12)
+    if impl == "fused":  # per layer: the hoisted input convolution, then T - 1 recurrent ones over h (3 channels)
+        assert inputs_seen == [C] + [3] * (T - 1) + [3] + [3] * (T - 1)
+    else:  # per layer: x_0 alone, then [x_t, h_{t-1}] for t >= 1
+        assert inputs_seen == [C] + [C + 3] * (T - 1) + [3] + [3 + 3] * (T - 1)
+
+
+def test_zero_state_promise_is_checked():
+    from lstmkit.nn._convlstm_bptt import convlstm_layer_bptt
+
+    w_ih, w_hh = torch.randn(8, 1, 3, 3), torch.randn(8, 2, 3, 3)
+    h0 = torch.zeros(1, 2, 4, 4, requires_grad=True)
+    with pytest.raises(ValueError, match=r"^zero_state=True: the initial state must be the caller's zeros, "
+                       r"needing no gradient$"):
+        convlstm_layer_bptt(torch.randn(2, 1, 1, 4, 4), (h0, torch.zeros(1, 2, 4, 4)), w_ih, w_hh, None,
+                            zero_state=True)
+
+
 def test_bptt_runs_only_when_asked_for():
     assert lstmkit.ConvLSTM(C, 3, impl="bptt")._runs_bptt()
     assert not lstmkit.ConvLSTM(C, 3)._runs_bptt()  # auto: concat measured faster (docs/benchmarks.md)

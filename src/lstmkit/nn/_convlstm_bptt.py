@@ -47,11 +47,12 @@ def _conv_grads(grad: Tensor, inp: Tensor, weight: Tensor, pad: tuple[int, int],
 
 
 class ConvLSTMLayerFn(torch.autograd.Function):
-    """(x, h0, c0, w_ih, w_hh, b, mask) -> (y, h_T, c_T) of one plain ConvLSTM layer; b and mask may be None."""
+    """(x, h0, c0, w_ih, w_hh, b, mask, zero_state) -> (y, h_T, c_T) of one plain ConvLSTM layer; b and mask
+    may be None; ``zero_state``: h0 is zeros made by the caller (no gradient), so step 0 convolves x_0 alone."""
 
     @staticmethod
     def forward(ctx, x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor, b: Tensor | None,
-                mask: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
+                mask: Tensor | None, zero_state: bool = False) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
         T, B, C, H, W = x.shape
         Hc = w_hh.shape[1]
         pad = (w_hh.shape[-2] // 2, w_hh.shape[-1] // 2)
@@ -64,7 +65,10 @@ class ConvLSTMLayerFn(torch.autograd.Function):
         ys = x.new_empty(T, B, Hc, H, W)
         gates = x.new_empty(T, B, 4 * Hc, H, W)  # the activated gates, saved for the backward
         for t in range(T):
-            a = F.conv2d(xh[t], weight, b, padding=pad)  # (B, G, H, W)
+            if zero_state and t == 0:  # W_hh * h_0 = 0: the input side alone (C channels, not C + Hc)
+                a = F.conv2d(x[0], w_ih, b, padding=pad)  # (B, G, H, W)
+            else:
+                a = F.conv2d(xh[t], weight, b, padding=pad)  # (B, G, H, W)
             torch.sigmoid(a[:, : 2 * Hc], out=gates[t, :, : 2 * Hc])  # i, f
             torch.tanh(a[:, 2 * Hc : 3 * Hc], out=gates[t, :, 2 * Hc : 3 * Hc])  # g
             torch.sigmoid(a[:, 3 * Hc :], out=gates[t, :, 3 * Hc :])  # o
@@ -81,13 +85,13 @@ class ConvLSTMLayerFn(torch.autograd.Function):
                 torch.where(m, c_next, c_prev, out=c_next)
                 torch.mul(h_next, m, out=ys[t])  # and the output is zero
         ctx.save_for_backward(xh, cs, weight, gates, *([] if mask is None else [mask]))
-        ctx.sizes = (C, Hc, pad, b is not None, mask is not None)
+        ctx.sizes = (C, Hc, pad, b is not None, mask is not None, zero_state)
         return ys, xh[T, :, C:].clone(), cs[T].clone()
 
     @staticmethod
     @once_differentiable
     def backward(ctx, dy: Tensor | None, dh_T: Tensor | None, dc_T: Tensor | None):
-        C, Hc, pad, has_bias, has_mask = ctx.sizes
+        C, Hc, pad, has_bias, has_mask, zero_state = ctx.sizes
         xh, cs, weight, gates, *rest = ctx.saved_tensors  # gates (T, B, G, H, W)
         mask = rest[0] if has_mask else None
         T, B = gates.shape[:2]
@@ -117,6 +121,14 @@ class ConvLSTMLayerFn(torch.autograd.Function):
             _sigmoid_grad(dc * cs[t], f, grad_input=a_f)  # da_f = dc c_{t-1} f (1 - f)
             _sigmoid_grad(dc * g, i, grad_input=a_i)  # da_i = dc g i (1 - i)
             dc_prev = dc * f
+            if zero_state and t == 0:  # step 0 convolved x_0 alone: its gradients reach W_ih, b and x_0 only
+                dx0, dw_t, db_t = _conv_grads(a, xh[0, :, :C].contiguous(), weight[:, :C], pad, need_x, has_bias)
+                dw[:, :C] += dw_t
+                if db is not None:
+                    db += db_t
+                if dx is not None:
+                    dx[0] = dx0
+                break  # nothing flows into the caller's zeros (h0 and c0 need no gradient)
             data = t > 0 or need_x or need_h0
             dxh, dw_t, db_t = _conv_grads(a, xh[t], weight, pad, data, has_bias)  # dxh (B, C + Hc, H, W)
             dw += dw_t
@@ -130,12 +142,17 @@ class ConvLSTMLayerFn(torch.autograd.Function):
             if carry_h is not None:
                 dh = dh + carry_h
                 dc = dc + carry_c
-        return (dx, dh if need_h0 else None, dc if need_c0 else None, dw[:, :C], dw[:, C:], db, None)
+        if zero_state:
+            return (dx, None, None, dw[:, :C], dw[:, C:], db, None, None)
+        return (dx, dh if need_h0 else None, dc if need_c0 else None, dw[:, :C], dw[:, C:], db, None, None)
 
 
 def convlstm_layer_bptt(x: Tensor, state: tuple[Tensor, Tensor], w_ih: Tensor, w_hh: Tensor, b: Tensor | None,
-                        mask: Tensor | None = None) -> tuple[Tensor, tuple[Tensor, Tensor]]:  # fmt: skip
+                        mask: Tensor | None = None, zero_state: bool = False) -> tuple[Tensor, tuple[Tensor, Tensor]]:
     """One plain ConvLSTM layer over x (T, B, C, H, W) from state (h_0, c_0) each (B, Hc, H, W); mask (T, B)
-    bool or None. Returns y (T, B, Hc, H, W) and (h_T, c_T), through the hand-written backward above."""
-    y, h, c = ConvLSTMLayerFn.apply(x, state[0], state[1], w_ih, w_hh, b, mask)
+    bool or None; ``zero_state``: (h_0, c_0) are zeros made by the caller, needing no gradient (step 0 then
+    skips W_hh * h_0). Returns y (T, B, Hc, H, W) and (h_T, c_T), through the hand-written backward above."""
+    if zero_state and (state[0].requires_grad or state[1].requires_grad):
+        raise ValueError("zero_state=True: the initial state must be the caller's zeros, needing no gradient")
+    y, h, c = ConvLSTMLayerFn.apply(x, state[0], state[1], w_ih, w_hh, b, mask, zero_state)
     return y, (h, c)

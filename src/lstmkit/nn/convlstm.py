@@ -174,6 +174,7 @@ def convlstm_layer(
     opt: ConvLSTMOptions,
     mask: Tensor | None = None,
     hoist_input: bool = True,
+    zero_state: bool = False,
 ) -> tuple[Tensor, ConvState]:
     """Run one layer over x (T, B, C, H, W); return y (T, B, Hc, H, W) and the final (h, c).
 
@@ -192,6 +193,10 @@ def convlstm_layer(
     mask (T, B) bool, if given, is False past each sequence's end: there the state is carried
     and the output is zero, as in ``_reference.scan``. Autograd records the steps; the plain cell has
     a hand-written backward instead (``_convlstm_bptt``, ``impl="bptt"``).
+
+    ``zero_state``: the caller promises h_0 = 0 (the module's default state, made by it and needing no
+    gradient): the first step then skips W_hh * h_0, which is exactly zero (and so is LN_hh of it),
+    and with it that step's recurrent weight and data gradients: 1/T of the recurrent convolutions.
     """
     T, B, C, H, W = x.shape
     G = w.w_ih.shape[0]
@@ -212,7 +217,9 @@ def convlstm_layer(
     pad = same_padding(w.w_hh)
     ys = []
     for t in range(T):
-        if hoist_input:
+        if zero_state and t == 0:  # W_hh * h_0 = 0 (and LN_hh(0) = 0): the input side alone
+            a = xgs[0] if hoist_input else F.conv2d(xs[0], w.w_ih, w.b, padding=pad)  # (B, G, H, W)
+        elif hoist_input:
             r = F.conv2d(h, w.w_hh, padding=pad)  # (B, G, H, W), all four gates in one convolution
             if opt.layer_norm:
                 r = F.group_norm(r, 1, w.g_hh, None, opt.eps)
@@ -428,10 +435,11 @@ class ConvLSTM(nn.Module):
                 step = partial(convlstm_step, w=w, opt=self._options)  # (x_t, state) -> (h_t, state)
                 y, state = scan(step, layer_in, init[layer], mask)
             elif self._runs_bptt():
-                y, state = convlstm_layer_bptt(layer_in, init[layer], w.w_ih, w.w_hh, w.b, mask)
+                y, state = convlstm_layer_bptt(layer_in, init[layer], w.w_ih, w.w_hh, w.b, mask, zero_state=hx is None)
             else:
                 hoist = self.impl == "fused" or (self.impl == "auto" and self.layer_norm)
-                y, state = convlstm_layer(layer_in, init[layer], w, self._options, mask, hoist_input=hoist)
+                y, state = convlstm_layer(layer_in, init[layer], w, self._options, mask, hoist_input=hoist,
+                                          zero_state=hx is None)  # fmt: skip
             finals.append((state[0], state[1]))
             layer_in = y  # (T, B, Hc, H, W)
             if self.dropout > 0 and self.training and layer < self.num_layers - 1:
