@@ -14,7 +14,7 @@ NORMALIZE = ("auto", "global", "case", "case+level")  # data.normalize
 class ClassifyData(DataConfig):
     """The cases and the validation split (``classify``'s ``[data]``)."""
 
-    dataset: str = "JapaneseVowels"  # a UCR/UEA set bundled in sktime; ignored when data.train is given
+    dataset: str = "JapaneseVowels"  # a UCR/UEA set bundled in sktime or aeon; ignored when data.train is given
     train: str = ""  # your own training cases (.ts or .csv), with data.test
     test: str = ""  # your own test cases
     val_fraction: float = 0.2  # stratified share of the training cases held out for early stopping
