@@ -293,6 +293,17 @@ def _ranks(by: dict, present: list[str]) -> dict[str, int]:
     return {m: 1 + sum(by[o]["mase"] < by[m]["mase"] for o in present) for m in present}
 
 
+def worse_than_seasonal_naive(results: list[dict]) -> str:
+    """The series where the LSTM's MASE is above the seasonal naive's (the naive's without a season), in words."""
+    worse = []
+    for r in results:
+        by = {family(name): sc["mase"] for name, sc in r["scores"].items()}
+        if by["LSTM"] > by.get("seasonal naive", by["naive"]):
+            worse.append(r["series"])
+    return (f"LSTM worse than the seasonal naive on {len(worse)} of {len(results)} series"
+            + (f": {', '.join(worse)}" if worse else ""))
+
+
 def markdown(results: list[dict], horizon: str) -> list[str]:
     baselines = ["naive", "seasonal naive", "seasonal naive + growth", "AR(p)", "ETS", "ARIMA"]
     methods = ["LSTM", *baselines, "selected", "LSTM, no refit"]
@@ -374,7 +385,20 @@ def main() -> None:
     parser.add_argument("--combine", action="store_true",
                         help="average every candidate's seeds instead of choosing one candidate on the validation "
                              "window (a forecast combination); implies --no-linear")
+    parser.add_argument("--merge", type=Path, nargs="+", metavar="RESULTS_JSON", help="no runs: one table (ranks "
+                        "per series, means over all) from these results files of runs at one horizon, written to "
+                        "OUT/panel-merged-hHORIZON.md")
     args = parser.parse_args()
+    if args.merge:
+        merged = [r for path in args.merge for r in json.loads(path.read_text())]
+        names = [r["series"] for r in merged]
+        if len(set(names)) != len(names):
+            parser.error(f"--merge: a series appears twice: {sorted({n for n in names if names.count(n) > 1})}")
+        args.out.mkdir(parents=True, exist_ok=True)
+        lines = [*markdown(merged, args.horizon), "", worse_than_seasonal_naive(merged)]
+        (args.out / f"panel-merged-h{args.horizon}.md").write_text("\n".join(lines) + "\n")
+        print("\n".join(lines))
+        return
     if args.horizon != "season" and not (args.horizon.isdigit() and int(args.horizon) >= 1):
         parser.error(f"--horizon must be a positive number or 'season', got {args.horizon!r}")
     args.out.mkdir(parents=True, exist_ok=True)

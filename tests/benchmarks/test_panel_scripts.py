@@ -150,3 +150,15 @@ def test_m1_panel_takes_every_yearly_series_of_forty_years(forecast_panel):
     assert len(m1) == 20 and all(len(s.values) >= 40 and s.season == 0 for s in m1)
     t13 = next(s for s in m1 if s.name == "m1 T13")
     assert len(t13.values) == 58 and t13.dates[:2] == ["1976", "1977"] and len(set(t13.dates)) == 58
+
+
+def test_worse_than_seasonal_naive_reads_the_naive_without_a_season(forecast_panel):
+    def result(name, lstm, naive, seasonal=None):
+        scores = {"LSTM (x)": {"mase": lstm}, "naive": {"mase": naive}}
+        if seasonal is not None:
+            scores["seasonal naive (m=4)"] = {"mase": seasonal}
+        return {"series": name, "scores": scores}
+
+    results = [result("a", 0.9, 2.0, 1.0), result("b", 1.1, 2.0, 1.0), result("c", 1.1, 1.0), result("d", 0.9, 1.0)]
+    assert (forecast_panel.worse_than_seasonal_naive(results)
+            == "LSTM worse than the seasonal naive on 2 of 4 series: b, c")
