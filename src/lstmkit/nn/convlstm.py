@@ -258,7 +258,9 @@ class ConvLSTM(nn.Module):
     then one recurrent convolution per step), ``"concat"`` (per step one convolution over
     [x_t, h_{t-1}], the weights concatenated once; not with ``layer_norm``), ``"auto"`` (``"concat"``,
     or ``"fused"`` with ``layer_norm``: the faster on the CPU, see docs/benchmarks.md) or
-    ``"reference"`` (the readable textbook step under the reference time loop).
+    ``"reference"`` (the readable textbook step under the reference time loop). With ``hx=None``
+    (zeros) every impl but the reference skips the first step's W_hh * h_0, which is exactly zero:
+    1/T of the recurrent convolutions and of their gradients.
 
     ``forward(input, hx=None, *, lengths=None)``: input (T, B, C, H, W), or (B, T, C, H, W) with
     ``batch_first``; hx a list of one (h_0, c_0) pair per layer, each (B, Hc_k, H, W), or None for
