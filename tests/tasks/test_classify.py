@@ -117,6 +117,20 @@ def write_scaled_toy(tmp_path):
     return paths
 
 
+def test_the_baselines_read_single_steps_whatever_the_networks_frame(tmp_path):
+    """The 1-NN baselines never read the LSTM's frames: the same figures at data.frame=1 and data.frame=3 (whose
+    last frame would pad the toy cases' odd lengths), for both normalize modes."""
+    for normalize in ("global", "case"):
+        one = prepare_data(toy_config(tmp_path, "data.frame=1", f"data.normalize={normalize}"))
+        three = prepare_data(toy_config(tmp_path, "data.frame=3", f"data.normalize={normalize}"))
+        assert three.cases["train"][0].shape[1] == 3 * one.cases["train"][0].shape[1]  # the network reads frames
+        for split in ("train", "val", "test"):
+            assert len(one.baseline_cases[split]) == len(three.baseline_cases[split]) > 0
+            for a, b in zip(one.baseline_cases[split], three.baseline_cases[split], strict=True):
+                np.testing.assert_array_equal(a, b)
+        assert any(len(c) % 3 for c in one.baseline_cases["train"])  # frames of 3 would have padded these
+
+
 def test_normalize_auto_decides_on_the_training_cases_and_the_baselines_keep_the_plain_cases(tmp_path):
     plain = prepare_data(toy_config(tmp_path, "data.frame=1"))  # the toy cases share one scale: auto is global
     assert plain.config.data.normalize == "global" and plain.baseline_cases is plain.cases

@@ -202,12 +202,13 @@ def test_variants_are_scored_case_by_case_and_adopted_by_the_rule(tmp_path):
     assert selection.final.model.pooling == selection.chosen.values["model.pooling"]
 
 
-def test_dtw_of_framed_cases_warps_single_steps():
-    from lstmkit.tasks.classify import nn1_dtw_predict, to_frames
+def test_dtw_warps_single_steps_where_frames_of_two_cannot_align():
+    from lstmkit.tasks.classify import nn1_dtw_predict
 
-    spike, flat, early = [0.0, 0, 0, 0, 5, 0], [1.0] * 6, [0.0, 5, 0, 0, 0, 0]
-    framed = [to_frames(np.array(c)[:, None], 2) for c in (spike, flat, early)]  # (3, 2): two steps a row
-    # Unframed, the early spike warps onto the late one (DTW 0 against 16 + 5 = 21 to the flat line). In blocks of
-    # two steps the rows [0, 5] and [5, 0] cannot align: 25 or more to the spike, 17 + 2 + 2 = 21 to the flat line.
-    assert nn1_dtw_predict(framed[:2], np.array([0, 1]), framed[2:], 1.0, frame=2).tolist() == [0]
-    assert nn1_dtw_predict(framed[:2], np.array([0, 1]), framed[2:], 1.0, frame=1).tolist() == [1]
+    spike, flat, early = ([np.array(c)[:, None] for c in ([0.0, 0, 0, 0, 5, 0], [1.0] * 6, [0.0, 5, 0, 0, 0, 0])])
+    # Step by step the early spike warps onto the late one (DTW 0 against 16 + 5 = 21 to the flat line). In blocks of
+    # two steps (rows [0, 5] and [5, 0]) they could not align: 25 or more to the spike, 21 to the flat line.
+    assert nn1_dtw_predict([spike, flat], np.array([0, 1]), [early], 1.0).tolist() == [0]
+    framed = [c.reshape(3, 2) for c in (spike, flat, early)]
+    assert nn1_dtw_predict(framed[:2], np.array([0, 1]), framed[2:], 1.0).tolist() == [1]
+

@@ -33,14 +33,9 @@ def predict(model: nn.Module, cases: list[np.ndarray]) -> np.ndarray:
     return predict_proba(model, cases).argmax(axis=1)
 
 
-def nn1_dtw_predict(
-    ref: list[np.ndarray], ref_y: np.ndarray, cases: list[np.ndarray], window: float, *, frame: int = 1
-) -> np.ndarray:
-    """1-NN DTW on the scaled cases, every case resampled to the longest reference length; ``window`` is the
-    Sakoe-Chiba band as a share of that length (1: full warping). Framed cases (``frame`` > 1: each row holds
-    ``frame`` steps side by side) are unframed first, so that DTW warps single steps, not blocks of them."""
-    if frame > 1:
-        ref, cases = ([c.reshape(len(c) * frame, -1) for c in group] for group in (ref, cases))  # (T', C)
+def nn1_dtw_predict(ref: list[np.ndarray], ref_y: np.ndarray, cases: list[np.ndarray], window: float) -> np.ndarray:
+    """1-NN DTW on the scaled cases (one step a row: ``ClassifyPrepared.baseline_cases``), every case resampled to
+    the longest reference length; ``window`` is the Sakoe-Chiba band as a share of that length (1: full warping)."""
     length = max(len(c) for c in ref)
     a, b = (np.stack([resample(c, length) for c in group]) for group in (ref, cases))  # (N, T, C)
     band = None if window >= 1 else round(window * length)
@@ -82,8 +77,7 @@ def score_split(model: nn.Module, prepared: ClassifyPrepared, split: str) -> dic
     nn1 = nn1_predict(ref, ref_y, plain[split], leave_one_out=split == "train")
     dtw = {}
     if split == "test" and prepared.config.data.dtw_baseline:
-        pred_dtw = nn1_dtw_predict(ref, ref_y, plain[split], prepared.config.data.dtw_window,
-                                   frame=prepared.config.data.frame)
+        pred_dtw = nn1_dtw_predict(ref, ref_y, plain[split], prepared.config.data.dtw_window)
         dtw = {"baseline_1nn_dtw": {**class_scores(pred_dtw, target, k), "window": prepared.config.data.dtw_window}}
     confusion = np.zeros((k, k), dtype=np.int64)
     np.add.at(confusion, (target, pred), 1)
