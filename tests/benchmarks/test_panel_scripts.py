@@ -162,3 +162,48 @@ def test_worse_than_seasonal_naive_reads_the_naive_without_a_season(forecast_pan
     results = [result("a", 0.9, 2.0, 1.0), result("b", 1.1, 2.0, 1.0), result("c", 1.1, 1.0), result("d", 0.9, 1.0)]
     assert (forecast_panel.worse_than_seasonal_naive(results)
             == "LSTM worse than the seasonal naive on 2 of 4 series: b, c")
+
+
+def test_classify_panel_alternatives_train_each_distinct_choice_once(classify_panel, monkeypatch, tmp_path):
+    """--alternatives: the loss rule's and the lowest loss's choices are scored too, each distinct one trained once."""
+    from lstmkit.tasks.classify.select import CandidateScore, Selection
+
+    n = 10
+    plain = CandidateScore("biLSTM", {}, 0.5, 0.9, [3] * 5, [0.5] * n, [1.0] + [0.0] * (n - 1))
+    copy = CandidateScore("biLSTM, data.differences=true", {"data.differences": True}, 0.1, 1.0, [4] * 5,
+                          [0.1 + 0.01 * i for i in range(n)], [0.0] * n)  # fmt: skip
+    # by accuracy: one case of 10 fixed, gain 0.1 = its standard error, not clearly better; by loss clearly better
+    trained = []
+    monkeypatch.setattr(classify_panel, "select", lambda base, cands, **kw: Selection(
+        "5-fold", [plain, copy], plain, base, "kept"))  # fmt: skip
+    monkeypatch.setattr(classify_panel, "test_scores", lambda final, seeds, workdir, name: trained.append(
+        final.data.differences) or {"accuracies": [0.5], "mean": 0.5, "ensemble": 0.5})  # fmt: skip
+    out = classify_panel.lstm("UnitTest", [0], tmp_path, lambda line: None, 30, names=["biLSTM"],
+                              variant=["data.differences=true"], prefer_plain="accuracy", alternatives=True)
+    assert out["chosen"] == "biLSTM"
+    assert out["alternatives"]["loss rule"]["chosen"] == copy.name and "mean" in out["alternatives"]["loss rule"]
+    assert out["alternatives"]["lowest validation loss"] == {"chosen": copy.name, "same as": "loss rule"}
+    assert trained == [False, True]  # the main choice, then the loss rule's; the lowest loss's not again
+
+
+def test_forecast_merge_refuses_a_series_twice_and_ranks_across_files(forecast_panel, monkeypatch, tmp_path, capsys):
+    import json
+
+    def result(name, lstm, naive):
+        return {"series": name, "horizon": 1, "test": "t", "origins": 3, "chosen": "c", "selected": "c",
+                "scores": {"LSTM (c, 3-seed mean)": {"mase": lstm, "smape": 1.0},
+                           "naive": {"mase": naive, "smape": 2.0}}}  # fmt: skip
+
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps([result("s1", 0.5, 1.0)]))
+    b.write_text(json.dumps([result("s2", 2.0, 1.0)]))
+    monkeypatch.setattr("sys.argv", ["forecast_panel", "--out", str(tmp_path / "m"), "--merge", str(a), str(b)])
+    forecast_panel.main()
+    text = (tmp_path / "m" / "panel-merged-h1.md").read_text()
+    # ranks over both files: s1 LSTM 1st, naive (and the seasonal naive, which is the naive here) 2nd; s2 LSTM 3rd
+    assert "| **mean rank, LSTM vs baselines** | | | | | 2.00 | 1.50 | 1.50 |" in text
+    assert text.rstrip().endswith("LSTM worse than the seasonal naive on 1 of 2 series: s2")
+    monkeypatch.setattr("sys.argv", ["forecast_panel", "--out", str(tmp_path / "m"), "--merge", str(a), str(a)])
+    with pytest.raises(SystemExit):
+        forecast_panel.main()
+    assert "--merge: a series appears twice: ['s1']" in capsys.readouterr().err
