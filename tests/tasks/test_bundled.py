@@ -119,3 +119,15 @@ def test_aeon_only_sets_read_with_their_official_splits(name, cases, lengths, cl
     all_lengths = train.lengths + test.lengths
     assert (min(all_lengths), max(all_lengths)) == lengths
     assert len(train.class_labels) == classes
+
+
+def test_tasks_listing_survives_missing_ucr_carriers(monkeypatch):
+    """`lstmkit tasks` describes classify's data before checking it: with neither sktime nor aeon it must still list
+    the task, as unavailable, with the install hint."""
+    from lstmkit.tasks import runner
+
+    monkeypatch.setattr(bundled, "package_dir", lambda name: None)
+    info = {t.name: t for t in runner.list_tasks()}["classify"]
+    assert not info.available
+    assert info.source == "UCR/UEA JapaneseVowels, official train/test split (PyPI sktime or aeon; not found here)"
+    assert info.note.endswith("the UCR/UEA data sets come from the PyPI package 'sktime': pip install sktime")

@@ -229,8 +229,10 @@ def describe_source(config: Config) -> str:
     d = config.data
     if d.train or d.test:
         return f"{d.train} (training) and {d.test} (test)"
-    folder = ucr_files(d.dataset)[0].parent  # .../site-packages/PACKAGE/datasets/data/NAME
-    package = folder.parents[2].name
+    try:  # never raises: `lstmkit tasks` describes the data before checking that it can be read
+        package = ucr_files(d.dataset)[0].parents[3].name  # .../PACKAGE/datasets/data/NAME/NAME_TRAIN.ts
+    except DataUnavailable:
+        return f"UCR/UEA {d.dataset}, official train/test split (PyPI sktime or aeon; not found here)"
     return f"UCR/UEA {d.dataset}, official train/test split (PyPI {package}: {package}/datasets/data/{d.dataset}/)"
 
 
