@@ -34,6 +34,7 @@ from lstmkit.tasks.baselines import LinearAR
 from lstmkit.tasks.bundled import package_file, pmdarima_series
 from lstmkit.tasks.forecast import ForecastTask, prepare_data
 from lstmkit.tasks.forecast.data import transform_target
+from lstmkit.tasks.forecast.many import SplitSeries, fit_global, forecast
 from lstmkit.tasks.forecast.scoring import baseline_forecasts, model_forecasts, score, split_origins
 from lstmkit.tasks.rundir import open_run
 
@@ -151,6 +152,7 @@ def write_csv(s: PanelSeries, folder: Path) -> Path:
 def family(name: str) -> str:
     """A baseline's column in the panel table (the chosen ETS form and ARIMA order vary by series)."""
     for prefix, label in (("ETS(", "ETS"), ("ARIMA(", "ARIMA"), ("AR(", "AR(p)"), ("LSTM", "LSTM"),
+                          ("global LSTM", "global LSTM"),
                           ("seasonal naive with growth", "seasonal naive + growth"),
                           ("seasonal naive", "seasonal naive"), ("selected", "selected"),
                           ("no refit", "LSTM, no refit")):  # fmt: skip
@@ -288,31 +290,74 @@ def run_series(s: PanelSeries, horizon: int, seeds: list[int], candidates: dict[
             "scores": scores}
 
 
+def split_of(s: PanelSeries, horizon: int, workdir: Path) -> tuple[SplitSeries, np.ndarray]:
+    """``s`` with the split :func:`run_series` gives it at ``horizon`` (the forecast task's own split, read
+    through ``prepare_data`` with the panel's overrides) and the test origins that run scored."""
+    n = len(s.values)
+    test_size = test_window(n, horizon)
+    val_size = max(2 * horizon, round(0.2 * (n - test_size)))
+    prepared = prepare_data(runner.build_config("forecast", overrides=[
+        f"data.csv={write_csv(s, workdir)}", "data.column=y", "data.date_column=date", f"data.season={s.season}",
+        f"data.horizon={horizon}", f"data.test_size={test_size}", f"data.val_size={val_size}",
+        f"data.window={s.window}", f"data.ar_order={s.window}"]))  # fmt: skip
+    split = prepared.split
+    series = SplitSeries(s.name, np.asarray(s.values), split.val_lo, split.test_lo, horizon, s.window, s.season)
+    return series, split_origins(prepared, "test")
+
+
+def global_scores(results: list[dict], seeds: list[int], workdir: Path, log) -> list[dict]:
+    """Add one global LSTM's test scores (``lstmkit.tasks.forecast.many``: one model trained on every series of
+    ``results`` at once, each seed's forecasts averaged) to each series' recorded scores; the per-series runs and
+    the baselines are not rerun, and the global model reads each series' training and validation parts only."""
+    by_name = {s.name: s for panel in PANELS.values() for s in panel()}
+    collection, origins = [], []
+    for r in results:
+        split, o = split_of(by_name[r["series"]], r["horizon"], workdir)
+        if len(o) != r["origins"]:
+            raise SystemExit(f"{r['series']}: {len(o)} test origins here, {r['origins']} in the results file")
+        collection.append(split)
+        origins.append(o)
+    per_seed = []
+    for seed in seeds:
+        started = time.perf_counter()
+        model, info = fit_global(collection, workdir / f"global-s{seed}", seed=seed)
+        log(f"global LSTM seed {seed}: {info} ({time.perf_counter() - started:.0f} s)")
+        per_seed.append([forecast(model, s, o) for s, o in zip(collection, origins, strict=True)])
+    out = []
+    for i, (r, s, o) in enumerate(zip(results, collection, origins, strict=True)):
+        pred = np.mean([f[i] for f in per_seed], axis=0)  # (N, h): the seeds' forecasts averaged
+        actual = s.values[o[:, None] + np.arange(s.horizon)[None, :]]
+        name = f"global LSTM ({len(seeds)}-seed mean, {len(collection)} series)"
+        out.append({**r, "scores": {**r["scores"], name: score(actual, pred, s.values[: s.test_lo], s.season or 1)}})
+    return out
+
+
 def _ranks(by: dict, present: list[str]) -> dict[str, int]:
     """1 + the number of methods strictly better by MASE (ties share a rank)."""
     return {m: 1 + sum(by[o]["mase"] < by[m]["mase"] for o in present) for m in present}
 
 
-def worse_than_seasonal_naive(results: list[dict]) -> str:
-    """The series where the LSTM's MASE is above the seasonal naive's (the naive's without a season), in words."""
+def worse_than_seasonal_naive(results: list[dict], method: str = "LSTM") -> str:
+    """The series where ``method``'s MASE is above the seasonal naive's (the naive's without a season), in words."""
     worse = []
     for r in results:
         by = {family(name): sc["mase"] for name, sc in r["scores"].items()}
-        if by["LSTM"] > by.get("seasonal naive", by["naive"]):
+        if by[method] > by.get("seasonal naive", by["naive"]):
             worse.append(r["series"])
-    return (f"LSTM worse than the seasonal naive on {len(worse)} of {len(results)} series"
+    return (f"{method} worse than the seasonal naive on {len(worse)} of {len(results)} series"
             + (f": {', '.join(worse)}" if worse else ""))
 
 
 def markdown(results: list[dict], horizon: str) -> list[str]:
     baselines = ["naive", "seasonal naive", "seasonal naive + growth", "AR(p)", "ETS", "ARIMA"]
-    methods = ["LSTM", *baselines, "selected", "LSTM, no refit"]
+    methods = ["LSTM", *baselines, "selected", "LSTM, no refit", "global LSTM"]
     lines = [f"#### Horizon {horizon}: MASE (sMAPE %) on the test window", "",
              "| series | h | test (origins) | LSTM chosen | selected | " + " | ".join(methods) + " |",
              "|---|---:|---|---|---|" + "---:|" * len(methods)]  # fmt: skip
     ranks = {m: [] for m in methods}  # the LSTM against the baselines
     ranks_sel = {m: [] for m in methods}  # the selected model against the baselines
     ranks_norefit = {m: [] for m in methods}  # the LSTM without the refit against the baselines
+    ranks_global = {m: [] for m in methods}  # the global LSTM (one model for every series) against the baselines
     table = {m: {"mase": [], "smape": []} for m in methods}
     for r in results:
         by = {}
@@ -323,8 +368,11 @@ def markdown(results: list[dict], horizon: str) -> list[str]:
         row = [r["series"], str(r["horizon"]), f"{r['test']} ({r['origins']})", r["chosen"], r.get("selected", "")]
         present = [m for m in methods if m in by]
         present = [m for m in present if m != "LSTM, no refit"]  # shown for comparison, not ranked
-        plain = _ranks(by, [m for m in present if m != "selected"])
-        sel = _ranks(by, [m for m in present if m != "LSTM"])
+        plain = _ranks(by, [m for m in present if m not in ("selected", "global LSTM")])
+        sel = _ranks(by, [m for m in present if m not in ("LSTM", "global LSTM")])
+        if "global LSTM" in by:
+            for m, r_ in _ranks(by, ["global LSTM", *[m for m in present if m in baselines]]).items():
+                ranks_global[m].append(r_)
         if "LSTM, no refit" in by:
             for m, r_ in _ranks(by, ["LSTM, no refit", *[m for m in present if m in baselines]]).items():
                 ranks_norefit[m].append(r_)
@@ -353,6 +401,9 @@ def markdown(results: list[dict], horizon: str) -> list[str]:
     if ranks_norefit["LSTM, no refit"]:
         mn = [f"{np.mean(ranks_norefit[m]):.2f}" if ranks_norefit[m] else "—" for m in methods]
         lines.append("| **mean rank, LSTM without refit vs baselines** | | | | | " + " | ".join(mn) + " |")
+    if ranks_global["global LSTM"]:
+        mg = [f"{np.mean(ranks_global[m]):.2f}" if ranks_global[m] else "—" for m in methods]
+        lines.append("| **mean rank, global LSTM vs baselines** | | | | | " + " | ".join(mg) + " |")
     return lines
 
 
@@ -388,15 +439,31 @@ def main() -> None:
     parser.add_argument("--merge", type=Path, nargs="+", metavar="RESULTS_JSON", help="no runs: one table (ranks "
                         "per series, means over all) from these results files of runs at one horizon, written to "
                         "OUT/panel-merged-hHORIZON.md")
+    parser.add_argument("--global", dest="global_model", action="store_true",
+                        help="with --merge: also train one global LSTM on every merged series at once "
+                             "(lstmkit.tasks.forecast.many; --seeds averaged) and add its test scores as a column")
     args = parser.parse_args()
+    if args.global_model and not args.merge:
+        parser.error("--global needs --merge (the results files whose series it trains on and is scored beside)")
     if args.merge:
         merged = [r for path in args.merge for r in json.loads(path.read_text())]
         names = [r["series"] for r in merged]
         if len(set(names)) != len(names):
             parser.error(f"--merge: a series appears twice: {sorted({n for n in names if names.count(n) > 1})}")
         args.out.mkdir(parents=True, exist_ok=True)
+        tag = "global" if args.global_model else "merged"
+        if args.global_model:
+            def log(line: str) -> None:
+                print(line, flush=True)
+                with (args.out / f"log-{tag}-h{args.horizon}.txt").open("a") as f:
+                    f.write(line + "\n")
+            with tempfile.TemporaryDirectory(dir=args.out) as tmp:
+                merged = global_scores(merged, args.seeds, Path(tmp), log)
+            (args.out / f"results-{tag}-h{args.horizon}.json").write_text(json.dumps(merged, indent=1))
         lines = [*markdown(merged, args.horizon), "", worse_than_seasonal_naive(merged)]
-        (args.out / f"panel-merged-h{args.horizon}.md").write_text("\n".join(lines) + "\n")
+        if args.global_model:
+            lines.append(worse_than_seasonal_naive(merged, "global LSTM"))
+        (args.out / f"panel-{tag}-h{args.horizon}.md").write_text("\n".join(lines) + "\n")
         print("\n".join(lines))
         return
     if args.horizon != "season" and not (args.horizon.isdigit() and int(args.horizon) >= 1):
