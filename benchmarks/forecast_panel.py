@@ -33,6 +33,7 @@ from lstmkit.tasks.base import DataUnavailable
 from lstmkit.tasks.baselines import LinearAR
 from lstmkit.tasks.bundled import package_file, pmdarima_series
 from lstmkit.tasks.forecast import ForecastTask, prepare_data
+from lstmkit.tasks.forecast.config import ForecastData
 from lstmkit.tasks.forecast.data import transform_target
 from lstmkit.tasks.forecast.many import SplitSeries, fit_global, forecast
 from lstmkit.tasks.forecast.scoring import baseline_forecasts, model_forecasts, score, split_origins
@@ -126,21 +127,26 @@ def m1_yearly() -> list[PanelSeries]:
     values (20 of 181: 40 to 58 years), from the Monash archive's ``m1_yearly_dataset.tsf`` that aeon bundles
     (``pip install --no-deps aeon==1.6.0``; read as text, aeon never imported). The file holds the series the
     competition gave its entrants (not its hidden test years): the panel cuts its own test window from them."""
+    return [s for s in m1_yearly_all() if len(s.values) >= M1_MIN_LENGTH]
+
+
+def m1_yearly_all() -> list[PanelSeries]:
+    """All 181 yearly series of M1 (aeon's copy, as :func:`m1_yearly` reads it), 15 to 58 years."""
     path = package_file("aeon", "datasets/data/m1_yearly_dataset/m1_yearly_dataset.tsf")
     out, in_data = [], False
     for line in path.read_text(encoding="utf-8").splitlines():
         if in_data and line.strip():
             name, start, values = line.split(":")  # T5:1976-01-01 00-00-00:v1,v2,...
             numbers = [float(v) for v in values.split(",")]
-            if len(numbers) >= M1_MIN_LENGTH:
-                year = int(start[:4])
-                out.append(PanelSeries(f"m1 {name}", f"M1 yearly {name} (aeon, Monash archive)", "yearly",
-                                       [str(year + i) for i in range(len(numbers))], numbers, 0, 8))  # fmt: skip
+            year = int(start[:4])
+            out.append(PanelSeries(f"m1 {name}", f"M1 yearly {name} (aeon, Monash archive)", "yearly",
+                                   [str(year + i) for i in range(len(numbers))], numbers, 0, 8))  # fmt: skip
         in_data = in_data or line.strip().lower() == "@data"
     return out
 
 
 PANELS = {"first": panel_series, "second": second_panel, "m1": m1_yearly}
+SHORT_AR_ORDER = 4  # the AR(p) baseline's order on the short M1 series (10 training values at 15 years)
 
 
 def write_csv(s: PanelSeries, folder: Path) -> Path:
@@ -332,6 +338,42 @@ def global_scores(results: list[dict], seeds: list[int], workdir: Path, log) -> 
     return out
 
 
+def global_short_m1(seeds: list[int], workdir: Path, log) -> list[dict]:
+    """The global LSTM on M1's 161 yearly series shorter than :data:`M1_MIN_LENGTH` (15-39 years), which no
+    per-series LSTM can be trained on and no run of this panel has read: one model trained on all 181 M1 yearly
+    series' training parts (the split of :func:`run_series` at h = 1: the last 20% of the years, at least 2, for
+    test; 20% of the rest, at least 2, for validation), scored on the short ones' one-step test forecasts beside
+    the naive, AR(4), ETS and ARIMA fitted on every year before the test."""
+    collection = []
+    for s in m1_yearly_all():
+        n = len(s.values)
+        test_size = test_window(n, 1)
+        val_size = max(2, round(0.2 * (n - test_size)))
+        collection.append(SplitSeries(s.name, np.asarray(s.values), n - test_size - val_size, n - test_size, 1,
+                                      s.window, 0))  # fmt: skip
+    short = [s for s in collection if len(s.values) < M1_MIN_LENGTH]
+    per_seed = []
+    for seed in seeds:
+        started = time.perf_counter()
+        model, info = fit_global(collection, workdir / f"global-m1-s{seed}", seed=seed)
+        log(f"global LSTM (all M1 yearly) seed {seed}: {info} ({time.perf_counter() - started:.0f} s)")
+        per_seed.append([forecast(model, s, np.arange(s.test_lo, len(s.values))) for s in short])
+    data = ForecastData(dataset="", window=SHORT_AR_ORDER, horizon=1, ar_order=SHORT_AR_ORDER, log=False, season=0)
+    out = []
+    for i, s in enumerate(short):
+        origins = np.arange(s.test_lo, len(s.values))
+        actual = s.values[origins][:, None]  # (N, 1)
+        y_train = s.values[: s.test_lo]
+        scores = {f"global LSTM ({len(seeds)}-seed mean, {len(collection)} series)":
+                  score(actual, np.mean([f[i] for f in per_seed], axis=0), y_train, 1)}  # fmt: skip
+        scores.update({k: score(actual, v, y_train, 1)
+                       for k, v in baseline_forecasts(s.values, s.test_lo, data, origins).items()})  # fmt: skip
+        out.append({"series": s.name, "source": "M1 yearly (aeon)", "frequency": "yearly", "steps": len(s.values),
+                    "season": 0, "test": f"last {len(origins)} years", "origins": len(origins), "horizon": 1,
+                    "chosen": "—", "selected": "", "scores": scores})  # fmt: skip
+    return out
+
+
 def _ranks(by: dict, present: list[str]) -> dict[str, int]:
     """1 + the number of methods strictly better by MASE (ties share a rank)."""
     return {m: 1 + sum(by[o]["mase"] < by[m]["mase"] for o in present) for m in present}
@@ -442,7 +484,25 @@ def main() -> None:
     parser.add_argument("--global", dest="global_model", action="store_true",
                         help="with --merge: also train one global LSTM on every merged series at once "
                              "(lstmkit.tasks.forecast.many; --seeds averaged) and add its test scores as a column")
+    parser.add_argument("--global-short-m1", action="store_true",
+                        help="no per-series runs: the global LSTM trained on all 181 M1 yearly series, scored at "
+                             "h = 1 on the 161 shorter than 40 years against the naive, AR(4), ETS and ARIMA")
     args = parser.parse_args()
+    if args.global_short_m1:
+        args.out.mkdir(parents=True, exist_ok=True)
+
+        def log(line: str) -> None:
+            print(line, flush=True)
+            with (args.out / "log-global-short-m1.txt").open("a") as f:
+                f.write(line + "\n")
+
+        with tempfile.TemporaryDirectory(dir=args.out) as tmp:
+            results = global_short_m1(args.seeds, Path(tmp), log)
+        (args.out / "results-global-short-m1.json").write_text(json.dumps(results, indent=1))
+        lines = [*markdown(results, "1"), "", worse_than_seasonal_naive(results, "global LSTM")]
+        (args.out / "panel-global-short-m1.md").write_text("\n".join(lines) + "\n")
+        print("\n".join(lines))
+        return
     if args.global_model and not args.merge:
         parser.error("--global needs --merge (the results files whose series it trains on and is scored beside)")
     if args.merge:
