@@ -207,3 +207,37 @@ def test_forecast_merge_refuses_a_series_twice_and_ranks_across_files(forecast_p
     with pytest.raises(SystemExit):
         forecast_panel.main()
     assert "--merge: a series appears twice: ['s1']" in capsys.readouterr().err
+
+
+def test_forecast_global_column_is_scored_on_the_recorded_origins(forecast_panel, monkeypatch, tmp_path, capsys):
+    """--merge --global: one global model on the merged series, scored on each series' recorded test origins and
+    ranked against the baselines only (the per-series LSTM's rank is unchanged by the new column)."""
+    import json
+
+    from lstmkit.tasks.forecast import many
+
+    nile = next(s for s in forecast_panel.panel_series() if s.name == "nile")
+    split, origins = forecast_panel.split_of(nile, 1, tmp_path)
+    assert split.test_lo == 80 and split.val_lo == 64 and list(origins) == list(range(80, 100))
+    record = {"series": "nile", "horizon": 1, "test": "t", "origins": 20, "chosen": "c", "selected": "c",
+              "scores": {"LSTM (c, 3-seed mean)": {"mase": 0.5, "smape": 1.0},
+                         "naive": {"mase": 1e9, "smape": 2.0}}}  # fmt: skip
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps([record]))
+    small = many.GlobalSettings(hidden_size=4, epochs=2, patience=2)
+    monkeypatch.setattr(forecast_panel, "fit_global", lambda col, out, seed: many.fit_global(
+        col, out, seed=seed, settings=small))  # fmt: skip
+    monkeypatch.setattr("sys.argv", ["forecast_panel", "--out", str(tmp_path / "g"), "--merge", str(path),
+                                     "--global", "--seeds", "0"])  # fmt: skip
+    forecast_panel.main()
+    text = (tmp_path / "g" / "panel-global-h1.md").read_text()
+    # LSTM 1st of 3 (LSTM, naive, seasonal naive = naive) without the global column; the global model beats the
+    # naive's 1e9, so it ranks 1st against the baselines
+    assert "| **mean rank, LSTM vs baselines** | | | | | 1.00 | 2.00 | 2.00 |" in text
+    assert "| **mean rank, global LSTM vs baselines** | | | | | — | 2.00 | 2.00 | — | — | — | — | — | — | 1.00 |" in text
+    scores = json.loads((tmp_path / "g" / "results-global-h1.json").read_text())[0]["scores"]
+    assert "global LSTM (1-seed mean, 1 series)" in scores
+    record["origins"] = 19
+    path.write_text(json.dumps([record]))
+    with pytest.raises(SystemExit, match="nile: 20 test origins here, 19 in the results file"):
+        forecast_panel.main()
