@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -67,7 +69,7 @@ def test_windows_weigh_every_series_equally_and_mask_beyond_its_horizon():
     counts = [len(origins_between(s, 0, s.val_lo)) for s in col]
     assert len(x) == sum(counts) and x.shape[1:] == (8, 2) and y.shape == mask.shape == (sum(counts), 3)
     starts = np.cumsum([0, *counts])
-    totals = [float(w[a:b].sum()) for a, b in zip(starts[:-1], starts[1:], strict=True)]
+    totals = [float(w[a:b].sum()) for a, b in itertools.pairwise(starts)]
     np.testing.assert_allclose(totals, totals[0], rtol=1e-6)  # each series the same total weight
     assert float(w.mean()) == pytest.approx(1.0)
     for s, a, b in zip(col, starts[:-1], starts[1:], strict=True):

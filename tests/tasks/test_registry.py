@@ -26,7 +26,7 @@ def test_every_task_trains_evaluates_and_reads_back(name, tmp_path):
     assert (run.config.train.max_steps, run.config.train.seed) == (config.train.max_steps, config.train.seed)
     # Evaluating the validation split from the run directory alone gives the loss training reported.
     metrics, lines = runner.evaluate(result.run_dir, "val")
-    loss_key = next(k for k in metrics if k.startswith("nats_per_") or k == "mse")  # mse: regression tasks
+    loss_key = next(k for k in metrics if k.startswith("nats_per_") or k in ("mse", "scaled_mae"))  # regression tasks
     assert metrics[loss_key] == pytest.approx(summary[loss_key], rel=1e-6)
     assert lines and all(isinstance(line, str) for line in lines)
 

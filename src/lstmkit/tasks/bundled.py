@@ -29,6 +29,7 @@ INSTALL = {"statsmodels": "pip install statsmodels", "sktime": "pip install skti
 
 SUNSPOTS = ("statsmodels", "datasets/sunspots/sunspots.csv")
 AIRLINE = ("sktime", "datasets/data/Airline/Airline.csv")
+M1_YEARLY = ("aeon", "datasets/data/m1_yearly_dataset/m1_yearly_dataset.tsf")  # the Monash archive's copy of M1
 UCR_SETS = ("JapaneseVowels", "ItalyPowerDemand", "BasicMotions", "GunPoint")  # tuned and reported; others work too
 UCR_PACKAGES = ("sktime", "aeon")  # searched in this order; a set in both is read from sktime
 

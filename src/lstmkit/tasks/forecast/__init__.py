@@ -55,6 +55,7 @@ from lstmkit.tasks.forecast.data import (
     transform_target,
     window_dataset,
 )
+from lstmkit.tasks.forecast.many_task import ForecastManyTask  # registers forecast-many
 from lstmkit.tasks.forecast.plots import plot_forecast
 from lstmkit.tasks.forecast.scoring import baseline_forecasts, model_name, score, score_split
 from lstmkit.tasks.forecast.steps import forecast_step
@@ -69,6 +70,7 @@ __all__ = [
     "_DATA_FORMAT",
     "_DATA_VERSION",
     "ForecastData",
+    "ForecastManyTask",
     "ForecastModel",
     "ForecastNet",
     "ForecastPrepared",

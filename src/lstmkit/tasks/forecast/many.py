@@ -102,14 +102,14 @@ def inputs(s: SplitSeries, origins: np.ndarray, length: int, scale: float) -> np
 def windows(
     collection: Sequence[SplitSeries], part: str, length: int, max_horizon: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Every series' ``part`` ("train" or "val") windows: inputs (N, length, 2), targets (N, max_horizon) (scaled
-    changes, 0 beyond the series' horizon), the target mask (N, max_horizon) and per-window weights (N,) that
-    give each series the same total weight."""
+    """Every series' ``part`` ("train", "val" or "test") windows: inputs (N, length, 2), targets (N, max_horizon)
+    (scaled changes, 0 beyond the series' horizon), the target mask (N, max_horizon) and per-window weights (N,)
+    that give each series the same total weight."""
     xs, ys, masks, weights = [], [], [], []
     present = []
     for s in collection:
         scale = mase_scale(s.values[: s.val_lo], s.season)
-        lo, hi = (0, s.val_lo) if part == "train" else (s.val_lo, s.test_lo)
+        lo, hi = {"train": (0, s.val_lo), "val": (s.val_lo, s.test_lo), "test": (s.test_lo, len(s.values))}[part]
         o = origins_between(s, lo, hi)
         if len(o) == 0:
             continue
