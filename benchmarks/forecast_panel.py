@@ -28,10 +28,11 @@ from pathlib import Path
 
 import numpy as np
 
+from lstmkit.data.collection import read_tsf
 from lstmkit.tasks import runner
 from lstmkit.tasks.base import DataUnavailable
 from lstmkit.tasks.baselines import LinearAR
-from lstmkit.tasks.bundled import package_file, pmdarima_series
+from lstmkit.tasks.bundled import M1_YEARLY, package_file, pmdarima_series
 from lstmkit.tasks.forecast import ForecastTask, prepare_data
 from lstmkit.tasks.forecast.config import ForecastData
 from lstmkit.tasks.forecast.data import transform_target
@@ -131,17 +132,12 @@ def m1_yearly() -> list[PanelSeries]:
 
 
 def m1_yearly_all() -> list[PanelSeries]:
-    """All 181 yearly series of M1 (aeon's copy, as :func:`m1_yearly` reads it), 15 to 58 years."""
-    path = package_file("aeon", "datasets/data/m1_yearly_dataset/m1_yearly_dataset.tsf")
-    out, in_data = [], False
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if in_data and line.strip():
-            name, start, values = line.split(":")  # T5:1976-01-01 00-00-00:v1,v2,...
-            numbers = [float(v) for v in values.split(",")]
-            year = int(start[:4])
-            out.append(PanelSeries(f"m1 {name}", f"M1 yearly {name} (aeon, Monash archive)", "yearly",
-                                   [str(year + i) for i in range(len(numbers))], numbers, 0, 8))  # fmt: skip
-        in_data = in_data or line.strip().lower() == "@data"
+    """All 181 yearly series of M1 (aeon's copy, read by ``lstmkit.data.collection.read_tsf``), 15 to 58 years."""
+    out = []
+    for s in read_tsf(package_file(*M1_YEARLY)):
+        year = int(s.attributes[0][:4])  # start_timestamp, e.g. 1976-01-01 00-00-00
+        out.append(PanelSeries(f"m1 {s.name}", f"M1 yearly {s.name} (aeon, Monash archive)", "yearly",
+                               [str(year + i) for i in range(len(s.values))], list(s.values), 0, 8))  # fmt: skip
     return out
 
 

@@ -33,13 +33,16 @@ from pathlib import Path
 
 @dataclasses.dataclass(frozen=True)
 class NamedSeries:
-    """One series of a collection: its name and its values (missing values trimmed off both ends)."""
+    """One series of a collection: its name, its values (missing values trimmed off both ends) and, from a
+    ``.tsf`` file, its other attribute values in the file's order (e.g. the start timestamp)."""
 
     name: str
     values: tuple[float, ...]
+    attributes: tuple[str, ...] = ()
 
 
-def _trim(name: str, values: list[float | None], where: str, lines: list[int] | None = None) -> NamedSeries:
+def _trim(name: str, values: list[float | None], where: str, lines: list[int] | None = None,
+          attributes: tuple[str, ...] = ()) -> NamedSeries:  # fmt: skip
     present = [i for i, v in enumerate(values) if v is not None]
     if not present:
         raise ValueError(f"{where}: series {name!r} has no values")
@@ -49,7 +52,7 @@ def _trim(name: str, values: list[float | None], where: str, lines: list[int] | 
             at = f"line {lines[i]}" if lines else f"value {i + 1}"
             raise ValueError(f"{where}: series {name!r} has a gap at {at} (a missing value between values); the "
                              "forecaster needs contiguous values: fill or cut the series first")  # fmt: skip
-    return NamedSeries(name, tuple(float(v) for v in values[lo:hi]))  # type: ignore[arg-type]
+    return NamedSeries(name, tuple(float(v) for v in values[lo:hi]), attributes)  # type: ignore[arg-type]
 
 
 def _number(text: str, where: str) -> float | None:
@@ -66,7 +69,9 @@ def _number(text: str, where: str) -> float | None:
 
 
 def read_tsf(path: str | os.PathLike[str]) -> list[NamedSeries]:
-    """Every series of a Monash ``.tsf`` file, named by its first attribute (``series_name``)."""
+    """Every series of a Monash ``.tsf`` file, named by its first attribute (``series_name``). A leading or
+    trailing missing value is trimmed, so a series' values need not start at its start timestamp's step when
+    the file pads it with ``?``: the archive's files do not."""
     path = Path(path)
     out, in_data, names = [], False, set()
     with path.open(encoding="utf-8") as f:
@@ -85,7 +90,8 @@ def read_tsf(path: str | os.PathLike[str]) -> list[NamedSeries]:
             if name in names:
                 raise ValueError(f"{where}: series {name!r} appears twice")
             names.add(name)
-            out.append(_trim(name, [_number(v, where) for v in values.split(",")], where))
+            out.append(_trim(name, [_number(v, where) for v in values.split(",")], where,
+                             attributes=tuple(attributes[1:])))
     if not in_data:
         raise ValueError(f"{path}: no @data line: not a .tsf file")
     if not out:
@@ -118,8 +124,8 @@ def read_wide_csv(path: str | os.PathLike[str], *, columns: list[str] | None = N
         cells: list[list[float | None]] = [[] for _ in wanted]
         lines = []
         for number, row in enumerate(reader, 2):
-            if not any(c.strip() for c in row):
-                continue
+            if not any(c.strip() for c in row):  # a blank line: a missing value of every series (trimmed at the ends)
+                row = [""] * len(header)
             if len(row) != len(header):
                 raise ValueError(f"{path}, line {number}: {len(row)} cells, the header has {len(header)}")
             lines.append(number)

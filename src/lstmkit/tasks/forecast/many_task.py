@@ -172,7 +172,8 @@ def prepare_collection(config: Config) -> ManyPrepared:
                                       data.season))  # fmt: skip
     if too_short:
         shown = ", ".join(too_short[:10]) + (f" and {len(too_short) - 10} more" if len(too_short) > 10 else "")
-        raise DataUnavailable(f"{len(too_short)} series are too short for data.horizon={data.horizon} and the "
+        verb = "is" if len(too_short) == 1 else "are"
+        raise DataUnavailable(f"{len(too_short)} series {verb} too short for data.horizon={data.horizon} and the "
                               f"validation and test parts (about {need} values needed): {shown}; leave them out "
                               "with data.min_length=N or set data.test_size / data.val_size")  # fmt: skip
     if not collection:
