@@ -138,6 +138,9 @@ def test_cli_trains_evaluates_and_refuses_changed_data(tmp_path):
     assert "test: 3 series, " in r.output and "global LSTM" in r.output and "naive" in r.output
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert set(summary["test"]["per_series"]) == {"a", "b", "c"}
+    rows = (tmp_path / "run" / "forecasts.csv").read_text().splitlines()
+    assert rows[0] == "series,step,forecast" and [r.split(",")[:2] for r in rows[1:]] == [
+        [name, "1"] for name in "abc"]  # the default horizon: 1
     metrics, _ = runner.evaluate(tmp_path / "run", "test")
     assert metrics["methods"] == summary["test"]["methods"]
     path = tmp_path / "many_smoke.csv"

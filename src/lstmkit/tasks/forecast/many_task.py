@@ -32,7 +32,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from lstmkit._fileio import write_versioned_json
+from lstmkit._fileio import write_text_atomic, write_versioned_json
 from lstmkit.data.collection import NamedSeries, read_tsf, read_wide_csv
 from lstmkit.models import ForecastModel, ForecastNet
 from lstmkit.tasks import baselines as bl
@@ -45,6 +45,7 @@ from lstmkit.tasks.rundir import Run
 from lstmkit.train import Config, DataConfig, TrainConfig, evaluate, fit, set_values
 
 DATA = "data.json"
+FORECASTS = "forecasts.csv"  # each series' next data.horizon values after its last one
 _FORMAT, _VERSION = "lstmkit.forecast-many-split", 1
 SPLITS = ("val", "test")
 DATASETS = ("m1-yearly", "")
@@ -221,6 +222,18 @@ def score_part(model: ForecastNet, prepared: ManyPrepared, part: str) -> dict[st
             "worse_than_naive": worse_than_naive(per_series)}  # fmt: skip
 
 
+def write_forecasts(model: ForecastNet, prepared: ManyPrepared, path: Path) -> None:
+    """``series,step,forecast`` rows: each series' next ``data.horizon`` values after its last one (step 1 is
+    the first value after the data), from the model trained on the training part (the test part is input here,
+    as any observed history is)."""
+    window = prepared.config.data.window
+    rows = ["series,step,forecast"]
+    for s in prepared.collection:
+        f = forecast(model, s, np.array([len(s.values)]), length=window)[0]  # (h,)
+        rows += [f"{s.name},{k + 1},{float(v)!r}" for k, v in enumerate(f)]
+    write_text_atomic(path, "\n".join(rows) + "\n")
+
+
 def summarise(per_series: dict[str, dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
     """Each method's mean rank by MASE (ties share the better rank; each series ranks the methods it has), its
     geometric-mean MASE, mean sMAPE, the series it was scored on and those it was best on."""
@@ -257,7 +270,7 @@ class ForecastManyTask(Task):
 
     summary = ("forecasting many series with one LSTM: M1 yearly (181 series) or --set data.csv=FILE (a column per "
                "series) / data.tsf=FILE; ranked against naive, ETS and ARIMA per series")  # fmt: skip
-    state_files = (DATA,)
+    state_files = (DATA, FORECASTS)
     unit = "window"
     loss_label = "loss (absolute error of the scaled changes, each series weighted equally)"
 
@@ -331,6 +344,7 @@ class ForecastManyTask(Task):
         model = self.build_model(prepared.config)
         data = self.training_data(prepared)
         result = fit(model, data.train, data.step, config=prepared.config, out_dir=run_dir, val_data=data.val)
+        write_forecasts(model, prepared, run_dir / FORECASTS)
         return {"split": "val", "scaled_mae": result.best_val_loss, "test": score_part(model, prepared, "test"),
                 "steps": result.steps, "epochs": len(result.history), "best_epoch": result.best_epoch,
                 "parameters": sum(p.numel() for p in model.parameters()), "train_windows": len(data.train.dataset),
