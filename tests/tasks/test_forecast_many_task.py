@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import onnx
 import pytest
 import torch
 from typer.testing import CliRunner
 
 from lstmkit.cli import app
+from lstmkit.export.rundir import export_run
 from lstmkit.tasks import bundled, runner
 from lstmkit.tasks.base import ConfigError, DataUnavailable, TaskError
 from lstmkit.tasks.forecast.many import SplitSeries
@@ -143,6 +145,12 @@ def test_cli_trains_evaluates_and_refuses_changed_data(tmp_path):
         [name, "1"] for name in "abc"]  # the default horizon: 1
     metrics, _ = runner.evaluate(tmp_path / "run", "test")
     assert metrics["methods"] == summary["test"]["methods"]
+    exported = export_run(tmp_path / "run", out=tmp_path / "m.onnx")
+    assert exported.max_abs_error is not None  # verified in onnxruntime
+    meta = {p.key: p.value for p in onnx.load(str(exported.path)).metadata_props}
+    pre = json.loads(meta["lstmkit.preprocess"])
+    scales = json.loads((tmp_path / "run" / "data.json").read_text())["series"]
+    assert pre["window"] == 4 and pre["scales"] == {s["name"]: s["scale"] for s in scales}
     path = tmp_path / "many_smoke.csv"
     path.write_text(path.read_text().replace("2029,", "2029,1"))  # one value of series a changes
     with pytest.raises(TaskError, match="are not the ones this run was trained on"):
