@@ -242,3 +242,38 @@ def test_forecast_global_column_is_scored_on_the_recorded_origins(forecast_panel
     path.write_text(json.dumps([record]))
     with pytest.raises(SystemExit, match="nile: 20 test origins here, 19 in the results file"):
         forecast_panel.main()
+
+
+def test_forecast_many_ensemble_averages_runs_and_refuses_other_data(monkeypatch, tmp_path, capsys):
+    from lstmkit.tasks import runner
+    from lstmkit.tasks.forecast.many_task import ManyPrepared, score_part
+    from lstmkit.tasks.registry import get_task
+    from lstmkit.tasks.rundir import open_run
+    from lstmkit.train import set_values
+
+    script = _load("forecast_many_ensemble")
+    task = get_task("forecast-many")
+    config = task.smoke_config(tmp_path)
+    runs = [runner.train("forecast-many", set_values(config, {"train.seed": s}), tmp_path / f"r{s}").run_dir
+            for s in (0, 1)]  # fmt: skip
+    monkeypatch.setattr("sys.argv", ["x", *map(str, runs), "--split", "val"])
+    script.main()
+    out = capsys.readouterr().out
+    assert out.startswith(f"mean of 2 runs' forecasts: {runs[0]}, {runs[1]}") and "global LSTM" in out
+    # the average of the two models' outputs is the mean of their forecasts, scored by the task's scoring
+    (m0, prepared), (m1, _) = task.load(open_run(runs[0])), task.load(open_run(runs[1]))
+    mean = score_part(script.MeanOutput([m0, m1]), ManyPrepared(prepared.config, prepared.collection, []), "val")
+    s = prepared.collection[0]
+    import numpy as np
+
+    from lstmkit.tasks.forecast.many import forecast
+
+    origins = np.arange(s.val_lo, s.test_lo - s.horizon + 1)
+    both = (forecast(m0, s, origins, length=4) + forecast(m1, s, origins, length=4)) / 2
+    np.testing.assert_allclose(forecast(script.MeanOutput([m0, m1]), s, origins, length=4), both, rtol=1e-5)
+    assert mean["series"] == 3
+    other = runner.train("forecast-many", set_values(config, {"data.window": 3}), tmp_path / "other").run_dir
+    monkeypatch.setattr("sys.argv", ["x", str(runs[0]), str(other)])
+    with pytest.raises(SystemExit):
+        script.main()
+    assert "its data settings or series differ" in capsys.readouterr().err
