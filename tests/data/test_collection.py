@@ -27,8 +27,8 @@ def test_read_tsf_trims_missing_ends_and_keeps_the_attributes(tmp_path):
 
 @pytest.mark.parametrize(("data", "message"), [
     ("A:x:1,?,3", r"demo.tsf, line 3: series 'A' has a gap at value 2 \(a missing value between values\)"),
-    ("A:x:1,oops", r"demo.tsf, line 3: 'oops' is not a number"),
-    ("A:x:1,inf", r"demo.tsf, line 3: 'inf' is not a finite number"),
+    ("A:x:1,oops", r"demo.tsf, line 3 holds 'oops', which is not a number"),
+    ("A:x:1,inf", r"demo.tsf, line 3 holds 'inf'; values must be finite numbers"),
     ("A:x:?,?", r"demo.tsf, line 3: series 'A' has no values"),
     ("A:x:1\nA:x:2", r"demo.tsf, line 4: series 'A' appears twice"),
     ("1,2,3", r"demo.tsf, line 3: expected 'name:...:v1,v2,...'"),
@@ -68,7 +68,7 @@ def test_read_wide_csv_one_series_a_column(tmp_path):
     ("a,b\n1,2\n", {"columns": ["z"]}, r"w.csv: no column\(s\) \['z'\]; the header has \['a', 'b'\]"),
     ("d\n2000\n", {"date_column": "d"}, r"w.csv: no series columns besides the date column 'd'"),
     ("a,b\n1,2,3\n", {}, r"w.csv, line 2: 3 cells, the header has 2"),
-    ("a,b\n1,x\n", {}, r"w.csv, line 2, column 'b': 'x' is not a number"),
+    ("a,b\n1,x\n", {}, r"w.csv, line 2, column 'b' holds 'x', which is not a number"),
 ])  # fmt: skip
 def test_read_wide_csv_errors(tmp_path, text, kwargs, message):
     path = tmp_path / "w.csv"

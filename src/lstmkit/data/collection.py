@@ -26,9 +26,10 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import math
 import os
 from pathlib import Path
+
+from lstmkit.data.series import finite_number
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,16 +57,9 @@ def _trim(name: str, values: list[float | None], where: str, lines: list[int] | 
 
 
 def _number(text: str, where: str) -> float | None:
-    text = text.strip()
-    if text in ("", "?", "NaN", "nan", "NA"):
+    if text.strip() in ("", "?", "NaN", "nan", "NA"):  # missing
         return None
-    try:
-        v = float(text)
-    except ValueError:
-        raise ValueError(f"{where}: {text!r} is not a number") from None
-    if not math.isfinite(v):
-        raise ValueError(f"{where}: {text!r} is not a finite number")
-    return v
+    return finite_number(text, where)
 
 
 def read_tsf(path: str | os.PathLike[str]) -> list[NamedSeries]:

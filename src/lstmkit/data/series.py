@@ -77,6 +77,11 @@ def _number(text: str, where: str, gaps: str = "refuse") -> float:
             return math.nan
         raise ValueError(f"{where} is empty: the series has a gap there; fill or remove it before forecasting, "
                          "or fill it here with data.gaps=linear|previous")  # fmt: skip
+    return finite_number(text, where)
+
+
+def finite_number(text: str, where: str) -> float:
+    """``text`` as a finite float; ``ValueError`` naming ``where`` (file, line, column) and the text otherwise."""
     try:
         value = float(text)
     except ValueError:
