@@ -278,7 +278,13 @@ class ForecastManyTask(Task):
         # The settings of the global model as fixed before it was first scored (lstmkit.tasks.forecast.many and
         # docs/results.md, session 16), with the LSTM reading exactly data.window steps.
         return Config(
-            model=ForecastModel(hidden_size=64, num_layers=1, dropout=0.0, ar_skip=False),
+            model=ForecastModel(
+                hidden_size=64,  # one model for all the series: larger than forecast's 32 units for one
+                num_layers=1,
+                dropout=0.0,
+                ar_skip=False,  # must be false: the input is already each series' changes from its last value
+                relative=False,  # must be false, for the same reason
+            ),
             data=ManyData(batch_size=64),
             train=TrainConfig(
                 epochs=200,
