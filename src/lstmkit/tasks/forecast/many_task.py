@@ -61,7 +61,7 @@ class ManyData(DataConfig):
     tsf: str = ""  # a Monash forecasting archive .tsf file
     columns: str = ""  # data.csv: the series columns, comma-separated (default: every column but the date column)
     date_column: str = ""  # data.csv: a column that is not a series (dates or labels)
-    window: int = 8  # values read before each origin (fewer where the series has fewer: left-padded)
+    window: int = 8  # values read before each origin (left-padded where fewer exist); seasonal data: 2 seasons or more
     horizon: int = 1  # values forecast at once from each origin
     season: int = 0  # steps per season for the seasonal naive and the MASE scale; 0: none (M1 yearly)
     test_size: int | None = None  # test values per series; None: the last 20%, at least two horizons
