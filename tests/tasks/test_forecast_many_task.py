@@ -34,7 +34,8 @@ needs_aeon = pytest.mark.skipif(bundled.package_dir("aeon") is None, reason="aeo
 
 @needs_aeon
 def test_m1_yearly_is_the_default_collection():
-    series = load_collection(ManyData())
+    series, notes = load_collection(ManyData())
+    assert notes == []
     assert len(series) == 181 and {len(s.values) for s in series} >= {15, 58}
     assert min(len(s.values) for s in series) == 15 and max(len(s.values) for s in series) == 58
     prepared = get_task("forecast-many").prepare(get_task("forecast-many").default_config())
@@ -72,7 +73,8 @@ def test_too_short_series_are_named_or_left_out_by_min_length(tmp_path):
                                               r"them out with data.min_length=N"):  # fmt: skip
         prepare_collection(_config(tmp_path, cols))
     prepared = prepare_collection(_config(tmp_path, cols, min_length=10))
-    assert [s.name for s in prepared.collection] == ["long"] and prepared.dropped == ["short", "tiny"]
+    assert [s.name for s in prepared.collection] == ["long"]
+    assert prepared.dropped == ["short: shorter than data.min_length=10", "tiny: shorter than data.min_length=10"]
     with pytest.raises(DataUnavailable, match=r"no series left: all 3 are shorter than data\.min_length=40"):
         prepare_collection(_config(tmp_path, cols, min_length=40))
 
@@ -158,3 +160,13 @@ def test_cli_trains_evaluates_and_refuses_changed_data(tmp_path):
     with pytest.raises(TaskError, match=r"split must be one of \('val', 'test'\), got 'train'"):
         get_task("forecast-many").evaluate(__import__("lstmkit.tasks.rundir", fromlist=["open_run"]).open_run(
             tmp_path / "run"), "train")  # fmt: skip
+
+
+def test_fertility_collection_keeps_rows_with_twenty_contiguous_years():
+    series, notes = load_collection(ManyData(dataset="fertility"))
+    assert (len(series), len(notes)) == (196, 23) and all(20 <= len(s.values) <= 54 for s in series)
+    aruba = next(s for s in series if s.name == "Aruba")
+    assert aruba.values[:3] == (4.82, 4.655, 4.471)  # 1960-1962, as in the file
+    assert "Bermuda: a gap inside its years" in notes and "American Samoa: no values" in notes
+    assert "Andorra: 5 values, fewer than 20" in notes
+    assert not {n.split(": ")[0] for n in notes} & {s.name for s in series}

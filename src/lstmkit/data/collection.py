@@ -62,6 +62,12 @@ def _number(text: str, where: str) -> float | None:
     return finite_number(text, where)
 
 
+def series_from_cells(name: str, cells: list[str], where: str) -> NamedSeries:
+    """One series from its text cells (``""``, ``?``, ``NaN``, ``NA``: missing), missing ends trimmed; a gap inside
+    or no value at all is a ``ValueError`` naming ``where`` and the series."""
+    return _trim(name, [_number(c, where) for c in cells], where)
+
+
 def read_tsf(path: str | os.PathLike[str]) -> list[NamedSeries]:
     """Every series of a Monash ``.tsf`` file, named by its first attribute (``series_name``). A leading or
     trailing missing value is trimmed, so a series' values need not start at its start timestamp's step when

@@ -18,9 +18,11 @@ statsmodels and sktime are declared dependencies of lstmkit. The packages are ne
 from __future__ import annotations
 
 import ast
+import csv
 import importlib.util
 from pathlib import Path
 
+from lstmkit.data.collection import NamedSeries, series_from_cells
 from lstmkit.tasks.base import DataUnavailable
 
 INSTALL = {"statsmodels": "pip install statsmodels", "sktime": "pip install sktime",
@@ -30,6 +32,7 @@ INSTALL = {"statsmodels": "pip install statsmodels", "sktime": "pip install skti
 SUNSPOTS = ("statsmodels", "datasets/sunspots/sunspots.csv")
 AIRLINE = ("sktime", "datasets/data/Airline/Airline.csv")
 M1_YEARLY = ("aeon", "datasets/data/m1_yearly_dataset/m1_yearly_dataset.tsf")  # the Monash archive's copy of M1
+FERTILITY = ("statsmodels", "datasets/fertility/fertility.csv")  # World Bank total fertility rates, 1960-2013
 UCR_SETS = ("JapaneseVowels", "ItalyPowerDemand", "BasicMotions", "GunPoint")  # tuned and reported; others work too
 UCR_PACKAGES = ("sktime", "aeon")  # searched in this order; a set in both is read from sktime
 
@@ -119,3 +122,31 @@ def pmdarima_series(name: str) -> list[float]:
                     return [float(v) for v in values]
     raise DataUnavailable(f"{path} holds no literal 'rslt = np.array([...])' of numbers: not the pmdarima 2.1 layout; "
                           f"reinstall it ({INSTALL['pmdarima']})")
+
+
+FERTILITY_MIN_VALUES = 20  # fixed before any run of the collection (session 16)
+
+
+def fertility_series() -> tuple[list[NamedSeries], list[str]]:
+    """The World Bank's total fertility rate (births per woman), yearly 1960-2013, as statsmodels bundles it (one
+    row a country or a regional aggregate, one column a year): every row with at least :data:`FERTILITY_MIN_VALUES`
+    contiguous values (missing years at the start or end trimmed), and a note for each row left out (a gap
+    inside its years, no values, or too few)."""
+    path = package_file(*FERTILITY)
+    with path.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    header, body = rows[0], rows[1:]
+    first = header.index("1960")
+    series, left_out = [], []
+    for number, row in enumerate(body, 2):
+        name = row[0]
+        try:
+            s = series_from_cells(name, row[first:], f"{path}, line {number}")
+        except ValueError as e:  # no value at all, or a missing year between two known ones
+            left_out.append(f"{name}: {'no values' if 'has no values' in str(e) else 'a gap inside its years'}")
+            continue
+        if len(s.values) < FERTILITY_MIN_VALUES:
+            left_out.append(f"{name}: {len(s.values)} values, fewer than {FERTILITY_MIN_VALUES}")
+            continue
+        series.append(s)
+    return series, left_out

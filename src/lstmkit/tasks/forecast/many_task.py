@@ -37,7 +37,7 @@ from lstmkit.data.collection import NamedSeries, read_tsf, read_wide_csv
 from lstmkit.models import ForecastModel, ForecastNet
 from lstmkit.tasks import baselines as bl
 from lstmkit.tasks.base import ConfigError, DataUnavailable, Prepared, Task, TaskError, TrainingData
-from lstmkit.tasks.bundled import M1_YEARLY, package_file
+from lstmkit.tasks.bundled import FERTILITY_MIN_VALUES, M1_YEARLY, fertility_series, package_file
 from lstmkit.tasks.forecast.many import MIN_CONTEXT, SplitSeries, forecast, global_step, mase_scale, windows
 from lstmkit.tasks.forecast.scoring import score
 from lstmkit.tasks.registry import register_task
@@ -48,7 +48,7 @@ DATA = "data.json"
 FORECASTS = "forecasts.csv"  # each series' next data.horizon values after its last one
 _FORMAT, _VERSION = "lstmkit.forecast-many-split", 1
 SPLITS = ("val", "test")
-DATASETS = ("m1-yearly", "")
+DATASETS = ("m1-yearly", "fertility", "")
 MODEL = "global LSTM"
 
 
@@ -56,7 +56,9 @@ MODEL = "global LSTM"
 class ManyData(DataConfig):
     """The collection, each series' split and the windows (``forecast-many``'s ``[data]``)."""
 
-    dataset: str = "m1-yearly"  # M1's 181 yearly series (aeon's copy); ignored (set to "") with data.csv or data.tsf
+    # "m1-yearly": M1's 181 yearly series (aeon's copy); "fertility": the World Bank's yearly fertility rates of 196
+    # countries and aggregates (statsmodels); ignored (set to "") with data.csv or data.tsf
+    dataset: str = "m1-yearly"
     csv: str = ""  # a CSV file with a header row and one column per series (empty cells at a series' start or end)
     tsf: str = ""  # a Monash forecasting archive .tsf file
     columns: str = ""  # data.csv: the series columns, comma-separated (default: every column but the date column)
@@ -96,22 +98,28 @@ def describe_source(data: ManyData) -> str:
         return f"CSV file {data.csv} (one column per series)"
     if data.tsf:
         return f".tsf file {data.tsf}"
+    if data.dataset == "fertility":
+        return (f"World Bank total fertility rates 1960-2013, the countries and aggregates with "
+                f"{FERTILITY_MIN_VALUES}+ contiguous years (statsmodels' fertility dataset)")  # fmt: skip
     return "M1 yearly, 181 series (aeon's copy of the Monash archive file; pip install --no-deps aeon==1.6.0)"
 
 
-def load_collection(data: ManyData) -> list[NamedSeries]:
-    """The series the config names; :class:`DataUnavailable` says what is wrong or missing."""
+def load_collection(data: ManyData) -> tuple[list[NamedSeries], list[str]]:
+    """The series the config names, and notes on the series a bundled collection leaves out by its own rule;
+    :class:`DataUnavailable` says what is wrong or missing."""
     try:
         if data.csv:
             columns = [c.strip() for c in data.columns.split(",") if c.strip()] or None
-            return read_wide_csv(data.csv, columns=columns, date_column=data.date_column)
+            return read_wide_csv(data.csv, columns=columns, date_column=data.date_column), []
         if data.columns or data.date_column:
             raise DataUnavailable("data.columns and data.date_column apply to data.csv only")
         if data.tsf:
-            return read_tsf(data.tsf)
+            return read_tsf(data.tsf), []
         if not data.dataset:
             raise DataUnavailable("data.dataset is empty: set data.dataset=m1-yearly, data.csv=FILE or data.tsf=FILE")
-        return read_tsf(package_file(*M1_YEARLY))
+        if data.dataset == "fertility":
+            return fertility_series()
+        return read_tsf(package_file(*M1_YEARLY)), []
     except (OSError, ValueError) as e:
         raise DataUnavailable(str(e)) from e
 
@@ -134,7 +142,7 @@ def shortest(data: ManyData) -> int:
 class ManyPrepared(Prepared):
     config: Config
     collection: list[SplitSeries]
-    dropped: list[str]  # names shorter than data.min_length
+    dropped: list[str]  # series left out: a bundled collection's own rule, then data.min_length
 
     def save(self, run_dir: Path) -> None:
         write_versioned_json(run_dir / DATA, _FORMAT, _VERSION, {
@@ -159,10 +167,11 @@ def prepare_collection(config: Config) -> ManyPrepared:
     if m.ar_skip or m.relative:
         raise ConfigError("forecast-many reads scaled changes from the last value already: model.ar_skip and "
                           "model.relative must be false")  # fmt: skip
-    series = load_collection(data)
+    series, notes = load_collection(data)
     need = max(shortest(data), data.min_length)
-    dropped = [s.name for s in series if data.min_length and len(s.values) < data.min_length]
-    kept = [s for s in series if s.name not in dropped]
+    short = [s.name for s in series if data.min_length and len(s.values) < data.min_length]
+    kept = [s for s in series if s.name not in short]
+    dropped = [*notes, *(f"{name}: shorter than data.min_length={data.min_length}" for name in short)]
     collection, too_short = [], []
     for s in kept:
         val_lo, test_lo = split_sizes(len(s.values), data)
@@ -386,7 +395,7 @@ class ForecastManyTask(Task):
             head = (f"val loss: {metrics['scaled_mae']:.4f} (absolute error of the scaled changes), best epoch "
                     f"{metrics['best_epoch']}")  # fmt: skip
             if metrics.get("dropped"):
-                head += f"; {len(metrics['dropped'])} series left out (data.min_length)"
+                head += f"; {len(metrics['dropped'])} series left out (listed under \"dropped\" in summary.json)"
             return [head, *self.report(metrics["test"])]
         lines = [f"{metrics['split']}: {metrics['series']} series, {metrics['origins']} origins x {metrics['horizon']} "
                  f"step(s) ahead; methods ranked by MASE on each series; the model's loss (absolute error of the "
