@@ -170,3 +170,14 @@ def test_fertility_collection_keeps_rows_with_twenty_contiguous_years():
     assert "Bermuda: a gap inside its years" in notes and "American Samoa: no values" in notes
     assert "Andorra: 5 values, fewer than 20" in notes
     assert not {n.split(": ")[0] for n in notes} & {s.name for s in series}
+
+
+def test_a_damaged_fertility_file_is_an_error_not_a_left_out_row(tmp_path, monkeypatch):
+    path = tmp_path / "fertility.csv"
+    monkeypatch.setattr(bundled, "package_file", lambda *a: path)
+    path.write_text("Country Name,Code,1960,1961\nA,AAA,1.0,x\n")
+    with pytest.raises(DataUnavailable, match=r"fertility.csv, line 2 holds 'x', which is not a number"):
+        bundled.fertility_series()
+    path.write_text("Country Name,Code,1970\nA,AAA,1.0\n")
+    with pytest.raises(DataUnavailable, match="has no column 1960"):
+        bundled.fertility_series()

@@ -69,9 +69,9 @@ def series_from_cells(name: str, cells: list[str], where: str) -> NamedSeries:
 
 
 def read_tsf(path: str | os.PathLike[str]) -> list[NamedSeries]:
-    """Every series of a Monash ``.tsf`` file, named by its first attribute (``series_name``). A leading or
-    trailing missing value is trimmed, so a series' values need not start at its start timestamp's step when
-    the file pads it with ``?``: the archive's files do not."""
+    """Every series of a Monash ``.tsf`` file, named by its first attribute (``series_name``), with its other
+    attribute values. Missing values at the start are trimmed too, so the first value kept may lie after the start
+    timestamp (M1's file has no missing values)."""
     path = Path(path)
     out, in_data, names = [], False, set()
     with path.open(encoding="utf-8") as f:

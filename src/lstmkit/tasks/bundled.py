@@ -136,14 +136,21 @@ def fertility_series() -> tuple[list[NamedSeries], list[str]]:
     with path.open(newline="", encoding="utf-8") as f:
         rows = list(csv.reader(f))
     header, body = rows[0], rows[1:]
+    if "1960" not in header:
+        raise DataUnavailable(f"{path} has no column 1960: not the layout of statsmodels' fertility dataset")
     first = header.index("1960")
     series, left_out = [], []
     for number, row in enumerate(body, 2):
         name = row[0]
         try:
             s = series_from_cells(name, row[first:], f"{path}, line {number}")
-        except ValueError as e:  # no value at all, or a missing year between two known ones
-            left_out.append(f"{name}: {'no values' if 'has no values' in str(e) else 'a gap inside its years'}")
+        except ValueError as e:
+            if "has no values" in str(e):
+                left_out.append(f"{name}: no values")
+            elif "has a gap" in str(e):  # a missing year between two known ones
+                left_out.append(f"{name}: a gap inside its years")
+            else:  # not a number: the file is damaged
+                raise DataUnavailable(str(e)) from e
             continue
         if len(s.values) < FERTILITY_MIN_VALUES:
             left_out.append(f"{name}: {len(s.values)} values, fewer than {FERTILITY_MIN_VALUES}")
