@@ -145,6 +145,7 @@ def test_cli_trains_evaluates_and_refuses_changed_data(tmp_path):
     rows = (tmp_path / "run" / "forecasts.csv").read_text().splitlines()
     assert rows[0] == "series,step,forecast" and [r.split(",")[:2] for r in rows[1:]] == [
         [name, "1"] for name in "abc"]  # the default horizon: 1
+    assert all(np.isfinite(float(r.split(",")[2])) for r in rows[1:])
     metrics, _ = runner.evaluate(tmp_path / "run", "test")
     assert metrics["methods"] == summary["test"]["methods"]
     exported = export_run(tmp_path / "run", out=tmp_path / "m.onnx")
@@ -181,3 +182,21 @@ def test_a_damaged_fertility_file_is_an_error_not_a_left_out_row(tmp_path, monke
     path.write_text("Country Name,Code,1970\nA,AAA,1.0\n")
     with pytest.raises(DataUnavailable, match="has no column 1960"):
         bundled.fertility_series()
+
+
+def test_forecasts_csv_quotes_names_with_commas(tmp_path):
+    import csv
+
+    from lstmkit.tasks.forecast.many_task import write_forecasts
+
+    rng = np.random.default_rng(4)
+    collection = [SplitSeries("Egypt, Arab Rep.", rng.normal(size=30).cumsum(), 18, 24, 2, 4),
+                  SplitSeries('say "hi"', rng.normal(size=30).cumsum(), 18, 24, 2, 4)]  # fmt: skip
+    config = set_values(get_task("forecast-many").smoke_config(tmp_path), {"data.horizon": 2, "data.window": 4})
+    config = prepare_collection(config).config
+    model = get_task("forecast-many").build_model(config)
+    write_forecasts(model, ManyPrepared(config, collection, []), tmp_path / "f.csv")
+    with (tmp_path / "f.csv").open(newline="") as f:
+        rows = list(csv.reader(f))
+    assert [r[:2] for r in rows] == [["series", "step"], ["Egypt, Arab Rep.", "1"], ["Egypt, Arab Rep.", "2"],
+                                     ['say "hi"', "1"], ['say "hi"', "2"]]  # fmt: skip

@@ -20,8 +20,10 @@ method's mean rank, geometric-mean MASE and mean sMAPE.
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import hashlib
+import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -236,11 +238,13 @@ def write_forecasts(model: ForecastNet, prepared: ManyPrepared, path: Path) -> N
     the first value after the data), from the model trained on the training part (the test part is input here,
     as any observed history is)."""
     window = prepared.config.data.window
-    rows = ["series,step,forecast"]
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")  # quotes names with commas ("Egypt, Arab Rep.")
+    writer.writerow(["series", "step", "forecast"])
     for s in prepared.collection:
         f = forecast(model, s, np.array([len(s.values)]), length=window)[0]  # (h,)
-        rows += [f"{s.name},{k + 1},{float(v)!r}" for k, v in enumerate(f)]
-    write_text_atomic(path, "\n".join(rows) + "\n")
+        writer.writerows([s.name, k + 1, repr(float(v))] for k, v in enumerate(f))
+    write_text_atomic(path, text.getvalue())
 
 
 def summarise(per_series: dict[str, dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
