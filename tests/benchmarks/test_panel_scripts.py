@@ -277,3 +277,31 @@ def test_forecast_many_ensemble_averages_runs_and_refuses_other_data(monkeypatch
     with pytest.raises(SystemExit):
         script.main()
     assert "its data settings or series differ" in capsys.readouterr().err
+
+
+def test_global_short_m1_trains_on_all_and_scores_the_short_series_only(forecast_panel, monkeypatch, tmp_path):
+    import numpy as np
+
+    from lstmkit.tasks.forecast import many
+
+    rng = np.random.default_rng(5)
+
+    def series(name, n):
+        return forecast_panel.PanelSeries(name, "synthetic", "yearly", [str(1950 + i) for i in range(n)],
+                                          list(100 + rng.normal(size=n).cumsum()), 0, 8)  # fmt: skip
+
+    monkeypatch.setattr(forecast_panel, "m1_yearly_all", lambda: [series("m1 A", 15), series("m1 B", 45),
+                                                                  series("m1 C", 30)])  # fmt: skip
+    trained_on = []
+
+    def small_fit(col, out, seed):
+        trained_on.append([s.name for s in col])
+        return many.fit_global(col, out, seed=seed, settings=many.GlobalSettings(hidden_size=4, epochs=2, patience=2))
+
+    monkeypatch.setattr(forecast_panel, "fit_global", small_fit)
+    out = forecast_panel.global_short_m1([0], tmp_path, lambda line: None)
+    assert trained_on == [["m1 A", "m1 B", "m1 C"]]  # every series trains
+    assert [r["series"] for r in out] == ["m1 A", "m1 C"]  # only those under 40 years are scored
+    a = out[0]
+    assert a["origins"] == 3 and a["test"] == "last 3 years"  # 15 years: the last max(2, 3) held out
+    assert {k.split(" (")[0] for k in a["scores"]} >= {"global LSTM", "naive", "AR(4)"}
