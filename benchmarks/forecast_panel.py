@@ -480,6 +480,8 @@ def main() -> None:
     parser.add_argument("--global", dest="global_model", action="store_true",
                         help="with --merge: also train one global LSTM on every merged series at once "
                              "(lstmkit.tasks.forecast.many; --seeds averaged) and add its test scores as a column")
+    parser.add_argument("--name-prefix", default="", help="with --merge: only the series whose name starts so")
+    parser.add_argument("--exclude-prefix", default="", help="with --merge: leave out the series whose name starts so")
     parser.add_argument("--global-short-m1", action="store_true",
                         help="no per-series runs: the global LSTM trained on all 181 M1 yearly series, scored at "
                              "h = 1 on the 161 shorter than 40 years against the naive, AR(4), ETS and ARIMA")
@@ -501,8 +503,14 @@ def main() -> None:
         return
     if args.global_model and not args.merge:
         parser.error("--global needs --merge (the results files whose series it trains on and is scored beside)")
+    if (args.name_prefix or args.exclude_prefix) and not args.merge:
+        parser.error("--name-prefix and --exclude-prefix filter --merge's series")
     if args.merge:
-        merged = [r for path in args.merge for r in json.loads(path.read_text())]
+        merged = [r for path in args.merge for r in json.loads(path.read_text())
+                  if r["series"].startswith(args.name_prefix or "")
+                  and not (args.exclude_prefix and r["series"].startswith(args.exclude_prefix))]  # fmt: skip
+        if not merged:
+            parser.error("--merge: no series left after --name-prefix / --exclude-prefix")
         names = [r["series"] for r in merged]
         if len(set(names)) != len(names):
             parser.error(f"--merge: a series appears twice: {sorted({n for n in names if names.count(n) > 1})}")

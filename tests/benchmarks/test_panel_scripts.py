@@ -207,6 +207,18 @@ def test_forecast_merge_refuses_a_series_twice_and_ranks_across_files(forecast_p
     with pytest.raises(SystemExit):
         forecast_panel.main()
     assert "--merge: a series appears twice: ['s1']" in capsys.readouterr().err
+    # --exclude-prefix / --name-prefix keep a subset of the merged series: s2 alone ranks the LSTM 3rd
+    for flag in (["--exclude-prefix", "s1"], ["--name-prefix", "s2"]):
+        monkeypatch.setattr("sys.argv", ["forecast_panel", "--out", str(tmp_path / "f"), "--merge", str(a), str(b),
+                                         *flag])  # fmt: skip
+        forecast_panel.main()
+        text = (tmp_path / "f" / "panel-merged-h1.md").read_text()
+        assert "| **mean rank, LSTM vs baselines** | | | | | 3.00 | 1.00 | 1.00 |" in text and "| s1 |" not in text
+    monkeypatch.setattr("sys.argv", ["forecast_panel", "--out", str(tmp_path / "f"), "--merge", str(a),
+                                     "--name-prefix", "zz"])  # fmt: skip
+    with pytest.raises(SystemExit):
+        forecast_panel.main()
+    assert "--merge: no series left after --name-prefix / --exclude-prefix" in capsys.readouterr().err
 
 
 def test_forecast_global_column_is_scored_on_the_recorded_origins(forecast_panel, monkeypatch, tmp_path, capsys):
