@@ -525,7 +525,7 @@ def main() -> None:
                 merged = global_scores(merged, args.seeds, Path(tmp), log)
             (args.out / f"results-{tag}-h{args.horizon}.json").write_text(json.dumps(merged, indent=1))
         lines = [*markdown(merged, args.horizon), "", worse_than_seasonal_naive(merged)]
-        if args.global_model:
+        if any(family(k) == "global LSTM" for r in merged for k in r["scores"]):  # --global now or in a merged file
             lines.append(worse_than_seasonal_naive(merged, "global LSTM"))
         (args.out / f"panel-{tag}-h{args.horizon}.md").write_text("\n".join(lines) + "\n")
         print("\n".join(lines))
