@@ -200,3 +200,17 @@ def test_forecasts_csv_quotes_names_with_commas(tmp_path):
         rows = list(csv.reader(f))
     assert [r[:2] for r in rows] == [["series", "step"], ["Egypt, Arab Rep.", "1"], ["Egypt, Arab Rep.", "2"],
                                      ['say "hi"', "1"], ['say "hi"', "2"]]  # fmt: skip
+
+
+def test_a_tsf_file_is_a_collection(tmp_path):
+    rng = np.random.default_rng(6)
+    lines = ["@attribute series_name string", "@data"]
+    for name, n in (("x", 25), ("y", 30)):
+        lines.append(f"{name}:" + ",".join(f"{v:.3f}" for v in 50 + rng.normal(size=n).cumsum()))
+    path = tmp_path / "c.tsf"
+    path.write_text("\n".join(lines) + "\n")
+    config = set_values(get_task("forecast-many").smoke_config(tmp_path), {"data.csv": "", "data.date_column": "",
+                                                                            "data.tsf": str(path)})  # fmt: skip
+    prepared = get_task("forecast-many").prepare(config)
+    assert [(s.name, len(s.values)) for s in prepared.collection] == [("x", 25), ("y", 30)]
+    assert prepared.config.data.tsf == str(path.resolve()) and prepared.config.data.dataset == ""
