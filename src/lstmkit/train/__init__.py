@@ -24,6 +24,7 @@ from lstmkit.train.config import (
     dump_config,
     format_key_docs,
     load_config,
+    require_at_least,
     section_defaults,
     set_values,
 )
@@ -75,6 +76,7 @@ __all__ = [
     "masked_mse",
     "param_groups",
     "planned_steps",
+    "require_at_least",
     "restore_rng_state",
     "save_checkpoint",
     "section_defaults",

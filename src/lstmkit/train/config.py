@@ -34,8 +34,9 @@ def _require(ok: bool, message: str) -> None:
         raise ValueError(message)
 
 
-def _require_at_least(obj: Any, section: str, minimum: float, *names: str) -> None:
-    """Each named field is >= ``minimum`` (None passes: it means "not set")."""
+def require_at_least(obj: Any, section: str, minimum: float, *names: str) -> None:
+    """Each named field is >= ``minimum`` (None passes: it means "not set"); ``ValueError`` naming
+    ``section.field`` otherwise. Task sections call it from their ``_validate``."""
     for name in names:
         v = getattr(obj, name)
         _require(v is None or v >= minimum, f"{section}.{name} must be >= {minimum}, got {v}")
@@ -104,7 +105,7 @@ class ModelConfig(_Section):
     tie_weights: bool = False  # tying input and output embeddings helps LMs (Press & Wolf 2017); LM only
 
     def _validate(self) -> None:
-        _require_at_least(
+        require_at_least(
             self, "model", 1, "vocab_size", "input_size", "output_size", "embedding_dim", "hidden_size", "num_layers"
         )
         _require(0.0 <= self.dropout < 1.0, f"model.dropout must be in [0, 1), got {self.dropout}")
@@ -122,7 +123,7 @@ class DataConfig(_Section):
     bucket_pool_batches: int = 50  # bucketing pool: saves most padding while keeping batches varied
 
     def _validate(self) -> None:
-        _require_at_least(self, "data", 1, "batch_size", "bptt", "bucket_pool_batches")
+        require_at_least(self, "data", 1, "batch_size", "bptt", "bucket_pool_batches")
 
 
 @dataclass(frozen=True)
@@ -169,12 +170,12 @@ class TrainConfig(_Section):
     tensorboard: bool = True  # also log to TensorBoard when it is installed
 
     def _validate(self) -> None:
-        _require_at_least(
+        require_at_least(
             self, "train", 1,
             "epochs", "max_steps", "accumulate", "patience", "max_nonfinite", "checkpoint_every", "keep_checkpoints",
             "log_every",
         )  # fmt: skip
-        _require_at_least(
+        require_at_least(
             self, "train", 0, "weight_decay", "warmup_steps", "plateau_patience", "min_delta", "threads"
         )
         _require(

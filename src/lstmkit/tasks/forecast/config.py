@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lstmkit.data.series import GAPS
-from lstmkit.train import DataConfig
+from lstmkit.train import DataConfig, require_at_least
 
 
 @dataclass(frozen=True)
@@ -72,14 +72,8 @@ class ForecastData(DataConfig):
         super()._validate()
         if self.dataset not in DATASETS:
             raise ValueError(f"data.dataset must be one of {list(DATASETS)}, got {self.dataset!r}")
-        for name in ("window", "horizon", "test_size", "val_size"):
-            v = getattr(self, name)
-            if v is not None and v < 1:
-                raise ValueError(f"data.{name} must be >= 1, got {v}")
-        for name in ("ar_order", "season"):
-            v = getattr(self, name)
-            if v is not None and v < 0:
-                raise ValueError(f"data.{name} must be >= 0, got {v}")
+        require_at_least(self, "data", 1, "window", "horizon", "test_size", "val_size")
+        require_at_least(self, "data", 0, "ar_order", "season")
         if self.gaps not in GAPS:
             raise ValueError(f"data.gaps must be one of {GAPS}, got {self.gaps!r}")
         if self.season == 1:

@@ -44,7 +44,7 @@ from lstmkit.tasks.forecast.many import MIN_CONTEXT, SplitSeries, forecast, glob
 from lstmkit.tasks.forecast.scoring import score
 from lstmkit.tasks.registry import register_task
 from lstmkit.tasks.rundir import Run
-from lstmkit.train import Config, DataConfig, TrainConfig, evaluate, fit, set_values
+from lstmkit.train import Config, DataConfig, TrainConfig, evaluate, fit, require_at_least, set_values
 
 DATA = "data.json"
 FORECASTS = "forecasts.csv"  # each series' next data.horizon values after its last one
@@ -81,10 +81,7 @@ class ManyData(DataConfig):
             raise ValueError(f"data.dataset must be one of {list(DATASETS)}, got {self.dataset!r}")
         if self.csv and self.tsf:
             raise ValueError("set one of data.csv and data.tsf, not both")
-        for name in ("window", "horizon", "test_size", "val_size"):
-            v = getattr(self, name)
-            if v is not None and v < 1:
-                raise ValueError(f"data.{name} must be >= 1, got {v}")
+        require_at_least(self, "data", 1, "window", "horizon", "test_size", "val_size")
         for name in ("test_size", "val_size"):
             v = getattr(self, name)
             if v is not None and v < self.horizon:
