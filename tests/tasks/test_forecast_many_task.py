@@ -214,3 +214,17 @@ def test_a_tsf_file_is_a_collection(tmp_path):
     prepared = get_task("forecast-many").prepare(config)
     assert [(s.name, len(s.values)) for s in prepared.collection] == [("x", 25), ("y", 30)]
     assert prepared.config.data.tsf == str(path.resolve()) and prepared.config.data.dataset == ""
+
+
+@pytest.mark.parametrize(("cls", "key", "value", "message"), [
+    ("ManyData", "window", 0, "data.window must be >= 1, got 0"),
+    ("ManyData", "test_size", 0, "data.test_size must be >= 1, got 0"),
+    ("ForecastData", "horizon", 0, "data.horizon must be >= 1, got 0"),
+    ("ForecastData", "ar_order", -1, "data.ar_order must be >= 0, got -1"),
+])  # fmt: skip
+def test_data_sections_name_the_key_below_its_minimum(cls, key, value, message):
+    from lstmkit.tasks.forecast.config import ForecastData
+
+    section = {"ManyData": ManyData, "ForecastData": ForecastData}[cls]
+    with pytest.raises(ValueError, match=message):
+        section(**{key: value})
