@@ -139,6 +139,16 @@ def global_step(model: torch.nn.Module, batch: tuple[torch.Tensor, ...], state: 
     return (weight * per_window).sum() / weight.sum(), None, x.shape[0]
 
 
+def batches(collection: Sequence[SplitSeries], length: int, max_horizon: int, batch_size: int,
+            generator: torch.Generator | None = None) -> tuple[DataLoader, list[tuple[torch.Tensor, ...]]]:  # fmt: skip
+    """The training windows of :func:`windows`, shuffled in batches, and the validation windows as one batch: what
+    ``lstmkit.train.fit`` takes with :func:`global_step`."""
+    train = windows(collection, "train", length, max_horizon)
+    val = windows(collection, "val", length, max_horizon)
+    loader = DataLoader(TensorDataset(*train), batch_size=batch_size, shuffle=True, generator=generator)
+    return loader, [val]
+
+
 @dataclasses.dataclass(frozen=True)
 class GlobalSettings:
     """The global model's settings (fixed before any panel's test window was scored; docs/results.md)."""
@@ -171,15 +181,13 @@ def fit_global(
         raise ValueError("collection must hold at least one series")
     max_h = max(s.horizon for s in collection)
     config = settings.config(max_h, seed)
-    train = windows(collection, "train", settings.length, max_h)
-    val = windows(collection, "val", settings.length, max_h)
+    loader, val = batches(collection, settings.length, max_h, settings.batch_size,
+                          torch.Generator().manual_seed(seed))  # fmt: skip
     seed_everything(seed)
     model = ForecastNet(config.model, ar_order=0)
-    g = torch.Generator().manual_seed(seed)
-    loader = DataLoader(TensorDataset(*train), batch_size=settings.batch_size, shuffle=True, generator=g)
-    result = fit(model, loader, global_step, config=config, out_dir=out_dir, val_data=[val])
-    return model, {"best_epoch": result.best_epoch, "val_loss": result.best_val_loss, "train_windows": len(train[0]),
-                   "val_windows": len(val[0])}  # fmt: skip
+    result = fit(model, loader, global_step, config=config, out_dir=out_dir, val_data=val)
+    return model, {"best_epoch": result.best_epoch, "val_loss": result.best_val_loss,
+                   "train_windows": len(loader.dataset), "val_windows": len(val[0][0])}  # fmt: skip
 
 
 @torch.no_grad()

@@ -32,7 +32,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
 
 from lstmkit._fileio import write_text_atomic, write_versioned_json
 from lstmkit.data.collection import NamedSeries, read_tsf, read_wide_csv
@@ -40,7 +39,15 @@ from lstmkit.models import ForecastModel, ForecastNet
 from lstmkit.tasks import baselines as bl
 from lstmkit.tasks.base import ConfigError, DataUnavailable, Prepared, Task, TaskError, TrainingData
 from lstmkit.tasks.bundled import FERTILITY_MIN_VALUES, M1_YEARLY, fertility_series, package_file
-from lstmkit.tasks.forecast.many import MIN_CONTEXT, SplitSeries, forecast, global_step, mase_scale, windows
+from lstmkit.tasks.forecast.many import (
+    MIN_CONTEXT,
+    SplitSeries,
+    batches,
+    forecast,
+    global_step,
+    mase_scale,
+    windows,
+)
 from lstmkit.tasks.forecast.scoring import score
 from lstmkit.tasks.registry import register_task
 from lstmkit.tasks.rundir import Run
@@ -342,10 +349,8 @@ class ForecastManyTask(Task):
         """Every series' training windows, shuffled; the validation windows in one batch."""
         assert isinstance(prepared, ManyPrepared)
         data = prepared.config.data
-        train = windows(prepared.collection, "train", data.window, data.horizon)
-        val = windows(prepared.collection, "val", data.window, data.horizon)
-        loader = DataLoader(TensorDataset(*train), batch_size=data.batch_size, shuffle=True)
-        return TrainingData(loader, [val], global_step)
+        loader, val = batches(prepared.collection, data.window, data.horizon, data.batch_size)
+        return TrainingData(loader, val, global_step)
 
     def build_model(self, config: Config) -> ForecastNet:
         return ForecastNet(config.model, ar_order=0)
