@@ -157,7 +157,7 @@ def family(name: str) -> str:
                           ("global LSTM", "global LSTM"),
                           ("seasonal naive with growth", "seasonal naive + growth"),
                           ("seasonal naive", "seasonal naive"), ("selected", "selected"),
-                          ("no refit", "LSTM, no refit")):  # fmt: skip
+                          ("no refit", "LSTM, no refit"), ("no bases", "LSTM, no bases")):  # fmt: skip
         if name.startswith(prefix):
             return label
     return name
@@ -199,10 +199,15 @@ def refits(rule: str, horizon: int) -> bool:
     return rule == "always" or (rule == "multi-step" and horizon > 1)
 
 
+BASE_TAG = " base, "  # in the names of the candidates on a statistical base (--bases)
+
+
 def run_series(s: PanelSeries, horizon: int, seeds: list[int], candidates: dict[str, list[str]], workdir: Path,
                log, linear: bool = True, refit: bool = True, combine: bool = False) -> dict | None:  # fmt: skip
     """One series at one horizon: the candidates trained with each seed, the lowest mean validation loss chosen
-    (``combine``: none chosen, every candidate's seeds averaged), refitted or not, scored with the baselines."""
+    (``combine``: none chosen, every candidate's seeds averaged), refitted or not, scored with the baselines.
+    When candidates on a statistical base (``--bases``) are offered and one of them is chosen, the choice among
+    the others alone is scored too ("LSTM, no bases"), so that one run answers whether offering them helped."""
     path = write_csv(s, workdir)
     n = len(s.values)
     test_size = test_window(n, horizon)
@@ -239,13 +244,18 @@ def run_series(s: PanelSeries, horizon: int, seeds: list[int], candidates: dict[
     if combine:
         chosen = f"all {len(members)} combined"
     task = ForecastTask()
-    forecasts, prepared = [], None
-    for name in members:
-        for run_dir in trials[name]["runs"]:
-            model, prepared = task.load(open_run(run_dir))
-            forecasts.append(model_forecasts(model, prepared, "test"))
-    ensemble = np.mean(forecasts, axis=0)  # (N, H): the members' forecasts averaged
-    if refit:
+
+    def forecasts_of(members: list[str], refit_tag: str) -> tuple[np.ndarray, np.ndarray, object]:
+        """(the members' seeds' test forecasts averaged, refitted when ``refit``; the same without the refit;
+        a prepared split of the series)."""
+        forecasts, prepared = [], None
+        for name in members:
+            for run_dir in trials[name]["runs"]:
+                model, prepared = task.load(open_run(run_dir))
+                forecasts.append(model_forecasts(model, prepared, "test"))
+        ensemble = np.mean(forecasts, axis=0)  # (N, H): the members' forecasts averaged
+        if not refit:
+            return ensemble, ensemble, prepared
         # Each seed of each member again, on every window before the test (data.full_train: the AR skip too) for
         # that seed's best epoch count on validation (best_epoch counts from 0: best_epoch + 1 epochs); the test
         # forecasts are these models'.
@@ -254,11 +264,16 @@ def run_series(s: PanelSeries, horizon: int, seeds: list[int], candidates: dict[
             for seed, best_epoch in zip(seeds, trials[name]["best_epochs"], strict=True):
                 config = runner.build_config("forecast", seed=seed, overrides=[
                     *common, *candidates[name], "data.full_train=true", f"train.epochs={best_epoch + 1}"])  # fmt: skip
-                tag = f"{members.index(name)}-s{seed}"
+                tag = f"{refit_tag}{members.index(name)}-s{seed}"
                 result = runner.train("forecast", config, workdir / f"{path.stem}-h{horizon}-refit-{tag}")
                 model, _ = task.load(open_run(result.run_dir))
                 refitted.append(model_forecasts(model, prepared, "test"))
-        no_refit, ensemble = ensemble, np.mean(refitted, axis=0)
+        return np.mean(refitted, axis=0), ensemble, prepared
+
+    ensemble, no_refit, prepared = forecasts_of(members, "")
+    # Without the candidates on a statistical base: the lowest validation loss among the others.
+    others = {k: v["val_mse"] for k, v in trials.items() if BASE_TAG not in k}
+    without = min(others, key=others.get) if others and not combine and BASE_TAG in chosen else None
     data, split = prepared.config.data, prepared.split
     origins = split_origins(prepared, "test")
     t = transform_target(prepared.series.values, data.log)
@@ -270,6 +285,8 @@ def run_series(s: PanelSeries, horizon: int, seeds: list[int], candidates: dict[
     scores = {f"LSTM ({chosen}, {len(seeds)}-seed mean)": score(actual, ensemble, y_train, m)}
     if refit:
         scores["no refit (LSTM trained on the training part only)"] = score(actual, no_refit, y_train, m)
+    if without is not None:
+        scores[f"no bases ({without})"] = score(actual, forecasts_of([without], "nobase-")[0], y_train, m)
     scores.update({k: score(actual, v, y_train, m) for k, v in units.items()})
     # The validation window also chooses between the best LSTM candidate and the linear AR alone (fitted on the
     # training part, like the AR skip); the linear one, when chosen, is refitted on every step before the test,
@@ -388,7 +405,7 @@ def worse_than_seasonal_naive(results: list[dict], method: str = "LSTM") -> str:
 
 def markdown(results: list[dict], horizon: str) -> list[str]:
     baselines = ["naive", "seasonal naive", "seasonal naive + growth", "AR(p)", "ETS", "ARIMA"]
-    methods = ["LSTM", *baselines, "selected", "LSTM, no refit", "global LSTM"]
+    methods = ["LSTM", *baselines, "selected", "LSTM, no refit", "global LSTM", "LSTM, no bases"]
     lines = [f"#### Horizon {horizon}: MASE (sMAPE %) on the test window", "",
              "| series | h | test (origins) | LSTM chosen | selected | " + " | ".join(methods) + " |",
              "|---|---:|---|---|---|" + "---:|" * len(methods)]  # fmt: skip
@@ -396,6 +413,7 @@ def markdown(results: list[dict], horizon: str) -> list[str]:
     ranks_sel = {m: [] for m in methods}  # the selected model against the baselines
     ranks_norefit = {m: [] for m in methods}  # the LSTM without the refit against the baselines
     ranks_global = {m: [] for m in methods}  # the global LSTM (one model for every series) against the baselines
+    ranks_nobase = {m: [] for m in methods}  # --bases: the LSTM chosen without the base candidates
     table = {m: {"mase": [], "smape": []} for m in methods}
     for r in results:
         by = {}
@@ -405,7 +423,12 @@ def markdown(results: list[dict], horizon: str) -> list[str]:
             by["seasonal naive"] = by["naive"]  # no season: the seasonal naive is the naive (m = 1)
         row = [r["series"], str(r["horizon"]), f"{r['test']} ({r['origins']})", r["chosen"], r.get("selected", "")]
         present = [m for m in methods if m in by]
-        present = [m for m in present if m != "LSTM, no refit"]  # shown for comparison, not ranked
+        present = [m for m in present if m not in ("LSTM, no refit", "LSTM, no bases")]  # shown, not ranked
+        if any(BASE_TAG in k for k in r.get("trials", {})):  # bases offered: the choice without them, ranked too
+            without = by.get("LSTM, no bases", by["LSTM"])  # the same choice when no base candidate won
+            for m, r_ in _ranks({**by, "LSTM, no bases": without},
+                                ["LSTM, no bases", *[m for m in present if m in baselines]]).items():  # fmt: skip
+                ranks_nobase[m].append(r_)
         plain = _ranks(by, [m for m in present if m not in ("selected", "global LSTM")])
         sel = _ranks(by, [m for m in present if m not in ("LSTM", "global LSTM")])
         if "global LSTM" in by:
@@ -439,6 +462,9 @@ def markdown(results: list[dict], horizon: str) -> list[str]:
     if ranks_norefit["LSTM, no refit"]:
         mn = [f"{np.mean(ranks_norefit[m]):.2f}" if ranks_norefit[m] else "—" for m in methods]
         lines.append("| **mean rank, LSTM without refit vs baselines** | | | | | " + " | ".join(mn) + " |")
+    if ranks_nobase["LSTM, no bases"]:
+        mb = [f"{np.mean(ranks_nobase[m]):.2f}" if ranks_nobase[m] else "—" for m in methods]
+        lines.append("| **mean rank, LSTM chosen without the bases vs baselines** | | | | | " + " | ".join(mb) + " |")
     if ranks_global["global LSTM"]:
         mg = [f"{np.mean(ranks_global[m]):.2f}" if ranks_global[m] else "—" for m in methods]
         lines.append("| **mean rank, global LSTM vs baselines** | | | | | " + " | ".join(mg) + " |")
@@ -465,6 +491,9 @@ def main() -> None:
     parser.add_argument("--relative", action="store_true",
                         help="also offer every candidate with model.relative (the LSTM reads the window minus its "
                              "last value); the validation window chooses")
+    parser.add_argument("--bases", nargs="*", default=[], choices=["ets", "arima"],
+                        help="also offer the LSTM on each of these statistical bases (model.base, relative inputs; "
+                             "the base fitted on the training part); the run also scores the choice without them")
     parser.add_argument("--pseudo-test", action="store_true",
                         help="cut each series before its test window and run on the rest: the reported 'test' is "
                              "then a window of the original training part (to decide the procedure, e.g. the "
@@ -557,6 +586,12 @@ def main() -> None:
             candidates[f"no skip, window {w}"] = ["model.ar_skip=false", f"data.window={w}", f"data.ar_order={w}"]
         if args.relative:  # each again with the LSTM reading level-free windows (model.relative)
             candidates.update({f"{k}, relative": [*v, "model.relative=true"] for k, v in list(candidates.items())})
+        for base in args.bases:  # the LSTM correcting ETS or ARIMA (model.base), level-free like its base columns
+            for mult in args.windows:
+                w = max(2, round(mult * s.window))
+                candidates[f"{base.upper()}{BASE_TAG}window {w}, relative"] = [
+                    "model.ar_skip=false", f"model.base={base}", "model.relative=true", f"data.window={w}",
+                    f"data.ar_order={w}"]  # fmt: skip
         with tempfile.TemporaryDirectory(dir=args.out) as tmp:
             result = run_series(s, horizon, args.seeds, candidates, Path(tmp), log,
                                 not (args.no_linear or args.combine),

@@ -189,6 +189,24 @@ def test_forecaster_matches_torch_in_onnxruntime(cell, ar_order, relative, tmp_p
     np.testing.assert_allclose(got, want.numpy(), atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("relative", [False, True])
+def test_forecaster_on_a_base_matches_torch_in_onnxruntime(relative, tmp_path):
+    """model.base: the last H columns of the last step (the base model's change) are added to the output."""
+    config = ForecastModel(input_size=1 + 1 + 3, output_size=3, hidden_size=6, dropout=0.0, ar_skip=False,
+                           base="arima", relative=relative)  # fmt: skip
+    model = _randomize(ForecastNet(config, 0), seed=3)
+    assert model.ar is None and model.base_columns == 3
+    result = to_onnx(model, tmp_path / "f.onnx")
+    x = torch.randn(7, 4, 5)
+    (got,) = _session(result.path).run(None, {"features": x.numpy()})
+    with torch.no_grad():
+        want = model(x)
+        torch.nn.init.zeros_(model.core.head.weight)
+        torch.nn.init.zeros_(model.core.head.bias)
+        torch.testing.assert_close(model(x), x[-1, :, :1] + x[-1, :, 2:])  # no LSTM: last value + base change
+    np.testing.assert_allclose(got, want.numpy(), atol=1e-5, rtol=1e-5)
+
+
 def test_task_model_inputs_and_errors(tmp_path):
     model = ForecastNet(ForecastModel(input_size=1, output_size=1, hidden_size=4), 3)
     with pytest.raises(ValueError, match="lengths=True does not apply to a forecaster"):

@@ -283,6 +283,32 @@ def test_the_forecast_command_recursive_beyond_the_trained_horizon(tmp_path):
     assert bad.exit_code == 1 and "not a run directory" in bad.output
 
 
+def test_a_run_on_an_ets_base_end_to_end_evaluate_forecast_and_export(tmp_path):
+    """model.base=ets: trained, scored beside the baselines, evaluated from the run directory alone, forecast
+    directly (recursion refused by name) and exported with the base's columns described in the metadata."""
+    pytest.importorskip("onnxruntime")
+    import onnx
+
+    from lstmkit.export.rundir import export_run
+
+    path = write_csv(tmp_path / "s.csv", seasonal_series(60), dates=[str(1900 + i) for i in range(60)])
+    config = config_for(path, "data.date_column=date", "data.horizon=2", "model.ar_skip=false", "model.base=ets")
+    result = runner.train("forecast", config, tmp_path / "run")
+    test = result.metrics["test"]
+    assert test["model"] == "LSTM 1x8 on an ETS base" and test["base"].startswith("ETS(")
+    metrics, _ = runner.evaluate(result.run_dir, "test")
+    assert metrics["scores"][test["model"]] == pytest.approx(test["scores"][test["model"]], rel=1e-9)
+    fc = forecast_run(result.run_dir, 2)
+    assert fc.strategy == "direct" and fc.labels == ["1960", "1961"] and np.isfinite(fc.values).all()
+    with pytest.raises(TaskError, match=r"a run with model.base=ets cannot be forecast recursively"):
+        forecast_run(result.run_dir, 3)
+    exported = export_run(result.run_dir)
+    meta = {p.key: p.value for p in onnx.load(str(exported.path)).metadata_props}
+    base = json.loads(meta["lstmkit.preprocess"])["base"]
+    assert base["model"] == test["base"] and base["fitted_on"] == ["1900", "1941"]  # training part: 60 - 10 - 8 steps
+    assert base["columns"] == ["base residual", "base change +1", "base change +2"]
+
+
 def test_the_task_is_registered_with_its_data_source():
     task = get_task("forecast")
     assert "statsmodels" in task.data_source(task.default_config())

@@ -122,3 +122,70 @@ def test_the_report_prints_full_precision_and_the_filled_steps():
     lines = get_task("forecast").report(metrics)
     assert "gaps filled (data.gaps): 1 step(s): 2003" in lines[1]
     assert "0.3333333333333333" in lines[-1] and "0.1234567890123" in lines[-1] and "1e-07" in lines[-1]
+
+
+def test_one_step_forecasts_are_the_per_origin_forecasts():
+    """At horizon 1 ETS and ARIMA take one filtering pass instead of one per origin; the first column of the
+    per-origin path (horizon 2) must be the same numbers, including the origin past the last value."""
+    rng = np.random.default_rng(4)
+    t = np.arange(90)
+    y = 10 + 0.05 * t + np.sin(2 * np.pi * t / 4) + 0.3 * rng.standard_normal(90)
+    for model in (bl.AutoETS(4), bl.AutoARIMA(4, max_p=1, max_q=1)):
+        model.fit(y[:60])
+        origins = [model.min_history, 30, 61, 89, 90]
+        one = model.predict(y, origins, 1)
+        assert one.shape == (5, 1)
+        np.testing.assert_allclose(one[:, 0], model.predict(y, origins, 2)[:, 0], rtol=1e-9, atol=1e-9)
+        with pytest.raises(ValueError, match=r"origins must lie in \[" + str(model.min_history)):
+            model.predict(y, [model.min_history - 1], 1)
+
+
+def test_base_features_by_hand_and_no_later_value_reaches_a_row():
+    """forecast's model.base columns: the one-step residual and the forecast of the next H values (as changes
+    from the step's value) of an ETS fitted on the training part, row s reading steps up to s only."""
+    from lstmkit.tasks.forecast.data import base_features
+
+    rng = np.random.default_rng(5)
+    y = np.cumsum(rng.standard_normal(70)) + 50
+    cols, name = base_features(y, 40, "ets", 0, 2)
+    model = bl.AutoETS(0).fit(y[:40])
+    assert name == model.name and cols.shape == (70, 3)
+    first = model.min_history
+    b = model.predict(y, np.arange(first, 71), 2)  # origins first .. 70
+    for s in (first, 39, 55, 69):
+        assert cols[s, 0] == pytest.approx(y[s] - b[s - first, 0], abs=1e-9)  # origin s's one-step error
+        np.testing.assert_allclose(cols[s, 1:], b[s + 1 - first] - y[s], atol=1e-9)  # origin s + 1's forecast
+    assert (cols[: first - 1] == 0).all() and cols[first - 1, 0] == 0
+    later = y.copy()
+    later[56:] += 100  # steps after 55 change; the fit (steps 0 .. 39) does not
+    moved, _ = base_features(later, 40, "ets", 0, 2)
+    np.testing.assert_array_equal(moved[:56], cols[:56])
+    assert np.abs(moved[56:] - cols[56:]).max() > 1
+
+
+def test_the_untrained_model_on_a_base_is_exactly_that_base(tmp_path):
+    """model.base: the head starts at zero, so before training the network's forecasts are the base model's
+    (fitted on the training part) from the same origins; errors for a wrong value and the AR skip left on."""
+    from lstmkit.tasks import ConfigError
+    from lstmkit.tasks.forecast import ForecastTask
+    from lstmkit.tasks.forecast.scoring import model_forecasts, split_origins
+
+    rng = np.random.default_rng(6)
+    values = np.round(30 + np.cumsum(rng.standard_normal(80)), 4)
+    path = tmp_path / "s.csv"
+    path.write_text("y\n" + "\n".join(map(str, values)) + "\n")
+    common = [f"data.csv={path}", "data.column=y", "data.window=6", "data.test_size=12", "data.val_size=12",
+              "data.horizon=2", "data.auto_baselines=false", "model.hidden_size=8"]  # fmt: skip
+    overrides = [*common, "model.ar_skip=false"]
+    for kind, model in (("ets", bl.AutoETS(0)), ("arima", bl.AutoARIMA(0, max_p=5, max_q=2))):
+        p = prepare_data(runner.build_config("forecast", overrides=[*overrides, f"model.base={kind}"]))
+        assert p.config.model.input_size == 1 + 1 + 2 and p.base_name == model.fit(values[:56]).name
+        net = ForecastTask().build_model(p.config)
+        for split in ("val", "test"):
+            origins = split_origins(p, split)
+            np.testing.assert_allclose(model_forecasts(net, p, split), model.predict(values, origins, 2),
+                                       rtol=1e-5, atol=1e-4)  # float32 network, values about 30  # fmt: skip
+    with pytest.raises(ConfigError, match=r"^model.base=arima replaces the AR skip: set model.ar_skip=false as well"):
+        prepare_data(runner.build_config("forecast", overrides=[*common, "model.base=arima"]))
+    with pytest.raises(ValueError, match=r"model.base must be one of \['', 'ets', 'arima'\], got 'theta'"):
+        runner.build_config("forecast", overrides=["model.base=theta"])

@@ -18,7 +18,8 @@ zeros made inside the graph at the input's batch size. The recurrent core is ``r
   int64; output ``log_probs`` (T, B, C), class 0 the CTC blank, for a greedy or beam decoder.
 - forecaster: input ``features`` (T, B, F), a window of scaled values with the target in column 0
   (T at least the AR skip's order); output ``forecast`` (B, horizon) in scaled units: the last
-  target value, plus the LSTM head at the last step, plus the fixed AR skip over the last p values.
+  target value, plus the LSTM head at the last step, plus the fixed AR skip over the last p values
+  (or, with ``model.base``, the base model's change in the last H columns of the last step).
 
 The preprocessing the tasks apply before the network (scaling, framing, the log of the target) is
 not in the graph; ``lstmkit export`` stores it in the file's metadata (``lstmkit.preprocess``) and
@@ -142,6 +143,11 @@ def emit(gb: GraphBuilder, model: nn.Module, recurrence: str) -> tuple[list[str]
         lags = gb.op("Gather", [lags, gb.const(0, "idx0", i64)], "lags_pb", axis=2)  # (p, B)
         lags = gb.op("Transpose", [lags], "lags", perm=[1, 0])  # (B, p)
         out = gb.op("Add", [out, _linear(gb, lags, model.ar, "ar")], "forecast_ar")
+    if model.base_columns:  # ForecastNet with model.base: the last H columns at the last step, the base's change
+        x_last = gb.op("Gather", ["features", gb.const(-1, "minus_one", i64)], "x_last", axis=0)  # (B, F)
+        base = gb.op("Slice", [x_last, gb.const([-model.base_columns], "minus_h", i64),
+                               gb.const([INT64_MAX], "end", i64), gb.const([1], "axes_1", i64)], "base_change")
+        out = gb.op("Add", [out, base], "forecast_base")  # (B, horizon)
     return [out], kinds
 
 

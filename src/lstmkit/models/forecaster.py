@@ -1,4 +1,5 @@
-"""``ForecastNet``: a ``SequenceModel`` over a window, read at its last step, plus a fixed linear AR skip."""
+"""``ForecastNet``: a ``SequenceModel`` over a window, read at its last step, plus a fixed linear AR skip or a
+statistical model's forecast as its base."""
 
 from __future__ import annotations
 
@@ -23,6 +24,22 @@ class ForecastModel(ModelConfig):
     # series the test windows lie above every training level; a level-free reader extrapolates the trend as a
     # change. Off by default; the forecasting panel offers it as a candidate chosen on validation (docs/results.md).
     relative: bool = False
+    # A statistical forecast as the base the LSTM corrects, instead of the AR skip: "ets" or "arima" (the task's
+    # automatic ETS / ARIMA, fitted on the training part and kept fixed), "" for none. The task appends to each
+    # step of the window that model's one-step residual and its forecast of the next `horizon` values as changes
+    # from the step's value; the head starts at zero, so training starts from the statistical forecast and the
+    # LSTM learns what it misses (Zhang 2003's ARIMA + network hybrid). Needs model.ar_skip=false.
+    base: str = ""
+
+    def _validate(self) -> None:
+        super()._validate()
+        if self.base not in BASES:
+            raise ValueError(f"model.base must be one of {list(BASES)}, got {self.base!r}")
+        # model.base with model.ar_skip is refused by the forecast task when it prepares the data: overrides are
+        # applied one key at a time, so a check here would depend on their order.
+
+
+BASES = ("", "ets", "arima")
 
 
 def least_squares(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -41,7 +58,9 @@ class ForecastNet(nn.Module):
 
     ``forward(x)``: x (T, B, F) scaled features, the target in column 0 -> (B, H) scaled forecasts of
     the next H target values: the last value, plus the LSTM's change, plus the AR skip's change. With
-    ``model.relative`` the LSTM reads the target column minus its value at the last step.
+    ``model.relative`` the LSTM reads the target column minus its value at the last step. With
+    ``model.base`` the last H columns are the base model's forecast of the next H values as changes from
+    each step's value; the last step's are added to the output in place of the AR skip's.
     """
 
     export_kind: ClassVar[str] = "forecaster"  # lstmkit.export: a window of features -> forecast
@@ -51,12 +70,16 @@ class ForecastNet(nn.Module):
         self.core = SequenceModel(model)
         self.ar_order = ar_order if model.ar_skip else 0
         self.ar: nn.Linear | None = None
+        if model.base and model.ar_skip:
+            raise ValueError(f"model.base={model.base} replaces the AR skip: set model.ar_skip=false as well")
+        self.base_columns = model.output_size if model.base else 0  # the last H input columns
+        if self.ar_order or self.base_columns:
+            # The head starts at zero, so the untrained model is exactly the AR (or the base) forecast.
+            nn.init.zeros_(self.core.head.weight)
+            nn.init.zeros_(self.core.head.bias)
         if self.ar_order:
             self.ar = nn.Linear(self.ar_order, model.output_size)
             self.ar.requires_grad_(False)  # fitted by least squares, then fixed
-            # The head starts at zero, so the untrained model is exactly the AR forecast.
-            nn.init.zeros_(self.core.head.weight)
-            nn.init.zeros_(self.core.head.bias)
 
     @property
     def rnn(self) -> nn.Module:
@@ -83,4 +106,6 @@ class ForecastNet(nn.Module):
         y = x[-1, :, :1] + out[-1]  # (B, H): a change from the last value
         if self.ar is not None:
             y = y + self.ar(x[-self.ar_order :, :, 0].T)  # (p, B) -> (B, p) -> (B, H)
+        if self.base_columns:
+            y = y + x[-1, :, -self.base_columns :]  # (B, H): the base's change from the last value
         return y

@@ -18,7 +18,9 @@ returned as (N, H).
   (P, Q) by AICc over a small grid (see :func:`auto_arima`).
 
 ETS and ARIMA are fitted once, on the training part; each origin's forecast filters the history
-``y[:t]`` with those fixed parameters (no refit), so no value at or after ``t`` reaches it.
+``y[:t]`` with those fixed parameters (no refit), so no value at or after ``t`` reaches it. One step
+ahead that is the one-step prediction of a single filtering pass over the series (equal to the
+per-origin forecasts, which the tests check, and hundreds of times faster).
 
 Classification (``classify``): the 1-nearest-neighbour classifier with Euclidean distance and with
 dynamic time warping (DTW; squared point costs summed over channels, the "dependent" multivariate
@@ -182,14 +184,23 @@ class AutoETS:
         trend = {None: "N", "add": "A"}[s["trend"]] + ("d" if s["damped_trend"] else "")
         return f"ETS({s['error'][0].upper()},{trend},{'N' if s['seasonal'] is None else s['seasonal'][0].upper()})"
 
+    @property
+    def min_history(self) -> int:
+        """The fewest steps before an origin that :meth:`predict` accepts (two seasons and two with a season)."""
+        if self.spec is None:
+            raise RuntimeError("AutoETS is not fitted")
+        return 2 * self.m + 2 if self.spec["seasonal"] else 2
+
     def predict(self, y: np.ndarray, origins: Sequence[int], horizon: int) -> np.ndarray:
         """(N, H): the fixed model run over ``y[:t]`` for each origin ``t``, then forecast ``horizon`` steps."""
         from statsmodels.tsa.exponential_smoothing.ets import ETSModel
 
-        if self.spec is None:
-            raise RuntimeError("AutoETS is not fitted")
-        o = _origins(y, origins, horizon, 2 * self.m + 2 if self.spec["seasonal"] else 2)
+        o = _origins(y, origins, horizon, self.min_history)
         with _quiet():
+            if horizon == 1:  # one pass: the smoothed model's one-step predictions are each origin's forecast
+                run = ETSModel(np.asarray(y[: o.max()], dtype=np.float64), **self.spec).smooth(self.params)
+                path = np.concatenate([np.asarray(run.fittedvalues), np.asarray(run.forecast(1))])  # (max(o) + 1,)
+                return path[o][:, None]
             return np.stack([np.asarray(ETSModel(np.asarray(y[:t], dtype=np.float64), **self.spec)
                                         .smooth(self.params).forecast(horizon)) for t in o])  # fmt: skip
 
@@ -271,12 +282,20 @@ class AutoARIMA:
         p, d, q = self.order
         return f"ARIMA({p},{d},{q}){season}{drift}"
 
-    def predict(self, y: np.ndarray, origins: Sequence[int], horizon: int) -> np.ndarray:
-        """(N, H): the fitted parameters filtered over ``y[:t]`` for each origin ``t`` (no refit), then forecast."""
+    @property
+    def min_history(self) -> int:
+        """The fewest steps before an origin that :meth:`predict` accepts."""
         if self.result is None:
             raise RuntimeError("AutoARIMA is not fitted")
-        o = _origins(y, origins, horizon, 1)
+        return 1
+
+    def predict(self, y: np.ndarray, origins: Sequence[int], horizon: int) -> np.ndarray:
+        """(N, H): the fitted parameters filtered over ``y[:t]`` for each origin ``t`` (no refit), then forecast."""
+        o = _origins(y, origins, horizon, self.min_history)
         with _quiet():
+            if horizon == 1:  # one pass: the filter's one-step predictions are each origin's forecast
+                run = self.result.apply(np.asarray(y[: o.max()], dtype=np.float64))
+                return np.asarray(run.predict(start=0, end=int(o.max())))[o][:, None]  # (N, 1)
             return np.stack([np.asarray(self.result.apply(np.asarray(y[:t], dtype=np.float64)).forecast(horizon))
                              for t in o])  # fmt: skip
 

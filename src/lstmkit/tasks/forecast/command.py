@@ -66,6 +66,10 @@ def forecast_run(
     if data.horizon < horizon and series.covariates.shape[1]:
         raise TaskError(f"--horizon {horizon} is longer than the trained data.horizon {data.horizon}, and a series "
                         "with covariates cannot be forecast recursively (their future values are unknown)")
+    if data.horizon < horizon and run.config.model.base:
+        raise TaskError(f"--horizon {horizon} is longer than the trained data.horizon {data.horizon}, and a run with "
+                        f"model.base={run.config.model.base} cannot be forecast recursively (its base model's "
+                        "inputs would need the forecasts filtered as if observed)")
     z = torch.tensor(prepared.z[:start], dtype=torch.float32)  # (start, F)
     if start < data.window:
         raise TaskError(f"the series has {start} steps before the origin, fewer than data.window {data.window}")

@@ -13,7 +13,7 @@ import torch
 from lstmkit._fileio import write_versioned_json
 from lstmkit.data import SlidingWindowDataset, Standardizer
 from lstmkit.data.series import Series, read_series_csv
-from lstmkit.tasks.base import DataUnavailable, Prepared
+from lstmkit.tasks.base import ConfigError, DataUnavailable, Prepared
 from lstmkit.tasks.bundled import AIRLINE, SUNSPOTS, package_file
 from lstmkit.tasks.forecast.config import PRESETS, ForecastData
 from lstmkit.train import Config
@@ -152,7 +152,10 @@ class ForecastPrepared(Prepared):
     series: Series
     split: Split
     scaler: Standardizer
-    z: np.ndarray  # (T, F) the scaled features: transformed target first, then covariates
+    # (T, F) the scaled features: transformed target first, then covariates, then with model.base the base's
+    # 1 + H columns (base_features, divided by the target's scale)
+    z: np.ndarray
+    base_name: str = ""  # with model.base: the fitted form, e.g. "ARIMA(2,1,0) with drift"
 
     def save(self, run_dir: Path) -> None:
         self.scaler.save(run_dir / SCALER)
@@ -167,13 +170,60 @@ class ForecastPrepared(Prepared):
         })  # fmt: skip
 
 
-def scaled_features(series: Series, data: ForecastData, scaler: Standardizer) -> np.ndarray:
+_BASE_CACHE: dict[str, tuple[np.ndarray, str]] = {}  # base fits by content: a run's load refits the same model
+
+
+def base_features(t: np.ndarray, fit_end: int, kind: str, m: int, horizon: int) -> tuple[np.ndarray, str]:
+    """The base model's input columns for every step ``s`` of the transformed target ``t`` (T,), and its name.
+
+    The model (``kind`` "ets" or "arima": ``lstmkit.tasks.baselines.AutoETS`` / ``AutoARIMA`` with season ``m``)
+    is fitted on ``t[:fit_end]`` and then only filters. Column 0 is its one-step residual ``t[s] - b_s[0]``;
+    column ``k`` (1..H) is ``b_{s+1}[k-1] - t[s]``, its forecast of step ``s + k`` made from ``t[:s + 1]``, as a
+    change from step ``s``'s value. ``b_o`` is the forecast from origin ``o``, which reads ``t[:o]`` only, so
+    row ``s`` depends on no value after step ``s``. Rows before the model's shortest history are 0 (no
+    residual, no change). Returns ((T, 1 + H) in the units of ``t``, e.g. "ARIMA(1,1,0) with drift")."""
+    from lstmkit.tasks import baselines as bl
+
+    t = np.asarray(t, dtype=np.float64)
+    key = hashlib.sha256(t.tobytes() + f"{fit_end}/{kind}/{m}/{horizon}".encode()).hexdigest()
+    if key not in _BASE_CACHE:
+        model = bl.AutoETS(m) if kind == "ets" else bl.AutoARIMA(m)
+        model.fit(t[:fit_end])
+        n, first = len(t), model.min_history
+        b = model.predict(t, np.arange(first, n + 1), horizon)  # (n + 1 - first, H): origins first .. n
+        cols = np.zeros((n, 1 + horizon))
+        cols[first:, 0] = t[first:] - b[:-1, 0]  # steps first .. n - 1: their one-step residuals
+        cols[first - 1 :, 1:] = b - t[first - 1 :, None]  # row s holds origin s + 1's forecast
+        _BASE_CACHE[key] = (cols, model.name)
+    cols, name = _BASE_CACHE[key]
+    return cols.copy(), name
+
+
+def base_fit_end(data: ForecastData, split: Split) -> int:
+    """Where the base model is fitted: the LSTM's training part (with data.full_train every step before the test),
+    like the AR skip, so that the validation windows stay unseen by it."""
+    return split.test_lo if data.full_train else split.val_lo
+
+
+def scaled_features(
+    series: Series, data: ForecastData, scaler: Standardizer, split: Split, base: str = ""
+) -> tuple[np.ndarray, str]:
+    """(T, F) the network's input features (see ``ForecastPrepared.z``) and the base's name ("" without one)."""
     feats = series.features()
     feats[:, 0] = transform_target(feats[:, 0], data.log)
-    return scaler.transform(feats)  # (T, F)
+    z = scaler.transform(feats)  # (T, F)
+    if not base:
+        return z, ""
+    try:
+        cols, name = base_features(feats[:, 0], base_fit_end(data, split), base, data.season, data.horizon)
+    except ValueError as e:
+        raise DataUnavailable(f"model.base={base}: {e}") from e
+    return np.concatenate([z, cols / scaler.std[0].item()], axis=1), name  # (T, F + 1 + H)
 
 
 def prepare_data(config: Config) -> ForecastPrepared:
+    if config.model.base and config.model.ar_skip:
+        raise ConfigError(f"model.base={config.model.base} replaces the AR skip: set model.ar_skip=false as well")
     series = load_series(config.data)
     data = resolve(config.data, len(series))
     split = make_split(series, data)
@@ -183,12 +233,13 @@ def prepare_data(config: Config) -> ForecastPrepared:
         scaler = Standardizer().fit(feats[: split.test_lo])  # the steps before the test only
     except ValueError as e:
         raise DataUnavailable(f"cannot scale the training part: {e}") from e
+    z, base_name = scaled_features(series, data, scaler, split, config.model.base)
     config = dataclasses.replace(
         config,
         data=data,
-        model=dataclasses.replace(config.model, input_size=feats.shape[1], output_size=data.horizon, vocab_size=None),
+        model=dataclasses.replace(config.model, input_size=z.shape[1], output_size=data.horizon, vocab_size=None),
     )
-    return ForecastPrepared(config, series, split, scaler, scaler.transform(feats))
+    return ForecastPrepared(config, series, split, scaler, z, base_name)
 
 
 def window_dataset(z: np.ndarray, lo: int, hi: int, window: int, horizon: int) -> SlidingWindowDataset:

@@ -173,6 +173,8 @@ def prepare_collection(config: Config) -> ManyPrepared:
     if m.ar_skip or m.relative:
         raise ConfigError("forecast-many reads scaled changes from the last value already: model.ar_skip and "
                           "model.relative must be false")  # fmt: skip
+    if m.base:
+        raise ConfigError(f"forecast-many has no per-series base model: model.base must be empty, got {m.base!r}")
     series, notes = load_collection(data)
     need = max(shortest(data), data.min_length)
     short = [s.name for s in series if data.min_length and len(s.values) < data.min_length]

@@ -52,6 +52,8 @@ def baseline_forecasts(t: np.ndarray, fit_end: int, data: ForecastData, origins:
 
 def model_name(config: Config) -> str:
     skip = f" + AR({config.data.ar_order}) skip" if config.model.ar_skip and config.data.ar_order else ""
+    if config.model.base:
+        skip = f" on an {config.model.base.upper()} base"
     return f"LSTM {config.model.num_layers}x{config.model.hidden_size}{skip}"
 
 
@@ -108,6 +110,7 @@ def score_split(model: ForecastNet, prepared: ForecastPrepared, split_name: str)
         "horizon": data.horizon,
         "mse": evaluate(model, [(x, y[..., None])], forecast_step),  # the training loss: MSE of the scaled series
         "model": model_name(config),
+        "base": prepared.base_name,  # with model.base: the fitted form (fitted on the training part, then fixed)
         "filled": [lab for lab in prepared.series.filled if lab in set(labels[: split.test_hi])],
         "scores": {name: score(actual, to_units(f), y_train, m) for name, f in forecasts.items()},
     }

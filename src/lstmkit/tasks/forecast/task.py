@@ -22,6 +22,7 @@ from lstmkit.tasks.forecast.data import (
     SPLITS,
     ForecastPrepared,
     _stack,
+    base_fit_end,
     describe_source,
     fingerprint,
     load_series,
@@ -142,7 +143,8 @@ class ForecastTask(Task):
         if recorded.get("sha256") != fingerprint(prepared.series, prepared.split):
             raise TaskError(f"the series of {self.data_source(run.config)} is not the one this run was trained on "
                             f"(its SHA-256 differs from {run.file(DATA)})")
-        prepared.scaler, prepared.z = scaler, scaled_features(prepared.series, run.config.data, scaler)
+        prepared.scaler = scaler
+        prepared.z, _ = scaled_features(prepared.series, run.config.data, scaler, prepared.split, run.config.model.base)
         model = run.load_weights(self.build_model(run.config))
         return model, prepared
 
@@ -157,12 +159,24 @@ class ForecastTask(Task):
             scaler = Standardizer.load(run.file(SCALER))
         except ValueError as e:
             raise TaskError(str(e)) from e
-        data = run.config.data
-        return {
+        data, base = run.config.data, run.config.model.base
+        out = {
             "preprocess": {"columns": [data.column or "value", *data.covariate_list()], "log": bool(data.log),
                            "mean": scaler.mean.tolist(), "std": scaler.std.tolist(), "window": data.window,
                            "horizon": data.horizon},
-        }
+        }  # fmt: skip
+        if base:  # the base model runs outside the network: say what its columns hold
+            _, prepared = self.load(run)
+            labels = prepared.series.labels
+            out["preprocess"]["base"] = {
+                "model": prepared.base_name,
+                "fitted_on": [labels[0], labels[base_fit_end(data, prepared.split) - 1]],  # first and last step
+                "columns": ["base residual", *(f"base change +{k}" for k in range(1, data.horizon + 1))],
+                "meaning": "appended after the scaled columns, divided by std[0]: at each step s the base model's "
+                "one-step residual (value - its forecast from the steps before s) and its forecasts of steps "
+                "s+1..s+horizon made from the steps up to s, minus the value at s; the (log) target units",
+            }
+        return out
 
     def evaluate(self, run: Run, split: str) -> dict[str, Any]:
         if split not in SPLITS:
