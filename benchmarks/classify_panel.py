@@ -31,7 +31,7 @@ from lstmkit.tasks.bundled import ucr_sets
 from lstmkit.tasks.classify import nn1_dtw_predict, nn1_predict, prepare_data, select
 from lstmkit.tasks.classify.config import NORMALIZE
 from lstmkit.tasks.classify.scoring import predict_proba
-from lstmkit.tasks.classify.select import MEASURES, clearly_better, final_config
+from lstmkit.tasks.classify.select import MEASURES, clearly_better, committee_configs, final_config
 from lstmkit.tasks.rundir import open_run
 from lstmkit.train import set_values
 
@@ -138,7 +138,8 @@ def parse_setting(text: str) -> tuple[str, object]:
 
 def lstm(name: str, seeds: list[int], workdir: Path, log, epochs: int | None, augment: str = "",
          names: list[str] | None = None, normalize: str = "", variants_only: bool = False,
-         variant: list[str] | None = None, prefer_plain: str = "", alternatives: bool = False) -> dict:
+         variant: list[str] | None = None, prefer_plain: str = "", alternatives: bool = False,
+         final: str = "refit") -> dict:
     budget = [f"train.epochs={epochs}", f"train.patience={epochs}"] if epochs else []
     base = runner.build_config("classify", overrides=[f"data.dataset={name}", "train.progress=false",
                                                       "train.tensorboard=false", "train.threads=1",
@@ -159,11 +160,14 @@ def lstm(name: str, seeds: list[int], workdir: Path, log, epochs: int | None, au
     for s in selection.scores:
         log(f"  {name} {s.name}: val loss {s.val_loss:.4f}, val accuracy {s.val_accuracy:.4f}, epochs {s.best_epochs}")
     log(f"  {name}: {selection.rule}")
-    out = {"plan": selection.plan, "chosen": selection.chosen.name,
-           **test_scores(selection.final, seeds, workdir, name), "rule": selection.rule,
+    folds = int(selection.plan.split("-")[0]) if selection.plan.endswith("-fold") else 0
+    if final == "committee" and folds:
+        scores = committee_scores(base, selection.chosen, folds, seeds, workdir, name)
+    else:
+        scores = test_scores(selection.final, seeds, workdir, name)
+    out = {"plan": selection.plan, "chosen": selection.chosen.name, **scores, "rule": selection.rule,
            "candidates": {s.name: [s.val_loss, s.val_accuracy] for s in selection.scores}}
     if prefer_plain and alternatives:  # the other rules' choices from the same candidates, scored too
-        folds = int(selection.plan.split("-")[0]) if selection.plan.endswith("-fold") else 0
         others = {f"{m} rule": best_copy if clearly_better(best_plain, best_copy, m)[0] else best_plain
                   for m in MEASURES if m != prefer_plain}
         others["lowest validation loss"] = min(selection.scores, key=lambda s: (s.val_loss, -s.val_accuracy))
@@ -177,6 +181,26 @@ def lstm(name: str, seeds: list[int], workdir: Path, log, epochs: int | None, au
                 scored[chosen.name] = rule
             log(f"  {name}: {rule}: {out['alternatives'][rule]}")
     return out
+
+
+def committee_scores(base, chosen, folds: int, seeds: list[int], workdir: Path, name: str) -> dict:
+    """``--final committee``: for each seed the chosen setting's fold committee (``classify.committee_configs``: one
+    model per fold, early-stopped on its fold's validation cases, probabilities averaged); each seed's committee
+    accuracy, their mean, and all the seeds' members averaged as the ensemble."""
+    accuracies, probs, targets = [], [], None
+    for seed in seeds:
+        members = []
+        for fold, config in enumerate(committee_configs(base, chosen, folds, seed)):
+            result = runner.train("classify", config, workdir / f"{name}-{seed}-fold{fold}")
+            run = open_run(result.run_dir)
+            prepared = prepare_data(run.config)  # the member's own scaling (fitted on its fold's training cases)
+            members.append(predict_proba(run.load_weights(run.task.build_model(run.config)), prepared.cases["test"]))
+            targets = prepared.targets["test"]
+        probs.append(np.mean(members, axis=0))  # (N, K): the seed's committee
+        accuracies.append(float(np.mean(probs[-1].argmax(1) == targets)))
+    ensemble = float(np.mean(np.mean(probs, axis=0).argmax(1) == targets))
+    return {"accuracies": accuracies, "mean": float(np.mean(accuracies)), "ensemble": ensemble,
+            "final": f"committee of the {folds} fold models per seed"}
 
 
 def test_scores(final, seeds: list[int], workdir: Path, name: str) -> dict:
@@ -256,6 +280,10 @@ def main() -> None:
     parser.add_argument("--alternatives", action="store_true", help="with --prefer-plain: also train and score "
                         "(seeds, test cases) the choices of the other measure's rule and of the lowest validation loss "
                         "where they differ, from the same candidates' validation figures")
+    parser.add_argument("--final", choices=["refit", "committee"], default="refit", help="after k-fold selection: "
+                        "train the chosen setting on every training case for the folds' median epochs ('refit'), or "
+                        "average its fold models, each early-stopped on its own fold ('committee'); a hold-out keeps "
+                        "its early-stopped models either way")
     parser.add_argument("--dtw-budget", type=float, default=1e11,
                         help="cost-matrix cells for full-window DTW (dtaidistance's C: about 1e8 a second a core)")
     args = parser.parse_args()
@@ -289,7 +317,7 @@ def main() -> None:
             with tempfile.TemporaryDirectory(dir=args.out) as tmp:
                 r["lstm"] = lstm(name, args.seeds, Path(tmp), log, args.epochs, args.augment, args.candidates,
                                  args.normalize, args.variants_only, args.variant, args.prefer_plain,
-                                 args.alternatives)
+                                 args.alternatives, args.final)
             log(f"{name}: LSTM {r['lstm']} in {time.perf_counter() - started:.0f} s")
         path.write_text(json.dumps(results, indent=1))
         (args.out / "panel.md").write_text("\n".join(markdown(results)) + "\n")

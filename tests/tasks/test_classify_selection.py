@@ -147,6 +147,25 @@ def test_selection_uses_folds_below_the_line_then_trains_on_every_case(tmp_path)
     assert "trained on every training case" in result.lines[1]
 
 
+def test_a_fold_committee_is_one_early_stopped_model_per_fold_that_validates_it(tmp_path):
+    """committee_configs: the chosen values on each fold (seed as given), early stopping on that fold's cases;
+    the members' validation cases partition the training cases and their test cases are the same."""
+    from lstmkit.tasks.classify.select import CandidateScore, committee_configs
+
+    base = get_task("classify").smoke_config(tmp_path)  # 24 training cases
+    chosen = CandidateScore("mean", {"model.pooling": "mean"}, 0.5, 0.8, [1, 2, 3, 4, 5])
+    configs = committee_configs(base, chosen, 4, seed=7)
+    assert [c.data.fold for c in configs] == [0, 1, 2, 3] and {c.data.folds for c in configs} == {4}
+    assert all(c.model.pooling == "mean" and c.train.seed == 7 and not c.data.full_train for c in configs)
+    task = get_task("classify")
+    prepared = [task.prepare(c) for c in configs]
+    assert sum(len(p.targets["val"]) for p in prepared) == 24  # each training case validates one member
+    assert all(len(p.targets["train"]) + len(p.targets["val"]) == 24 for p in prepared)
+    assert all(np.array_equal(p.targets["test"], prepared[0].targets["test"]) for p in prepared)
+    with pytest.raises(ValueError, match=r"a fold committee needs k-fold selection \(folds >= 2\), got folds=0"):
+        committee_configs(base, chosen, 0, seed=0)
+
+
 def test_clearly_better_is_the_one_standard_error_rule_on_paired_case_losses():
     from lstmkit.tasks.classify.select import CandidateScore, clearly_better
 

@@ -147,6 +147,17 @@ def select(
     return Selection(plan, scores, chosen, final_config(base, chosen, folds), rule)
 
 
+def committee_configs(base: Config, chosen: CandidateScore, folds: int, seed: int) -> list[Config]:
+    """The configs of a fold committee, the alternative to :func:`final_config`'s refit after k-fold selection:
+    the chosen candidate trained on each fold's training cases with early stopping on that fold's validation
+    cases (as in the selection), one model per fold; their class probabilities are averaged. Every member's
+    epoch count is thus chosen on cases it did not train on, where the refit trains for the folds' median."""
+    if folds < 2:
+        raise ValueError(f"a fold committee needs k-fold selection (folds >= 2), got folds={folds}")
+    return [set_values(base, {**chosen.values, "data.folds": folds, "data.fold": fold, "train.seed": seed,
+                              "data.full_train": False}) for fold in range(folds)]  # fmt: skip
+
+
 def final_config(base: Config, chosen: CandidateScore, folds: int) -> Config:
     """The config the chosen candidate's final models train with: its values over ``base``; after k-fold
     selection (``folds`` > 0) on every training case, for the median of the folds' best epoch counts."""

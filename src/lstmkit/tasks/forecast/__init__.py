@@ -20,7 +20,10 @@ output gives the change of the next ``data.horizon`` values from the last one, a
 to the output, as in LSTNet's highway (Lai et al. 2018): its coefficients are fitted by least
 squares on the training windows and kept fixed, and the LSTM's head starts at zero, so training
 starts from the AR forecast and the LSTM learns what the linear model misses (the ARIMA + network
-hybrid of Zhang 2003). ``--set model.ar_skip=false`` trains the LSTM alone.
+hybrid of Zhang 2003). ``--set model.ar_skip=false`` trains the LSTM alone; with it, ``model.base``
+(``ets`` or ``arima``) makes the task's automatic ETS or ARIMA, fitted on the training part, the base
+instead: its one-step residuals and its forecasts (as changes) become input columns of every step
+(``data.base_features``) and its forecast from the last step is added to the output.
 
 Forecasts are scored on the test split from rolling origins: every origin whose ``horizon``
 targets lie in the split, with the observed values before it as input. The baselines (naive,
