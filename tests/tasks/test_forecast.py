@@ -296,6 +296,8 @@ def test_a_run_on_an_ets_base_end_to_end_evaluate_forecast_and_export(tmp_path):
     result = runner.train("forecast", config, tmp_path / "run")
     test = result.metrics["test"]
     assert test["model"] == "LSTM 1x8 on an ETS base" and test["base"].startswith("ETS(")
+    assert test["base"].endswith(" (fitted on 1900 .. 1941)")  # the training part: 60 - 10 - 8 steps
+    assert f"the LSTM's base: {test['base']}, then fixed" in result.lines
     metrics, _ = runner.evaluate(result.run_dir, "test")
     assert metrics["scores"][test["model"]] == pytest.approx(test["scores"][test["model"]], rel=1e-9)
     fc = forecast_run(result.run_dir, 2)
@@ -305,7 +307,7 @@ def test_a_run_on_an_ets_base_end_to_end_evaluate_forecast_and_export(tmp_path):
     exported = export_run(result.run_dir)
     meta = {p.key: p.value for p in onnx.load(str(exported.path)).metadata_props}
     base = json.loads(meta["lstmkit.preprocess"])["base"]
-    assert base["model"] == test["base"] and base["fitted_on"] == ["1900", "1941"]  # training part: 60 - 10 - 8 steps
+    assert test["base"].startswith(base["model"] + " (") and base["fitted_on"] == ["1900", "1941"]  # training part: 60 - 10 - 8 steps
     assert base["columns"] == ["base residual", "base change +1", "base change +2"]
 
 

@@ -77,8 +77,8 @@ INT8_VERIFY_SHAPES = ((1, 3), (1, 2), (1, 1))  # (T, B): one step, several batch
 LAMBDA = _rounding.LAMBDA
 # Export kinds whose int8 file is written and verified; the others are refused with the reason.
 UNSUPPORTED = {
-    "forecaster": "its fixed AR skip is a MatMul that quantize_dynamic would quantise too, and the int8 "
-                  "check does not bound that yet; export it in float",
+    "forecaster": "the int8 check does not bound a forecaster's graph yet (its fixed AR skip, when it has one, is "
+                  "a MatMul that quantize_dynamic would quantise too); export it in float",
     "seq2seq": "it exports as two graphs (encoder, decoder step) for your own search loop, and the int8 "
                "check covers single graphs; export it in float",
     "frames": "its ConvLSTM graph is unrolled Conv nodes, which the int8 check does not cover; export it in float",

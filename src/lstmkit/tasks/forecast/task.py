@@ -196,6 +196,8 @@ class ForecastTask(Task):
             f"{metrics['split']} targets {metrics['targets']}: {metrics['origins']} origins x {metrics['horizon']} "
             f"step(s) ahead, in the series' units (full precision)",
         ]
+        if metrics.get("base"):
+            lines.append(f"the LSTM's base: {metrics['base']}, then fixed")
         if metrics.get("filled"):
             lines.append(f"gaps filled (data.gaps): {len(metrics['filled'])} step(s): {', '.join(metrics['filled'])}")
         names = list(metrics["scores"])
