@@ -421,13 +421,13 @@ def markdown(results: list[dict], horizon: str) -> list[str]:
             by[family(name)] = sc
         if "seasonal naive" not in by:
             by["seasonal naive"] = by["naive"]  # no season: the seasonal naive is the naive (m = 1)
+        if any(BASE_TAG in k for k in r.get("trials", {})) and "LSTM, no bases" not in by:
+            by["LSTM, no bases"] = by["LSTM"]  # bases offered, none chosen: the choice without them is the same
         row = [r["series"], str(r["horizon"]), f"{r['test']} ({r['origins']})", r["chosen"], r.get("selected", "")]
         present = [m for m in methods if m in by]
         present = [m for m in present if m not in ("LSTM, no refit", "LSTM, no bases")]  # shown, not ranked
-        if any(BASE_TAG in k for k in r.get("trials", {})):  # bases offered: the choice without them, ranked too
-            without = by.get("LSTM, no bases", by["LSTM"])  # the same choice when no base candidate won
-            for m, r_ in _ranks({**by, "LSTM, no bases": without},
-                                ["LSTM, no bases", *[m for m in present if m in baselines]]).items():  # fmt: skip
+        if "LSTM, no bases" in by:  # bases offered: the choice without them, ranked against the baselines too
+            for m, r_ in _ranks(by, ["LSTM, no bases", *[m for m in present if m in baselines]]).items():
                 ranks_nobase[m].append(r_)
         plain = _ranks(by, [m for m in present if m not in ("selected", "global LSTM")])
         sel = _ranks(by, [m for m in present if m not in ("LSTM", "global LSTM")])

@@ -317,3 +317,43 @@ def test_global_short_m1_trains_on_all_and_scores_the_short_series_only(forecast
     a = out[0]
     assert a["origins"] == 3 and a["test"] == "last 3 years"  # 15 years: the last max(2, 3) held out
     assert {k.split(" (")[0] for k in a["scores"]} >= {"global LSTM", "naive", "AR(4)"}
+
+
+def test_forecast_panel_ranks_the_choice_without_bases_on_every_series(forecast_panel):
+    """--bases: where no base candidate was chosen the choice without them is the LSTM's own; where one was,
+    the recorded "no bases" score is ranked instead; both over every series."""
+    trials = {"no skip, window 8": {}, "ETS base, window 8, relative": {}}
+
+    def result(name, lstm, naive, no_bases=None):
+        scores = {"LSTM (c, 3-seed mean)": {"mase": lstm, "smape": 1.0}, "naive": {"mase": naive, "smape": 1.0}}
+        if no_bases is not None:
+            scores["no bases (no skip, window 8)"] = {"mase": no_bases, "smape": 1.0}
+        return {"series": name, "horizon": 1, "test": "t", "origins": 3, "chosen": "c", "selected": "c",
+                "trials": trials, "scores": scores}  # fmt: skip
+
+    lines = forecast_panel.markdown([result("a", 0.5, 1.0, no_bases=2.0), result("b", 2.0, 1.0)], "1")
+    row = next(line for line in lines if "mean rank, LSTM chosen without the bases" in line).split("|")
+    # without bases: behind the naive and the seasonal naive (the naive without a season) on both series
+    assert row[-2].strip() == "3.00" and row[7].strip() == "1.00"
+    plain = next(line for line in lines if "mean rank, LSTM vs baselines" in line).split("|")
+    assert plain[6].strip() == "2.00"  # with bases: 1st on a, 3rd on b
+    gm = next(line for line in lines if "geometric mean" in line).split("|")
+    assert gm[-2].strip().startswith("2.000")  # sqrt(2.0 * 2.0): series b counts with the LSTM's own score
+
+
+def test_classify_panel_committee_replaces_the_refit_after_folds_only(classify_panel, monkeypatch, tmp_path):
+    from lstmkit.tasks.classify.select import CandidateScore, Selection
+
+    chosen = CandidateScore("biLSTM", {}, 0.5, 0.9, [3] * 5)
+    calls = []
+    monkeypatch.setattr(classify_panel, "committee_scores", lambda base, c, folds, seeds, workdir, name: calls.append(
+        ("committee", folds)) or {"accuracies": [0.7], "mean": 0.7, "ensemble": 0.7})  # fmt: skip
+    monkeypatch.setattr(classify_panel, "test_scores", lambda final, seeds, workdir, name: calls.append(
+        ("refit", final.data.full_train)) or {"accuracies": [0.6], "mean": 0.6, "ensemble": 0.6})  # fmt: skip
+    for plan in ("5-fold", "holdout"):
+        monkeypatch.setattr(classify_panel, "select", lambda base, cands, plan=plan, **kw: Selection(
+            plan, [chosen], chosen, base, "lowest validation loss"))  # fmt: skip
+        out = classify_panel.lstm("UnitTest", [0], tmp_path, lambda line: None, 30, names=["biLSTM"],
+                                  final="committee")
+        assert out["mean"] == (0.7 if plan == "5-fold" else 0.6)
+    assert calls == [("committee", 5), ("refit", False)]  # a hold-out keeps its early-stopped models
