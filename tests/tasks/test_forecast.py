@@ -307,7 +307,7 @@ def test_a_run_on_an_ets_base_end_to_end_evaluate_forecast_and_export(tmp_path):
     exported = export_run(result.run_dir)
     meta = {p.key: p.value for p in onnx.load(str(exported.path)).metadata_props}
     base = json.loads(meta["lstmkit.preprocess"])["base"]
-    assert test["base"].startswith(base["model"] + " (") and base["fitted_on"] == ["1900", "1941"]  # training part: 60 - 10 - 8 steps
+    assert test["base"].startswith(base["model"] + " (") and base["fitted_on"] == ["1900", "1941"]
     assert base["columns"] == ["base residual", "base change +1", "base change +2"]
 
 
