@@ -132,8 +132,8 @@ def emit(gb: GraphBuilder, model: nn.Module, recurrence: str) -> tuple[list[str]
         return [gb.op("LogSoftmax", [logits], "log_probs", axis=-1)], kinds
     last = gb.op("Gather", [y, gb.const(-1, "minus_one", i64)], "y_last", axis=0)  # (B, H)
     out = _linear(gb, last, model.core.head, "head")  # (B, horizon): the change from the last value
-    x_last = gb.op("Gather", ["features", gb.const(-1, "minus_one", i64)], "x_last", axis=0)  # (B, F)
-    x_last = gb.op("Slice", [x_last, gb.const([0], "zero_vec", i64), gb.const([1], "one_vec", i64),
+    features_last = gb.op("Gather", ["features", gb.const(-1, "minus_one", i64)], "x_last", axis=0)  # (B, F)
+    x_last = gb.op("Slice", [features_last, gb.const([0], "zero_vec", i64), gb.const([1], "one_vec", i64),
                              gb.const([1], "axes_1", i64)], "target_last")  # (B, 1)  # fmt: skip
     out = gb.op("Add", [x_last, out], "forecast_lstm")
     if model.ar is not None:
@@ -144,8 +144,7 @@ def emit(gb: GraphBuilder, model: nn.Module, recurrence: str) -> tuple[list[str]
         lags = gb.op("Transpose", [lags], "lags", perm=[1, 0])  # (B, p)
         out = gb.op("Add", [out, _linear(gb, lags, model.ar, "ar")], "forecast_ar")
     if model.base_columns:  # ForecastNet with model.base: the last H columns at the last step, the base's change
-        x_last = gb.op("Gather", ["features", gb.const(-1, "minus_one", i64)], "x_last", axis=0)  # (B, F)
-        base = gb.op("Slice", [x_last, gb.const([-model.base_columns], "minus_h", i64),
+        base = gb.op("Slice", [features_last, gb.const([-model.base_columns], "minus_h", i64),
                                gb.const([INT64_MAX], "end", i64), gb.const([1], "axes_1", i64)], "base_change")
         out = gb.op("Add", [out, base], "forecast_base")  # (B, horizon)
     return [out], kinds
