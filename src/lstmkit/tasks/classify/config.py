@@ -48,6 +48,12 @@ class ClassifyData(DataConfig):
     # Train on every training case for train.epochs, with no validation part and no early stopping: the final
     # fit after model selection by cross-validation (train.epochs then set from the folds' best epochs).
     full_train: bool = False
+    # With data.folds = k: train k models, model i on every fold but i with early stopping on fold i, and average
+    # their class probabilities (a committee: every training case validates one member, none is held out from all).
+    # The scaling is fitted on every training case so that one input serves every member; the run then has no
+    # common validation split (its cross-validation loss is in summary.json). For small sets, where a 20% hold-out
+    # is a handful of cases: the panel's committees beat its refits on ArrowHead and Pickup (docs/results.md).
+    committee: bool = False
     dtw_window: float = 1.0  # Sakoe-Chiba band of the 1-NN DTW baseline, a share of the length (1: full warping)
     dtw_baseline: bool = True  # also score 1-NN DTW on the test split (seconds to minutes: O(N_train N_test T^2))
 

@@ -16,7 +16,7 @@ from lstmkit._fileio import write_versioned_json
 from lstmkit.data import BucketBatchSampler, Standardizer, pad_collate
 from lstmkit.data.augment import augment
 from lstmkit.data.ts_format import TSData, read_cases_csv, read_ts
-from lstmkit.tasks.base import DataUnavailable, Prepared
+from lstmkit.tasks.base import ConfigError, DataUnavailable, Prepared
 from lstmkit.tasks.bundled import ucr_files
 from lstmkit.tasks.classify.config import NORMALIZE, ClassifyData
 from lstmkit.train import Config
@@ -201,7 +201,7 @@ def stratified_folds(labels: np.ndarray, k: int, seed: int) -> np.ndarray:
 
 def validation_index(labels: np.ndarray, data: ClassifyData) -> np.ndarray:
     """Positions of the validation cases among the training cases, as ``data`` says (hold-out or a fold)."""
-    if data.full_train:
+    if data.full_train or data.committee:  # a committee's members take their folds in the task's training
         return np.zeros(0, dtype=np.int64)
     if data.folds:
         return np.flatnonzero(stratified_folds(labels, data.folds, data.split_seed) == data.fold)
@@ -285,7 +285,13 @@ def prepare_data(config: Config) -> ClassifyPrepared:
     raw = {s: [case_normalized(x, normalize) for x in v] for s, v in raw.items()}
     y_all = np.array([index[c] for c in train.labels], dtype=np.int64)
     val_index = validation_index(y_all, data)
-    if len(val_index) == 0 and not data.full_train:
+    if data.committee and (data.folds < 2 or data.full_train):
+        raise ConfigError(f"data.committee trains one model per fold: it needs data.folds >= 2 (got {data.folds}) "
+                          "and data.full_train=false")  # fmt: skip
+    if data.committee and config.model.ensemble > 1:
+        raise ConfigError(f"data.committee is an ensemble of the fold models already; model.ensemble must be 1, got "
+                          f"{config.model.ensemble}")  # fmt: skip
+    if len(val_index) == 0 and not (data.full_train or data.committee):
         raise DataUnavailable("too few training cases to hold out a validation split; add cases")
     is_val = np.zeros(len(y_all), dtype=bool)
     is_val[val_index] = True

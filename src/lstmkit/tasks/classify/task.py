@@ -27,6 +27,7 @@ from lstmkit.tasks.classify.data import (
     loader,
     prepare_data,
     source_files,
+    stratified_folds,
     write_toy_ts,
 )
 from lstmkit.tasks.classify.plots import CONFUSION, plot_confusion
@@ -126,7 +127,7 @@ class ClassifyTask(Task):
     def train(self, prepared: Prepared, run_dir: Path) -> dict[str, Any]:
         assert isinstance(prepared, ClassifyPrepared)
         config = prepared.config
-        if config.model.ensemble > 1:
+        if config.model.ensemble > 1 or config.data.committee:
             model, results = self._train_ensemble(prepared, run_dir)
             result = results[0]
         else:
@@ -154,18 +155,35 @@ class ClassifyTask(Task):
             "cases": {s: len(v) for s, v in prepared.cases.items()},
         }  # fmt: skip
         if len(results) > 1:  # the members' own figures; steps, epochs and best_epoch above are the first's
-            metrics["members"] = [{"seed": config.train.seed + i, "best_val_loss": r.best_val_loss,
-                                   "best_epoch": r.best_epoch, "epochs": len(r.history), "steps": r.steps}
+            committee = config.data.committee
+            metrics["members"] = [{("fold" if committee else "seed"): i if committee else config.train.seed + i,
+                                   "best_val_loss": r.best_val_loss, "best_epoch": r.best_epoch,
+                                   "epochs": len(r.history), "steps": r.steps}
                                   for i, r in enumerate(results)]  # fmt: skip
+            if committee:  # each member's loss on its own fold: the committee's cross-validation loss
+                metrics["cv_nats_per_sequence"] = float(np.mean([r.best_val_loss for r in results]))
         return metrics
 
     def _train_ensemble(self, prepared: ClassifyPrepared, run_dir: Path) -> tuple[EnsembleClassifier, list]:
-        """Each member trained alone with seed train.seed + i into ``run_dir/members/i`` (its own checkpoints and
-        early stopping, so a stopped run resumes member by member); the ensemble's weights in ``run_dir``."""
+        """Each member trained alone into ``run_dir/members/i`` (its own checkpoints and early stopping, so a
+        stopped run resumes member by member); the ensemble's weights in ``run_dir``. ``model.ensemble``: member i
+        with seed train.seed + i on the same split; ``data.committee``: member i on every fold but fold i, which
+        validates it (early stopping), all with train.seed."""
         config, members, results = prepared.config, [], []
-        for i in range(config.model.ensemble):
-            member_config = set_values(config, {"train.seed": config.train.seed + i})
-            member_prepared = dataclasses.replace(prepared, config=member_config)
+        committee, k = config.data.committee, config.data.folds
+        fold = stratified_folds(prepared.targets["train"], k, config.data.split_seed) if committee else None
+        for i in range(k if committee else config.model.ensemble):
+            if committee:  # the training cases (none held out by prepare_data) cut at fold i
+                member_config = config
+                member_prepared = dataclasses.replace(prepared, cases={
+                    "train": [x for x, f in zip(prepared.cases["train"], fold, strict=True) if f != i],
+                    "val": [x for x, f in zip(prepared.cases["train"], fold, strict=True) if f == i],
+                    "test": prepared.cases["test"]}, targets={
+                    "train": prepared.targets["train"][fold != i], "val": prepared.targets["train"][fold == i],
+                    "test": prepared.targets["test"]})  # fmt: skip
+            else:
+                member_config = set_values(config, {"train.seed": config.train.seed + i})
+                member_prepared = dataclasses.replace(prepared, config=member_config)
             seed_everything(member_config.train.seed)
             member = self._single_model(member_config)
             data = self.training_data(member_prepared)
@@ -188,13 +206,16 @@ class ClassifyTask(Task):
         if not torch.equal(scaler.mean, prepared.scaler.mean) or not torch.equal(scaler.std, prepared.scaler.std):
             raise TaskError(f"{run.file(SCALER)} does not match the training cases")
         if not prepared.cases[split]:
-            raise TaskError(f"the run has no {split} cases: it was trained with data.full_train (no validation part)")
+            raise TaskError(f"the run has no {split} cases: it was trained with data.full_train (no validation part) "
+                            "or data.committee (each member's own fold validated it: see cv_nats_per_sequence in "
+                            "summary.json); score another split (lstmkit compress: --split test)")
         model = run.load_weights(self.build_model(run.config))
         return score_split(model, prepared, split)
 
     def build_model(self, config: Config) -> SequenceClassifier | FCNClassifier | EnsembleClassifier:
-        if config.model.ensemble > 1:
-            return EnsembleClassifier([self._single_model(config) for _ in range(config.model.ensemble)])
+        members = config.data.folds if config.data.committee else config.model.ensemble
+        if members > 1:
+            return EnsembleClassifier([self._single_model(config) for _ in range(members)])
         return self._single_model(config)
 
     @staticmethod
@@ -209,6 +230,10 @@ class ClassifyTask(Task):
         ``lstmkit.tasks.classify.case_normalized``), ``(x - mean) / std`` per channel, then ``frame``
         consecutive steps side by side (the last frame completed by repeating the case's last step)."""
         m = run.config.model
+        if run.config.data.committee:
+            raise TaskError(f"a classify run with data.committee averages {run.config.data.folds} fold models' "
+                            "probabilities and cannot be exported to ONNX as one graph yet; export a run trained "
+                            "without it (each member's checkpoints are under members/ in the run)")
         if m.ensemble > 1:
             raise TaskError(f"a classify run with model.ensemble={m.ensemble} averages {m.ensemble} models' "
                             "probabilities and cannot be exported to ONNX as one graph yet; export a run trained "
@@ -225,14 +250,19 @@ class ClassifyTask(Task):
 
     def report(self, metrics: dict[str, Any]) -> list[str]:
         if "test" in metrics:  # a training summary
-            if metrics["nats_per_sequence"] is None:
+            if metrics.get("cv_nats_per_sequence") is not None:
+                head = (f"committee of {len(metrics['members'])} fold models: cross-validation loss "
+                        f"{metrics['cv_nats_per_sequence']:.4f} nats/sequence")  # fmt: skip
+            elif metrics["nats_per_sequence"] is None:
                 head = f"trained on every training case for {metrics['epochs']} epochs (data.full_train)"
             elif metrics.get("members"):
                 head = f"val loss: {metrics['nats_per_sequence']:.4f} nats/sequence"
             else:
                 head = (f"val loss: {metrics['nats_per_sequence']:.4f} nats/sequence, best epoch "
                         f"{metrics['best_epoch']} of {metrics['epochs']}")  # fmt: skip
-            if metrics.get("members"):
+            if metrics.get("cv_nats_per_sequence") is not None:
+                head += f" (members' best epochs {', '.join(str(m['best_epoch']) for m in metrics['members'])})"
+            elif metrics.get("members"):
                 epochs = ", ".join(str(m["best_epoch"]) for m in metrics["members"])
                 head += f" (ensemble of {len(metrics['members'])}: members' best epochs {epochs})"
             return [head, *self.report(metrics["test"])]
