@@ -163,6 +163,9 @@ def lstm(name: str, seeds: list[int], workdir: Path, log, epochs: int | None, au
     folds = int(selection.plan.split("-")[0]) if selection.plan.endswith("-fold") else 0
     if final == "committee" and folds:
         scores = committee_scores(base, selection.chosen, folds, seeds, workdir, name)
+    elif final == "task-committee" and folds:  # the task's own data.committee: one scaler for every member
+        committee = set_values(base, {**selection.chosen.values, "data.folds": folds, "data.committee": True})
+        scores = {**test_scores(committee, seeds, workdir, name), "final": "data.committee (one scaler)"}
     else:
         scores = test_scores(selection.final, seeds, workdir, name)
     out = {"plan": selection.plan, "chosen": selection.chosen.name, **scores, "rule": selection.rule,
@@ -280,10 +283,12 @@ def main() -> None:
     parser.add_argument("--alternatives", action="store_true", help="with --prefer-plain: also train and score "
                         "(seeds, test cases) the choices of the other measure's rule and of the lowest validation loss "
                         "where they differ, from the same candidates' validation figures")
-    parser.add_argument("--final", choices=["refit", "committee"], default="refit", help="after k-fold selection: "
-                        "train the chosen setting on every training case for the folds' median epochs ('refit'), or "
-                        "average its fold models, each early-stopped on its own fold ('committee'); a hold-out keeps "
-                        "its early-stopped models either way")
+    parser.add_argument("--final", choices=["refit", "committee", "task-committee"], default="refit",
+                        help="after k-fold selection: train the chosen setting on every training case for the folds' "
+                        "median epochs ('refit'), or average its fold models, each early-stopped on its own fold and "
+                        "scaled on its own training cases ('committee'), or the same through the task's "
+                        "data.committee, one scaler fitted on every training case ('task-committee'); a hold-out "
+                        "keeps its early-stopped models either way")
     parser.add_argument("--dtw-budget", type=float, default=1e11,
                         help="cost-matrix cells for full-window DTW (dtaidistance's C: about 1e8 a second a core)")
     args = parser.parse_args()

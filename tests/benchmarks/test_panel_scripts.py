@@ -357,3 +357,10 @@ def test_classify_panel_committee_replaces_the_refit_after_folds_only(classify_p
                                   final="committee")
         assert out["mean"] == (0.7 if plan == "5-fold" else 0.6)
     assert calls == [("committee", 5), ("refit", False)]  # a hold-out keeps its early-stopped models
+    monkeypatch.setattr(classify_panel, "test_scores", lambda final, seeds, workdir, name: calls.append(
+        ("task", final.data.committee, final.data.folds)) or {"accuracies": [0.8], "mean": 0.8, "ensemble": 0.8})
+    monkeypatch.setattr(classify_panel, "select", lambda base, cands, **kw: Selection(
+        "5-fold", [chosen], chosen, base, "lowest validation loss"))  # fmt: skip
+    out = classify_panel.lstm("UnitTest", [0], tmp_path, lambda line: None, 30, names=["biLSTM"],
+                              final="task-committee")
+    assert calls[-1] == ("task", True, 5) and out["final"] == "data.committee (one scaler)"
