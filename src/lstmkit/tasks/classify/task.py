@@ -156,7 +156,7 @@ class ClassifyTask(Task):
         }  # fmt: skip
         if len(results) > 1:  # the members' own figures; steps, epochs and best_epoch above are the first's
             committee = config.data.committee
-            metrics["members"] = [{("fold" if committee else "seed"): i if committee else config.train.seed + i,
+            metrics["members"] = [{**({"fold": i} if committee else {"seed": config.train.seed + i}),
                                    "best_val_loss": r.best_val_loss, "best_epoch": r.best_epoch,
                                    "epochs": len(r.history), "steps": r.steps}
                                   for i, r in enumerate(results)]  # fmt: skip
