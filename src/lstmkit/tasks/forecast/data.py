@@ -157,6 +157,10 @@ class ForecastPrepared(Prepared):
     z: np.ndarray
     base_name: str = ""  # with model.base: the fitted form, e.g. "ARIMA(2,1,0) with drift"
 
+    def base_fitted_on(self) -> tuple[str, str]:
+        """The first and last step the base model (model.base) is fitted on."""
+        return self.series.labels[0], self.series.labels[base_fit_end(self.config.data, self.split) - 1]
+
     def save(self, run_dir: Path) -> None:
         self.scaler.save(run_dir / SCALER)
         s, lab = self.split, self.series.labels

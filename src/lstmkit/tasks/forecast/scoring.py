@@ -11,7 +11,7 @@ from lstmkit.metrics import mae, mase, rmse, smape
 from lstmkit.models import ForecastNet
 from lstmkit.tasks import baselines as bl
 from lstmkit.tasks.forecast.config import ForecastData
-from lstmkit.tasks.forecast.data import ForecastPrepared, _stack, base_fit_end, transform_target, window_dataset
+from lstmkit.tasks.forecast.data import ForecastPrepared, _stack, transform_target, window_dataset
 from lstmkit.tasks.forecast.steps import forecast_step
 from lstmkit.train import Config, evaluate
 
@@ -111,7 +111,7 @@ def score_split(model: ForecastNet, prepared: ForecastPrepared, split_name: str)
         "mse": evaluate(model, [(x, y[..., None])], forecast_step),  # the training loss: MSE of the scaled series
         "model": model_name(config),
         # with model.base: its fitted form and the steps it was fitted on (then fixed)
-        "base": f"{prepared.base_name} (fitted on {labels[0]} .. {labels[base_fit_end(data, split) - 1]})"
+        "base": f"{prepared.base_name} (fitted on {' .. '.join(prepared.base_fitted_on())})"
         if prepared.base_name else "",
         "filled": [lab for lab in prepared.series.filled if lab in set(labels[: split.test_hi])],
         "scores": {name: score(actual, to_units(f), y_train, m) for name, f in forecasts.items()},

@@ -22,7 +22,6 @@ from lstmkit.tasks.forecast.data import (
     SPLITS,
     ForecastPrepared,
     _stack,
-    base_fit_end,
     describe_source,
     fingerprint,
     load_series,
@@ -167,10 +166,9 @@ class ForecastTask(Task):
         }  # fmt: skip
         if base:  # the base model runs outside the network: say what its columns hold
             _, prepared = self.load(run)
-            labels = prepared.series.labels
             out["preprocess"]["base"] = {
                 "model": prepared.base_name,
-                "fitted_on": [labels[0], labels[base_fit_end(data, prepared.split) - 1]],  # first and last step
+                "fitted_on": list(prepared.base_fitted_on()),  # first and last step
                 "columns": ["base residual", *(f"base change +{k}" for k in range(1, data.horizon + 1))],
                 "meaning": "appended after the scaled columns, divided by std[0]: at each step s the base model's "
                 "one-step residual (value - its forecast from the steps before s) and its forecasts of steps "
