@@ -31,17 +31,9 @@ from lstmkit.tasks.bundled import ucr_sets
 from lstmkit.tasks.classify import nn1_dtw_predict, nn1_predict, prepare_data, select
 from lstmkit.tasks.classify.config import NORMALIZE
 from lstmkit.tasks.classify.scoring import predict_proba
-from lstmkit.tasks.classify.select import MEASURES, clearly_better, committee_configs, final_config
+from lstmkit.tasks.classify.select import CANDIDATES, MEASURES, clearly_better, committee_configs, final_config
 from lstmkit.tasks.rundir import open_run
 from lstmkit.train import set_values
-
-CANDIDATES = {
-    "biLSTM": {},
-    "LSTM-FCN": {"model.arch": "lstm-fcn", "model.bidirectional": False, "model.num_layers": 1,
-                 "model.hidden_size": 8, "model.dropout": 0.8},  # Karim et al.: 8-128 cells, dropout 0.8
-    "ALSTM-FCN": {"model.arch": "lstm-fcn", "model.bidirectional": False, "model.num_layers": 1,
-                  "model.hidden_size": 8, "model.dropout": 0.8, "model.pooling": "attention"},
-}  # fmt: skip
 
 # Published test accuracies of 1-NN Euclidean and 1-NN DTW (full window) for context.
 # UCR sets: 1 - the error rates "ED (w=0)" and "DTW (w=100)" of the UCR archive 2018's DataSummary.csv (Dau et al.

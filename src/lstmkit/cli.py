@@ -98,6 +98,52 @@ def train(
         typer.echo(result.metrics["sample"])
 
 
+@app.command("select")
+def select_(
+    task: Annotated[str, typer.Option(help="The task whose candidate settings to choose among: classify or forecast.")],
+    config: Annotated[
+        Path | None, typer.Option(help="A TOML file laid over the task's defaults, under every candidate.")
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", metavar="SECTION.KEY=VALUE", help="Override one config key under every candidate, as "
+                     "for `lstmkit train` (the data: --set data.csv=FILE ...)."),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="The selection directory (default: runs/select-TASK-DATE-TIME): selection.json and "
+                     "candidates/NAME/, one run directory per candidate. The same directory and settings again "
+                     "resume the selection."),
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed of every candidate (--set train.seed=N).")] = None,
+) -> None:
+    """Train each of the task's candidate settings as a run of its own and keep the lowest validation loss.
+
+    classify: the biLSTM, the LSTM-FCN and the ALSTM-FCN; below 100 training cases each is a committee of
+    5 fold models judged by its cross-validation loss. forecast: the LSTM with and without the AR skip, each
+    reading the window as it is and level-free. The test split is scored in every run but never compared;
+    the chosen run directory is what `lstmkit evaluate`, `export` and `compress` take.
+    """
+    from lstmkit.tasks import selection  # the selection module loads only when the command runs
+
+    try:
+        cfg = runner.build_config(task, config, set_ or [], seed)
+    except (ValueError, TaskError, OSError) as e:
+        _fail(e, usage="select")
+    try:
+        result = selection.select(task, cfg, out, progress=typer.echo)
+    except ConfigError as e:
+        _fail(e, usage="select")
+    except (TaskError, OSError) as e:
+        _fail(e)
+    chosen = result.chosen
+    typer.echo(f"chosen: {chosen.name}, by {result.rule}")
+    typer.echo(f"run directory: {chosen.run_dir}")
+    for line in chosen.lines:
+        typer.echo(line)
+    typer.echo(f"selection: {result.out / selection.SELECTION}")
+
+
 def _show_config(task: str, config: Path | None, overrides: list[str], seed: int | None, *, usage: str) -> None:
     try:
         lines = runner.describe_config(task, config, overrides, seed)

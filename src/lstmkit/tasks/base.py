@@ -209,6 +209,19 @@ class Task(abc.ABC):
         """The loss read at the last step, whose gradient ``lstmkit diagnose`` follows back in time."""
         raise TaskError(f"task {self.name!r} has no gradient-flow diagnostic; diagnose runs the long-range tasks")
 
+    def candidates(self, config: Config) -> dict[str, dict[str, Any]]:
+        """The settings ``lstmkit select`` chooses among for ``config``'s data: each a name and the
+        ``"section.key"`` values laid over ``config``. Each is trained as a run of its own and the one with the
+        lowest :meth:`selection_loss` kept; the test split never enters the choice. Raise :class:`ConfigError`
+        for a config that leaves nothing to choose on (no validation part)."""
+        raise TaskError(f"task {self.name!r} offers no candidate settings to choose among; train one with "
+                        "`lstmkit train`")  # fmt: skip
+
+    def selection_loss(self, metrics: dict[str, Any]) -> float:
+        """The validation loss (lower is better) in a finished run's metrics by which ``lstmkit select``
+        chooses among :meth:`candidates`; the same measure for every candidate of one task."""
+        raise TaskError(f"task {self.name!r} offers no candidate settings to choose among")
+
     def serving_metadata(self, run: Run) -> dict[str, Any]:
         """What serving the exported model needs besides the network (a tokenizer, the input scaling,
         class names), JSON-serialisable; stored in the ONNX file's metadata by ``lstmkit export``."""

@@ -35,6 +35,17 @@ from lstmkit.train import Config, fit, seed_everything, set_values
 SMALL_TRAIN = 100  # fewer training cases than this: k-fold cross-validation instead of one hold-out
 FOLDS = 5  # k: each fold holds 20% of the cases, as the hold-out would, but every case validates once
 
+# The architectures validation chooses among (``lstmkit select --task classify`` and benchmarks/classify_panel.py):
+# the biLSTM (the task's default) and Karim et al.'s LSTM-FCN and ALSTM-FCN (2017: 8-128 cells, dropout 0.8 on the
+# LSTM branch, the attention readout for the ALSTM).
+CANDIDATES = {
+    "biLSTM": {},
+    "LSTM-FCN": {"model.arch": "lstm-fcn", "model.bidirectional": False, "model.num_layers": 1,
+                 "model.hidden_size": 8, "model.dropout": 0.8},  # Karim et al.: 8-128 cells, dropout 0.8
+    "ALSTM-FCN": {"model.arch": "lstm-fcn", "model.bidirectional": False, "model.num_layers": 1,
+                  "model.hidden_size": 8, "model.dropout": 0.8, "model.pooling": "attention"},
+}  # fmt: skip
+
 
 @dataclasses.dataclass
 class CandidateScore:

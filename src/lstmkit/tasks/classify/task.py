@@ -13,7 +13,7 @@ from torch import nn
 from lstmkit.data.augment import parse_augment
 from lstmkit.formats.integrity import save_model_file
 from lstmkit.models import ClassifyModel, EnsembleClassifier, FCNClassifier, SequenceClassifier
-from lstmkit.tasks.base import DataUnavailable, Prepared, Step, Task, TaskError, TrainingData
+from lstmkit.tasks.base import ConfigError, DataUnavailable, Prepared, Step, Task, TaskError, TrainingData
 from lstmkit.tasks.bundled import UCR_SETS
 from lstmkit.tasks.classify.config import ClassifyData
 from lstmkit.tasks.classify.data import (
@@ -24,6 +24,7 @@ from lstmkit.tasks.classify.data import (
     SPLITS,
     ClassifyPrepared,
     describe_source,
+    load_cases,
     loader,
     prepare_data,
     source_files,
@@ -32,6 +33,7 @@ from lstmkit.tasks.classify.data import (
 )
 from lstmkit.tasks.classify.plots import CONFUSION, plot_confusion
 from lstmkit.tasks.classify.scoring import score_split
+from lstmkit.tasks.classify.select import CANDIDATES, FOLDS, SMALL_TRAIN
 from lstmkit.tasks.classify.steps import jitter_step
 from lstmkit.tasks.registry import register_task
 from lstmkit.tasks.rundir import MODEL, Run, read_scaler
@@ -193,6 +195,24 @@ class ClassifyTask(Task):
         model = EnsembleClassifier(members).eval()
         save_model_file(model, run_dir / MODEL)
         return model, results
+
+    def candidates(self, config: Config) -> dict[str, dict[str, Any]]:
+        """The biLSTM, the LSTM-FCN and the ALSTM-FCN (``select.CANDIDATES``). Below ``SMALL_TRAIN`` training
+        cases each is a committee of ``FOLDS`` fold models (``data.committee``), judged by its cross-validation
+        loss, since a 20% hold-out would be a handful of cases; from there up each stops early on the config's
+        own validation part and is judged by its loss there."""
+        if config.data.full_train:
+            raise ConfigError("lstmkit select chooses on validation cases, and data.full_train leaves none: unset it")
+        n_train = len(load_cases(config.data)[0].series)
+        plan = {"data.folds": FOLDS, "data.fold": 0, "data.committee": True} if n_train < SMALL_TRAIN else {}
+        return {name: {**values, **plan} for name, values in CANDIDATES.items()}
+
+    def selection_loss(self, metrics: dict[str, Any]) -> float:
+        loss = metrics.get("cv_nats_per_sequence")
+        loss = metrics.get("nats_per_sequence") if loss is None else loss
+        if loss is None:
+            raise TaskError("the run has no validation loss (it was trained with data.full_train)")
+        return float(loss)
 
     def evaluate(self, run: Run, split: str) -> dict[str, Any]:
         if split not in SPLITS:

@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader
 
 from lstmkit.data import Standardizer
 from lstmkit.models import ForecastModel, ForecastNet
-from lstmkit.tasks.base import Prepared, Task, TaskError, TrainingData
+from lstmkit.tasks.base import ConfigError, Prepared, Task, TaskError, TrainingData
 from lstmkit.tasks.forecast.config import ForecastData
 from lstmkit.tasks.forecast.data import (
     _DATA_FORMAT,
@@ -175,6 +175,24 @@ class ForecastTask(Task):
                 "s+1..s+horizon made from the steps up to s, minus the value at s; the (log) target units",
             }
         return out
+
+    def candidates(self, config: Config) -> dict[str, dict[str, Any]]:
+        """The LSTM with and without the AR skip, each reading the window as it is and level-free
+        (``model.relative``): the choices the forecasting panel makes on the validation window
+        (docs/results.md); with ``model.base`` (which replaces the AR skip) only the two readings."""
+        if config.data.full_train:
+            raise ConfigError("lstmkit select chooses on the validation window, and data.full_train trains on it: "
+                              "unset it")  # fmt: skip
+        readings = {"": {"model.relative": False}, ", relative": {"model.relative": True}}
+        if config.model.base:
+            return {f"{config.model.base.upper()} base{tag}": v for tag, v in readings.items()}
+        skips = (("AR skip", True), ("no AR skip", False))
+        return {f"{name}{tag}": {"model.ar_skip": skip, **v} for name, skip in skips for tag, v in readings.items()}
+
+    def selection_loss(self, metrics: dict[str, Any]) -> float:
+        if metrics.get("mse") is None:
+            raise TaskError("the run has no validation loss (it was trained with data.full_train)")
+        return float(metrics["mse"])
 
     def evaluate(self, run: Run, split: str) -> dict[str, Any]:
         if split not in SPLITS:

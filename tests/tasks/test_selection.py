@@ -1,0 +1,146 @@
+"""``lstmkit select`` (``lstmkit.tasks.selection``): every candidate a run of its own, the lowest validation loss
+kept, ``selection.json`` written atomically, a second call resumes without retraining; the candidates of
+``classify`` (fold committees below 100 training cases) and ``forecast``; errors by exact message."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from lstmkit.cli import app
+from lstmkit.tasks import ConfigError, TaskError, get_task, runner
+from lstmkit.tasks.classify.data import write_toy_ts
+from lstmkit.tasks.classify.select import CANDIDATES, FOLDS, SMALL_TRAIN
+from lstmkit.tasks.selection import SELECTION, select, slug
+from lstmkit.train import set_values
+
+
+@pytest.fixture(scope="module")
+def classify_selection(tmp_path_factory):
+    root = tmp_path_factory.mktemp("select-classify")
+    base = set_values(get_task("classify").smoke_config(root), {"data.dtw_baseline": False})
+    lines = []
+    result = select("classify", base, root / "sel", progress=lines.append)
+    return base, result, lines
+
+
+def test_classify_below_100_cases_offers_each_architecture_as_a_fold_committee(tmp_path):
+    base = get_task("classify").smoke_config(tmp_path)
+    offered = get_task("classify").candidates(base)  # the toy set has 24 training cases
+    assert list(offered) == list(CANDIDATES) == ["biLSTM", "LSTM-FCN", "ALSTM-FCN"]
+    for name, values in offered.items():
+        assert values == {**CANDIDATES[name], "data.folds": FOLDS, "data.fold": 0, "data.committee": True}
+    # From 100 training cases up: the candidates as they are, early-stopped on the config's own hold-out.
+    big = tmp_path / "big"
+    big.mkdir()
+    train, test = write_toy_ts(big, n_train=SMALL_TRAIN)
+    many = set_values(get_task("classify").smoke_config(tmp_path), {"data.train": str(train), "data.test": str(test)})
+    assert get_task("classify").candidates(many) == CANDIDATES
+    few = set_values(many, {"data.train": str(write_toy_ts(tmp_path, n_train=SMALL_TRAIN - 1)[0])})
+    assert get_task("classify").candidates(few)["biLSTM"]["data.committee"] is True
+
+
+def test_the_lowest_validation_loss_is_chosen_and_recorded(classify_selection):
+    _, result, lines = classify_selection
+    record = json.loads((result.out / SELECTION).read_text())
+    assert record["format"] == "lstmkit-selection" and record["status"] == "done" and record["task"] == "classify"
+    losses = {}
+    for c in result.candidates:
+        summary = json.loads((c.run_dir / "summary.json").read_text())
+        assert c.validation_loss == summary["cv_nats_per_sequence"]  # the committee's cross-validation loss
+        assert record["candidates"][c.name]["validation_loss"] == c.validation_loss
+        assert record["candidates"][c.name]["run"] == f"candidates/{slug(c.name)}"
+        assert c.run_dir == result.out / "candidates" / slug(c.name)
+        losses[c.name] = c.validation_loss
+    assert result.chosen.name == min(losses, key=losses.get) == record["chosen"]
+    assert record["chosen_run"] == f"candidates/{slug(result.chosen.name)}"
+    assert lines[0] == f"candidate biLSTM: training into {result.out / 'candidates' / 'bilstm'}"
+    assert lines[1].startswith("candidate biLSTM: validation loss ")
+    metrics, _ = runner.evaluate(result.chosen.run_dir, "test")  # the chosen run is an ordinary run directory
+    summary = json.loads((result.chosen.run_dir / "summary.json").read_text())
+    assert metrics["accuracy"] == summary["test"]["accuracy"]
+
+
+def test_a_second_call_resumes_every_candidate_without_retraining(classify_selection):
+    base, first, _ = classify_selection
+    before = {c.name: (c.run_dir / "model.safetensors").read_bytes() for c in first.candidates}
+    again = select("classify", base, first.out)
+    assert all(c.resumed for c in again.candidates)
+    losses = {c.name: c.validation_loss for c in first.candidates}
+    assert {c.name: c.validation_loss for c in again.candidates} == losses
+    assert {c.name: (c.run_dir / "model.safetensors").read_bytes() for c in again.candidates} == before
+    with pytest.raises(TaskError, match=r"^--out .*bilstm holds a run with a different config \(changed: "
+                                        r"\['train\.seed'\]\)"):  # fmt: skip
+        select("classify", set_values(base, {"train.seed": 5}), first.out)
+    with pytest.raises(TaskError, match=r"^--out .*sel holds a selection of task 'classify', not 'forecast'; choose "
+                                        r"another directory$"):  # fmt: skip
+        select("forecast", get_task("forecast").smoke_config(first.out.parent), first.out)
+
+
+def test_forecast_offers_the_ar_skip_and_the_level_free_reading(tmp_path):
+    base = get_task("forecast").smoke_config(tmp_path)
+    offered = get_task("forecast").candidates(base)
+    assert offered == {
+        "AR skip": {"model.ar_skip": True, "model.relative": False},
+        "AR skip, relative": {"model.ar_skip": True, "model.relative": True},
+        "no AR skip": {"model.ar_skip": False, "model.relative": False},
+        "no AR skip, relative": {"model.ar_skip": False, "model.relative": True},
+    }
+    on_base = set_values(base, {"model.base": "ets", "model.ar_skip": False})
+    assert get_task("forecast").candidates(on_base) == {"ETS base": {"model.relative": False},
+                                                       "ETS base, relative": {"model.relative": True}}  # fmt: skip
+    result = select("forecast", base, tmp_path / "sel")
+    for c in result.candidates:
+        assert c.validation_loss == json.loads((c.run_dir / "summary.json").read_text())["mse"]
+    assert result.chosen.validation_loss == min(c.validation_loss for c in result.candidates)
+    assert json.loads((result.out / SELECTION).read_text())["chosen"] == result.chosen.name
+
+
+def test_refusals_name_the_problem_before_any_run(tmp_path):
+    with pytest.raises(ConfigError, match=r"^lstmkit select chooses on validation cases, and data\.full_train leaves "
+                                          r"none: unset it$"):  # fmt: skip
+        select("classify", set_values(get_task("classify").smoke_config(tmp_path), {"data.full_train": True}),
+               tmp_path / "a")  # fmt: skip
+    with pytest.raises(ConfigError, match=r"^lstmkit select chooses on the validation window, and data\.full_train "
+                                          r"trains on it: unset it$"):  # fmt: skip
+        select("forecast", set_values(get_task("forecast").smoke_config(tmp_path), {"data.full_train": True}),
+               tmp_path / "a")  # fmt: skip
+    with pytest.raises(TaskError, match=r"^task 'charlm' offers no candidate settings to choose among; train one "
+                                        r"with `lstmkit train`$"):  # fmt: skip
+        select("charlm", get_task("charlm").smoke_config(tmp_path), tmp_path / "a")
+    assert not (tmp_path / "a").exists()
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "notes.txt").write_text("mine")
+    with pytest.raises(TaskError, match=r"^--out .*busy exists and holds no selection\.json: choose a new or empty "
+                                        r"directory$"):  # fmt: skip
+        select("forecast", get_task("forecast").smoke_config(tmp_path), tmp_path / "busy")
+    assert [p.name for p in (tmp_path / "busy").iterdir()] == ["notes.txt"]
+
+
+def test_slugs_name_the_candidate_folders():
+    assert slug("no AR skip, relative") == "no-ar-skip-relative"
+    assert slug("ALSTM-FCN") == "alstm-fcn"
+    with pytest.raises(TaskError, match=r"^candidate name '\.\.\.' has no letters or digits to name its folder$"):
+        slug("...")
+
+
+def test_the_command_prints_the_choice_and_exits_2_on_a_bad_key(tmp_path):
+    csv = tmp_path / "forecast_smoke.csv"
+    get_task("forecast").smoke_config(tmp_path)  # writes the CSV
+    keys = ["data.column=y", "data.window=6", "data.horizon=2", "data.season=6", "data.test_size=12",
+            "data.val_size=12", "data.batch_size=8", "data.auto_baselines=false", "model.hidden_size=8",
+            "train.epochs=2", "train.progress=false", "train.tensorboard=false"]  # fmt: skip
+    args = ["select", "--task", "forecast", "--set", f"data.csv={csv}"]
+    for k in keys:
+        args += ["--set", k]
+    r = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "sel")])
+    assert r.exit_code == 0, r.output
+    record = json.loads((tmp_path / "sel" / SELECTION).read_text())
+    assert f"chosen: {record['chosen']}, by the lowest validation loss (the test split is not read for the " \
+           "choice)" in r.output  # fmt: skip
+    assert f"selection: {tmp_path / 'sel' / SELECTION}" in r.output
+    r = CliRunner().invoke(app, ["select", "--task", "forecast", "--set", "model.no_such_key=1", "--out",
+                                 str(tmp_path / "never")])  # fmt: skip
+    assert r.exit_code == 2 and "model.no_such_key" in r.output and not (tmp_path / "never").exists()
