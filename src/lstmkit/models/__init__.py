@@ -27,7 +27,7 @@ from lstmkit.models.classifier import (
     SequenceClassifier,
 )
 from lstmkit.models.decoding import Hypothesis, beam_search, greedy
-from lstmkit.models.forecaster import ForecastModel, ForecastNet, least_squares
+from lstmkit.models.forecaster import EnsembleForecaster, ForecastModel, ForecastNet, least_squares
 from lstmkit.models.frames import LOSSES, ConvForecaster, FCForecaster, FramesModel, fc_hidden_for, floored, frame_loss
 from lstmkit.models.recognizer import CTCModel, CTCRecognizer
 from lstmkit.models.seq2seq import ATTENTIONS, Seq2Seq, Seq2SeqModel
@@ -44,6 +44,7 @@ __all__ = [
     "ClassifyModel",
     "ConvForecaster",
     "EnsembleClassifier",
+    "EnsembleForecaster",
     "FCForecaster",
     "FCNClassifier",
     "ForecastModel",

@@ -30,9 +30,14 @@ class ForecastModel(ModelConfig):
     # from the step's value; the head starts at zero, so training starts from the statistical forecast and the
     # LSTM learns what it misses (Zhang 2003's ARIMA + network hybrid). Needs model.ar_skip=false.
     base: str = ""
+    # Members of a seed ensemble: this many networks, trained one after another with seeds train.seed + i on the
+    # same windows, their forecasts averaged (the forecasting panel's 3-seed mean, docs/results.md); 1: one network.
+    ensemble: int = 1
 
     def _validate(self) -> None:
         super()._validate()
+        if self.ensemble < 1:  # its type is checked by ModelConfig
+            raise ValueError(f"model.ensemble must be >= 1 (members; 1: one network), got {self.ensemble}")
         if self.base not in BASES:
             raise ValueError(f"model.base must be one of {list(BASES)}, got {self.base!r}")
         # model.base with model.ar_skip is refused by the forecast task when it prepares the data: overrides are
@@ -109,3 +114,21 @@ class ForecastNet(nn.Module):
         if self.base_columns:
             y = y + x[-1, :, -self.base_columns :]  # (B, H): the base's change from the last value
         return y
+
+
+class EnsembleForecaster(nn.Module):
+    """``model.ensemble`` forecasters of one config whose forecasts are averaged.
+
+    ``forward(x)``: x (T, B, F) -> (B, H), the mean of the members' forecasts (each a ``ForecastNet``).
+    """
+
+    # No export_kind: lstmkit export refuses it by name (ForecastTask.serving_metadata); export a member's run.
+
+    def __init__(self, members: list[ForecastNet]) -> None:
+        super().__init__()
+        if len(members) < 2:
+            raise ValueError(f"an ensemble needs at least 2 members, got {len(members)}")
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([m(x) for m in self.members]).mean(dim=0)  # (N, B, H) -> (B, H)

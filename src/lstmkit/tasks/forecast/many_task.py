@@ -175,6 +175,8 @@ def prepare_collection(config: Config) -> ManyPrepared:
                           "model.relative must be false")  # fmt: skip
     if m.base:
         raise ConfigError(f"forecast-many has no per-series base model: model.base must be empty, got {m.base!r}")
+    if m.ensemble > 1:
+        raise ConfigError(f"forecast-many trains one network: model.ensemble must be 1, got {m.ensemble}")
     series, notes = load_collection(data)
     need = max(shortest(data), data.min_length)
     short = [s.name for s in series if data.min_length and len(s.values) < data.min_length]

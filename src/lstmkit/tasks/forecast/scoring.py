@@ -54,7 +54,8 @@ def model_name(config: Config) -> str:
     skip = f" + AR({config.data.ar_order}) skip" if config.model.ar_skip and config.data.ar_order else ""
     if config.model.base:
         skip = f" on an {config.model.base.upper()} base"
-    return f"LSTM {config.model.num_layers}x{config.model.hidden_size}{skip}"
+    seeds = f", {config.model.ensemble}-seed mean" if config.model.ensemble > 1 else ""
+    return f"LSTM {config.model.num_layers}x{config.model.hidden_size}{skip}{seeds}"
 
 
 def split_origins(prepared: ForecastPrepared, split_name: str) -> np.ndarray:

@@ -11,7 +11,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from lstmkit.data import Standardizer
-from lstmkit.models import ForecastModel, ForecastNet
+from lstmkit.formats.integrity import save_model_file
+from lstmkit.models import EnsembleForecaster, ForecastModel, ForecastNet
 from lstmkit.tasks.base import ConfigError, Prepared, Task, TaskError, TrainingData
 from lstmkit.tasks.forecast.config import ForecastData
 from lstmkit.tasks.forecast.data import (
@@ -32,8 +33,10 @@ from lstmkit.tasks.forecast.data import (
 from lstmkit.tasks.forecast.scoring import score_split
 from lstmkit.tasks.forecast.steps import forecast_step
 from lstmkit.tasks.registry import register_task
-from lstmkit.tasks.rundir import Run, read_scaler
-from lstmkit.train import Config, TrainConfig, fit, set_values
+from lstmkit.tasks.rundir import MODEL, Run, read_scaler
+from lstmkit.train import Config, TrainConfig, evaluate, fit, seed_everything, set_values
+
+MEMBERS = "members"  # model.ensemble > 1: each member's training directory (checkpoints, metrics.csv)
 
 
 @register_task("forecast")
@@ -94,19 +97,36 @@ class ForecastTask(Task):
     def train(self, prepared: Prepared, run_dir: Path) -> dict[str, Any]:
         assert isinstance(prepared, ForecastPrepared)
         config = prepared.config
-        model = self.build_model(config)
         data = self.training_data(prepared)
         train_ds = data.train.dataset
-        if model.ar is not None:
-            # On the training windows only, so that validation stays unseen (with data.full_train: every window
-            # before the test).
-            model.fit_ar(*_stack(train_ds))
-        result = fit(model, data.train, data.step, config=config, out_dir=run_dir, val_data=data.val or None)
+        members, results = [], []
+        for i in range(config.model.ensemble):  # model.ensemble > 1: member i in members/i with seed train.seed + i
+            member_config = set_values(config, {"train.seed": config.train.seed + i})
+            seed_everything(member_config.train.seed)
+            model = self.single_model(member_config)
+            if model.ar is not None:
+                # On the training windows only, so that validation stays unseen (with data.full_train: every window
+                # before the test); the same least squares for every member.
+                model.fit_ar(*_stack(train_ds))
+            out_dir = run_dir / MEMBERS / str(i) if config.model.ensemble > 1 else run_dir
+            results.append(fit(model, data.train, data.step, config=member_config, out_dir=out_dir,
+                               val_data=data.val or None))  # fmt: skip
+            members.append(model)
+        result = results[0]
+        if len(members) > 1:
+            model = EnsembleForecaster(members).eval()
+            save_model_file(model, run_dir / MODEL)
         # The summary leads with the validation loss (what `lstmkit evaluate --split val` gives back; None with
-        # data.full_train) and holds the test split's table, the result of the run.
+        # data.full_train; an ensemble's is its averaged forecasts') and holds the test split's table.
         test = score_split(model, prepared, "test")
-        val_loss = None if config.data.full_train else result.best_val_loss
+        val_loss = None
+        if not config.data.full_train:
+            val_loss = result.best_val_loss if len(members) == 1 else evaluate(model, data.val, data.step)
         metrics: dict[str, Any] = {"split": "val", "mse": val_loss, "test": test}
+        if len(members) > 1:  # the members' own figures; steps, epochs and best_epoch below are the first's
+            metrics["members"] = [{"seed": config.train.seed + i, "best_val_loss": r.best_val_loss,
+                                   "best_epoch": r.best_epoch, "epochs": len(r.history), "steps": r.steps}
+                                  for i, r in enumerate(results)]  # fmt: skip
         metrics.update(
             steps=result.steps,
             epochs=len(result.history),
@@ -147,13 +167,24 @@ class ForecastTask(Task):
         model = run.load_weights(self.build_model(run.config))
         return model, prepared
 
-    def build_model(self, config: Config) -> ForecastNet:
+    def build_model(self, config: Config) -> ForecastNet | EnsembleForecaster:
+        if config.model.ensemble > 1:
+            return EnsembleForecaster([self.single_model(config) for _ in range(config.model.ensemble)])
+        return self.single_model(config)
+
+    @staticmethod
+    def single_model(config: Config) -> ForecastNet:
         return ForecastNet(config.model, config.data.ar_order)
 
     def serving_metadata(self, run: Run) -> dict[str, Any]:
         """How a window of raw values becomes the network's input and its output becomes forecasts: the
         target (column 0) is logged when ``log``, every column scaled by ``(x - mean) / std``; the output
         (B, horizon) is in scaled units: ``y * std[0] + mean[0]``, then ``exp`` when ``log``."""
+        n = run.config.model.ensemble
+        if n > 1:
+            raise TaskError(f"a forecast run with model.ensemble={n} averages {n} networks' forecasts and cannot be "
+                            "exported to ONNX as one graph yet; export a run trained with model.ensemble=1 (each "
+                            "member's checkpoints are under members/ in the run)")  # fmt: skip
         try:
             scaler = Standardizer.load(run.file(SCALER))
         except ValueError as e:
@@ -204,6 +235,10 @@ class ForecastTask(Task):
         if "test" in metrics:  # a training summary: the validation loss, then the test table
             if metrics["mse"] is None:
                 head = f"trained on every window before the test for {metrics['epochs']} epochs (data.full_train)"
+            elif metrics.get("members"):
+                epochs = ", ".join(str(m["best_epoch"]) for m in metrics["members"])
+                head = (f"val loss: {metrics['mse']:.4f} (MSE of the z-scored series) of the {len(metrics['members'])} "
+                        f"members' averaged forecasts (members' best epochs {epochs})")  # fmt: skip
             else:
                 head = (f"val loss: {metrics['mse']:.4f} (MSE of the z-scored series), "
                         f"best epoch {metrics['best_epoch']}")  # fmt: skip
