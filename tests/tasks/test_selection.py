@@ -119,6 +119,23 @@ def test_refusals_name_the_problem_before_any_run(tmp_path):
     assert [p.name for p in (tmp_path / "busy").iterdir()] == ["notes.txt"]
 
 
+def test_a_candidate_the_data_refuses_is_skipped_with_the_reason(tmp_path):
+    base = set_values(get_task("classify").smoke_config(tmp_path), {"data.frame": 2, "data.dtw_baseline": False})
+    result = select("classify", base, tmp_path / "sel")
+    why = "model.arch=lstm-fcn reads every step (its conv branch); data.frame must be 0 or 1, got 2"
+    assert [c.name for c in result.candidates] == ["biLSTM"] and result.chosen.name == "biLSTM"
+    assert list(result.skipped) == ["LSTM-FCN", "ALSTM-FCN"] and all(v.startswith(why) for v in result.skipped.values())
+    record = json.loads((tmp_path / "sel" / SELECTION).read_text())
+    assert record["candidates"]["LSTM-FCN"]["skipped"] == result.skipped["LSTM-FCN"]
+    assert not (tmp_path / "sel" / "candidates" / "lstm-fcn").exists()
+    low = set_values(base, {"data.frame": 0, "train.warmup_steps": 500})  # every candidate refuses it alike
+    with pytest.raises(ConfigError, match=r"^no candidate could be trained on this config and data \(train\."
+                                          r"warmup_steps \(500\) must be below the run's 6 steps; lower "
+                                          r"train\.warmup_steps or raise train\.max_steps\)$"):  # fmt: skip
+        select("classify", low, tmp_path / "low")
+    assert json.loads((tmp_path / "low" / SELECTION).read_text())["status"] == "failed"
+
+
 def test_slugs_name_the_candidate_folders():
     assert slug("no AR skip, relative") == "no-ar-skip-relative"
     assert slug("ALSTM-FCN") == "alstm-fcn"

@@ -24,7 +24,7 @@ from typing import Any
 
 from lstmkit._fileio import read_versioned_json, write_versioned_json
 from lstmkit.tasks import runner
-from lstmkit.tasks.base import ConfigError, TaskError
+from lstmkit.tasks.base import ConfigError, DataUnavailable, TaskError
 from lstmkit.tasks.registry import get_task
 from lstmkit.train import Config, set_values
 
@@ -49,6 +49,7 @@ class SelectResult:
     candidates: list[Candidate]
     chosen: Candidate
     rule: str
+    skipped: dict[str, str]  # candidates the data refused before they started, each with the reason
 
 
 def slug(name: str) -> str:
@@ -92,8 +93,10 @@ def _check_out(out: Path, plan: dict[str, Any]) -> None:
 def select(task_name: str, config: Config, out: str | os.PathLike[str] | None = None, *,
            progress=lambda line: None) -> SelectResult:  # fmt: skip
     """Train every candidate of ``task_name`` over ``config`` into ``out/candidates/``, choose the lowest
-    validation loss (ties: the first listed) and write ``out/selection.json``; ``progress`` gets one line per
-    finished candidate. Each candidate's run is what ``lstmkit train`` with its values would make."""
+    validation loss (ties: the first listed) and write ``out/selection.json``; ``progress`` gets a line as each
+    candidate starts and as it ends. Each candidate's run is what ``lstmkit train`` with its values would make;
+    a candidate the config or data refuses before its run starts (``ConfigError``, ``DataUnavailable``) is
+    skipped and recorded with the reason, and when every one is, a ``ConfigError`` gives the reasons."""
     task = get_task(task_name)
     values = task.candidates(config)  # raises before anything is written when the config cannot be chosen on
     if not values:
@@ -115,18 +118,30 @@ def select(task_name: str, config: Config, out: str | os.PathLike[str] | None = 
     out.mkdir(parents=True, exist_ok=True)
     write_versioned_json(out / SELECTION, _FORMAT, _VERSION, {**plan, "status": "running"})
     done: list[Candidate] = []
+    skipped: dict[str, str] = {}
     for name, cfg in configs.items():
         run_dir = out / plan["candidates"][name]["run"]
         progress(f"candidate {name}: training into {run_dir}")
-        result = runner.train(task_name, cfg, run_dir)
+        try:
+            result = runner.train(task_name, cfg, run_dir)
+        except (ConfigError, DataUnavailable) as e:  # raised before the run starts: this setting cannot take the data
+            skipped[name] = str(e)
+            progress(f"candidate {name}: skipped, {e}")
+            continue
         loss = float(task.selection_loss(result.metrics))
         done.append(Candidate(name, dict(values[name]), run_dir, loss, result.lines, result.resumed))
         progress(f"candidate {name}: validation loss {loss:.6g} ({run_dir}{', resumed' if result.resumed else ''})")
+    if not done:
+        reasons = "; ".join(dict.fromkeys(skipped.values()))  # each reason once: a base config's fault repeats
+        write_versioned_json(out / SELECTION, _FORMAT, _VERSION, {**plan, "status": "failed", "skipped": skipped})
+        raise ConfigError(f"no candidate could be trained on this config and data ({reasons})")
     chosen = min(done, key=lambda c: c.validation_loss)  # min keeps the first of equal losses
     rule = "the lowest validation loss (the test split is not read for the choice)"
     record = {**plan, "status": "done", "rule": rule, "chosen": chosen.name,
               "chosen_run": plan["candidates"][chosen.name]["run"]}  # fmt: skip
     for c in done:
         record["candidates"][c.name]["validation_loss"] = c.validation_loss
+    for name, why in skipped.items():
+        record["candidates"][name]["skipped"] = why
     write_versioned_json(out / SELECTION, _FORMAT, _VERSION, record)
-    return SelectResult(out, done, chosen, rule)
+    return SelectResult(out, done, chosen, rule, skipped)
