@@ -116,6 +116,11 @@ def select_(
                      "resume the selection."),
     ] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed of every candidate (--set train.seed=N).")] = None,
+    candidates: Annotated[
+        str | None,
+        typer.Option(help="Only these of the task's candidates, comma-separated (e.g. 'biLSTM,LSTM-FCN'); "
+                     "default: all of them."),
+    ] = None,
 ) -> None:
     """Train each of the task's candidate settings as a run of its own and keep the lowest validation loss.
 
@@ -131,7 +136,8 @@ def select_(
     except (ValueError, TaskError, OSError) as e:
         _fail(e, usage="select")
     try:
-        result = selection.select(task, cfg, out, progress=typer.echo)
+        only = [c.strip() for c in candidates.split(",") if c.strip()] if candidates else None
+        result = selection.select(task, cfg, out, only=only, progress=typer.echo)
     except ConfigError as e:
         _fail(e, usage="select")
     except (TaskError, OSError) as e:

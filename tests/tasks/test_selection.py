@@ -110,6 +110,9 @@ def test_refusals_name_the_problem_before_any_run(tmp_path):
     with pytest.raises(TaskError, match=r"^task 'charlm' offers no candidate settings to choose among; train one "
                                         r"with `lstmkit train`$"):  # fmt: skip
         select("charlm", get_task("charlm").smoke_config(tmp_path), tmp_path / "a")
+    with pytest.raises(ConfigError, match=r"^--candidates: \['BiLSTM'\] not offered; task 'classify' offers "
+                                          r"\['biLSTM', 'LSTM-FCN', 'ALSTM-FCN'\]$"):  # fmt: skip
+        select("classify", get_task("classify").smoke_config(tmp_path), tmp_path / "a", only=["BiLSTM"])
     assert not (tmp_path / "a").exists()
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "notes.txt").write_text("mine")
@@ -152,9 +155,10 @@ def test_the_command_prints_the_choice_and_exits_2_on_a_bad_key(tmp_path):
     args = ["select", "--task", "forecast", "--set", f"data.csv={csv}"]
     for k in keys:
         args += ["--set", k]
-    r = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "sel")])
+    r = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "sel"), "--candidates", "AR skip, no AR skip"])
     assert r.exit_code == 0, r.output
     record = json.loads((tmp_path / "sel" / SELECTION).read_text())
+    assert list(record["candidates"]) == ["AR skip", "no AR skip"]
     assert f"chosen: {record['chosen']}, by the lowest validation loss (the test split is not read for the " \
            "choice)" in r.output  # fmt: skip
     assert f"selection: {tmp_path / 'sel' / SELECTION}" in r.output

@@ -19,6 +19,7 @@ import dataclasses
 import datetime
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -91,14 +92,19 @@ def _check_out(out: Path, plan: dict[str, Any]) -> None:
 
 
 def select(task_name: str, config: Config, out: str | os.PathLike[str] | None = None, *,
-           progress=lambda line: None) -> SelectResult:  # fmt: skip
-    """Train every candidate of ``task_name`` over ``config`` into ``out/candidates/``, choose the lowest
-    validation loss (ties: the first listed) and write ``out/selection.json``; ``progress`` gets a line as each
-    candidate starts and as it ends. Each candidate's run is what ``lstmkit train`` with its values would make;
-    a candidate the config or data refuses before its run starts (``ConfigError``, ``DataUnavailable``) is
-    skipped and recorded with the reason, and when every one is, a ``ConfigError`` gives the reasons."""
+           only: Sequence[str] | None = None, progress=lambda line: None) -> SelectResult:  # fmt: skip
+    """Train every candidate of ``task_name`` (``only``: those named) over ``config`` into ``out/candidates/``,
+    choose the lowest validation loss (ties: the first listed) and write ``out/selection.json``; ``progress``
+    gets a line as each candidate starts and as it ends. Each candidate's run is what ``lstmkit train`` with its
+    values would make; a candidate the config or data refuses before its run starts (``ConfigError``,
+    ``DataUnavailable``) is skipped and recorded with the reason; when every one is, a ``ConfigError`` says why."""
     task = get_task(task_name)
     values = task.candidates(config)  # raises before anything is written when the config cannot be chosen on
+    if only:  # the user's subset, in the task's order
+        unknown = [n for n in only if n not in values]
+        if unknown:
+            raise ConfigError(f"--candidates: {unknown} not offered; task {task_name!r} offers {list(values)}")
+        values = {k: v for k, v in values.items() if k in only}
     if not values:
         raise TaskError(f"task {task_name!r} offered no candidates for this config")
     names = {}
