@@ -77,6 +77,10 @@ def test_a_second_call_resumes_every_candidate_without_retraining(classify_selec
     with pytest.raises(TaskError, match=r"^--out .*sel holds a selection of task 'classify', not 'forecast'; choose "
                                         r"another directory$"):  # fmt: skip
         select("forecast", get_task("forecast").smoke_config(first.out.parent), first.out)
+    with pytest.raises(TaskError, match=r"^--out .*sel holds a selection among other candidates \(\['ALSTM-FCN', "
+                                        r"'LSTM-FCN', 'biLSTM'\]\); choose another directory, or repeat the same "
+                                        r"settings to resume it$"):  # fmt: skip
+        select("classify", base, first.out, only=["biLSTM"])
 
 
 def test_forecast_offers_the_ar_skip_and_the_level_free_reading(tmp_path):
