@@ -16,7 +16,6 @@ candidates are reopened, not retrained, and an interrupted one resumes from its 
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import os
 import re
 from collections.abc import Sequence
@@ -39,7 +38,7 @@ class Candidate:
     name: str
     values: dict[str, Any]  # the "section.key" values laid over the base config
     run_dir: Path
-    validation_loss: float | None = None  # None until its run has finished
+    validation_loss: float
     lines: list[str] = dataclasses.field(default_factory=list)  # the task's report of the run
     resumed: bool = False
 
@@ -59,10 +58,6 @@ def slug(name: str) -> str:
     if not s:
         raise TaskError(f"candidate name {name!r} has no letters or digits to name its folder")
     return s
-
-
-def _default_out(task_name: str) -> Path:
-    return Path("runs") / f"select-{task_name}-{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}"
 
 
 def _plan(task_name: str, values: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -118,7 +113,7 @@ def select(task_name: str, config: Config, out: str | os.PathLike[str] | None = 
             configs[name] = set_values(config, v)
         except ValueError as e:
             raise ConfigError(f"candidate {name!r}: {e}") from e
-    out = Path(out) if out is not None else _default_out(task_name)
+    out = Path(out) if out is not None else runner._default_out(f"select-{task_name}")  # runs/select-TASK-DATE
     plan = _plan(task_name, values)
     _check_out(out, plan)
     out.mkdir(parents=True, exist_ok=True)
