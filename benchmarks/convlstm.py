@@ -63,7 +63,7 @@ TIME_LIMIT = 600.0  # seconds before rounds stop (after 3); one round took ~1.5 
 NAIVE = "naive 4 convs"  # the baseline every ratio divides by
 CONV = "conv2d"
 MM = "torch.mm"
-LAYERS = ("bptt", "auto", "fused", "textbook", "channels_last", "naive")  # --layers
+LAYERS = ("bptt", "winograd", "auto", "fused", "textbook", "channels_last", "naive")  # --layers
 
 
 class ConcatConvLSTM(nn.Module):
@@ -271,7 +271,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help=f"comma-separated layers to time, of {','.join(LAYERS)} (default all; naive always)")
     ap.add_argument("--train-only", action="store_true", help="time the training step only, not the forward")
     ap.add_argument("--no-parts", action="store_true", help="do not time the convolutions' parts alone")
-    ap.add_argument("--profile", choices=["auto", "bptt", "fused", "concat"], default=None,
+    ap.add_argument("--profile", choices=["auto", "bptt", "winograd", "fused", "concat"], default=None,
                     help="instead of timing, profile one training step of ConvLSTM(impl=...)")
     args = ap.parse_args(argv)
     if args.repeats is None:
@@ -307,6 +307,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     builders = {
         "bptt": ("lstmkit impl=bptt", lambda: lstmkit.ConvLSTM(C, Hc, k, impl="bptt")),
+        "winograd": ("lstmkit impl=winograd", lambda: lstmkit.ConvLSTM(C, Hc, k, impl="winograd")),
         "auto": ("lstmkit impl=auto (concat)", lambda: lstmkit.ConvLSTM(C, Hc, k)),
         "fused": ("lstmkit impl=fused", lambda: lstmkit.ConvLSTM(C, Hc, k, impl="fused")),
         "textbook": ("nn.Conv2d over [x, h]", lambda: ConcatConvLSTM(C, Hc, k)),

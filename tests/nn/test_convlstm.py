@@ -59,7 +59,8 @@ def _randomise(m: torch.nn.Module) -> None:
 def _impls(combo) -> list[str]:
     if combo["layer_norm"]:
         return ["fused"]  # concat cannot normalise the two sides
-    return ["fused", "concat"] + (["bptt"] if combo["peep"] == "none" else [])  # bptt: the plain cell only
+    # bptt and winograd (its convolutions by F(4x4, 3x3)): the plain cell only
+    return ["fused", "concat"] + (["bptt", "winograd"] if combo["peep"] == "none" else [])
 
 
 @pytest.mark.parametrize(("combo", "impl"), [(c, i) for c in COMBOS for i in _impls(c)],
@@ -135,12 +136,12 @@ def test_gradcheck_full_jacobian(kw):
     assert torch.autograd.gradcheck(f, (x, h0, *params))
 
 
-@pytest.mark.parametrize("impl", ["fused", "concat", "bptt", "reference"])
+@pytest.mark.parametrize("impl", ["fused", "concat", "bptt", "winograd", "reference"])
 @pytest.mark.parametrize("kw", [dict(), dict(num_layers=2, peephole=True, layer_norm=True)], ids=str)
 def test_lengths_equal_running_each_sequence_alone(impl, kw):
     if impl == "concat" and kw.get("layer_norm"):
         kw = {**kw, "layer_norm": False}
-    if impl == "bptt" and kw.get("peephole"):
+    if impl in ("bptt", "winograd") and kw.get("peephole"):
         kw = {**kw, "peephole": False, "layer_norm": False}
     m = lstmkit.ConvLSTM(C, 3, dtype=d, impl=impl, **kw)
     lengths = torch.tensor([4, 1, 0])
@@ -321,7 +322,7 @@ def test_param_count_textbook_formula():
          "peephole_frame must be a pair (H, W) of positive integers, got (4,)"),
         (dict(bias=False, forget_bias=1.0), ValueError, "forget_bias needs bias=True"),
         (dict(impl="cpp"), ValueError,
-         "impl must be one of ('auto', 'bptt', 'fused', 'concat', 'reference'), got 'cpp'"),
+         "impl must be one of ('auto', 'bptt', 'winograd', 'fused', 'concat', 'reference'), got 'cpp'"),
         (dict(impl="bptt", peephole=True), ValueError,
          "impl='bptt' (the hand-written backward) runs the plain cell only, not peephole or layer_norm; "
          "use impl='fused' or 'auto'"),

@@ -33,6 +33,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from . import _cpp, _winograd
+
 # d sigmoid / d a and d tanh / d a from the activation's output, written into grad_input: one kernel each.
 _sigmoid_grad = torch.ops.aten.sigmoid_backward.grad_input  # grad * y (1 - y)
 _tanh_grad = torch.ops.aten.tanh_backward.grad_input  # grad * (1 - y^2)
@@ -46,17 +48,78 @@ def _conv_grads(grad: Tensor, inp: Tensor, weight: Tensor, pad: tuple[int, int],
                                                list(pad), [1, 1], False, [0, 0], 1, [data, True, bias])  # fmt: skip
 
 
+def _cpp_pointwise(x: Tensor) -> bool:
+    """Whether the gate math runs in the C++ extension's one-pass kernels (the 1-D layer's, lstm_scan.cpp's
+    ``convlstm_pointwise_*``): CPU float32/float64 where it builds; else the tensor operations above."""
+    return x.device.type == "cpu" and x.dtype in _cpp.SUPPORTED_DTYPES and _cpp.available()
+
+
+class DirectConv:
+    """The step convolution by oneDNN's direct ``F.conv2d``: step t's output from xh_t = [x_t, h_{t-1}], and its
+    gradients (``convolution_backward``: data, weight and bias in one call), the weight and bias ones summed
+    over the steps. ``channels``: the leading input channels the step reads (all, or C where h_0 = 0)."""
+
+    def __init__(self, weight: Tensor, bias: Tensor | None, pad: tuple[int, int]) -> None:
+        self.weight, self.bias, self.pad = weight, bias, pad
+
+    def start_backward(self) -> None:
+        """Zero the sums (a graph kept with ``retain_graph`` may be differentiated again)."""
+        self.dw = torch.zeros_like(self.weight)  # (G, C + Hc, kh, kw)
+        self.db = None if self.bias is None else torch.zeros_like(self.bias)
+
+    def forward(self, t: int, xh: Tensor, channels: int, out: Tensor) -> Tensor:
+        full = channels == xh.shape[1]
+        return F.conv2d(xh if full else xh[:, :channels], self.weight if full else self.weight[:, :channels],
+                        self.bias, padding=self.pad)  # fmt: skip
+
+    def backward(self, t: int, da: Tensor, channels: int, dxh: Tensor | None) -> Tensor | None:
+        full = channels == self.weight.shape[1]
+        inp = self.xh[t] if full else self.xh[t, :, :channels].contiguous()
+        d, dw_t, db_t = _conv_grads(da, inp, self.weight if full else self.weight[:, :channels], self.pad,
+                                    dxh is not None, self.db is not None)  # fmt: skip
+        self.dw[:, :channels] += dw_t
+        if self.db is not None:
+            self.db += db_t
+        return d
+
+    def weight_grad(self) -> Tensor:
+        return self.dw
+
+    def bias_grad(self) -> Tensor | None:
+        return self.db
+
+
+class WinogradStepConv(_winograd.WinogradConv):
+    """``_winograd.WinogradConv`` with ``DirectConv``'s bias gradient: the output gradients' sums."""
+
+    def start_backward(self) -> None:
+        super().start_backward()
+        self.db = None if self.bias is None else torch.zeros_like(self.bias)
+
+    def backward(self, t: int, da: Tensor, channels: int, dxh: Tensor | None) -> Tensor | None:
+        if self.db is not None:
+            self.db += da.sum((0, 2, 3))
+        return super().backward(t, da, channels, dxh)
+
+    def bias_grad(self) -> Tensor | None:
+        return self.db
+
+
 class ConvLSTMLayerFn(torch.autograd.Function):
-    """(x, h0, c0, w_ih, w_hh, b, mask, zero_state) -> (y, h_T, c_T) of one plain ConvLSTM layer; b and mask
-    may be None; ``zero_state``: h0 is zeros made by the caller (no gradient), so step 0 convolves x_0 alone."""
+    """(x, h0, c0, w_ih, w_hh, b, mask, zero_state, winograd) -> (y, h_T, c_T) of one plain ConvLSTM layer; b and
+    mask may be None; ``zero_state``: h0 is zeros made by the caller (no gradient), so step 0 convolves x_0 alone;
+    ``winograd``: the step convolutions by ``_winograd`` (3x3 kernels; the caller checks ``_winograd.usable``),
+    else by ``F.conv2d``."""
 
     @staticmethod
     def forward(ctx, x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor, b: Tensor | None,
-                mask: Tensor | None, zero_state: bool = False) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
+                mask: Tensor | None, zero_state: bool = False,
+                winograd: bool = False) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
         T, B, C, H, W = x.shape
         Hc = w_hh.shape[1]
         pad = (w_hh.shape[-2] // 2, w_hh.shape[-1] // 2)
         weight = torch.cat([w_ih, w_hh], dim=1)  # (G, C + Hc, kh, kw): one convolution over [x_t, h_{t-1}]
+        conv = WinogradStepConv(weight, b, T, B, H, W) if winograd else DirectConv(weight, b, pad)
         xh = x.new_empty(T + 1, B, C + Hc, H, W)  # slot t holds [x_t, h_{t-1}]; slot T only h_T
         xh[:T, :, :C] = x
         xh[0, :, C:] = h0
@@ -64,44 +127,52 @@ class ConvLSTMLayerFn(torch.autograd.Function):
         cs[0] = c0
         ys = x.new_empty(T, B, Hc, H, W)
         gates = x.new_empty(T, B, 4 * Hc, H, W)  # the activated gates, saved for the backward
+        pre = x.new_empty(B, 4 * Hc, H, W)  # one step's pre-activations (Winograd writes them here)
+        tcs = x.new_empty(T, B, Hc, H, W)  # tanh(c_t), saved for the backward
+        kernels = _cpp_pointwise(x)
         for t in range(T):
-            if zero_state and t == 0:  # W_hh * h_0 = 0: the input side alone (C channels, not C + Hc)
-                a = F.conv2d(x[0], w_ih, b, padding=pad)  # (B, G, H, W)
+            # W_hh * h_0 = 0 under zero_state: step 0 convolves the input side alone (C channels, not C + Hc)
+            a = conv.forward(t, xh[t], C if zero_state and t == 0 else C + Hc, pre)  # (B, G, H, W)
+            if kernels:  # the gates, c_t, tanh(c_t) and h_t (into ys[t]) in one C++ pass
+                _cpp._ext().convlstm_pointwise_forward(a, cs[t], gates[t], cs[t + 1], tcs[t], ys[t])
             else:
-                a = F.conv2d(xh[t], weight, b, padding=pad)  # (B, G, H, W)
-            torch.sigmoid(a[:, : 2 * Hc], out=gates[t, :, : 2 * Hc])  # i, f
-            torch.tanh(a[:, 2 * Hc : 3 * Hc], out=gates[t, :, 2 * Hc : 3 * Hc])  # g
-            torch.sigmoid(a[:, 3 * Hc :], out=gates[t, :, 3 * Hc :])  # o
-            i, f, g, o = gates[t].split(Hc, dim=1)  # each (B, Hc, H, W)
-            h_prev, c_prev, h_next, c_next = xh[t, :, C:], cs[t], xh[t + 1, :, C:], cs[t + 1]
-            torch.mul(f, c_prev, out=c_next)
-            c_next.addcmul_(i, g)  # c_t = f c_{t-1} + i g
-            torch.mul(o, torch.tanh(c_next), out=h_next)  # h_t, straight into the next step's input
+                torch.sigmoid(a[:, : 2 * Hc], out=gates[t, :, : 2 * Hc])  # i, f
+                torch.tanh(a[:, 2 * Hc : 3 * Hc], out=gates[t, :, 2 * Hc : 3 * Hc])  # g
+                torch.sigmoid(a[:, 3 * Hc :], out=gates[t, :, 3 * Hc :])  # o
+                i, f, g, o = gates[t].split(Hc, dim=1)  # each (B, Hc, H, W)
+                torch.mul(f, cs[t], out=cs[t + 1])
+                cs[t + 1].addcmul_(i, g)  # c_t = f c_{t-1} + i g
+                torch.mul(o, torch.tanh(cs[t + 1], out=tcs[t]), out=ys[t])  # h_t
             if mask is None:
-                ys[t] = h_next
+                xh[t + 1, :, C:] = ys[t]  # h_t is the next step's input
             else:
                 m = mask[t].view(B, 1, 1, 1)
-                torch.where(m, h_next, h_prev, out=h_next)  # past the end: the state is carried
-                torch.where(m, c_next, c_prev, out=c_next)
-                torch.mul(h_next, m, out=ys[t])  # and the output is zero
-        ctx.save_for_backward(xh, cs, weight, gates, *([] if mask is None else [mask]))
-        ctx.sizes = (C, Hc, pad, b is not None, mask is not None, zero_state)
+                torch.where(m, ys[t], xh[t, :, C:], out=xh[t + 1, :, C:])  # past the end: the state is carried
+                torch.where(m, cs[t + 1], cs[t], out=cs[t + 1])
+                ys[t].mul_(m)  # and the output is zero
+        # The direct convolution's gradients read xh; Winograd's read the input transforms it kept instead.
+        ctx.save_for_backward(cs, tcs, gates, *([] if winograd else [xh]), *([] if mask is None else [mask]))
+        ctx.conv = conv
+        ctx.sizes = (C, Hc, mask is not None, zero_state, winograd, kernels)
         return ys, xh[T, :, C:].clone(), cs[T].clone()
 
     @staticmethod
     @once_differentiable
     def backward(ctx, dy: Tensor | None, dh_T: Tensor | None, dc_T: Tensor | None):
-        C, Hc, pad, has_bias, has_mask, zero_state = ctx.sizes
-        xh, cs, weight, gates, *rest = ctx.saved_tensors  # gates (T, B, G, H, W)
+        C, Hc, has_mask, zero_state, winograd, kernels = ctx.sizes
+        cs, tcs, gates, *rest = ctx.saved_tensors  # gates (T, B, G, H, W)
+        conv = ctx.conv
+        conv.start_backward()
+        if not winograd:
+            conv.xh = rest.pop(0)
         mask = rest[0] if has_mask else None
         T, B = gates.shape[:2]
+        frame = tuple(cs.shape[-2:])
         dh = torch.zeros_like(cs[0]) if dh_T is None else dh_T.clone()
-        dc = torch.zeros_like(cs[0]) if dc_T is None else dc_T.clone()
+        dc = torch.zeros_like(cs[0]) if dc_T is None else dc_T.clone(memory_format=torch.contiguous_format)
         need_x, need_h0, need_c0 = ctx.needs_input_grad[:3]
-        dx = xh.new_empty(T, B, C, *xh.shape[-2:]) if need_x else None
+        dx = cs.new_empty(T, B, C, *frame) if need_x else None
         da = torch.empty_like(gates[0])  # (B, G, H, W): one step's pre-activation gradients
-        dw = torch.zeros_like(weight)  # (G, C + Hc, kh, kw)
-        db = weight.new_zeros(weight.shape[0]) if has_bias else None
         for t in range(T - 1, -1, -1):
             if dy is not None:
                 dh += dy[t] if mask is None else dy[t] * mask[t].view(B, 1, 1, 1)
@@ -110,30 +181,28 @@ class ConvLSTMLayerFn(torch.autograd.Function):
                 m = mask[t].view(B, 1, 1, 1)
                 carry_h, carry_c = dh * ~m, dc * ~m
                 dh, dc = dh * m, dc * m
-            i, f, g, o = gates[t].split(Hc, dim=1)
             a = da
-            a_i, a_f, a_g, a_o = a.split(Hc, dim=1)  # written in place: one kernel each, no copies
-            tc = torch.tanh(cs[t + 1])
-            _sigmoid_grad(dh * tc, o, grad_input=a_o)  # da_o = dh tc o (1 - o)
-            dho = dh * o
-            dc.add_(_tanh_grad(dho, tc, grad_input=dho))  # dc += dh o (1 - tc^2)
-            _tanh_grad(dc * i, g, grad_input=a_g)  # da_g = dc i (1 - g^2)
-            _sigmoid_grad(dc * cs[t], f, grad_input=a_f)  # da_f = dc c_{t-1} f (1 - f)
-            _sigmoid_grad(dc * g, i, grad_input=a_i)  # da_i = dc g i (1 - i)
-            dc_prev = dc * f
+            if kernels:  # da and dc_{t-1} (over dc) in one C++ pass
+                _cpp._ext().convlstm_pointwise_backward(gates[t], tcs[t], cs[t], dh, dc, a)
+                dc_prev = dc
+            else:
+                i, f, g, o = gates[t].split(Hc, dim=1)
+                a_i, a_f, a_g, a_o = a.split(Hc, dim=1)  # written in place: one kernel each, no copies
+                tc = tcs[t]
+                _sigmoid_grad(dh * tc, o, grad_input=a_o)  # da_o = dh tc o (1 - o)
+                dho = dh * o
+                dc.add_(_tanh_grad(dho, tc, grad_input=dho))  # dc += dh o (1 - tc^2)
+                _tanh_grad(dc * i, g, grad_input=a_g)  # da_g = dc i (1 - g^2)
+                _sigmoid_grad(dc * cs[t], f, grad_input=a_f)  # da_f = dc c_{t-1} f (1 - f)
+                _sigmoid_grad(dc * g, i, grad_input=a_i)  # da_i = dc g i (1 - i)
+                dc_prev = dc * f
             if zero_state and t == 0:  # step 0 convolved x_0 alone: its gradients reach W_ih, b and x_0 only
-                dx0, dw_t, db_t = _conv_grads(a, xh[0, :, :C].contiguous(), weight[:, :C], pad, need_x, has_bias)
-                dw[:, :C] += dw_t
-                if db is not None:
-                    db += db_t
+                dx0 = conv.backward(0, a, C, cs.new_empty(B, C, *frame) if need_x else None)
                 if dx is not None:
                     dx[0] = dx0
                 break  # nothing flows into the caller's zeros (h0 and c0 need no gradient)
             data = t > 0 or need_x or need_h0
-            dxh, dw_t, db_t = _conv_grads(a, xh[t], weight, pad, data, has_bias)  # dxh (B, C + Hc, H, W)
-            dw += dw_t
-            if db is not None:
-                db += db_t
+            dxh = conv.backward(t, a, C + Hc, cs.new_empty(B, C + Hc, *frame) if data else None)
             if data:
                 if dx is not None:
                     dx[t] = dxh[:, :C]
@@ -142,17 +211,20 @@ class ConvLSTMLayerFn(torch.autograd.Function):
             if carry_h is not None:
                 dh = dh + carry_h
                 dc = dc + carry_c
+        dw, db = conv.weight_grad(), conv.bias_grad()
         if zero_state:
-            return (dx, None, None, dw[:, :C], dw[:, C:], db, None, None)
-        return (dx, dh if need_h0 else None, dc if need_c0 else None, dw[:, :C], dw[:, C:], db, None, None)
+            return (dx, None, None, dw[:, :C], dw[:, C:], db, None, None, None)
+        return (dx, dh if need_h0 else None, dc if need_c0 else None, dw[:, :C], dw[:, C:], db, None, None, None)
 
 
 def convlstm_layer_bptt(x: Tensor, state: tuple[Tensor, Tensor], w_ih: Tensor, w_hh: Tensor, b: Tensor | None,
-                        mask: Tensor | None = None, zero_state: bool = False) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+                        mask: Tensor | None = None, zero_state: bool = False,
+                        winograd: bool = False) -> tuple[Tensor, tuple[Tensor, Tensor]]:
     """One plain ConvLSTM layer over x (T, B, C, H, W) from state (h_0, c_0) each (B, Hc, H, W); mask (T, B)
     bool or None; ``zero_state``: (h_0, c_0) are zeros made by the caller, needing no gradient (step 0 then
-    skips W_hh * h_0). Returns y (T, B, Hc, H, W) and (h_T, c_T), through the hand-written backward above."""
+    skips W_hh * h_0); ``winograd``: the step convolutions by ``_winograd`` (3x3 kernels, where
+    ``_winograd.usable``). Returns y (T, B, Hc, H, W) and (h_T, c_T), through the hand-written backward above."""
     if zero_state and (state[0].requires_grad or state[1].requires_grad):
         raise ValueError("zero_state=True: the initial state must be the caller's zeros, needing no gradient")
-    y, h, c = ConvLSTMLayerFn.apply(x, state[0], state[1], w_ih, w_hh, b, mask, zero_state)
+    y, h, c = ConvLSTMLayerFn.apply(x, state[0], state[1], w_ih, w_hh, b, mask, zero_state, winograd)
     return y, (h, c)

@@ -56,7 +56,7 @@ SUPPORTED_DTYPES = (torch.float32, torch.float64)
 
 _CSRC = Path(__file__).with_name("csrc")
 _SOURCES = ("lstm_scan.cpp",)
-_HEADERS = ("lstm_scan_pointwise.h",)
+_HEADERS = ("lstm_scan_pointwise.h", "winograd_transforms.h")
 # No -march=native: the build must run on any x86-64 machine (CI differs from dev boxes). The
 # kernels are compiled for several instruction sets in one build and chosen at run time instead.
 # -fopenmp: at::parallel_for is inline OpenMP code in the torch headers. -fno-trapping-math and

@@ -46,12 +46,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import _winograd
 from ._base import RecurrentBase, _check_positive_int, _check_prob, check_device
 from ._convlstm_bptt import convlstm_layer_bptt
 from ._convlstm_reference import ConvLSTMOptions, ConvLSTMWeights, convlstm_step, same_padding
 from ._reference import scan
 
-_IMPLS = ("auto", "bptt", "fused", "concat", "reference")
+_IMPLS = ("auto", "bptt", "winograd", "fused", "concat", "reference")
 ConvState = tuple[Tensor, Tensor]
 
 
@@ -254,7 +255,10 @@ class ConvLSTM(nn.Module):
     forget-gate bias), ``layer_norm_eps``. See the module docstring for where each variant acts.
 
     ``impl``: ``"bptt"`` (the plain cell only: one ``autograd.Function`` with a hand-written backward
-    through time, see ``_convlstm_bptt``), ``"fused"`` (the input convolution for all steps at once,
+    through time, see ``_convlstm_bptt``), ``"winograd"`` (``"bptt"`` with its 3x3 convolutions by
+    Winograd's F(4x4, 3x3), ``_winograd``: 4x fewer multiplications, float32 rounding a few times a
+    direct convolution's; where it cannot run, off the CPU or without the C++ extension, the direct
+    convolutions of ``"bptt"``), ``"fused"`` (the input convolution for all steps at once,
     then one recurrent convolution per step), ``"concat"`` (per step one convolution over
     [x_t, h_{t-1}], the weights concatenated once; not with ``layer_norm``), ``"auto"`` (``"concat"``,
     or ``"fused"`` with ``layer_norm``: the faster on the CPU, see docs/benchmarks.md) or
@@ -322,10 +326,15 @@ class ConvLSTM(nn.Module):
                 "impl='concat' cannot be used with layer_norm=True: LayerNorm normalises W_ih * x and W_hh * h "
                 "separately, so they cannot share one convolution; use impl='fused' or 'auto'"
             )
-        if impl == "bptt" and (peephole or layer_norm):
+        if impl in ("bptt", "winograd") and (peephole or layer_norm):
             raise ValueError(
-                "impl='bptt' (the hand-written backward) runs the plain cell only, not peephole or layer_norm; "
+                f"impl={impl!r} (the hand-written backward) runs the plain cell only, not peephole or layer_norm; "
                 "use impl='fused' or 'auto'"
+            )
+        if impl == "winograd" and self.kernel_size != (3, 3):
+            raise ValueError(
+                f"impl='winograd' (F(4x4, 3x3)) runs 3x3 kernels only, got kernel_size {self.kernel_size}; "
+                "use impl='bptt' or 'auto'"
             )
         self.impl = impl
         if dtype is not None and not dtype.is_floating_point:
@@ -344,7 +353,7 @@ class ConvLSTM(nn.Module):
         """Whether forward runs the hand-written backward (``_convlstm_bptt``): only when asked for.
         ``"auto"`` runs ``"concat"`` for the plain cell, which measured as fast as the naive layer where
         ``"bptt"`` measured 0.89x of it (docs/benchmarks.md)."""
-        return self.impl == "bptt"
+        return self.impl in ("bptt", "winograd")
 
     def _layer_input_channels(self, layer: int) -> int:
         return self.input_channels if layer == 0 else self.hidden_channels[layer - 1]
@@ -437,7 +446,9 @@ class ConvLSTM(nn.Module):
                 step = partial(convlstm_step, w=w, opt=self._options)  # (x_t, state) -> (h_t, state)
                 y, state = scan(step, layer_in, init[layer], mask)
             elif self._runs_bptt():
-                y, state = convlstm_layer_bptt(layer_in, init[layer], w.w_ih, w.w_hh, w.b, mask, zero_state=hx is None)
+                wino = self.impl == "winograd" and _winograd.usable(layer_in, w.w_hh)
+                y, state = convlstm_layer_bptt(layer_in, init[layer], w.w_ih, w.w_hh, w.b, mask, zero_state=hx is None,
+                                               winograd=wino)  # fmt: skip
             else:
                 hoist = self.impl == "fused" or (self.impl == "auto" and self.layer_norm)
                 y, state = convlstm_layer(layer_in, init[layer], w, self._options, mask, hoist_input=hoist,

@@ -117,6 +117,7 @@ struct BwdArgs {
 // portable copy, which is correct everywhere, just slower.
 #define LSTMKIT_NS lstmkit::generic
 #include "lstm_scan_pointwise.h"
+#include "winograd_transforms.h"
 #undef LSTMKIT_NS
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
@@ -125,12 +126,14 @@ struct BwdArgs {
 #pragma GCC target("avx2,fma")
 #define LSTMKIT_NS lstmkit::avx2
 #include "lstm_scan_pointwise.h"
+#include "winograd_transforms.h"
 #undef LSTMKIT_NS
 #pragma GCC pop_options
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma")
 #define LSTMKIT_NS lstmkit::avx512
 #include "lstm_scan_pointwise.h"
+#include "winograd_transforms.h"
 #undef LSTMKIT_NS
 #pragma GCC pop_options
 #endif
@@ -1088,6 +1091,207 @@ std::tuple<Tensor, double> step_product(const Tensor& A_, const Tensor& W_, int6
   return {C, secs};
 }
 
+// --- the ConvLSTM's gate math (the plain cell) -----------------------------------------------------------------
+// A ConvLSTM step's pre-activations (B, 4 Hc, H, W) are, per batch row, the 1-D layer's row of gate blocks
+// i, f, g, o with H := Hc H W: the same kernels (fwd_rows without the recurrent term, bwd_rows) run them, one
+// pass each way instead of a dozen tensor operations. Masks stay with the caller (it zeroes dh and dc of
+// finished rows before the backward and carries their state after the forward). Threads split the rows and
+// column blocks of each row.
+
+namespace {
+
+constexpr int64_t kConvCols = 16384;  // columns of one row a thread takes at a time
+
+void conv_rows_check(const Tensor& t, const char* name, const Tensor& like, int64_t width) {
+  TORCH_CHECK(t.device().is_cpu() && t.is_contiguous() && t.scalar_type() == like.scalar_type() &&
+              t.dim() >= 2 && t.size(0) == like.size(0) && t.numel() == like.size(0) * width,
+              "convlstm pointwise: ", name, " must be a contiguous CPU tensor of B rows of ", width, " of pre's dtype");
+}
+
+template <typename F>
+void conv_row_blocks(int64_t B, int64_t H, const F& f) {
+  const int64_t blocks = (H + kConvCols - 1) / kConvCols;
+  at::parallel_for(0, B * blocks, 1, [&](int64_t q0, int64_t q1) {
+    for (int64_t q = q0; q < q1; ++q) {
+      const int64_t b = q / blocks, j0 = (q % blocks) * kConvCols;
+      f(b, j0, std::min(H, j0 + kConvCols));
+    }
+  });
+}
+
+}  // namespace
+
+// act (B, G) gates, c_new, tc = tanh(c_new), h = o tc (B, H each) from pre (B, G) and c_prev (B, H), G = 4 H.
+void convlstm_pointwise_forward(const Tensor& pre, const Tensor& c_prev, Tensor& act, Tensor& c_new, Tensor& tc,
+                                Tensor& h) {
+  TORCH_CHECK(pre.device().is_cpu() && pre.is_contiguous() && pre.dim() >= 2 && pre.size(1) % 4 == 0 &&
+              (pre.scalar_type() == at::kFloat || pre.scalar_type() == at::kDouble),
+              "convlstm pointwise: pre must be a contiguous CPU float32/float64 tensor (B, 4 Hc, ...)");
+  const int64_t B = pre.size(0), G = pre.numel() / std::max<int64_t>(B, 1), H = G / 4;
+  conv_rows_check(act, "act", pre, G);
+  for (const Tensor* t : std::initializer_list<const Tensor*>{&c_prev, &c_new, &tc, &h})
+    conv_rows_check(*t, "c_prev, c_new, tc and h", pre, H);
+  AT_DISPATCH_FLOATING_TYPES(pre.scalar_type(), "convlstm_pointwise_forward", [&] {
+    using T = scalar_t;
+    FwdFn<T> fn = [] { LSTMKIT_PICK(T, fwd_rows<T, false, false, false, true, false>); }();
+    FwdArgs<T> a{};
+    a.xg = pre.data_ptr<T>();
+    a.act = act.data_ptr<T>();
+    a.c_prev = c_prev.data_ptr<T>();
+    a.c_new = c_new.data_ptr<T>();
+    a.tc = tc.data_ptr<T>();
+    a.h = h.data_ptr<T>();
+    a.H = H;
+    a.G = G;
+    conv_row_blocks(B, H, [&](int64_t b, int64_t j0, int64_t j1) { fn(a, b, b + 1, j0, j1); });
+  });
+}
+
+// da (B, G) and dc (B, H; in: dL/dc_t, out: dL/dc_{t-1}) from the saved act, tc, c_prev and dh = dL/dh_t.
+void convlstm_pointwise_backward(const Tensor& act, const Tensor& tc, const Tensor& c_prev, const Tensor& dh,
+                                 Tensor& dc, Tensor& da) {
+  TORCH_CHECK(act.device().is_cpu() && act.is_contiguous() && act.dim() >= 2 && act.size(1) % 4 == 0 &&
+              (act.scalar_type() == at::kFloat || act.scalar_type() == at::kDouble),
+              "convlstm pointwise: act must be a contiguous CPU float32/float64 tensor (B, 4 Hc, ...)");
+  const int64_t B = act.size(0), G = act.numel() / std::max<int64_t>(B, 1), H = G / 4;
+  conv_rows_check(da, "da", act, G);
+  for (const Tensor* t : std::initializer_list<const Tensor*>{&tc, &c_prev, &dc})
+    conv_rows_check(*t, "tc, c_prev and dc", act, H);
+  // dh may be a slice of a wider buffer (the data gradient's h channels): each row contiguous, rows apart.
+  TORCH_CHECK(dh.device().is_cpu() && dh.scalar_type() == act.scalar_type() && dh.dim() >= 2 &&
+              dh.size(0) == B && dh.numel() == B * H && dh[0].is_contiguous() && dh.stride(0) >= H,
+              "convlstm pointwise: dh must be B rows of ", H, " contiguous values of act's dtype");
+  AT_DISPATCH_FLOATING_TYPES(act.scalar_type(), "convlstm_pointwise_backward", [&] {
+    using T = scalar_t;
+    BwdFn<T> fn = pick_bwd<T, false, false, false>();
+    BwdArgs<T> a{};
+    a.act = act.data_ptr<T>();
+    a.tc = tc.data_ptr<T>();
+    a.c_prev = c_prev.data_ptr<T>();
+    a.c_new = c_prev.data_ptr<T>();  // read by the peephole variants only
+    a.dc = dc.data_ptr<T>();
+    a.da = da.data_ptr<T>();
+    a.dr = da.data_ptr<T>();
+    a.H = H;
+    a.G = G;
+    const T* dh0 = dh.data_ptr<T>();
+    const int64_t ldh = dh.stride(0);
+    conv_row_blocks(B, H, [&](int64_t b, int64_t j0, int64_t j1) {
+      BwdArgs<T> r = a;
+      r.dhn = dh0 + b * (ldh - H);  // so that the kernel's dhn + b H is row b
+      fn(r, b, b + 1, j0, j1, nullptr, nullptr);
+    });
+  });
+}
+
+// --- Winograd F(4x4, 3x3) transforms (winograd_transforms.h) for the ConvLSTM's 3x3 convolutions ---------------
+// Each writes into a caller-made contiguous tensor (the ConvLSTM layer reuses its buffers across steps) and
+// splits the (image, channel) planes between threads; the chosen ISA's copy runs (the same arithmetic in each).
+
+namespace {
+
+void wino_check(const Tensor& t, const char* name, int64_t dims) {
+  TORCH_CHECK(t.device().is_cpu() && t.is_contiguous() && t.dim() == dims, "winograd: ", name, " must be a ",
+              "contiguous CPU tensor of ", dims, " dimensions");
+  TORCH_CHECK(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble, "winograd: float32 or float64");
+}
+
+// A transformed tensor (36, rows, N): each of the 36 planes contiguous, the planes any distance apart (the
+// callers pad it: planes a multiple of 4 KiB apart would share the L1 cache's sets and evict each other).
+void wino_check_planes(const Tensor& t, const char* name, int64_t rows, int64_t N, const Tensor& like) {
+  TORCH_CHECK(t.device().is_cpu() && t.dim() == 3 && t.size(0) == 36 && t.size(1) == rows && t.size(2) == N &&
+              t.stride(2) == 1 && (rows <= 1 || t.stride(1) == N) && t.stride(0) >= rows * N &&
+              t.scalar_type() == like.scalar_type(),
+              "winograd: ", name, " must be (36, ", rows, ", ", N, ") of the frames' dtype, each plane contiguous");
+}
+
+int64_t wino_tiles(int64_t B, int64_t H, int64_t W) { return B * ((H + 3) / 4) * ((W + 3) / 4); }
+
+template <typename F>
+void wino_planes(int64_t planes, const F& f) {
+  at::parallel_for(0, planes, 1, [&](int64_t p0, int64_t p1) { f(p0, p1); });
+}
+
+}  // namespace
+
+#define LSTMKIT_WINO_DISPATCH(scalar, fn, ...)                                                \
+  do {                                                                                        \
+    if (g_isa == Isa::kAvx512) { LSTMKIT_WINO_X86(avx512::fn<scalar>(__VA_ARGS__)); break; }  \
+    if (g_isa == Isa::kAvx2) { LSTMKIT_WINO_X86(avx2::fn<scalar>(__VA_ARGS__)); break; }      \
+    generic::fn<scalar>(__VA_ARGS__);                                                         \
+  } while (0)
+#ifdef LSTMKIT_X86_VARIANTS
+#define LSTMKIT_WINO_X86(call) call
+#else
+#define LSTMKIT_WINO_X86(call) (void)0
+#endif
+
+// V (36, C, N) <- the input transform of x (B, C, H, W).
+void winograd_input(const Tensor& x, Tensor& V) {
+  wino_check(x, "x", 4);
+  const int64_t B = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
+  wino_check_planes(V, "V", C, wino_tiles(B, H, W), x);
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "winograd_input", [&] {
+    const scalar_t* xp = x.data_ptr<scalar_t>();
+    scalar_t* vp = V.data_ptr<scalar_t>();
+    const int64_t ld = V.stride(0);
+    wino_planes(B * C, [&](int64_t p0, int64_t p1) {
+      LSTMKIT_WINO_DISPATCH(scalar_t, wino_input, xp, vp, ld, B, C, H, W, p0, p1);
+    });
+  });
+}
+
+// dx (B, C, H, W) <- the adjoint of the input transform applied to dV (36, C, N).
+void winograd_input_adjoint(const Tensor& dV, Tensor& dx) {
+  wino_check(dx, "dx", 4);
+  const int64_t B = dx.size(0), C = dx.size(1), H = dx.size(2), W = dx.size(3);
+  wino_check_planes(dV, "dV", C, wino_tiles(B, H, W), dx);
+  AT_DISPATCH_FLOATING_TYPES(dx.scalar_type(), "winograd_input_adjoint", [&] {
+    const scalar_t* vp = dV.data_ptr<scalar_t>();
+    scalar_t* xp = dx.data_ptr<scalar_t>();
+    const int64_t ld = dV.stride(0);
+    wino_planes(B * C, [&](int64_t p0, int64_t p1) {
+      LSTMKIT_WINO_DISPATCH(scalar_t, wino_input_adjoint, vp, ld, xp, B, C, H, W, p0, p1);
+    });
+  });
+}
+
+// y (B, K, H, W) <- the output transform of M (36, K, N), plus bias (K) when given.
+void winograd_output(const Tensor& M, const std::optional<Tensor>& bias, Tensor& y) {
+  wino_check(y, "y", 4);
+  const int64_t B = y.size(0), K = y.size(1), H = y.size(2), W = y.size(3);
+  wino_check_planes(M, "M", K, wino_tiles(B, H, W), y);
+  const bool has_bias = bias.has_value() && bias->defined();
+  if (has_bias) {
+    wino_check(*bias, "bias", 1);
+    TORCH_CHECK(bias->size(0) == K && bias->scalar_type() == y.scalar_type(), "winograd_output: bias must be (K,)");
+  }
+  AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "winograd_output", [&] {
+    const scalar_t* mp = M.data_ptr<scalar_t>();
+    const scalar_t* bp = has_bias ? bias->data_ptr<scalar_t>() : nullptr;
+    scalar_t* yp = y.data_ptr<scalar_t>();
+    const int64_t ld = M.stride(0);
+    wino_planes(B * K, [&](int64_t p0, int64_t p1) {
+      LSTMKIT_WINO_DISPATCH(scalar_t, wino_output, mp, ld, bp, yp, B, K, H, W, p0, p1);
+    });
+  });
+}
+
+// dM (36, K, N) <- the adjoint of the output transform applied to dy (B, K, H, W).
+void winograd_output_adjoint(const Tensor& dy, Tensor& dM) {
+  wino_check(dy, "dy", 4);
+  const int64_t B = dy.size(0), K = dy.size(1), H = dy.size(2), W = dy.size(3);
+  wino_check_planes(dM, "dM", K, wino_tiles(B, H, W), dy);
+  AT_DISPATCH_FLOATING_TYPES(dy.scalar_type(), "winograd_output_adjoint", [&] {
+    const scalar_t* yp = dy.data_ptr<scalar_t>();
+    scalar_t* mp = dM.data_ptr<scalar_t>();
+    const int64_t ld = dM.stride(0);
+    wino_planes(B * K, [&](int64_t p0, int64_t p1) {
+      LSTMKIT_WINO_DISPATCH(scalar_t, wino_output_adjoint, yp, mp, ld, B, K, H, W, p0, p1);
+    });
+  });
+}
+
 }  // namespace lstmkit
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -1104,6 +1308,13 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       .def("rows", &lstmkit::Int8Weight::rows)
       .def("cols", &lstmkit::Int8Weight::cols)
       .def("apply", &lstmkit::Int8Weight::apply, py::call_guard<py::gil_scoped_release>());
+  m.def("convlstm_pointwise_forward", &lstmkit::convlstm_pointwise_forward, py::call_guard<py::gil_scoped_release>());
+  m.def("convlstm_pointwise_backward", &lstmkit::convlstm_pointwise_backward,
+        py::call_guard<py::gil_scoped_release>());
+  m.def("winograd_input", &lstmkit::winograd_input, py::call_guard<py::gil_scoped_release>());
+  m.def("winograd_input_adjoint", &lstmkit::winograd_input_adjoint, py::call_guard<py::gil_scoped_release>());
+  m.def("winograd_output", &lstmkit::winograd_output, py::call_guard<py::gil_scoped_release>());
+  m.def("winograd_output_adjoint", &lstmkit::winograd_output_adjoint, py::call_guard<py::gil_scoped_release>());
   m.def("isa", &lstmkit::isa_name);
   m.def("set_isa", &lstmkit::set_isa);
   m.def("gemm", &lstmkit::gemm_name);

@@ -104,7 +104,9 @@ LK_INLINE void layer_norm_row_inplace(T* __restrict x, int64_t n, T eps, const T
 // saves), and h = o * tanh(.) written to args.h. With a length mask a finished row keeps c_prev (its
 // h is handled by post_rows). LayerNorm needs whole rows: then [j0, j1) must be [0, H). Without TRAIN
 // (inference) only what the step itself needs is stored: c_new and h (and o, for LayerNorm).
-template <typename T, bool COUPLED, bool PEEP, bool LN, bool TRAIN>
+// HAS_R = false (the ConvLSTM's rows, lstm_scan.cpp's convlstm_pointwise_forward): xg holds the whole
+// pre-activation and r is unused.
+template <typename T, bool COUPLED, bool PEEP, bool LN, bool TRAIN, bool HAS_R = true>
 void fwd_rows(const FwdArgs<T>& A, int64_t b0, int64_t b1, int64_t j0, int64_t j1) {
   const int64_t H = A.H, G = A.G;
   constexpr int64_t kI = 0;
@@ -116,7 +118,7 @@ void fwd_rows(const FwdArgs<T>& A, int64_t b0, int64_t b1, int64_t j0, int64_t j
       if (A.g_ih != nullptr) layer_norm_row_inplace(A.xg_own + b * G, G, A.eps, A.g_ih, A.b_x);
     }
     const T* __restrict xg = A.xg + b * G;
-    const T* __restrict r = A.r + b * G;
+    const T* __restrict r = HAS_R ? A.r + b * G : nullptr;
     T* __restrict act = (TRAIN || LN) ? A.act + b * G : nullptr;
     const T* __restrict cp = A.c_prev + b * H;
     T* __restrict cn = A.c_new + b * H;
@@ -138,8 +140,10 @@ void fwd_rows(const FwdArgs<T>& A, int64_t b0, int64_t b1, int64_t j0, int64_t j
         const T v = (r[k] - mean_r) * rs_r;
         if constexpr (TRAIN) rh[k] = v;
         return xg[k] + v * g_hh[k];
-      } else {
+      } else if constexpr (HAS_R) {
         return xg[k] + r[k];
+      } else {
+        return xg[k];
       }
     };
 #pragma omp simd

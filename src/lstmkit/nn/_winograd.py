@@ -1,0 +1,211 @@
+r"""Same-padded 3x3 convolutions by Winograd's F(4x4, 3x3) minimal filtering (Lavin and Gray 2016).
+
+A direct 3x3 convolution spends 144 multiplications per input-output channel pair on each 4 x 4 block of
+outputs; F(4x4, 3x3) spends 36: each 6 x 6 input patch d and each filter g are transformed (V = B^T d B,
+U = G g G^T), multiplied elementwise and summed over the input channels (36 matrix products, one per
+position xi of the 6 x 6 tile), and transformed back (y = A^T M A). On CPUs whose direct convolution
+already runs near the FMA peak (the ConvLSTM's case, docs/benchmarks.md) that is the one way to do less
+work per step. The tile transforms are C++ (``csrc/winograd_transforms.h``, in the lstmkit extension), the
+products are BLAS (``torch.bmm``), the filter transform (small) is done here in float64.
+
+Shapes: x (B, C, H, W), w (K, C, 3, 3), N = B ceil(H/4) ceil(W/4) tiles; V (36, C, N), U (36, K, C),
+M (36, K, N). float32 and float64 on the CPU only, and only where the C++ extension builds (``usable``);
+callers use ``F.conv2d`` otherwise.
+
+Accuracy: the transforms are exact in real arithmetic but their entries reach 8 (A) and 1/24 (G), so
+float32 rounding errors are larger than a direct convolution's (for each output, a few times the
+unit roundoff times the sum of the absolute values of the terms through the transforms; the bound is
+``error_bound`` below, and tests/nn/test_winograd.py holds every path to it). ``conv3x3`` is the
+stand-alone convolution (its reference twin is ``F.conv2d``); the ConvLSTM layer uses ``WinogradConv``,
+which keeps the filter transform and the buffers across time steps.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+from . import _cpp
+
+# The matrices (rows as in the C++ header); G is applied here, in float64.
+BT = ((4, 0, -5, 0, 1, 0), (0, -4, -4, 1, 1, 0), (0, 4, -4, -1, 1, 0), (0, -2, -1, 2, 1, 0), (0, 2, -1, -2, 1, 0),
+      (0, 4, 0, -5, 0, 1))  # fmt: skip
+G = ((1 / 4, 0, 0), (-1 / 6, -1 / 6, -1 / 6), (-1 / 6, 1 / 6, -1 / 6), (1 / 24, 1 / 12, 1 / 6),
+     (1 / 24, -1 / 12, 1 / 6), (0, 0, 1))  # fmt: skip
+AT = ((1, 1, 1, 1, 1, 0), (0, 1, -1, 2, -2, 0), (0, 1, 1, 4, 4, 0), (0, 1, -1, 8, -8, 1))
+
+
+def usable(x: Tensor, weight: Tensor) -> bool:
+    """Whether ``conv3x3`` / ``WinogradConv`` can run x by weight: a 3x3 kernel, CPU, float32 or float64, and
+    the C++ extension available (it is built on first use; ``LSTMKIT_NO_CPP=1`` turns it off)."""
+    return (tuple(weight.shape[-2:]) == (3, 3) and x.device.type == "cpu" and weight.device.type == "cpu"
+            and x.dtype in _cpp.SUPPORTED_DTYPES and x.dtype == weight.dtype and _cpp.available())  # fmt: skip
+
+
+def tiles(B: int, H: int, W: int) -> int:
+    """N: the 4 x 4 output tiles of B frames of H x W."""
+    return B * (-(-H // 4)) * (-(-W // 4))
+
+
+def filter_transform(w: Tensor) -> Tensor:
+    """U (36, K, C) = G w G^T for w (K, C, 3, 3), computed in float64 and returned in w's dtype, contiguous."""
+    g = torch.tensor(G, dtype=torch.float64, device=w.device)
+    u = torch.einsum("ai,kcij,bj->abkc", g, w.detach().double(), g)  # (6, 6, K, C)
+    return u.reshape(36, *w.shape[:2]).to(w.dtype).contiguous()
+
+
+def filter_transform_adjoint(dU: Tensor) -> Tensor:
+    """dw (K, C, 3, 3) = G^T dU G: the gradient of ``filter_transform``'s input, from dU (36, K, C) (float64)."""
+    g = torch.tensor(G, dtype=torch.float64, device=dU.device)
+    return torch.einsum("ai,abkc,bj->kcij", g, dU.double().reshape(6, 6, *dU.shape[1:]), g).to(dU.dtype)
+
+
+def input_transform(x: Tensor, out: Tensor | None = None) -> Tensor:
+    """V (36, C, N) from x (B, C, H, W); into ``out`` when given (contiguous, that shape)."""
+    B, C, H, W = x.shape
+    V = x.new_empty(36, C, tiles(B, H, W)) if out is None else out
+    _cpp._ext().winograd_input(x.contiguous(), V)
+    return V
+
+
+def input_transform_adjoint(dV: Tensor, shape: tuple[int, ...], out: Tensor | None = None) -> Tensor:
+    """dx (B, C, H, W) = the transpose of ``input_transform`` applied to dV (36, C, N)."""
+    dx = dV.new_empty(shape) if out is None else out
+    _cpp._ext().winograd_input_adjoint(dV.contiguous(), dx)
+    return dx
+
+
+def output_transform(M: Tensor, bias: Tensor | None, out: Tensor) -> Tensor:
+    """out (B, K, H, W) = A^T M A (+ bias) from M (36, K, N)."""
+    _cpp._ext().winograd_output(M, None if bias is None else bias.detach().contiguous(), out)
+    return out
+
+
+def output_transform_adjoint(dy: Tensor, out: Tensor) -> Tensor:
+    """out (36, K, N) = the transpose of ``output_transform`` (without the bias) applied to dy (B, K, H, W)."""
+    _cpp._ext().winograd_output_adjoint(dy.contiguous(), out)
+    return out
+
+
+class Conv3x3Fn(torch.autograd.Function):
+    """(x, w, b) -> conv2d(x, w, b, padding=1), forward and backward through the Winograd transforms."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
+        B, _, H, W = x.shape
+        U = filter_transform(w)  # (36, K, C)
+        V = input_transform(x)  # (36, C, N)
+        y = x.new_empty(B, w.shape[0], H, W)
+        output_transform(torch.bmm(U, V), b, y)
+        ctx.save_for_backward(U, V)
+        ctx.shape, ctx.has_bias = tuple(x.shape), b is not None
+        return y
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dy: Tensor):
+        U, V = ctx.saved_tensors
+        dM = output_transform_adjoint(dy, dy.new_empty(36, U.shape[1], V.shape[2]))  # (36, K, N)
+        dx = input_transform_adjoint(torch.bmm(U.transpose(1, 2), dM), ctx.shape) if ctx.needs_input_grad[0] else None
+        dw = filter_transform_adjoint(torch.bmm(dM, V.transpose(1, 2))) if ctx.needs_input_grad[1] else None
+        db = dy.sum((0, 2, 3)) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        return dx, dw, db
+
+
+def conv3x3(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
+    """``F.conv2d(x, w, b, padding=1)`` for a 3x3 w (K, C, 3, 3) and x (B, C, H, W), by F(4x4, 3x3); see
+    ``usable`` for where it runs."""
+    if tuple(w.shape[-2:]) != (3, 3) or x.dim() != 4 or w.dim() != 4 or x.shape[1] != w.shape[1]:
+        raise ValueError(f"conv3x3 needs x (B, C, H, W) and w (K, C, 3, 3), got {tuple(x.shape)} and {tuple(w.shape)}")
+    return Conv3x3Fn.apply(x, w, b)
+
+
+def error_bound(x: Tensor, w: Tensor, dy: Tensor | None = None) -> tuple[Tensor, ...]:
+    r"""First-order bounds on the rounding errors of ``conv3x3`` in x's dtype, elementwise, in float64.
+
+    Every stage is a sum of products; a computed sum of n products differs from the exact one by at most
+    gamma_n = n u / (1 - n u) times the sum of the products' absolute values (u = the unit roundoff;
+    Higham, Accuracy and Stability of Numerical Algorithms, 3.1), whatever the summation order (so any
+    BLAS blocking). Composed through the stages and kept to first order in u, the error of each output is
+    at most gamma_n times the same computation run with the absolute values of every matrix and operand,
+    n the longest chain of roundings an output passes through. For the forward: 8 in the input transform
+    (two passes over at most four nonzero terms), 6 + 1 in the float64 filter transform and its rounding
+    to the dtype, C + 1 in the channel products, 12 in the output transform (two passes of six terms),
+    1 for the bias: n = C + 29. For the data gradient (the transposes): 8 + K + 1 + 12 and 4 overlapping
+    tiles added (n = K + 25); for the weight gradient: 8 + 8 + N + 1 + 7 (n = N + 24). Returns the bound
+    on y, and with ``dy`` also on dx and dw (for the gradients of sum(y dy))."""
+    u = torch.finfo(x.dtype).eps / 2
+    C, K, N = w.shape[1], w.shape[0], tiles(x.shape[0], *x.shape[-2:])
+
+    def gamma(n: int) -> float:
+        return n * u / (1 - n * u)
+
+    bt, g, at = (torch.tensor(m, dtype=torch.float64).abs() for m in (BT, G, AT))
+    xa = x.detach().double().abs().requires_grad_(dy is not None)
+    wa = w.detach().double().abs().requires_grad_(dy is not None)
+    B, _, H, W = x.shape
+    th, tw = -(-H // 4), -(-W // 4)
+    d = torch.nn.functional.pad(xa, (1, 1 + 4 * tw - W, 1, 1 + 4 * th - H)).unfold(2, 6, 4).unfold(3, 6, 4)
+    v = torch.einsum("ai,nctwij,bj->abntwc", bt, d, bt)  # |B^T| |d| |B|: (6, 6, B, th, tw, C)
+    uu = torch.einsum("ai,kcij,bj->abck", g, wa, g)  # |G| |w| |G^T|: (6, 6, C, K)
+    m = torch.einsum("abntwc,abck->abntwk", v, uu)
+    y = torch.einsum("pa,abntwk,qb->nktpwq", at, m, at).reshape(B, K, 4 * th, 4 * tw)[:, :, :H, :W]
+    out = (gamma(C + 29) * y.detach(),)
+    if dy is not None:
+        dx, dw = torch.autograd.grad(y, (xa, wa), dy.detach().double().abs())
+        out += (gamma(K + 25) * dx, gamma(N + 24) * dw)
+    return out
+
+
+class WinogradConv:
+    """The ConvLSTM layer's per-step convolution over [x_t, h_{t-1}] by F(4x4, 3x3), for ``_convlstm_bptt``.
+
+    Made once per layer call with the concatenated weight (G, C + Hc, 3, 3): the filter transform U is
+    computed once for all T steps, each step's input transform V_t is kept for its weight gradient, and
+    the products' (36, G, N) buffer is reused by every step. The weight gradient is summed in the
+    transformed domain over the steps (dU) and transformed back once (``weight_grad``).
+    """
+
+    def __init__(self, weight: Tensor, bias: Tensor | None, T: int, B: int, H: int, W: int) -> None:
+        self.G, self.Cin = weight.shape[:2]
+        self.U = filter_transform(weight)  # (36, G, C + Hc)
+        self.UT: Tensor | None = None  # (36, C + Hc, G), made by the backward
+        self.bias = bias
+        self.shape = (B, H, W)
+        self.N = tiles(B, H, W)
+        self.V = weight.new_empty(T, 36, self.Cin, self.N)  # every step's input transform
+        self.M = weight.new_empty(36, self.G, self.N)  # the products, then their gradients, reused
+        self.dU: Tensor | None = None
+        self.dV: Tensor | None = None  # (36, C + Hc, N), the data gradient's products, made by the backward
+
+    def forward(self, t: int, xh: Tensor, channels: int, out: Tensor) -> Tensor:
+        """out (B, G, H, W) = the convolution of step t's xh (B, C + Hc, H, W) by the weight's first ``channels``
+        input channels (all, or C alone where h_0 is known to be zero) plus the bias."""
+        V = input_transform(xh, self.V[t])
+        torch.bmm(self.U[:, :, :channels], V[:, :channels], out=self.M)
+        return output_transform(self.M, self.bias, out)
+
+    def start_backward(self) -> None:
+        """Zero the weight gradient's sum (a graph kept with ``retain_graph`` may be differentiated again)."""
+        self.dU = self.U.new_zeros(self.U.shape)
+
+    def backward(self, t: int, da: Tensor, channels: int, dxh: Tensor | None) -> Tensor | None:
+        """Add step t's weight gradient for the output gradient da (B, G, H, W) (after ``start_backward``); with
+        ``dxh`` (B, channels, H, W) write the gradient of the step's input into it and return it."""
+        dM = output_transform_adjoint(da, self.M)
+        assert self.dU is not None, "start_backward first"
+        self.dU[:, :, :channels].baddbmm_(dM, self.V[t][:, :channels].transpose(1, 2))
+        if dxh is None:
+            return None
+        if self.UT is None:
+            self.UT = self.U.transpose(1, 2).contiguous()
+            self.dV = self.U.new_empty(36, self.Cin, self.N)  # reused: a fresh one per step costs its page faults
+        dV = self.dV if channels == self.Cin else self.U.new_empty(36, channels, self.N)
+        torch.bmm(self.UT[:, :channels], dM, out=dV)  # (36, channels, N)
+        return input_transform_adjoint(dV, tuple(dxh.shape), dxh)
+
+    def weight_grad(self) -> Tensor:
+        """dw (G, C + Hc, 3, 3) summed over the steps' ``backward`` calls."""
+        assert self.dU is not None, "start_backward first"
+        return filter_transform_adjoint(self.dU)

@@ -1,0 +1,281 @@
+// Winograd F(4x4, 3x3) tile transforms for the ConvLSTM's same-padded 3x3 convolutions (Lavin and Gray 2016).
+//
+// No include guard, on purpose: like lstm_scan_pointwise.h, lstm_scan.cpp includes this file once per
+// instruction set, inside its own namespace (LSTMKIT_NS) and `#pragma GCC target` region.
+//
+// A convolution of x (B, C, H, W) by w (K, C, 3, 3) with padding 1 is cut into 4 x 4 output tiles, th = ceil(H/4)
+// down and tw = ceil(W/4) across, N = B th tw tiles numbered n = (b th + ty) tw + tx. Each reads the 6 x 6 input
+// patch starting at row 4 ty - 1, column 4 tx - 1 (zeros outside the frame). With xi = 6 a + e (a, e < 6):
+//
+//   V[xi][c][n] = (B^T d B)[a][e]            input transform of tile n's patch d of channel c
+//   M[xi][k][n] = sum_c U[xi][k][c] V[xi][c][n]  36 matrix products (done by the caller, BLAS)
+//   y tile      = A^T M A (+ bias[k])          output transform: the 4 x 4 outputs, cropped to the frame
+//
+// The four kernels here are the input and output transforms and their adjoints (transposes): the backward
+// of the input transform scatter-adds B dV B^T into the frame (neighbouring patches overlap by two rows and
+// columns), that of the output transform spreads a tile's gradient back as A dY A^T. Each works on one
+// (image, channel) plane and one tile row at a time; the tile row is split into its four column phases
+// (column 4 l + q for q < 4), so the L tiles of a chunk read and write contiguous memory and the compiler
+// vectorises the lanes. Plain loops: the same source is correct for float and double and every ISA.
+//
+// Matrices (rows as used below):
+//   B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0; 0 2 -1 -2 1 0; 0 4 0 -5 0 1]
+//   A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1]
+
+namespace LSTMKIT_NS {
+
+constexpr int kWinoLanes = 8;  // tiles per chunk: one AVX2 register of floats
+
+// dst[l] = src[l] for the chunk's first `valid` lanes, zero after: full chunks take the plain (vectorised) copy.
+template <typename T>
+LK_INLINE void wino_load(const T* __restrict src, T* __restrict dst, int64_t valid) {
+  if (valid == kWinoLanes) {
+    for (int l = 0; l < kWinoLanes; ++l) dst[l] = src[l];
+  } else {
+    for (int l = 0; l < kWinoLanes; ++l) dst[l] = l < valid ? src[l] : T(0);
+  }
+}
+
+template <typename T>
+LK_INLINE void wino_store(const T* __restrict src, T* __restrict dst, int64_t valid) {
+  if (valid == kWinoLanes) {
+    for (int l = 0; l < kWinoLanes; ++l) dst[l] = src[l];
+  } else {
+    for (int64_t l = 0; l < valid; ++l) dst[l] = src[l];
+  }
+}
+
+// out[a] = (B^T v)[a] for the six vectors v[0..5] of kWinoLanes lanes.
+template <typename T>
+LK_INLINE void wino_bt(const T (*v)[kWinoLanes], T (*out)[kWinoLanes]) {
+  for (int l = 0; l < kWinoLanes; ++l) {
+    const T d0 = v[0][l], d1 = v[1][l], d2 = v[2][l], d3 = v[3][l], d4 = v[4][l], d5 = v[5][l];
+    out[0][l] = 4 * d0 - 5 * d2 + d4;
+    out[1][l] = -4 * (d1 + d2) + d3 + d4;
+    out[2][l] = 4 * (d1 - d2) - d3 + d4;
+    out[3][l] = 2 * (d3 - d1) - d2 + d4;
+    out[4][l] = 2 * (d1 - d3) - d2 + d4;
+    out[5][l] = 4 * d1 - 5 * d3 + d5;
+  }
+}
+
+// out[r] = (B v)[r] = sum_a B^T[a][r] v[a]: the adjoint of wino_bt.
+template <typename T>
+LK_INLINE void wino_b(const T (*v)[kWinoLanes], T (*out)[kWinoLanes]) {
+  for (int l = 0; l < kWinoLanes; ++l) {
+    const T v0 = v[0][l], v1 = v[1][l], v2 = v[2][l], v3 = v[3][l], v4 = v[4][l], v5 = v[5][l];
+    out[0][l] = 4 * v0;
+    out[1][l] = -4 * v1 + 4 * v2 - 2 * v3 + 2 * v4 + 4 * v5;
+    out[2][l] = -5 * v0 - 4 * v1 - 4 * v2 - v3 - v4;
+    out[3][l] = v1 - v2 + 2 * v3 - 2 * v4 - 5 * v5;
+    out[4][l] = v0 + v1 + v2 + v3 + v4;
+    out[5][l] = v5;
+  }
+}
+
+// out[i] = (A^T m)[i], i < 4, for six vectors m.
+template <typename T>
+LK_INLINE void wino_at(const T (*m)[kWinoLanes], T (*out)[kWinoLanes]) {
+  for (int l = 0; l < kWinoLanes; ++l) {
+    const T m0 = m[0][l], m1 = m[1][l], m2 = m[2][l], m3 = m[3][l], m4 = m[4][l], m5 = m[5][l];
+    const T s12 = m1 + m2, d12 = m1 - m2, s34 = m3 + m4, d34 = m3 - m4;
+    out[0][l] = m0 + s12 + s34;
+    out[1][l] = d12 + 2 * d34;
+    out[2][l] = s12 + 4 * s34;
+    out[3][l] = d12 + 8 * d34 + m5;
+  }
+}
+
+// out[a] = (A g)[a] = sum_i A^T[i][a] g[i], a < 6, for four vectors g: the adjoint of wino_at.
+template <typename T>
+LK_INLINE void wino_a(const T (*g)[kWinoLanes], T (*out)[kWinoLanes]) {
+  for (int l = 0; l < kWinoLanes; ++l) {
+    const T g0 = g[0][l], g1 = g[1][l], g2 = g[2][l], g3 = g[3][l];
+    out[0][l] = g0;
+    out[1][l] = g0 + g1 + g2 + g3;
+    out[2][l] = g0 - g1 + g2 - g3;
+    out[3][l] = g0 + 2 * g1 + 4 * g2 + 8 * g3;
+    out[4][l] = g0 - 2 * g1 + 4 * g2 - 8 * g3;
+    out[5][l] = g3;
+  }
+}
+
+// V (36, C, N) from x (B, C, H, W), for the planes p = b C + c in [p0, p1).
+template <typename T>
+void wino_input(const T* x, T* V, int64_t ldV, int64_t B, int64_t C, int64_t H, int64_t W, int64_t p0, int64_t p1) {
+  const int64_t th = (H + 3) / 4, tw = (W + 3) / 4, N = B * th * tw;
+  const int64_t chunks = (tw + kWinoLanes - 1) / kWinoLanes, span = chunks * kWinoLanes + 1;
+  std::vector<T> ph(6 * 4 * span);  // [row r][phase q][l]: the patch rows' column 4 l + q - 1
+  for (int64_t p = p0; p < p1; ++p) {
+    const int64_t c = p / B, b = p % B;  // images fastest: each of the 36 planes of V is then read in order
+    const T* plane = x + (b * C + c) * H * W;
+    for (int64_t ty = 0; ty < th; ++ty) {
+      std::fill(ph.begin(), ph.end(), T(0));
+      for (int r = 0; r < 6; ++r) {
+        const int64_t row = 4 * ty - 1 + r;
+        if (row < 0 || row >= H) continue;
+        const T* src = plane + row * W;
+        T* dst = ph.data() + r * 4 * span;
+        for (int64_t col = 0; col < W; ++col) {  // padded column col + 1 = 4 l + q
+          const int64_t pc = col + 1;
+          dst[(pc & 3) * span + (pc >> 2)] = src[col];
+        }
+      }
+      const int64_t nrow = (b * th + ty) * tw;
+      for (int64_t ch = 0; ch < chunks; ++ch) {
+        const int64_t l0 = ch * kWinoLanes;
+        T d[6][6][kWinoLanes], t[6][6][kWinoLanes];  // d[r][s], then t[s][a] = (B^T d)[a][s]
+        for (int r = 0; r < 6; ++r)
+          for (int s = 0; s < 6; ++s) {
+            const T* src = ph.data() + (r * 4 + (s & 3)) * span + l0 + (s >> 2);
+            for (int l = 0; l < kWinoLanes; ++l) d[s][r][l] = src[l];  // d[s] holds column s, down r
+          }
+        for (int s = 0; s < 6; ++s) wino_bt<T>(d[s], t[s]);  // t[s][a]: (B^T d)[a][s]
+        T col[6][kWinoLanes], v[6][kWinoLanes];
+        const int64_t valid = std::min<int64_t>(kWinoLanes, tw - l0);
+        for (int a = 0; a < 6; ++a) {
+          for (int s = 0; s < 6; ++s)
+            for (int l = 0; l < kWinoLanes; ++l) col[s][l] = t[s][a][l];
+          wino_bt<T>(col, v);  // v[e] = (B^T d B)[a][e]
+          for (int e = 0; e < 6; ++e) wino_store<T>(v[e], V + (6 * a + e) * ldV + c * N + nrow + l0, valid);
+        }
+      }
+    }
+  }
+}
+
+// dx (B, C, H, W) = the adjoint of wino_input applied to dV (36, C, N), for the planes [p0, p1); overwrites dx.
+template <typename T>
+void wino_input_adjoint(const T* dV, int64_t ldV, T* dx, int64_t B, int64_t C, int64_t H, int64_t W, int64_t p0, int64_t p1) {
+  const int64_t th = (H + 3) / 4, tw = (W + 3) / 4, N = B * th * tw;
+  const int64_t chunks = (tw + kWinoLanes - 1) / kWinoLanes, span = chunks * kWinoLanes + 1;
+  const int64_t rows = 4 * th + 2;  // padded rows
+  std::vector<T> ph(rows * 4 * span);  // the padded plane's gradient, [row][phase q][l]
+  for (int64_t p = p0; p < p1; ++p) {
+    const int64_t c = p / B, b = p % B;  // images fastest: each of the 36 planes of V is then read in order
+    std::fill(ph.begin(), ph.end(), T(0));
+    for (int64_t ty = 0; ty < th; ++ty) {
+      const int64_t nrow = (b * th + ty) * tw;
+      for (int64_t ch = 0; ch < chunks; ++ch) {
+        const int64_t l0 = ch * kWinoLanes;
+        const int64_t valid = std::min<int64_t>(kWinoLanes, tw - l0);
+        T t[6][6][kWinoLanes];  // t[a][s] = (dV B^T)[a][s]
+        T v[6][kWinoLanes];
+        for (int a = 0; a < 6; ++a) {
+          for (int e = 0; e < 6; ++e) wino_load<T>(dV + (6 * a + e) * ldV + c * N + nrow + l0, v[e], valid);
+          wino_b<T>(v, t[a]);  // t[a][s] = sum_e dV[a][e] B^T[e][s]
+        }
+        T col[6][kWinoLanes], d[6][kWinoLanes];
+        for (int s = 0; s < 6; ++s) {
+          for (int a = 0; a < 6; ++a)
+            for (int l = 0; l < kWinoLanes; ++l) col[a][l] = t[a][s][l];
+          wino_b<T>(col, d);  // d[r] = (B dV B^T)[r][s]
+          for (int r = 0; r < 6; ++r) {
+            T* dst = ph.data() + ((4 * ty + r) * 4 + (s & 3)) * span + l0 + (s >> 2);
+            for (int l = 0; l < kWinoLanes; ++l) dst[l] += d[r][l];
+          }
+        }
+      }
+    }
+    T* plane = dx + (b * C + c) * H * W;
+    for (int64_t row = 0; row < H; ++row) {
+      const T* src = ph.data() + (row + 1) * 4 * span;
+      T* dst = plane + row * W;
+      for (int64_t col = 0; col < W; ++col) {
+        const int64_t pc = col + 1;
+        dst[col] = src[(pc & 3) * span + (pc >> 2)];
+      }
+    }
+  }
+}
+
+// y (B, K, H, W) = A^T M A (+ bias) from M (36, K, N), for the planes p = b K + k in [p0, p1).
+template <typename T>
+void wino_output(const T* M, int64_t ldM, const T* bias, T* y, int64_t B, int64_t K, int64_t H, int64_t W, int64_t p0,
+                 int64_t p1) {
+  const int64_t th = (H + 3) / 4, tw = (W + 3) / 4, N = B * th * tw;
+  const int64_t chunks = (tw + kWinoLanes - 1) / kWinoLanes;
+  for (int64_t p = p0; p < p1; ++p) {
+    const int64_t k = p / B, b = p % B;  // images fastest: each of the 36 planes of M is then read in order
+    const T b0 = bias == nullptr ? T(0) : bias[k];
+    T* plane = y + (b * K + k) * H * W;
+    for (int64_t ty = 0; ty < th; ++ty) {
+      const int64_t nrow = (b * th + ty) * tw;
+      for (int64_t ch = 0; ch < chunks; ++ch) {
+        const int64_t l0 = ch * kWinoLanes;
+        const int64_t valid = std::min<int64_t>(kWinoLanes, tw - l0);
+        T t[6][4][kWinoLanes];  // t[e][i] = (A^T M)[i][e]
+        T m[6][kWinoLanes];
+        for (int e = 0; e < 6; ++e) {
+          for (int a = 0; a < 6; ++a) wino_load<T>(M + (6 * a + e) * ldM + k * N + nrow + l0, m[a], valid);
+          wino_at<T>(m, t[e]);
+        }
+        T row[6][kWinoLanes], out[4][kWinoLanes];
+        for (int i = 0; i < 4; ++i) {
+          for (int e = 0; e < 6; ++e)
+            for (int l = 0; l < kWinoLanes; ++l) row[e][l] = t[e][i][l];
+          wino_at<T>(row, out);  // out[j] = (A^T M A)[i][j]
+          const int64_t r = 4 * ty + i;
+          if (r >= H) break;
+          T* dst = plane + r * W + 4 * l0;
+          if (4 * (l0 + kWinoLanes) <= W) {  // the whole chunk inside the frame: column 4 l + j
+            for (int l = 0; l < kWinoLanes; ++l) {
+              dst[4 * l] = out[0][l] + b0;
+              dst[4 * l + 1] = out[1][l] + b0;
+              dst[4 * l + 2] = out[2][l] + b0;
+              dst[4 * l + 3] = out[3][l] + b0;
+            }
+          } else {  // cropped at the right edge
+            for (int64_t col = 0; col < W - 4 * l0 && col < 4 * kWinoLanes; ++col)
+              dst[col] = out[col & 3][col >> 2] + b0;
+          }
+        }
+      }
+    }
+  }
+}
+
+// dM (36, K, N) = the adjoint of wino_output (without the bias) applied to dy (B, K, H, W), planes [p0, p1).
+template <typename T>
+void wino_output_adjoint(const T* dy, T* dM, int64_t ldM, int64_t B, int64_t K, int64_t H, int64_t W, int64_t p0, int64_t p1) {
+  const int64_t th = (H + 3) / 4, tw = (W + 3) / 4, N = B * th * tw;
+  const int64_t chunks = (tw + kWinoLanes - 1) / kWinoLanes;
+  for (int64_t p = p0; p < p1; ++p) {
+    const int64_t k = p / B, b = p % B;  // images fastest: each of the 36 planes of M is then read in order
+    const T* plane = dy + (b * K + k) * H * W;
+    for (int64_t ty = 0; ty < th; ++ty) {
+      const int64_t nrow = (b * th + ty) * tw;
+      for (int64_t ch = 0; ch < chunks; ++ch) {
+        const int64_t l0 = ch * kWinoLanes;
+        const int64_t valid = std::min<int64_t>(kWinoLanes, tw - l0);
+        T t[4][6][kWinoLanes];  // t[i][e] = (dY A^T)[i][e]
+        T g[4][kWinoLanes];
+        for (int i = 0; i < 4; ++i) {
+          const int64_t r = 4 * ty + i;
+          const T* src = plane + r * W + 4 * l0;
+          if (r < H && 4 * (l0 + kWinoLanes) <= W) {  // the whole chunk inside the frame: column 4 l + j
+            for (int l = 0; l < kWinoLanes; ++l) {
+              g[0][l] = src[4 * l];
+              g[1][l] = src[4 * l + 1];
+              g[2][l] = src[4 * l + 2];
+              g[3][l] = src[4 * l + 3];
+            }
+          } else {  // zero below and right of the frame
+            for (int j = 0; j < 4; ++j)
+              for (int l = 0; l < kWinoLanes; ++l) g[j][l] = (r < H && 4 * (l0 + l) + j < W) ? src[4 * l + j] : T(0);
+          }
+          wino_a<T>(g, t[i]);
+        }
+        T col[4][kWinoLanes], out[6][kWinoLanes];
+        for (int e = 0; e < 6; ++e) {
+          for (int i = 0; i < 4; ++i)
+            for (int l = 0; l < kWinoLanes; ++l) col[i][l] = t[i][e][l];
+          wino_a<T>(col, out);  // out[a] = (A dY A^T)[a][e]
+          for (int a = 0; a < 6; ++a) wino_store<T>(out[a], dM + (6 * a + e) * ldM + k * N + nrow + l0, valid);
+        }
+      }
+    }
+  }
+}
+
+}  // namespace LSTMKIT_NS

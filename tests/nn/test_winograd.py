@@ -1,0 +1,235 @@
+"""Winograd F(4x4, 3x3) convolutions (lstmkit.nn._winograd) and ConvLSTM(impl="winograd"): the transforms'
+adjoints, the convolution against F.conv2d within the derived float32 bound on every instruction-set path,
+gradcheck in float64, the layer against its reference twin, the fallback, and the errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import lstmkit
+from checks import check_same
+from lstmkit.nn import _cpp, _winograd
+
+pytestmark = pytest.mark.skipif(not _cpp.available(), reason=f"C++ extension unavailable: {_cpp._failure}")
+
+SHAPES = [  # (B, C, K, H, W): frames not multiples of 4 (cropped tiles), one row or column, one tile, wider
+    (2, 3, 5, 9, 11), (1, 2, 3, 4, 4), (3, 4, 2, 17, 5), (2, 5, 7, 1, 3), (1, 1, 1, 2, 1), (2, 6, 4, 8, 40),
+]
+ISAS = ("generic", "avx2", "avx512")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(params=ISAS)
+def isa(request):
+    """Runs the test on one instruction-set copy of the transforms; skipped where the CPU lacks it."""
+    if request.param not in _cpp.supported_isas():
+        pytest.skip(f"this CPU lacks {request.param} (it runs {', '.join(_cpp.supported_isas())})")
+    ext = _cpp._ext()
+    before = ext.isa()
+    ext.set_isa(request.param)
+    yield request.param
+    ext.set_isa(before)
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_transforms_are_each_others_adjoints(shape, isa):
+    """<T x, v> = <x, T* v> for the input and the output transform, in float64 (the backward relies on it)."""
+    B, C, K, H, W = shape
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(B, C, H, W, dtype=torch.float64, generator=g)
+    N = _winograd.tiles(B, H, W)
+    V = _winograd.input_transform(x)
+    dV = torch.randn(V.shape, dtype=torch.float64, generator=g)
+    dx = _winograd.input_transform_adjoint(dV, tuple(x.shape))
+    assert abs(float((V * dV).sum() - (x * dx).sum())) <= 1e-12 * float((V.abs() * dV.abs()).sum())
+    M = torch.randn(36, K, N, dtype=torch.float64, generator=g)
+    y = _winograd.output_transform(M, None, x.new_empty(B, K, H, W))
+    dy = torch.randn(y.shape, dtype=torch.float64, generator=g)
+    dM = _winograd.output_transform_adjoint(dy, torch.empty_like(M))
+    assert abs(float((y * dy).sum() - (M * dM).sum())) <= 1e-12 * float((y.abs() * dy.abs()).sum())
+
+
+def test_input_transform_by_hand():
+    """One tile of a 4x4 frame with a single 1 at (0, 0): the padded patch has it at (1, 1), so V = B^T e B with
+    e the unit matrix at (1, 1): the outer product of B^T's column 1 with itself."""
+    x = torch.zeros(1, 1, 4, 4, dtype=torch.float64)
+    x[0, 0, 0, 0] = 1.0
+    col = torch.tensor([0.0, -4, 4, -2, 2, 4], dtype=torch.float64)
+    torch.testing.assert_close(_winograd.input_transform(x).reshape(6, 6), torch.outer(col, col), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_float32_within_the_derived_bound(shape, bias, isa):
+    """Output, data, weight and bias gradients in float32 against the exact convolution (F.conv2d in float64 of
+    the same float32 inputs): every element within ``error_bound``, which is itself small (not vacuous)."""
+    B, C, K, H, W = shape
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(B, C, H, W, generator=g).requires_grad_()
+    w = (torch.randn(K, C, 3, 3, generator=g) / (3 * C**0.5)).requires_grad_()
+    b = torch.randn(K, generator=g).requires_grad_() if bias else None
+    dy = torch.randn(B, K, H, W, generator=g)
+    y = _winograd.conv3x3(x, w, b)
+    y.backward(dy)
+    x64, w64 = x.detach().double().requires_grad_(), w.detach().double().requires_grad_()
+    b64 = b.detach().double().requires_grad_() if bias else None
+    y64 = F.conv2d(x64, w64, b64, padding=1)
+    y64.backward(dy.double())
+    by, bx, bw = _winograd.error_bound(x, w, dy)
+    if bias:
+        by = by + torch.finfo(torch.float32).eps * (y64.detach().abs() + b64.detach().abs().view(1, K, 1, 1))
+    for name, got, want, bound in [("y", y, y64.detach(), by), ("dx", x.grad, x64.grad, bx),
+                                   ("dw", w.grad, w64.grad, bw)]:
+        err = (got.detach().double() - want).abs()
+        assert bool((err <= bound).all()), f"{name}: largest error/bound {float((err / bound).max()):.3g}"
+        # Not vacuous: a wrong transform entry or a lost term is off by O(1); the bound is ~1e-3 of the outputs
+        # (the transforms' absolute values add up where their signed sums cancel).
+        assert float(bound.max()) < 1e-2 * (float(want.abs().max()) + 1), f"{name}: the bound says nothing"
+    if bias:
+        torch.testing.assert_close(b.grad.double(), b64.grad, atol=0, rtol=B * H * W * torch.finfo(torch.float32).eps)
+
+
+def test_float32_at_the_layer_shape():
+    """At the ConvLSTM benchmark's channel counts (65 -> 256) on a smaller frame: within the bound, and far closer
+    to the exact result than the bound requires on average."""
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(2, 65, 12, 12, generator=g)
+    w = torch.randn(256, 65, 3, 3, generator=g) / (3 * 65**0.5)
+    y = _winograd.conv3x3(x, w)
+    exact = F.conv2d(x.double(), w.double(), padding=1)
+    (bound,) = _winograd.error_bound(x, w)
+    err = (y.double() - exact).abs()
+    assert bool((err <= bound).all())
+    assert float(err.mean()) < 0.1 * float(bound.mean())
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_gradcheck_float64(bias):
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 3, 5, 6, dtype=torch.float64, generator=g, requires_grad=True)
+    w = torch.randn(4, 3, 3, 3, dtype=torch.float64, generator=g, requires_grad=True)
+    b = torch.randn(4, dtype=torch.float64, generator=g, requires_grad=True) if bias else None
+    assert torch.autograd.gradcheck(_winograd.conv3x3, (x, w, b))
+
+
+def test_conv3x3_errors():
+    with pytest.raises(ValueError, match=r"^conv3x3 needs x \(B, C, H, W\) and w \(K, C, 3, 3\), got "
+                                         r"\(1, 2, 4, 4\) and \(3, 2, 5, 5\)$"):
+        _winograd.conv3x3(torch.zeros(1, 2, 4, 4), torch.zeros(3, 2, 5, 5))
+
+
+# --- the ConvLSTM layer -----------------------------------------------------------------------------------------
+d = torch.float64
+
+
+@pytest.mark.parametrize("init", [False, True])
+@pytest.mark.parametrize("lengths", [False, True])
+@pytest.mark.parametrize("layers", [1, 2])
+def test_layer_equals_reference(layers, lengths, init):
+    """Values, input and state gradients and every parameter gradient, in float64 (as test_convlstm's twins)."""
+    kw = dict(hidden_channels=[3, 2] if layers == 2 else 3, num_layers=layers)
+    m = lstmkit.ConvLSTM(2, dtype=d, impl="winograd", **kw)
+    ref = lstmkit.ConvLSTM(2, dtype=d, impl="reference", **kw)
+    ref.load_state_dict(m.state_dict())
+    x = torch.randn(4, 3, 2, 5, 7, dtype=d)
+    inputs = (x, [(torch.randn(3, hc, 5, 7, dtype=d), torch.randn(3, hc, 5, 7, dtype=d))
+                  for hc in m.hidden_channels]) if init else (x,)  # fmt: skip
+    check_same(m, ref, *inputs, atol=1e-12, rtol=1e-10, **({"lengths": torch.tensor([4, 2, 0])} if lengths else {}))
+
+
+def test_layer_gradcheck_full_jacobian():
+    m = lstmkit.ConvLSTM(1, 2, num_layers=2, dtype=d, impl="winograd")
+    x = torch.randn(2, 2, 1, 3, 5, dtype=d, requires_grad=True)
+    h0 = torch.randn(2, 2, 3, 5, dtype=d, requires_grad=True)
+    names, params = zip(*m.named_parameters(), strict=True)
+
+    def f(x, h0, *ps):
+        hx = [(h0, h0 * 0.5), (h0 * -1.0, h0)]
+        y, finals = torch.func.functional_call(m, dict(zip(names, ps, strict=True)), (x, hx),
+                                               {"lengths": torch.tensor([2, 1])})
+        return y, finals[-1][0], finals[-1][1]
+
+    assert torch.autograd.gradcheck(f, (x, h0, *params))
+
+
+def test_layer_zero_state_gradcheck():
+    """hx=None: step 0 convolves x_0 alone (the transform of C channels, the gradient into W_ih only)."""
+    m = lstmkit.ConvLSTM(2, 2, dtype=d, impl="winograd")
+    x = torch.randn(3, 2, 2, 4, 6, dtype=d, requires_grad=True)
+    names, params = zip(*m.named_parameters(), strict=True)
+
+    def f(x, *ps):
+        return torch.func.functional_call(m, dict(zip(names, ps, strict=True)), (x,))[0]
+
+    assert torch.autograd.gradcheck(f, (x, *params))
+
+
+def test_layer_float32_close_to_direct(isa):
+    """float32 at a moderate size, on each instruction-set copy of the transforms and the gate kernels: the Winograd
+    layer against the direct-convolution one (impl="bptt"), both against float64: Winograd's error is of the
+    direct layer's order (the per-convolution bound above times the steps' amplification), here within 50x of it
+    and below 1e-4 of the outputs' size."""
+    torch.manual_seed(4)
+    m = lstmkit.ConvLSTM(4, 16, num_layers=2, impl="winograd")
+    x = torch.randn(5, 2, 4, 12, 12)
+    errs = {}
+    for impl in ("winograd", "bptt"):
+        m.impl = impl
+        with torch.no_grad():
+            y = m(x)[0]
+        m64 = lstmkit.ConvLSTM(4, 16, num_layers=2, impl="reference", dtype=d)
+        m64.load_state_dict({k: v.double() for k, v in m.state_dict().items()})
+        with torch.no_grad():
+            errs[impl] = float((y.double() - m64(x.double())[0]).abs().max())
+    assert errs["winograd"] < max(50 * errs["bptt"], 1e-6) and errs["winograd"] < 1e-4, errs
+
+
+@pytest.mark.parametrize("impl", ["bptt", "winograd"])
+def test_layer_gate_math_without_the_cpp_kernels(monkeypatch, impl):
+    """Where the C++ gate kernels cannot run (off the CPU), the tensor-operation twin of the same backward: equal to
+    the reference in float64, and to the C++ kernels' run."""
+    from lstmkit.nn import _convlstm_bptt
+
+    m = lstmkit.ConvLSTM(2, 3, num_layers=2, dtype=d, impl=impl)
+    ref = lstmkit.ConvLSTM(2, 3, num_layers=2, dtype=d, impl="reference")
+    ref.load_state_dict(m.state_dict())
+    x = torch.randn(4, 3, 2, 5, 6, dtype=d)
+    kw = {"lengths": torch.tensor([4, 2, 1])}
+    check_same(m, ref, x, atol=1e-12, rtol=1e-10, **kw)
+    with_kernels = m(x, **kw)[0]
+    monkeypatch.setattr(_convlstm_bptt, "_cpp_pointwise", lambda x: False)
+    check_same(m, ref, x, atol=1e-12, rtol=1e-10, **kw)
+    torch.testing.assert_close(m(x, **kw)[0], with_kernels, atol=1e-13, rtol=1e-12)
+
+
+def test_layer_falls_back_to_direct_convolutions(monkeypatch):
+    """Where ``_winograd.usable`` says no (off the CPU, no C++ extension), impl="winograd" runs "bptt" exactly."""
+    monkeypatch.setattr(_winograd, "usable", lambda x, w: False)
+    m = lstmkit.ConvLSTM(2, 3, impl="winograd")
+    x = torch.randn(3, 2, 2, 5, 5)
+    y = m(x)[0]
+    m.impl = "bptt"
+    assert torch.equal(y, m(x)[0])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [(dict(kernel_size=5), "impl='winograd' (F(4x4, 3x3)) runs 3x3 kernels only, got kernel_size (5, 5); "
+                           "use impl='bptt' or 'auto'"),
+     (dict(peephole=True), "impl='winograd' (the hand-written backward) runs the plain cell only, not peephole or "
+                           "layer_norm; use impl='fused' or 'auto'")],
+    ids=["kernel", "peephole"],
+)
+def test_layer_errors(kwargs, message):
+    with pytest.raises(ValueError) as e:
+        lstmkit.ConvLSTM(2, 3, impl="winograd", **kwargs)
+    assert str(e.value) == message
