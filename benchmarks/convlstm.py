@@ -2,11 +2,12 @@
 
 Candidates, all one layer with the same sizes and the same math (plain cell, gate order i, f, g, o):
 
-- ``lstmkit impl=auto``: the default, here ``impl="bptt"`` — one ``autograd.Function`` with a
-  hand-written backward through time (``lstmkit/nn/_convlstm_bptt.py``): per step one convolution
-  over [x_t, h_{t-1}] read from one preallocated buffer (no ``cat``), the gates activated into one
-  saved buffer; the backward runs per step only the data gradient, and the weight gradient once over
-  all T B frames;
+- ``lstmkit impl=bptt``: one ``autograd.Function`` with a hand-written backward through time
+  (``lstmkit/nn/_convlstm_bptt.py``): per step one convolution over [x_t, h_{t-1}] read from one
+  preallocated buffer (no ``cat``), the gate math in the C++ kernels, one ``convolution_backward`` per step;
+- ``lstmkit impl=winograd``: the same backward with the 3x3 convolutions by Winograd's F(4x4, 3x3)
+  (``lstmkit/nn/_winograd.py``: C++ tile transforms, 36 BLAS products per step);
+- ``lstmkit impl=auto``: the default, ``"concat"`` below;
 - ``lstmkit impl=concat``: per step one convolution over ``torch.cat([x_t, h_{t-1}])`` with W_ih and
   W_hh concatenated once, differentiated by autograd;
 - ``lstmkit impl=fused``: the input convolution for all T steps at once, then per step one
@@ -31,6 +32,7 @@ naive layer's four (B, C+Hc) -> (B, Hc) ones, and the weight gradient over all T
     python benchmarks/convlstm.py                      # T=10, B=16, C=1, 64x64, Hc=64, 3x3
     python benchmarks/convlstm.py --threads 1 --repeats 3 --out bench_convlstm.md
     python benchmarks/convlstm.py --quick              # smoke run at a small shape, measures nothing
+    python benchmarks/convlstm.py --threads 1 --layers winograd,auto --train-only --no-parts --shape 10,8,16,16,16,16
     python benchmarks/convlstm.py --profile auto       # where one training step of ConvLSTM(impl=...) spends its time
 
 Shapes: T time, B batch, C input channels, Hc hidden channels, H x W the frame, k the kernel.
@@ -266,6 +268,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--time-limit", type=float, default=TIME_LIMIT, metavar="SECONDS",
                     help=f"stop the rounds once this long and 3 are done (default {TIME_LIMIT:.0f}; 0: no limit)")
     ap.add_argument("--quick", action="store_true", help=f"a small shape {QUICK}: a smoke run, not a measurement")
+    ap.add_argument("--shape", type=str, default=None, metavar="T,B,C,H,W,Hc",
+                    help="another shape to measure (3x3 kernel), e.g. 10,8,16,16,16,16: the moving-digits layers")
     ap.add_argument("--out", type=str, default=None, help="also write the Markdown report to this file")
     ap.add_argument("--layers", type=lambda v: v.split(","), default=list(LAYERS),
                     help=f"comma-separated layers to time, of {','.join(LAYERS)} (default all; naive always)")
@@ -283,6 +287,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         ap.error(f"--repeats must be >= 1, got {args.repeats}")
     if args.threads is not None and args.threads < 1:
         ap.error(f"--threads must be positive, got {args.threads}")
+    if args.shape is not None:
+        try:
+            values = [int(v) for v in args.shape.split(",")]
+        except ValueError:
+            values = []
+        if len(values) != 6 or min(values) < 1:
+            ap.error(f"--shape must be six positive integers T,B,C,H,W,Hc, got {args.shape!r}")
+        if args.quick:
+            ap.error("--shape and --quick both set the shape; give one")
+        args.shape = dict(zip(("T", "B", "C", "H", "W", "Hc"), values, strict=True), k=3)
     return args
 
 
@@ -291,7 +305,7 @@ def main(argv: list[str] | None = None) -> None:
     command = "python " + shlex.join([sys.argv[0], *(sys.argv[1:] if argv is None else argv)])
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    s = QUICK if args.quick else FULL
+    s = args.shape or (QUICK if args.quick else FULL)
     T, B, C, H, W, Hc, k = (s[n] for n in ("T", "B", "C", "H", "W", "Hc", "k"))
 
     def log(msg: str) -> None:

@@ -220,6 +220,7 @@ def test_lstm_cell_matches_torch():
 
 CONV_IMPLS = {
     "bptt": dict(),
+    "winograd": dict(),  # off the CPU: "bptt"'s direct convolutions (the CPU side runs Winograd)
     "concat": dict(peephole=True),
     "fused": dict(peephole=True, layer_norm=True),
     "auto": dict(),

@@ -211,6 +211,20 @@ def test_layer_gate_math_without_the_cpp_kernels(monkeypatch, impl):
     torch.testing.assert_close(m(x, **kw)[0], with_kernels, atol=1e-13, rtol=1e-12)
 
 
+@pytest.mark.parametrize("impl", ["bptt", "winograd"])
+def test_layer_under_fake_tensors(impl):
+    """Under a tracer's fake tensors (what torch.compile and torch.export run first) the C++ kernels, which read
+    tensor data, are left out: the layer runs its tensor operations and direct convolutions, shapes right."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    m = lstmkit.ConvLSTM(2, 3, num_layers=2, impl=impl)
+    with FakeTensorMode(allow_non_fake_inputs=True) as mode:
+        x = mode.from_tensor(torch.randn(3, 2, 2, 5, 5, requires_grad=True))
+        y, finals = m(x)
+        y.sum().backward()
+    assert tuple(y.shape) == (3, 2, 3, 5, 5) and tuple(finals[1][0].shape) == (2, 3, 5, 5)
+
+
 def test_layer_falls_back_to_direct_convolutions(monkeypatch):
     """Where ``_winograd.usable`` says no (off the CPU, no C++ extension), impl="winograd" runs "bptt" exactly."""
     monkeypatch.setattr(_winograd, "usable", lambda x, w: False)

@@ -7,15 +7,22 @@ What it changes against the autograd arrangements of ``convlstm.py`` (same convo
   step's slot. It is also what the weight gradient reads.
 - The gate activations write the convolution's output into one saved buffer of gates
   (T, B, G, H, W); per step the backward writes the pre-activation gradients into one (B, G, H, W)
-  buffer (not over the gates: a graph kept with ``retain_graph`` may be differentiated again) with
-  one kernel per gate (aten's sigmoid_backward / tanh_backward), then one oneDNN call gives the
-  step's data, weight and bias gradients. (One weight gradient over all T B frames after the loop
-  measured slower than T per-step ones: 42.5 against 55.3 GFLOP/s, docs/benchmarks.md.)
+  buffer (not over the gates: a graph kept with ``retain_graph`` may be differentiated again). On the
+  CPU the gate math of a step is one pass of the 1-D layer's C++ kernels each way (``_cpp_pointwise``:
+  per batch row the pre-activations are the 1-D layer's gate blocks with H := Hc H W); elsewhere tensor
+  operations, one kernel per gate gradient (aten's sigmoid_backward / tanh_backward), the twin the
+  tests hold equal.
+- The step convolution is one strategy object: ``DirectConv`` (one oneDNN call per step gives the
+  data, weight and bias gradients; one weight gradient over all T B frames after the loop measured
+  slower than T per-step ones: 42.5 against 55.3 GFLOP/s, docs/benchmarks.md) or, for 3x3 kernels
+  (``impl="winograd"``), ``WinogradStepConv``: Winograd F(4x4, 3x3) (``_winograd``), 4x fewer
+  multiplications, its weight gradient summed over the steps in the transformed domain.
 
 Plain cell only (no peephole, no LayerNorm); ``lengths`` masking as ``_reference.scan``: past a
 sequence's end its state is carried and its output is zero. Shapes: T time, B batch, C input
 channels, Hc hidden channels, G = 4 Hc, H x W the frame. Held equal to the reference twin and
-checked with ``torch.autograd.gradcheck`` in float64 by tests/nn/test_convlstm.py.
+checked with ``torch.autograd.gradcheck`` in float64 by tests/nn/test_convlstm.py and
+tests/nn/test_winograd.py.
 
 The backward of one step (i, f, g, o the activated gates, tc = tanh(c_t), dh and dc the gradients
 arriving at h_t and c_t)::
@@ -50,8 +57,10 @@ def _conv_grads(grad: Tensor, inp: Tensor, weight: Tensor, pad: tuple[int, int],
 
 def _cpp_pointwise(x: Tensor) -> bool:
     """Whether the gate math runs in the C++ extension's one-pass kernels (the 1-D layer's, lstm_scan.cpp's
-    ``convlstm_pointwise_*``): CPU float32/float64 where it builds; else the tensor operations above."""
-    return x.device.type == "cpu" and x.dtype in _cpp.SUPPORTED_DTYPES and _cpp.available()
+    ``convlstm_pointwise_*``): CPU float32/float64 where it builds, not under a tracer (torch.compile, export,
+    fake tensors: the kernels read tensor data); else the tensor operations below."""
+    return (x.device.type == "cpu" and x.dtype in _cpp.SUPPORTED_DTYPES and not _cpp.tracing(x)
+            and _cpp.available())  # fmt: skip
 
 
 class DirectConv:

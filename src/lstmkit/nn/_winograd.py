@@ -37,10 +37,12 @@ AT = ((1, 1, 1, 1, 1, 0), (0, 1, -1, 2, -2, 0), (0, 1, 1, 4, 4, 0), (0, 1, -1, 8
 
 
 def usable(x: Tensor, weight: Tensor) -> bool:
-    """Whether ``conv3x3`` / ``WinogradConv`` can run x by weight: a 3x3 kernel, CPU, float32 or float64, and
-    the C++ extension available (it is built on first use; ``LSTMKIT_NO_CPP=1`` turns it off)."""
+    """Whether ``conv3x3`` / ``WinogradConv`` can run x by weight: a 3x3 kernel, CPU, float32 or float64, not under
+    a tracer (torch.compile, torch.export, fake tensors: the C++ transforms read tensor data), and the C++
+    extension available (it is built on first use; ``LSTMKIT_NO_CPP=1`` turns it off)."""
     return (tuple(weight.shape[-2:]) == (3, 3) and x.device.type == "cpu" and weight.device.type == "cpu"
-            and x.dtype in _cpp.SUPPORTED_DTYPES and x.dtype == weight.dtype and _cpp.available())  # fmt: skip
+            and x.dtype in _cpp.SUPPORTED_DTYPES and x.dtype == weight.dtype and not _cpp.tracing(x)
+            and _cpp.available())  # fmt: skip
 
 
 def tiles(B: int, H: int, W: int) -> int:
