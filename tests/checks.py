@@ -1,6 +1,9 @@
-"""One helper that checks forward values and every gradient of two modules against each other."""
+"""One helper that checks forward values and every gradient of two modules against each other, and the one-thread
+setting the tests of tiny layers share."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import torch
 from torch import Tensor, nn
@@ -69,3 +72,13 @@ def check_same(a: nn.Module, b: nn.Module, *inputs, atol: float = 1e-5, rtol: fl
         assert ga[name] is not None and gb[name] is not None, name
         torch.testing.assert_close(ga[name], gb[name], atol=atol, rtol=rtol, msg=lambda m, n=name: f"{n}: {m}")
     return oa
+
+
+def one_thread() -> Iterator[None]:
+    """A fixture body: one intra-op thread for the test, restored after. Tiny matrices gain nothing from a second
+    thread, and on a busy 2-core machine waiting for it costs many times the work (40x slower gradchecks).
+    Use as ``_one_thread = pytest.fixture(autouse=True)(one_thread)``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import lstmkit
-from checks import check_same
+from checks import check_same, one_thread
 from lstmkit.nn import convlstm_param_count
 
 d = torch.float64
@@ -22,14 +22,7 @@ COMBOS = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These sizes are tiny: a second intra-op thread only adds synchronisation (on a busy shared
-    machine, 40x slower gradchecks), so run each test on one and restore the setting after."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+_one_thread = pytest.fixture(autouse=True)(one_thread)  # tiny sizes: a second thread only synchronises
 
 
 def _ids(c):
@@ -118,7 +111,8 @@ def test_gradcheck_every_combination(combo, impl):
 
 
 @pytest.mark.parametrize("kw", [dict(peephole=True, layer_norm=True), dict(peephole=True, peephole_frame=(3, 3)),
-                                dict(peephole=True, impl="concat"), dict(impl="bptt")], ids=str)
+                                dict(peephole=True, impl="concat"), dict(impl="bptt"), dict(impl="winograd")],
+                         ids=str)
 def test_gradcheck_full_jacobian(kw):
     """The full (slow-mode) gradcheck at the smallest size, two layers, lengths and an initial state."""
     m = lstmkit.ConvLSTM(1, 2, num_layers=2, dtype=d, **kw)

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 import lstmkit
-from checks import check_same
+from checks import check_same, one_thread
 from lstmkit.nn import _cpp, _winograd
 
 pytestmark = pytest.mark.skipif(not _cpp.available(), reason=f"C++ extension unavailable: {_cpp._failure}")
@@ -20,12 +20,7 @@ SHAPES = [  # (B, C, K, H, W): frames not multiples of 4 (cropped tiles), one ro
 ISAS = ("generic", "avx2", "avx512")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+_one_thread = pytest.fixture(autouse=True)(one_thread)
 
 
 @pytest.fixture(params=ISAS)
@@ -144,21 +139,6 @@ def test_layer_equals_reference(layers, lengths, init):
     inputs = (x, [(torch.randn(3, hc, 5, 7, dtype=d), torch.randn(3, hc, 5, 7, dtype=d))
                   for hc in m.hidden_channels]) if init else (x,)  # fmt: skip
     check_same(m, ref, *inputs, atol=1e-12, rtol=1e-10, **({"lengths": torch.tensor([4, 2, 0])} if lengths else {}))
-
-
-def test_layer_gradcheck_full_jacobian():
-    m = lstmkit.ConvLSTM(1, 2, num_layers=2, dtype=d, impl="winograd")
-    x = torch.randn(2, 2, 1, 3, 5, dtype=d, requires_grad=True)
-    h0 = torch.randn(2, 2, 3, 5, dtype=d, requires_grad=True)
-    names, params = zip(*m.named_parameters(), strict=True)
-
-    def f(x, h0, *ps):
-        hx = [(h0, h0 * 0.5), (h0 * -1.0, h0)]
-        y, finals = torch.func.functional_call(m, dict(zip(names, ps, strict=True)), (x, hx),
-                                               {"lengths": torch.tensor([2, 1])})
-        return y, finals[-1][0], finals[-1][1]
-
-    assert torch.autograd.gradcheck(f, (x, h0, *params))
 
 
 def test_layer_zero_state_gradcheck():

@@ -4,12 +4,7 @@ synchronisation, and on a busy 2-core machine waiting for it costs many times th
 from __future__ import annotations
 
 import pytest
-import torch
 
+from checks import one_thread
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+_one_thread = pytest.fixture(autouse=True)(one_thread)
