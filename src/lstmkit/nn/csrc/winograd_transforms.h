@@ -14,9 +14,11 @@
 // The four kernels here are the input and output transforms and their adjoints (transposes): the backward
 // of the input transform scatter-adds B dV B^T into the frame (neighbouring patches overlap by two rows and
 // columns), that of the output transform spreads a tile's gradient back as A dY A^T. Each works on one
-// (image, channel) plane and one tile row at a time; the tile row is split into its four column phases
-// (column 4 l + q for q < 4), so the L tiles of a chunk read and write contiguous memory and the compiler
-// vectorises the lanes. Plain loops: the same source is correct for float and double and every ISA.
+// (image, channel) plane and one tile row at a time, eight tiles (lanes) at once, the images of a channel one
+// after the other (so each of the 36 transformed planes is read or written in order). The input side splits
+// the patch rows into their four column phases (column 4 l + q, q < 4), so the lanes read contiguous memory;
+// the output side interleaves the lanes' four columns straight into the frame's rows. Plain loops the
+// compiler vectorises: the same source is correct for float and double and every ISA.
 //
 // Matrices (rows as used below):
 //   B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0; 0 2 -1 -2 1 0; 0 4 0 -5 0 1]
@@ -100,7 +102,7 @@ LK_INLINE void wino_a(const T (*g)[kWinoLanes], T (*out)[kWinoLanes]) {
   }
 }
 
-// V (36, C, N) from x (B, C, H, W), for the planes p = b C + c in [p0, p1).
+// V (36, C, N) from x (B, C, H, W), for the planes p = c B + b in [p0, p1); V's 36 planes ldV apart.
 template <typename T>
 void wino_input(const T* x, T* V, int64_t ldV, int64_t B, int64_t C, int64_t H, int64_t W, int64_t p0, int64_t p1) {
   const int64_t th = (H + 3) / 4, tw = (W + 3) / 4, N = B * th * tw;
@@ -144,7 +146,8 @@ void wino_input(const T* x, T* V, int64_t ldV, int64_t B, int64_t C, int64_t H, 
   }
 }
 
-// dx (B, C, H, W) = the adjoint of wino_input applied to dV (36, C, N), for the planes [p0, p1); overwrites dx.
+// dx (B, C, H, W) = the adjoint of wino_input applied to dV (36, C, N), for the planes [p0, p1) (p = c B + b);
+// overwrites dx.
 template <typename T>
 void wino_input_adjoint(const T* dV, int64_t ldV, T* dx, int64_t B, int64_t C, int64_t H, int64_t W, int64_t p0, int64_t p1) {
   const int64_t th = (H + 3) / 4, tw = (W + 3) / 4, N = B * th * tw;
@@ -189,7 +192,7 @@ void wino_input_adjoint(const T* dV, int64_t ldV, T* dx, int64_t B, int64_t C, i
   }
 }
 
-// y (B, K, H, W) = A^T M A (+ bias) from M (36, K, N), for the planes p = b K + k in [p0, p1).
+// y (B, K, H, W) = A^T M A (+ bias) from M (36, K, N; planes ldM apart), for the planes p = k B + b in [p0, p1).
 template <typename T>
 void wino_output(const T* M, int64_t ldM, const T* bias, T* y, int64_t B, int64_t K, int64_t H, int64_t W, int64_t p0,
                  int64_t p1) {
@@ -235,7 +238,8 @@ void wino_output(const T* M, int64_t ldM, const T* bias, T* y, int64_t B, int64_
   }
 }
 
-// dM (36, K, N) = the adjoint of wino_output (without the bias) applied to dy (B, K, H, W), planes [p0, p1).
+// dM (36, K, N) = the adjoint of wino_output (without the bias) applied to dy (B, K, H, W), planes [p0, p1)
+// (p = k B + b).
 template <typename T>
 void wino_output_adjoint(const T* dy, T* dM, int64_t ldM, int64_t B, int64_t K, int64_t H, int64_t W, int64_t p0, int64_t p1) {
   const int64_t th = (H + 3) / 4, tw = (W + 3) / 4, N = B * th * tw;
