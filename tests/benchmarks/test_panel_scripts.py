@@ -1,4 +1,5 @@
-"""The benchmark scripts: their procedure helpers (pseudo-test cut, refit rule, candidate variants), smoke runs."""
+"""The benchmark scripts: their procedure helpers (pseudo-test cut, refit rule, candidate variants), smoke runs,
+and benchmarks/convlstm.py's options."""
 
 from __future__ import annotations
 
@@ -364,3 +365,32 @@ def test_classify_panel_committee_replaces_the_refit_after_folds_only(classify_p
     out = classify_panel.lstm("UnitTest", [0], tmp_path, lambda line: None, 30, names=["biLSTM"],
                               final="task-committee")
     assert calls[-1] == ("task", True, 5) and out["final"] == "data.committee (one scaler)"
+
+
+# --- benchmarks/convlstm.py -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def convlstm_bench():
+    return _load("convlstm")
+
+
+def test_convlstm_shape_option(convlstm_bench):
+    args = convlstm_bench.parse_args(["--shape", "10,8,16,16,16,32", "--layers", "winograd,auto"])
+    assert args.shape == dict(T=10, B=8, C=16, H=16, W=16, Hc=32, k=3) and args.layers == ["winograd", "auto"]
+    assert convlstm_bench.parse_args([]).shape is None
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--shape", "10,8,16"], "--shape must be six positive integers T,B,C,H,W,Hc, got '10,8,16'"),
+    (["--shape", "10,8,16,16,16,x"], "--shape must be six positive integers T,B,C,H,W,Hc, got '10,8,16,16,16,x'"),
+    (["--shape", "10,0,16,16,16,16"], "--shape must be six positive integers T,B,C,H,W,Hc, got '10,0,16,16,16,16'"),
+    (["--shape", "4,4,1,8,8,4", "--quick"], "--shape and --quick both set the shape; give one"),
+    (["--layers", "winograd,cudnn"], "--layers: unknown cudnn; choose from "
+                                     "bptt,winograd,auto,fused,textbook,channels_last,naive"),
+])
+def test_convlstm_option_errors(convlstm_bench, capsys, argv, message):
+    with pytest.raises(SystemExit) as e:
+        convlstm_bench.parse_args(argv)
+    assert e.value.code == 2
+    assert capsys.readouterr().err.strip().endswith(f"error: {message}")
