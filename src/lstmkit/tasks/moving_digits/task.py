@@ -109,10 +109,10 @@ class MovingDigitsTask(Task):
                 # schedule follows the clock (the FC-LSTM, scoring and plots add a minute).
                 max_steps=7000,
                 max_minutes=13.5,
-                # Both cores (session 19): this model's convolutions are large enough for two threads to pay, 1.47x
-                # the steps per second of one on an idle AVX2 machine (135.7 against 199.4 ms a training step), so
-                # a run alone on a 2-core machine gets ~1.5x the steps before the clock guard. Beside another
-                # job on the other core, set train.threads=1 (two threads then wait on each other).
+                # Both cores (session 19): this model's convolutions are large enough for two threads to pay: on an
+                # idle AVX2 machine the clock guard stopped runs after 4,868-5,101 steps with two threads against
+                # 3,148-3,388 with one (docs/results.md). Beside another job on the other core, set
+                # train.threads=1 (two threads then wait on each other).
                 threads=2,
             ),
         )
