@@ -350,9 +350,9 @@ class ConvLSTM(nn.Module):
         self.reset_parameters()
 
     def _runs_bptt(self) -> bool:
-        """Whether forward runs the hand-written backward (``_convlstm_bptt``): only when asked for.
-        ``"auto"`` runs ``"concat"`` for the plain cell, which measured as fast as the naive layer where
-        ``"bptt"`` measured 0.89x of it (docs/benchmarks.md)."""
+        """Whether forward runs the hand-written backward (``_convlstm_bptt``): only when asked for
+        (``"bptt"``, ``"winograd"``). ``"auto"`` runs ``"concat"`` for the plain cell: the tasks' figures were
+        measured with it (``"bptt"`` has measured 1-9% faster since session 19, docs/layers.md)."""
         return self.impl in ("bptt", "winograd")
 
     def _layer_input_channels(self, layer: int) -> int:
