@@ -118,3 +118,15 @@ def test_the_floor_is_applied_in_the_graph_and_a_moved_weight_is_still_caught(tm
         moved.head.bias[0] += 1e-2
     with pytest.raises(ExportVerificationError, match=r"predicted frames differ from PyTorch's by "):
         verify_frames_onnx(moved, tmp_path / "m.onnx", T_IN, FRAME)
+
+
+def test_a_winograd_model_exports_and_verifies(tmp_path):
+    """model.impl="winograd": the same function rounded differently; the graph (direct convolutions) is verified
+    against the direct arrangement, so it passes with the direct convolutions' bound, and the layers get their
+    impl back after."""
+    pytest.importorskip("onnxruntime")
+    model = _model(num_layers=2, impl="winograd", **PIXELS)
+    assert model.encoder.impl == model.forecaster.impl == "winograd"
+    result = frames_to_onnx(model, tmp_path / "m.onnx", T_IN, FRAME)
+    assert result.max_abs_error <= frames_tolerance(model, _frames())
+    assert model.encoder.impl == model.forecaster.impl == "winograd"

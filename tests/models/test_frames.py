@@ -153,3 +153,28 @@ def test_floored_sets_values_below_the_floor_to_the_background():
     for bad in (-0.1, 1.0, 1.5):
         with pytest.raises(ValueError, match=rf"model\.floor must be in \[0, 1\), got {bad}"):
             FramesModel(floor=bad)
+
+
+@pytest.mark.parametrize(("kw", "message"), [
+    (dict(impl="cudnn"), "model.impl must be one of ('auto', 'bptt', 'winograd', 'fused', 'concat', 'reference'), "
+                         "got 'cudnn'"),
+    (dict(impl="winograd", kernel_size=5), "model.impl='winograd' runs 3 x 3 kernels only (F(4x4, 3x3)), got "
+                                           "model.kernel_size 5"),
+])
+def test_impl_errors(kw, message):
+    with pytest.raises(ValueError) as e:
+        FramesModel(**{**TINY, **kw})
+    assert str(e.value) == message
+
+
+def test_impl_reaches_the_layers_and_computes_the_same_function():
+    """model.impl="winograd" builds both stacks with it; in float64 the frames equal the direct layers'."""
+    pixels = {**TINY, "output": "pixels", "correlation": False}
+    torch.manual_seed(0)
+    fast = ConvForecaster(FramesModel(**pixels, impl="winograd")).double()
+    direct = ConvForecaster(FramesModel(**pixels)).double()
+    direct.load_state_dict(fast.state_dict())
+    assert fast.encoder.impl == fast.forecaster.impl == "winograd"
+    x = torch.rand(4, 2, 1, 8, 8, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x), direct(x), atol=1e-12, rtol=1e-10)

@@ -162,3 +162,14 @@ def test_skip_starts_as_a_copy_of_the_last_frame():
     x = square_sequence()[0, :3].unsqueeze(1)  # (3, 1, 1, 8, 8)
     pred = torch.sigmoid(model(x))[0, 0, 0]
     assert torch.allclose(pred, torch.sigmoid(8 * x[-1, 0, 0] - 4))  # 0.98 on the square, 0.02 elsewhere
+
+
+def test_smoke_run_with_winograd_layers_exports(tmp_path):
+    """model.impl="winograd": trains, scores and exports (the export verifies against the direct convolutions)."""
+    pytest.importorskip("onnxruntime")
+    from lstmkit.export.rundir import export_run
+
+    result = train_smoke("moving-digits", tmp_path, {"model.impl": "winograd"})
+    assert 'impl = "winograd"' in (result.run_dir / "config.toml").read_text()
+    assert (result.run_dir / "summary.json").is_file()
+    export_run(result.run_dir, out=tmp_path / "digits.onnx")

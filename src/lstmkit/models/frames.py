@@ -26,6 +26,7 @@ from lstmkit.train.config import ModelConfig
 
 LOSSES = ("bce", "mse", "l1", "bce+ssim")
 OUTPUTS = ("pixels", "motion")
+IMPLS = ("auto", "bptt", "winograd", "fused", "concat", "reference")  # lstmkit.ConvLSTM's impl= values
 # The correlation's start weights (products, squared differences), from validation pilots of the correlation
 # alone (no training, the mask at 1): constant-velocity kernels with SSIM above copy-last-frame's on all 10 frames.
 EVIDENCE_GAINS = (5.0, -100.0)
@@ -71,9 +72,18 @@ class FramesModel(ModelConfig):
     # The sigmoid never reaches 0, and SSIM (C1 = 1e-4) charges the faint halo it leaves on the exact-0
     # background (docs/results.md). 0 keeps the raw sigmoid; the moving-digits task sets its default.
     floor: float = 0.0
+    # How the ConvLSTM layers run (lstmkit.ConvLSTM's impl): "winograd" (3 x 3 kernels) is 0.84x "auto"'s time at
+    # this task's layers (docs/benchmarks.md, session 19) with a float32 rounding a few times larger; the task's
+    # figures were measured with "auto". The ONNX export verifies against the direct convolutions either way.
+    impl: str = "auto"
 
     def _validate(self) -> None:
         super()._validate()
+        if self.impl not in IMPLS:
+            raise ValueError(f"model.impl must be one of {IMPLS}, got {self.impl!r}")
+        if self.impl == "winograd" and self.kernel_size != 3:
+            raise ValueError(f"model.impl='winograd' runs 3 x 3 kernels only (F(4x4, 3x3)), got model.kernel_size "
+                             f"{self.kernel_size}")
         if not 0.0 <= self.floor < 1.0:
             raise ValueError(f"model.floor must be in [0, 1), got {self.floor}")
         if self.output not in OUTPUTS:
@@ -194,8 +204,9 @@ class ConvForecaster(nn.Module):
         super().__init__()
         self.config = config
         p2, hc, k, L = config.patch**2, config.hidden_size, config.kernel_size, config.num_layers
-        self.encoder = ConvLSTM(p2, hc, k, L, dropout=config.dropout if L > 1 else 0.0)
-        self.forecaster = ConvLSTM(p2 if config.condition else 1, hc, k, L, dropout=config.dropout if L > 1 else 0.0)
+        drop = config.dropout if L > 1 else 0.0
+        self.encoder = ConvLSTM(p2, hc, k, L, dropout=drop, impl=config.impl)
+        self.forecaster = ConvLSTM(p2 if config.condition else 1, hc, k, L, dropout=drop, impl=config.impl)
         self.head = nn.Conv2d(hc, p2, 1)
         self.skip: nn.Conv2d | None = None
         if config.condition and config.skip:
