@@ -6,7 +6,9 @@ Candidates, all one layer with the same sizes and the same math (plain cell, gat
   (``lstmkit/nn/_convlstm_bptt.py``): per step one convolution over [x_t, h_{t-1}] read from one
   preallocated buffer (no ``cat``), the gate math in the C++ kernels, one ``convolution_backward`` per step;
 - ``lstmkit impl=winograd``: the same backward with the 3x3 convolutions by Winograd's F(4x4, 3x3)
-  (``lstmkit/nn/_winograd.py``: C++ tile transforms, 36 BLAS products per step);
+  (``lstmkit/nn/_winograd.py``: C++ tile transforms, 36 products per step by oneDNN's brgemm);
+- ``lstmkit impl=winograd, products by bmm``: the same layer with the 36 products by MKL's batched ``bmm``
+  (``_winograd.products_by("bmm")``, the arrangement of session 19), for an A/B of the two on any CPU;
 - ``lstmkit impl=auto``: the default, ``"concat"`` below;
 - ``lstmkit impl=concat``: per step one convolution over ``torch.cat([x_t, h_{t-1}])`` with W_ih and
   W_hh concatenated once, differentiated by autograd;
@@ -56,6 +58,7 @@ from _timing import interleaved, machine_description, median, paired_ratios, qua
 from torch import Tensor, nn
 
 import lstmkit
+from lstmkit.nn import _winograd
 
 FULL = dict(T=10, B=16, C=1, H=64, W=64, Hc=64, k=3)  # the shape (moving-digits-like frames)
 QUICK = dict(T=4, B=4, C=1, H=16, W=16, Hc=8, k=3)
@@ -63,9 +66,10 @@ FULL_REPEATS = 5  # odd, so the median is one measured round
 QUICK_REPEATS = 3
 TIME_LIMIT = 600.0  # seconds before rounds stop (after 3); one round took ~1.5 min on 2 shared cores (load 4-8)
 NAIVE = "naive 4 convs"  # the baseline every ratio divides by
+WINOGRAD_BMM = "lstmkit impl=winograd, products by bmm"
 CONV = "conv2d"
 MM = "torch.mm"
-LAYERS = ("bptt", "winograd", "auto", "fused", "textbook", "channels_last", "naive")  # --layers
+LAYERS = ("bptt", "winograd", "winograd-bmm", "auto", "fused", "textbook", "channels_last", "naive")  # --layers
 
 
 class ConcatConvLSTM(nn.Module):
@@ -230,6 +234,14 @@ def _forward_fn(module: nn.Module, x: Tensor) -> Callable[[], None]:
     return run
 
 
+def _products_by(products: str, fn: Callable[[], None]) -> Callable[[], None]:
+    def run() -> None:
+        with _winograd.products_by(products):
+            fn()
+
+    return run
+
+
 def _train_fn(module: nn.Module, x: Tensor) -> Callable[[], None]:
     def run() -> None:
         module.zero_grad(set_to_none=True)
@@ -322,6 +334,7 @@ def main(argv: list[str] | None = None) -> None:
     builders = {
         "bptt": ("lstmkit impl=bptt", lambda: lstmkit.ConvLSTM(C, Hc, k, impl="bptt")),
         "winograd": ("lstmkit impl=winograd", lambda: lstmkit.ConvLSTM(C, Hc, k, impl="winograd")),
+        "winograd-bmm": (WINOGRAD_BMM, lambda: lstmkit.ConvLSTM(C, Hc, k, impl="winograd")),
         "auto": ("lstmkit impl=auto (concat)", lambda: lstmkit.ConvLSTM(C, Hc, k)),
         "fused": ("lstmkit impl=fused", lambda: lstmkit.ConvLSTM(C, Hc, k, impl="fused")),
         "textbook": ("nn.Conv2d over [x, h]", lambda: ConcatConvLSTM(C, Hc, k)),
@@ -335,6 +348,8 @@ def main(argv: list[str] | None = None) -> None:
         if not args.train_only:
             fns[f"{name}|fwd"] = _forward_fn(module, x)
         fns[f"{name}|train"] = _train_fn(module, x)
+        if name == WINOGRAD_BMM:  # the same layer with its products by MKL's bmm (the arrangement before brgemm)
+            fns.update({key: _products_by("bmm", fn) for key, fn in fns.items() if key.startswith(f"{name}|")})
     xh = torch.randn(B, C + Hc, H, W)  # the textbook step's convolution, alone
     w = torch.randn(4 * Hc, C + Hc, k, k)
 

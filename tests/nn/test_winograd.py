@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 import lstmkit
 from checks import check_same, one_thread
+from lstmkit import _rounding
 from lstmkit.nn import _cpp, _winograd
 
 pytestmark = pytest.mark.skipif(not _cpp.available(), reason=f"C++ extension unavailable: {_cpp._failure}")
@@ -33,6 +34,13 @@ def isa(request):
     ext.set_isa(request.param)
     yield request.param
     ext.set_isa(before)
+
+
+@pytest.fixture(params=_winograd.PRODUCTS)
+def products(request):
+    """Runs the test with the float32 channel products by each route (brgemm, the default, and MKL's bmm)."""
+    with _winograd.products_by(request.param):
+        yield request.param
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
@@ -64,7 +72,7 @@ def test_input_transform_by_hand():
 
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
-def test_float32_within_the_derived_bound(shape, bias, isa):
+def test_float32_within_the_derived_bound(shape, bias, isa, products):
     """Output, data, weight and bias gradients in float32 against the exact convolution (F.conv2d in float64 of
     the same float32 inputs): every element within ``error_bound``, which is itself small (not vacuous)."""
     B, C, K, H, W = shape
@@ -94,7 +102,7 @@ def test_float32_within_the_derived_bound(shape, bias, isa):
         torch.testing.assert_close(b.grad.double(), b64.grad, atol=0, rtol=B * H * W * torch.finfo(torch.float32).eps)
 
 
-def test_float32_at_the_layer_shape():
+def test_float32_at_the_layer_shape(products):
     """At the ConvLSTM benchmark's channel counts (65 -> 256) on a smaller frame: within the bound, and far closer
     to the exact result than the bound requires on average."""
     g = torch.Generator().manual_seed(2)
@@ -106,6 +114,106 @@ def test_float32_at_the_layer_shape():
     err = (y.double() - exact).abs()
     assert bool((err <= bound).all())
     assert float(err.mean()) < 0.1 * float(bound.mean())
+
+
+# --- the channel products by brgemm (the extension's plane_products) ---------------------------------------------
+def _gamma(n: int) -> float:
+    u = _rounding.unit_roundoff(torch.float32)
+    return n * u / (1 - n * u)
+
+
+PRODUCT_CASES = [  # (P, M, K, N, B column-major, A and C slices of wider planes, accumulate)
+    (36, 16, 65, 300, False, False, False),  # the forward's shape, smaller: columns in blocks of 64 and a rest
+    (36, 9, 300, 70, False, True, False),  # the data gradient's: rows in blocks of 128; A and C slices
+    (36, 16, 500, 65, True, True, True),  # the weight gradient's: B = V^T (column-major), summed into a slice of C
+    (3, 1, 1, 1, False, False, False),  # one row, one column, one inner term
+    (2, 5, 1, 130, True, False, True),
+    (4, 3, 129, 128, False, False, True),  # 128 columns: one block
+]
+
+
+def _product_operands(P, M, K, N, bt, sliced, accumulate, g):
+    A = torch.randn(P, M, K + 3 if sliced else K, generator=g)[:, :, :K]
+    B = torch.randn(P, N, K, generator=g).transpose(1, 2) if bt else torch.randn(P, K, N, generator=g)
+    C = torch.randn(P, M, N + 5 if sliced else N, generator=g)[:, :, :N]
+    return A, B, C
+
+
+@pytest.mark.parametrize("case", PRODUCT_CASES, ids=str)
+def test_plane_products_within_the_float32_bound(case):
+    """Every element of C (+)= A @ B, plane by plane, within gamma_n |A| |B| (+ |C|) of the exact float64 result
+    (n = K, or K + 1 with the sum into C: any order of summation), for row- and column-major B, A and C slices of
+    wider planes, and blocks of rows and columns with their rests; C outside the slice is left as it was."""
+    P, M, K, N, bt, sliced, accumulate = case
+    g = torch.Generator().manual_seed(7)
+    A, B, C = _product_operands(P, M, K, N, bt, sliced, accumulate, g)
+    C0, whole0 = C.double().clone(), C._base.clone() if C._base is not None else None
+    _cpp._ext().plane_products(A, B, C, accumulate)
+    exact = torch.bmm(A.double(), B.double()) + (C0 if accumulate else 0)
+    bound = _gamma(K + accumulate) * (torch.bmm(A.double().abs(), B.double().abs()) + (C0.abs() if accumulate else 0))
+    err = (C.double() - exact).abs()
+    assert bool((err <= bound).all()), float((err / bound).max())
+    assert float(bound.max()) < 1e-2 * float(exact.abs().max())  # not vacuous: a lost term is off by O(1)
+    if whole0 is not None:  # the columns beside the slice are untouched
+        assert torch.equal(C._base[:, :, N:], whole0[:, :, N:])
+
+
+def test_plane_products_do_not_depend_on_the_threads():
+    """The same bits with one thread and with two: each element is summed in one order whatever the split."""
+    g = torch.Generator().manual_seed(8)
+    A, B, _ = _product_operands(36, 16, 300, 200, False, False, False, g)
+    out = []
+    for threads in (1, 2):
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            C = torch.empty(36, 16, 200)
+            _cpp._ext().plane_products(A, B, C, False)
+        finally:
+            torch.set_num_threads(before)
+        out.append(C)
+    assert torch.equal(out[0], out[1])
+
+
+def test_plane_products_no_inner_terms():
+    """K = 0: C = 0, or C unchanged with accumulate."""
+    A, B = torch.empty(2, 3, 0), torch.empty(2, 0, 4)
+    C = torch.ones(2, 3, 4)
+    _cpp._ext().plane_products(A, B, C, True)
+    assert torch.equal(C, torch.ones(2, 3, 4))
+    _cpp._ext().plane_products(A, B, C, False)
+    assert torch.equal(C, torch.zeros(2, 3, 4))
+
+
+def test_plane_products_errors():
+    ext = _cpp._ext()
+    with pytest.raises(RuntimeError, match=r"plane_products: A, B and C must be 3-dimensional float32 CPU tensors"):
+        ext.plane_products(torch.zeros(2, 3, 4, dtype=torch.float64), torch.zeros(2, 4, 5, dtype=torch.float64),
+                           torch.zeros(2, 3, 5, dtype=torch.float64), False)  # fmt: skip
+    with pytest.raises(RuntimeError, match=r"plane_products: shapes \[2, 3, 4\] @ \[2, 5, 5\] -> \[2, 3, 5\] do "
+                                           r"not match"):  # fmt: skip
+        ext.plane_products(torch.zeros(2, 3, 4), torch.zeros(2, 5, 5), torch.zeros(2, 3, 5), False)
+    with pytest.raises(RuntimeError, match=r"plane_products: A and C need contiguous rows, B contiguous rows or "
+                                           r"columns"):  # fmt: skip
+        ext.plane_products(torch.zeros(2, 4, 3).transpose(1, 2), torch.zeros(2, 4, 5), torch.zeros(2, 3, 5), False)
+    with pytest.raises(ValueError, match=r"^products must be one of \('brgemm', 'bmm'\), got 'mkl'$"):
+        _winograd.products_by("mkl").__enter__()
+
+
+@pytest.mark.parametrize("route", _winograd.PRODUCTS)
+def test_products_by_selects_the_route(monkeypatch, route):
+    """products_by decides what the float32 products run (float64 always bmm), and restores the default after."""
+    calls = []
+    ext = _cpp._ext()
+    monkeypatch.setattr(_cpp, "_ext", lambda: type("E", (), {
+        "plane_products": staticmethod(lambda *a: calls.append("brgemm") or ext.plane_products(*a))})())  # fmt: skip
+    A, B = torch.randn(36, 2, 3), torch.randn(36, 3, 4)
+    with _winograd.products_by(route):
+        got = _winograd.products(A, B, torch.empty(36, 2, 4))
+        _winograd.products(A.double(), B.double(), torch.empty(36, 2, 4, dtype=torch.float64))
+    assert calls == (["brgemm"] if route == "brgemm" else [])
+    torch.testing.assert_close(got, torch.bmm(A, B))
+    assert _winograd._products == "brgemm"
 
 
 @pytest.mark.parametrize("bias", [True, False])
@@ -154,7 +262,7 @@ def test_layer_zero_state_gradcheck():
     assert torch.autograd.gradcheck(f, (x, *params))
 
 
-def test_layer_float32_close_to_direct(isa):
+def test_layer_float32_close_to_direct(isa, products):
     """float32 at a moderate size, on each instruction-set copy of the transforms and the gate kernels: the Winograd
     layer against the direct-convolution one (impl="bptt"), both against float64: Winograd's error is of the
     direct layer's order (the per-convolution bound above times the steps' amplification), here within 50x of it

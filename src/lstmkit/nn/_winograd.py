@@ -6,7 +6,9 @@ U = G g G^T), multiplied elementwise and summed over the input channels (36 matr
 position xi of the 6 x 6 tile), and transformed back (y = A^T M A). On CPUs whose direct convolution
 already runs near the FMA peak (the ConvLSTM's case, docs/benchmarks.md) that is the one way to do less
 work per step. The tile transforms are C++ (``csrc/winograd_transforms.h``, in the lstmkit extension), the
-products are BLAS (``torch.bmm``), the filter transform (small) is done here in float64.
+products in float32 are oneDNN's brgemm micro-kernel on panels of the right operand (``products``: faster than
+MKL's ``bmm`` for these shapes on AVX2, docs/benchmarks.md), in float64 ``torch.bmm``; the filter transform (small)
+is done here in float64.
 
 Shapes: x (B, C, H, W), w (K, C, 3, 3), N = B ceil(H/4) ceil(W/4) tiles; V (36, C, N), U (36, K, C),
 M (36, K, N). float32 and float64 on the CPU only, and only where the C++ extension builds (``usable``);
@@ -23,6 +25,9 @@ which keeps the filter transform and the buffers across time steps.
 """
 
 from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
 
 import torch
 from torch import Tensor
@@ -45,6 +50,37 @@ def usable(x: Tensor, weight: Tensor) -> bool:
     return (tuple(weight.shape[-2:]) == (3, 3) and x.device.type == "cpu" and weight.device.type == "cpu"
             and x.dtype in _cpp.SUPPORTED_DTYPES and x.dtype == weight.dtype and not _cpp.tracing(x)
             and _cpp.available())  # fmt: skip
+
+
+PRODUCTS = ("brgemm", "bmm")
+_products = "brgemm"
+
+
+@contextlib.contextmanager
+def products_by(name: str) -> Iterator[None]:
+    """Run the float32 channel products by ``name`` inside the block: ``"brgemm"`` (the default) or ``"bmm"``
+    (MKL's batched product, the arrangement before; for benchmarks/convlstm.py's A/B)."""
+    global _products
+    if name not in PRODUCTS:
+        raise ValueError(f"products must be one of {PRODUCTS}, got {name!r}")
+    old, _products = _products, name
+    try:
+        yield
+    finally:
+        _products = old
+
+
+def products(A: Tensor, B: Tensor, out: Tensor, *, accumulate: bool = False) -> Tensor:
+    """out[p] (+)= A[p] @ B[p] for the 36 planes p: A (36, M, K) and out (36, M, N) with contiguous rows, B (36, K, N)
+    with contiguous rows or columns. float32: the extension's ``plane_products`` (brgemm), unless ``products_by``
+    says ``"bmm"``; float64: ``torch.bmm``."""
+    if A.dtype == torch.float32 and _products == "brgemm":
+        _cpp._ext().plane_products(A, B, out, accumulate)
+    elif accumulate:
+        out.baddbmm_(A, B)
+    else:
+        torch.bmm(A, B, out=out)
+    return out
 
 
 def tiles(B: int, H: int, W: int) -> int:
@@ -101,7 +137,7 @@ class Conv3x3Fn(torch.autograd.Function):
         U = filter_transform(w)  # (36, K, C)
         V = input_transform(x)  # (36, C, N)
         y = x.new_empty(B, w.shape[0], H, W)
-        output_transform(torch.bmm(U, V), b, y)
+        output_transform(products(U, V, V.new_empty(36, U.shape[1], V.shape[2])), b, y)
         ctx.save_for_backward(U, V)
         ctx.shape, ctx.has_bias = tuple(x.shape), b is not None
         return y
@@ -111,8 +147,12 @@ class Conv3x3Fn(torch.autograd.Function):
     def backward(ctx, dy: Tensor):
         U, V = ctx.saved_tensors
         dM = output_transform_adjoint(dy, dy.new_empty(36, U.shape[1], V.shape[2]))  # (36, K, N)
-        dx = input_transform_adjoint(torch.bmm(U.transpose(1, 2), dM), ctx.shape) if ctx.needs_input_grad[0] else None
-        dw = filter_transform_adjoint(torch.bmm(dM, V.transpose(1, 2))) if ctx.needs_input_grad[1] else None
+        dx = dw = None
+        if ctx.needs_input_grad[0]:
+            UT = U.transpose(1, 2).contiguous()  # (36, C, K)
+            dx = input_transform_adjoint(products(UT, dM, dM.new_empty(36, UT.shape[1], dM.shape[2])), ctx.shape)
+        if ctx.needs_input_grad[1]:
+            dw = filter_transform_adjoint(products(dM, V.transpose(1, 2), dM.new_empty(U.shape)))
         db = dy.sum((0, 2, 3)) if ctx.has_bias and ctx.needs_input_grad[2] else None
         return dx, dw, db
 
@@ -189,7 +229,7 @@ class WinogradConv:
         """out (B, G, H, W) = the convolution of step t's xh (B, C + Hc, H, W) by the weight's first ``channels``
         input channels (all, or C alone where h_0 is known to be zero) plus the bias."""
         V = input_transform(xh, self.V[t])
-        torch.bmm(self.U[:, :, :channels], V[:, :channels], out=self.M)
+        products(self.U[:, :, :channels], V[:, :channels], self.M)
         return output_transform(self.M, self.bias, out)
 
     def start_backward(self) -> None:
@@ -201,14 +241,14 @@ class WinogradConv:
         ``dxh`` (B, channels, H, W) write the gradient of the step's input into it and return it."""
         dM = output_transform_adjoint(da, self.M)
         assert self.dU is not None, "start_backward first"
-        self.dU[:, :, :channels].baddbmm_(dM, self.V[t][:, :channels].transpose(1, 2))
+        products(dM, self.V[t][:, :channels].transpose(1, 2), self.dU[:, :, :channels], accumulate=True)
         if dxh is None:
             return None
         if self.UT is None:
             self.UT = self.U.transpose(1, 2).contiguous()
             self.dV = self.U.new_empty(36, self.Cin, self.N)  # reused: a fresh one per step costs its page faults
         dV = self.dV if channels == self.Cin else self.U.new_empty(36, channels, self.N)
-        torch.bmm(self.UT[:, :channels], dM, out=dV)  # (36, channels, N)
+        products(self.UT[:, :channels], dM, dV)  # (36, channels, N)
         return input_transform_adjoint(dV, tuple(dxh.shape), dxh)
 
     def weight_grad(self) -> Tensor:
