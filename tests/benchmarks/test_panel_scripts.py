@@ -4,9 +4,11 @@ and benchmarks/convlstm.py's options."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
@@ -387,10 +389,58 @@ def test_convlstm_shape_option(convlstm_bench):
     (["--shape", "10,0,16,16,16,16"], "--shape must be six positive integers T,B,C,H,W,Hc, got '10,0,16,16,16,16'"),
     (["--shape", "4,4,1,8,8,4", "--quick"], "--shape and --quick both set the shape; give one"),
     (["--layers", "winograd,cudnn"], "--layers: unknown cudnn; choose from "
-                                     "bptt,winograd,auto,fused,textbook,channels_last,naive"),
+                                     "bptt,winograd,winograd-bmm,auto,fused,textbook,channels_last,naive"),
 ])
 def test_convlstm_option_errors(convlstm_bench, capsys, argv, message):
     with pytest.raises(SystemExit) as e:
         convlstm_bench.parse_args(argv)
     assert e.value.code == 2
     assert capsys.readouterr().err.strip().endswith(f"error: {message}")
+
+
+def test_convlstm_winograd_bmm_runs_its_products_by_bmm(convlstm_bench):
+    from lstmkit.nn import _winograd
+
+    seen = []
+    convlstm_bench._products_by("bmm", lambda: seen.append(_winograd._products))()
+    assert seen == ["bmm"] and _winograd._products == "brgemm"
+
+
+# --- benchmarks/select_combination.py ----------------------------------------------------------------------------
+
+
+def test_select_combination_cv_loss_by_hand():
+    sc = _load("select_combination")
+    folds = [(np.array([0, 1]), np.array([[0.5, 0.5], [0.2, 0.8]])), (np.array([1]), np.array([[0.9, 0.1]]))]
+    want = np.mean([(-np.log(0.5) - np.log(0.8)) / 2, -np.log(0.1)])
+    assert sc.cv_loss(folds) == pytest.approx(want, rel=1e-12)
+
+
+def test_select_combination_on_a_toy_selection(tmp_path, capsys):
+    """A toy `lstmkit select` (three committees of five fold models): the script rebuilds every candidate's folds
+    (its recomputed CV loss must equal the recorded one, else it stops), and the combination's out-of-fold
+    probabilities are the candidates' mean, fold by fold."""
+    from lstmkit.tasks import get_task
+    from lstmkit.tasks.selection import select
+    from lstmkit.train import set_values
+
+    sc = _load("select_combination")
+    base = set_values(get_task("classify").smoke_config(tmp_path), {"data.dtw_baseline": False})
+    select("classify", base, tmp_path / "sel")
+    sc.main([str(tmp_path / "sel"), "--json", str(tmp_path / "rows.jsonl")])
+    out = capsys.readouterr().out
+    assert "| sel | " in out and "below the chosen candidate's in" in out
+    (row,) = [json.loads(line) for line in (tmp_path / "rows.jsonl").read_text().splitlines()]
+    folds = {n: sc.out_of_fold(tmp_path / "sel" / "candidates" / slug)[0]
+             for n, slug in (("biLSTM", "bilstm"), ("LSTM-FCN", "lstm-fcn"), ("ALSTM-FCN", "alstm-fcn"))}  # fmt: skip
+    mixed = [(folds["biLSTM"][i][0], (folds["biLSTM"][i][1] + folds["LSTM-FCN"][i][1] + folds["ALSTM-FCN"][i][1]) / 3)
+             for i in range(5)]  # fmt: skip
+    assert row["cv_combination"] == pytest.approx(sc.cv_loss(mixed), rel=1e-9)
+    assert set(row["cv"]) == {"biLSTM", "LSTM-FCN", "ALSTM-FCN"} and row["chosen"] in row["cv"]
+    summary = tmp_path / "sel" / "candidates" / "bilstm" / "summary.json"  # a recorded loss the folds do not give
+    record = json.loads(summary.read_text())
+    record["cv_nats_per_sequence"] += 0.01
+    summary.write_text(json.dumps(record))
+    with pytest.raises(SystemExit, match=r"biLSTM's recomputed CV loss .* differs from the recorded .*: the folds "
+                                         r"were not rebuilt as trained$"):  # fmt: skip
+        sc.main([str(tmp_path / "sel")])

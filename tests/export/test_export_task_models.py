@@ -25,7 +25,7 @@ from lstmkit.export.onnx_model import (
     verify_onnx,
 )
 from lstmkit.export.rundir import export_run
-from lstmkit.models import FCNClassifier
+from lstmkit.models import EnsembleClassifier, FCNClassifier
 from lstmkit.tasks import get_task, runner
 from lstmkit.tasks.classify import ClassifyModel, SequenceClassifier, predict, prepare_data
 from lstmkit.tasks.ctc import CTCModel, CTCRecognizer
@@ -134,6 +134,81 @@ def test_attention_with_large_weights_gets_a_finite_bound_and_a_note_not_an_over
     assert result.describe()[-1].endswith("; for logits and probabilities the derived float32 bound is as large as "
                                           "the values themselves, so that check cannot tell a wrong graph from "
                                           "rounding for this model")  # fmt: skip
+
+
+def _ensemble(seed: int) -> EnsembleClassifier:
+    """A biLSTM with attention pooling, an LSTM-FCN and a plain last-step LSTM, on 3 features and 4 classes."""
+    base = dict(input_size=3, output_size=4, hidden_size=6, num_layers=1, dropout=0.0, max_length=7,
+                fcn_filters=(4, 5, 3))  # fmt: skip
+    members = [SequenceClassifier(ClassifyModel(**base, bidirectional=True, pooling="attention")),
+               FCNClassifier(ClassifyModel(**base, arch="lstm-fcn")),
+               SequenceClassifier(ClassifyModel(**base))]  # fmt: skip
+    return _randomize_statistics(_randomize(EnsembleClassifier(members), seed=seed), seed=seed + 1)
+
+
+def test_ensemble_forward_is_the_log_of_the_mean_probability_without_its_underflow():
+    """Reference twin in float64: log(mean_i softmax(z_i)); in float32 where every member gives a class less than
+    float32's smallest probability the log of the mean would be -inf, the logsumexp form stays finite and right."""
+    model = _ensemble(seed=3).double()
+    x, lengths = torch.randn(6, 4, 3, dtype=torch.float64), torch.tensor([6, 2, 5, 1])
+    with torch.no_grad():
+        want = torch.stack([m(x, lengths).softmax(-1) for m in model.members]).mean(0).log()
+        torch.testing.assert_close(model(x, lengths), want, rtol=1e-12, atol=1e-12)
+    confident = _ensemble(seed=3)
+    with torch.no_grad():
+        for m in confident.members:
+            m.head.weight.zero_()
+            m.head.bias.copy_(torch.tensor([0.0, 200.0, 0.0, 0.0]))  # classes 0, 2, 3 at about e^-200 each
+        got = confident(x.float(), lengths)
+    assert torch.isfinite(got).all()
+    torch.testing.assert_close(got[:, 0], torch.full((4,), -200.0), rtol=0, atol=1e-3)
+
+
+def test_ensemble_matches_torch_in_onnxruntime(tmp_path):
+    """One graph, the members side by side on the same inputs, verified inside within the derived bound
+    (task_models.ensemble_error); and here again at lengths 1 .. T, T above and below the LSTM-FCN's max_length."""
+    model = _ensemble(seed=5)
+    result = to_onnx(model, tmp_path / "e.onnx")
+    assert result.inputs == ("features", "lengths") and result.outputs == ("logits", "probabilities")
+    assert len(result.layers) == 3 and not result.loose
+    session = _session(result.path)
+    for T, lengths in ((9, [9, 1, 4, 7, 2]), (5, [5, 3, 1])):
+        inputs = {"features": torch.randn(T, len(lengths), 3), "lengths": torch.tensor(lengths)}
+        logits, probs = session.run(["logits", "probabilities"], {k: v.numpy() for k, v in inputs.items()})
+        want = run_torch(model, inputs)
+        atol, rtol = verification_tolerance(model, inputs)
+        # Not vacuous: below the probabilities' size (the attention member's own bound, 0.012 here, is loose and
+        # enters about four times: log-softmax, then softmax); the next test shows a wrong average caught.
+        assert atol < 0.1 * float(want["probabilities"].max())
+        np.testing.assert_allclose(logits, want["logits"].numpy(), atol=atol, rtol=rtol)
+        np.testing.assert_allclose(probs, want["probabilities"].numpy(), atol=atol, rtol=rtol)
+
+
+def test_ensemble_verification_catches_an_average_of_logits(tmp_path, monkeypatch):
+    """A graph that averaged the members' logits (not their probabilities) is a different classifier: the
+    verification must say so."""
+    from lstmkit.export import task_models
+
+    def mean_of_logits(gb, model, recurrence):
+        outs, kinds = [], []
+        for m in model.members:
+            (logits, _), k = task_models._emit_classifier(gb, m, task_models.core_of(m), recurrence)
+            outs.append(logits)
+            kinds += k
+        mean = gb.op("Mean", outs, "mean_logits")
+        return [mean, gb.op("Softmax", [mean], "probs", axis=-1)], kinds
+
+    monkeypatch.setattr(task_models, "_emit_ensemble", mean_of_logits)
+    with pytest.raises(ExportVerificationError, match="differs from the PyTorch model"):
+        to_onnx(_ensemble(seed=5), tmp_path / "e.onnx")
+
+
+def test_ensemble_members_must_agree(tmp_path):
+    a = SequenceClassifier(ClassifyModel(input_size=3, output_size=4, hidden_size=5))
+    b = SequenceClassifier(ClassifyModel(input_size=3, output_size=2, hidden_size=5))
+    with pytest.raises(ValueError, match=r"^the ensemble's members read and predict different sizes \(features, "
+                                         r"classes\): "):  # fmt: skip
+        to_onnx(EnsembleClassifier([a, b]), tmp_path / "e.onnx")
 
 
 def test_classifier_scan_recurrence_matches_too(tmp_path):

@@ -1,15 +1,18 @@
 """classify's seed ensemble (``model.ensemble``): members trained as single runs would be, probabilities averaged,
-saved, reloaded and evaluated as one model, and refused by ``lstmkit export`` by name."""
+saved, reloaded and evaluated as one model, and exported as one ONNX graph."""
 
 from __future__ import annotations
 
 import numpy as np
+import onnxruntime as ort
 import pytest
 import torch
 
+from lstmkit.data import pad_collate
+from lstmkit.export.onnx_model import verification_tolerance
 from lstmkit.export.rundir import export_run
 from lstmkit.models import ClassifyModel, EnsembleClassifier
-from lstmkit.tasks import TaskError, get_task, runner
+from lstmkit.tasks import get_task, runner
 from lstmkit.tasks.classify import prepare_data
 from lstmkit.tasks.classify.scoring import predict_proba
 from lstmkit.tasks.rundir import open_run
@@ -57,11 +60,25 @@ def test_evaluate_reloads_the_ensemble(runs):
     assert metrics["nats_per_sequence"] == pytest.approx(ensemble.metrics["test"]["nats_per_sequence"], rel=1e-6)
 
 
-def test_export_refuses_an_ensemble_by_name(runs, tmp_path):
+def test_export_writes_the_ensemble_as_one_graph(runs, tmp_path):
+    """lstmkit export: one verified graph; on the test cases, preprocessed as the task does, its probabilities are
+    the ensemble's (within the derived float32 bound); --int8 refused by name before anything is written."""
     ensemble, _ = runs
-    with pytest.raises(TaskError, match=r"model\.ensemble=2 .* cannot be exported to ONNX"):
-        export_run(ensemble.run_dir, out=tmp_path / "e.onnx")
-    assert not (tmp_path / "e.onnx").exists()
+    result = export_run(ensemble.run_dir, out=tmp_path / "e.onnx")
+    assert result.outputs == ("logits", "probabilities") and len(result.layers) == 2
+    run = open_run(ensemble.run_dir)
+    model = run.load_weights(run.task.build_model(run.config))
+    cases = prepare_data(run.config).cases["test"]
+    session = ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
+    x, lengths, _ = pad_collate([torch.from_numpy(c) for c in cases])
+    inputs = {"features": x, "lengths": lengths}
+    (probs,) = session.run(["probabilities"], {k: v.numpy() for k, v in inputs.items()})
+    atol, rtol = verification_tolerance(model, inputs)
+    np.testing.assert_allclose(probs, predict_proba(model, cases), atol=atol, rtol=rtol)
+    with pytest.raises(ValueError, match=r"^--int8 does not cover this model \(EnsembleClassifier\): the int8 check "
+                                         r"bounds one classifier's graph, not an average of several"):  # fmt: skip
+        export_run(ensemble.run_dir, out=tmp_path / "q.onnx", int8=True)
+    assert not (tmp_path / "q.onnx").exists() and not (tmp_path / "q.int8.onnx").exists()
 
 
 @pytest.mark.parametrize(("bad", "says"), [(0, "must be >= 1"), (-1, "must be >= 1"), (True, "expected int"),

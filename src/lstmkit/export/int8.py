@@ -82,6 +82,8 @@ UNSUPPORTED = {
     "seq2seq": "it exports as two graphs (encoder, decoder step) for your own search loop, and the int8 "
                "check covers single graphs; export it in float",
     "frames": "its ConvLSTM graph is unrolled Conv nodes, which the int8 check does not cover; export it in float",
+    "classifier-ensemble": "the int8 check bounds one classifier's graph, not an average of several; export it in "
+                           "float, or a member's run with --int8",
 }  # fmt: skip
 
 

@@ -374,6 +374,11 @@ def verification_tolerance(model: nn.Module, inputs: Mapping[str, Tensor]) -> tu
     input error enters the next through ||W_ih||. Linear heads (a ``SequenceModel``'s or a task
     model's) multiply it by their ||W||. The relative part covers outputs larger than 1 (logits).
     """
+    ensemble = task_models.members(model)
+    if ensemble:  # each member's bound, then the averaging's (task_models.ensemble_error)
+        errs = [verification_tolerance(m, inputs)[0] / _rounding.between(1.0) for m in ensemble]
+        tol = _rounding.between(task_models.ensemble_error(model, dict(inputs), errs))
+        return tol, tol
     core = _core_of(model)
     f32 = torch.float32
     u = _rounding.unit_roundoff(f32)

@@ -68,7 +68,7 @@ def export_run(
 
 
 def _export(run, model, out, *, format, lengths, verify, int8, per_channel, reduce_range):
-    # The task's serving metadata first: a task refuses by name a model it cannot serve (a classify ensemble)
+    # The task's serving metadata first: a task refuses by name a model it cannot serve (a forecast ensemble)
     # before the graph builders see it.
     metadata = _metadata(run)
     if int8:

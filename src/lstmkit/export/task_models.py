@@ -41,7 +41,8 @@ from lstmkit.nn import GRU, LSTM, RNN
 INT64_MAX = 2**63 - 1
 
 
-CLASSIFIER_KINDS = ("classifier", "lstm-fcn")  # SequenceClassifier; FCNClassifier (LSTM-FCN / ALSTM-FCN)
+ENSEMBLE = "classifier-ensemble"  # EnsembleClassifier: members of the two kinds below, probabilities averaged
+CLASSIFIER_KINDS = ("classifier", "lstm-fcn", ENSEMBLE)  # SequenceClassifier; FCNClassifier (LSTM-FCN / ALSTM-FCN)
 TASK_MODEL_KINDS = (*CLASSIFIER_KINDS, "recognizer", "forecaster")
 
 
@@ -61,13 +62,36 @@ def is_classifier(model: nn.Module) -> bool:
     return kind(model) in CLASSIFIER_KINDS
 
 
+def members(model: nn.Module) -> list[nn.Module]:
+    """An ensemble's member classifiers (each a ``"classifier"`` or ``"lstm-fcn"``); [] for any other model."""
+    if kind(model) != ENSEMBLE:
+        return []
+    out = list(model.members)
+    for m in out:
+        if kind(m) not in ("classifier", "lstm-fcn"):
+            raise TypeError(f"an ensemble's members must be lstmkit classifiers, got {type(m).__name__}")
+    shapes = {(feature_size(m), m.head.out_features) for m in out}
+    if len(shapes) > 1:
+        raise ValueError(f"the ensemble's members read and predict different sizes (features, classes): {shapes}")
+    return out
+
+
+def _first(model: nn.Module) -> nn.Module:
+    """The model itself, or an ensemble's first member (all read the same features and predict the same classes)."""
+    return (members(model) or [model])[0]
+
+
 def feature_size(model: nn.Module) -> int:
     """F of the graph's ``features`` (T, B, F): the core's input size, or an LSTM-FCN's channels (its LSTM reads
     the dimension-shuffled case, max_length features a step)."""
+    if kind(model) == ENSEMBLE:
+        return feature_size(model.members[0])
     return model.config.input_size if kind(model) == "lstm-fcn" else core_of(model).input_size
 
 
 def core_of(model: nn.Module) -> LSTM | GRU | RNN:
+    """The recurrent core (an ensemble's: its first member's; ``members`` checks the others)."""
+    model = _first(model)
     core = model.rnn  # every model of lstmkit.models names its recurrent core rnn
     if not isinstance(core, (LSTM, GRU, RNN)):
         raise TypeError(f"the model's recurrent core must be an lstmkit LSTM, GRU or RNN, got {type(core).__name__}")
@@ -80,7 +104,7 @@ def signature(model: nn.Module) -> tuple[list, list]:
     """(name, elem type, shape) of the graph's inputs and outputs."""
     core = core_of(model)
     if is_classifier(model):
-        K = model.head.out_features
+        K = _first(model).head.out_features
         return ([("features", "float32", ["T", "B", feature_size(model)]), ("lengths", "int64", ["B"])],
                 [("logits", "float32", ["B", K]), ("probabilities", "float32", ["B", K])])  # fmt: skip
     if kind(model) == "recognizer":
@@ -113,6 +137,8 @@ def emit(gb: GraphBuilder, model: nn.Module, recurrence: str) -> tuple[list[str]
     core = core_of(model)
     LD, P, H = core.num_layers * core.num_directions, core.output_size, core.hidden_size
     i64 = "int64"
+    if kind(model) == ENSEMBLE:
+        return _emit_ensemble(gb, model, recurrence)
     if is_classifier(model):
         return _emit_classifier(gb, model, core, recurrence)
     x = "features"
@@ -268,6 +294,53 @@ def _emit_classifier(gb: GraphBuilder, model: nn.Module, core, recurrence: str) 
         pooled = _pool(gb, model, core, y, hn, "lengths")
     logits = _linear(gb, pooled, model.head, "head")  # (B, K)
     return [logits, gb.op("Softmax", [logits], "probs", axis=-1)], kinds
+
+
+def _emit_ensemble(gb: GraphBuilder, model: nn.Module, recurrence: str) -> tuple[list[str], list[str]]:
+    """Every member's graph beside the others' on the same inputs; logits = logsumexp over the members of their
+    log-softmax, minus log N (``EnsembleClassifier.forward``), probabilities their softmax (the members' mean)."""
+    i64 = "int64"
+    logps, kinds = [], []
+    for i, m in enumerate(members(model)):
+        (logits, _), k = _emit_classifier(gb, m, core_of(m), recurrence)
+        logp = gb.op("LogSoftmax", [logits], f"m{i}_logp", axis=-1)  # (B, K)
+        logps.append(gb.op("Unsqueeze", [logp, gb.const([0], "axes_0", i64)], f"m{i}_logp_1bk"))  # (1, B, K)
+        kinds += k
+    stacked = gb.op("Concat", logps, "members_logp", axis=0)  # (N, B, K)
+    lse = gb.op("ReduceLogSumExp", [stacked], "members_lse", axes=[0], keepdims=0)  # (B, K); axes: opset 17's attribute
+    logits = gb.op("Sub", [lse, gb.const(math.log(len(logps)), "log_members")], "ensemble_logits")
+    return [logits, gb.op("Softmax", [logits], "probs", axis=-1)], kinds
+
+
+def ensemble_error(model: nn.Module, inputs: dict[str, Tensor], member_errors: list[float]) -> float:
+    """A bound on the rounding error of an ensemble's logits and probabilities at ``inputs``, given each member's
+    (``readout_error``: its logits err by at most that, e_i).
+
+    Propagated: with every member's logits off by at most e_i, each member's softmax is off by a factor within
+    exp(2 e_i) (its log by 2 e_i), and so is their mean, whose log the logits are; the probabilities, the softmax
+    of those logits, are that mean exactly (a mean of distributions is one), so off by a factor within
+    exp(2 max e_i) too. Local rounding, in the log domain: each log-softmax z - LSE(z) and the logsumexp over the N
+    members round their shifted exponentials, a sum of K (or N) terms and a log, gamma(n + 2) + F u, plus u (|z| +
+    log n) for the subtraction, and minus log N adds u |value|; the final softmax's relative error from logits off
+    by r is exp(2 r) - 1 plus gamma(K + 2), as in ``readout_error``.
+    """
+    u = _rounding.unit_roundoff(torch.float32)
+    ms = members(model)
+    K = ms[0].head.out_features
+    with torch.no_grad():
+        z_max = max(float(run_torch(m, inputs)["logits"].abs().max()) for m in ms)
+        out_max = float(run_torch(model, inputs)["logits"].abs().max())
+
+    def lse_rounding(n: int, v: float) -> float:
+        return _rounding.gamma(n + 2, u) + _rounding.F_POINTWISE * u + 2 * u * (v + math.log(n))
+
+    e = max(member_errors)
+    logp_max = 2 * z_max + math.log(K)  # |z - LSE(z)| <= 2 max|z| + log K
+    r = lse_rounding(K, z_max) + lse_rounding(len(ms), logp_max) + u * (out_max + math.log(len(ms)))
+    e_logits = 2 * e + r
+    propagated = _exp_factor(e, 1.0)  # exp(2 e) - 1, at most 1
+    local = min(_exp_factor(r, 1.0) + _rounding.gamma(K + 2, u), 1.0)
+    return max(e_logits, min((1 + propagated) * (1 + local) - 1, 1.0))
 
 
 def _seen(model: nn.Module, inputs: dict[str, Tensor]) -> dict[int, tuple[float, float]]:

@@ -4,6 +4,7 @@ of Karim et al. (2017): an LSTM branch beside a 1-D fully convolutional branch."
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -159,13 +160,16 @@ class FCNClassifier(nn.Module):
 
 
 class EnsembleClassifier(nn.Module):
-    """``model.ensemble`` classifiers of one architecture whose class probabilities are averaged.
+    """``model.ensemble`` classifiers of one architecture (or ``data.committee``'s fold models) whose class
+    probabilities are averaged.
 
     ``forward(x, lengths)``: x (T, B, C), lengths (B,) -> (B, K), the log of the members' mean probabilities, so
-    that softmax gives the mean probabilities and cross-entropy scores the ensemble as one model.
+    that softmax gives the mean probabilities and cross-entropy scores the ensemble as one model. Computed as
+    ``logsumexp`` over the members' log-softmax minus log N, not as the log of the mean: the same value, without the
+    underflow to -inf where every member gives a class a probability below float32's smallest.
     """
 
-    # No export_kind: lstmkit export refuses it by name (ClassifyTask.serving_metadata); export a member's run.
+    export_kind: ClassVar[str] = "classifier-ensemble"  # lstmkit.export: one graph, each member's beside the others
 
     def __init__(self, members: list[nn.Module]) -> None:
         super().__init__()
@@ -174,5 +178,5 @@ class EnsembleClassifier(nn.Module):
         self.members = nn.ModuleList(members)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        probs = torch.stack([m(x, lengths).softmax(dim=-1) for m in self.members])  # (N, B, K)
-        return probs.mean(dim=0).log()  # (B, K)
+        logp = torch.stack([m(x, lengths).log_softmax(dim=-1) for m in self.members])  # (N, B, K)
+        return torch.logsumexp(logp, dim=0) - math.log(len(self.members))  # (B, K)

@@ -249,15 +249,6 @@ class ClassifyTask(Task):
         first differences appended (``differences``), the case scaled on its own (``normalize``:
         ``lstmkit.tasks.classify.case_normalized``), ``(x - mean) / std`` per channel, then ``frame``
         consecutive steps side by side (the last frame completed by repeating the case's last step)."""
-        m = run.config.model
-        if run.config.data.committee:
-            raise TaskError(f"a classify run with data.committee averages {run.config.data.folds} fold models' "
-                            "probabilities and cannot be exported to ONNX as one graph yet; export a run trained "
-                            "without it (each member's checkpoints are under members/ in the run)")
-        if m.ensemble > 1:
-            raise TaskError(f"a classify run with model.ensemble={m.ensemble} averages {m.ensemble} models' "
-                            "probabilities and cannot be exported to ONNX as one graph yet; export a run trained "
-                            "with model.ensemble=1 (each member's checkpoints are under members/ in the run)")
         recorded = run.read_record(DATA, _DATA_FORMAT, _DATA_VERSION)
         scaler = read_scaler(run.file(SCALER))
         data = run.config.data
