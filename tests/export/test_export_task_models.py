@@ -25,7 +25,7 @@ from lstmkit.export.onnx_model import (
     verify_onnx,
 )
 from lstmkit.export.rundir import export_run
-from lstmkit.models import EnsembleClassifier, FCNClassifier
+from lstmkit.models import EnsembleClassifier, EnsembleForecaster, FCNClassifier
 from lstmkit.tasks import get_task, runner
 from lstmkit.tasks.classify import ClassifyModel, SequenceClassifier, predict, prepare_data
 from lstmkit.tasks.ctc import CTCModel, CTCRecognizer
@@ -206,8 +206,8 @@ def test_ensemble_verification_catches_an_average_of_logits(tmp_path, monkeypatc
 def test_ensemble_members_must_agree(tmp_path):
     a = SequenceClassifier(ClassifyModel(input_size=3, output_size=4, hidden_size=5))
     b = SequenceClassifier(ClassifyModel(input_size=3, output_size=2, hidden_size=5))
-    with pytest.raises(ValueError, match=r"^the ensemble's members read and predict different sizes \(features, "
-                                         r"classes\): "):  # fmt: skip
+    with pytest.raises(ValueError, match=r"^the ensemble's members read and give different sizes \(features, "
+                                         r"classes\): \[\(3, 2\), \(3, 4\)\]$"):  # fmt: skip
         to_onnx(EnsembleClassifier([a, b]), tmp_path / "e.onnx")
 
 
@@ -280,6 +280,47 @@ def test_forecaster_on_a_base_matches_torch_in_onnxruntime(relative, tmp_path):
         torch.nn.init.zeros_(model.core.head.bias)
         torch.testing.assert_close(model(x), x[-1, :, :1] + x[-1, :, 2:])  # no LSTM: last value + base change
     np.testing.assert_allclose(got, want.numpy(), atol=1e-5, rtol=1e-5)
+
+
+def _forecast_ensemble(seed: int) -> EnsembleForecaster:
+    """Three forecasters of 2 features and horizon 3: with an AR skip of order 4, level-free, and plain."""
+    base = dict(input_size=2, output_size=3, hidden_size=5, dropout=0.0)
+    nets = [ForecastNet(ForecastModel(**base), 4), ForecastNet(ForecastModel(**base, relative=True, ar_skip=False), 0),
+            ForecastNet(ForecastModel(**base, ar_skip=False), 0)]  # fmt: skip
+    return _randomize(EnsembleForecaster(nets), seed=seed)
+
+
+def test_forecast_ensemble_matches_torch_in_onnxruntime(tmp_path):
+    """One graph, the members' forecasts and their mean, verified inside (at window lengths from the largest AR
+    order up) and here against the PyTorch ensemble; a graph with one member's forecast alone is caught."""
+    model = _forecast_ensemble(seed=2)
+    result = to_onnx(model, tmp_path / "f.onnx")
+    assert result.inputs == ("features",) and result.outputs == ("forecast",)
+    assert len(result.layers) == sum(m.rnn.num_layers for m in model.members)  # every member's layers
+    x = torch.randn(8, 4, 2)
+    (got,) = _session(result.path).run(None, {"features": x.numpy()})
+    atol, rtol = verification_tolerance(model, {"features": x})
+    with torch.no_grad():
+        want = model(x)
+        assert float((want - model.members[0](x)).abs().max()) > 10 * (atol + rtol * float(want.abs().max()))
+    np.testing.assert_allclose(got, want.numpy(), atol=atol, rtol=rtol)
+    with pytest.raises(ValueError, match="lengths=True does not apply to a forecaster"):
+        to_onnx(model, tmp_path / "g.onnx", lengths=True)
+
+
+def test_forecast_ensemble_verification_catches_one_member_alone(tmp_path, monkeypatch):
+    from lstmkit.export import task_models
+
+    emit = task_models.emit
+
+    def first_only(gb, model, recurrence):
+        if task_models.kind(model) == task_models.FORECAST_ENSEMBLE:
+            return emit(gb, model.members[0], recurrence)
+        return emit(gb, model, recurrence)
+
+    monkeypatch.setattr(task_models, "emit", first_only)
+    with pytest.raises(ExportVerificationError, match="differs from the PyTorch model"):
+        to_onnx(_forecast_ensemble(seed=2), tmp_path / "f.onnx")
 
 
 def test_task_model_inputs_and_errors(tmp_path):

@@ -9,7 +9,7 @@ import torch
 
 from lstmkit.export.rundir import export_run
 from lstmkit.models import EnsembleForecaster, ForecastModel
-from lstmkit.tasks import ConfigError, TaskError, get_task, runner
+from lstmkit.tasks import ConfigError, get_task, runner
 from lstmkit.tasks.forecast.scoring import model_forecasts
 from lstmkit.tasks.rundir import open_run
 from lstmkit.train import set_values
@@ -46,13 +46,15 @@ def test_members_are_seeds_and_the_forecasts_their_mean(runs):
     assert ensemble.metrics["test"]["model"].endswith(", 3-seed mean")
 
 
-def test_refusals_name_the_ensemble(runs, tmp_path):
+def test_export_and_refusals(runs, tmp_path):
+    """lstmkit export writes the ensemble as one verified graph (its forecast the members' mean); --int8 and a bad
+    ensemble size are refused by name."""
     _, ensemble = runs
-    with pytest.raises(TaskError, match=r"^a forecast run with model\.ensemble=3 averages 3 networks' forecasts and "
-                                        r"cannot be exported to ONNX as one graph yet; export a run trained with "
-                                        r"model\.ensemble=1 \(each member's checkpoints are under members/ in the "
-                                        r"run\)$"):  # fmt: skip
-        export_run(ensemble.run_dir, out=tmp_path / "m.onnx")
+    result = export_run(ensemble.run_dir, out=tmp_path / "m.onnx")
+    assert result.outputs == ("forecast",) and len(result.layers) == 3 and result.max_abs_error is not None
+    with pytest.raises(ValueError, match=r"^--int8 does not cover this model \(EnsembleForecaster\): the int8 check "
+                                         r"does not bound a forecaster's graph yet; export it in float$"):  # fmt: skip
+        export_run(ensemble.run_dir, out=tmp_path / "q.onnx", int8=True)
     with pytest.raises(ValueError, match=r"^model\.ensemble must be >= 1 \(members; 1: one network\), got 0$"):
         ForecastModel(ensemble=0)
     many = set_values(get_task("forecast-many").smoke_config(tmp_path), {"model.ensemble": 2})

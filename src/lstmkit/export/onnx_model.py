@@ -119,7 +119,7 @@ def _check_args(model: nn.Module, path, lengths, recurrence, opset, verify, meta
     for name, v in (("lengths", lengths), ("verify", verify)):
         if not isinstance(v, bool):
             raise TypeError(f"{name} must be True or False, got {v!r}")
-    if lengths and task_models.kind(model) == "forecaster":
+    if lengths and task_models.kind(model) in task_models.FORECASTER_KINDS:
         raise ValueError("lengths=True does not apply to a forecaster: it reads whole windows")
     if recurrence not in RECURRENCES:
         raise ValueError(f"recurrence must be one of {RECURRENCES}, got {recurrence!r}")

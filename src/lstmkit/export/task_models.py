@@ -42,8 +42,11 @@ INT64_MAX = 2**63 - 1
 
 
 ENSEMBLE = "classifier-ensemble"  # EnsembleClassifier: members of the two kinds below, probabilities averaged
+FORECAST_ENSEMBLE = "forecaster-ensemble"  # EnsembleForecaster: forecasters whose forecasts are averaged
 CLASSIFIER_KINDS = ("classifier", "lstm-fcn", ENSEMBLE)  # SequenceClassifier; FCNClassifier (LSTM-FCN / ALSTM-FCN)
-TASK_MODEL_KINDS = (*CLASSIFIER_KINDS, "recognizer", "forecaster")
+FORECASTER_KINDS = ("forecaster", FORECAST_ENSEMBLE)
+TASK_MODEL_KINDS = (*CLASSIFIER_KINDS, "recognizer", *FORECASTER_KINDS)
+_MEMBER_KINDS = {ENSEMBLE: ("classifier", "lstm-fcn"), FORECAST_ENSEMBLE: ("forecaster",)}
 
 
 def export_kind(model: nn.Module) -> str | None:
@@ -52,8 +55,8 @@ def export_kind(model: nn.Module) -> str | None:
 
 
 def kind(model: nn.Module) -> str | None:
-    """``"classifier"``, ``"lstm-fcn"``, ``"recognizer"``, ``"forecaster"``, or None for a model that is not a
-    task model."""
+    """``"classifier"``, ``"lstm-fcn"``, ``"classifier-ensemble"``, ``"recognizer"``, ``"forecaster"``,
+    ``"forecaster-ensemble"``, or None for a model that is not a task model."""
     k = export_kind(model)
     return k if k in TASK_MODEL_KINDS else None
 
@@ -63,22 +66,29 @@ def is_classifier(model: nn.Module) -> bool:
 
 
 def members(model: nn.Module) -> list[nn.Module]:
-    """An ensemble's member classifiers (each a ``"classifier"`` or ``"lstm-fcn"``); [] for any other model."""
-    if kind(model) != ENSEMBLE:
+    """An ensemble's members (classifiers, or forecasters), checked to read and give the same sizes; [] for any
+    other model."""
+    want = _MEMBER_KINDS.get(kind(model))
+    if want is None:
         return []
     out = list(model.members)
     for m in out:
-        if kind(m) not in ("classifier", "lstm-fcn"):
-            raise TypeError(f"an ensemble's members must be lstmkit classifiers, got {type(m).__name__}")
-    shapes = {(feature_size(m), m.head.out_features) for m in out}
+        if kind(m) not in want:
+            raise TypeError(f"an ensemble's members must be lstmkit {' or '.join(want)} models, got {type(m).__name__}")
+    if kind(model) == ENSEMBLE:
+        shapes = {(feature_size(m), m.head.out_features) for m in out}
+        what = "(features, classes)"
+    else:
+        shapes = {(core_of(m).input_size, m.core.head.out_features) for m in out}
+        what = "(features, horizon)"
     if len(shapes) > 1:
-        raise ValueError(f"the ensemble's members read and predict different sizes (features, classes): {shapes}")
+        raise ValueError(f"the ensemble's members read and give different sizes {what}: {sorted(shapes)}")
     return out
 
 
 def _first(model: nn.Module) -> nn.Module:
-    """The model itself, or an ensemble's first member (all read the same features and predict the same classes)."""
-    return (members(model) or [model])[0]
+    """The model itself, or an ensemble's first member (``members`` checks that all read and give the same sizes)."""
+    return model.members[0] if kind(model) in _MEMBER_KINDS else model
 
 
 def feature_size(model: nn.Module) -> int:
@@ -111,7 +121,7 @@ def signature(model: nn.Module) -> tuple[list, list]:
         return ([("features", "float32", ["T", "B", core.input_size]), ("lengths", "int64", ["B"])],
                 [("log_probs", "float32", ["T", "B", model.head.out_features])])  # fmt: skip
     return ([("features", "float32", ["T", "B", core.input_size])],
-            [("forecast", "float32", ["B", model.core.head.out_features])])  # fmt: skip
+            [("forecast", "float32", ["B", _first(model).core.head.out_features])])  # fmt: skip
 
 
 def _zero_state(gb: GraphBuilder, x: str, rows: int, size: int, hint: str) -> str:
@@ -139,6 +149,13 @@ def emit(gb: GraphBuilder, model: nn.Module, recurrence: str) -> tuple[list[str]
     i64 = "int64"
     if kind(model) == ENSEMBLE:
         return _emit_ensemble(gb, model, recurrence)
+    if kind(model) == FORECAST_ENSEMBLE:  # the members' forecasts side by side, then their mean
+        outs, kinds = [], []
+        for m in members(model):
+            (out,), k = emit(gb, m, recurrence)
+            outs.append(out)
+            kinds += k
+        return [gb.op("Mean", outs, "forecast_mean")], kinds
     if is_classifier(model):
         return _emit_classifier(gb, model, core, recurrence)
     x = "features"
@@ -313,8 +330,11 @@ def _emit_ensemble(gb: GraphBuilder, model: nn.Module, recurrence: str) -> tuple
 
 
 def ensemble_error(model: nn.Module, inputs: dict[str, Tensor], member_errors: list[float]) -> float:
-    """A bound on the rounding error of an ensemble's logits and probabilities at ``inputs``, given each member's
-    (``readout_error``: its logits err by at most that, e_i).
+    """A bound on the rounding error of an ensemble's outputs at ``inputs``, given each member's, e_i.
+
+    Forecasters: the mean of N forecasts each off by at most e_i is off by their mean plus the mean's own rounding,
+    gamma(N + 1) times the largest forecast (a sum of N terms and a division).
+    Classifiers (e_i from ``readout_error``: a member's logits err by at most that), logits and probabilities:
 
     Propagated: with every member's logits off by at most e_i, each member's softmax is off by a factor within
     exp(2 e_i) (its log by 2 e_i), and so is their mean, whose log the logits are; the probabilities, the softmax
@@ -326,6 +346,9 @@ def ensemble_error(model: nn.Module, inputs: dict[str, Tensor], member_errors: l
     """
     u = _rounding.unit_roundoff(torch.float32)
     ms = members(model)
+    if kind(model) == FORECAST_ENSEMBLE:
+        f_max = max(float(run_torch(m, inputs)["forecast"].abs().max()) for m in ms)
+        return sum(member_errors) / len(ms) + _rounding.gamma(len(ms) + 1, u) * f_max
     K = ms[0].head.out_features
     with torch.no_grad():
         z_max = max(float(run_torch(m, inputs)["logits"].abs().max()) for m in ms)
@@ -434,8 +457,9 @@ def _largest(t: Tensor | None) -> float:
 
 def verify_shapes(model: nn.Module, default: tuple[tuple[int, int], ...]) -> tuple[tuple[int, int], ...]:
     """(T, B) pairs to verify at: a forecaster needs at least its AR order of steps."""
-    if kind(model) == "forecaster" and model.ar is not None:
-        p = model.ar_order
+    forecasters = members(model) if kind(model) == FORECAST_ENSEMBLE else [model]
+    p = max((m.ar_order for m in forecasters if kind(m) == "forecaster" and m.ar is not None), default=0)
+    if p:
         return ((p + 3, 3), (p, 2), (p + 1, 1))
     return default
 

@@ -122,7 +122,7 @@ class EnsembleForecaster(nn.Module):
     ``forward(x)``: x (T, B, F) -> (B, H), the mean of the members' forecasts (each a ``ForecastNet``).
     """
 
-    # No export_kind: lstmkit export refuses it by name (ForecastTask.serving_metadata); export a member's run.
+    export_kind: ClassVar[str] = "forecaster-ensemble"  # lstmkit.export: the members' graphs, then their mean
 
     def __init__(self, members: list[ForecastNet]) -> None:
         super().__init__()

@@ -180,11 +180,6 @@ class ForecastTask(Task):
         """How a window of raw values becomes the network's input and its output becomes forecasts: the
         target (column 0) is logged when ``log``, every column scaled by ``(x - mean) / std``; the output
         (B, horizon) is in scaled units: ``y * std[0] + mean[0]``, then ``exp`` when ``log``."""
-        n = run.config.model.ensemble
-        if n > 1:
-            raise TaskError(f"a forecast run with model.ensemble={n} averages {n} networks' forecasts and cannot be "
-                            "exported to ONNX as one graph yet; export a run trained with model.ensemble=1 (each "
-                            "member's checkpoints are under members/ in the run)")  # fmt: skip
         try:
             scaler = Standardizer.load(run.file(SCALER))
         except ValueError as e:
