@@ -4,6 +4,8 @@ gradcheck in float64, the layer against its reference twin, the fallback, and th
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -262,24 +264,75 @@ def test_layer_zero_state_gradcheck():
     assert torch.autograd.gradcheck(f, (x, *params))
 
 
-def test_layer_float32_close_to_direct(isa, products):
-    """float32 at a moderate size, on each instruction-set copy of the transforms and the gate kernels: the Winograd
-    layer against the direct-convolution one (impl="bptt"), both against float64: Winograd's error is of the
-    direct layer's order (the per-convolution bound above times the steps' amplification), here within 50x of it
-    and below 1e-4 of the outputs' size."""
+def _layer_bound(m: lstmkit.ConvLSTM, x: torch.Tensor, impl: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The float64 outputs (T, B, Hc, H, W) of the plain ConvLSTM stack ``m`` for x, and per step a bound on the
+    float32 error of ``impl``'s outputs, derived step by step as ``export.frames.frames_tolerance`` derives the
+    frame forecaster's (``_rounding``'s points 3-5: the cell with this step's largest |c|, the steps' errors adding
+    as a random walk, the layer below's error through the input kernel's gain), with each step's gate
+    pre-activations' own rounding: for ``"winograd"`` the convolution's worst-case bound (``_winograd.error_bound``
+    on this step's [x_t, h_{t-1}], plus u |a| for the bias), for ``"bptt"`` gamma(K) times the sum of |terms|,
+    K = 9 (C + Hc) + 2."""
+    from lstmkit.export.frames import _propagation_gain
+
+    u = _rounding.unit_roundoff(torch.float32)
+    fp = _rounding.F_POINTWISE * u
+    inp = x.double()
+    err_in = [0.0] * x.shape[0]  # the given frames are exact
+    for layer in range(m.num_layers):
+        w_ih, w_hh, b = (getattr(m, f"{n}_l{layer}").detach().double() for n in ("weight_ih", "weight_hh", "bias"))
+        w = torch.cat([w_ih, w_hh], 1)  # (G, C + Hc, 3, 3): one convolution over [x_t, h_{t-1}]
+        gain, K = _propagation_gain(w_ih), w[0].numel() + 2
+        h = c = inp.new_zeros(inp.shape[1], w_hh.shape[1], *inp.shape[-2:])
+        sq, outs, errs = 0.0, [], []
+        for t in range(inp.shape[0]):
+            xh = torch.cat([inp[t], h], 1)
+            a = F.conv2d(xh, w, b, padding=1)
+            if impl == "winograd":
+                (bound,) = _winograd.error_bound(xh.float(), w.float())
+                own = float((bound + u * (a.abs() + b.abs().view(1, -1, 1, 1))).max())
+            else:
+                own = _rounding.gamma(K, u) * float(F.conv2d(xh.abs(), w.abs(), b.abs(), padding=1).max())
+            i, f, g, o = a.chunk(4, dim=1)
+            c_prev, c = c, torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+            h = torch.sigmoid(o) * torch.tanh(c)
+            c_max = max(float(c.abs().max()), float(c_prev.abs().max()))
+            da = own + gain * err_in[t]
+            dh = da / 4 + (c_max / 4 + 1.25) * da + fp * (1 + c_max) + fp
+            sq += dh * dh
+            errs.append(math.sqrt(sq))
+            outs.append(h)
+        inp, err_in = torch.stack(outs), errs
+    return inp, torch.tensor(err_in, dtype=torch.float64)
+
+
+def test_layer_float32_within_its_derived_bound(isa, products):
+    """float32 at a moderate size, on each instruction-set copy of the transforms and the gate kernels and each
+    route of the products: the Winograd layer and the direct-convolution one (impl="bptt") each within its own
+    derived bound of the float64 result (``_layer_bound``, its model checked against the float64 reference layer).
+    The direct layer's bound says something (below 1% of the outputs); the Winograd layer's, built on the
+    convolution's worst case (the transforms' absolute values, ~1e-3 of |w| * |x| here), does not at this scale
+    (about half the outputs' size, 1e5 times the error seen), so its sharp check stays a comparison: its error is
+    of the direct layer's order, within 50 times it (a factor chosen, not derived)."""
     torch.manual_seed(4)
     m = lstmkit.ConvLSTM(4, 16, num_layers=2, impl="winograd")
     x = torch.randn(5, 2, 4, 12, 12)
-    errs = {}
+    m64 = lstmkit.ConvLSTM(4, 16, num_layers=2, impl="reference", dtype=d)
+    m64.load_state_dict({k: v.double() for k, v in m.state_dict().items()})
+    with torch.no_grad():
+        exact = m64(x.double())[0]  # (T, B, Hc, H, W)
+    worst = {}
     for impl in ("winograd", "bptt"):
         m.impl = impl
         with torch.no_grad():
             y = m(x)[0]
-        m64 = lstmkit.ConvLSTM(4, 16, num_layers=2, impl="reference", dtype=d)
-        m64.load_state_dict({k: v.double() for k, v in m.state_dict().items()})
-        with torch.no_grad():
-            errs[impl] = float((y.double() - m64(x.double())[0]).abs().max())
-    assert errs["winograd"] < max(50 * errs["bptt"], 1e-6) and errs["winograd"] < 1e-4, errs
+        replica, bound = _layer_bound(m, x, impl)
+        torch.testing.assert_close(replica, exact, rtol=1e-12, atol=1e-12)  # the bound follows the same model
+        err = (y.double() - exact).abs().flatten(1).max(1).values  # (T,) the largest error of each step
+        assert bool((err <= bound).all()), (impl, err.tolist(), bound.tolist())
+        worst[impl] = float(err.max())
+        if impl == "bptt":
+            assert float(bound.max()) < 1e-2 * float(exact.abs().max()), "the bound says nothing"
+    assert worst["winograd"] < max(50 * worst["bptt"], 1e-6), worst
 
 
 @pytest.mark.parametrize("impl", ["bptt", "winograd"])
