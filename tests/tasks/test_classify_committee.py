@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from lstmkit.export.rundir import export_run
 from lstmkit.models import EnsembleClassifier
@@ -62,3 +63,26 @@ def test_evaluate_export_and_config_errors_of_the_committee(committee, tmp_path)
     with pytest.raises(ConfigError, match=r"^data\.committee is an ensemble of the fold models already; "
                                           r"model\.ensemble must be 1, got 2$"):  # fmt: skip
         prepare_data(set_values(base, {"data.committee": True, "data.folds": 3, "model.ensemble": 2}))
+
+
+def test_distill_makes_one_network_of_the_committee(committee, tmp_path):
+    """lstmkit compress distill: the student is one network (not a committee of small ones), trained on every
+    training case with the committee's scaling, for the budget given; a split the run lacks fails before training
+    and leaves nothing behind."""
+    from lstmkit.compress.rundir import distill_run
+    from lstmkit.models import SequenceClassifier
+
+    with pytest.raises(TaskError, match=r"^the run has no val cases: "):
+        distill_run(committee.run_dir, tmp_path / "d0", hidden_size=4, progress=False)
+    assert not (tmp_path / "d0").exists()
+    report = distill_run(committee.run_dir, tmp_path / "d", hidden_size=4, splits=("test",), steps=4, repeats=2,
+                         progress=False)  # fmt: skip
+    run = open_run(tmp_path / "d")
+    student = run.load_weights(run.task.build_model(run.config))
+    assert type(student) is SequenceClassifier and student.config.hidden_size == 4
+    assert run.config.data.full_train and not run.config.data.committee and run.config.model.ensemble == 1
+    teacher_cases, student_cases = prepare_data(open_run(committee.run_dir).config), prepare_data(run.config)
+    assert torch.equal(teacher_cases.scaler.mean, student_cases.scaler.mean)
+    assert torch.equal(teacher_cases.scaler.std, student_cases.scaler.std)
+    assert len(student_cases.cases["train"]) == 24 and not student_cases.cases["val"]
+    assert report["options"]["steps"] == 4 and report["teacher_used"] and "test" in report["after"]["metric"]

@@ -81,6 +81,21 @@ def test_export_writes_the_ensemble_as_one_graph(runs, tmp_path):
     assert not (tmp_path / "q.onnx").exists() and not (tmp_path / "q.int8.onnx").exists()
 
 
+def test_distill_makes_one_network_of_the_ensemble(runs, tmp_path):
+    """The student of a seed ensemble is one network on the ensemble's own split (its validation part too)."""
+    from lstmkit.compress.rundir import distill_run
+    from lstmkit.models import SequenceClassifier
+
+    ensemble, _ = runs
+    distill_run(ensemble.run_dir, tmp_path / "d", hidden_size=4, steps=4, repeats=2, progress=False)
+    run = open_run(tmp_path / "d")
+    assert type(run.load_weights(run.task.build_model(run.config))) is SequenceClassifier
+    assert run.config.model.ensemble == 1
+    teacher, student = prepare_data(open_run(ensemble.run_dir).config), prepare_data(run.config)
+    assert len(student.cases["val"]) == len(teacher.cases["val"]) > 0
+    assert torch.equal(teacher.scaler.mean, student.scaler.mean)
+
+
 @pytest.mark.parametrize(("bad", "says"), [(0, "must be >= 1"), (-1, "must be >= 1"), (True, "expected int"),
                                            (1.5, "expected int")])  # fmt: skip
 def test_ensemble_size_is_checked(bad, says):

@@ -128,8 +128,12 @@ def _report(
     splits: Sequence[str],
     extra: dict[str, Any],
     repeats: int,
+    before: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    before, after = _side(src, src_model, splits), _side(out, out_model, splits)
+    """``before``: the source's side, where the method scored it already (before training, so that a split the
+    run lacks fails first)."""
+    before = _side(src, src_model, splits) if before is None else before
+    after = _side(out, out_model, splits)
     inputs = src.task.example_input(src_model, src.config)
     before["latency_ms"], after["latency_ms"] = latency_ms([src_model, out_model], inputs, repeats=repeats)
     shape = tuple(t.shape for t in inputs)
@@ -456,7 +460,7 @@ def distill_run(
     model_cfg = _resized(src.config.model, hidden_size)
     if num_layers is not None:
         model_cfg = dataclasses.replace(model_cfg, num_layers=num_layers)
-    config = dataclasses.replace(src.config, model=model_cfg)
+    config = task.distill_config(dataclasses.replace(src.config, model=model_cfg))  # one network
     try:
         config = apply_overrides(config, list(overrides))
     except ValueError as e:
@@ -464,7 +468,8 @@ def distill_run(
     seed_everything(config.train.seed)
     student = task.build_model(config)
     sizes = check_smaller(student, teacher)
-    data = training(task, src.config)
+    before = _side(src, teacher, splits)  # the teacher scored first: a split the run lacks fails before training
+    data = training(task, config)
     budget = steps if steps is not None else config.train.max_steps
     fixed = {"train.max_minutes": None, "train.tensorboard": False, "train.progress": progress}
     if budget is not None:
@@ -482,7 +487,7 @@ def distill_run(
                "temperature": temperature, "steps": result["steps"], "overrides": list(overrides)}  # fmt: skip
     extra = {"training": result, "student_parameters": sizes[0], "teacher_parameters": sizes[1],
              "teacher_used": alpha < 1}  # fmt: skip
-    return _report("distill", src, teacher, dst, student, options, splits, extra, repeats)
+    return _report("distill", src, teacher, dst, student, options, splits, extra, repeats, before)
 
 
 # -- structured pruning of a task's model ------------------------------------------------------------------

@@ -57,8 +57,8 @@ def train_model(
     Checkpoints go to a temporary directory; ``metrics.csv`` is copied to ``log_dir``."""
     on_step = (lambda _log: after_step()) if after_step is not None else None
     with tempfile.TemporaryDirectory(prefix="lstmkit-compress-") as tmp:
-        result = fit(model, data.train, step or data.step, config=config, out_dir=tmp, val_data=data.val,
-                     on_step=on_step, resume=False)  # fmt: skip
+        result = fit(model, data.train, step or data.step, config=config, out_dir=tmp, val_data=data.val or None,
+                     on_step=on_step, resume=False)  # fmt: skip  # no validation part: the whole budget
         if log_dir is not None and (Path(tmp) / "metrics.csv").is_file():
             log_dir.mkdir(parents=True, exist_ok=True)
             write_bytes_atomic(log_dir / "metrics.csv", (Path(tmp) / "metrics.csv").read_bytes(), root=log_dir)

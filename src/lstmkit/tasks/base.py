@@ -25,7 +25,8 @@ model class they hold:
   ``lstmkit export`` the graph's inputs and outputs);
 - ``training_data(prepared)``: training and validation batches and the step (fine-tuning);
 - ``example_input(model, config)``: one input for timing the forward call;
-- ``distill_step(teacher, base, ...)``: the step that trains a student against a teacher;
+- ``distill_step(teacher, base, ...)``: the step that trains a student against a teacher, and
+  ``distill_config(config)`` the config the student trains with (one network where the teacher averages several);
 - ``evaluation_data(run, split)``: a split's batches and step for scoring other implementations
   of the model (``--compare-torch``);
 - ``serving_metadata(run)``: what serving needs besides the network;
@@ -195,6 +196,12 @@ class Task(abc.ABC):
         ``1 - alpha``) and the labels (weight ``alpha``), evaluating with ``base``. Tasks whose
         outputs are not class scores do not distil."""
         raise TaskError(f"task {self.name!r} does not support distillation (its model does not output class scores)")
+
+    def distill_config(self, config: Config) -> Config:
+        """The config a distilled student of a run with ``config`` trains with (its size already set): the
+        teacher's own by default. A task whose runs can average several networks (an ensemble) makes the student
+        one network here, on the same scaled cases as the teacher."""
+        return config
 
     def evaluation_data(self, run: Run, split: str) -> EvaluationData:
         """``split``'s batches and scoring step, to score another implementation of the run's model

@@ -214,6 +214,16 @@ class ClassifyTask(Task):
             raise TaskError("the run has no validation loss (it was trained with data.full_train)")
         return float(loss)
 
+    def distill_config(self, config: Config) -> Config:
+        """One network, whatever the teacher averages: a seed ensemble's student keeps its split (the same
+        hold-out and scaling); a fold committee's trains on every training case with no validation
+        (``data.full_train``: the committee's scaling, fitted on every training case, and no case its teacher
+        never saw), for the budget the distillation gives it."""
+        values: dict[str, Any] = {"model.ensemble": 1}
+        if config.data.committee:
+            values.update({"data.committee": False, "data.full_train": True, "data.folds": 0, "data.fold": 0})
+        return set_values(config, values)
+
     def evaluate(self, run: Run, split: str) -> dict[str, Any]:
         if split not in SPLITS:
             raise TaskError(f"split must be one of {SPLITS}, got {split!r}")
