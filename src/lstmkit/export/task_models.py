@@ -41,12 +41,13 @@ from lstmkit.nn import GRU, LSTM, RNN
 INT64_MAX = 2**63 - 1
 
 
-ENSEMBLE = "classifier-ensemble"  # EnsembleClassifier: members of the two kinds below, probabilities averaged
-FORECAST_ENSEMBLE = "forecaster-ensemble"  # EnsembleForecaster: forecasters whose forecasts are averaged
-CLASSIFIER_KINDS = ("classifier", "lstm-fcn", ENSEMBLE)  # SequenceClassifier; FCNClassifier (LSTM-FCN / ALSTM-FCN)
+# SequenceClassifier; FCNClassifier (LSTM-FCN / ALSTM-FCN); EnsembleClassifier (members of those, probabilities
+# averaged); EnsembleForecaster (ForecastNets, forecasts averaged)
+CLASSIFIER_ENSEMBLE, FORECAST_ENSEMBLE = "classifier-ensemble", "forecaster-ensemble"
+CLASSIFIER_KINDS = ("classifier", "lstm-fcn", CLASSIFIER_ENSEMBLE)
 FORECASTER_KINDS = ("forecaster", FORECAST_ENSEMBLE)
 TASK_MODEL_KINDS = (*CLASSIFIER_KINDS, "recognizer", *FORECASTER_KINDS)
-_MEMBER_KINDS = {ENSEMBLE: ("classifier", "lstm-fcn"), FORECAST_ENSEMBLE: ("forecaster",)}
+_MEMBER_KINDS = {CLASSIFIER_ENSEMBLE: ("classifier", "lstm-fcn"), FORECAST_ENSEMBLE: ("forecaster",)}
 
 
 def export_kind(model: nn.Module) -> str | None:
@@ -75,7 +76,7 @@ def members(model: nn.Module) -> list[nn.Module]:
     for m in out:
         if kind(m) not in want:
             raise TypeError(f"an ensemble's members must be lstmkit {' or '.join(want)} models, got {type(m).__name__}")
-    if kind(model) == ENSEMBLE:
+    if kind(model) == CLASSIFIER_ENSEMBLE:
         shapes = {(feature_size(m), m.head.out_features) for m in out}
         what = "(features, classes)"
     else:
@@ -94,7 +95,7 @@ def _first(model: nn.Module) -> nn.Module:
 def feature_size(model: nn.Module) -> int:
     """F of the graph's ``features`` (T, B, F): the core's input size, or an LSTM-FCN's channels (its LSTM reads
     the dimension-shuffled case, max_length features a step)."""
-    if kind(model) == ENSEMBLE:
+    if kind(model) == CLASSIFIER_ENSEMBLE:
         return feature_size(model.members[0])
     return model.config.input_size if kind(model) == "lstm-fcn" else core_of(model).input_size
 
@@ -147,7 +148,7 @@ def emit(gb: GraphBuilder, model: nn.Module, recurrence: str) -> tuple[list[str]
     core = core_of(model)
     LD, P, H = core.num_layers * core.num_directions, core.output_size, core.hidden_size
     i64 = "int64"
-    if kind(model) == ENSEMBLE:
+    if kind(model) == CLASSIFIER_ENSEMBLE:
         return _emit_ensemble(gb, model, recurrence)
     if kind(model) == FORECAST_ENSEMBLE:  # the members' forecasts side by side, then their mean
         outs, kinds = [], []
