@@ -204,6 +204,70 @@ def error_bound(x: Tensor, w: Tensor, dy: Tensor | None = None) -> tuple[Tensor,
     return out
 
 
+def probable_error(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
+    """A bound on each output's float32 rounding error in ``conv3x3(x, w, b)`` that holds with probability at least
+    1 - 2 exp(-LAMBDA^2 / 2) per output (LAMBDA = 6: 3e-8), where ``error_bound`` is the worst case.
+
+    Higham and Mary's probabilistic analysis (SIAM J. Sci. Comput. 41, 2019; ``lstmkit._rounding``): every rounding
+    is an independent error delta_j of mean zero with |delta_j| <= u |v_j|, v_j the value it rounds, and an output
+    is off by sum_j c_j delta_j, c_j its sensitivity to that value (first order). By Hoeffding's inequality that sum
+    is below LAMBDA u sqrt(sum_j c_j^2 v_j^2). The events, stage by stage, each value bounded by the sum of the
+    absolute values of its terms (S) and counted twice per term (a product and an addition, conservatively):
+    the input transform's two passes (each element a sum of at most four terms of B^T: 2 nnz S^2, with its
+    sensitivity through the rest of the computation), the filter transform's rounding to the dtype (U itself),
+    the C products and their sums (2 C, S = sum_c |U V|), the output transform's two passes (2 nnz of A^T), and
+    the bias. Which pass of a transform runs first is the kernel's choice: both orders' events are counted.
+    Where that exceeds the worst case (few terms: LAMBDA sqrt(n) > n), the worst case (``error_bound``, plus u |y|
+    for the bias) is returned. Returns (B, K, H, W), float64."""
+    from .. import _rounding  # here: ``import lstmkit`` loads the layers only
+
+    u, lam = _rounding.unit_roundoff(x.dtype), _rounding.LAMBDA
+    bt, g, at = (torch.tensor(m, dtype=torch.float64) for m in (BT, G, AT))
+    n_bt, n_at = 2.0 * (bt != 0).sum(1).double(), 2.0 * (at != 0).sum(1).double()  # events per element of a pass
+    X, Wd = x.detach().double(), w.detach().double()
+    B, C, H, W = X.shape
+    th, tw = -(-H // 4), -(-W // 4)
+    d = torch.nn.functional.pad(X, (1, 1 + 4 * tw - W, 1, 1 + 4 * th - H)).unfold(2, 6, 4).unfold(3, 6, 4)
+    d = d.permute(0, 2, 3, 1, 4, 5)  # (B, th, tw, C, 6, 6): tiles, channel, patch rows i, columns j
+    U = torch.einsum("ai,kcij,bj->cabk", g, Wd, g)  # (C, 6, 6, K)
+    total = torch.zeros(B, th, tw, K := Wd.shape[0], 4, 4, dtype=torch.float64)
+    for patch, u_c, p_first in ((d, U, False), (d.transpose(-1, -2), U.transpose(1, 2), True)):
+        # One order of the input transform's passes (rows first; then the same on the transposed patch, whose
+        # transform is V^T: its outputs' positions (p, q) swapped back at the end).
+        t = torch.einsum("ai,ntwcij->ntwcaj", bt, patch)  # pass 1
+        s1 = torch.einsum("ai,ntwcij->ntwcaj", bt.abs(), patch.abs())
+        V = torch.einsum("ntwcaj,bj->ntwcab", t, bt)  # pass 2: V = B^T d B
+        s2 = torch.einsum("ntwcaj,bj->ntwcab", t.abs(), bt.abs())
+        coef = torch.einsum("qb,cabk,bj->cajkq", at, u_c, bt)  # dy[p, q, k] / dt[a, j] = at[p, a] coef[a, j, q]
+        r = torch.einsum("pa,cajkq,ntwcaj->ntwkpq", at**2 * n_bt, coef**2, s1**2)  # pass 1's events
+        r += torch.einsum("pa,qb,cabk,ntwcab->ntwkpq", at**2, at**2 * n_bt, u_c**2, s2**2)  # pass 2's
+        if p_first:
+            r = r.transpose(-1, -2)
+        total += r
+    V = torch.einsum("ai,ntwcij,bj->ntwcab", bt, d, bt)  # the exact transforms again (rows first)
+    total += torch.einsum("pa,qb,ntwcab,cabk->ntwkpq", at**2, at**2, V**2, U**2)  # U rounded to the dtype
+    M = torch.einsum("ntwcab,cabk->ntwkab", V, U)
+    s_m = torch.einsum("ntwcab,cabk->ntwkab", V.abs(), U.abs())
+    total += torch.einsum("pa,qb,ntwkab->ntwkpq", at**2, at**2, 2 * C * s_m**2)  # the products and their sums
+    for m, p_first in ((M, False), (M.transpose(-1, -2), True)):  # the output transform, either pass first
+        s5 = torch.einsum("pa,ntwkab->ntwkpb", at.abs(), m.abs())  # pass 1: s = A^T M
+        r = torch.einsum("qb,p,ntwkpb->ntwkpq", at**2, n_at, s5**2)
+        s6 = torch.einsum("ntwkpb,qb->ntwkpq", torch.einsum("pa,ntwkab->ntwkpb", at, m).abs(), at.abs())
+        r += n_at.view(1, 4) * s6**2  # pass 2: y = s A, n_at[q] events
+        total += r.transpose(-1, -2) if p_first else r
+    y = torch.einsum("pa,ntwkab,qb->ntwkpq", at, M, at)
+    if b is not None:
+        y = y + b.detach().double().view(1, 1, 1, -1, 1, 1)
+        total += y**2  # the bias addition
+    def frames(t: Tensor) -> Tensor:  # (B, th, tw, K, 4, 4) -> (B, K, H, W)
+        return t.permute(0, 3, 1, 4, 2, 5).reshape(B, K, 4 * th, 4 * tw)[:, :, :H, :W]
+
+    (worst,) = error_bound(x, w)  # where few terms meet, LAMBDA sqrt(n) exceeds n: the worst case is smaller
+    if b is not None:
+        worst = worst + u * (frames(y).abs() + b.detach().double().abs().view(1, -1, 1, 1))
+    return torch.minimum(frames(lam * u * total.sqrt()), worst)
+
+
 class WinogradConv:
     """The ConvLSTM layer's per-step convolution over [x_t, h_{t-1}] by F(4x4, 3x3), for ``_convlstm_bptt``.
 
