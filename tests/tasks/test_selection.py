@@ -63,6 +63,25 @@ def test_the_lowest_validation_loss_is_chosen_and_recorded(classify_selection):
     assert metrics["accuracy"] == summary["test"]["accuracy"]
 
 
+def test_a_selection_directory_given_as_a_run_names_its_chosen_run(classify_selection, tmp_path):
+    """evaluate, export and compress take run directories; given the selection's own directory they say which run
+    to pass; a selection.json whose chosen_run would leave the directory is not repeated in the message."""
+    _, result, _ = classify_selection
+    want = (rf"^{result.out} is a selection \(`lstmkit select`\), not a run directory: pass its chosen run, "
+            rf"{result.chosen.run_dir}$")  # fmt: skip
+    with pytest.raises(TaskError, match=want):
+        runner.evaluate(result.out, "test")
+    from lstmkit.export.rundir import export_run
+
+    with pytest.raises(TaskError, match=want):
+        export_run(result.out, out=tmp_path / "m.onnx")
+    forged = tmp_path / "forged"
+    forged.mkdir()
+    (forged / SELECTION).write_text(json.dumps({"chosen_run": "../../elsewhere"}))
+    with pytest.raises(TaskError, match=r"its selection\.json names no chosen run yet"):
+        runner.evaluate(forged, "test")
+
+
 def test_a_second_call_resumes_every_candidate_without_retraining(classify_selection):
     base, first, _ = classify_selection
     before = {c.name: (c.run_dir / "model.safetensors").read_bytes() for c in first.candidates}

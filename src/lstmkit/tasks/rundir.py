@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import json
 import platform
 import sys
 from pathlib import Path
@@ -39,6 +40,7 @@ from lstmkit.train import Config, load_config, section_defaults, set_values
 RUN_FORMAT = "lstmkit.run"
 RUN_VERSION = 1  # bump when the layout or the meaning of a file changes; older runs are then refused
 STAMP = "run.json"
+SELECTION = "selection.json"  # what `lstmkit select` writes in its directory (lstmkit.tasks.selection)
 CONFIG = "config.toml"
 MODEL = "model.safetensors"
 SUMMARY = "summary.json"
@@ -113,6 +115,11 @@ def write_summary(run_dir: Path, metrics: dict[str, Any]) -> None:
 def read_stamp(run_dir: Path) -> dict[str, Any]:
     path = run_dir / STAMP
     if not path.is_file():
+        if (run_dir / SELECTION).is_file():  # `lstmkit select`'s directory: name the run to pass instead
+            chosen = _chosen_run(run_dir / SELECTION)
+            raise TaskError(f"{run_dir} is a selection (`lstmkit select`), not a run directory: "
+                            + (f"pass its chosen run, {run_dir / chosen}" if chosen else
+                               f"its {SELECTION} names no chosen run yet (run the same `lstmkit select` again)"))
         raise TaskError(f"{run_dir} is not a run directory: it has no {STAMP} (runs are made by `lstmkit train`)")
     try:
         return read_versioned_json(path, RUN_FORMAT, RUN_VERSION)
@@ -121,6 +128,15 @@ def read_stamp(run_dir: Path) -> dict[str, Any]:
             f"{run_dir} cannot be read by this lstmkit ({lstmkit.__version__}, run format {RUN_VERSION}): {e}. "
             "Train it again with this version."
         ) from e
+
+
+def _chosen_run(path: Path) -> str | None:
+    """The chosen candidate's folder as ``selection.json`` records it (only to name it in a message), or None."""
+    try:
+        chosen = json.loads(path.read_text(encoding="utf-8")).get("chosen_run")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return chosen if isinstance(chosen, str) and chosen and ".." not in Path(chosen).parts else None
 
 
 def open_run(run_dir: str | Path) -> Run:

@@ -26,9 +26,9 @@ from lstmkit._fileio import read_versioned_json, write_versioned_json
 from lstmkit.tasks import runner
 from lstmkit.tasks.base import ConfigError, DataUnavailable, TaskError
 from lstmkit.tasks.registry import get_task
+from lstmkit.tasks.rundir import SELECTION
 from lstmkit.train import Config, set_values
 
-SELECTION = "selection.json"
 CANDIDATES = "candidates"  # the folder of the candidates' run directories
 _FORMAT, _VERSION = "lstmkit-selection", 1
 
