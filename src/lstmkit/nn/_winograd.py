@@ -225,12 +225,12 @@ def probable_error(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
     bt, g, at = (torch.tensor(m, dtype=torch.float64) for m in (BT, G, AT))
     n_bt, n_at = 2.0 * (bt != 0).sum(1).double(), 2.0 * (at != 0).sum(1).double()  # events per element of a pass
     X, Wd = x.detach().double(), w.detach().double()
-    B, C, H, W = X.shape
+    (B, C, H, W), K = X.shape, Wd.shape[0]
     th, tw = -(-H // 4), -(-W // 4)
     d = torch.nn.functional.pad(X, (1, 1 + 4 * tw - W, 1, 1 + 4 * th - H)).unfold(2, 6, 4).unfold(3, 6, 4)
     d = d.permute(0, 2, 3, 1, 4, 5)  # (B, th, tw, C, 6, 6): tiles, channel, patch rows i, columns j
     U = torch.einsum("ai,kcij,bj->cabk", g, Wd, g)  # (C, 6, 6, K)
-    total = torch.zeros(B, th, tw, K := Wd.shape[0], 4, 4, dtype=torch.float64)
+    total = torch.zeros(B, th, tw, K, 4, 4, dtype=torch.float64)  # per output: the sum of squared contributions
     for patch, u_c, p_first in ((d, U, False), (d.transpose(-1, -2), U.transpose(1, 2), True)):
         # One order of the input transform's passes (rows first; then the same on the transposed patch, whose
         # transform is V^T: its outputs' positions (p, q) swapped back at the end).
