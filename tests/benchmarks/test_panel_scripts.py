@@ -444,3 +444,14 @@ def test_select_combination_on_a_toy_selection(tmp_path, capsys):
     with pytest.raises(SystemExit, match=r"biLSTM's recomputed CV loss .* differs from the recorded .*: the folds "
                                          r"were not rebuilt as trained$"):  # fmt: skip
         sc.main([str(tmp_path / "sel")])
+
+
+def test_winograd_products_benchmark_prints_each_product(monkeypatch, capsys):
+    """A smoke run at tiny sizes (the script times issue 21's shapes): one row per product, both routes."""
+    wp = _load("winograd_products")
+    monkeypatch.setattr(wp, "PRODUCTS", {"tiny (4 x 3) @ (3 x 5)": (2, 4, 3, 5, False, False),
+                                         "tiny, column-major B, += ": (2, 4, 6, 3, True, True)})  # fmt: skip
+    wp.main(["--threads", "1", "--repeats", "1"])
+    out = capsys.readouterr().out
+    assert "| product (36 planes) | brgemm GFLOP/s | bmm GFLOP/s | brgemm time / bmm time |" in out
+    assert "| tiny (4 x 3) @ (3 x 5) | " in out and "| tiny, column-major B, +=  | " in out
