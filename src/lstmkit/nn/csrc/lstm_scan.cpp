@@ -1299,9 +1299,9 @@ void winograd_output_adjoint(const Tensor& dy, Tensor& dM) {
 // read in place, B's rows lie a whole row (N floats, a multiple of 4 KiB at the tasks' shapes) apart and share the
 // L1 cache's sets (docs/benchmarks.md, "Why AVX2 was slow"). The work items are (plane, column block) pairs, split
 // between threads; each output element is summed in the same order whatever the split.
-// Panels of 64 columns by 128 rows (32 KiB): measured on AVX2 (1 thread, 16-128 columns x 128-512 rows tried) the
-// fastest for the forward's (256, 65) @ (65, 4096) planes (79 GFLOP/s against MKL bmm's 54) and the data gradient's
-// (65, 256) @ (256, 4096) (61 against 50); the weight gradient's (256, 4096) @ (4096, 65) ties bmm (50 against 49).
+// Panels of 64 columns by 128 rows (32 KiB): on AVX2 (1 thread, 16-128 columns x 128-512 rows tried) the fastest
+// for the forward's (256, 65) @ (65, 4096) planes and the data gradient's (65, 256) @ (256, 4096); the rates against
+// MKL's bmm: benchmarks/winograd_products.py (docs/benchmarks.md, session 20).
 constexpr int64_t kProdNB = 64, kProdKB = 128;
 
 void plane_products(const Tensor& A, const Tensor& Bm, Tensor& C, bool accumulate) {
