@@ -73,8 +73,9 @@ class FramesModel(ModelConfig):
     # background (docs/results.md). 0 keeps the raw sigmoid; the moving-digits task sets its default.
     floor: float = 0.0
     # How the ConvLSTM layers run (lstmkit.ConvLSTM's impl): "winograd" (3 x 3 kernels) is 0.84x "auto"'s time at
-    # this task's layers (docs/benchmarks.md, session 19) with a float32 rounding a few times larger; the task's
-    # figures were measured with "auto". The ONNX export verifies against the direct convolutions either way.
+    # this task's layers (docs/benchmarks.md, session 19) with a float32 rounding a few times larger, but the whole
+    # training step is no faster: 3 seeds with it reached the same steps and figures (docs/results.md, session 20).
+    # The ONNX export verifies against the direct convolutions either way.
     impl: str = "auto"
 
     def _validate(self) -> None:
