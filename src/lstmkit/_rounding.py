@@ -76,6 +76,13 @@ def layer_norm_error(n: int, u: float, gain: float = 1.0, da_rel: float = 0.0) -
     return gain * (1 + math.sqrt(n)) * (gamma(n + 4, u) * (1 + kappa) + kappa * da_rel) + u
 
 
+def cell_step_error(da: float, c_max: float, u: float) -> float:
+    """Point 3: the error one LSTM cell step adds to h, given its gate pre-activations' error ``da`` and the cell's
+    largest |c|: dc = (|c|/4 + 1/4 + 1) da + F u (1 + |c|), dh = da/4 + dc + F u."""
+    fp = F_POINTWISE * u
+    return da / 4 + (c_max / 4 + 1.25) * da + fp * (1 + c_max) + fp
+
+
 def lstm_error(
     dtype: torch.dtype,
     *,
@@ -105,11 +112,9 @@ def lstm_error(
     if layer_norm:  # LN_ih and LN_hh over G each, then LN_c over H on the cell
         da_rel = da / max(a_max, u)
         da = 2 * layer_norm_error(G, u, ln_gain, da_rel) + 2 * u
-    c_max = c0_max + T
-    dc_step = (c_max / 4 + 1.25) * da + F_POINTWISE * u * (1 + c_max)
+    step = cell_step_error(da, c0_max + T, u)  # point 3
     if layer_norm:
-        dc_step += layer_norm_error(H, u, ln_gain)
-    step = da / 4 + dc_step + F_POINTWISE * u  # point 3
+        step += layer_norm_error(H, u, ln_gain)  # LN_c on the cell, passed on to h with |o tanh'| <= 1
     return math.sqrt(T) * step  # point 4
 
 

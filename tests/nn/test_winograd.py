@@ -311,7 +311,6 @@ def _layer_bound(m: lstmkit.ConvLSTM, x: torch.Tensor, impl: str) -> tuple[torch
     from lstmkit.export.frames import _propagation_gain
 
     u = _rounding.unit_roundoff(torch.float32)
-    fp = _rounding.F_POINTWISE * u
     inp = x.double()
     err_in = [0.0] * x.shape[0]  # the given frames are exact
     for layer in range(m.num_layers):
@@ -332,7 +331,7 @@ def _layer_bound(m: lstmkit.ConvLSTM, x: torch.Tensor, impl: str) -> tuple[torch
             h = torch.sigmoid(o) * torch.tanh(c)
             c_max = max(float(c.abs().max()), float(c_prev.abs().max()))
             da = own + gain * err_in[t]
-            dh = da / 4 + (c_max / 4 + 1.25) * da + fp * (1 + c_max) + fp
+            dh = _rounding.cell_step_error(da, c_max, u)
             sq += dh * dh
             errs.append(math.sqrt(sq))
             outs.append(h)

@@ -305,7 +305,7 @@ def frames_tolerance(model: nn.Module, x: torch.Tensor) -> float:
             state[layer] = (h, c)
             c_max = max(float(c.abs().max()), float(c_prev.abs().max()))
             da = _rounding.gamma(K, u) * float(S.max()) + gain * err
-            dh = da / 4 + (c_max / 4 + 1.25) * da + fp * (1 + c_max) + fp
+            dh = _rounding.cell_step_error(da, c_max, u)
             sq[layer] += dh * dh
             err = math.sqrt(sq[layer])
             inp = h

@@ -231,12 +231,14 @@ def probable_error(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
     d = d.permute(0, 2, 3, 1, 4, 5)  # (B, th, tw, C, 6, 6): tiles, channel, patch rows i, columns j
     U = torch.einsum("ai,kcij,bj->cabk", g, Wd, g)  # (C, 6, 6, K)
     total = torch.zeros(B, th, tw, K, 4, 4, dtype=torch.float64)  # per output: the sum of squared contributions
+    V = None  # the exact input transform (rows first), kept from the first order's pass
     for patch, u_c, p_first in ((d, U, False), (d.transpose(-1, -2), U.transpose(1, 2), True)):
         # One order of the input transform's passes (rows first; then the same on the transposed patch, whose
         # transform is V^T: its outputs' positions (p, q) swapped back at the end).
         t = torch.einsum("ai,ntwcij->ntwcaj", bt, patch)  # pass 1
         s1 = torch.einsum("ai,ntwcij->ntwcaj", bt.abs(), patch.abs())
-        V = torch.einsum("ntwcaj,bj->ntwcab", t, bt)  # pass 2: V = B^T d B
+        if V is None:
+            V = torch.einsum("ntwcaj,bj->ntwcab", t, bt)  # pass 2: V = B^T d B
         s2 = torch.einsum("ntwcaj,bj->ntwcab", t.abs(), bt.abs())
         coef = torch.einsum("qb,cabk,bj->cajkq", at, u_c, bt)  # dy[p, q, k] / dt[a, j] = at[p, a] coef[a, j, q]
         r = torch.einsum("pa,cajkq,ntwcaj->ntwkpq", at**2 * n_bt, coef**2, s1**2)  # pass 1's events
@@ -244,7 +246,6 @@ def probable_error(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
         if p_first:
             r = r.transpose(-1, -2)
         total += r
-    V = torch.einsum("ai,ntwcij,bj->ntwcab", bt, d, bt)  # the exact transforms again (rows first)
     total += torch.einsum("pa,qb,ntwcab,cabk->ntwkpq", at**2, at**2, V**2, U**2)  # U rounded to the dtype
     M = torch.einsum("ntwcab,cabk->ntwkab", V, U)
     s_m = torch.einsum("ntwcab,cabk->ntwkab", V.abs(), U.abs())
