@@ -4,6 +4,8 @@ name."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -86,3 +88,50 @@ def test_distill_makes_one_network_of_the_committee(committee, tmp_path):
     assert torch.equal(teacher_cases.scaler.std, student_cases.scaler.std)
     assert len(student_cases.cases["train"]) == 24 and not student_cases.cases["val"]
     assert report["options"]["steps"] == 4 and report["teacher_used"] and "test" in report["after"]["metric"]
+
+
+def test_dba_cases_come_from_each_members_own_training_folds(tmp_path, monkeypatch):
+    """data.dba: one synthetic case per training case, made from the cases the model trains on: a committee
+    member's from every fold but its own (its validation fold never enters them); the run trains on both."""
+    import lstmkit.tasks.classify.task as task_module
+
+    seen = []
+    real = task_module.synthetic_cases
+
+    def spy(cases, targets, per_case, frame, seed):
+        seen.append([c.copy() for c in cases])
+        return real(cases, targets, per_case, frame, seed)
+
+    monkeypatch.setattr(task_module, "synthetic_cases", spy)
+    base = set_values(get_task("classify").smoke_config(tmp_path), {"data.dtw_baseline": False})
+    config = set_values(base, {"data.folds": 3, "data.committee": True, "data.dba": 1})
+    runner.train("classify", config, tmp_path / "run")
+    prepared = prepare_data(open_run(tmp_path / "run").config)
+    fold = stratified_folds(prepared.targets["train"], 3, config.data.split_seed)
+    assert len(seen) == 4  # the preflight's count of the steps (every training case; nothing trains on it), then
+    assert len(seen[0]) == len(prepared.cases["train"])  # each member's
+    seen = seen[1:]
+    for i, cases in enumerate(seen):
+        want = [x for x, f in zip(prepared.cases["train"], fold, strict=True) if f != i]
+        assert len(cases) == len(want) and all(np.array_equal(a, b) for a, b in zip(cases, want, strict=True))
+    member = dataclasses.replace(prepared, cases={**prepared.cases, "train": seen[0]},
+                                 targets={**prepared.targets, "train": prepared.targets["train"][fold != 0]})
+    data = get_task("classify").training_data(member)
+    assert len(data.train.dataset) == 2 * len(seen[0])  # the real cases, then as many averages of them
+    with pytest.raises(ValueError, match=r"^data\.dba must be >= 0 \(synthetic cases per training case\), got -1$"):
+        set_values(base, {"data.dba": -1})
+
+
+def test_synthetic_cases_are_averaged_step_by_step_and_framed_again():
+    from lstmkit.data.dba import synthesize
+    from lstmkit.tasks.classify import synthetic_cases, to_frames
+
+    rng = np.random.default_rng(0)
+    steps = [rng.normal(size=(12, 2)) for _ in range(6)]  # (T, C): frames of 3 divide 12
+    labels = np.array([0, 1, 0, 1, 0, 1])
+    framed, framed_labels = synthetic_cases([to_frames(x, 3) for x in steps], labels, 1, 3, seed=4)
+    plain, plain_labels = synthesize(steps, labels, 1, seed=4)
+    assert framed_labels.tolist() == plain_labels.tolist()
+    for a, b in zip(framed, plain, strict=True):
+        assert a.shape == (4, 6)
+        np.testing.assert_array_equal(a, to_frames(b, 3))

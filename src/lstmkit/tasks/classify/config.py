@@ -34,6 +34,10 @@ class ClassifyData(DataConfig):
     # stretched back), "warp" (a random 10% at half or double speed), "scale" (each channel times N(1, 0.1²));
     # lstmkit.data.augment. "" (none) is the default: choose them on validation (the panel in docs/results.md).
     augment: str = ""
+    # Synthetic training cases made once before training, this many for every real one: weighted DTW averages of
+    # each class's cases ("average selected" DBA, Forestier et al. 2017; lstmkit.data.dba), drawn from the cases
+    # being trained on only (a committee member's from its own folds). 0 (none) is the default.
+    dba: int = 0
     # Steps stacked into one LSTM input: a case of T steps is read in ceil(T / frame) frames. 0: the
     # smallest frame that reads the longest training case in at most 30 frames (1 for up to 30 steps;
     # GunPoint's 150 steps: 5), because an LSTM trained on a few dozen cases learns far better over
@@ -64,6 +68,8 @@ class ClassifyData(DataConfig):
         if self.jitter < 0:
             raise ValueError(f"data.jitter must be >= 0, got {self.jitter}")
         parse_augment(self.augment)
+        if self.dba < 0:
+            raise ValueError(f"data.dba must be >= 0 (synthetic cases per training case), got {self.dba}")
         if self.normalize not in NORMALIZE:
             raise ValueError(f"data.normalize must be one of {NORMALIZE}, got {self.normalize!r}")
         if self.frame < 0:

@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader
 from lstmkit._fileio import write_versioned_json
 from lstmkit.data import BucketBatchSampler, Standardizer, pad_collate
 from lstmkit.data.augment import augment
+from lstmkit.data.dba import synthesize
 from lstmkit.data.ts_format import TSData, read_cases_csv, read_ts
 from lstmkit.tasks.base import ConfigError, DataUnavailable, Prepared
 from lstmkit.tasks.bundled import ucr_files
@@ -170,6 +171,16 @@ def to_frames(case: np.ndarray, frame: int) -> np.ndarray:
     n = -(-T // frame)
     full = np.concatenate([case, np.repeat(case[-1:], n * frame - T, axis=0)])  # (n * frame, C)
     return full.reshape(n, frame * C)  # row i holds steps i*frame .. i*frame + frame - 1
+
+
+def synthetic_cases(cases: list[np.ndarray], targets: np.ndarray, per_case: int, frame: int, seed: int
+                    ) -> tuple[list[np.ndarray], np.ndarray]:  # fmt: skip
+    """``per_case`` synthetic cases for every training case (``data.dba``: ``lstmkit.data.dba.synthesize``), made
+    from ``cases`` only. The cases are as the network reads them, framed (T / frame, frame * C); the averages are
+    taken step by step, (T, C), and framed again (the last frame's repeated steps are steps of the case)."""
+    steps = [x.reshape(-1, x.shape[1] // frame) for x in cases]  # (T / frame, frame * C) -> (T, C)
+    made, labels = synthesize(steps, targets, per_case, seed)
+    return [to_frames(x, frame) for x in made], labels
 
 
 def stratified_val(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:

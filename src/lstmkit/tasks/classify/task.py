@@ -29,6 +29,7 @@ from lstmkit.tasks.classify.data import (
     prepare_data,
     source_files,
     stratified_folds,
+    synthetic_cases,
     write_toy_ts,
 )
 from lstmkit.tasks.classify.plots import CONFUSION, plot_confusion
@@ -113,7 +114,12 @@ class ClassifyTask(Task):
     def training_data(self, prepared: Prepared) -> TrainingData:
         assert isinstance(prepared, ClassifyPrepared)
         config = prepared.config
-        train = loader(prepared.cases["train"], prepared.targets["train"], config.data.batch_size, shuffle=True,
+        cases, targets = prepared.cases["train"], prepared.targets["train"]
+        if config.data.dba:
+            extra, extra_targets = synthetic_cases(cases, targets, config.data.dba, config.data.frame,
+                                                   config.train.seed)  # fmt: skip
+            cases, targets = [*cases, *extra], np.concatenate([targets, extra_targets])
+        train = loader(cases, targets, config.data.batch_size, shuffle=True,
                        seed=config.train.seed, augment=parse_augment(config.data.augment),
                        frame=config.data.frame)  # fmt: skip
         val = []  # data.full_train: no validation part
