@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from lstmkit.cli import app
 from lstmkit.tasks import ConfigError, TaskError, get_task, runner
 from lstmkit.tasks.classify.data import write_toy_ts
-from lstmkit.tasks.classify.select import CANDIDATES, FOLDS, SMALL_TRAIN
+from lstmkit.tasks.classify.select import CANDIDATES, FOLDS, SMALL_DBA, SMALL_TRAIN
 from lstmkit.tasks.selection import SELECTION, select, slug
 from lstmkit.train import set_values
 
@@ -31,7 +31,8 @@ def test_classify_below_100_cases_offers_each_architecture_as_a_fold_committee(t
     offered = get_task("classify").candidates(base)  # the toy set has 24 training cases
     assert list(offered) == list(CANDIDATES) == ["biLSTM", "LSTM-FCN", "ALSTM-FCN"]
     for name, values in offered.items():
-        assert values == {**CANDIDATES[name], "data.folds": FOLDS, "data.fold": 0, "data.committee": True}
+        assert values == {**CANDIDATES[name], "data.folds": FOLDS, "data.fold": 0, "data.committee": True,
+                          "data.dba": SMALL_DBA}
     # From 100 training cases up: the candidates as they are, early-stopped on the config's own hold-out.
     big = tmp_path / "big"
     big.mkdir()

@@ -34,7 +34,7 @@ from lstmkit.tasks.classify.data import (
 )
 from lstmkit.tasks.classify.plots import CONFUSION, plot_confusion
 from lstmkit.tasks.classify.scoring import score_split
-from lstmkit.tasks.classify.select import CANDIDATES, FOLDS, SMALL_TRAIN
+from lstmkit.tasks.classify.select import CANDIDATES, FOLDS, SMALL_DBA, SMALL_TRAIN
 from lstmkit.tasks.classify.steps import jitter_step
 from lstmkit.tasks.registry import register_task
 from lstmkit.tasks.rundir import MODEL, Run, read_scaler
@@ -205,12 +205,14 @@ class ClassifyTask(Task):
     def candidates(self, config: Config) -> dict[str, dict[str, Any]]:
         """The biLSTM, the LSTM-FCN and the ALSTM-FCN (``select.CANDIDATES``). Below ``SMALL_TRAIN`` training
         cases each is a committee of ``FOLDS`` fold models (``data.committee``), judged by its cross-validation
-        loss, since a 20% hold-out would be a handful of cases; from there up each stops early on the config's
-        own validation part and is judged by its loss there."""
+        loss, since a 20% hold-out would be a handful of cases, and trained with ``SMALL_DBA`` synthetic cases per
+        training case (``data.dba``); from there up each stops early on the config's own validation part and is
+        judged by its loss there."""
         if config.data.full_train:
             raise ConfigError("lstmkit select chooses on validation cases, and data.full_train leaves none: unset it")
         n_train = len(load_cases(config.data)[0].series)
-        plan = {"data.folds": FOLDS, "data.fold": 0, "data.committee": True} if n_train < SMALL_TRAIN else {}
+        small = {"data.folds": FOLDS, "data.fold": 0, "data.committee": True, "data.dba": SMALL_DBA}
+        plan = small if n_train < SMALL_TRAIN else {}
         return {name: {**values, **plan} for name, values in CANDIDATES.items()}
 
     def selection_loss(self, metrics: dict[str, Any]) -> float:
