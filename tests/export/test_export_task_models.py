@@ -114,6 +114,54 @@ def test_lstm_fcn_verification_catches_a_wrong_batchnorm_statistic(tmp_path):
         verify_onnx(model, path)
 
 
+def _karim_sized(seed: int, pooling: str = "last") -> FCNClassifier:
+    """An LSTM-FCN of the task's sizes (Karim et al.: 128-256-128 filters, kernels 8-5-3; an 8-cell LSTM)."""
+    config = ClassifyModel(input_size=2, output_size=4, hidden_size=8, num_layers=1, dropout=0.0, arch="lstm-fcn",
+                           bidirectional=False, pooling=pooling, max_length=150)  # fmt: skip
+    model = FCNClassifier(config)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():  # default initialisation; BatchNorm's affine and statistics drawn, as training leaves them
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm1d):
+                m.weight.copy_(0.5 + torch.rand(m.num_features, generator=g))
+                m.bias.copy_(0.2 * torch.randn(m.num_features, generator=g))
+                m.running_mean.copy_(0.3 * torch.randn(m.num_features, generator=g))
+                m.running_var.copy_(0.2 + torch.rand(m.num_features, generator=g))
+    return model.eval()
+
+
+@pytest.mark.parametrize("pooling", ["last", "attention"])
+def test_lstm_fcn_bound_holds_against_float64_and_is_tight_enough_to_check(pooling):
+    """The conv branch's componentwise bound (task_models._conv_branch_error) at the task's sizes: float32 torch is
+    within half the verification tolerance (one evaluation's bound) of the same model in float64, and that
+    tolerance is a small share of the logits."""
+    model = _karim_sized(seed=3, pooling=pooling)
+    for seed, (T, B) in enumerate([(150, 3), (97, 4), (12, 2)]):
+        inputs = random_inputs(model, T, B, lengths=True, seed=seed)
+        atol, _ = verification_tolerance(model, inputs)
+        got = run_torch(model, inputs)
+        exact = run_torch(model.double(), {k: v.double() if v.is_floating_point() else v for k, v in inputs.items()})
+        model.float()
+        for name in ("logits", "probabilities"):
+            err = float((got[name].double() - exact[name]).abs().max())
+            assert err <= atol / 2, (name, err, atol)
+        # a tenth of the logits at most (the LSTM branch's worst-case bound is most of what is left, the attention
+        # readout's above all); the norm-based conv bound this replaced was above the logits themselves
+        assert atol < 0.1 * float(got["logits"].abs().max()), (atol, float(got["logits"].abs().max()))
+
+
+def test_lstm_fcn_verification_catches_a_kernel_written_backwards(tmp_path):
+    """Torch's Conv1d and ONNX's Conv are both cross-correlations; an exporter that flipped one block's kernels
+    (writing a convolution) moves these logits by about 0.01, which the norm-based bound (~0.05 here) let through."""
+    model = _karim_sized(seed=4)
+    result = to_onnx(model, tmp_path / "c.onnx")
+    assert result.loose == () and result.describe()[-1].startswith("verified in onnxruntime against PyTorch")
+    with torch.no_grad():  # the file keeps the right kernels; the model now holds what a flipping exporter wrote
+        model.fcn[1].weight.copy_(model.fcn[1].weight.flip(-1))
+    with pytest.raises(ExportVerificationError, match="differs from the PyTorch model"):
+        verify_onnx(model, result.path)
+
+
 def test_attention_with_large_weights_gets_a_finite_bound_and_a_note_not_an_overflow(tmp_path):
     # A trained ALSTM-FCN on PLAID (1,344-step LSTM input) made math.expm1 overflow in the derived bound: its
     # attention scores' error bound came to ~1.8, so the softmax factor exp(2 e_s) - 1 fed e^2000 into the

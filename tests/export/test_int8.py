@@ -112,6 +112,19 @@ def test_layer_norm_is_refused_with_the_reason(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+def test_lstm_fcn_is_refused_with_the_reason(tmp_path):
+    """Its conv branch stays float (no smaller file) and its LSTM reads C channels as steps; it used to fail on a
+    two-channel case with "int8_tolerance bounds one step (T = 1), got T = 2", after the float file was written."""
+    from lstmkit.models import ClassifyModel, FCNClassifier
+
+    model = FCNClassifier(ClassifyModel(input_size=2, output_size=3, hidden_size=4, num_layers=1, dropout=0.0,
+                                        arch="lstm-fcn", max_length=6, fcn_filters=(4, 4, 4))).eval()  # fmt: skip
+    with pytest.raises(ValueError, match=r"^--int8 does not cover this model \(FCNClassifier\): its conv branch holds "
+                                         r"most of the weights and stays float"):  # fmt: skip
+        to_int8_onnx(model, tmp_path / "x.int8.onnx", float_path=tmp_path / "x.onnx")
+    assert not list(tmp_path.iterdir())
+
+
 @pytest.fixture(scope="module")
 def char_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("int8_run")

@@ -82,6 +82,9 @@ UNSUPPORTED = {
     "seq2seq": "it exports as two graphs (encoder, decoder step) for your own search loop, and the int8 "
                "check covers single graphs; export it in float",
     "frames": "its ConvLSTM graph is unrolled Conv nodes, which the int8 check does not cover; export it in float",
+    "lstm-fcn": "its conv branch holds most of the weights and stays float (quantize_dynamic leaves Conv alone), so "
+                "the int8 file would be no smaller, and its LSTM reads the channels as steps, which the one-step int8 "
+                "check does not cover; export it in float",
     "classifier-ensemble": "the int8 check bounds one classifier's graph, not an average of several; export it in "
                            "float, or a member's run with --int8",
     "forecaster-ensemble": "the int8 check does not bound a forecaster's graph yet; export it in float",
