@@ -3,6 +3,7 @@ and from a trained run, served by onnxruntime alone."""
 
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 import sys
@@ -14,9 +15,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+import lstmkit
 from lstmkit.cli import app
 from lstmkit.data.ts_format import read_ts
-from lstmkit.export import to_onnx
+from lstmkit.export import _spots, to_onnx
 from lstmkit.export.onnx_model import (
     ExportVerificationError,
     random_inputs,
@@ -160,6 +162,66 @@ def test_lstm_fcn_verification_catches_a_kernel_written_backwards(tmp_path):
         model.fcn[1].weight.copy_(model.fcn[1].weight.flip(-1))
     with pytest.raises(ExportVerificationError, match="differs from the PyTorch model"):
         verify_onnx(model, result.path)
+
+
+@pytest.mark.parametrize(("arch", "pooling", "bidirectional", "num_layers"), [
+    ("lstm", "last", True, 2), ("lstm", "mean", False, 2), ("lstm", "attention", True, 1),
+    ("lstm-fcn", "last", False, 1), ("lstm-fcn", "attention", True, 1)])
+def test_spotted_bound_holds_against_float64(arch, pooling, bidirectional, num_layers):
+    """The logits' bound carried by autograd (lstmkit.export._spots): float32 torch within half the verification
+    tolerance of the same model in float64, for random weights of the size a trained model has (0.3 N(0, 1))."""
+    config = ClassifyModel(input_size=3, output_size=4, hidden_size=6, num_layers=num_layers, dropout=0.0,
+                           bidirectional=bidirectional, pooling=pooling, arch=arch, max_length=7,
+                           fcn_filters=(4, 5, 3))  # fmt: skip
+    cls = FCNClassifier if arch == "lstm-fcn" else SequenceClassifier
+    model = _randomize_statistics(_randomize(cls(config), seed=11), seed=12)
+    assert _spots.plain_lstm(model.rnn)
+    for seed, (T, B) in enumerate([(13, 4), (5, 3), (1, 2)]):
+        inputs = random_inputs(model, T, B, lengths=True, seed=seed)
+        atol, _ = verification_tolerance(model, inputs)
+        got = run_torch(model, inputs)
+        exact = run_torch(copy.deepcopy(model).double(),
+                          {k: v.double() if v.is_floating_point() else v for k, v in inputs.items()})  # fmt: skip
+        for name in ("logits", "probabilities"):
+            assert float((got[name].double() - exact[name]).abs().max()) <= atol / 2
+
+
+def test_task_sized_bilstm_verification_catches_a_recurrent_matrix_off_by_a_percent(tmp_path):
+    """The task's biLSTM (2 x 64 units each way, frames of 9 features; trained-size weights): the worst-case bound
+    was 76 here, logits up to 0.6; the spotted one is a small share of them and catches one recurrent
+    matrix written 1% off (0.7-3e-3 on the logits, against a bound of 2-3e-4)."""
+    config = ClassifyModel(input_size=9, output_size=3, hidden_size=64, num_layers=2, dropout=0.0,
+                           bidirectional=True)  # fmt: skip
+    model = _randomize(SequenceClassifier(config), seed=5)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(0.5)  # 0.15 N(0, 1): a trained layer's scale, so that the gates do not all saturate
+    inputs = random_inputs(model, 28, 3, lengths=True, seed=0)
+    atol, _ = verification_tolerance(model, inputs)
+    assert atol < 0.01 * float(run_torch(model, inputs)["logits"].abs().max())
+    result = to_onnx(model, tmp_path / "c.onnx")
+    assert result.loose == ()
+    with torch.no_grad():
+        model.rnn.weight_hh_l1_reverse.mul_(1.01)
+    with pytest.raises(ExportVerificationError, match="differs from the PyTorch model"):
+        verify_onnx(model, result.path)
+
+
+def test_cores_the_spots_do_not_cover_keep_the_worst_case_bound():
+    for core in (lstmkit.LSTM(3, 4, peephole=True), lstmkit.LSTM(3, 4, layer_norm=True),
+                 lstmkit.LSTM(3, 4, proj_size=2), lstmkit.LSTM(3, 4, coupled=True), lstmkit.GRU(3, 4)):  # fmt: skip
+        assert not _spots.plain_lstm(core)
+    # classify's cores are plain LSTMs; a peephole core put in place checks the fallback (the core's worst case)
+    config = ClassifyModel(input_size=3, output_size=4, hidden_size=6, num_layers=1, dropout=0.0)
+    model = SequenceClassifier(config)
+    model.rnn = lstmkit.LSTM(3, 6, bidirectional=True, peephole=True)
+    model = _randomize(model, seed=2)
+    inputs = random_inputs(model, 9, 3, lengths=True, seed=0)
+    assert _spots.logit_error(model, inputs)[1] is False  # the head is spotted, the core is not
+    atol, _ = verification_tolerance(model, inputs)
+    exact = run_torch(copy.deepcopy(model).double(), {k: v.double() if v.is_floating_point() else v
+                                                      for k, v in inputs.items()})  # fmt: skip
+    assert float((run_torch(model, inputs)["logits"].double() - exact["logits"]).abs().max()) <= atol / 2
 
 
 def test_attention_with_large_weights_gets_a_finite_bound_and_a_note_not_an_overflow(tmp_path):

@@ -34,6 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from lstmkit import _rounding
+from lstmkit.export import _spots
 from lstmkit.export.graph import GraphBuilder
 from lstmkit.export.recurrent import CoreInputs, emit_core
 from lstmkit.nn import GRU, LSTM, RNN
@@ -388,69 +389,6 @@ def _seen(model: nn.Module, inputs: dict[str, Tensor]) -> dict[int, tuple[float,
     return seen
 
 
-def _conv_branch_error(model: nn.Module, inputs: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
-    """LSTM-FCN's conv branch at ``inputs``: (a bound on its share of each logit's rounding error, (B, K); the
-    head's input, (B, D*H + F), as torch computes it).
-
-    Each value the branch computes carries its own local rounding, bounded at the values this case reaches
-    (computed again in float64): a Conv1d output sums n = C k + 1 terms, gamma(n + 2) (|W| * |v| + |b|) (``*``
-    the convolution; 2 more roundings cover onnxruntime folding the BatchNorm into the weights); a BatchNorm
-    output, (z - mean) s + beta with s = gamma / sqrt(var + eps), gamma(5) (|s| (|z| + |mean|) + |beta|); the
-    average over the L real steps, gamma(L + 1) times the mean of |values|; the zero padding, the ReLU and the
-    mask of padded steps add none. Every local error reaches logit k through the branch's derivative g there
-    (first order: autograd through the float64 branch and the head's columns). The local errors of distinct
-    values come from distinct roundings, so they are independent, mean-zero and bounded (the model ``_rounding``
-    takes, Higham and Mary 2019), and by Hoeffding's inequality their sum is within LAMBDA sqrt(sum g^2 eps^2)
-    except with probability 2 exp(-LAMBDA^2 / 2). Adding them up with |g| instead (the worst case) gives a bound
-    above a trained branch's own outputs, which can tell no wrong graph from rounding.
-    """
-    u = _rounding.unit_roundoff(torch.float32)
-    x, lengths = inputs["features"].detach().double(), inputs["lengths"].detach()  # (T, B, C), (B,)
-    T = x.shape[0]
-    real = (torch.arange(T)[None, :] < lengths[:, None]).double()[:, None, :]  # (B, 1, T)
-    v = x.permute(1, 2, 0)  # (T, B, C) -> (B, C, T)
-    sources: list[tuple[Tensor, Tensor]] = []  # (a zero added where a value is rounded, its local bound)
-
-    def rounded(value: Tensor, bound: Tensor) -> Tensor:
-        spot = torch.zeros_like(value, requires_grad=True)
-        sources.append((spot, bound.detach()))
-        return value + spot
-
-    with torch.enable_grad():
-        for layer in model.fcn:
-            if isinstance(layer, nn.Conv1d):
-                w, bias = layer.weight.detach().double(), layer.bias.detach().double()
-                n = layer.in_channels * layer.kernel_size[0] + 1
-                mags = nn.functional.conv1d(v.detach().abs(), w.abs()) + bias.abs()[None, :, None]
-                v = rounded(nn.functional.conv1d(v, w, bias), _rounding.gamma(n + 2, u) * mags)
-            elif isinstance(layer, nn.BatchNorm1d):
-                std = (layer.running_var.double() + layer.eps).sqrt()
-                scale = (layer.weight.detach().double() / std)[None, :, None]
-                mean = layer.running_mean.double()[None, :, None]
-                beta = layer.bias.detach().double()[None, :, None]
-                local = _rounding.gamma(5, u) * (scale.abs() * (v.detach().abs() + mean.abs()) + beta.abs())
-                v = rounded((v - mean) * scale + beta, local)
-            elif isinstance(layer, nn.ReLU):
-                v = v.clamp(min=0) * real
-            else:  # the zero padding before each conv
-                v = layer(v)
-        L = lengths.double()[:, None]  # (B, 1)
-        gap = rounded(v.sum(-1) / L, _rounding.gamma(T + 1, u) * v.detach().abs().sum(-1) / L)  # (B, F)
-        head = model.head.weight.detach().double()[:, -gap.shape[1]:]  # (K, F): the average's columns
-        logits = gap @ head.T  # (B, K); each case's logits depend on its own values only
-        var = torch.zeros_like(logits)
-        for k in range(logits.shape[1]):
-            grads = torch.autograd.grad(logits[:, k].sum(), [s for s, _ in sources], retain_graph=True)
-            var[:, k] = sum(((g * b) ** 2).flatten(1).sum(1) for g, (_, b) in zip(grads, sources, strict=True))
-    captured: list[Tensor] = []
-    handle = model.head.register_forward_hook(lambda module, args, output: captured.append(args[0]))
-    try:
-        run_torch(model, inputs)
-    finally:
-        handle.remove()
-    return _rounding.LAMBDA * var.detach().sqrt(), captured[0].detach().double()
-
-
 def readout_error(model: nn.Module, inputs: dict[str, Tensor], core_error: float) -> float | None:
     """A bound on the rounding error of a classifier's outputs (logits and probabilities) at ``inputs``, given
     ``core_error``, the bound on its recurrent core's outputs (``onnx_model.verification_tolerance``); None for
@@ -480,6 +418,9 @@ def readout_error(model: nn.Module, inputs: dict[str, Tensor], core_error: float
     shuffled = kind(model) == "lstm-fcn"
     T = model.config.input_size if shuffled else int(inputs["features"].shape[0])  # steps the readout pools
     pooling = model.config.pooling
+    spotted, core_spotted = _spots.logit_error(model, inputs)  # (B, K): the core (if plain), conv branch, head
+    if core_spotted:
+        core_error = 0.0  # already in ``spotted``: what is left below is the pooling's own rounding
     err = core_error
     if pooling == "mean":
         err = core_error + gamma(T + 1) * y_max
@@ -490,17 +431,10 @@ def readout_error(model: nn.Module, inputs: dict[str, Tensor], core_error: float
         e_s = w_v * (e_u + _rounding.F_POINTWISE * u) + gamma(pool.score.in_features) * w_v  # |tanh| <= 1
         # the weights sum to 1 in both evaluations, so they differ by at most 2 in sum whatever e_s is
         err = core_error + (_exp_factor(e_s, 2.0) + gamma(T + 2)) * y_max + gamma(T + 1) * y_max
-    if shuffled:  # the conv branch beside it: the head's rows weigh each entry's own bound
-        e_conv, head_in = _conv_branch_error(model, inputs)  # (B, K), (B, D*H + F)
-        w = model.head.weight.detach().double().abs()  # (K, n)
-        features = [m for m in model.fcn if isinstance(m, nn.Conv1d)][-1].out_channels  # F: the average's width
-        lstm = w[:, : w.shape[1] - features].sum(1)  # (K,): the LSTM readout's columns, first in the head's input
-        mags = head_in.abs() @ w.T + model.head.bias.detach().double().abs()  # (B, K): sum_j |W_kj| |v_j| + |b_k|
-        e_logits = float((lstm * err + e_conv + gamma(model.head.in_features + 1) * mags).max())
-        return max(e_logits, min(_exp_factor(e_logits, 1.0) + gamma(model.head.out_features + 2), 1.0))
-    w_h = row(model.head.weight)
-    pooled_max = seen[id(model.head)][0]
-    e_logits = w_h * err + gamma(model.head.in_features + 1) * (w_h * pooled_max + _largest(model.head.bias))
+    w = model.head.weight.detach().double().abs()  # (K, n): the LSTM readout's columns first
+    conv = [m.out_channels for m in getattr(model, "fcn", []) if isinstance(m, nn.Conv1d)]
+    readout = model.head.in_features - (conv[-1] if conv else 0)  # D*H: the LSTM readout's width
+    e_logits = float((spotted + w[:, :readout].sum(1) * err).max())
     return max(e_logits, min(_exp_factor(e_logits, 1.0) + gamma(model.head.out_features + 2), 1.0))
 
 

@@ -1,0 +1,158 @@
+"""Rounding bounds for a classifier's logits, carried by autograd ("spots"), for the export's verification.
+
+The worst-case analysis of ``lstmkit._rounding`` passes each layer's error on through norms (||W||_inf, the cell's
+largest derivatives at every step), which is sound but, for a trained biLSTM or LSTM-FCN, comes out above the
+logits themselves, so that a wrong graph could not be told from rounding. Here every value the float32 model
+computes gets its own local rounding bound eps, at the values this case reaches (the model run again in float64):
+
+- an LSTM gate pre-activation, a sum of K = I + P + 2 terms: gamma(K) (|W_ih| |x| + |W_hh| |h| + |b_ih| + |b_hh|);
+- sigmoid, tanh and the products of the cell: ``F_POINTWISE`` u times the value; c = f c + i g: F u (|f c| + |i g|);
+- a Conv1d output, n = C k + 1 terms: gamma(n + 2) (|W| * |v| + |b|) (2 more for onnxruntime folding BatchNorm in);
+- a BatchNorm output (z - mean) s + beta: gamma(5) (|s| (|z| + |mean|) + |beta|); the conv branch's average over
+  L real steps: gamma(L + 1) times the mean |value|; the head, n inputs: gamma(n + 1) (|W| |v| + |b|).
+
+A zero ("spot") is added to each such value, and the derivative g of every logit with respect to it (first order:
+autograd through the float64 twin) says how far that rounding moves the logit. Roundings of distinct values are
+independent, mean-zero and bounded (the model ``_rounding`` takes, Higham and Mary 2019), so by Hoeffding's
+inequality a logit's error is within LAMBDA sqrt(sum g^2 eps^2), except with probability 2 exp(-LAMBDA^2 / 2).
+Covered: plain LSTM cores (any layers, bidirectional, masked lengths), the LSTM-FCN's conv branch, the head. A core
+with peepholes, coupled gates, LayerNorm, a projection, or a GRU/RNN core is not spotted: the caller bounds it by
+the worst-case analysis, as before. Pooling's own roundings (mean, attention) are bounded by the caller too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from collections.abc import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from lstmkit import _rounding
+from lstmkit.nn import LSTM
+
+_U = _rounding.unit_roundoff(torch.float32)
+_FU = _rounding.F_POINTWISE * _U
+
+
+def _gamma(n: int) -> float:
+    return _rounding.gamma(n, _U)
+
+
+class _Spots:
+    """The zeros added where values are rounded, with each one's local bound."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[Tensor, Tensor]] = []
+
+    def add(self, value: Tensor, bound: Tensor) -> Tensor:
+        spot = torch.zeros_like(value, requires_grad=True)
+        self.items.append((spot, bound.detach()))
+        return value + spot
+
+
+def plain_lstm(core: nn.Module) -> bool:
+    """Whether ``core`` is an LSTM whose cell the spots cover (no peepholes, coupled gates, LayerNorm, projection)."""
+    if not isinstance(core, LSTM):
+        return False
+    opt = core._options
+    return not (opt.peephole or opt.coupled or opt.layer_norm or core.proj_size)
+
+
+@contextlib.contextmanager
+def _spotted_cells(spots: _Spots) -> Iterator[None]:
+    """The reference LSTM step (``lstmkit.nn._reference.lstm_step``, as the layer's reference loop calls it) with
+    a spot on every rounded value; plain cells only (``plain_lstm``)."""
+    import lstmkit.nn.lstm as layer_module
+
+    def step(x: Tensor, state: tuple[Tensor, Tensor], w, opt, drop=None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        h, c = state  # (B, H) each
+        hidden = c.shape[-1]
+        a = F.linear(x, w.w_ih) + F.linear(h, w.w_hh)  # (B, 4H)
+        mags = F.linear(x.detach().abs(), w.w_ih.abs()) + F.linear(h.detach().abs(), w.w_hh.abs())
+        if w.b_ih is not None:
+            a = a + w.b_ih + w.b_hh
+            mags = mags + w.b_ih.abs() + w.b_hh.abs()
+        a = spots.add(a, _gamma(w.w_ih.shape[1] + w.w_hh.shape[1] + 2) * mags)
+        a_i, a_f, a_g, a_o = a.split(hidden, -1)
+        i, f, o = (spots.add(torch.sigmoid(z), _FU * torch.sigmoid(z)) for z in (a_i, a_f, a_o))
+        g = torch.tanh(a_g)
+        g = spots.add(g, _FU * g.abs())
+        c_new = spots.add(f * c + i * g, _FU * ((f * c).abs() + (i * g).abs()))
+        t = torch.tanh(c_new)
+        t = spots.add(t, _FU * t.abs())
+        h_new = spots.add(o * t, _FU * (o * t).abs())
+        return h_new, (h_new, c_new)
+
+    original = layer_module.lstm_step
+    layer_module.lstm_step = step
+    try:
+        yield
+    finally:
+        layer_module.lstm_step = original
+
+
+def logit_error(model: nn.Module, inputs: dict[str, Tensor]) -> tuple[Tensor, bool]:
+    """(B, K) bounds on the logits' rounding error from every spotted value (module docstring) at ``inputs``
+    (``features`` (T, B, C), ``lengths`` (B,)), and whether the recurrent core was among them (False: the caller
+    adds the core's worst-case bound)."""
+    twin = copy.deepcopy(model).double().eval()
+    spots = _Spots()
+    core = plain_lstm(twin.rnn)
+    x, lengths = inputs["features"].detach().double(), inputs["lengths"].detach()
+    real = (torch.arange(x.shape[0])[None, :] < lengths[:, None]).double()[:, None, :]  # (B, 1, T)
+    last_relu: list[Tensor] = []
+
+    def conv_hook(module: nn.Conv1d, args, output: Tensor) -> Tensor:
+        n = module.in_channels * module.kernel_size[0] + 1
+        mags = F.conv1d(args[0].detach().abs(), module.weight.abs()) + module.bias.abs()[None, :, None]
+        return spots.add(output, _gamma(n + 2) * mags)
+
+    def norm_hook(module: nn.BatchNorm1d, args, output: Tensor) -> Tensor:
+        scale = (module.weight / (module.running_var + module.eps).sqrt()).abs()[None, :, None]
+        mean, beta = module.running_mean.abs()[None, :, None], module.bias.abs()[None, :, None]
+        mags = scale * (args[0].detach().abs() + mean) + beta
+        return spots.add(output, _gamma(5) * mags)
+
+    def head_pre_hook(module: nn.Linear, args) -> tuple[Tensor]:
+        v = args[0]  # (B, n): the LSTM readout, then (LSTM-FCN) the conv branch's average over the real steps
+        if not last_relu:
+            return (v,)
+        width = last_relu[-1].shape[1]
+        average = last_relu[-1].detach().abs() * real  # (B, F, T): what the average sums
+        bound = _gamma(x.shape[0] + 1) * average.sum(-1) / lengths.double()[:, None]  # (B, F)
+        return (torch.cat([v[:, :-width], spots.add(v[:, -width:], bound)], dim=1),)
+
+    def head_hook(module: nn.Linear, args, output: Tensor) -> Tensor:
+        mags = args[0].detach().abs() @ module.weight.abs().T + module.bias.abs()
+        return spots.add(output, _gamma(module.in_features + 1) * mags)
+
+    handles = [twin.head.register_forward_pre_hook(head_pre_hook), twin.head.register_forward_hook(head_hook)]
+    for m in getattr(twin, "fcn", []):
+        if isinstance(m, nn.Conv1d):
+            handles.append(m.register_forward_hook(conv_hook))
+        elif isinstance(m, nn.BatchNorm1d):
+            handles.append(m.register_forward_hook(norm_hook))
+        elif isinstance(m, nn.ReLU):
+            handles.append(m.register_forward_hook(lambda module, args, output: last_relu.append(output)))
+    impl = twin.rnn.impl if core else None
+    try:
+        with torch.enable_grad(), (_spotted_cells(spots) if core else contextlib.nullcontext()):
+            if core:
+                twin.rnn.impl = "reference"  # the layer's own time loop, which calls the spotted step
+            logits = twin(x, lengths)  # (B, K)
+            var = torch.zeros_like(logits)
+            for k in range(logits.shape[1]):  # each case's logits depend on its own values only
+                grads = torch.autograd.grad(logits[:, k].sum(), [s for s, _ in spots.items], retain_graph=True,
+                                            allow_unused=True)  # fmt: skip
+                for g, (_, bound) in zip(grads, spots.items, strict=True):
+                    if g is not None:
+                        var[:, k] += (g * bound).pow(2).flatten(1).sum(1)
+    finally:
+        for h in handles:
+            h.remove()
+        if core:
+            twin.rnn.impl = impl
+    return _rounding.LAMBDA * var.detach().sqrt(), core
