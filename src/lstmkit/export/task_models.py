@@ -369,7 +369,7 @@ def ensemble_error(model: nn.Module, inputs: dict[str, Tensor], member_errors: l
 
 
 def _seen(model: nn.Module, inputs: dict[str, Tensor]) -> dict[int, tuple[float, float]]:
-    """Max |input| and max |output| of the core, the head and every conv-branch layer, at ``inputs`` in torch."""
+    """Max |input| and max |output| of the core and the head at ``inputs`` in torch."""
     seen: dict[int, tuple[float, float]] = {}
 
     def largest(t) -> float:
@@ -379,7 +379,7 @@ def _seen(model: nn.Module, inputs: dict[str, Tensor]) -> dict[int, tuple[float,
     def hook(module, args, output):
         seen[id(module)] = (largest(args), largest(output))
 
-    watched = [model.rnn, model.head, *getattr(model, "fcn", [])]
+    watched = [model.rnn, model.head]
     handles = [m.register_forward_hook(hook) for m in watched]
     try:
         run_torch(model, inputs)
@@ -400,10 +400,11 @@ def readout_error(model: nn.Module, inputs: dict[str, Tensor], core_error: float
     gamma(T + 1) max|y|; attention pooling adds the error of its softmax weights (scores err by e_s, so each
     weight by at most a factor exp(2 e_s) - 1, at most 2 in sum, plus gamma(T + 2) for exp and the normalisation)
     times max|y|.
-    LSTM-FCN: logit k errs by at most its row's sum of |W_kj| over the LSTM readout's entries times their bound,
-    plus the conv branch's share (``_conv_branch_error``, which carries it through the head's other columns),
-    plus the head's own gamma(n + 1) (sum_j |W_kj| |v_j| + |b_k|). Probabilities from
-    logits erring by e: at most exp(2 e) - 1, plus gamma(K + 2), and at most 1.
+    The roundings of a plain LSTM core, of the LSTM-FCN's conv branch and of the head are carried to each logit
+    by autograd (``lstmkit.export._spots``: a bound per logit, far below the worst case above); what the spots do
+    not cover (the pooling's own roundings, and the core of another kind: ``core_error``) reaches logit k through
+    the sum of |W_kj| over the LSTM readout's columns. Probabilities from logits erring by e: at most
+    exp(2 e) - 1, plus gamma(K + 2), and at most 1.
     """
     if not is_classifier(model):
         return None
