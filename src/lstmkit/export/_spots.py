@@ -45,12 +45,24 @@ class _Spots:
     """The zeros added where values are rounded, with each one's local bound."""
 
     def __init__(self) -> None:
-        self.items: list[tuple[Tensor, Tensor]] = []
+        self.items: list[tuple[Tensor, Tensor, int]] = []  # (spot, its bound with the batch first, batch dim)
 
-    def add(self, value: Tensor, bound: Tensor) -> Tensor:
+    def add(self, value: Tensor, bound: Tensor, batch_dim: int = 0) -> Tensor:
         spot = torch.zeros_like(value, requires_grad=True)
-        self.items.append((spot, bound.detach()))
+        self.items.append((spot, bound.detach().movedim(batch_dim, 0), batch_dim))
         return value + spot
+
+    def variance(self, outputs: Tensor) -> Tensor:
+        """(B, K): sum over the spots of (d outputs[b, k] / d spot)^2 bound^2; each case's outputs depend on its
+        own values only, so one backward pass per column k gives every case's derivatives."""
+        var = torch.zeros_like(outputs)
+        for k in range(outputs.shape[1]):
+            grads = torch.autograd.grad(outputs[:, k].sum(), [s for s, _, _ in self.items], retain_graph=True,
+                                        allow_unused=True)  # fmt: skip
+            for g, (_, bound, batch_dim) in zip(grads, self.items, strict=True):
+                if g is not None:
+                    var[:, k] += (g.movedim(batch_dim, 0) * bound).pow(2).flatten(1).sum(1)
+        return var.detach()
 
 
 def plain_lstm(core: nn.Module) -> bool:
@@ -142,17 +154,63 @@ def logit_error(model: nn.Module, inputs: dict[str, Tensor]) -> tuple[Tensor, bo
         with torch.enable_grad(), (_spotted_cells(spots) if core else contextlib.nullcontext()):
             if core:
                 twin.rnn.impl = "reference"  # the layer's own time loop, which calls the spotted step
-            logits = twin(x, lengths)  # (B, K)
-            var = torch.zeros_like(logits)
-            for k in range(logits.shape[1]):  # each case's logits depend on its own values only
-                grads = torch.autograd.grad(logits[:, k].sum(), [s for s, _ in spots.items], retain_graph=True,
-                                            allow_unused=True)  # fmt: skip
-                for g, (_, bound) in zip(grads, spots.items, strict=True):
-                    if g is not None:
-                        var[:, k] += (g * bound).pow(2).flatten(1).sum(1)
+            var = spots.variance(twin(x, lengths))  # (B, K)
     finally:
         for h in handles:
             h.remove()
         if core:
             twin.rnn.impl = impl
-    return _rounding.LAMBDA * var.detach().sqrt(), core
+    return _rounding.LAMBDA * var.sqrt(), core
+
+
+def forecast_error(model: nn.Module, inputs: dict[str, Tensor]) -> Tensor | None:
+    """(B, H) bounds on a forecaster's (``ForecastNet``'s) forecasts' rounding error at ``inputs`` (``features``
+    (T, B, F)), or None when its core is not a plain LSTM (the caller keeps the worst case). Spotted as in the
+    module docstring, plus: with ``model.relative`` the LSTM's target column (the target minus its last value,
+    one subtraction: u times the value), the head's and the AR skip's sums, and the forecast itself (the last value
+    plus the head's change plus the AR's or the base's: at most 3 additions, 3 u times the sum of their sizes)."""
+    if not plain_lstm(model.rnn):
+        return None
+    twin = copy.deepcopy(model).double().eval()
+    spots = _Spots()
+    x = inputs["features"].detach().double()  # (T, B, F)
+    parts: dict[str, Tensor] = {}
+
+    def linear_hook(name: str):
+        def hook(module: nn.Linear, args, output: Tensor) -> Tensor:
+            bias = module.bias.abs() if module.bias is not None else 0.0
+            mags = args[0].detach().abs() @ module.weight.abs().T + bias
+            parts[name] = output.detach()
+            return spots.add(output, _gamma(module.in_features + 1) * mags, batch_dim=1 if output.dim() == 3 else 0)
+
+        return hook
+
+    def input_hook(module: nn.Module, args):
+        if not twin.core.config.relative:
+            return None
+        v = args[0]  # (T, B, F): column 0 is x_t - x_T, one rounding
+        bound = torch.zeros_like(v)
+        bound[..., 0] = _U * v[..., 0].detach().abs()
+        return (spots.add(v, bound, batch_dim=1), *args[1:])
+
+    def output_hook(module: nn.Module, args, output: Tensor) -> Tensor:
+        sizes = x[-1, :, :1].abs() + parts["head"][-1].abs()  # (B, H)
+        if "ar" in parts:
+            sizes = sizes + parts["ar"].abs()
+        if twin.base_columns:
+            sizes = sizes + x[-1, :, -twin.base_columns :].abs()
+        return spots.add(output, 3 * _U * sizes)
+
+    handles = [twin.core.head.register_forward_hook(linear_hook("head")),
+               twin.core.rnn.register_forward_pre_hook(input_hook),
+               twin.register_forward_hook(output_hook)]  # fmt: skip
+    if twin.ar is not None:
+        handles.append(twin.ar.register_forward_hook(linear_hook("ar")))
+    try:
+        with torch.enable_grad(), _spotted_cells(spots):
+            twin.core.rnn.impl = "reference"  # the layer's own time loop, which calls the spotted step
+            var = spots.variance(twin(x))  # (B, H)
+    finally:
+        for h in handles:
+            h.remove()
+    return _rounding.LAMBDA * var.sqrt()
