@@ -118,6 +118,11 @@ def test_synthesize_counts_lengths_classes_and_determinism():
     assert all(np.all(x == 2.0) for x in flat) and flat_labels.tolist() == [0, 0]
 
 
+def test_cells_by_hand():
+    # class 0: two cases of 10 steps, 1 pair + 1 x 2 synthetic x 5 iterations x 2 alignments; class 1: one of 20
+    assert dba.cells([10, 10, 20], np.array([0, 0, 1]), 1) == (1 + 20) * 100 + (0 + 5) * 400
+
+
 def test_synthesize_errors_are_named():
     case = np.zeros((4, 1))
     with pytest.raises(ValueError, match=r"^cases and labels differ in number: 2 and 1$"):

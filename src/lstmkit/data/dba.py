@@ -92,6 +92,19 @@ def average_selected_weights(costs: np.ndarray, centre: int, rng: np.random.Gene
     return weights / weights.sum()
 
 
+def cells(lengths: list[int], labels: np.ndarray, per_case: int) -> int:
+    """The DTW cells ``synthesize`` fills for cases of these ``lengths`` and ``labels``: per class of n cases, the
+    n (n - 1) / 2 pairs' costs and, per synthetic case, ``ITERATIONS`` alignments of each of the n cases to it
+    (every path about T_i T_j cells; taken at the class's mean T^2)."""
+    labels, lengths = np.asarray(labels), np.asarray(lengths, dtype=np.float64)
+    total = 0.0
+    for label in np.unique(labels):
+        sq = float(np.mean(lengths[labels == label] ** 2))
+        n = int(np.sum(labels == label))
+        total += (n * (n - 1) / 2 + per_case * n * ITERATIONS * n) * sq
+    return int(total)
+
+
 def synthesize(cases: list[np.ndarray], labels: np.ndarray, per_case: int, seed: int
                ) -> tuple[list[np.ndarray], np.ndarray]:  # fmt: skip
     """``per_case`` synthetic cases for every real one, class by class, as weighted DTW averages of the

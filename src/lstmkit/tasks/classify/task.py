@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from lstmkit.data import dba
 from lstmkit.data.augment import parse_augment
 from lstmkit.formats.integrity import save_model_file
 from lstmkit.models import ClassifyModel, EnsembleClassifier, FCNClassifier, SequenceClassifier
@@ -34,7 +35,7 @@ from lstmkit.tasks.classify.data import (
 )
 from lstmkit.tasks.classify.plots import CONFUSION, plot_confusion
 from lstmkit.tasks.classify.scoring import score_split
-from lstmkit.tasks.classify.select import CANDIDATES, FOLDS, SMALL_DBA, SMALL_TRAIN
+from lstmkit.tasks.classify.select import CANDIDATES, DBA_MAX_CELLS, FOLDS, SMALL_DBA, SMALL_TRAIN
 from lstmkit.tasks.classify.steps import jitter_step
 from lstmkit.tasks.registry import register_task
 from lstmkit.tasks.rundir import MODEL, Run, read_scaler
@@ -206,13 +207,16 @@ class ClassifyTask(Task):
         """The biLSTM, the LSTM-FCN and the ALSTM-FCN (``select.CANDIDATES``). Below ``SMALL_TRAIN`` training
         cases each is a committee of ``FOLDS`` fold models (``data.committee``), judged by its cross-validation
         loss, since a 20% hold-out would be a handful of cases, and trained with ``SMALL_DBA`` synthetic cases per
-        training case (``data.dba``); from there up each stops early on the config's own validation part and is
-        judged by its loss there."""
+        training case (``data.dba``) unless making them would fill more than ``DBA_MAX_CELLS`` DTW cells (long
+        cases); from there up each stops early on the config's own validation part and is judged by its loss
+        there."""
         if config.data.full_train:
             raise ConfigError("lstmkit select chooses on validation cases, and data.full_train leaves none: unset it")
-        n_train = len(load_cases(config.data)[0].series)
-        small = {"data.folds": FOLDS, "data.fold": 0, "data.committee": True, "data.dba": SMALL_DBA}
-        plan = small if n_train < SMALL_TRAIN else {}
+        train = load_cases(config.data)[0]
+        small = {"data.folds": FOLDS, "data.fold": 0, "data.committee": True}
+        if dba.cells([len(x) for x in train.series], train.labels, SMALL_DBA) <= DBA_MAX_CELLS:
+            small["data.dba"] = SMALL_DBA
+        plan = small if len(train.series) < SMALL_TRAIN else {}
         return {name: {**values, **plan} for name, values in CANDIDATES.items()}
 
     def selection_loss(self, metrics: dict[str, Any]) -> float:
