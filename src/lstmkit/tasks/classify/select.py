@@ -38,9 +38,10 @@ FOLDS = 5  # k: each fold holds 20% of the cases, as the hold-out would, but eve
 # adopted in session 21 by a rule fixed before the runs (lower cross-validation loss on >= 4 of the 6 small panel
 # sets, seed 0, each set's chosen candidate: it was lower on 4; docs/results.md).
 SMALL_DBA = 1
-# ... unless the averaging would fill more DTW cells than this (lstmkit.data.dba.cells; about 10-30 s per committee
-# member on these machines): long cases, where select leaves data.dba at 0. Every panel set is far below (ArrowHead
-# 1.5e8, GunPoint 1.5e8, PickupGestureWiimoteZ 4e7; ACSF1, at 100 cases not small, would be 1.2e10).
+# ... unless the averaging would fill more DTW cells than this (lstmkit.data.dba.cells; about 50 s at the 5 ns a cell
+# ArrowHead's 1.5e8 took here, once per member and once more in the preflight): long cases, where select leaves
+# data.dba at 0. Every panel set is far below (ArrowHead and GunPoint 1.5e8, PickupGestureWiimoteZ 4e7; ACSF1, at
+# 100 cases not small, would be 1.2e10).
 DBA_MAX_CELLS = 10**10
 
 # The architectures validation chooses among (``lstmkit select --task classify`` and benchmarks/classify_panel.py):
