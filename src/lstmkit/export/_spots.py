@@ -65,6 +65,20 @@ class _Spots:
         return var.detach()
 
 
+def _linear_hook(spots: _Spots, parts: dict[str, Tensor] | None = None, name: str = ""):
+    """A forward hook spotting a Linear's outputs: n inputs and a bias, gamma(n + 1) (|W| |v| + |b|); the batch
+    is dimension 1 of time-major (T, B, n) inputs. ``parts[name]`` keeps the output for the caller."""
+
+    def hook(module: nn.Linear, args, output: Tensor) -> Tensor:
+        bias = module.bias.abs() if module.bias is not None else 0.0
+        mags = args[0].detach().abs() @ module.weight.abs().T + bias
+        if parts is not None:
+            parts[name] = output.detach()
+        return spots.add(output, _gamma(module.in_features + 1) * mags, batch_dim=1 if output.dim() == 3 else 0)
+
+    return hook
+
+
 def plain_lstm(core: nn.Module) -> bool:
     """Whether ``core`` is an LSTM whose cell the spots cover (no peepholes, coupled gates, LayerNorm, projection)."""
     if not isinstance(core, LSTM):
@@ -137,11 +151,8 @@ def logit_error(model: nn.Module, inputs: dict[str, Tensor]) -> tuple[Tensor, bo
         bound = _gamma(x.shape[0] + 1) * average.sum(-1) / lengths.double()[:, None]  # (B, F)
         return (torch.cat([v[:, :-width], spots.add(v[:, -width:], bound)], dim=1),)
 
-    def head_hook(module: nn.Linear, args, output: Tensor) -> Tensor:
-        mags = args[0].detach().abs() @ module.weight.abs().T + module.bias.abs()
-        return spots.add(output, _gamma(module.in_features + 1) * mags)
-
-    handles = [twin.head.register_forward_pre_hook(head_pre_hook), twin.head.register_forward_hook(head_hook)]
+    handles = [twin.head.register_forward_pre_hook(head_pre_hook),
+               twin.head.register_forward_hook(_linear_hook(spots))]  # fmt: skip
     for m in getattr(twin, "fcn", []):
         if isinstance(m, nn.Conv1d):
             handles.append(m.register_forward_hook(conv_hook))
@@ -149,17 +160,14 @@ def logit_error(model: nn.Module, inputs: dict[str, Tensor]) -> tuple[Tensor, bo
             handles.append(m.register_forward_hook(norm_hook))
         elif isinstance(m, nn.ReLU):
             handles.append(m.register_forward_hook(lambda module, args, output: last_relu.append(output)))
-    impl = twin.rnn.impl if core else None
+    if core:
+        twin.rnn.impl = "reference"  # the layer's own time loop, which calls the spotted step (twin is a copy)
     try:
         with torch.enable_grad(), (_spotted_cells(spots) if core else contextlib.nullcontext()):
-            if core:
-                twin.rnn.impl = "reference"  # the layer's own time loop, which calls the spotted step
             var = spots.variance(twin(x, lengths))  # (B, K)
     finally:
         for h in handles:
             h.remove()
-        if core:
-            twin.rnn.impl = impl
     return _rounding.LAMBDA * var.sqrt(), core
 
 
@@ -175,15 +183,6 @@ def forecast_error(model: nn.Module, inputs: dict[str, Tensor]) -> Tensor | None
     spots = _Spots()
     x = inputs["features"].detach().double()  # (T, B, F)
     parts: dict[str, Tensor] = {}
-
-    def linear_hook(name: str):
-        def hook(module: nn.Linear, args, output: Tensor) -> Tensor:
-            bias = module.bias.abs() if module.bias is not None else 0.0
-            mags = args[0].detach().abs() @ module.weight.abs().T + bias
-            parts[name] = output.detach()
-            return spots.add(output, _gamma(module.in_features + 1) * mags, batch_dim=1 if output.dim() == 3 else 0)
-
-        return hook
 
     def input_hook(module: nn.Module, args):
         if not twin.core.config.relative:
@@ -201,14 +200,14 @@ def forecast_error(model: nn.Module, inputs: dict[str, Tensor]) -> Tensor | None
             sizes = sizes + x[-1, :, -twin.base_columns :].abs()
         return spots.add(output, 3 * _U * sizes)
 
-    handles = [twin.core.head.register_forward_hook(linear_hook("head")),
+    handles = [twin.core.head.register_forward_hook(_linear_hook(spots, parts, "head")),
                twin.core.rnn.register_forward_pre_hook(input_hook),
                twin.register_forward_hook(output_hook)]  # fmt: skip
     if twin.ar is not None:
-        handles.append(twin.ar.register_forward_hook(linear_hook("ar")))
+        handles.append(twin.ar.register_forward_hook(_linear_hook(spots, parts, "ar")))
+    twin.core.rnn.impl = "reference"  # the layer's own time loop, which calls the spotted step (twin is a copy)
     try:
         with torch.enable_grad(), _spotted_cells(spots):
-            twin.core.rnn.impl = "reference"  # the layer's own time loop, which calls the spotted step
             var = spots.variance(twin(x))  # (B, H)
     finally:
         for h in handles:
