@@ -118,6 +118,13 @@ def lstm_error(
     return math.sqrt(T) * step  # point 4
 
 
+def log_softmax_error(n: int, v, u: float):
+    """Absolute error of a log-softmax z - LSE(z) over n values with |z| <= v: the shifted exponentials' sum and its
+    log, gamma(n + 2) + F u (a relative error of the sum is an absolute one of its log), plus the subtraction's
+    u (|z| + LSE), at most 2 u (v + log n). ``v`` a float, or a tensor of them (a bound each)."""
+    return gamma(n + 2, u) + F_POINTWISE * u + 2 * u * (v + math.log(n))
+
+
 def between(bound: float) -> float:
     """Two implementations each within ``bound`` of the exact result are within twice it of each other."""
     return 2 * bound

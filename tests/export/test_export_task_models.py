@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -430,6 +431,33 @@ def test_forecaster_verification_catches_a_recurrent_matrix_off_by_a_percent(tmp
     gru = _randomize(ForecastNet(ForecastModel(input_size=1, output_size=1, hidden_size=4, dropout=0.0, cell="gru"),
                                  2), seed=1)  # fmt: skip
     assert _spots.forecast_error(gru, random_inputs(gru, 6, 2, lengths=False, seed=0)) is None
+
+
+@pytest.mark.parametrize("bidirectional", [True, False])
+def test_recognizer_spotted_bound_holds_against_float64_and_catches_a_wrong_file(bidirectional, tmp_path):
+    """A CTC recognizer's bound carried by autograd (_spots.recognizer_error, one backward pass per step and
+    symbol): float32 torch within half of it of float64; a 2 x 32 model at a trained weight scale (the worst case was
+    0.33-1.05 here against log-probabilities up to 2.9; spotted 3-4e-5) catches one recurrent matrix written 1% off;
+    beyond MAX_WORK (T^2 x symbols) the worst case is kept."""
+    config = CTCModel(input_size=6, output_size=12, hidden_size=32, num_layers=2, dropout=0.0,
+                      bidirectional=bidirectional)  # fmt: skip
+    model = _randomize(CTCRecognizer(config), seed=6)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(0.5)
+    for seed, (T, B) in enumerate([(9, 3), (4, 2)]):
+        inputs = random_inputs(model, T, B, lengths=True, seed=seed)
+        atol, _ = verification_tolerance(model, inputs)
+        got = run_torch(model, inputs)["log_probs"].double()
+        err = float((got - run_torch(copy.deepcopy(model).double(), _to_double(inputs))["log_probs"]).abs().max())
+        assert err <= atol / 2 and atol < 1e-3 * float(got.abs().max()), (err, atol)
+    result = to_onnx(model, tmp_path / "r.onnx")
+    with torch.no_grad():
+        model.rnn.weight_hh_l1.mul_(1.01)
+    with pytest.raises(ExportVerificationError, match="differs from the PyTorch model"):
+        verify_onnx(model, result.path)
+    T = math.isqrt(_spots.MAX_WORK // model.head.out_features) + 1
+    assert _spots.recognizer_error(model, random_inputs(model, T, 1, lengths=True, seed=0)) is None
 
 
 def _forecast_ensemble(seed: int) -> EnsembleForecaster:

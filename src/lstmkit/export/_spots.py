@@ -34,6 +34,9 @@ from lstmkit import _rounding
 from lstmkit.nn import LSTM
 
 _U = _rounding.unit_roundoff(torch.float32)
+# A recognizer's bound takes T x C backward passes of T steps each: beyond this T^2 C, the worst case instead (the
+# verification's 9 steps x 30 symbols: 2,430, about 5 s; 50 steps x 30: 75,000, about 160 s)
+MAX_WORK = 40_000
 _FU = _rounding.F_POINTWISE * _U
 
 
@@ -52,17 +55,20 @@ class _Spots:
         self.items.append((spot, bound.detach().movedim(batch_dim, 0), batch_dim))
         return value + spot
 
-    def variance(self, outputs: Tensor) -> Tensor:
-        """(B, K): sum over the spots of (d outputs[b, k] / d spot)^2 bound^2; each case's outputs depend on its
-        own values only, so one backward pass per column k gives every case's derivatives."""
-        var = torch.zeros_like(outputs)
-        for k in range(outputs.shape[1]):
-            grads = torch.autograd.grad(outputs[:, k].sum(), [s for s, _, _ in self.items], retain_graph=True,
+    def variance(self, outputs: Tensor, batch_dim: int = 0) -> Tensor:
+        """Per output: the sum over the spots of (d output / d spot)^2 bound^2, shaped as ``outputs``. Each case's
+        outputs depend on its own values only, so one backward pass per output position (every dimension but the
+        batch) gives every case's derivatives."""
+        flat = outputs.movedim(batch_dim, 0).flatten(1)  # (B, M)
+        var = torch.zeros_like(flat)
+        for k in range(flat.shape[1]):
+            grads = torch.autograd.grad(flat[:, k].sum(), [s for s, _, _ in self.items], retain_graph=True,
                                         allow_unused=True)  # fmt: skip
-            for g, (_, bound, batch_dim) in zip(grads, self.items, strict=True):
+            for g, (_, bound, dim) in zip(grads, self.items, strict=True):
                 if g is not None:
-                    var[:, k] += (g.movedim(batch_dim, 0) * bound).pow(2).flatten(1).sum(1)
-        return var.detach()
+                    var[:, k] += (g.movedim(dim, 0) * bound).pow(2).flatten(1).sum(1)
+        shape = outputs.movedim(batch_dim, 0).shape
+        return var.detach().reshape(shape).movedim(0, batch_dim)
 
 
 def _linear_hook(spots: _Spots, parts: dict[str, Tensor] | None = None, name: str = ""):
@@ -209,6 +215,33 @@ def forecast_error(model: nn.Module, inputs: dict[str, Tensor]) -> Tensor | None
     try:
         with torch.enable_grad(), _spotted_cells(spots):
             var = spots.variance(twin(x))  # (B, H)
+    finally:
+        for h in handles:
+            h.remove()
+    return _rounding.LAMBDA * var.sqrt()
+
+
+def recognizer_error(model: nn.Module, inputs: dict[str, Tensor]) -> Tensor | None:
+    """(T, B, C) bounds on a CTC recognizer's log-probabilities' rounding error at ``inputs`` (``features``
+    (T, B, I), ``lengths`` (B,)), or None when its core is not a plain LSTM. Spotted: the cells, the head's sums,
+    and each step's log-softmax (``_rounding.log_softmax_error`` at that step's largest |logit|). One backward pass
+    per output position, T x C of them: fine at the verification's few steps (9 x 30: 5 s); None beyond
+    ``MAX_WORK`` as well (the caller keeps the worst case there)."""
+    x, lengths = inputs["features"].detach().double(), inputs["lengths"].detach()
+    if not plain_lstm(model.rnn) or x.shape[0] ** 2 * model.head.out_features > MAX_WORK:
+        return None
+    twin = copy.deepcopy(model).double().eval()
+    spots = _Spots()
+
+    parts: dict[str, Tensor] = {}
+    handles = [twin.head.register_forward_hook(_linear_hook(spots, parts, "head"))]
+    twin.rnn.impl = "reference"  # the layer's own time loop, which calls the spotted step (twin is a copy)
+    try:
+        with torch.enable_grad(), _spotted_cells(spots):
+            log_probs = twin(x, lengths)  # (T, B, C)
+            z_max = parts["head"].abs().amax(-1, keepdim=True)  # (T, B, 1): each step's largest |logit|
+            bound = _rounding.log_softmax_error(log_probs.shape[-1], z_max, _U).expand_as(log_probs)
+            var = spots.variance(spots.add(log_probs, bound, batch_dim=1), batch_dim=1)  # (T, B, C)
     finally:
         for h in handles:
             h.remove()

@@ -379,8 +379,9 @@ def verification_tolerance(model: nn.Module, inputs: Mapping[str, Tensor]) -> tu
         errs = [verification_tolerance(m, inputs)[0] / _rounding.between(1.0) for m in ensemble]
         tol = _rounding.between(task_models.ensemble_error(model, dict(inputs), errs))
         return tol, tol
-    if task_models.kind(model) == "forecaster":  # a plain LSTM core: every rounding carried by autograd
-        spotted = _spots.forecast_error(model, dict(inputs))
+    spot_bound = {"forecaster": _spots.forecast_error, "recognizer": _spots.recognizer_error}
+    if task_models.kind(model) in spot_bound:  # a plain LSTM core: every rounding carried by autograd
+        spotted = spot_bound[task_models.kind(model)](model, dict(inputs))
         if spotted is not None:
             tol = _rounding.between(float(spotted.max()))
             return tol, tol

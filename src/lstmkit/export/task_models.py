@@ -356,12 +356,10 @@ def ensemble_error(model: nn.Module, inputs: dict[str, Tensor], member_errors: l
         z_max = max(float(run_torch(m, inputs)["logits"].abs().max()) for m in ms)
         out_max = float(run_torch(model, inputs)["logits"].abs().max())
 
-    def lse_rounding(n: int, v: float) -> float:
-        return _rounding.gamma(n + 2, u) + _rounding.F_POINTWISE * u + 2 * u * (v + math.log(n))
-
     e = max(member_errors)
     logp_max = 2 * z_max + math.log(K)  # |z - LSE(z)| <= 2 max|z| + log K
-    r = lse_rounding(K, z_max) + lse_rounding(len(ms), logp_max) + u * (out_max + math.log(len(ms)))
+    r = (_rounding.log_softmax_error(K, z_max, u) + _rounding.log_softmax_error(len(ms), logp_max, u)
+         + u * (out_max + math.log(len(ms))))  # fmt: skip
     e_logits = 2 * e + r
     propagated = _exp_factor(e, 1.0)  # exp(2 e) - 1, at most 1
     local = min(_exp_factor(r, 1.0) + _rounding.gamma(K + 2, u), 1.0)
