@@ -1,4 +1,5 @@
-"""Rounding bounds for a classifier's logits, carried by autograd ("spots"), for the export's verification.
+"""Rounding bounds for task models' outputs (classifiers' logits, forecasts, CTC log-probabilities), carried by
+autograd ("spots"), for the export's verification.
 
 The worst-case analysis of ``lstmkit._rounding`` passes each layer's error on through norms (||W||_inf, the cell's
 largest derivatives at every step), which is sound but, for a trained biLSTM or LSTM-FCN, comes out above the
@@ -15,7 +16,8 @@ A zero ("spot") is added to each such value, and the derivative g of every logit
 autograd through the float64 twin) says how far that rounding moves the logit. Roundings of distinct values are
 independent, mean-zero and bounded (the model ``_rounding`` takes, Higham and Mary 2019), so by Hoeffding's
 inequality a logit's error is within LAMBDA sqrt(sum g^2 eps^2), except with probability 2 exp(-LAMBDA^2 / 2).
-Covered: plain LSTM cores (any layers, bidirectional, masked lengths), the LSTM-FCN's conv branch, the head. A core
+Covered: plain LSTM cores (any layers, bidirectional, masked lengths), the LSTM-FCN's conv branch, the heads, the
+forecaster's AR skip and additions, the recognizer's log-softmax (``forecast_error``, ``recognizer_error``). A core
 with peepholes, coupled gates, LayerNorm, a projection, or a GRU/RNN core is not spotted: the caller bounds it by
 the worst-case analysis, as before. Pooling's own roundings (mean, attention) are bounded by the caller too.
 """
@@ -232,7 +234,6 @@ def recognizer_error(model: nn.Module, inputs: dict[str, Tensor]) -> Tensor | No
         return None
     twin = copy.deepcopy(model).double().eval()
     spots = _Spots()
-
     parts: dict[str, Tensor] = {}
     handles = [twin.head.register_forward_hook(_linear_hook(spots, parts, "head"))]
     twin.rnn.impl = "reference"  # the layer's own time loop, which calls the spotted step (twin is a copy)
