@@ -105,6 +105,18 @@ def test_forecast_combination_averages_every_candidates_seeds(forecast_panel, tm
     assert forecasts[0].tolist() != forecasts[1].tolist()  # two different models, so the mean is not either one
 
 
+def test_export_bounds_table_is_a_small_share_of_every_task_models_outputs(monkeypatch, capsys):
+    """benchmarks/export_bounds.py (docs/deployment.md's table) on its random models at a short shape: each task
+    model's verification tolerance is below 1% of its largest output (the worst-case bound was above it)."""
+    bounds = _load("export_bounds")
+    monkeypatch.setattr(bounds, "SHAPES", ((6, 2),))
+    bounds.main(["--synthetic"])
+    rows = [line.split("|")[1:-1] for line in capsys.readouterr().out.splitlines()[2:]]
+    assert [r[0].strip().split()[0] for r in rows] == ["classify", "classify", "forecast", "ctc"]
+    for row in rows:
+        assert float(row[4]) < 0.01, row  # tolerance / output
+
+
 def test_gpu_benchmark_runs_every_candidate_on_any_device(capsys):
     """benchmarks/gpu.py is timed on a lent GPU only; its smoke run on the CPU keeps the script working here."""
     gpu = _load("gpu")
