@@ -6,9 +6,11 @@ Candidates, all one layer with the same sizes and the same math (plain cell, gat
   (``lstmkit/nn/_convlstm_bptt.py``): per step one convolution over [x_t, h_{t-1}] read from one
   preallocated buffer (no ``cat``), the gate math in the C++ kernels, one ``convolution_backward`` per step;
 - ``lstmkit impl=winograd``: the same backward with the 3x3 convolutions by Winograd's F(4x4, 3x3)
-  (``lstmkit/nn/_winograd.py``: C++ tile transforms, 36 products per step by oneDNN's brgemm);
-- ``lstmkit impl=winograd, products by bmm``: the same layer with the 36 products by MKL's batched ``bmm``
-  (``_winograd.products_by("bmm")``, the arrangement of session 19), for an A/B of the two on any CPU;
+  (``lstmkit/nn/_winograd.py``: C++ tile transforms, 36 products per step, by ``_winograd.default_products``:
+  oneDNN's brgemm where the extension runs AVX2 kernels, MKL's ``bmm`` where it runs AVX-512 ones);
+- ``lstmkit impl=winograd, products by bmm`` and ``..., products by brgemm``: the same layer with the 36
+  products by MKL's batched ``bmm`` or by brgemm whatever the CPU (``_winograd.products_by``), for an A/B of the
+  two on any CPU;
 - ``lstmkit impl=auto``: the default, ``"concat"`` below;
 - ``lstmkit impl=concat``: per step one convolution over ``torch.cat([x_t, h_{t-1}])`` with W_ih and
   W_hh concatenated once, differentiated by autograd;
@@ -67,9 +69,11 @@ QUICK_REPEATS = 3
 TIME_LIMIT = 600.0  # seconds before rounds stop (after 3); one round took ~1.5 min on 2 shared cores (load 4-8)
 NAIVE = "naive 4 convs"  # the baseline every ratio divides by
 WINOGRAD_BMM = "lstmkit impl=winograd, products by bmm"
+WINOGRAD_BRGEMM = "lstmkit impl=winograd, products by brgemm"
 CONV = "conv2d"
 MM = "torch.mm"
-LAYERS = ("bptt", "winograd", "winograd-bmm", "auto", "fused", "textbook", "channels_last", "naive")  # --layers
+LAYERS = ("bptt", "winograd", "winograd-bmm", "winograd-brgemm", "auto", "fused", "textbook", "channels_last",
+          "naive")  # --layers
 
 
 class ConcatConvLSTM(nn.Module):
@@ -335,6 +339,7 @@ def main(argv: list[str] | None = None) -> None:
         "bptt": ("lstmkit impl=bptt", lambda: lstmkit.ConvLSTM(C, Hc, k, impl="bptt")),
         "winograd": ("lstmkit impl=winograd", lambda: lstmkit.ConvLSTM(C, Hc, k, impl="winograd")),
         "winograd-bmm": (WINOGRAD_BMM, lambda: lstmkit.ConvLSTM(C, Hc, k, impl="winograd")),
+        "winograd-brgemm": (WINOGRAD_BRGEMM, lambda: lstmkit.ConvLSTM(C, Hc, k, impl="winograd")),
         "auto": ("lstmkit impl=auto (concat)", lambda: lstmkit.ConvLSTM(C, Hc, k)),
         "fused": ("lstmkit impl=fused", lambda: lstmkit.ConvLSTM(C, Hc, k, impl="fused")),
         "textbook": ("nn.Conv2d over [x, h]", lambda: ConcatConvLSTM(C, Hc, k)),
@@ -348,8 +353,9 @@ def main(argv: list[str] | None = None) -> None:
         if not args.train_only:
             fns[f"{name}|fwd"] = _forward_fn(module, x)
         fns[f"{name}|train"] = _train_fn(module, x)
-        if name == WINOGRAD_BMM:  # the same layer with its products by MKL's bmm (the arrangement before brgemm)
-            fns.update({key: _products_by("bmm", fn) for key, fn in fns.items() if key.startswith(f"{name}|")})
+        for label, route in ((WINOGRAD_BMM, "bmm"), (WINOGRAD_BRGEMM, "brgemm")):  # the same layer, products forced
+            if name == label:
+                fns.update({key: _products_by(route, fn) for key, fn in fns.items() if key.startswith(f"{name}|")})
     xh = torch.randn(B, C + Hc, H, W)  # the textbook step's convolution, alone
     w = torch.randn(4 * Hc, C + Hc, k, k)
 

@@ -401,7 +401,8 @@ def test_convlstm_shape_option(convlstm_bench):
     (["--shape", "10,0,16,16,16,16"], "--shape must be six positive integers T,B,C,H,W,Hc, got '10,0,16,16,16,16'"),
     (["--shape", "4,4,1,8,8,4", "--quick"], "--shape and --quick both set the shape; give one"),
     (["--layers", "winograd,cudnn"], "--layers: unknown cudnn; choose from "
-                                     "bptt,winograd,winograd-bmm,auto,fused,textbook,channels_last,naive"),
+                                     "bptt,winograd,winograd-bmm,winograd-brgemm,auto,fused,textbook,channels_last,"
+                                     "naive"),
 ])
 def test_convlstm_option_errors(convlstm_bench, capsys, argv, message):
     with pytest.raises(SystemExit) as e:
@@ -410,12 +411,13 @@ def test_convlstm_option_errors(convlstm_bench, capsys, argv, message):
     assert capsys.readouterr().err.strip().endswith(f"error: {message}")
 
 
-def test_convlstm_winograd_bmm_runs_its_products_by_bmm(convlstm_bench):
+@pytest.mark.parametrize("route", ["bmm", "brgemm"])
+def test_convlstm_winograd_forced_runs_its_products_by_that_route(convlstm_bench, route):
     from lstmkit.nn import _winograd
 
     seen = []
-    convlstm_bench._products_by("bmm", lambda: seen.append(_winograd._products))()
-    assert seen == ["bmm"] and _winograd._products == "brgemm"
+    convlstm_bench._products_by(route, lambda: seen.append(_winograd._products))()
+    assert seen == [route] and _winograd._products is None
 
 
 # --- benchmarks/select_combination.py ----------------------------------------------------------------------------

@@ -40,7 +40,8 @@ def isa(request):
 
 @pytest.fixture(params=_winograd.PRODUCTS)
 def products(request):
-    """Runs the test with the float32 channel products by each route (brgemm, the default, and MKL's bmm)."""
+    """Runs the test with the float32 channel products by each route (brgemm and MKL's bmm; default_products picks
+    one)."""
     with _winograd.products_by(request.param):
         yield request.param
 
@@ -251,7 +252,22 @@ def test_products_by_selects_the_route(monkeypatch, route):
         _winograd.products(A.double(), B.double(), torch.empty(36, 2, 4, dtype=torch.float64))
     assert calls == (["brgemm"] if route == "brgemm" else [])
     torch.testing.assert_close(got, torch.bmm(A, B))
-    assert _winograd._products == "brgemm"
+    assert _winograd._products is None  # back to default_products
+
+
+@pytest.mark.parametrize(("isa", "route"), [("avx512", "bmm"), ("avx2", "brgemm"), ("generic", "brgemm")])
+def test_default_products_by_instruction_set(monkeypatch, isa, route):
+    """Outside products_by, the float32 products run as default_products says for the extension's kernels: bmm on
+    AVX-512, brgemm elsewhere."""
+    calls = []
+    ext = _cpp._ext()
+    monkeypatch.setattr(_cpp, "_ext", lambda: type("E", (), {
+        "isa": staticmethod(lambda: isa),
+        "plane_products": staticmethod(lambda *a: calls.append("brgemm") or ext.plane_products(*a))})())  # fmt: skip
+    A, B = torch.randn(36, 2, 3), torch.randn(36, 3, 4)
+    assert _winograd.default_products() == route
+    torch.testing.assert_close(_winograd.products(A, B, torch.empty(36, 2, 4)), torch.bmm(A, B))
+    assert calls == (["brgemm"] if route == "brgemm" else [])
 
 
 @pytest.mark.parametrize("bias", [True, False])

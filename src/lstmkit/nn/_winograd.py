@@ -6,8 +6,9 @@ U = G g G^T), multiplied elementwise and summed over the input channels (36 matr
 position xi of the 6 x 6 tile), and transformed back (y = A^T M A). On CPUs whose direct convolution
 already runs near the FMA peak (the ConvLSTM's case, docs/benchmarks.md) that is the one way to do less
 work per step. The tile transforms are C++ (``csrc/winograd_transforms.h``, in the lstmkit extension), the
-products in float32 are oneDNN's brgemm micro-kernel on panels of the right operand (``products``: faster than
-MKL's ``bmm`` for these shapes on AVX2, docs/benchmarks.md), in float64 ``torch.bmm``; the filter transform (small)
+products in float32 are oneDNN's brgemm micro-kernel on panels of the right operand where the extension runs its
+AVX2 kernels and MKL's ``bmm`` where it runs AVX-512 ones (``default_products``: the faster on each in training steps
+of the layer, docs/benchmarks.md), in float64 ``torch.bmm``; the filter transform (small)
 is done here in float64.
 
 Shapes: x (B, C, H, W), w (K, C, 3, 3), N = B ceil(H/4) ceil(W/4) tiles; V (36, C, N), U (36, K, C),
@@ -53,13 +54,20 @@ def usable(x: Tensor, weight: Tensor) -> bool:
 
 
 PRODUCTS = ("brgemm", "bmm")
-_products = "brgemm"
+_products: str | None = None  # None: by the kernels' instruction set (default_products)
+
+
+def default_products() -> str:
+    """How the float32 channel products run by default: ``"bmm"`` (MKL) where the extension runs its AVX-512
+    kernels, ``"brgemm"`` (its own panels for oneDNN's micro-kernel) elsewhere. Each was the faster in interleaved
+    training steps of the layer on that kind of CPU (docs/benchmarks.md, sessions 20 and 22)."""
+    return "bmm" if _cpp._ext().isa() == "avx512" else "brgemm"
 
 
 @contextlib.contextmanager
 def products_by(name: str) -> Iterator[None]:
-    """Run the float32 channel products by ``name`` inside the block: ``"brgemm"`` (the default) or ``"bmm"``
-    (MKL's batched product, the arrangement before; for benchmarks/convlstm.py's A/B)."""
+    """Run the float32 channel products by ``name`` inside the block, ``"brgemm"`` or ``"bmm"``, whatever
+    ``default_products`` says (for benchmarks/convlstm.py's A/B)."""
     global _products
     if name not in PRODUCTS:
         raise ValueError(f"products must be one of {PRODUCTS}, got {name!r}")
@@ -72,9 +80,9 @@ def products_by(name: str) -> Iterator[None]:
 
 def products(A: Tensor, B: Tensor, out: Tensor, *, accumulate: bool = False) -> Tensor:
     """out[p] (+)= A[p] @ B[p] for the 36 planes p: A (36, M, K) and out (36, M, N) with contiguous rows, B (36, K, N)
-    with contiguous rows or columns. float32: the extension's ``plane_products`` (brgemm), unless ``products_by``
-    says ``"bmm"``; float64: ``torch.bmm``."""
-    if A.dtype == torch.float32 and _products == "brgemm":
+    with contiguous rows or columns. float32: the extension's ``plane_products`` (brgemm) or ``torch.bmm``, as
+    ``products_by`` or else ``default_products`` says; float64: ``torch.bmm``."""
+    if A.dtype == torch.float32 and (_products or default_products()) == "brgemm":
         _cpp._ext().plane_products(A, B, out, accumulate)
     elif accumulate:
         out.baddbmm_(A, B)
