@@ -20,6 +20,9 @@ pytestmark = pytest.mark.skipif(not _cpp.available(), reason=f"C++ extension una
 SHAPES = [  # (B, C, K, H, W): frames not multiples of 4 (cropped tiles), one row or column, one tile, wider
     (2, 3, 5, 9, 11), (1, 2, 3, 4, 4), (3, 4, 2, 17, 5), (2, 5, 7, 1, 3), (1, 1, 1, 2, 1), (2, 6, 4, 8, 40),
 ]
+# Rows of 18 tiles (a full and a partial chunk of AVX-512's 16 lanes); 360 tiles a frame, so the transforms' pieces
+# (at most 1024 tiles of one channel) hold 2 frames, then 1.
+WIDE = [(1, 2, 3, 6, 70), (3, 2, 3, 78, 70)]
 ISAS = ("generic", "avx2", "avx512")
 
 
@@ -46,7 +49,7 @@ def products(request):
         yield request.param
 
 
-@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("shape", SHAPES + WIDE, ids=str)
 def test_transforms_are_each_others_adjoints(shape, isa):
     """<T x, v> = <x, T* v> for the input and the output transform, in float64 (the backward relies on it)."""
     B, C, K, H, W = shape
@@ -74,10 +77,12 @@ def test_input_transform_by_hand():
 
 
 @pytest.mark.parametrize("bias", [True, False])
-@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("shape", SHAPES + WIDE, ids=str)
 def test_float32_within_the_derived_bound(shape, bias, isa, products):
     """Output, data, weight and bias gradients in float32 against the exact convolution (F.conv2d in float64 of
-    the same float32 inputs): every element within ``error_bound``, which is itself small (not vacuous)."""
+    the same float32 inputs): every element within ``error_bound``, which is itself small (not vacuous) at the
+    small shapes (the weight gradient's worst case grows with the tiles, N + 24 roundings: at WIDE's 1080 tiles it
+    is a third of the gradient, as a worst case is)."""
     B, C, K, H, W = shape
     g = torch.Generator().manual_seed(1)
     x = torch.randn(B, C, H, W, generator=g).requires_grad_()
@@ -100,7 +105,8 @@ def test_float32_within_the_derived_bound(shape, bias, isa, products):
         # Not vacuous: a wrong transform entry or a lost term is off by O(1); the bound stays below 1% of the
         # outputs (it is larger than a direct convolution's: the transforms' absolute values add up where their
         # signed sums cancel).
-        assert float(bound.max()) < 1e-2 * (float(want.abs().max()) + 1), f"{name}: the bound says nothing"
+        if shape in SHAPES:
+            assert float(bound.max()) < 1e-2 * (float(want.abs().max()) + 1), f"{name}: the bound says nothing"
     if bias:
         torch.testing.assert_close(b.grad.double(), b64.grad, atol=0, rtol=B * H * W * torch.finfo(torch.float32).eps)
 
@@ -120,7 +126,7 @@ def test_float32_at_the_layer_shape(products):
 
 
 @pytest.mark.parametrize("bias", [True, False])
-@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("shape", SHAPES + WIDE, ids=str)
 def test_float32_within_the_probable_bound(shape, bias, isa, products):
     """The output in float32 against the exact convolution: every element within ``probable_error`` (the
     probabilistic bound: fails with probability below 3e-8 per element if the analysis is right), which is never

@@ -116,6 +116,7 @@ struct BwdArgs {
 // One copy of the kernels per instruction set (see the header). GCC only: other compilers get the
 // portable copy, which is correct everywhere, just slower.
 #define LSTMKIT_NS lstmkit::generic
+#define LSTMKIT_WINO_LANES 8
 #include "lstm_scan_pointwise.h"
 #include "winograd_transforms.h"
 #undef LSTMKIT_NS
@@ -132,6 +133,8 @@ struct BwdArgs {
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma")
 #define LSTMKIT_NS lstmkit::avx512
+#undef LSTMKIT_WINO_LANES
+#define LSTMKIT_WINO_LANES 16
 #include "lstm_scan_pointwise.h"
 #include "winograd_transforms.h"
 #undef LSTMKIT_NS

@@ -26,7 +26,7 @@
 
 namespace LSTMKIT_NS {
 
-constexpr int kWinoLanes = 8;  // tiles per chunk: one AVX2 register of floats
+constexpr int kWinoLanes = LSTMKIT_WINO_LANES;  // tiles per chunk: one vector register of floats (lstm_scan.cpp)
 
 // dst[l] = src[l] for the chunk's first `valid` lanes, zero after: full chunks take the plain (vectorised) copy.
 template <typename T>
