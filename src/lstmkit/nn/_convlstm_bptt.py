@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from . import _cpp, _winograd
+from . import _cpp, _winograd, _workspace
 
 # d sigmoid / d a and d tanh / d a from the activation's output, written into grad_input: one kernel each.
 _sigmoid_grad = torch.ops.aten.sigmoid_backward.grad_input  # grad * y (1 - y)
@@ -132,15 +132,15 @@ class ConvLSTMLayerFn(torch.autograd.Function):
         pad = (w_hh.shape[-2] // 2, w_hh.shape[-1] // 2)
         weight = torch.cat([w_ih, w_hh], dim=1)  # (G, C + Hc, kh, kw): one convolution over [x_t, h_{t-1}]
         conv = WinogradStepConv(weight, b, T, B, H, W) if winograd else DirectConv(weight, b, pad)
-        xh = x.new_empty(T + 1, B, C + Hc, H, W)  # slot t holds [x_t, h_{t-1}]; slot T only h_T
+        xh = _workspace.take(x, T + 1, B, C + Hc, H, W)  # slot t holds [x_t, h_{t-1}]; slot T only h_T
         xh[:T, :, :C] = x
         xh[0, :, C:] = h0
-        cs = x.new_empty(T + 1, B, Hc, H, W)  # c_0 .. c_T
+        cs = _workspace.take(x, T + 1, B, Hc, H, W)  # c_0 .. c_T
         cs[0] = c0
         ys = x.new_empty(T, B, Hc, H, W)
-        gates = x.new_empty(T, B, 4 * Hc, H, W)  # the activated gates, saved for the backward
-        pre = x.new_empty(B, 4 * Hc, H, W)  # one step's pre-activations (Winograd writes them here)
-        tcs = x.new_empty(T, B, Hc, H, W)  # tanh(c_t), saved for the backward
+        gates = _workspace.take(x, T, B, 4 * Hc, H, W)  # the activated gates, saved for the backward
+        pre = _workspace.take(x, B, 4 * Hc, H, W)  # one step's pre-activations (Winograd writes them here)
+        tcs = _workspace.take(x, T, B, Hc, H, W)  # tanh(c_t), saved for the backward
         kernels = _cpp_pointwise(x)
         for t in range(T):
             # W_hh * h_0 = 0 under zero_state: step 0 convolves the input side alone (C channels, not C + Hc)
@@ -184,7 +184,7 @@ class ConvLSTMLayerFn(torch.autograd.Function):
         dc = torch.zeros_like(cs[0]) if dc_T is None else dc_T.clone(memory_format=torch.contiguous_format)
         need_x, need_h0, need_c0 = ctx.needs_input_grad[:3]
         dx = cs.new_empty(T, B, C, *frame) if need_x else None
-        da = torch.empty_like(gates[0])  # (B, G, H, W): one step's pre-activation gradients
+        da = _workspace.take(gates, *gates.shape[1:])  # (B, G, H, W): one step's pre-activation gradients
         for t in range(T - 1, -1, -1):
             if dy is not None:
                 dh += dy[t] if mask is None else dy[t] * mask[t].view(B, 1, 1, 1)

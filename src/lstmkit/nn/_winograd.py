@@ -34,7 +34,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from . import _cpp
+from . import _cpp, _workspace
 
 # The matrices (rows as in the C++ header); G is applied here, in float64.
 BT = ((4, 0, -5, 0, 1, 0), (0, -4, -4, 1, 1, 0), (0, 4, -4, -1, 1, 0), (0, -2, -1, 2, 1, 0), (0, 2, -1, -2, 1, 0),
@@ -293,8 +293,8 @@ class WinogradConv:
         self.bias = bias
         self.shape = (B, H, W)
         self.N = tiles(B, H, W)
-        self.V = weight.new_empty(T, 36, self.Cin, self.N)  # every step's input transform
-        self.M = weight.new_empty(36, self.G, self.N)  # the products, then their gradients, reused
+        self.V = _workspace.take(weight, T, 36, self.Cin, self.N)  # every step's input transform
+        self.M = _workspace.take(weight, 36, self.G, self.N)  # the products, then their gradients, reused
         self.dU: Tensor | None = None
         self.dV: Tensor | None = None  # (36, C + Hc, N), the data gradient's products, made by the backward
 
@@ -319,7 +319,7 @@ class WinogradConv:
             return None
         if self.UT is None:
             self.UT = self.U.transpose(1, 2).contiguous()
-            self.dV = self.U.new_empty(36, self.Cin, self.N)  # reused: a fresh one per step costs its page faults
+            self.dV = _workspace.take(self.U, 36, self.Cin, self.N)  # reused: fresh ones per step cost page faults
         dV = self.dV if channels == self.Cin else self.U.new_empty(36, channels, self.N)
         products(self.UT[:, :channels], dM, dV)  # (36, channels, N)
         return input_transform_adjoint(dV, tuple(dxh.shape), dxh)
