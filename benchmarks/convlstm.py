@@ -11,6 +11,9 @@ Candidates, all one layer with the same sizes and the same math (plain cell, gat
 - ``lstmkit impl=winograd, products by bmm`` and ``..., products by brgemm``: the same layer with the 36
   products by MKL's batched ``bmm`` or by brgemm whatever the CPU (``_winograd.products_by``), for an A/B of the
   two on any CPU;
+- ``lstmkit impl=winograd, no buffer pool``: the same layer with ``LSTMKIT_BUFFER_CACHE_MB=0`` during its calls, so
+  its work buffers are allocated (and page-faulted in) anew each call, as before session 22
+  (``lstmkit/nn/_workspace.py``);
 - ``lstmkit impl=auto``: the default, ``"concat"`` below;
 - ``lstmkit impl=concat``: per step one convolution over ``torch.cat([x_t, h_{t-1}])`` with W_ih and
   W_hh concatenated once, differentiated by autograd;
@@ -70,10 +73,11 @@ TIME_LIMIT = 600.0  # seconds before rounds stop (after 3); one round took ~1.5 
 NAIVE = "naive 4 convs"  # the baseline every ratio divides by
 WINOGRAD_BMM = "lstmkit impl=winograd, products by bmm"
 WINOGRAD_BRGEMM = "lstmkit impl=winograd, products by brgemm"
+WINOGRAD_NOPOOL = "lstmkit impl=winograd, no buffer pool"
 CONV = "conv2d"
 MM = "torch.mm"
-LAYERS = ("bptt", "winograd", "winograd-bmm", "winograd-brgemm", "auto", "fused", "textbook", "channels_last",
-          "naive")  # --layers
+LAYERS = ("bptt", "winograd", "winograd-bmm", "winograd-brgemm", "winograd-nopool", "auto", "fused", "textbook",
+          "channels_last", "naive")  # --layers
 
 
 class ConcatConvLSTM(nn.Module):
@@ -246,6 +250,23 @@ def _products_by(products: str, fn: Callable[[], None]) -> Callable[[], None]:
     return run
 
 
+def _without_pool(fn: Callable[[], None]) -> Callable[[], None]:
+    """fn with the layer's buffer pool off (``LSTMKIT_BUFFER_CACHE_MB=0``) during the call, restored after."""
+
+    def run() -> None:
+        old = os.environ.get("LSTMKIT_BUFFER_CACHE_MB")
+        os.environ["LSTMKIT_BUFFER_CACHE_MB"] = "0"
+        try:
+            fn()
+        finally:
+            if old is None:
+                del os.environ["LSTMKIT_BUFFER_CACHE_MB"]
+            else:
+                os.environ["LSTMKIT_BUFFER_CACHE_MB"] = old
+
+    return run
+
+
 def _train_fn(module: nn.Module, x: Tensor) -> Callable[[], None]:
     def run() -> None:
         module.zero_grad(set_to_none=True)
@@ -340,6 +361,7 @@ def main(argv: list[str] | None = None) -> None:
         "winograd": ("lstmkit impl=winograd", lambda: lstmkit.ConvLSTM(C, Hc, k, impl="winograd")),
         "winograd-bmm": (WINOGRAD_BMM, lambda: lstmkit.ConvLSTM(C, Hc, k, impl="winograd")),
         "winograd-brgemm": (WINOGRAD_BRGEMM, lambda: lstmkit.ConvLSTM(C, Hc, k, impl="winograd")),
+        "winograd-nopool": (WINOGRAD_NOPOOL, lambda: lstmkit.ConvLSTM(C, Hc, k, impl="winograd")),
         "auto": ("lstmkit impl=auto (concat)", lambda: lstmkit.ConvLSTM(C, Hc, k)),
         "fused": ("lstmkit impl=fused", lambda: lstmkit.ConvLSTM(C, Hc, k, impl="fused")),
         "textbook": ("nn.Conv2d over [x, h]", lambda: ConcatConvLSTM(C, Hc, k)),
@@ -356,6 +378,8 @@ def main(argv: list[str] | None = None) -> None:
         for label, route in ((WINOGRAD_BMM, "bmm"), (WINOGRAD_BRGEMM, "brgemm")):  # the same layer, products forced
             if name == label:
                 fns.update({key: _products_by(route, fn) for key, fn in fns.items() if key.startswith(f"{name}|")})
+        if name == WINOGRAD_NOPOOL:
+            fns.update({key: _without_pool(fn) for key, fn in fns.items() if key.startswith(f"{name}|")})
     xh = torch.randn(B, C + Hc, H, W)  # the textbook step's convolution, alone
     w = torch.randn(4 * Hc, C + Hc, k, k)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -401,14 +402,27 @@ def test_convlstm_shape_option(convlstm_bench):
     (["--shape", "10,0,16,16,16,16"], "--shape must be six positive integers T,B,C,H,W,Hc, got '10,0,16,16,16,16'"),
     (["--shape", "4,4,1,8,8,4", "--quick"], "--shape and --quick both set the shape; give one"),
     (["--layers", "winograd,cudnn"], "--layers: unknown cudnn; choose from "
-                                     "bptt,winograd,winograd-bmm,winograd-brgemm,auto,fused,textbook,channels_last,"
-                                     "naive"),
+                                     "bptt,winograd,winograd-bmm,winograd-brgemm,winograd-nopool,auto,fused,textbook,"
+                                     "channels_last,naive"),
 ])
 def test_convlstm_option_errors(convlstm_bench, capsys, argv, message):
     with pytest.raises(SystemExit) as e:
         convlstm_bench.parse_args(argv)
     assert e.value.code == 2
     assert capsys.readouterr().err.strip().endswith(f"error: {message}")
+
+
+@pytest.mark.parametrize("old", [None, "512"])
+def test_convlstm_winograd_nopool_runs_with_the_pool_off(convlstm_bench, monkeypatch, old):
+    if old is None:
+        monkeypatch.delenv("LSTMKIT_BUFFER_CACHE_MB", raising=False)
+    else:
+        monkeypatch.setenv("LSTMKIT_BUFFER_CACHE_MB", old)
+    from lstmkit.nn import _workspace
+
+    seen = []
+    convlstm_bench._without_pool(lambda: seen.append(_workspace.limit_bytes()))()
+    assert seen == [0] and os.environ.get("LSTMKIT_BUFFER_CACHE_MB") == old
 
 
 @pytest.mark.parametrize("route", ["bmm", "brgemm"])
@@ -458,6 +472,21 @@ def test_select_combination_on_a_toy_selection(tmp_path, capsys):
     with pytest.raises(SystemExit, match=r"biLSTM's recomputed CV loss .* differs from the recorded .*: the folds "
                                          r"were not rebuilt as trained$"):  # fmt: skip
         sc.main([str(tmp_path / "sel")])
+
+
+def test_winograd_parts_benchmark_prints_every_part(capsys):
+    """A smoke run at its --quick shape: one row per part, the transforms with a memory rate."""
+    wp = _load("winograd_parts")
+    wp.main(["--threads", "1", "--repeats", "1", "--quick"])
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| ") and not line.startswith("| part")]
+    assert [r.split(" | ")[0][2:] for r in rows] == [
+        "input transform", "output transform (+ bias)", "output transform's adjoint", "input transform's adjoint",
+        "gate kernel, forward", "gate kernel, backward",
+        *(f"products, {p} ({route})" for route in ("brgemm", "bmm")
+          for p in ("forward", "weight gradient", "data gradient"))]  # fmt: skip
+    assert all(float(r.split(" | ")[1]) > 0 for r in rows)
+    assert sum(r.split(" | ")[2].strip(" |") != "" for r in rows) == 4  # the transforms' rates
 
 
 def test_winograd_products_benchmark_prints_each_product(monkeypatch, capsys):
