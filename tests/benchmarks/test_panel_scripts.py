@@ -485,7 +485,7 @@ def test_winograd_parts_benchmark_prints_every_part(capsys):
         "gate kernel, forward", "gate kernel, backward",
         *(f"products, {p} ({route})" for route in ("brgemm", "bmm")
           for p in ("forward", "weight gradient", "data gradient"))]  # fmt: skip
-    assert all(float(r.split(" | ")[1]) > 0 for r in rows)
+    assert all(float(r.split(" | ")[1]) >= 0 for r in rows)  # ms, one decimal: the quick shape may print 0.0
     assert sum(r.split(" | ")[2].strip(" |") != "" for r in rows) == 4  # the transforms' rates
 
 

@@ -2,11 +2,13 @@
 
 ``layer_weights`` reads one layer and direction's parameters as a typed ``LSTMWeights`` /
 ``GRUWeights``; ``LSTMState`` is the (h, c) pair the step cell carries; ``safe_globals()`` lists the
-classes to allow for ``torch.load(weights_only=True)`` of a whole model.
+classes to allow for ``torch.load(weights_only=True)`` of a whole model; ``release_buffers()`` drops the ConvLSTM
+layer's free pooled work buffers (``_workspace``).
 """
 
 from __future__ import annotations
 
+from ._workspace import release as release_buffers
 from .convlstm import ConvLSTM, ConvLSTMCell
 from .gru import GRU, RNN
 from .lstm import LSTM, LSTMCell, LSTMStepCell
@@ -29,5 +31,6 @@ __all__ = [
     "convlstm_param_count",
     "layer_weights",
     "param_count",
+    "release_buffers",
     "safe_globals",
 ]
