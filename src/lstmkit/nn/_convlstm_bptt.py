@@ -17,6 +17,9 @@ What it changes against the autograd arrangements of ``convlstm.py`` (same convo
   slower than T per-step ones: 42.5 against 55.3 GFLOP/s, docs/benchmarks.md) or, for 3x3 kernels
   (``impl="winograd"``), ``WinogradStepConv``: Winograd F(4x4, 3x3) (``_winograd``), 4x fewer
   multiplications, its weight gradient summed over the steps in the transformed domain.
+- The large buffers (xh, the states, gates, tanh(c_t), the step buffers) come from ``_workspace``'s pool, kept across
+  calls: allocated anew, glibc maps and unmaps them each call and every page faults in again (docs/benchmarks.md,
+  session 22).
 
 Plain cell only (no peephole, no LayerNorm); ``lengths`` masking as ``_reference.scan``: past a
 sequence's end its state is carried and its output is zero. Shapes: T time, B batch, C input

@@ -242,11 +242,17 @@ constexpr int64_t kMinPackedSteps = 4;
 constexpr int64_t kPanelMaxK = 1024, kPanelBlockK = 512;
 // Inner dimensions up to this read W fast enough in place (AVX2, one batch row).
 constexpr int64_t kBrgemmMaxK = 128;
+// The same on AVX-512 (session 22's Xeon: in place at K = 256 as fast as panels, at K >= 512 half their speed).
+constexpr int64_t kBrgemmMaxKAvx512 = 256;
 
 // The matrix-product path of one per-step product, C (M, N) = A (M, K) @ W (K, N), run `steps` times.
 // Measured on AVX2 (docs/benchmarks.md): with one row, gemv_rows (2x MKL's sgemm / sgemv / packed
 // GEMM at H = 128 and 512); with several rows, brgemm on panels once there are enough steps to pay for
-// copying W, else brgemm in place up to K = 128 and BLAS above. AVX-512: brgemm in place everywhere.
+// copying W, else brgemm in place up to K = 128 and BLAS above. AVX-512 (benchmarks/step_products.py --kernel,
+// session 22): brgemm in place up to K = 256 (2x the panels' speed at 4 x 128 x 512), above it panels once there
+// are enough steps, else BLAS: in place, W's rows 4H floats apart (a multiple of 4 KiB) share the L1 cache's
+// sets there too, and it ran at 36-74 GFLOP/s where panels ran at 102-167 (session 10's AVX-512 CPU had found
+// brgemm in place the fastest everywhere).
 template <typename T>
 GemmMode choose_gemm(int64_t M, int64_t K, int64_t steps) {
   if constexpr (!std::is_same_v<T, float>) {
@@ -263,7 +269,11 @@ GemmMode choose_gemm(int64_t M, int64_t K, int64_t steps) {
       default: break;
     }
     if (K == 0) return GemmMode::kBlas;  // gemm() writes the zeros
-    if (g_isa == Isa::kAvx512) return GemmMode::kBrgemm;
+    if (g_isa == Isa::kAvx512) {
+      if (K <= kBrgemmMaxKAvx512) return GemmMode::kBrgemm;
+      if (steps < kMinPackedSteps) return blas ? GemmMode::kBlas : GemmMode::kBrgemm;
+      return GemmMode::kPanels;
+    }
     if (M == 1) return GemmMode::kGemv;
     if (steps < kMinPackedSteps) return (K <= kBrgemmMaxK || !blas) ? GemmMode::kBrgemm : GemmMode::kBlas;
     (void)packed;  // kPacked: measured, never the fastest on AVX2 once kGemv and kPanels exist

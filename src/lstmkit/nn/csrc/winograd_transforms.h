@@ -14,7 +14,8 @@
 // The four kernels here are the input and output transforms and their adjoints (transposes): the backward
 // of the input transform scatter-adds B dV B^T into the frame (neighbouring patches overlap by two rows and
 // columns), that of the output transform spreads a tile's gradient back as A dY A^T. Each works on one
-// (image, channel) plane and one tile row at a time, eight tiles (lanes) at once, the images of a channel one
+// (image, channel) plane and one tile row at a time, kWinoLanes tiles (lanes) at once (8; 16 in the AVX-512 copy,
+// a frame row of 16 tiles in one chunk), the images of a channel one
 // after the other (so each of the 36 transformed planes is read or written in order). The input side splits
 // the patch rows into their four column phases (column 4 l + q, q < 4), so the lanes read contiguous memory;
 // the output side interleaves the lanes' four columns straight into the frame's rows. Plain loops the
