@@ -249,8 +249,9 @@ constexpr int64_t kBrgemmMaxKAvx512 = 256;
 // Measured on AVX2 (docs/benchmarks.md): with one row, gemv_rows (2x MKL's sgemm / sgemv / packed
 // GEMM at H = 128 and 512); with several rows, brgemm on panels once there are enough steps to pay for
 // copying W, else brgemm in place up to K = 128 and BLAS above. AVX-512 (benchmarks/step_products.py --kernel,
-// session 22): brgemm in place up to K = 256 (2x the panels' speed at 4 x 128 x 512), above it panels once there
-// are enough steps, else BLAS: in place, W's rows 4H floats apart (a multiple of 4 KiB) share the L1 cache's
+// session 22): gemv_rows for one row too (90 GFLOP/s against brgemm's 77 at 1 x 128 x 512, level from K = 512,
+// where reading W bounds every path); for several, brgemm in place up to K = 256 (2x the panels' speed at
+// 4 x 128 x 512), above it panels once there are enough steps, else BLAS: in place, W's rows 4H floats apart (a multiple of 4 KiB) share the L1 cache's
 // sets there too, and it ran at 36-74 GFLOP/s where panels ran at 102-167 (session 10's AVX-512 CPU had found
 // brgemm in place the fastest everywhere).
 template <typename T>
@@ -269,12 +270,12 @@ GemmMode choose_gemm(int64_t M, int64_t K, int64_t steps) {
       default: break;
     }
     if (K == 0) return GemmMode::kBlas;  // gemm() writes the zeros
+    if (M == 1) return GemmMode::kGemv;
     if (g_isa == Isa::kAvx512) {
       if (K <= kBrgemmMaxKAvx512) return GemmMode::kBrgemm;
       if (steps < kMinPackedSteps) return blas ? GemmMode::kBlas : GemmMode::kBrgemm;
       return GemmMode::kPanels;
     }
-    if (M == 1) return GemmMode::kGemv;
     if (steps < kMinPackedSteps) return (K <= kBrgemmMaxK || !blas) ? GemmMode::kBrgemm : GemmMode::kBlas;
     (void)packed;  // kPacked: measured, never the fastest on AVX2 once kGemv and kPanels exist
     return GemmMode::kPanels;
