@@ -15,7 +15,8 @@ Prints GFLOP/s (2 B H 4H per product); each cell is the best of 5 timings.
     python benchmarks/step_products.py
 
 With ``--kernel``, the products run through lstmkit's own C++ kernel instead (its ``step_product`` hook:
-the ``StepGemm`` the scan uses, each path forced in turn, ``torch.mm`` beside them in the same rounds), at
+the ``StepGemm`` the scan uses, each path forced in turn, ``gemv`` for one row only, ``torch.mm`` beside them in the
+same rounds), at
 the shapes given as M x K x N: the forward's (B, H) x (H, 4H) and the backward's dL/dh product
 (B, 4H) x (4H, H), where panels run K above 1024 in blocks of 512 rows:
 
@@ -109,7 +110,7 @@ def kernel_table(shapes: list[tuple[int, int, int]], rounds: int = 5, steps: int
 
     _cpp._ext()
     ext = _cpp._module
-    modes = [m for m in ("brgemm", "panels", "packed", "blas") if m != "packed" or _try_mode(ext, m)]
+    modes = [m for m in ("brgemm", "panels", "packed", "blas", "gemv") if m != "packed" or _try_mode(ext, m)]
     print(f"lstmkit kernel, instruction set {ext.isa()}; {steps} steps per timing, best of {rounds} rounds.\n")
     print("| M x K x N | " + " | ".join(modes) + " | torch.mm |")
     print("|---|" + "---:|" * (len(modes) + 1))
@@ -120,6 +121,8 @@ def kernel_table(shapes: list[tuple[int, int, int]], rounds: int = 5, steps: int
         flop = 2.0 * M * K * N * steps
         for _ in range(rounds):
             for m in modes:
+                if m == "gemv" and M != 1:  # one batch row only (forced, it runs panels otherwise)
+                    continue
                 ext.set_gemm(m)
                 best[m] = max(best[m], flop / ext.step_product(a, w, steps)[1] / 1e9)
             c = torch.empty(M, N)
@@ -128,7 +131,8 @@ def kernel_table(shapes: list[tuple[int, int, int]], rounds: int = 5, steps: int
                 torch.mm(a, w, out=c)
             best["mm"] = max(best["mm"], flop / (time.perf_counter() - t0) / 1e9)
         ext.set_gemm(before)
-        print(f"| {M} x {K} x {N} | " + " | ".join(f"{best[m]:.0f}" for m in [*modes, "mm"]) + " |", flush=True)
+        cells = ["–" if m == "gemv" and M != 1 else f"{best[m]:.0f}" for m in [*modes, "mm"]]
+        print(f"| {M} x {K} x {N} | " + " | ".join(cells) + " |", flush=True)
 
 
 def _try_mode(ext, mode: str) -> bool:

@@ -474,6 +474,18 @@ def test_select_combination_on_a_toy_selection(tmp_path, capsys):
         sc.main([str(tmp_path / "sel")])
 
 
+def test_step_products_kernel_table_times_every_path(capsys):
+    """A smoke run of ``--kernel``'s table at tiny shapes: every forced path of the kernel timed, gemv for one row
+    only."""
+    sp = _load("step_products")
+    sp.kernel_table([(1, 8, 16), (2, 8, 16)], rounds=1, steps=2)
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    head, one, two = rows[0], rows[1], rows[2]
+    assert head.startswith("| M x K x N | brgemm | panels |") and head.endswith("| gemv | torch.mm |")
+    assert one.startswith("| 1 x 8 x 16 | ") and "–" not in one
+    assert two.startswith("| 2 x 8 x 16 | ") and two.split(" | ")[-2] == "–"
+
+
 def test_winograd_parts_benchmark_prints_every_part(capsys):
     """A smoke run at its --quick shape: one row per part, the transforms with a memory rate."""
     wp = _load("winograd_parts")
