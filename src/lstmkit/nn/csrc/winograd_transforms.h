@@ -195,8 +195,8 @@ void wino_input_adjoint(const T* dV, int64_t ldV, T* dx, int64_t B, int64_t C, i
 
 // The output side works on pieces: runs of planes of one channel k (images b0 .. b0 + nb - 1, whose tiles lie side by
 // side in each of the 36 planes of M), at most kWinoPieceTiles tiles. Its two passes meet in a buffer of 24 values a
-// tile, [row][tile] (96 KiB in float: it stays in the L2 cache): the pass over M handles one column e of the tile
-// at a time, so it reads 6 planes of M side by side (contiguous runs), not 36 (reading all 36 at once, as this
+// tile, [row][tile] (about 99 KB in float: it stays in the L2 cache): the pass over M handles one column e of the
+// tile at a time, so it reads 6 planes of M side by side (contiguous runs), not 36 (reading all 36 at once, as this
 // code first did, ran at a third of the memory's speed: more streams than the hardware prefetcher follows); the
 // pass over the frame does the other dimension from the buffer. Rows are padded (wino_pad) so that a chunk's
 // lanes past the piece's end stay inside their row.
@@ -204,19 +204,38 @@ constexpr int64_t kWinoPieceTiles = 1024;
 
 inline int64_t wino_pad(int64_t tiles) { return (tiles + 2 * kWinoLanes - 1) / kWinoLanes * kWinoLanes; }
 
+// f(k, b0, nb, buf, ld) for each piece of the planes p = k B + b in [p0, p1) (per tiles a frame): channel k, frames
+// b0 .. b0 + nb - 1, and the buffer of 24 rows ld (padded) tiles apart.
+template <typename T, typename F>
+void wino_output_pieces(int64_t B, int64_t per, int64_t p0, int64_t p1, const F& f) {
+  const int64_t most = std::max<int64_t>(1, kWinoPieceTiles / per);  // frames in a piece
+  std::vector<T> buf(24 * wino_pad(most * per));
+  for (int64_t p = p0; p < p1;) {
+    const int64_t k = p / B, b0 = p % B, nb = std::min({most, B - b0, p1 - p});
+    f(k, b0, nb, buf.data(), wino_pad(nb * per));
+    p += nb;
+  }
+}
+
+// f(j, ty, l0, n) for each chunk of kWinoLanes tiles in nb frames of th x tw tiles: frame j, tile row ty, the chunk's
+// first tile column l0 and its first tile n in the piece.
+template <typename F>
+LK_INLINE void wino_frame_chunks(int64_t nb, int64_t th, int64_t tw, const F& f) {
+  const int64_t chunks = (tw + kWinoLanes - 1) / kWinoLanes;
+  for (int64_t j = 0; j < nb; ++j)
+    for (int64_t ty = 0; ty < th; ++ty)
+      for (int64_t ch = 0; ch < chunks; ++ch) f(j, ty, ch * kWinoLanes, (j * th + ty) * tw + ch * kWinoLanes);
+}
+
 // y (B, K, H, W) = A^T M A (+ bias) from M (36, K, N; planes ldM apart), for the planes p = k B + b in [p0, p1).
 template <typename T>
 void wino_output(const T* M, int64_t ldM, const T* bias, T* y, int64_t B, int64_t K, int64_t H, int64_t W, int64_t p0,
                  int64_t p1) {
   const int64_t th = (H + 3) / 4, tw = (W + 3) / 4, N = B * th * tw, per = th * tw;
-  const int64_t chunks = (tw + kWinoLanes - 1) / kWinoLanes;
-  const int64_t most = std::max<int64_t>(1, kWinoPieceTiles / per);  // planes in a piece
-  std::vector<T> buf(24 * wino_pad(most * per));  // [e][i][tile]: (A^T M)[i][e]
-  for (int64_t p = p0; p < p1;) {
-    const int64_t k = p / B, b0 = p % B, nb = std::min({most, B - b0, p1 - p});
-    const int64_t P = nb * per, ld = wino_pad(P);
+  wino_output_pieces<T>(B, per, p0, p1, [&](int64_t k, int64_t b0, int64_t nb, T* buf, int64_t ld) {
+    const int64_t P = nb * per;
     const T* src = M + k * N + b0 * per;  // the piece's first tile in plane 0
-    for (int e = 0; e < 6; ++e) {  // pass 1: six planes of M side by side
+    for (int e = 0; e < 6; ++e) {  // pass 1: six planes of M side by side; buf [e][i][tile] = (A^T M)[i][e]
       for (int64_t n0 = 0; n0 < P; n0 += kWinoLanes) {
         const int64_t valid = std::min<int64_t>(kWinoLanes, P - n0);
         T m[6][kWinoLanes], t[4][kWinoLanes];
@@ -226,38 +245,31 @@ void wino_output(const T* M, int64_t ldM, const T* bias, T* y, int64_t B, int64_
           for (int l = 0; l < kWinoLanes; ++l) buf[(e * 4 + i) * ld + n0 + l] = t[i][l];
       }
     }
-    for (int64_t j = 0; j < nb; ++j) {  // pass 2: each image's rows of 4 x 4 tiles
-      const int64_t b = b0 + j;
-      const T bk = bias == nullptr ? T(0) : bias[k];
-      T* plane = y + (b * K + k) * H * W;
-      for (int64_t ty = 0; ty < th; ++ty) {
-        for (int64_t ch = 0; ch < chunks; ++ch) {
-          const int64_t l0 = ch * kWinoLanes, n = j * per + ty * tw + l0;
-          T row[6][kWinoLanes], out[4][kWinoLanes];
-          for (int i = 0; i < 4; ++i) {
-            const int64_t r = 4 * ty + i;
-            if (r >= H) break;
-            for (int e = 0; e < 6; ++e)
-              for (int l = 0; l < kWinoLanes; ++l) row[e][l] = buf[(e * 4 + i) * ld + n + l];
-            wino_at<T>(row, out);  // out[j][l] = (A^T M A)[i][j] of tile l0 + l
-            T* dst = plane + r * W + 4 * l0;
-            if (4 * (l0 + kWinoLanes) <= W) {  // the whole chunk inside the frame: column 4 l + j
-              for (int l = 0; l < kWinoLanes; ++l) {
-                dst[4 * l] = out[0][l] + bk;
-                dst[4 * l + 1] = out[1][l] + bk;
-                dst[4 * l + 2] = out[2][l] + bk;
-                dst[4 * l + 3] = out[3][l] + bk;
-              }
-            } else {  // cropped at the right edge
-              for (int64_t col = 0; col < W - 4 * l0 && col < 4 * kWinoLanes; ++col)
-                dst[col] = out[col & 3][col >> 2] + bk;
-            }
+    const T bk = bias == nullptr ? T(0) : bias[k];
+    // pass 2: each frame's rows of 4 x 4 tiles
+    wino_frame_chunks(nb, th, tw, [&](int64_t j, int64_t ty, int64_t l0, int64_t n) LK_INLINE_LAMBDA {
+      T* plane = y + ((b0 + j) * K + k) * H * W;
+      T row[6][kWinoLanes], out[4][kWinoLanes];
+      for (int i = 0; i < 4; ++i) {
+        const int64_t r = 4 * ty + i;
+        if (r >= H) break;
+        for (int e = 0; e < 6; ++e)
+          for (int l = 0; l < kWinoLanes; ++l) row[e][l] = buf[(e * 4 + i) * ld + n + l];
+        wino_at<T>(row, out);  // out[j][l] = (A^T M A)[i][j] of tile l0 + l
+        T* dst = plane + r * W + 4 * l0;
+        if (4 * (l0 + kWinoLanes) <= W) {  // the whole chunk inside the frame: column 4 l + j
+          for (int l = 0; l < kWinoLanes; ++l) {
+            dst[4 * l] = out[0][l] + bk;
+            dst[4 * l + 1] = out[1][l] + bk;
+            dst[4 * l + 2] = out[2][l] + bk;
+            dst[4 * l + 3] = out[3][l] + bk;
           }
+        } else {  // cropped at the right edge
+          for (int64_t col = 0; col < W - 4 * l0 && col < 4 * kWinoLanes; ++col) dst[col] = out[col & 3][col >> 2] + bk;
         }
       }
-    }
-    p += nb;
-  }
+    });
+  });
 }
 
 // dM (36, K, N) = the adjoint of wino_output (without the bias) applied to dy (B, K, H, W), planes [p0, p1)
@@ -265,40 +277,32 @@ void wino_output(const T* M, int64_t ldM, const T* bias, T* y, int64_t B, int64_
 template <typename T>
 void wino_output_adjoint(const T* dy, T* dM, int64_t ldM, int64_t B, int64_t K, int64_t H, int64_t W, int64_t p0, int64_t p1) {
   const int64_t th = (H + 3) / 4, tw = (W + 3) / 4, N = B * th * tw, per = th * tw;
-  const int64_t chunks = (tw + kWinoLanes - 1) / kWinoLanes;
-  const int64_t most = std::max<int64_t>(1, kWinoPieceTiles / per);
-  std::vector<T> buf(24 * wino_pad(most * per));  // [i][e][tile]: (dY A^T)[i][e]
-  for (int64_t p = p0; p < p1;) {
-    const int64_t k = p / B, b0 = p % B, nb = std::min({most, B - b0, p1 - p});
-    const int64_t P = nb * per, ld = wino_pad(P);
-    for (int64_t j = 0; j < nb; ++j) {  // pass 1: each image's rows of tiles
+  wino_output_pieces<T>(B, per, p0, p1, [&](int64_t k, int64_t b0, int64_t nb, T* buf, int64_t ld) {
+    // pass 1: each frame's rows of tiles; buf [i][e][tile] = (dY A^T)[i][e]
+    wino_frame_chunks(nb, th, tw, [&](int64_t j, int64_t ty, int64_t l0, int64_t n) LK_INLINE_LAMBDA {
       const T* plane = dy + ((b0 + j) * K + k) * H * W;
-      for (int64_t ty = 0; ty < th; ++ty) {
-        for (int64_t ch = 0; ch < chunks; ++ch) {
-          const int64_t l0 = ch * kWinoLanes, n = j * per + ty * tw + l0;
-          T g[4][kWinoLanes], t[6][kWinoLanes];
-          for (int i = 0; i < 4; ++i) {
-            const int64_t r = 4 * ty + i;
-            const T* src = plane + r * W + 4 * l0;
-            if (r < H && 4 * (l0 + kWinoLanes) <= W) {  // the whole chunk inside the frame: column 4 l + j
-              for (int l = 0; l < kWinoLanes; ++l) {
-                g[0][l] = src[4 * l];
-                g[1][l] = src[4 * l + 1];
-                g[2][l] = src[4 * l + 2];
-                g[3][l] = src[4 * l + 3];
-              }
-            } else {  // zero below and right of the frame (and in the lanes past the row's tiles)
-              for (int c = 0; c < 4; ++c)
-                for (int l = 0; l < kWinoLanes; ++l) g[c][l] = (r < H && 4 * (l0 + l) + c < W) ? src[4 * l + c] : T(0);
-            }
-            wino_a<T>(g, t);  // t[e] = (dY A^T)[i][e]
-            // All lanes: those past the row's tiles land on the next row's, written after, or in the padding.
-            for (int e = 0; e < 6; ++e)
-              for (int l = 0; l < kWinoLanes; ++l) buf[(i * 6 + e) * ld + n + l] = t[e][l];
+      T g[4][kWinoLanes], t[6][kWinoLanes];
+      for (int i = 0; i < 4; ++i) {
+        const int64_t r = 4 * ty + i;
+        const T* src = plane + r * W + 4 * l0;
+        if (r < H && 4 * (l0 + kWinoLanes) <= W) {  // the whole chunk inside the frame: column 4 l + j
+          for (int l = 0; l < kWinoLanes; ++l) {
+            g[0][l] = src[4 * l];
+            g[1][l] = src[4 * l + 1];
+            g[2][l] = src[4 * l + 2];
+            g[3][l] = src[4 * l + 3];
           }
+        } else {  // zero below and right of the frame (and in the lanes past the row's tiles)
+          for (int c = 0; c < 4; ++c)
+            for (int l = 0; l < kWinoLanes; ++l) g[c][l] = (r < H && 4 * (l0 + l) + c < W) ? src[4 * l + c] : T(0);
         }
+        wino_a<T>(g, t);  // t[e] = (dY A^T)[i][e]
+        // All lanes: those past the row's tiles land on the next row's, written after, or in the padding.
+        for (int e = 0; e < 6; ++e)
+          for (int l = 0; l < kWinoLanes; ++l) buf[(i * 6 + e) * ld + n + l] = t[e][l];
       }
-    }
+    });
+    const int64_t P = nb * per;
     T* dst = dM + k * N + b0 * per;
     for (int e = 0; e < 6; ++e) {  // pass 2: six planes of dM side by side
       for (int64_t n0 = 0; n0 < P; n0 += kWinoLanes) {
@@ -310,8 +314,7 @@ void wino_output_adjoint(const T* dy, T* dM, int64_t ldM, int64_t B, int64_t K, 
         for (int a = 0; a < 6; ++a) wino_store<T>(out[a], dst + (6 * a + e) * ldM + n0, valid);
       }
     }
-    p += nb;
-  }
+  });
 }
 
 }  // namespace LSTMKIT_NS
