@@ -2,8 +2,8 @@
 
 ``layer_weights`` reads one layer and direction's parameters as a typed ``LSTMWeights`` /
 ``GRUWeights``; ``LSTMState`` is the (h, c) pair the step cell carries; ``safe_globals()`` lists the
-classes to allow for ``torch.load(weights_only=True)`` of a whole model; ``release_buffers()`` drops the ConvLSTM
-layer's free pooled work buffers (``_workspace``).
+classes to allow for ``torch.load(weights_only=True)`` of a whole model; ``release_buffers()`` drops the free
+pooled work buffers of the ConvLSTM layer and of the LSTM's inference input side (``_workspace``).
 """
 
 from __future__ import annotations

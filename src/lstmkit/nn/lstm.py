@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import _cpp
+from . import _cpp, _workspace
 from ._base import RecurrentBase, _check_positive_int, _check_prob
 from ._fused import lstm_scan
 from ._reference import lstm_step, scan
@@ -163,6 +163,20 @@ def input_gates(x: Tensor, w: LSTMWeights, opt: LSTMOptions) -> Tensor:
         bias = None if w.b_ih is None else w.b_ih + w.b_hh
         return F.layer_norm(F.linear(x, w.w_ih), (w.w_ih.shape[0],), w.g_ih, bias, opt.eps)
     return F.linear(x, w.w_ih, None if w.b_ih is None else w.b_ih + w.b_hh)
+
+
+def _input_gates_scratch(x: Tensor, w: LSTMWeights, skip_bias: bool) -> Tensor:
+    """W_ih x (+ b_ih + b_hh unless ``skip_bias``), (T, B, I) -> (T, B, G), into a pooled buffer
+    (``_workspace.take``): for inference only, where the result is scratch the kernel consumes."""
+    T, B, I = x.shape
+    G = w.w_ih.shape[0]
+    xg = _workspace.take(x, T, B, G)
+    flat = xg.view(T * B, G)  # (T*B, G)
+    if skip_bias or w.b_ih is None:
+        torch.mm(x.reshape(T * B, I), w.w_ih.t(), out=flat)
+    else:
+        torch.addmm(w.b_ih + w.b_hh, x.reshape(T * B, I), w.w_ih.t(), out=flat)
+    return xg
 
 
 class LSTM(RecurrentBase):
@@ -307,11 +321,13 @@ class LSTM(RecurrentBase):
         refuse_untraceable(kernel)
         if kernel is None:
             return scan(lambda x_t, s: lstm_step(x_t, s, w, self._options, drop), x, state, mask)
-        if self.layer_norm and kernel is _cpp.lstm_scan_cpp and not _needs_grad(x, state, w) and not _cpp.tracing(x):
-            # Inference: the C++ kernel normalises each step's W_ih x_t in cache, which saves a pass
-            # over all (T, B, G) (LN_ih and the biases); the result is input_gates' to rounding.
-            xg = F.linear(x, w.w_ih)  # (T, B, G), our own buffer, overwritten by the kernel
-            y, h, c = kernel(xg, state, w, self._options, drop, mask, normalize_input=True)
+        if kernel is _cpp.lstm_scan_cpp and not _needs_grad(x, state, w) and not _cpp.tracing(x):
+            # Inference: xg is scratch, dead once the kernel returns, so it comes from the buffer pool: a fresh
+            # one of 32 MB or more (B64H512 on) would be faulted in page by page on every call. With LayerNorm
+            # the kernel normalises each step's W_ih x_t in cache, which saves a pass over all (T, B, G) (LN_ih
+            # and the biases); the result is input_gates' to rounding.
+            xg = _input_gates_scratch(x, w, skip_bias=self.layer_norm)  # (T, B, G)
+            y, h, c = kernel(xg, state, w, self._options, drop, mask, normalize_input=self.layer_norm)
         else:
             xg = input_gates(x, w, self._options)  # (T, B, G), one matrix product for all steps
             y, h, c = kernel(xg, state, w, self._options, drop, mask)
