@@ -125,7 +125,8 @@ def select_(
     """Train each of the task's candidate settings as a run of its own and keep the lowest validation loss.
 
     classify: the biLSTM, the LSTM-FCN and the ALSTM-FCN; below 100 training cases each is a committee of
-    5 fold models judged by its cross-validation loss. forecast: the LSTM with and without the AR skip, each
+    5 fold models judged by its cross-validation loss, and each again with first differences, which must win
+    by 10% and 0.01 nats. forecast: the LSTM with and without the AR skip, each
     reading the window as it is and level-free. The test split is scored in every run but never compared;
     the chosen run directory is what `lstmkit evaluate`, `export` and `compress` take.
     """

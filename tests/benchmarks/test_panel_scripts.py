@@ -454,7 +454,7 @@ def test_select_combination_on_a_toy_selection(tmp_path, capsys):
 
     sc = _load("select_combination")
     base = set_values(get_task("classify").smoke_config(tmp_path), {"data.dtw_baseline": False})
-    select("classify", base, tmp_path / "sel")
+    select("classify", base, tmp_path / "sel", only=["biLSTM", "LSTM-FCN", "ALSTM-FCN"])  # session 20's three
     sc.main([str(tmp_path / "sel"), "--json", str(tmp_path / "rows.jsonl")])
     out = capsys.readouterr().out
     assert "| sel | " in out and "below the chosen candidate's in" in out

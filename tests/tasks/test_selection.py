@@ -12,7 +12,14 @@ from typer.testing import CliRunner
 from lstmkit.cli import app
 from lstmkit.tasks import ConfigError, TaskError, get_task, runner
 from lstmkit.tasks.classify.data import write_toy_ts
-from lstmkit.tasks.classify.select import CANDIDATES, FOLDS, SMALL_DBA, SMALL_TRAIN
+from lstmkit.tasks.classify.select import (
+    CANDIDATES,
+    DIFFERENCES,
+    FOLDS,
+    SMALL_DBA,
+    SMALL_TRAIN,
+    choose_with_variants,
+)
 from lstmkit.tasks.selection import SELECTION, select, slug
 from lstmkit.train import set_values
 
@@ -29,10 +36,14 @@ def classify_selection(tmp_path_factory):
 def test_classify_below_100_cases_offers_each_architecture_as_a_fold_committee(tmp_path, monkeypatch):
     base = get_task("classify").smoke_config(tmp_path)
     offered = get_task("classify").candidates(base)  # the toy set has 24 training cases
-    assert list(offered) == list(CANDIDATES) == ["biLSTM", "LSTM-FCN", "ALSTM-FCN"]
-    for name, values in offered.items():
-        assert values == {**CANDIDATES[name], "data.folds": FOLDS, "data.fold": 0, "data.committee": True,
-                          "data.dba": SMALL_DBA}
+    assert list(CANDIDATES) == ["biLSTM", "LSTM-FCN", "ALSTM-FCN"]
+    assert list(offered) == [*CANDIDATES, *(name + " + differences" for name in CANDIDATES)]
+    for name, values in CANDIDATES.items():
+        small = {**values, "data.folds": FOLDS, "data.fold": 0, "data.committee": True, "data.dba": SMALL_DBA}
+        assert offered[name] == small
+        assert offered[name + DIFFERENCES] == {**small, "data.differences": True}
+    # A config that reads the differences already: nothing to vary.
+    assert list(get_task("classify").candidates(set_values(base, {"data.differences": True}))) == list(CANDIDATES)
     # Cases too long to average in reasonable time: the committees without the synthetic cases.
     monkeypatch.setattr("lstmkit.tasks.classify.task.DBA_MAX_CELLS", 10)
     for values in get_task("classify").candidates(base).values():
@@ -59,7 +70,10 @@ def test_the_lowest_validation_loss_is_chosen_and_recorded(classify_selection):
         assert record["candidates"][c.name]["run"] == f"candidates/{slug(c.name)}"
         assert c.run_dir == result.out / "candidates" / slug(c.name)
         losses[c.name] = c.validation_loss
-    assert result.chosen.name == min(losses, key=losses.get) == record["chosen"]
+    assert result.chosen.name == choose_with_variants(losses) == record["chosen"]
+    assert record["rule"] == ("the lowest validation loss; a candidate with first differences only when its loss is "
+                              "lower than every plain one's by 10% and 0.01 nats (the test split is not read for "
+                              "the choice)")  # fmt: skip
     assert record["chosen_run"] == f"candidates/{slug(result.chosen.name)}"
     assert lines[0] == f"candidate biLSTM: training into {result.out / 'candidates' / 'bilstm'}"
     assert lines[1].startswith("candidate biLSTM: validation loss ")
@@ -102,8 +116,9 @@ def test_a_second_call_resumes_every_candidate_without_retraining(classify_selec
                                         r"another directory$"):  # fmt: skip
         select("forecast", get_task("forecast").smoke_config(first.out.parent), first.out)
     with pytest.raises(TaskError, match=r"^--out .*sel holds a selection among other candidates \(\['ALSTM-FCN', "
-                                        r"'LSTM-FCN', 'biLSTM'\]\); choose another directory, or repeat the same "
-                                        r"settings to resume it$"):  # fmt: skip
+                                        r"'ALSTM-FCN \+ differences', 'LSTM-FCN', 'LSTM-FCN \+ differences', "
+                                        r"'biLSTM', 'biLSTM \+ differences'\]\); choose another directory, or "
+                                        r"repeat the same settings to resume it$"):  # fmt: skip
         select("classify", base, first.out, only=["biLSTM"])
 
 
@@ -139,7 +154,8 @@ def test_refusals_name_the_problem_before_any_run(tmp_path):
                                         r"with `lstmkit train`$"):  # fmt: skip
         select("charlm", get_task("charlm").smoke_config(tmp_path), tmp_path / "a")
     with pytest.raises(ConfigError, match=r"^--candidates: \['BiLSTM'\] not offered; task 'classify' offers "
-                                          r"\['biLSTM', 'LSTM-FCN', 'ALSTM-FCN'\]$"):  # fmt: skip
+                                          r"\['biLSTM', 'LSTM-FCN', 'ALSTM-FCN', 'biLSTM \+ differences', "
+                                          r"'LSTM-FCN \+ differences', 'ALSTM-FCN \+ differences'\]$"):  # fmt: skip
         select("classify", get_task("classify").smoke_config(tmp_path), tmp_path / "a", only=["BiLSTM"])
     assert not (tmp_path / "a").exists()
     (tmp_path / "busy").mkdir()
@@ -154,8 +170,10 @@ def test_a_candidate_the_data_refuses_is_skipped_with_the_reason(tmp_path):
     base = set_values(get_task("classify").smoke_config(tmp_path), {"data.frame": 2, "data.dtw_baseline": False})
     result = select("classify", base, tmp_path / "sel")
     why = "model.arch=lstm-fcn reads every step (its conv branch); data.frame must be 0 or 1, got 2"
-    assert [c.name for c in result.candidates] == ["biLSTM"] and result.chosen.name == "biLSTM"
-    assert list(result.skipped) == ["LSTM-FCN", "ALSTM-FCN"] and all(v.startswith(why) for v in result.skipped.values())
+    assert [c.name for c in result.candidates] == ["biLSTM", "biLSTM + differences"]
+    assert result.chosen.name == choose_with_variants({c.name: c.validation_loss for c in result.candidates})
+    assert list(result.skipped) == ["LSTM-FCN", "ALSTM-FCN", "LSTM-FCN + differences", "ALSTM-FCN + differences"]
+    assert all(v.startswith(why) for v in result.skipped.values())
     record = json.loads((tmp_path / "sel" / SELECTION).read_text())
     assert record["candidates"]["LSTM-FCN"]["skipped"] == result.skipped["LSTM-FCN"]
     assert not (tmp_path / "sel" / "candidates" / "lstm-fcn").exists()
@@ -165,6 +183,25 @@ def test_a_candidate_the_data_refuses_is_skipped_with_the_reason(tmp_path):
                                           r"train\.warmup_steps or raise train\.max_steps\)$"):  # fmt: skip
         select("classify", low, tmp_path / "low")
     assert json.loads((tmp_path / "low" / SELECTION).read_text())["status"] == "failed"
+
+
+def test_a_differences_variant_must_win_by_both_margins():
+    """10% and 0.01 nats below the best plain candidate's loss, both, or the plain choice stands."""
+    plain = {"biLSTM": 0.50, "LSTM-FCN": 0.60}
+    assert choose_with_variants({**plain, "LSTM-FCN + differences": 0.45}) == "LSTM-FCN + differences"  # exactly 10%
+    assert choose_with_variants({**plain, "LSTM-FCN + differences": 0.4501}) == "biLSTM"  # 9.98% lower
+    assert choose_with_variants({"biLSTM": 0.05, "biLSTM + differences": 0.041}) == "biLSTM"  # 18% but 0.009 nats
+    assert choose_with_variants({"biLSTM": 0.05, "biLSTM + differences": 0.04}) == "biLSTM + differences"
+    assert choose_with_variants({"biLSTM": 0.002, "biLSTM + differences": 0.0001}) == "biLSTM"  # thousandths: noise
+    # the best of each kind is compared; one kind alone: its lowest loss; ties: the first listed
+    assert choose_with_variants({**plain, "biLSTM + differences": 0.3, "ALSTM-FCN + differences": 0.2}) == \
+           "ALSTM-FCN + differences"  # fmt: skip
+    assert choose_with_variants({"biLSTM + differences": 0.3, "LSTM-FCN + differences": 0.2}) == \
+           "LSTM-FCN + differences"  # fmt: skip
+    assert choose_with_variants({"LSTM-FCN": 0.2, "biLSTM": 0.2}) == "LSTM-FCN"
+    with pytest.raises(ValueError, match=r"^no finished candidate to choose among$"):
+        choose_with_variants({})
+    assert get_task("forecast").choose({"a": 0.2, "b": 0.1})[0] == "b"  # other tasks: the lowest loss
 
 
 def test_slugs_name_the_candidate_folders():

@@ -218,9 +218,9 @@ class Task(abc.ABC):
 
     def candidates(self, config: Config) -> dict[str, dict[str, Any]]:
         """The settings ``lstmkit select`` chooses among for ``config``'s data: each a name and the
-        ``"section.key"`` values laid over ``config``. Each is trained as a run of its own and the one with the
-        lowest :meth:`selection_loss` kept; the test split never enters the choice. Raise :class:`ConfigError`
-        for a config that leaves nothing to choose on (no validation part)."""
+        ``"section.key"`` values laid over ``config``. Each is trained as a run of its own and one kept by
+        :meth:`choose` (by default the lowest :meth:`selection_loss`); the test split never enters the choice.
+        Raise :class:`ConfigError` for a config that leaves nothing to choose on (no validation part)."""
         raise TaskError(f"task {self.name!r} offers no candidate settings to choose among; train one with "
                         "`lstmkit train`")  # fmt: skip
 
@@ -228,6 +228,14 @@ class Task(abc.ABC):
         """The validation loss (lower is better) in a finished run's metrics by which ``lstmkit select``
         chooses among :meth:`candidates`; the same measure for every candidate of one task."""
         raise TaskError(f"task {self.name!r} offers no candidate settings to choose among")
+
+    def choose(self, losses: dict[str, float]) -> tuple[str, str]:
+        """Which finished candidate ``lstmkit select`` keeps, given each one's :meth:`selection_loss` (in the order
+        of :meth:`candidates`), and the rule in words for ``selection.json``: by default the lowest loss (ties: the
+        first listed). A task whose candidates are not all alike (variants that must earn their place) says so
+        here; the test split never enters the choice."""
+        rule = "the lowest validation loss (the test split is not read for the choice)"
+        return min(losses, key=losses.__getitem__), rule
 
     def serving_metadata(self, run: Run) -> dict[str, Any]:
         """What serving the exported model needs besides the network (a tokenizer, the input scaling,

@@ -1,9 +1,10 @@
 """``lstmkit select``: train each of a task's candidate settings as a run of its own and keep the one with the
-lowest validation loss.
+lowest validation loss (or as the task's :meth:`Task.choose` says).
 
 The candidates and the measure come from the task (:meth:`Task.candidates`, :meth:`Task.selection_loss`): for
 ``classify`` the biLSTM, the LSTM-FCN and the ALSTM-FCN (below 100 training cases each a 5-fold committee, judged by
-its cross-validation loss); for ``forecast`` the LSTM with and without the AR skip, each reading the window as it is
+its cross-validation loss, and each again reading first differences too, which must win by a margin:
+:meth:`Task.choose`); for ``forecast`` the LSTM with and without the AR skip, each reading the window as it is
 or level-free. The choice reads the validation figures only; every candidate run also scores its test split, as
 ``lstmkit train`` does, and those scores are reported, never compared.
 
@@ -89,10 +90,11 @@ def _check_out(out: Path, plan: dict[str, Any]) -> None:
 def select(task_name: str, config: Config, out: str | os.PathLike[str] | None = None, *,
            only: Sequence[str] | None = None, progress=lambda line: None) -> SelectResult:  # fmt: skip
     """Train every candidate of ``task_name`` (``only``: those named) over ``config`` into ``out/candidates/``,
-    choose the lowest validation loss (ties: the first listed) and write ``out/selection.json``; ``progress``
-    gets a line as each candidate starts and as it ends. Each candidate's run is what ``lstmkit train`` with its
-    values would make; a candidate the config or data refuses before its run starts (``ConfigError``,
-    ``DataUnavailable``) is skipped and recorded with the reason; when every one is, a ``ConfigError`` says why."""
+    keep the one the task's ``choose`` picks (by default the lowest validation loss, ties the first listed) and
+    write ``out/selection.json``; ``progress`` gets a line as each candidate starts and as it ends. Each
+    candidate's run is what ``lstmkit train`` with its values would make; a candidate the config or data refuses
+    before its run starts (``ConfigError``, ``DataUnavailable``) is skipped and recorded with the reason; when
+    every one is, a ``ConfigError`` says why."""
     task = get_task(task_name)
     values = task.candidates(config)  # raises before anything is written when the config cannot be chosen on
     if only:  # the user's subset, in the task's order
@@ -136,8 +138,8 @@ def select(task_name: str, config: Config, out: str | os.PathLike[str] | None = 
         reasons = "; ".join(dict.fromkeys(skipped.values()))  # each reason once: a base config's fault repeats
         write_versioned_json(out / SELECTION, _FORMAT, _VERSION, {**plan, "status": "failed", "skipped": skipped})
         raise ConfigError(f"no candidate could be trained on this config and data ({reasons})")
-    chosen = min(done, key=lambda c: c.validation_loss)  # min keeps the first of equal losses
-    rule = "the lowest validation loss (the test split is not read for the choice)"
+    name, rule = task.choose({c.name: c.validation_loss for c in done})
+    chosen = next(c for c in done if c.name == name)
     record = {**plan, "status": "done", "rule": rule, "chosen": chosen.name,
               "chosen_run": plan["candidates"][chosen.name]["run"]}  # fmt: skip
     for c in done:

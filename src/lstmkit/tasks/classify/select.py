@@ -44,6 +44,33 @@ SMALL_DBA = 1
 # 100 cases not small, would be 1.2e10).
 DBA_MAX_CELLS = 10**10
 
+# Below SMALL_TRAIN, `lstmkit select` also offers every candidate reading each channel's first differences beside it
+# (``data.differences``), named with this suffix. Such a variant replaces the best plain candidate only when its
+# cross-validation loss is lower by both margins (``choose_with_variants``): on the 20-70-case sets where every
+# committee classifies nearly every case, the losses are thousandths of a nat and their order is noise (sessions
+# 12-14); ArrowHead's folds prefer the differences by a tenth of a nat. Adopted in session 23 by a rule fixed before
+# any run (it changes the choice on at least one of the 6 small panel sets at seed 0; docs/results.md).
+DIFFERENCES = " + differences"
+VARIANT_MARGIN = 0.10  # a variant's loss must be at most (1 - this) times the best plain candidate's ...
+VARIANT_MARGIN_NATS = 0.01  # ... and at least this many nats per sequence below it
+
+
+def choose_with_variants(losses: Mapping[str, float]) -> str:
+    """The candidate ``lstmkit select --task classify`` keeps among finished ones (name -> validation loss): the
+    lowest loss among the plain candidates, replaced by the lowest-loss ``DIFFERENCES`` variant only when that is
+    lower by both margins; the lowest loss of all when only one kind finished. Ties: the first listed."""
+    if not losses:
+        raise ValueError("no finished candidate to choose among")
+    best = lambda names: min(names, key=losses.__getitem__)  # noqa: E731 - min keeps the first of equal losses
+    plain = [n for n in losses if not n.endswith(DIFFERENCES)]
+    variants = [n for n in losses if n.endswith(DIFFERENCES)]
+    if not plain or not variants:
+        return best(list(losses))
+    p, v = best(plain), best(variants)
+    wins = losses[v] <= (1 - VARIANT_MARGIN) * losses[p] and losses[v] <= losses[p] - VARIANT_MARGIN_NATS
+    return v if wins else p
+
+
 # The architectures validation chooses among (``lstmkit select --task classify`` and benchmarks/classify_panel.py):
 # the biLSTM (the task's default) and Karim et al.'s LSTM-FCN and ALSTM-FCN (2017: 8-128 cells, dropout 0.8 on the
 # LSTM branch, the attention readout for the ALSTM).

@@ -35,7 +35,17 @@ from lstmkit.tasks.classify.data import (
 )
 from lstmkit.tasks.classify.plots import CONFUSION, plot_confusion
 from lstmkit.tasks.classify.scoring import score_split
-from lstmkit.tasks.classify.select import CANDIDATES, DBA_MAX_CELLS, FOLDS, SMALL_DBA, SMALL_TRAIN
+from lstmkit.tasks.classify.select import (
+    CANDIDATES,
+    DBA_MAX_CELLS,
+    DIFFERENCES,
+    FOLDS,
+    SMALL_DBA,
+    SMALL_TRAIN,
+    VARIANT_MARGIN,
+    VARIANT_MARGIN_NATS,
+    choose_with_variants,
+)
 from lstmkit.tasks.classify.steps import jitter_step
 from lstmkit.tasks.registry import register_task
 from lstmkit.tasks.rundir import MODEL, Run, read_scaler
@@ -208,16 +218,30 @@ class ClassifyTask(Task):
         cases each is a committee of ``FOLDS`` fold models (``data.committee``), judged by its cross-validation
         loss, since a 20% hold-out would be a handful of cases, and trained with ``SMALL_DBA`` synthetic cases per
         training case (``data.dba``) unless making them would fill more than ``DBA_MAX_CELLS`` DTW cells (long
-        cases); from there up each stops early on the config's own validation part and is judged by its loss
-        there."""
+        cases); each is offered again with ``data.differences`` (named with ``DIFFERENCES``; not when the config
+        sets it already), which must win by a margin (:meth:`choose`). From ``SMALL_TRAIN`` cases up each stops
+        early on the config's own validation part and is judged by its loss there."""
         if config.data.full_train:
             raise ConfigError("lstmkit select chooses on validation cases, and data.full_train leaves none: unset it")
         train = load_cases(config.data)[0]
         small = {"data.folds": FOLDS, "data.fold": 0, "data.committee": True}
         if dba.cells([len(x) for x in train.series], train.labels, SMALL_DBA) <= DBA_MAX_CELLS:
             small["data.dba"] = SMALL_DBA
-        plan = small if len(train.series) < SMALL_TRAIN else {}
-        return {name: {**values, **plan} for name, values in CANDIDATES.items()}
+        if len(train.series) >= SMALL_TRAIN:
+            return {name: dict(values) for name, values in CANDIDATES.items()}
+        offered = {name: {**values, **small} for name, values in CANDIDATES.items()}
+        if not config.data.differences:  # each again with the first differences beside the channels
+            offered |= {name + DIFFERENCES: {**values, **small, "data.differences": True}
+                        for name, values in CANDIDATES.items()}  # fmt: skip
+        return offered
+
+    def choose(self, losses: dict[str, float]) -> tuple[str, str]:
+        """The lowest validation loss among the plain candidates; a ``DIFFERENCES`` variant (offered below
+        ``SMALL_TRAIN`` cases) replaces it only when lower by ``VARIANT_MARGIN`` and ``VARIANT_MARGIN_NATS``."""
+        rule = ("the lowest validation loss; a candidate with first differences only when its loss is lower than "
+                f"every plain one's by {VARIANT_MARGIN:.0%} and {VARIANT_MARGIN_NATS} nats (the test split is not "
+                "read for the choice)")  # fmt: skip
+        return choose_with_variants(losses), rule
 
     def selection_loss(self, metrics: dict[str, Any]) -> float:
         loss = metrics.get("cv_nats_per_sequence")
