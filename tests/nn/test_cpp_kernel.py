@@ -181,7 +181,7 @@ LN_COMBOS = [c for c in COMBOS if c["layer_norm"]]
 @pytest.mark.parametrize("c", LN_COMBOS, ids=combo_id)
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
 def test_inference_normalises_the_input_side_in_the_kernel(c, dtype, bias, isa):
-    """normalize_input: the kernel's LN_ih(W_ih x) + b, a row at a time, equals LayerNorm done before the loop."""
+    """finish_input: the kernel's LN_ih(W_ih x) + b, a row at a time, equals LayerNorm done before the loop."""
     args = make_args(c, dtype)
     gen = torch.Generator().manual_seed(7)
     G = args["xg"].shape[-1]
@@ -195,7 +195,7 @@ def test_inference_normalises_the_input_side_in_the_kernel(c, dtype, bias, isa):
         own = xw.clone()
         # b_ih + b_hh = b_x + 0 = b_x exactly
         b = {"b_ih": b_x, "b_hh": torch.zeros_like(b_x)} if bias else {}
-        got = call(lstm_scan_cpp, {**args, "xg": own, "g_ih": g_ih, **b}, normalize_input=True)
+        got = call(lstm_scan_cpp, {**args, "xg": own, "g_ih": g_ih, **b}, finish_input=True)
     tol = scan_tolerance(args, gradients=False)
     for name, a, b in zip("yhc", got, want, strict=True):
         torch.testing.assert_close(a, b, atol=tol, rtol=0, msg=lambda m, n=name: f"output {n}: {m}")
@@ -205,44 +205,86 @@ def test_inference_normalises_the_input_side_in_the_kernel(c, dtype, bias, isa):
     torch.testing.assert_close(own, args["xg"], atol=tol_ln, rtol=0)
 
 
-def test_in_kernel_input_layer_norm_is_refused_where_it_cannot_apply():
+PLAIN_COMBOS = [c for c in COMBOS if not c["layer_norm"]]
+
+
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "no_bias"])
+@pytest.mark.parametrize("c", PLAIN_COMBOS, ids=combo_id)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
+def test_inference_adds_the_biases_in_the_kernel(c, dtype, bias, isa):
+    """finish_input without LayerNorm: the kernel's xg + b_ih + b_hh in the gate pass equals the biases added to
+    xg before the loop, within one rounding of the extra addition, and xg is left as it was."""
+    args = {k: v.detach() if isinstance(v, torch.Tensor) else v for k, v in make_args(c, dtype).items()}
+    gen = torch.Generator().manual_seed(11)
+    G = args["xg"].shape[-1]
+    b = {"b_ih": torch.randn(G, generator=gen, dtype=dtype), "b_hh": torch.randn(G, generator=gen, dtype=dtype)}
+    b = b if bias else {}
+    with torch.no_grad():
+        want = call(lstm_scan, {**args, "xg": args["xg"] + b["b_ih"] + b["b_hh"]} if bias else args)
+        own = args["xg"].clone()
+        got = call(lstm_scan_cpp, {**args, "xg": own, **b}, finish_input=True)
+        plain = call(lstm_scan_cpp, args)  # finished beforehand, as in training: no biases given, none added
+    assert torch.equal(own, args["xg"])
+    tol = scan_tolerance(args, gradients=False)
+    for name, x, y in zip("yhc", got, want, strict=True):
+        torch.testing.assert_close(x, y, atol=tol, rtol=0, msg=lambda m, n=name: f"output {n}: {m}")
+    if not bias:  # zeros added: the very values of the kernel without finish_input
+        for x, y in zip(got, plain, strict=True):
+            torch.testing.assert_close(x, y, atol=0, rtol=0)
+
+
+def test_in_kernel_input_finish_is_refused_where_it_cannot_apply():
     args = make_args({**COMBOS[0], "layer_norm": True}, torch.float64)
     G = args["xg"].shape[-1]
     ones = torch.ones(G, dtype=torch.float64)
-    with pytest.raises(ValueError, match="normalize_input is for inference only"):
-        call(lstm_scan_cpp, {**args, "g_ih": ones}, normalize_input=True)
+    with pytest.raises(ValueError, match="finish_input is for inference only"):
+        call(lstm_scan_cpp, {**args, "g_ih": ones}, finish_input=True)
+    with pytest.raises(ValueError, match="finish_input is for inference only"):  # without LayerNorm too
+        call(lstm_scan_cpp, {**make_args(COMBOS[0], torch.float64), "b_ih": ones, "b_hh": ones}, finish_input=True)
+    detached = {k: v.detach() if isinstance(v, torch.Tensor) else v for k, v in args.items()}
+    with torch.no_grad(), pytest.raises(ValueError, match=r"finish_input with layer_norm needs the input side's "
+                                                          r"LayerNorm gain w\.g_ih"):
+        call(lstm_scan_cpp, detached, finish_input=True)
     plain = {k: v.detach() if isinstance(v, torch.Tensor) else v
              for k, v in make_args(COMBOS[0], torch.float64).items()}
-    with torch.no_grad(), pytest.raises(ValueError, match=r"normalize_input needs the LayerNorm gain w\.g_ih"):
-        call(lstm_scan_cpp, plain, normalize_input=True)
     with torch.no_grad(), pytest.raises(RuntimeError, match="g_ih is for inference with layer_norm"):
-        call(lstm_scan_cpp, {**plain, "g_ih": torch.ones(4 * H, dtype=torch.float64)}, normalize_input=True)
+        call(lstm_scan_cpp, {**plain, "g_ih": torch.ones(4 * H, dtype=torch.float64)}, finish_input=True)
+    ext = _cpp._ext()
+    a = detached
+    with pytest.raises(RuntimeError, match="b_x is for inference, and with layer_norm it comes with g_ih"):
+        ext.forward(a["xg"], a["h0"], a["c0"], a["w_hh"], None, None, a["g_hh"], a["g_c"], a["b_c"], None, None,
+                    False, 1e-5, False, None, ones)  # layer_norm, b_x without g_ih
+    with pytest.raises(RuntimeError, match="b_x is for inference, and with layer_norm it comes with g_ih"):
+        ext.forward(plain["xg"], plain["h0"], plain["c0"], plain["w_hh"], None, None, None, None, None, None,
+                    None, False, 1e-5, True, None, ones)  # train
     ln = {k: v.detach() if isinstance(v, torch.Tensor) else v for k, v in args.items()}
     with torch.no_grad(), pytest.raises(RuntimeError, match="may overwrite"):  # a view it would copy, not own
         call(lstm_scan_cpp, {**ln, "xg": ln["xg"].transpose(0, 1).contiguous().transpose(0, 1), "g_ih": ones},
-             normalize_input=True)
+             finish_input=True)
 
 
-def test_lstm_inference_uses_the_in_kernel_input_layer_norm(monkeypatch):
-    """LSTM(layer_norm=True) hands LN_ih to the kernel in inference only, with the same results."""
+@pytest.mark.parametrize("layer_norm", [True, False], ids=["layer_norm", "plain"])
+def test_lstm_inference_finishes_the_input_side_in_the_kernel(monkeypatch, layer_norm):
+    """LSTM hands LN_ih (with layer_norm) and the biases to the kernel in inference only, with the same results."""
     import lstmkit
 
     calls = []
     kernel = _cpp.lstm_scan_cpp
 
     def spy(*a, **k):
-        calls.append(k.get("normalize_input", False))
+        calls.append(k.get("finish_input", False))
         return kernel(*a, **k)
 
     monkeypatch.setattr(_cpp, "lstm_scan_cpp", spy)
     torch.manual_seed(0)
-    m = lstmkit.LSTM(5, 6, 2, layer_norm=True, peephole=True, bidirectional=True, dtype=torch.float64, impl="cpp")
+    m = lstmkit.LSTM(5, 6, 2, layer_norm=layer_norm, peephole=True, bidirectional=True, dtype=torch.float64,
+                     impl="cpp")
     x = torch.randn(7, 3, 5, dtype=torch.float64)
     lengths = torch.tensor([7, 4, 1])
     with torch.no_grad():
         got = m(x, lengths=lengths)
     assert calls == [True] * 4  # 2 layers x 2 directions
-    y, _ = m(x, lengths=lengths)  # grad mode with parameters requiring grad: LayerNorm before the loop
+    y, _ = m(x, lengths=lengths)  # grad mode with parameters requiring grad: finished before the loop
     assert calls[4:] == [False] * 4
     m.impl = "reference"
     with torch.no_grad():

@@ -82,7 +82,7 @@ def test_one_step_of_every_variant_equals_the_emulation(name):
             xg = xg + w.b_ih + w.b_hh
         state = (fake_quant(h0[0]), c0[0])
         want_y, _, want_c = _cpp.lstm_scan_cpp(xg.contiguous(), state, w, m._options,
-                                               normalize_input=m.layer_norm)  # fmt: skip
+                                               finish_input=m.layer_norm)  # fmt: skip
     args = {"xg": xg, "h0": state[0], "c0": state[1], "w_hh": w.w_hh, "peep": w.peep, "g_hh": w.g_hh,
             "g_c": w.g_c}  # fmt: skip
     tol = scan_tolerance(args, gradients=False)

@@ -482,7 +482,7 @@ def lstm_scan_cpp(
     drop: Tensor | None = None,
     mask: Tensor | None = None,
     *,
-    normalize_input: bool = False,
+    finish_input: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Fused recurrence over precomputed input gates ``xg`` (T, B, G), in C++.
 
@@ -490,12 +490,12 @@ def lstm_scan_cpp(
     (T, B) bool (False past a sequence's end), ``drop`` the (B, P) recurrent-dropout mask, already
     scaled by 1/(1-p). Raises RuntimeError if ``available()`` is False.
 
-    Inference with LayerNorm only: with ``normalize_input``, ``xg`` is W_ih x without bias and the
-    kernel computes LN_ih(xg) (gain ``w.g_ih``) + b_ih + b_hh step by step, overwriting ``xg``, which
-    must be a contiguous buffer of the caller's own.
+    Inference only: with ``finish_input``, ``xg`` is W_ih x without the biases and the kernel finishes the
+    input side step by step, in the gate pass: + b_ih + b_hh, after LN_ih (gain ``w.g_ih``) for a layer_norm
+    layer, which overwrites ``xg``: it must then be a contiguous buffer of the caller's own.
     """
     args = scan_args(xg, state, w, opt, drop, mask)
-    g_ih, b_x = _input_norm(w, normalize_input)
+    g_ih, b_x = _input_finish(w, finish_input)
     named = {**args._asdict(), "g_ih": g_ih, "b_x": b_x}
     del named["coupled"], named["eps"]
     _check(named, xg.dtype)
@@ -505,14 +505,14 @@ def lstm_scan_cpp(
         # A jit trace keeps ``train`` as a constant: always keep what the backward needs there, so that
         # the traced module can train whichever grad mode it was traced under.
         train = train or torch.jit.is_tracing()
-        if normalize_input:  # it overwrites xg, which an op that mutates nothing may not do
-            raise ValueError("normalize_input is for eager mode only, not under torch.compile, export or tracing")
+        if finish_input:  # it may overwrite xg, which an op that mutates nothing may not do
+            raise ValueError("finish_input is for eager mode only, not under torch.compile, export or tracing")
         out = lstm_scan_op(*args, train)
         return out[0], out[1], out[2]
     ext = _ext()
-    if normalize_input:
+    if finish_input:
         if train:
-            raise ValueError("normalize_input is for inference only (no tensor requiring grad with grad mode on)")
+            raise ValueError("finish_input is for inference only (no tensor requiring grad with grad mode on)")
         ys, hn, cn = ext.forward(*args, False, g_ih, b_x)
         return ys, hn, cn
     if not train:
@@ -522,12 +522,13 @@ def lstm_scan_cpp(
 
 
 # --- int8 -------------------------------------------------------------------------------------
-def _input_norm(w: LSTMWeights, normalize_input: bool) -> tuple[Tensor | None, Tensor | None]:
-    """(g_ih, b_x) for a kernel that normalises W_ih x itself (LayerNorm inference), else (None, None)."""
-    if not normalize_input:
+def _input_finish(w: LSTMWeights, finish_input: bool) -> tuple[Tensor | None, Tensor | None]:
+    """(g_ih, b_x) for a kernel that finishes W_ih x itself (inference): the LayerNorm gain (None without
+    LayerNorm) and b_ih + b_hh (None without biases); (None, None) when xg is finished already."""
+    if not finish_input:
         return None, None
-    if w.g_ih is None:
-        raise ValueError("normalize_input needs the LayerNorm gain w.g_ih (a layer_norm LSTM's weights)")
+    if w.g_hh is not None and w.g_ih is None:
+        raise ValueError("finish_input with layer_norm needs the input side's LayerNorm gain w.g_ih")
     return w.g_ih, None if w.b_ih is None else w.b_ih + w.b_hh
 
 
@@ -557,13 +558,13 @@ def lstm_scan_int8(
     opt: LSTMOptions,
     mask: Tensor | None = None,
     *,
-    normalize_input: bool = False,
+    finish_input: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Inference recurrence with int8 recurrent weights: ``lstm_scan_cpp``'s contract, with W_hh (and
     W_hr) given as :func:`int8_weight` objects ``q_hh`` (``q_hr``); ``w`` supplies the rest (peepholes,
     LayerNorm gains; its w_hh / w_hr are ignored). Returns y (T, B, P), h_n (B, P), c_n (B, H)."""
     h0, c0 = state
-    g_ih, b_x = _input_norm(w, normalize_input)
+    g_ih, b_x = _input_finish(w, finish_input)
     ys, hn, cn = _ext().forward_int8(xg, h0, c0, q_hh, q_hr, w.peep, w.g_hh, w.g_c, w.b_c, mask, opt.coupled,
                                      opt.eps, g_ih, b_x)
     return ys, hn, cn
@@ -593,13 +594,13 @@ def lstm_scan_lowrank(
     opt: LSTMOptions,
     mask: Tensor | None = None,
     *,
-    normalize_input: bool = False,
+    finish_input: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Inference recurrence with W_hh = left (G, R) @ right (R, P): ``lstm_scan_cpp``'s contract, each
     step's recurrent product as two thin products h right^T left^T (R (G + P) multiply-adds instead of
     G P); ``w`` supplies the rest (its w_hh is ignored). Returns y (T, B, P), h_n (B, P), c_n (B, H)."""
     h0, c0 = state
-    g_ih, b_x = _input_norm(w, normalize_input)
+    g_ih, b_x = _input_finish(w, finish_input)
     ys, hn, cn = _ext().forward_lowrank(xg, h0, c0, left, right, w.w_hr, w.peep, w.g_hh, w.g_c, w.b_c, mask,
                                         opt.coupled, opt.eps, g_ih, b_x)
     return ys, hn, cn

@@ -165,17 +165,13 @@ def input_gates(x: Tensor, w: LSTMWeights, opt: LSTMOptions) -> Tensor:
     return F.linear(x, w.w_ih, None if w.b_ih is None else w.b_ih + w.b_hh)
 
 
-def _input_gates_scratch(x: Tensor, w: LSTMWeights, skip_bias: bool) -> Tensor:
-    """W_ih x (+ b_ih + b_hh unless ``skip_bias``), (T, B, I) -> (T, B, G), into a pooled buffer
-    (``_workspace.take``): for inference only, where the result is scratch the kernel consumes."""
+def _input_gates_scratch(x: Tensor, w: LSTMWeights) -> Tensor:
+    """W_ih x without the biases, (T, B, I) -> (T, B, G), into a pooled buffer (``_workspace.take``): for
+    inference only, where the result is scratch that the C++ kernel finishes (``finish_input``) and consumes."""
     T, B, I = x.shape
     G = w.w_ih.shape[0]
     xg = _workspace.take(x, T, B, G)
-    flat = xg.view(T * B, G)  # (T*B, G)
-    if skip_bias or w.b_ih is None:
-        torch.mm(x.reshape(T * B, I), w.w_ih.t(), out=flat)
-    else:
-        torch.addmm(w.b_ih + w.b_hh, x.reshape(T * B, I), w.w_ih.t(), out=flat)
+    torch.mm(x.reshape(T * B, I), w.w_ih.t(), out=xg.view(T * B, G))  # (T*B, I) @ (I, G)
     return xg
 
 
@@ -308,12 +304,9 @@ class LSTM(RecurrentBase):
         return self._scan_compressed(_cpp.lstm_scan_int8, xg, state, (q_hh, q_hr), w, mask)
 
     def _scan_compressed(self, scan_fn, xg, state, recurrent, w, mask):
-        """Finish the input side xg = W_ih x (T, B, G), no bias yet, and run ``scan_fn`` with the
-        compressed recurrent weights ``recurrent``: with LayerNorm the kernel normalises xg and adds the
-        biases step by step; otherwise they are added here, once for all steps."""
-        if not self.layer_norm and w.b_ih is not None:
-            xg += w.b_ih + w.b_hh
-        y, h, c = scan_fn(xg, state, *recurrent, w, self._options, mask, normalize_input=self.layer_norm)
+        """Run ``scan_fn`` with the compressed recurrent weights ``recurrent`` on xg = W_ih x (T, B, G), a
+        buffer of our own without the biases: the kernel finishes it step by step (LN_ih, the biases)."""
+        y, h, c = scan_fn(xg, state, *recurrent, w, self._options, mask, finish_input=True)
         return y, (h, c)
 
     def _run_direction(self, x, state, w, mask, drop):
@@ -323,11 +316,11 @@ class LSTM(RecurrentBase):
             return scan(lambda x_t, s: lstm_step(x_t, s, w, self._options, drop), x, state, mask)
         if kernel is _cpp.lstm_scan_cpp and not _needs_grad(x, state, w) and not _cpp.tracing(x):
             # Inference: xg is scratch, dead once the kernel returns, so it comes from the buffer pool: a fresh
-            # one of 32 MB or more (B64H512 on) would be faulted in page by page on every call. With LayerNorm
-            # the kernel normalises each step's W_ih x_t in cache, which saves a pass over all (T, B, G) (LN_ih
-            # and the biases); the result is input_gates' to rounding.
-            xg = _input_gates_scratch(x, w, skip_bias=self.layer_norm)  # (T, B, G)
-            y, h, c = kernel(xg, state, w, self._options, drop, mask, normalize_input=self.layer_norm)
+            # one of 32 MB or more (B64H512 on) would be faulted in page by page on every call. The kernel
+            # finishes each step's W_ih x_t in cache (LN_ih with LayerNorm, and the biases), which saves a pass
+            # over all (T, B, G); the result is input_gates' to rounding.
+            xg = _input_gates_scratch(x, w)  # (T, B, G)
+            y, h, c = kernel(xg, state, w, self._options, drop, mask, finish_input=True)
         else:
             xg = input_gates(x, w, self._options)  # (T, B, G), one matrix product for all steps
             y, h, c = kernel(xg, state, w, self._options, drop, mask)

@@ -56,8 +56,10 @@ struct FwdArgs {
   const T* g_c;
   const T* b_c;
   const bool* mask;  // (B,) this step's length mask, or nullptr
-  // Inference only: LN_ih left to the kernel. Then xg_own is xg, writable (W_ih x_t without bias,
-  // normalised in place), g_ih its gain and b_x the summed biases b_ih + b_hh (or nullptr).
+  // Inference only: the input side finished by the kernel, xg being W_ih x_t without the biases.
+  // b_x: the summed biases b_ih + b_hh (G,). With LayerNorm (g_ih set) xg_own is xg, writable, normalised
+  // in place with gain g_ih and then b_x added (b_x may be nullptr); without LayerNorm every inference step
+  // adds b_x to its pre-activations (never nullptr there: zeros for a layer without biases).
   T* xg_own;
   const T* g_ih;
   const T* b_x;
@@ -588,6 +590,9 @@ std::vector<Tensor> forward_impl(const Tensor& xg, const Tensor& h0, const Tenso
   }
 
   Tensor rbuf = at::empty({B, G}, o);  // the recurrent product of the current step
+  // Inference without LayerNorm adds the biases in the gate pass (b_x; zeros when the caller left them in xg),
+  // which saves the pass over all (T, B, G) that adding them to W_ih x beforehand costs.
+  const Tensor b_gates = ln || train ? Tensor() : (b_x.defined() ? b_x : at::zeros({G}, o));
   // int8 (inference): the recurrent products run in fbgemm, one call for all units (q_hh, q_hr).
   const bool int8 = q_hh != nullptr;
   // Low rank (inference): W_hh = left (G, R) @ right (R, P) as two thin products per step, one part.
@@ -680,6 +685,8 @@ std::vector<Tensor> forward_impl(const Tensor& xg, const Tensor& h0, const Tenso
         a.g_ih = ptr<T>(g_ih);
         a.b_x = b_x.defined() ? ptr<T>(b_x) : nullptr;
       }
+    } else if (!train) {
+      a.b_x = ptr<T>(b_gates);
     }
     a.p_i = p_i;
     a.p_f = p_f;
@@ -940,7 +947,8 @@ std::vector<Tensor> forward(const Tensor& xg_, const Tensor& h0_, const Tensor& 
   // g_ih: xg is W_ih x (no bias) and the kernel normalises it in place, so it must be the caller's own buffer.
   TORCH_CHECK(!g_ih.defined() || (!train && g_hh.defined() && xg.is_same(xg_)),
               "lstm_scan_cpp: g_ih is for inference with layer_norm, on a contiguous xg the kernel may overwrite");
-  TORCH_CHECK(!b_x.defined() || g_ih.defined(), "lstm_scan_cpp: b_x comes with g_ih");
+  TORCH_CHECK(!b_x.defined() || (!train && (g_ih.defined() || !g_hh.defined())),
+              "lstm_scan_cpp: b_x is for inference, and with layer_norm it comes with g_ih");
   const Tensor mask = mask_.has_value() ? mask_->to(at::kBool).contiguous() : Tensor();
   const auto st = xg.scalar_type();
   TORCH_CHECK(st == at::kFloat || st == at::kDouble, "lstm_scan_cpp: float32 or float64 only, got ", st);
@@ -969,6 +977,7 @@ std::vector<Tensor> forward_int8(const Tensor& xg_, const Tensor& h0_, const Ten
                b_x = opt(b_x_);
   TORCH_CHECK(!g_ih.defined() || (g_hh.defined() && xg.is_same(xg_)),
               "lstm_scan_int8: g_ih is for layer_norm, on a contiguous xg the kernel may overwrite");
+  TORCH_CHECK(!b_x.defined() || g_ih.defined() || !g_hh.defined(), "lstm_scan_int8: with layer_norm b_x comes with g_ih");
   const Tensor mask = mask_.has_value() ? mask_->to(at::kBool).contiguous() : Tensor();
   for (auto& [t, n] : std::initializer_list<std::pair<const Tensor&, const char*>>{
            {xg, "xg"}, {h0, "h0"}, {c0, "c0"}, {peep, "peep"}, {g_hh, "g_hh"}, {g_c, "g_c"}, {b_c, "b_c"},
@@ -1012,6 +1021,7 @@ std::vector<Tensor> forward_lowrank(const Tensor& xg_, const Tensor& h0_, const 
   const Tensor g_ih = opt(g_ih_), b_x = opt(b_x_);
   TORCH_CHECK(!g_ih.defined() || (g_hh.defined() && xg.is_same(xg_)),
               "lstm_scan_lowrank: g_ih is for layer_norm, on a contiguous xg the kernel may overwrite");
+  TORCH_CHECK(!b_x.defined() || g_ih.defined() || !g_hh.defined(), "lstm_scan_lowrank: with layer_norm b_x comes with g_ih");
   const Tensor mask = mask_.has_value() ? mask_->to(at::kBool).contiguous() : Tensor();
   const auto st = xg.scalar_type();
   TORCH_CHECK(st == at::kFloat || st == at::kDouble, "lstm_scan_lowrank: float32 or float64 only, got ", st);

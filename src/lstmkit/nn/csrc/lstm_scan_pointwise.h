@@ -134,12 +134,16 @@ void fwd_rows(const FwdArgs<T>& A, int64_t b0, int64_t b1, int64_t j0, int64_t j
     }
     T* __restrict rh = (LN && TRAIN) ? A.rhat + b * G : nullptr;
     const T* __restrict g_hh = A.g_hh;
-    // Pre-activation at column k: xg + r, or xg + g_hh * LN(r) (keeping LN(r) for the backward).
+    const T* __restrict b_x = A.b_x;
+    // Pre-activation at column k: xg + r (+ b_x in inference), or xg + g_hh * LN(r) (keeping LN(r) for the
+    // backward).
     auto pre = [&](int64_t k) LK_INLINE_LAMBDA {
       if constexpr (LN) {
         const T v = (r[k] - mean_r) * rs_r;
         if constexpr (TRAIN) rh[k] = v;
         return xg[k] + v * g_hh[k];
+      } else if constexpr (HAS_R && !TRAIN) {
+        return xg[k] + r[k] + b_x[k];
       } else if constexpr (HAS_R) {
         return xg[k] + r[k];
       } else {
