@@ -1,25 +1,21 @@
-"""Minor page faults per inference call: lstmkit.LSTM (its work-buffer pool on and off) against torch.nn.LSTM.
+"""Minor page faults per inference call: lstmkit.LSTM against torch.nn.LSTM.
 
 A CPU buffer of 32 MB or more comes from ``mmap`` in glibc and goes back to the kernel when freed, so a fresh one
-is faulted in (and zeroed) page by page on every call. ``lstmkit.nn._workspace`` keeps such buffers from one call
-to the next; in inference the LSTM takes its input side W_ih x (T, B, G) from it (docs/layers.md). This script
-counts, with ``getrusage``, the minor page faults a forward pass costs (one layer, I = H, T steps, float32, one
-thread, ``torch.inference_mode``), after warm-up calls, averaged over ``--calls`` calls:
-
-- ``lstmkit, pool``: the default (``LSTMKIT_BUFFER_CACHE_MB`` unset);
-- ``lstmkit, no pool``: ``LSTMKIT_BUFFER_CACHE_MB=0`` (read at every call);
-- ``nn.LSTM``: native, same weights.
-
-The returned output (T, B, H) is allocated anew by every candidate, so none reaches zero once it is over 32 MB.
+is faulted in (and zeroed) page by page on every call. Until session 24 lstmkit's inference forward computed the
+input side W_ih x of all steps into one (T, B, G) buffer (the "W_ih x of all steps" column; session 23 took it
+from the work-buffer pool); now its C++ kernel computes it a chunk of steps at a time into a buffer of about
+1 MB (``_cpp.lstm_scan_cpp_input``). This script counts, with ``getrusage``, the minor page faults a forward pass
+costs (one layer, I = H, T steps, float32, one thread, ``torch.inference_mode``), after warm-up calls, averaged
+over ``--calls`` calls, for ``lstmkit.LSTM`` and for ``nn.LSTM`` with the same weights. The returned output
+(T, B, H) is allocated anew by both, so neither reaches zero once it is over 32 MB.
 
     python benchmarks/page_faults.py                                # B64H512 and B16H128, T = 100; seconds
-    python benchmarks/page_faults.py --shapes B64H512,B64H1024 --out faults.md
+    python benchmarks/page_faults.py --shapes B64H512 --steps 1000 --out faults.md
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import resource
 import shlex
@@ -33,7 +29,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _timing import emit_report, machine_description
 
 import lstmkit
-from lstmkit.nn import _workspace
 
 _SHAPE = re.compile(r"B(\d+)H(\d+)")
 
@@ -65,22 +60,9 @@ def measure(batch: int, hidden: int, steps: int, calls: int) -> dict[str, float]
     native = torch.nn.LSTM(hidden, hidden).eval()
     native.load_state_dict(ours.state_dict())
     x = torch.randn(steps, batch, hidden)  # (T, B, I)
-    saved = os.environ.get("LSTMKIT_BUFFER_CACHE_MB")
-    out = {}
-    try:
-        with torch.inference_mode():
-            os.environ.pop("LSTMKIT_BUFFER_CACHE_MB", None)
-            out["lstmkit, pool"] = faults_per_call(lambda: ours(x), calls)
-            _workspace.release()
-            os.environ["LSTMKIT_BUFFER_CACHE_MB"] = "0"
-            out["lstmkit, no pool"] = faults_per_call(lambda: ours(x), calls)
-            out["nn.LSTM"] = faults_per_call(lambda: native(x), calls)
-    finally:
-        if saved is None:
-            os.environ.pop("LSTMKIT_BUFFER_CACHE_MB", None)
-        else:
-            os.environ["LSTMKIT_BUFFER_CACHE_MB"] = saved
-    return out
+    with torch.inference_mode():
+        return {"lstmkit": faults_per_call(lambda: ours(x), calls),
+                "nn.LSTM": faults_per_call(lambda: native(x), calls)}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -100,14 +82,13 @@ def main(argv: list[str] | None = None) -> None:
         "",
         machine_description() + f"; 1 thread, T = {args.steps}, I = H, float32.",
         "",
-        "| shape | W_ih x buffer MB | lstmkit, pool | lstmkit, no pool | nn.LSTM |",
-        "|---|---:|---:|---:|---:|",
+        "| shape | W_ih x of all steps, MB | lstmkit | nn.LSTM |",
+        "|---|---:|---:|---:|",
     ]
     for batch, hidden in parse_shapes(args.shapes):
         got = measure(batch, hidden, args.steps, args.calls)
         mb = args.steps * batch * 4 * hidden * 4 / 2**20
-        lines.append(f"| B{batch}H{hidden} | {mb:.1f} | {got['lstmkit, pool']:,.0f} | "
-                     f"{got['lstmkit, no pool']:,.0f} | {got['nn.LSTM']:,.0f} |")
+        lines.append(f"| B{batch}H{hidden} | {mb:.1f} | {got['lstmkit']:,.0f} | {got['nn.LSTM']:,.0f} |")
     emit_report(lines, args.out)
 
 

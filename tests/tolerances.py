@@ -18,16 +18,23 @@ def _largest(t: Tensor | None) -> float:
     return float(t.detach().abs().max()) if t is not None and t.numel() else 0.0
 
 
-def scan_tolerance(args: dict, *, gradients: bool = True) -> float:
+def scan_tolerance(args: dict, *, gradients: bool = True, input_side: tuple | None = None) -> float:
     """Allowed difference between two evaluations of ``lstm_scan(**args)``: absolute for the outputs,
     and with ``gradients`` relative to the largest entry of each gradient (the backward is linear in
     the incoming gradient).
 
     The scan takes precomputed input gates xg (T, B, G), so each gate sums P recurrent terms, xg and
     the peephole term; with ``gradients`` the sums also run over the G gates (dh = W_hh^T dgates) and
-    over the T*B rows of the weight gradients.
+    over the T*B rows of the weight gradients. ``input_side`` = (x, w_ih, b_ih, b_hh) when one of the two
+    evaluations computes xg = W_ih x + b_ih + b_hh itself, in another order: each gate then sums I + 2 terms
+    more, of sizes up to ||W_ih||_inf max|x| and the biases.
     """
     xg, w_hh = args["xg"], args["w_hh"]
+    extra_k, extra_a = 0, 0.0
+    if input_side is not None:
+        x, w_ih, b_ih, b_hh = input_side
+        extra_k = x.shape[-1] + 2
+        extra_a = _rounding.row_abs_sum(w_ih) * _largest(x) + _largest(b_ih) + _largest(b_hh)
     T, B, G = xg.shape
     H = args["c0"].shape[1]
     P = w_hh.shape[1]
@@ -35,8 +42,9 @@ def scan_tolerance(args: dict, *, gradients: bool = True) -> float:
     drop = _largest(args.get("drop")) or 1.0
     proj = _rounding.row_abs_sum(args.get("w_hr"))
     h_max = max(_largest(args["h0"]), proj or 1.0)
-    a_max = _largest(xg) + _rounding.row_abs_sum(w_hh) * h_max * drop + _largest(args.get("peep")) * c_max
-    K = P + 2 if not gradients else max(P + 2, G, T * B)
+    a_max = (_largest(xg) + _rounding.row_abs_sum(w_hh) * h_max * drop + _largest(args.get("peep")) * c_max
+             + extra_a)
+    K = P + 2 + extra_k if not gradients else max(P + 2 + extra_k, G, T * B)
     ln_gain = max(_largest(args.get("g_hh")), _largest(args.get("g_c")), 1.0)
     bound = _rounding.lstm_error(
         xg.dtype, T=max(T, 1), K=K, a_max=a_max, H=H, G=G, c0_max=_largest(args["c0"]),

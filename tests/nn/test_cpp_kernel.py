@@ -233,6 +233,63 @@ def test_inference_adds_the_biases_in_the_kernel(c, dtype, bias, isa):
             torch.testing.assert_close(x, y, atol=0, rtol=0)
 
 
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "no_bias"])
+@pytest.mark.parametrize("c", COMBOS, ids=combo_id)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
+def test_inference_computes_the_input_side_in_the_kernel(c, dtype, bias, isa):
+    """lstm_scan_cpp_input (x and W_ih in, W_ih x made a chunk of steps at a time) equals the scan over input_gates'
+    xg, for chunks of 1 and 2 of the 5 steps (boundaries inside and at the end) and the automatic size."""
+    from lstmkit.nn.lstm import input_gates
+
+    args = {k: v.detach() if isinstance(v, torch.Tensor) else v for k, v in make_args(c, dtype).items()}
+    gen = torch.Generator().manual_seed(13)
+    G, I = args["xg"].shape[-1], 3
+    x = torch.randn(T, B, I, generator=gen, dtype=dtype)
+    extra = {"w_ih": torch.randn(G, I, generator=gen, dtype=dtype) * 0.5}
+    if bias:
+        extra |= {name: torch.randn(G, generator=gen, dtype=dtype) for name in ("b_ih", "b_hh")}
+    if c["layer_norm"]:
+        extra["g_ih"] = torch.randn(G, generator=gen, dtype=dtype) * 0.2 + 1
+    a = {**args, **extra}
+    w = LSTMWeights(a["w_ih"], a["w_hh"], a.get("b_ih"), a.get("b_hh"), a["w_hr"], a["peep"], a.get("g_ih"),
+                    a["g_hh"], a["g_c"], a["b_c"])  # fmt: skip
+    opt = LSTMOptions(coupled=a["coupled"], layer_norm=c["layer_norm"], eps=a["eps"])
+    ext = _cpp._ext()
+    with torch.no_grad():
+        xg = input_gates(x, w, opt)  # (T, B, G)
+        want = lstm_scan(xg, (a["h0"], a["c0"]), w, opt, a["drop"], a["mask"])
+        tol = scan_tolerance({**args, "xg": xg}, gradients=False,
+                             input_side=(x, extra["w_ih"], extra.get("b_ih"), extra.get("b_hh")))
+        for chunk in (1, 2, 0):
+            ext.set_input_chunk(chunk)
+            try:
+                got = _cpp.lstm_scan_cpp_input(x, (a["h0"], a["c0"]), w, opt, a["drop"], a["mask"])
+            finally:
+                ext.set_input_chunk(0)
+            for name, u, v in zip("yhc", got, want, strict=True):
+                torch.testing.assert_close(u, v, atol=tol, rtol=0,
+                                           msg=lambda m, n=name, k=chunk: f"{n}, chunk {k}: {m}")
+
+
+def test_input_chunk_rule_and_the_refusals_of_the_input_side_entry():
+    ext = _cpp._ext()
+    # steps per chunk: about 1 MB of W_ih x (B G 4 bytes a step), at least 512 rows, at most T
+    assert ext.input_chunk(100, 64, 512, 4) == 8  # 131 KB a step: 8 steps, 512 rows
+    assert ext.input_chunk(100, 16, 512, 4) == 32  # 32 KB a step: 32 steps
+    assert ext.input_chunk(100, 64, 4096, 4) == 8  # 1 MB a step: the 512 rows decide
+    assert ext.input_chunk(100, 1, 512, 4) == 100  # 512 steps' worth, cut to T
+    with pytest.raises(RuntimeError, match="set_input_chunk: steps must be >= 0"):
+        ext.set_input_chunk(-1)
+    args = make_args(COMBOS[0], torch.float64)
+    G = args["xg"].shape[-1]
+    x = torch.randn(T, B, 3, dtype=torch.float64)
+    w = LSTMWeights(torch.randn(G, 3, dtype=torch.float64, requires_grad=True), args["w_hh"].detach())
+    with pytest.raises(ValueError, match="lstm_scan_cpp_input is for inference only"):
+        _cpp.lstm_scan_cpp_input(x, (args["h0"].detach(), args["c0"].detach()), w, LSTMOptions())
+    with torch.no_grad(), pytest.raises(RuntimeError, match=r"x must be \(T, B, I\) and w_ih \(G, I\)"):
+        _cpp.lstm_scan_cpp_input(x[..., :2], (args["h0"].detach(), args["c0"].detach()), w, LSTMOptions())
+
+
 def test_in_kernel_input_finish_is_refused_where_it_cannot_apply():
     args = make_args({**COMBOS[0], "layer_norm": True}, torch.float64)
     G = args["xg"].shape[-1]
@@ -265,17 +322,23 @@ def test_in_kernel_input_finish_is_refused_where_it_cannot_apply():
 
 @pytest.mark.parametrize("layer_norm", [True, False], ids=["layer_norm", "plain"])
 def test_lstm_inference_finishes_the_input_side_in_the_kernel(monkeypatch, layer_norm):
-    """LSTM hands LN_ih (with layer_norm) and the biases to the kernel in inference only, with the same results."""
+    """LSTM hands W_ih x, LN_ih (with layer_norm) and the biases to the kernel in inference only, with the same
+    results."""
     import lstmkit
 
     calls = []
-    kernel = _cpp.lstm_scan_cpp
+    kernel, inference = _cpp.lstm_scan_cpp, _cpp.lstm_scan_cpp_input
 
     def spy(*a, **k):
-        calls.append(k.get("finish_input", False))
+        calls.append(False)  # the input side before the loop
         return kernel(*a, **k)
 
+    def spy_input(*a, **k):
+        calls.append(True)  # the input side in the kernel
+        return inference(*a, **k)
+
     monkeypatch.setattr(_cpp, "lstm_scan_cpp", spy)
+    monkeypatch.setattr(_cpp, "lstm_scan_cpp_input", spy_input)
     torch.manual_seed(0)
     m = lstmkit.LSTM(5, 6, 2, layer_norm=layer_norm, peephole=True, bidirectional=True, dtype=torch.float64,
                      impl="cpp")

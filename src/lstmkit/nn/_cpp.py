@@ -522,6 +522,33 @@ def lstm_scan_cpp(
 
 
 # --- int8 -------------------------------------------------------------------------------------
+def lstm_scan_cpp_input(
+    x: Tensor,
+    state: tuple[Tensor, Tensor],
+    w: LSTMWeights,
+    opt: LSTMOptions,
+    drop: Tensor | None = None,
+    mask: Tensor | None = None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Inference recurrence that computes the input side too: ``lstm_scan_cpp``'s contract with x (T, B, I) and
+    ``w.w_ih`` in place of xg. The kernel multiplies a chunk of steps of x by W_ih^T at a time into a small buffer
+    (about 1 MB, read from cache by its steps; ``_ext().input_chunk``) and finishes each step's row itself
+    (LN_ih with LayerNorm, then b_ih + b_hh), so no (T, B, G) tensor is ever made. Eager inference only: with grad
+    mode on and a tensor requiring grad, or under a tracer, use ``input_gates`` and ``lstm_scan_cpp``."""
+    args = scan_args(x, state, w, opt, drop, mask)
+    differentiable = (x, w.w_ih, *args[1:N_DIFFERENTIABLE], w.g_ih, w.b_ih, w.b_hh)
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in differentiable):
+        raise ValueError("lstm_scan_cpp_input is for inference only (no tensor requiring grad with grad mode on)")
+    if tracing(x):
+        raise ValueError("lstm_scan_cpp_input is for eager mode only, not under torch.compile, export or tracing")
+    g_ih, b_x = _input_finish(w, True)
+    named = {**args._asdict(), "x": x, "w_ih": w.w_ih, "g_ih": g_ih, "b_x": b_x}
+    del named["xg"], named["coupled"], named["eps"]
+    _check(named, x.dtype)
+    ys, hn, cn = _ext().forward_input(x, w.w_ih, *args[1:], g_ih, b_x)
+    return ys, hn, cn
+
+
 def _input_finish(w: LSTMWeights, finish_input: bool) -> tuple[Tensor | None, Tensor | None]:
     """(g_ih, b_x) for a kernel that finishes W_ih x itself (inference): the LayerNorm gain (None without
     LayerNorm) and b_ih + b_hh (None without biases); (None, None) when xg is finished already."""

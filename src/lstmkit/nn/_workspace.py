@@ -1,5 +1,5 @@
-"""Large work buffers the ConvLSTM layer (and the LSTM's inference input side, ``lstm._input_gates_scratch``)
-keep from one call to the next (CPU).
+"""Large work buffers the ConvLSTM layer keeps from one call to the next (CPU). (The LSTM's inference needs none:
+its C++ kernel computes W_ih x a chunk of steps at a time, ``_cpp.lstm_scan_cpp_input``.)
 
 Why: one training step of a ConvLSTM layer at issue 21's shape (T=10, B=16, 64x64 frames, 64 hidden channels)
 allocates about 1.9 GB of buffers: the gates and states it saves for the backward, the Winograd transforms.

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import _cpp, _workspace
+from . import _cpp
 from ._base import RecurrentBase, _check_positive_int, _check_prob
 from ._fused import lstm_scan
 from ._reference import lstm_step, scan
@@ -163,16 +163,6 @@ def input_gates(x: Tensor, w: LSTMWeights, opt: LSTMOptions) -> Tensor:
         bias = None if w.b_ih is None else w.b_ih + w.b_hh
         return F.layer_norm(F.linear(x, w.w_ih), (w.w_ih.shape[0],), w.g_ih, bias, opt.eps)
     return F.linear(x, w.w_ih, None if w.b_ih is None else w.b_ih + w.b_hh)
-
-
-def _input_gates_scratch(x: Tensor, w: LSTMWeights) -> Tensor:
-    """W_ih x without the biases, (T, B, I) -> (T, B, G), into a pooled buffer (``_workspace.take``): for
-    inference only, where the result is scratch that the C++ kernel finishes (``finish_input``) and consumes."""
-    T, B, I = x.shape
-    G = w.w_ih.shape[0]
-    xg = _workspace.take(x, T, B, G)
-    torch.mm(x.reshape(T * B, I), w.w_ih.t(), out=xg.view(T * B, G))  # (T*B, I) @ (I, G)
-    return xg
 
 
 class LSTM(RecurrentBase):
@@ -315,12 +305,10 @@ class LSTM(RecurrentBase):
         if kernel is None:
             return scan(lambda x_t, s: lstm_step(x_t, s, w, self._options, drop), x, state, mask)
         if kernel is _cpp.lstm_scan_cpp and not _needs_grad(x, state, w) and not _cpp.tracing(x):
-            # Inference: xg is scratch, dead once the kernel returns, so it comes from the buffer pool: a fresh
-            # one of 32 MB or more (B64H512 on) would be faulted in page by page on every call. The kernel
-            # finishes each step's W_ih x_t in cache (LN_ih with LayerNorm, and the biases), which saves a pass
-            # over all (T, B, G); the result is input_gates' to rounding.
-            xg = _input_gates_scratch(x, w)  # (T, B, G)
-            y, h, c = kernel(xg, state, w, self._options, drop, mask, finish_input=True)
+            # Inference: the kernel computes W_ih x a chunk of steps at a time into a buffer its steps read from
+            # cache, and finishes each row there (LN_ih with LayerNorm, the biases): no (T, B, G) tensor and no
+            # pass over one; the result is input_gates' to rounding.
+            y, h, c = _cpp.lstm_scan_cpp_input(x, state, w, self._options, drop, mask)
         else:
             xg = input_gates(x, w, self._options)  # (T, B, G), one matrix product for all steps
             y, h, c = kernel(xg, state, w, self._options, drop, mask)

@@ -534,6 +534,22 @@ class Int8Weight {
 };
 
 // --- forward ----------------------------------------------------------------------------------
+// Steps per chunk of the input side when the kernel computes it (x_in): about 1 MB of W_ih x, which stays in
+// cache (L2) until its steps read it, and at least 512 rows (k B) so that the product keeps its speed. A test
+// hook (set_input_chunk) fixes the count; 0 is this rule.
+int64_t g_input_chunk = 0;
+int64_t input_chunk_steps(int64_t steps, int64_t B, int64_t G, int64_t elem) {
+  constexpr int64_t kChunkBytes = 1 << 20, kMinRows = 512;
+  int64_t k = g_input_chunk;
+  if (k <= 0) k = std::max(kChunkBytes / std::max<int64_t>(B * G * elem, 1), (kMinRows + B - 1) / B);
+  return std::max<int64_t>(1, std::min(k, steps));
+}
+void set_input_chunk(int64_t steps) {
+  TORCH_CHECK(steps >= 0, "set_input_chunk: steps must be >= 0 (0: automatic), got ", steps);
+  g_input_chunk = steps;
+}
+int64_t input_chunk(int64_t steps, int64_t B, int64_t G, int64_t elem) { return input_chunk_steps(steps, B, G, elem); }
+
 // Returns y, h_n, c_n, then (train only) the saved tensors:
 // acts, cs, tcs, hin, hraw, rhat, rrstd, chat, crstd (undefined where absent), where hin (T, B, P)
 // holds the recurrent product's input h_{t-1} * drop of every step (it may have a spare row T).
@@ -543,11 +559,17 @@ std::vector<Tensor> forward_impl(const Tensor& xg, const Tensor& h0, const Tenso
                                  const Tensor& b_c, const Tensor& drop, const Tensor& mask, bool coupled, double eps,
                                  bool train, const Tensor& g_ih, const Tensor& b_x,
                                  const Int8Weight* q_hh = nullptr, const Int8Weight* q_hr = nullptr,
-                                 const Tensor& lr_left = Tensor(), const Tensor& lr_right = Tensor()) {
-  const int64_t Tn = xg.size(0), B = xg.size(1), G = xg.size(2), H = c0.size(1), P = h0.size(1);
+                                 const Tensor& lr_left = Tensor(), const Tensor& lr_right = Tensor(),
+                                 const Tensor& x_in = Tensor(), const Tensor& w_ih = Tensor()) {
+  // x_in (T, B, I) and w_ih (G, I) instead of xg (inference): the input side W_ih x is computed here, a chunk of
+  // steps at a time into a small buffer that the steps then read from cache (input_chunk_steps).
+  const bool chunked = x_in.defined();
+  const Tensor& lead = chunked ? x_in : xg;
+  const int64_t Tn = lead.size(0), B = lead.size(1), G = chunked ? w_ih.size(0) : xg.size(2), H = c0.size(1),
+                P = h0.size(1);
   const bool proj = w_hr.defined(), ln = g_hh.defined(), has_mask = mask.defined(), has_drop = drop.defined();
   const bool alias_hin = !has_mask && !has_drop;
-  const auto o = xg.options();
+  const auto o = lead.options();
   Tensor ys = at::empty({Tn, B, P}, o);
   Tensor acts, cs, tcs, hin_all, hraw_all, rhat, rrstd, chat, crstd;  // kept for the backward
   Tensor act_s, cring, hraw_s, rrstd_s, crstd_s, hin_ring, hs_ring;  // per-step scratch
@@ -660,12 +682,25 @@ std::vector<Tensor> forward_impl(const Tensor& xg, const Tensor& h0, const Tenso
     return train ? row<T>(hin_all, t + 1) : row<T>(hin_ring, (t + 1) % 2);
   };
 
+  const int64_t I = chunked ? x_in.size(2) : 0;
+  const int64_t n_chunk = chunked ? input_chunk_steps(Tn, B, G, static_cast<int64_t>(sizeof(T))) : 0;
+  const Tensor xchunk = chunked ? at::empty({n_chunk, B, G}, o) : Tensor();  // (K, B, G) W_ih x of K steps
+  auto xg_row = [&](int64_t t) -> T* {
+    if (!chunked) return row<T>(xg, t);
+    if (t % n_chunk == 0) {  // (k B, I) @ (I, G): the next chunk's input side, no biases
+      const int64_t k = std::min(n_chunk, Tn - t);
+      gemm<T>(false, true, k * B, G, I, row<T>(x_in, t), I, ptr<T>(w_ih), I, T(0), ptr<T>(xchunk), G);
+    }
+    return row<T>(xchunk, t % n_chunk);
+  };
+
   for (int64_t t = 0; t < Tn; ++t) {
     T* r = rbuf.data_ptr<T>();
     const T* hin = h_in(t);
     T* y_t = row<T>(ys, t);
     FwdArgs<T> a{};
-    a.xg = row<T>(xg, t);
+    T* xg_t = xg_row(t);
+    a.xg = xg_t;
     a.r = r;
     a.act = train ? row<T>(acts, t) : ptr<T>(act_s);
     a.c_prev = c_prev(t);
@@ -681,7 +716,7 @@ std::vector<Tensor> forward_impl(const Tensor& xg, const Tensor& h0, const Tenso
       a.g_c = ptr<T>(g_c);
       a.b_c = ptr<T>(b_c);
       if (g_ih.defined()) {
-        a.xg_own = row<T>(xg, t);
+        a.xg_own = xg_t;
         a.g_ih = ptr<T>(g_ih);
         a.b_x = b_x.defined() ? ptr<T>(b_x) : nullptr;
       }
@@ -964,6 +999,39 @@ std::vector<Tensor> forward(const Tensor& xg_, const Tensor& h0_, const Tensor& 
                                b_x);
   return forward_impl<double>(xg, h0, c0, w_hh, w_hr, peep, g_hh, g_c, b_c, drop, mask, coupled, eps, train, g_ih,
                               b_x);
+}
+
+// Inference with the input side in the kernel: forward's arguments (train false) with x (T, B, I) and w_ih (G, I)
+// in place of xg; b_x (b_ih + b_hh, or nullopt) and, with layer_norm, g_ih finish each step's W_ih x_t.
+std::vector<Tensor> forward_input(const Tensor& x_, const Tensor& w_ih_, const Tensor& h0_, const Tensor& c0_,
+                                  const Tensor& w_hh_, const std::optional<Tensor>& w_hr_,
+                                  const std::optional<Tensor>& peep_, const std::optional<Tensor>& g_hh_,
+                                  const std::optional<Tensor>& g_c_, const std::optional<Tensor>& b_c_,
+                                  const std::optional<Tensor>& drop_, const std::optional<Tensor>& mask_, bool coupled,
+                                  double eps, const std::optional<Tensor>& g_ih_, const std::optional<Tensor>& b_x_) {
+  const Tensor x = x_.contiguous(), w_ih = w_ih_.contiguous(), h0 = h0_.contiguous(), c0 = c0_.contiguous(),
+               w_hh = w_hh_.contiguous();
+  const Tensor w_hr = opt(w_hr_), peep = opt(peep_), g_hh = opt(g_hh_), g_c = opt(g_c_), b_c = opt(b_c_);
+  const Tensor drop = opt(drop_), g_ih = opt(g_ih_), b_x = opt(b_x_);
+  TORCH_CHECK(g_ih.defined() == g_hh.defined(), "lstm_scan_input: g_ih comes exactly with layer_norm (g_hh)");
+  TORCH_CHECK(x.dim() == 3 && w_ih.dim() == 2 && w_ih.size(1) == x.size(2) && w_ih.size(0) == w_hh.size(0),
+              "lstm_scan_input: x must be (T, B, I) and w_ih (G, I) with w_hh's G rows");
+  const Tensor mask = mask_.has_value() ? mask_->to(at::kBool).contiguous() : Tensor();
+  const auto st = x.scalar_type();
+  TORCH_CHECK(st == at::kFloat || st == at::kDouble, "lstm_scan_input: float32 or float64 only, got ", st);
+  for (auto& [t, n] : std::initializer_list<std::pair<const Tensor&, const char*>>{
+           {x, "x"}, {w_ih, "w_ih"}, {h0, "h0"}, {c0, "c0"}, {w_hh, "w_hh"}, {w_hr, "w_hr"}, {peep, "peep"},
+           {g_hh, "g_hh"}, {g_c, "g_c"}, {b_c, "b_c"}, {drop, "drop"}, {g_ih, "g_ih"}, {b_x, "b_x"}})
+    check_cpu(t, n, st);
+  TORCH_CHECK(!mask.defined() || mask.device().is_cpu(), "lstm_scan_input: mask must be a CPU tensor");
+  TORCH_CHECK(g_hh.defined() == g_c.defined() && g_c.defined() == b_c.defined(),
+              "lstm_scan_input: g_hh, g_c and b_c come together (layer_norm)");
+  const Tensor none;
+  if (st == at::kFloat)
+    return forward_impl<float>(none, h0, c0, w_hh, w_hr, peep, g_hh, g_c, b_c, drop, mask, coupled, eps, false,
+                               g_ih, b_x, nullptr, nullptr, none, none, x, w_ih);
+  return forward_impl<double>(none, h0, c0, w_hh, w_hr, peep, g_hh, g_c, b_c, drop, mask, coupled, eps, false, g_ih,
+                              b_x, nullptr, nullptr, none, none, x, w_ih);
 }
 
 // Inference with int8 recurrent weights: forward's arguments with w_hh (and w_hr) as Int8Weight.
@@ -1380,6 +1448,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   // The time loops run without the GIL, like torch's own ops.
   m.def("forward", &lstmkit::forward, py::call_guard<py::gil_scoped_release>());
   m.def("backward", &lstmkit::backward, py::call_guard<py::gil_scoped_release>());
+  m.def("forward_input", &lstmkit::forward_input, py::call_guard<py::gil_scoped_release>());
+  m.def("set_input_chunk", &lstmkit::set_input_chunk);
+  m.def("input_chunk", &lstmkit::input_chunk);
   m.def("forward_int8", &lstmkit::forward_int8, py::call_guard<py::gil_scoped_release>());
   m.def("step_int8", &lstmkit::step_int8, py::call_guard<py::gil_scoped_release>());
   m.def("forward_lowrank", &lstmkit::forward_lowrank, py::call_guard<py::gil_scoped_release>());
