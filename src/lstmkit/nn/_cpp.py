@@ -521,7 +521,6 @@ def lstm_scan_cpp(
     return LSTMScanCpp.apply(*args)
 
 
-# --- int8 -------------------------------------------------------------------------------------
 def lstm_scan_cpp_input(
     x: Tensor,
     state: tuple[Tensor, Tensor],
@@ -559,6 +558,7 @@ def _input_finish(w: LSTMWeights, finish_input: bool) -> tuple[Tensor | None, Te
     return w.g_ih, None if w.b_ih is None else w.b_ih + w.b_hh
 
 
+# --- int8 -------------------------------------------------------------------------------------
 def int8_weight(q: Tensor, scale: Tensor, zero: Tensor, *, reduce_range: bool = True):
     """An int8 weight matrix for :func:`lstm_scan_int8`: ``q`` (N, K) uint8 in [0, 255] with a scale and
     zero point per row (lstmkit's 8-bit format: w = (q - zero) * scale), packed once by torch's

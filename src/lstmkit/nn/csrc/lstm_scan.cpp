@@ -548,7 +548,9 @@ void set_input_chunk(int64_t steps) {
   TORCH_CHECK(steps >= 0, "set_input_chunk: steps must be >= 0 (0: automatic), got ", steps);
   g_input_chunk = steps;
 }
-int64_t input_chunk(int64_t steps, int64_t B, int64_t G, int64_t elem) { return input_chunk_steps(steps, B, G, elem); }
+int64_t input_chunk(int64_t steps, int64_t B, int64_t G, int64_t elem) {  // for the tests
+  return input_chunk_steps(steps, B, G, elem);
+}
 
 // Returns y, h_n, c_n, then (train only) the saved tensors:
 // acts, cs, tcs, hin, hraw, rhat, rrstd, chat, crstd (undefined where absent), where hin (T, B, P)
@@ -1013,19 +1015,19 @@ std::vector<Tensor> forward_input(const Tensor& x_, const Tensor& w_ih_, const T
                w_hh = w_hh_.contiguous();
   const Tensor w_hr = opt(w_hr_), peep = opt(peep_), g_hh = opt(g_hh_), g_c = opt(g_c_), b_c = opt(b_c_);
   const Tensor drop = opt(drop_), g_ih = opt(g_ih_), b_x = opt(b_x_);
-  TORCH_CHECK(g_ih.defined() == g_hh.defined(), "lstm_scan_input: g_ih comes exactly with layer_norm (g_hh)");
+  TORCH_CHECK(g_ih.defined() == g_hh.defined(), "lstm_scan_cpp_input: g_ih comes exactly with layer_norm (g_hh)");
   TORCH_CHECK(x.dim() == 3 && w_ih.dim() == 2 && w_ih.size(1) == x.size(2) && w_ih.size(0) == w_hh.size(0),
-              "lstm_scan_input: x must be (T, B, I) and w_ih (G, I) with w_hh's G rows");
+              "lstm_scan_cpp_input: x must be (T, B, I) and w_ih (G, I) with w_hh's G rows");
   const Tensor mask = mask_.has_value() ? mask_->to(at::kBool).contiguous() : Tensor();
   const auto st = x.scalar_type();
-  TORCH_CHECK(st == at::kFloat || st == at::kDouble, "lstm_scan_input: float32 or float64 only, got ", st);
+  TORCH_CHECK(st == at::kFloat || st == at::kDouble, "lstm_scan_cpp_input: float32 or float64 only, got ", st);
   for (auto& [t, n] : std::initializer_list<std::pair<const Tensor&, const char*>>{
            {x, "x"}, {w_ih, "w_ih"}, {h0, "h0"}, {c0, "c0"}, {w_hh, "w_hh"}, {w_hr, "w_hr"}, {peep, "peep"},
            {g_hh, "g_hh"}, {g_c, "g_c"}, {b_c, "b_c"}, {drop, "drop"}, {g_ih, "g_ih"}, {b_x, "b_x"}})
     check_cpu(t, n, st);
-  TORCH_CHECK(!mask.defined() || mask.device().is_cpu(), "lstm_scan_input: mask must be a CPU tensor");
+  TORCH_CHECK(!mask.defined() || mask.device().is_cpu(), "lstm_scan_cpp_input: mask must be a CPU tensor");
   TORCH_CHECK(g_hh.defined() == g_c.defined() && g_c.defined() == b_c.defined(),
-              "lstm_scan_input: g_hh, g_c and b_c come together (layer_norm)");
+              "lstm_scan_cpp_input: g_hh, g_c and b_c come together (layer_norm)");
   const Tensor none;
   if (st == at::kFloat)
     return forward_impl<float>(none, h0, c0, w_hh, w_hr, peep, g_hh, g_c, b_c, drop, mask, coupled, eps, false,
@@ -1045,7 +1047,8 @@ std::vector<Tensor> forward_int8(const Tensor& xg_, const Tensor& h0_, const Ten
                b_x = opt(b_x_);
   TORCH_CHECK(!g_ih.defined() || (g_hh.defined() && xg.is_same(xg_)),
               "lstm_scan_int8: g_ih is for layer_norm, on a contiguous xg the kernel may overwrite");
-  TORCH_CHECK(!b_x.defined() || g_ih.defined() || !g_hh.defined(), "lstm_scan_int8: with layer_norm b_x comes with g_ih");
+  TORCH_CHECK(!b_x.defined() || g_ih.defined() || !g_hh.defined(),
+              "lstm_scan_int8: with layer_norm b_x comes with g_ih");
   const Tensor mask = mask_.has_value() ? mask_->to(at::kBool).contiguous() : Tensor();
   for (auto& [t, n] : std::initializer_list<std::pair<const Tensor&, const char*>>{
            {xg, "xg"}, {h0, "h0"}, {c0, "c0"}, {peep, "peep"}, {g_hh, "g_hh"}, {g_c, "g_c"}, {b_c, "b_c"},
@@ -1089,7 +1092,8 @@ std::vector<Tensor> forward_lowrank(const Tensor& xg_, const Tensor& h0_, const 
   const Tensor g_ih = opt(g_ih_), b_x = opt(b_x_);
   TORCH_CHECK(!g_ih.defined() || (g_hh.defined() && xg.is_same(xg_)),
               "lstm_scan_lowrank: g_ih is for layer_norm, on a contiguous xg the kernel may overwrite");
-  TORCH_CHECK(!b_x.defined() || g_ih.defined() || !g_hh.defined(), "lstm_scan_lowrank: with layer_norm b_x comes with g_ih");
+  TORCH_CHECK(!b_x.defined() || g_ih.defined() || !g_hh.defined(),
+              "lstm_scan_lowrank: with layer_norm b_x comes with g_ih");
   const Tensor mask = mask_.has_value() ? mask_->to(at::kBool).contiguous() : Tensor();
   const auto st = xg.scalar_type();
   TORCH_CHECK(st == at::kFloat || st == at::kDouble, "lstm_scan_lowrank: float32 or float64 only, got ", st);
