@@ -49,11 +49,12 @@ LK_INLINE float exp_approx(float x) {
 
 LK_INLINE float sigmoid_(float x) { return 1.0f / (1.0f + exp_approx(-x)); }
 
-// tanh for float: x P(x^2) / Q(x^2), a rational fit of degrees 6 and 3 in x^2 made for this kernel (weighted least
-// squares on the relative error, iterated as Sanathanan-Koerner, |x| <= 9; fit error 7e-9, within 5.5u once
-// evaluated in float32 over [-12, 12] and down to 1e-30). Beyond |x| = 9 tanh rounds to +-1 in float32, so x is
-// clamped there (NaN passes the clamp and comes out NaN). No exp and one division: the gate pass is bound by its
-// arithmetic, and this is about half the operations of 1 - 2 / (e^2|x| + 1) with a polynomial near 0.
+// tanh for float: x P(x^2) / Q(x^2), a rational fit of degrees 6 and 3 in x^2 made for this kernel by
+// benchmarks/tanh_fit.py (weighted least squares on the relative error, iterated as Sanathanan-Koerner, |x| <= 9;
+// fit error 7e-9; measured over [-12, 12] and down to 1e-30: within 4.6u on the AVX paths, 5.5u portable).
+// Beyond |x| = 9 tanh rounds to +-1 in float32, so x is clamped there (NaN passes the clamp and comes out NaN).
+// No exp and one division: the gate pass is bound by its arithmetic, and this is about half the operations of
+// 1 - 2 / (e^2|x| + 1) with a polynomial near 0 (the form before session 24, within 1.3u).
 LK_INLINE float tanh_(float x) {
   const float xc = x > 9.0f ? 9.0f : (x < -9.0f ? -9.0f : x);
   const float t = xc * xc;
