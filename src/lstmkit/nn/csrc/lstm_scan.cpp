@@ -972,68 +972,68 @@ void check_cpu(const Tensor& t, const char* name, at::ScalarType st) {
   TORCH_CHECK(t.scalar_type() == st, "lstm_scan_cpp: ", name, " has dtype ", t.scalar_type(), ", expected ", st);
 }
 
-std::vector<Tensor> forward(const Tensor& xg_, const Tensor& h0_, const Tensor& c0_, const Tensor& w_hh_,
-                            const std::optional<Tensor>& w_hr_, const std::optional<Tensor>& peep_,
-                            const std::optional<Tensor>& g_hh_, const std::optional<Tensor>& g_c_,
-                            const std::optional<Tensor>& b_c_, const std::optional<Tensor>& drop_,
-                            const std::optional<Tensor>& mask_, bool coupled, double eps, bool train,
-                            const std::optional<Tensor>& g_ih_, const std::optional<Tensor>& b_x_) {
-  const Tensor xg = xg_.contiguous(), h0 = h0_.contiguous(), c0 = c0_.contiguous(), w_hh = w_hh_.contiguous();
+// The checks forward and forward_input share, then forward_impl in the tensors' dtype. Exactly one of xg (T, B, G)
+// and x (T, B, I) with w_ih (G, I) is defined; `who` names the caller in the errors.
+std::vector<Tensor> checked_forward(const char* who, const Tensor& xg, const Tensor& x, const Tensor& w_ih,
+                                    const Tensor& h0_, const Tensor& c0_, const Tensor& w_hh_,
+                                    const std::optional<Tensor>& w_hr_, const std::optional<Tensor>& peep_,
+                                    const std::optional<Tensor>& g_hh_, const std::optional<Tensor>& g_c_,
+                                    const std::optional<Tensor>& b_c_, const std::optional<Tensor>& drop_,
+                                    const std::optional<Tensor>& mask_, bool coupled, double eps, bool train,
+                                    const Tensor& g_ih, const Tensor& b_x) {
+  const Tensor h0 = h0_.contiguous(), c0 = c0_.contiguous(), w_hh = w_hh_.contiguous();
   const Tensor w_hr = opt(w_hr_), peep = opt(peep_), g_hh = opt(g_hh_), g_c = opt(g_c_), b_c = opt(b_c_);
-  const Tensor drop = opt(drop_), g_ih = opt(g_ih_), b_x = opt(b_x_);
-  // g_ih: xg is W_ih x (no bias) and the kernel normalises it in place, so it must be the caller's own buffer.
-  TORCH_CHECK(!g_ih.defined() || (!train && g_hh.defined() && xg.is_same(xg_)),
-              "lstm_scan_cpp: g_ih is for inference with layer_norm, on a contiguous xg the kernel may overwrite");
-  TORCH_CHECK(!b_x.defined() || (!train && (g_ih.defined() || !g_hh.defined())),
-              "lstm_scan_cpp: b_x is for inference, and with layer_norm it comes with g_ih");
+  const Tensor drop = opt(drop_);
   const Tensor mask = mask_.has_value() ? mask_->to(at::kBool).contiguous() : Tensor();
-  const auto st = xg.scalar_type();
-  TORCH_CHECK(st == at::kFloat || st == at::kDouble, "lstm_scan_cpp: float32 or float64 only, got ", st);
+  const auto st = (xg.defined() ? xg : x).scalar_type();
+  TORCH_CHECK(st == at::kFloat || st == at::kDouble, who, ": float32 or float64 only, got ", st);
   for (auto& [t, n] : std::initializer_list<std::pair<const Tensor&, const char*>>{
-           {xg, "xg"}, {h0, "h0"}, {c0, "c0"}, {w_hh, "w_hh"}, {w_hr, "w_hr"}, {peep, "peep"}, {g_hh, "g_hh"},
-           {g_c, "g_c"}, {b_c, "b_c"}, {drop, "drop"}, {g_ih, "g_ih"}, {b_x, "b_x"}})
+           {xg, "xg"}, {x, "x"}, {w_ih, "w_ih"}, {h0, "h0"}, {c0, "c0"}, {w_hh, "w_hh"}, {w_hr, "w_hr"},
+           {peep, "peep"}, {g_hh, "g_hh"}, {g_c, "g_c"}, {b_c, "b_c"}, {drop, "drop"}, {g_ih, "g_ih"}, {b_x, "b_x"}})
     check_cpu(t, n, st);
-  TORCH_CHECK(!mask.defined() || mask.device().is_cpu(), "lstm_scan_cpp: mask must be a CPU tensor");
-  TORCH_CHECK(g_hh.defined() == g_c.defined() && g_c.defined() == b_c.defined(),
-              "lstm_scan_cpp: g_hh, g_c and b_c come together (layer_norm)");
+  TORCH_CHECK(!mask.defined() || mask.device().is_cpu(), who, ": mask must be a CPU tensor");
+  TORCH_CHECK(g_hh.defined() == g_c.defined() && g_c.defined() == b_c.defined(), who,
+              ": g_hh, g_c and b_c come together (layer_norm)");
+  const Tensor none;
   if (st == at::kFloat)
     return forward_impl<float>(xg, h0, c0, w_hh, w_hr, peep, g_hh, g_c, b_c, drop, mask, coupled, eps, train, g_ih,
-                               b_x);
+                               b_x, nullptr, nullptr, none, none, x, w_ih);
   return forward_impl<double>(xg, h0, c0, w_hh, w_hr, peep, g_hh, g_c, b_c, drop, mask, coupled, eps, train, g_ih,
-                              b_x);
+                              b_x, nullptr, nullptr, none, none, x, w_ih);
+}
+
+std::vector<Tensor> forward(const Tensor& xg_, const Tensor& h0, const Tensor& c0, const Tensor& w_hh,
+                            const std::optional<Tensor>& w_hr, const std::optional<Tensor>& peep,
+                            const std::optional<Tensor>& g_hh, const std::optional<Tensor>& g_c,
+                            const std::optional<Tensor>& b_c, const std::optional<Tensor>& drop,
+                            const std::optional<Tensor>& mask, bool coupled, double eps, bool train,
+                            const std::optional<Tensor>& g_ih_, const std::optional<Tensor>& b_x_) {
+  const Tensor xg = xg_.contiguous(), g_ih = opt(g_ih_), b_x = opt(b_x_);
+  const bool ln = g_hh.has_value() && g_hh->defined();
+  // g_ih: xg is W_ih x (no bias) and the kernel normalises it in place, so it must be the caller's own buffer.
+  TORCH_CHECK(!g_ih.defined() || (!train && ln && xg.is_same(xg_)),
+              "lstm_scan_cpp: g_ih is for inference with layer_norm, on a contiguous xg the kernel may overwrite");
+  TORCH_CHECK(!b_x.defined() || (!train && (g_ih.defined() || !ln)),
+              "lstm_scan_cpp: b_x is for inference, and with layer_norm it comes with g_ih");
+  return checked_forward("lstm_scan_cpp", xg, Tensor(), Tensor(), h0, c0, w_hh, w_hr, peep, g_hh, g_c, b_c, drop, mask,
+                         coupled, eps, train, g_ih, b_x);
 }
 
 // Inference with the input side in the kernel: forward's arguments (train false) with x (T, B, I) and w_ih (G, I)
 // in place of xg; b_x (b_ih + b_hh, or nullopt) and, with layer_norm, g_ih finish each step's W_ih x_t.
-std::vector<Tensor> forward_input(const Tensor& x_, const Tensor& w_ih_, const Tensor& h0_, const Tensor& c0_,
-                                  const Tensor& w_hh_, const std::optional<Tensor>& w_hr_,
-                                  const std::optional<Tensor>& peep_, const std::optional<Tensor>& g_hh_,
-                                  const std::optional<Tensor>& g_c_, const std::optional<Tensor>& b_c_,
-                                  const std::optional<Tensor>& drop_, const std::optional<Tensor>& mask_, bool coupled,
+std::vector<Tensor> forward_input(const Tensor& x_, const Tensor& w_ih_, const Tensor& h0, const Tensor& c0,
+                                  const Tensor& w_hh, const std::optional<Tensor>& w_hr,
+                                  const std::optional<Tensor>& peep, const std::optional<Tensor>& g_hh,
+                                  const std::optional<Tensor>& g_c, const std::optional<Tensor>& b_c,
+                                  const std::optional<Tensor>& drop, const std::optional<Tensor>& mask, bool coupled,
                                   double eps, const std::optional<Tensor>& g_ih_, const std::optional<Tensor>& b_x_) {
-  const Tensor x = x_.contiguous(), w_ih = w_ih_.contiguous(), h0 = h0_.contiguous(), c0 = c0_.contiguous(),
-               w_hh = w_hh_.contiguous();
-  const Tensor w_hr = opt(w_hr_), peep = opt(peep_), g_hh = opt(g_hh_), g_c = opt(g_c_), b_c = opt(b_c_);
-  const Tensor drop = opt(drop_), g_ih = opt(g_ih_), b_x = opt(b_x_);
-  TORCH_CHECK(g_ih.defined() == g_hh.defined(), "lstm_scan_cpp_input: g_ih comes exactly with layer_norm (g_hh)");
+  const Tensor x = x_.contiguous(), w_ih = w_ih_.contiguous(), g_ih = opt(g_ih_), b_x = opt(b_x_);
+  TORCH_CHECK(g_ih.defined() == (g_hh.has_value() && g_hh->defined()),
+              "lstm_scan_cpp_input: g_ih comes exactly with layer_norm (g_hh)");
   TORCH_CHECK(x.dim() == 3 && w_ih.dim() == 2 && w_ih.size(1) == x.size(2) && w_ih.size(0) == w_hh.size(0),
               "lstm_scan_cpp_input: x must be (T, B, I) and w_ih (G, I) with w_hh's G rows");
-  const Tensor mask = mask_.has_value() ? mask_->to(at::kBool).contiguous() : Tensor();
-  const auto st = x.scalar_type();
-  TORCH_CHECK(st == at::kFloat || st == at::kDouble, "lstm_scan_cpp_input: float32 or float64 only, got ", st);
-  for (auto& [t, n] : std::initializer_list<std::pair<const Tensor&, const char*>>{
-           {x, "x"}, {w_ih, "w_ih"}, {h0, "h0"}, {c0, "c0"}, {w_hh, "w_hh"}, {w_hr, "w_hr"}, {peep, "peep"},
-           {g_hh, "g_hh"}, {g_c, "g_c"}, {b_c, "b_c"}, {drop, "drop"}, {g_ih, "g_ih"}, {b_x, "b_x"}})
-    check_cpu(t, n, st);
-  TORCH_CHECK(!mask.defined() || mask.device().is_cpu(), "lstm_scan_cpp_input: mask must be a CPU tensor");
-  TORCH_CHECK(g_hh.defined() == g_c.defined() && g_c.defined() == b_c.defined(),
-              "lstm_scan_cpp_input: g_hh, g_c and b_c come together (layer_norm)");
-  const Tensor none;
-  if (st == at::kFloat)
-    return forward_impl<float>(none, h0, c0, w_hh, w_hr, peep, g_hh, g_c, b_c, drop, mask, coupled, eps, false,
-                               g_ih, b_x, nullptr, nullptr, none, none, x, w_ih);
-  return forward_impl<double>(none, h0, c0, w_hh, w_hr, peep, g_hh, g_c, b_c, drop, mask, coupled, eps, false, g_ih,
-                              b_x, nullptr, nullptr, none, none, x, w_ih);
+  return checked_forward("lstm_scan_cpp_input", Tensor(), x, w_ih, h0, c0, w_hh, w_hr, peep, g_hh, g_c, b_c, drop,
+                         mask, coupled, eps, false, g_ih, b_x);
 }
 
 // Inference with int8 recurrent weights: forward's arguments with w_hh (and w_hr) as Int8Weight.
