@@ -32,6 +32,7 @@ from lstmkit.tasks.classify import (
     write_toy_ts,
 )
 from lstmkit.tasks.rundir import open_run
+from lstmkit.train import set_values
 
 FAST = ["model.hidden_size=8", "train.epochs=3", "train.max_steps=6", "train.warmup_steps=1", "train.progress=false",
         "train.tensorboard=false", "train.log_every=2"]  # fmt: skip
@@ -256,6 +257,48 @@ def test_end_to_end_writes_the_confusion_matrix_and_evaluates_from_the_run(tmp_p
     assert metrics["accuracy"] == test["accuracy"] and metrics["baseline_1nn"] == test["baseline_1nn"]
     train_metrics, _ = runner.evaluate(result.run_dir, "train")  # leave-one-out 1-NN on the training part
     assert train_metrics["cases"] == 24 - 4
+
+
+def test_the_archive_tables_and_npz_files_give_the_same_prepared_data_as_ts(tmp_path):
+    """The toy set's first channel written as a .ts file, as the UCR archive's .tsv and .txt tables and as one
+    tslearn-style .npz (cases of different lengths padded with NaN): every form prepares the same cases."""
+    sources = [read_ts(p) for p in write_toy_ts(tmp_path)]
+    header = "@problemName toy\n@univariate true\n@classLabel true up down\n@data\n"
+    files: dict[str, list] = {"ts": [], "tsv": [], "txt": []}
+    for split, d in zip(("TRAIN", "TEST"), sources, strict=True):
+        rows = [(label, case[:, 0]) for label, case in zip(d.labels, d.series, strict=True)]
+        for kind, sep in (("tsv", "\t"), ("txt", "   ")):
+            path = tmp_path / f"t_{split}.{kind}"
+            path.write_text("".join(f"{label}{sep}{sep.join(repr(float(v)) for v in x)}\n" for label, x in rows))
+            files[kind].append(path)
+        path = tmp_path / f"t_{split}.ts"
+        path.write_text(header + "".join(f"{','.join(repr(float(v)) for v in x)}:{label}\n" for label, x in rows))
+        files["ts"].append(path)
+    longest = max(len(c) for d in sources for c in d.series)
+    arrays = {}
+    for split, d in zip(("train", "test"), sources, strict=True):
+        x = np.full((len(d.series), longest), np.nan)  # (N, T), padded at the end
+        for i, case in enumerate(d.series):
+            x[i, : len(case)] = case[:, 0]
+        arrays[f"X_{split}"], arrays[f"y_{split}"] = x, np.array(d.labels)
+    np.savez(tmp_path / "t.npz", **arrays)
+    files["npz"] = [tmp_path / "t.npz"] * 2
+
+    def prepared(kind):
+        train, test = files[kind]
+        config = runner.build_config("classify", overrides=[f"data.train={train}", f"data.test={test}"])
+        return prepare_data(set_values(config, {"data.full_train": True}))  # no hold-out: its draw follows the order
+
+    want = prepared("ts")
+    assert len(want.cases["train"]) == 24 and len(want.cases["test"]) == 12
+    for kind in ("tsv", "txt", "npz"):
+        got = prepared(kind)  # a table declares no class order: its classes are sorted, the .ts file's as declared
+        assert got.classes == ["down", "up"] and want.classes == ["up", "down"]
+        for split in ("train", "test"):
+            assert [got.classes[t] for t in got.targets[split]] == [want.classes[t] for t in want.targets[split]]
+            assert len(got.cases[split]) == len(want.cases[split])
+            for a, b in zip(got.cases[split], want.cases[split], strict=True):
+                np.testing.assert_array_equal(a, b)
 
 
 def test_bad_input_is_named(tmp_path):
