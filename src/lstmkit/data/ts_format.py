@@ -182,8 +182,8 @@ def read_cases_table(path: str | os.PathLike[str], sep: str | None = ",") -> TSD
     series, labels = [], []
     with open(path, encoding="utf-8-sig") as f:
         for lineno, raw in enumerate(f, start=1):
-            line = raw.strip()
-            if not line or line.startswith("#"):
+            line = raw.rstrip("\r\n")  # not strip(): a tab-separated line may open with an empty label cell
+            if not line.strip() or line.lstrip().startswith("#"):
                 continue
             cells = line.split(sep)
             label = cells.pop(0).strip()
