@@ -61,8 +61,7 @@ def classification_sets() -> list[str]:
     for name, found in ucr_sets().items():
         if found.package not in ("sktime", "aeon"):
             continue
-        head = found.train.read_text(encoding="utf-8", errors="replace")[:4000].lower()
-        if "@classlabel true" in head:
+        if found.labelled:
             out.append(name)
     return out
 

