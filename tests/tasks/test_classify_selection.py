@@ -231,3 +231,34 @@ def test_dtw_warps_single_steps_where_frames_of_two_cannot_align():
     framed = [c.reshape(3, 2) for c in (spike, flat, early)]
     assert nn1_dtw_predict(framed[:2], np.array([0, 1]), framed[2:], 1.0).tolist() == [1]
 
+
+
+def test_dtw_predictions_are_kept_for_the_same_cases_labels_and_band(monkeypatch):
+    """`select` scores each candidate as a run on the same test cases: DTW fills its cells once a process."""
+    from lstmkit.tasks.classify import scoring
+
+    calls = []
+    real = scoring.bl.nearest_neighbour_dtw
+
+    def counted(*args, **kwargs):
+        calls.append(kwargs["window"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(scoring.bl, "nearest_neighbour_dtw", counted)
+    monkeypatch.setattr(scoring, "_DTW_MEMO", {})
+    rng = np.random.default_rng(0)
+    ref, cases = [rng.normal(size=(20, 1)) for _ in range(6)], [rng.normal(size=(20, 1)) for _ in range(4)]
+    y = np.array([0, 1, 0, 1, 0, 1])
+    first = scoring.nn1_dtw_predict(ref, y, cases, 1.0)
+    first[:] = -1  # the caller's copy: changing it leaves the kept predictions alone
+    again = scoring.nn1_dtw_predict([c.copy() for c in ref], y.copy(), [c.copy() for c in cases], 1.0)
+    assert calls == [None] and np.array_equal(again, real(np.stack(ref), y, np.stack(cases), window=None))
+    scoring.nn1_dtw_predict(ref, y, cases, 0.1)  # another band: computed (2 steps of 20)
+    scoring.nn1_dtw_predict(ref, y[::-1].copy(), cases, 1.0)  # other labels
+    scoring.nn1_dtw_predict(ref, y, [c + 1e-9 for c in cases], 1.0)  # other cases
+    assert calls == [None, 2, None, None]
+    for shift in range(1, 4):  # four more distinct case sets: the memo keeps DTW_MEMO_SIZE, the oldest dropped first
+        scoring.nn1_dtw_predict(ref, y, [c + shift for c in cases], 1.0)
+    assert len(scoring._DTW_MEMO) == scoring.DTW_MEMO_SIZE
+    scoring.nn1_dtw_predict(ref, y, cases, 1.0)  # the first entry was dropped: computed again
+    assert len(calls) == 8

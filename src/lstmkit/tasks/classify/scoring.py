@@ -3,6 +3,7 @@ every split, DTW on the test split)."""
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import numpy as np
@@ -33,13 +34,35 @@ def predict(model: nn.Module, cases: list[np.ndarray]) -> np.ndarray:
     return predict_proba(model, cases).argmax(axis=1)
 
 
+# 1-NN DTW predictions kept for the process, by a digest of what they are computed from: `lstmkit select` scores
+# every candidate (and bare reruns of a config) as an ordinary run on the same test cases, and full-window DTW on
+# long cases is most of such a run (PigCVP, 208 x 104 cases of 2,000 steps: minutes of a core each time).
+_DTW_MEMO: dict[str, np.ndarray] = {}
+DTW_MEMO_SIZE = 4  # entries kept, the oldest dropped first
+
+
+def _digest(*arrays: np.ndarray, band: int | None) -> str:
+    h = hashlib.sha256(repr(band).encode())
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(repr((a.dtype.str, a.shape)).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
 def nn1_dtw_predict(ref: list[np.ndarray], ref_y: np.ndarray, cases: list[np.ndarray], window: float) -> np.ndarray:
     """1-NN DTW on the scaled cases (one step a row: ``ClassifyPrepared.baseline_cases``), every case resampled to
-    the longest reference length; ``window`` is the Sakoe-Chiba band as a share of that length (1: full warping)."""
+    the longest reference length; ``window`` is the Sakoe-Chiba band as a share of that length (1: full warping).
+    The same cases, labels and band again in one process return the kept predictions (``_DTW_MEMO``)."""
     length = max(len(c) for c in ref)
     a, b = (np.stack([resample(c, length) for c in group]) for group in (ref, cases))  # (N, T, C)
     band = None if window >= 1 else round(window * length)
-    return bl.nearest_neighbour_dtw(a, ref_y, b, window=band)
+    key = _digest(a, np.asarray(ref_y), b, band=band)
+    if key not in _DTW_MEMO:
+        _DTW_MEMO[key] = bl.nearest_neighbour_dtw(a, ref_y, b, window=band)
+        while len(_DTW_MEMO) > DTW_MEMO_SIZE:
+            del _DTW_MEMO[next(iter(_DTW_MEMO))]
+    return _DTW_MEMO[key].copy()
 
 
 def nn1_predict(
