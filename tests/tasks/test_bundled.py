@@ -236,6 +236,9 @@ def test_r_datasets_series_reads_months_quarters_and_years_from_the_archive(tmp_
         "Skip": _r_csv("Skip", ["1960", "1960.25", "1960.75"], ["1", "2", "3"]),
         "Weekly": _r_csv("Weekly", ["1960", "1960.01923076923", "1960.03846153846"], ["1", "2", "3"]),
         "Table": '"","x","y"\n"1",1,2\n"2",3,4\n',
+        "Short": '"","time","Short"\n"1",1960,2\n"2",1961\n',
+        "Text": '"","time","Text"\n"1",1960,2\n"2",soon,3\n',
+        "Word": '"","time","Word"\n"1",1960,2\n"2",1961,many\n',
     }, links=("Link",))
     monkeypatch.setattr(bundled, "package_dir", lambda name: tmp_path / name if name == "pydataset" else None)
     assert bundled.r_datasets_series("M") == bundled.RSeries(
@@ -251,6 +254,11 @@ def test_r_datasets_series_reads_months_quarters_and_years_from_the_archive(tmp_
         ("Table", f"{archive}: resources/rdata/csv/datasets/Table.csv is not a time series (header ['', 'x', 'y'], "
                   "2 rows; expected ['', 'time', 'Table'] and 2 rows or more)"),
         ("Link", f"{archive}: resources/rdata/csv/datasets/Link.csv is not a regular file"),
+        ("Short", f"{archive}: resources/rdata/csv/datasets/Short.csv has a row without 3 cells"),
+        ("Text", f"{archive}: resources/rdata/csv/datasets/Text.csv has a time that is not a number (could not "
+                 "convert string to float: 'soon')"),
+        ("Word", f"{archive}: resources/rdata/csv/datasets/Word.csv has a value that is not a number (could not "
+                 "convert string to float: 'many')"),
         ("Nope", f"R's datasets package has no 'Nope' in {archive}"),
         ("../M", "not a series name of R's datasets package: '../M'"),
     ]:

@@ -255,7 +255,12 @@ def r_datasets_series(name: str) -> RSeries:
     if not rows or rows[0] != ["", "time", name] or len(rows) < 3:
         raise DataUnavailable(f"{path}: {member} is not a time series (header {rows[0] if rows else []!r}, "
                               f"{max(len(rows) - 1, 0)} rows; expected ['', 'time', {name!r}] and 2 rows or more)")
-    times = [float(r[1]) for r in rows[1:]]
+    try:
+        times = [float(r[1]) for r in rows[1:] if len(r) == 3]
+    except ValueError as e:
+        raise DataUnavailable(f"{path}: {member} has a time that is not a number ({e})") from e
+    if len(times) != len(rows) - 1:
+        raise DataUnavailable(f"{path}: {member} has a row without 3 cells")
     rate = 1 / (times[1] - times[0]) if times[1] > times[0] else 0.0  # observations a year
     per_year = round(rate)
     if per_year not in R_FREQUENCIES or not math.isclose(rate, per_year, rel_tol=1e-4):
@@ -276,4 +281,8 @@ def r_datasets_series(name: str) -> RSeries:
     if missing:
         raise DataUnavailable(f"{name}: missing values (NA) at {', '.join(missing[:5])}"
                               f"{' and more' if len(missing) > 5 else ''}")
-    return RSeries(name, R_FREQUENCIES[per_year], dates, [float(r[2]) for r in rows[1:]])
+    try:
+        values = [float(r[2]) for r in rows[1:]]
+    except ValueError as e:
+        raise DataUnavailable(f"{path}: {member} has a value that is not a number ({e})") from e
+    return RSeries(name, R_FREQUENCIES[per_year], dates, values)
