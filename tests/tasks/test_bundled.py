@@ -204,7 +204,7 @@ def test_pigcvp_hold_out_is_one_case_of_every_pig():
     assert sorted(prepared.targets["val"].tolist()) == sorted(prepared.targets["train"].tolist()) == list(range(52))
 
 
-def _r_archive(root: Path, members: dict[str, str], links: tuple[str, ...] = ()) -> None:
+def _r_archive(root: Path, members: dict[str, str | bytes], links: tuple[str, ...] = ()) -> None:
     """A fake pydataset: ``root/pydataset/resources.tar.gz`` holding ``members`` under R's datasets folder."""
     import io
     import tarfile
@@ -212,9 +212,10 @@ def _r_archive(root: Path, members: dict[str, str], links: tuple[str, ...] = ())
     (root / "pydataset").mkdir(parents=True, exist_ok=True)
     with tarfile.open(root / "pydataset" / "resources.tar.gz", "w:gz") as archive:
         for name, text in members.items():
+            data = text if isinstance(text, bytes) else text.encode()
             info = tarfile.TarInfo(f"resources/rdata/csv/datasets/{name}.csv")
-            info.size = len(text.encode())
-            archive.addfile(info, io.BytesIO(text.encode()))
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
         for name in links:
             info = tarfile.TarInfo(f"resources/rdata/csv/datasets/{name}.csv")
             info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
@@ -238,6 +239,7 @@ def test_r_datasets_series_reads_months_quarters_and_years_from_the_archive(tmp_
         "Short": '"","time","Short"\n"1",1960,2\n"2",1961\n',
         "Text": '"","time","Text"\n"1",1960,2\n"2",soon,3\n',
         "Word": '"","time","Word"\n"1",1960,2\n"2",1961,many\n',
+        "Latin": b'"","time","Latin"\n"1",1960,2\xbc\n',
     }, links=("Link",))
     monkeypatch.setattr(bundled, "package_dir", lambda name: tmp_path / name if name == "pydataset" else None)
     assert bundled.r_datasets_series("M") == bundled.RSeries(
@@ -253,6 +255,8 @@ def test_r_datasets_series_reads_months_quarters_and_years_from_the_archive(tmp_
         ("Table", f"{archive}: resources/rdata/csv/datasets/Table.csv is not a time series (header ['', 'x', 'y'], "
                   "2 rows; expected ['', 'time', 'Table'] and 2 rows or more)"),
         ("Link", f"{archive}: resources/rdata/csv/datasets/Link.csv is not a regular file"),
+        ("Latin", f"{archive}: resources/rdata/csv/datasets/Latin.csv is not UTF-8 text ('utf-8' codec can't decode "
+                  "byte 0xbc in position 28: invalid start byte)"),
         ("Short", f"{archive}: resources/rdata/csv/datasets/Short.csv has a row without 3 cells"),
         ("Text", f"{archive}: resources/rdata/csv/datasets/Text.csv has a time that is not a number (could not "
                  "convert string to float: 'soon')"),

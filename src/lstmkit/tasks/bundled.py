@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import ast
 import csv
+import functools
 import importlib.util
 import io
 import math
@@ -219,6 +220,22 @@ R_DATASETS = ("pydataset", "resources.tar.gz")  # R's data packages as CSV files
 R_FREQUENCIES = {12: "monthly", 4: "quarterly", 1: "yearly"}  # observations a year -> name
 
 
+R_DATASETS_FOLDER = "resources/rdata/csv/datasets/"  # inside the archive: R's own datasets package
+
+
+@functools.lru_cache(maxsize=2)
+def _r_datasets_texts(path: str, mtime_ns: int, size: int) -> dict[str, bytes | None]:
+    """Every ``.csv`` member of :data:`R_DATASETS_FOLDER` in the archive -> its bytes (None: not a regular file),
+    in one pass over the gzip stream (a lookup by name would decompress up to the member every time); kept while
+    the file's modification time and size stay the same."""
+    texts: dict[str, bytes | None] = {}
+    with tarfile.open(path, "r:gz") as archive:
+        for info in archive:
+            if info.name.startswith(R_DATASETS_FOLDER) and info.name.endswith(".csv"):
+                texts[info.name] = archive.extractfile(info).read() if info.isfile() else None
+    return texts
+
+
 class RSeries(NamedTuple):
     """One series of R's ``datasets`` package: ``dates`` are YYYY-MM (a quarter: its first month) or YYYY."""
 
@@ -238,19 +255,21 @@ def r_datasets_series(name: str) -> RSeries:
     if not re.fullmatch(r"[A-Za-z][A-Za-z0-9.]*", name):
         raise DataUnavailable(f"not a series name of R's datasets package: {name!r}")
     path = package_file(*R_DATASETS)
-    member = f"resources/rdata/csv/datasets/{name}.csv"
+    member = f"{R_DATASETS_FOLDER}{name}.csv"
+    stat = path.stat()
     try:
-        with tarfile.open(path, "r:gz") as archive:
-            try:
-                info = archive.getmember(member)
-            except KeyError:
-                raise DataUnavailable(f"R's datasets package has no {name!r} in {path}") from None
-            if not info.isfile():
-                raise DataUnavailable(f"{path}: {member} is not a regular file")
-            text = archive.extractfile(info).read().decode("utf-8")
+        texts = _r_datasets_texts(str(path), stat.st_mtime_ns, stat.st_size)
     except (tarfile.TarError, OSError, EOFError) as e:
         raise DataUnavailable(f"{path} is not a readable tar.gz archive ({e}); reinstall it "
                               f"({INSTALL['pydataset']})") from e
+    if member not in texts:
+        raise DataUnavailable(f"R's datasets package has no {name!r} in {path}")
+    if texts[member] is None:
+        raise DataUnavailable(f"{path}: {member} is not a regular file")
+    try:
+        text = texts[member].decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DataUnavailable(f"{path}: {member} is not UTF-8 text ({e})") from e
     rows = list(csv.reader(io.StringIO(text)))
     if not rows or rows[0] != ["", "time", name] or len(rows) < 3:
         raise DataUnavailable(f"{path}: {member} is not a time series (header {rows[0] if rows else []!r}, "
