@@ -229,7 +229,8 @@ BASE_TAG = " base, "  # in the names of the candidates on a statistical base (--
 
 
 def run_series(s: PanelSeries, horizon: int, seeds: list[int], candidates: dict[str, list[str]], workdir: Path,
-               log, linear: bool = True, refit: bool = True, combine: bool = False) -> dict | None:  # fmt: skip
+               log, linear: bool = True, refit: bool = True, combine: bool = False,
+               deseason: str = "off") -> dict | None:  # fmt: skip
     """One series at one horizon: the candidates trained with each seed, the lowest mean validation loss chosen
     (``combine``: none chosen, every candidate's seeds averaged), refitted or not, scored with the baselines.
     When candidates on a statistical base (``--bases``) are offered and one of them is chosen, the choice among
@@ -241,7 +242,7 @@ def run_series(s: PanelSeries, horizon: int, seeds: list[int], candidates: dict[
     common = [f"data.csv={path}", "data.column=y", "data.date_column=date", f"data.season={s.season}",
               f"data.horizon={horizon}", f"data.test_size={test_size}", f"data.val_size={val_size}",
               "data.auto_baselines=false", "train.progress=false", "train.tensorboard=false", "train.threads=1",
-              "train.max_minutes=none"]  # fmt: skip
+              "train.max_minutes=none", f"data.deseason={deseason}"]  # fmt: skip
     chosen, best = None, math.inf
     trials = {}
     for name, extra in candidates.items():
@@ -332,7 +333,7 @@ def run_series(s: PanelSeries, horizon: int, seeds: list[int], candidates: dict[
     return {"series": s.name, "source": s.source, "frequency": s.frequency, "steps": n, "season": s.season,
             "test": f"{prepared.series.labels[origins[0]]} .. {prepared.series.labels[origins[-1] + horizon - 1]}",
             "origins": len(origins), "horizon": horizon, "chosen": chosen, "selected": selected, "trials": trials,
-            "scores": scores}
+            "deseason": prepared.season_note, "scores": scores}
 
 
 def split_of(s: PanelSeries, horizon: int, workdir: Path) -> tuple[SplitSeries, np.ndarray]:
@@ -525,6 +526,9 @@ def main() -> None:
                         help="cut each series before its test window and run on the rest: the reported 'test' is "
                              "then a window of the original training part (to decide the procedure, e.g. the "
                              "refit, without the test window)")
+    parser.add_argument("--deseason", choices=["off", "stl", "auto"], default="off",
+                        help="the LSTM candidates' data.deseason (STL seasonal adjustment; 'auto': where the "
+                             "training part's seasonal strength exceeds 0.64); the baselines read the series as is")
     parser.add_argument("--no-linear", action="store_true",
                         help="do not offer the linear AR alone as a candidate beside the LSTM ones")
     parser.add_argument("--combine", action="store_true",
@@ -622,7 +626,8 @@ def main() -> None:
         with tempfile.TemporaryDirectory(dir=args.out) as tmp:
             result = run_series(s, horizon, args.seeds, candidates, Path(tmp), log,
                                 not (args.no_linear or args.combine),
-                                refits("never" if args.no_refit else args.refit, horizon), args.combine)
+                                refits("never" if args.no_refit else args.refit, horizon), args.combine,
+                                args.deseason)  # fmt: skip
         if result is None:
             continue
         results.append(result)

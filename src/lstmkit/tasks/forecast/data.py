@@ -128,6 +128,60 @@ def transform_target(values: np.ndarray, log: bool) -> np.ndarray:
     return np.log(values) if log else values.astype(np.float64)
 
 
+SEASONAL_STRENGTH = 0.64  # data.deseason=auto adjusts above this STL seasonal strength (AutoARIMA's rule for D = 1)
+
+
+@dataclass(frozen=True)
+class SeasonalAdjustment:
+    """What ``data.deseason`` subtracts from the transformed target: an STL seasonal component (period ``m``)
+    fitted on steps ``[0, len(component))``, and for every later step its last cycle repeated."""
+
+    component: np.ndarray  # (fit_end,) STL's seasonal component of the steps it was fitted on
+    m: int
+    description: str  # in words, for the report: method, period, the steps it was fitted on
+
+    def at(self, steps: np.ndarray | int) -> np.ndarray:
+        """The seasonal value of each step index in ``steps`` (any shape, every index >= 0)."""
+        steps = np.asarray(steps, dtype=np.int64)
+        if steps.size and steps.min() < 0:
+            raise ValueError(f"seasonal steps must be >= 0, got {int(steps.min())}")
+        n = len(self.component)
+        cycle = self.component[n - self.m :]  # (m,) the last fitted season; cycle[0] is step n - m
+        later = cycle[(steps - (n - self.m)) % self.m]
+        return np.where(steps < n, self.component[np.minimum(steps, n - 1)], later)
+
+
+def seasonal_adjustment(t: np.ndarray, data: ForecastData, split: Split,
+                        labels: list[str] | None = None) -> tuple[SeasonalAdjustment | None, str]:  # fmt: skip
+    """The adjustment ``data.deseason`` asks for on the transformed target ``t`` (T,), or None, and a line saying
+    which and why. The STL (statsmodels, robust) is fitted on the steps the model trains on (the training part;
+    every step before the test with ``data.full_train``), so no validation or test value shapes it; "auto" decides
+    on the training part's seasonal strength, the same steps with or without ``data.full_train``."""
+    if data.deseason == "off":
+        return None, ""
+    if not data.season:
+        raise DataUnavailable(f"data.deseason={data.deseason} needs a season: set data.season (steps per season, >= 2)")
+    m = data.season
+    fit_end = split.test_lo if data.full_train else split.val_lo
+    if split.val_lo < 2 * m + 1:  # STL needs two full seasons and a step
+        raise DataUnavailable(f"data.deseason={data.deseason}: the training part has {split.val_lo} steps; STL "
+                              f"with data.season {m} needs at least {2 * m + 1}")  # fmt: skip
+    from statsmodels.tsa.seasonal import STL
+
+    from lstmkit.tasks.baselines import seasonal_strength
+
+    if data.deseason == "auto":
+        strength = seasonal_strength(t[: split.val_lo], m)
+        if strength <= SEASONAL_STRENGTH:
+            return None, (f"not deseasonalised (data.deseason=auto: seasonal strength {strength:.3f} of the "
+                          f"training part <= {SEASONAL_STRENGTH})")  # fmt: skip
+    component = np.asarray(STL(np.asarray(t[:fit_end], dtype=np.float64), period=m, robust=True).fit().seasonal)
+    span = f"{labels[0]} .. {labels[fit_end - 1]}" if labels else f"steps 0 .. {fit_end - 1}"
+    what = f"STL seasonal component (period {m}, fitted on {span}; its last cycle repeated after)"
+    line = f"the LSTM reads the series minus its {what}, added back to the forecasts"
+    return SeasonalAdjustment(component, m, what), line
+
+
 def fingerprint(series: Series, split: Split) -> str:
     """SHA-256 of the steps the run uses (values, covariates and labels up to the end of the test)."""
     h = hashlib.sha256()
@@ -156,6 +210,19 @@ class ForecastPrepared(Prepared):
     # 1 + H columns (base_features, divided by the target's scale)
     z: np.ndarray
     base_name: str = ""  # with model.base: the fitted form, e.g. "ARIMA(2,1,0) with drift"
+    season: SeasonalAdjustment | None = None  # with data.deseason: what was subtracted from the target
+    season_note: str = ""  # with data.deseason: which adjustment and why, in words
+
+    def to_target(self, z_pred: np.ndarray, steps: np.ndarray) -> np.ndarray:
+        """The network's outputs ``z_pred`` (scaled units) as values of the transformed (log) target at the step
+        indices ``steps`` (same shape): unscaled, and with ``data.deseason`` the seasonal component added back."""
+        t = z_pred * self.scaler.std[0].item() + self.scaler.mean[0].item()
+        return t + self.season.at(steps) if self.season is not None else t
+
+    def to_units(self, z_pred: np.ndarray, steps: np.ndarray) -> np.ndarray:
+        """:meth:`to_target` in the series' units (``exp`` with ``data.log``)."""
+        t = self.to_target(z_pred, steps)
+        return np.exp(t) if self.config.data.log else t
 
     def base_fitted_on(self) -> tuple[str, str]:
         """The first and last step the base model (model.base) is fitted on."""
@@ -209,12 +276,22 @@ def base_fit_end(data: ForecastData, split: Split) -> int:
     return split.test_lo if data.full_train else split.val_lo
 
 
-def scaled_features(
-    series: Series, data: ForecastData, scaler: Standardizer, split: Split, base: str = ""
-) -> tuple[np.ndarray, str]:
-    """(T, F) the network's input features (see ``ForecastPrepared.z``) and the base's name ("" without one)."""
+def target_features(series: Series, data: ForecastData, season: SeasonalAdjustment | None) -> np.ndarray:
+    """(T, F) the unscaled features: the transformed target (minus the seasonal component with ``season``), then
+    the covariates."""
     feats = series.features()
     feats[:, 0] = transform_target(feats[:, 0], data.log)
+    if season is not None:
+        feats[:, 0] -= season.at(np.arange(len(feats)))
+    return feats
+
+
+def scaled_features(
+    series: Series, data: ForecastData, scaler: Standardizer, split: Split, base: str = "",
+    season: SeasonalAdjustment | None = None,
+) -> tuple[np.ndarray, str]:  # fmt: skip
+    """(T, F) the network's input features (see ``ForecastPrepared.z``) and the base's name ("" without one)."""
+    feats = target_features(series, data, season)
     z = scaler.transform(feats)  # (T, F)
     if not base:
         return z, ""
@@ -228,22 +305,24 @@ def scaled_features(
 def prepare_data(config: Config) -> ForecastPrepared:
     if config.model.base and config.model.ar_skip:
         raise ConfigError(f"model.base={config.model.base} replaces the AR skip: set model.ar_skip=false as well")
+    if config.model.base and config.data.deseason != "off":
+        raise ConfigError(f"model.base={config.model.base} models the season itself: set data.deseason=off")
     series = load_series(config.data)
     data = resolve(config.data, len(series))
     split = make_split(series, data)
-    feats = series.features()
-    feats[:, 0] = transform_target(feats[:, 0], data.log)
+    season, season_note = seasonal_adjustment(transform_target(series.values, data.log), data, split, series.labels)
+    feats = target_features(series, data, season)
     try:
         scaler = Standardizer().fit(feats[: split.test_lo])  # the steps before the test only
     except ValueError as e:
         raise DataUnavailable(f"cannot scale the training part: {e}") from e
-    z, base_name = scaled_features(series, data, scaler, split, config.model.base)
+    z, base_name = scaled_features(series, data, scaler, split, config.model.base, season)
     config = dataclasses.replace(
         config,
         data=data,
         model=dataclasses.replace(config.model, input_size=z.shape[1], output_size=data.horizon, vocab_size=None),
     )
-    return ForecastPrepared(config, series, split, scaler, z, base_name)
+    return ForecastPrepared(config, series, split, scaler, z, base_name, season, season_note)
 
 
 def window_dataset(z: np.ndarray, lo: int, hi: int, window: int, horizon: int) -> SlidingWindowDataset:

@@ -76,8 +76,7 @@ def model_forecasts(model: ForecastNet, prepared: ForecastPrepared, split_name: 
     x, _ = _stack(ds)
     with torch.no_grad():
         z_pred = model.eval()(x.transpose(0, 1)).double().numpy()  # (N, H)
-    t = z_pred * prepared.scaler.std[0].item() + prepared.scaler.mean[0].item()
-    return np.exp(t) if data.log else t
+    return prepared.to_units(z_pred, origins[:, None] + np.arange(data.horizon)[None, :])  # (N, H) target steps
 
 
 def score_split(model: ForecastNet, prepared: ForecastPrepared, split_name: str) -> dict[str, Any]:
@@ -95,12 +94,12 @@ def score_split(model: ForecastNet, prepared: ForecastPrepared, split_name: str)
     def to_units(values_t: np.ndarray) -> np.ndarray:
         return np.exp(values_t) if data.log else values_t
 
-    mean, std = prepared.scaler.mean[0].item(), prepared.scaler.std[0].item()
+    steps = origins[:, None] + np.arange(data.horizon)[None, :]  # (N, H) the target steps
     # Baselines see what the model saw: for the test split every step before it (no validation is needed),
     # for the validation and training splits the training part only (in-sample for the training split).
     fit_end = split.test_lo if split_name == "test" else split.val_lo
-    forecasts = {model_name(config): z_pred * std + mean, **baseline_forecasts(t, fit_end, data, origins)}
-    actual = prepared.series.values[origins[:, None] + np.arange(data.horizon)[None, :]]  # (N, H)
+    forecasts = {model_name(config): prepared.to_target(z_pred, steps), **baseline_forecasts(t, fit_end, data, origins)}
+    actual = prepared.series.values[steps]  # (N, H)
     y_train = prepared.series.values[:fit_end]  # the MASE scale
     m = data.season or 1
     labels = prepared.series.labels
@@ -114,6 +113,7 @@ def score_split(model: ForecastNet, prepared: ForecastPrepared, split_name: str)
         # with model.base: its fitted form and the steps it was fitted on (then fixed)
         "base": f"{prepared.base_name} (fitted on {' .. '.join(prepared.base_fitted_on())})"
         if prepared.base_name else "",
+        "deseason": prepared.season_note,  # with data.deseason: which seasonal adjustment the LSTM read, and why
         "filled": [lab for lab in prepared.series.filled if lab in set(labels[: split.test_hi])],
         "scores": {name: score(actual, to_units(f), y_train, m) for name, f in forecasts.items()},
     }

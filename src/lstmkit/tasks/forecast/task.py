@@ -163,7 +163,8 @@ class ForecastTask(Task):
             raise TaskError(f"the series of {self.data_source(run.config)} is not the one this run was trained on "
                             f"(its SHA-256 differs from {run.file(DATA)})")
         prepared.scaler = scaler
-        prepared.z, _ = scaled_features(prepared.series, run.config.data, scaler, prepared.split, run.config.model.base)
+        prepared.z, _ = scaled_features(prepared.series, prepared.config.data, scaler, prepared.split,
+                                        run.config.model.base, prepared.season)  # fmt: skip
         model = run.load_weights(self.build_model(run.config))
         return model, prepared
 
@@ -179,7 +180,8 @@ class ForecastTask(Task):
     def serving_metadata(self, run: Run) -> dict[str, Any]:
         """How a window of raw values becomes the network's input and its output becomes forecasts: the
         target (column 0) is logged when ``log``, every column scaled by ``(x - mean) / std``; the output
-        (B, horizon) is in scaled units: ``y * std[0] + mean[0]``, then ``exp`` when ``log``."""
+        (B, horizon) is in scaled units: ``y * std[0] + mean[0]``, then ``exp`` when ``log``. With
+        ``data.deseason`` (where it applied), a seasonal cycle is subtracted before the scaling and added after."""
         try:
             scaler = Standardizer.load(run.file(SCALER))
         except ValueError as e:
@@ -190,6 +192,18 @@ class ForecastTask(Task):
                            "mean": scaler.mean.tolist(), "std": scaler.std.tolist(), "window": data.window,
                            "horizon": data.horizon},
         }  # fmt: skip
+        if data.deseason != "off":
+            _, prepared = self.load(run)
+            if prepared.season is not None:  # "auto" may have left the series as it is
+                season, n = prepared.season, len(prepared.season.component)
+                out["preprocess"]["deseason"] = {
+                    "period": season.m,
+                    "cycle": season.at(np.arange(n, n + season.m)).tolist(),
+                    "cycle_starts_at": prepared.series.labels[n],
+                    "meaning": "subtracted from the (log) target before scaling and added to the unscaled output: "
+                    "cycle[k] at the step k steps after cycle_starts_at, and every period steps after that (the "
+                    "last season of the STL component fitted on the steps before cycle_starts_at)",
+                }  # fmt: skip
         if base:  # the base model runs outside the network: say what its columns hold
             _, prepared = self.load(run)
             out["preprocess"]["base"] = {
@@ -244,6 +258,8 @@ class ForecastTask(Task):
         ]
         if metrics.get("base"):
             lines.append(f"the LSTM's base: {metrics['base']}, then fixed")
+        if metrics.get("deseason"):
+            lines.append(metrics["deseason"])
         if metrics.get("filled"):
             lines.append(f"gaps filled (data.gaps): {len(metrics['filled'])} step(s): {', '.join(metrics['filled'])}")
         names = list(metrics["scores"])
