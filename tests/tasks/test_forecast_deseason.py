@@ -101,9 +101,16 @@ def test_deseason_errors_name_the_key(tmp_path):
     with pytest.raises(DataUnavailable, match=r"^data.deseason=stl needs a season: set data.season \(steps per "
                                               r"season, >= 2\)$"):  # fmt: skip
         prepare_data(config_for(path, "data.deseason=stl"))
-    with pytest.raises(DataUnavailable, match=r"^data.deseason=auto: the training part has 42 steps; STL with "
+    with pytest.raises(DataUnavailable, match=r"^data.deseason=stl: the training part has 42 steps; STL with "
                                               r"data.season 24 needs at least 49$"):  # fmt: skip
-        prepare_data(config_for(path, "data.deseason=auto", "data.season=24"))
+        prepare_data(config_for(path, "data.deseason=stl", "data.season=24"))
+    # "auto" leaves such series as they are, saying why where there is a season
+    short = prepare_data(config_for(path, "data.deseason=auto", "data.season=24"))
+    assert short.season is None and short.season_note == ("not deseasonalised (data.deseason=auto: the training part "
+                                                          "has 42 steps, fewer than the 49 STL needs with data.season "
+                                                          "24)")  # fmt: skip
+    none = prepare_data(config_for(path, "data.deseason=auto"))
+    assert none.season is None and none.season_note == ""
     with pytest.raises(ConfigError, match=r"^model.base=ets models the season itself: set data.deseason=off$"):
         prepare_data(config_for(path, "data.season=6", "data.deseason=stl", "model.ar_skip=false", "model.base=ets"))
     with pytest.raises(ValueError, match=r"data.deseason must be one of \('off', 'stl', 'auto'\), got 'yes'"):

@@ -156,16 +156,20 @@ def seasonal_adjustment(t: np.ndarray, data: ForecastData, split: Split,
     """The adjustment ``data.deseason`` asks for on the transformed target ``t`` (T,), or None, and a line saying
     which and why. The STL (statsmodels, robust) is fitted on the steps the model trains on (the training part;
     every step before the test with ``data.full_train``), so no validation or test value shapes it; "auto" decides
-    on the training part's seasonal strength, the same steps with or without ``data.full_train``."""
-    if data.deseason == "off":
+    on the training part's seasonal strength, the same steps with or without ``data.full_train``, and leaves a
+    series with no season or too short a training part for STL as it is (explicit "stl" is an error there)."""
+    if data.deseason == "off" or (data.deseason == "auto" and not data.season):  # auto: no season, nothing to do
         return None, ""
     if not data.season:
-        raise DataUnavailable(f"data.deseason={data.deseason} needs a season: set data.season (steps per season, >= 2)")
+        raise DataUnavailable("data.deseason=stl needs a season: set data.season (steps per season, >= 2)")
     m = data.season
     fit_end = split.test_lo if data.full_train else split.val_lo
     if split.val_lo < 2 * m + 1:  # STL needs two full seasons and a step
-        raise DataUnavailable(f"data.deseason={data.deseason}: the training part has {split.val_lo} steps; STL "
-                              f"with data.season {m} needs at least {2 * m + 1}")  # fmt: skip
+        if data.deseason == "auto":
+            return None, (f"not deseasonalised (data.deseason=auto: the training part has {split.val_lo} steps, "
+                          f"fewer than the {2 * m + 1} STL needs with data.season {m})")  # fmt: skip
+        raise DataUnavailable(f"data.deseason=stl: the training part has {split.val_lo} steps; STL with data.season "
+                              f"{m} needs at least {2 * m + 1}")  # fmt: skip
     from statsmodels.tsa.seasonal import STL
 
     from lstmkit.tasks.baselines import seasonal_strength
