@@ -202,6 +202,12 @@ def test_pigcvp_hold_out_is_one_case_of_every_pig():
     prepared = prepare_data(runner.build_config("classify", overrides=["data.dataset=PigCVP"]))
     assert (len(prepared.cases["train"]), len(prepared.cases["val"]), len(prepared.cases["test"])) == (52, 52, 208)
     assert sorted(prepared.targets["val"].tolist()) == sorted(prepared.targets["train"].tolist()) == list(range(52))
+    # `lstmkit select` validates by two folds there instead (each pig's cases take turns), as committees
+    from lstmkit.tasks import get_task
+
+    offered = get_task("classify").candidates(runner.build_config("classify", overrides=["data.dataset=PigCVP"]))
+    assert list(offered) == ["biLSTM", "LSTM-FCN", "ALSTM-FCN"]
+    assert all(v["data.folds"] == 2 and v["data.committee"] is True and "data.dba" not in v for v in offered.values())
 
 
 def _r_archive(root: Path, members: dict[str, str | bytes], links: tuple[str, ...] = ()) -> None:

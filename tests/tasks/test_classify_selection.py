@@ -17,6 +17,7 @@ from lstmkit.tasks.classify import (
     validation_index,
     validation_plan,
 )
+from lstmkit.tasks.classify.select import smallest_class
 from lstmkit.tasks.rundir import open_run
 from lstmkit.train import set_values
 
@@ -33,6 +34,13 @@ def test_stratified_folds_deal_each_class_evenly_and_every_case_validates_once()
     assert sorted(np.concatenate(index).tolist()) == list(range(15))  # the folds partition the cases
     assert len(validation_index(labels, ClassifyData(full_train=True))) == 0
     assert validation_plan(99) == 5 and validation_plan(100) == 0  # the line: 100 training cases
+    # ... and from there the rarest class: 2-4 cases make as many folds (one of its cases a fold); 1 or 5+ do not
+    assert [validation_plan(100, c) for c in (1, 2, 3, 4, 5, 40)] == [0, 2, 3, 4, 0, 0]
+    assert validation_plan(99, 2) == 5 and validation_plan(10_000, 3) == 3
+    assert smallest_class(["a", "b", "a", "c", "c", "c"]) == 1 and smallest_class(np.repeat(np.arange(52), 2)) == 2
+    fold = stratified_folds(np.repeat(np.arange(52), 2), validation_plan(104, 2), seed=0)
+    for k in range(2):  # PigCVP's shape: each fold holds exactly one case of every class
+        assert np.bincount(np.repeat(np.arange(52), 2)[fold == k], minlength=52).tolist() == [1] * 52
     with pytest.raises(ValueError, match=r"data\.folds must be 0 \(hold-out\) or >= 2"):
         ClassifyData(folds=1)
     with pytest.raises(ValueError, match=r"0 <= data\.fold < data\.folds"):

@@ -56,6 +56,18 @@ def test_classify_below_100_cases_offers_each_architecture_as_a_fold_committee(t
     assert get_task("classify").candidates(many) == CANDIDATES
     few = set_values(many, {"data.train": str(write_toy_ts(tmp_path, n_train=SMALL_TRAIN - 1)[0])})
     assert get_task("classify").candidates(few)["biLSTM"]["data.committee"] is True
+    # From 100 cases up with a class of two to four cases: fold committees, as many folds as that class has cases,
+    # with no synthetic cases and no differences (PigCVP's 52 pairs: 2 folds).
+    pairs = tmp_path / "pairs"
+    pairs.mkdir()
+    rows = [f"{c}\t" + "\t".join(f"{(c * 7 + i) % 5 + 0.1 * j:.2f}" for j in range(8))
+            for c in range(52) for i in (0, 1)]  # fmt: skip
+    for name in ("pairs_TRAIN.tsv", "pairs_TEST.tsv"):
+        (pairs / name).write_text("\n".join(rows) + "\n")
+    paired = set_values(many, {"data.train": str(pairs / "pairs_TRAIN.tsv"),
+                               "data.test": str(pairs / "pairs_TEST.tsv")})  # fmt: skip
+    committees = {"data.folds": 2, "data.fold": 0, "data.committee": True}
+    assert get_task("classify").candidates(paired) == {name: {**v, **committees} for name, v in CANDIDATES.items()}
 
 
 def test_the_lowest_validation_loss_is_chosen_and_recorded(classify_selection):

@@ -75,7 +75,15 @@ from lstmkit.tasks.classify.scoring import (
     predict_proba,
     score_split,
 )
-from lstmkit.tasks.classify.select import FOLDS, SMALL_TRAIN, CandidateScore, Selection, select, validation_plan
+from lstmkit.tasks.classify.select import (
+    FOLDS,
+    MIN_CLASS_CASES,
+    SMALL_TRAIN,
+    CandidateScore,
+    Selection,
+    select,
+    validation_plan,
+)
 from lstmkit.tasks.classify.steps import classify_step, jitter_step
 from lstmkit.tasks.classify.task import ClassifyTask
 
@@ -86,6 +94,7 @@ __all__ = [
     "FOLDS",
     "LEVEL_EPS",
     "MAX_FRAMES",
+    "MIN_CLASS_CASES",
     "POOLINGS",
     "SCALER",
     "SMALL_TRAIN",

@@ -195,7 +195,8 @@ def stratified_val(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray
     A class of two thus gives half its cases: on PigCVP (52 classes of two) the hold-out is half the training set.
     Session 26 tried keeping the hold-out at ``fraction`` there (one case each of only 21 classes): every validated
     class was then left with one training case, no candidate classified any of the 21 (validation loss at
-    ln 52, early stopping at epoch 3), and the choice had nothing to go on (docs/results.md); reverted."""
+    ln 52, early stopping at epoch 3), and the choice had nothing to go on (docs/results.md); reverted. On such
+    sets `lstmkit select` uses fold committees instead (``select.MIN_CLASS_CASES``), so every case trains a member."""
     rng = np.random.default_rng(seed)
     val = []
     for c in np.unique(labels):

@@ -45,6 +45,8 @@ from lstmkit.tasks.classify.select import (
     VARIANT_MARGIN,
     VARIANT_MARGIN_NATS,
     choose_with_variants,
+    smallest_class,
+    validation_plan,
 )
 from lstmkit.tasks.classify.steps import jitter_step
 from lstmkit.tasks.registry import register_task
@@ -220,15 +222,23 @@ class ClassifyTask(Task):
         training case (``data.dba``) unless making them would fill more than ``DBA_MAX_CELLS`` DTW cells (long
         cases); each is offered again with ``data.differences`` (named with ``DIFFERENCES``; not when the config
         sets it already), which must win by a margin (:meth:`choose`). From ``SMALL_TRAIN`` cases up each stops
-        early on the config's own validation part and is judged by its loss there."""
+        early on the config's own validation part and is judged by its loss there, unless a class has 2 to
+        ``MIN_CLASS_CASES - 1`` cases: then each is a committee of as many fold models as that class has cases
+        (:func:`validation_plan`), with no synthetic cases and no differences."""
         if config.data.full_train:
             raise ConfigError("lstmkit select chooses on validation cases, and data.full_train leaves none: unset it")
         train = load_cases(config.data)[0]
+        if len(train.series) >= SMALL_TRAIN:
+            folds = validation_plan(len(train.series), smallest_class(train.labels))
+            if not folds:
+                return {name: dict(values) for name, values in CANDIDATES.items()}
+            # Classes too small for a hold-out (MIN_CLASS_CASES): fold committees, one case of the rarest class a
+            # fold; without the synthetic cases and the differences, adopted for sets below SMALL_TRAIN only.
+            return {name: {**values, "data.folds": folds, "data.fold": 0, "data.committee": True}
+                    for name, values in CANDIDATES.items()}  # fmt: skip
         small = {"data.folds": FOLDS, "data.fold": 0, "data.committee": True}
         if dba.cells([len(x) for x in train.series], train.labels, SMALL_DBA) <= DBA_MAX_CELLS:
             small["data.dba"] = SMALL_DBA
-        if len(train.series) >= SMALL_TRAIN:
-            return {name: dict(values) for name, values in CANDIDATES.items()}
         offered = {name: {**values, **small} for name, values in CANDIDATES.items()}
         if not config.data.differences:  # each again with the first differences beside the channels
             offered |= {name + DIFFERENCES: {**values, **small, "data.differences": True}
