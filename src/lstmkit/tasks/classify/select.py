@@ -5,7 +5,8 @@ Below :data:`SMALL_TRAIN` training cases a single 20% hold-out leaves a handful 
 on each of :data:`FOLDS` stratified folds and judged by its mean validation loss over the folds, and the
 chosen setting is then trained on every training case (``data.full_train``) for the median of the folds' best
 epochs. From :data:`SMALL_TRAIN` cases up, one stratified hold-out of ``data.val_fraction`` is used, and the
-chosen setting keeps it for early stopping. The test split is never read.
+chosen setting keeps it for early stopping, unless a class has 2 to :data:`MIN_CLASS_CASES` - 1 cases: then as many
+folds as that class has cases (:func:`validation_plan`). The test split is never read.
 
 ``variants`` (e.g. every candidate again with first differences) must earn their place: the best variant (by
 validation loss) replaces the best plain candidate only when it is better by more than one standard error of
