@@ -37,7 +37,7 @@ def repeated(component: np.ndarray, m: int, steps: np.ndarray) -> np.ndarray:
 
 
 def test_the_adjustment_repeats_the_last_fitted_cycle():
-    adj = SeasonalAdjustment(np.arange(10.0), 4, "")
+    adj = SeasonalAdjustment(np.arange(10.0), 4)
     steps = np.array([0, 5, 9, 10, 11, 12, 13, 14, 25])
     assert adj.at(steps).tolist() == [0, 5, 9, 6, 7, 8, 9, 6, 9]
     assert adj.at(steps).tolist() == repeated(np.arange(10.0), 4, steps).tolist()

@@ -138,7 +138,6 @@ class SeasonalAdjustment:
 
     component: np.ndarray  # (fit_end,) STL's seasonal component of the steps it was fitted on
     m: int
-    description: str  # in words, for the report: method, period, the steps it was fitted on
 
     def at(self, steps: np.ndarray | int) -> np.ndarray:
         """The seasonal value of each step index in ``steps`` (any shape, every index >= 0)."""
@@ -181,9 +180,9 @@ def seasonal_adjustment(t: np.ndarray, data: ForecastData, split: Split,
                           f"training part <= {SEASONAL_STRENGTH})")  # fmt: skip
     component = np.asarray(STL(np.asarray(t[:fit_end], dtype=np.float64), period=m, robust=True).fit().seasonal)
     span = f"{labels[0]} .. {labels[fit_end - 1]}" if labels else f"steps 0 .. {fit_end - 1}"
-    what = f"STL seasonal component (period {m}, fitted on {span}; its last cycle repeated after)"
-    line = f"the LSTM reads the series minus its {what}, added back to the forecasts"
-    return SeasonalAdjustment(component, m, what), line
+    line = (f"the LSTM reads the series minus its STL seasonal component (period {m}, fitted on {span}; its last "
+            "cycle repeated after), added back to the forecasts")
+    return SeasonalAdjustment(component, m), line
 
 
 def fingerprint(series: Series, split: Split) -> str:
