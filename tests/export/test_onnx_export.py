@@ -16,6 +16,7 @@ from lstmkit.export import ExportVerificationError, MissingDependency, to_onnx, 
 from lstmkit.export.onnx_model import random_inputs, run_torch, verification_tolerance
 from lstmkit.models import SequenceModel
 from lstmkit.train import ModelConfig
+from onnx_checks import check_in_onnxruntime
 
 I, H = 5, 8
 
@@ -38,18 +39,6 @@ LSTM_VARIANTS = {
         "Scan",
     ),
 }
-
-
-def check_in_onnxruntime(model, path, *, lengths: bool, shapes=((13, 5), (2, 4))):
-    """Independently of to_onnx's own check: run the file at new (T, B) and compare every output."""
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    for seed, (T, B) in enumerate(shapes, start=100):
-        inputs = random_inputs(model, T, B, lengths=lengths, seed=seed)
-        want = run_torch(model, inputs)
-        got = session.run(list(want), {k: v.numpy() for k, v in inputs.items()})
-        atol, rtol = verification_tolerance(model, inputs)  # the float32 rounding bound at these sizes
-        for (name, ref), out in zip(want.items(), got, strict=True):
-            np.testing.assert_allclose(out, ref.numpy(), atol=atol, rtol=rtol, err_msg=f"{name} at T={T}, B={B}")
 
 
 @pytest.mark.parametrize("lengths", [False, True], ids=["no_lengths", "lengths"])

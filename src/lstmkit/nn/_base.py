@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
+from ._exporting import DYNAMO, DYNAMO_REASON, NATIVE_NAMES, export_error, onnx_exporter
 from .weights import GRUWeights, LSTMWeights, layer_weights
 
 _IMPLS = ("auto", "cpp", "fused", "reference")
@@ -285,7 +286,6 @@ class RecurrentBase(nn.Module, metaclass=ABCMeta):
         self,
         input: Tensor | PackedSequence,
         hx: Tensor | tuple[Tensor, Tensor] | None = None,
-        *,
         lengths: Tensor | None = None,
     ):
         """Run all layers and directions.
@@ -296,8 +296,26 @@ class RecurrentBase(nn.Module, metaclass=ABCMeta):
         Returns output (same layout as input, last dim D*P) and the final state(s) (L*D, B, P).
         """
         x, lengths, batched, packed = self._check_input(input, lengths)
+        init = self._check_hx(hx, x.shape[1], batched, x)
+        exporter = onnx_exporter()
+        if exporter:
+            output, states = self._native_forward(x, init, lengths, packed, exporter)
+        else:
+            output, states = self._layers_forward(x, init, lengths)
+        if packed:
+            output = self._repack(output, lengths, input)
+        elif not batched:
+            output = output.squeeze(1)
+            states = tuple(s.squeeze(1) for s in states)
+        elif self.batch_first:
+            output = output.transpose(0, 1)
+        return output, (states[0] if self._n_states == 1 else states)
+
+    def _layers_forward(
+        self, x: Tensor, init: tuple[Tensor, ...], lengths: Tensor | None
+    ) -> tuple[Tensor, tuple[Tensor, ...]]:
+        """Every layer and direction over x (T, B, I): output (T, B, D*P) and the final states (L*D, B, size)."""
         T, B = x.shape[0], x.shape[1]
-        init = self._check_hx(hx, B, batched, x)
         mask = None
         # Compiled: always mask when lengths are given (a mask that is all True changes no value), as
         # whether one is needed depends on the values.
@@ -330,16 +348,36 @@ class RecurrentBase(nn.Module, metaclass=ABCMeta):
             if self.dropout > 0 and self.training and layer < self.num_layers - 1:
                 layer_in = F.dropout(layer_in, self.dropout, training=True)
 
-        states = tuple(torch.stack(acc) for acc in finals)  # each (L*D, B, size)
-        output = layer_in
-        if packed:
-            output = self._repack(output, lengths, input)
-        elif not batched:
-            output = output.squeeze(1)
-            states = tuple(s.squeeze(1) for s in states)
-        elif self.batch_first:
-            output = output.transpose(0, 1)
-        return output, (states[0] if self._n_states == 1 else states)
+        return layer_in, tuple(torch.stack(acc) for acc in finals)  # (T, B, D*P), each (L*D, B, size)
+
+    # --- torch.onnx.export -------------------------------------------------------------------
+    @abstractmethod
+    def _native_op(self):
+        """torch's own operator for this layer (``torch._VF.lstm``, ``gru``, ``rnn_tanh``, ``rnn_relu``)."""
+
+    def _native_blocker(self) -> str | None:
+        """What this layer computes that torch's operator does not (a phrase for the export error), or None."""
+        if self.training and self.recurrent_dropout > 0:
+            return f"has recurrent_dropout={self.recurrent_dropout} in training mode"
+        return None
+
+    def _native_forward(
+        self, x: Tensor, init: tuple[Tensor, ...], lengths: Tensor | None, packed: bool, exporter: int
+    ) -> tuple[Tensor, tuple[Tensor, ...]]:
+        """Under torch.onnx.export's TorchScript exporter: torch's operator on torch.nn's flat weight list, called
+        as torch.nn.LSTM calls it, so that the file holds the ONNX LSTM/GRU/RNN operator with symbolic T and B;
+        x (T, B, I) -> output (T, B, D*P), final states (L*D, B, size). Refuses the dynamo exporter and what the
+        operator cannot compute (``_exporting``)."""
+        reason = (DYNAMO_REASON if exporter == DYNAMO else "reads a PackedSequence" if packed
+                  else "is given lengths" if lengths is not None else self._native_blocker())  # fmt: skip
+        if reason is not None:
+            raise RuntimeError(export_error(type(self).__name__, reason))
+        weights = [getattr(self, name) for names in self._param_names for name in names
+                   if name.rsplit("_l", 1)[0] in NATIVE_NAMES]  # fmt: skip
+        hx = init[0] if self._n_states == 1 else init
+        result = self._native_op()(x, hx, weights, self.bias, self.num_layers, float(self.dropout), self.training,
+                                   self.bidirectional, False)  # fmt: skip
+        return result[0], tuple(result[1:])
 
     @staticmethod
     def _repack(output: Tensor, lengths: Tensor, like: PackedSequence) -> PackedSequence:

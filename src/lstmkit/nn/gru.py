@@ -49,6 +49,9 @@ class GRU(RecurrentBase):
     def _run_direction(self, x, state, w, mask, drop):
         return scan(lambda x_t, s: gru_step(x_t, s, w, drop), x, state, mask)
 
+    def _native_op(self):
+        return torch._VF.gru
+
     def _extra_defaults(self) -> dict[str, object]:
         return {"impl": "reference"}
 
@@ -83,6 +86,9 @@ class RNN(RecurrentBase):
 
     def _run_direction(self, x, state, w, mask, drop):
         return scan(lambda x_t, s: rnn_step(x_t, s, w, self.nonlinearity, drop), x, state, mask)
+
+    def _native_op(self):
+        return torch._VF.rnn_tanh if self.nonlinearity == "tanh" else torch._VF.rnn_relu
 
     def _extra_defaults(self) -> dict[str, object]:
         return {"impl": "reference", "nonlinearity": "tanh"}

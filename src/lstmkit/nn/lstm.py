@@ -27,7 +27,6 @@ direction; every torch.nn name and shape is unchanged.
 from __future__ import annotations
 
 import math
-import sys
 
 import torch
 import torch.nn.functional as F
@@ -103,43 +102,11 @@ def scan_kernel(impl: str, x: Tensor):
     return lstm_scan
 
 
-ONNX_EXPORT_ERROR = (
-    "torch.onnx.export cannot write lstmkit.LSTM correctly: its time loop is one custom operator "
-    "(lstmkit::lstm_scan, or a Python loop with impl='fused'/'reference') that torch's exporters would "
-    "leave out or unroll for one length. Export with lstmkit.export.to_onnx(model, path) instead: it writes "
-    "the ONNX LSTM operator (a Scan for LayerNorm or projection) with symbolic time and batch and checks the "
-    "file in onnxruntime; it takes an lstmkit LSTM, GRU or RNN, or an lstmkit.models.SequenceModel "
-    "(embedding, recurrent core, head). See docs/deployment.md."
-)
-
-
-def _in_onnx_export() -> bool:
-    """Whether torch.onnx.export is running, with either exporter. Not ``torch.onnx.is_in_onnx_export()``:
-    torch.compile folds that to False, and the dynamo exporter traces through torch.compile's tracer."""
-    if torch.compiler.is_compiling() and not torch.compiler.is_exporting():
-        return False  # torch.compile, not an export
-    if "torch.onnx" not in sys.modules:  # never imported: not exporting (and no import cost here)
-        return False
-    return _onnx_exporting()
-
-
-@torch.compiler.assume_constant_result
-def _onnx_exporting() -> bool:
-    """torch.onnx's own flags. Dynamo refuses to trace into them (a graph break, seen under torch.compile
-    on CUDA with torch 2.11), so a tracer calls this once and keeps the answer as a constant."""
-    from torch.onnx._internal.exporter import _flags
-    from torch.onnx._internal.torchscript_exporter._globals import GLOBALS
-
-    return bool(GLOBALS.in_onnx_export or _flags._is_onnx_exporting)
-
-
 def refuse_untraceable(kernel) -> None:
-    """Raise where a tracer would record this layer wrongly: torch.onnx.export (both exporters), and
-    torch.jit.trace of a Python time loop (fused or reference: the trace holds one length's steps,
-    and the fused kernel's in-place buffers come out as constants). The C++ kernel traces as one
-    operator, right at any length and batch size."""
-    if _in_onnx_export():
-        raise RuntimeError(ONNX_EXPORT_ERROR)
+    """Raise where torch.jit.trace would record this layer wrongly: a Python time loop (fused or reference:
+    the trace holds one length's steps, and the fused kernel's in-place buffers come out as constants). The
+    C++ kernel traces as one operator, right at any length and batch size. (torch.onnx.export never gets
+    here: ``RecurrentBase.forward`` takes torch's own operator or refuses, ``_exporting``.)"""
     if torch.jit.is_tracing() and kernel is not _cpp.lstm_scan_cpp:
         raise RuntimeError(
             "torch.jit.trace records lstmkit.LSTM only through its C++ kernel (impl='auto' or 'cpp', one "
@@ -242,6 +209,17 @@ class LSTM(RecurrentBase):
     def _extra_defaults(self) -> dict[str, object]:
         return {"peephole": False, "coupled": False, "layer_norm": False, "forget_bias": None,
                 "layer_norm_eps": 1e-5}
+
+    def _native_op(self):
+        return torch._VF.lstm
+
+    def _native_blocker(self) -> str | None:
+        variants = [f"{name}=True" for name in ("peephole", "coupled", "layer_norm") if getattr(self, name)]
+        if self.proj_size:  # torch's LSTM operator has it, its TorchScript exporter does not write it
+            variants.append(f"proj_size={self.proj_size}")
+        if variants:
+            return f"has {' and '.join(variants)}, which torch's LSTM operator (what the exporter writes) lacks"
+        return super()._native_blocker()
 
     def _int8_plan(self, layer: int, direction: int, x: Tensor):
         """(q_ih, q_hh, q_hr, the other weights) when W_ih, W_hh (and W_hr) are int8-capable (see
