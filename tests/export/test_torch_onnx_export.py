@@ -7,7 +7,8 @@ example's length.
 - It refuses, by name, what that operator does not compute (peepholes, coupled gates, LayerNorm, projection,
   recurrent dropout in training, lengths, a PackedSequence), and the dynamo exporter refuses every layer: in
   torch 2.13 it keeps the example's length in recurrent layers (torch.nn's own too, the last test shows).
-Every refusal names ``lstmkit.export.to_onnx`` and leaves no file behind.
+Every refusal names ``lstmkit.export.to_onnx`` and leaves no file behind. The cells (one step, no loop) export
+with either exporter, variants included.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import lstmkit
 from lstmkit.export.onnx_model import random_inputs
 from lstmkit.nn._exporting import DYNAMO_REASON, export_error
 from onnx_checks import check_in_onnxruntime
+from tolerances import module_tolerance
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning"),
@@ -183,3 +185,43 @@ def test_the_dynamo_exporter_keeps_the_examples_length_in_torchs_own_layer(tmp_p
     session.run(None, {session.get_inputs()[0].name: torch.randn(5, 2, I).numpy()})  # the example's length runs
     with pytest.raises(Exception, match=r"(?i)reshape"):
         session.run(None, {session.get_inputs()[0].name: torch.randn(9, 2, I).numpy()})
+
+
+CELLS = {
+    "plain": {},
+    "peephole_layer_norm_proj": {"peephole": True, "layer_norm": True, "proj_size": 3},
+    "coupled": {"coupled": True},
+}
+
+
+@pytest.mark.parametrize("dynamo", [False, True], ids=["torchscript", "dynamo"])
+@pytest.mark.parametrize("name", sorted(CELLS))
+def test_cells_export_with_either_exporter_and_run_at_other_batch_sizes(tmp_path, name, dynamo):
+    """A cell is one step (no time loop to keep a length), so both exporters write its own operations, variants
+    included; the file runs at other batch sizes as the cell does, within the float32 bound of one step."""
+    if dynamo:
+        pytest.importorskip("onnxscript")
+    torch.manual_seed(0)
+    cell = lstmkit.LSTMCell(I, H, **CELLS[name]).eval()
+    P = cell.output_size
+    x, h, c = torch.randn(3, I), torch.rand(3, P) * 2 - 1, torch.zeros(3, H)
+    path = tmp_path / "cell.onnx"
+    if dynamo:
+        B = torch.export.Dim("B")
+        torch.onnx.export(cell, (x, (h, c)), str(path), dynamo=True, dynamic_shapes=({0: B}, ({0: B}, {0: B})))
+    else:
+        torch.onnx.export(cell, (x, (h, c)), str(path), dynamo=False, input_names=["x", "h", "c"],
+                          dynamic_axes={"x": {0: "B"}, "h": {0: "B"}, "c": {0: "B"}})  # fmt: skip
+    # The bound of the same step as a one-layer LSTM over T = 1 from a zero cell and |h| <= 1.
+    twin = lstmkit.LSTM(I, H, **CELLS[name])
+    twin.load_state_dict({f"{key}_l0": value for key, value in cell.state_dict().items()})
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for B in (5, 1):
+        x, h, c = torch.randn(B, I), torch.rand(B, P) * 2 - 1, torch.zeros(B, H)
+        names = [i.name for i in session.get_inputs()]
+        got = session.run(None, dict(zip(names, (x.numpy(), h.numpy(), c.numpy()), strict=True)))
+        with torch.no_grad():
+            want = cell(x, (h, c))
+        atol = module_tolerance(twin, x[None])
+        for out, ref in zip(got, want, strict=True):
+            torch.testing.assert_close(torch.from_numpy(out), ref, atol=atol, rtol=0)

@@ -448,7 +448,7 @@ class LSTMCell(_LSTMCellBase):
     """
 
     def forward(
-        self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None, *, drop_mask: Tensor | None = None
+        self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None, drop_mask: Tensor | None = None
     ) -> tuple[Tensor, Tensor]:
         return self._step(input, hx, drop_mask)
 
@@ -462,7 +462,7 @@ class LSTMStepCell(_LSTMCellBase):
     """
 
     def forward(
-        self, input: Tensor, state: tuple[Tensor, Tensor] | None = None, *, drop_mask: Tensor | None = None
+        self, input: Tensor, state: tuple[Tensor, Tensor] | None = None, drop_mask: Tensor | None = None
     ) -> tuple[Tensor, LSTMState]:
         h, c = self._step(input, state, drop_mask)
         return h, LSTMState(h, c)
