@@ -8,7 +8,7 @@ example's length.
   recurrent dropout in training, lengths, a PackedSequence), and the dynamo exporter refuses every layer: in
   torch 2.13 it keeps the example's length in recurrent layers (torch.nn's own too, the last test shows).
 Every refusal names ``lstmkit.export.to_onnx`` and leaves no file behind. The cells (one step, no loop) export
-with either exporter, variants included.
+with either exporter, variants included. torch.jit.trace of a GRU or RNN records torch's operator the same way.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 import lstmkit
-from lstmkit.export.onnx_model import random_inputs
-from lstmkit.nn._exporting import DYNAMO_REASON, export_error
+from lstmkit.export.onnx_model import random_inputs, run_torch, verification_tolerance
+from lstmkit.nn._exporting import DYNAMO_REASON, export_error, trace_error
 from onnx_checks import check_in_onnxruntime
 from tolerances import module_tolerance
 
@@ -225,3 +225,31 @@ def test_cells_export_with_either_exporter_and_run_at_other_batch_sizes(tmp_path
         atol = module_tolerance(twin, x[None])
         for out, ref in zip(got, want, strict=True):
             torch.testing.assert_close(torch.from_numpy(out), ref, atol=atol, rtol=0)
+
+
+TRACED_OPS = {"gru_bidirectional": "aten::gru", "rnn_tanh": "aten::rnn_tanh", "rnn_relu": "aten::rnn_relu"}
+
+
+@pytest.mark.parametrize("name", sorted(TRACED_OPS))
+def test_jit_trace_of_gru_and_rnn_records_torchs_operator_and_runs_at_other_lengths(name):
+    """GRU and RNN loop in Python; a trace records torch's operator instead of the example's steps."""
+    cls, shared, ours, _ = PLAIN[name]
+    torch.manual_seed(0)
+    model = getattr(lstmkit, cls)(I, H, **shared, **ours).eval()
+    example = random_inputs(model, 5, 3, lengths=False)
+    traced = torch.jit.trace(model, (example["input"], example["h0"]))
+    assert traced.graph.findNode(TRACED_OPS[name]) is not None
+    for seed, (T, B) in enumerate(((9, 2), (1, 4)), start=10):
+        inputs = random_inputs(model, T, B, lengths=False, seed=seed)
+        want = run_torch(model, inputs)
+        got = traced(inputs["input"], inputs["h0"])
+        atol, rtol = verification_tolerance(model, inputs)
+        for out, ref in zip(got, want.values(), strict=True):
+            torch.testing.assert_close(out, ref, atol=atol, rtol=rtol)
+
+
+def test_jit_trace_of_a_gru_given_lengths_is_refused_by_name():
+    model = WithLengths(lstmkit.GRU(I, H)).eval()
+    with pytest.raises(RuntimeError) as caught:
+        torch.jit.trace(model, (torch.randn(5, 3, I), torch.tensor([5, 4, 2])))
+    assert trace_error("GRU", "is given lengths") in str(caught.value)

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from ._exporting import DYNAMO, DYNAMO_REASON, NATIVE_NAMES, export_error, onnx_exporter
+from ._exporting import DYNAMO, DYNAMO_REASON, JIT_TRACE, NATIVE_NAMES, export_error, onnx_exporter, trace_error
 from .weights import GRUWeights, LSTMWeights, layer_weights
 
 _IMPLS = ("auto", "cpp", "fused", "reference")
@@ -88,6 +88,9 @@ class RecurrentBase(nn.Module, metaclass=ABCMeta):
     _gates_per_unit: int = 1  # rows of weight_ih per hidden unit
     _n_states: int = 1  # (h,) for GRU/RNN, (h, c) for LSTM
     _weights_type: type[LSTMWeights] | type[GRUWeights] = GRUWeights  # what layer_weights returns
+    # GRU, RNN: the time loop is always Python (no kernel a trace records as one operator), so torch.jit.trace
+    # records torch's own operator instead (``_native_forward``).
+    _python_loop_only: bool = False
 
     def __init__(
         self,
@@ -297,9 +300,9 @@ class RecurrentBase(nn.Module, metaclass=ABCMeta):
         """
         x, lengths, batched, packed = self._check_input(input, lengths)
         init = self._check_hx(hx, x.shape[1], batched, x)
-        exporter = onnx_exporter()
-        if exporter:
-            output, states = self._native_forward(x, init, lengths, packed, exporter)
+        tracer = onnx_exporter() or (JIT_TRACE if self._python_loop_only and torch.jit.is_tracing() else 0)
+        if tracer:
+            output, states = self._native_forward(x, init, lengths, packed, tracer)
         else:
             output, states = self._layers_forward(x, init, lengths)
         if packed:
@@ -362,16 +365,17 @@ class RecurrentBase(nn.Module, metaclass=ABCMeta):
         return None
 
     def _native_forward(
-        self, x: Tensor, init: tuple[Tensor, ...], lengths: Tensor | None, packed: bool, exporter: int
+        self, x: Tensor, init: tuple[Tensor, ...], lengths: Tensor | None, packed: bool, tracer: int
     ) -> tuple[Tensor, tuple[Tensor, ...]]:
-        """Under torch.onnx.export's TorchScript exporter: torch's operator on torch.nn's flat weight list, called
-        as torch.nn.LSTM calls it, so that the file holds the ONNX LSTM/GRU/RNN operator with symbolic T and B;
-        x (T, B, I) -> output (T, B, D*P), final states (L*D, B, size). Refuses the dynamo exporter and what the
-        operator cannot compute (``_exporting``)."""
-        reason = (DYNAMO_REASON if exporter == DYNAMO else "reads a PackedSequence" if packed
+        """Under torch.onnx.export's TorchScript exporter (and torch.jit.trace of a GRU or RNN): torch's operator on
+        torch.nn's flat weight list, called as torch.nn.LSTM calls it, so that the file holds the ONNX
+        LSTM/GRU/RNN operator (the trace, torch's) with symbolic T and B; x (T, B, I) -> output (T, B, D*P), final
+        states (L*D, B, size). Refuses the dynamo exporter and what the operator cannot compute (``_exporting``)."""
+        reason = (DYNAMO_REASON if tracer == DYNAMO else "reads a PackedSequence" if packed
                   else "is given lengths" if lengths is not None else self._native_blocker())  # fmt: skip
         if reason is not None:
-            raise RuntimeError(export_error(type(self).__name__, reason))
+            error = trace_error if tracer == JIT_TRACE else export_error
+            raise RuntimeError(error(type(self).__name__, reason))
         weights = [getattr(self, name) for names in self._param_names for name in names
                    if name.rsplit("_l", 1)[0] in NATIVE_NAMES]  # fmt: skip
         hx = init[0] if self._n_states == 1 else init

@@ -13,7 +13,12 @@
   custom operator it cannot translate).
 
 A refusal is a ``RuntimeError`` that names :func:`lstmkit.export.to_onnx`, which writes every variant.
+
+``torch.jit.trace`` of a ``GRU`` or ``RNN`` (whose time loop is Python, always) records torch's operator the same
+way, so the trace runs at any length; what the operator cannot compute is refused. (An ``LSTM`` traces its C++
+kernel as one operator, and refuses its Python loops: ``lstm.refuse_untraceable``.)
 """
+
 from __future__ import annotations
 
 import sys
@@ -23,8 +28,7 @@ import torch
 # torch.nn's parameter names of one layer and direction, in the order its flat weight list has them.
 NATIVE_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
 
-
-TORCHSCRIPT, DYNAMO = 1, 2  # which of torch.onnx.export's exporters is running (0: none)
+TORCHSCRIPT, DYNAMO, JIT_TRACE = 1, 2, 3  # which tracer records the layer (0: none)
 
 
 def onnx_exporter() -> int:
@@ -56,6 +60,15 @@ def export_error(layer: str, reason: str) -> str:
         "LayerNorm or projection) with symbolic time and batch, lengths included, and checks the file in "
         "onnxruntime; it takes an lstmkit LSTM, GRU or RNN, or an lstmkit.models.SequenceModel (embedding, "
         "recurrent core, head). See docs/deployment.md."
+    )
+
+
+def trace_error(layer: str, reason: str) -> str:
+    """The refusal of torch.jit.trace for a GRU or RNN; ``reason`` as for :func:`export_error`."""
+    return (
+        f"torch.jit.trace cannot record this lstmkit.{layer} correctly: it {reason}, and its Python time loop would be "
+        "recorded for the example's length only. Use torch.compile instead (it compiles the loop for each length), "
+        "or trace the layer without them."
     )
 
 

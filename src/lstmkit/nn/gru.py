@@ -26,6 +26,7 @@ class GRU(RecurrentBase):
     """
 
     _gates_per_unit = 3
+    _python_loop_only = True
 
     def __init__(
         self,
@@ -60,6 +61,8 @@ class RNN(RecurrentBase):
     r"""Multi-layer Elman RNN, :math:`h' = \tanh(W_{ih} x + b_{ih} + W_{hh} h + b_{hh})` (or ReLU),
     with ``torch.nn.RNN``'s interface and parameters. Shapes as ``GRU``.
     """
+
+    _python_loop_only = True
 
     def __init__(
         self,
