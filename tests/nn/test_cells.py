@@ -93,3 +93,41 @@ def test_rnn_relu_parity():
     ours = lstmkit.RNN(I, H, nonlinearity="relu")
     ours.load_state_dict(native.state_dict())
     check_same(native, ours, torch.randn(T, B, I))
+
+
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "no_bias"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
+def test_plain_cell_takes_torchs_operator_and_equals_the_reference_step(monkeypatch, bias, dtype):
+    """A cell without variants (and no recurrent-dropout mask) runs torch's own cell operator, as
+    torch.nn.LSTMCell does; the reference step (lstm_step) is its twin: equal within the float rounding bound of
+    one step, with gradients checked in float64. A variant cell still runs the reference step."""
+    from lstmkit.nn import lstm as lstm_module
+    from lstmkit.nn.weights import layer_weights
+    from tolerances import module_tolerance
+
+    torch.manual_seed(0)
+    cell = lstmkit.LSTMCell(I, H, bias=bias, dtype=dtype)
+    x, h, c = torch.randn(B, I, dtype=dtype), torch.rand(B, H, dtype=dtype) * 2 - 1, torch.zeros(B, H, dtype=dtype)
+    _, want = lstm_module.lstm_step(x, (h, c), layer_weights(cell), cell._options)
+    twin = lstmkit.LSTM(I, H, bias=bias, dtype=dtype)
+    twin.load_state_dict({f"{key}_l0": value for key, value in cell.state_dict().items()})
+    atol = module_tolerance(twin, x[None])  # the bound of this step, zero cell state and |h| <= 1
+    reference = lstm_module.lstm_step
+    monkeypatch.setattr(lstm_module, "lstm_step", lambda *a, **k: pytest.fail("the plain cell ran lstm_step"))
+    got = cell(x, (h, c))
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w, atol=atol, rtol=0)
+    if dtype == torch.float64:
+        params = {name: p.detach().requires_grad_() for name, p in cell.named_parameters()}
+
+        def step(x, h, c, *weights):
+            return torch.func.functional_call(cell, dict(zip(params, weights, strict=True)), (x, (h, c)))
+
+        inputs = (x.requires_grad_(), h.requires_grad_(), (torch.rand(B, H, dtype=dtype) - 0.5).requires_grad_())
+        assert torch.autograd.gradcheck(step, (*inputs, *params.values()))
+    monkeypatch.setattr(lstm_module, "lstm_step", reference)
+    peephole = lstmkit.LSTMCell(I, H, bias=bias, peephole=True, dtype=dtype)
+    calls = []
+    monkeypatch.setattr(lstm_module, "lstm_step", lambda *a, **k: calls.append(1) or reference(*a, **k))
+    peephole(x, (h, c))
+    assert calls == [1]

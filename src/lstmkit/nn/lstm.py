@@ -405,7 +405,15 @@ class _LSTMCellBase(nn.Module):
                 raise ValueError(f"drop_mask must have shape {(B, self.output_size)}, got {tuple(drop_mask.shape)}")
         else:
             drop_mask = None
-        h, (h, c) = lstm_step(x, tuple(state), layer_weights(self), self._options, drop_mask)
+        o = self._options
+        if drop_mask is None and not (o.peephole or o.coupled or o.layer_norm or self.proj_size):
+            # torch's own cell (what torch.nn.LSTMCell calls): lstm_step's plain step as one operator, W x + b and
+            # W h + b by addmm and the gates in place (tests/nn/test_cells.py holds the two equal). The weights
+            # read as attributes (a parametrized one computed, as layer_weights would): building layer_weights'
+            # record costs a fifth of a small step.
+            h, c = torch._VF.lstm_cell(x, tuple(state), self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
+        else:
+            h, (h, c) = lstm_step(x, tuple(state), layer_weights(self), o, drop_mask)
         if not batched:
             h, c = h.squeeze(0), c.squeeze(0)
         return h, c

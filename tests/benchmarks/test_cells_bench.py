@@ -1,0 +1,33 @@
+"""benchmarks/cells.py: a short run writes a row per dtype, shape and mode, and bad shapes are refused by name."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from scripts import BENCHMARKS
+
+
+def run(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(BENCHMARKS / "cells.py"), *map(str, args)], capture_output=True,
+                          text=True)  # fmt: skip
+
+
+def test_a_short_run_reports_every_dtype_shape_and_mode(tmp_path):
+    done = run("--shapes", "2x3,1x4", "--steps", 2, "--rounds", 1, "--out", tmp_path / "cells.md")
+    assert done.returncode == 0, done.stderr
+    rows = [line for line in (tmp_path / "cells.md").read_text().splitlines() if line.startswith("| float")]
+    assert [row.split("|")[1:5] for row in rows] == [
+        [f" {dtype} ", f" {B} ", f" {H} ", f" {mode} "]
+        for dtype in ("float32", "float64") for B, H in ((2, 3), (1, 4))
+        for mode in ("inference", "training (forward + backward)")
+    ]  # fmt: skip
+
+
+def test_bad_shapes_and_counts_are_refused():
+    done = run("--shapes", "97by51")
+    assert done.returncode == 2 and "a shape is BxH (batch x hidden size), e.g. 97x51; got '97by51'" in done.stderr
+    done = run("--shapes", "0x5")
+    assert done.returncode == 2 and "B and H must be >= 1, got '0x5'" in done.stderr
+    done = run("--rounds", 0)
+    assert done.returncode == 2 and "--steps, --rounds and --threads must be >= 1" in done.stderr
