@@ -4,7 +4,8 @@ not write.
 Two examples of https://github.com/pytorch/examples use torch.nn's LSTM layers:
 
 - ``word_language_model`` (``nn.LSTM``: a 2-layer word LM trained with SGD, gradient clipping, dropout between the
-  layers, the whole model saved with ``torch.save`` and loaded back with ``torch.load``'s allowlist);
+  layers, the whole model saved with ``torch.save`` and loaded back with ``torch.load``'s allowlist; then its
+  ``generate.py`` loads the saved model again and samples words);
 - ``time_sequence_prediction`` (two ``nn.LSTMCell``, float64, LBFGS on sine waves).
 
 Each runs twice from a copy of its folder (its files are written there, never into the checkout): as it is, and
@@ -144,8 +145,12 @@ def main() -> None:
                                           args.threads)  # fmt: skip
         numbers[layer] = word_lm_numbers(out)
         print(f"word_language_model, {layer}: {seconds[layer]:.1f} s", flush=True)
+        # generate.py loads the saved model (the whole module, through torch.load's allowlist) and samples from it
+        run_example(word_lm, args.out / layer / "word_language_model", layer, "generate.py",
+                    ["--data", str(data), "--words", "100", "--outf", "generated.txt"], args.threads)  # fmt: skip
     report += side_by_side(f"word_language_model ({data}, {args.epochs} epoch(s))", numbers,
                            ["train", "valid", "test", "ms/batch"], seconds, 6)  # fmt: skip
+    report += ["generate.py (the saved model loaded back, 100 words sampled) ran with both layers.", ""]
     for layer in LAYERS:
         work = args.out / layer / "time_sequence_prediction"
         run_example(sine, work, layer, "generate_sine_wave.py", [], args.threads)

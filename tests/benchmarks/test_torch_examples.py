@@ -34,6 +34,16 @@ with torch.serialization.safe_globals([torch.nn.modules.rnn.LSTM]):
     torch.load("model.pt")
 print(f"| End of training | test loss {loss:5.2f} | test ppl {2.0:8.2f}")
 '''
+GENERATE = '''
+import argparse, torch
+parser = argparse.ArgumentParser()
+for flag in ("--data", "--words", "--outf"):
+    parser.add_argument(flag)
+args = parser.parse_args()
+with torch.serialization.safe_globals([torch.nn.modules.rnn.LSTM]):
+    rnn = torch.load("model.pt")
+open(args.outf, "w").write(type(rnn).__module__)
+'''
 SINE_DATA = '''
 import numpy as np, torch
 torch.save(np.linspace(0, 1, 12).reshape(3, 4), open("traindata.pt", "wb"))
@@ -58,6 +68,7 @@ def write_examples(root):
     (root / "word_language_model").mkdir(parents=True)
     (root / "time_sequence_prediction").mkdir()
     (root / "word_language_model" / "main.py").write_text(textwrap.dedent(WORD_LM))
+    (root / "word_language_model" / "generate.py").write_text(textwrap.dedent(GENERATE))
     (root / "time_sequence_prediction" / "generate_sine_wave.py").write_text(textwrap.dedent(SINE_DATA))
     (root / "time_sequence_prediction" / "train.py").write_text(textwrap.dedent(SINE_TRAIN))
     data = root / "data"
@@ -79,6 +90,8 @@ def test_each_example_runs_with_torchs_layers_then_with_lstmkits(tmp_path):
     assert done.returncode == 0, done.stderr
     logs = {layer: (out / layer / "word_language_model" / "main.log").read_text() for layer in ("torch.nn", "lstmkit")}
     assert "layer torch.nn.modules.rnn" in logs["torch.nn"] and "layer lstmkit.nn.lstm" in logs["lstmkit"]
+    for layer, module in (("torch.nn", "torch.nn.modules.rnn"), ("lstmkit", "lstmkit.nn.lstm")):  # generate.py's load
+        assert (out / layer / "word_language_model" / "generated.txt").read_text() == module
     cells = {layer: (out / layer / "time_sequence_prediction" / "train.log").read_text()
              for layer in ("torch.nn", "lstmkit")}  # fmt: skip
     assert "cell torch.nn.modules.rnn" in cells["torch.nn"] and "cell lstmkit.nn.lstm" in cells["lstmkit"]
