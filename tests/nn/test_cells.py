@@ -117,6 +117,12 @@ def test_plain_cell_takes_torchs_operator_and_equals_the_reference_step(monkeypa
     got = cell(x, (h, c))
     for g, w in zip(got, want, strict=True):
         torch.testing.assert_close(g, w, atol=atol, rtol=0)
+    # The quickly checked call and the fully checked ones agree: exactly for the same batch (state as a list, an
+    # LSTMState), within the bound for one unbatched row (a product of another shape rounds otherwise).
+    for other in (cell(x, [h, c]), cell(x, lstmkit.nn.LSTMState(h, c))):
+        torch.testing.assert_close(tuple(other), tuple(got), rtol=0, atol=0)
+    row = cell(x[1], (h[1], c[1]))
+    torch.testing.assert_close(row, (got[0][1], got[1][1]), rtol=0, atol=atol)
     if dtype == torch.float64:
         params = {name: p.detach().requires_grad_() for name, p in cell.named_parameters()}
 

@@ -347,6 +347,13 @@ class _LSTMCellBase(nn.Module):
         """P: the size of h (proj_size when projecting, else hidden_size)."""
         return self.proj_size or self.hidden_size
 
+    @property
+    def _plain(self) -> bool:
+        """No variant: a step is torch's own cell operator (``_step``). A property, so that a cell pickled before
+        it existed still loads."""
+        o = self._options
+        return not (o.peephole or o.coupled or o.layer_norm or self.proj_size)
+
     def reset_parameters(self) -> None:
         """torch.nn's initialisation (uniform in +-1/sqrt(hidden_size)), then the variants' own."""
         stdv = 1.0 / math.sqrt(self.hidden_size)
@@ -368,6 +375,17 @@ class _LSTMCellBase(nn.Module):
         self, input: Tensor, state: tuple[Tensor, Tensor] | None, drop_mask: Tensor | None
     ) -> tuple[Tensor, Tensor]:
         """Check the arguments, run one step; return (h_t, c_t) in the input's layout (batched or not)."""
+        if self._plain and not (self.training and self.recurrent_dropout > 0) and isinstance(state, tuple):
+            # The common call, checked in a few comparisons (at batch 1 the full checks below cost a tenth of the
+            # step): a plain cell, batched input and a state (h, c) of the right shapes, the input's dtype the
+            # weights'. Anything else takes the full checks, which name what is wrong.
+            h0, c0 = state if len(state) == 2 else (None, None)
+            w_ih = self.weight_ih
+            if (isinstance(input, Tensor) and isinstance(h0, Tensor) and isinstance(c0, Tensor) and input.dim() == 2
+                    and input.dtype == w_ih.dtype and input.is_floating_point()
+                    and input.shape[1] == self.input_size and h0.shape == (input.shape[0], self.hidden_size)
+                    and c0.shape == h0.shape):  # fmt: skip
+                return torch._VF.lstm_cell(input, (h0, c0), w_ih, self.weight_hh, self.bias_ih, self.bias_hh)
         name = type(self).__name__
         if not isinstance(input, Tensor):
             raise TypeError(f"input must be a Tensor, got {type(input).__name__}")
@@ -406,7 +424,7 @@ class _LSTMCellBase(nn.Module):
         else:
             drop_mask = None
         o = self._options
-        if drop_mask is None and not (o.peephole or o.coupled or o.layer_norm or self.proj_size):
+        if drop_mask is None and self._plain:
             # torch's own cell (what torch.nn.LSTMCell calls): lstm_step's plain step as one operator, W x + b and
             # W h + b by addmm and the gates in place (tests/nn/test_cells.py holds the two equal). The weights
             # read as attributes (a parametrized one computed, as layer_weights would): building layer_weights'
