@@ -215,10 +215,10 @@ class LSTM(RecurrentBase):
 
     def _native_blocker(self) -> str | None:
         variants = [f"{name}=True" for name in ("peephole", "coupled", "layer_norm") if getattr(self, name)]
-        if self.proj_size:  # torch's LSTM operator has it, its TorchScript exporter does not write it
-            variants.append(f"proj_size={self.proj_size}")
         if variants:
             return f"has {' and '.join(variants)}, which torch's LSTM operator (what the exporter writes) lacks"
+        if self.proj_size:  # torch's LSTM operator has it; its TorchScript exporter refuses to write it
+            return f"has proj_size={self.proj_size}, which torch's TorchScript exporter does not write"
         return super()._native_blocker()
 
     def _int8_plan(self, layer: int, direction: int, x: Tensor):
