@@ -25,6 +25,10 @@ def preprocess(case: np.ndarray, spec: dict) -> np.ndarray:
     """A raw (T, C) case -> the network's (T', C') input, as the classify task prepares its cases."""
     if spec["differences"]:  # the channels, then their first differences (0 at the first step)
         case = np.concatenate([case, np.diff(case, axis=0, prepend=case[:1])], axis=1)
+    pool = spec.get("pool", 1)  # files exported before data.pool existed read every step
+    if pool > 1:  # each run of pool steps averaged into one, the last run over the steps left
+        starts = np.arange(0, len(case), pool)
+        case = np.add.reduceat(case, starts, axis=0) / np.minimum(pool, len(case) - starts)[:, None]
     mode = spec.get("normalize", "global")  # files exported before data.normalize existed scale globally
     if mode != "global":  # each channel z-scored over the case's own steps (a constant channel: 0)
         mean, std = case.mean(axis=0), case.std(axis=0)

@@ -513,8 +513,8 @@ def test_task_model_inputs_and_errors(tmp_path):
 
 # -- from trained runs --------------------------------------------------------------------------------------
 CLASSIFY_RUNS = {
-    # frames and differences, so that the served preprocessing counts
-    "bilstm": ["data.frame=3", "data.differences=true"],
+    # frames, differences and pooling, so that the served preprocessing counts
+    "bilstm": ["data.frame=3", "data.differences=true", "data.pool=2"],
     # the ALSTM-FCN: conv branch, dimension shuffle and attention pooling (every step: frame 1)
     "alstm-fcn": ["model.arch=lstm-fcn", "model.pooling=attention", "model.fcn_filters=[4,8,4]",
                   "data.differences=true"],
@@ -542,6 +542,7 @@ def test_classify_run_exports_and_serves_without_lstmkit(classify_run, tmp_path)
     run = open_run(classify_run)
     assert spec["frame"] == (1 if run.config.model.arch == "lstm-fcn" else 3)
     assert spec["differences"] is True and spec["normalize"] == run.config.data.normalize
+    assert spec["pool"] == run.config.data.pool  # 2 in the "bilstm" run
     # 2 channels + differences; with case+level, each again as its case mean and log std
     assert len(spec["mean"]) == {"global": 4, "case+level": 12}[spec["normalize"]]
 

@@ -206,8 +206,10 @@ def test_pigcvp_hold_out_is_one_case_of_every_pig():
     from lstmkit.tasks import get_task
 
     offered = get_task("classify").candidates(runner.build_config("classify", overrides=["data.dataset=PigCVP"]))
-    assert list(offered) == ["biLSTM", "LSTM-FCN", "ALSTM-FCN"]
+    plain = ["biLSTM", "LSTM-FCN", "ALSTM-FCN"]
+    assert list(offered) == [*plain, *(f"{name} pooled by 31" for name in plain)]  # 2,000 steps: 64 pooled by 31
     assert all(v["data.folds"] == 2 and v["data.committee"] is True and "data.dba" not in v for v in offered.values())
+    assert [v.get("data.pool") for v in offered.values()] == [None] * 3 + [31] * 3
 
 
 def _r_archive(root: Path, members: dict[str, str | bytes], links: tuple[str, ...] = ()) -> None:

@@ -23,6 +23,7 @@ from lstmkit.tasks.classify import (
     check_levels_vary,
     fill_missing,
     nn1_predict,
+    pooled,
     prepare_data,
     resolve_normalize,
     scale_span,
@@ -61,6 +62,34 @@ def test_frames_and_differences():
     np.testing.assert_array_equal(framed, [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 8, 9]])
     assert to_frames(case, 1) is case
     np.testing.assert_array_equal(with_differences(case)[:, 2:], [[0, 0], [2, 2], [2, 2], [2, 2], [2, 2]])
+
+
+def test_pooling_by_hand():
+    case = np.arange(10, dtype=np.float64).reshape(5, 2)  # (T=5, C=2)
+    np.testing.assert_array_equal(pooled(case, 2), [[1, 2], [5, 6], [8, 9]])  # the last run is step 4 alone
+    np.testing.assert_array_equal(pooled(case, 3), [[2, 3], [7, 8]])  # steps 0-2, then 3-4
+    np.testing.assert_array_equal(pooled(case, 7), [[4, 5]])  # one run longer than the case: its mean
+    assert pooled(case, 1) is case
+    with pytest.raises(ValueError, match="pool must be >= 1, got 0"):
+        pooled(case, 0)
+
+
+def test_the_network_reads_pooled_cases_and_the_baselines_every_step(tmp_path):
+    """data.pool: differences, then pooling, then the scaler fitted on the pooled training cases; the 1-NN
+    baselines read the same cases as without pooling (every step)."""
+    every = prepare_data(toy_config(tmp_path, "data.differences=true"))
+    two = prepare_data(toy_config(tmp_path, "data.differences=true", "data.pool=2"))
+    assert two.config.data.frame == 1 and two.config.data.pool == 2
+    raw = read_ts(two.config.data.test)
+    for case, got in zip(raw.series, two.cases["test"], strict=True):
+        want = two.scaler.transform(pooled(with_differences(case), 2))
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+        assert len(got) == -(-len(case) // 2)
+    for split in ("train", "val", "test"):
+        for a, b in zip(every.baseline_cases[split], two.baseline_cases[split], strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match=r"data\.pool must be >= 1 \(steps averaged into one; 1: every step\), got 0"):
+        toy_config(tmp_path, "data.pool=0")
 
 
 BAD_NORMALIZE = r"data\.normalize must be one of \('auto', 'global', 'case', 'case\+level'\), got "

@@ -10,15 +10,20 @@ import pytest
 from typer.testing import CliRunner
 
 from lstmkit.cli import app
+from lstmkit.data import dba
 from lstmkit.tasks import ConfigError, TaskError, get_task, runner
 from lstmkit.tasks.classify.data import write_toy_ts
 from lstmkit.tasks.classify.select import (
     CANDIDATES,
     DIFFERENCES,
     FOLDS,
+    POOL_ABOVE,
+    POOL_TO,
     SMALL_DBA,
     SMALL_TRAIN,
     choose_with_variants,
+    pooled_name,
+    select_pool,
 )
 from lstmkit.tasks.selection import SELECTION, select, slug
 from lstmkit.train import set_values
@@ -68,6 +73,42 @@ def test_classify_below_100_cases_offers_each_architecture_as_a_fold_committee(t
                                "data.test": str(pairs / "pairs_TEST.tsv")})  # fmt: skip
     committees = {"data.folds": 2, "data.fold": 0, "data.committee": True}
     assert get_task("classify").candidates(paired) == {name: {**v, **committees} for name, v in CANDIDATES.items()}
+
+
+def test_long_cases_are_offered_pooled_beside_every_step(tmp_path, monkeypatch):
+    """Above POOL_ABOVE steps (the training cases' median) every candidate is offered again reading the cases pooled
+    to about POOL_TO steps, chosen like the others; a config that sets data.pool keeps it for all; the synthetic
+    cases' cost is counted on the steps each candidate reads."""
+    assert (POOL_ABOVE, POOL_TO) == (512, 64)
+    assert select_pool([2000] * 3) == 31 and select_pool([1460]) == 23  # PigCVP, ACSF1
+    assert select_pool([POOL_ABOVE] * 5) == 1 and select_pool([POOL_ABOVE + 1]) == 8  # the line: above it only
+    assert select_pool([100, 300, 1344]) == 1 and select_pool([300, 1344]) == 13  # the median decides (PLAID: 300)
+    assert pooled_name("LSTM-FCN", 31) == "LSTM-FCN pooled by 31"
+    assert pooled_name("biLSTM" + DIFFERENCES, 9) == "biLSTM pooled by 9" + DIFFERENCES  # still a variant
+    long = tmp_path / "long"
+    long.mkdir()
+    rows = [f"{c}\t" + "\t".join(f"{(c * 7 + i + j) % 5:.1f}" for j in range(600)) for c in range(2) for i in range(10)]
+    for name in ("long_TRAIN.tsv", "long_TEST.tsv"):
+        (long / name).write_text("\n".join(rows) + "\n")
+    base = set_values(get_task("classify").smoke_config(tmp_path), {"data.train": str(long / "long_TRAIN.tsv"),
+                                                                      "data.test": str(long / "long_TEST.tsv")})
+    pooled_cells = dba.cells([-(-600 // 9)] * 20, [c for c in range(2) for _ in range(10)], SMALL_DBA)
+    monkeypatch.setattr("lstmkit.tasks.classify.task.DBA_MAX_CELLS", pooled_cells)  # 81 times fewer than unpooled
+    offered = get_task("classify").candidates(base)  # 20 cases of 600 steps: pooled by round(600 / 64) = 9
+    every = [*CANDIDATES, *(name + DIFFERENCES for name in CANDIDATES)]
+    assert list(offered) == [*every, *(pooled_name(name, 9) for name in every)]
+    small = {"data.folds": FOLDS, "data.fold": 0, "data.committee": True}
+    for name, values in CANDIDATES.items():
+        assert offered[name] == {**values, **small}  # every step: too many DTW cells for the synthetic cases
+        assert offered[pooled_name(name, 9)] == {**values, **small, "data.pool": 9, "data.dba": SMALL_DBA}
+        assert offered[pooled_name(name + DIFFERENCES, 9)] == {**values, **small, "data.pool": 9,
+                                                               "data.dba": SMALL_DBA, "data.differences": True}
+    own = get_task("classify").candidates(set_values(base, {"data.pool": 3}))
+    assert list(own) == every and all("data.pool" not in v for v in own.values())  # the config's data.pool stands
+    assert list(get_task("classify").candidates(get_task("classify").smoke_config(tmp_path))) == every  # 6-12 steps
+    # The choice: the lowest loss among the plain candidates, pooled or not; a pooled differences variant is a variant.
+    losses = {"LSTM-FCN": 3.2, pooled_name("LSTM-FCN", 9): 2.1, pooled_name("LSTM-FCN" + DIFFERENCES, 9): 2.0}
+    assert choose_with_variants(losses) == pooled_name("LSTM-FCN", 9)  # 2.0 is not 10% below 2.1
 
 
 def test_the_lowest_validation_loss_is_chosen_and_recorded(classify_selection):

@@ -29,6 +29,12 @@ class ClassifyData(DataConfig):
     # "global" (lstmkit.tasks.classify.resolve_normalize); the run's config.toml records the mode chosen.
     normalize: str = "auto"
     differences: bool = False  # add each channel's first difference (its velocity) as another channel
+    # Read each case at a coarser step: every run of this many steps averaged into one (piecewise aggregate
+    # approximation; the last, shorter run too), after data.differences and before data.normalize. 1: every step.
+    # For long cases, where the conv branch's few-step filters see only local slopes (PigCVP's 2,000 steps: fold
+    # loss 3.28 nats read step by step, 2.09 pooled by 32; docs/results.md). `lstmkit select` offers its candidates
+    # pooled too where cases are longer than select.POOL_ABOVE; the 1-NN baselines always read every step.
+    pool: int = 1
     jitter: float = 0.0  # std of Gaussian noise added to the scaled training inputs each step (augmentation)
     # Training cases redrawn every time they are read, comma-separated, applied in order: "slice" (a random 90%
     # stretched back), "warp" (a random 10% at half or double speed), "scale" (each channel times N(1, 0.1²));
@@ -72,6 +78,8 @@ class ClassifyData(DataConfig):
             raise ValueError(f"data.dba must be >= 0 (synthetic cases per training case), got {self.dba}")
         if self.normalize not in NORMALIZE:
             raise ValueError(f"data.normalize must be one of {NORMALIZE}, got {self.normalize!r}")
+        if self.pool < 1:
+            raise ValueError(f"data.pool must be >= 1 (steps averaged into one; 1: every step), got {self.pool}")
         if self.frame < 0:
             raise ValueError(f"data.frame must be >= 0 (0: automatic), got {self.frame}")
         if self.folds == 1 or self.folds < 0 or not (self.folds == 0 or 0 <= self.fold < self.folds):

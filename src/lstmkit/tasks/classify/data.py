@@ -167,6 +167,20 @@ def with_differences(case: np.ndarray) -> np.ndarray:
     return np.concatenate([case, np.diff(case, axis=0, prepend=case[:1])], axis=1)
 
 
+def pooled(case: np.ndarray, pool: int) -> np.ndarray:
+    """(T, C) -> (ceil(T / pool), C): each run of ``pool`` consecutive steps averaged into one step, the last run
+    over the steps that are left (piecewise aggregate approximation; ``data.pool``)."""
+    if pool < 1:
+        raise ValueError(f"pool must be >= 1, got {pool}")
+    if pool == 1:
+        return case
+    T = case.shape[0]
+    n = -(-T // pool)  # steps after pooling, the last over T - (n - 1) * pool steps
+    sums = np.add.reduceat(case, np.arange(0, T, pool), axis=0)  # (n, C)
+    counts = np.minimum(pool, T - np.arange(n) * pool)[:, None]  # (n, 1)
+    return sums / counts
+
+
 def to_frames(case: np.ndarray, frame: int) -> np.ndarray:
     """(T, C) -> (ceil(T / frame), frame * C): consecutive steps side by side; the last frame is
     completed by repeating the case's last step (a step of the case, not padding)."""
@@ -264,11 +278,11 @@ class ClassifyPrepared(Prepared):
     config: Config
     classes: list[str]
     cases: dict[str, list[np.ndarray]]  # per split, scaled (T_i, C) float32 arrays
-    # What the 1-NN baselines read: the same cases before data.normalize, scaled by their own training statistics,
-    # one step a row, never in the network's frames (``cases`` itself when data.normalize is "global" and frame is
-    # 1), so that the baselines' figures do not move with the network's preprocessing (PLAID's 1-NN Euclidean: 0.730
-    # on these, 0.667 on the case+level ones; PickupGestureWiimoteZ's 0.68 on single steps, 0.76 on frames of 13,
-    # whose last one is padded and whose rows resample differently).
+    # What the 1-NN baselines read: the same cases before data.pool and data.normalize, scaled by their own training
+    # statistics, one step a row, never in the network's frames (``cases`` itself when data.normalize is "global" and
+    # pool and frame are 1), so that the baselines' figures do not move with the network's preprocessing (PLAID's
+    # 1-NN Euclidean: 0.730 on these, 0.667 on the case+level ones; PickupGestureWiimoteZ's 0.68 on single steps,
+    # 0.76 on frames of 13, whose last one is padded and whose rows resample differently).
     baseline_cases: dict[str, list[np.ndarray]]
     targets: dict[str, np.ndarray]  # per split, (N,) int64 class indices
     val_index: np.ndarray  # positions of the validation cases in the training file
@@ -303,8 +317,9 @@ def prepare_data(config: Config) -> ClassifyPrepared:
         raise DataUnavailable(str(e)) from e
     if data.differences:
         raw = {s: [with_differences(x) for x in v] for s, v in raw.items()}
+    plain = raw  # the baselines read these: every step, before data.pool and data.normalize
+    raw = {s: [pooled(x, data.pool) for x in v] for s, v in raw.items()}
     normalize = resolve_normalize(data.normalize, raw["train"])  # on every training case: each fold decides alike
-    plain = raw
     raw = {s: [case_normalized(x, normalize) for x in v] for s, v in raw.items()}
     y_all = np.array([index[c] for c in train.labels], dtype=np.int64)
     val_index = validation_index(y_all, data)
@@ -349,7 +364,7 @@ def prepare_data(config: Config) -> ClassifyPrepared:
                 for s, v in split_cases.items()}  # fmt: skip
 
     cases = scaled(split_cases, scaler, frame)
-    if normalize == "global":
+    if normalize == "global" and data.pool == 1:
         baseline_cases = cases if frame == 1 else scaled(split_cases, scaler, 1)
     else:
         plain_cases = split(plain)

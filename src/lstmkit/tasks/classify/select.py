@@ -51,6 +51,30 @@ SMALL_DBA = 1
 # 100 cases not small, would be 1.2e10).
 DBA_MAX_CELLS = 10**10
 
+# Cases longer than this (the training cases' median, in steps): `lstmkit select` offers every candidate again reading
+# them pooled (``data.pool``), each run of steps averaged into one, so that the median case has about POOL_TO steps:
+# the LSTM-FCN's filters of 8, 5 and 3 steps see a few steps' slopes of a 2,000-step case, and on PigCVP's training
+# folds the validation loss fell from 3.28 nats (every step) to 2.09 (pooled by 32, 62 steps; 2.51 by 16, 2.47 by
+# 64). On ACSF1's hold-out (1,460 steps) the pooled candidates lost (best 1.18 nats against 1.07 every step), so the
+# pooled copies stand beside the others rather than replace them, chosen like them by the lowest validation loss.
+# Fixed in session 29 before any test run with it; of the panel sets it concerns PigCVP (by 31) and ACSF1 (by 23).
+POOL_ABOVE = 512
+POOL_TO = 64
+
+
+def select_pool(lengths: Sequence[int]) -> int:
+    """``data.pool`` for cases of these lengths: round(median / POOL_TO) when the median exceeds POOL_ABOVE, else 1."""
+    median = float(np.median(lengths))
+    return max(1, round(median / POOL_TO)) if median > POOL_ABOVE else 1
+
+
+def pooled_name(name: str, pool: int) -> str:
+    """A candidate's name when it reads the cases pooled by ``pool``: "LSTM-FCN pooled by 31"; a differences variant
+    keeps its suffix last ("biLSTM pooled by 9 + differences"), so that :func:`choose_with_variants` knows it."""
+    stem, suffix = (name[: -len(DIFFERENCES)], DIFFERENCES) if name.endswith(DIFFERENCES) else (name, "")
+    return f"{stem} pooled by {pool}{suffix}"
+
+
 # Below SMALL_TRAIN, `lstmkit select` also offers every candidate reading each channel's first differences beside it
 # (``data.differences``), named with this suffix. Such a variant replaces the best plain candidate only when its
 # cross-validation loss is lower by both margins (``choose_with_variants``): on the 20-70-case sets where every

@@ -45,6 +45,8 @@ from lstmkit.tasks.classify.select import (
     VARIANT_MARGIN,
     VARIANT_MARGIN_NATS,
     choose_with_variants,
+    pooled_name,
+    select_pool,
     smallest_class,
     validation_plan,
 )
@@ -224,20 +226,35 @@ class ClassifyTask(Task):
         sets it already), which must win by a margin (:meth:`choose`). From ``SMALL_TRAIN`` cases up each stops
         early on the config's own validation part and is judged by its loss there, unless a class has 2 to
         ``MIN_CLASS_CASES - 1`` cases: then each is a committee of as many fold models as that class has cases
-        (:func:`validation_plan`), with no synthetic cases and no differences."""
+        (:func:`validation_plan`), with no synthetic cases and no differences. Where the training cases' median
+        length exceeds ``select.POOL_ABOVE`` steps, every candidate is offered again reading them pooled
+        (``data.pool`` from :func:`select_pool`; named by :func:`pooled_name`), unless the config sets ``data.pool``;
+        the synthetic cases' cost is counted on the steps each candidate reads."""
         if config.data.full_train:
             raise ConfigError("lstmkit select chooses on validation cases, and data.full_train leaves none: unset it")
         train = load_cases(config.data)[0]
-        if len(train.series) >= SMALL_TRAIN:
-            folds = validation_plan(len(train.series), smallest_class(train.labels))
+        lengths = [len(x) for x in train.series]
+        # Long cases: every candidate again reading them pooled (select.POOL_ABOVE), unless the config sets data.pool.
+        pool = select_pool(lengths) if config.data.pool == 1 else 1
+        offered = self._offered(config, train.labels, [-(-n // config.data.pool) for n in lengths], {})
+        if pool > 1:
+            copies = self._offered(config, train.labels, [-(-n // pool) for n in lengths], {"data.pool": pool})
+            offered |= {pooled_name(name, pool): values for name, values in copies.items()}
+        return offered
+
+    @staticmethod
+    def _offered(config: Config, labels: list[str], lengths: list[int], common: dict[str, Any]) -> dict[str, dict]:
+        """:meth:`candidates` for training cases of ``lengths`` steps as the network reads them, with ``common``."""
+        if len(lengths) >= SMALL_TRAIN:
+            folds = validation_plan(len(lengths), smallest_class(labels))
             if not folds:
-                return {name: dict(values) for name, values in CANDIDATES.items()}
+                return {name: {**values, **common} for name, values in CANDIDATES.items()}
             # Classes too small for a hold-out (MIN_CLASS_CASES): fold committees, one case of the rarest class a
             # fold; without the synthetic cases and the differences, adopted for sets below SMALL_TRAIN only.
-            return {name: {**values, "data.folds": folds, "data.fold": 0, "data.committee": True}
+            return {name: {**values, **common, "data.folds": folds, "data.fold": 0, "data.committee": True}
                     for name, values in CANDIDATES.items()}  # fmt: skip
-        small = {"data.folds": FOLDS, "data.fold": 0, "data.committee": True}
-        if dba.cells([len(x) for x in train.series], train.labels, SMALL_DBA) <= DBA_MAX_CELLS:
+        small = {**common, "data.folds": FOLDS, "data.fold": 0, "data.committee": True}
+        if dba.cells(lengths, labels, SMALL_DBA) <= DBA_MAX_CELLS:
             small["data.dba"] = SMALL_DBA
         offered = {name: {**values, **small} for name, values in CANDIDATES.items()}
         if not config.data.differences:  # each again with the first differences beside the channels
@@ -246,8 +263,8 @@ class ClassifyTask(Task):
         return offered
 
     def choose(self, losses: dict[str, float]) -> tuple[str, str]:
-        """The lowest validation loss among the plain candidates; a ``DIFFERENCES`` variant (offered below
-        ``SMALL_TRAIN`` cases) replaces it only when lower by ``VARIANT_MARGIN`` and ``VARIANT_MARGIN_NATS``."""
+        """The lowest validation loss among the plain candidates (pooled or not); a ``DIFFERENCES`` variant (offered
+        below ``SMALL_TRAIN`` cases) replaces it only when lower by ``VARIANT_MARGIN`` and ``VARIANT_MARGIN_NATS``."""
         rule = ("the lowest validation loss; a candidate with first differences only when its loss is lower than "
                 f"every plain one's by {VARIANT_MARGIN:.0%} and {VARIANT_MARGIN_NATS} nats (the test split is not "
                 "read for the choice)")  # fmt: skip
@@ -302,7 +319,8 @@ class ClassifyTask(Task):
 
     def serving_metadata(self, run: Run) -> dict[str, Any]:
         """Classes by index and the preprocessing a raw (T, C) case needs before the network, in order:
-        first differences appended (``differences``), the case scaled on its own (``normalize``:
+        first differences appended (``differences``), each run of ``pool`` steps averaged into one
+        (``lstmkit.tasks.classify.pooled``), the case scaled on its own (``normalize``:
         ``lstmkit.tasks.classify.case_normalized``), ``(x - mean) / std`` per channel, then ``frame``
         consecutive steps side by side (the last frame completed by repeating the case's last step)."""
         recorded = run.read_record(DATA, _DATA_FORMAT, _DATA_VERSION)
@@ -310,7 +328,7 @@ class ClassifyTask(Task):
         data = run.config.data
         return {
             "classes": recorded["classes"],
-            "preprocess": {"differences": data.differences, "normalize": data.normalize,
+            "preprocess": {"differences": data.differences, "pool": data.pool, "normalize": data.normalize,
                            "mean": scaler.mean.tolist(), "std": scaler.std.tolist(),
                            "frame": data.frame},
         }
