@@ -25,6 +25,11 @@ def preprocess(case: np.ndarray, spec: dict) -> np.ndarray:
     """A raw (T, C) case -> the network's (T', C') input, as the classify task prepares its cases."""
     if spec["differences"]:  # the channels, then their first differences (0 at the first step)
         case = np.concatenate([case, np.diff(case, axis=0, prepend=case[:1])], axis=1)
+    length = spec.get("length", 0)  # files exported before data.length existed read each case as long as it is
+    if length and len(case) != length:  # linear interpolation along time, the first and last steps kept
+        src = np.linspace(0.0, 1.0, len(case)) if len(case) > 1 else np.zeros(1)
+        dst = np.linspace(0.0, 1.0, length)
+        case = np.stack([np.interp(dst, src, case[:, c]) for c in range(case.shape[1])], axis=1)
     pool = spec.get("pool", 1)  # files exported before data.pool existed read every step
     if pool > 1:  # each run of pool steps averaged into one, the last run over the steps left
         starts = np.arange(0, len(case), pool)

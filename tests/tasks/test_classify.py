@@ -25,6 +25,7 @@ from lstmkit.tasks.classify import (
     nn1_predict,
     pooled,
     prepare_data,
+    resample,
     resolve_normalize,
     scale_span,
     stratified_val,
@@ -90,6 +91,35 @@ def test_the_network_reads_pooled_cases_and_the_baselines_every_step(tmp_path):
             np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
     with pytest.raises(ValueError, match=r"data\.pool must be >= 1 \(steps averaged into one; 1: every step\), got 0"):
         toy_config(tmp_path, "data.pool=0")
+
+
+def test_resampling_by_hand():
+    case = np.array([[0.0, 10.0], [2.0, 30.0], [8.0, 20.0]])  # (T=3, C=2)
+    np.testing.assert_allclose(resample(case, 5), [[0, 10], [1, 20], [2, 30], [5, 25], [8, 20]])  # halfway steps added
+    np.testing.assert_allclose(resample(case, 2), [[0, 10], [8, 20]])  # the first and last steps kept
+    np.testing.assert_array_equal(resample(case[:1], 4), np.repeat(case[:1], 4, axis=0))  # one step: copies of it
+    assert resample(case, 3) is case
+
+
+def test_the_network_reads_resampled_cases_and_the_baselines_every_step(tmp_path):
+    """data.length: differences, then every case resampled to that many steps, then pooling and the scaler fitted on
+    the resampled training cases; the 1-NN baselines read the cases as long as they are."""
+    every = prepare_data(toy_config(tmp_path, "data.differences=true"))
+    nine = prepare_data(toy_config(tmp_path, "data.differences=true", "data.length=9", "data.pool=2"))
+    assert nine.config.data.frame == 1 and nine.config.data.length == 9
+    raw = read_ts(nine.config.data.test)
+    assert len({len(case) for case in raw.series}) > 1  # the toy cases differ in length
+    for case, got in zip(raw.series, nine.cases["test"], strict=True):
+        want = nine.scaler.transform(pooled(resample(with_differences(case), 9), 2))
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+        assert len(got) == 5
+    for split in ("train", "val", "test"):
+        for a, b in zip(every.baseline_cases[split], nine.baseline_cases[split], strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+    for bad in (-1, 1):
+        with pytest.raises(ValueError, match=r"^data\.length must be 0 \(each case as long as it is\) or >= 2 steps, "
+                                             rf"got {bad}$"):  # fmt: skip
+            toy_config(tmp_path, f"data.length={bad}")
 
 
 BAD_NORMALIZE = r"data\.normalize must be one of \('auto', 'global', 'case', 'case\+level'\), got "

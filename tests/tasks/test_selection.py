@@ -5,6 +5,7 @@ kept, ``selection.json`` written atomically, a second call resumes without retra
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from typer.testing import CliRunner
@@ -23,6 +24,8 @@ from lstmkit.tasks.classify.select import (
     SMALL_TRAIN,
     choose_with_variants,
     pooled_name,
+    resampled_name,
+    select_length,
     select_pool,
 )
 from lstmkit.tasks.selection import SELECTION, select, slug
@@ -40,15 +43,18 @@ def classify_selection(tmp_path_factory):
 
 def test_classify_below_100_cases_offers_each_architecture_as_a_fold_committee(tmp_path, monkeypatch):
     base = get_task("classify").smoke_config(tmp_path)
-    offered = get_task("classify").candidates(base)  # the toy set has 24 training cases
+    offered = get_task("classify").candidates(base)  # the toy set has 24 training cases of 6-12 steps
     assert list(CANDIDATES) == ["biLSTM", "LSTM-FCN", "ALSTM-FCN"]
-    assert list(offered) == [*CANDIDATES, *(name + " + differences" for name in CANDIDATES)]
+    every = [*CANDIDATES, *(name + " + differences" for name in CANDIDATES)]
+    assert list(offered) == [*every, *(resampled_name(name, 10) for name in every)]  # their median: 10 steps
     for name, values in CANDIDATES.items():
         small = {**values, "data.folds": FOLDS, "data.fold": 0, "data.committee": True, "data.dba": SMALL_DBA}
         assert offered[name] == small
         assert offered[name + DIFFERENCES] == {**small, "data.differences": True}
-    # A config that reads the differences already: nothing to vary.
-    assert list(get_task("classify").candidates(set_values(base, {"data.differences": True}))) == list(CANDIDATES)
+        assert offered[resampled_name(name, 10)] == {**small, "data.length": 10}
+    # A config that reads the differences already: nothing to vary but the length.
+    assert list(get_task("classify").candidates(set_values(base, {"data.differences": True}))) == [
+        *CANDIDATES, *(resampled_name(name, 10) for name in CANDIDATES)]
     # Cases too long to average in reasonable time: the committees without the synthetic cases.
     monkeypatch.setattr("lstmkit.tasks.classify.task.DBA_MAX_CELLS", 10)
     for values in get_task("classify").candidates(base).values():
@@ -58,7 +64,8 @@ def test_classify_below_100_cases_offers_each_architecture_as_a_fold_committee(t
     big.mkdir()
     train, test = write_toy_ts(big, n_train=SMALL_TRAIN)
     many = set_values(get_task("classify").smoke_config(tmp_path), {"data.train": str(train), "data.test": str(test)})
-    assert get_task("classify").candidates(many) == CANDIDATES
+    assert get_task("classify").candidates(many) == {
+        **CANDIDATES, **{resampled_name(name, 9): {**v, "data.length": 9} for name, v in CANDIDATES.items()}}  # 7-12
     few = set_values(many, {"data.train": str(write_toy_ts(tmp_path, n_train=SMALL_TRAIN - 1)[0])})
     assert get_task("classify").candidates(few)["biLSTM"]["data.committee"] is True
     # From 100 cases up with a class of two to four cases: fold committees, as many folds as that class has cases,
@@ -105,10 +112,43 @@ def test_long_cases_are_offered_pooled_beside_every_step(tmp_path, monkeypatch):
                                                                "data.dba": SMALL_DBA, "data.differences": True}
     own = get_task("classify").candidates(set_values(base, {"data.pool": 3}))
     assert list(own) == every and all("data.pool" not in v for v in own.values())  # the config's data.pool stands
-    assert list(get_task("classify").candidates(get_task("classify").smoke_config(tmp_path))) == every  # 6-12 steps
+    assert all("data.pool" not in v for v in get_task("classify").candidates(
+        get_task("classify").smoke_config(tmp_path)).values())  # 6-12 steps: none pooled
     # The choice: the lowest loss among the plain candidates, pooled or not; a pooled differences variant is a variant.
     losses = {"LSTM-FCN": 3.2, pooled_name("LSTM-FCN", 9): 2.1, pooled_name("LSTM-FCN" + DIFFERENCES, 9): 2.0}
     assert choose_with_variants(losses) == pooled_name("LSTM-FCN", 9)  # 2.0 is not 10% below 2.1
+
+
+def test_cases_of_different_lengths_are_offered_resampled_to_their_median(tmp_path):
+    """Where the training cases' lengths differ, every candidate is offered again reading each case resampled to
+    their median length (data.length), beside the others and chosen like them; not where the lengths are equal or
+    the config sets data.length; pooled copies are offered from the lengths before resampling."""
+    assert select_length([7, 15, 26]) == 15  # JapaneseVowels' shortest, median and longest
+    assert select_length([100, 200, 300, 434, 1344]) == 300  # PLAID's quartiles
+    assert select_length([24] * 20) == 0 and select_length([5]) == 0  # one length: nothing to resample
+    assert select_length([2, 3]) == 2 and select_length([1, 2]) == 2  # the median rounded, never below 2 steps
+    assert resampled_name("LSTM-FCN", 300) == "LSTM-FCN resampled to 300"
+    assert resampled_name("biLSTM" + DIFFERENCES, 15) == "biLSTM resampled to 15" + DIFFERENCES  # still a variant
+    base = get_task("classify").smoke_config(tmp_path)
+    own = get_task("classify").candidates(set_values(base, {"data.length": 12}))
+    assert all("data.length" not in v for v in own.values()) and len(own) == 2 * len(CANDIDATES)  # the config's stands
+    # Long cases of different lengths: the pooled copies come from the lengths as they are (median 700: by 11), the
+    # resampled ones read every case at the median length, every step.
+    long = tmp_path / "long"
+    long.mkdir()
+    rows = [f"{c}\t" + "\t".join(f"{(c * 7 + i + j) % 5:.1f}" for j in range(600 + 100 * (i % 3)))
+            for c in range(2) for i in range(60)]  # fmt: skip
+    for name in ("long_TRAIN.tsv", "long_TEST.tsv"):
+        (long / name).write_text("\n".join(rows) + "\n")
+    many = set_values(base, {"data.train": str(long / "long_TRAIN.tsv"), "data.test": str(long / "long_TEST.tsv")})
+    offered = get_task("classify").candidates(many)  # 120 cases: the hold-out plan, no variants
+    assert list(offered) == [*CANDIDATES, *(pooled_name(n, 11) for n in CANDIDATES),
+                             *(resampled_name(n, 700) for n in CANDIDATES)]  # fmt: skip
+    for name, values in CANDIDATES.items():
+        assert offered[resampled_name(name, 700)] == {**values, "data.length": 700}
+    # The choice: the lowest loss among the plain candidates, resampled or not.
+    losses = {"LSTM-FCN": 0.67, resampled_name("LSTM-FCN", 300): 0.39, "ALSTM-FCN": 0.66}
+    assert choose_with_variants(losses) == resampled_name("LSTM-FCN", 300)
 
 
 def test_the_lowest_validation_loss_is_chosen_and_recorded(classify_selection):
@@ -168,10 +208,10 @@ def test_a_second_call_resumes_every_candidate_without_retraining(classify_selec
     with pytest.raises(TaskError, match=r"^--out .*sel holds a selection of task 'classify', not 'forecast'; choose "
                                         r"another directory$"):  # fmt: skip
         select("forecast", get_task("forecast").smoke_config(first.out.parent), first.out)
-    with pytest.raises(TaskError, match=r"^--out .*sel holds a selection among other candidates \(\['ALSTM-FCN', "
-                                        r"'ALSTM-FCN \+ differences', 'LSTM-FCN', 'LSTM-FCN \+ differences', "
-                                        r"'biLSTM', 'biLSTM \+ differences'\]\); choose another directory, or "
-                                        r"repeat the same settings to resume it$"):  # fmt: skip
+    names = sorted(n + s for n in CANDIDATES for s in ("", " resampled to 10") for s in (s, s + DIFFERENCES))
+    with pytest.raises(TaskError, match=r"^--out .*sel holds a selection among other candidates "
+                                        + re.escape(f"({names}); choose another directory, or repeat the same "
+                                                    "settings to resume it") + "$"):  # fmt: skip
         select("classify", base, first.out, only=["biLSTM"])
 
 
@@ -206,9 +246,11 @@ def test_refusals_name_the_problem_before_any_run(tmp_path):
     with pytest.raises(TaskError, match=r"^task 'charlm' offers no candidate settings to choose among; train one "
                                         r"with `lstmkit train`$"):  # fmt: skip
         select("charlm", get_task("charlm").smoke_config(tmp_path), tmp_path / "a")
+    suffixes = ("", DIFFERENCES, " resampled to 10", " resampled to 10" + DIFFERENCES)
+    offered = [n + s for s in suffixes for n in CANDIDATES]
+    assert offered[:3] == ["biLSTM", "LSTM-FCN", "ALSTM-FCN"]
     with pytest.raises(ConfigError, match=r"^--candidates: \['BiLSTM'\] not offered; task 'classify' offers "
-                                          r"\['biLSTM', 'LSTM-FCN', 'ALSTM-FCN', 'biLSTM \+ differences', "
-                                          r"'LSTM-FCN \+ differences', 'ALSTM-FCN \+ differences'\]$"):  # fmt: skip
+                                          + re.escape(f"{offered}") + "$"):  # fmt: skip
         select("classify", get_task("classify").smoke_config(tmp_path), tmp_path / "a", only=["BiLSTM"])
     assert not (tmp_path / "a").exists()
     (tmp_path / "busy").mkdir()
@@ -223,9 +265,10 @@ def test_a_candidate_the_data_refuses_is_skipped_with_the_reason(tmp_path):
     base = set_values(get_task("classify").smoke_config(tmp_path), {"data.frame": 2, "data.dtw_baseline": False})
     result = select("classify", base, tmp_path / "sel")
     why = "model.arch=lstm-fcn reads every step (its conv branch); data.frame must be 0 or 1, got 2"
-    assert [c.name for c in result.candidates] == ["biLSTM", "biLSTM + differences"]
+    suffixes = ("", DIFFERENCES, " resampled to 10", " resampled to 10" + DIFFERENCES)
+    assert [c.name for c in result.candidates] == ["biLSTM" + s for s in suffixes]
     assert result.chosen.name == choose_with_variants({c.name: c.validation_loss for c in result.candidates})
-    assert list(result.skipped) == ["LSTM-FCN", "ALSTM-FCN", "LSTM-FCN + differences", "ALSTM-FCN + differences"]
+    assert list(result.skipped) == [n + s for s in suffixes for n in ("LSTM-FCN", "ALSTM-FCN")]
     assert all(v.startswith(why) for v in result.skipped.values())
     record = json.loads((tmp_path / "sel" / SELECTION).read_text())
     assert record["candidates"]["LSTM-FCN"]["skipped"] == result.skipped["LSTM-FCN"]

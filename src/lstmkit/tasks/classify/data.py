@@ -245,7 +245,8 @@ def validation_index(labels: np.ndarray, data: ClassifyData) -> np.ndarray:
 
 
 def resample(case: np.ndarray, length: int) -> np.ndarray:
-    """(T, C) -> (length, C) by linear interpolation along time (for the 1-NN baseline)."""
+    """(T, C) -> (length, C) by linear interpolation along time, the first and last steps kept (the 1-NN baselines;
+    ``data.length``). A one-step case becomes ``length`` copies of its step."""
     if len(case) == length:
         return case
     src = np.linspace(0.0, 1.0, len(case)) if len(case) > 1 else np.zeros(1)
@@ -278,11 +279,11 @@ class ClassifyPrepared(Prepared):
     config: Config
     classes: list[str]
     cases: dict[str, list[np.ndarray]]  # per split, scaled (T_i, C) float32 arrays
-    # What the 1-NN baselines read: the same cases before data.pool and data.normalize, scaled by their own training
-    # statistics, one step a row, never in the network's frames (``cases`` itself when data.normalize is "global" and
-    # pool and frame are 1), so that the baselines' figures do not move with the network's preprocessing (PLAID's
-    # 1-NN Euclidean: 0.730 on these, 0.667 on the case+level ones; PickupGestureWiimoteZ's 0.68 on single steps,
-    # 0.76 on frames of 13, whose last one is padded and whose rows resample differently).
+    # What the 1-NN baselines read: the same cases before data.length, data.pool and data.normalize, scaled by their
+    # own training statistics, one step a row, never in the network's frames (``cases`` itself when data.normalize is
+    # "global", pool and frame are 1 and length is 0), so that the baselines' figures do not move with the network's
+    # preprocessing (PLAID's 1-NN Euclidean: 0.730 on these, 0.667 on the case+level ones; PickupGestureWiimoteZ's
+    # 0.68 on single steps, 0.76 on frames of 13, whose last one is padded and whose rows resample differently).
     baseline_cases: dict[str, list[np.ndarray]]
     targets: dict[str, np.ndarray]  # per split, (N,) int64 class indices
     val_index: np.ndarray  # positions of the validation cases in the training file
@@ -317,7 +318,9 @@ def prepare_data(config: Config) -> ClassifyPrepared:
         raise DataUnavailable(str(e)) from e
     if data.differences:
         raw = {s: [with_differences(x) for x in v] for s, v in raw.items()}
-    plain = raw  # the baselines read these: every step, before data.pool and data.normalize
+    plain = raw  # the baselines read these: every step, before data.length, data.pool and data.normalize
+    if data.length:
+        raw = {s: [resample(x, data.length) for x in v] for s, v in raw.items()}  # (T, C) -> (length, C)
     raw = {s: [pooled(x, data.pool) for x in v] for s, v in raw.items()}
     normalize = resolve_normalize(data.normalize, raw["train"])  # on every training case: each fold decides alike
     raw = {s: [case_normalized(x, normalize) for x in v] for s, v in raw.items()}
@@ -364,7 +367,7 @@ def prepare_data(config: Config) -> ClassifyPrepared:
                 for s, v in split_cases.items()}  # fmt: skip
 
     cases = scaled(split_cases, scaler, frame)
-    if normalize == "global" and data.pool == 1:
+    if normalize == "global" and data.pool == 1 and not data.length:
         baseline_cases = cases if frame == 1 else scaled(split_cases, scaler, 1)
     else:
         plain_cases = split(plain)

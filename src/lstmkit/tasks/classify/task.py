@@ -46,6 +46,8 @@ from lstmkit.tasks.classify.select import (
     VARIANT_MARGIN_NATS,
     choose_with_variants,
     pooled_name,
+    resampled_name,
+    select_length,
     select_pool,
     smallest_class,
     validation_plan,
@@ -229,17 +231,27 @@ class ClassifyTask(Task):
         (:func:`validation_plan`), with no synthetic cases and no differences. Where the training cases' median
         length exceeds ``select.POOL_ABOVE`` steps, every candidate is offered again reading them pooled
         (``data.pool`` from :func:`select_pool`; named by :func:`pooled_name`), unless the config sets ``data.pool``;
-        the synthetic cases' cost is counted on the steps each candidate reads."""
+        where the training cases' lengths differ, every candidate is offered again reading each case resampled to
+        their median length (``data.length`` from :func:`select_length`; named by :func:`resampled_name`), unless
+        the config sets ``data.length``; the synthetic cases' cost is counted on the steps each candidate reads."""
         if config.data.full_train:
             raise ConfigError("lstmkit select chooses on validation cases, and data.full_train leaves none: unset it")
         train = load_cases(config.data)[0]
         lengths = [len(x) for x in train.series]
         # Long cases: every candidate again reading them pooled (select.POOL_ABOVE), unless the config sets data.pool.
+        if config.data.length:  # the config's own length: every case is read that long
+            lengths = [config.data.length] * len(lengths)
         pool = select_pool(lengths) if config.data.pool == 1 else 1
         offered = self._offered(config, train.labels, [-(-n // config.data.pool) for n in lengths], {})
         if pool > 1:
             copies = self._offered(config, train.labels, [-(-n // pool) for n in lengths], {"data.pool": pool})
             offered |= {pooled_name(name, pool): values for name, values in copies.items()}
+        # Cases of different lengths: every candidate again reading them resampled to the median (select_length).
+        length = select_length(lengths)
+        if length:
+            reads = [-(-length // config.data.pool)] * len(lengths)
+            copies = self._offered(config, train.labels, reads, {"data.length": length})
+            offered |= {resampled_name(name, length): values for name, values in copies.items()}
         return offered
 
     @staticmethod
@@ -319,7 +331,8 @@ class ClassifyTask(Task):
 
     def serving_metadata(self, run: Run) -> dict[str, Any]:
         """Classes by index and the preprocessing a raw (T, C) case needs before the network, in order:
-        first differences appended (``differences``), each run of ``pool`` steps averaged into one
+        first differences appended (``differences``), the case resampled to ``length`` steps unless it is 0
+        (``lstmkit.tasks.classify.resample``), each run of ``pool`` steps averaged into one
         (``lstmkit.tasks.classify.pooled``), the case scaled on its own (``normalize``:
         ``lstmkit.tasks.classify.case_normalized``), ``(x - mean) / std`` per channel, then ``frame``
         consecutive steps side by side (the last frame completed by repeating the case's last step)."""
@@ -328,7 +341,8 @@ class ClassifyTask(Task):
         data = run.config.data
         return {
             "classes": recorded["classes"],
-            "preprocess": {"differences": data.differences, "pool": data.pool, "normalize": data.normalize,
+            "preprocess": {"differences": data.differences, "length": data.length, "pool": data.pool,
+                           "normalize": data.normalize,
                            "mean": scaler.mean.tolist(), "std": scaler.std.tolist(),
                            "frame": data.frame},
         }
