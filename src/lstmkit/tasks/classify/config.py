@@ -38,9 +38,9 @@ class ClassifyData(DataConfig):
     # Read every case resampled to this many steps (linear interpolation along time, as the 1-NN baselines stretch
     # every case to the longest; lstmkit.tasks.classify.resample), after data.differences and before data.pool.
     # 0: each case as long as it is. For sets whose cases differ in length (PLAID's 100-1,344 steps), where the conv
-    # branch's filters and its mean over the steps otherwise see each case at its own time scale (PLAID's hold-out:
-    # 0.655 nats every step, 0.41 resampled to 256; docs/results.md). `lstmkit select` offers its candidates
-    # resampled to the median length too where the training cases' lengths differ.
+    # branch's filters and its mean over the steps otherwise see each case at its own time scale. `lstmkit select`
+    # offers its candidates resampled to the median length too where the training cases' lengths differ (PLAID's
+    # hold-out preferred them on 2 of 3 seeds; docs/results.md).
     length: int = 0
     jitter: float = 0.0  # std of Gaussian noise added to the scaled training inputs each step (augmentation)
     # Training cases redrawn every time they are read, comma-separated, applied in order: "slice" (a random 90%
