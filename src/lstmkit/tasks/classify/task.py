@@ -238,9 +238,9 @@ class ClassifyTask(Task):
             raise ConfigError("lstmkit select chooses on validation cases, and data.full_train leaves none: unset it")
         train = load_cases(config.data)[0]
         lengths = [len(x) for x in train.series]
-        # Long cases: every candidate again reading them pooled (select.POOL_ABOVE), unless the config sets data.pool.
         if config.data.length:  # the config's own length: every case is read that long
             lengths = [config.data.length] * len(lengths)
+        # Long cases: every candidate again reading them pooled (select.POOL_ABOVE), unless the config sets data.pool.
         pool = select_pool(lengths) if config.data.pool == 1 else 1
         offered = self._offered(config, train.labels, [-(-n // config.data.pool) for n in lengths], {})
         if pool > 1:
