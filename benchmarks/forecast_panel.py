@@ -272,33 +272,40 @@ def run_series(s: PanelSeries, horizon: int, seeds: list[int], candidates: dict[
         chosen = f"all {len(members)} combined"
     task = ForecastTask()
 
-    def forecasts_of(members: list[str], refit_tag: str) -> tuple[np.ndarray, np.ndarray, object]:
-        """(the members' seeds' test forecasts averaged, refitted when ``refit``; the same without the refit;
-        a prepared split of the series)."""
-        forecasts, prepared = [], None
+    def forecasts_of(members: list[str], refit_tag: str) -> tuple[dict, dict, object]:
+        """(each member's seeds' test forecasts, refitted when ``refit``; the same without the refit; a prepared
+        split of the series): {member: [one (N, H) array a seed]}."""
+        forecasts, prepared = {}, None
         for name in members:
+            forecasts[name] = []
             for run_dir in trials[name]["runs"]:
                 model, prepared = task.load(open_run(run_dir))
-                forecasts.append(model_forecasts(model, prepared, "test"))
-        ensemble = np.mean(forecasts, axis=0)  # (N, H): the members' forecasts averaged
+                forecasts[name].append(model_forecasts(model, prepared, "test"))
         if not refit:
-            return ensemble, ensemble, prepared
+            return forecasts, forecasts, prepared
         # Each seed of each member again, on every window before the test (data.full_train: the AR skip too) for
         # that seed's best epoch count on validation (best_epoch counts from 0: best_epoch + 1 epochs); the test
         # forecasts are these models'.
-        refitted = []
+        refitted = {}
         for name in members:
+            refitted[name] = []
             for seed, best_epoch in zip(seeds, trials[name]["best_epochs"], strict=True):
                 config = runner.build_config("forecast", seed=seed, overrides=[
                     *common, *candidates[name], "data.full_train=true", f"train.epochs={best_epoch + 1}"])  # fmt: skip
                 tag = f"{refit_tag}{members.index(name)}-s{seed}"
                 result = runner.train("forecast", config, workdir / f"{path.stem}-h{horizon}-refit-{tag}")
                 model, _ = task.load(open_run(result.run_dir))
-                refitted.append(model_forecasts(model, prepared, "test"))
-        return np.mean(refitted, axis=0), ensemble, prepared
+                refitted[name].append(model_forecasts(model, prepared, "test"))
+        return refitted, forecasts, prepared
 
-    ensemble, no_refit, prepared = forecasts_of(members, "")
-    # Without the candidates on a statistical base: the lowest validation loss among the others.
+    def mean_of(forecasts: dict, names: list[str]) -> np.ndarray:
+        """The (N, H) mean of every seed's forecasts of the members ``names``."""
+        return np.mean([f for name in names for f in forecasts[name]], axis=0)
+
+    final, unrefitted, prepared = forecasts_of(members, "")
+    ensemble, no_refit = mean_of(final, members), mean_of(unrefitted, members)
+    # Without the candidates on a statistical base: the lowest validation loss among the others, or with
+    # ``combine`` the others' combination (the same runs, so one run answers whether offering the bases helped).
     others = {k: v["val_mse"] for k, v in trials.items() if BASE_TAG not in k}
     without = min(others, key=others.get) if others and not combine and BASE_TAG in chosen else None
     data, split = prepared.config.data, prepared.split
@@ -313,7 +320,10 @@ def run_series(s: PanelSeries, horizon: int, seeds: list[int], candidates: dict[
     if refit:
         scores["no refit (LSTM trained on the training part only)"] = score(actual, no_refit, y_train, m)
     if without is not None:
-        scores[f"no bases ({without})"] = score(actual, forecasts_of([without], "nobase-")[0], y_train, m)
+        scores[f"no bases ({without})"] = score(actual, mean_of(forecasts_of([without], "nobase-")[0], [without]),
+                                                y_train, m)  # fmt: skip
+    if combine and others and len(others) < len(members):
+        scores[f"no bases (all {len(others)} combined)"] = score(actual, mean_of(final, list(others)), y_train, m)
     scores.update({k: score(actual, v, y_train, m) for k, v in units.items()})
     # The validation window also chooses between the best LSTM candidate and the linear AR alone (fitted on the
     # training part, like the AR skip); the linear one, when chosen, is refitted on every step before the test,

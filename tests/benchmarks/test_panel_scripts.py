@@ -92,6 +92,40 @@ def test_forecast_combination_averages_every_candidates_seeds(forecast_panel, tm
     assert forecasts[0].tolist() != forecasts[1].tolist()  # two different models, so the mean is not either one
 
 
+def test_forecast_combination_with_bases_also_scores_the_others_combined(forecast_panel, tmp_path):
+    """--combine --bases: the run scores every candidate's seeds averaged and, beside it, the combination without
+    the candidates on a statistical base (what the same command without --bases gives), from the same runs."""
+    import numpy as np
+
+    from lstmkit.tasks.forecast import ForecastTask
+    from lstmkit.tasks.forecast.scoring import model_forecasts, score
+    from lstmkit.tasks.rundir import open_run
+
+    fp = forecast_panel
+    t = np.arange(60)
+    values = (10 + 0.1 * t + np.sin(t / 3)).tolist()
+    s = fp.PanelSeries("toy", "hand", "yearly", [str(1900 + i) for i in t], values, 0, 4)
+    tiny = ["data.window=4", "data.ar_order=4", "model.hidden_size=4", "train.epochs=2"]
+    base = f"ETS{fp.BASE_TAG}window 4, relative"
+    candidates = {"skip": ["model.ar_skip=true", *tiny],
+                  base: ["model.ar_skip=false", "model.base=ets", "model.relative=true", *tiny]}  # fmt: skip
+    r = fp.run_series(s, 1, [0, 1], candidates, tmp_path, lambda line: None, linear=False, refit=False, combine=True)
+    task = ForecastTask()
+    forecasts = {}
+    for name in candidates:
+        for run in r["trials"][name]["runs"]:
+            model, prepared = task.load(open_run(run))
+            forecasts.setdefault(name, []).append(model_forecasts(model, prepared, "test"))
+    origins = fp.split_origins(prepared, "test")
+    actual, y = prepared.series.values[origins[:, None]], prepared.series.values[: prepared.split.test_lo]
+    both = score(actual, np.mean(forecasts["skip"] + forecasts[base], axis=0), y, 1)
+    assert r["scores"]["LSTM (all 2 combined, 2-seed mean)"] == both
+    assert r["scores"]["no bases (all 1 combined)"] == score(actual, np.mean(forecasts["skip"], axis=0), y, 1)
+    assert both != r["scores"]["no bases (all 1 combined)"]
+    table = "\n".join(fp.markdown([r], "1"))  # ranked as the LSTM without the bases, against the same baselines
+    assert "mean rank, LSTM chosen without the bases vs baselines" in table
+
+
 def test_export_bounds_table_is_a_small_share_of_every_task_models_outputs(monkeypatch, capsys):
     """benchmarks/export_bounds.py (docs/deployment.md's table) on its random models at a short shape: each task
     model's verification tolerance is below 1% of its largest output (the worst-case bound was above it)."""
