@@ -294,8 +294,10 @@ def run_series(s: PanelSeries, horizon: int, seeds: list[int], candidates: dict[
                     *common, *candidates[name], "data.full_train=true", f"train.epochs={best_epoch + 1}"])  # fmt: skip
                 tag = f"{refit_tag}{members.index(name)}-s{seed}"
                 result = runner.train("forecast", config, workdir / f"{path.stem}-h{horizon}-refit-{tag}")
-                model, _ = task.load(open_run(result.run_dir))
-                refitted[name].append(model_forecasts(model, prepared, "test"))
+                # Its own prepared series: a member on a statistical base (--bases) reads base columns refitted on
+                # every step before the test; without a base these equal the trial runs' (same scaler and split).
+                model, own = task.load(open_run(result.run_dir))
+                refitted[name].append(model_forecasts(model, own, "test"))
         return refitted, forecasts, prepared
 
     def mean_of(forecasts: dict, names: list[str]) -> np.ndarray:

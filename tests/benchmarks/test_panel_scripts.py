@@ -109,6 +109,11 @@ def test_forecast_combination_with_bases_also_scores_the_others_combined(forecas
     base = f"ETS{fp.BASE_TAG}window 4, relative"
     candidates = {"skip": ["model.ar_skip=true", *tiny],
                   base: ["model.ar_skip=false", "model.base=ets", "model.relative=true", *tiny]}  # fmt: skip
+    # Refitted (at h > 1), each member forecasts from its own base columns, refitted on every step before the test.
+    (tmp_path / "refit").mkdir()
+    refitted = fp.run_series(s, 2, [0], candidates, tmp_path / "refit", lambda line: None, linear=False, refit=True,
+                             combine=True)  # fmt: skip
+    assert refitted["scores"]["LSTM (all 2 combined, 1-seed mean)"] != refitted["scores"]["no bases (all 1 combined)"]
     r = fp.run_series(s, 1, [0, 1], candidates, tmp_path, lambda line: None, linear=False, refit=False, combine=True)
     task = ForecastTask()
     forecasts = {}
