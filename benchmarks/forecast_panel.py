@@ -7,6 +7,9 @@ Run (one thread, and nice on a shared machine):
 
     OMP_NUM_THREADS=1 nice -n 19 python benchmarks/forecast_panel.py --out runs/panel-forecast --horizon 1
 
+The procedures docs/results.md reports (each decided on the pseudo-test windows): ``--relative --refit multi-step
+--horizon 1``; ``--relative --refit multi-step --horizon season --combine --bases ets arima`` (session 31).
+
 For each series and horizon: every candidate (``--candidates``: with and without the AR skip, and each
 ``--windows`` multiple of the preset window) is trained with each seed; the candidate with the lowest mean
 validation loss (the last ``val_size`` steps before the test, never the test) is chosen, and its seeds'
