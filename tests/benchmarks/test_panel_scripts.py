@@ -9,6 +9,7 @@ import os
 
 import numpy as np
 import pytest
+import torch
 
 from scripts import load_benchmark as _load
 
@@ -509,6 +510,29 @@ def test_step_products_kernel_table_times_every_path(capsys):
     assert head.startswith("| M x K x N | brgemm | panels |") and head.endswith("| gemv | torch.mm |")
     assert one.startswith("| 1 x 8 x 16 | ") and "–" not in one
     assert two.startswith("| 2 x 8 x 16 | ") and two.split(" | ")[-2] == "–"
+
+
+def test_input_side_benchmark_times_each_path_and_names_auto_s_choice(capsys):
+    """A smoke run at tiny shapes: one row a shape, the path ``auto`` takes as the kernel's rule names it, every
+    ratio positive; a malformed shape is refused naming the form."""
+    from lstmkit.nn import _cpp
+
+    if not _cpp.available():
+        pytest.skip(f"C++ kernel unavailable: {_cpp._failure}")
+    bench = _load("input_side")
+    threads = torch.get_num_threads()
+    bench.main(["--shapes", "2x8x3,1x16x130", "--repeats", "2", "--threads", "1"])
+    assert torch.get_num_threads() == threads
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    assert rows[0].startswith("| B x H x T (I = H) | auto takes | auto ×native |")
+    ext = _cpp._ext()
+    for row, (b, h, t) in zip(rows[1:], [(2, 8, 3), (1, 16, 130)], strict=True):
+        cells = row.strip("| ").split(" | ")
+        assert cells[0] == f"{b} x {h} x {t}" and cells[1] == ext.input_gemm(t * b, 4 * h, h)
+        assert all(float(c.split(" ")[0]) > 0 for c in cells[2:])
+    with pytest.raises(SystemExit):
+        bench.main(["--shapes", "2x8"])
+    assert "a shape is BxHxT (three positive integers), got '2x8'" in capsys.readouterr().err
 
 
 def test_winograd_parts_benchmark_prints_every_part(capsys):

@@ -17,6 +17,7 @@ import sys
 import pytest
 import torch
 
+import lstmkit
 from lstmkit import _rounding
 from lstmkit.nn import LSTMOptions, LSTMWeights, _cpp
 from lstmkit.nn._cpp import lstm_scan_cpp
@@ -435,14 +436,82 @@ def test_auto_matmul_choice():
         pytest.skip("a forced gemm mode is active")
     if ext.isa() == "avx512":
         assert ext.gemm_for(4, 256, 100) == "brgemm" and ext.gemm_for(1, 64, 100) == "gemv"
-        assert ext.gemm_for(4, 512, 100) == "panels" and ext.gemm_for(1, 1024, 4) == "gemv"
-        assert ext.gemm_for(64, 4096, 3) == "blas" and ext.gemm_for(16, 257, 1) == "blas"
+        assert ext.gemm_for(1, 1024, 4) == "gemv" and ext.gemm_for(4, 1024, 100) == "panels"
+        assert ext.gemm_for(64, 4096, 3) == "blas" and ext.gemm_for(16, 257, 1) == "brgemm"
+        # AMD: in place up to K = 512 (session 32's EPYC); elsewhere panels above K = 256 (session 22's Xeon)
+        assert ext.gemm_for(4, 512, 100) == ("brgemm" if ext.cpu_vendor() == "amd" else "panels")
+        assert ext.gemm_for(16, 513, 100) == "panels"
     elif ext.isa() == "avx2":
         assert ext.gemm_for(1, 64, 100) == "gemv" and ext.gemm_for(1, 1024, 1) == "gemv"
         assert ext.gemm_for(4, 256, 4) == "panels" and ext.gemm_for(64, 128, 100) == "panels"
         assert ext.gemm_for(16, 256, 3) == "blas" and ext.gemm_for(4, 128, 1) == "brgemm"
     with pytest.raises(RuntimeError, match="unknown gemm mode fast"):
         ext.set_gemm("fast")
+
+
+def test_cpu_vendor_read_from_the_cpu():
+    """The kernel's vendor check (AMD's CPUs get their own rules) agrees with the kernel's /proc/cpuinfo."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            info = f.read()
+    except OSError:
+        pytest.skip("no /proc/cpuinfo to compare with")
+    if "vendor_id" not in info:
+        pytest.skip("/proc/cpuinfo names no x86 vendor")
+    assert _cpp._module.cpu_vendor() == ("amd" if "AuthenticAMD" in info else "other")
+
+
+def test_input_side_matmul_choice_and_its_hook():
+    """The input side in inference (T B rows x I @ W_ih^T): MKL's sgemm, except on AMD's AVX-512 CPUs from 512 rows,
+    or 128 where W_ih fits 1 MB, where brgemm on panels of W_ih runs; the hook forces one path, names checked."""
+    ext = _cpp._module
+    if ext.gemm() != "auto":
+        pytest.skip("a forced gemm mode is active")
+    amd512 = ext.isa() == "avx512" and ext.cpu_vendor() == "amd"
+    want = "panels" if amd512 else "blas"
+    assert ext.input_gemm(512, 2048, 512) == want and ext.input_gemm(511, 2048, 512) == "blas"
+    assert ext.input_gemm(128, 1024, 256) == want and ext.input_gemm(127, 1024, 256) == "blas"
+    assert ext.input_gemm(200, 1024, 257) == "blas"  # just over 1 MB: 512 rows needed
+    try:
+        for mode in ("panels", "blas", "aten"):
+            ext.set_input_gemm(mode)
+            assert ext.input_gemm(1, 4, 1) == mode
+        with pytest.raises(RuntimeError, match=r"unknown input-side gemm mode brgemm \(auto, panels, blas or aten\)"):
+            ext.set_input_gemm("brgemm")
+    finally:
+        ext.set_input_gemm("auto")
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("proj_size", [0, 17])
+def test_inference_every_input_side_and_step_path_against_torch(isa, proj_size, threads):
+    """Inference at sizes that reach the 16 x 16 transposing tiles and their edges (I = 37, G = 80, H = 20, P = 17)
+    and many rows (T B = 156), each input-side path (the W_ih panels are cut from the transposed W_ih) and each
+    per-step path (W_hh^T and W_hr^T made by the tiled transpose), one and two threads: torch.nn.LSTM's values."""
+    ext = _cpp._module
+    torch.manual_seed(3)
+    ref = torch.nn.LSTM(37, 20, num_layers=2, proj_size=proj_size)
+    ours = lstmkit.nn.LSTM(37, 20, num_layers=2, proj_size=proj_size)
+    ours.load_state_dict(ref.state_dict())
+    x = torch.randn(12, 13, 37)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with torch.inference_mode():
+            want = ref(x)
+            tol = module_tolerance(ours, x)
+            for in_mode, step_mode in itertools.product(("auto", "panels", "blas", "aten"),
+                                                        ("auto", "brgemm", "panels")):  # fmt: skip
+                ext.set_input_gemm(in_mode)
+                ext.set_gemm(step_mode)
+                got = ours(x)
+                for name, u, v in zip(("y", "h", "c"), (got[0], *got[1]), (want[0], *want[1]), strict=True):
+                    torch.testing.assert_close(u, v, atol=tol, rtol=0,
+                                               msg=lambda m, n=name, a=in_mode, b=step_mode: f"{n}, {a}/{b}: {m}")
+    finally:
+        ext.set_input_gemm("auto")
+        ext.set_gemm("auto")
+        torch.set_num_threads(before)
 
 
 @pytest.mark.parametrize("projection", [False, True], ids=["", "projection"])

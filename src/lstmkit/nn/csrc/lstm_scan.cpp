@@ -28,6 +28,10 @@
 #include <type_traits>
 #include <vector>
 
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
 #define LK_INLINE inline __attribute__((always_inline))
 #define LK_INLINE_LAMBDA __attribute__((always_inline))
 
@@ -180,6 +184,17 @@ Isa detect_isa() {
 
 Isa g_isa = detect_isa();
 
+// MKL runs slower code on AMD CPUs, and their caches differ from the Intel ones the rules below were measured on.
+bool amd_cpu() {
+#ifdef LSTMKIT_X86_VARIANTS
+  __builtin_cpu_init();
+  return __builtin_cpu_is("amd");
+#else
+  return false;
+#endif
+}
+const bool g_amd = amd_cpu();
+
 bool direct_blas_available() { return sgemm_ != nullptr && dgemm_ != nullptr; }
 
 bool packed_blas_available() {
@@ -246,13 +261,17 @@ constexpr int64_t kPanelMaxK = 1024, kPanelBlockK = 512;
 constexpr int64_t kBrgemmMaxK = 128;
 // The same on AVX-512 (session 22's Xeon: in place at K = 256 as fast as panels, at K >= 512 half their speed).
 constexpr int64_t kBrgemmMaxKAvx512 = 256;
+// On AMD's AVX-512 CPUs in place stays as fast to K = 512 (session 32's EPYC, benchmarks/step_products.py --kernel:
+// 52-111 GFLOP/s against the panels' 46-111 at M = 2-16, 4-16 x 512 x 1536-2048) and saves copying W; at
+// K = 1024 the panels win (86-99 against 64-88).
+constexpr int64_t kBrgemmMaxKAvx512Amd = 512;
 
 // The matrix-product path of one per-step product, C (M, N) = A (M, K) @ W (K, N), run `steps` times.
 // Measured on AVX2 (docs/benchmarks.md): with one row, gemv_rows (2x MKL's sgemm / sgemv / packed
 // GEMM at H = 128 and 512); with several rows, brgemm on panels once there are enough steps to pay for
 // copying W, else brgemm in place up to K = 128 and BLAS above. AVX-512 (benchmarks/step_products.py --kernel,
 // session 22): gemv_rows for one row too (90 GFLOP/s against brgemm's 77 at 1 x 128 x 512, level from K = 512,
-// where reading W bounds every path); for several, brgemm in place up to K = 256 (2x the panels' speed at
+// where reading W bounds every path); for several, brgemm in place up to K = 256 (512 on AMD; 2x the panels' speed at
 // 4 x 128 x 512), above it panels once there are enough steps, else BLAS: in place, W's rows 4H floats apart (a multiple of 4 KiB) share the L1 cache's
 // sets there too, and it ran at 36-74 GFLOP/s where panels ran at 102-167 (session 10's AVX-512 CPU had found
 // brgemm in place the fastest everywhere).
@@ -274,7 +293,7 @@ GemmMode choose_gemm(int64_t M, int64_t K, int64_t steps) {
     if (K == 0) return GemmMode::kBlas;  // gemm() writes the zeros
     if (M == 1) return GemmMode::kGemv;
     if (g_isa == Isa::kAvx512) {
-      if (K <= kBrgemmMaxKAvx512) return GemmMode::kBrgemm;
+      if (K <= (g_amd ? kBrgemmMaxKAvx512Amd : kBrgemmMaxKAvx512)) return GemmMode::kBrgemm;
       if (steps < kMinPackedSteps) return blas ? GemmMode::kBlas : GemmMode::kBrgemm;
       return GemmMode::kPanels;
     }
@@ -293,9 +312,99 @@ GemvFn pick_gemv() {
   return &generic::gemv_rows;
 }
 
+// The input side's product in inference, (k B, I) @ W_ih^T (I, G) for a chunk of k steps (forward_impl): MKL's
+// sgemm by default; on AMD CPUs with AVX-512, brgemm on panels of W_ih, packed once per call, where the T B
+// rows pay for the packing. MKL runs its AVX2 code on AMD CPUs: at 512-1,600 rows x 512 x 2048, one thread,
+// session 32's AMD EPYC measured sgemm at 100 GFLOP/s and the panels at 111-114; whole forwards at T B = 100
+// rows were 8% slower with panels at H = 1024 (16 MB of W_ih to pack) and level at H = 512, 5-7% faster at
+// H = 256 from 200 rows and at H = 512 and 1024 from 400-512 (docs/benchmarks.md).
+
+// A test hook (set_input_gemm) forces the input side alone; else the per-step hook's panels, BLAS and ATen
+// apply here too, and its other modes leave the choice to the rule.
+GemmMode g_input_gemm = GemmMode::kAuto;
+// T B rows from which packing W_ih pays (see above): 512, or 128 where W_ih fits L2 (1 MB: H = I = 256).
+constexpr int64_t kInputPanelRows = 512, kInputPanelRowsSmall = 128, kInputPanelSmallBytes = 1 << 20;
+
+template <typename T>
+GemmMode choose_input_gemm(int64_t rows, int64_t w_elements) {
+  GemmMode want = g_input_gemm != GemmMode::kAuto ? g_input_gemm : g_gemm;
+  if (want != GemmMode::kPanels && want != GemmMode::kBlas && want != GemmMode::kAten) want = GemmMode::kAuto;
+  if constexpr (!std::is_same_v<T, float>) {
+    return want == GemmMode::kAten ? GemmMode::kAten : GemmMode::kBlas;
+  } else {
+    if (want != GemmMode::kAuto) return want;
+    const int64_t enough = w_elements * int64_t(sizeof(float)) <= kInputPanelSmallBytes ? kInputPanelRowsSmall
+                                                                                        : kInputPanelRows;
+    return g_isa == Isa::kAvx512 && g_amd && rows >= enough ? GemmMode::kPanels : GemmMode::kBlas;
+  }
+}
+
+template <typename T>
+void transpose_scalar(const T* src, int64_t lds, int64_t rows, int64_t cols, T* dst, int64_t ldd) {
+  for (int64_t c = 0; c < cols; ++c)
+    for (int64_t r = 0; r < rows; ++r) dst[c * ldd + r] = src[r * lds + c];
+}
+
+#ifdef LSTMKIT_X86_VARIANTS
+// dst (16 rows, leading dimension ldd) = the transpose of the 16 x 16 tile at src (leading dimension lds).
+__attribute__((target("avx512f"))) void transpose16x16(const float* src, int64_t lds, float* dst, int64_t ldd) {
+  __m512 r[16], t[16];
+  for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(src + i * lds);
+  for (int i = 0; i < 16; i += 2) {  // pairs of rows interleaved
+    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {  // r[i + c], 128-bit lane L: column 4 L + c of rows i .. i + 3
+    r[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
+    r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xEE);
+    r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+    r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+  }
+  for (int i = 0; i < 16; i += 8) {  // lanes of rows i .. i + 3 and i + 4 .. i + 7 paired
+    for (int j = 0; j < 4; ++j) {
+      t[i + j] = _mm512_shuffle_f32x4(r[i + j], r[i + j + 4], 0x88);
+      t[i + j + 4] = _mm512_shuffle_f32x4(r[i + j], r[i + j + 4], 0xDD);
+    }
+  }
+  for (int j = 0; j < 8; ++j) {  // r[k]: column k of all 16 rows
+    r[j] = _mm512_shuffle_f32x4(t[j], t[j + 8], 0x88);
+    r[j + 8] = _mm512_shuffle_f32x4(t[j], t[j + 8], 0xDD);
+  }
+  for (int i = 0; i < 16; ++i) _mm512_storeu_ps(dst + i * ldd, r[i]);
+}
+#endif
+
+template <typename T>
+void transpose_into(const T* src, int64_t lds, int64_t rows, int64_t cols, T* dst, int64_t ldd) {
+  int64_t r16 = 0, c16 = 0;
+#ifdef LSTMKIT_X86_VARIANTS
+  if constexpr (std::is_same_v<T, float>) {
+    if (g_isa == Isa::kAvx512) {  // whole tiles; the edges below
+      r16 = rows / 16 * 16;
+      c16 = cols / 16 * 16;
+      for (int64_t r0 = 0; r0 < r16; r0 += 16)
+        for (int64_t c0 = 0; c0 < c16; c0 += 16) transpose16x16(src + r0 * lds + c0, lds, dst + c0 * ldd + r0, ldd);
+    }
+  }
+#endif
+  transpose_scalar(src + c16, lds, r16, cols - c16, dst + c16 * ldd, ldd);  // the tiled rows' last columns
+  transpose_scalar(src + r16 * lds, lds, rows - r16, cols, dst + r16, ldd);  // the rows left
+}
+
+// w (R, C) -> its transpose (C, R), contiguous.
+template <typename T>
+Tensor transposed(const Tensor& w) {
+  const Tensor src = w.contiguous();
+  Tensor out = at::empty({src.size(1), src.size(0)}, src.options());
+  transpose_into<T>(src.data_ptr<T>(), src.size(1), src.size(0), src.size(1), out.data_ptr<T>(), src.size(0));
+  return out;
+}
+
 // One thread's block of a per-step product whose right operand W (K, N) (row-major, leading dimension
 // ldw) is the same at every step: C (M, N) = A (M, K) @ W, all row-major. Built once per call, before
-// the time loop; with kPacked it owns W packed for MKL's micro-kernel.
+// the time loop; with kPacked it owns W packed for MKL's micro-kernel. The second constructor takes W as
+// its transpose W^T (N, K) (row-major, leading dimension ldw, e.g. W_ih (G, I)) and a mode: kPanels packs
+// the panels straight from it, kBlas and kAten read it transposed.
 template <typename T>
 class StepGemm {
  public:
@@ -321,8 +430,37 @@ class StepGemm {
       }
     }
   }
+  StepGemm(int64_t M, int64_t N, int64_t K, const T* Wt, int64_t ldw, GemmMode mode)
+      : M_(M), N_(N), K_(K), W_(Wt), ldw_(ldw), mode_(mode), transposed_(true) {
+    TORCH_CHECK(mode == GemmMode::kPanels || mode == GemmMode::kBlas || mode == GemmMode::kAten,
+                "StepGemm: a transposed W runs on panels, BLAS or ATen");
+    if constexpr (std::is_same_v<T, float>) {
+      if (mode_ == GemmMode::kPanels && M > 0 && N > 0) {
+        // The same panels as above, panel row k being column k of w rows of W^T.
+        nb_ = M <= 16 ? 16 : 32;
+        packed_ = at::empty({K * N}, at::kFloat);
+        float* dst = packed_.data_ptr<float>();
+        for (int64_t n0 = 0; n0 < N; n0 += nb_) {
+          const int64_t w = std::min(nb_, N - n0);
+          transpose_into<float>(Wt + n0 * ldw, ldw, w, K, dst, w);
+          dst += K * w;
+        }
+      }
+    } else {
+      TORCH_CHECK(mode != GemmMode::kPanels, "StepGemm: panels are float32 only");
+    }
+  }
   GemmMode mode() const { return mode_; }
-  void run(const T* A, int64_t lda, T* C, int64_t ldc) const {
+  // C = A @ W for M rows (default: the M it was built for; panels, BLAS and ATen take any count).
+  void run(const T* A, int64_t lda, T* C, int64_t ldc, int64_t rows = -1) const {
+    const int64_t M = rows < 0 ? M_ : rows;
+    if (transposed_) {
+      if constexpr (std::is_same_v<T, float>) {
+        if (mode_ == GemmMode::kPanels) return run_panels(A, lda, C, ldc, M);
+      }
+      gemm<T>(false, true, M, N_, K_, A, lda, W_, ldw_, T(0), C, ldc, mode_ == GemmMode::kAten);
+      return;
+    }
     if (M_ == 0 || N_ == 0) return;
     if constexpr (std::is_same_v<T, float>) {
       if (mode_ == GemmMode::kBrgemm && K_ > 0) {
@@ -333,23 +471,7 @@ class StepGemm {
         gemv_(K_, N_, A, W_, ldw_, C);
         return;
       }
-      if (mode_ == GemmMode::kPanels) {
-        // K in blocks of kc rows (outer), panels inner: A's block and C stay in cache while the panels'
-        // blocks stream through. Measured on AVX2 (docs/benchmarks.md): at K = 4096 (the backward's dh
-        // product at H = 1024) blocks of 512 lift (64, 4096) x (4096, 1024) from 48 to 62-76 GFLOP/s; up to
-        // K = 1024 a whole-K call is as fast or faster.
-        const int64_t kc = K_ > kPanelMaxK ? kPanelBlockK : K_;
-        for (int64_t k0 = 0; k0 < K_; k0 += kc) {
-          const int64_t kb = std::min(kc, K_ - k0);
-          const float* panel = packed_.data_ptr<float>();
-          for (int64_t n0 = 0; n0 < N_; n0 += nb_) {
-            const int64_t w = std::min(nb_, N_ - n0);
-            at::native::cpublas::brgemm(M_, w, kb, lda, w, ldc, k0 > 0, A + k0, panel + k0 * w, C + n0, false);
-            panel += K_ * w;
-          }
-        }
-        return;
-      }
+      if (mode_ == GemmMode::kPanels) return run_panels(A, lda, C, ldc, M);
       if (mode_ == GemmMode::kPacked) {
         cblas_sgemm_compute(101, 111, 151, int(M_), int(N_), int(K_), A, int(lda), packed_.data_ptr<float>(),
                             int(N_), 0.0f, C, int(ldc));
@@ -360,10 +482,42 @@ class StepGemm {
   }
 
  private:
+  // K in blocks of kc rows (outer), panels inner: A's block and C stay in cache while the panels' blocks stream
+  // through. Measured on AVX2 (docs/benchmarks.md): at K = 4096 (the backward's dh product at H = 1024) blocks
+  // of 512 lift (64, 4096) x (4096, 1024) from 48 to 62-76 GFLOP/s; up to K = 1024 a whole-K call is as fast
+  // or faster.
+  void run_panels(const T* A, int64_t lda, T* C, int64_t ldc, int64_t M) const {
+    if constexpr (std::is_same_v<T, float>) {
+      if (M == 0 || N_ == 0) return;
+      if (K_ == 0) return gemm<T>(false, false, M, N_, K_, A, lda, W_, ldw_, T(0), C, ldc);  // writes the zeros
+      const int64_t kc = K_ > kPanelMaxK ? kPanelBlockK : K_;
+      // Panels [p0, p1): panel p starts at column p nb, K rows of its width into the packing.
+      auto panels = [&](int64_t p0, int64_t p1) {
+        for (int64_t k0 = 0; k0 < K_; k0 += kc) {
+          const int64_t kb = std::min(kc, K_ - k0);
+          for (int64_t n0 = p0 * nb_; n0 < std::min(N_, p1 * nb_); n0 += nb_) {
+            const int64_t w = std::min(nb_, N_ - n0);
+            const float* panel = packed_.data_ptr<float>() + n0 * K_;
+            at::native::cpublas::brgemm(M, w, kb, lda, w, ldc, k0 > 0, A + k0, panel + k0 * w, C + n0, false);
+          }
+        }
+      };
+      const int64_t n_panels = (N_ + nb_ - 1) / nb_;
+      // The input side (transposed W, many rows) is one product for all threads, split by panels; a per-step
+      // product is already one thread's part of its step.
+      if (transposed_ && n_panels > 1 && at::get_num_threads() > 1 && !at::in_parallel_region()) {
+        at::parallel_for(0, n_panels, 1, panels);
+      } else {
+        panels(0, n_panels);
+      }
+    }
+  }
+
   int64_t M_ = 0, N_ = 0, K_ = 0;
   const T* W_ = nullptr;
   int64_t ldw_ = 0;
   GemmMode mode_ = GemmMode::kBlas;
+  bool transposed_ = false;  // W_ holds W^T (N, K) (the second constructor)
   int64_t nb_ = 0;  // panel width (kPanels)
   GemvFn gemv_ = pick_gemv();
   Tensor packed_;   // W packed (kPacked) or in panels (kPanels)
@@ -622,8 +776,8 @@ std::vector<Tensor> forward_impl(const Tensor& xg, const Tensor& h0, const Tenso
   // Low rank (inference): W_hh = left (G, R) @ right (R, P) as two thin products per step, one part.
   const bool lowrank = lr_left.defined();
   const bool single = int8 || lowrank;  // one call computes the whole product: no split by units
-  const Tensor w_hh_t = single ? Tensor() : w_hh.t().contiguous();  // (P, G): transposed once per call
-  const Tensor w_hr_t = proj && !int8 ? w_hr.t().contiguous() : Tensor();  // (H, P)
+  const Tensor w_hh_t = single ? Tensor() : transposed<T>(w_hh);  // (P, G): transposed once per call
+  const Tensor w_hr_t = proj && !int8 ? transposed<T>(w_hr) : Tensor();  // (H, P)
   const T* wt = ptr<T>(w_hh_t);
   const T* wrt = ptr<T>(w_hr_t);
   const T* h0_p = ptr<T>(h0);
@@ -687,11 +841,15 @@ std::vector<Tensor> forward_impl(const Tensor& xg, const Tensor& h0, const Tenso
   const int64_t I = chunked ? x_in.size(2) : 0;
   const int64_t n_chunk = chunked ? input_chunk_steps(Tn, B, G, static_cast<int64_t>(sizeof(T))) : 0;
   const Tensor xchunk = chunked ? at::empty({n_chunk, B, G}, o) : Tensor();  // (K, B, G) W_ih x of K steps
+  // (k B, I) @ W_ih^T (I, G), read from W_ih (G, I) as it is or packed into panels (choose_input_gemm).
+  const StepGemm<T> in_gemm = chunked ? StepGemm<T>(n_chunk * B, G, I, ptr<T>(w_ih), I,
+                                                                choose_input_gemm<T>(Tn * B, G * I))
+                                      : StepGemm<T>();
   auto xg_row = [&](int64_t t) -> T* {
     if (!chunked) return row<T>(xg, t);
-    if (t % n_chunk == 0) {  // (k B, I) @ (I, G): the next chunk's input side, no biases
+    if (t % n_chunk == 0) {  // the next chunk's input side, no biases
       const int64_t k = std::min(n_chunk, Tn - t);
-      gemm<T>(false, true, k * B, G, I, row<T>(x_in, t), I, ptr<T>(w_ih), I, T(0), ptr<T>(xchunk), G);
+      in_gemm.run(row<T>(x_in, t), I, ptr<T>(xchunk), G, k * B);
     }
     return row<T>(xchunk, t % n_chunk);
   };
@@ -1134,6 +1292,8 @@ std::vector<Tensor> backward(const std::optional<Tensor>& dy_, const std::option
                                w_hr, peep, g_hh, g_c, drop, mask, coupled, need_w, need_extra);
 }
 
+std::string cpu_vendor() { return g_amd ? "amd" : "other"; }
+
 std::string isa_name() {
   switch (g_isa) {
     case Isa::kAvx512: return "avx512";
@@ -1164,6 +1324,17 @@ void set_gemm(const std::string& name) {
 // The path choose_gemm takes for a float32 per-step product of M rows, inner dimension K, `steps` steps.
 std::string gemm_for(int64_t M, int64_t K, int64_t steps) {
   return kGemmNames[static_cast<int>(choose_gemm<float>(M, K, steps))];
+}
+// The path of the float32 input side in inference for T B rows and W_ih (G, I) (choose_input_gemm), its hook.
+std::string input_gemm(int64_t rows, int64_t G, int64_t I) {
+  return kGemmNames[static_cast<int>(choose_input_gemm<float>(rows, G * I))];
+}
+void set_input_gemm(const std::string& name) {
+  TORCH_CHECK(name == "auto" || name == "panels" || name == "blas" || name == "aten",
+              "unknown input-side gemm mode ", name, " (auto, panels, blas or aten)");
+  int i = 0;
+  while (name != kGemmNames[i]) ++i;
+  g_input_gemm = static_cast<GemmMode>(i);
 }
 
 // One per-step product as the scan runs it: C (M, N) = A (M, K) @ W (K, N) through the path the current
@@ -1477,4 +1648,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("gemm", &lstmkit::gemm_name);
   m.def("set_gemm", &lstmkit::set_gemm);
   m.def("gemm_for", &lstmkit::gemm_for);
+  m.def("cpu_vendor", &lstmkit::cpu_vendor);
+  m.def("input_gemm", &lstmkit::input_gemm);
+  m.def("set_input_gemm", &lstmkit::set_input_gemm);
 }

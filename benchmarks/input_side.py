@@ -1,0 +1,96 @@
+"""The input side of an inference forward: MKL's sgemm or brgemm on panels of W_ih, whole forwards timed.
+
+In inference the C++ kernel computes W_ih x itself, a chunk of steps at a time, as one (k B, I) @ (I, 4H)
+product per chunk (``choose_input_gemm`` in ``lstm_scan.cpp``): MKL's ``sgemm_`` reading W_ih as it is, or
+oneDNN's brgemm micro-kernel on W_ih cut once per call into panels (session 32: MKL runs its AVX2 code on AMD
+CPUs). This times a whole ``lstmkit.nn.LSTM`` forward (``torch.inference_mode``, I = H) with each input-side
+path forced (``set_input_gemm``; the per-step products on their automatic paths), interleaved with
+``torch.nn.LSTM`` of the same weights, and reports each as a ratio to native's time in the same round
+(median over rounds, quartiles in brackets) and which path ``auto`` takes there:
+
+    python benchmarks/input_side.py --shapes 16x512x100,4x256x100,1x1024x100 --threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import torch
+from _timing import interleaved, machine_description, median, paired_ratios, quartiles
+
+import lstmkit
+from lstmkit.nn import _cpp
+
+PATHS = ("auto", "blas", "panels")
+
+
+def shape(text: str) -> tuple[int, int, int]:
+    """'BxHxT' -> (B, H, T)."""
+    try:
+        b, h, t = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a shape is BxHxT (three positive integers), got {text!r}") from None
+    if min(b, h, t) < 1:
+        raise argparse.ArgumentTypeError(f"a shape is BxHxT (three positive integers), got {text!r}")
+    return b, h, t
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--shapes", type=lambda s: [shape(v) for v in s.split(",")],
+                    default=[shape(v) for v in ("1x512x100", "4x256x100", "4x512x100", "16x512x100", "1x1024x100")],
+                    help="comma list of BxHxT (I = H)")  # fmt: skip
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=15, help="interleaved rounds (default 15)")
+    args = ap.parse_args(argv)
+    if args.threads < 1:
+        ap.error(f"--threads must be >= 1, got {args.threads}")
+    if not _cpp.available():
+        sys.exit(f"the C++ kernel is unavailable: {_cpp._failure}")
+    ext = _cpp._ext()
+    before = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
+    try:
+        table(ext, args, sys.argv[1:] if argv is None else argv)
+    finally:
+        torch.set_num_threads(before)
+
+
+def table(ext, args: argparse.Namespace, argv: list[str]) -> None:
+    """Prints the machine, then one row a shape."""
+    torch.manual_seed(0)
+    print(f"Command: `python benchmarks/input_side.py {' '.join(argv)}`\n")
+    print(f"Machine: {machine_description()}. {args.threads} thread(s); kernel instruction set {ext.isa()}, "
+          f"CPU vendor check: {ext.cpu_vendor()}.\n")  # fmt: skip
+    print("| B x H x T (I = H) | auto takes | auto ×native | BLAS (sgemm) ×native | panels ×native | native ms |")
+    print("|---|---|---|---|---|---:|")
+    for B, H, T in args.shapes:
+        native = torch.nn.LSTM(H, H)
+        ours = lstmkit.nn.LSTM(H, H)
+        ours.load_state_dict(native.state_dict())
+        x = torch.randn(T, B, H)
+
+        def forward(module: torch.nn.Module, path: str | None = None, x: torch.Tensor = x):
+            def run() -> None:
+                if path is not None:
+                    ext.set_input_gemm(path)
+                try:
+                    with torch.inference_mode():
+                        module(x)
+                finally:
+                    ext.set_input_gemm("auto")
+            return run
+
+        times = interleaved({"native": forward(native), **{p: forward(ours, p) for p in PATHS}}, args.repeats)
+        cells = []
+        for p in PATHS:
+            r = paired_ratios(times[p], times["native"])
+            lo, hi = quartiles(r)
+            cells.append(f"{median(r):.3f} ({lo:.2f}-{hi:.2f})")
+        takes = ext.input_gemm(T * B, 4 * H, H)
+        print(f"| {B} x {H} x {T} | {takes} | {' | '.join(cells)} | {median(times['native']) * 1e3:.2f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
