@@ -314,15 +314,15 @@ GemvFn pick_gemv() {
 
 // The input side's product in inference, (k B, I) @ W_ih^T (I, G) for a chunk of k steps (forward_impl): MKL's
 // sgemm by default; on AMD CPUs with AVX-512, brgemm on panels of W_ih, packed once per call, where the T B
-// rows pay for the packing. MKL runs its AVX2 code on AMD CPUs: at 512-1,600 rows x 512 x 2048, one thread,
-// session 32's AMD EPYC measured sgemm at 100 GFLOP/s and the panels at 111-114; whole forwards at T B = 100
-// rows were 8% slower with panels at H = 1024 (16 MB of W_ih to pack) and level at H = 512, 5-7% faster at
-// H = 256 from 200 rows and at H = 512 and 1024 from 400-512 (docs/benchmarks.md).
+// rows pay for the packing. MKL runs its AVX2 code on AMD CPUs: at 400-1,600 rows x 512 x 2048, one thread,
+// session 32's AMD EPYC measured sgemm at 100 GFLOP/s and the panels at 111-114, i.e. about 2.3 ps saved per
+// row and element of W_ih, where packing cost 0.04 ms at 1 MB of W_ih (H = I = 256), 0.55 ms at 4 MB and 4.1 ms
+// at 16 MB (benchmarks/input_side.py at T = B = 1): it pays from about 70, 230 and 430 rows.
 
 // A test hook (set_input_gemm) forces the input side alone; else the per-step hook's panels, BLAS and ATen
 // apply here too, and its other modes leave the choice to the rule.
 GemmMode g_input_gemm = GemmMode::kAuto;
-// T B rows from which packing W_ih pays (see above): 512, or 128 where W_ih fits L2 (1 MB: H = I = 256).
+// T B rows from which packing W_ih pays (see above), rounded up: 512, or 128 where W_ih fits 1 MB.
 constexpr int64_t kInputPanelRows = 512, kInputPanelRowsSmall = 128, kInputPanelSmallBytes = 1 << 20;
 
 template <typename T>
