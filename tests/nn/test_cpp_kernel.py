@@ -484,16 +484,20 @@ def test_input_side_matmul_choice_and_its_hook():
 
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("proj_size", [0, 17])
-def test_inference_every_input_side_and_step_path_against_torch(isa, proj_size, threads):
-    """Inference at sizes that reach the 16 x 16 transposing tiles and their edges (I = 37, G = 80, H = 20, P = 17)
-    and many rows (T B = 156), each input-side path (the W_ih panels are cut from the transposed W_ih) and each
-    per-step path (W_hh^T and W_hr^T made by the tiled transpose), one and two threads: torch.nn.LSTM's values."""
+@pytest.mark.parametrize("size", [(12, 13, 37, 20), (3, 50, 272, 256)], ids=["small", "large"])
+def test_inference_every_input_side_and_step_path_against_torch(isa, proj_size, threads, size):
+    """Inference at sizes that reach the 16 x 16 transposing tiles and their edges (T, B, I, H = 12, 13, 37, 20:
+    G = 80; P = 17) and many rows (T B = 156), and at sizes whose copies are split across two threads (I = 272,
+    H = 256: W_ih and W_hh of 2^18 elements and more), each input-side path (the W_ih panels are cut from W_ih
+    itself) and each per-step path (W_hh^T and W_hr^T made by the tiled transpose), one and two threads:
+    torch.nn.LSTM's values."""
     ext = _cpp._module
+    T_, B_, I_, H_ = size
     torch.manual_seed(3)
-    ref = torch.nn.LSTM(37, 20, num_layers=2, proj_size=proj_size)
-    ours = lstmkit.nn.LSTM(37, 20, num_layers=2, proj_size=proj_size)
+    ref = torch.nn.LSTM(I_, H_, num_layers=2, proj_size=proj_size)
+    ours = lstmkit.nn.LSTM(I_, H_, num_layers=2, proj_size=proj_size)
     ours.load_state_dict(ref.state_dict())
-    x = torch.randn(12, 13, 37)
+    x = torch.randn(T_, B_, I_)
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:

@@ -391,12 +391,29 @@ void transpose_into(const T* src, int64_t lds, int64_t rows, int64_t cols, T* ds
   transpose_scalar(src + r16 * lds, lds, rows - r16, cols, dst + r16, ldd);  // the rows left
 }
 
-// w (R, C) -> its transpose (C, R), contiguous.
+// f(b0, b1) over blocks [0, n) of a copy of `elements` elements: split across the threads when the copy is large
+// enough to pay for waking them (as torch's own copies are) and no parallel region is running.
+template <typename F>
+void copy_blocks(int64_t n, int64_t elements, const F& f) {
+  if (n > 1 && elements >= (int64_t(1) << 18) && at::get_num_threads() > 1 && !at::in_parallel_region()) {
+    at::parallel_for(0, n, 1, f);
+  } else {
+    f(0, n);
+  }
+}
+
+// w (R, C) -> its transpose (C, R), contiguous; blocks of 16 rows of w split across the threads.
 template <typename T>
 Tensor transposed(const Tensor& w) {
   const Tensor src = w.contiguous();
-  Tensor out = at::empty({src.size(1), src.size(0)}, src.options());
-  transpose_into<T>(src.data_ptr<T>(), src.size(1), src.size(0), src.size(1), out.data_ptr<T>(), src.size(0));
+  const int64_t R = src.size(0), C = src.size(1);
+  Tensor out = at::empty({C, R}, src.options());
+  const T* s = src.data_ptr<T>();
+  T* d = out.data_ptr<T>();
+  copy_blocks((R + 15) / 16, R * C, [&](int64_t b0, int64_t b1) {
+    const int64_t r0 = b0 * 16, r1 = std::min(R, b1 * 16);
+    transpose_into<T>(s + r0 * C, C, r1 - r0, C, d + r0, R);
+  });
   return out;
 }
 
@@ -440,11 +457,12 @@ class StepGemm {
         nb_ = M <= 16 ? 16 : 32;
         packed_ = at::empty({K * N}, at::kFloat);
         float* dst = packed_.data_ptr<float>();
-        for (int64_t n0 = 0; n0 < N; n0 += nb_) {
-          const int64_t w = std::min(nb_, N - n0);
-          transpose_into<float>(Wt + n0 * ldw, ldw, w, K, dst, w);
-          dst += K * w;
-        }
+        copy_blocks((N + nb_ - 1) / nb_, K * N, [&](int64_t p0, int64_t p1) {  // panel p starts at n0 K
+          for (int64_t n0 = p0 * nb_; n0 < std::min(N, p1 * nb_); n0 += nb_) {
+            const int64_t w = std::min(nb_, N - n0);
+            transpose_into<float>(Wt + n0 * ldw, ldw, w, K, dst + n0 * K, w);
+          }
+        });
       }
     } else {
       TORCH_CHECK(mode != GemmMode::kPanels, "StepGemm: panels are float32 only");
