@@ -25,22 +25,23 @@ from lstmkit.nn import _cpp
 PATHS = ("auto", "blas", "panels")
 
 
-def shape(text: str) -> tuple[int, int, int]:
-    """'BxHxT' -> (B, H, T)."""
+def shape(text: str) -> tuple[int, int, int, int]:
+    """'BxHxT' (I = H) or 'BxHxTxI' -> (B, H, T, I)."""
     try:
-        b, h, t = (int(v) for v in text.lower().split("x"))
+        values = [int(v) for v in text.lower().split("x")]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"a shape is BxHxT (three positive integers), got {text!r}") from None
-    if min(b, h, t) < 1:
-        raise argparse.ArgumentTypeError(f"a shape is BxHxT (three positive integers), got {text!r}")
-    return b, h, t
+        values = []
+    if len(values) not in (3, 4) or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"a shape is BxHxT or BxHxTxI (positive integers), got {text!r}")
+    b, h, t, i = values if len(values) == 4 else [*values, values[1]]
+    return b, h, t, i
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shapes", type=lambda s: [shape(v) for v in s.split(",")],
                     default=[shape(v) for v in ("1x512x100", "4x256x100", "4x512x100", "16x512x100", "1x1024x100")],
-                    help="comma list of BxHxT (I = H)")  # fmt: skip
+                    help="comma list of BxHxT (I = H) or BxHxTxI")  # fmt: skip
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=15, help="interleaved rounds (default 15)")
     args = ap.parse_args(argv)
@@ -63,13 +64,14 @@ def table(ext, args: argparse.Namespace, argv: list[str]) -> None:
     print(f"Command: `python benchmarks/input_side.py {' '.join(argv)}`\n")
     print(f"Machine: {machine_description()}. {args.threads} thread(s); kernel instruction set {ext.isa()}, "
           f"CPU vendor check: {ext.cpu_vendor()}.\n")  # fmt: skip
-    print("| B x H x T (I = H) | auto takes | auto ×native | BLAS (sgemm) ×native | panels ×native | native ms |")
+    print("| B x H x T (x I, else I = H) | auto takes | auto ×native | BLAS (sgemm) ×native | panels ×native "
+          "| native ms |")
     print("|---|---|---|---|---|---:|")
-    for B, H, T in args.shapes:
-        native = torch.nn.LSTM(H, H)
-        ours = lstmkit.nn.LSTM(H, H)
+    for B, H, T, I in args.shapes:
+        native = torch.nn.LSTM(I, H)
+        ours = lstmkit.nn.LSTM(I, H)
         ours.load_state_dict(native.state_dict())
-        x = torch.randn(T, B, H)
+        x = torch.randn(T, B, I)
 
         def forward(module: torch.nn.Module, path: str | None = None, x: torch.Tensor = x):
             def run() -> None:
@@ -88,8 +90,9 @@ def table(ext, args: argparse.Namespace, argv: list[str]) -> None:
             r = paired_ratios(times[p], times["native"])
             lo, hi = quartiles(r)
             cells.append(f"{median(r):.3f} ({lo:.2f}-{hi:.2f})")
-        takes = ext.input_gemm(T * B, 4 * H, H)
-        print(f"| {B} x {H} x {T} | {takes} | {' | '.join(cells)} | {median(times['native']) * 1e3:.2f} |", flush=True)
+        takes = ext.input_gemm(T * B, 4 * H, I)
+        name = f"{B} x {H} x {T}" + (f" x {I}" if I != H else "")
+        print(f"| {name} | {takes} | {' | '.join(cells)} | {median(times['native']) * 1e3:.2f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -521,18 +521,20 @@ def test_input_side_benchmark_times_each_path_and_names_auto_s_choice(capsys):
         pytest.skip(f"C++ kernel unavailable: {_cpp._failure}")
     bench = _load("input_side")
     threads = torch.get_num_threads()
-    bench.main(["--shapes", "2x8x3,1x16x130", "--repeats", "2", "--threads", "1"])
+    bench.main(["--shapes", "2x8x3,1x16x130,2x8x3x1", "--repeats", "2", "--threads", "1"])
     assert torch.get_num_threads() == threads
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
-    assert rows[0].startswith("| B x H x T (I = H) | auto takes | auto ×native |")
+    assert rows[0].startswith("| B x H x T (x I, else I = H) | auto takes | auto ×native |")
     ext = _cpp._ext()
-    for row, (b, h, t) in zip(rows[1:], [(2, 8, 3), (1, 16, 130)], strict=True):
+    for row, (b, h, t, i) in zip(rows[1:], [(2, 8, 3, 8), (1, 16, 130, 16), (2, 8, 3, 1)], strict=True):
         cells = row.strip("| ").split(" | ")
-        assert cells[0] == f"{b} x {h} x {t}" and cells[1] == ext.input_gemm(t * b, 4 * h, h)
+        assert cells[0] == f"{b} x {h} x {t}" + (f" x {i}" if i != h else "")
+        assert cells[1] == ext.input_gemm(t * b, 4 * h, i)
         assert all(float(c.split(" ")[0]) > 0 for c in cells[2:])
-    with pytest.raises(SystemExit):
-        bench.main(["--shapes", "2x8"])
-    assert "a shape is BxHxT (three positive integers), got '2x8'" in capsys.readouterr().err
+    for bad in ("2x8", "2x8x0", "2xax3"):
+        with pytest.raises(SystemExit):
+            bench.main(["--shapes", bad])
+        assert f"a shape is BxHxT or BxHxTxI (positive integers), got '{bad}'" in capsys.readouterr().err
 
 
 def test_winograd_parts_benchmark_prints_every_part(capsys):

@@ -462,16 +462,18 @@ def test_cpu_vendor_read_from_the_cpu():
 
 
 def test_input_side_matmul_choice_and_its_hook():
-    """The input side in inference (T B rows x I @ W_ih^T): MKL's sgemm, except on AMD's AVX-512 CPUs from 512 rows,
-    or 128 where W_ih fits 1 MB, where brgemm on panels of W_ih runs; the hook forces one path, names checked."""
+    """The input side in inference (T B rows x I @ W_ih^T): MKL's sgemm, except on AMD's AVX-512 CPUs from 128 rows
+    where W_ih fits 1 MB, 256 where it fits 4 MB, else 512, where brgemm on panels of W_ih runs; the hook forces one
+    path, names checked."""
     ext = _cpp._module
     if ext.gemm() != "auto":
         pytest.skip("a forced gemm mode is active")
     amd512 = ext.isa() == "avx512" and ext.cpu_vendor() == "amd"
     want = "panels" if amd512 else "blas"
-    assert ext.input_gemm(512, 2048, 512) == want and ext.input_gemm(511, 2048, 512) == "blas"
-    assert ext.input_gemm(128, 1024, 256) == want and ext.input_gemm(127, 1024, 256) == "blas"
-    assert ext.input_gemm(200, 1024, 257) == "blas"  # just over 1 MB: 512 rows needed
+    assert ext.input_gemm(128, 1024, 256) == want and ext.input_gemm(127, 1024, 256) == "blas"  # 1 MB
+    assert ext.input_gemm(256, 2048, 512) == want and ext.input_gemm(255, 2048, 512) == "blas"  # 4 MB
+    assert ext.input_gemm(200, 1024, 257) == "blas"  # just over 1 MB: 256 rows needed
+    assert ext.input_gemm(512, 4096, 1024) == want and ext.input_gemm(511, 4096, 1024) == "blas"  # 16 MB
     try:
         for mode in ("panels", "blas", "aten"):
             ext.set_input_gemm(mode)
