@@ -449,6 +449,63 @@ def test_auto_matmul_choice():
         ext.set_gemm("fast")
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_training_one_row_split_by_units_against_torch(isa, threads):
+    """Training at one batch row over two threads (B = 1, H = 256, T = 9: the forward's per-thread gate blocks packed
+    side by side): outputs and every gradient equal torch.nn.LSTM's within the derived bound."""
+    torch.manual_seed(5)
+    ref = torch.nn.LSTM(40, 256)
+    ours = lstmkit.nn.LSTM(40, 256)
+    ours.load_state_dict(ref.state_dict())
+    x = torch.randn(9, 1, 40)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        xs = [x.clone().requires_grad_(), x.clone().requires_grad_()]
+        outs = [m(v) for m, v in zip((ours, ref), xs, strict=True)]
+        for y, (h, c) in outs:
+            (y.square().sum() + h.sum() + c.sum()).backward()
+        tol = module_tolerance(ours, x)
+        for u, v in zip((outs[0][0], *outs[0][1]), (outs[1][0], *outs[1][1]), strict=True):
+            torch.testing.assert_close(u, v, atol=tol, rtol=0)
+        gtol = module_tolerance(ours, x, gradients=True)
+        grads = [(xs[0].grad, xs[1].grad)] + [(p.grad, q.grad) for p, q in zip(ours.parameters(), ref.parameters(),
+                                                                                 strict=True)]  # fmt: skip
+        for u, v in grads:
+            torch.testing.assert_close(u, v, atol=gtol * max(1.0, float(v.abs().max())), rtol=0)
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_one_row_packed_gate_blocks_give_the_very_values_of_the_blocks_in_place(isa):
+    """One batch row split by units over two threads (B = 1, H = 256, T = 9): with each thread's gate blocks packed
+    side by side (the automatic path) gemv_rows makes the same sums in the same order as on W_hh^T in place (forced
+    gemv), so outputs and gradients are bitwise equal, in inference and in training. (The bound against torch is
+    too loose at this size to see a swapped gate block; this is not.)"""
+    ext = _cpp._module
+    torch.manual_seed(7)
+    m = lstmkit.nn.LSTM(40, 256)
+    x = torch.randn(9, 1, 40)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    runs = []
+    try:
+        for mode in ("auto", "gemv"):
+            ext.set_gemm(mode)
+            with torch.inference_mode():
+                y_inf = m(x)[0]
+            m.zero_grad()
+            v = x.clone().requires_grad_()
+            y, (h, c) = m(v)
+            (y.square().sum() + h.sum() + c.sum()).backward()
+            runs.append([y_inf, y.detach(), v.grad, *(p.grad.clone() for p in m.parameters())])
+    finally:
+        ext.set_gemm("auto")
+        torch.set_num_threads(before)
+    for a, b in zip(*runs, strict=True):
+        assert torch.equal(a, b)
+
+
 def test_cpu_vendor_read_from_the_cpu():
     """The kernel's vendor check (AMD's CPUs get their own rules) agrees with the kernel's /proc/cpuinfo."""
     try:
@@ -486,13 +543,14 @@ def test_input_side_matmul_choice_and_its_hook():
 
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("proj_size", [0, 17])
-@pytest.mark.parametrize("size", [(12, 13, 37, 20), (3, 50, 272, 256)], ids=["small", "large"])
+@pytest.mark.parametrize("size", [(12, 13, 37, 20), (3, 50, 272, 256), (9, 1, 40, 256)], ids=["small", "large", "row"])
 def test_inference_every_input_side_and_step_path_against_torch(isa, proj_size, threads, size):
     """Inference at sizes that reach the 16 x 16 transposing tiles and their edges (T, B, I, H = 12, 13, 37, 20:
-    G = 80; P = 17) and many rows (T B = 156), and at sizes whose copies are split across two threads (I = 272,
-    H = 256: W_ih and W_hh of 2^18 elements and more), each input-side path (the W_ih panels are cut from W_ih
-    itself) and each per-step path (W_hh^T and W_hr^T made by the tiled transpose), one and two threads:
-    torch.nn.LSTM's values."""
+    G = 80; P = 17) and many rows (T B = 156), at sizes whose copies are split across two threads (I = 272,
+    H = 256: W_ih and W_hh of 2^18 elements and more), and one batch row split by units over two threads (B = 1,
+    H = 256, T = 9: each thread's gate blocks packed side by side, on the automatic path), each input-side path
+    (the W_ih panels are cut from W_ih itself) and each per-step path (W_hh^T and W_hr^T made by the tiled
+    transpose), one and two threads: torch.nn.LSTM's values."""
     ext = _cpp._module
     T_, B_, I_, H_ = size
     torch.manual_seed(3)

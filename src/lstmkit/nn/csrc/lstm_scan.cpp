@@ -255,6 +255,8 @@ void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const T* A, int64_t
 
 // Packing costs about one step's product; below this many steps it does not pay for itself.
 constexpr int64_t kMinPackedSteps = 4;
+// One row's packed gate blocks (step_gemms_row): the copy reads and writes W once, a step's product reads it once.
+constexpr int64_t kMinRowBlockSteps = 8;
 // Panels: inner dimensions above kPanelMaxK run in blocks of kPanelBlockK rows (StepGemm::run).
 constexpr int64_t kPanelMaxK = 1024, kPanelBlockK = 512;
 // Inner dimensions up to this read W fast enough in place (AVX2, one batch row).
@@ -468,6 +470,32 @@ class StepGemm {
       TORCH_CHECK(mode != GemmMode::kPanels, "StepGemm: panels are float32 only");
     }
   }
+  // One batch row over q_count column blocks [q stride, q stride + w) of W (K, ldw), e.g. one thread's units in
+  // each gate block: the blocks packed side by side once, (K, q_count w), so that gemv_rows streams one contiguous
+  // matrix instead of q_count runs of w floats a row (run_blocks).
+  StepGemm(int64_t K, const T* W, int64_t ldw, int64_t w, int64_t q_count, int64_t stride)
+      : M_(1), N_(q_count * w), K_(K), W_(W), ldw_(ldw), mode_(GemmMode::kGemv), blocks_(q_count), block_w_(w),
+        block_stride_(stride) {
+    static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>);
+    if constexpr (std::is_same_v<T, float>) {
+      packed_ = at::empty({K * N_}, at::kFloat);
+      ybuf_ = at::empty({N_}, at::kFloat);
+      float* dst = packed_.data_ptr<float>();
+      for (int64_t k = 0; k < K; ++k)
+        for (int64_t q = 0; q < q_count; ++q) std::memcpy(dst + k * N_ + q * w, W + k * ldw + q * stride, w * sizeof(float));
+    } else {
+      TORCH_CHECK(false, "StepGemm: packed gate blocks are float32 only");
+    }
+  }
+  bool packed_blocks() const { return blocks_ > 0; }
+  // C + q stride (w values) = A (one row, K) @ block q of W, for every block (the packed-blocks constructor).
+  void run_blocks(const T* A, T* C) const {
+    if constexpr (std::is_same_v<T, float>) {
+      float* y = ybuf_.data_ptr<float>();
+      gemv_(K_, N_, A, packed_.data_ptr<float>(), N_, y);
+      for (int64_t q = 0; q < blocks_; ++q) std::memcpy(C + q * block_stride_, y + q * block_w_, block_w_ * sizeof(float));
+    }
+  }
   GemmMode mode() const { return mode_; }
   // C = A @ W for M rows (default: the M it was built for; panels, BLAS and ATen take any count).
   void run(const T* A, int64_t lda, T* C, int64_t ldc, int64_t rows = -1) const {
@@ -536,6 +564,8 @@ class StepGemm {
   int64_t ldw_ = 0;
   GemmMode mode_ = GemmMode::kBlas;
   bool transposed_ = false;  // W_ holds W^T (N, K) (the second constructor)
+  int64_t blocks_ = 0, block_w_ = 0, block_stride_ = 0;  // the packed-blocks constructor
+  Tensor ybuf_;  // its row of outputs before they go to their blocks (one thread uses one StepGemm)
   int64_t nb_ = 0;  // panel width (kPanels)
   GemvFn gemv_ = pick_gemv();
   Tensor packed_;   // W packed (kPacked) or in panels (kPanels)
@@ -589,6 +619,19 @@ std::vector<StepGemm<T>> step_gemms(int64_t parts, int64_t n, int64_t align, int
     const int64_t lo = split_at(n, parts, c, align), hi = split_at(n, parts, c + 1, align);
     for (int64_t q = 0; q < q_count; ++q) out.emplace_back(M, hi - lo, K, W + q * stride + lo, ldw, steps);
   }
+  return out;
+}
+
+// One batch row split by units over `parts` threads, q_count gate blocks: one packed-blocks StepGemm a part (see
+// its constructor), each packed by the thread that will read it.
+template <typename T>
+std::vector<StepGemm<T>> step_gemms_row(int64_t parts, int64_t n, int64_t align, int64_t K, const T* W, int64_t ldw,
+                                        int64_t q_count, int64_t stride) {
+  std::vector<StepGemm<T>> out(parts);
+  parallel_parts(parts, [&](int64_t c) {
+    const int64_t lo = split_at(n, parts, c, align), hi = split_at(n, parts, c + 1, align);
+    out[c] = StepGemm<T>(K, W + lo, ldw, hi - lo, q_count, stride);
+  });
   return out;
 }
 
@@ -814,8 +857,14 @@ std::vector<Tensor> forward_impl(const Tensor& xg, const Tensor& h0, const Tenso
   const int64_t n_pcols = proj && !int8 ? parts_of(step_threads(B * P * H), P, kAlign) : 1;
   // The per-step products, each part's weight block prepared (packed, where chosen) once for all steps:
   // rec by units across the gate blocks (entry c * ng + q), or by gate columns with LayerNorm / one part.
+  // One batch row split by units: each thread's gate-block columns packed side by side (gemv_rows then streams
+  // one contiguous matrix, not ng runs of H / n_units floats a row), where the steps repay the copy.
+  const bool row_blocks = std::is_same_v<T, float> && B == 1 && !single && !ln && n_units > 1 &&
+                          Tn >= kMinRowBlockSteps && choose_gemm<T>(1, P, Tn) == GemmMode::kGemv &&
+                          g_gemm == GemmMode::kAuto;
   const auto rec = single                  ? std::vector<StepGemm<T>>{}
                    : (ln || n_units == 1) ? step_gemms<T>(ln ? n_cols : 1, G, kAlign, B, P, wt, G, Tn)
+                   : row_blocks           ? step_gemms_row<T>(n_units, H, kAlign, P, wt, G, ng, H)
                                           : step_gemms<T>(n_units, H, kAlign, B, P, wt, G, Tn, ng, H);
   const auto prj = proj && !int8 ? step_gemms<T>(n_pcols, P, kAlign, B, H, wrt, P, Tn) : std::vector<StepGemm<T>>{};
   const int64_t R = lowrank ? lr_left.size(1) : 0;
@@ -923,7 +972,11 @@ std::vector<Tensor> forward_impl(const Tensor& xg, const Tensor& h0, const Tenso
         if (n_units == 1) {
           rec_all(hin, r);  // (B, P) @ (P, G)
         } else {
-          for (int64_t q = 0; q < ng; ++q) rec[c * ng + q].run(hin, P, r + q * H + j0, G);
+          if (row_blocks) {
+            rec[c].run_blocks(hin, r + j0);
+          } else {
+            for (int64_t q = 0; q < ng; ++q) rec[c * ng + q].run(hin, P, r + q * H + j0, G);
+          }
         }
         fwd(a, 0, B, j0, j1);
         if (!proj && need_post) post(pa, 0, B, j0, j1);
