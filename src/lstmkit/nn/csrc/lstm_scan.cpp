@@ -184,7 +184,8 @@ Isa detect_isa() {
 
 Isa g_isa = detect_isa();
 
-// MKL runs slower code on AMD CPUs, and their caches differ from the Intel ones the rules below were measured on.
+// MKL chooses its kernels by CPU vendor (slower ones on this AMD CPU, below), and AMD's caches differ from the
+// Intel ones the rules below were first measured on.
 bool amd_cpu() {
 #ifdef LSTMKIT_X86_VARIANTS
   __builtin_cpu_init();
@@ -316,7 +317,7 @@ GemvFn pick_gemv() {
 
 // The input side's product in inference, (k B, I) @ W_ih^T (I, G) for a chunk of k steps (forward_impl): MKL's
 // sgemm by default; on AMD CPUs with AVX-512, brgemm on panels of W_ih, packed once per call, where the T B
-// rows pay for the packing. MKL runs its AVX2 code on AMD CPUs: at 400-1,600 rows x 512 x 2048, one thread,
+// rows pay for the packing. MKL chooses its kernels by CPU vendor: at 400-1,600 rows x 512 x 2048, one thread,
 // session 32's AMD EPYC measured sgemm at 100 GFLOP/s and the panels at 111-114, i.e. about 2.3 ps saved per
 // row and element of W_ih, where packing cost 0.04 ms at 1 MB of W_ih (H = I = 256), 0.55 ms at 4 MB and 4.1 ms
 // at 16 MB (benchmarks/input_side.py at T = B = 1): it pays from about 70, 230 and 430 rows.
@@ -476,24 +477,24 @@ class StepGemm {
   StepGemm(int64_t K, const T* W, int64_t ldw, int64_t w, int64_t q_count, int64_t stride)
       : M_(1), N_(q_count * w), K_(K), W_(W), ldw_(ldw), mode_(GemmMode::kGemv), blocks_(q_count), block_w_(w),
         block_stride_(stride) {
-    static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>);
     if constexpr (std::is_same_v<T, float>) {
       packed_ = at::empty({K * N_}, at::kFloat);
       ybuf_ = at::empty({N_}, at::kFloat);
       float* dst = packed_.data_ptr<float>();
       for (int64_t k = 0; k < K; ++k)
-        for (int64_t q = 0; q < q_count; ++q) std::memcpy(dst + k * N_ + q * w, W + k * ldw + q * stride, w * sizeof(float));
+        for (int64_t q = 0; q < q_count; ++q)
+          std::memcpy(dst + k * N_ + q * w, W + k * ldw + q * stride, w * sizeof(float));
     } else {
       TORCH_CHECK(false, "StepGemm: packed gate blocks are float32 only");
     }
   }
-  bool packed_blocks() const { return blocks_ > 0; }
   // C + q stride (w values) = A (one row, K) @ block q of W, for every block (the packed-blocks constructor).
   void run_blocks(const T* A, T* C) const {
     if constexpr (std::is_same_v<T, float>) {
       float* y = ybuf_.data_ptr<float>();
       gemv_(K_, N_, A, packed_.data_ptr<float>(), N_, y);
-      for (int64_t q = 0; q < blocks_; ++q) std::memcpy(C + q * block_stride_, y + q * block_w_, block_w_ * sizeof(float));
+      for (int64_t q = 0; q < blocks_; ++q)
+        std::memcpy(C + q * block_stride_, y + q * block_w_, block_w_ * sizeof(float));
     }
   }
   GemmMode mode() const { return mode_; }
