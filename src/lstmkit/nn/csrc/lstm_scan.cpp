@@ -319,8 +319,9 @@ GemvFn pick_gemv() {
 // sgemm by default; on AMD CPUs with AVX-512, brgemm on panels of W_ih, packed once per call, where the T B
 // rows pay for the packing. MKL chooses its kernels by CPU vendor: at 400-1,600 rows x 512 x 2048, one thread,
 // session 32's AMD EPYC measured sgemm at 100 GFLOP/s and the panels at 111-114, i.e. about 2.3 ps saved per
-// row and element of W_ih, where packing cost 0.04 ms at 1 MB of W_ih (H = I = 256), 0.55 ms at 4 MB and 4.1 ms
-// at 16 MB (benchmarks/input_side.py at T = B = 1): it pays from about 70, 230 and 430 rows.
+// row and element of W_ih, where packing cost 0.04-0.05 ms at 1 MB of W_ih (H = I = 256), 0.55-0.83 ms at 4 MB and
+// 2.2-4.1 ms at 16 MB (benchmarks/input_side.py at T = B = 1, two runs): it pays from about 70-90, 230-350 and
+// 230-430 rows.
 
 // A test hook (set_input_gemm) forces the input side alone; else the per-step hook's panels, BLAS and ATen
 // apply here too, and its other modes leave the choice to the rule.
