@@ -428,19 +428,21 @@ def test_step_product_every_path(m, k, n, gemm, isa):
 
 def test_auto_matmul_choice():
     """The automatic path (measured, docs/benchmarks.md): gemv_rows for one batch row; for several, on AVX-512
-    brgemm in place up to K = 256, above it brgemm on panels once there are enough steps to pay for copying W,
-    else BLAS; on AVX2 brgemm on panels once there are enough steps, else brgemm in place up to K = 128 and BLAS
-    above."""
+    brgemm in place up to K = 256 (512 on AMD), above it brgemm on panels once there are enough steps to pay for
+    copying W, else BLAS; on AVX2 brgemm on panels once there are enough steps, else brgemm in place up to K = 128
+    and BLAS above."""
     ext = _cpp._module
     if ext.gemm() != "auto":
         pytest.skip("a forced gemm mode is active")
     if ext.isa() == "avx512":
         assert ext.gemm_for(4, 256, 100) == "brgemm" and ext.gemm_for(1, 64, 100) == "gemv"
         assert ext.gemm_for(1, 1024, 4) == "gemv" and ext.gemm_for(4, 1024, 100) == "panels"
-        assert ext.gemm_for(64, 4096, 3) == "blas" and ext.gemm_for(16, 257, 1) == "brgemm"
-        # AMD: in place up to K = 512 (session 32's EPYC); elsewhere panels above K = 256 (session 22's Xeon)
-        assert ext.gemm_for(4, 512, 100) == ("brgemm" if ext.cpu_vendor() == "amd" else "panels")
-        assert ext.gemm_for(16, 513, 100) == "panels"
+        assert ext.gemm_for(64, 4096, 3) == "blas" and ext.gemm_for(16, 513, 100) == "panels"
+        # AMD: in place up to K = 512 (session 32's EPYC); elsewhere above K = 256 panels, or BLAS for a few steps
+        # (session 22's Xeon)
+        amd = ext.cpu_vendor() == "amd"
+        assert ext.gemm_for(4, 512, 100) == ("brgemm" if amd else "panels")
+        assert ext.gemm_for(16, 257, 1) == ("brgemm" if amd else "blas")
     elif ext.isa() == "avx2":
         assert ext.gemm_for(1, 64, 100) == "gemv" and ext.gemm_for(1, 1024, 1) == "gemv"
         assert ext.gemm_for(4, 256, 4) == "panels" and ext.gemm_for(64, 128, 100) == "panels"
