@@ -9,6 +9,12 @@ path forced (``set_input_gemm``; the per-step products on their automatic paths)
 (median over rounds, quartiles in brackets) and which path ``auto`` takes there:
 
     python benchmarks/input_side.py --shapes 16x512x100,4x256x100,1x1024x100 --threads 1
+
+With ``--step`` the per-step recurrent products are forced instead (the input side on its automatic path): brgemm
+reading W_hh^T in place, or brgemm on panels 16 or 32 columns wide (``set_gemm``, ``set_panel_width``; forced panels
+apply to the input side too, which takes 32-wide panels from 17 rows), beside ``auto`` (session 33):
+
+    python benchmarks/input_side.py --shapes 16x512x100,4x512x100 --threads 1 --step
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ import lstmkit
 from lstmkit.nn import _cpp
 
 PATHS = ("auto", "blas", "panels")
+# --step: (column, per-step gemm mode, panel width; 0 = the kernel's rule)
+STEP_PATHS = (("auto", "auto", 0), ("in place", "brgemm", 0), ("panels 16", "panels", 16), ("panels 32", "panels", 32))
 
 
 def shape(text: str) -> tuple[int, int, int, int]:
@@ -44,6 +52,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="comma list of BxHxT (I = H) or BxHxTxI")  # fmt: skip
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=15, help="interleaved rounds (default 15)")
+    ap.add_argument("--step", action="store_true",
+                    help="force the per-step products' paths instead of the input side's")  # fmt: skip
     args = ap.parse_args(argv)
     if args.threads < 1:
         ap.error(f"--threads must be >= 1, got {args.threads}")
@@ -64,9 +74,14 @@ def table(ext, args: argparse.Namespace, argv: list[str]) -> None:
     print(f"Command: `python benchmarks/input_side.py {' '.join(argv)}`\n")
     print(f"Machine: {machine_description()}. {args.threads} thread(s); kernel instruction set {ext.isa()}, "
           f"CPU vendor check: {ext.cpu_vendor()}.\n")  # fmt: skip
-    print("| B x H x T (x I, else I = H) | auto takes | auto ×native | BLAS (sgemm) ×native | panels ×native "
-          "| native ms |")
-    print("|---|---|---|---|---|---:|")
+    if args.step:
+        print("| B x H x T (x I, else I = H) | auto takes | " + " | ".join(f"{p[0]} ×native" for p in STEP_PATHS)
+              + " | native ms |")  # fmt: skip
+        print("|---|---|" + "---|" * len(STEP_PATHS) + "---:|")
+    else:
+        print("| B x H x T (x I, else I = H) | auto takes | auto ×native | BLAS (sgemm) ×native | panels ×native "
+              "| native ms |")
+        print("|---|---|---|---|---|---:|")
     for B, H, T, I in args.shapes:
         native = torch.nn.LSTM(I, H)
         ours = lstmkit.nn.LSTM(I, H)
@@ -75,22 +90,29 @@ def table(ext, args: argparse.Namespace, argv: list[str]) -> None:
 
         def forward(module: torch.nn.Module, path: str | None = None, x: torch.Tensor = x):
             def run() -> None:
-                if path is not None:
+                if path is not None and args.step:
+                    _, mode, width = next(p for p in STEP_PATHS if p[0] == path)
+                    ext.set_gemm(mode)
+                    ext.set_panel_width(width)
+                elif path is not None:
                     ext.set_input_gemm(path)
                 try:
                     with torch.inference_mode():
                         module(x)
                 finally:
                     ext.set_input_gemm("auto")
+                    ext.set_gemm("auto")
+                    ext.set_panel_width(0)
             return run
 
-        times = interleaved({"native": forward(native), **{p: forward(ours, p) for p in PATHS}}, args.repeats)
+        names = [p[0] for p in STEP_PATHS] if args.step else list(PATHS)
+        times = interleaved({"native": forward(native), **{p: forward(ours, p) for p in names}}, args.repeats)
         cells = []
-        for p in PATHS:
+        for p in names:
             r = paired_ratios(times[p], times["native"])
             lo, hi = quartiles(r)
             cells.append(f"{median(r):.3f} ({lo:.2f}-{hi:.2f})")
-        takes = ext.input_gemm(T * B, 4 * H, I)
+        takes = f"{ext.gemm_for(B, H, T)}, {ext.panel_width(B)} wide" if args.step else ext.input_gemm(T * B, 4 * H, I)
         name = f"{B} x {H} x {T}" + (f" x {I}" if I != H else "")
         print(f"| {name} | {takes} | {' | '.join(cells)} | {median(times['native']) * 1e3:.2f} |", flush=True)
 

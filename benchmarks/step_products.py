@@ -15,8 +15,8 @@ Prints GFLOP/s (2 B H 4H per product); each cell is the best of 5 timings.
     python benchmarks/step_products.py
 
 With ``--kernel``, the products run through lstmkit's own C++ kernel instead (its ``step_product`` hook:
-the ``StepGemm`` the scan uses, each path forced in turn, ``gemv`` for one row only, ``torch.mm`` beside them in the
-same rounds), at
+the ``StepGemm`` the scan uses, each path forced in turn, the panels 16 and 32 columns wide, ``gemv`` for one row
+only, ``torch.mm`` beside them in the same rounds), at
 the shapes given as M x K x N: the forward's (B, H) x (H, 4H) and the backward's dL/dh product
 (B, 4H) x (4H, H), where panels run K above 1024 in blocks of 512 rows:
 
@@ -110,8 +110,13 @@ def kernel_table(shapes: list[tuple[int, int, int]], rounds: int = 5, steps: int
 
     _cpp._ext()
     ext = _cpp._module
-    modes = [m for m in ("brgemm", "panels", "packed", "blas", "gemv") if m != "packed" or _try_mode(ext, m)]
-    print(f"lstmkit kernel, instruction set {ext.isa()}; {steps} steps per timing, best of {rounds} rounds.\n")
+    # (column, gemm mode, panel width: 0 = the kernel's rule)
+    paths = [("brgemm", "brgemm", 0), ("panels 16", "panels", 16), ("panels 32", "panels", 32), ("packed", "packed", 0),
+             ("blas", "blas", 0), ("gemv", "gemv", 0)]  # fmt: skip
+    paths = [p for p in paths if p[1] != "packed" or _try_mode(ext, "packed")]
+    modes = [p[0] for p in paths]
+    print(f"lstmkit kernel, instruction set {ext.isa()}, CPU vendor check {ext.cpu_vendor()}; {steps} steps per "
+          f"timing, best of {rounds} rounds. Panel width by the kernel's rule at M = 16: {ext.panel_width(16)}.\n")
     print("| M x K x N | " + " | ".join(modes) + " | torch.mm |")
     print("|---|" + "---:|" * (len(modes) + 1))
     before = ext.gemm()
@@ -120,11 +125,15 @@ def kernel_table(shapes: list[tuple[int, int, int]], rounds: int = 5, steps: int
         best = dict.fromkeys([*modes, "mm"], 0.0)
         flop = 2.0 * M * K * N * steps
         for _ in range(rounds):
-            for m in modes:
+            for m, mode, width in paths:
                 if m == "gemv" and M != 1:  # one batch row only (forced, it runs panels otherwise)
                     continue
-                ext.set_gemm(m)
-                best[m] = max(best[m], flop / ext.step_product(a, w, steps)[1] / 1e9)
+                ext.set_gemm(mode)
+                ext.set_panel_width(width)
+                try:
+                    best[m] = max(best[m], flop / ext.step_product(a, w, steps)[1] / 1e9)
+                finally:
+                    ext.set_panel_width(0)
             c = torch.empty(M, N)
             t0 = time.perf_counter()
             for _ in range(steps):

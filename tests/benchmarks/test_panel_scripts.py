@@ -501,15 +501,18 @@ def test_select_combination_on_a_toy_selection(tmp_path, capsys):
 
 
 def test_step_products_kernel_table_times_every_path(capsys):
-    """A smoke run of ``--kernel``'s table at tiny shapes: every forced path of the kernel timed, gemv for one row
-    only."""
+    """A smoke run of ``--kernel``'s table at tiny shapes: every forced path of the kernel timed (the panels at both
+    widths), gemv for one row only; the panel width is back on the kernel's rule after."""
     sp = _load("step_products")
     sp.kernel_table([(1, 8, 16), (2, 8, 16)], rounds=1, steps=2)
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
     head, one, two = rows[0], rows[1], rows[2]
-    assert head.startswith("| M x K x N | brgemm | panels |") and head.endswith("| gemv | torch.mm |")
+    assert head.startswith("| M x K x N | brgemm | panels 16 | panels 32 |") and head.endswith("| gemv | torch.mm |")
     assert one.startswith("| 1 x 8 x 16 | ") and "–" not in one
     assert two.startswith("| 2 x 8 x 16 | ") and two.split(" | ")[-2] == "–"
+    from lstmkit.nn import _cpp
+
+    assert _cpp._module.panel_width(17) == 32 and _cpp._module.gemm() == "auto"
 
 
 def test_input_side_benchmark_times_each_path_and_names_auto_s_choice(capsys):
@@ -531,6 +534,14 @@ def test_input_side_benchmark_times_each_path_and_names_auto_s_choice(capsys):
         assert cells[0] == f"{b} x {h} x {t}" + (f" x {i}" if i != h else "")
         assert cells[1] == ext.input_gemm(t * b, 4 * h, i)
         assert all(float(c.split(" ")[0]) > 0 for c in cells[2:])
+    bench.main(["--shapes", "2x8x3", "--repeats", "2", "--threads", "1", "--step"])
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    assert rows[0].startswith("| B x H x T (x I, else I = H) | auto takes | auto ×native | in place ×native | "
+                              "panels 16 ×native | panels 32 ×native |")  # fmt: skip
+    cells = rows[1].strip("| ").split(" | ")
+    assert cells[1] == f"{ext.gemm_for(2, 8, 3)}, {ext.panel_width(2)} wide"
+    assert all(float(c.split(" ")[0]) > 0 for c in cells[2:])
+    assert ext.gemm() == "auto" and ext.panel_width(17) == 32
     for bad in ("2x8", "2x8x0", "2xax3"):
         with pytest.raises(SystemExit):
             bench.main(["--shapes", bad])

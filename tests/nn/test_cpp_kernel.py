@@ -428,9 +428,9 @@ def test_step_product_every_path(m, k, n, gemm, isa):
 
 def test_auto_matmul_choice():
     """The automatic path (measured, docs/benchmarks.md): gemv_rows for one batch row; for several, on AVX-512
-    brgemm in place up to K = 256 (512 on AMD), above it brgemm on panels once there are enough steps to pay for
-    copying W, else BLAS; on AVX2 brgemm on panels once there are enough steps, else brgemm in place up to K = 128
-    and BLAS above."""
+    brgemm in place up to K = 256 (512 on AMD below 16 rows or for a few steps), above it brgemm on panels once
+    there are enough steps to pay for copying W, else BLAS; on AVX2 brgemm on panels once there are enough steps,
+    else brgemm in place up to K = 128 and BLAS above."""
     ext = _cpp._module
     if ext.gemm() != "auto":
         pytest.skip("a forced gemm mode is active")
@@ -438,11 +438,16 @@ def test_auto_matmul_choice():
         assert ext.gemm_for(4, 256, 100) == "brgemm" and ext.gemm_for(1, 64, 100) == "gemv"
         assert ext.gemm_for(1, 1024, 4) == "gemv" and ext.gemm_for(4, 1024, 100) == "panels"
         assert ext.gemm_for(64, 4096, 3) == "blas" and ext.gemm_for(16, 513, 100) == "panels"
-        # AMD: in place up to K = 512 (session 32's EPYC); elsewhere above K = 256 panels, or BLAS for a few steps
-        # (session 22's Xeon)
+        # AMD: in place up to K = 512 below 16 rows (session 32's EPYC), from 16 rows panels above K = 256 (session
+        # 33), in place to K = 512 for a few steps; elsewhere above K = 256 panels, or BLAS for a few steps (session
+        # 22's Xeon)
         amd = ext.cpu_vendor() == "amd"
         assert ext.gemm_for(4, 512, 100) == ("brgemm" if amd else "panels")
+        assert ext.gemm_for(15, 512, 100) == ("brgemm" if amd else "panels")
+        assert ext.gemm_for(16, 257, 100) == "panels" and ext.gemm_for(16, 256, 100) == "brgemm"
         assert ext.gemm_for(16, 257, 1) == ("brgemm" if amd else "blas")
+        assert ext.gemm_for(16, 512, 3) == ("brgemm" if amd else "blas")
+        assert ext.gemm_for(16, 513, 3) == "blas"
     elif ext.isa() == "avx2":
         assert ext.gemm_for(1, 64, 100) == "gemv" and ext.gemm_for(1, 1024, 1) == "gemv"
         assert ext.gemm_for(4, 256, 4) == "panels" and ext.gemm_for(64, 128, 100) == "panels"
@@ -506,6 +511,73 @@ def test_one_row_packed_gate_blocks_give_the_very_values_of_the_blocks_in_place(
         torch.set_num_threads(before)
     for a, b in zip(*runs, strict=True):
         assert torch.equal(a, b)
+
+
+def test_panel_width_rule_and_its_hook():
+    """Panels hold 16 columns for up to 16 rows and 32 above, except on AMD's AVX-512 CPUs, 32 at every row count
+    (session 33's EPYC); the hook forces 16 or 32 and refuses anything else."""
+    ext = _cpp._module
+    amd512 = ext.isa() == "avx512" and ext.cpu_vendor() == "amd"
+    assert ext.panel_width(16) == (32 if amd512 else 16) and ext.panel_width(1) == (32 if amd512 else 16)
+    assert ext.panel_width(17) == 32 and ext.panel_width(512) == 32
+    try:
+        for width in (16, 32):
+            ext.set_panel_width(width)
+            assert ext.panel_width(1) == width and ext.panel_width(600) == width
+        with pytest.raises(RuntimeError, match="set_panel_width: 0 \\(the rule\\), 16 or 32, got 24"):
+            ext.set_panel_width(24)
+    finally:
+        ext.set_panel_width(0)
+    assert ext.panel_width(17) == 32
+
+
+@pytest.mark.parametrize("width", [16, 32])
+@pytest.mark.parametrize("m, k, n", [(1, 64, 48), (5, 300, 100), (16, 512, 72), (17, 1500, 96), (40, 33, 40)])
+def test_panels_of_either_width(m, k, n, width, isa):
+    """The per-step product on panels 16 or 32 wide (the last panel partial where N is no multiple; K above 1024 in
+    blocks): within the elementwise bound gamma_K |A| |W| of the exact product, float32."""
+    ext = _cpp._module
+    gen = torch.Generator().manual_seed(k + width)
+    a, w = torch.randn(m, k, generator=gen), torch.randn(k, n, generator=gen)
+    try:
+        ext.set_panel_width(width)
+        ext.set_gemm("panels")
+        c, _ = ext.step_product(a, w, 2)
+    finally:
+        ext.set_gemm("auto")
+        ext.set_panel_width(0)
+    exact = a.double() @ w.double()
+    bound = _rounding.gamma(k + 1, _rounding.unit_roundoff(torch.float32)) * (a.double().abs() @ w.double().abs())
+    assert bool(((c.double() - exact).abs() <= bound).all()), float((c.double() - exact).abs().max())
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_inference_on_panels_of_either_width_against_torch(isa, threads):
+    """A whole inference forward with every product on panels 16 or 32 wide (the input side's transposed panels
+    too; G = 80 and P = 17: partial panels), two layers with a projection, one and two threads: torch.nn.LSTM's
+    values within the derived bound."""
+    ext = _cpp._module
+    torch.manual_seed(4)
+    ref = torch.nn.LSTM(37, 20, num_layers=2, proj_size=17)
+    ours = lstmkit.nn.LSTM(37, 20, num_layers=2, proj_size=17)
+    ours.load_state_dict(ref.state_dict())
+    x = torch.randn(12, 13, 37)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with torch.inference_mode():
+            want = ref(x)
+            tol = module_tolerance(ours, x)
+            ext.set_gemm("panels")
+            for width in (16, 32):
+                ext.set_panel_width(width)
+                got = ours(x)
+                for u, v in zip((got[0], *got[1]), (want[0], *want[1]), strict=True):
+                    torch.testing.assert_close(u, v, atol=tol, rtol=0)
+    finally:
+        ext.set_gemm("auto")
+        ext.set_panel_width(0)
+        torch.set_num_threads(before)
 
 
 def test_cpu_vendor_read_from_the_cpu():

@@ -264,20 +264,34 @@ constexpr int64_t kPanelMaxK = 1024, kPanelBlockK = 512;
 constexpr int64_t kBrgemmMaxK = 128;
 // The same on AVX-512 (session 22's Xeon: in place at K = 256 as fast as panels, at K >= 512 half their speed).
 constexpr int64_t kBrgemmMaxKAvx512 = 256;
-// On AMD's AVX-512 CPUs in place stays as fast to K = 512 (session 32's EPYC, benchmarks/step_products.py --kernel:
-// 52-111 GFLOP/s against the panels' 46-111 at M = 2-16, 4-16 x 512 x 1536-2048) and saves copying W; at
-// K = 1024 the panels win (86-99 against 64-88).
+// On AMD's AVX-512 CPUs in place stays as fast to K = 512 below 16 rows (session 32's EPYC,
+// benchmarks/step_products.py --kernel: 52-111 GFLOP/s against the panels' 46-111 at M = 2-16, 4-16 x 512 x
+// 1536-2048) and saves copying W; at K = 1024 the panels win (86-99 against 64-88). From 16 rows the panels (32 wide,
+// below) win above K = 256 there too, in whole forwards (session 33's EPYC, one thread, the step paths forced in the
+// same rounds, x native: B16H512 1.031 on panels against 1.054 in place, B64H512 0.982 against 1.017, but B4H512
+// 1.018 against 0.984). With too few steps to pay for packing, in place to K = 512 at any row count.
 constexpr int64_t kBrgemmMaxKAvx512Amd = 512;
+constexpr int64_t kAmdPanelRows = 16;
+
+// Panel width (columns a panel holds, StepGemm's kPanels): 16 for up to 16 rows, else 32 (the rule before
+// session 33). On AMD's AVX-512 CPUs 32 at every row count: session 33's EPYC ran (16, 512) x (512, 2048)
+// at 113 GFLOP/s on 32-wide panels against 106-110 on 16-wide ones, (4, 1024) x (1024, 4096) at 94-98 against
+// 72-80 (benchmarks/step_products.py --kernel). A test hook (set_panel_width) forces 16 or 32; 0 is this rule.
+int64_t g_panel_width = 0;
+int64_t panel_width(int64_t M) {
+  if (g_panel_width > 0) return g_panel_width;
+  return M <= 16 && !(g_amd && g_isa == Isa::kAvx512) ? 16 : 32;
+}
 
 // The matrix-product path of one per-step product, C (M, N) = A (M, K) @ W (K, N), run `steps` times.
 // Measured on AVX2 (docs/benchmarks.md): with one row, gemv_rows (2x MKL's sgemm / sgemv / packed
 // GEMM at H = 128 and 512); with several rows, brgemm on panels once there are enough steps to pay for
 // copying W, else brgemm in place up to K = 128 and BLAS above. AVX-512 (benchmarks/step_products.py --kernel,
 // session 22): gemv_rows for one row too (90 GFLOP/s against brgemm's 77 at 1 x 128 x 512, level from K = 512,
-// where reading W bounds every path); for several, brgemm in place up to K = 256 (512 on AMD; 2x the panels' speed at
-// 4 x 128 x 512), above it panels once there are enough steps, else BLAS: in place, W's rows 4H floats apart (a multiple of 4 KiB) share the L1 cache's
-// sets there too, and it ran at 36-74 GFLOP/s where panels ran at 102-167 (session 10's AVX-512 CPU had found
-// brgemm in place the fastest everywhere).
+// where reading W bounds every path); for several, brgemm in place up to K = 256 (512 on AMD below 16 rows; 2x the
+// panels' speed at 4 x 128 x 512), above it panels once there are enough steps, else BLAS: in place, W's rows 4H
+// floats apart (a multiple of 4 KiB) share the L1 cache's sets there too, and it ran at 36-74 GFLOP/s where panels
+// ran at 102-167 (session 10's AVX-512 CPU had found brgemm in place the fastest everywhere).
 template <typename T>
 GemmMode choose_gemm(int64_t M, int64_t K, int64_t steps) {
   if constexpr (!std::is_same_v<T, float>) {
@@ -296,8 +310,11 @@ GemmMode choose_gemm(int64_t M, int64_t K, int64_t steps) {
     if (K == 0) return GemmMode::kBlas;  // gemm() writes the zeros
     if (M == 1) return GemmMode::kGemv;
     if (g_isa == Isa::kAvx512) {
-      if (K <= (g_amd ? kBrgemmMaxKAvx512Amd : kBrgemmMaxKAvx512)) return GemmMode::kBrgemm;
-      if (steps < kMinPackedSteps) return blas ? GemmMode::kBlas : GemmMode::kBrgemm;
+      const int64_t in_place = g_amd && M < kAmdPanelRows ? kBrgemmMaxKAvx512Amd : kBrgemmMaxKAvx512;
+      if (K <= in_place) return GemmMode::kBrgemm;
+      if (steps < kMinPackedSteps) {
+        return (g_amd && K <= kBrgemmMaxKAvx512Amd) || !blas ? GemmMode::kBrgemm : GemmMode::kBlas;
+      }
       return GemmMode::kPanels;
     }
     if (steps < kMinPackedSteps) return (K <= kBrgemmMaxK || !blas) ? GemmMode::kBrgemm : GemmMode::kBlas;
@@ -435,7 +452,7 @@ class StepGemm {
     if constexpr (std::is_same_v<T, float>) {
       if (mode_ == GemmMode::kPanels && M > 0 && N > 0) {
         // Panel j holds columns [j * nb, j * nb + w) as K contiguous rows of w = min(nb, N - j * nb).
-        nb_ = M <= 16 ? 16 : 32;
+        nb_ = panel_width(M);
         packed_ = at::empty({K * N}, at::kFloat);
         float* dst = packed_.data_ptr<float>();
         for (int64_t n0 = 0; n0 < N; n0 += nb_) {
@@ -458,7 +475,7 @@ class StepGemm {
     if constexpr (std::is_same_v<T, float>) {
       if (mode_ == GemmMode::kPanels && M > 0 && N > 0) {
         // The same panels as above, panel row k being column k of w rows of W^T.
-        nb_ = M <= 16 ? 16 : 32;
+        nb_ = panel_width(M);
         packed_ = at::empty({K * N}, at::kFloat);
         float* dst = packed_.data_ptr<float>();
         copy_blocks((N + nb_ - 1) / nb_, K * N, [&](int64_t p0, int64_t p1) {  // panel p starts at n0 K
@@ -1398,6 +1415,12 @@ void set_gemm(const std::string& name) {
 std::string gemm_for(int64_t M, int64_t K, int64_t steps) {
   return kGemmNames[static_cast<int>(choose_gemm<float>(M, K, steps))];
 }
+// The panels' width for M rows (panel_width), its hook.
+int64_t panel_width_for(int64_t M) { return panel_width(M); }
+void set_panel_width(int64_t width) {
+  TORCH_CHECK(width == 0 || width == 16 || width == 32, "set_panel_width: 0 (the rule), 16 or 32, got ", width);
+  g_panel_width = width;
+}
 // The path of the float32 input side in inference for T B rows and W_ih (G, I) (choose_input_gemm), its hook.
 std::string input_gemm(int64_t rows, int64_t G, int64_t I) {
   return kGemmNames[static_cast<int>(choose_input_gemm<float>(rows, G * I))];
@@ -1724,4 +1747,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("cpu_vendor", &lstmkit::cpu_vendor);
   m.def("input_gemm", &lstmkit::input_gemm);
   m.def("set_input_gemm", &lstmkit::set_input_gemm);
+  m.def("panel_width", &lstmkit::panel_width_for);
+  m.def("set_panel_width", &lstmkit::set_panel_width);
 }
