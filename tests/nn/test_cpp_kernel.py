@@ -551,35 +551,6 @@ def test_panels_of_either_width(m, k, n, width, isa):
     assert bool(((c.double() - exact).abs() <= bound).all()), float((c.double() - exact).abs().max())
 
 
-@pytest.mark.parametrize("threads", [1, 2])
-def test_inference_on_panels_of_either_width_against_torch(isa, threads):
-    """A whole inference forward with every product on panels 16 or 32 wide (the input side's transposed panels
-    too; G = 80 and P = 17: partial panels), two layers with a projection, one and two threads: torch.nn.LSTM's
-    values within the derived bound."""
-    ext = _cpp._module
-    torch.manual_seed(4)
-    ref = torch.nn.LSTM(37, 20, num_layers=2, proj_size=17)
-    ours = lstmkit.nn.LSTM(37, 20, num_layers=2, proj_size=17)
-    ours.load_state_dict(ref.state_dict())
-    x = torch.randn(12, 13, 37)
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        with torch.inference_mode():
-            want = ref(x)
-            tol = module_tolerance(ours, x)
-            ext.set_gemm("panels")
-            for width in (16, 32):
-                ext.set_panel_width(width)
-                got = ours(x)
-                for u, v in zip((got[0], *got[1]), (want[0], *want[1]), strict=True):
-                    torch.testing.assert_close(u, v, atol=tol, rtol=0)
-    finally:
-        ext.set_gemm("auto")
-        ext.set_panel_width(0)
-        torch.set_num_threads(before)
-
-
 def test_cpu_vendor_read_from_the_cpu():
     """The kernel's vendor check (AMD's CPUs get their own rules) agrees with the kernel's /proc/cpuinfo."""
     try:
@@ -624,7 +595,7 @@ def test_inference_every_input_side_and_step_path_against_torch(isa, proj_size, 
     H = 256: W_ih and W_hh of 2^18 elements and more), and one batch row split by units over two threads (B = 1,
     H = 256, T = 9: each thread's gate blocks packed side by side, on the automatic path), each input-side path
     (the W_ih panels are cut from W_ih itself) and each per-step path (W_hh^T and W_hr^T made by the tiled
-    transpose), one and two threads: torch.nn.LSTM's values."""
+    transpose; the panels forced 16 and 32 wide), one and two threads: torch.nn.LSTM's values."""
     ext = _cpp._module
     T_, B_, I_, H_ = size
     torch.manual_seed(3)
@@ -638,17 +609,20 @@ def test_inference_every_input_side_and_step_path_against_torch(isa, proj_size, 
         with torch.inference_mode():
             want = ref(x)
             tol = module_tolerance(ours, x)
-            for in_mode, step_mode in itertools.product(("auto", "panels", "blas", "aten"),
-                                                        ("auto", "brgemm", "panels")):  # fmt: skip
+            # per-step paths: (mode, panel width; 0 = the rule), the forced width applying to the input side too
+            steps = (("auto", 0), ("brgemm", 0), ("panels", 16), ("panels", 32))
+            for in_mode, (step_mode, width) in itertools.product(("auto", "panels", "blas", "aten"), steps):
                 ext.set_input_gemm(in_mode)
                 ext.set_gemm(step_mode)
+                ext.set_panel_width(width)
                 got = ours(x)
                 for name, u, v in zip(("y", "h", "c"), (got[0], *got[1]), (want[0], *want[1]), strict=True):
-                    torch.testing.assert_close(u, v, atol=tol, rtol=0,
-                                               msg=lambda m, n=name, a=in_mode, b=step_mode: f"{n}, {a}/{b}: {m}")
+                    torch.testing.assert_close(u, v, atol=tol, rtol=0, msg=lambda m, n=name, a=in_mode, b=step_mode,
+                                               w=width: f"{n}, {a}/{b} {w}: {m}")  # fmt: skip
     finally:
         ext.set_input_gemm("auto")
         ext.set_gemm("auto")
+        ext.set_panel_width(0)
         torch.set_num_threads(before)
 
 
