@@ -15,6 +15,11 @@ reading W_hh^T in place, or brgemm on panels 16 or 32 columns wide (``set_gemm``
 apply to the input side too, which takes 32-wide panels from 17 rows), beside ``auto`` (session 33):
 
     python benchmarks/input_side.py --shapes 16x512x100,4x512x100 --threads 1 --step
+
+With ``--chunks 0,2,32`` the input side's chunk of steps is forced instead (``set_input_chunk``; 0 = the rule, whose
+count "auto takes" then names), all paths automatic (session 33):
+
+    python benchmarks/input_side.py --shapes 16x512x100,64x512x100 --threads 1 --chunks 0,1,2,8,32
 """
 
 from __future__ import annotations
@@ -45,6 +50,17 @@ def shape(text: str) -> tuple[int, int, int, int]:
     return b, h, t, i
 
 
+def chunk_list(text: str) -> list[int]:
+    """'0,2,32' -> [0, 2, 32] (steps per input-side chunk; 0 = the kernel's rule)."""
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or min(values) < 0:
+        raise argparse.ArgumentTypeError(f"--chunks is a comma list of integers >= 0, got {text!r}")
+    return values
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shapes", type=lambda s: [shape(v) for v in s.split(",")],
@@ -54,7 +70,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeats", type=int, default=15, help="interleaved rounds (default 15)")
     ap.add_argument("--step", action="store_true",
                     help="force the per-step products' paths instead of the input side's")  # fmt: skip
+    ap.add_argument("--chunks", type=chunk_list, default=None,
+                    help="comma list of input-side chunk steps to force instead (0: the rule)")  # fmt: skip
     args = ap.parse_args(argv)
+    if args.step and args.chunks:
+        ap.error("--step and --chunks each choose what to force: give one")
     if args.threads < 1:
         ap.error(f"--threads must be >= 1, got {args.threads}")
     if not _cpp.available():
@@ -74,10 +94,11 @@ def table(ext, args: argparse.Namespace, argv: list[str]) -> None:
     print(f"Command: `python benchmarks/input_side.py {' '.join(argv)}`\n")
     print(f"Machine: {machine_description()}. {args.threads} thread(s); kernel instruction set {ext.isa()}, "
           f"CPU vendor check: {ext.cpu_vendor()}.\n")  # fmt: skip
-    if args.step:
-        print("| B x H x T (x I, else I = H) | auto takes | " + " | ".join(f"{p[0]} ×native" for p in STEP_PATHS)
+    if args.step or args.chunks:
+        heads = [p[0] for p in STEP_PATHS] if args.step else [f"chunk {c or 'rule'}" for c in args.chunks]
+        print("| B x H x T (x I, else I = H) | auto takes | " + " | ".join(f"{h} ×native" for h in heads)
               + " | native ms |")  # fmt: skip
-        print("|---|---|" + "---|" * len(STEP_PATHS) + "---:|")
+        print("|---|---|" + "---|" * len(heads) + "---:|")
     else:
         print("| B x H x T (x I, else I = H) | auto takes | auto ×native | BLAS (sgemm) ×native | panels ×native "
               "| native ms |")
@@ -94,6 +115,8 @@ def table(ext, args: argparse.Namespace, argv: list[str]) -> None:
                     _, mode, width = next(p for p in STEP_PATHS if p[0] == path)
                     ext.set_gemm(mode)
                     ext.set_panel_width(width)
+                elif path is not None and args.chunks:
+                    ext.set_input_chunk(int(path))
                 elif path is not None:
                     ext.set_input_gemm(path)
                 try:
@@ -103,16 +126,24 @@ def table(ext, args: argparse.Namespace, argv: list[str]) -> None:
                     ext.set_input_gemm("auto")
                     ext.set_gemm("auto")
                     ext.set_panel_width(0)
+                    ext.set_input_chunk(0)
             return run
 
-        names = [p[0] for p in STEP_PATHS] if args.step else list(PATHS)
+        names = list(PATHS)
+        if args.step or args.chunks:
+            names = [p[0] for p in STEP_PATHS] if args.step else [str(c) for c in args.chunks]
         times = interleaved({"native": forward(native), **{p: forward(ours, p) for p in names}}, args.repeats)
         cells = []
         for p in names:
             r = paired_ratios(times[p], times["native"])
             lo, hi = quartiles(r)
             cells.append(f"{median(r):.3f} ({lo:.2f}-{hi:.2f})")
-        takes = f"{ext.gemm_for(B, H, T)}, {ext.panel_width(B)} wide" if args.step else ext.input_gemm(T * B, 4 * H, I)
+        if args.step:
+            takes = f"{ext.gemm_for(B, H, T)}, {ext.panel_width(B)} wide"
+        elif args.chunks:
+            takes = f"{ext.input_chunk(T, B, 4 * H, I, 4)} steps a chunk"
+        else:
+            takes = ext.input_gemm(T * B, 4 * H, I)
         name = f"{B} x {H} x {T}" + (f" x {I}" if I != H else "")
         print(f"| {name} | {takes} | {' | '.join(cells)} | {median(times['native']) * 1e3:.2f} |", flush=True)
 

@@ -542,10 +542,45 @@ def test_input_side_benchmark_times_each_path_and_names_auto_s_choice(capsys):
     assert cells[1] == f"{ext.gemm_for(2, 8, 3)}, {ext.panel_width(2)} wide"
     assert all(float(c.split(" ")[0]) > 0 for c in cells[2:])
     assert ext.gemm() == "auto" and ext.panel_width(17) == 32
+    bench.main(["--shapes", "2x8x3", "--repeats", "2", "--threads", "1", "--chunks", "0,1"])
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    assert rows[0].startswith("| B x H x T (x I, else I = H) | auto takes | chunk rule ×native | chunk 1 ×native |")
+    cells = rows[1].strip("| ").split(" | ")
+    assert cells[1] == f"{ext.input_chunk(3, 2, 32, 8, 4)} steps a chunk"
+    assert all(float(c.split(" ")[0]) > 0 for c in cells[2:4])
+    assert ext.input_chunk(100, 1, 512, 128, 4) == 100  # the hook is back on the rule
+    for bad, message in ((["--chunks", "1,-2"], "--chunks is a comma list of integers >= 0, got '1,-2'"),
+                         (["--chunks", "1", "--step"], "--step and --chunks each choose what to force: give one")):
+        with pytest.raises(SystemExit):
+            bench.main(bad)
+        assert message in capsys.readouterr().err
     for bad in ("2x8", "2x8x0", "2xax3"):
         with pytest.raises(SystemExit):
             bench.main(["--shapes", bad])
         assert f"a shape is BxHxT or BxHxTxI (positive integers), got '{bad}'" in capsys.readouterr().err
+
+
+def test_step_parts_benchmark_prints_each_side_and_part(capsys):
+    """A smoke run at a tiny shape: one row with each side's cost a step and fixed part and each of lstmkit's parts;
+    the hooks back on the kernel's rules after; T = 1 refused (the cost a step needs two lengths)."""
+    from lstmkit.nn import _cpp
+
+    if not _cpp.available():
+        pytest.skip(f"C++ kernel unavailable: {_cpp._failure}")
+    bench = _load("step_parts")
+    bench.main(["--shapes", "2x8x3,1x16x4x3", "--repeats", "2", "--threads", "1"])
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    assert rows[0] == ("| B x H x T (x I) | native: a step | fixed | lstmkit: a step | fixed | product in place | "
+                       "product, panels 16 | product, panels 32 | gate pass |")  # fmt: skip
+    for row, name in zip(rows[1:], ("2 x 8 x 3", "1 x 16 x 4 x 3"), strict=True):
+        cells = row.strip("| ").split(" | ")
+        assert cells[0] == name and len(cells) == 9
+        assert all(float(c) > 0 for c in cells[5:])  # the parts' times; a step's or fixed part may come out <= 0
+    ext = _cpp._ext()
+    assert ext.gemm() == "auto" and ext.panel_width(17) == 32
+    with pytest.raises(SystemExit):
+        bench.main(["--shapes", "2x8x1"])
+    assert "every shape needs T >= 2" in capsys.readouterr().err
 
 
 def test_winograd_parts_benchmark_prints_every_part(capsys):

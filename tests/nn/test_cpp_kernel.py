@@ -274,11 +274,25 @@ def test_inference_computes_the_input_side_in_the_kernel(c, dtype, bias, isa):
 
 def test_input_chunk_rule_and_the_refusals_of_the_input_side_entry():
     ext = _cpp._ext()
-    # steps per chunk: about 1 MB of W_ih x (B G 4 bytes a step), at least 512 rows, at most T
-    assert ext.input_chunk(100, 64, 512, 4) == 8  # 131 KB a step: 8 steps, 512 rows
-    assert ext.input_chunk(100, 16, 512, 4) == 32  # 32 KB a step: 32 steps
-    assert ext.input_chunk(100, 64, 4096, 4) == 8  # 1 MB a step: the 512 rows decide
-    assert ext.input_chunk(100, 1, 512, 4) == 100  # 512 steps' worth, cut to T
+    # steps per chunk: about 1 MB of W_ih x (B G 4 bytes a step), at least 512 rows, at most T; on panels of a W_ih
+    # of up to 4 MB (the input side's rule: AMD's AVX-512 CPUs) about 256 KB, however few the rows (session 33)
+    amd512 = ext.isa() == "avx512" and ext.cpu_vendor() == "amd"
+    if ext.gemm() == "auto":
+        assert ext.input_chunk(100, 64, 512, 128, 4) == (2 if amd512 else 8)  # 131 KB a step: 8 steps, 512 rows
+        assert ext.input_chunk(100, 16, 512, 128, 4) == (8 if amd512 else 32)  # 32 KB a step: 32 steps
+        assert ext.input_chunk(100, 64, 4096, 1024, 4) == 8  # 1 MB a step: the 512 rows decide; 16 MB of W_ih
+        assert ext.input_chunk(100, 16, 2048, 512, 4) == (2 if amd512 else 32)  # 4 MB of W_ih, 128 KB a step
+        assert ext.input_chunk(100, 64, 2048, 512, 4) == (1 if amd512 else 8)  # 512 KB a step: at least one step
+        assert ext.input_chunk(100, 1, 512, 128, 4) == 100  # 512 steps' worth, cut to T
+        assert ext.input_chunk(100, 1, 512, 128, 8) == 100  # float64: MKL's dgemm, the 1 MB rule
+        assert ext.input_chunk(100, 16, 512, 128, 8) == 32  # 64 KB a step: the 512 rows decide
+    try:
+        ext.set_input_gemm("panels")  # forced panels take the small chunks on every CPU
+        assert ext.input_chunk(100, 16, 512, 128, 4) == 8
+        ext.set_input_gemm("blas")
+        assert ext.input_chunk(100, 16, 512, 128, 4) == 32
+    finally:
+        ext.set_input_gemm("auto")
     with pytest.raises(RuntimeError, match="set_input_chunk: steps must be >= 0"):
         ext.set_input_chunk(-1)
     args = make_args(COMBOS[0], torch.float64)

@@ -531,7 +531,8 @@ def lstm_scan_cpp_input(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Inference recurrence that computes the input side too: ``lstm_scan_cpp``'s contract with x (T, B, I) and
     ``w.w_ih`` in place of xg. The kernel multiplies a chunk of steps of x by W_ih^T at a time into a small buffer
-    (about 1 MB, read from cache by its steps; ``_ext().input_chunk``) and finishes each step's row itself
+    (about 1 MB, or 256 KB on the panels of a W_ih up to 4 MB; read from cache by its steps; ``_ext().input_chunk``)
+    and finishes each step's row itself
     (LN_ih with LayerNorm, then b_ih + b_hh), so no (T, B, G) tensor is ever made. Eager inference only: with grad
     mode on and a tensor requiring grad, or under a tracer, use ``input_gates`` and ``lstm_scan_cpp``."""
     args = scan_args(x, state, w, opt, drop, mask)

@@ -769,21 +769,36 @@ class Int8Weight {
 
 // --- forward ----------------------------------------------------------------------------------
 // Steps per chunk of the input side when the kernel computes it (x_in): about 1 MB of W_ih x, which stays in
-// cache (L2) until its steps read it, and at least 512 rows (k B) so that the product keeps its speed. A test
-// hook (set_input_chunk) fixes the count; 0 is this rule.
+// cache (L2) until its steps read it, and at least 512 rows (k B) so that the product keeps its speed. On panels
+// of a W_ih of up to 4 MB (AMD's AVX-512 CPUs, choose_input_gemm) about 256 KB instead, however few the rows: the
+// panels run as fast at a few dozen rows (a step's own product has B), re-reading W_ih from the L3 cache chunk by
+// chunk, and the steps then find their W_ih x in L2. Session 33's EPYC, one thread, whole forwards x native with
+// the chunk forced (set_input_chunk): B16H512 0.996 at 2 steps against 1.024 at the 32 of the 1 MB rule, B16H256
+// 1.006 at 4 against 1.035 at 32, B16H128 0.937 at 8 against 1.007 at 32, B64H256 1.011 at 1 against 1.028 at 8,
+// but B64H512 0.966 at 1 against 0.945 at 8; two threads level (within their spread). At 16 MB of W_ih (H = 1024)
+// small chunks stream it from memory: 0.88-0.98 at 1-8 steps against 0.84 at 32 (B16H1024). A test hook
+// (set_input_chunk) fixes the count; 0 is this rule.
 int64_t g_input_chunk = 0;
-int64_t input_chunk_steps(int64_t steps, int64_t B, int64_t G, int64_t elem) {
-  constexpr int64_t kChunkBytes = 1 << 20, kMinRows = 512;
+int64_t input_chunk_steps(int64_t steps, int64_t B, int64_t G, int64_t elem, bool small_panels) {
+  constexpr int64_t kChunkBytes = 1 << 20, kMinRows = 512, kPanelChunkBytes = 1 << 18;
+  const int64_t step_bytes = std::max<int64_t>(B * G * elem, 1);
   int64_t k = g_input_chunk;
-  if (k <= 0) k = std::max(kChunkBytes / std::max<int64_t>(B * G * elem, 1), (kMinRows + B - 1) / B);
+  if (k <= 0) {
+    k = small_panels ? kPanelChunkBytes / step_bytes : std::max(kChunkBytes / step_bytes, (kMinRows + B - 1) / B);
+  }
   return std::max<int64_t>(1, std::min(k, steps));
 }
+// Whether the input side takes the small chunks above: on panels, W_ih (G, I) of up to 4 MB.
+bool small_panel_chunks(GemmMode mode, int64_t w_bytes) { return mode == GemmMode::kPanels && w_bytes <= (4 << 20); }
 void set_input_chunk(int64_t steps) {
   TORCH_CHECK(steps >= 0, "set_input_chunk: steps must be >= 0 (0: automatic), got ", steps);
   g_input_chunk = steps;
 }
-int64_t input_chunk(int64_t steps, int64_t B, int64_t G, int64_t elem) {  // for the tests
-  return input_chunk_steps(steps, B, G, elem);
+// For the tests: the chunk for T steps of (B, G) and W_ih (G, I) on the input-side path the rule takes there.
+int64_t input_chunk(int64_t steps, int64_t B, int64_t G, int64_t I, int64_t elem) {
+  const GemmMode mode =
+      elem == 4 ? choose_input_gemm<float>(steps * B, G * I) : choose_input_gemm<double>(steps * B, G * I);
+  return input_chunk_steps(steps, B, G, elem, small_panel_chunks(mode, G * I * elem));
 }
 
 // Returns y, h_n, c_n, then (train only) the saved tensors:
@@ -925,12 +940,13 @@ std::vector<Tensor> forward_impl(const Tensor& xg, const Tensor& h0, const Tenso
   };
 
   const int64_t I = chunked ? x_in.size(2) : 0;
-  const int64_t n_chunk = chunked ? input_chunk_steps(Tn, B, G, static_cast<int64_t>(sizeof(T))) : 0;
-  const Tensor xchunk = chunked ? at::empty({n_chunk, B, G}, o) : Tensor();  // (K, B, G) W_ih x of K steps
   // (k B, I) @ W_ih^T (I, G), read from W_ih (G, I) as it is or packed into panels (choose_input_gemm).
-  const StepGemm<T> in_gemm = chunked ? StepGemm<T>(n_chunk * B, G, I, ptr<T>(w_ih), I,
-                                                                choose_input_gemm<T>(Tn * B, G * I))
-                                      : StepGemm<T>();
+  const GemmMode in_mode = chunked ? choose_input_gemm<T>(Tn * B, G * I) : GemmMode::kBlas;
+  const int64_t elem = static_cast<int64_t>(sizeof(T));
+  const int64_t n_chunk =
+      chunked ? input_chunk_steps(Tn, B, G, elem, small_panel_chunks(in_mode, G * I * elem)) : 0;
+  const Tensor xchunk = chunked ? at::empty({n_chunk, B, G}, o) : Tensor();  // (K, B, G) W_ih x of K steps
+  const StepGemm<T> in_gemm = chunked ? StepGemm<T>(n_chunk * B, G, I, ptr<T>(w_ih), I, in_mode) : StepGemm<T>();
   auto xg_row = [&](int64_t t) -> T* {
     if (!chunked) return row<T>(xg, t);
     if (t % n_chunk == 0) {  // the next chunk's input side, no biases
