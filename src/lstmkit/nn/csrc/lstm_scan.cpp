@@ -773,11 +773,11 @@ class Int8Weight {
 // of a W_ih of up to 4 MB (AMD's AVX-512 CPUs, choose_input_gemm) about 256 KB instead, however few the rows: the
 // panels run as fast at a few dozen rows (a step's own product has B), re-reading W_ih from the L3 cache chunk by
 // chunk, and the steps then find their W_ih x in L2. Session 33's EPYC, one thread, whole forwards x native with
-// the chunk forced (set_input_chunk): B16H512 0.996 at 2 steps against 1.024 at the 32 of the 1 MB rule, B16H256
-// 1.006 at 4 against 1.035 at 32, B16H128 0.937 at 8 against 1.007 at 32, B64H256 1.011 at 1 against 1.028 at 8,
-// but B64H512 0.966 at 1 against 0.945 at 8; two threads level (within their spread). At 16 MB of W_ih (H = 1024)
-// small chunks stream it from memory: 0.88-0.98 at 1-8 steps against 0.84 at 32 (B16H1024). A test hook
-// (set_input_chunk) fixes the count; 0 is this rule.
+// the chunk forced (benchmarks/input_side.py --chunks): B16H512 0.999 at 2 steps against 1.028 at the 32 of the
+// 1 MB rule, B16H256 0.998 at 4 against 1.011 at 32, B64H256 1.022 at 1 against 1.036 at 8, but B64H512 0.951 at 1
+// against 0.937 at 8; two threads level or better. At 16 MB of W_ih (H = 1024) small chunks stream it from memory
+// (a one-off probe at B16H1024: 0.88-0.98 at 1-8 steps against 0.84 at 32), so the 1 MB rule stays there. A test
+// hook (set_input_chunk) fixes the count; 0 is this rule.
 int64_t g_input_chunk = 0;
 int64_t input_chunk_steps(int64_t steps, int64_t B, int64_t G, int64_t elem, bool small_panels) {
   constexpr int64_t kChunkBytes = 1 << 20, kMinRows = 512, kPanelChunkBytes = 1 << 18;
