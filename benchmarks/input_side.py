@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from _timing import interleaved, machine_description, median, paired_ratios, quartiles
@@ -77,13 +79,19 @@ def main(argv: list[str] | None = None) -> None:
         ap.error("--step and --chunks each choose what to force: give one")
     if args.threads < 1:
         ap.error(f"--threads must be >= 1, got {args.threads}")
+    run_with_kernel(args.threads, lambda ext: table(ext, args, sys.argv[1:] if argv is None else argv))
+
+
+def run_with_kernel(threads: int, body: Callable[[Any], None]) -> None:
+    """``body(ext)`` with the C++ kernel loaded and torch on ``threads`` threads (restored after); exits naming why
+    where the kernel is unavailable."""
     if not _cpp.available():
         sys.exit(f"the C++ kernel is unavailable: {_cpp._failure}")
     ext = _cpp._ext()
     before = torch.get_num_threads()
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(threads)
     try:
-        table(ext, args, sys.argv[1:] if argv is None else argv)
+        body(ext)
     finally:
         torch.set_num_threads(before)
 

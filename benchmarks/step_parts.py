@@ -17,10 +17,9 @@ import sys
 
 import torch
 from _timing import interleaved, machine_description, median
-from input_side import shape
+from input_side import run_with_kernel, shape
 
 import lstmkit
-from lstmkit.nn import _cpp
 
 # (column, gemm mode, panel width: 0 = the kernel's rule)
 PRODUCTS = (("product in place", "brgemm", 0), ("product, panels 16", "panels", 16),
@@ -38,21 +37,18 @@ def main(argv: list[str] | None = None) -> None:
         ap.error(f"--threads must be >= 1, got {args.threads}")
     if any(t < 2 for _, _, t, _ in args.shapes):
         ap.error("every shape needs T >= 2 (the cost a step is the difference between T steps and one)")
-    if not _cpp.available():
-        sys.exit(f"the C++ kernel is unavailable: {_cpp._failure}")
-    ext = _cpp._ext()
-    before = torch.get_num_threads()
-    torch.set_num_threads(args.threads)
-    try:
-        print(f"Command: `python benchmarks/step_parts.py {' '.join(sys.argv[1:] if argv is None else argv)}`\n")
-        print(f"Machine: {machine_description()}. {args.threads} thread(s); kernel instruction set {ext.isa()}.\n")
-        print("| B x H x T (x I) | native: a step | fixed | lstmkit: a step | fixed | "
-              + " | ".join(p[0] for p in PRODUCTS) + " | gate pass |")  # fmt: skip
-        print("|---|" + "---:|" * (5 + len(PRODUCTS)))
-        for B, H, T, I in args.shapes:
-            print(row(ext, B, H, T, I, args.repeats), flush=True)
-    finally:
-        torch.set_num_threads(before)
+    run_with_kernel(args.threads, lambda ext: report(ext, args, sys.argv[1:] if argv is None else argv))
+
+
+def report(ext, args: argparse.Namespace, argv: list[str]) -> None:
+    """Prints the command and machine, then one row a shape."""
+    print(f"Command: `python benchmarks/step_parts.py {' '.join(argv)}`\n")
+    print(f"Machine: {machine_description()}. {args.threads} thread(s); kernel instruction set {ext.isa()}.\n")
+    print("| B x H x T (x I) | native: a step | fixed | lstmkit: a step | fixed | "
+          + " | ".join(p[0] for p in PRODUCTS) + " | gate pass |")  # fmt: skip
+    print("|---|" + "---:|" * (5 + len(PRODUCTS)))
+    for B, H, T, I in args.shapes:
+        print(row(ext, B, H, T, I, args.repeats), flush=True)
 
 
 def row(ext, B: int, H: int, T: int, I: int, repeats: int) -> str:
