@@ -267,16 +267,17 @@ constexpr int64_t kBrgemmMaxKAvx512 = 256;
 // On AMD's AVX-512 CPUs in place stays as fast to K = 512 below 16 rows (session 32's EPYC,
 // benchmarks/step_products.py --kernel: 52-111 GFLOP/s against the panels' 46-111 at M = 2-16, 4-16 x 512 x
 // 1536-2048) and saves copying W; at K = 1024 the panels win (86-99 against 64-88). From 16 rows the panels (32 wide,
-// below) win above K = 256 there too, in whole forwards (session 33's EPYC, one thread, the step paths forced in the
-// same rounds, x native: B16H512 1.031 on panels against 1.054 in place, B64H512 0.982 against 1.017, but B4H512
-// 1.018 against 0.984). With too few steps to pay for packing, in place to K = 512 at any row count.
+// below) win above K = 256 there too, in whole forwards (session 33's EPYC, one thread, benchmarks/input_side.py
+// --step, x native: B16H512 1.027 on panels against 1.039 in place, B64H512 0.985 against 1.004, but B4H512 1.013
+// against 0.990). With too few steps to pay for packing, in place to K = 512 at any row count.
 constexpr int64_t kBrgemmMaxKAvx512Amd = 512;
 constexpr int64_t kAmdPanelRows = 16;
 
 // Panel width (columns a panel holds, StepGemm's kPanels): 16 for up to 16 rows, else 32 (the rule before
 // session 33). On AMD's AVX-512 CPUs 32 at every row count: session 33's EPYC ran (16, 512) x (512, 2048)
-// at 113 GFLOP/s on 32-wide panels against 106-110 on 16-wide ones, (4, 1024) x (1024, 4096) at 94-98 against
-// 72-80 (benchmarks/step_products.py --kernel). A test hook (set_panel_width) forces 16 or 32; 0 is this rule.
+// at 113 GFLOP/s on 32-wide panels against 109 on 16-wide ones, (4, 1024) x (1024, 4096) at 96 against 83 and the
+// backward's (16, 2048) x (2048, 512) at 112 against 53 (benchmarks/step_products.py --kernel, docs/benchmarks.md).
+// A test hook (set_panel_width) forces 16 or 32; 0 is this rule.
 int64_t g_panel_width = 0;
 int64_t panel_width(int64_t M) {
   if (g_panel_width > 0) return g_panel_width;
