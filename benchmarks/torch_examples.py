@@ -51,8 +51,8 @@ if layer == "lstmkit":
     import lstmkit
     torch.nn.LSTM, torch.nn.LSTMCell = lstmkit.LSTM, lstmkit.LSTMCell
     torch.serialization.add_safe_globals(lstmkit.safe_globals())
-torch.serialization.add_safe_globals([np._core.multiarray._reconstruct, np.ndarray, np.dtype,
-                                      type(np.dtype(np.float64))])
+core = np._core if hasattr(np, "_core") else np.core  # NumPy 2 renamed numpy.core, where pickles point
+torch.serialization.add_safe_globals([core.multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.float64))])
 sys.argv = [script, *args]
 runpy.run_path(script, run_name="__main__")
 """

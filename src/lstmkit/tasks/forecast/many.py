@@ -172,11 +172,12 @@ class GlobalSettings:
 
 def fit_global(
     collection: Sequence[SplitSeries], out_dir: str | Path, *, seed: int = 0,
-    settings: GlobalSettings = GlobalSettings(),
+    settings: GlobalSettings | None = None,
 ) -> tuple[ForecastNet, dict[str, Any]]:
     """Train one model on every series' training windows, early-stopped on their validation windows; returns
     it (best validation weights) and the run's summary (best epoch, its validation loss: mean scaled absolute
-    error, each series weighted equally)."""
+    error, each series weighted equally); ``settings`` defaults to ``GlobalSettings()``."""
+    settings = GlobalSettings() if settings is None else settings
     if not collection:
         raise ValueError("collection must hold at least one series")
     max_h = max(s.horizon for s in collection)
