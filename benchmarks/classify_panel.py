@@ -21,10 +21,10 @@ import argparse
 import json
 import tempfile
 import time
+import tomllib
 from pathlib import Path
 
 import numpy as np
-import tomllib
 
 from lstmkit.tasks import runner
 from lstmkit.tasks.bundled import ucr_sets

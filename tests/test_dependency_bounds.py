@@ -1,16 +1,11 @@
 """The lower bounds pyproject.toml declares are the versions `.ci/lowest` tests: its constraints file pins every
 direct dependency (and every one of the `test` extra) at exactly its lower bound."""
 
-import sys
+import tomllib
 from pathlib import Path
 
 from packaging.requirements import Requirement
 from packaging.version import Version
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:
-    import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,8 +18,6 @@ def _lower_bounds() -> dict[str, Version]:
     out = {}
     for text in reqs:
         req = Requirement(text)
-        if req.marker is not None and not req.marker.evaluate():
-            continue  # tomli on Python < 3.11 only
         lows = [Version(s.version) for s in req.specifier if s.operator == ">="]
         pins = [s.version for s in req.specifier if s.operator == "=="]
         assert len(lows) + len(pins) == 1, f"{text}: expected one '>=' lower bound or one '==' pin"

@@ -26,7 +26,7 @@ app = typer.Typer(
 )
 
 
-class Split(str, enum.Enum):
+class Split(enum.StrEnum):
     train = "train"
     val = "val"
     test = "test"
@@ -256,7 +256,7 @@ def diagnose(
         typer.echo(line)
 
 
-class Origin(str, enum.Enum):
+class Origin(enum.StrEnum):
     end = "end"
     test = "test"
 
@@ -368,7 +368,7 @@ def translate(
             typer.echo(f"attention: {t.attention_png}", err=True)
 
 
-class ExportFormat(str, enum.Enum):
+class ExportFormat(enum.StrEnum):
     onnx = "onnx"
 
 
@@ -469,7 +469,7 @@ def compress_quantize(
               compare_torch=compare_torch, repeats=repeats)  # fmt: skip
 
 
-class PruneScope(str, enum.Enum):
+class PruneScope(enum.StrEnum):
     layer = "layer"
     global_ = "global"
 
@@ -544,7 +544,7 @@ def compress_lowrank(
               lr_=lr, repeats=repeats)  # fmt: skip
 
 
-class Product(str, enum.Enum):
+class Product(enum.StrEnum):
     dense = "dense"
     fft = "fft"
 

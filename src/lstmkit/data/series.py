@@ -110,7 +110,7 @@ def date_position(text: str) -> tuple[str, int]:
     except ValueError:
         raise ValueError(f"{s!r} is not a date (YYYY, YYYY-MM, YYYY-MM-DD or an ISO date-time)") from None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=datetime.timezone.utc)
+        moment = moment.replace(tzinfo=datetime.UTC)
     return "second", int(moment.timestamp())
 
 
@@ -122,7 +122,7 @@ def date_label(unit: str, position: int) -> str:
         return f"{position // 12}-{position % 12 + 1:02d}"
     if unit == "day":
         return datetime.date.fromordinal(position).isoformat()
-    return datetime.datetime.fromtimestamp(position, tz=datetime.timezone.utc).isoformat()
+    return datetime.datetime.fromtimestamp(position, tz=datetime.UTC).isoformat()
 
 
 def _fill(column: np.ndarray, how: str) -> np.ndarray:

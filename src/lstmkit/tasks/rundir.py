@@ -102,7 +102,7 @@ def write_stamp(run_dir: Path, task: Task) -> None:
             "lstmkit_version": lstmkit.__version__,
             "torch_version": torch.__version__,
             "python_version": platform.python_version(),
-            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "argv": sys.argv,
         },
     )

@@ -8,7 +8,7 @@ import dataclasses
 import io
 import math
 import os
-import sys
+import tomllib
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -19,11 +19,6 @@ from typing import Any, ClassVar
 import tomli_w
 
 from lstmkit._fileio import read_utf8, write_text_atomic
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
 
 CELLS = ("lstm", "gru", "rnn")
 SCHEDULES = ("cosine", "constant", "plateau")
