@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from importlib import resources
-from importlib.abc import Traversable
+from importlib.resources.abc import Traversable  # importlib.abc.Traversable is gone in Python 3.14
 from pathlib import Path
 
 from lstmkit._fileio import read_utf8
