@@ -1,10 +1,11 @@
 """The lower bounds pyproject.toml declares are the versions `.ci/lowest` tests: its constraints file pins every
-direct dependency (and every one of the `test` extra) at exactly its lower bound."""
+direct dependency (and every one of the `test` and `onnx` extras) at exactly its lower bound."""
 
 import tomllib
 from pathlib import Path
 
 from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,7 +23,7 @@ def _lower_bounds() -> dict[str, Version]:
         pins = [s.version for s in req.specifier if s.operator == "=="]
         assert len(lows) + len(pins) == 1, f"{text}: expected one '>=' lower bound or one '==' pin"
         if lows:
-            assert out.setdefault(req.name.lower(), lows[0]) == lows[0], f"{req.name}: two lower bounds"
+            assert out.setdefault(canonicalize_name(req.name), lows[0]) == lows[0], f"{req.name}: two lower bounds"
     return out
 
 
@@ -33,7 +34,7 @@ def _constraints() -> dict[str, Version]:
         if line:
             name, _, version = line.partition("==")
             assert version, f".ci/lowest.txt: {line!r} is not NAME==VERSION"
-            out[name.strip().lower()] = Version(version.strip())
+            out[canonicalize_name(name.strip())] = Version(version.strip())
     return out
 
 
