@@ -41,9 +41,15 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
 from . import _cpp, _winograd, _workspace
+from ._second_order import refuse_second_order
+
+SECOND_ORDER_REFUSAL = (
+    "ConvLSTM's hand-written backward (impl='bptt' or 'winograd') cannot be differentiated again (gradients "
+    "made with create_graph=True were differentiated); impl='auto', 'concat', 'fused' and 'reference' run "
+    "torch operations that autograd differentiates to any order"
+)
 
 # d sigmoid / d a and d tanh / d a from the activation's output, written into grad_input: one kernel each.
 _sigmoid_grad = torch.ops.aten.sigmoid_backward.grad_input  # grad * y (1 - y)
@@ -172,7 +178,7 @@ class ConvLSTMLayerFn(torch.autograd.Function):
         return ys, xh[T, :, C:].clone(), cs[T].clone()
 
     @staticmethod
-    @once_differentiable
+    @refuse_second_order(SECOND_ORDER_REFUSAL)
     def backward(ctx, dy: Tensor | None, dh_T: Tensor | None, dc_T: Tensor | None):
         C, Hc, has_mask, zero_state, winograd, kernels = ctx.sizes
         cs, tcs, gates, *rest = ctx.saved_tensors  # gates (T, B, G, H, W)

@@ -44,10 +44,17 @@ from types import ModuleType
 
 import torch
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 from torch.utils._python_dispatch import _get_current_dispatch_mode
 
-from ._fused import N_DIFFERENTIABLE, ScanArgs, scan_args
+from ._fused import (
+    N_DIFFERENTIABLE,
+    N_SCAN_ARGS,
+    GateSource,
+    ScanArgs,
+    keep_for_second_order,
+    scan_args,
+    second_order_grads,
+)
 from .weights import LSTMOptions, LSTMWeights
 
 logger = logging.getLogger(__name__)
@@ -277,32 +284,35 @@ def _ext() -> ModuleType:
 
 
 class LSTMScanCpp(torch.autograd.Function):
-    """Autograd node whose forward and backward are the C++ time loops (eager mode)."""
+    """Autograd node whose forward and backward are the C++ time loops (eager mode); inputs: a ScanArgs, then
+    a GateSource. A backward with grad mode on (``create_graph=True``) is ``_fused.second_order_grads``."""
 
     @staticmethod
-    def forward(ctx, *inputs):  # a ScanArgs, splatted
-        a = ScanArgs(*inputs)
+    def forward(ctx, *inputs):  # a ScanArgs, then a GateSource, splatted
+        a = ScanArgs(*inputs[:N_SCAN_ARGS])
         out = _ext().forward(*a, True, None, None)  # keep what the backward needs; no in-kernel LN_ih
         ys, hn, cn = out[:3]
-        ctx.coupled = a.coupled
+        ctx.coupled, ctx.eps = a.coupled, a.eps
         ctx.n_saved = len(out) - 3
-        ctx.save_for_backward(*out[3:], a.w_hh, a.w_hr, a.peep, a.g_hh, a.g_c, a.drop, a.mask)
+        recurrent = (a.w_hh, a.w_hr, a.peep, a.g_hh, a.g_c, a.drop, a.mask)
+        ctx.save_for_backward(*out[3:], *recurrent, *keep_for_second_order(a, GateSource(*inputs[N_SCAN_ARGS:])))
         return ys, hn, cn
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, dy, dhn, dcn):
         tensors = ctx.saved_tensors
         saved = list(tensors[: ctx.n_saved])
-        w_hh, w_hr, peep, g_hh, g_c, drop, mask = tensors[ctx.n_saved :]
+        recurrent = tensors[ctx.n_saved : ctx.n_saved + 7]
         need = ctx.needs_input_grad
+        if torch.is_grad_enabled():  # create_graph=True: gradients that can be differentiated again
+            kept = tensors[ctx.n_saved + 7 :]
+            return second_order_grads(kept, recurrent, ctx.coupled, ctx.eps, (dy, dhn, dcn), need)
         # Outputs autograd never reached come back as None; the kernel treats those as zero.
         grads = _ext().backward(
-            dy, dhn, dcn, saved, w_hh, w_hr, peep, g_hh, g_c, drop, mask, ctx.coupled,
-            need[3] or need[4], any(need[5:9]),
+            dy, dhn, dcn, saved, *recurrent, ctx.coupled, need[3] or need[4], any(need[5:9]),
         )
-        grads = [g if n else None for g, n in zip(grads, need[:9], strict=True)]
-        return (*grads, None, None, None, None)
+        grads = [g if n else None for g, n in zip(grads, need[:N_DIFFERENTIABLE], strict=True)]
+        return (*grads, *[None] * (N_SCAN_ARGS - N_DIFFERENTIABLE + len(GateSource._fields)))
 
 
 # --- the scan as torch.library custom ops ---------------------------------------------------------
@@ -462,6 +472,17 @@ def tracing(x: Tensor) -> bool:
     )
 
 
+def transformed() -> bool:
+    """Whether a torch.func transform is active (grad, vmap, jvp, jacrev, jacfwd, hessian, ...). The kernels'
+    autograd Functions have no functorch rules (the C++ one reads tensor data, which a batched or dual tensor
+    does not lay out as it reads), so the layers run their reference loops there: plain torch operations, which
+    every transform composes with."""
+    if torch.compiler.is_compiling():  # Dynamo would not read the stack as eager does; compiled graphs take the op
+        return False
+    peek = getattr(torch._C._functorch, "peek_interpreter_stack", None)
+    return peek is not None and peek() is not None
+
+
 def _check(tensors: dict[str, Tensor | None], dtype: torch.dtype) -> None:
     if dtype not in SUPPORTED_DTYPES:
         raise TypeError(f"lstm_scan_cpp supports float32 and float64, got {dtype}; use _fused.lstm_scan")
@@ -483,12 +504,14 @@ def lstm_scan_cpp(
     mask: Tensor | None = None,
     *,
     finish_input: bool = False,
+    source: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Fused recurrence over precomputed input gates ``xg`` (T, B, G), in C++.
 
     Same contract as ``_fused.lstm_scan``: returns y (T, B, P), h_n (B, P), c_n (B, H); ``mask`` is
     (T, B) bool (False past a sequence's end), ``drop`` the (B, P) recurrent-dropout mask, already
-    scaled by 1/(1-p). Raises RuntimeError if ``available()`` is False.
+    scaled by 1/(1-p); ``source`` the layer input x when xg is ``input_gates(x, w, opt)`` (for gradients of
+    gradients). Raises RuntimeError if ``available()`` is False.
 
     Inference only: with ``finish_input``, ``xg`` is W_ih x without the biases and the kernel finishes the
     input side step by step, in the gate pass: + b_ih + b_hh, after LN_ih (gain ``w.g_ih``) for a layer_norm
@@ -518,7 +541,7 @@ def lstm_scan_cpp(
     if not train:
         ys, hn, cn = ext.forward(*args, False, None, None)
         return ys, hn, cn
-    return LSTMScanCpp.apply(*args)
+    return LSTMScanCpp.apply(*args, *GateSource.of(source, w))
 
 
 def lstm_scan_cpp_input(

@@ -8,7 +8,15 @@ buffers. The backward walks time in reverse carrying dL/dh and dL/dc,
     dL/dc_t = dL/dh_t * o_t * (1 - tanh^2 c_t) + dL/dc_{t+1} * f_{t+1},
 
 and computes the weight gradients once, after the loop, as whole-sequence matrix products.
-Its reference twin is ``_reference.lstm_step`` under ``_reference.scan``; tests hold them equal.
+Its reference twin is ``scan_reference`` (``_reference.lstm_recurrent_step`` under ``_reference.scan``);
+tests hold them equal.
+
+Gradients of gradients: a backward called with grad mode on (``create_graph=True``) does not run the
+hand-written loop; it recomputes the scan with its reference twin from the node's inputs and lets autograd
+differentiate that, so the gradients it returns are a graph that can be differentiated again, to any
+order (``second_order_grads``). For that the node keeps its inputs; the input gates are recomputed from
+the layer's input x and W_ih (``input_gates``; kept by the input projection's own backward anyway) when the
+layer passes them, else the node keeps xg itself.
 
 Shapes: T time, B batch, H hidden, P recurrent output (P = H without projection), G = 3H or 4H.
 """
@@ -18,9 +26,10 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
+from ._reference import lstm_recurrent_step, scan
 from .weights import LSTMOptions, LSTMWeights
 
 
@@ -62,6 +71,83 @@ class ScanArgs(NamedTuple):
 
 
 N_DIFFERENTIABLE = 9  # xg ... b_c
+N_SCAN_ARGS = len(ScanArgs._fields)
+
+
+class GateSource(NamedTuple):
+    """Where a layer's input gates xg came from (``input_gates(x, w, opt)``), passed to a scan node after its
+    ScanArgs so that a backward with ``create_graph=True`` can rebuild xg as a function of them; all None
+    when the caller has only xg (the node then keeps xg itself)."""
+
+    x: Tensor | None = None  # (T, B, I) the layer's input
+    w_ih: Tensor | None = None  # (G, I)
+    b_ih: Tensor | None = None  # (G,)
+    b_hh: Tensor | None = None  # (G,)
+    g_ih: Tensor | None = None  # (G,)
+
+    @classmethod
+    def of(cls, x: Tensor | None, w: LSTMWeights) -> GateSource:
+        return cls() if x is None else cls(x, w.w_ih, w.b_ih, w.b_hh, w.g_ih)
+
+
+def input_gates(x: Tensor, w: LSTMWeights, opt: LSTMOptions) -> Tensor:
+    """Input side of every step at once: LN_ih(W_ih x) + b_ih + b_hh, (T, B, I) -> (T, B, G)."""
+    if opt.layer_norm:
+        # The biases ride in LayerNorm's own bias slot: the same sum, without another pass over (T, B, G).
+        bias = None if w.b_ih is None else w.b_ih + w.b_hh
+        return F.layer_norm(F.linear(x, w.w_ih), (w.w_ih.shape[0],), w.g_ih, bias, opt.eps)
+    return F.linear(x, w.w_ih, None if w.b_ih is None else w.b_ih + w.b_hh)
+
+
+def scan_reference(args: ScanArgs) -> tuple[Tensor, Tensor, Tensor]:
+    """The scan through autograd, op by op: the one reference loop (``_reference.scan``) over the reference
+    step after its input side (``lstm_recurrent_step``). Same contract as ``lstm_scan``: y (T, B, P),
+    h_n (B, P), c_n (B, H)."""
+    xg, h0, c0, w_hh, w_hr, peep, g_hh, g_c, b_c, drop, mask, coupled, eps = args
+    w = LSTMWeights(None, w_hh, w_hr=w_hr, peep=peep, g_hh=g_hh, g_c=g_c, b_c=b_c)
+    opt = LSTMOptions(peephole=peep is not None, coupled=coupled, layer_norm=g_hh is not None, eps=eps)
+    ys, (hn, cn) = scan(lambda a_x, s: lstm_recurrent_step(a_x, s, w, opt, drop), xg, (h0, c0), mask)
+    return ys, hn, cn
+
+
+def keep_for_second_order(args: ScanArgs, source: GateSource) -> tuple[Tensor | None, ...]:
+    """What a scan node saves, beside what its own backward reads, so that ``second_order_grads`` can rebuild
+    the scan: xg (only without a source), h0, c0, b_c and the source. References to tensors that exist
+    anyway (the layer input is saved by the input projection's backward when W_ih is trained), not copies."""
+    return (args.xg if source.x is None else None, args.h0, args.c0, args.b_c, *source)
+
+
+def second_order_grads(
+    kept: tuple[Tensor | None, ...],
+    recurrent: tuple[Tensor | None, ...],
+    coupled: bool,
+    eps: float,
+    grads: tuple[Tensor | None, ...],
+    needs: tuple[bool, ...],
+) -> tuple[Tensor | None, ...]:
+    """A scan node's input gradients as a differentiable graph, for a backward run with grad mode on
+    (``create_graph=True``): the scan recomputed by ``scan_reference`` from the node's inputs (``kept``, from
+    ``keep_for_second_order``, and ``recurrent`` = w_hh, w_hr, peep, g_hh, g_c, drop, mask) and differentiated
+    by autograd against ``grads`` (dy, dh_n, dc_n; None for an output autograd never reached). Returns one entry
+    per ScanArgs field and GateSource field (None where no gradient is needed)."""
+    xg, h0, c0, b_c, *source = kept
+    w_hh, w_hr, peep, g_hh, g_c, drop, mask = recurrent
+    src = GateSource(*source)
+    if xg is None:  # rebuilt from the layer input: its graph reaches x and W_ih for the next order
+        opt = LSTMOptions(peephole=peep is not None, coupled=coupled, layer_norm=g_hh is not None, eps=eps)
+        xg = input_gates(src.x, LSTMWeights(src.w_ih, w_hh, src.b_ih, src.b_hh, g_ih=src.g_ih), opt)
+    args = ScanArgs(xg, h0, c0, w_hh, w_hr, peep, g_hh, g_c, b_c, drop, mask, coupled, eps)
+    out: list[Tensor | None] = [None] * (N_SCAN_ARGS + len(GateSource._fields))
+    wrt = [i for i in range(N_DIFFERENTIABLE) if needs[i] and args[i] is not None and args[i].requires_grad]
+    pairs = [(y, g) for y, g in zip(scan_reference(args), grads, strict=True) if g is not None]
+    if not wrt or not pairs:
+        return tuple(out)
+    got = torch.autograd.grad(
+        [y for y, _ in pairs], [args[i] for i in wrt], [g for _, g in pairs], create_graph=True, allow_unused=True
+    )
+    for i, g in zip(wrt, got, strict=True):
+        out[i] = torch.zeros_like(args[i]) if g is None else g
+    return tuple(out)
 
 
 def scan_args(
@@ -262,24 +348,28 @@ def lstm_scan_backward(
 
 
 class LSTMScan(torch.autograd.Function):
-    """Autograd node for ``lstm_scan_forward`` / ``lstm_scan_backward``."""
+    """Autograd node for ``lstm_scan_forward`` / ``lstm_scan_backward``; inputs: a ScanArgs, then a GateSource."""
 
     @staticmethod
-    def forward(ctx, *inputs):  # a ScanArgs, splatted
-        a = ScanArgs(*inputs)
+    def forward(ctx, *inputs):  # a ScanArgs, then a GateSource, splatted
+        a = ScanArgs(*inputs[:N_SCAN_ARGS])
         ys, hn, cn, saved = lstm_scan_forward(a)
-        ctx.coupled = a.coupled
+        ctx.coupled, ctx.eps = a.coupled, a.eps
         ctx.n_saved = len(saved)
-        ctx.save_for_backward(*saved, a.w_hh, a.w_hr, a.peep, a.g_hh, a.g_c, a.drop, a.mask)
+        recurrent = (a.w_hh, a.w_hr, a.peep, a.g_hh, a.g_c, a.drop, a.mask)
+        ctx.save_for_backward(*saved, *recurrent, *keep_for_second_order(a, GateSource(*inputs[N_SCAN_ARGS:])))
         # ys may alias the saved state buffer; hand autograd its own tensor.
         return ys.clone() if ys._base is not None else ys, hn.clone(), cn.clone()
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, dy, dhn, dcn):
         tensors = ctx.saved_tensors
         saved = tensors[: ctx.n_saved]
-        w_hh, w_hr, peep, g_hh, g_c, drop, mask = tensors[ctx.n_saved :]
+        recurrent = tensors[ctx.n_saved : ctx.n_saved + 7]
+        if torch.is_grad_enabled():  # create_graph=True: gradients that can be differentiated again
+            kept = tensors[ctx.n_saved + 7 :]
+            return second_order_grads(kept, recurrent, ctx.coupled, ctx.eps, (dy, dhn, dcn), ctx.needs_input_grad)
+        w_hh, w_hr, peep, g_hh, g_c, drop, mask = recurrent
         # Outputs autograd never reached come back as None: treat them as zero gradients.
         acts = saved[0]
         T, B, _ = acts.shape
@@ -288,10 +378,8 @@ class LSTMScan(torch.autograd.Function):
         dy = acts.new_zeros(T, B, P) if dy is None else dy
         dhn = acts.new_zeros(B, P) if dhn is None else dhn
         dcn = acts.new_zeros(B, H) if dcn is None else dcn
-        dxg, dh0, dc0, dw_hh, dw_hr, dpeep, dg_hh, dg_c, db_c = lstm_scan_backward(
-            dy, dhn, dcn, saved, w_hh, w_hr, peep, g_hh, g_c, drop, mask, ctx.coupled
-        )
-        return dxg, dh0, dc0, dw_hh, dw_hr, dpeep, dg_hh, dg_c, db_c, None, None, None, None
+        grads = lstm_scan_backward(dy, dhn, dcn, saved, w_hh, w_hr, peep, g_hh, g_c, drop, mask, ctx.coupled)
+        return (*grads, *[None] * (N_SCAN_ARGS - N_DIFFERENTIABLE + len(GateSource._fields)))
 
 
 def lstm_scan(
@@ -301,15 +389,19 @@ def lstm_scan(
     opt: LSTMOptions,
     drop: Tensor | None = None,
     mask: Tensor | None = None,
+    *,
+    source: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Fused recurrence over precomputed input gates ``xg`` (T, B, G) from ``state`` (h0 (B, P), c0 (B, H)).
 
     Returns y (T, B, P), h_n (B, P), c_n (B, H). ``mask`` is (T, B) bool (False past a
     sequence's end), ``drop`` the (B, P) recurrent-dropout mask, already scaled by 1/(1-p).
+    ``source``: the layer input x (T, B, I) when xg is ``input_gates(x, w, opt)``, so that gradients of
+    gradients rebuild xg from it instead of keeping xg (see the module docstring).
     """
     args = scan_args(xg, state, w, opt, drop, mask)
     if not torch.is_grad_enabled() or not any(t is not None and t.requires_grad for t in args[:N_DIFFERENTIABLE]):
         with torch.no_grad():
             ys, hn, cn, _ = lstm_scan_forward(args)
         return ys, hn, cn
-    return LSTMScan.apply(*args)
+    return LSTMScan.apply(*args, *GateSource.of(source, w))

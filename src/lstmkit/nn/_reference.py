@@ -30,31 +30,45 @@ def layer_norm_reference(x: Tensor, gain: Tensor, bias: Tensor | None, eps: floa
     return y if bias is None else y + bias
 
 
+def lstm_input_side(x: Tensor, w: LSTMWeights, opt: LSTMOptions) -> Tensor:
+    """The input side of a step, (..., I) -> (..., G): LN_ih(W_ih x) + b_ih + b_hh (for one step or all T at once)."""
+    a = F.linear(x, w.w_ih)
+    if opt.layer_norm:
+        a = layer_norm_reference(a, w.g_ih, None, opt.eps)
+    return a if w.b_ih is None else a + w.b_ih + w.b_hh
+
+
 def lstm_step(
     x: Tensor, state: State, w: LSTMWeights, opt: LSTMOptions, drop: Tensor | None = None
 ) -> tuple[Tensor, State]:
     """One LSTM step ``(x_t, (h, c)) -> (h_t, (h_t, c_t))``.
 
     .. math::
-        a &= \\mathrm{LN}_{ih}(W_{ih} x_t) + \\mathrm{LN}_{hh}(W_{hh} (h_{t-1} \\odot m)) + b_{ih} + b_{hh} \\\\
+        a &= \\mathrm{LN}_{ih}(W_{ih} x_t) + b_{ih} + b_{hh} + \\mathrm{LN}_{hh}(W_{hh} (h_{t-1} \\odot m)) \\\\
         i &= \\sigma(a_i + p_i \\odot c_{t-1}),\\quad f = \\sigma(a_f + p_f \\odot c_{t-1})
              \\;(\\text{coupled: } f = 1 - i),\\quad g = \\tanh(a_g) \\\\
         c_t &= f \\odot c_{t-1} + i \\odot g,\\quad o = \\sigma(a_o + p_o \\odot c_t) \\\\
         h_t &= W_{hr}\\,(o \\odot \\tanh(\\mathrm{LN}_c(c_t)))
 
     LN terms appear only with ``layer_norm``, p only with ``peephole``, W_hr only with projection,
-    m (the recurrent-dropout mask, (B, P)) only in training with ``recurrent_dropout``.
+    m (the recurrent-dropout mask, (B, P)) only in training with ``recurrent_dropout``. The input side
+    (``lstm_input_side``) and the rest (``lstm_recurrent_step``, what the fused scans compute) are
+    separate functions, so that the scans' reference twin reads the same step.
     """
+    return lstm_recurrent_step(lstm_input_side(x, w, opt), state, w, opt, drop)
+
+
+def lstm_recurrent_step(
+    a_x: Tensor, state: State, w: LSTMWeights, opt: LSTMOptions, drop: Tensor | None = None
+) -> tuple[Tensor, State]:
+    """The step after its input side: ``(a_x_t, (h, c)) -> (h_t, (h_t, c_t))``, a_x_t (B, G) from
+    ``lstm_input_side``; reads w.w_hh, w_hr, peep, g_hh, g_c, b_c only (see ``lstm_step``)."""
     h, c = state
     hidden = c.shape[-1]
-    a = F.linear(x, w.w_ih)  # (B, G)
     r = F.linear(h if drop is None else h * drop, w.w_hh)  # (B, G)
     if opt.layer_norm:
-        a = layer_norm_reference(a, w.g_ih, None, opt.eps)
         r = layer_norm_reference(r, w.g_hh, None, opt.eps)
-    a = a + r
-    if w.b_ih is not None:
-        a = a + w.b_ih + w.b_hh
+    a = a_x + r
     if opt.coupled:
         a_i, a_g, a_o = a.split(hidden, -1)
         a_f = None

@@ -32,9 +32,9 @@ from collections.abc import Iterator
 
 import torch
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
 from . import _cpp, _workspace
+from ._second_order import refuse_second_order
 
 # The matrices (rows as in the C++ header); G is applied here, in float64.
 BT = ((4, 0, -5, 0, 1, 0), (0, -4, -4, 1, 1, 0), (0, 4, -4, -1, 1, 0), (0, -2, -1, 2, 1, 0), (0, 2, -1, -2, 1, 0),
@@ -151,7 +151,10 @@ class Conv3x3Fn(torch.autograd.Function):
         return y
 
     @staticmethod
-    @once_differentiable
+    @refuse_second_order(
+        "conv3x3's Winograd backward cannot be differentiated again (gradients made with create_graph=True were "
+        "differentiated); use torch.nn.functional.conv2d(x, w, b, padding=1) for that"
+    )
     def backward(ctx, dy: Tensor):
         U, V = ctx.saved_tensors
         dM = output_transform_adjoint(dy, dy.new_empty(36, U.shape[1], V.shape[2]))  # (36, K, N)

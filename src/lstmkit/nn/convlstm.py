@@ -46,7 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import _winograd
+from . import _cpp, _winograd
 from ._base import RecurrentBase, _check_positive_int, _check_prob, check_device
 from ._convlstm_bptt import convlstm_layer_bptt
 from ._convlstm_reference import ConvLSTMOptions, ConvLSTMWeights, convlstm_step, same_padding
@@ -445,7 +445,7 @@ class ConvLSTM(nn.Module):
             if self.impl == "reference":
                 step = partial(convlstm_step, w=w, opt=self._options)  # (x_t, state) -> (h_t, state)
                 y, state = scan(step, layer_in, init[layer], mask)
-            elif self._runs_bptt():
+            elif self._runs_bptt() and not _cpp.transformed():  # torch.func: torch operations below
                 wino = self.impl == "winograd" and _winograd.usable(layer_in, w.w_hh)
                 y, state = convlstm_layer_bptt(layer_in, init[layer], w.w_ih, w.w_hh, w.b, mask, zero_state=hx is None,
                                                winograd=wino)  # fmt: skip

@@ -108,7 +108,7 @@ def rebuilt_weights() -> Iterator[None]:
 
 def inference_runnable(x: Tensor, impl: str) -> bool:
     """Whether a call may take an inference-only C++ path (int8, low rank): no autograd, CPU float32
-    or float64, eager, the C++ kernel built, ``impl`` "auto" or "cpp", and not inside
+    or float64, eager, no torch.func transform, the C++ kernel built, ``impl`` "auto" or "cpp", and not inside
     :func:`rebuilt_weights`."""
     if torch.compiler.is_compiling():  # compiled and exported graphs hold the float path only
         return False
@@ -119,5 +119,6 @@ def inference_runnable(x: Tensor, impl: str) -> bool:
         and x.device.type == "cpu"
         and x.dtype in (torch.float32, torch.float64)
         and not _cpp.tracing(x)
+        and not _cpp.transformed()
         and _cpp.available()
     )

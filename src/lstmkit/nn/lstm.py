@@ -34,7 +34,7 @@ from torch import Tensor, nn
 
 from . import _cpp
 from ._base import RecurrentBase, _check_positive_int, _check_prob
-from ._fused import lstm_scan
+from ._fused import input_gates, lstm_scan
 from ._reference import lstm_step, scan
 from .int8 import factors, inference_runnable, int8_matrix, int8_runnable
 from .weights import LSTMOptions, LSTMState, LSTMWeights, layer_weights
@@ -90,7 +90,11 @@ def scan_kernel(impl: str, x: Tensor):
     torch.compile, where it takes the reference loop: the fused kernel's hand-written backward writes
     with ``out=`` into views, which Dynamo refuses (a graph break), while the reference loop is plain
     torch code that Dynamo unrolls and Inductor fuses (on a GPU: Triton kernels, autograd's backward).
+
+    Under a torch.func transform (``_cpp.transformed``) every impl takes the reference loop.
     """
+    if _cpp.transformed():
+        return None
     if impl == "fused":
         return lstm_scan
     if impl == "cpp":
@@ -121,15 +125,6 @@ def _needs_grad(x: Tensor, state: tuple[Tensor, Tensor], w: LSTMWeights) -> bool
     return torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (x, *state, *w.tensors())
     )
-
-
-def input_gates(x: Tensor, w: LSTMWeights, opt: LSTMOptions) -> Tensor:
-    """Input side of every step at once: LN_ih(W_ih x) + b_ih + b_hh, (T, B, I) -> (T, B, G)."""
-    if opt.layer_norm:
-        # The biases ride in LayerNorm's own bias slot: the same sum, without another pass over (T, B, G).
-        bias = None if w.b_ih is None else w.b_ih + w.b_hh
-        return F.layer_norm(F.linear(x, w.w_ih), (w.w_ih.shape[0],), w.g_ih, bias, opt.eps)
-    return F.linear(x, w.w_ih, None if w.b_ih is None else w.b_ih + w.b_hh)
 
 
 class LSTM(RecurrentBase):
@@ -289,7 +284,7 @@ class LSTM(RecurrentBase):
             y, h, c = _cpp.lstm_scan_cpp_input(x, state, w, self._options, drop, mask)
         else:
             xg = input_gates(x, w, self._options)  # (T, B, G), one matrix product for all steps
-            y, h, c = kernel(xg, state, w, self._options, drop, mask)
+            y, h, c = kernel(xg, state, w, self._options, drop, mask, source=x)
         return y, (h, c)
 
 
