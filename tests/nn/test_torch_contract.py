@@ -242,3 +242,31 @@ def test_layer_weights_round_trip_and_errors():
         layer_weights(lstmkit.LSTMCell(I, H), 1)
     with pytest.raises(TypeError, match="reads LSTM, GRU and RNN layers and cells, got Linear"):
         layer_weights(nn.Linear(2, 2))
+
+
+SCRIPTED = {
+    "LSTM": lambda: lstmkit.LSTM(I, H),
+    "GRU": lambda: lstmkit.GRU(I, H),
+    "RNN": lambda: lstmkit.RNN(I, H),
+    "LSTMCell": lambda: lstmkit.LSTMCell(I, H),
+    "LSTMStepCell": lambda: lstmkit.LSTMStepCell(I, H),
+    "ConvLSTM": lambda: lstmkit.ConvLSTM(2, 3, (3, 3)),
+    "ConvLSTMCell": lambda: lstmkit.ConvLSTMCell(2, 3, (3, 3)),
+}
+
+
+@pytest.mark.parametrize("name", SCRIPTED)
+def test_torch_jit_script_is_refused_with_what_to_use(name):
+    """torch.nn's layers script; ours stop at once with a message (not "Unknown type annotation" from deep inside
+    TorchScript's compiler), alone or inside a model, which is left as it was."""
+    layer = SCRIPTED[name]()
+    model = nn.Sequential(nn.Identity(), layer)
+    for target in (layer, model):
+        with pytest.raises(RuntimeError) as err:
+            torch.jit.script(target)
+        assert str(err.value) == (
+            f"torch.jit.script cannot compile lstmkit.{name}: lstmkit's modules are Python that TorchScript does "
+            "not read (autograd Functions, C++ extension calls, keyword-only arguments), and torch deprecates "
+            "torch.jit.script. Use torch.compile or torch.export.export, which torch recommends instead"
+        )
+    assert model[1] is layer

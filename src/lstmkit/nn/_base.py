@@ -82,7 +82,23 @@ def check_device(name: str, t: Tensor, ref: Tensor) -> None:
                            + (f" or the module with .to({str(t.device)!r})" if name == "input" else ""))
 
 
-class RecurrentBase(nn.Module, metaclass=ABCMeta):
+class NotScriptable:
+    """``torch.jit.script`` of an lstmkit module (or of a model holding one) stops with what to use instead.
+
+    Without this TorchScript fails deep in its compiler ("Unknown type annotation"). Scripting cannot be offered:
+    the kernels are Python autograd Functions and C++ extension calls, which TorchScript does not read, and
+    torch.jit.script swaps a module's ``__prepare_scriptable__`` result into the caller's own model, so a
+    substitute torch.nn.LSTM would silently replace the user's eager layer too."""
+
+    def __prepare_scriptable__(self):
+        raise RuntimeError(
+            f"torch.jit.script cannot compile lstmkit.{type(self).__name__}: lstmkit's modules are Python that "
+            "TorchScript does not read (autograd Functions, C++ extension calls, keyword-only arguments), and torch "
+            "deprecates torch.jit.script. Use torch.compile or torch.export.export, which torch recommends instead"
+        )
+
+
+class RecurrentBase(NotScriptable, nn.Module, metaclass=ABCMeta):
     """Base of ``LSTM``, ``GRU`` and ``RNN``; not used directly."""
 
     _gates_per_unit: int = 1  # rows of weight_ih per hidden unit

@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import _cpp, _winograd
-from ._base import RecurrentBase, _check_positive_int, _check_prob, check_device
+from ._base import NotScriptable, RecurrentBase, _check_positive_int, _check_prob, check_device
 from ._convlstm_bptt import convlstm_layer_bptt
 from ._convlstm_reference import ConvLSTMOptions, ConvLSTMWeights, convlstm_step, same_padding
 from ._reference import scan
@@ -240,7 +240,7 @@ def convlstm_layer(
 
 
 # --- the modules -----------------------------------------------------------------------------------
-class ConvLSTM(nn.Module):
+class ConvLSTM(NotScriptable, nn.Module):
     r"""Multi-layer convolutional LSTM (Shi et al. 2015) over sequences of frames.
 
     .. math::
@@ -481,7 +481,7 @@ class ConvLSTM(nn.Module):
         return s
 
 
-class ConvLSTMCell(nn.Module):
+class ConvLSTMCell(NotScriptable, nn.Module):
     r"""One ConvLSTM step with every variant of ``ConvLSTM``: ``(x_t, (h, c)) -> (h_t, (h_t, c_t))``.
 
     It runs the readable reference step (``_convlstm_reference.convlstm_step``: one convolution

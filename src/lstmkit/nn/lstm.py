@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import _cpp
-from ._base import RecurrentBase, _check_positive_int, _check_prob
+from ._base import NotScriptable, RecurrentBase, _check_positive_int, _check_prob
 from ._fused import input_gates, lstm_scan
 from ._reference import lstm_step, scan
 from .int8 import factors, inference_runnable, int8_matrix, int8_runnable
@@ -288,7 +288,7 @@ class LSTM(RecurrentBase):
         return y, (h, c)
 
 
-class _LSTMCellBase(nn.Module):
+class _LSTMCellBase(NotScriptable, nn.Module):
     """What both cells share: arguments, parameters (``torch.nn.LSTMCell``'s names), state checks, one step."""
 
     _weights_type = LSTMWeights
