@@ -247,5 +247,8 @@ def convlstm_layer_bptt(x: Tensor, state: tuple[Tensor, Tensor], w_ih: Tensor, w
     ``_winograd.usable``). Returns y (T, B, Hc, H, W) and (h_T, c_T), through the hand-written backward above."""
     if zero_state and (state[0].requires_grad or state[1].requires_grad):
         raise ValueError("zero_state=True: the initial state must be the caller's zeros, needing no gradient")
-    y, h, c = ConvLSTMLayerFn.apply(x, state[0], state[1], w_ih, w_hh, b, mask, zero_state, winograd)
+    # Under torch.autocast the step convolutions would come back in the lower precision, which the gate kernels do
+    # not read: the hand-written layer runs in the parameters' precision (autocast's other impls convolve in it).
+    with torch.autocast(x.device.type, enabled=False):
+        y, h, c = ConvLSTMLayerFn.apply(x, state[0], state[1], w_ih, w_hh, b, mask, zero_state, winograd)
     return y, (h, c)

@@ -135,7 +135,7 @@ def second_order_grads(
     src = GateSource(*source)
     if xg is None:  # rebuilt from the layer input: its graph reaches x and W_ih for the next order
         opt = LSTMOptions(peephole=peep is not None, coupled=coupled, layer_norm=g_hh is not None, eps=eps)
-        xg = input_gates(src.x, LSTMWeights(src.w_ih, w_hh, src.b_ih, src.b_hh, g_ih=src.g_ih), opt)
+        xg = input_gates(src.x, LSTMWeights(src.w_ih, w_hh, src.b_ih, src.b_hh, g_ih=src.g_ih), opt).to(w_hh.dtype)
     args = ScanArgs(xg, h0, c0, w_hh, w_hr, peep, g_hh, g_c, b_c, drop, mask, coupled, eps)
     out: list[Tensor | None] = [None] * (N_SCAN_ARGS + len(GateSource._fields))
     wrt = [i for i in range(N_DIFFERENTIABLE) if needs[i] and args[i] is not None and args[i].requires_grad]

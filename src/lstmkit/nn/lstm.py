@@ -26,6 +26,7 @@ direction; every torch.nn name and shape is unchanged.
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -35,7 +36,7 @@ from torch import Tensor, nn
 from . import _cpp
 from ._base import NotScriptable, RecurrentBase, _check_positive_int, _check_prob
 from ._fused import input_gates, lstm_scan
-from ._reference import lstm_step, scan
+from ._reference import lstm_input_side, lstm_recurrent_step, lstm_step, scan
 from .int8 import factors, inference_runnable, int8_matrix, int8_runnable
 from .weights import LSTMOptions, LSTMState, LSTMWeights, layer_weights
 
@@ -118,6 +119,12 @@ def refuse_untraceable(kernel) -> None:
             f"{'reference' if kernel is None else 'fused'}), which a trace would fix to one length. Use "
             "torch.compile or torch.export.export instead, which trace every impl correctly."
         )
+
+
+def recurrence_precision(x: Tensor) -> contextlib.AbstractContextManager:
+    """torch.autocast turned off where it is on for x's device: the recurrence runs in the parameters' dtype."""
+    device = x.device.type
+    return torch.autocast(device, enabled=False) if torch.is_autocast_enabled(device) else contextlib.nullcontext()
 
 
 def _needs_grad(x: Tensor, state: tuple[Tensor, Tensor], w: LSTMWeights) -> bool:
@@ -275,16 +282,21 @@ class LSTM(RecurrentBase):
     def _run_direction(self, x, state, w, mask, drop):
         kernel = None if self.impl == "reference" else scan_kernel(self.impl, x)
         refuse_untraceable(kernel)
-        if kernel is None:
-            return scan(lambda x_t, s: lstm_step(x_t, s, w, self._options, drop), x, state, mask)
+        opt = self._options
         if kernel is _cpp.lstm_scan_cpp and not _needs_grad(x, state, w) and not _cpp.tracing(x):
             # Inference: the kernel computes W_ih x a chunk of steps at a time into a buffer its steps read from
             # cache, and finishes each row there (LN_ih with LayerNorm, the biases): no (T, B, G) tensor and no
             # pass over one; the result is input_gates' to rounding.
-            y, h, c = _cpp.lstm_scan_cpp_input(x, state, w, self._options, drop, mask)
-        else:
-            xg = input_gates(x, w, self._options)  # (T, B, G), one matrix product for all steps
-            y, h, c = kernel(xg, state, w, self._options, drop, mask, source=x)
+            y, h, c = _cpp.lstm_scan_cpp_input(x, state, w, opt, drop, mask)
+            return y, (h, c)
+        # The input side of every step at once, (T, B, I) -> (T, B, G): the fused ops, or the reference's op by op.
+        # Under torch.autocast it runs in autocast's lower precision; the recurrence in the parameters' dtype.
+        xg = (lstm_input_side if kernel is None else input_gates)(x, w, opt).to(w.w_hh.dtype)
+        with recurrence_precision(x):
+            if kernel is None:
+                y, (h, c) = scan(lambda a_t, s: lstm_recurrent_step(a_t, s, w, opt, drop), xg, state, mask)
+            else:
+                y, h, c = kernel(xg, state, w, opt, drop, mask, source=x)
         return y, (h, c)
 
 
