@@ -270,3 +270,42 @@ def test_torch_jit_script_is_refused_with_what_to_use(name):
             "torch.jit.script. Use torch.compile or torch.export.export, which torch recommends instead"
         )
     assert model[1] is layer
+
+
+IMPLS = ["auto", "fused", "reference"]
+
+
+@pytest.mark.filterwarnings("ignore:`torch.nn.utils.weight_norm` is deprecated:FutureWarning")
+@pytest.mark.parametrize(("native_cls", "ours_cls", "kw"),
+                         [(nn.LSTM, lstmkit.LSTM, {"impl": i}) for i in IMPLS] + [(nn.GRU, lstmkit.GRU, {})],
+                         ids=[f"LSTM-{i}" for i in IMPLS] + ["GRU"])  # fmt: skip
+def test_torch_prune_and_weight_norm_as_torch(native_cls, ours_cls, kw):
+    """torch.nn.utils.prune and the old torch.nn.utils.weight_norm replace a weight by a plain tensor attribute
+    (NAME_orig * NAME_mask; NAME_g, NAME_v) that a forward pre-hook recomputes: lstmkit reads it as torch.nn does
+    (it failed with "'NoneType' object has no attribute 'dtype'"), training and inference."""
+    import torch.nn.utils.prune as prune
+
+    torch.manual_seed(0)
+    native = native_cls(I, H, 2, bidirectional=True)
+    ours = ours_cls(I, H, 2, bidirectional=True, **kw)
+    ours.load_state_dict(native.state_dict())
+    for m in (native, ours):
+        prune.l1_unstructured(m, "weight_hh_l0", 0.5)
+        torch.nn.utils.weight_norm(m, "weight_ih_l1_reverse")
+    assert ours.state_dict().keys() == native.state_dict().keys()
+    check_same(native, ours, torch.randn(T, B, I))  # outputs and the gradients of weight_hh_l0_orig, ..._g, ..._v
+    with torch.no_grad():
+        x = torch.randn(T, B, I)
+        torch.testing.assert_close(ours(x)[0], native(x)[0], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("make", [lambda: lstmkit.LSTM(I, H, 2, bidirectional=True, device="meta"),
+                                  lambda: lstmkit.LSTM(I, H, impl="reference", device="meta"),
+                                  lambda: lstmkit.GRU(I, H, device="meta")], ids=["LSTM", "LSTM-reference", "GRU"])
+def test_meta_device_gives_torch_shapes(make):
+    """Shape inference on the meta device (as model builders and FSDP's deferred init use it)."""
+    ours = make()
+    native = getattr(nn, type(ours).__name__)(I, H, ours.num_layers, bidirectional=ours.bidirectional, device="meta")
+    x = torch.randn(T, B, I, device="meta")
+    got, want = ours(x), native(x)
+    assert got[0].shape == want[0].shape and got[0].device.type == "meta"

@@ -11,6 +11,7 @@ directions, L layers.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
 import warnings
@@ -80,6 +81,14 @@ def check_device(name: str, t: Tensor, ref: Tensor) -> None:
         what = "the parameters" if name == "input" else "the input"
         raise RuntimeError(f"{name} is on {t.device} but {what} on {ref.device}: move it with .to({str(ref.device)!r})"
                            + (f" or the module with .to({str(t.device)!r})" if name == "input" else ""))
+
+
+def autocast_off(x: Tensor) -> contextlib.AbstractContextManager:
+    """torch.autocast turned off for x's device where it is on (else nothing): for the recurrences, which run in the
+    parameters' dtype. Devices autocast does not know (meta) get nothing."""
+    device = x.device.type
+    on = torch.amp.is_autocast_available(device) and torch.is_autocast_enabled(device)
+    return torch.autocast(device, enabled=False) if on else contextlib.nullcontext()
 
 
 class NotScriptable:

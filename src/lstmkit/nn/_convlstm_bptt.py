@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import _cpp, _winograd, _workspace
+from ._base import autocast_off
 from ._second_order import refuse_second_order
 
 SECOND_ORDER_REFUSAL = (
@@ -249,6 +250,6 @@ def convlstm_layer_bptt(x: Tensor, state: tuple[Tensor, Tensor], w_ih: Tensor, w
         raise ValueError("zero_state=True: the initial state must be the caller's zeros, needing no gradient")
     # Under torch.autocast the step convolutions would come back in the lower precision, which the gate kernels do
     # not read: the hand-written layer runs in the parameters' precision (autocast's other impls convolve in it).
-    with torch.autocast(x.device.type, enabled=False):
+    with autocast_off(x):
         y, h, c = ConvLSTMLayerFn.apply(x, state[0], state[1], w_ih, w_hh, b, mask, zero_state, winograd)
     return y, (h, c)

@@ -26,7 +26,6 @@ direction; every torch.nn name and shape is unchanged.
 
 from __future__ import annotations
 
-import contextlib
 import math
 
 import torch
@@ -34,7 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import _cpp
-from ._base import NotScriptable, RecurrentBase, _check_positive_int, _check_prob
+from ._base import NotScriptable, RecurrentBase, _check_positive_int, _check_prob, autocast_off
 from ._fused import input_gates, lstm_scan
 from ._reference import lstm_input_side, lstm_recurrent_step, lstm_step, scan
 from .int8 import factors, inference_runnable, int8_matrix, int8_runnable
@@ -119,12 +118,6 @@ def refuse_untraceable(kernel) -> None:
             f"{'reference' if kernel is None else 'fused'}), which a trace would fix to one length. Use "
             "torch.compile or torch.export.export instead, which trace every impl correctly."
         )
-
-
-def recurrence_precision(x: Tensor) -> contextlib.AbstractContextManager:
-    """torch.autocast turned off where it is on for x's device: the recurrence runs in the parameters' dtype."""
-    device = x.device.type
-    return torch.autocast(device, enabled=False) if torch.is_autocast_enabled(device) else contextlib.nullcontext()
 
 
 def _needs_grad(x: Tensor, state: tuple[Tensor, Tensor], w: LSTMWeights) -> bool:
@@ -292,7 +285,7 @@ class LSTM(RecurrentBase):
         # The input side of every step at once, (T, B, I) -> (T, B, G): the fused ops, or the reference's op by op.
         # Under torch.autocast it runs in autocast's lower precision; the recurrence in the parameters' dtype.
         xg = (lstm_input_side if kernel is None else input_gates)(x, w, opt).to(w.w_hh.dtype)
-        with recurrence_precision(x):
+        with autocast_off(x):
             if kernel is None:
                 y, (h, c) = scan(lambda a_t, s: lstm_recurrent_step(a_t, s, w, opt, drop), xg, state, mask)
             else:

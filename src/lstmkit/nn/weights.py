@@ -130,7 +130,8 @@ def layer_weights(layer: nn.Module, layer_index: int = 0, direction: int = 0) ->
     ``layer`` is an lstmkit or torch.nn LSTM, GRU or RNN layer, or a cell (which has one layer and
     direction). The fields are the module's own Parameters: ``layer_weights(m, 1, 1).w_ih is
     m.weight_ih_l1_reverse``; a parametrized weight (quantised or factorised by ``lstmkit.formats``)
-    is the tensor its parametrization computes at this call.
+    is the tensor its parametrization computes at this call, and a weight that ``torch.nn.utils.prune`` or the old
+    ``torch.nn.utils.weight_norm`` computes (a plain tensor attribute) is that tensor.
     """
     cls = _weights_type(layer)
     is_cell = not hasattr(layer, "num_layers")
@@ -146,6 +147,11 @@ def layer_weights(layer: nn.Module, layer_index: int = 0, direction: int = 0) ->
     def get(name: str) -> Tensor | None:
         if parametrize.is_parametrized(layer, name):  # quantised or factorised: the weight it computes now
             return getattr(layer, name)
-        return params.get(name)
+        if name in params:
+            return params[name]
+        # torch.nn.utils.prune and the old torch.nn.utils.weight_norm move the Parameter to NAME_orig (NAME_g,
+        # NAME_v) and set NAME as a plain tensor attribute, recomputed by a forward pre-hook before each call.
+        derived = layer.__dict__.get(name)
+        return derived if isinstance(derived, Tensor) else None
 
     return cls(**{field: get(name + sfx) for field, name in cls.PARAMETER_NAMES.items()})
