@@ -405,3 +405,47 @@ def test_compiled_with_inductor_on_the_device_equals_eager(kw):
         torch.testing.assert_close(exported.module()(x, lengths=torch.tensor([5, 3, 1], device=DEVICE))[0],
                                    m(x, lengths=torch.tensor([5, 3, 1]))[0], **F64)
     torch._dynamo.reset()
+
+
+def test_gradients_of_gradients_on_the_device():
+    """A create_graph backward through the fused scan on the device (recomputed by its reference twin): second
+    derivatives by gradgradcheck in float64, and a gradient penalty equal to cuDNN's LSTM's."""
+    m = lstmkit.LSTM(3, 3, 2, bidirectional=True, dtype=d, device=DEVICE, peephole=True)
+    x = torch.randn(3, 2, 3, dtype=d, device=DEVICE, requires_grad=True)
+    assert torch.autograd.gradgradcheck(lambda x, w: m(x)[0], (x, m.weight_hh_l0))
+    torch.manual_seed(0)
+    native = nn.LSTM(I, H, dtype=d, device=DEVICE)
+    ours = lstmkit.LSTM(I, H, dtype=d, device=DEVICE)
+    ours.load_state_dict(native.state_dict())
+    xs = torch.randn(T, B, I, dtype=d, device=DEVICE)
+    got = []
+    for mod in (native, ours):
+        xi = xs.clone().requires_grad_()
+        (dx,) = torch.autograd.grad(mod(xi)[0].tanh().sum(), xi, create_graph=True)
+        got.append(torch.autograd.grad(dx.square().sum(), mod.weight_hh_l0)[0])
+    torch.testing.assert_close(got[1], got[0], **F64)
+
+
+def test_autocast_on_the_device_recurs_in_float32():
+    """Under autocast (float16 on a GPU) the input projection runs in the low precision and the fused scan in
+    float32: the output equals the float32 reference scan over autocast's own projection within the float32 bound
+    (tests/nn/test_autocast.py holds the same on the CPU); training runs and every gradient is float32."""
+    from lstmkit.nn import layer_weights
+    from lstmkit.nn._fused import ScanArgs, scan_reference
+    from tolerances import scan_tolerance
+
+    low = torch.float16 if DEVICE.type == "cuda" else torch.bfloat16
+    m = lstmkit.LSTM(I, H, device=DEVICE)
+    x = torch.randn(T, B, I, device=DEVICE, requires_grad=True)
+    with torch.autocast(DEVICE.type, dtype=low):
+        y, (h, c) = m(x)
+    assert y.dtype == h.dtype == c.dtype == torch.float32
+    w = layer_weights(m)
+    with torch.no_grad():
+        xg = torch.nn.functional.linear(x.to(low), w.w_ih.to(low), (w.b_ih + w.b_hh).to(low)).float()
+        zeros = torch.zeros(B, H, device=DEVICE)
+        args = ScanArgs(xg, zeros, zeros, w.w_hh, None, None, None, None, None, None, None, False, 1e-5)
+        want = scan_reference(args)[0]
+    torch.testing.assert_close(y.detach(), want, rtol=0, atol=scan_tolerance(args._asdict(), gradients=False))
+    y.square().sum().backward()
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in m.parameters())
