@@ -309,3 +309,32 @@ def test_meta_device_gives_torch_shapes(make):
     x = torch.randn(T, B, I, device="meta")
     got, want = ours(x), native(x)
     assert got[0].shape == want[0].shape and got[0].device.type == "meta"
+
+
+class WeightDrop(nn.Module):
+    """AWD-LSTM's DropConnect on W_hh (Merity et al. 2017), as its reference code writes it: the Parameter moved to
+    NAME_raw, and NAME set before each call as a plain tensor, dropped out in training."""
+
+    def __init__(self, module: nn.Module, names: list[str], p: float) -> None:
+        super().__init__()
+        self.module, self.names, self.p = module, names, p
+        for name in names:
+            w = getattr(module, name)
+            del module._parameters[name]
+            module.register_parameter(name + "_raw", nn.Parameter(w.data))
+
+    def forward(self, x):
+        for name in self.names:
+            raw = getattr(self.module, name + "_raw")
+            setattr(self.module, name, nn.functional.dropout(raw, self.p, self.training))
+        return self.module(x)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_awd_lstm_weight_drop_as_torch(impl):
+    torch.manual_seed(0)
+    native = nn.LSTM(I, H, 2)
+    ours = lstmkit.LSTM(I, H, 2, impl=impl)
+    ours.load_state_dict(native.state_dict())
+    check_same(WeightDrop(native, ["weight_hh_l0", "weight_hh_l1"], 0.5),
+               WeightDrop(ours, ["weight_hh_l0", "weight_hh_l1"], 0.5), torch.randn(T, B, I))  # fmt: skip
