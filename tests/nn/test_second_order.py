@@ -254,3 +254,36 @@ def test_scan_node_takes_a_gate_source_or_none():
     b = LSTMScan.apply(*args, None, None, None, None, None)
     for u, v in zip(a, b, strict=True):
         assert torch.equal(u, v)
+
+
+@pytest.mark.parametrize("cls", [lstmkit.LSTMCell, lstmkit.LSTMStepCell])
+def test_cells_under_vmap_and_grad_equal_torch_lstmcell(cls):
+    """The plain cell calls torch's lstm_cell operator, which has no vmap rule: under a transform it runs the
+    reference step, equal to torch.nn.LSTMCell looped over the vmapped dimension and under torch.func.grad."""
+    torch.manual_seed(0)
+    native = torch.nn.LSTMCell(I, H, dtype=D)
+    ours = cls(I, H, dtype=D)
+    ours.load_state_dict(native.state_dict())
+    xs = torch.randn(4, B, I, dtype=D)
+    state = (torch.randn(B, H, dtype=D), torch.randn(B, H, dtype=D))
+    close(vmap(lambda x: ours(x, state)[0])(xs), torch.stack([native(x, state)[0] for x in xs]))
+    got = [grad(lambda p, m=m: functional_call(m, p, (xs[0], state))[0].square().sum())(dict(m.named_parameters()))
+           for m in (native, ours)]  # fmt: skip
+    for name in got[0]:
+        close(got[1][name], got[0][name])
+
+
+@pytest.mark.parametrize("impl", KERNELS)
+def test_func_hessian_and_jacfwd_equal_torch_nn(impl):
+    """Forward over reverse (hessian) and forward mode (jacfwd), against torch.autograd.functional on torch.nn.LSTM."""
+    from torch.autograd.functional import hessian as native_hessian
+    from torch.autograd.functional import jacobian as native_jacobian
+    from torch.func import hessian, jacfwd
+
+    torch.manual_seed(0)
+    native = torch.nn.LSTM(2, H, dtype=D)
+    ours = lstmkit.LSTM(2, H, dtype=D, impl=impl)
+    ours.load_state_dict(native.state_dict())
+    x = torch.randn(T, 1, 2, dtype=D)
+    close(hessian(lambda x: ours(x)[0].square().sum())(x), native_hessian(lambda x: native(x)[0].square().sum(), x))
+    close(jacfwd(lambda x: ours(x)[0])(x), native_jacobian(lambda x: native(x)[0], x))

@@ -384,7 +384,7 @@ class _LSTMCellBase(NotScriptable, nn.Module):
             if (isinstance(input, Tensor) and isinstance(h0, Tensor) and isinstance(c0, Tensor) and input.dim() == 2
                     and input.dtype == w_ih.dtype and input.is_floating_point()
                     and input.shape[1] == self.input_size and h0.shape == (input.shape[0], self.hidden_size)
-                    and c0.shape == h0.shape):  # fmt: skip
+                    and c0.shape == h0.shape and not _cpp.transformed()):  # fmt: skip
                 return torch._VF.lstm_cell(input, (h0, c0), w_ih, self.weight_hh, self.bias_ih, self.bias_hh)
         name = type(self).__name__
         if not isinstance(input, Tensor):
@@ -424,7 +424,7 @@ class _LSTMCellBase(NotScriptable, nn.Module):
         else:
             drop_mask = None
         o = self._options
-        if drop_mask is None and self._plain:
+        if drop_mask is None and self._plain and not _cpp.transformed():  # torch.func: no vmap rule for lstm_cell
             # torch's own cell (what torch.nn.LSTMCell calls): lstm_step's plain step as one operator, W x + b and
             # W h + b by addmm and the gates in place (tests/nn/test_cells.py holds the two equal). The weights
             # read as attributes (a parametrized one computed, as layer_weights would): building layer_weights'
