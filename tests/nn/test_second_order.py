@@ -79,6 +79,12 @@ def test_gradgradcheck_every_kernel(impl, variant):
         return y, h, c
 
     assert gradgradcheck(f, (x, h0, m.weight_hh_l0, m.weight_ih_l1_reverse))
+    # the recomputed scan is the forward's function: a create_graph backward's first derivatives are the plain one's
+    leaves = [x, h0, *m.parameters()]
+    first = [torch.autograd.grad(sum(o.square().sum() for o in f(x, h0, None, None)), leaves, create_graph=graph)
+             for graph in (False, True)]  # fmt: skip
+    for plain, graph in zip(*first, strict=True):
+        close(graph, plain)
 
 
 @pytest.mark.parametrize(
