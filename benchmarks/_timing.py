@@ -8,6 +8,7 @@ baseline's time in the *same* round: load that comes and goes hits both sides of
 
 from __future__ import annotations
 
+import argparse
 import gc
 import math
 import os
@@ -194,3 +195,23 @@ def emit_report(lines: list[str], out: Path | None) -> None:
     print(report)
     if out is not None:
         out.write_text(report)
+
+
+def bxh_shapes(example: str) -> Callable[[str], list[tuple[int, int]]]:
+    """An argparse ``type`` for ``--shapes BxH,BxH,...``: [(B, H), ...], refusing a bad entry with ``example`` named."""
+
+    def parse(text: str) -> list[tuple[int, int]]:
+        shapes = []
+        for item in text.split(","):
+            try:
+                B, H = (int(v) for v in item.split("x"))
+            except ValueError:
+                raise argparse.ArgumentTypeError(
+                    f"a shape is BxH (batch x hidden size), e.g. {example}; got {item!r}"
+                ) from None
+            if B < 1 or H < 1:
+                raise argparse.ArgumentTypeError(f"B and H must be >= 1, got {item!r}")
+            shapes.append((B, H))
+        return shapes
+
+    return parse

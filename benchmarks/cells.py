@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 import torch
-from _timing import emit_report, interleaved, machine_description, median, paired_ratios, quartiles
+from _timing import bxh_shapes, emit_report, interleaved, machine_description, median, paired_ratios, quartiles
 
 import lstmkit
 
@@ -41,20 +41,9 @@ def cell_loop(cell: torch.nn.Module, x: torch.Tensor, hidden: int, train: bool):
     return run
 
 
-def parse_shape(text: str) -> tuple[int, int]:
-    """'BxH' -> (B, H)."""
-    try:
-        B, H = (int(v) for v in text.split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"a shape is BxH (batch x hidden size), e.g. 97x51; got {text!r}") from None
-    if B < 1 or H < 1:
-        raise argparse.ArgumentTypeError(f"B and H must be >= 1, got {text!r}")
-    return B, H
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--shapes", type=lambda s: [parse_shape(v) for v in s.split(",")], help="BxH,BxH,... "
+    parser.add_argument("--shapes", type=bxh_shapes("97x51"), help="BxH,BxH,... "
                         "(input size = H)", default=[(1, 128), (16, 128), (97, 51), (64, 256)])  # fmt: skip
     parser.add_argument("--dtypes", nargs="+", choices=list(DTYPES), default=list(DTYPES))
     parser.add_argument("--steps", type=int, default=100, help="T, the loop's length")

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 import torch
-from _timing import emit_report, interleaved, machine_description, median, paired_ratios, quartiles
+from _timing import bxh_shapes, emit_report, interleaved, machine_description, median, paired_ratios, quartiles
 
 import lstmkit
 
@@ -47,20 +47,9 @@ def train_step(model: torch.nn.Module, x: torch.Tensor):
     return run
 
 
-def parse_shape(text: str) -> tuple[int, int]:
-    """'BxH' -> (B, H)."""
-    try:
-        B, H = (int(v) for v in text.split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"a shape is BxH (batch x hidden size), e.g. 16x128; got {text!r}") from None
-    if B < 1 or H < 1:
-        raise argparse.ArgumentTypeError(f"B and H must be >= 1, got {text!r}")
-    return B, H
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--shapes", type=lambda s: [parse_shape(v) for v in s.split(",")],
+    parser.add_argument("--shapes", type=bxh_shapes("16x128"),
                         default=[(16, 128), (64, 256)], help="BxH,BxH,... (input size = H)")  # fmt: skip
     parser.add_argument("--steps", type=int, default=50, help="T, the sequence length")
     parser.add_argument("--rounds", type=int, default=7)
