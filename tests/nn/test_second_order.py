@@ -293,3 +293,20 @@ def test_func_hessian_and_jacfwd_equal_torch_nn(impl):
     x = torch.randn(T, 1, 2, dtype=D)
     close(hessian(lambda x: ours(x)[0].square().sum())(x), native_hessian(lambda x: native(x)[0].square().sum(), x))
     close(jacfwd(lambda x: ours(x)[0])(x), native_jacobian(lambda x: native(x)[0], x))
+
+
+@pytest.mark.parametrize("impl", KERNELS)
+def test_second_order_through_the_final_state_alone(impl):
+    """Only h_n reaches the loss: the output gradients autograd never reached come back as None, in both orders."""
+    torch.manual_seed(0)
+    native = torch.nn.LSTM(I, H, 2, dtype=D)
+    ours = lstmkit.LSTM(I, H, 2, dtype=D, impl=impl)
+    ours.load_state_dict(native.state_dict())
+    x = torch.randn(T, B, I, dtype=D)
+    got = []
+    for m in (native, ours):
+        xi = x.clone().requires_grad_()
+        (dx,) = torch.autograd.grad(m(xi)[1][0].tanh().sum(), xi, create_graph=True)
+        got.append(torch.autograd.grad(dx.square().sum(), [*m.parameters(), xi]))
+    for a, b in zip(got[1], got[0], strict=True):
+        close(a, b)
