@@ -338,3 +338,14 @@ def test_awd_lstm_weight_drop_as_torch(impl):
     ours.load_state_dict(native.state_dict())
     check_same(WeightDrop(native, ["weight_hh_l0", "weight_hh_l1"], 0.5),
                WeightDrop(ours, ["weight_hh_l0", "weight_hh_l1"], 0.5), torch.randn(T, B, I))  # fmt: skip
+
+
+def test_fake_tensor_mode_gives_torch_shapes():
+    """Under FakeTensorMode (tensors without data, as torch's tracers make them) the layer gives torch.nn's shapes."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    with FakeTensorMode():
+        ours, native = lstmkit.LSTM(I, H, 2, bidirectional=True), nn.LSTM(I, H, 2, bidirectional=True)
+        x = torch.randn(T, B, I)
+        got, want = ours(x), native(x)
+        assert got[0].shape == want[0].shape and got[1][0].shape == want[1][0].shape
