@@ -9,7 +9,18 @@ it, import its module here.
 from __future__ import annotations
 
 # Importing a task module registers it.
-from lstmkit.tasks import charlm, classify, ctc_ocr, ctc_speech, forecast, longrange, moving_digits, seq2seq, wordlm
+from lstmkit.tasks import (
+    charlm,
+    classify,
+    ctc_ocr,
+    ctc_speech,
+    forecast,
+    handwriting,
+    longrange,
+    moving_digits,
+    seq2seq,
+    wordlm,
+)
 from lstmkit.tasks.base import ConfigError, DataUnavailable, Generated, Prepared, Task, TaskError
 from lstmkit.tasks.registry import TASKS, get_task, register_task
 
@@ -27,6 +38,7 @@ __all__ = [
     "ctc_speech",
     "forecast",
     "get_task",
+    "handwriting",
     "longrange",
     "moving_digits",
     "register_task",

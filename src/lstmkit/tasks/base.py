@@ -33,6 +33,8 @@ model class they hold:
 - ``diagnosable``, ``diagnostic_batch``, ``last_step_loss``: gradient flow (``lstmkit diagnose``);
 - ``unit`` and ``loss_label``: what the loss is per, for reports and ``curves.png``;
 - ``compression_limits``: the ``lstmkit compress`` methods the task's model cannot take, and why.
+
+``handwrite`` (``lstmkit write``) is, like ``generate``, for the tasks whose models write: it raises otherwise.
 """
 
 from __future__ import annotations
@@ -247,3 +249,8 @@ class Task(abc.ABC):
     ) -> Generated:
         """Sample text from the run's model; only text tasks do."""
         raise TaskError(f"task {self.name!r} does not generate text")
+
+    def handwrite(self, run: Run, texts: list[str], *, bias: float, seed: int, max_points: int) -> list[Any]:
+        """Pen points (N, 3) float32 (x, y up, end of stroke) for each of ``texts``, written by the run's model
+        (``lstmkit write``); only handwriting generators do."""
+        raise TaskError(f"task {self.name!r} does not write handwriting; `lstmkit write` needs a handwriting-gen run")

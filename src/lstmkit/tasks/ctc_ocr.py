@@ -23,9 +23,9 @@ import matplotlib
 import numpy as np
 
 from lstmkit.data.images import ASCENT, DESCENT, line_columns, read_image, render_line, stack_columns
-from lstmkit.metrics import cer, wer
 from lstmkit.tasks.base import DataUnavailable
 from lstmkit.tasks.ctc import SPLITS, CTCData, CTCModel, CTCTask, cached_arrays, ragged, resolved_dir, unragged
+from lstmkit.tasks.ctc.task import line_scores
 from lstmkit.tasks.registry import register_task
 from lstmkit.train import Config, TrainConfig
 
@@ -238,11 +238,7 @@ class OCRTask(CTCTask):
         return model_input(line_columns(pixels, config.data.height, where=str(path)), config.data)
 
     def score(self, references: list[str], hypotheses: list[str]) -> dict[str, float]:
-        return {
-            "cer": cer(references, hypotheses),
-            "wer": wer(references, hypotheses),
-            "line_accuracy": float(np.mean([r == h for r, h in zip(references, hypotheses, strict=True)])),
-        }
+        return line_scores(references, hypotheses)
 
 
 __all__ = ["ALPHABET", "OCRData", "OCRTask", "generate", "random_line"]

@@ -14,10 +14,11 @@ from lstmkit.tasks.rundir import open_run
 
 
 def recognize_files(run_dir: str | os.PathLike[str], files: Sequence[str | os.PathLike[str]]) -> list[str]:
-    """``lstmkit recognize``: "FILE<TAB>TRANSCRIPT" for each file, transcribed by a ctc-speech or ctc-ocr run."""
+    """``lstmkit recognize``: "FILE<TAB>TRANSCRIPT" for each file, transcribed by a CTC recognition run."""
     run = open_run(run_dir)
     if not isinstance(run.task, CTCTask):
-        raise TaskError(f"{run_dir} is a {run.task.name!r} run; recognize needs a ctc-speech or ctc-ocr run")
+        raise TaskError(f"{run_dir} is a {run.task.name!r} run; recognize needs a ctc-speech, ctc-ocr or "
+                        "handwriting run")  # fmt: skip
     if run.config.train.threads > 0:
         torch.set_num_threads(run.config.train.threads)
     paths = [Path(f) for f in files]

@@ -12,6 +12,7 @@ import numpy as np
 from torch import nn
 
 from lstmkit._fileio import read_versioned_json
+from lstmkit.metrics import cer, wer
 from lstmkit.models import CTCRecognizer
 from lstmkit.tasks.base import Prepared, Task, TaskError, TrainingData
 from lstmkit.tasks.ctc.config import resolved_dir
@@ -30,6 +31,15 @@ from lstmkit.tasks.ctc.decode import decode
 from lstmkit.tasks.ctc.steps import ctc_step
 from lstmkit.tasks.rundir import Run
 from lstmkit.train import Config, evaluate, fit, set_values
+
+
+def line_scores(references: list[str], hypotheses: list[str]) -> dict[str, float]:
+    """Character and word error rates over all lines, and the share of lines read whole."""
+    return {
+        "cer": cer(references, hypotheses),
+        "wer": wer(references, hypotheses),
+        "line_accuracy": float(np.mean([r == h for r, h in zip(references, hypotheses, strict=True)])),
+    }
 
 
 class CTCTask(Task):
