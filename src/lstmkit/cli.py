@@ -313,11 +313,13 @@ def predict(
 
 @app.command("recognize")
 def recognize(
-    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="A run directory of ctc-speech or ctc-ocr.")],
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR",
+                                            help="A run directory of ctc-speech, ctc-ocr or handwriting.")],
     files: Annotated[
         list[Path],
         typer.Argument(metavar="FILE", help="Mono WAV files at the run's sample rate (ctc-speech), or images "
-                       "of one text line each, dark on light or light on dark (ctc-ocr: PNG)."),
+                       "of one text line each, dark on light or light on dark (ctc-ocr: PNG), or pen strokes "
+                       "(handwriting: .csv with columns x,y,stroke; InkML .inkml; IAM-OnDB .xml)."),
     ],
 ) -> None:
     """Transcribe your files with a trained CTC run (prefix beam search); prints FILE<TAB>TRANSCRIPT per file."""
@@ -325,6 +327,30 @@ def recognize(
 
     try:
         lines = recognize_files(run_dir, files)
+    except (TaskError, OSError) as e:
+        _fail(e)
+    for line in lines:
+        typer.echo(line)
+
+
+@app.command("write")
+def write(
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="A run directory of handwriting-gen.")],
+    texts: Annotated[list[str], typer.Argument(metavar="TEXT", help="Lines to write, one file pair each.")],
+    out: Annotated[Path | None, typer.Option(help="The folder for line-N.svg and line-N.csv (default: "
+                                             "RUN_DIR/written).")] = None,
+    bias: Annotated[float, typer.Option(min=0.0, help="Sampling bias (Graves 2013, eqs. 61-62): 0 samples the "
+                                        "model as trained; larger is neater and less varied.")] = 0.5,
+    seed: Annotated[int, typer.Option(help="Seed of the first line's sampling (line i uses seed + i).")] = 0,
+    max_points: Annotated[int, typer.Option(min=1, help="Stop a line after this many pen points.")] = 1500,
+    judge: Annotated[Path | None, typer.Option(help="A handwriting recognition run that reads the lines back: "
+                                               "prints each transcript and the character error rate.")] = None,
+) -> None:
+    """Write lines of text in handwriting with a trained handwriting-gen run: SVG and CSV (x,y,stroke) per line."""
+    from lstmkit.tasks.handwriting.command import write_lines
+
+    try:
+        lines = write_lines(run_dir, texts, out=out, bias=bias, seed=seed, max_points=max_points, judge=judge)
     except (TaskError, OSError) as e:
         _fail(e)
     for line in lines:
