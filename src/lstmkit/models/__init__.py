@@ -8,6 +8,8 @@
 - ``ForecastNet`` (``forecaster``): a ``SequenceModel`` over a window plus a fixed AR skip;
 - ``Seq2Seq`` (``seq2seq``): an attentional encoder-decoder; ``decoding`` holds its greedy and
   batched beam search.
+- ``HandwritingNet`` (``handwriting``): Graves's mixture-density LSTM for pen offsets, unconditional or reading a
+  text through a soft window (``mixture_nll``, ``sample_offsets``);
 - ``ConvForecaster`` (``frames``): an encoder-forecaster ConvLSTM stack predicting video frames, and
   ``FCForecaster``, its fully connected LSTM baseline.
 
@@ -29,6 +31,7 @@ from lstmkit.models.classifier import (
 from lstmkit.models.decoding import Hypothesis, beam_search, greedy
 from lstmkit.models.forecaster import EnsembleForecaster, ForecastModel, ForecastNet, least_squares
 from lstmkit.models.frames import LOSSES, ConvForecaster, FCForecaster, FramesModel, fc_hidden_for, floored, frame_loss
+from lstmkit.models.handwriting import HandwritingModel, HandwritingNet, MixtureParams, mixture_nll, sample_offsets
 from lstmkit.models.recognizer import CTCModel, CTCRecognizer
 from lstmkit.models.seq2seq import ATTENTIONS, Seq2Seq, Seq2SeqModel
 from lstmkit.models.sequence import LSTMReader, SequenceModel, State, _make_rnn, last_valid
@@ -50,8 +53,11 @@ __all__ = [
     "ForecastModel",
     "ForecastNet",
     "FramesModel",
+    "HandwritingModel",
+    "HandwritingNet",
     "Hypothesis",
     "LSTMReader",
+    "MixtureParams",
     "Seq2Seq",
     "Seq2SeqModel",
     "SequenceClassifier",
@@ -65,4 +71,6 @@ __all__ = [
     "greedy",
     "last_valid",
     "least_squares",
+    "mixture_nll",
+    "sample_offsets",
 ]

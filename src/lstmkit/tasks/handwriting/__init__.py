@@ -7,7 +7,7 @@ Modules: ``data`` (the phrases, the writers, the cache), ``recognition`` (``hand
 
 from __future__ import annotations
 
-from lstmkit.tasks.handwriting import recognition
+from lstmkit.tasks.handwriting import generation, recognition
 from lstmkit.tasks.handwriting.data import HandwritingData
 
-__all__ = ["HandwritingData", "recognition"]
+__all__ = ["HandwritingData", "generation", "recognition"]
