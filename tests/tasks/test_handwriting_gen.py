@@ -136,3 +136,12 @@ def test_write_refuses_bad_text_a_wrong_judge_and_runs_that_cannot_write(gen_run
     assert result.exit_code == 2
     [_] = write_lines(free_run.run_dir, ["anything"], out=tmp_path / "free", max_points=25)
     assert len(read_strokes(tmp_path / "free" / "line-1.csv")) == 25  # unconditional: runs to the cap
+
+
+@pytest.mark.parametrize("options", [[], ["--int8"]])
+def test_export_refuses_the_windowed_model_by_name(gen_run, tmp_path, options):
+    result = CliRunner().invoke(app, ["export", str(gen_run.run_dir), "--out", str(tmp_path / "m.onnx"), *options])
+    assert result.exit_code == 1  # the CLI's error, not a traceback (typer's runner would give the exception)
+    assert ("the handwriting-gen task's model cannot be exported: model must be an lstmkit LSTM, GRU or RNN, a "
+            "SequenceModel, or a classify, forecast or CTC task model, got HandwritingNet") in result.output
+    assert not list(tmp_path.iterdir())

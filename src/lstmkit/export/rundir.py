@@ -93,7 +93,10 @@ def _export(run, model, out, *, format, lengths, verify, int8, per_channel, redu
 
 def _export_int8(run, model, out, metadata, *, verify: bool, per_channel: bool, reduce_range: bool) -> Int8Export:
     """``out`` (default ``RUN_DIR/model.onnx``) in float and ``*.int8.onnx`` beside it (``export.int8``)."""
-    int8_mod.check_supported(model)  # before anything is written
+    try:
+        int8_mod.check_supported(model)  # before anything is written
+    except TypeError as e:
+        raise TaskError(f"the {run.task.name} task's model cannot be exported: {e}") from e
     path = Path(out) if out is not None else run.path / "model.onnx"
     try:
         return int8_mod.to_int8_onnx(model, path.with_suffix(".int8.onnx"), float_path=path, per_channel=per_channel,
