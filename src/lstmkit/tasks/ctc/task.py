@@ -29,8 +29,9 @@ from lstmkit.tasks.ctc.data import (
 )
 from lstmkit.tasks.ctc.decode import decode
 from lstmkit.tasks.ctc.steps import ctc_step
+from lstmkit.tasks.generated import fit_and_score, reopen_and_score
 from lstmkit.tasks.rundir import Run
-from lstmkit.train import Config, evaluate, fit, set_values
+from lstmkit.train import Config, evaluate, set_values
 
 
 def line_scores(references: list[str], hypotheses: list[str]) -> dict[str, float]:
@@ -135,33 +136,12 @@ class CTCTask(Task):
 
     def train(self, prepared: Prepared, run_dir: Path) -> dict[str, Any]:
         assert isinstance(prepared, CTCPrepared)
-        config = prepared.config
-        model = self.build_model(config)
-        data = self.training_data(prepared)
-        result = fit(model, data.train, data.step, config=config, out_dir=run_dir, val_data=data.val)
-        return {
-            "split": "val",
-            "nats_per_label": result.best_val_loss,  # what `lstmkit evaluate --split val` gives back
-            "val": self.score_split(model, prepared, "val"),
-            "test": self.score_split(model, prepared, "test"),
-            "steps": result.steps,
-            "epochs": len(result.history),
-            "best_epoch": result.best_epoch,
-            "parameters": sum(p.numel() for p in model.parameters()),
-            "samples": {s: len(v) for s, v in prepared.inputs.items()},
-            "generation_seconds": prepared.record.get("generation_seconds"),
-        }
+        summary = fit_and_score(self, prepared, run_dir, "nats_per_label")
+        return {**summary, "samples": {s: len(v) for s, v in prepared.inputs.items()}}
 
     def evaluate(self, run: Run, split: str) -> dict[str, Any]:
-        if split not in SPLITS:
-            raise TaskError(f"split must be one of {SPLITS}, got {split!r}")
         recorded = run.read_record(DATA, _DATA_FORMAT, _DATA_VERSION)
-        prepared = self.prepare(run.config)
-        if recorded.get("sha256") != prepared.record["sha256"]:
-            raise TaskError(f"the data in {prepared.record['cache']} is not the data this run was trained on "
-                            f"(its SHA-256 differs from {run.file(DATA)})")  # fmt: skip
-        model = run.load_weights(self.build_model(prepared.config))
-        return self.score_split(model, prepared, split)
+        return reopen_and_score(self, run, split, recorded, run.file(DATA))
 
     def transcribe(self, run: Run, paths: Sequence[Path]) -> list[str]:
         """The beam-search transcript of each file, in order; ``TaskError`` names a file that cannot be read."""

@@ -133,6 +133,13 @@ def generation_params(data: HandwritingData) -> dict[str, Any]:
     }
 
 
+def describe(data: HandwritingData) -> str:
+    """Where the lines come from, in words (``lstmkit tasks``)."""
+    return (f"{data.train_size}/{data.val_size}/{data.test_size} phrases of Shakespeare as pen strokes in "
+            f"{len(FACES)} Hershey faces by synthetic writers (held-out styles for val/test), cached under "
+            f"{resolved_dir(data)}")  # fmt: skip
+
+
 def check_available() -> None:
     """Raise :class:`DataUnavailable` saying how to install what is missing (the fonts, the texts)."""
     try:
@@ -208,6 +215,7 @@ __all__ = [
     "HandwritingData",
     "Lines",
     "check_available",
+    "describe",
     "generate",
     "load_lines",
     "pen_points",

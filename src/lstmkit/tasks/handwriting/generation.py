@@ -32,11 +32,12 @@ from lstmkit.data import BucketBatchSampler, pad_collate
 from lstmkit.data.strokes import ALPHABET, from_offsets, to_offsets
 from lstmkit.models.handwriting import HandwritingModel, HandwritingNet, mixture_nll
 from lstmkit.tasks.base import Prepared, Task, TaskError, TrainingData
-from lstmkit.tasks.ctc import SPLITS, resolved_dir
-from lstmkit.tasks.handwriting.data import FACES, HandwritingData, check_available, load_lines
+from lstmkit.tasks.ctc import resolved_dir
+from lstmkit.tasks.generated import fit_and_score, reopen_and_score
+from lstmkit.tasks.handwriting.data import HandwritingData, check_available, describe, load_lines
 from lstmkit.tasks.registry import register_task
 from lstmkit.tasks.rundir import Run
-from lstmkit.train import Config, TrainConfig, evaluate, fit, set_values
+from lstmkit.train import Config, TrainConfig, evaluate, set_values
 
 DATA = "data.json"
 _DATA_FORMAT = "lstmkit.handwriting-gen-data"
@@ -173,10 +174,7 @@ class HandwritingGenTask(Task):
         return Config(model=model, data=data, train=train)
 
     def data_source(self, config: Config) -> str:
-        d = config.data
-        return (f"{d.train_size}/{d.val_size}/{d.test_size} phrases of Shakespeare as pen strokes in {len(FACES)} "
-                f"Hershey faces by synthetic writers (held-out styles for val/test), cached under "
-                f"{resolved_dir(d)}")  # fmt: skip
+        return describe(config.data)
 
     def check_data(self, config: Config) -> None:
         check_available()
@@ -230,32 +228,11 @@ class HandwritingGenTask(Task):
 
     def train(self, prepared: Prepared, run_dir: Path) -> dict[str, Any]:
         assert isinstance(prepared, GenerationPrepared)
-        config = prepared.config
-        model = self.build_model(config)
-        data = self.training_data(prepared)
-        result = fit(model, data.train, data.step, config=config, out_dir=run_dir, val_data=data.val)
-        return {
-            "split": "val",
-            "nats_per_point": result.best_val_loss,  # what `lstmkit evaluate --split val` gives back
-            "val": self.score_split(model, prepared, "val"),
-            "test": self.score_split(model, prepared, "test"),
-            "steps": result.steps,
-            "epochs": len(result.history),
-            "best_epoch": result.best_epoch,
-            "parameters": sum(p.numel() for p in model.parameters()),
-            "generation_seconds": prepared.record.get("generation_seconds"),
-        }
+        return fit_and_score(self, prepared, run_dir, "nats_per_point")
 
     def evaluate(self, run: Run, split: str) -> dict[str, Any]:
-        if split not in SPLITS:
-            raise TaskError(f"split must be one of {SPLITS}, got {split!r}")
         recorded = run.read_record(DATA, _DATA_FORMAT, _DATA_VERSION)
-        prepared = self.prepare(run.config)
-        if recorded.get("sha256") != prepared.record["sha256"]:
-            raise TaskError(f"the data in {prepared.record['cache']} is not the data this run was trained on "
-                            f"(its SHA-256 differs from {run.file(DATA)})")  # fmt: skip
-        model = run.load_weights(self.build_model(prepared.config))
-        return self.score_split(model, prepared, split)
+        return reopen_and_score(self, run, split, recorded, run.file(DATA))
 
     def handwrite(self, run: Run, texts: list[str], *, bias: float, seed: int, max_points: int) -> list[np.ndarray]:
         """Each text written by the run's model: pen points (N, 3) (x, y up, end of stroke), in the normalised

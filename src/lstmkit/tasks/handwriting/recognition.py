@@ -20,9 +20,9 @@ import numpy as np
 
 from lstmkit.data.images import stack_columns
 from lstmkit.data.strokes import ALPHABET, read_strokes, to_offsets
-from lstmkit.tasks.ctc import CTCModel, CTCTask, resolved_dir
+from lstmkit.tasks.ctc import CTCModel, CTCTask
 from lstmkit.tasks.ctc.task import line_scores
-from lstmkit.tasks.handwriting.data import FACES, HandwritingData, check_available, load_lines, pen_points
+from lstmkit.tasks.handwriting.data import HandwritingData, check_available, describe, load_lines, pen_points
 from lstmkit.tasks.registry import register_task
 from lstmkit.train import Config, TrainConfig
 
@@ -78,10 +78,7 @@ class HandwritingTask(CTCTask):
         return Config(model=CTCModel(hidden_size=8, num_layers=1, dropout=0.0, beam_width=2), data=data, train=train)
 
     def data_source(self, config: Config) -> str:
-        d = config.data
-        return (f"{d.train_size}/{d.val_size}/{d.test_size} phrases of Shakespeare as pen strokes in {len(FACES)} "
-                f"Hershey faces by synthetic writers (held-out styles for val/test), cached under "
-                f"{resolved_dir(d)}")  # fmt: skip
+        return describe(config.data)
 
     def check_data(self, config: Config) -> None:
         check_available()
