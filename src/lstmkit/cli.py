@@ -345,12 +345,17 @@ def write(
     max_points: Annotated[int, typer.Option(min=1, help="Stop a line after this many pen points.")] = 1500,
     judge: Annotated[Path | None, typer.Option(help="A handwriting recognition run that reads the lines back: "
                                                "prints each transcript and the character error rate.")] = None,
+    style: Annotated[Path | None, typer.Option(help="Pen strokes to continue the hand of (.csv x,y,stroke; "
+                                               ".inkml; IAM-OnDB .xml): primed sampling.")] = None,
+    style_text: Annotated[str, typer.Option(help="What the --style strokes say (needed by a text-conditioned "
+                                            "run).")] = "",
 ) -> None:
     """Write lines of text in handwriting with a trained handwriting-gen run: SVG and CSV (x,y,stroke) per line."""
     from lstmkit.tasks.handwriting.command import write_lines
 
     try:
-        lines = write_lines(run_dir, texts, out=out, bias=bias, seed=seed, max_points=max_points, judge=judge)
+        lines = write_lines(run_dir, texts, out=out, bias=bias, seed=seed, max_points=max_points, judge=judge,
+                            style=style, style_text=style_text)  # fmt: skip
     except (TaskError, OSError) as e:
         _fail(e)
     for line in lines:

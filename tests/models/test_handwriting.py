@@ -16,6 +16,7 @@ from torch.func import functional_call
 
 from lstmkit.models.handwriting import (
     RHO_LIMIT,
+    START_TOKEN,
     HandwritingModel,
     HandwritingNet,
     HandwritingState,
@@ -401,6 +402,33 @@ def test_sample_is_reproducible_and_well_formed():
     net.train()
     net.sample(text, max_steps=3)
     assert net.training  # the training flag is restored
+
+
+@pytest.mark.parametrize("conditional", [True, False])
+def test_a_primed_sample_continues_from_the_prime_read_one_point_at_a_time(conditional):
+    """Primed sampling reads the prime in one forward call; the reference feeds it point by point, carrying the
+    state, then samples on with the same generator: the points must be the same."""
+    net = make(conditional, dtype=torch.float32, hidden_size=8)
+    text = torch.tensor([1, 0, 3, 2, 1]) if conditional else None
+    prime = offsets(6, 1, torch.Generator().manual_seed(3))[:, 0].float()  # (P, 3)
+    got = net.sample(text, max_steps=12, generator=torch.Generator().manual_seed(4), prime=prime)
+    text_b, lengths_b = (text.unsqueeze(1), torch.tensor([5])) if conditional else (None, None)
+    g = torch.Generator().manual_seed(4)
+    with torch.no_grad():
+        state, out = None, []
+        for x in [torch.tensor(START_TOKEN), *prime]:
+            params, state = net(x.view(1, 1, 3), text_b, lengths_b, state)
+        while len(out) < 12:
+            y = sample_offsets(params.step(0), g)  # (1, 3)
+            out.append(y[0])
+            if conditional and net._window_done(state, torch.arange(6.0)):
+                break
+            params, state = net(y.view(1, 1, 3), text_b, lengths_b, state)
+    assert torch.allclose(got, torch.stack(out), rtol=1e-5, atol=1e-6)
+    unprimed = net.sample(text, max_steps=12, generator=torch.Generator().manual_seed(4))
+    assert not torch.allclose(got[:1], unprimed[:1])  # the prime changed what follows
+    with pytest.raises(ValueError, match=r"prime must be a tensor of offsets \(P, 3\) with P >= 1, got shape \(4, 2\)"):
+        net.sample(text, max_steps=3, prime=torch.zeros(4, 2))
 
 
 @pytest.mark.parametrize(("step", "expected"), [(1.0, 5), (2.0, 3), (20.0, 1)])

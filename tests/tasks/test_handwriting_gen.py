@@ -145,3 +145,24 @@ def test_export_refuses_the_windowed_model_by_name(gen_run, tmp_path, options):
     assert ("the handwriting-gen task's model cannot be exported: model must be an lstmkit LSTM, GRU or RNN, a "
             "SequenceModel, or a classify, forecast or CTC task model, got HandwritingNet") in result.output
     assert not list(tmp_path.iterdir())
+
+
+def test_write_continues_a_users_hand_given_its_strokes_and_text(gen_run, tmp_path):
+    from lstmkit.data.strokes import random_writer, write_csv, write_line
+
+    rng = np.random.default_rng(5)
+    mine = tmp_path / "mine.csv"
+    write_csv(write_line("my hand", random_writer(rng, "scripts"), rng) * 40.0, mine)  # a user's units
+    plain = write_lines(gen_run.run_dir, ["to be"], out=tmp_path / "plain", seed=1, max_points=30)
+    styled = write_lines(gen_run.run_dir, ["to be"], out=tmp_path / "styled", seed=1, max_points=30, style=mine,
+                         style_text="my hand")  # fmt: skip
+    assert plain[0].endswith("\tto be") and styled[0].endswith("\tto be")
+    a, b = read_strokes(tmp_path / "plain" / "line-1.csv"), read_strokes(tmp_path / "styled" / "line-1.csv")
+    assert not (len(a) == len(b) and np.array_equal(a, b))  # the style changed the line
+    with pytest.raises(TaskError, match="the style's text is needed"):
+        write_lines(gen_run.run_dir, ["to be"], out=tmp_path / "x", style=mine)
+    bad = tmp_path / "bad.svg"
+    bad.write_text("<svg/>")
+    with pytest.raises(TaskError, match=r"bad\.svg: unknown pen-data format"):
+        write_lines(gen_run.run_dir, ["to be"], out=tmp_path / "x", style=bad, style_text="a")
+    assert not (tmp_path / "x").exists()

@@ -494,6 +494,7 @@ class HandwritingNet(nn.Module):
         max_steps: int = 1000,
         bias: float = 0.0,
         generator: torch.Generator | None = None,
+        prime: Tensor | None = None,
     ) -> Tensor:
         """Draw one sequence of offsets (N, 3) float32 (eos as 0/1), step by step from the start token (0, 0, 1),
         carrying the state; ``bias`` as in ``biased``. Runs with dropout off (eval mode; the training flag is
@@ -502,6 +503,11 @@ class HandwritingNet(nn.Module):
         Conditional: ``text`` (U,) int64 ids; stops after the first step where the window weighs the position one
         past the last symbol (u = U) above every symbol's (u < U) (Graves 2013, section 5.2), or at ``max_steps``.
         Unconditional: ``text`` None, exactly ``max_steps`` steps.
+
+        ``prime`` (P, 3): offsets read first, as if the network had written them (Graves 2013, section 5.3: primed
+        sampling, which carries a writer's style into what follows); only the points after them are returned.
+        Conditional, ``text`` must then begin with the prime's own text, so that the window reads through it
+        before it reaches the new words.
         """
         if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
             raise ValueError(f"max_steps must be an integer >= 1, got {max_steps!r}")
@@ -517,15 +523,20 @@ class HandwritingNet(nn.Module):
             lengths_b = torch.tensor([text.numel()], device=text.device)
         elif text is not None:
             raise ValueError("text must be None: the model is unconditional (model.conditional = false)")
+        x = ref.new_tensor(START_TOKEN).view(1, 1, 3)
+        if prime is not None:
+            if not isinstance(prime, Tensor) or prime.ndim != 2 or prime.shape[1] != 3 or len(prime) < 1:
+                got = f"shape {tuple(prime.shape)}" if isinstance(prime, Tensor) else type(prime).__name__
+                raise ValueError(f"prime must be a tensor of offsets (P, 3) with P >= 1, got {got}")
+            x = torch.cat([x, prime.to(ref).unsqueeze(1)])  # (P + 1, 1, 3): the start token, then the prime
         was_training = self.training
         self.eval()
         try:
-            x = ref.new_tensor(START_TOKEN).view(1, 1, 3)
             state = None
             out = []
             for _ in range(max_steps):
                 params, state = self(x, text_b, lengths_b, state)
-                y = sample_offsets(biased(params.step(0), bias), generator)  # (1, 3)
+                y = sample_offsets(biased(params.step(-1), bias), generator)  # (1, 3): after the last input
                 out.append(y[0])
                 if self.conditional and self._window_done(state, positions):
                     break

@@ -250,7 +250,10 @@ class Task(abc.ABC):
         """Sample text from the run's model; only text tasks do."""
         raise TaskError(f"task {self.name!r} does not generate text")
 
-    def handwrite(self, run: Run, texts: list[str], *, bias: float, seed: int, max_points: int) -> list[Any]:
+    def handwrite(
+        self, run: Run, texts: list[str], *, bias: float, seed: int, max_points: int, style: Any = None
+    ) -> list[Any]:
         """Pen points (N, 3) float32 (x, y up, end of stroke) for each of ``texts``, written by the run's model
-        (``lstmkit write``); only handwriting generators do."""
+        (``lstmkit write``), in the hand of ``style`` (pen points (N, 3) and their text) when given; only
+        handwriting generators do."""
         raise TaskError(f"task {self.name!r} does not write handwriting; `lstmkit write` needs a handwriting-gen run")

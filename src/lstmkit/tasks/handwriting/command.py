@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from lstmkit._fileio import check_destination
-from lstmkit.data.strokes import write_csv, write_svg
+from lstmkit.data.strokes import read_strokes, write_csv, write_svg
 from lstmkit.metrics import cer
 from lstmkit.tasks.base import TaskError
 from lstmkit.tasks.rundir import open_run
@@ -25,10 +25,13 @@ def write_lines(
     seed: int = 0,
     max_points: int = 1500,
     judge: str | os.PathLike[str] | None = None,
+    style: str | os.PathLike[str] | None = None,
+    style_text: str = "",
 ) -> list[str]:
     """Write each text with the run's model into ``out`` (default ``RUN_DIR/written``) as ``line-N.svg`` and
     ``line-N.csv``; return the lines to print: "FILE<TAB>TEXT" per line, and with ``judge`` the recogniser's
-    transcript per line and the character error rate over all lines."""
+    transcript per line and the character error rate over all lines. ``style``: a pen file (``read_strokes``'
+    formats) whose hand the lines continue in, ``style_text`` what it says."""
     if not texts:
         raise TaskError("give at least one TEXT to write")
     run = open_run(run_dir)
@@ -36,10 +39,16 @@ def write_lines(
         judge_run = open_run(judge)  # checked before any line is written
         if judge_run.task.name != "handwriting":
             raise TaskError(f"--judge needs a handwriting recognition run; {judge} is a {judge_run.task.name!r} run")
+    prime = None
+    if style is not None:
+        try:
+            prime = (read_strokes(style), style_text)
+        except ValueError as e:
+            raise TaskError(str(e)) from e
     if run.config.train.threads > 0:
         torch.set_num_threads(run.config.train.threads)
     folder = Path(out) if out is not None else run.path / "written"
-    points = run.task.handwrite(run, list(texts), bias=bias, seed=seed, max_points=max_points)
+    points = run.task.handwrite(run, list(texts), bias=bias, seed=seed, max_points=max_points, style=prime)
     folder.mkdir(parents=True, exist_ok=True)
     lines, csvs = [], []
     for i, (text, p) in enumerate(zip(texts, points, strict=True), start=1):

@@ -34,7 +34,7 @@ from lstmkit.models.handwriting import HandwritingModel, HandwritingNet, mixture
 from lstmkit.tasks.base import Prepared, Task, TaskError, TrainingData
 from lstmkit.tasks.ctc import resolved_dir
 from lstmkit.tasks.generated import fit_and_score, reopen_and_score
-from lstmkit.tasks.handwriting.data import HandwritingData, check_available, describe, load_lines
+from lstmkit.tasks.handwriting.data import HandwritingData, check_available, describe, load_lines, pen_points
 from lstmkit.tasks.registry import register_task
 from lstmkit.tasks.rundir import Run
 from lstmkit.train import Config, TrainConfig, evaluate, set_values
@@ -234,25 +234,49 @@ class HandwritingGenTask(Task):
         recorded = run.read_record(DATA, _DATA_FORMAT, _DATA_VERSION)
         return reopen_and_score(self, run, split, recorded, run.file(DATA))
 
-    def handwrite(self, run: Run, texts: list[str], *, bias: float, seed: int, max_points: int) -> list[np.ndarray]:
+    def handwrite(
+        self,
+        run: Run,
+        texts: list[str],
+        *,
+        bias: float,
+        seed: int,
+        max_points: int,
+        style: tuple[np.ndarray, str] | None = None,
+    ) -> list[np.ndarray]:
         """Each text written by the run's model: pen points (N, 3) (x, y up, end of stroke), in the normalised
-        units of the training lines. An unconditional run writes ``len(texts)`` free lines and ignores the words."""
+        units of the training lines. ``style``: a writer's pen points (N, 3) (any units, as ``read_strokes`` gives
+        them) and what they say; the network reads them first (primed sampling, Graves 2013 section 5.3) and goes on
+        in that hand. An unconditional run writes ``len(texts)`` free lines and ignores the words (and the style's
+        text)."""
         read_versioned_json(run.file(DATA), _DATA_FORMAT, _DATA_VERSION)  # a run of this task, readable
         if bias < 0:
             raise TaskError(f"bias must be >= 0, got {bias}")
         if max_points < 1:
             raise TaskError(f"max_points must be >= 1, got {max_points}")
+        conditional = run.config.model.conditional
+        prime, prefix = None, ""
+        if style is not None:
+            points, style_text = style
+            try:
+                prime = torch.from_numpy(to_offsets(pen_points(points, run.config.data.step)).astype(np.float32))
+            except ValueError as e:
+                raise TaskError(f"the style's pen points: {e}") from e
+            if conditional and not style_text.strip():
+                raise TaskError("the style's text is needed: the model reads the style's pen points beside the "
+                                "words they write")  # fmt: skip
+            prefix = style_text.strip() + " " if conditional else ""
         model = run.load_weights(self.build_model(run.config)).eval()
         out = []
         for i, text in enumerate(texts):
+            if conditional and not text.strip():
+                raise TaskError("a text to write is empty")
             try:
-                ids = torch.tensor(encode_text(text)) if run.config.model.conditional else None
+                ids = torch.tensor(encode_text(prefix + text)) if conditional else None
             except ValueError as e:
                 raise TaskError(str(e)) from e
-            if ids is not None and len(ids) == 0:
-                raise TaskError("a text to write is empty")
             g = torch.Generator().manual_seed(seed + i)
-            offsets = model.sample(ids, max_steps=max_points, bias=bias, generator=g)  # (N, 3)
+            offsets = model.sample(ids, max_steps=max_points, bias=bias, generator=g, prime=prime)  # (N, 3)
             out.append(from_offsets(offsets.numpy().astype(np.float32)))
         return out
 
