@@ -336,7 +336,10 @@ def recognize(
 @app.command("write")
 def write(
     run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="A run directory of handwriting-gen.")],
-    texts: Annotated[list[str], typer.Argument(metavar="TEXT", help="Lines to write, one file pair each.")],
+    texts: Annotated[list[str] | None, typer.Argument(metavar="TEXT", help="Lines to write, one file pair "
+                                                      "each.")] = None,
+    texts_file: Annotated[Path | None, typer.Option("--texts", help="A UTF-8 file of lines to write, one a line "
+                                                    "(after any TEXT arguments).")] = None,
     out: Annotated[Path | None, typer.Option(help="The folder for line-N.svg and line-N.csv (default: "
                                              "RUN_DIR/written).")] = None,
     bias: Annotated[float, typer.Option(min=0.0, help="Sampling bias (Graves 2013, eqs. 61-62): 0 samples the "
@@ -354,8 +357,8 @@ def write(
     from lstmkit.tasks.handwriting.command import write_lines
 
     try:
-        lines = write_lines(run_dir, texts, out=out, bias=bias, seed=seed, max_points=max_points, judge=judge,
-                            style=style, style_text=style_text)  # fmt: skip
+        lines = write_lines(run_dir, texts or [], texts_file=texts_file, out=out, bias=bias, seed=seed,
+                            max_points=max_points, judge=judge, style=style, style_text=style_text)  # fmt: skip
     except (TaskError, OSError) as e:
         _fail(e)
     for line in lines:

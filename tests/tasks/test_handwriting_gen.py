@@ -166,3 +166,16 @@ def test_write_continues_a_users_hand_given_its_strokes_and_text(gen_run, tmp_pa
     with pytest.raises(TaskError, match=r"bad\.svg: unknown pen-data format"):
         write_lines(gen_run.run_dir, ["to be"], out=tmp_path / "x", style=bad, style_text="a")
     assert not (tmp_path / "x").exists()
+
+
+def test_write_reads_texts_from_a_file_after_the_arguments(gen_run, tmp_path):
+    listing = tmp_path / "texts.txt"
+    listing.write_text("or not\n\nto be\n", encoding="utf-8")
+    result = CliRunner().invoke(app, ["write", str(gen_run.run_dir), "that is", "--texts", str(listing), "--out",
+                                      str(tmp_path / "w"), "--max-points", "20"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert [line.split("\t")[1] for line in result.output.splitlines()] == ["that is", "or not", "to be"]
+    result = CliRunner().invoke(app, ["write", str(gen_run.run_dir), "--texts", str(tmp_path / "none.txt")])
+    assert result.exit_code == 1 and f"--texts: {tmp_path / 'none.txt'} does not exist" in result.output
+    result = CliRunner().invoke(app, ["write", str(gen_run.run_dir)])
+    assert result.exit_code == 1 and "give at least one TEXT to write (or --texts FILE)" in result.output

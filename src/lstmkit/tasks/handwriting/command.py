@@ -12,7 +12,8 @@ import torch
 from lstmkit._fileio import check_destination
 from lstmkit.data.strokes import read_strokes, write_csv, write_svg
 from lstmkit.metrics import cer
-from lstmkit.tasks.base import TaskError
+from lstmkit.tasks.base import DataUnavailable, TaskError
+from lstmkit.tasks.corpus import read_text_file
 from lstmkit.tasks.rundir import open_run
 
 
@@ -20,6 +21,7 @@ def write_lines(
     run_dir: str | os.PathLike[str],
     texts: Sequence[str],
     *,
+    texts_file: str | os.PathLike[str] | None = None,
     out: str | os.PathLike[str] | None = None,
     bias: float = 0.5,
     seed: int = 0,
@@ -31,9 +33,16 @@ def write_lines(
     """Write each text with the run's model into ``out`` (default ``RUN_DIR/written``) as ``line-N.svg`` and
     ``line-N.csv``; return the lines to print: "FILE<TAB>TEXT" per line, and with ``judge`` the recogniser's
     transcript per line and the character error rate over all lines. ``style``: a pen file (``read_strokes``'
-    formats) whose hand the lines continue in, ``style_text`` what it says."""
+    formats) whose hand the lines continue in, ``style_text`` what it says. ``texts_file``: more texts, one a
+    line (blank lines skipped), after ``texts``."""
+    texts = list(texts)
+    if texts_file is not None:
+        try:
+            texts += [t for t in read_text_file(texts_file, "--texts").splitlines() if t.strip()]
+        except DataUnavailable as e:
+            raise TaskError(str(e)) from e
     if not texts:
-        raise TaskError("give at least one TEXT to write")
+        raise TaskError("give at least one TEXT to write (or --texts FILE)")
     run = open_run(run_dir)
     if judge is not None:
         judge_run = open_run(judge)  # checked before any line is written
