@@ -122,6 +122,8 @@ def writers(data: HandwritingData) -> dict[str, list[Writer]]:
 def generation_params(data: HandwritingData) -> dict[str, Any]:
     return {
         "task": "handwriting",
+        # The drawing code's version: a cache drawn by older code (another phrase or writer rule) is drawn again.
+        "version": 1,
         "seed": data.seed,
         "sizes": [data.train_size, data.val_size, data.test_size],
         "chars": [data.min_chars, data.max_chars],
