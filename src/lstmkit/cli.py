@@ -344,7 +344,7 @@ def write(
                                              "RUN_DIR/written).")] = None,
     bias: Annotated[float, typer.Option(min=0.0, help="Sampling bias (Graves 2013, eqs. 61-62): 0 samples the "
                                         "model as trained; larger is neater and less varied.")] = 0.5,
-    seed: Annotated[int, typer.Option(help="Seed of the first line's sampling (line i uses seed + i).")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the first line's sampling; the next lines use SEED + 1, ...")] = 0,
     max_points: Annotated[int, typer.Option(min=1, help="Stop a line after this many pen points.")] = 1500,
     judge: Annotated[Path | None, typer.Option(help="A handwriting recognition run that reads the lines back: "
                                                "prints each transcript and the character error rate.")] = None,
