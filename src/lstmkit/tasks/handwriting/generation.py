@@ -154,7 +154,7 @@ class HandwritingGenTask(Task):
                 input_size=3,
                 hidden_size=200,  # Graves used 3 layers of 400; half the width: a quarter of each step's products
                 num_layers=3,  # Graves 2013's depth, each layer reading the input and the head reading all three
-                dropout=0.0,  # within this budget validation follows training (docs/results.md)
+                dropout=0.0,  # validation still improves at the end of the budget (docs/results.md)
             ),
             data=GenerationData(),
             train=TrainConfig(
