@@ -103,19 +103,29 @@ def nll_step(model: nn.Module, batch: Any, state: Any) -> tuple[Tensor, None, in
     return mixture_nll(params, targets, mask).sum() / points, None, points
 
 
-def iid_mixture_baseline(train: list[np.ndarray], scored: list[np.ndarray], *, points: int, seed: int) -> float:
-    """Nats per point of ``scored``'s offsets under a 20-component Gaussian mixture of (dx, dy) fitted by EM to
-    (at most ``points`` of) ``train``'s, and a Bernoulli of the training rate of stroke ends: no memory at all."""
-    from sklearn.mixture import GaussianMixture  # scikit-learn comes with sktime, a dependency
+def fit_iid_mixture(train: list[np.ndarray], *, points: int, seed: int) -> tuple[Any, float]:
+    """A 20-component Gaussian mixture of (dx, dy) fitted by EM to (at most ``points`` of) ``train``'s offsets, and
+    the training rate of stroke ends: the memoryless baseline's two parts."""
+    from sklearn.mixture import GaussianMixture  # scikit-learn: a dependency (it also comes with sktime)
 
     x = np.concatenate(train).astype(np.float64)  # (N, 3)
     rng = np.random.default_rng(seed)
     fit_on = x[rng.choice(len(x), size=min(points, len(x)), replace=False)]
     mixture = GaussianMixture(20, covariance_type="full", reg_covar=1e-6, random_state=seed).fit(fit_on[:, :2])
-    rate = float(np.clip(x[:, 2].mean(), 1e-6, 1 - 1e-6))
-    y = np.concatenate(scored).astype(np.float64)
+    return mixture, float(np.clip(x[:, 2].mean(), 1e-6, 1 - 1e-6))
+
+
+def iid_nats(fitted: tuple[Any, float], scored: list[np.ndarray]) -> float:
+    """Nats per point of ``scored``'s offsets under ``fit_iid_mixture``'s baseline, every point on its own."""
+    mixture, rate = fitted
+    y = np.concatenate(scored).astype(np.float64)  # (N, 3)
     log_eos = np.where(y[:, 2] > 0.5, np.log(rate), np.log1p(-rate))
     return float(-(mixture.score_samples(y[:, :2]) + log_eos).mean())
+
+
+def iid_mixture_baseline(train: list[np.ndarray], scored: list[np.ndarray], *, points: int, seed: int) -> float:
+    """Nats per point of ``scored`` under the i.i.d. mixture fitted to ``train`` (no memory at all)."""
+    return iid_nats(fit_iid_mixture(train, points=points, seed=seed), scored)
 
 
 @dataclasses.dataclass
@@ -124,6 +134,14 @@ class GenerationPrepared(Prepared):
     offsets: dict[str, list[np.ndarray]]  # per split, (M_i, 3) float32 targets: dx, dy, end of stroke
     texts: dict[str, list[str]]
     record: dict[str, Any]
+    _baseline: tuple[Any, float] | None = dataclasses.field(default=None, repr=False)  # fitted on first use
+
+    def baseline(self) -> tuple[Any, float]:
+        """The i.i.d. mixture fitted to the training offsets, once per prepared data."""
+        if self._baseline is None:
+            d = self.config.data
+            self._baseline = fit_iid_mixture(self.offsets["train"], points=d.baseline_points, seed=d.seed)
+        return self._baseline
 
     def ids(self, split: str) -> list[list[int]]:
         return [encode_text(t) for t in self.texts[split]]
@@ -219,11 +237,9 @@ class HandwritingGenTask(Task):
         return TrainingData(train, val, nll_step)
 
     def score_split(self, model: nn.Module, prepared: GenerationPrepared, split: str) -> dict[str, Any]:
-        c = prepared.config
         nats = evaluate(model, loader(prepared.offsets[split], prepared.ids(split), 32, shuffle=False), nll_step)
         points = sum(len(o) for o in prepared.offsets[split])
-        baseline = iid_mixture_baseline(prepared.offsets["train"], prepared.offsets[split],
-                                        points=c.data.baseline_points, seed=c.data.seed)  # fmt: skip
+        baseline = iid_nats(prepared.baseline(), prepared.offsets[split])
         return {
             "split": split,
             "lines": len(prepared.offsets[split]),
@@ -298,4 +314,13 @@ class HandwritingGenTask(Task):
                 f"i.i.d. mixture baseline {b:.4f} nats/point"]  # fmt: skip
 
 
-__all__ = ["GenerationData", "HandwritingGenTask", "encode_text", "iid_mixture_baseline", "loader", "nll_step"]
+__all__ = [
+    "GenerationData",
+    "HandwritingGenTask",
+    "encode_text",
+    "fit_iid_mixture",
+    "iid_mixture_baseline",
+    "iid_nats",
+    "loader",
+    "nll_step",
+]
