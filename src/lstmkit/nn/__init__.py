@@ -3,11 +3,13 @@
 ``layer_weights`` reads one layer and direction's parameters as a typed ``LSTMWeights`` /
 ``GRUWeights``; ``LSTMState`` is the (h, c) pair the step cell carries; ``safe_globals()`` lists the
 classes to allow for ``torch.load(weights_only=True)`` of a whole model; ``release_buffers()`` drops the free
-pooled work buffers of the ConvLSTM layer and of the LSTM's inference input side (``_workspace``).
+pooled work buffers of the ConvLSTM layer and of the LSTM's inference input side (``_workspace``); ``scan``
+runs any cell of the ``(x_t, state) -> (y_t, state)`` contract over time (the one reference time loop).
 """
 
 from __future__ import annotations
 
+from ._reference import scan
 from ._workspace import release as release_buffers
 from .convlstm import ConvLSTM, ConvLSTMCell
 from .gru import GRU, RNN
@@ -33,4 +35,5 @@ __all__ = [
     "param_count",
     "release_buffers",
     "safe_globals",
+    "scan",
 ]

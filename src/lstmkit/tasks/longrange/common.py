@@ -387,7 +387,7 @@ class GeneratedTask(Task):
     def train(self, prepared: Prepared, run_dir: Path) -> dict[str, Any]:
         assert isinstance(prepared, GeneratedPrepared)
         config = prepared.config
-        model = build_model(config)
+        model = self.build_model(config)
         data = self.training_data(prepared)
         result = fit(model, data.train, data.step, config=config, out_dir=run_dir, val_data=data.val)
         metrics = self.score(model, prepared.batches["val"], "val", config)
@@ -396,8 +396,8 @@ class GeneratedTask(Task):
             steps=result.steps,
             epochs=len(result.history),
             best_epoch=result.best_epoch,
-            cell=config.model.cell,
-            hidden_size=resolved_hidden_size(config.model),
+            cell=self.model_name(config.model),
+            hidden_size=self.hidden_size(config.model),
             parameters=sum(p.numel() for p in model.parameters()),
             sequences_trained=result.steps * config.data.batch_size,
         )
@@ -406,8 +406,16 @@ class GeneratedTask(Task):
     def build_model(self, config: Config) -> SequenceModel:
         return build_model(config)
 
+    def model_name(self, model: ModelConfig) -> str:
+        """What the report calls the model: its cell."""
+        return model.cell
+
+    def hidden_size(self, model: ModelConfig) -> int:
+        """The hidden size the model is built with."""
+        return resolved_hidden_size(model)
+
     def load_model(self, run: Run) -> SequenceModel:
-        return run.load_weights(build_model(run.config))
+        return run.load_weights(self.build_model(run.config))
 
     def evaluate(self, run: Run, split: str) -> dict[str, Any]:
         if split not in SPLITS:

@@ -1,0 +1,134 @@
+"""``ntm-copy``: the copy sequences, the scores, the LSTM baseline's budget, runs from the command line."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import pytest
+import torch
+from tests.smoke import train_smoke
+from typer.testing import CliRunner
+
+from lstmkit.cli import app
+from lstmkit.models.memory import MemoryLSTM, memory_param_count
+from lstmkit.tasks import TaskError, get_task, runner
+from lstmkit.tasks.longrange.common import model_param_count
+from lstmkit.tasks.longrange.ntm_copy import copy_bits_batch
+from lstmkit.tasks.rundir import open_run
+
+TASK = "ntm-copy"
+ONE_LAYER = "model.kind='ntm' has one LSTM controller layer: set model.cell='lstm' and model.num_layers=1"
+
+
+def test_a_copy_sequence_shows_the_vectors_then_the_delimiter_then_asks_for_them_back():
+    g = torch.Generator().manual_seed(0)
+    lengths = torch.tensor([3, 1, 5])
+    b = copy_bits_batch(lengths, 4, g)
+    assert b.x.shape == (11, 3, 5) and b.y.shape == (11, 3, 4) and b.mask.shape == (11, 3)
+    assert b.lengths.tolist() == [7, 3, 11] and b.copy_lengths.tolist() == [3, 1, 5]
+    for j, L in enumerate(lengths.tolist()):
+        shown = b.x[:L, j, :4]
+        assert set(shown.unique().tolist()) <= {0.0, 1.0} and not b.x[:L, j, 4].any()
+        assert b.x[L, j].tolist() == [0, 0, 0, 0, 1]  # the delimiter, on its own channel
+        assert not b.x[L + 1 :, j].any()  # nothing shown while recalling, nor in the padding
+        assert b.mask[:, j].nonzero().flatten().tolist() == list(range(L + 1, 2 * L + 1))
+        assert torch.equal(b.y[L + 1 : 2 * L + 1, j], shown)  # the same vectors, in order
+        assert not b.y[~b.mask[:, j], j].any()
+    again = copy_bits_batch(lengths, 4, torch.Generator().manual_seed(0))
+    assert all(torch.equal(u, v) for u, v in zip(b, again, strict=True))
+
+
+def test_the_scores_of_a_guess_and_of_a_perfect_copy():
+    task = get_task(TASK)
+    config = task.prepare(runner.build_config(TASK)).config
+    b = copy_bits_batch(torch.tensor([2, 6, 4]), 8, torch.Generator().manual_seed(1))
+    guess = torch.zeros(b.y.shape)  # logit 0: every bit at 1/2
+    loss, items = task.loss(guess, b)
+    assert items == (2 + 6 + 4) * 8
+    assert float(loss) == pytest.approx(math.log(2), rel=1e-6) == task.baselines(config.data)["baseline_nats_per_bit"]
+    cost = task.per_sequence(guess, b)["cost_bits"]
+    torch.testing.assert_close(cost, torch.tensor([16.0, 48.0, 32.0], dtype=torch.float64))  # 1 bit per target bit
+    perfect = 30.0 * (2 * b.y - 1)  # confident and right
+    scores = task.per_sequence(perfect, b)
+    assert scores["bit_errors"].tolist() == [0, 0, 0] and scores["success"].tolist() == [1, 1, 1]
+    wrong = perfect.clone()
+    wrong[3, 0, 5] *= -1  # one bit of the first sequence (L = 2: recall steps 3, 4)
+    wrong[0, 1, 0] *= -1  # a step that is not scored
+    scores = task.per_sequence(wrong, b)
+    assert scores["bit_errors"].tolist() == [1, 0, 0] and scores["success"].tolist() == [0, 1, 1]
+
+
+def test_the_lstm_baseline_gets_the_ntm_parameter_budget():
+    task = get_task(TASK)
+    config = task.prepare(runner.build_config(TASK)).config
+    ntm = task.build_model(config)
+    assert isinstance(ntm, MemoryLSTM)
+    budget = sum(p.numel() for p in ntm.parameters())
+    assert budget == memory_param_count(config.model)
+    c = dataclasses.replace(config, model=dataclasses.replace(config.model, kind="lstm"))
+    lstm = task.build_model(c)
+    H = task.hidden_size(c.model)
+    assert lstm.rnn.hidden_size == H and sum(p.numel() for p in lstm.parameters()) == model_param_count(c.model, H)
+    assert model_param_count(c.model, H) <= budget < model_param_count(c.model, H + 1)
+    same = dataclasses.replace(c.model, equal_params=False)
+    assert task.hidden_size(same) == config.model.hidden_size
+
+
+def test_the_test_split_scores_each_length_on_its_own():
+    task = get_task(TASK)
+    config = runner.build_config(TASK, overrides=["data.test_lengths=[3, 40]", "data.test_size=300"])
+    chunks = task.eval_batches(config, "test")
+    assert [(b.x.shape[1], int(b.copy_lengths.unique())) for b in chunks] == [(250, 3), (50, 3), (250, 40), (50, 40)]
+    val = task.eval_batches(config, "val")[0]
+    assert val.copy_lengths.min() == 1 and val.copy_lengths.max() == 20  # every trained length
+    other = runner.build_config(TASK, overrides=["data.test_lengths=[3, 40]", "data.test_size=300", "train.seed=5",
+                                                 "model.kind=lstm"])  # fmt: skip
+    assert torch.equal(task.eval_batches(other, "test")[2].x, chunks[2].x)  # fixed by data.seed alone
+
+
+def test_smoke_runs_of_both_kinds_score_every_test_length_and_reopen(tmp_path):
+    for kind in ("ntm", "lstm"):
+        result = train_smoke(TASK, tmp_path / kind, {"model.kind": kind})
+        m = result.metrics
+        assert set(m["test"]["by_length"]) == {"2", "5"}
+        per = m["test"]["by_length"]
+        assert per["2"]["sequences"] == per["5"]["sequences"] == 8
+        mean = (per["2"]["bit_errors"] + per["5"]["bit_errors"]) / 2
+        assert m["test"]["bit_errors"] == pytest.approx(mean)
+        assert "by length: L=2:" in "\n".join(result.lines)
+        run = open_run(tmp_path / kind / "run")
+        again = run.task.evaluate(run, "test")
+        assert again["by_length"] == per and again["nats_per_bit"] == pytest.approx(m["test"]["nats_per_bit"])
+        summary = json.loads((tmp_path / kind / "run" / "summary.json").read_text())
+        assert summary["cell"] == ("NTM (LSTM controller)" if kind == "ntm" else "lstm")
+
+
+@pytest.mark.parametrize("options", [[], ["--int8"]])
+def test_export_of_the_ntm_is_refused_by_name(tmp_path, options):
+    train_smoke(TASK, tmp_path)
+    result = CliRunner().invoke(app, ["export", str(tmp_path / "run"), "--out", str(tmp_path / "m.onnx"), *options])
+    assert result.exit_code == 1  # the CLI's error, not a traceback
+    assert ("the ntm-copy task's model cannot be exported: model must be an lstmkit LSTM, GRU or RNN, a "
+            "SequenceModel, or a classify, forecast or CTC task model, got MemoryLSTM") in result.output
+    assert not (tmp_path / "m.onnx").exists()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["model.kind=ntm", "model.cell=gru"], f"{ONE_LAYER}, got 'gru' and 1"),
+        (["model.num_layers=2"], f"{ONE_LAYER}, got 'lstm' and 2"),
+        (["model.forget_bias=3.0"], "model.forget_bias and model.chrono_tmax apply to model.kind='lstm' only"),
+        (["data.min_length=5", "data.max_length=4"], "need 1 <= data.min_length <= data.max_length, got 5 and 4"),
+        (["data.test_lengths=[]"], r"data.test_lengths must be lengths >= 1, got \[\]"),
+        (["data.test_lengths=[10, 0]"], r"data.test_lengths must be lengths >= 1, got \[10, 0\]"),
+        (["data.test_lengths=5"], "data.test_lengths: expected a list, got 5"),
+        (["data.curriculum_start=2"], "data.curriculum_start needs a task with data.length; 'ntm-copy' has none"),
+    ],
+)  # fmt: skip
+def test_bad_settings_are_refused_by_name(overrides, message):
+    with pytest.raises((ValueError, TaskError), match=f"^{message}$"):
+        config = runner.build_config(TASK, overrides=overrides)
+        get_task(TASK).prepare(config)
