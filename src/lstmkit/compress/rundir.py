@@ -169,9 +169,10 @@ def _report(
 def _open_source(run_dir: str | os.PathLike[str], method: str) -> tuple[Run, nn.Module]:
     """The run and its model; sets the run's ``train.threads`` as ``evaluate`` does (1 by default:
     two threads on a busy 2-core machine run many times slower). A method the task declares its model
-    cannot take (``Task.compression_limits``) is refused here, before any work."""
+    cannot take (``Task.compression_limits``, or the model class's own ``compression_limits`` where one config
+    choice of a task builds another model) is refused here, before any work."""
     src, model = load_model(run_dir)
-    _check_supported(src.task, method)
+    _check_supported(src.task, method, model)
     set_threads(src.config)
     prior = compression_of(src)
     if prior is not None and prior.get("method") in ("quantize", "lowrank", "circulant"):
@@ -181,8 +182,8 @@ def _open_source(run_dir: str | os.PathLike[str], method: str) -> tuple[Run, nn.
     return src, model
 
 
-def _check_supported(task: Task, method: str) -> None:
-    why = task.compression_limits.get(method)
+def _check_supported(task: Task, method: str, model: nn.Module) -> None:
+    why = task.compression_limits.get(method) or getattr(type(model), "compression_limits", {}).get(method)
     if why is not None:
         raise TaskError(f"lstmkit compress {method} does not handle the {task.name} task's model: {why}")
 

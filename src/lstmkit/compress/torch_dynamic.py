@@ -63,7 +63,12 @@ def dynamic_int8(model: nn.Module) -> nn.Module:
 
 def check_comparable(run: Run, model: nn.Module) -> None:
     """Raise ``TaskError`` unless the run is a plain-LSTM language model (what torch.ao can quantise)
-    whose task gives evaluation batches."""
+    whose task gives evaluation batches. A model class may refuse by its ``compression_limits`` (as ``_open_source``
+    reads them), under the key "quantize --compare-torch"."""
+    why = getattr(type(model), "compression_limits", {}).get("quantize --compare-torch")
+    if why is not None:
+        raise TaskError(f"lstmkit compress quantize --compare-torch does not handle the {run.task.name} task's "
+                        f"model: {why}")  # fmt: skip
     if getattr(model, "export_kind", None) != "sequence" or model.embedding is None:
         raise TaskError(f"--compare-torch needs a language-model run (charlm, wordlm), not {run.task.name!r}")
     TorchLM(model)  # raises for projections and variants

@@ -10,6 +10,8 @@
   batched beam search.
 - ``HandwritingNet`` (``handwriting``): Graves's mixture-density LSTM for pen offsets, unconditional or reading a
   text through a soft window (``mixture_nll``, ``sample_offsets``);
+- ``AttentionLM`` (``hybrid``): an LSTM language model with Merity's single-head attention block over the
+  chunk and a carried memory (SHA-RNN); ``LMModel``, the language-model tasks' config that chooses it;
 - ``ConvForecaster`` (``frames``): an encoder-forecaster ConvLSTM stack predicting video frames, and
   ``FCForecaster``, its fully connected LSTM baseline.
 
@@ -32,6 +34,7 @@ from lstmkit.models.decoding import Hypothesis, beam_search, greedy
 from lstmkit.models.forecaster import EnsembleForecaster, ForecastModel, ForecastNet, least_squares
 from lstmkit.models.frames import LOSSES, ConvForecaster, FCForecaster, FramesModel, fc_hidden_for, floored, frame_loss
 from lstmkit.models.handwriting import HandwritingModel, HandwritingNet, MixtureParams, mixture_nll, sample_offsets
+from lstmkit.models.hybrid import AttentionBlock, AttentionLM, AttentionState, LMModel, causal_mask
 from lstmkit.models.recognizer import CTCModel, CTCRecognizer
 from lstmkit.models.seq2seq import ATTENTIONS, Seq2Seq, Seq2SeqModel
 from lstmkit.models.sequence import LSTMReader, SequenceModel, State, _make_rnn, last_valid
@@ -41,7 +44,10 @@ __all__ = [
     "ATTENTIONS",
     "LOSSES",
     "POOLINGS",
+    "AttentionBlock",
+    "AttentionLM",
     "AttentionPool",
+    "AttentionState",
     "CTCModel",
     "CTCRecognizer",
     "ClassifyModel",
@@ -56,6 +62,7 @@ __all__ = [
     "HandwritingModel",
     "HandwritingNet",
     "Hypothesis",
+    "LMModel",
     "LSTMReader",
     "MixtureParams",
     "Seq2Seq",
@@ -65,6 +72,7 @@ __all__ = [
     "State",
     "_make_rnn",
     "beam_search",
+    "causal_mask",
     "fc_hidden_for",
     "floored",
     "frame_loss",

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from lstmkit.data import CharTokenizer
+from lstmkit.models import LMModel
 from lstmkit.tasks.lm import LanguageModelTask, LMData
 from lstmkit.tasks.registry import register_task
-from lstmkit.train import Config, ModelConfig, TrainConfig
+from lstmkit.train import Config, TrainConfig
 
 
 @register_task("charlm")
@@ -27,7 +28,7 @@ class CharLM(LanguageModelTask):
         # training plays) take about 7 minutes with the other core busy; on a slower or busier
         # machine max_minutes ends the run in time and the cosine follows the clock.
         return Config(
-            model=ModelConfig(
+            model=LMModel(
                 hidden_size=256,
                 num_layers=1,
                 embedding_dim=64,  # 84 symbols need no more; keeps the input product small
@@ -48,7 +49,7 @@ class CharLM(LanguageModelTask):
         path = workdir / "charlm_smoke.txt"
         path.write_text(_SMOKE_TEXT * 8, encoding="utf-8")
         return Config(
-            model=ModelConfig(hidden_size=16, num_layers=1, embedding_dim=8, dropout=0.0),
+            model=LMModel(hidden_size=16, num_layers=1, embedding_dim=8, dropout=0.0),
             data=LMData(text=str(path), batch_size=4, bptt=16),
             train=TrainConfig(epochs=2, max_steps=6, warmup_steps=1, progress=False, tensorboard=False, log_every=2),
         )

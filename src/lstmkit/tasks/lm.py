@@ -4,7 +4,10 @@ Data: Shakespeare split by whole plays (``lstmkit.tasks.corpus``), or the user's
 ``--set data.text=FILE`` split into contiguous ranges. The tokenizer's vocabulary comes from the
 training split only; held-out symbols it lacks become ``<unk>``.
 
-Training: ``SequenceModel`` over ``TokenStreamBatcher`` chunks with the carried, detached state
+Model: ``SequenceModel``, or with ``model.attention`` (``LMModel``) ``AttentionLM``, an LSTM stack with
+Merity's single-head attention block over the chunk and a carried memory of earlier steps.
+
+Training: the model over ``TokenStreamBatcher`` chunks with the carried, detached state
 (truncated BPTT), through ``lstmkit.train.fit``. Validation and test losses are computed the same
 way, stateful over contiguous streams, so that every token is scored with its full left context
 within its stream.
@@ -24,7 +27,7 @@ import torch
 from lstmkit._fileio import write_versioned_json
 from lstmkit.data import CharTokenizer, TokenStreamBatcher, WordTokenizer
 from lstmkit.data.tokenizers import PAD, UNK
-from lstmkit.models import SequenceModel
+from lstmkit.models import AttentionLM, SequenceModel
 from lstmkit.tasks.base import (
     DataUnavailable,
     EvaluationData,
@@ -55,6 +58,11 @@ TOKENIZER = "tokenizer.json"
 DATA = "data.json"
 _DATA_FORMAT = "lstmkit.text-splits"
 _DATA_VERSION = 1
+ATTENTION_NOT_EXPORTED = (
+    "lstmkit export does not write a {task} run with model.attention = true (an LSTM with an attention block "
+    "over a carried memory; no ONNX graph for it yet, in float or int8): evaluate and generate from the run "
+    "directory, or train with model.attention = false to export"
+)
 
 
 @dataclass(frozen=True)
@@ -185,6 +193,13 @@ class LanguageModelTask(Task):
         return LMPrepared(config=config, splits=splits, tokenizer=tokenizer, ids=ids)
 
     # -- training -----------------------------------------------------------------------------------
+    def build_model(self, config: Config) -> torch.nn.Module:
+        """``AttentionLM`` when ``config.model`` is an ``LMModel`` with ``attention`` on, else ``SequenceModel``
+        (a plain ``ModelConfig``, as older code passes, has no attention)."""
+        if getattr(config.model, "attention", False):
+            return AttentionLM(config.model)
+        return SequenceModel(config.model)
+
     def training_data(self, prepared: Prepared) -> TrainingData:
         assert isinstance(prepared, LMPrepared)
         data = prepared.config.data
@@ -216,7 +231,7 @@ class LanguageModelTask(Task):
         metrics["sample"] = self.decode(prepared.tokenizer, new)
         return metrics
 
-    def extra_train_metrics(self, prepared: LMPrepared, model: SequenceModel) -> dict[str, Any]:
+    def extra_train_metrics(self, prepared: LMPrepared, model: torch.nn.Module) -> dict[str, Any]:
         """More metrics after training (``wordlm``: test perplexity and its bigram baseline)."""
         return {}
 
@@ -234,12 +249,15 @@ class LanguageModelTask(Task):
             )
         return tokenizer
 
-    def _load_model(self, run: Run) -> tuple[SequenceModel, Tokenizer]:
+    def _load_model(self, run: Run) -> tuple[torch.nn.Module, Tokenizer]:
         tokenizer = self._load_tokenizer(run)
         return run.load_weights(self.build_model(run.config)), tokenizer
 
     def serving_metadata(self, run: Run) -> dict[str, Any]:
-        """The tokenizer (``kind``, ``tokens`` by id, ``pad_id``, ``unk_id``) and the start symbol."""
+        """The tokenizer (``kind``, ``tokens`` by id, ``pad_id``, ``unk_id``) and the start symbol. ``lstmkit
+        export`` asks for this first, so a run it cannot write (``model.attention``) is refused here by name."""
+        if getattr(run.config.model, "attention", False):
+            raise TaskError(ATTENTION_NOT_EXPORTED.format(task=self.name))
         tokenizer = self._load_tokenizer(run)
         return {
             "tokenizer": {"kind": tokenizer.kind, "tokens": tokenizer.tokens, "pad_id": tokenizer.pad_id,

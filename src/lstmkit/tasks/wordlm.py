@@ -19,11 +19,11 @@ from typing import Any
 import torch
 
 from lstmkit.data import WordTokenizer
-from lstmkit.models import SequenceModel
+from lstmkit.models import LMModel
 from lstmkit.tasks.lm import LanguageModelTask, LMData, LMPrepared, eval_batcher
 from lstmkit.tasks.ngram import KneserNeyBigram
 from lstmkit.tasks.registry import register_task
-from lstmkit.train import Config, ModelConfig, TrainConfig, evaluate, lm_step
+from lstmkit.train import Config, TrainConfig, evaluate, lm_step
 
 NL = "<nl>"
 # A word: letters or digits with inner apostrophes (o'er, bless'd); anything else not a space is a token.
@@ -81,7 +81,7 @@ class WordLM(LanguageModelTask):
         # feeds the head) and one 256-unit layer does the recurrence: 1000 steps of 32 x 35 tokens
         # are 1.06 passes over the training plays.
         return Config(
-            model=ModelConfig(
+            model=LMModel(
                 hidden_size=256,
                 num_layers=1,
                 embedding_dim=128,
@@ -103,7 +103,7 @@ class WordLM(LanguageModelTask):
         path = workdir / "wordlm_smoke.txt"
         path.write_text(_SMOKE_TEXT * 10, encoding="utf-8")
         return Config(
-            model=ModelConfig(hidden_size=16, num_layers=1, embedding_dim=16, dropout=0.0, tie_weights=True),
+            model=LMModel(hidden_size=16, num_layers=1, embedding_dim=16, dropout=0.0, tie_weights=True),
             data=WordLMData(text=str(path), batch_size=4, bptt=8, max_vocab=50),
             train=TrainConfig(epochs=2, max_steps=6, warmup_steps=1, progress=False, tensorboard=False, log_every=2),
         )
@@ -129,7 +129,7 @@ class WordLM(LanguageModelTask):
             return prompt + " " + continuation
         return prompt + continuation
 
-    def extra_train_metrics(self, prepared: LMPrepared, model: SequenceModel) -> dict[str, Any]:
+    def extra_train_metrics(self, prepared: LMPrepared, model: torch.nn.Module) -> dict[str, Any]:
         """Test perplexity of the trained model and of the Kneser-Ney bigram, on the same test tokens."""
         config, test = prepared.config, prepared.ids["test"]
         test_ce = evaluate(model, eval_batcher(test, config.data.batch_size, config.data.bptt), lm_step, stateful=True)
