@@ -15,7 +15,7 @@ learns these and the plain RNN does not. Importing this package registers the ta
 
 from __future__ import annotations
 
-from lstmkit.tasks.longrange import adding, copy_memory, ntm_copy, reber, temporal_order
+from lstmkit.tasks.longrange import adding, copy_memory, ntm_copy, ntm_recall, reber, temporal_order
 from lstmkit.tasks.longrange.common import GeneratedData, GeneratedTask, LongRangeModel, resolved_hidden_size
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "adding",
     "copy_memory",
     "ntm_copy",
+    "ntm_recall",
     "reber",
     "resolved_hidden_size",
     "temporal_order",

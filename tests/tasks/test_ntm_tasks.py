@@ -1,4 +1,5 @@
-"""``ntm-copy``: the copy sequences, the scores, the LSTM baseline's budget, runs from the command line."""
+"""``ntm-copy`` and ``ntm-recall``: their sequences, the scores, the LSTM baseline's budget, runs from the command
+line."""
 
 from __future__ import annotations
 
@@ -16,9 +17,11 @@ from lstmkit.models.memory import MemoryLSTM, memory_param_count
 from lstmkit.tasks import TaskError, get_task, runner
 from lstmkit.tasks.longrange.common import model_param_count
 from lstmkit.tasks.longrange.ntm_copy import copy_bits_batch
+from lstmkit.tasks.longrange.ntm_recall import recall_batch
 from lstmkit.tasks.rundir import open_run
 
 TASK = "ntm-copy"
+RECALL = "ntm-recall"
 ONE_LAYER = "model.kind='ntm' has one LSTM controller layer: set model.cell='lstm' and model.num_layers=1"
 
 
@@ -27,7 +30,7 @@ def test_a_copy_sequence_shows_the_vectors_then_the_delimiter_then_asks_for_them
     lengths = torch.tensor([3, 1, 5])
     b = copy_bits_batch(lengths, 4, g)
     assert b.x.shape == (11, 3, 5) and b.y.shape == (11, 3, 4) and b.mask.shape == (11, 3)
-    assert b.lengths.tolist() == [7, 3, 11] and b.copy_lengths.tolist() == [3, 1, 5]
+    assert b.lengths.tolist() == [7, 3, 11] and b.sizes.tolist() == [3, 1, 5]
     for j, L in enumerate(lengths.tolist()):
         shown = b.x[:L, j, :4]
         assert set(shown.unique().tolist()) <= {0.0, 1.0} and not b.x[:L, j, 4].any()
@@ -38,6 +41,32 @@ def test_a_copy_sequence_shows_the_vectors_then_the_delimiter_then_asks_for_them
         assert not b.y[~b.mask[:, j], j].any()
     again = copy_bits_batch(lengths, 4, torch.Generator().manual_seed(0))
     assert all(torch.equal(u, v) for u, v in zip(b, again, strict=True))
+
+
+def test_a_recall_sequence_shows_the_items_then_a_query_and_asks_for_the_next_item():
+    g = torch.Generator().manual_seed(0)
+    items = torch.tensor([2, 5, 3])
+    n, W = 3, 6
+    b = recall_batch(items, W, n, g)
+    assert b.lengths.tolist() == [4 * k + 8 for k in (2, 5, 3)] and b.x.shape == (28, 3, W + 2)
+    for j, k in enumerate(items.tolist()):
+        x = b.x[:, j]
+        listed = [x[4 * i + 1 : 4 * i + 4, :W] for i in range(k)]
+        for i in range(k):
+            assert x[4 * i].tolist() == [0] * W + [1, 0]  # an item delimiter before each item
+            assert not x[4 * i + 1 : 4 * i + 4, W:].any()
+        start = 4 * k
+        assert x[start].tolist() == x[start + 4].tolist() == [0] * W + [0, 1]  # the query between two delimiters
+        query = x[start + 1 : start + 4, :W]
+        q = next(i for i in range(k) if torch.equal(listed[i], query))
+        assert q <= k - 2  # an item that has a next one
+        assert b.mask[:, j].nonzero().flatten().tolist() == [start + 5, start + 6, start + 7]
+        assert torch.equal(b.y[start + 5 : start + 8, j], listed[q + 1])
+        assert not x[start + 5 :].any()  # nothing shown while answering, nor in the padding
+    many = recall_batch(torch.full((300,), 4), 16, 1, torch.Generator().manual_seed(1))  # 16 bits: no ties
+    asked = [next(i for i in range(4) if torch.equal(many.x[2 * i + 1, j, :16], many.x[9, j, :16])) for j in range(300)]
+    counts = torch.bincount(torch.tensor(asked), minlength=4).tolist()
+    assert counts[3] == 0 and min(counts[:3]) > 70  # queries uniform over the items that have a next one
 
 
 def test_the_scores_of_a_guess_and_of_a_perfect_copy():
@@ -80,27 +109,28 @@ def test_the_test_split_scores_each_length_on_its_own():
     task = get_task(TASK)
     config = runner.build_config(TASK, overrides=["data.test_lengths=[3, 40]", "data.test_size=300"])
     chunks = task.eval_batches(config, "test")
-    assert [(b.x.shape[1], int(b.copy_lengths.unique())) for b in chunks] == [(250, 3), (50, 3), (250, 40), (50, 40)]
+    assert [(b.x.shape[1], int(b.sizes.unique())) for b in chunks] == [(250, 3), (50, 3), (250, 40), (50, 40)]
     val = task.eval_batches(config, "val")[0]
-    assert val.copy_lengths.min() == 1 and val.copy_lengths.max() == 20  # every trained length
+    assert val.sizes.min() == 1 and val.sizes.max() == 20  # every trained length
     other = runner.build_config(TASK, overrides=["data.test_lengths=[3, 40]", "data.test_size=300", "train.seed=5",
                                                  "model.kind=lstm"])  # fmt: skip
     assert torch.equal(task.eval_batches(other, "test")[2].x, chunks[2].x)  # fixed by data.seed alone
 
 
-def test_smoke_runs_of_both_kinds_score_every_test_length_and_reopen(tmp_path):
+@pytest.mark.parametrize(("task", "sizes", "name"), [(TASK, ("2", "5"), "L"), (RECALL, ("2", "4"), "items")])
+def test_smoke_runs_of_both_kinds_score_every_test_size_and_reopen(tmp_path, task, sizes, name):
     for kind in ("ntm", "lstm"):
-        result = train_smoke(TASK, tmp_path / kind, {"model.kind": kind})
+        result = train_smoke(task, tmp_path / kind, {"model.kind": kind})
         m = result.metrics
-        assert set(m["test"]["by_length"]) == {"2", "5"}
-        per = m["test"]["by_length"]
-        assert per["2"]["sequences"] == per["5"]["sequences"] == 8
-        mean = (per["2"]["bit_errors"] + per["5"]["bit_errors"]) / 2
+        assert set(m["test"]["by_size"]) == set(sizes)
+        per = m["test"]["by_size"]
+        assert per[sizes[0]]["sequences"] == per[sizes[1]]["sequences"] == 8
+        mean = (per[sizes[0]]["bit_errors"] + per[sizes[1]]["bit_errors"]) / 2
         assert m["test"]["bit_errors"] == pytest.approx(mean)
-        assert "by length: L=2:" in "\n".join(result.lines)
+        assert f"by size: {name}={sizes[0]}:" in "\n".join(result.lines)
         run = open_run(tmp_path / kind / "run")
         again = run.task.evaluate(run, "test")
-        assert again["by_length"] == per and again["nats_per_bit"] == pytest.approx(m["test"]["nats_per_bit"])
+        assert again["by_size"] == per and again["nats_per_bit"] == pytest.approx(m["test"]["nats_per_bit"])
         summary = json.loads((tmp_path / kind / "run" / "summary.json").read_text())
         assert summary["cell"] == ("NTM (LSTM controller)" if kind == "ntm" else "lstm")
 
@@ -116,19 +146,23 @@ def test_export_of_the_ntm_is_refused_by_name(tmp_path, options):
 
 
 @pytest.mark.parametrize(
-    ("overrides", "message"),
+    ("task", "overrides", "message"),
     [
-        (["model.kind=ntm", "model.cell=gru"], f"{ONE_LAYER}, got 'gru' and 1"),
-        (["model.num_layers=2"], f"{ONE_LAYER}, got 'lstm' and 2"),
-        (["model.forget_bias=3.0"], "model.forget_bias and model.chrono_tmax apply to model.kind='lstm' only"),
-        (["data.min_length=5", "data.max_length=4"], "need 1 <= data.min_length <= data.max_length, got 5 and 4"),
-        (["data.test_lengths=[]"], r"data.test_lengths must be lengths >= 1, got \[\]"),
-        (["data.test_lengths=[10, 0]"], r"data.test_lengths must be lengths >= 1, got \[10, 0\]"),
-        (["data.test_lengths=5"], "data.test_lengths: expected a list, got 5"),
-        (["data.curriculum_start=2"], "data.curriculum_start needs a task with data.length; 'ntm-copy' has none"),
+        (TASK, ["model.kind=ntm", "model.cell=gru"], f"{ONE_LAYER}, got 'gru' and 1"),
+        (TASK, ["model.num_layers=2"], f"{ONE_LAYER}, got 'lstm' and 2"),
+        (TASK, ["model.forget_bias=3.0"], "model.forget_bias and model.chrono_tmax apply to model.kind='lstm' only"),
+        (TASK, ["data.min_length=5", "data.max_length=4"], "need 1 <= data.min_length <= data.max_length, got 5 and 4"),
+        (TASK, ["data.test_lengths=[]"], r"data.test_lengths must be lengths >= 1, got \[\]"),
+        (TASK, ["data.test_lengths=[10, 0]"], r"data.test_lengths must be lengths >= 1, got \[10, 0\]"),
+        (TASK, ["data.test_lengths=5"], "data.test_lengths: expected a list, got 5"),
+        (TASK, ["data.curriculum_start=2"], "data.curriculum_start needs a task with data.length; 'ntm-copy' has none"),
+        (RECALL, ["data.min_items=1"], "need 2 <= data.min_items <= data.max_items, got 1 and 6"),
+        (RECALL, ["data.test_items=[3, 1]"], r"data.test_items must be item counts >= 2, got \[3, 1\]"),
+        (RECALL, ["data.item_length=0"], "data.item_length must be >= 1, got 0"),
+        (RECALL, ["model.kind=dnc"], "model.kind must be 'ntm' or 'lstm', got 'dnc'"),
     ],
 )  # fmt: skip
-def test_bad_settings_are_refused_by_name(overrides, message):
+def test_bad_settings_are_refused_by_name(task, overrides, message):
     with pytest.raises((ValueError, TaskError), match=f"^{message}$"):
-        config = runner.build_config(TASK, overrides=overrides)
-        get_task(TASK).prepare(config)
+        config = runner.build_config(task, overrides=overrides)
+        get_task(task).prepare(config)
