@@ -162,3 +162,19 @@ def test_set_values_keeps_quotes_and_backslashes_in_paths(path, tmp_path):
     toml_file = tmp_path / "run.toml"
     dump_config(c, toml_file)
     assert load_config(toml_file, config).data.text == path  # and it survives the run directory's TOML
+
+
+def test_keys_checked_against_each_other_are_set_together_whatever_their_order():
+    from lstmkit.models.hybrid import LMModel
+
+    base = Config(model=LMModel(num_layers=1))
+    for overrides in (["model.attention_layer=2", "model.num_layers=2"],
+                      ["model.num_layers=2", "model.attention_layer=2"]):  # fmt: skip
+        c = apply_overrides(base, overrides)
+        assert (c.model.num_layers, c.model.attention_layer) == (2, 2)
+    with pytest.raises(ValueError, match=r"model.attention_layer must be in \[1, model.num_layers = 1\]"):
+        apply_overrides(base, ["model.attention_layer=2"])  # the final combination is still checked
+    c = apply_overrides(base, ["train.lr=0.1", "model.num_layers=3", "train.lr=0.2"])
+    assert c.train.lr == 0.2 and c.model.num_layers == 3  # a key given twice keeps its last value
+    with pytest.raises(ValueError, match=r"^model.num_layers must be >= 1, got 0$"):
+        apply_overrides(base, ["model.num_layers=0", "model.num_layers=2", "model.num_layers=0"])

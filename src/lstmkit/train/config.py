@@ -288,7 +288,7 @@ def _parse_value(text: str) -> Any:
 
 
 def set_values(config: Config, values: Mapping[str, Any]) -> Config:
-    """Return a copy of ``config`` with ``{"section.key": value}`` set, in order.
+    """Return a copy of ``config`` with ``{"section.key": value}`` set.
 
     The typed way for code to change a config: values are Python values (a path is a ``str``
     as it is, whatever quotes or backslashes it holds; None clears an optional key), checked like
@@ -303,6 +303,7 @@ def set_values(config: Config, values: Mapping[str, Any]) -> Config:
     """
     if not isinstance(values, Mapping):
         raise TypeError(f"values must be a mapping of 'section.key' to values, got {type(values).__name__}")
+    parts: dict[str, dict[str, Any]] = {}
     for key, value in values.items():
         if not isinstance(key, str):
             raise TypeError(f"keys must be 'section.key' strings, got {key!r}")
@@ -314,9 +315,12 @@ def set_values(config: Config, values: Mapping[str, Any]) -> Config:
         known = [f.name for f in dataclasses.fields(getattr(config, section))]
         if name not in known:
             raise ValueError(f"{key}: unknown key {name!r} in [{section}]; known keys: {known}")
-        # Constructing the section checks the value: its type (``_coerce``) and the section's ranges.
-        part = dataclasses.replace(getattr(config, section), **{name: value})
-        config = dataclasses.replace(config, **{section: part})
+        parts.setdefault(section, {})[name] = value
+    # Each section is built once with all its new values: that checks every value's type (``_coerce``) and the
+    # section's ranges, and a check across keys (model.attention_layer against model.num_layers) sees the final
+    # combination, whatever the order the keys came in.
+    for section, new in parts.items():
+        config = dataclasses.replace(config, **{section: dataclasses.replace(getattr(config, section), **new)})
     return config
 
 
@@ -324,10 +328,10 @@ def apply_overrides(config: Config, overrides: Iterable[str]) -> Config:
     """Return a copy of ``config`` with ``"section.key=value"`` overrides applied.
 
     Values are TOML literals; a bare word is a string (``model.cell=gru``) and ``none`` clears
-    an optional key. Each override is parsed, then set by :func:`set_values`, in order: unknown
-    sections or keys and ill-typed values raise ValueError by name. The known keys are those of
-    ``config``'s own section classes, so a task's extended section (say ``data.text``) is accepted
-    where that task's config is given.
+    an optional key. The overrides are parsed in order (a key given twice keeps its last value), then
+    set together by :func:`set_values`: unknown sections or keys and ill-typed values raise ValueError
+    by name. The known keys are those of ``config``'s own section classes, so a task's extended
+    section (say ``data.text``) is accepted where that task's config is given.
 
     Example:
         >>> apply_overrides(Config(), ["train.lr=3e-4", "model.cell=gru"]).train.lr
@@ -335,14 +339,16 @@ def apply_overrides(config: Config, overrides: Iterable[str]) -> Config:
     """
     if isinstance(overrides, str):
         raise TypeError("overrides must be a list of 'section.key=value' strings, not one string")
+    values: dict[str, Any] = {}
     for item in overrides:
         key, sep, raw = item.partition("=")
         key = key.strip()
         _, dot, name = key.partition(".")
         if not sep or not dot or not name:
             raise ValueError(f"override {item!r} must look like 'section.key=value'")
-        config = set_values(config, {key: _parse_value(raw)})
-    return config
+        values.pop(key, None)  # a key given again moves to the end, as if set last
+        values[key] = _parse_value(raw)
+    return set_values(config, values)
 
 
 # -- describing the keys ---------------------------------------------------------------------------
