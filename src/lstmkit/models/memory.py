@@ -89,7 +89,7 @@ class Addressing(NamedTuple):
 def address(memory: Tensor, previous: Tensor, a: Addressing) -> Tensor:
     """Graves et al.'s eqs 5-9 for K heads at once: memory (B, N, W), previous (B, K, N) -> weights (B, K, N)."""
     # content: cosine similarity of each head's key with every slot, (B, K, W) x (B, N, W) -> (B, K, N)
-    dots = torch.einsum("bkw,bnw->bkn", a.key, memory)
+    dots = a.key @ memory.transpose(1, 2)  # (B, K, N)
     norms = a.key.norm(dim=-1, keepdim=True) * memory.norm(dim=-1).unsqueeze(1)  # (B, K, 1) * (B, 1, N)
     content = torch.softmax(a.beta * dots / (norms + _COSINE_EPS), dim=-1)  # (B, K, N)
     gated = a.gate * content + (1.0 - a.gate) * previous  # (B, K, N)
@@ -152,15 +152,18 @@ class NTMCell(nn.Module):
     def forward(self, x: Tensor, state: NTMState | None = None) -> tuple[Tensor, NTMState]:
         if state is None:
             state = self.initial_state(x.shape[0], x)
-        R = self.sizes[2]
+        R, V = self.sizes[2], self.sizes[3]
         h, c = self.controller(torch.cat([x, state.read], dim=-1), (state.h, state.c))  # (B, H) each
         a, erase, add = self.addressing(h)
         weights = address(state.memory, state.weights, a)  # (B, K, N)
-        read = torch.einsum("brn,bnw->brw", weights[:, :R], state.memory).flatten(1)  # (B, R * W)
+        read = (weights[:, :R] @ state.memory).flatten(1)  # (B, R, N) @ (B, N, W) -> (B, R * W)
         w = weights[:, R:]  # (B, V, N) the writers
         # Graves et al.'s eqs 3-4 with V writers: every erase applies, then every add (their order does not matter)
-        keep = torch.prod(1.0 - w.unsqueeze(-1) * erase.unsqueeze(2), dim=1)  # (B, V, N, W) -> (B, N, W)
-        memory = state.memory * keep + torch.einsum("bvn,bvw->bnw", w, add)  # (B, N, W)
+        erased = 1.0 - w.unsqueeze(-1) * erase.unsqueeze(2)  # (B, V, N, W)
+        keep = erased[:, 0]
+        for v in range(1, V):  # a product over the writers (torch.prod's backward costs several times more)
+            keep = keep * erased[:, v]  # (B, N, W)
+        memory = state.memory * keep + w.transpose(1, 2) @ add  # (B, N, V) @ (B, V, W) -> (B, N, W)
         return torch.cat([h, read], dim=-1), NTMState(h, c, read, weights, memory)
 
 
