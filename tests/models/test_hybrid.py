@@ -33,7 +33,19 @@ def _config(**kw) -> LMModel:
 
 def _model(**kw) -> AttentionLM:
     torch.manual_seed(0)
-    return AttentionLM(_config(**kw)).to(D).eval()
+    model = AttentionLM(_config(**kw)).to(D).eval()
+    _randomise(model.block)
+    return model
+
+
+def test_an_untrained_block_passes_its_input_through_layer_norm():
+    """The residual branches start at zero: the fresh block is LayerNorm(x), so the model starts as the LSTM stack."""
+    torch.manual_seed(0)
+    block = AttentionBlock(6).to(D)
+    x, memory = torch.randn(5, 2, 6, dtype=D), torch.randn(3, 2, 6, dtype=D)
+    with torch.no_grad():
+        torch.testing.assert_close(block(x, memory), block.norm_ff(x), rtol=0, atol=0)
+        assert float(block.attention_weights(x, memory).std()) > 0  # the queries and keys are not zero
 
 
 def _tokens(T: int, B: int = 3, V: int = 11, seed: int = 1) -> torch.Tensor:
@@ -41,12 +53,16 @@ def _tokens(T: int, B: int = 3, V: int = 11, seed: int = 1) -> torch.Tensor:
 
 
 def _randomise(block: AttentionBlock) -> AttentionBlock:
-    """Non-trivial LayerNorm gains and biases (their defaults, 1 and 0, would hide a swapped norm)."""
+    """Non-trivial LayerNorm gains and biases (their defaults, 1 and 0, would hide a swapped norm), and random
+    values and Boom output layer (they start at zero, which would hide the attention and the Boom)."""
     g = torch.Generator().manual_seed(5)
     with torch.no_grad():
         for norm in (block.norm_q, block.norm_kv, block.norm_ff):
             norm.weight.copy_(1 + 0.3 * torch.randn(norm.weight.shape, generator=g, dtype=D))
             norm.bias.copy_(0.3 * torch.randn(norm.bias.shape, generator=g, dtype=D))
+        for layer in (block.value, block.boom_down):
+            layer.weight.copy_(torch.randn(layer.weight.shape, generator=g, dtype=D) / math.sqrt(layer.in_features))
+            layer.bias.copy_(0.1 * torch.randn(layer.bias.shape, generator=g, dtype=D))
     return block
 
 

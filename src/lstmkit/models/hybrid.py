@@ -100,6 +100,12 @@ class AttentionBlock(nn.Module):
         self.boom_down = nn.Linear(4 * H, H)
         self.norm_ff = nn.LayerNorm(H)
         self.drop = nn.Dropout(dropout)
+        # The residual branches start at zero (the values and the Boom's output layer), so the untrained block is
+        # LayerNorm(x): the model starts as the plain LSTM stack and learns how much to attend. With torch's init
+        # the branches added noise about 5 times the LSTM's outputs, and charlm learnt far slower per step.
+        for layer in (self.value, self.boom_down):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
 
     def attention_weights(self, x: Tensor, memory: Tensor) -> Tensor:
         """alpha (B, T, M' + T): each query's softmax over the keys it may read (zero on the others)."""
