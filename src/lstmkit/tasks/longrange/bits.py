@@ -164,28 +164,20 @@ class BitsTask(GeneratedTask):
     def baselines(self, data: BitsData) -> dict[str, float]:
         return {"baseline_nats_per_bit": math.log(2.0)}  # a memoryless guess: each bit at 1/2
 
-    def score(self, model: nn.Module, batches: list[BitsBatch], split: str, config: Config) -> dict[str, Any]:
-        """``GeneratedTask.score`` and, on the test split, the mean bit errors and success rate of each size."""
-        out = super().score(model, batches, split, config)
+    def split_details(self, split: str, scores: dict[str, Tensor], batches: list[BitsBatch]) -> dict[str, Any]:
+        """On the test split, the mean bit errors and success rate of each size."""
         if split != "test":
-            return out
-        was_training = model.training
-        model.eval()
-        by: dict[int, list[Tensor]] = {}
-        with torch.no_grad():
-            for batch in batches:
-                scores = self.per_sequence(model(batch.x, None, batch.lengths)[0], batch)
-                for size in batch.sizes.unique().tolist():
-                    sel = batch.sizes == size
-                    by.setdefault(int(size), []).append(torch.stack([scores["bit_errors"][sel],
-                                                                     scores["success"][sel]], dim=1))  # fmt: skip
-        model.train(was_training)
-        out["by_size"] = {
-            str(size): {"bit_errors": float(v[:, 0].mean()), "success": float(v[:, 1].mean()), "sequences": len(v)}
-            for size, parts in sorted(by.items())
-            for v in [torch.cat(parts)]
-        }
-        return out
+            return {}
+        sizes = torch.cat([b.sizes for b in batches])  # (N,)
+        by_size = {}
+        for size in sizes.unique().tolist():
+            sel = sizes == size
+            by_size[str(size)] = {
+                "bit_errors": float(scores["bit_errors"][sel].mean()),
+                "success": float(scores["success"][sel].mean()),
+                "sequences": int(sel.sum()),
+            }
+        return {"by_size": by_size}
 
     def report_split(self, m: dict[str, Any]) -> str:
         line = (

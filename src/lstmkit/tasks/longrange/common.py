@@ -361,9 +361,15 @@ class GeneratedTask(Task):
                 for key, value in self.per_sequence(output, batch).items():
                     parts.setdefault(key, []).append(value.double())
         model.train(was_training)
-        means = {key: float(torch.cat(v).mean()) for key, v in parts.items()}
+        scores = {key: torch.cat(v) for key, v in parts.items()}  # each (N,) over the split's N sequences
+        means = {key: float(v.mean()) for key, v in scores.items()}
         sequences = sum(b.x.shape[1] for b in batches)
-        return {"split": split, self.loss_key: loss, **means, **self.baselines(config.data), "sequences": sequences}
+        return {"split": split, self.loss_key: loss, **means, **self.baselines(config.data), "sequences": sequences,
+                **self.split_details(split, scores, batches)}  # fmt: skip
+
+    def split_details(self, split: str, scores: dict[str, Tensor], batches: list[Batch]) -> dict[str, Any]:
+        """More metrics of a split from the per-sequence scores (each (N,), in the order of ``batches``)."""
+        return {}
 
     def training_data(self, prepared: Prepared) -> TrainingData:
         """Fresh sequences every epoch (seeded by ``train.seed`` and the epoch); the fixed validation set."""
