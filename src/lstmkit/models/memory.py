@@ -20,7 +20,7 @@ weightings' logits start peaked on slot 0, so that the rotation has a place to s
 
 ``NTMCell`` is one step under the house's cell contract ``(x_t, state) -> (y_t, state)``; ``MemoryLSTM``
 runs it over time with ``lstmkit.nn.scan`` and puts the output layer on top. Shapes: T steps, B sequences,
-I inputs, H controller units, N slots of width W, R read heads, K = R + writers heads, O outputs.
+I inputs, H controller units, N slots of width W, R read heads, V write heads, K = R + V heads, O outputs.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from lstmkit.train.config import ModelConfig
 
 MEMORY_INIT = 1e-6  # Collier & Beel 2018: a small constant start, not learned
 _COSINE_EPS = 1e-8  # keeps cos(k, M_i) finite while a slot (or the key) is all zeros
-_SHARPEN_EPS = 1e-12  # w^s may underflow to 0 in float32; 0 ** gamma has an infinite gradient for gamma < 1 + eps
+_SHARPEN_EPS = 1e-12  # w^s may underflow to 0 in float32, where the gradient of 0 ** gamma in gamma is 0 * log 0 = NaN
 _START_LOGIT = 5.0  # the initial weighting: softmax of +5 on slot 0 and 0 elsewhere (about 0.54 on slot 0 at N = 128)
 
 

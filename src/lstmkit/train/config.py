@@ -346,8 +346,7 @@ def apply_overrides(config: Config, overrides: Iterable[str]) -> Config:
         _, dot, name = key.partition(".")
         if not sep or not dot or not name:
             raise ValueError(f"override {item!r} must look like 'section.key=value'")
-        values.pop(key, None)  # a key given again moves to the end, as if set last
-        values[key] = _parse_value(raw)
+        values[key] = _parse_value(raw)  # a key given again keeps its last value
     return set_values(config, values)
 
 
