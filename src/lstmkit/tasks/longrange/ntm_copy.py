@@ -77,8 +77,8 @@ class NTMCopy(BitsTask):
     def default_config(self) -> Config:
         # Collier & Beel's (2018) setting: controller 100 units, 128 x 20 memory, one read and one write head,
         # batch 32, Adam at 1e-3, gradients clipped. After 6,000 steps seeds 0 and 2 copied 97-100% of the
-        # sequences whole at every tested length up to 120; seed 1 was still learning (75-84%): a slow seed needs
-        # more steps (train.max_steps), at about 0.15-0.25 s a step on one thread (docs/results.md).
+        # sequences whole at every tested length up to 120; seed 1's training collapsed at step 5,500 and its best
+        # weights (step 5,250) copy 75-84%. About 0.15-0.25 s a step on one thread (docs/results.md).
         return Config(model=MemoryTaskModel(), data=NTMCopyData(), train=train_config(6000, 30.0))
 
     def smoke_config(self, workdir: Path) -> Config:
