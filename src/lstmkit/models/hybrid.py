@@ -61,6 +61,14 @@ class LMModel(ModelConfig):
     # chunk and 64 to 127 steps back, at T x (M + T) scores per chunk, small beside the LSTM's cost on the CPU.
     attention_memory: int = 64
 
+    def extra_training_size(self, batch_size: int, steps: int) -> tuple[int, int]:
+        """The block's 11 H^2 + 14 H parameters (queries, keys, values, the 4H Boom, three LayerNorms) and per batch
+        its T x (M + T) scores and weights and about 12 H normalised and Boom values a step; nothing when off."""
+        if not self.attention:
+            return 0, 0
+        H = self.hidden_size
+        return 11 * H * H + 14 * H, batch_size * steps * (2 * (self.attention_memory + steps) + 12 * H)
+
     def _validate(self) -> None:
         super()._validate()
         require_at_least(self, "model", 1, "attention_layer", "attention_memory")

@@ -195,9 +195,8 @@ def memory_estimate(config: Config) -> tuple[int, int]:
     """(parameters, bytes) a training run of ``config`` needs, estimated from the config alone (no
     model is built): the recurrent core, embedding and head in float32, times 5 for the weights, their
     gradients, Adam's two moments and the kept best copy, plus the activations kept for backward
-    (about (gates + 2) values per unit, step, layer, direction and sequence). A language model's attention
-    block (``model.attention``) adds its 11 H^2 weights (queries, keys, values, the 4H Boom) and, per chunk, its
-    T x (M + T) scores and the Boom's 4H values per step."""
+    (about (gates + 2) values per unit, step, layer, direction and sequence), plus what the model config says
+    its model adds (``ModelConfig.extra_training_size``: a language model's attention block)."""
     m, d = config.model, config.data
     g, H, L = _GATES.get(m.cell, 4), m.hidden_size, m.num_layers
     D = 2 if getattr(m, "bidirectional", False) else 1
@@ -207,10 +206,9 @@ def memory_estimate(config: Config) -> tuple[int, int]:
     params = D * per_direction + (m.vocab_size or 0) * (m.embedding_dim or H) + D * H * outputs + outputs
     steps = next((v for v in (getattr(d, k, None) for k in ("bptt", "length", "window")) if isinstance(v, int)), 0)
     activations = d.batch_size * steps * L * D * H * (g + 2)
-    if getattr(m, "attention", False):
-        M = m.attention_memory
-        params += 11 * H * H + 14 * H  # Linear weights 3 H^2 + 8 H^2, their 8 H biases, three LayerNorms (6 H)
-        activations += d.batch_size * steps * (2 * (M + steps) + 12 * H)  # scores and weights; normed, Boom values
+    more_params, more_activations = m.extra_training_size(d.batch_size, steps)  # what the model adds to the core
+    params += more_params
+    activations += more_activations
     return params, 4 * (5 * params + activations)
 
 

@@ -103,6 +103,12 @@ class ModelConfig(_Section):
     cell: str = "lstm"  # LSTM is the robust default; GRU is cheaper at similar quality on many tasks
     tie_weights: bool = False  # tying input and output embeddings helps LMs (Press & Wolf 2017); LM only
 
+    def extra_training_size(self, batch_size: int, steps: int) -> tuple[int, int]:
+        """(parameters, activation values kept for backward) the model adds beyond its recurrent core, embedding and
+        head, for the memory guard (``lstmkit.tasks.runner.memory_estimate``); a config whose model adds a block
+        says so here. ``steps``: the time steps a training batch holds."""
+        return 0, 0
+
     def _validate(self) -> None:
         require_at_least(
             self, "model", 1, "vocab_size", "input_size", "output_size", "embedding_dim", "hidden_size", "num_layers"
