@@ -9,7 +9,6 @@ import math
 
 import pytest
 import torch
-from tests.smoke import train_smoke
 from typer.testing import CliRunner
 
 from lstmkit.cli import app
@@ -19,6 +18,7 @@ from lstmkit.tasks.longrange.common import model_param_count
 from lstmkit.tasks.longrange.ntm_copy import copy_bits_batch
 from lstmkit.tasks.longrange.ntm_recall import recall_batch
 from lstmkit.tasks.rundir import open_run
+from smoke import train_smoke
 
 TASK = "ntm-copy"
 RECALL = "ntm-recall"
