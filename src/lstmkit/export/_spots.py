@@ -46,7 +46,7 @@ def _gamma(n: int) -> float:
     return _rounding.gamma(n, _U)
 
 
-class _Spots:
+class Spots:
     """The zeros added where values are rounded, with each one's local bound."""
 
     def __init__(self) -> None:
@@ -72,8 +72,25 @@ class _Spots:
         shape = outputs.movedim(batch_dim, 0).shape
         return var.detach().reshape(shape).movedim(0, batch_dim)
 
+    def variance_batched(self, outputs: Tensor, chunk: int = 32) -> Tensor:
+        """``variance`` of a (B, N) ``outputs`` (the batch first), ``chunk`` output positions per backward pass
+        (``torch.autograd.grad`` with ``is_grads_batched``: the passes run as one vectorised pass)."""
+        spots = [s for s, _, _ in self.items]
+        B, N = outputs.shape
+        var = torch.zeros(B, N, dtype=outputs.dtype)
+        for k0 in range(0, N, chunk):
+            n = min(chunk, N - k0)
+            seeds = torch.zeros(n, B, N, dtype=outputs.dtype)
+            seeds[torch.arange(n), :, k0 + torch.arange(n)] = 1.0  # position k0 + i of every case
+            grads = torch.autograd.grad(outputs, spots, seeds, retain_graph=True, allow_unused=True,
+                                        is_grads_batched=True)  # fmt: skip
+            for g, (_, bound, dim) in zip(grads, self.items, strict=True):
+                if g is not None:  # (n, *spot shape) -> (n, B, rest)
+                    var[:, k0 : k0 + n] += (g.movedim(dim + 1, 1) * bound).pow(2).flatten(2).sum(2).T
+        return var.detach()
 
-def _linear_hook(spots: _Spots, parts: dict[str, Tensor] | None = None, name: str = ""):
+
+def _linear_hook(spots: Spots, parts: dict[str, Tensor] | None = None, name: str = ""):
     """A forward hook spotting a Linear's outputs: n inputs and a bias, gamma(n + 1) (|W| |v| + |b|); the batch
     is dimension 1 of time-major (T, B, n) inputs. ``parts[name]`` keeps the output for the caller."""
 
@@ -96,20 +113,19 @@ def plain_lstm(core: nn.Module) -> bool:
 
 
 @contextlib.contextmanager
-def _spotted_cells(spots: _Spots) -> Iterator[None]:
-    """The reference LSTM step (``lstmkit.nn._reference.lstm_step``, as the layer's reference loop calls it) with
-    a spot on every rounded value; plain cells only (``plain_lstm``)."""
+def spotted_cells(spots: Spots) -> Iterator[None]:
+    """The reference LSTM loop (the layer's ``impl="reference"``: ``lstm_input_side`` for all steps, then
+    ``lstm_recurrent_step`` at each; and ``lstm_step``, one whole step) with a spot on every rounded value; plain
+    cells only (``plain_lstm``). The input side hands each step its |terms| beside its values (a (T, B, 2G) tensor the
+    time loop slices as it slices the gates), so the gate sum of I + P + 2 terms is spotted as one sum, as the
+    kernels and onnxruntime compute it. ``test_spotted_cells_spot_the_layer_loop`` fails if the layer stops
+    calling these."""
     import lstmkit.nn.lstm as layer_module
 
-    def step(x: Tensor, state: tuple[Tensor, Tensor], w, opt, drop=None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-        h, c = state  # (B, H) each
+    def cell(a: Tensor, mags: Tensor, c: Tensor, K: int) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        """From the gate sums a (B, 4H) of K terms whose |terms| sum to mags, and c_{t-1}: h_t, (h_t, c_t)."""
         hidden = c.shape[-1]
-        a = F.linear(x, w.w_ih) + F.linear(h, w.w_hh)  # (B, 4H)
-        mags = F.linear(x.detach().abs(), w.w_ih.abs()) + F.linear(h.detach().abs(), w.w_hh.abs())
-        if w.b_ih is not None:
-            a = a + w.b_ih + w.b_hh
-            mags = mags + w.b_ih.abs() + w.b_hh.abs()
-        a = spots.add(a, _gamma(w.w_ih.shape[1] + w.w_hh.shape[1] + 2) * mags)
+        a = spots.add(a, _gamma(K) * mags)
         a_i, a_f, a_g, a_o = a.split(hidden, -1)
         i, f, o = (spots.add(torch.sigmoid(z), _FU * torch.sigmoid(z)) for z in (a_i, a_f, a_o))
         g = torch.tanh(a_g)
@@ -120,12 +136,33 @@ def _spotted_cells(spots: _Spots) -> Iterator[None]:
         h_new = spots.add(o * t, _FU * (o * t).abs())
         return h_new, (h_new, c_new)
 
-    original = layer_module.lstm_step
-    layer_module.lstm_step = step
+    def input_side(x: Tensor, w, opt) -> Tensor:
+        a = F.linear(x, w.w_ih)  # (..., G)
+        mags = F.linear(x.detach().abs(), w.w_ih.detach().abs())
+        if w.b_ih is not None:
+            a = a + w.b_ih + w.b_hh
+            mags = mags + w.b_ih.detach().abs() + w.b_hh.detach().abs()
+        return torch.cat([a, mags], dim=-1)  # (..., 2G): the values, then their |terms|
+
+    def recurrent_step(a_x: Tensor, state: tuple[Tensor, Tensor], w, opt, drop=None):
+        h, c = state  # (B, H) each
+        G = a_x.shape[-1] // 2
+        a = a_x[:, :G] + F.linear(h, w.w_hh)  # (B, G)
+        mags = a_x[:, G:].detach() + F.linear(h.detach().abs(), w.w_hh.detach().abs())
+        return cell(a, mags, c, w.w_ih.shape[1] + w.w_hh.shape[1] + 2)
+
+    def step(x: Tensor, state: tuple[Tensor, Tensor], w, opt, drop=None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        return recurrent_step(input_side(x, w, opt), state, w, opt, drop)
+
+    names = {"lstm_input_side": input_side, "lstm_recurrent_step": recurrent_step, "lstm_step": step}
+    originals = {name: getattr(layer_module, name) for name in names}
+    for name, fn in names.items():
+        setattr(layer_module, name, fn)
     try:
         yield
     finally:
-        layer_module.lstm_step = original
+        for name, fn in originals.items():
+            setattr(layer_module, name, fn)
 
 
 def logit_error(model: nn.Module, inputs: dict[str, Tensor]) -> tuple[Tensor, bool]:
@@ -133,7 +170,7 @@ def logit_error(model: nn.Module, inputs: dict[str, Tensor]) -> tuple[Tensor, bo
     (``features`` (T, B, C), ``lengths`` (B,)), and whether the recurrent core was among them (False: the caller
     adds the core's worst-case bound)."""
     twin = copy.deepcopy(model).double().eval()
-    spots = _Spots()
+    spots = Spots()
     core = plain_lstm(twin.rnn)
     x, lengths = inputs["features"].detach().double(), inputs["lengths"].detach()
     real = (torch.arange(x.shape[0])[None, :] < lengths[:, None]).double()[:, None, :]  # (B, 1, T)
@@ -171,7 +208,7 @@ def logit_error(model: nn.Module, inputs: dict[str, Tensor]) -> tuple[Tensor, bo
     if core:
         twin.rnn.impl = "reference"  # the layer's own time loop, which calls the spotted step (twin is a copy)
     try:
-        with torch.enable_grad(), (_spotted_cells(spots) if core else contextlib.nullcontext()):
+        with torch.enable_grad(), (spotted_cells(spots) if core else contextlib.nullcontext()):
             var = spots.variance(twin(x, lengths))  # (B, K)
     finally:
         for h in handles:
@@ -188,7 +225,7 @@ def forecast_error(model: nn.Module, inputs: dict[str, Tensor]) -> Tensor | None
     if not plain_lstm(model.rnn):
         return None
     twin = copy.deepcopy(model).double().eval()
-    spots = _Spots()
+    spots = Spots()
     x = inputs["features"].detach().double()  # (T, B, F)
     parts: dict[str, Tensor] = {}
 
@@ -215,7 +252,7 @@ def forecast_error(model: nn.Module, inputs: dict[str, Tensor]) -> Tensor | None
         handles.append(twin.ar.register_forward_hook(_linear_hook(spots, parts, "ar")))
     twin.core.rnn.impl = "reference"  # the layer's own time loop, which calls the spotted step (twin is a copy)
     try:
-        with torch.enable_grad(), _spotted_cells(spots):
+        with torch.enable_grad(), spotted_cells(spots):
             var = spots.variance(twin(x))  # (B, H)
     finally:
         for h in handles:
@@ -233,12 +270,12 @@ def recognizer_error(model: nn.Module, inputs: dict[str, Tensor]) -> Tensor | No
     if not plain_lstm(model.rnn) or x.shape[0] ** 2 * model.head.out_features > MAX_WORK:
         return None
     twin = copy.deepcopy(model).double().eval()
-    spots = _Spots()
+    spots = Spots()
     parts: dict[str, Tensor] = {}
     handles = [twin.head.register_forward_hook(_linear_hook(spots, parts, "head"))]
     twin.rnn.impl = "reference"  # the layer's own time loop, which calls the spotted step (twin is a copy)
     try:
-        with torch.enable_grad(), _spotted_cells(spots):
+        with torch.enable_grad(), spotted_cells(spots):
             log_probs = twin(x, lengths)  # (T, B, C)
             z_max = parts["head"].abs().amax(-1, keepdim=True)  # (T, B, 1): each step's largest |logit|
             bound = _rounding.log_softmax_error(log_probs.shape[-1], z_max, _U).expand_as(log_probs)
