@@ -125,6 +125,13 @@ def log_softmax_error(n: int, v, u: float):
     return gamma(n + 2, u) + F_POINTWISE * u + 2 * u * (v + math.log(n))
 
 
+def linear_error(weight: torch.Tensor, bias: torch.Tensor | None, dx: float, x_max: float, u: float) -> float:
+    """Absolute error of y = W x + b (W (N, K)) evaluated in floating point, its inputs carrying an error up to
+    ``dx`` and at most ``x_max`` in size: ``||W|| dx + gamma(K + 1) (||W|| x_max + max|b|)`` (points 1 and 5)."""
+    w = row_abs_sum(weight)
+    return w * dx + gamma(weight.shape[1] + 1, u) * (w * x_max + row_abs_sum(bias))
+
+
 def between(bound: float) -> float:
     """Two implementations each within ``bound`` of the exact result are within twice it of each other."""
     return 2 * bound

@@ -9,14 +9,20 @@ import dataclasses
 import math
 import re
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from lstmkit.cli import app
 from lstmkit.compress import prune_run, quantize_run
 from lstmkit.export.rundir import export_run
 from lstmkit.models import AttentionLM, LMModel, SequenceModel
 from lstmkit.tasks import TaskError, get_task, runner
 from lstmkit.tasks.rundir import open_run
+from lstmkit.tasks.wordlm import detokenize
 from lstmkit.train import ModelConfig, set_values
 from smoke import train_smoke
 
@@ -119,20 +125,53 @@ def test_attention_trains_evaluates_and_generates_through_the_runner(name, atten
     assert a.text == b.text and a.text.startswith(prompt) and len(a.text) > len(prompt)
 
 
-# -- the commands that need a plain SequenceModel --------------------------------------------------------------
-EXPORT_REFUSED = (
-    "lstmkit export does not write a charlm run with model.attention = true (an LSTM with an attention block over a "
-    "carried memory; no ONNX graph for it yet, in float or int8): evaluate and generate from the run directory, or "
-    "train with model.attention = false to export"
+# -- export: one ONNX graph carrying the memory; int8 and --lengths refused by name -----------------------------
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "onnx_generate.py"
+INT8_REFUSED = (
+    "--int8 does not cover this model (AttentionLM): the int8 check "
+    "bounds LSTM stacks and linear heads, not the attention block between them (its scores, softmax and "
+    "LayerNorms); export it in float, or quantise it for PyTorch with lstmkit compress quantize"
+)
+LENGTHS_REFUSED = (
+    "--lengths does not apply to a model with an attention block (model.attention = true): it does not mask "
+    "padding, so every chunk is whole"
 )
 
 
-@pytest.mark.parametrize("int8", [False, True])
-def test_export_refuses_by_name(attention_runs, tmp_path, int8):
+@pytest.mark.parametrize("name", LM_TASKS)
+def test_export_writes_a_verified_graph_that_generates_without_lstmkit(name, attention_runs):
+    """``lstmkit export`` on an attention run: one graph (tokens, h0, c0, memory -> logits, hn, cn, memory_out),
+    verified; examples/onnx_generate.py, with torch and lstmkit unimportable, feeds every state back and writes
+    the greedy text lstmkit's own generation writes."""
+    run_dir = attention_runs(name).run_dir
+    r = CliRunner().invoke(app, ["export", str(run_dir)])
+    assert r.exit_code == 0, r.output
+    assert f"wrote {run_dir / 'model.onnx'}" in r.output and "verified in onnxruntime" in r.output
+    assert "inputs: tokens, h0, c0, memory; outputs: logits, hn, cn, memory_out" in r.output
+    assert "recurrent layers as ONNX operators: LSTM, LSTM" in r.output
+    prompt = "First" if name == "charlm" else "to be"
+    code = (
+        "import sys, runpy; sys.modules['torch'] = None; sys.modules['lstmkit'] = None; "
+        f"sys.argv = [{str(EXAMPLE)!r}, {str(run_dir)!r}, '--prompt', {prompt!r}, '--length', '40', "
+        "'--temperature', '0']; runpy.run_path(sys.argv[0], run_name='__main__')"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    greedy = runner.generate(run_dir, prompt=prompt, length=40, temperature=0.0, top_k=0)
+    text = out.stdout.rstrip("\n")
+    if name == "wordlm":  # the example joins words with spaces; lstmkit writes <nl> as a line break (detokenize)
+        text = get_task(name).join(prompt, detokenize(text.split()[len(prompt.split()):]))
+    assert text == greedy.text
+
+
+def test_export_refuses_int8_and_lengths_by_name(attention_runs, tmp_path):
     run_dir = attention_runs("charlm").run_dir
-    with pytest.raises(TaskError) as e:
-        export_run(run_dir, out=tmp_path / "m.onnx", int8=int8)
-    assert str(e.value) == EXPORT_REFUSED
+    with pytest.raises(ValueError) as e:
+        export_run(run_dir, out=tmp_path / "m.onnx", int8=True)
+    assert str(e.value) == INT8_REFUSED
+    with pytest.raises(ValueError) as e:
+        export_run(run_dir, out=tmp_path / "m.onnx", lengths=True)
+    assert str(e.value) == LENGTHS_REFUSED
     assert not any(tmp_path.iterdir())
 
 

@@ -19,8 +19,8 @@ import json
 import os
 from pathlib import Path
 
+from lstmkit.export import attention_lm, seq2seq
 from lstmkit.export import int8 as int8_mod
-from lstmkit.export import seq2seq
 from lstmkit.export._deps import MissingDependency
 from lstmkit.export.frames import frames_to_onnx
 from lstmkit.export.int8 import Int8Export
@@ -76,6 +76,9 @@ def _export(run, model, out, *, format, lengths, verify, int8, per_channel, redu
             raise ValueError("--lengths does not apply with --int8: the int8 check runs whole one-step inputs")
         return _export_int8(run, model, out, metadata, verify=verify, per_channel=per_channel,
                             reduce_range=reduce_range)  # fmt: skip
+    if export_kind(model) == attention_lm.KIND:  # an LSTM with SHA-RNN's attention block (export/attention_lm.py)
+        return _export_attention_lm(model, out, metadata, path_default=run.path / "model.onnx", lengths=lengths,
+                                    verify=verify)  # fmt: skip
     if export_kind(model) == "seq2seq":
         return _export_encoder_decoder(run, model, out, metadata, lengths=lengths, verify=verify)
     if export_kind(model) == "frames":  # a ConvLSTM frame forecaster: an unrolled graph (export/frames.py)
@@ -114,6 +117,18 @@ def _metadata(run) -> dict[str, str]:
     for key, value in run.task.serving_metadata(run).items():
         metadata[f"lstmkit.{key}"] = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
     return metadata
+
+
+def _export_attention_lm(model, out, metadata, *, path_default: Path, lengths: bool, verify: bool) -> OnnxExport:
+    """One graph carrying h, c and the block's memory (``export.attention_lm``)."""
+    if lengths:
+        raise ValueError("--lengths does not apply to a model with an attention block (model.attention = true): "
+                         "it does not mask padding, so every chunk is whole")  # fmt: skip
+    path = Path(out) if out is not None else path_default
+    try:
+        return attention_lm.export_attention_lm(model, path, verify=verify, metadata=metadata)
+    except (MissingDependency, ExportVerificationError) as e:
+        raise TaskError(str(e)) from e
 
 
 def _export_frames(run, model, out, metadata, *, lengths: bool, verify: bool) -> OnnxExport:

@@ -213,8 +213,7 @@ _F = _rounding.F_POINTWISE * _U
 def _linear_error(layer: nn.Linear | None, dx: float, x_max: float) -> float:
     if layer is None:
         return 0.0
-    w, b = _rounding.row_abs_sum(layer.weight), _rounding.row_abs_sum(layer.bias)
-    return w * dx + _rounding.gamma(layer.in_features + 1, _U) * (w * x_max + b)
+    return _rounding.linear_error(layer.weight, layer.bias, dx, x_max, _U)
 
 
 def _stack_error(core: nn.Module, x: Tensor, h0: Tensor, c0: Tensor, lengths: Tensor | None) -> float:

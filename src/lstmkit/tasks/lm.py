@@ -58,13 +58,6 @@ TOKENIZER = "tokenizer.json"
 DATA = "data.json"
 _DATA_FORMAT = "lstmkit.text-splits"
 _DATA_VERSION = 1
-ATTENTION_NOT_EXPORTED = (
-    "lstmkit export does not write a {task} run with model.attention = true (an LSTM with an attention block "
-    "over a carried memory; no ONNX graph for it yet, in float or int8): evaluate and generate from the run "
-    "directory, or train with model.attention = false to export"
-)
-
-
 @dataclass(frozen=True)
 class LMData(DataConfig):
     """Batching, and the text to model (the language-model tasks' ``[data]`` section)."""
@@ -254,10 +247,7 @@ class LanguageModelTask(Task):
         return run.load_weights(self.build_model(run.config)), tokenizer
 
     def serving_metadata(self, run: Run) -> dict[str, Any]:
-        """The tokenizer (``kind``, ``tokens`` by id, ``pad_id``, ``unk_id``) and the start symbol. ``lstmkit
-        export`` asks for this first, so a run it cannot write (``model.attention``) is refused here by name."""
-        if getattr(run.config.model, "attention", False):
-            raise TaskError(ATTENTION_NOT_EXPORTED.format(task=self.name))
+        """The tokenizer (``kind``, ``tokens`` by id, ``pad_id``, ``unk_id``) and the start symbol."""
         tokenizer = self._load_tokenizer(run)
         return {
             "tokenizer": {"kind": tokenizer.kind, "tokens": tokenizer.tokens, "pad_id": tokenizer.pad_id,
