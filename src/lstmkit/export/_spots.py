@@ -7,7 +7,10 @@ logits themselves, so that a wrong graph could not be told from rounding. Here e
 computes gets its own local rounding bound eps, at the values this case reaches (the model run again in float64):
 
 - an LSTM gate pre-activation, a sum of K = I + P + 2 terms: gamma(K) (|W_ih| |x| + |W_hh| |h| + |b_ih| + |b_hh|);
-- sigmoid, tanh and the products of the cell: ``F_POINTWISE`` u times the value; c = f c + i g: F u (|f c| + |i g|);
+- sigmoid and tanh: ``F_POINTWISE`` u, absolute: onnxruntime's vectorised sigmoid is 0.5 plus a rational function
+  of the clamped input, so near 0 its error is about u whatever the value (a gate of 1e-8 comes out as 0.0, which
+  a bound relative to the value missed on a trained charlm); the products of the cell: F u times the value;
+  c = f c + i g: F u (|f c| + |i g|);
 - a Conv1d output, n = C k + 1 terms: gamma(n + 2) (|W| * |v| + |b|) (2 more for onnxruntime folding BatchNorm in);
 - a BatchNorm output (z - mean) s + beta: gamma(5) (|s| (|z| + |mean|) + |beta|); the conv branch's average over
   L real steps: gamma(L + 1) times the mean |value|; the head, n inputs: gamma(n + 1) (|W| |v| + |b|).
@@ -127,12 +130,12 @@ def spotted_cells(spots: Spots) -> Iterator[None]:
         hidden = c.shape[-1]
         a = spots.add(a, _gamma(K) * mags)
         a_i, a_f, a_g, a_o = a.split(hidden, -1)
-        i, f, o = (spots.add(torch.sigmoid(z), _FU * torch.sigmoid(z)) for z in (a_i, a_f, a_o))
-        g = torch.tanh(a_g)
-        g = spots.add(g, _FU * g.abs())
+        # sigmoid and tanh: F u absolute, not relative (module docstring)
+        i, f, o = (spots.add(torch.sigmoid(z), torch.full_like(z, _FU)) for z in (a_i, a_f, a_o))
+        g = spots.add(torch.tanh(a_g), torch.full_like(a_g, _FU))
         c_new = spots.add(f * c + i * g, _FU * ((f * c).abs() + (i * g).abs()))
         t = torch.tanh(c_new)
-        t = spots.add(t, _FU * t.abs())
+        t = spots.add(t, torch.full_like(t, _FU))
         h_new = spots.add(o * t, _FU * (o * t).abs())
         return h_new, (h_new, c_new)
 
