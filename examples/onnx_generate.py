@@ -8,7 +8,7 @@ No lstmkit and no torch: the ONNX file holds the weights, and its metadata the v
 
 The prompt runs through the model in one call (T = prompt length); then each new token is one
 call with T = 1, feeding the returned state (hn, cn) back in as (h0, c0), and for a model with an
-attention block (``model.attention``) its memory too (memory_out as memory).
+attention block (``model.attention``) its cached keys and values too.
 """
 
 from __future__ import annotations
@@ -50,8 +50,8 @@ def generate(model: str | Path, prompt: str, length: int, temperature: float = 0
     ids = [index.get(s, tok["unk_id"]) for s in symbols] or [index[meta["lstmkit.start_symbol"]]]
 
     # Zero initial states, shaped from the graph's inputs: h0 (L, 1, P), c0 (L, 1, H); with an attention block
-    # (model.attention) also its memory of earlier steps, empty at the start: (0, 1, H), its first axis symbolic.
-    # Every state comes out (hn, cn, memory_out) in the order it goes in.
+    # (model.attention) also its cached keys and values of earlier steps, empty at the start: (0, 1, H) each, their
+    # first axis symbolic. Every state comes out (hn, cn[, keys_out, values_out]) in the order it goes in.
     state_inputs = [i for i in session.get_inputs() if i.name != "tokens"]
     feed = {i.name: np.zeros((i.shape[0] if isinstance(i.shape[0], int) else 0, 1, i.shape[2]), np.float32)
             for i in state_inputs}

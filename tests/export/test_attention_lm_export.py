@@ -46,8 +46,8 @@ def _session(path) -> ort.InferenceSession:
 def test_graph_matches_torch_in_onnxruntime(name, tmp_path):
     model = _model(**CONFIGS[name])
     result = export_attention_lm(model, tmp_path / "a.onnx")
-    assert result.inputs == ("tokens", "h0", "c0", "memory")
-    assert result.outputs == ("logits", "hn", "cn", "memory_out")
+    assert result.inputs == ("tokens", "h0", "c0", "keys", "values")
+    assert result.outputs == ("logits", "hn", "cn", "keys_out", "values_out")
     assert result.layers == ("LSTM",) * model.config.num_layers
     assert result.loose == ()  # every output's bound is below the output: the check could fail
     assert 0 < result.max_abs_error < 1e-5
@@ -55,18 +55,19 @@ def test_graph_matches_torch_in_onnxruntime(name, tmp_path):
     assert meta["lstmkit.attention_memory"] == "5"
 
 
-def test_memory_out_keeps_the_last_steps_exactly(tmp_path):
-    """memory_out = the last M_max rows of [memory; the block's inputs]: the rows that came in are copied bit for
-    bit, and a short memory grows by the chunk."""
+def test_the_cache_keeps_the_last_steps_exactly(tmp_path):
+    """keys_out and values_out = the last M_max rows of [the cache; the new steps']: the rows that came in are copied
+    bit for bit, and a short cache grows by the chunk."""
     model = _model(memory=5)
     path = export_attention_lm(model, tmp_path / "a.onnx").path
     session = _session(path)
     for T, M in [(3, 5), (2, 2), (7, 0)]:
-        feeds = {k: v.numpy() for k, v in A.random_inputs(model, T, 2, M, seed=T).items()}
-        (memory_out,) = session.run(["memory_out"], feeds)
-        assert memory_out.shape == (min(M + T, 5), 2, 8)
-        n_in = max(min(M, 5 - T), 0)  # rows of the input memory still kept: its last ones, first
-        np.testing.assert_array_equal(memory_out[:n_in], feeds["memory"][M - n_in :])
+        feeds = {k: v.numpy() for k, v in A.graph_inputs(model, A.random_inputs(model, T, 2, M, seed=T)).items()}
+        keys_out, values_out = session.run(["keys_out", "values_out"], feeds)
+        assert keys_out.shape == values_out.shape == (min(M + T, 5), 2, 8)
+        n_in = max(min(M, 5 - T), 0)  # rows of the input cache still kept: its last ones, first
+        np.testing.assert_array_equal(keys_out[:n_in], feeds["keys"][M - n_in :])
+        np.testing.assert_array_equal(values_out[:n_in], feeds["values"][M - n_in :])
 
 
 def test_chunks_with_the_carried_state_are_one_pass(tmp_path):
@@ -79,12 +80,12 @@ def test_chunks_with_the_carried_state_are_one_pass(tmp_path):
     with torch.no_grad():
         whole, _ = model(tokens)
     state = {"h0": np.zeros((2, 2, 8), np.float32), "c0": np.zeros((2, 2, 8), np.float32),
-             "memory": np.zeros((0, 2, 8), np.float32)}  # fmt: skip
+             "keys": np.zeros((0, 2, 8), np.float32), "values": np.zeros((0, 2, 8), np.float32)}  # fmt: skip
     torch_state, start, worst = None, 0, 0.0
     for T in (4, 1, 6):
         chunk = tokens[start : start + T]
-        logits, hn, cn, memory = session.run(None, {"tokens": chunk.numpy(), **state})
-        state = {"h0": hn, "c0": cn, "memory": memory}
+        logits, hn, cn, keys, values = session.run(None, {"tokens": chunk.numpy(), **state})
+        state = {"h0": hn, "c0": cn, "keys": keys, "values": values}
         h, c, m = torch_state or (torch.zeros(2, 2, 8), torch.zeros(2, 2, 8), torch.zeros(0, 2, 8))
         worst = max(worst, float(A.bounds(model, {"tokens": chunk, "h0": h, "c0": c, "memory": m})["logits"].max()))
         with torch.no_grad():
@@ -119,8 +120,12 @@ def test_spotted_block_is_the_block():
     with torch.no_grad():
         want = block(x, memory)
     with torch.enable_grad():
-        got = A.spotted_block(spots, block, x, memory)
+        got, keys, values = A.spotted_block(spots, block, x, memory)
     torch.testing.assert_close(got.detach(), want, rtol=0, atol=1e-14)
+    with torch.no_grad():
+        want_keys, want_values = A.memory_keys_values(_model(seed=2).double(), torch.cat([memory, x]))
+    torch.testing.assert_close(keys.detach(), want_keys, rtol=0, atol=1e-14)
+    torch.testing.assert_close(values.detach(), want_values, rtol=0, atol=1e-14)
     assert len(spots.items) == 14  # 3 LayerNorms, 5 linear maps, scores, weights, context, 2 residual sums, GELU
 
 

@@ -140,14 +140,15 @@ LENGTHS_REFUSED = (
 
 @pytest.mark.parametrize("name", LM_TASKS)
 def test_export_writes_a_verified_graph_that_generates_without_lstmkit(name, attention_runs):
-    """``lstmkit export`` on an attention run: one graph (tokens, h0, c0, memory -> logits, hn, cn, memory_out),
+    """``lstmkit export`` on an attention run: one graph (tokens, h0, c0, keys, values -> logits, hn, cn, keys_out,
+    values_out),
     verified; examples/onnx_generate.py, with torch and lstmkit unimportable, feeds every state back and writes
     the greedy text lstmkit's own generation writes."""
     run_dir = attention_runs(name).run_dir
     r = CliRunner().invoke(app, ["export", str(run_dir)])
     assert r.exit_code == 0, r.output
     assert f"wrote {run_dir / 'model.onnx'}" in r.output and "verified in onnxruntime" in r.output
-    assert "inputs: tokens, h0, c0, memory; outputs: logits, hn, cn, memory_out" in r.output
+    assert "inputs: tokens, h0, c0, keys, values; outputs: logits, hn, cn, keys_out, values_out" in r.output
     assert "recurrent layers as ONNX operators: LSTM, LSTM" in r.output
     prompt = "First" if name == "charlm" else "to be"
     code = (
