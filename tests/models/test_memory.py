@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import lstmkit.models.memory as memory_module
 from lstmkit.models.memory import (
     MEMORY_INIT,
     Addressing,
@@ -236,6 +237,8 @@ def test_a_small_ntm_learns_to_copy_two_vectors():
         ({"read_heads": 0}, "model.read_heads must be >= 1, got 0"),
         ({"shift_range": 4}, r"model.shift_range must be in \[0, \(memory_slots - 1\) / 2\] = \[0, 3\], got 4"),
         ({"shift_range": -1}, r"model.shift_range must be in \[0, \(memory_slots - 1\) / 2\] = \[0, 3\], got -1"),
+        ({"kind": "lstm", "compile": True}, "model.compile applies to model.kind='ntm' \\(the NTM's Python-stepped "
+         "cell\\); the LSTM baseline already runs lstmkit's C\\+\\+ kernel"),
     ],
 )
 def test_bad_config_is_refused_by_name(kw, message):
@@ -253,3 +256,34 @@ def test_bad_inputs_are_refused_by_name():
         from lstmkit.train import ModelConfig
 
         MemoryLSTM(ModelConfig(input_size=2, output_size=2))
+
+
+def test_compile_needs_a_cpp_compiler(monkeypatch):
+    monkeypatch.setenv("CXX", "no-such-c++")
+    with pytest.raises(ValueError, match=r"^model.compile needs a C\+\+ compiler \(torch.compile builds C\+\+ on the "
+                                         r"CPU\), and 'no-such-c\+\+' is not on the PATH: install one \(e.g. g\+\+\) "
+                                         r"or set model.compile = false$"):  # fmt: skip
+        _config(compile=True)
+
+
+def test_the_compiled_step_is_the_cell():
+    """``model.compile`` runs ``torch.compile`` of the cell's forward: in float64 the outputs and the state are the
+    eager cell's to rounding of a few units in the 16th digit (a wrong graph would be off in the first digits), the
+    state dict and a copy are the plain model's, and gradients reach every parameter."""
+    torch.manual_seed(0)
+    compiled = MemoryLSTM(_config(compile=True)).double()
+    eager = MemoryLSTM(_config()).double()
+    eager.load_state_dict(compiled.state_dict())
+    assert list(compiled.state_dict()) == list(eager.state_dict())
+    x = torch.randn(4, 3, 4, dtype=torch.float64)
+    y, state = compiled(x)
+    assert compiled.cell in memory_module._COMPILED  # the compiled step ran, not the cell
+    y_eager, state_eager = eager(x)
+    torch.testing.assert_close(y, y_eager, rtol=1e-12, atol=1e-12)
+    for a, b in zip(state, state_eager, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    y.sum().backward()
+    assert all(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in compiled.parameters())
+    import copy
+
+    torch.testing.assert_close(copy.deepcopy(compiled)(x)[0], y_eager, rtol=1e-12, atol=1e-12)

@@ -25,6 +25,11 @@ I inputs, H controller units, N slots of width W, R read heads, V write heads, K
 
 from __future__ import annotations
 
+import os
+import shutil
+import warnings
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar, NamedTuple
 
@@ -53,6 +58,9 @@ class MemoryModel(ModelConfig):
     read_heads: int = 1  # R: one read head, as Graves et al. use for copy and recall
     write_heads: int = 1  # one write head (Graves et al.); several erase, then add, in one step
     shift_range: int = 1  # S: rotations by -S..S slots a step; 1 moves the head to a neighbour (Graves et al.)
+    # torch.compile the NTM step (inductor, which builds C++ on the CPU): about 2.6 times faster training here, but
+    # the first steps wait for the compilation (half a minute or so), and it needs a C++ compiler
+    compile: bool = False
 
     def _validate(self) -> None:
         super()._validate()
@@ -61,6 +69,13 @@ class MemoryModel(ModelConfig):
         for name in ("memory_slots", "memory_width", "read_heads", "write_heads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"model.{name} must be >= 1, got {getattr(self, name)}")
+        if self.compile and self.kind != "ntm":
+            raise ValueError("model.compile applies to model.kind='ntm' (the NTM's Python-stepped cell); the LSTM "
+                             "baseline already runs lstmkit's C++ kernel")  # fmt: skip
+        if self.compile and shutil.which(os.environ.get("CXX", "c++")) is None:
+            raise ValueError(f"model.compile needs a C++ compiler (torch.compile builds C++ on the CPU), and "
+                             f"{os.environ.get('CXX', 'c++')!r} is not on the PATH: install one (e.g. g++) or set "
+                             f"model.compile = false")  # fmt: skip
         if self.shift_range < 0 or 2 * self.shift_range + 1 > self.memory_slots:
             raise ValueError(f"model.shift_range must be in [0, (memory_slots - 1) / 2] = [0, "
                              f"{(self.memory_slots - 1) // 2}], got {self.shift_range}")  # fmt: skip
@@ -203,8 +218,32 @@ class MemoryLSTM(nn.Module):
                 raise ValueError(f"lengths must be shape ({B},) with values in [1, {T}], got {lengths.tolist()}")
         if state is None:
             state = self.cell.initial_state(B, x)
-        y, state = scan(self.cell, x, state)  # (T, B, H + R * W)
+        y, state = scan(self._step(), x, state)  # (T, B, H + R * W)
         return self.head(y), NTMState(*state)  # (T, B, O)
+
+    def _step(self) -> Callable[[Tensor, NTMState], tuple[Tensor, NTMState]]:
+        """The cell, or with ``model.compile`` its ``torch.compile``d forward, made once per cell. The compiled
+        function is kept outside the module (a weak-keyed table), so that the state dict, copies and pickles of the
+        model are those of the plain one."""
+        if not self.config.compile:
+            return self.cell
+        step = _COMPILED.get(self.cell)
+        if step is None:
+            compiled = torch.compile(self.cell.forward)
+
+            def step(x: Tensor, state: NTMState) -> tuple[Tensor, NTMState]:
+                with warnings.catch_warnings():
+                    # Dynamo reads .grad of every input while it traces; the state's tensors are not leaves, and
+                    # torch warns about that read, which is Dynamo's and not the user's
+                    warnings.filterwarnings("ignore", "The .grad attribute of a Tensor that is not a leaf",
+                                            UserWarning)  # fmt: skip
+                    return compiled(x, state)
+
+            _COMPILED[self.cell] = step
+        return step
+
+
+_COMPILED: weakref.WeakKeyDictionary[NTMCell, Callable] = weakref.WeakKeyDictionary()
 
 
 def memory_param_count(config: MemoryModel) -> int:
