@@ -58,8 +58,9 @@ class MemoryModel(ModelConfig):
     read_heads: int = 1  # R: one read head, as Graves et al. use for copy and recall
     write_heads: int = 1  # one write head (Graves et al.); several erase, then add, in one step
     shift_range: int = 1  # S: rotations by -S..S slots a step; 1 moves the head to a neighbour (Graves et al.)
-    # torch.compile the NTM step (inductor, which builds C++ on the CPU): about 2.6 times faster training here, but
-    # the first steps wait for the compilation (half a minute or so), and it needs a C++ compiler
+    # torch.compile the NTM step (inductor, which builds C++ on the CPU): a training step about twice as fast
+    # (benchmarks/ntm_step.py), but the first steps wait for the compilation (half a minute on a fresh machine),
+    # and it needs a C++ compiler
     compile: bool = False
 
     def _validate(self) -> None:
