@@ -109,6 +109,20 @@ def quartiles(xs: list[float]) -> tuple[float, float]:
     return q[0], q[2]
 
 
+def ratio_table(times: dict[str, list[float]], baseline: str, note: str, digits: int = 4) -> list[str]:
+    """The report of an ``interleaved`` run: the command, the machine, ``note``, then a Markdown table of each
+    candidate's median time (ms, ``digits`` decimals) and its paired ratio to ``baseline`` [IQR]."""
+    import sys
+
+    lines = [f"# {' '.join(['python', *sys.argv])}", f"# {machine_description()}", f"# {note}",
+             f"| candidate | median step (ms) | / {baseline} [IQR] |", "|---|---:|---|"]  # fmt: skip
+    for name, ts in times.items():
+        ratios = paired_ratios(ts, times[baseline])
+        lo, hi = quartiles(ratios)
+        lines.append(f"| {name} | {1e3 * median(ts):.{digits}f} | {median(ratios):.2f} [{lo:.2f}, {hi:.2f}] |")
+    return lines
+
+
 def mm_candidate(m: int, k: int, n: int, dtype: torch.dtype = torch.float32) -> tuple[Callable[[], object], float]:
     """A ``torch.mm`` of (m, k) x (k, n) to time beside the layers, and its FLOPs (2 m k n)."""
     a = torch.randn(m, k, dtype=dtype)

@@ -24,14 +24,13 @@ over the baseline's in the same round.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 import torch
-from _timing import interleaved, machine_description, median, paired_ratios, quartiles
+from _timing import interleaved, ratio_table
 
 from lstmkit.export import export_attention_lm, to_onnx
 from lstmkit.models import AttentionLM, LMModel, SequenceModel
@@ -99,16 +98,8 @@ def main() -> None:
         "attention, PyTorch forward": torch_forward,
     }
     times = interleaved(candidates, repeats=args.rounds)
-    print(f"# {' '.join(['python', *sys.argv])}")
-    print(f"# {machine_description()}")
-    print(f"# charlm sizes (1 x 256, embedding 64, 86 symbols), memory {M} steps held full, batch 1, one thread")
-    print("| candidate | median step (ms) | / plain onnxruntime [IQR] |")
-    print("|---|---:|---|")
-    for name, ts in times.items():
-        ratios = paired_ratios(ts, times[BASELINE])
-        lo, hi = quartiles(ratios)
-        print(f"| {name} | {1e3 * median(ts):.4f} | {median(ratios):.2f} [{lo:.2f}, {hi:.2f}] |")
-
+    note = f"charlm sizes (1 x 256, embedding 64, 86 symbols), memory {M} steps held full, batch 1, one thread"
+    print("\n".join(ratio_table(times, BASELINE, note)))
 
 if __name__ == "__main__":
     main()

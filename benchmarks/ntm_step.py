@@ -12,11 +12,10 @@ time over the eager NTM's in the same round. The compilation (tens of seconds) h
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 
 import torch
-from _timing import interleaved, machine_description, median, paired_ratios, quartiles
+from _timing import interleaved, ratio_table
 
 from lstmkit.models.memory import MemoryLSTM, MemoryModel
 from lstmkit.nn import LSTM
@@ -54,16 +53,8 @@ def main() -> None:
         steps["NTM, model.compile"]()  # the compilation: the first steps' graphs
     compile_s = time.perf_counter() - t0
     times = interleaved(steps, repeats=args.rounds)
-    print(f"# {' '.join(['python', *sys.argv])}")
-    print(f"# {machine_description()}")
-    print(f"# ntm-copy sizes, batch 32, T = 42, one thread; the compiled step's first 3 calls took {compile_s:.0f} s")
-    print("| candidate | median step (ms) | / eager NTM [IQR] |")
-    print("|---|---:|---|")
-    for name, ts in times.items():
-        ratios = paired_ratios(ts, times[BASELINE])
-        lo, hi = quartiles(ratios)
-        print(f"| {name} | {1e3 * median(ts):.1f} | {median(ratios):.2f} [{lo:.2f}, {hi:.2f}] |")
-
+    note = f"ntm-copy sizes, batch 32, T = 42, one thread; the compiled step's first 3 calls took {compile_s:.0f} s"
+    print("\n".join(ratio_table(times, BASELINE, note, digits=1)))
 
 if __name__ == "__main__":
     main()
