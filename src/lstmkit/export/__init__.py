@@ -2,7 +2,7 @@
 
 ``to_onnx(model, path)`` writes an ``lstmkit.LSTM`` (every variant), ``GRU``, ``RNN`` or a whole
 ``SequenceModel`` and, by default, verifies it in onnxruntime against the PyTorch model
-(``export_attention_lm`` an ``AttentionLM``, its attention block's memory carried as state);
+(``export_attention_lm`` an ``AttentionLM``, its attention block's keys and values carried as state);
 ``export_run(run_dir)`` does that for a trained run directory (``lstmkit export RUN_DIR``).
 onnx and onnxruntime are optional: ``pip install "lstmkit[onnx]"``. See docs/deployment.md.
 """

@@ -33,6 +33,7 @@ M memory steps, S = M + T keys.
 from __future__ import annotations
 
 import copy
+import json
 import math
 import os
 from collections.abc import Mapping
@@ -55,7 +56,6 @@ from lstmkit.models.hybrid import causal_mask
 KIND = "attention-lm"
 I64, F32 = "int64", "float32"
 INT64_MAX = 2**63 - 1
-INPUTS = ("tokens", "h0", "c0", "keys", "values")
 OUTPUTS = ("logits", "hn", "cn", "keys_out", "values_out")
 _U = _rounding.unit_roundoff(torch.float32)
 _F = _rounding.F_POINTWISE * _U
@@ -176,7 +176,7 @@ def build_attention_lm(model: nn.Module, *, opset: int = MIN_OPSET, metadata: Ma
     proto = onnx.helper.make_model(graph, opset_imports=opsets, producer_name="lstmkit",
                                    producer_version=lstmkit.__version__)  # fmt: skip
     proto.ir_version = onnx.helper.find_min_ir_version_for(opsets)
-    meta = {"lstmkit.version": lstmkit.__version__, "lstmkit.model": repr(model), "lstmkit.layers": str(kinds),
+    meta = {"lstmkit.version": lstmkit.__version__, "lstmkit.model": repr(model), "lstmkit.layers": json.dumps(kinds),
             "lstmkit.attention_memory": str(M_max)}  # fmt: skip
     meta.update(metadata or {})
     onnx.helper.set_model_props(proto, meta)
@@ -193,7 +193,8 @@ def export_attention_lm(
     metadata: Mapping[str, str] | None = None,
 ) -> OnnxExport:
     """Write an ``AttentionLM`` as the module docstring's ONNX graph (atomically) and, with ``verify``, check it
-    in onnxruntime (``verify``); raises ``ExportVerificationError`` when an output is beyond its bound."""
+    in onnxruntime (``verify_attention_lm``); raises ``ExportVerificationError`` when an output is beyond its
+    bound."""
     check_model(model)
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
@@ -239,7 +240,7 @@ def memory_keys_values(model: nn.Module, memory: Tensor) -> tuple[Tensor, Tensor
 
 
 def graph_inputs(model: nn.Module, inputs: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """The graph's inputs (``INPUTS``) for a PyTorch state ``inputs`` (``random_inputs``' keys)."""
+    """The graph's inputs (tokens, h0, c0, keys, values) for a PyTorch state ``inputs`` (``random_inputs``' keys)."""
     keys, values = memory_keys_values(model.eval(), inputs["memory"])
     return {"tokens": inputs["tokens"], "h0": inputs["h0"], "c0": inputs["c0"], "keys": keys, "values": values}
 

@@ -98,7 +98,7 @@ def _core_of(model: nn.Module) -> LSTM | GRU | RNN:
     hint = ""
     if task_models.export_kind(model) == "attention-lm":
         hint = ("; an AttentionLM exports with lstmkit.export.export_attention_lm (one graph that also carries the "
-                "attention block's memory), or `lstmkit export RUN_DIR`")
+                "attention block's keys and values), or `lstmkit export RUN_DIR`")
     if isinstance(model, (nn.LSTM, nn.GRU, nn.RNN)):
         hint = f"; load its state_dict into lstmkit.{type(model).__name__} (same parameter names) and export that"
     raise TypeError(f"model must be an lstmkit LSTM, GRU or RNN, a SequenceModel, or a classify, forecast or CTC "
@@ -366,11 +366,8 @@ def _largest(t: Tensor | None) -> float:
     return float(t.detach().abs().max()) if t is not None and t.numel() else 0.0
 
 
-def verification_tolerance(model: nn.Module, inputs: Mapping[str, Tensor], *,
-                           input_error: float = 0.0) -> tuple[float, float]:
+def verification_tolerance(model: nn.Module, inputs: Mapping[str, Tensor]) -> tuple[float, float]:
     """(atol, rtol) of the verification at graph inputs ``inputs``: twice a float32 rounding bound.
-    ``input_error``: a bound on the error the first layer's input already carries (a stack that reads another
-    block's output, as in ``export.attention_lm``), passed on through ||W_ih|| as between layers.
 
     Two correct float32 evaluations (lstmkit's and onnxruntime's) each lie within a rounding bound
     of the exact result, so within twice it of each other. The bound (``lstmkit/_rounding.py``, and
@@ -397,7 +394,7 @@ def verification_tolerance(model: nn.Module, inputs: Mapping[str, Tensor], *,
     T, x_max, h0_max, c0_max = _core_inputs(model, inputs)
     T = max(T, 1)
     state_max = max(1.0, h0_max)
-    err = float(input_error)
+    err = 0.0
     for layer in range(core.num_layers):
         worst = 0.0
         for suffix in ("", "_reverse")[: core.num_directions]:

@@ -120,7 +120,7 @@ def _metadata(run) -> dict[str, str]:
 
 
 def _export_attention_lm(model, out, metadata, *, path_default: Path, lengths: bool, verify: bool) -> OnnxExport:
-    """One graph carrying h, c and the block's memory (``export.attention_lm``)."""
+    """One graph carrying h, c and the block's keys and values (``export.attention_lm``)."""
     if lengths:
         raise ValueError("--lengths does not apply to a model with an attention block (model.attention = true): "
                          "it does not mask padding, so every chunk is whole")  # fmt: skip
