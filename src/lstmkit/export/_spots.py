@@ -39,9 +39,10 @@ from lstmkit import _rounding
 from lstmkit.nn import LSTM
 
 _U = _rounding.unit_roundoff(torch.float32)
-# A recognizer's bound takes T x C backward passes of T steps each: beyond this T^2 C, the worst case instead (the
-# verification's 9 steps x 30 symbols: 2,430, about 5 s; 50 steps x 30: 75,000, about 160 s)
-MAX_WORK = 40_000
+# A recognizer's bound takes T x C backward passes of T steps each, 32 at a time: beyond this T^2 C, the worst case
+# instead (a 2 x 32 biLSTM, 30 symbols, batch 3, one thread: 9 steps, 2,430, 0.4 s; 50 steps, 75,000, 18 s; one
+# pass at a time took 2.2 s and about 160 s)
+MAX_WORK = 160_000
 _FU = _rounding.F_POINTWISE * _U
 
 
@@ -267,8 +268,8 @@ def recognizer_error(model: nn.Module, inputs: dict[str, Tensor]) -> Tensor | No
     """(T, B, C) bounds on a CTC recognizer's log-probabilities' rounding error at ``inputs`` (``features``
     (T, B, I), ``lengths`` (B,)), or None when its core is not a plain LSTM. Spotted: the cells, the head's sums,
     and each step's log-softmax (``_rounding.log_softmax_error`` at that step's largest |logit|). One backward pass
-    per output position, T x C of them: fine at the verification's few steps (9 x 30: 5 s); None beyond
-    ``MAX_WORK`` as well (the caller keeps the worst case there)."""
+    per output position, T x C of them, run 32 at a time (``Spots.variance_batched``): fine at the verification's
+    few steps; None beyond ``MAX_WORK`` as well (the caller keeps the worst case there)."""
     x, lengths = inputs["features"].detach().double(), inputs["lengths"].detach()
     if not plain_lstm(model.rnn) or x.shape[0] ** 2 * model.head.out_features > MAX_WORK:
         return None
@@ -282,7 +283,8 @@ def recognizer_error(model: nn.Module, inputs: dict[str, Tensor]) -> Tensor | No
             log_probs = twin(x, lengths)  # (T, B, C)
             z_max = parts["head"].abs().amax(-1, keepdim=True)  # (T, B, 1): each step's largest |logit|
             bound = _rounding.log_softmax_error(log_probs.shape[-1], z_max, _U).expand_as(log_probs)
-            var = spots.variance(spots.add(log_probs, bound, batch_dim=1), batch_dim=1)  # (T, B, C)
+            spotted = spots.add(log_probs, bound, batch_dim=1).movedim(1, 0)  # (B, T, C)
+            var = spots.variance_batched(spotted.flatten(1)).reshape(spotted.shape).movedim(0, 1)  # (T, B, C)
     finally:
         for h in handles:
             h.remove()
