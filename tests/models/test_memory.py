@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -284,6 +285,4 @@ def test_the_compiled_step_is_the_cell():
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
     y.sum().backward()
     assert all(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in compiled.parameters())
-    import copy
-
     torch.testing.assert_close(copy.deepcopy(compiled)(x)[0], y_eager, rtol=1e-12, atol=1e-12)
