@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,37 @@ def sample(logits: np.ndarray, temperature: float, top_k: int, banned: list[int]
     return int(rng.choice(logits.size, p=p / p.sum()))
 
 
+def split(prompt: str, rules: dict) -> list[str]:
+    """The prompt's symbols, as lstmkit's own generation cuts them (the file's ``lstmkit.text`` rules): characters,
+    or (word models) the lower-cased text's tokens by the rules' pattern, ``line_end`` after each non-empty line."""
+    if rules["split"] == "characters":
+        return list(prompt)
+    symbols: list[str] = []
+    for line in (prompt.lower() if rules["lowercase"] else prompt).split("\n"):
+        tokens = re.findall(rules["token_pattern"], line)
+        symbols += [*tokens, rules["line_end"]] if tokens else []
+    return symbols
+
+
+def join(prompt: str, symbols: list[str], rules: dict) -> str:
+    """The prompt and the generated symbols as one text, as lstmkit's own generation writes it: characters as they
+    are; words with ``line_end`` as a line break and a space before each other word except before
+    ``no_space_before`` and after ``no_space_after``, and a space after the prompt on the same terms."""
+    if rules["split"] == "characters":
+        return prompt + "".join(symbols)
+    no_space_before = set(rules["no_space_before"])
+    text = ""
+    for s in symbols:
+        if s == rules["line_end"]:
+            text += "\n"
+        elif not text or text.endswith(tuple(rules["no_space_after"])) or s in no_space_before:
+            text += s
+        else:
+            text += " " + s
+    glue = prompt and not prompt[-1].isspace() and text and text[0] not in no_space_before | {"\n"}
+    return prompt + (" " if glue else "") + text
+
+
 def generate(model: str | Path, prompt: str, length: int, temperature: float = 0.8, top_k: int = 0,
              seed: int = 0) -> str:
     path = Path(model)
@@ -43,10 +75,13 @@ def generate(model: str | Path, prompt: str, length: int, temperature: float = 0
     meta = session.get_modelmeta().custom_metadata_map
     if "lstmkit.tokenizer" not in meta:
         raise SystemExit(f"{path} has no vocabulary in its metadata: export a text run with `lstmkit export RUN_DIR`")
-    tok = json.loads(meta["lstmkit.tokenizer"])
-    tokens, words = tok["tokens"], tok["kind"] == "word"
+    if "lstmkit.text" not in meta:
+        raise SystemExit(f"{path} has no text rules in its metadata (lstmkit.text; older exports lack it): "
+                         "export the run again with `lstmkit export RUN_DIR`")
+    tok, rules = json.loads(meta["lstmkit.tokenizer"]), json.loads(meta["lstmkit.text"])
+    tokens = tok["tokens"]
     index = {t: i for i, t in enumerate(tokens)}
-    symbols = prompt.split() if words else list(prompt)
+    symbols = split(prompt, rules)
     ids = [index.get(s, tok["unk_id"]) for s in symbols] or [index[meta["lstmkit.start_symbol"]]]
 
     # Zero initial states, shaped from the graph's inputs: h0 (L, 1, P), c0 (L, 1, H); with an attention block
@@ -63,8 +98,7 @@ def generate(model: str | Path, prompt: str, length: int, temperature: float = 0
         feed = {i.name: s for i, s in zip(state_inputs, state, strict=True)}  # the state carries on
         new.append(sample(logits[-1, 0], temperature, top_k, [tok["pad_id"], tok["unk_id"]], rng))
         x = np.asarray([[new[-1]]], np.int64)  # (1, 1)
-    text = [tokens[i] for i in new]
-    return prompt + (" " if words and prompt else "") + (" " if words else "").join(text)
+    return join(prompt, [tokens[i] for i in new], rules)
 
 
 def main() -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import random
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -82,3 +84,80 @@ def test_export_run_argument_and_dependency_errors(char_run, tmp_path, monkeypat
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     with pytest.raises(TaskError, match=r"pip install"):
         export_run(char_run, out=tmp_path / "m.onnx")
+
+
+def _example_module() -> dict:
+    return runpy.run_path(str(EXAMPLE))  # its functions; the __main__ block does not run
+
+
+WORD_PROMPTS = [
+    "", "to be", "To be, or not to be?", "ROMEO.\nBut soft", "line one\n\nline (two) [three]\n", "  o'er the  hills ",
+    "what?!", "a\n", "Ünïcode wörds—and dashes", "(", "end.",
+]  # fmt: skip
+
+
+def test_the_example_cuts_and_joins_text_as_lstmkit_generates_it():
+    """examples/onnx_generate.py follows the exported ``lstmkit.text`` rules: for words, the prompt's symbols are
+    wordlm's tokens (lower case, punctuation apart, <nl> after each non-empty line) and generated symbols join
+    into the text ``generate`` writes (wordlm's detokenize and join), over prompts and random symbol sequences
+    rich in punctuation, brackets and line ends; for characters, the characters as they are."""
+    from lstmkit.tasks.charlm import CharLM
+    from lstmkit.tasks.wordlm import NL, WordLM, detokenize, words
+
+    example = _example_module()
+    split, join = example["split"], example["join"]
+    word_rules, char_rules = json.loads(json.dumps(WordLM().text_rules())), CharLM().text_rules()
+    task = WordLM()
+    for prompt in WORD_PROMPTS:
+        assert split(prompt, word_rules) == words(prompt)
+        assert split(prompt, char_rules) == list(prompt)
+    vocab = ["the", "king", "o'er", ".", ",", "?", "!", ")", "(", "[", "]", "'", ";", "-", NL]
+    rng = random.Random(0)
+    for _ in range(400):
+        symbols = rng.choices(vocab, k=rng.randrange(0, 12))
+        prompt = rng.choice(WORD_PROMPTS)
+        assert join(prompt, symbols, word_rules) == task.join(prompt, detokenize(symbols))
+        assert join(prompt, list("ab\nc"), char_rules) == prompt + "ab\nc"
+
+
+@pytest.fixture(scope="module")
+def word_run(tmp_path_factory) -> Path:
+    """A finished small wordlm run, trained long enough (150 steps) to emit words and punctuation greedily."""
+    root = tmp_path_factory.mktemp("export_word_run")
+    text = root / "text.txt"
+    text.write_text(TEXT * 40, encoding="utf-8")
+    overrides = [*TINY, "train.max_steps=150", "train.lr=0.02", "data.max_vocab=40", f"data.text={text}"]
+    return runner.train("wordlm", runner.build_config("wordlm", overrides=overrides, seed=1), root / "run").run_dir
+
+
+def test_a_word_model_generates_in_the_example_what_lstmkit_generates(word_run):
+    r = CliRunner().invoke(app, ["export", str(word_run)])
+    assert r.exit_code == 0, r.output
+    prompt = "But soft, what light\nIt is the"
+    code = (
+        "import sys, runpy; sys.modules['torch'] = None; sys.modules['lstmkit'] = None; "
+        f"sys.argv = [{str(EXAMPLE)!r}, {str(word_run)!r}, '--prompt', {prompt!r}, '--length', '40', "
+        "'--temperature', '0']; runpy.run_path(sys.argv[0], run_name='__main__')"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    greedy = runner.generate(word_run, prompt=prompt, length=40, temperature=0.0, top_k=0)
+    assert out.stdout == greedy.text + "\n"
+    continuation = greedy.text[len(prompt):]
+    assert any(c in continuation for c in ",.?") and len(set(continuation.split())) > 3  # words, not only <nl>
+
+
+def test_the_example_asks_for_a_new_export_when_the_text_rules_are_missing(char_run, tmp_path):
+    import onnx
+
+    model = onnx.load(str(export_run(char_run, out=tmp_path / "m.onnx").path))
+    kept = [p for p in model.metadata_props if p.key != "lstmkit.text"]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    onnx.save(model, str(tmp_path / "old.onnx"))
+    with pytest.raises(SystemExit) as e:
+        _example_module()["generate"](tmp_path / "old.onnx", "ROMEO.", 5)
+    assert str(e.value) == (
+        f"{tmp_path / 'old.onnx'} has no text rules in its metadata (lstmkit.text; older exports lack it): "
+        "export the run again with `lstmkit export RUN_DIR`"
+    )

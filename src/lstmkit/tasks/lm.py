@@ -247,13 +247,20 @@ class LanguageModelTask(Task):
         return run.load_weights(self.build_model(run.config)), tokenizer
 
     def serving_metadata(self, run: Run) -> dict[str, Any]:
-        """The tokenizer (``kind``, ``tokens`` by id, ``pad_id``, ``unk_id``) and the start symbol."""
+        """The tokenizer (``kind``, ``tokens`` by id, ``pad_id``, ``unk_id``), the start symbol and the text rules."""
         tokenizer = self._load_tokenizer(run)
         return {
             "tokenizer": {"kind": tokenizer.kind, "tokens": tokenizer.tokens, "pad_id": tokenizer.pad_id,
                           "unk_id": tokenizer.unk_id},
             "start_symbol": self.start_symbol,
+            "text": self.text_rules(),
         }
+
+    def text_rules(self) -> dict[str, Any]:
+        """How a server turns a prompt into symbols and the generated ones back into text, as ``generate`` does
+        (exported as ``lstmkit.text``; ``examples/onnx_generate.py`` follows it). Here: one symbol per character,
+        joined with nothing."""
+        return {"split": "characters"}
 
     def _split_ids(self, run: Run, tokenizer: Tokenizer, split: str) -> torch.Tensor:
         """The token ids of ``split``, after checking its text is the one the run was split on."""

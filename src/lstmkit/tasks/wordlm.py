@@ -29,6 +29,7 @@ NL = "<nl>"
 # A word: letters or digits with inner apostrophes (o'er, bless'd); anything else not a space is a token.
 _TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z0-9]+)*|[^\sa-z0-9]")
 _NO_SPACE_BEFORE = set(".,;:!?)]}'")
+_NO_SPACE_AFTER = ("\n", "(", "[")
 
 
 def words(text: str) -> list[str]:
@@ -47,7 +48,7 @@ def detokenize(tokens: list[str]) -> str:
     for t in tokens:
         if t == NL:
             out += "\n"
-        elif not out or out.endswith(("\n", "(", "[")) or t in _NO_SPACE_BEFORE:
+        elif not out or out.endswith(_NO_SPACE_AFTER) or t in _NO_SPACE_BEFORE:
             out += t
         else:
             out += " " + t
@@ -123,6 +124,12 @@ class WordLM(LanguageModelTask):
     def unknown_symbols(self, tokenizer: WordTokenizer, text: str) -> list[str]:
         known = set(tokenizer.tokens)
         return list(dict.fromkeys(w for w in words(text) if w not in known))
+
+    def text_rules(self) -> dict[str, Any]:
+        """``words``, ``detokenize`` and ``join`` as data: lower case, the token pattern per line with ``line_end``
+        after each non-empty line; no space before ``no_space_before`` or after ``no_space_after``."""
+        return {"split": "words", "lowercase": True, "token_pattern": _TOKEN.pattern, "line_end": NL,
+                "no_space_before": "".join(sorted(_NO_SPACE_BEFORE)), "no_space_after": list(_NO_SPACE_AFTER)}
 
     def join(self, prompt: str, continuation: str) -> str:
         if prompt and not prompt[-1].isspace() and continuation and continuation[0] not in _NO_SPACE_BEFORE | {"\n"}:
