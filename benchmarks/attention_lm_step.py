@@ -11,7 +11,9 @@ Candidates (the default ``charlm`` sizes: 1 x 256 LSTM, embedding 64, 86 symbols
   before each step (LayerNorm and the two projections of its M rows, in PyTorch), which is what carrying the raw
   memory instead of the cache costs (the graph's first form, session 38);
 - ``attention, PyTorch forward``: ``AttentionLM.forward`` on one token with the carried state ``(h, c, memory)``
-  (it recomputes the memory's keys and values every call).
+  (it recomputes the memory's keys and values every call);
+- ``attention, lstmkit Stream.step`` and ``plain, lstmkit Stream.step``: ``lstmkit.Stream`` on each model, one
+  token a call (the attention model's stream keeps its memory's keys and values cached, each stream its own).
 
 Random weights at a trained scale (the timing does not depend on the values). One thread everywhere; the
 candidates are interleaved (``_timing.interleaved``) and each is reported as the median over rounds of its time
@@ -34,6 +36,7 @@ from _timing import interleaved, ratio_table
 
 from lstmkit.export import export_attention_lm, to_onnx
 from lstmkit.models import AttentionLM, LMModel, SequenceModel
+from lstmkit.stream import Stream
 from lstmkit.train import ModelConfig
 
 BASELINE = "plain, onnxruntime"
@@ -91,11 +94,16 @@ def main() -> None:
         with torch.inference_mode():
             attention(token_t, state)
 
+    stream_att, stream_plain = Stream(attention), Stream(plain)
+    stream_att.state = state  # the memory full, as in a long generation
+    token_1 = torch.zeros(1, dtype=torch.int64)
     candidates = {
         BASELINE: lambda: s_plain.run(None, plain_feed),
         "attention, onnxruntime (cached keys/values)": lambda: s_att.run(None, att_feed),
         "attention, onnxruntime (memory recomputed)": recomputed,
         "attention, PyTorch forward": torch_forward,
+        "attention, lstmkit Stream.step": lambda: stream_att.step(token_1),
+        "plain, lstmkit Stream.step": lambda: stream_plain.step(token_1),
     }
     times = interleaved(candidates, repeats=args.rounds)
     note = f"charlm sizes (1 x 256, embedding 64, 86 symbols), memory {M} steps held full, batch 1, one thread"

@@ -117,6 +117,12 @@ def gradient_flow(
     """
     if callable(getattr(model, "stream_parts", None)):  # a whole model (SequenceModel): embedding, core, head
         parts = model.stream_parts()
+        if parts.block is not None:
+            raise TypeError(
+                f"gradient_flow follows one recurrent core from input to head; this {type(model).__name__} has a "
+                "block with a memory between its LSTM layers (model.attention = true): pass one of its LSTMs "
+                "(e.g. model.lstm_below) with its own input instead"
+            )
         rnn = parts.core
         if parts.embedding is not None:
             if batch.dtype not in (torch.int64, torch.int32) or batch.ndim != 2:

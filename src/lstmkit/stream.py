@@ -2,7 +2,8 @@
 
 ``Stream(model, batch_size)`` wraps an ``lstmkit.LSTM`` (any variant, any number of layers), a
 ``GRU``, an ``RNN`` or a whole model that says how it streams (``stream_parts()``, e.g.
-``lstmkit.models.SequenceModel``) and keeps the recurrent state between calls::
+``lstmkit.models.SequenceModel``, or ``AttentionLM``, whose attention block between LSTM layers keeps a memory
+of each stream's last M steps) and keeps the recurrent state between calls::
 
     stream = Stream(model.eval(), batch_size=4)       # 4 independent streams
     y_t = stream.step(x_t)                            # one step: (B, I) -> (B, P)   [ids (B,) -> (B, V)]
@@ -10,7 +11,8 @@
     stream.reset([2])                                 # stream 2 starts a new sequence; the others go on
 
 Feeding a sequence in chunks of any sizes gives the outputs of one whole-sequence forward (to
-float32 rounding): a chunk runs the model's own forward from the carried state, and a single step
+float32 rounding; for an ``AttentionLM``, those of its forward fed one token at a time, where each query reads
+exactly the last M steps and itself): a chunk runs the model's own forward from the carried state, and a single step
 runs the cell math of docs/layers.md directly, with none of the layer's per-call set-up (see
 ``_LSTMStep``). Everything runs under ``torch.inference_mode``, so outputs are inference tensors
 (read them, or ``.clone()`` them outside inference mode to use them in autograd). The model runs as
@@ -52,6 +54,12 @@ class StreamParts(NamedTuple):
     proj: Tensor | None  # (E, H): bias-free projection before the head
     head_weight: Tensor  # (O, H or E)
     head_bias: Tensor | None  # (O,)
+    # A block with a memory after ``core`` (AttentionLM's attention block), and the LSTM layers after it (or None).
+    # The block gives ``stream_state(memory (M', B, H), memory_size) -> list`` (batch first; all zero: empty),
+    # ``stream_step(x (B, H), list) -> (B, H)`` (the list replaced in place) and ``stream_memory(list)``.
+    block: nn.Module | None = None
+    core_above: nn.Module | None = None
+    memory_size: int = 0  # M, the block's memory
 
 
 class _LSTMStep:
@@ -234,7 +242,11 @@ class Stream:
             raise TypeError(f"model must be {_MODELS}, got {type(model).__name__}")
         if not isinstance(core, (LSTM, GRU, RNN)):
             raise TypeError(f"model.rnn must be an lstmkit LSTM, GRU or RNN, got {type(core).__name__}")
-        if core.bidirectional:
+        self._block = parts.block if parts is not None else None
+        self._above = parts.core_above if parts is not None else None
+        if self._block is not None and not (isinstance(core, LSTM) and isinstance(self._above, (LSTM, type(None)))):
+            raise TypeError("a model with a block between recurrent layers streams with lstmkit LSTMs on both sides")
+        if core.bidirectional or (self._above is not None and self._above.bidirectional):
             raise ValueError(
                 "a bidirectional model cannot stream: its reverse direction reads the sequence from the end, "
                 "which a stream has not seen yet; run it on whole sequences instead"
@@ -243,14 +255,15 @@ class Stream:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         self.model = model
         self.core = core
-        self._int8_plans: dict[int, tuple[list[int], object]] = {}
-        self._int8_tensors: dict[int, list[Tensor]] = {}  # what each layer's plan reads, found once
         self.batch_size = batch_size
         self._n_states = 2 if isinstance(core, LSTM) else 1
+        self._L = core.num_layers + (self._above.num_layers if self._above is not None else 0)
         ref = core.weight_hh_l0
         self._sizes = (core.output_size, core.hidden_size)[: self._n_states]  # h (P), c (H)
         self._factory = {"dtype": ref.dtype, "device": ref.device}
-        self._step_core = _core_step(core)
+        self._step_core = _core_step(core) if self._block is None else self._block_step(core, parts)
+        self._memory_size = parts.memory_size if self._block is not None else 0
+        self._block_state: list[Tensor] = []  # the block's carried state (stream_state's list); [] without one
         self._batch_first = self._seq is None and core.batch_first  # whole models are time-major
         self._tokens = parts is not None and parts.embedding is not None
         if parts is not None:
@@ -258,6 +271,21 @@ class Stream:
             self._head_w, self._head_b = parts.head_weight, parts.head_bias  # (O, H or E), (O,)
         self._state: list[Tensor] = []
         self.reset()
+
+    def _block_step(self, core: LSTM, parts: StreamParts) -> StepFn:
+        """The layers below the block, the block (its own state in ``self._block_state``), the layers above."""
+        below, above = _LSTMStep(core), (None if parts.core_above is None else _LSTMStep(parts.core_above))
+        n_below = 2 * core.num_layers
+
+        def step(x: Tensor, state: list[Tensor]) -> Tensor:
+            lower, upper = state[:n_below], state[n_below:]
+            y = parts.block.stream_step(below(x, lower), self._block_state)  # (B, H)
+            if above is not None:
+                y = above(y, upper)
+            state[:] = lower + upper
+            return y
+
+        return step
 
     # -- state ------------------------------------------------------------------------------------
     def reset(self, indices: int | Sequence[int] | Tensor | None = None) -> None:
@@ -268,14 +296,18 @@ class Stream:
         B = self.batch_size
         with torch.inference_mode():
             if indices is None:
-                L = self.core.num_layers
                 self._state = [
-                    torch.zeros(B, self._sizes[j], **self._factory) for _ in range(L) for j in range(self._n_states)
-                ]
+                    torch.zeros(B, self._sizes[j], **self._factory) for _ in range(self._L)
+                    for j in range(self._n_states)
+                ]  # fmt: skip
+                if self._block is not None:
+                    empty = torch.zeros(0, B, self.core.hidden_size, **self._factory)  # (0, B, H)
+                    self._block_state = self._block.stream_state(empty, self._memory_size)
                 return
             idx = self._check_indices(indices)
             if idx.numel():
                 self._state = [s.index_fill(0, idx, 0.0) for s in self._state]
+                self._block_state = [s.index_fill(0, idx, 0.0) for s in self._block_state]  # empty memories
 
     def _check_indices(self, indices) -> Tensor:
         B = self.batch_size
@@ -298,19 +330,32 @@ class Stream:
         return (idx % B).to(self._factory["device"])
 
     @property
-    def state(self) -> Tensor | tuple[Tensor, Tensor]:
-        """The carried state in the model's hx format: (h (L, B, P), c (L, B, H)), or h for GRU/RNN."""
+    def state(self) -> Tensor | tuple[Tensor, ...]:
+        """The carried state in the model's hx format: (h (L, B, P), c (L, B, H)), or h for GRU/RNN; with a block
+        (an ``AttentionLM``) (h, c, memory (M', B, H)), which needs every stream to hold M' rows (none reset
+        alone since)."""
         n = self._n_states
         stacked = tuple(torch.stack(self._state[j::n]) for j in range(n))
+        if self._block is not None:
+            return (*stacked, self._block.stream_memory(self._block_state))
         return stacked if n == 2 else stacked[0]
 
     @state.setter
-    def state(self, value: Tensor | tuple[Tensor, Tensor]) -> None:
-        n, L, B = self._n_states, self.core.num_layers, self.batch_size
+    def state(self, value: Tensor | tuple[Tensor, ...]) -> None:
+        n, L, B = self._n_states, self._L, self.batch_size
         parts = (value,) if (n == 1 and isinstance(value, Tensor)) else value
-        if not (isinstance(parts, (tuple, list)) and len(parts) == n and all(isinstance(p, Tensor) for p in parts)):
-            want = "a tuple (h, c) of two tensors" if n == 2 else "a tensor h"
-            raise TypeError(f"state must be {want}, got {type(value).__name__}")
+        n_parts = n + (self._block is not None)
+        if not (isinstance(parts, (tuple, list)) and len(parts) == n_parts
+                and all(isinstance(p, Tensor) for p in parts)):  # fmt: skip
+            want = {1: "a tensor h", 2: "a tuple (h, c) of two tensors", 3: "a tuple (h, c, memory) of three tensors"}
+            raise TypeError(f"state must be {want[n_parts]}, got {type(value).__name__}")
+        if self._block is not None:
+            memory, H, M = parts[2], self.core.hidden_size, self._memory_size
+            if memory.ndim != 3 or memory.shape[1:] != (B, H) or memory.shape[0] > M:
+                raise ValueError(f"state memory must have shape (M', {B}, {H}) with M' <= {M}, got "
+                                 f"{tuple(memory.shape)}")  # fmt: skip
+            if memory.dtype != self._factory["dtype"]:
+                raise TypeError(f"state memory must be {self._factory['dtype']}, got {memory.dtype}")
         for name, p, size in zip(("h", "c"), parts, self._sizes, strict=False):
             if tuple(p.shape) != (L, B, size):
                 raise ValueError(f"state {name} must have shape {(L, B, size)}, got {tuple(p.shape)}")
@@ -319,6 +364,8 @@ class Stream:
         with torch.inference_mode():
             dev = self._factory["device"]
             self._state = [parts[j][k].to(dev, copy=True) for k in range(L) for j in range(n)]
+            if self._block is not None:
+                self._block_state = self._block.stream_state(parts[2].to(dev), self._memory_size)
 
     # -- running ----------------------------------------------------------------------------------
     def _check_running(self) -> None:
@@ -379,10 +426,17 @@ class Stream:
         time_axis = 1 if self._batch_first else 0
         if chunk.shape[time_axis] == 0:
             raise ValueError("chunk must have at least one time step, got T = 0")
+        if self._block is not None and lengths is not None:
+            raise ValueError(
+                "lengths must be None for a model with an attention block (model.attention = true): it does not "
+                "mask padding; feed each stream's real steps only"
+            )
         with torch.inference_mode():
             if lengths is None and chunk.shape[time_axis] == 1:
                 # The per-step path: no stacking of the state, no per-call set-up of the layer.
                 return self.step(chunk.select(time_axis, 0)).unsqueeze(time_axis)
+            if self._block is not None:  # step by step: each stream's memory is its own (the forward's is shared)
+                return torch.stack([self.step(x) for x in chunk])  # (T, B, V)
             if lengths is not None and not isinstance(lengths, Tensor):
                 lengths = torch.as_tensor(lengths)
             hx = self.state
@@ -391,7 +445,7 @@ class Stream:
             else:
                 y, hx = self.core(chunk, hx, lengths=lengths)
             parts = hx if self._n_states == 2 else (hx,)
-            self._state = [parts[j][k] for k in range(self.core.num_layers) for j in range(self._n_states)]
+            self._state = [parts[j][k] for k in range(self._L) for j in range(self._n_states)]
             return y
 
     def _check_features(self, x: Tensor, name: str, want: tuple) -> None:

@@ -10,6 +10,7 @@ import torch
 from torch.func import functional_call
 
 from checks import one_thread
+from lstmkit.diagnostics import gradient_flow
 from lstmkit.models import AttentionBlock, AttentionLM, LMModel, causal_mask
 from lstmkit.nn import LSTM
 from lstmkit.stream import Stream
@@ -255,11 +256,89 @@ def test_config_checks_name_the_key():
         AttentionLM(ModelConfig(vocab_size=11))
 
 
-def test_stream_refuses_by_name():
-    with pytest.raises(TypeError) as e:
-        Stream(_model().float())
+def _one_token_at_a_time(model: AttentionLM, x: torch.Tensor, state=None) -> tuple[torch.Tensor, tuple]:
+    """The model's forward fed chunks of one token (each query reads exactly the last M steps and itself)."""
+    outs = []
+    with torch.no_grad():
+        for t in range(x.shape[0]):
+            y, state = model(x[t : t + 1], state)
+            outs.append(y[0])
+    return torch.stack(outs), state  # (T, B, V)
+
+
+@pytest.mark.parametrize(("attention_layer", "num_layers", "tie", "E"), [(1, 2, True, 6), (2, 2, False, 8),
+                                                                          (2, 3, True, 5)])  # fmt: skip
+def test_a_stream_gives_the_forward_fed_one_token_at_a_time(attention_layer, num_layers, tie, E):
+    """``lstmkit.Stream`` on an AttentionLM: the block between, on top of and inside the stack, tied through a
+    projection; steps and chunks of 4, 1 and 9 tokens past the memory of 5 (so rows leave it) give the logits and
+    the state (h, c, memory) of the forward run one token at a time."""
+    model = _model(attention_layer=attention_layer, num_layers=num_layers, tie_weights=tie, embedding_dim=E,
+                   attention_memory=5)  # fmt: skip
+    x = _tokens(14)
+    want, state = _one_token_at_a_time(model, x)
+    stream = Stream(model, batch_size=3)
+    got = torch.cat([stream.feed(x[:4]), stream.step(x[4])[None], stream.feed(x[5:])])
+    torch.testing.assert_close(got, want, rtol=0, atol=TIGHT)
+    for g, w in zip(stream.state, state, strict=True):
+        torch.testing.assert_close(g, w, rtol=0, atol=TIGHT)
+
+
+def test_a_reset_stream_starts_with_an_empty_memory_while_the_others_go_on():
+    """reset([1]) empties stream 1's memory and zeroes its h and c: it then reads as a fresh stream fed only the
+    new tokens, while streams 0 and 2 give what they give without the reset. The state, which holds one memory
+    length for all, is refused by name until the lengths agree again (reset(None))."""
+    model = _model(attention_memory=5)
+    x, later = _tokens(7), _tokens(6, seed=2)
+    stream = Stream(model, batch_size=3)
+    stream.feed(x)
+    stream.reset([1])
+    first = stream.feed(later[:3])
+    with pytest.raises(ValueError) as e:
+        _ = stream.state  # stream 1 holds 3 rows, the others 5
     assert str(e.value) == (
-        "an AttentionLM (model.attention = true) cannot stream: lstmkit.Stream steps one recurrent core, and this "
-        "model's attention block reads a memory of earlier steps between its LSTM layers; feed it chunks through "
-        "its forward with the carried state (logits, state = model(x, state)) instead"
+        "the streams' memories hold different numbers of rows, [5, 3, 5] (some streams were reset alone), which "
+        "the model's state (h, c, memory (M', B, H)) cannot express; read it before such a reset, once every "
+        "memory is full again, or after reset()"
+    )
+    got = torch.cat([first, stream.feed(later[3:])])  # (6, 3, V)
+    want_on, state_on = _one_token_at_a_time(model, torch.cat([x, later]))
+    want_fresh, state_fresh = _one_token_at_a_time(model, later[:, 1:2])
+    torch.testing.assert_close(got[:, [0, 2]], want_on[7:, [0, 2]], rtol=0, atol=TIGHT)
+    torch.testing.assert_close(got[:, 1:2], want_fresh, rtol=0, atol=TIGHT)
+    assert (got[:, 1] - want_on[7:, 1]).abs().max() > 1e-3  # the reset mattered
+    for g, on, fresh in zip(stream.state, state_on, state_fresh, strict=True):  # every memory full again: 5 rows
+        torch.testing.assert_close(g[:, [0, 2]], on[:, [0, 2]], rtol=0, atol=TIGHT)
+        torch.testing.assert_close(g[:, 1:2], fresh, rtol=0, atol=TIGHT)
+    stream.reset()
+    h, c, memory = stream.state
+    assert memory.shape == (0, 3, 8) and not h.any() and not c.any()
+
+
+def test_a_stream_takes_the_models_state_and_refuses_what_it_cannot_do():
+    model = _model(attention_memory=5)
+    x = _tokens(9)
+    with torch.no_grad():
+        _, state = model(x[:3])  # memory of 3 rows
+    want, _ = _one_token_at_a_time(model, x[3:], state)
+    stream = Stream(model, batch_size=3)
+    stream.state = state
+    torch.testing.assert_close(stream.feed(x[3:]), want, rtol=0, atol=TIGHT)
+    with pytest.raises(TypeError) as e:
+        stream.state = state[:2]
+    assert str(e.value) == "state must be a tuple (h, c, memory) of three tensors, got tuple"
+    with pytest.raises(ValueError) as e:
+        stream.state = (*state[:2], torch.zeros(6, 3, 8, dtype=D))
+    assert str(e.value) == "state memory must have shape (M', 3, 8) with M' <= 5, got (6, 3, 8)"
+    with pytest.raises(ValueError) as e:
+        stream.feed(x[:2], lengths=[2, 2, 2])
+    assert str(e.value) == (
+        "lengths must be None for a model with an attention block (model.attention = true): it does not mask "
+        "padding; feed each stream's real steps only"
+    )
+    with pytest.raises(TypeError) as e:
+        gradient_flow(model, x)
+    assert str(e.value) == (
+        "gradient_flow follows one recurrent core from input to head; this AttentionLM has a block with a memory "
+        "between its LSTM layers (model.attention = true): pass one of its LSTMs (e.g. model.lstm_below) with its "
+        "own input instead"
     )

@@ -36,13 +36,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import ClassVar, NoReturn
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lstmkit.nn import LSTM
+from lstmkit.stream import StreamParts
 from lstmkit.train.config import ModelConfig, require_at_least
 
 AttentionState = tuple[Tensor, Tensor, Tensor]  # (h (L, B, H), c (L, B, H), memory (M', B, H))
@@ -136,7 +137,55 @@ class AttentionBlock(nn.Module):
         keys_in = self.norm_kv(torch.cat([memory, x], dim=0))  # (M' + T, B, H)
         alpha = self._weights(x, keys_in, memory.shape[0])  # (B, T, M' + T)
         y = x + self.drop(torch.einsum("bts,sbh->tbh", alpha, self.value(keys_in)))  # (T, B, H)
-        return self.norm_ff(y + self.drop(self.boom_down(F.gelu(self.boom_up(y)))))  # (T, B, H)
+        return self._boom(y)
+
+    def _boom(self, y: Tensor) -> Tensor:
+        """LN_ff(y + W_2 GELU(W_1 y + b_1) + b_2), y (..., H) -> (..., H)."""
+        return self.norm_ff(y + self.drop(self.boom_down(F.gelu(self.boom_up(y)))))
+
+    # -- one step at a time, for lstmkit.Stream: each stream its own memory ----------------------------------------
+    def stream_state(self, memory: Tensor, memory_size: int) -> list[Tensor]:
+        """The block's carried state for ``lstmkit.Stream``: ``[rows, keys, values, held]``, rows, keys and values
+        (B, M, H) (the memory's rows, i.e. the block's inputs, and their keys and values, newest last), held (B, M)
+        1.0 where a stream holds a row, from ``memory`` (M', B, H), M' <= M = ``memory_size`` (the model's state's
+        memory; M' = 0: empty). All zero is an empty memory, so zeroing a stream's entries starts it afresh."""
+        n, B, H = memory.shape
+        rows = memory.new_zeros(B, memory_size, H)
+        rows[:, memory_size - n :] = memory.transpose(0, 1)  # (B, M', H), right-aligned
+        kv_in = self.norm_kv(rows)
+        held = memory.new_zeros(B, memory_size)
+        held[:, memory_size - n :] = 1.0
+        return [rows, self.key(kv_in) * held[..., None], self.value(kv_in) * held[..., None], held]
+
+    @staticmethod
+    def stream_memory(carried: list[Tensor]) -> Tensor:
+        """The memory (M', B, H) of ``stream_state``'s list, when every stream holds the same number M' of rows."""
+        rows, held = carried[0], carried[3]
+        counts = held.sum(1).long()  # (B,)
+        if (counts != counts[0]).any():
+            raise ValueError(
+                f"the streams' memories hold different numbers of rows, {counts.tolist()} (some streams were reset "
+                "alone), which the model's state (h, c, memory (M', B, H)) cannot express; read it before such a "
+                "reset, once every memory is full again, or after reset()"
+            )
+        return rows[:, rows.shape[1] - int(counts[0]) :].transpose(0, 1)  # (M', B, H)
+
+    def stream_step(self, x: Tensor, carried: list[Tensor]) -> Tensor:
+        """One step of every stream: x (B, H) -> (B, H), attending over that stream's held rows and itself;
+        ``carried`` (``stream_state``'s list) is replaced in place, x becoming each memory's newest row. The same
+        as ``forward(x[None], memory)`` with that stream's held rows as ``memory`` (eval mode)."""
+        rows, keys, values, held = carried
+        H = x.shape[-1]
+        kv_in = self.norm_kv(x)  # (B, H)
+        k_new, v_new = self.key(kv_in), self.value(kv_in)  # (B, H) each
+        q = self.query(self.norm_q(x))  # (B, H)
+        scores = torch.cat([torch.einsum("bh,bmh->bm", q, keys), (q * k_new).sum(-1, keepdim=True)], 1)  # (B, M + 1)
+        scores = (scores / math.sqrt(H)).masked_fill(F.pad(held, (0, 1), value=1.0) == 0, -math.inf)
+        alpha = scores.softmax(dim=-1)  # (B, M + 1): the held rows and the step itself
+        context = torch.einsum("bm,bmh->bh", alpha[:, :-1], values) + alpha[:, -1:] * v_new  # (B, H)
+        carried[:] = [torch.cat([t[:, 1:], new[:, None]], 1) for t, new in ((rows, x), (keys, k_new), (values, v_new))]
+        carried.append(F.pad(held[:, 1:], (0, 1), value=1.0))  # (B, M): the new row is held
+        return self._boom(x + context)  # (B, H)
 
 
 class AttentionLM(nn.Module):
@@ -150,7 +199,7 @@ class AttentionLM(nn.Module):
     ``lengths`` is accepted only when every sequence fills all T steps: the block does not mask padding.
     """
 
-    export_kind: ClassVar[str] = "attention-lm"  # lstmkit.export writes no graph for it (the LM tasks refuse first)
+    export_kind: ClassVar[str] = "attention-lm"  # lstmkit.export.attention_lm writes its graph
     # ``lstmkit compress`` methods this model cannot take, each with the reason (read with the task's own limits);
     # quantize, unstructured prune, lowrank, circulant and distill act on its weight matrices and work.
     compression_limits: ClassVar[dict[str, str]] = {
@@ -252,13 +301,19 @@ class AttentionLM(nn.Module):
             out = self.proj(out)  # (T, B, E)
         return self.head(out), (torch.cat(hs), torch.cat(cs), new_memory)  # (T, B, V); (L, B, H) x 2, (M', B, H)
 
-    def stream_parts(self) -> NoReturn:
-        """``lstmkit.Stream`` runs an embedding, a recurrent core and a linear head step by step; this model has an
-        attention block between its layers, so it does not stream: raises ``TypeError`` saying so."""
-        raise TypeError(
-            "an AttentionLM (model.attention = true) cannot stream: lstmkit.Stream steps one recurrent core, and "
-            "this model's attention block reads a memory of earlier steps between its LSTM layers; feed it chunks "
-            "through its forward with the carried state (logits, state = model(x, state)) instead"
+    def stream_parts(self) -> StreamParts:
+        """What ``lstmkit.Stream`` runs step by step: the LSTM layers below the block, the block with its memory of
+        ``attention_memory`` steps, the layers above, the weights around them. Fed one token at a time, each query
+        reads exactly the last M steps and itself (``forward`` on chunks of one token)."""
+        return StreamParts(
+            core=self.lstm_below,
+            embedding=self.embedding.weight,  # (V, E)
+            proj=None if self.proj is None else self.proj.weight,  # (E, H)
+            head_weight=self.head.weight,  # (V, H or E)
+            head_bias=self.head.bias,  # (V,)
+            block=self.block,
+            core_above=self.lstm_above,
+            memory_size=self.memory_size,
         )
 
 
