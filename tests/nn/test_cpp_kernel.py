@@ -790,3 +790,108 @@ def test_isa_env_var_forces_a_path_and_refuses_what_the_cpu_lacks():
     for bad in [isa for isa in _cpp.ISAS if isa not in supported] + ["sse9"]:
         out = _in_subprocess(PROBE, LSTMKIT_CPU_ISA=bad)
         assert out.returncode != 0 and f"LSTMKIT_CPU_ISA={bad!r}" in out.stderr, out.stderr
+
+
+def test_whole_product_choice_and_its_hook():
+    """The whole-sequence products of training (the input side, its gradients, dW_hh, dW_hr): brgemm on panels on
+    AMD's AVX-512 CPUs, BLAS elsewhere; the hook forces either on any CPU, names checked."""
+    ext = _cpp._module
+    amd512 = ext.isa() == "avx512" and ext.cpu_vendor() == "amd"
+    assert ext.whole_gemm() == ("panels" if amd512 else "blas")
+    try:
+        for mode in ("panels", "blas"):
+            ext.set_whole_gemm(mode)
+            assert ext.whole_gemm() == mode
+        with pytest.raises(RuntimeError, match=r"unknown whole-product gemm mode aten \(auto, panels or blas\)"):
+            ext.set_whole_gemm("aten")
+    finally:
+        ext.set_whole_gemm("auto")
+
+
+WHOLE_VARIANTS = {"plain": {}, "projection": {"proj_size": 11}, "layer_norm": {"layer_norm": True},
+                  "peephole+coupled": {"peephole": True, "coupled": True}}  # fmt: skip
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("variant", list(WHOLE_VARIANTS))
+@pytest.mark.parametrize("size", [(12, 13, 37, 20), (3, 50, 272, 256)], ids=["edges", "large"])
+def test_training_every_whole_product_path_against_the_reference(isa, variant, threads, size):
+    """A training step (two layers, the input requiring grad) with the whole-sequence products on panels and on
+    BLAS, one and two threads, at sizes whose transposes reach the 16 x 16 tiles' edges (T, B, I, H = 12, 13, 37,
+    20) and whose copies split across threads (3, 50, 272, 256): outputs and every gradient (x, W_ih, W_hh, W_hr,
+    the biases, peepholes, LayerNorm gains) equal the reference loop's (``impl="reference"``: torch operations,
+    F.linear for the input side) within the derived float32 bound."""
+    ext = _cpp._module
+    T_, B_, I_, H_ = size
+    torch.manual_seed(4)
+    ref = lstmkit.nn.LSTM(I_, H_, num_layers=2, impl="reference", **WHOLE_VARIANTS[variant])
+    ours = lstmkit.nn.LSTM(I_, H_, num_layers=2, impl="cpp", **WHOLE_VARIANTS[variant])
+    ours.load_state_dict(ref.state_dict())
+    x = torch.randn(T_, B_, I_)
+    xr = x.clone().requires_grad_()
+    y_ref, (h_ref, c_ref) = ref(xr)
+    (y_ref.square().sum() + h_ref.sum() + c_ref.sum()).backward()
+    want = [y_ref, h_ref, c_ref]
+    want_grads = [xr.grad, *(p.grad for p in ref.parameters())]
+    tol, gtol = module_tolerance(ours, x), module_tolerance(ours, x, gradients=True)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for mode in ("panels", "blas"):
+            ext.set_whole_gemm(mode)
+            ours.zero_grad()
+            xo = x.clone().requires_grad_()
+            y, (h, c) = ours(xo)
+            (y.square().sum() + h.sum() + c.sum()).backward()
+            for name, u, v in zip(("y", "h", "c"), (y, h, c), want, strict=True):
+                torch.testing.assert_close(u, v, atol=tol, rtol=0, msg=lambda m, n=name, k=mode: f"{n}, {k}: {m}")
+            names = ["x", *(n for n, _ in ours.named_parameters())]
+            for name, u, v in zip(names, [xo.grad, *(p.grad for p in ours.parameters())], want_grads, strict=True):
+                torch.testing.assert_close(u, v, atol=gtol * max(1.0, float(v.abs().max())), rtol=0,
+                                           msg=lambda m, n=name, k=mode: f"d{n}, {k}: {m}")  # fmt: skip
+    finally:
+        ext.set_whole_gemm("auto")
+        torch.set_num_threads(before)
+
+
+def test_whole_linear_on_panels_against_f_linear_and_its_second_order():
+    """``_cpp.whole_linear`` on panels: the values and the three gradients of ``F.linear`` (leading dimensions
+    (T, B), a bias, none) within gamma(K) |x| |W| (K = I terms, or T B for the weight gradient), the panels' sums in
+    another order; with ``create_graph=True`` its gradients are differentiable and their own gradients equal
+    ``F.linear``'s (the backward then runs torch operations); float64 goes to ``F.linear`` itself."""
+    ext = _cpp._module
+    u = _rounding.unit_roundoff(torch.float32)
+    torch.manual_seed(6)
+    x, w, b = torch.randn(7, 5, 33), torch.randn(40, 33), torch.randn(40)
+    dy = torch.randn(7, 5, 40)
+    try:
+        ext.set_whole_gemm("panels")
+        for bias in (b, None):
+            args = [t.clone().requires_grad_() for t in (x, w)] + ([b.clone().requires_grad_()] if bias is not None
+                                                                     else [])  # fmt: skip
+            ref = [t.detach().clone().requires_grad_() for t in args]
+            got = _cpp.whole_linear(*args)
+            want = torch.nn.functional.linear(*ref)
+            assert got.grad_fn.name() == "_WholeLinearBackward"  # the panels ran
+            tol = _rounding.gamma(33 + 1, u) * float((x.abs() @ w.abs().t()).max() + b.abs().max())
+            torch.testing.assert_close(got, want, atol=tol, rtol=0)
+            got.backward(dy)
+            want.backward(dy)
+            bounds = (_rounding.gamma(40, u) * float((dy.abs() @ w.abs()).max()),
+                      _rounding.gamma(35, u) * float((dy.abs().flatten(0, 1).t() @ x.abs().flatten(0, 1)).max()),
+                      _rounding.gamma(35, u) * float(dy.abs().sum((0, 1)).max()))  # fmt: skip
+            for g, r, bound in zip(args, ref, bounds, strict=False):
+                torch.testing.assert_close(g.grad, r.grad, atol=bound, rtol=0)
+        # second order: d/dw of sum((d out / d x) . v)
+        xs, ws = x.clone().requires_grad_(), w.clone().requires_grad_()
+        (gx,) = torch.autograd.grad(_cpp.whole_linear(xs, ws, b), xs, dy, create_graph=True)
+        (gw,) = torch.autograd.grad(gx.square().sum(), ws)
+        xr, wr = x.clone().requires_grad_(), w.clone().requires_grad_()
+        (gxr,) = torch.autograd.grad(torch.nn.functional.linear(xr, wr, b), xr, dy, create_graph=True)
+        (gwr,) = torch.autograd.grad(gxr.square().sum(), wr)
+        torch.testing.assert_close(gx, gxr, atol=0, rtol=0)  # the same torch operations
+        torch.testing.assert_close(gw, gwr, atol=0, rtol=0)
+        x64 = x.double().requires_grad_()
+        assert _cpp.whole_linear(x64, w.double()).grad_fn.name() != "_WholeLinearBackward"
+    finally:
+        ext.set_whole_gemm("auto")

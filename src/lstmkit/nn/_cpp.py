@@ -4,7 +4,8 @@
 Python kernel stays the readable spec and the tests hold the two equal (values and every
 gradient). Per step the C++ forward does one matrix product (oneDNN's brgemm micro-kernel, each
 thread on its own slice of hidden units) and one vectorised pass for all the gate math; the
-backward one pass and one product, the weight gradients after the loop (BLAS).
+backward one pass and one product, the weight gradients after the loop (BLAS; on AMD's AVX-512 CPUs, where MKL's
+sgemm runs at half their speed, brgemm on panels, as for a training step's input side: ``whole_linear``).
 
 The extension is compiled by ``torch.utils.cpp_extension.load`` (needs a C++ compiler and ninja)
 into ``$LSTMKIT_CACHE_DIR`` (default ``~/.cache/lstmkit``), in a folder keyed by everything that
@@ -570,6 +571,68 @@ def lstm_scan_cpp_input(
     _check(named, x.dtype)
     ys, hn, cn = _ext().forward_input(x, w.w_ih, *args[1:], g_ih, b_x)
     return ys, hn, cn
+
+
+class _WholeLinear(torch.autograd.Function):
+    """x (..., I) @ w^T (w (G, I)) [+ b (G,)] with the C++ extension's brgemm on panels for the product and for
+    both gradients (dx = dy w, dw = dy^T x over every row): ``whole_linear``'s panel path. A backward under grad
+    mode (``create_graph=True``) computes the same gradients with torch operations, so they can be differentiated
+    again."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
+        G, I = w.shape
+        x2 = x.reshape(-1, I).contiguous()  # (M, I), M = every leading index (T B)
+        y = x2.new_empty(1, x2.shape[0], G)
+        _ext().plane_products(x2.unsqueeze(0), w.t().unsqueeze(0), y, False)  # (1, M, G), w^T read by columns
+        if b is not None:
+            y += b
+        ctx.save_for_backward(x2, w)
+        ctx.lead = x.shape[:-1]
+        return y.view(*x.shape[:-1], G)
+
+    @staticmethod
+    def backward(ctx, dy: Tensor):
+        x2, w = ctx.saved_tensors
+        G, I = w.shape
+        need_x, need_w, need_b = ctx.needs_input_grad
+        dy2 = dy.reshape(-1, G)  # (M, G)
+        if torch.is_grad_enabled():  # create_graph=True: differentiable torch operations
+            dx = (dy2 @ w).view(*ctx.lead, I) if need_x else None
+            return dx, dy2.t() @ x2 if need_w else None, dy2.sum(0) if need_b else None
+        dy2 = dy2.contiguous()
+        dx = dw = None
+        if need_x:
+            dx = dy2.new_empty(1, dy2.shape[0], I)
+            _ext().plane_products(dy2.unsqueeze(0), w.unsqueeze(0), dx, False)  # (1, M, I) = dy w
+            dx = dx.view(*ctx.lead, I)
+        if need_w:  # dw = (x^T dy)^T: x^T (I, M) is the smaller copy to make (I <= G)
+            dwt = dy2.new_empty(1, I, G)
+            _ext().plane_products(x2.t().contiguous().unsqueeze(0), dy2.unsqueeze(0), dwt, False)
+            dw = dwt[0].t().contiguous()  # (G, I)
+        return dx, dw, dy2.sum(0) if need_b else None
+
+
+def whole_linear(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
+    """``F.linear(x, w, b)`` for the input side of a training step (x (T, B, I), w = W_ih (G, I)): on the C++
+    extension's brgemm panels (``_WholeLinear``) where its rule says so (``_ext().whole_gemm()``: AMD CPUs with
+    AVX-512, where MKL's sgemm runs at half the panels' speed) for float32 CPU tensors in eager mode without
+    autocast; ``F.linear`` everywhere else. Values equal ``F.linear``'s to float32 rounding (another summation
+    order); tests/nn/test_cpp_kernel.py holds both paths to torch's with a derived bound."""
+    if (
+        x.dtype != torch.float32
+        or w.dtype != torch.float32
+        or (b is not None and b.dtype != torch.float32)
+        or x.device.type != "cpu"
+        or x.dim() < 2
+        or tracing(x)
+        or transformed()
+        or torch.is_autocast_enabled("cpu")
+        or not available()
+        or _ext().whole_gemm() != "panels"
+    ):
+        return torch.nn.functional.linear(x, w, b)
+    return _WholeLinear.apply(x, w, b)
 
 
 def _input_finish(w: LSTMWeights, finish_input: bool) -> tuple[Tensor | None, Tensor | None]:

@@ -90,13 +90,14 @@ class GateSource(NamedTuple):
         return cls() if x is None else cls(x, w.w_ih, w.b_ih, w.b_hh, w.g_ih)
 
 
-def input_gates(x: Tensor, w: LSTMWeights, opt: LSTMOptions) -> Tensor:
-    """Input side of every step at once: LN_ih(W_ih x) + b_ih + b_hh, (T, B, I) -> (T, B, G)."""
+def input_gates(x: Tensor, w: LSTMWeights, opt: LSTMOptions, linear=F.linear) -> Tensor:
+    """Input side of every step at once: LN_ih(W_ih x) + b_ih + b_hh, (T, B, I) -> (T, B, G). ``linear`` runs the
+    product (``F.linear``'s contract; the C++ kernel's layers pass ``_cpp.whole_linear``)."""
     if opt.layer_norm:
         # The biases ride in LayerNorm's own bias slot: the same sum, without another pass over (T, B, G).
         bias = None if w.b_ih is None else w.b_ih + w.b_hh
-        return F.layer_norm(F.linear(x, w.w_ih), (w.w_ih.shape[0],), w.g_ih, bias, opt.eps)
-    return F.linear(x, w.w_ih, None if w.b_ih is None else w.b_ih + w.b_hh)
+        return F.layer_norm(linear(x, w.w_ih), (w.w_ih.shape[0],), w.g_ih, bias, opt.eps)
+    return linear(x, w.w_ih, None if w.b_ih is None else w.b_ih + w.b_hh)
 
 
 def scan_reference(args: ScanArgs) -> tuple[Tensor, Tensor, Tensor]:

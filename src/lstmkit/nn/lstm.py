@@ -284,7 +284,11 @@ class LSTM(RecurrentBase):
             return y, (h, c)
         # The input side of every step at once, (T, B, I) -> (T, B, G): the fused ops, or the reference's op by op.
         # Under torch.autocast it runs in autocast's lower precision; the recurrence in the parameters' dtype.
-        xg = (lstm_input_side if kernel is None else input_gates)(x, w, opt).to(w.w_hh.dtype)
+        if kernel is None:
+            xg = lstm_input_side(x, w, opt)
+        else:  # the C++ kernel's layers run the product on its panels where MKL is slow (_cpp.whole_linear)
+            xg = input_gates(x, w, opt, _cpp.whole_linear if kernel is _cpp.lstm_scan_cpp else F.linear)
+        xg = xg.to(w.w_hh.dtype)
         with autocast_off(x):
             if kernel is None:
                 y, (h, c) = scan(lambda a_t, s: lstm_recurrent_step(a_t, s, w, opt, drop), xg, state, mask)

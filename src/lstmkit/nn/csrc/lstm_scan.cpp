@@ -361,6 +361,20 @@ GemmMode choose_input_gemm(int64_t rows, int64_t w_elements) {
   }
 }
 
+// The whole-sequence products of training (the input side W_ih x for every step, its gradients dx = dxg W_ih and
+// dW_ih = dxg^T x, and the recurrent weight gradients dW_hh = dr^T h, dW_hr): BLAS by default (sgemm_, or ATen's mm
+// from Python); on AMD CPUs with AVX-512, brgemm on panels (plane_products, all threads). MKL chooses its kernels by
+// CPU vendor: session 39's AMD EPYC ran (1,600 x 256) x (256 x 1,024), (1,600 x 1,024) x (1,024 x 256) and
+// (256 x 1,600) x (1,600 x 1,024) at 104-111 GFLOP/s one thread and 203-231 two with MKL, at 226-258 and 432-506 on
+// panels (6,400 rows at H = I = 512: 98-111 and 189-227 against 198-231 and 353-411).
+// A test hook (set_whole_gemm) forces panels or BLAS on any CPU; float64 always runs on BLAS.
+GemmMode g_whole_gemm = GemmMode::kAuto;
+
+bool whole_on_panels() {
+  if (g_whole_gemm != GemmMode::kAuto) return g_whole_gemm == GemmMode::kPanels;
+  return g_isa == Isa::kAvx512 && g_amd;
+}
+
 template <typename T>
 void transpose_scalar(const T* src, int64_t lds, int64_t rows, int64_t cols, T* dst, int64_t ldd) {
   for (int64_t c = 0; c < cols; ++c)
@@ -1065,6 +1079,25 @@ std::vector<Tensor> forward_impl(const Tensor& xg, const Tensor& h0, const Tenso
 }
 
 // --- backward ---------------------------------------------------------------------------------
+void plane_products(const Tensor& A, const Tensor& Bm, Tensor& C, bool accumulate);
+
+// dW (N, K) = d^T x over the R rows of d (R, N) and x (R, K) (a weight gradient over every step and sequence): on
+// panels (whole_on_panels, float32) as (x^T d)^T, x^T being the smaller copy (K <= N for every weight here); else
+// one BLAS call.
+template <typename T>
+Tensor weight_gradient(const Tensor& d, const Tensor& x) {
+  const int64_t R = d.size(0), N = d.size(1), K = x.size(1);
+  if (std::is_same_v<T, float> && whole_on_panels() && R > 0) {
+    Tensor xt = transposed<T>(x).unsqueeze(0);  // (1, K, R)
+    Tensor c = at::empty({1, K, N}, d.options());
+    plane_products(xt, d.unsqueeze(0), c, false);  // (1, K, N) = x^T d
+    return transposed<T>(c[0]);  // (N, K)
+  }
+  Tensor dw = at::empty({N, K}, d.options());
+  gemm<T>(true, false, N, K, R, ptr<T>(d), N, ptr<T>(x), K, T(0), ptr<T>(dw), K);
+  return dw;
+}
+
 // Returns dxg, dh0, dc0, dw_hh, dw_hr, dpeep, dg_hh, dg_c, db_c (undefined where absent or not
 // asked for: need_w covers w_hh and w_hr, need_extra the peephole and LayerNorm gains).
 template <typename T>
@@ -1208,12 +1241,8 @@ std::vector<Tensor> backward_impl(const Tensor& dy, const Tensor& dhn, const Ten
   Tensor dw_hh, dw_hr, dpeep, dg_hh, dg_c, db_c;
   if (need_w) {
     // Whole sequence at once: (G, T*B) @ (T*B, P).
-    dw_hh = at::empty({G, P}, o);
-    gemm<T>(true, false, G, P, Tn * B, ptr<T>(dr_all), G, ptr<T>(hin_all), P, T(0), ptr<T>(dw_hh), P);
-    if (proj) {
-      dw_hr = at::empty({P, H}, o);
-      gemm<T>(true, false, P, H, Tn * B, ptr<T>(dyh_all), P, ptr<T>(hraw_all), H, T(0), ptr<T>(dw_hr), H);
-    }
+    dw_hh = weight_gradient<T>(dr_all.view({Tn * B, G}), hin_all.narrow(0, 0, Tn).view({Tn * B, P}));  // T+1 rows
+    if (proj) dw_hr = weight_gradient<T>(dyh_all.view({Tn * B, P}), hraw_all.view({Tn * B, H}));
   }
   if (need_extra && sums) {
     Tensor s = acc.sum(0);  // (5H + G,)
@@ -1441,6 +1470,13 @@ void set_panel_width(int64_t width) {
 // The path of the float32 input side in inference for T B rows and W_ih (G, I) (choose_input_gemm), its hook.
 std::string input_gemm(int64_t rows, int64_t G, int64_t I) {
   return kGemmNames[static_cast<int>(choose_input_gemm<float>(rows, G * I))];
+}
+// The whole-sequence products' path (see whole_on_panels): "panels" or "blas"; its hook takes those or "auto".
+std::string whole_gemm() { return whole_on_panels() ? "panels" : "blas"; }
+void set_whole_gemm(const std::string& name) {
+  TORCH_CHECK(name == "auto" || name == "panels" || name == "blas", "unknown whole-product gemm mode ", name,
+              " (auto, panels or blas)");
+  g_whole_gemm = name == "auto" ? GemmMode::kAuto : name == "panels" ? GemmMode::kPanels : GemmMode::kBlas;
 }
 void set_input_gemm(const std::string& name) {
   TORCH_CHECK(name == "auto" || name == "panels" || name == "blas" || name == "aten",
@@ -1764,6 +1800,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("cpu_vendor", &lstmkit::cpu_vendor);
   m.def("input_gemm", &lstmkit::input_gemm);
   m.def("set_input_gemm", &lstmkit::set_input_gemm);
+  m.def("whole_gemm", &lstmkit::whole_gemm);
+  m.def("set_whole_gemm", &lstmkit::set_whole_gemm);
   m.def("panel_width", &lstmkit::panel_width_for);
   m.def("set_panel_width", &lstmkit::set_panel_width);
 }
