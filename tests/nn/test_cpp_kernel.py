@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import subprocess
 import sys
 
@@ -565,8 +566,9 @@ def test_panels_of_either_width(m, k, n, width, isa):
     assert bool(((c.double() - exact).abs() <= bound).all()), float((c.double() - exact).abs().max())
 
 
-def test_cpu_vendor_read_from_the_cpu():
-    """The kernel's vendor check (AMD's CPUs get their own rules) agrees with the kernel's /proc/cpuinfo."""
+def test_cpu_vendor_and_family_read_from_the_cpu():
+    """The kernel's vendor check and CPU family (AMD's CPUs get their own rules, Zen 5 its own thresholds) agree with
+    the kernel's /proc/cpuinfo."""
     try:
         with open("/proc/cpuinfo") as f:
             info = f.read()
@@ -575,21 +577,29 @@ def test_cpu_vendor_read_from_the_cpu():
     if "vendor_id" not in info:
         pytest.skip("/proc/cpuinfo names no x86 vendor")
     assert _cpp._module.cpu_vendor() == ("amd" if "AuthenticAMD" in info else "other")
+    family = re.search(r"^cpu family\s*:\s*(\d+)", info, re.M)
+    if family is not None:
+        assert _cpp._module.cpu_family() == int(family.group(1))
 
 
 def test_input_side_matmul_choice_and_its_hook():
     """The input side in inference (T B rows x I @ W_ih^T): MKL's sgemm, except on AMD's AVX-512 CPUs from 128 rows
-    where W_ih fits 1 MB, 256 where it fits 4 MB, else 512, where brgemm on panels of W_ih runs; the hook forces one
-    path, names checked."""
+    where W_ih fits 1 MB, 256 where it fits 4 MB, else 512 (on Zen 5, family 26 and later: from 16 rows up to 4 MB),
+    where brgemm on panels of W_ih runs; the hook forces one path, names checked."""
     ext = _cpp._module
     if ext.gemm() != "auto":
         pytest.skip("a forced gemm mode is active")
     amd512 = ext.isa() == "avx512" and ext.cpu_vendor() == "amd"
     want = "panels" if amd512 else "blas"
-    assert ext.input_gemm(128, 1024, 256) == want and ext.input_gemm(127, 1024, 256) == "blas"  # 1 MB
-    assert ext.input_gemm(256, 2048, 512) == want and ext.input_gemm(255, 2048, 512) == "blas"  # 4 MB
-    assert ext.input_gemm(200, 1024, 257) == "blas"  # just over 1 MB: 256 rows needed
-    assert ext.input_gemm(512, 4096, 1024) == want and ext.input_gemm(511, 4096, 1024) == "blas"  # 16 MB
+    if amd512 and ext.cpu_family() >= 26:  # Zen 5: full-width AVX-512, the panels pay from few rows
+        assert ext.input_gemm(16, 2048, 512) == "panels" and ext.input_gemm(15, 2048, 512) == "blas"  # 4 MB
+        assert ext.input_gemm(511, 2048, 513) == "blas"  # over 4 MB: 512 rows, as on other AMD CPUs
+        assert ext.input_gemm(512, 4096, 1024) == "panels" and ext.input_gemm(511, 4096, 1024) == "blas"  # 16 MB
+    else:
+        assert ext.input_gemm(128, 1024, 256) == want and ext.input_gemm(127, 1024, 256) == "blas"  # 1 MB
+        assert ext.input_gemm(256, 2048, 512) == want and ext.input_gemm(255, 2048, 512) == "blas"  # 4 MB
+        assert ext.input_gemm(200, 1024, 257) == "blas"  # just over 1 MB: 256 rows needed
+        assert ext.input_gemm(512, 4096, 1024) == want and ext.input_gemm(511, 4096, 1024) == "blas"  # 16 MB
     try:
         for mode in ("panels", "blas", "aten"):
             ext.set_input_gemm(mode)
