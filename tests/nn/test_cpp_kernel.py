@@ -443,13 +443,20 @@ def test_step_product_every_path(m, k, n, gemm, isa):
 
 def test_auto_matmul_choice():
     """The automatic path (measured, docs/benchmarks.md): gemv_rows for one batch row; for several, on AVX-512
-    brgemm in place up to K = 256 (512 on AMD below 16 rows or for a few steps), above it brgemm on panels once
-    there are enough steps to pay for copying W, else BLAS; on AVX2 brgemm on panels once there are enough steps,
-    else brgemm in place up to K = 128 and BLAS above."""
+    brgemm in place up to K = 256 (512 on AMD below 16 rows or for a few steps; 128 on Zen 5), above it brgemm on
+    panels once there are enough steps to pay for copying W, else BLAS; on AVX2 brgemm on panels once there are
+    enough steps, else brgemm in place up to K = 128 and BLAS above."""
     ext = _cpp._module
     if ext.gemm() != "auto":
         pytest.skip("a forced gemm mode is active")
-    if ext.isa() == "avx512":
+    if ext.isa() == "avx512" and ext.cpu_vendor() == "amd" and ext.cpu_family() >= 26:
+        # Zen 5 (session 39): in place up to K = 128, panels above at every row count once steps pay for them
+        assert ext.gemm_for(1, 64, 100) == "gemv" and ext.gemm_for(1, 1024, 4) == "gemv"
+        assert ext.gemm_for(4, 128, 100) == "brgemm" and ext.gemm_for(64, 128, 100) == "brgemm"
+        assert ext.gemm_for(2, 129, 100) == "panels" and ext.gemm_for(64, 256, 100) == "panels"
+        assert ext.gemm_for(16, 257, 1) == "brgemm" and ext.gemm_for(16, 512, 3) == "brgemm"
+        assert ext.gemm_for(16, 513, 3) == "blas"
+    elif ext.isa() == "avx512":
         assert ext.gemm_for(4, 256, 100) == "brgemm" and ext.gemm_for(1, 64, 100) == "gemv"
         assert ext.gemm_for(1, 1024, 4) == "gemv" and ext.gemm_for(4, 1024, 100) == "panels"
         assert ext.gemm_for(64, 4096, 3) == "blas" and ext.gemm_for(16, 513, 100) == "panels"
@@ -584,7 +591,7 @@ def test_cpu_vendor_and_family_read_from_the_cpu():
 
 def test_input_side_matmul_choice_and_its_hook():
     """The input side in inference (T B rows x I @ W_ih^T): MKL's sgemm, except on AMD's AVX-512 CPUs from 128 rows
-    where W_ih fits 1 MB, 256 where it fits 4 MB, else 512 (on Zen 5, family 26 and later: from 16 rows up to 4 MB),
+    where W_ih fits 1 MB, 256 where it fits 4 MB, else 512 (on Zen 5, family 26 and later: 16 up to 4 MB, else 128),
     where brgemm on panels of W_ih runs; the hook forces one path, names checked."""
     ext = _cpp._module
     if ext.gemm() != "auto":
@@ -593,8 +600,8 @@ def test_input_side_matmul_choice_and_its_hook():
     want = "panels" if amd512 else "blas"
     if amd512 and ext.cpu_family() >= 26:  # Zen 5: full-width AVX-512, the panels pay from few rows
         assert ext.input_gemm(16, 2048, 512) == "panels" and ext.input_gemm(15, 2048, 512) == "blas"  # 4 MB
-        assert ext.input_gemm(511, 2048, 513) == "blas"  # over 4 MB: 512 rows, as on other AMD CPUs
-        assert ext.input_gemm(512, 4096, 1024) == "panels" and ext.input_gemm(511, 4096, 1024) == "blas"  # 16 MB
+        assert ext.input_gemm(128, 2048, 513) == "panels" and ext.input_gemm(127, 2048, 513) == "blas"  # over 4 MB
+        assert ext.input_gemm(128, 4096, 1024) == "panels" and ext.input_gemm(127, 4096, 1024) == "blas"  # 16 MB
     else:
         assert ext.input_gemm(128, 1024, 256) == want and ext.input_gemm(127, 1024, 256) == "blas"  # 1 MB
         assert ext.input_gemm(256, 2048, 512) == want and ext.input_gemm(255, 2048, 512) == "blas"  # 4 MB

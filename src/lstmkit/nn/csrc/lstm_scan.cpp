@@ -288,6 +288,11 @@ constexpr int64_t kBrgemmMaxKAvx512 = 256;
 // against 0.990). With too few steps to pay for packing, in place to K = 512 at any row count.
 constexpr int64_t kBrgemmMaxKAvx512Amd = 512;
 constexpr int64_t kAmdPanelRows = 16;
+// On Zen 5 (g_amd_full512) in place only up to K = 128, panels above at every row count: session 39's EPYC (family
+// 26), whole inference forwards x native, one thread, in place against 32-wide panels: K = 256 at 2, 4, 16, 64
+// rows 0.89-0.92 / 0.68-0.71, 0.99-1.00 / 0.87-0.88, 1.14-1.16 / 0.96-1.00, 1.16 / 0.98-0.99; K = 512 at 4 rows
+// 0.97 / 0.97; K = 128 at 4 and 16 rows 0.87 / 0.96-0.97 and 0.97 / 0.99-1.01 (in place the faster).
+constexpr int64_t kBrgemmMaxKZen5 = 128;
 
 // Panel width (columns a panel holds, StepGemm's kPanels): 16 for up to 16 rows, else 32 (the rule before
 // session 33). On AMD's AVX-512 CPUs 32 at every row count: session 33's EPYC ran (16, 512) x (512, 2048)
@@ -327,7 +332,9 @@ GemmMode choose_gemm(int64_t M, int64_t K, int64_t steps) {
     if (K == 0) return GemmMode::kBlas;  // gemm() writes the zeros
     if (M == 1) return GemmMode::kGemv;
     if (g_isa == Isa::kAvx512) {
-      const int64_t in_place = g_amd && M < kAmdPanelRows ? kBrgemmMaxKAvx512Amd : kBrgemmMaxKAvx512;
+      const int64_t in_place = g_amd_full512              ? kBrgemmMaxKZen5
+                               : g_amd && M < kAmdPanelRows ? kBrgemmMaxKAvx512Amd
+                                                            : kBrgemmMaxKAvx512;
       if (K <= in_place) return GemmMode::kBrgemm;
       if (steps < kMinPackedSteps) {
         return (g_amd && K <= kBrgemmMaxKAvx512Amd) || !blas ? GemmMode::kBrgemm : GemmMode::kBlas;
@@ -362,12 +369,12 @@ GemvFn pick_gemv() {
 GemmMode g_input_gemm = GemmMode::kAuto;
 // T B rows from which packing W_ih pays (see above), rounded up: 128 where W_ih fits 1 MB, 256 where it fits 4 MB,
 // else 512. (Interleaved whole forwards had the panels faster at 400 rows and 4 MB on all three runs, 1-12%.)
-// On Zen 5 (full-width AVX-512: the panels at 2x MKL's speed) from 16 rows up to 4 MB, 512 beyond as before:
-// session 39's EPYC (family 26), whole forwards at B = 1, one thread, panels / BLAS: 0.93 (H = 128), 0.89-0.90
-// (256) at 16 rows, 0.82-0.87 at 32 and 0.83-0.84 at 100 rows (H = 512: 4 MB); at 16 MB (H = 1024) 1.29-1.52 at
-// 32 rows and 1.05-1.16 at 100, the packed copy of W_ih and W_hh (16 MB each) then filling the 32 MB L3.
+// On Zen 5 (full-width AVX-512: the panels at 2x MKL's speed) from 16 rows up to 4 MB, 128 beyond: session 39's
+// EPYC (family 26), whole forwards at B = 1, one thread, panels / BLAS: 0.93 (H = 128), 0.89-0.90 (256) at 16 rows,
+// 0.82-0.87 at 32 and 0.83-0.84 at 100 rows (H = 512: 4 MB); at 16 MB (H = 1024) 1.29-1.52 at 32 rows, 1.05-1.16 at
+// 100, 0.87 at 160 and 256, 0.87-0.89 at 400.
 int64_t input_panel_rows(int64_t w_bytes) {
-  if (g_amd_full512 && w_bytes <= (4 << 20)) return 16;
+  if (g_amd_full512) return w_bytes <= (4 << 20) ? 16 : 128;
   return w_bytes <= (1 << 20) ? 128 : w_bytes <= (4 << 20) ? 256 : 512;
 }
 
