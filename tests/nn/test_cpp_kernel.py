@@ -591,7 +591,7 @@ def test_cpu_vendor_and_family_read_from_the_cpu():
 
 def test_input_side_matmul_choice_and_its_hook():
     """The input side in inference (T B rows x I @ W_ih^T): MKL's sgemm, except on AMD's AVX-512 CPUs from 128 rows
-    where W_ih fits 1 MB, 256 where it fits 4 MB, else 512 (on Zen 5, family 26 and later: 16 up to 4 MB, else 128),
+    where W_ih fits 1 MB, 256 where it fits 4 MB, else 512 (on Zen 5, family 26 and later: 16 up to 4 MB, 32 to 16 MB),
     where brgemm on panels of W_ih runs; the hook forces one path, names checked."""
     ext = _cpp._module
     if ext.gemm() != "auto":
@@ -600,8 +600,9 @@ def test_input_side_matmul_choice_and_its_hook():
     want = "panels" if amd512 else "blas"
     if amd512 and ext.cpu_family() >= 26:  # Zen 5: full-width AVX-512, the panels pay from few rows
         assert ext.input_gemm(16, 2048, 512) == "panels" and ext.input_gemm(15, 2048, 512) == "blas"  # 4 MB
-        assert ext.input_gemm(128, 2048, 513) == "panels" and ext.input_gemm(127, 2048, 513) == "blas"  # over 4 MB
-        assert ext.input_gemm(128, 4096, 1024) == "panels" and ext.input_gemm(127, 4096, 1024) == "blas"  # 16 MB
+        assert ext.input_gemm(32, 2048, 513) == "panels" and ext.input_gemm(31, 2048, 513) == "blas"  # over 4 MB
+        assert ext.input_gemm(32, 4096, 1024) == "panels" and ext.input_gemm(31, 4096, 1024) == "blas"  # 16 MB
+        assert ext.input_gemm(512, 4096, 1025) == "panels" and ext.input_gemm(511, 4096, 1025) == "blas"  # over
     else:
         assert ext.input_gemm(128, 1024, 256) == want and ext.input_gemm(127, 1024, 256) == "blas"  # 1 MB
         assert ext.input_gemm(256, 2048, 512) == want and ext.input_gemm(255, 2048, 512) == "blas"  # 4 MB

@@ -369,12 +369,13 @@ GemvFn pick_gemv() {
 GemmMode g_input_gemm = GemmMode::kAuto;
 // T B rows from which packing W_ih pays (see above), rounded up: 128 where W_ih fits 1 MB, 256 where it fits 4 MB,
 // else 512. (Interleaved whole forwards had the panels faster at 400 rows and 4 MB on all three runs, 1-12%.)
-// On Zen 5 (full-width AVX-512: the panels at 2x MKL's speed) from 16 rows up to 4 MB, 128 beyond: session 39's
-// EPYC (family 26), whole forwards at B = 1, one thread, panels / BLAS: 0.93 (H = 128), 0.89-0.90 (256) at 16 rows,
-// 0.82-0.87 at 32 and 0.83-0.84 at 100 rows (H = 512: 4 MB); at 16 MB (H = 1024) 1.29-1.52 at 32 rows, 1.05-1.16 at
-// 100, 0.87 at 160 and 256, 0.87-0.89 at 400.
+// On Zen 5 (full-width AVX-512: the panels at 2x MKL's speed) from 16 rows up to 4 MB, 32 up to 16 MB, else 512:
+// session 39's EPYC (family 26), whole forwards at B = 1, one thread, x native (benchmarks/input_side.py), panels
+// against BLAS: H = 1024 (16 MB) at 16, 32, 64, 100 rows 1.08 / 0.87, 0.92 / 1.09, 1.02 / 1.06, 0.96 / 1.14; H = 2048
+// (64 MB) at 32 rows 1.005 / 0.825. Up to 4 MB panels / BLAS of the same forward: 0.93 (H = 128) and 0.89-0.90 (256)
+// at 16 rows, 0.82-0.87 at 32 and 0.83-0.84 at 100 (H = 512).
 int64_t input_panel_rows(int64_t w_bytes) {
-  if (g_amd_full512) return w_bytes <= (4 << 20) ? 16 : 128;
+  if (g_amd_full512 && w_bytes <= (16 << 20)) return w_bytes <= (4 << 20) ? 16 : 32;
   return w_bytes <= (1 << 20) ? 128 : w_bytes <= (4 << 20) ? 256 : 512;
 }
 
