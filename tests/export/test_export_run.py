@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import random
 import runpy
-import subprocess
 import sys
 from pathlib import Path
 
@@ -16,8 +15,8 @@ from typer.testing import CliRunner
 from lstmkit.cli import app
 from lstmkit.export.rundir import export_run
 from lstmkit.tasks import TaskError, runner
+from onnx_checks import GENERATE_EXAMPLE, generate_with_the_example
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "onnx_generate.py"
 TEXT = """\
 ROMEO.
 But soft, what light through yonder window breaks?
@@ -57,16 +56,9 @@ def test_cli_export_then_generate_with_onnxruntime_only(char_run):
     assert "recurrent layers as ONNX operators: LSTM, LSTM" in r.output and "verified in onnxruntime" in r.output
 
     # The example runs with torch and lstmkit made unimportable: onnxruntime and numpy only.
-    code = (
-        "import sys, runpy; sys.modules['torch'] = None; sys.modules['lstmkit'] = None; "
-        f"sys.argv = [{str(EXAMPLE)!r}, {str(char_run)!r}, "
-        "'--prompt', 'ROMEO.', '--length', '30', '--temperature', '0']; "
-        "runpy.run_path(sys.argv[0], run_name='__main__')"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
+    text = generate_with_the_example(char_run, "ROMEO.", 30)
     greedy = runner.generate(char_run, prompt="ROMEO.", length=30, temperature=0.0, top_k=0)
-    assert out.stdout.rstrip("\n") == greedy.text  # the same text as lstmkit's own greedy generation
+    assert text == greedy.text + "\n"  # the same text as lstmkit's own greedy generation
 
 
 def test_cli_export_errors(char_run, tmp_path):
@@ -87,7 +79,7 @@ def test_export_run_argument_and_dependency_errors(char_run, tmp_path, monkeypat
 
 
 def _example_module() -> dict:
-    return runpy.run_path(str(EXAMPLE))  # its functions; the __main__ block does not run
+    return runpy.run_path(str(GENERATE_EXAMPLE))  # its functions; the __main__ block does not run
 
 
 WORD_PROMPTS = [
@@ -134,15 +126,8 @@ def test_a_word_model_generates_in_the_example_what_lstmkit_generates(word_run):
     r = CliRunner().invoke(app, ["export", str(word_run)])
     assert r.exit_code == 0, r.output
     prompt = "But soft, what light\nIt is the"
-    code = (
-        "import sys, runpy; sys.modules['torch'] = None; sys.modules['lstmkit'] = None; "
-        f"sys.argv = [{str(EXAMPLE)!r}, {str(word_run)!r}, '--prompt', {prompt!r}, '--length', '40', "
-        "'--temperature', '0']; runpy.run_path(sys.argv[0], run_name='__main__')"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
     greedy = runner.generate(word_run, prompt=prompt, length=40, temperature=0.0, top_k=0)
-    assert out.stdout == greedy.text + "\n"
+    assert generate_with_the_example(word_run, prompt, 40) == greedy.text + "\n"
     continuation = greedy.text[len(prompt):]
     assert any(c in continuation for c in ",.?") and len(set(continuation.split())) > 3  # words, not only <nl>
 

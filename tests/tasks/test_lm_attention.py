@@ -9,9 +9,6 @@ import dataclasses
 import math
 import re
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -23,6 +20,7 @@ from lstmkit.models import AttentionLM, LMModel, SequenceModel
 from lstmkit.tasks import TaskError, get_task, runner
 from lstmkit.tasks.rundir import open_run
 from lstmkit.train import ModelConfig, set_values
+from onnx_checks import generate_with_the_example
 from smoke import train_smoke
 
 LM_TASKS = ["charlm", "wordlm"]
@@ -125,7 +123,6 @@ def test_attention_trains_evaluates_and_generates_through_the_runner(name, atten
 
 
 # -- export: one ONNX graph carrying the memory; int8 and --lengths refused by name -----------------------------
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "onnx_generate.py"
 INT8_REFUSED = (
     "--int8 does not cover this model (AttentionLM): the int8 check "
     "bounds LSTM stacks and linear heads, not the attention block between them (its scores, softmax and "
@@ -149,15 +146,8 @@ def test_export_writes_a_verified_graph_that_generates_without_lstmkit(name, att
     assert "inputs: tokens, h0, c0, keys, values; outputs: logits, hn, cn, keys_out, values_out" in r.output
     assert "recurrent layers as ONNX operators: LSTM, LSTM" in r.output
     prompt = "First" if name == "charlm" else "to be"
-    code = (
-        "import sys, runpy; sys.modules['torch'] = None; sys.modules['lstmkit'] = None; "
-        f"sys.argv = [{str(EXAMPLE)!r}, {str(run_dir)!r}, '--prompt', {prompt!r}, '--length', '40', "
-        "'--temperature', '0']; runpy.run_path(sys.argv[0], run_name='__main__')"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
     greedy = runner.generate(run_dir, prompt=prompt, length=40, temperature=0.0, top_k=0)
-    assert out.stdout == greedy.text + "\n"
+    assert generate_with_the_example(run_dir, prompt, 40) == greedy.text + "\n"
 
 
 def test_export_refuses_int8_and_lengths_by_name(attention_runs, tmp_path):
