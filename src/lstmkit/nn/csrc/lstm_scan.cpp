@@ -1113,7 +1113,7 @@ std::vector<Tensor> forward_impl(const Tensor& xg, const Tensor& h0, const Tenso
 void plane_products(const Tensor& A, const Tensor& Bm, Tensor& C, bool accumulate);
 
 // dW (N, K) = d^T x over the R rows of d (R, N) and x (R, K) (a weight gradient over every step and sequence): on
-// panels (whole_on_panels, float32) as (x^T d)^T, x^T being the smaller copy (K <= N for every weight here); else
+// panels (whole_on_panels, float32) as (x^T d)^T, x transposed (for dW_hh the smaller operand, K = P <= N = G); else
 // one BLAS call.
 template <typename T>
 Tensor weight_gradient(const Tensor& d, const Tensor& x) {
