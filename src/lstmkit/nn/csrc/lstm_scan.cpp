@@ -289,9 +289,9 @@ constexpr int64_t kBrgemmMaxKAvx512 = 256;
 constexpr int64_t kBrgemmMaxKAvx512Amd = 512;
 constexpr int64_t kAmdPanelRows = 16;
 // On Zen 5 (g_amd_full512) in place only up to K = 128, panels above at every row count: session 39's EPYC (family
-// 26), whole inference forwards x native, one thread, in place against 32-wide panels: K = 256 at 2, 4, 16, 64
-// rows 0.89-0.92 / 0.68-0.71, 0.99-1.00 / 0.87-0.88, 1.14-1.16 / 0.96-1.00, 1.16 / 0.98-0.99; K = 512 at 4 rows
-// 0.97 / 0.97; K = 128 at 4 and 16 rows 0.87 / 0.96-0.97 and 0.97 / 0.99-1.01 (in place the faster).
+// 26), whole inference forwards x native, one thread (benchmarks/input_side.py --step), in place against 32-wide
+// panels: K = 256 at 2, 4, 16, 64 rows 0.88 / 0.68, 0.99 / 0.88, 1.15 / 0.99, 1.16 / 0.99; K = 512 at 4 rows
+// 0.88 / 0.85; K = 128 at 4 and 16 rows 0.89 / 0.99 and 0.98 / 0.99 (in place the faster).
 constexpr int64_t kBrgemmMaxKZen5 = 128;
 
 // Panel width (columns a panel holds, StepGemm's kPanels): 16 for up to 16 rows, else 32 (the rule before
@@ -372,8 +372,8 @@ GemmMode g_input_gemm = GemmMode::kAuto;
 // On Zen 5 (full-width AVX-512: the panels at 2x MKL's speed) from 16 rows up to 4 MB, 32 up to 16 MB, else 512:
 // session 39's EPYC (family 26), whole forwards at B = 1, one thread, x native (benchmarks/input_side.py), panels
 // against BLAS: H = 1024 (16 MB) at 16, 32, 64, 100 rows 1.08 / 0.87, 0.92 / 1.09, 1.02 / 1.06, 0.96 / 1.14; H = 2048
-// (64 MB) at 32 rows 1.005 / 0.825. Up to 4 MB panels / BLAS of the same forward: 0.93 (H = 128) and 0.89-0.90 (256)
-// at 16 rows, 0.82-0.87 at 32 and 0.83-0.84 at 100 (H = 512).
+// (64 MB) at 32 rows 1.005 / 0.825; up to 4 MB at 8 rows 0.92 / 0.98 (H = 256), at 16 rows 0.94 / 1.02 (128),
+// 0.96 / 1.02 (256), 0.80 / 0.87 (512), at 100 rows 0.94 / 1.07 (512; at 32 rows 0.75 / 0.66, quartiles 0.6-1.1).
 int64_t input_panel_rows(int64_t w_bytes) {
   if (g_amd_full512 && w_bytes <= (16 << 20)) return w_bytes <= (4 << 20) ? 16 : 32;
   return w_bytes <= (1 << 20) ? 128 : w_bytes <= (4 << 20) ? 256 : 512;
