@@ -57,6 +57,34 @@ def scan_tolerance(args: dict, *, gradients: bool = True, input_side: tuple | No
 
 def module_tolerance(m: LSTM, x: Tensor, *, gradients: bool = False) -> float:
     """Allowed difference between two evaluations of the LSTM module ``m`` on ``x`` (T, B, I), zero state."""
+    return _rounding.between(_module_error(m, x, gradients=gradients))
+
+
+def head_tolerance(m: LSTM, head, x: Tensor, logits: Tensor) -> tuple[float, float]:
+    """Allowed differences between two evaluations of ``head(m(x)[0])``, the LSTM ``m`` on ``x`` (T, B, I) under a
+    linear layer ``head`` (V, D H): (absolute, for the logits, h and c; relative, for every gradient of the loss
+    ``sum(logits ** 2) + sum(h) + sum(c) / 2``, scaled by ``max(1, max|gradient|)`` like ``module_tolerance``'s).
+
+    Logits: the LSTM's bound carried through the head's row sums, plus the head's own sum (``linear_error``).
+    Gradients: the backward is linear in the incoming gradient 2 logits, which carries up to 2 e_logits, relative
+    e_logits / max|logits| (``logits``: one evaluation's, for their size); the head's products sum V terms (dy) and
+    T B terms (dW, the embedding's rows); the LSTM's backward adds its own relative bound, times the head's row
+    sums where dy enters it. First order, as every bound here (lstmkit/_rounding.py)."""
+    T, B = x.shape[0], x.shape[1]
+    u = _rounding.unit_roundoff(x.dtype)
+    y_max = max(_rounding.row_abs_sum(getattr(m, f"weight_hr_l{m.num_layers - 1}", None)), 1.0)
+    e_y = _module_error(m, x)
+    e_logits = _rounding.linear_error(head.weight, head.bias, e_y, y_max, u)
+    e_h = max(e_y, e_logits)
+    K = max(head.out_features, head.in_features + 1, T * B)
+    w = max(_rounding.row_abs_sum(head.weight.T), 1.0)  # dy = W^T dlogits: W's column sums
+    rel = (e_logits / max(_largest(logits), u) + _rounding.gamma(K, u)
+           + w * _module_error(m, x, gradients=True))  # fmt: skip
+    return _rounding.between(e_h), _rounding.between(rel)
+
+
+def _module_error(m: LSTM, x: Tensor, *, gradients: bool = False) -> float:
+    """One evaluation's bound for ``module_tolerance`` (before ``between``)."""
     T = x.shape[1 if m.batch_first else 0]
     x_max = _largest(x)
     err = 0.0
@@ -84,4 +112,4 @@ def module_tolerance(m: LSTM, x: Tensor, *, gradients: bool = False) -> float:
                 e = proj * e + _rounding.gamma(m.hidden_size, u) * proj
             worst = max(worst, e)
         err = worst
-    return _rounding.between(err)
+    return err

@@ -19,6 +19,7 @@ from torch import nn
 
 import lstmkit
 from lstmkit.nn import _cpp
+from tolerances import head_tolerance
 
 pytestmark = pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
 
@@ -31,19 +32,6 @@ VARIANTS = {
             "bidirectional": True},
 }  # fmt: skip
 LENGTHS = torch.tensor([5, 3, 1])
-
-
-@pytest.fixture(autouse=True)
-def _whole_products_on_blas():
-    """Eager training runs the input side as the compiled graph does (``F.linear``), not on the C++ panels that
-    ``_cpp.whole_linear`` takes on AMD's AVX-512 CPUs, so that eager and compiled are compared operation for
-    operation here; the panels' own parity with F.linear and the reference loop is tested in test_cpp_kernel.py."""
-    if not _cpp.available():
-        yield
-        return
-    _cpp._module.set_whole_gemm("blas")
-    yield
-    _cpp._module.set_whole_gemm("auto")
 
 
 @pytest.fixture(autouse=True)
@@ -63,13 +51,16 @@ def cpp():
 
 
 class WordLM(nn.Module):
-    """PyTorch's word-language-model example with lstmkit.LSTM: Embedding -> LSTM -> Linear."""
+    """PyTorch's word-language-model example with lstmkit.LSTM: Embedding -> LSTM -> Linear. In float64 by default:
+    compiled and eager are compared within the derived rounding bound (tests/tolerances.py), which at float32 and
+    these sizes is too loose to see a small fault (above 0.4 with LayerNorm) and in float64 is 2**29 times tighter;
+    one float32 run checks the float32 kernel under the compiler."""
 
-    def __init__(self, vocab: int = 11, **lstm) -> None:
+    def __init__(self, vocab: int = 11, dtype: torch.dtype = torch.float64, **lstm) -> None:
         super().__init__()
-        self.emb = nn.Embedding(vocab, I)
-        self.rnn = lstmkit.LSTM(I, H, 2, **lstm)
-        self.out = nn.Linear(self.rnn.output_size * self.rnn.num_directions, vocab)
+        self.emb = nn.Embedding(vocab, I, dtype=dtype)
+        self.rnn = lstmkit.LSTM(I, H, 2, dtype=dtype, **lstm)
+        self.out = nn.Linear(self.rnn.output_size * self.rnn.num_directions, vocab, dtype=dtype)
 
     def forward(self, x, lengths=None):
         y, (h, c) = self.rnn(self.emb(x), lengths=lengths)
@@ -86,13 +77,24 @@ def run(model, x, lengths=None, seed=0):
     return [logits.detach(), h.detach(), c.detach()], {n: p.grad for n, p in named}
 
 
-def assert_same_run(got, want, atol=1e-6):
+def tolerances(model: WordLM, x) -> tuple[float, float]:
+    """The derived bounds (tests/tolerances.py) for two evaluations of ``model`` on token ids ``x``: absolute for
+    the outputs, relative for the gradients. Eager training may run the input side on the C++ panels (AMD's
+    AVX-512 CPUs) where the compiled graph runs ``F.linear``: the two sum in different orders."""
+    with torch.no_grad():
+        logits = model(x)[0]
+        return head_tolerance(model.rnn, model.out, model.emb(x), logits)
+
+
+def assert_same_run(got, want, model, x):
+    tol, gtol = tolerances(model, x)
     (out_g, grad_g), (out_w, grad_w) = got, want
     for g, w in zip(out_g, out_w, strict=True):
-        torch.testing.assert_close(g, w, rtol=1e-5, atol=atol)
+        torch.testing.assert_close(g, w, rtol=0, atol=tol)
     assert grad_g.keys() == grad_w.keys()
     for name in grad_w:
-        torch.testing.assert_close(grad_g[name], grad_w[name], rtol=1e-5, atol=atol, msg=name)
+        atol = gtol * max(1.0, float(grad_w[name].abs().max()))
+        torch.testing.assert_close(grad_g[name], grad_w[name], rtol=0, atol=atol, msg=name)
 
 
 # --- the custom ops -----------------------------------------------------------------------------
@@ -158,16 +160,22 @@ def test_op_gradients_equal_the_eager_kernel(cpp):
 
 
 # --- torch.compile --------------------------------------------------------------------------------
-@pytest.mark.parametrize("variant", VARIANTS.values(), ids=VARIANTS.keys())
-def test_compile_fullgraph_every_variant(cpp, variant):
-    model = WordLM(**variant).train()
+# every variant in float64; float32 once, for the plain layer (its bound is loose at float32: see WordLM)
+COMPILE_CASES = {**{f"{k}-float64": (v, torch.float64) for k, v in VARIANTS.items()},
+                 "plain-float32": (VARIANTS["plain"], torch.float32)}  # fmt: skip
+
+
+@pytest.mark.parametrize(("variant", "dtype"), COMPILE_CASES.values(), ids=COMPILE_CASES.keys())
+def test_compile_fullgraph_every_variant(cpp, variant, dtype):
+    model = WordLM(dtype=dtype, **variant).train()
     x = torch.randint(0, 11, (T, B))
     lengths = LENGTHS if variant.get("bidirectional") else None
     compiled = torch.compile(model, backend="aot_eager", fullgraph=True)
-    assert_same_run(run(compiled, x, lengths), run(model, x, lengths))
+    assert_same_run(run(compiled, x, lengths), run(model, x, lengths), model, x)
     with torch.no_grad():  # inference: a second graph, with the op's train=False
         model.eval()
-        torch.testing.assert_close(compiled(x, lengths)[0], model(x, lengths)[0], rtol=1e-5, atol=1e-6)
+        tol = tolerances(model, x)[0]
+        torch.testing.assert_close(compiled(x, lengths)[0], model(x, lengths)[0], rtol=0, atol=tol)
 
 
 FIRST_USE_COMPILED = """
@@ -198,7 +206,7 @@ def test_compile_reference_loop():
     model = WordLM(peephole=True, impl="reference").train()
     x = torch.randint(0, 11, (T, B))
     compiled = torch.compile(model, backend="aot_eager", fullgraph=True)
-    assert_same_run(run(compiled, x), run(model, x))
+    assert_same_run(run(compiled, x), run(model, x), model, x)
 
 
 @pytest.mark.filterwarnings("ignore:The .grad attribute of a Tensor that is not a leaf")  # Dynamo's, at the break
@@ -210,7 +218,7 @@ def test_compile_fused_python_kernel_breaks_the_graph_but_is_right():
     with pytest.raises(torch._dynamo.exc.Unsupported, match="out="):
         run(torch.compile(model, backend="aot_eager", fullgraph=True), x)
     torch._dynamo.reset()
-    assert_same_run(run(torch.compile(model, backend="aot_eager"), x), run(model, x))
+    assert_same_run(run(torch.compile(model, backend="aot_eager"), x), run(model, x), model, x)
 
 
 @pytest.mark.slow
@@ -219,7 +227,7 @@ def test_compile_inductor(cpp):
     model = WordLM(layer_norm=True, proj_size=4).train()
     x = torch.randint(0, 11, (T, B))
     compiled = torch.compile(model, fullgraph=True)
-    assert_same_run(run(compiled, x), run(model, x), atol=1e-5)
+    assert_same_run(run(compiled, x), run(model, x), model, x)
 
 
 # --- torch.export ---------------------------------------------------------------------------------
@@ -233,9 +241,10 @@ def test_export_runs_and_matches_eager_at_other_shapes(cpp):
     assert "lstmkit.lstm_scan.default" in ops
     for shape in ((T, B), (9, 2), (3, 7)):
         x2 = torch.randint(0, 11, shape)
+        tol = tolerances(model, x2)[0]
         with torch.no_grad():
             for got, want in zip(program.module()(x2), model(x2), strict=True):
-                torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+                torch.testing.assert_close(got, want, rtol=0, atol=tol)
 
 
 def test_program_exported_without_grad_refuses_to_train(cpp):
@@ -254,14 +263,15 @@ def test_jit_trace_of_the_cpp_kernel_is_right_at_any_shape(cpp):
     traced = torch.jit.trace(model, (torch.randint(0, 11, (T, B)),))
     for shape in ((9, 2), (1, 5)):
         x = torch.randint(0, 11, shape)
+        tol = tolerances(model, x)[0]
         with torch.no_grad():
             for got, want in zip(traced(x), model(x), strict=True):
-                torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+                torch.testing.assert_close(got, want, rtol=0, atol=tol)
     # and it trains: the op keeps what the backward needs whatever grad mode it was traced under
     model.train()
     traced.train()
     x = torch.randint(0, 11, (4, 2))
-    assert_same_run(run(traced, x), run(model, x))
+    assert_same_run(run(traced, x), run(model, x), model, x)
 
 
 @pytest.mark.parametrize("impl", ["fused", "reference"])
