@@ -135,14 +135,36 @@ def test_smoke_runs_of_both_kinds_score_every_test_size_and_reopen(tmp_path, tas
         assert summary["cell"] == ("NTM (LSTM controller)" if kind == "ntm" else "lstm")
 
 
-@pytest.mark.parametrize("options", [[], ["--int8"]])
-def test_export_of_the_ntm_is_refused_by_name(tmp_path, options):
+def test_the_ntm_exports_and_serves_a_copy_sequence_with_onnxruntime_alone(tmp_path):
+    """``lstmkit export`` writes the NTM's graph (verified); onnxruntime, from the start the file's metadata gives,
+    reads a test copy sequence as the run's model does; ``--int8`` and ``--lengths`` are refused by name."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from lstmkit.export.memory import START_KEY, bounds, start_inputs
+
     train_smoke(TASK, tmp_path)
-    result = CliRunner().invoke(app, ["export", str(tmp_path / "run"), "--out", str(tmp_path / "m.onnx"), *options])
-    assert result.exit_code == 1  # the CLI's error, not a traceback
-    assert ("the ntm-copy task's model cannot be exported: model must be an lstmkit LSTM, GRU or RNN, a "
-            "SequenceModel, or a classify, forecast or CTC task model, got MemoryLSTM") in result.output
-    assert not (tmp_path / "m.onnx").exists()
+    result = CliRunner().invoke(app, ["export", str(tmp_path / "run"), "--out", str(tmp_path / "m.onnx")])
+    assert result.exit_code == 0, result.output
+    assert "recurrent layers as ONNX operators: Scan" in result.output and "verified in onnxruntime" in result.output
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    meta = session.get_modelmeta().custom_metadata_map
+    assert meta["lstmkit.task"] == TASK
+    run = open_run(tmp_path / "run")
+    model = run.load_weights(run.task.build_model(run.config)).eval()
+    batch = run.task.eval_batches(run.config, "test")[0]  # (T, B, I) copy sequences of the test split
+    start = start_inputs(json.loads(meta[START_KEY]), batch.x.shape[1])
+    got = session.run(["logits"], {"features": batch.x.numpy(), **start})[0]
+    with torch.no_grad():
+        want = model(batch.x)[0].numpy()
+    allowed = 2 * bounds(model, {"features": batch.x, **{k: torch.from_numpy(v) for k, v in start.items()}})["logits"]
+    assert (np.abs(got - want) <= allowed.numpy()).all()
+    for options, message in ((["--int8"], "--int8 does not cover this model (MemoryLSTM): the int8 check bounds"),
+                             (["--lengths"], "--lengths does not apply to a model with an external memory")):
+        result = CliRunner().invoke(app, ["export", str(tmp_path / "run"), "--out", str(tmp_path / "n.onnx"),
+                                          *options])  # fmt: skip
+        assert result.exit_code in (1, 2) and message in result.output, result.output
+        assert not (tmp_path / "n.onnx").exists()
 
 
 @pytest.mark.parametrize(

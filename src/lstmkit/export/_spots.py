@@ -116,6 +116,21 @@ def plain_lstm(core: nn.Module) -> bool:
     return not (opt.peephole or opt.coupled or opt.layer_norm or core.proj_size)
 
 
+def lstm_cell(spots: Spots, a: Tensor, mags: Tensor, c: Tensor, K: int) -> tuple[Tensor, Tensor]:
+    """A plain LSTM cell, spotted: from the gate sums a (B, 4H, torch's order i, f, g, o) of K terms whose |terms| sum
+    to mags, and c_{t-1} (B, H): (h_t, c_t)."""
+    hidden = c.shape[-1]
+    a = spots.add(a, _gamma(K) * mags)
+    a_i, a_f, a_g, a_o = a.split(hidden, -1)
+    # sigmoid and tanh: F u absolute, not relative (module docstring)
+    i, f, o = (spots.add(torch.sigmoid(z), torch.full_like(z, _FU)) for z in (a_i, a_f, a_o))
+    g = spots.add(torch.tanh(a_g), torch.full_like(a_g, _FU))
+    c_new = spots.add(f * c + i * g, _FU * ((f * c).abs() + (i * g).abs()))
+    t = torch.tanh(c_new)
+    t = spots.add(t, torch.full_like(t, _FU))
+    return spots.add(o * t, _FU * (o * t).abs()), c_new
+
+
 @contextlib.contextmanager
 def spotted_cells(spots: Spots) -> Iterator[None]:
     """The reference LSTM loop (the layer's ``impl="reference"``: ``lstm_input_side`` for all steps, then
@@ -127,17 +142,7 @@ def spotted_cells(spots: Spots) -> Iterator[None]:
     import lstmkit.nn.lstm as layer_module
 
     def cell(a: Tensor, mags: Tensor, c: Tensor, K: int) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-        """From the gate sums a (B, 4H) of K terms whose |terms| sum to mags, and c_{t-1}: h_t, (h_t, c_t)."""
-        hidden = c.shape[-1]
-        a = spots.add(a, _gamma(K) * mags)
-        a_i, a_f, a_g, a_o = a.split(hidden, -1)
-        # sigmoid and tanh: F u absolute, not relative (module docstring)
-        i, f, o = (spots.add(torch.sigmoid(z), torch.full_like(z, _FU)) for z in (a_i, a_f, a_o))
-        g = spots.add(torch.tanh(a_g), torch.full_like(a_g, _FU))
-        c_new = spots.add(f * c + i * g, _FU * ((f * c).abs() + (i * g).abs()))
-        t = torch.tanh(c_new)
-        t = spots.add(t, torch.full_like(t, _FU))
-        h_new = spots.add(o * t, _FU * (o * t).abs())
+        h_new, c_new = lstm_cell(spots, a, mags, c, K)
         return h_new, (h_new, c_new)
 
     def input_side(x: Tensor, w, opt) -> Tensor:

@@ -19,7 +19,7 @@ import json
 import os
 from pathlib import Path
 
-from lstmkit.export import attention_lm, seq2seq
+from lstmkit.export import attention_lm, memory, seq2seq
 from lstmkit.export import int8 as int8_mod
 from lstmkit.export._deps import MissingDependency
 from lstmkit.export.frames import frames_to_onnx
@@ -79,6 +79,9 @@ def _export(run, model, out, *, format, lengths, verify, int8, per_channel, redu
     if export_kind(model) == attention_lm.KIND:  # an LSTM with SHA-RNN's attention block (export/attention_lm.py)
         return _export_attention_lm(model, out, metadata, path_default=run.path / "model.onnx", lengths=lengths,
                                     verify=verify)  # fmt: skip
+    if export_kind(model) == memory.KIND:  # an LSTM controller with an external memory (export/memory.py)
+        return _export_memory(model, out, metadata, path_default=run.path / "model.onnx", lengths=lengths,
+                              verify=verify)  # fmt: skip
     if export_kind(model) == "seq2seq":
         return _export_encoder_decoder(run, model, out, metadata, lengths=lengths, verify=verify)
     if export_kind(model) == "frames":  # a ConvLSTM frame forecaster: an unrolled graph (export/frames.py)
@@ -127,6 +130,18 @@ def _export_attention_lm(model, out, metadata, *, path_default: Path, lengths: b
     path = Path(out) if out is not None else path_default
     try:
         return attention_lm.export_attention_lm(model, path, verify=verify, metadata=metadata)
+    except (MissingDependency, ExportVerificationError) as e:
+        raise TaskError(str(e)) from e
+
+
+def _export_memory(model, out, metadata, *, path_default: Path, lengths: bool, verify: bool) -> OnnxExport:
+    """One graph carrying the controller's state, the reads, the weightings and the memory (``export.memory``)."""
+    if lengths:
+        raise ValueError("--lengths does not apply to a model with an external memory (the NTM): its outputs up to a "
+                         "sequence's length do not depend on the steps after it, so pad and read the first steps")
+    path = Path(out) if out is not None else path_default
+    try:
+        return memory.export_memory(model, path, verify=verify, metadata=metadata)
     except (MissingDependency, ExportVerificationError) as e:
         raise TaskError(str(e)) from e
 

@@ -41,8 +41,8 @@ from lstmkit.nn import LSTMCell, scan
 from lstmkit.train.config import ModelConfig
 
 MEMORY_INIT = 1e-6  # Collier & Beel 2018: a small constant start, not learned
-_COSINE_EPS = 1e-8  # keeps cos(k, M_i) finite while a slot (or the key) is all zeros
-_SHARPEN_EPS = 1e-12  # w^s may underflow to 0 in float32, where the gradient of 0 ** gamma in gamma is 0 * log 0 = NaN
+COSINE_EPS = 1e-8  # keeps cos(k, M_i) finite while a slot (or the key) is all zeros
+SHARPEN_EPS = 1e-12  # w^s may underflow to 0 in float32, where the gradient of 0 ** gamma in gamma is 0 * log 0 = NaN
 _START_LOGIT = 5.0  # the initial weighting: softmax of +5 on slot 0 and 0 elsewhere (about 0.54 on slot 0 at N = 128)
 
 
@@ -107,12 +107,12 @@ def address(memory: Tensor, previous: Tensor, a: Addressing) -> Tensor:
     # content: cosine similarity of each head's key with every slot, (B, K, W) x (B, N, W) -> (B, K, N)
     dots = a.key @ memory.transpose(1, 2)  # (B, K, N)
     norms = a.key.norm(dim=-1, keepdim=True) * memory.norm(dim=-1).unsqueeze(1)  # (B, K, 1) * (B, 1, N)
-    content = torch.softmax(a.beta * dots / (norms + _COSINE_EPS), dim=-1)  # (B, K, N)
+    content = torch.softmax(a.beta * dots / (norms + COSINE_EPS), dim=-1)  # (B, K, N)
     gated = a.gate * content + (1.0 - a.gate) * previous  # (B, K, N)
     S = (a.shift.shape[-1] - 1) // 2
     # rotation: offset d moves weight from slot j to slot j + d (mod N); torch.roll(w, d)[i] = w[i - d]
     shifted = sum(a.shift[..., d + S : d + S + 1] * torch.roll(gated, d, dims=-1) for d in range(-S, S + 1))
-    sharp = (shifted + _SHARPEN_EPS) ** a.gamma  # (B, K, N)
+    sharp = (shifted + SHARPEN_EPS) ** a.gamma  # (B, K, N)
     return sharp / sharp.sum(dim=-1, keepdim=True)
 
 
