@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -184,3 +185,26 @@ def test_argument_errors(tmp_path):
     with pytest.raises(TypeError, match=r"a MemoryLSTM \(the NTM\) exports with lstmkit.export.export_memory"):
         to_onnx(model, tmp_path / "m.onnx")
     assert not any(tmp_path.iterdir())
+
+
+def _docs_block() -> str:
+    """The serving block of docs/deployment.md's NTM section (the python block naming this file)."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "deployment.md").read_text(encoding="utf-8")
+    blocks = [b.split("```", 1)[0] for b in text.split("```python\n")[1:]]
+    [block] = [b for b in blocks if "tests/export/test_memory_export.py runs this block" in b]
+    return block
+
+
+def test_the_serving_block_of_the_docs_runs_and_gives_the_models_outputs(tmp_path):
+    """docs/deployment.md's block (onnxruntime and numpy only) gives the model's logits from its start, and its state
+    outputs are the model's state after the steps, within the bound."""
+    model = _model(seed=6)
+    path = str(export_memory(model, tmp_path / "m.onnx").path)
+    inputs = X.random_inputs(model, 8, 2, 0, seed=3)
+    scope = {"path": path, "features": inputs["features"].numpy()}
+    exec(compile(_docs_block(), "docs/deployment.md", "exec"), scope)  # our own docs, read from this checkout
+    want = X.run_torch(model, inputs)
+    allowed = {k: 2 * v.numpy() for k, v in X.bounds(model, inputs).items()}
+    for name, got in zip(X.OUTPUTS, (scope["logits"], *scope["after"]), strict=True):
+        assert (np.abs(got - want[name].numpy()) <= allowed[name]).all(), name
+    assert np.array_equal(scope["bits"], scope["logits"] > 0)

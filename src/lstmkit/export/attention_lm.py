@@ -37,9 +37,7 @@ import json
 import math
 import os
 from collections.abc import Mapping
-from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -49,7 +47,7 @@ from lstmkit import _rounding
 from lstmkit._fileio import atomic_path
 from lstmkit.export import _deps, _spots, task_models
 from lstmkit.export.graph import GraphBuilder
-from lstmkit.export.onnx_model import MIN_OPSET, ExportVerificationError, OnnxExport
+from lstmkit.export.onnx_model import MIN_OPSET, OnnxExport, check_path_and_opset, compare_within_bounds
 from lstmkit.export.recurrent import CoreInputs, emit_core
 from lstmkit.models.hybrid import causal_mask
 
@@ -196,14 +194,7 @@ def export_attention_lm(
     in onnxruntime (``verify_attention_lm``); raises ``ExportVerificationError`` when an output is beyond its
     bound."""
     check_model(model)
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
-    path = Path(path)
-    if path.is_dir() or not path.parent.is_dir():
-        raise ValueError(f"path must be a file name in an existing directory, got {path}")
-    latest = _deps.onnx().defs.onnx_opset_version()
-    if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= latest:
-        raise ValueError(f"opset must be an integer in [{MIN_OPSET}, {latest}] (this onnx's newest), got {opset!r}")
+    path = check_path_and_opset(path, opset)
     if verify:
         _deps.onnxruntime()  # fail on a missing runtime before writing anything
     proto, kinds = build_attention_lm(model, opset=opset, metadata=metadata)
@@ -400,24 +391,7 @@ def verify_attention_lm(
         want = run_torch(model, inputs)
         got = session.run(list(OUTPUTS), {k: v.numpy() for k, v in graph_inputs(model, inputs).items()})
         allowed = {name: _rounding.between(1.0) * e.numpy() for name, e in bounds(model, inputs).items()}
-        for (name, ref), out in zip(want.items(), got, strict=True):
-            ref = ref.numpy()
-            if out.shape != ref.shape:
-                raise ExportVerificationError(f"{path}: output {name!r} has shape {out.shape} in onnxruntime, "
-                                              f"{ref.shape} in PyTorch (T={T}, B={B}, M={M})")  # fmt: skip
-            diff = np.abs(out.astype(np.float64) - ref)
-            worst = max(worst, float(diff.max(initial=0.0)))
-            scale = float(np.abs(ref).max(initial=0.0))
-            if float(allowed[name].max(initial=0.0)) >= scale > 0 and name not in loose:
-                loose.append(name)  # an all-zero output would have passed
-            bad = diff > allowed[name]
-            if bad.any():
-                i = np.unravel_index(np.argmax(np.where(bad, diff - allowed[name], -np.inf)), diff.shape)
-                raise ExportVerificationError(
-                    f"{path}: output {name!r} differs from the PyTorch model by {diff[i]:.3g} at {tuple(map(int, i))} "
-                    f"(T={T}, B={B}, M={M}), beyond twice its float32 rounding bound there ({allowed[name][i]:.3g}); "
-                    f"please report this with the model's repr: {model!r}"
-                )
+        worst = max(worst, compare_within_bounds(path, model, want, got, allowed, f"T={T}, B={B}, M={M}", loose))
     return worst, tuple(loose)
 
 

@@ -433,6 +433,48 @@ def verification_tolerance(model: nn.Module, inputs: Mapping[str, Tensor]) -> tu
     return tol, tol
 
 
+def check_path_and_opset(path, opset) -> Path:
+    """The file and opset arguments of the graph writers beside ``to_onnx`` (``export_attention_lm``,
+    ``export_memory``): ``path`` a file name in an existing directory, ``opset`` in [MIN_OPSET, onnx's newest]."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
+    path = Path(path)
+    if path.is_dir() or not path.parent.is_dir():
+        raise ValueError(f"path must be a file name in an existing directory, got {path}")
+    latest = _deps.onnx().defs.onnx_opset_version()
+    if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= latest:
+        raise ValueError(f"opset must be an integer in [{MIN_OPSET}, {latest}] (this onnx's newest), got {opset!r}")
+    return path
+
+
+def compare_within_bounds(path, model: nn.Module, want: Mapping[str, Tensor], got: list[np.ndarray],
+                          allowed: Mapping[str, np.ndarray], where: str, loose: list[str]) -> float:
+    """Check onnxruntime's outputs ``got`` (in ``want``'s order) against PyTorch's ``want`` element by element within
+    ``allowed`` (each output's own bound, twice one evaluation's); returns the largest difference and appends to
+    ``loose`` the outputs whose largest bound is as large as their largest value (there an all-zero output would
+    have passed). Raises ``ExportVerificationError`` naming the output, the element and ``where`` (the shape)."""
+    worst = 0.0
+    for (name, ref), out in zip(want.items(), got, strict=True):
+        ref = ref.numpy()
+        if out.shape != ref.shape:
+            raise ExportVerificationError(f"{path}: output {name!r} has shape {out.shape} in onnxruntime, "
+                                          f"{ref.shape} in PyTorch ({where})")  # fmt: skip
+        diff = np.abs(out.astype(np.float64) - ref)
+        worst = max(worst, float(diff.max(initial=0.0)))
+        scale = float(np.abs(ref).max(initial=0.0))
+        if float(allowed[name].max(initial=0.0)) >= scale > 0 and name not in loose:
+            loose.append(name)
+        bad = diff > allowed[name]
+        if bad.any():
+            i = np.unravel_index(np.argmax(np.where(bad, diff - allowed[name], -np.inf)), diff.shape)
+            raise ExportVerificationError(
+                f"{path}: output {name!r} differs from the PyTorch model by {diff[i]:.3g} at {tuple(map(int, i))} "
+                f"({where}), beyond twice its float32 rounding bound there ({allowed[name][i]:.3g}); please report "
+                f"this with the model's repr: {model!r}"
+            )
+    return worst
+
+
 def verify_onnx(model: nn.Module, path: str | os.PathLike[str], *, lengths: bool = False,
                 shapes: tuple[tuple[int, int], ...] | None = None) -> tuple[float, tuple[str, ...]]:
     """Run the ONNX file ``path`` in onnxruntime against ``model`` at each (T, B) in ``shapes``.

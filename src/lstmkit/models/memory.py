@@ -189,7 +189,7 @@ class MemoryLSTM(nn.Module):
     nothing: every step depends on earlier steps only, so a padded sequence's outputs up to its length are those
     of the sequence alone (the state returned is the one after all T steps)."""
 
-    export_kind: ClassVar[str] = "memory"  # lstmkit.export writes no graph for it (refused by name)
+    export_kind: ClassVar[str] = "memory"  # lstmkit.export.memory writes its graph
     # ``lstmkit compress`` methods this model cannot take, with the reason (read beside the task's own limits)
     compression_limits: ClassVar[dict[str, str]] = {
         "prune --structured": "the NTM's controller units feed its heads and its output layer beside the vectors "
