@@ -138,13 +138,24 @@ def test_write_refuses_bad_text_a_wrong_judge_and_runs_that_cannot_write(gen_run
     assert len(read_strokes(tmp_path / "free" / "line-1.csv")) == 25  # unconditional: runs to the cap
 
 
-@pytest.mark.parametrize("options", [[], ["--int8"]])
-def test_export_refuses_the_windowed_model_by_name(gen_run, tmp_path, options):
-    result = CliRunner().invoke(app, ["export", str(gen_run.run_dir), "--out", str(tmp_path / "m.onnx"), *options])
-    assert result.exit_code == 1  # the CLI's error, not a traceback (typer's runner would give the exception)
-    assert ("the handwriting-gen task's model cannot be exported: model must be an lstmkit LSTM, GRU or RNN, a "
-            "SequenceModel, or a classify, forecast or CTC task model, got HandwritingNet") in result.output
-    assert not list(tmp_path.iterdir())
+@pytest.mark.parametrize("which", ["gen_run", "free_run"])
+def test_export_writes_the_network_with_its_alphabet_and_refuses_int8_and_lengths(which, request, tmp_path):
+    run = request.getfixturevalue(which)
+    result = CliRunner().invoke(app, ["export", str(run.run_dir), "--out", str(tmp_path / "m.onnx")])
+    assert result.exit_code == 0, result.output
+    assert "verified in onnxruntime" in result.output
+    import onnxruntime as ort
+
+    from lstmkit.data.strokes import ALPHABET
+
+    meta = ort.InferenceSession(str(tmp_path / "m.onnx")).get_modelmeta().custom_metadata_map
+    assert meta["lstmkit.task"] == "handwriting-gen" and json.loads(meta["lstmkit.start_point"]) == [0.0, 0.0, 1.0]
+    assert meta.get("lstmkit.alphabet") == (ALPHABET if which == "gen_run" else None)
+    for options, message in ((["--int8"], "--int8 does not cover this model (HandwritingNet)"),
+                             (["--lengths"], "--lengths does not apply to the handwriting network")):
+        result = CliRunner().invoke(app, ["export", str(run.run_dir), "--out", str(tmp_path / "n.onnx"), *options])
+        assert result.exit_code in (1, 2) and message in result.output, result.output
+        assert not (tmp_path / "n.onnx").exists()
 
 
 def test_write_continues_a_users_hand_given_its_strokes_and_text(gen_run, tmp_path):

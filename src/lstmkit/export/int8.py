@@ -88,6 +88,8 @@ UNSUPPORTED = {
     "classifier-ensemble": "the int8 check bounds one classifier's graph, not an average of several; export it in "
                            "float, or a member's run with --int8",
     "forecaster-ensemble": "the int8 check does not bound a forecaster's graph yet; export it in float",
+    "handwriting": "the int8 check bounds LSTM stacks and linear heads, not the attention window and the mixture "
+                   "density output; export it in float",
     "memory": "the int8 check bounds LSTM stacks and linear heads, not the NTM's addressing and memory; export it "
               "in float",
     "attention-lm": "the int8 check bounds LSTM stacks and linear heads, not the attention block between them "

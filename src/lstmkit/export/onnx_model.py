@@ -99,6 +99,9 @@ def _core_of(model: nn.Module) -> LSTM | GRU | RNN:
     if task_models.export_kind(model) == "attention-lm":
         hint = ("; an AttentionLM exports with lstmkit.export.export_attention_lm (one graph that also carries the "
                 "attention block's keys and values), or `lstmkit export RUN_DIR`")
+    if task_models.export_kind(model) == "handwriting":
+        hint = ("; a HandwritingNet exports with lstmkit.export.export_handwriting (one graph with the window and "
+                "the mixture density output), or `lstmkit export RUN_DIR`")
     if task_models.export_kind(model) == "memory":
         hint = ("; a MemoryLSTM (the NTM) exports with lstmkit.export.export_memory (one graph that also carries its "
                 "reads, head weightings and memory), or `lstmkit export RUN_DIR`")

@@ -19,7 +19,7 @@ import json
 import os
 from pathlib import Path
 
-from lstmkit.export import attention_lm, memory, seq2seq
+from lstmkit.export import attention_lm, handwriting, memory, seq2seq
 from lstmkit.export import int8 as int8_mod
 from lstmkit.export._deps import MissingDependency
 from lstmkit.export.frames import frames_to_onnx
@@ -82,6 +82,9 @@ def _export(run, model, out, *, format, lengths, verify, int8, per_channel, redu
     if export_kind(model) == memory.KIND:  # an LSTM controller with an external memory (export/memory.py)
         return _export_memory(model, out, metadata, path_default=run.path / "model.onnx", lengths=lengths,
                               verify=verify)  # fmt: skip
+    if export_kind(model) == handwriting.KIND:  # Graves's handwriting network (export/handwriting.py)
+        return _export_handwriting(model, out, metadata, path_default=run.path / "model.onnx", lengths=lengths,
+                                   verify=verify)  # fmt: skip
     if export_kind(model) == "seq2seq":
         return _export_encoder_decoder(run, model, out, metadata, lengths=lengths, verify=verify)
     if export_kind(model) == "frames":  # a ConvLSTM frame forecaster: an unrolled graph (export/frames.py)
@@ -142,6 +145,18 @@ def _export_memory(model, out, metadata, *, path_default: Path, lengths: bool, v
     path = Path(out) if out is not None else path_default
     try:
         return memory.export_memory(model, path, verify=verify, metadata=metadata)
+    except (MissingDependency, ExportVerificationError) as e:
+        raise TaskError(str(e)) from e
+
+
+def _export_handwriting(model, out, metadata, *, path_default: Path, lengths: bool, verify: bool) -> OnnxExport:
+    """One graph of the handwriting network with its whole state as inputs and outputs (``export.handwriting``)."""
+    if lengths:
+        raise ValueError("--lengths does not apply to the handwriting network: its graph reads T points of every "
+                         "sequence (writing feeds one point at a time)")  # fmt: skip
+    path = Path(out) if out is not None else path_default
+    try:
+        return handwriting.export_handwriting(model, path, verify=verify, metadata=metadata)
     except (MissingDependency, ExportVerificationError) as e:
         raise TaskError(str(e)) from e
 

@@ -257,6 +257,14 @@ class HandwritingGenTask(Task):
         recorded = run.read_record(DATA, _DATA_FORMAT, _DATA_VERSION)
         return reopen_and_score(self, run, split, recorded, run.file(DATA))
 
+    def serving_metadata(self, run: Run) -> dict[str, Any]:
+        """The synthesis network's alphabet (a text's ids are positions in it) and the first input; offsets are in
+        the normalised units of the training lines (data.step)."""
+        meta: dict[str, Any] = {"start_point": list(START)}
+        if run.config.model.conditional:
+            meta["alphabet"] = ALPHABET
+        return meta
+
     def handwrite(
         self,
         run: Run,
