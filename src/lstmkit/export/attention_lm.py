@@ -33,6 +33,7 @@ M memory steps, S = M + T keys.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import math
 import os
@@ -44,10 +45,9 @@ from torch import Tensor, nn
 
 import lstmkit
 from lstmkit import _rounding
-from lstmkit._fileio import atomic_path
 from lstmkit.export import _deps, _spots, task_models
 from lstmkit.export.graph import GraphBuilder
-from lstmkit.export.onnx_model import MIN_OPSET, OnnxExport, check_path_and_opset, compare_within_bounds
+from lstmkit.export.onnx_model import MIN_OPSET, OnnxExport, compare_within_bounds, write_verified
 from lstmkit.export.recurrent import CoreInputs, emit_core
 from lstmkit.models.hybrid import causal_mask
 
@@ -61,11 +61,7 @@ _F = _rounding.F_POINTWISE * _U
 
 def check_model(model: nn.Module) -> None:
     """Raise ``TypeError`` unless ``model`` is an ``AttentionLM`` (its ``export_kind``) with float32 parameters."""
-    if not isinstance(model, nn.Module) or task_models.export_kind(model) != KIND:
-        raise TypeError(f"model must be an lstmkit AttentionLM (export_kind {KIND!r}), got {type(model).__name__}")
-    bad = sorted({str(p.dtype) for p in model.parameters() if p.dtype != torch.float32})
-    if bad:
-        raise TypeError(f"model must have float32 parameters to export, got {bad}; call model.float() first")
+    task_models.check_export_model(model, KIND, "AttentionLM")
 
 
 def _linear(gb: GraphBuilder, x: str, layer: nn.Linear, hint: str) -> str:
@@ -122,7 +118,6 @@ def build_attention_lm(model: nn.Module, *, opset: int = MIN_OPSET, metadata: Ma
     """The ``onnx.ModelProto`` of an ``AttentionLM`` (the module docstring's graph) and each LSTM layer's operator."""
     check_model(model)
     onnx = _deps.onnx()
-    TP = onnx.TensorProto
     gb = GraphBuilder(onnx)
     cfg = model.config
     L, H, a, M_max = cfg.num_layers, cfg.hidden_size, model.attention_layer, model.memory_size
@@ -164,22 +159,11 @@ def build_attention_lm(model: nn.Module, *, opset: int = MIN_OPSET, metadata: Ma
     logits = gb.op("MatMul", [y, w], "head_mm")
     if model.head.bias is not None:
         logits = gb.op("Add", [logits, gb.const(model.head.bias, "head_b")], "head_out")
-    for (name, _, _), value in zip(outputs, (logits, hn, cn, *kept), strict=True):
-        gb.nodes.append(onnx.helper.make_node("Identity", [value], [name], name=gb.name(f"n_{name}")))
-    elem = {F32: TP.FLOAT, I64: TP.INT64}
-    info = onnx.helper.make_tensor_value_info
-    graph = onnx.helper.make_graph(gb.nodes, "lstmkit_AttentionLM", [info(n, elem[t], s) for n, t, s in inputs],
-                                   [info(n, elem[t], s) for n, t, s in outputs], gb.initializers)  # fmt: skip
-    opsets = [onnx.helper.make_opsetid("", opset)]
-    proto = onnx.helper.make_model(graph, opset_imports=opsets, producer_name="lstmkit",
-                                   producer_version=lstmkit.__version__)  # fmt: skip
-    proto.ir_version = onnx.helper.find_min_ir_version_for(opsets)
+    values = dict(zip(OUTPUTS, (logits, hn, cn, *kept), strict=True))
     meta = {"lstmkit.version": lstmkit.__version__, "lstmkit.model": repr(model), "lstmkit.layers": json.dumps(kinds),
             "lstmkit.attention_memory": str(M_max)}  # fmt: skip
     meta.update(metadata or {})
-    onnx.helper.set_model_props(proto, meta)
-    onnx.checker.check_model(proto, full_check=True)
-    return proto, kinds
+    return gb.finish("lstmkit_AttentionLM", inputs, outputs, values, opset=opset, props=meta), kinds
 
 
 def export_attention_lm(
@@ -194,16 +178,8 @@ def export_attention_lm(
     in onnxruntime (``verify_attention_lm``); raises ``ExportVerificationError`` when an output is beyond its
     bound."""
     check_model(model)
-    path = check_path_and_opset(path, opset)
-    if verify:
-        _deps.onnxruntime()  # fail on a missing runtime before writing anything
-    proto, kinds = build_attention_lm(model, opset=opset, metadata=metadata)
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(proto.SerializeToString())
-    err, loose = verify_attention_lm(model, path) if verify else (None, ())
-    return OnnxExport(path=path, inputs=tuple(i.name for i in proto.graph.input),
-                      outputs=tuple(o.name for o in proto.graph.output), layers=tuple(kinds), max_abs_error=err,
-                      loose=loose)  # fmt: skip
+    build = functools.partial(build_attention_lm, model, opset=opset, metadata=metadata)
+    return write_verified(model, path, opset, verify, build, verify_attention_lm)
 
 
 def verify_shapes(model: nn.Module) -> tuple[tuple[int, int, int], ...]:

@@ -205,22 +205,10 @@ def build_frames_onnx(model: nn.Module, input_frames: int, *, opset: int = MIN_O
             frame = gb.op("Where", [low, gb.const(np.float32(0.0), "zero_f"), frame], f"y{t}_floored")
         frames.append(gb.op("Unsqueeze", [frame, gb.const([0], "axes0", "int64")], f"y{t}_t"))  # (1, B, 1, H, W)
     gb.nodes.append(onnx.helper.make_node("Concat", frames, [OUTPUT], name=gb.name("n_out"), axis=0))
-    TP = onnx.TensorProto
-    graph = onnx.helper.make_graph(
-        gb.nodes, f"lstmkit_{type(model).__name__}",
-        [onnx.helper.make_tensor_value_info(INPUT, TP.FLOAT, [input_frames, "B", 1, "H", "W"])],
-        [onnx.helper.make_tensor_value_info(OUTPUT, TP.FLOAT, [horizon, "B", 1, "H", "W"])],
-        gb.initializers,
-    )  # fmt: skip
-    opsets = [onnx.helper.make_opsetid("", opset)]
-    proto = onnx.helper.make_model(graph, opset_imports=opsets, producer_name="lstmkit",
-                                   producer_version=lstmkit.__version__)  # fmt: skip
-    proto.ir_version = onnx.helper.find_min_ir_version_for(opsets)
     meta = {"lstmkit.version": lstmkit.__version__, "lstmkit.model": repr(model), "lstmkit.layers": '"unrolled"'}
     meta.update(metadata or {})
-    onnx.helper.set_model_props(proto, meta)
-    onnx.checker.check_model(proto, full_check=True)
-    return proto
+    return gb.finish(f"lstmkit_{type(model).__name__}", [(INPUT, "float32", [input_frames, "B", 1, "H", "W"])],
+                     [(OUTPUT, "float32", [horizon, "B", 1, "H", "W"])], None, opset=opset, props=meta)  # fmt: skip
 
 
 def _propagation_gain(w: torch.Tensor) -> float:

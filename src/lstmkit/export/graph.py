@@ -7,12 +7,15 @@ lstmkit's equations) and the time and batch axes stay symbolic.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from types import ModuleType
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
+
+import lstmkit
 
 
 class GraphBuilder:
@@ -72,3 +75,24 @@ class GraphBuilder:
 
     def value_info(self, name: str, elem_type: int, shape: list[int | str]) -> Any:
         return self.onnx.helper.make_tensor_value_info(name, elem_type, shape)
+
+    def finish(self, name: str, inputs: list[tuple[str, str, list]], outputs: list[tuple[str, str, list]],
+               values: Mapping[str, str] | None, *, opset: int, props: Mapping[str, str]) -> Any:
+        """The checked ``onnx.ModelProto`` of this (main) graph: ``inputs`` and ``outputs`` as (name, "float32" |
+        "int64" | "bool", shape); ``values`` maps each output name to the value it shows (an ``Identity`` node each;
+        None: nodes already write the outputs); the oldest IR version that reads ``opset``; ``props`` its metadata."""
+        onnx = self.onnx
+        TP = onnx.TensorProto
+        elem = {"float32": TP.FLOAT, "int64": TP.INT64, "bool": TP.BOOL}
+        for out, _, _ in outputs if values is not None else ():
+            self.nodes.append(onnx.helper.make_node("Identity", [values[out]], [out], name=self.name(f"n_{out}")))
+        info = onnx.helper.make_tensor_value_info
+        graph = onnx.helper.make_graph(self.nodes, name, [info(n, elem[t], s) for n, t, s in inputs],
+                                       [info(n, elem[t], s) for n, t, s in outputs], self.initializers)  # fmt: skip
+        opsets = [onnx.helper.make_opsetid("", opset)]
+        proto = onnx.helper.make_model(graph, opset_imports=opsets, producer_name="lstmkit",
+                                       producer_version=lstmkit.__version__)  # fmt: skip
+        proto.ir_version = onnx.helper.find_min_ir_version_for(opsets)  # the oldest runtime that can read it
+        onnx.helper.set_model_props(proto, dict(props))
+        onnx.checker.check_model(proto, full_check=True)
+        return proto

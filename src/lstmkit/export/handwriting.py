@@ -37,6 +37,7 @@ graph: every sequence in a call has T steps.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import os
 from collections.abc import Mapping
@@ -47,10 +48,9 @@ from torch import Tensor, nn
 
 import lstmkit
 from lstmkit import _rounding
-from lstmkit._fileio import atomic_path
 from lstmkit.export import _deps, _spots, task_models
 from lstmkit.export.graph import GraphBuilder
-from lstmkit.export.onnx_model import MIN_OPSET, OnnxExport, check_path_and_opset, compare_within_bounds
+from lstmkit.export.onnx_model import MIN_OPSET, OnnxExport, compare_within_bounds, write_verified
 from lstmkit.export.recurrent import CoreInputs, emit_core
 from lstmkit.models.handwriting import HandwritingNet, HandwritingState
 
@@ -64,11 +64,7 @@ _TINY = torch.finfo(torch.float32).tiny  # a window weight far from kappa may un
 
 def check_model(model: nn.Module) -> None:
     """Raise ``TypeError`` unless ``model`` is a ``HandwritingNet`` (its ``export_kind``) with float32 parameters."""
-    if not isinstance(model, nn.Module) or task_models.export_kind(model) != KIND:
-        raise TypeError(f"model must be an lstmkit HandwritingNet (export_kind {KIND!r}), got {type(model).__name__}")
-    bad = sorted({str(p.dtype) for p in model.parameters() if p.dtype != torch.float32})
-    if bad:
-        raise TypeError(f"model must have float32 parameters to export, got {bad}; call model.float() first")
+    task_models.check_export_model(model, KIND, "HandwritingNet")
 
 
 def signature(model: HandwritingNet) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -198,7 +194,7 @@ def build_handwriting_onnx(model: nn.Module, *, opset: int = MIN_OPSET, metadata
         extra = {"kappa_n": kappa, "w_n": w, "window_log_phi": log_phi}
     else:
         extra = {}
-    for k, layer in enumerate(model.layers):
+    for layer in model.layers:
         index = len(outs)
         x = gb.op("Concat", ["points", outs[-1], *window], f"in_l{index}", axis=2) if outs else "points"
         y, hn, cn, layer_kinds = emit_core(gb, layer, CoreInputs(x=x, h0=rows("h0", index), c0=rows("c0", index),
@@ -207,7 +203,6 @@ def build_handwriting_onnx(model: nn.Module, *, opset: int = MIN_OPSET, metadata
         hs.append(hn)
         cs.append(cn)
         kinds += layer_kinds
-        del k
     top = gb.op("Concat", outs, "head_in", axis=2) if len(outs) > 1 else outs[0]  # (T, B, L H)
     out = _linear(gb, top, model.head.linear, "head")  # (T, B, 1 + 6M)
     eos, pi_hat, mu, log_sigma, rho_hat = gb.op("Split", [out, gb.const([1, M, 2 * M, 2 * M, M], "split_mdn", I64)],
@@ -220,26 +215,17 @@ def build_handwriting_onnx(model: nn.Module, *, opset: int = MIN_OPSET, metadata
               "rho": gb.op("Tanh", [rho_hat], "rho_tbm"),
               "hn": gb.op("Concat", hs, "hn_all", axis=0) if len(hs) > 1 else hs[0],
               "cn": gb.op("Concat", cs, "cn_all", axis=0) if len(cs) > 1 else cs[0], **extra}  # fmt: skip
-    for name in out_names:
-        gb.nodes.append(onnx.helper.make_node("Identity", [values[name]], [name], name=gb.name(f"n_{name}")))
     shapes = {"points": ["T", "B", 3], "h0": [L, "B", H], "c0": [L, "B", H], "text": ["U", "B"], "text_lengths": ["B"],
               "kappa0": ["B", K], "w0": ["B", A], "eos_logit": ["T", "B"], "log_pi": ["T", "B", M],
               "mu": ["T", "B", M, 2], "log_sigma": ["T", "B", M, 2], "rho": ["T", "B", M], "hn": [L, "B", H],
               "cn": [L, "B", H], "kappa_n": ["B", K], "w_n": ["B", A], "window_log_phi": ["B", "U_plus_1"]}  # fmt: skip
-    elem = {n: TP.INT64 if n in ("text", "text_lengths") else TP.FLOAT for n in shapes}
-    info = onnx.helper.make_tensor_value_info
-    graph = onnx.helper.make_graph(gb.nodes, "lstmkit_HandwritingNet", [info(n, elem[n], shapes[n]) for n in in_names],
-                                   [info(n, elem[n], shapes[n]) for n in out_names], gb.initializers)  # fmt: skip
-    opsets = [onnx.helper.make_opsetid("", opset)]
-    proto = onnx.helper.make_model(graph, opset_imports=opsets, producer_name="lstmkit",
-                                   producer_version=lstmkit.__version__)  # fmt: skip
-    proto.ir_version = onnx.helper.find_min_ir_version_for(opsets)
+    elem = {n: I64 if n in ("text", "text_lengths") else F32 for n in shapes}
     meta = {"lstmkit.version": lstmkit.__version__, "lstmkit.model": repr(model), "lstmkit.layers": json.dumps(kinds),
             "lstmkit.handwriting": json.dumps({"conditional": model.conditional, "layers": L, "hidden_size": H,
                                                "window_mixtures": K, "alphabet_size": A, "mixtures": M})}  # fmt: skip
     meta.update(metadata or {})
-    onnx.helper.set_model_props(proto, meta)
-    onnx.checker.check_model(proto, full_check=True)
+    proto = gb.finish("lstmkit_HandwritingNet", [(n, elem[n], shapes[n]) for n in in_names],
+                      [(n, elem[n], shapes[n]) for n in out_names], values, opset=opset, props=meta)  # fmt: skip
     return proto, kinds
 
 
@@ -254,15 +240,8 @@ def export_handwriting(
     """Write a ``HandwritingNet`` as the module docstring's ONNX graph (atomically) and, with ``verify``, check it in
     onnxruntime (``verify_handwriting``); raises ``ExportVerificationError`` when an output is beyond its bound."""
     check_model(model)
-    path = check_path_and_opset(path, opset)
-    if verify:
-        _deps.onnxruntime()  # fail on a missing runtime before writing anything
-    proto, kinds = build_handwriting_onnx(model, opset=opset, metadata=metadata)
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(proto.SerializeToString())
-    err, loose = verify_handwriting(model, path) if verify else (None, ())
-    inputs, outputs = signature(model)
-    return OnnxExport(path=path, inputs=inputs, outputs=outputs, layers=tuple(kinds), max_abs_error=err, loose=loose)
+    build = functools.partial(build_handwriting_onnx, model, opset=opset, metadata=metadata)
+    return write_verified(model, path, opset, verify, build, verify_handwriting)
 
 
 # -- PyTorch's side: inputs, outputs, bounds -----------------------------------------------------------------------

@@ -35,6 +35,7 @@ rounding bound of its own, derived at these inputs from every rounded value of t
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import os
 from collections.abc import Mapping
@@ -46,10 +47,9 @@ from torch import Tensor, nn
 
 import lstmkit
 from lstmkit import _rounding
-from lstmkit._fileio import atomic_path
 from lstmkit.export import _deps, _spots, task_models
 from lstmkit.export.graph import GraphBuilder
-from lstmkit.export.onnx_model import MIN_OPSET, OnnxExport, check_path_and_opset, compare_within_bounds
+from lstmkit.export.onnx_model import MIN_OPSET, OnnxExport, compare_within_bounds, write_verified
 from lstmkit.models.memory import COSINE_EPS, MEMORY_INIT, SHARPEN_EPS, NTMCell, NTMState
 
 KIND = "memory"
@@ -67,11 +67,7 @@ _TINY = torch.finfo(torch.float32).tiny
 
 def check_model(model: nn.Module) -> None:
     """Raise ``TypeError`` unless ``model`` is a ``MemoryLSTM`` (its ``export_kind``) with float32 parameters."""
-    if not isinstance(model, nn.Module) or task_models.export_kind(model) != KIND:
-        raise TypeError(f"model must be an lstmkit MemoryLSTM (export_kind {KIND!r}), got {type(model).__name__}")
-    bad = sorted({str(p.dtype) for p in model.parameters() if p.dtype != torch.float32})
-    if bad:
-        raise TypeError(f"model must have float32 parameters to export, got {bad}; call model.float() first")
+    task_models.check_export_model(model, KIND, "MemoryLSTM")
 
 
 # -- the graph ---------------------------------------------------------------------------------------------------
@@ -172,10 +168,9 @@ def _step_body(sb: GraphBuilder, cell: NTMCell):
 
 
 def build_memory_onnx(model: nn.Module, *, opset: int = MIN_OPSET, metadata: Mapping[str, str] | None = None):
-    """The ``onnx.ModelProto`` of a ``MemoryLSTM`` (the module docstring's graph)."""
+    """The ``onnx.ModelProto`` of a ``MemoryLSTM`` (the module docstring's graph) and its recurrence's operator."""
     check_model(model)
     onnx = _deps.onnx()
-    TP = onnx.TensorProto
     gb = GraphBuilder(onnx)
     cell = model.cell
     N, W, R, V, _ = cell.sizes
@@ -187,22 +182,14 @@ def build_memory_onnx(model: nn.Module, *, opset: int = MIN_OPSET, metadata: Map
     h, c, read, weights, memory, y = gb.op("Scan", [*INPUTS[1:], "features"], "scan", n_out=6,
                                            body=_step_body(gb.sub(), cell), num_scan_inputs=1)  # fmt: skip
     logits = _linear(gb, y, model.head.weight, model.head.bias, "head")  # (T, B, O)
-    for name, value in zip(OUTPUTS, (logits, h, c, read, weights, memory), strict=True):
-        gb.nodes.append(onnx.helper.make_node("Identity", [value], [name], name=gb.name(f"n_{name}")))
-    info = onnx.helper.make_tensor_value_info
-    graph = onnx.helper.make_graph(gb.nodes, "lstmkit_MemoryLSTM", [info(n, TP.FLOAT, s) for n, s in zip(INPUTS, shapes,
-                                   strict=True)], [info(n, TP.FLOAT, s) for n, s in zip(OUTPUTS, out_shapes,
-                                   strict=True)], gb.initializers)  # fmt: skip
-    opsets = [onnx.helper.make_opsetid("", opset)]
-    proto = onnx.helper.make_model(graph, opset_imports=opsets, producer_name="lstmkit",
-                                   producer_version=lstmkit.__version__)  # fmt: skip
-    proto.ir_version = onnx.helper.find_min_ir_version_for(opsets)
+    values = dict(zip(OUTPUTS, (logits, h, c, read, weights, memory), strict=True))
     meta = {"lstmkit.version": lstmkit.__version__, "lstmkit.model": repr(model), "lstmkit.layers": '["Scan"]',
             START_KEY: json.dumps(start_metadata(model))}  # fmt: skip
     meta.update(metadata or {})
-    onnx.helper.set_model_props(proto, meta)
-    onnx.checker.check_model(proto, full_check=True)
-    return proto
+    proto = gb.finish("lstmkit_MemoryLSTM", [(n, F32, s) for n, s in zip(INPUTS, shapes, strict=True)],
+                      [(n, F32, s) for n, s in zip(OUTPUTS, out_shapes, strict=True)], values, opset=opset,
+                      props=meta)  # fmt: skip
+    return proto, ["Scan"]
 
 
 def export_memory(
@@ -216,14 +203,8 @@ def export_memory(
     """Write a ``MemoryLSTM`` as the module docstring's ONNX graph (atomically) and, with ``verify``, check it in
     onnxruntime (``verify_memory``); raises ``ExportVerificationError`` when an output is beyond its bound."""
     check_model(model)
-    path = check_path_and_opset(path, opset)
-    if verify:
-        _deps.onnxruntime()  # fail on a missing runtime before writing anything
-    proto = build_memory_onnx(model, opset=opset, metadata=metadata)
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(proto.SerializeToString())
-    err, loose = verify_memory(model, path) if verify else (None, ())
-    return OnnxExport(path=path, inputs=INPUTS, outputs=OUTPUTS, layers=("Scan",), max_abs_error=err, loose=loose)
+    build = functools.partial(build_memory_onnx, model, opset=opset, metadata=metadata)
+    return write_verified(model, path, opset, verify, build, verify_memory)
 
 
 # -- the start, for servers ----------------------------------------------------------------------------------------

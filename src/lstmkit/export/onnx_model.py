@@ -177,8 +177,6 @@ def build_onnx(model: nn.Module, *, lengths: bool = False, recurrence: str = "au
     """The ``onnx.ModelProto`` of ``model`` (arguments as ``to_onnx``) and the operator of each layer."""
     onnx = _deps.onnx()
     core = _core_of(model)
-    TP = onnx.TensorProto
-    elem = {"float32": TP.FLOAT, "int64": TP.INT64}
     gb = GraphBuilder(onnx)
     sig_in, sig_out = _signature(model, core, lengths)
     for name, _, _ in (*sig_in, *sig_out):  # reserve the graph's input and output names
@@ -187,24 +185,10 @@ def build_onnx(model: nn.Module, *, lengths: bool = False, recurrence: str = "au
         values, kinds = task_models.emit(gb, model, recurrence)
     else:
         values, kinds = _emit_layer_or_sequence_model(gb, model, core, sig_in[0][0], lengths, recurrence)
-    for (name, _, _), value in zip(sig_out, values, strict=True):
-        gb.nodes.append(onnx.helper.make_node("Identity", [value], [name], name=gb.name(f"n_{name}")))
-    graph = onnx.helper.make_graph(
-        gb.nodes,
-        f"lstmkit_{type(model).__name__}",
-        [onnx.helper.make_tensor_value_info(n, elem[t], s) for n, t, s in sig_in],
-        [onnx.helper.make_tensor_value_info(n, elem[t], s) for n, t, s in sig_out],
-        gb.initializers,
-    )
-    opsets = [onnx.helper.make_opsetid("", opset)]
-    proto = onnx.helper.make_model(graph, opset_imports=opsets, producer_name="lstmkit",
-                                   producer_version=lstmkit.__version__)  # fmt: skip
-    proto.ir_version = onnx.helper.find_min_ir_version_for(opsets)  # the oldest runtime that can read it
     meta = {"lstmkit.version": lstmkit.__version__, "lstmkit.model": repr(model), "lstmkit.layers": json.dumps(kinds)}
     meta.update(metadata or {})
-    onnx.helper.set_model_props(proto, meta)
-    onnx.checker.check_model(proto, full_check=True)
-    return proto, kinds
+    values = dict(zip([n for n, _, _ in sig_out], values, strict=True))
+    return gb.finish(f"lstmkit_{type(model).__name__}", sig_in, sig_out, values, opset=opset, props=meta), kinds
 
 
 def _emit_layer_or_sequence_model(gb: GraphBuilder, model: nn.Module, core: LSTM | GRU | RNN, first: str,
@@ -448,6 +432,23 @@ def check_path_and_opset(path, opset) -> Path:
     if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= latest:
         raise ValueError(f"opset must be an integer in [{MIN_OPSET}, {latest}] (this onnx's newest), got {opset!r}")
     return path
+
+
+def write_verified(model: nn.Module, path, opset, verify: bool, build, verify_file) -> OnnxExport:
+    """The shared steps of the graph writers beside ``to_onnx``: check ``path`` and ``opset``
+    (``check_path_and_opset``), fail early on a missing onnxruntime when verifying, ``build()`` the proto (and each
+    recurrent layer's operator), write it atomically, and with ``verify`` run ``verify_file(model, path)``
+    (-> (largest difference, loose outputs))."""
+    path = check_path_and_opset(path, opset)
+    if verify:
+        _deps.onnxruntime()  # fail on a missing runtime before writing anything
+    proto, kinds = build()
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(proto.SerializeToString())
+    err, loose = verify_file(model, path) if verify else (None, ())
+    return OnnxExport(path=path, inputs=tuple(i.name for i in proto.graph.input),
+                      outputs=tuple(o.name for o in proto.graph.output), layers=tuple(kinds), max_abs_error=err,
+                      loose=loose)  # fmt: skip
 
 
 def compare_within_bounds(path, model: nn.Module, want: Mapping[str, Tensor], got: list[np.ndarray],

@@ -33,6 +33,17 @@ from lstmkit.tasks.rundir import open_run
 FORMATS = ("onnx",)
 
 
+# export kind -> (its writer, why --lengths does not apply): the models whose graphs carry more state than h and c
+_STATEFUL_WRITERS = {
+    attention_lm.KIND: (attention_lm.export_attention_lm, "a model with an attention block (model.attention = true): "
+                        "it does not mask padding, so every chunk is whole"),
+    memory.KIND: (memory.export_memory, "a model with an external memory (the NTM): its outputs up to a sequence's "
+                  "length do not depend on the steps after it, so pad and read the first steps"),
+    handwriting.KIND: (handwriting.export_handwriting, "the handwriting network: its graph reads T points of every "
+                       "sequence (writing feeds one point at a time)"),
+}  # fmt: skip
+
+
 def export_run(
     run_dir: str | os.PathLike[str],
     *,
@@ -76,15 +87,16 @@ def _export(run, model, out, *, format, lengths, verify, int8, per_channel, redu
             raise ValueError("--lengths does not apply with --int8: the int8 check runs whole one-step inputs")
         return _export_int8(run, model, out, metadata, verify=verify, per_channel=per_channel,
                             reduce_range=reduce_range)  # fmt: skip
-    if export_kind(model) == attention_lm.KIND:  # an LSTM with SHA-RNN's attention block (export/attention_lm.py)
-        return _export_attention_lm(model, out, metadata, path_default=run.path / "model.onnx", lengths=lengths,
-                                    verify=verify)  # fmt: skip
-    if export_kind(model) == memory.KIND:  # an LSTM controller with an external memory (export/memory.py)
-        return _export_memory(model, out, metadata, path_default=run.path / "model.onnx", lengths=lengths,
-                              verify=verify)  # fmt: skip
-    if export_kind(model) == handwriting.KIND:  # Graves's handwriting network (export/handwriting.py)
-        return _export_handwriting(model, out, metadata, path_default=run.path / "model.onnx", lengths=lengths,
-                                   verify=verify)  # fmt: skip
+    writer = _STATEFUL_WRITERS.get(export_kind(model))
+    if writer is not None:  # a model whose graph carries more state than h and c (its own module in export/)
+        write, no_lengths = writer
+        if lengths:
+            raise ValueError(f"--lengths does not apply to {no_lengths}")
+        try:
+            return write(model, Path(out) if out is not None else run.path / "model.onnx", verify=verify,
+                         metadata=metadata)  # fmt: skip
+        except (MissingDependency, ExportVerificationError) as e:
+            raise TaskError(str(e)) from e
     if export_kind(model) == "seq2seq":
         return _export_encoder_decoder(run, model, out, metadata, lengths=lengths, verify=verify)
     if export_kind(model) == "frames":  # a ConvLSTM frame forecaster: an unrolled graph (export/frames.py)
@@ -123,42 +135,6 @@ def _metadata(run) -> dict[str, str]:
     for key, value in run.task.serving_metadata(run).items():
         metadata[f"lstmkit.{key}"] = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
     return metadata
-
-
-def _export_attention_lm(model, out, metadata, *, path_default: Path, lengths: bool, verify: bool) -> OnnxExport:
-    """One graph carrying h, c and the block's keys and values (``export.attention_lm``)."""
-    if lengths:
-        raise ValueError("--lengths does not apply to a model with an attention block (model.attention = true): "
-                         "it does not mask padding, so every chunk is whole")  # fmt: skip
-    path = Path(out) if out is not None else path_default
-    try:
-        return attention_lm.export_attention_lm(model, path, verify=verify, metadata=metadata)
-    except (MissingDependency, ExportVerificationError) as e:
-        raise TaskError(str(e)) from e
-
-
-def _export_memory(model, out, metadata, *, path_default: Path, lengths: bool, verify: bool) -> OnnxExport:
-    """One graph carrying the controller's state, the reads, the weightings and the memory (``export.memory``)."""
-    if lengths:
-        raise ValueError("--lengths does not apply to a model with an external memory (the NTM): its outputs up to a "
-                         "sequence's length do not depend on the steps after it, so pad and read the first steps")
-    path = Path(out) if out is not None else path_default
-    try:
-        return memory.export_memory(model, path, verify=verify, metadata=metadata)
-    except (MissingDependency, ExportVerificationError) as e:
-        raise TaskError(str(e)) from e
-
-
-def _export_handwriting(model, out, metadata, *, path_default: Path, lengths: bool, verify: bool) -> OnnxExport:
-    """One graph of the handwriting network with its whole state as inputs and outputs (``export.handwriting``)."""
-    if lengths:
-        raise ValueError("--lengths does not apply to the handwriting network: its graph reads T points of every "
-                         "sequence (writing feeds one point at a time)")  # fmt: skip
-    path = Path(out) if out is not None else path_default
-    try:
-        return handwriting.export_handwriting(model, path, verify=verify, metadata=metadata)
-    except (MissingDependency, ExportVerificationError) as e:
-        raise TaskError(str(e)) from e
 
 
 def _export_frames(run, model, out, metadata, *, lengths: bool, verify: bool) -> OnnxExport:

@@ -85,21 +85,8 @@ def _zeros(gb: GraphBuilder, like: str, rows: int, size: int, hint: str) -> str:
 
 
 def _model(gb: GraphBuilder, name: str, inputs: list, outputs: list, values: list[str], metadata: Mapping[str, str]):
-    onnx = gb.onnx
-    TP = onnx.TensorProto
-    elem = {"float32": TP.FLOAT, "int64": TP.INT64, "bool": TP.BOOL}
-    for (out_name, _, _), value in zip(outputs, values, strict=True):
-        gb.nodes.append(onnx.helper.make_node("Identity", [value], [out_name], name=gb.name(f"n_{out_name}")))
-    info = onnx.helper.make_tensor_value_info
-    graph = onnx.helper.make_graph(gb.nodes, name, [info(n, elem[t], s) for n, t, s in inputs],
-                                   [info(n, elem[t], s) for n, t, s in outputs], gb.initializers)
-    opsets = [onnx.helper.make_opsetid("", OPSET)]
-    proto = onnx.helper.make_model(graph, opset_imports=opsets, producer_name="lstmkit",
-                                   producer_version=lstmkit.__version__)  # fmt: skip
-    proto.ir_version = onnx.helper.find_min_ir_version_for(opsets)
-    onnx.helper.set_model_props(proto, dict(metadata))
-    onnx.checker.check_model(proto, full_check=True)
-    return proto
+    named = dict(zip([n for n, _, _ in outputs], values, strict=True))
+    return gb.finish(name, inputs, outputs, named, opset=OPSET, props=metadata)
 
 
 def build_encoder(model: nn.Module, metadata: Mapping[str, str] | None = None):

@@ -56,6 +56,16 @@ def export_kind(model: nn.Module) -> str | None:
     return getattr(type(model), "export_kind", None)
 
 
+def check_export_model(model: nn.Module, kind: str, name: str) -> None:
+    """Raise ``TypeError`` unless ``model`` has ``export_kind`` ``kind`` (an lstmkit ``name``) and float32
+    parameters: the first check of the graph writers beside ``to_onnx``."""
+    if not isinstance(model, nn.Module) or export_kind(model) != kind:
+        raise TypeError(f"model must be an lstmkit {name} (export_kind {kind!r}), got {type(model).__name__}")
+    bad = sorted({str(p.dtype) for p in model.parameters() if p.dtype != torch.float32})
+    if bad:
+        raise TypeError(f"model must have float32 parameters to export, got {bad}; call model.float() first")
+
+
 def kind(model: nn.Module) -> str | None:
     """``"classifier"``, ``"lstm-fcn"``, ``"classifier-ensemble"``, ``"recognizer"``, ``"forecaster"``,
     ``"forecaster-ensemble"``, or None for a model that is not a task model."""
