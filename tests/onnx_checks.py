@@ -39,3 +39,28 @@ def generate_with_the_example(run_dir: Path, prompt: str, length: int) -> str:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     return out.stdout
+
+
+def check_writer_argument_errors(write, model, name: str, kind: str, to_onnx_hint: str, tmp_path: Path) -> None:
+    """A graph writer beside ``to_onnx`` (``export_attention_lm``, ``export_memory``, ``export_handwriting``) refuses
+    another model, float64 parameters, a missing directory and an old opset by name, ``to_onnx`` points to it
+    (``to_onnx_hint``, a regex), and nothing is written."""
+    import copy
+
+    import pytest
+    import torch
+
+    from lstmkit.export import to_onnx
+
+    out = tmp_path / "m.onnx"
+    with pytest.raises(TypeError, match=rf"^model must be an lstmkit {name} \(export_kind '{kind}'\), got LSTM$"):
+        write(torch.nn.LSTM(3, 4), out)
+    with pytest.raises(TypeError, match=r"^model must have float32 parameters to export, got \['torch.float64'\]"):
+        write(copy.deepcopy(model).double(), out)
+    with pytest.raises(ValueError, match=r"^path must be a file name in an existing directory, got "):
+        write(model, tmp_path / "missing" / "m.onnx")
+    with pytest.raises(ValueError, match=r"^opset must be an integer in \[17, "):
+        write(model, out, opset=13)
+    with pytest.raises(TypeError, match=to_onnx_hint):
+        to_onnx(model, out)
+    assert not any(tmp_path.iterdir()), list(tmp_path.iterdir())

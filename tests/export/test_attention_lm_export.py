@@ -12,10 +12,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lstmkit.export import ExportVerificationError, _spots, export_attention_lm, to_onnx
+from lstmkit.export import ExportVerificationError, _spots, export_attention_lm
 from lstmkit.export import attention_lm as A
 from lstmkit.export.graph import GraphBuilder
 from lstmkit.models import AttentionLM, LMModel
+from onnx_checks import check_writer_argument_errors
 
 CONFIGS = {
     "block between layers": dict(num_layers=2, attention_layer=1),
@@ -174,19 +175,8 @@ def test_verification_catches_a_wrong_graph(fault, tmp_path, monkeypatch):
 
 
 def test_argument_errors(tmp_path):
-    model = _model()
-    with pytest.raises(TypeError, match=r"^model must be an lstmkit AttentionLM \(export_kind 'attention-lm'\), "
-                                        r"got LSTM$"):  # fmt: skip
-        export_attention_lm(torch.nn.LSTM(3, 4), tmp_path / "a.onnx")
-    with pytest.raises(TypeError, match=r"^model must have float32 parameters to export, got \['torch.float64'\]"):
-        export_attention_lm(copy.deepcopy(model).double(), tmp_path / "a.onnx")
-    with pytest.raises(ValueError, match=r"^path must be a file name in an existing directory, got "):
-        export_attention_lm(model, tmp_path / "missing" / "a.onnx")
-    with pytest.raises(ValueError, match=r"^opset must be an integer in \[17, "):
-        export_attention_lm(model, tmp_path / "a.onnx", opset=13)
-    with pytest.raises(TypeError, match=r"an AttentionLM exports with lstmkit.export.export_attention_lm"):
-        to_onnx(model, tmp_path / "a.onnx")
-    assert not any(tmp_path.iterdir())
+    check_writer_argument_errors(export_attention_lm, _model(), "AttentionLM", "attention-lm",
+                                 r"an AttentionLM exports with lstmkit.export.export_attention_lm", tmp_path)
 
 
 def test_graph_gelu_is_torch_exact_gelu():

@@ -13,10 +13,11 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from lstmkit.export import ExportVerificationError, _spots, export_handwriting, to_onnx
+from lstmkit.export import ExportVerificationError, _spots, export_handwriting
 from lstmkit.export import handwriting as X
 from lstmkit.export.graph import GraphBuilder
 from lstmkit.models.handwriting import HandwritingModel, HandwritingNet
+from onnx_checks import check_writer_argument_errors
 
 CONFIGS = {
     "synthesis, three layers": dict(num_layers=3),
@@ -137,19 +138,8 @@ def test_verification_catches_a_wrong_graph(fault, tmp_path, monkeypatch):
 
 
 def test_argument_errors(tmp_path):
-    model = _model()
-    with pytest.raises(TypeError, match=r"^model must be an lstmkit HandwritingNet \(export_kind 'handwriting'\), "
-                                        r"got LSTM$"):  # fmt: skip
-        export_handwriting(torch.nn.LSTM(3, 4), tmp_path / "h.onnx")
-    with pytest.raises(TypeError, match=r"^model must have float32 parameters to export, got \['torch.float64'\]"):
-        export_handwriting(copy.deepcopy(model).double(), tmp_path / "h.onnx")
-    with pytest.raises(ValueError, match=r"^path must be a file name in an existing directory, got "):
-        export_handwriting(model, tmp_path / "missing" / "h.onnx")
-    with pytest.raises(ValueError, match=r"^opset must be an integer in \[17, "):
-        export_handwriting(model, tmp_path / "h.onnx", opset=13)
-    with pytest.raises(TypeError, match=r"a HandwritingNet exports with lstmkit.export.export_handwriting"):
-        to_onnx(model, tmp_path / "h.onnx")
-    assert not any(tmp_path.iterdir())
+    check_writer_argument_errors(export_handwriting, _model(), "HandwritingNet", "handwriting",
+                                 r"a HandwritingNet exports with lstmkit.export.export_handwriting", tmp_path)
 
 
 def test_the_stop_output_is_the_models_stop_rule_at_every_opset(tmp_path):

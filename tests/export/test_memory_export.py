@@ -13,10 +13,11 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from lstmkit.export import ExportVerificationError, _spots, export_memory, to_onnx
+from lstmkit.export import ExportVerificationError, _spots, export_memory
 from lstmkit.export import memory as X
 from lstmkit.export.graph import GraphBuilder
 from lstmkit.models.memory import MemoryLSTM, MemoryModel, NTMCell
+from onnx_checks import check_writer_argument_errors
 
 CONFIGS = {
     "one reader, one writer": dict(),
@@ -173,18 +174,8 @@ def test_verification_catches_a_wrong_graph(fault, tmp_path, monkeypatch):
 
 
 def test_argument_errors(tmp_path):
-    model = _model()
-    with pytest.raises(TypeError, match=r"^model must be an lstmkit MemoryLSTM \(export_kind 'memory'\), got LSTM$"):
-        export_memory(torch.nn.LSTM(3, 4), tmp_path / "m.onnx")
-    with pytest.raises(TypeError, match=r"^model must have float32 parameters to export, got \['torch.float64'\]"):
-        export_memory(copy.deepcopy(model).double(), tmp_path / "m.onnx")
-    with pytest.raises(ValueError, match=r"^path must be a file name in an existing directory, got "):
-        export_memory(model, tmp_path / "missing" / "m.onnx")
-    with pytest.raises(ValueError, match=r"^opset must be an integer in \[17, "):
-        export_memory(model, tmp_path / "m.onnx", opset=13)
-    with pytest.raises(TypeError, match=r"a MemoryLSTM \(the NTM\) exports with lstmkit.export.export_memory"):
-        to_onnx(model, tmp_path / "m.onnx")
-    assert not any(tmp_path.iterdir())
+    check_writer_argument_errors(export_memory, _model(), "MemoryLSTM", "memory",
+                                 r"a MemoryLSTM \(the NTM\) exports with lstmkit.export.export_memory", tmp_path)
 
 
 def _docs_block() -> str:
