@@ -14,7 +14,8 @@ outputs                 ``logits`` (T, B, O); ``hn``, ``cn``, ``read_n``, ``weig
 
 A sequence starts from the model's own start (``NTMCell.initial_state``): h and c zero, the learned read vectors
 and head weightings, every memory entry 1e-6. The file carries it in its metadata (``lstmkit.memory_start``: JSON
-``{"read": [R W numbers], "weights": [K rows of N], "memory": 1e-06}``) so that a server needs onnxruntime alone:
+``{"read": [R W numbers], "weights": [K rows of N], "memory": 1e-06, "hidden_size": H, "slots": N, "width": W}``)
+so that a server needs onnxruntime alone:
 ``start_inputs`` builds the five state inputs for B sequences from it. Feeding the five state outputs back as the
 next call's inputs runs a sequence chunk by chunk as one call over all of it.
 
