@@ -85,6 +85,17 @@ def _is_sequence(model: nn.Module) -> bool:
     return task_models.export_kind(model) == "sequence"
 
 
+# export kind -> where the models that ``to_onnx`` does not write are written
+_OTHER_WRITERS = {
+    "attention-lm": "; an AttentionLM exports with lstmkit.export.export_attention_lm (one graph that also carries the "
+                    "attention block's keys and values), or `lstmkit export RUN_DIR`",
+    "handwriting": "; a HandwritingNet exports with lstmkit.export.export_handwriting (one graph with the window and "
+                   "the mixture density output), or `lstmkit export RUN_DIR`",
+    "memory": "; a MemoryLSTM (the NTM) exports with lstmkit.export.export_memory (one graph that also carries its "
+              "reads, head weightings and memory), or `lstmkit export RUN_DIR`",
+}  # fmt: skip
+
+
 def _core_of(model: nn.Module) -> LSTM | GRU | RNN:
     if task_models.kind(model) is not None:
         return task_models.core_of(model)
@@ -95,16 +106,7 @@ def _core_of(model: nn.Module) -> LSTM | GRU | RNN:
         return core
     if isinstance(model, (LSTM, GRU, RNN)):
         return model
-    hint = ""
-    if task_models.export_kind(model) == "attention-lm":
-        hint = ("; an AttentionLM exports with lstmkit.export.export_attention_lm (one graph that also carries the "
-                "attention block's keys and values), or `lstmkit export RUN_DIR`")
-    if task_models.export_kind(model) == "handwriting":
-        hint = ("; a HandwritingNet exports with lstmkit.export.export_handwriting (one graph with the window and "
-                "the mixture density output), or `lstmkit export RUN_DIR`")
-    if task_models.export_kind(model) == "memory":
-        hint = ("; a MemoryLSTM (the NTM) exports with lstmkit.export.export_memory (one graph that also carries its "
-                "reads, head weightings and memory), or `lstmkit export RUN_DIR`")
+    hint = _OTHER_WRITERS.get(task_models.export_kind(model), "")
     if isinstance(model, (nn.LSTM, nn.GRU, nn.RNN)):
         hint = f"; load its state_dict into lstmkit.{type(model).__name__} (same parameter names) and export that"
     raise TypeError(f"model must be an lstmkit LSTM, GRU or RNN, a SequenceModel, or a classify, forecast or CTC "
@@ -422,7 +424,8 @@ def verification_tolerance(model: nn.Module, inputs: Mapping[str, Tensor]) -> tu
 
 def check_path_and_opset(path, opset) -> Path:
     """The file and opset arguments of the graph writers beside ``to_onnx`` (``export_attention_lm``,
-    ``export_memory``): ``path`` a file name in an existing directory, ``opset`` in [MIN_OPSET, onnx's newest]."""
+    ``export_memory``, ``export_handwriting``): ``path`` a file name in an existing directory, ``opset`` in
+    [MIN_OPSET, onnx's newest]."""
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
     path = Path(path)
