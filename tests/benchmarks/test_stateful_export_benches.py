@@ -1,5 +1,6 @@
 """benchmarks/ntm_onnx.py: on a smoke ntm-copy run, onnxruntime's bits wrong equal PyTorch's at every test size, the
-differences are a share of the derived bound below 1, and both runtimes are timed at every size."""
+differences are a share of the derived bound below 1, and both runtimes are timed at every size;
+benchmarks/handwriting_step.py times both runtimes for both networks."""
 
 from __future__ import annotations
 
@@ -23,3 +24,13 @@ def test_every_test_size_has_the_same_bits_wrong_in_both_runtimes(tmp_path):
         assert 0 <= float(share) < 1, share
     timed = [r for r in rows if len(r) == 4 and r[0].strip()[:1].isdigit()]  # "size (T)" rows
     assert len(timed) == 2 and all(float(r[1]) > 0 and float(r[2]) > 0 for r in timed)
+
+
+def test_the_handwriting_step_benchmark_times_both_runtimes_for_both_networks():
+    for extra in ([], ["--unconditional"]):
+        done = subprocess.run([sys.executable, str(BENCHMARKS / "handwriting_step.py"), "--rounds", "1", "--text", "5",
+                               *extra], capture_output=True, text=True, timeout=600)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        rows = [line.split("|")[1:-1] for line in done.stdout.splitlines() if line.startswith("| ")][1:]
+        assert [r[0].strip() for r in rows] == ["PyTorch forward", "onnxruntime"]
+        assert all(float(r[1]) > 0 for r in rows)

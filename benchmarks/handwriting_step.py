@@ -1,0 +1,71 @@
+"""One writing step of Graves's handwriting network at batch 1 (one pen point in, the next point's mixture out, the
+state carried): the exported graph in onnxruntime against the PyTorch model as ``HandwritingNet.sample`` steps it.
+
+Candidates (``handwriting-gen``'s default sizes: 3 layers of 200, a window of 10 Gaussians over a text of
+``--text`` symbols of 75, 20 mixtures; random weights, the timing does not depend on the values):
+
+- ``PyTorch forward``: ``HandwritingNet.forward`` on one point with the carried ``HandwritingState`` (what
+  ``sample`` and ``lstmkit write`` call per point; the baseline of every ratio);
+- ``onnxruntime``: the ``lstmkit.export.export_handwriting`` graph on one point with its state inputs.
+
+One thread everywhere; the candidates interleaved (``_timing.interleaved``), each reported as the median over rounds
+of its time over the baseline's in the same round.
+
+    python benchmarks/handwriting_step.py                   # under a minute
+    python benchmarks/handwriting_step.py --unconditional
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import onnxruntime as ort
+import torch
+from _timing import interleaved, ratio_table
+
+from lstmkit.export import export_handwriting
+from lstmkit.export.handwriting import random_inputs
+from lstmkit.models.handwriting import HandwritingModel, HandwritingNet, HandwritingState
+
+BASELINE = "PyTorch forward"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--text", type=int, default=40, help="symbols of the text the window reads (U)")
+    parser.add_argument("--unconditional", action="store_true", help="the prediction network (no window)")
+    parser.add_argument("--rounds", type=int, default=20)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    conditional = not args.unconditional
+    model = HandwritingNet(HandwritingModel(hidden_size=200, num_layers=3, conditional=conditional,
+                                            alphabet_size=75 if conditional else None)).eval()  # fmt: skip
+    path = Path(tempfile.mkdtemp()) / "handwriting.onnx"
+    export_handwriting(model, path, verify=False)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    inputs = random_inputs(model, 1, 1, args.text, before=20, seed=0)  # one point, a state 20 points in
+    feeds = {k: v.numpy() for k, v in inputs.items()}
+    h0, c0 = inputs["h0"], inputs["c0"]
+    state = HandwritingState([(h0[k], c0[k]) for k in range(h0.shape[0])], inputs.get("kappa0"), inputs.get("w0"))
+    text, lengths = inputs.get("text"), inputs.get("text_lengths")
+
+    def torch_step() -> None:
+        with torch.no_grad():
+            model(inputs["points"], text, lengths, state)
+
+    def ort_step() -> None:
+        session.run(None, feeds)
+
+    times = interleaved({BASELINE: torch_step, "onnxruntime": ort_step}, args.rounds)
+    kind = f"synthesis, a text of {args.text} symbols" if conditional else "prediction (unconditional)"
+    for line in ratio_table(times, BASELINE, f"one step at batch 1, {kind}; 3 x 200 LSTM, one thread", digits=3):
+        print(line)
+
+
+if __name__ == "__main__":
+    main()
