@@ -131,7 +131,8 @@ def _window_body(sb: GraphBuilder, model: HandwritingNet, onehot: str, in_text: 
 
 
 def _reduce(gb: GraphBuilder, op: str, x: str, axis: int, opset: int, hint: str) -> str:
-    """ReduceMax over one axis, keepdims: its axes an attribute before opset 18 and an input from 18."""
+    """A reduction ``op`` (ReduceMax here) over one axis, keepdims: its axes an attribute before opset 18 and an input
+    from 18 (ReduceSum took them as an input from 13)."""
     if opset < 18:
         return gb.op(op, [x], hint, axes=[axis], keepdims=1)
     return gb.op(op, [x, gb.const([axis], f"axes_{axis}", I64)], hint, keepdims=1)
