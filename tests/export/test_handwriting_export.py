@@ -171,7 +171,7 @@ def test_the_writing_loop_of_the_docs_runs_the_model_step_by_step(tmp_path):
     alphabet = "abcdefg"
     result = export_handwriting(model, tmp_path / "h.onnx", metadata={
         "lstmkit.alphabet": alphabet, "lstmkit.start_point": "[0.0, 0.0, 1.0]"})  # fmt: skip
-    scope = {"path": str(result.path), "text": "bad cafe", "seed": 0, "max_points": 30}
+    scope = {"path": str(result.path), "text": "bad cafe", "seed": 0, "max_points": 30, "bias": 0.5}
     with pytest.raises(ValueError, match="substring not found"):  # " " is not in this alphabet
         exec(compile(_docs_block(), "docs/deployment.md", "exec"), dict(scope))  # our own docs, from this checkout
     scope["text"] = "badcafe"
