@@ -30,7 +30,7 @@ from lstmkit.tasks.rundir import open_run
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", help="an ntm-copy or ntm-recall run directory with model.kind = 'ntm'")
-    parser.add_argument("--cases", type=int, default=8, help="sequences of each size whose bound is derived")
+    parser.add_argument("--cases", type=int, default=2, help="sequences of each size whose bound is derived")
     parser.add_argument("--rounds", type=int, default=15)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> None:
         for _, _, _, _, _, batch, i in rows[: args.cases]:
             x = batch.x[:, i : i + 1]
             inputs = {"features": x, **{k: torch.from_numpy(v) for k, v in X.start_inputs(start, 1).items()}}
-            bound = X.bounds(model, inputs)["logits"].numpy()
+            bound = X.bounds(model, inputs, outputs=("logits",))["logits"].numpy()
             got = session.run(["logits"], {k: v.numpy() for k, v in inputs.items()})[0]
             with torch.no_grad():
                 want = model(x)[0].numpy()

@@ -199,3 +199,15 @@ def test_the_serving_block_of_the_docs_runs_and_gives_the_models_outputs(tmp_pat
     for name, got in zip(X.OUTPUTS, (scope["logits"], *scope["after"]), strict=True):
         assert (np.abs(got - want[name].numpy()) <= allowed[name]).all(), name
     assert np.array_equal(scope["bits"], scope["logits"] > 0)
+
+
+def test_bounds_of_some_outputs_are_those_of_all():
+    model = _model(seed=8)
+    inputs = X.random_inputs(model, 5, 2, 3, seed=1)
+    every = X.bounds(model, inputs)
+    some = X.bounds(model, inputs, outputs=("logits", "memory_n"))
+    assert set(some) == {"logits", "memory_n"}
+    for name in some:
+        torch.testing.assert_close(some[name], every[name], rtol=1e-12, atol=0)
+    with pytest.raises(ValueError, match=r"^outputs must be some of \('logits', "):
+        X.bounds(model, inputs, outputs=("memory",))

@@ -363,19 +363,23 @@ def spotted_step(spots: _spots.Spots, cell: NTMCell, x: Tensor, state: NTMState)
     return torch.cat([h, read], dim=-1), NTMState(h, c, read, weights, memory_new)
 
 
-def bounds(model: nn.Module, inputs: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """Per element of each output, a bound on its float32 rounding error at the graph's ``inputs``, carried by
-    autograd (``lstmkit.export._spots``): the model run again in float64 with a spot on every rounded value
-    (``spotted_step`` at each step, the output layer), and LAMBDA sqrt(sum g^2 eps^2) for every output element."""
+def bounds(model: nn.Module, inputs: Mapping[str, Tensor], outputs: tuple[str, ...] = OUTPUTS) -> dict[str, Tensor]:
+    """Per element of each of ``outputs`` (default all), a bound on its float32 rounding error at the graph's
+    ``inputs``, carried by autograd (``lstmkit.export._spots``): the model run again in float64 with a spot on every
+    rounded value (``spotted_step`` at each step, the output layer), and LAMBDA sqrt(sum g^2 eps^2) for every output
+    element (a backward pass per 64 output positions of a sequence: the memory's N W dominate all but long runs)."""
+    bad = sorted(set(outputs) - set(OUTPUTS))
+    if bad or not outputs:
+        raise ValueError(f"outputs must be some of {OUTPUTS}, got {outputs!r}")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # many small backward passes: a thread pool costs more than it saves
     try:
-        return _bounds(model, inputs)
+        return _bounds(model, inputs, outputs)
     finally:
         torch.set_num_threads(threads)
 
 
-def _bounds(model: nn.Module, inputs: Mapping[str, Tensor]) -> dict[str, Tensor]:
+def _bounds(model: nn.Module, inputs: Mapping[str, Tensor], names: tuple[str, ...]) -> dict[str, Tensor]:
     twin = copy.deepcopy(model).double().eval()
     spots = _spots.Spots()
     with torch.enable_grad():
@@ -385,13 +389,15 @@ def _bounds(model: nn.Module, inputs: Mapping[str, Tensor]) -> dict[str, Tensor]
             y, state = spotted_step(spots, twin.cell, x, state)
             ys.append(y)
         logits = _spotted_linear(spots, twin.head, torch.stack(ys))  # (T, B, O)
-        parts = [logits.movedim(1, 0), *state]  # each with the batch first
+        every = dict(zip(OUTPUTS, (logits.movedim(1, 0), *state), strict=True))  # each with the batch first
+        parts = [every[n] for n in names]
         flat = torch.cat([p.flatten(1) for p in parts], dim=1)  # (B, total)
         std = _rounding.LAMBDA * spots.variance_batched(flat, chunk=64).sqrt()  # (B, total)
     pieces = std.split([p[0].numel() for p in parts], dim=1)
-    shaped = [e.reshape(p.shape) for e, p in zip(pieces, parts, strict=True)]
-    shaped[0] = shaped[0].movedim(0, 1)  # logits back to (T, B, O)
-    return dict(zip(OUTPUTS, shaped, strict=True))
+    shaped = {n: e.reshape(p.shape) for n, e, p in zip(names, pieces, parts, strict=True)}
+    if "logits" in shaped:
+        shaped["logits"] = shaped["logits"].movedim(0, 1)  # back to (T, B, O)
+    return shaped
 
 
 def verify_memory(
