@@ -64,3 +64,27 @@ def check_writer_argument_errors(write, model, name: str, kind: str, to_onnx_hin
     with pytest.raises(TypeError, match=to_onnx_hint):
         to_onnx(model, out)
     assert not any(tmp_path.iterdir()), list(tmp_path.iterdir())
+
+
+def docs_python_block(marker: str) -> str:
+    """The python block of docs/deployment.md that contains ``marker`` (exactly one must)."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "deployment.md").read_text(encoding="utf-8")
+    blocks = [b.split("```", 1)[0] for b in text.split("```python\n")[1:]]
+    [block] = [b for b in blocks if marker in b]
+    return block
+
+
+def cpu_session(path) -> ort.InferenceSession:
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def perturbed(model, seed: int, scale: float):
+    """``model`` with every parameter moved by ``scale`` times a standard normal draw (seeded), in eval mode: off the
+    initial values that zero or peak some branches."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(scale * torch.randn(p.shape, generator=g))
+    return model.eval()

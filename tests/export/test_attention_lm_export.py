@@ -7,7 +7,6 @@ import copy
 import math
 
 import numpy as np
-import onnxruntime as ort
 import pytest
 import torch
 import torch.nn.functional as F
@@ -16,7 +15,7 @@ from lstmkit.export import ExportVerificationError, _spots, export_attention_lm
 from lstmkit.export import attention_lm as A
 from lstmkit.export.graph import GraphBuilder
 from lstmkit.models import AttentionLM, LMModel
-from onnx_checks import check_writer_argument_errors
+from onnx_checks import check_writer_argument_errors, cpu_session, perturbed
 
 CONFIGS = {
     "block between layers": dict(num_layers=2, attention_layer=1),
@@ -31,16 +30,8 @@ def _model(seed: int = 0, memory: int = 5, **kw) -> AttentionLM:
     would leave the block's attention out of the check)."""
     torch.manual_seed(seed)
     kw = {"num_layers": 2, "attention_layer": 1, **kw}
-    model = AttentionLM(LMModel(vocab_size=11, hidden_size=8, attention=True, attention_memory=memory, **kw))
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.3 * torch.randn(p.shape, generator=g))
-    return model.eval()
-
-
-def _session(path) -> ort.InferenceSession:
-    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return perturbed(AttentionLM(LMModel(vocab_size=11, hidden_size=8, attention=True, attention_memory=memory, **kw)),
+                     seed, 0.3)
 
 
 @pytest.mark.parametrize("name", list(CONFIGS))
@@ -52,7 +43,7 @@ def test_graph_matches_torch_in_onnxruntime(name, tmp_path):
     assert result.layers == ("LSTM",) * model.config.num_layers
     assert result.loose == ()  # every output's bound is below the output: the check could fail
     assert 0 < result.max_abs_error < 1e-5
-    meta = _session(result.path).get_modelmeta().custom_metadata_map
+    meta = cpu_session(result.path).get_modelmeta().custom_metadata_map
     assert meta["lstmkit.attention_memory"] == "5"
 
 
@@ -61,7 +52,7 @@ def test_the_cache_keeps_the_last_steps_exactly(tmp_path):
     bit for bit, and a short cache grows by the chunk."""
     model = _model(memory=5)
     path = export_attention_lm(model, tmp_path / "a.onnx").path
-    session = _session(path)
+    session = cpu_session(path)
     for T, M in [(3, 5), (2, 2), (7, 0)]:
         feeds = {k: v.numpy() for k, v in A.graph_inputs(model, A.random_inputs(model, T, 2, M, seed=T)).items()}
         keys_out, values_out = session.run(["keys_out", "values_out"], feeds)
@@ -76,7 +67,7 @@ def test_chunks_with_the_carried_state_are_one_pass(tmp_path):
     over it (memory longer than the text: then chunking changes nothing), to the bound of each chunk at torch's
     states (a first-order bound per call, so twice the largest is allowed across the three)."""
     model = _model(memory=16)
-    session = _session(export_attention_lm(model, tmp_path / "a.onnx").path)
+    session = cpu_session(export_attention_lm(model, tmp_path / "a.onnx").path)
     tokens = torch.randint(0, 11, (11, 2), generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         whole, _ = model(tokens)

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 import pytest
 import torch
 
@@ -17,7 +15,7 @@ from lstmkit.export import ExportVerificationError, _spots, export_handwriting
 from lstmkit.export import handwriting as X
 from lstmkit.export.graph import GraphBuilder
 from lstmkit.models.handwriting import HandwritingModel, HandwritingNet
-from onnx_checks import check_writer_argument_errors
+from onnx_checks import check_writer_argument_errors, cpu_session, docs_python_block, perturbed
 
 CONFIGS = {
     "synthesis, three layers": dict(num_layers=3),
@@ -32,16 +30,7 @@ def _model(seed: int = 0, **kw) -> HandwritingNet:
     cfg = {"hidden_size": 12, "mixtures": 4, "window_mixtures": 3, "alphabet_size": 7, **kw}
     if not cfg.get("conditional", True):
         cfg.pop("alphabet_size")
-    model = HandwritingNet(HandwritingModel(**cfg))
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.2 * torch.randn(p.shape, generator=g))
-    return model.eval()
-
-
-def _session(path) -> ort.InferenceSession:
-    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return perturbed(HandwritingNet(HandwritingModel(**cfg)), seed, 0.2)
 
 
 @pytest.mark.parametrize("name", list(CONFIGS))
@@ -55,14 +44,14 @@ def test_graph_matches_torch_in_onnxruntime(name, tmp_path):
     assert result.layers == kinds
     assert result.loose == ()  # every output's bound is below the output: the check could fail
     assert 0 < result.max_abs_error < 1e-4
-    meta = json.loads(_session(result.path).get_modelmeta().custom_metadata_map["lstmkit.handwriting"])
+    meta = json.loads(cpu_session(result.path).get_modelmeta().custom_metadata_map["lstmkit.handwriting"])
     assert meta["conditional"] == model.conditional and meta["layers"] == model.config.num_layers
 
 
 def test_chunks_with_the_carried_state_are_one_pass(tmp_path):
     """Feeding the state outputs back runs a sequence chunk by chunk exactly as one call over all of it."""
     model = _model(seed=3)
-    session = _session(export_handwriting(model, tmp_path / "h.onnx").path)
+    session = cpu_session(export_handwriting(model, tmp_path / "h.onnx").path)
     inputs = {k: v.numpy() for k, v in X.random_inputs(model, 10, 2, 5, 0, seed=4).items()}
     names = X.signature(model)[1]
     whole = dict(zip(names, session.run(None, inputs), strict=True))
@@ -149,19 +138,11 @@ def test_the_stop_output_is_the_models_stop_rule_at_every_opset(tmp_path):
     inputs = X.random_inputs(model, 3, 1, 5, 20, seed=8)
     want = X.run_torch(model, inputs)["window_log_phi"]
     for opset in (17, 18):
-        session = _session(export_handwriting(model, tmp_path / f"h{opset}.onnx", opset=opset).path)
+        session = cpu_session(export_handwriting(model, tmp_path / f"h{opset}.onnx", opset=opset).path)
         got = session.run(["window_log_phi"], {k: v.numpy() for k, v in inputs.items()})[0]
         bound = 2 * X.bounds(model, inputs)["window_log_phi"].numpy()
         assert (np.abs(got - want.numpy()) <= bound).all()
         assert bool(got[0, -1] > got[0, :-1].max()) == bool(want[0, -1] > want[0, :-1].max())
-
-
-def _docs_block() -> str:
-    """The writing loop of docs/deployment.md's handwriting section."""
-    text = (Path(__file__).resolve().parents[2] / "docs" / "deployment.md").read_text(encoding="utf-8")
-    blocks = [b.split("```", 1)[0] for b in text.split("```python\n")[1:]]
-    [block] = [b for b in blocks if "tests/export/test_handwriting_export.py runs this block" in b]
-    return block
 
 
 def test_the_writing_loop_of_the_docs_runs_the_model_step_by_step(tmp_path):
@@ -172,10 +153,12 @@ def test_the_writing_loop_of_the_docs_runs_the_model_step_by_step(tmp_path):
     result = export_handwriting(model, tmp_path / "h.onnx", metadata={
         "lstmkit.alphabet": alphabet, "lstmkit.start_point": "[0.0, 0.0, 1.0]"})  # fmt: skip
     scope = {"path": str(result.path), "text": "bad cafe", "seed": 0, "max_points": 30, "bias": 0.5}
+    loop = compile(docs_python_block("tests/export/test_handwriting_export.py runs this block"), "docs/deployment.md",
+                   "exec")  # our own docs, read from this checkout  # fmt: skip
     with pytest.raises(ValueError, match="substring not found"):  # " " is not in this alphabet
-        exec(compile(_docs_block(), "docs/deployment.md", "exec"), dict(scope))  # our own docs, from this checkout
+        exec(loop, dict(scope))
     scope["text"] = "badcafe"
-    exec(compile(_docs_block(), "docs/deployment.md", "exec"), scope)
+    exec(loop, scope)
     points = scope["points"]
     assert points.ndim == 2 and points.shape[1] == 3 and 1 <= len(points) <= 30 and np.isfinite(points).all()
     x = torch.cat([torch.tensor([[0.0, 0.0, 1.0]]), torch.from_numpy(points[:-1])]).unsqueeze(1)  # (N, 1, 3)

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 import pytest
 import torch
 
@@ -17,7 +15,7 @@ from lstmkit.export import ExportVerificationError, _spots, export_memory
 from lstmkit.export import memory as X
 from lstmkit.export.graph import GraphBuilder
 from lstmkit.models.memory import MemoryLSTM, MemoryModel, NTMCell
-from onnx_checks import check_writer_argument_errors
+from onnx_checks import check_writer_argument_errors, cpu_session, docs_python_block, perturbed
 
 CONFIGS = {
     "one reader, one writer": dict(),
@@ -31,21 +29,14 @@ def _model(seed: int = 0, sharp: bool = False, **kw) -> MemoryLSTM:
     by 4, as a trained NTM's are (gamma about 5: sharpened weightings, the underflow-prone case)."""
     torch.manual_seed(seed)
     cfg = MemoryModel(input_size=5, output_size=4, hidden_size=12, memory_slots=10, memory_width=6, **kw)
-    model = MemoryLSTM(cfg)
-    g = torch.Generator().manual_seed(seed)
+    model = perturbed(MemoryLSTM(cfg), seed, 0.3)
     with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.3 * torch.randn(p.shape, generator=g))
         if sharp:
             W, S, P = cfg.memory_width, cfg.shift_range, model.cell.per_head
             for k in range(cfg.read_heads + cfg.write_heads):
                 model.cell.heads.bias[k * P + W] += 4.0  # beta
                 model.cell.heads.bias[k * P + W + 2 * S + 3] += 4.0  # gamma
     return model.eval()
-
-
-def _session(path) -> ort.InferenceSession:
-    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 
 @pytest.mark.parametrize("sharp", [False, True], ids=["mild", "sharp"])
@@ -58,7 +49,7 @@ def test_graph_matches_torch_in_onnxruntime(name, sharp, tmp_path):
     assert result.layers == ("Scan",)
     assert result.loose == ()  # every output's bound is below the output: the check could fail
     assert 0 < result.max_abs_error < 1e-5
-    assert len(_session(result.path).get_inputs()) == 6
+    assert len(cpu_session(result.path).get_inputs()) == 6
 
 
 def test_chunks_with_the_carried_state_are_one_pass(tmp_path):
@@ -66,7 +57,7 @@ def test_chunks_with_the_carried_state_are_one_pass(tmp_path):
     same float32 operations on the same values), from the start the file's metadata gives."""
     model = _model(seed=3, **CONFIGS["two readers, two writers, shifts of 2"])
     path = export_memory(model, tmp_path / "m.onnx").path
-    session = _session(path)
+    session = cpu_session(path)
     start = X.start_inputs(json.loads(session.get_modelmeta().custom_metadata_map[X.START_KEY]), 2)
     x = np.random.default_rng(0).integers(0, 2, (12, 2, 5)).astype(np.float32)
     whole = session.run(list(X.OUTPUTS), {"features": x, **start})
@@ -84,7 +75,7 @@ def test_the_start_in_the_metadata_is_the_models_start(tmp_path):
     """``start_inputs`` from the file's ``lstmkit.memory_start`` equals ``NTMCell.initial_state`` bit for bit, and the
     graph run from it gives the model's outputs for a sequence started afresh (state None), within the bound."""
     model = _model(seed=4)
-    session = _session(export_memory(model, tmp_path / "m.onnx").path)
+    session = cpu_session(export_memory(model, tmp_path / "m.onnx").path)
     start = json.loads(session.get_modelmeta().custom_metadata_map[X.START_KEY])
     assert (start["hidden_size"], start["slots"], start["width"], start["memory"]) == (12, 10, 6, 1e-6)
     feeds = X.start_inputs(start, 3)
@@ -178,14 +169,6 @@ def test_argument_errors(tmp_path):
                                  r"a MemoryLSTM \(the NTM\) exports with lstmkit.export.export_memory", tmp_path)
 
 
-def _docs_block() -> str:
-    """The serving block of docs/deployment.md's NTM section (the python block naming this file)."""
-    text = (Path(__file__).resolve().parents[2] / "docs" / "deployment.md").read_text(encoding="utf-8")
-    blocks = [b.split("```", 1)[0] for b in text.split("```python\n")[1:]]
-    [block] = [b for b in blocks if "tests/export/test_memory_export.py runs this block" in b]
-    return block
-
-
 def test_the_serving_block_of_the_docs_runs_and_gives_the_models_outputs(tmp_path):
     """docs/deployment.md's block (onnxruntime and numpy only) gives the model's logits from its start, and its state
     outputs are the model's state after the steps, within the bound."""
@@ -193,7 +176,8 @@ def test_the_serving_block_of_the_docs_runs_and_gives_the_models_outputs(tmp_pat
     path = str(export_memory(model, tmp_path / "m.onnx").path)
     inputs = X.random_inputs(model, 8, 2, 0, seed=3)
     scope = {"path": path, "features": inputs["features"].numpy()}
-    exec(compile(_docs_block(), "docs/deployment.md", "exec"), scope)  # our own docs, read from this checkout
+    block = docs_python_block("tests/export/test_memory_export.py runs this block")
+    exec(compile(block, "docs/deployment.md", "exec"), scope)  # our own docs, read from this checkout
     want = X.run_torch(model, inputs)
     allowed = {k: 2 * v.numpy() for k, v in X.bounds(model, inputs).items()}
     for name, got in zip(X.OUTPUTS, (scope["logits"], *scope["after"]), strict=True):
