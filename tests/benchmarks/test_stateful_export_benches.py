@@ -34,3 +34,4 @@ def test_the_handwriting_step_benchmark_times_both_runtimes_for_both_networks():
         rows = [line.split("|")[1:-1] for line in done.stdout.splitlines() if line.startswith("| ")][1:]
         assert [r[0].strip() for r in rows] == ["PyTorch forward", "onnxruntime"]
         assert all(float(r[1]) > 0 for r in rows)
+
