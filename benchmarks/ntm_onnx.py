@@ -3,7 +3,8 @@
 For an ``ntm-copy`` or ``ntm-recall`` run (``model.kind = "ntm"``): exports the model (``lstmkit.export.memory``,
 its verification included) to a temporary file, then runs onnxruntime, from the start the file's metadata gives
 (``start_inputs``: numpy only, as a server would), and PyTorch over every test sequence. Per test size: the mean
-bits wrong and the share of sequences all right by each, and the largest logit difference; for the first
+bits wrong and the share of sequences all right by each, the largest logit difference and the largest logit
+(PyTorch's, at the answered steps); for the first
 ``--cases`` sequences of each size also the largest share of its derived float32 bound (``bounds``, one
 evaluation's; the export's check allows twice it) that the difference takes. Then one whole test sequence of each
 size at batch 1, one thread each, interleaved (``_timing.interleaved``): onnxruntime against PyTorch's eager model.
@@ -55,18 +56,19 @@ def main(argv: list[str] | None = None) -> None:
         mask = batch.mask.unsqueeze(-1).numpy()
         diff = np.abs(got - want.numpy()) * mask  # (T, B, O): the answered steps
         for i, size in enumerate(batch.sizes.tolist()):
+            largest = float((want.abs().numpy() * mask)[:, i].max())
             by_size.setdefault(size, []).append((scores[0]["bit_errors"][i], scores[0]["success"][i],
                                                  scores[1]["bit_errors"][i], scores[1]["success"][i],
-                                                 float(diff[:, i].max()), batch, i))  # fmt: skip
+                                                 float(diff[:, i].max()), batch, i, largest))  # fmt: skip
     print("| size | sequences | bits wrong, onnxruntime (all right) | bits wrong, PyTorch (all right) | largest "
-          "logit difference | largest difference / bound (first cases) |")
-    print("|---:|---:|---:|---:|---:|---:|")
+          "logit difference | largest difference / bound (first cases) | largest answered logit |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
     firsts = {}
     for size, rows in sorted(by_size.items()):
         n = len(rows)
         ort_bits, ort_ok, pt_bits, pt_ok = (sum(float(r[k]) for r in rows) / n for k in range(4))
         share = 0.0
-        for _, _, _, _, _, batch, i in rows[: args.cases]:
+        for _, _, _, _, _, batch, i, _ in rows[: args.cases]:
             x = batch.x[:, i : i + 1]
             inputs = {"features": x, **{k: torch.from_numpy(v) for k, v in X.start_inputs(start, 1).items()}}
             bound = X.bounds(model, inputs, outputs=("logits",))["logits"].numpy()
@@ -76,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
             share = max(share, float((np.abs(got - want) / bound).max()))
             firsts.setdefault(size, x)
         print(f"| {size} | {n} | {ort_bits:.2f} ({100 * ort_ok:.1f}%) | {pt_bits:.2f} ({100 * pt_ok:.1f}%) | "
-              f"{max(r[4] for r in rows):.2g} | {share:.3f} |")
+              f"{max(r[4] for r in rows):.2g} | {share:.3f} | {max(r[7] for r in rows):.1f} |")
     print("| size (T steps) | PyTorch, eager (ms) | onnxruntime (ms) | onnxruntime / PyTorch [IQR] |")
     print("|---|---:|---:|---|")
     for size, x in firsts.items():

@@ -17,11 +17,12 @@ def test_every_test_size_has_the_same_bits_wrong_in_both_runtimes(tmp_path):
                            "--cases", "2"], capture_output=True, text=True, timeout=600)  # fmt: skip
     assert done.returncode == 0, done.stderr
     rows = [line.split("|")[1:-1] for line in done.stdout.splitlines() if line.startswith("| ")]
-    sizes = [r for r in rows if len(r) == 6 and r[0].strip().isdigit()]
+    sizes = [r for r in rows if len(r) == 7 and r[0].strip().isdigit()]
     assert [int(r[0]) for r in sizes] == [2, 5]  # the smoke run's test lengths
-    for _, sequences, ort_bits, torch_bits, _, share in sizes:
+    for _, sequences, ort_bits, torch_bits, _, share, largest in sizes:
         assert ort_bits == torch_bits and int(sequences) > 0
         assert 0 <= float(share) < 1, share
+        assert float(largest) > 0
     timed = [r for r in rows if len(r) == 4 and r[0].strip()[:1].isdigit()]  # "size (T)" rows
     assert len(timed) == 2 and all(float(r[1]) > 0 and float(r[2]) > 0 for r in timed)
 
