@@ -8,10 +8,9 @@ What it changes against the autograd arrangements of ``convlstm.py`` (same convo
 - The gate activations write the convolution's output into one saved buffer of gates
   (T, B, G, H, W); per step the backward writes the pre-activation gradients into one (B, G, H, W)
   buffer (not over the gates: a graph kept with ``retain_graph`` may be differentiated again). On the
-  CPU the gate math of a step is one pass of the 1-D layer's C++ kernels each way (``_cpp_pointwise``:
-  per batch row the pre-activations are the 1-D layer's gate blocks with H := Hc H W); elsewhere tensor
-  operations, one kernel per gate gradient (aten's sigmoid_backward / tanh_backward), the twin the
-  tests hold equal.
+  CPU the gate math of a step is one pass of the 1-D layer's C++ kernels each way (``bptt``: per batch
+  row the pre-activations are the 1-D layer's gate blocks with H := Hc H W); elsewhere tensor operations,
+  one kernel per gate gradient, the twin the tests hold equal.
 - The step convolution is one strategy object: ``DirectConv`` (one oneDNN call per step gives the
   data, weight and bias gradients; one weight gradient over all T B frames after the loop measured
   slower than T per-step ones: 42.5 against 55.3 GFLOP/s, docs/benchmarks.md) or, for 3x3 kernels
@@ -27,13 +26,8 @@ channels, Hc hidden channels, G = 4 Hc, H x W the frame. Held equal to the refer
 checked with ``torch.autograd.gradcheck`` in float64 by tests/nn/test_convlstm.py and
 tests/nn/test_winograd.py.
 
-The backward of one step (i, f, g, o the activated gates, tc = tanh(c_t), dh and dc the gradients
-arriving at h_t and c_t)::
-
-    do = dh tc                       da_o = do o (1 - o)
-    dc = dc + dh o (1 - tc^2)        da_i = dc g i (1 - i),   da_f = dc c_{t-1} f (1 - f)
-    dc_{t-1} = dc f                  da_g = dc i (1 - g^2)
-    [dx_t, dh_{t-1}] = conv2d's data gradient of da = [da_i, da_f, da_g, da_o]
+The gate math of a step, each way, is ``bptt.gates_forward`` and ``bptt.gates_backward`` (the equations there);
+the data gradient of the step convolution gives [dx_t, dh_{t-1}] from the pre-activation gradients.
 """
 
 from __future__ import annotations
@@ -42,9 +36,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from . import _cpp, _winograd, _workspace
+from . import _winograd, _workspace
 from ._base import autocast_off
-from ._second_order import refuse_second_order
+from .bptt import gate_kernels as _cpp_pointwise
+from .bptt import gates_backward, gates_forward, refuse_second_order
 
 SECOND_ORDER_REFUSAL = (
     "ConvLSTM's hand-written backward (impl='bptt' or 'winograd') cannot be differentiated again (gradients "
@@ -52,25 +47,12 @@ SECOND_ORDER_REFUSAL = (
     "torch operations that autograd differentiates to any order"
 )
 
-# d sigmoid / d a and d tanh / d a from the activation's output, written into grad_input: one kernel each.
-_sigmoid_grad = torch.ops.aten.sigmoid_backward.grad_input  # grad * y (1 - y)
-_tanh_grad = torch.ops.aten.tanh_backward.grad_input  # grad * (1 - y^2)
-
-
 def _conv_grads(grad: Tensor, inp: Tensor, weight: Tensor, pad: tuple[int, int], data: bool,
                 bias: bool) -> tuple[Tensor | None, Tensor, Tensor | None]:  # fmt: skip
     """The gradients of conv2d(inp, weight, b, padding=pad) for the output gradient ``grad``: of inp
     (when ``data``), of weight, of b (when ``bias``); one oneDNN call."""
     return torch.ops.aten.convolution_backward(grad, inp, weight, [weight.shape[0]] if bias else None, [1, 1],
                                                list(pad), [1, 1], False, [0, 0], 1, [data, True, bias])  # fmt: skip
-
-
-def _cpp_pointwise(x: Tensor) -> bool:
-    """Whether the gate math runs in the C++ extension's one-pass kernels (the 1-D layer's, lstm_scan.cpp's
-    ``convlstm_pointwise_*``): CPU float32/float64 where it builds, not under a tracer (torch.compile, export,
-    fake tensors: the kernels read tensor data); else the tensor operations below."""
-    return (x.device.type == "cpu" and x.dtype in _cpp.SUPPORTED_DTYPES and not _cpp.tracing(x)
-            and _cpp.available())  # fmt: skip
 
 
 class DirectConv:
@@ -155,16 +137,7 @@ class ConvLSTMLayerFn(torch.autograd.Function):
         for t in range(T):
             # W_hh * h_0 = 0 under zero_state: step 0 convolves the input side alone (C channels, not C + Hc)
             a = conv.forward(t, xh[t], C if zero_state and t == 0 else C + Hc, pre)  # (B, G, H, W)
-            if kernels:  # the gates, c_t, tanh(c_t) and h_t (into ys[t]) in one C++ pass
-                _cpp._ext().convlstm_pointwise_forward(a, cs[t], gates[t], cs[t + 1], tcs[t], ys[t])
-            else:
-                torch.sigmoid(a[:, : 2 * Hc], out=gates[t, :, : 2 * Hc])  # i, f
-                torch.tanh(a[:, 2 * Hc : 3 * Hc], out=gates[t, :, 2 * Hc : 3 * Hc])  # g
-                torch.sigmoid(a[:, 3 * Hc :], out=gates[t, :, 3 * Hc :])  # o
-                i, f, g, o = gates[t].split(Hc, dim=1)  # each (B, Hc, H, W)
-                torch.mul(f, cs[t], out=cs[t + 1])
-                cs[t + 1].addcmul_(i, g)  # c_t = f c_{t-1} + i g
-                torch.mul(o, torch.tanh(cs[t + 1], out=tcs[t]), out=ys[t])  # h_t
+            gates_forward(a, cs[t], gates[t], cs[t + 1], tcs[t], ys[t], kernels=kernels)  # h_t into ys[t]
             if mask is None:
                 xh[t + 1, :, C:] = ys[t]  # h_t is the next step's input
             else:
@@ -204,20 +177,7 @@ class ConvLSTMLayerFn(torch.autograd.Function):
                 carry_h, carry_c = dh * ~m, dc * ~m
                 dh, dc = dh * m, dc * m
             a = da
-            if kernels:  # da and dc_{t-1} (over dc) in one C++ pass
-                _cpp._ext().convlstm_pointwise_backward(gates[t], tcs[t], cs[t], dh, dc, a)
-                dc_prev = dc
-            else:
-                i, f, g, o = gates[t].split(Hc, dim=1)
-                a_i, a_f, a_g, a_o = a.split(Hc, dim=1)  # written in place: one kernel each, no copies
-                tc = tcs[t]
-                _sigmoid_grad(dh * tc, o, grad_input=a_o)  # da_o = dh tc o (1 - o)
-                dho = dh * o
-                dc.add_(_tanh_grad(dho, tc, grad_input=dho))  # dc += dh o (1 - tc^2)
-                _tanh_grad(dc * i, g, grad_input=a_g)  # da_g = dc i (1 - g^2)
-                _sigmoid_grad(dc * cs[t], f, grad_input=a_f)  # da_f = dc c_{t-1} f (1 - f)
-                _sigmoid_grad(dc * g, i, grad_input=a_i)  # da_i = dc g i (1 - i)
-                dc_prev = dc * f
+            dc_prev = gates_backward(gates[t], tcs[t], cs[t], dh, dc, a, kernels=kernels)
             if zero_state and t == 0:  # step 0 convolved x_0 alone: its gradients reach W_ih, b and x_0 only
                 dx0 = conv.backward(0, a, C, cs.new_empty(B, C, *frame) if need_x else None)
                 if dx is not None:
