@@ -506,6 +506,7 @@ def test_a_small_conditional_net_overfits_two_sequences():
         ({"alphabet_size": 0}, "model.alphabet_size must be >= 1, got 0"),
         ({"vocab_size": 5}, "model.vocab_size is not used by the handwriting model; leave it unset, got 5"),
         ({"tie_weights": True}, "model.tie_weights is not used by the handwriting model; it must be false"),
+        ({"window_impl": "cpp"}, "model.window_impl must be one of 'fused', 'reference', got 'cpp'"),
     ],
 )
 def test_config_errors(kw, message):

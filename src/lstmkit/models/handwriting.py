@@ -23,8 +23,11 @@ c_0 .. c_{U-1} (one-hot, positions counted **from 0**, so kappa = 0 sits on the 
     \phi(t, u) = \sum_k \alpha_k \exp(-\beta_k (\kappa_{t,k} - u)^2), \quad u = 0 .. U-1 \\
     w_t = \sum_u \phi(t, u)\, c_u
 
-with phi zero at u >= the text's length (padding). Layers 2..L are ``lstmkit.nn.LSTM`` layers run over the whole
-sequence at once on [x_t, h^{l-1}_t, w_t]. Prediction (not ``conditional``): every layer is a fused
+with phi zero at u >= the text's length (padding). This first layer runs as one autograd Function with a
+hand-written backward (``model.window_impl = "fused"``, the default: ``_window_bptt``) or, its reference twin, the
+cell and the window stepped through autograd (``"reference"``, and under torch.func transforms and tracers); the
+tests hold the two equal. Layers 2..L are ``lstmkit.nn.LSTM`` layers run over the whole sequence at once on
+[x_t, h^{l-1}_t, w_t]. Prediction (not ``conditional``): every layer is a fused
 ``lstmkit.nn.LSTM`` over the whole sequence. Dropout (``model.dropout``) acts on each layer's output before the next
 layer and the head; the window reads the first layer's output undropped.
 
@@ -49,7 +52,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lstmkit.nn import LSTM, LSTMCell
+from lstmkit.nn.bptt import hand_written
 from lstmkit.train.config import ModelConfig, require_at_least
+
+from ._window_bptt import window_layer
 
 START_TOKEN = (0.0, 0.0, 1.0)  # x_0: a pen lift at the origin, so the first real point starts a stroke
 RHO_LIMIT = 1.0 - 1e-6  # |rho| is clamped to this in the density only: tanh rounds to exactly 1 in float32
@@ -60,6 +66,7 @@ FORGET_BIAS = 1.0
 # pace of handwriting sampled as in IAM-OnDB (Graves's lines: ~25 points per character). Much faster and the window
 # runs off the text before the network has learnt to read it; much slower and it never reaches the text's end.
 KAPPA_BIAS = -3.0
+WINDOW_IMPLS = ("fused", "reference")
 
 
 @dataclass(frozen=True)
@@ -72,6 +79,10 @@ class HandwritingModel(ModelConfig):
     mixtures: int = 20  # Graves 2013: 20 bivariate Gaussians in the output
     window_mixtures: int = 10  # Graves 2013, synthesis: 10 Gaussians in the window
     conditional: bool = True  # synthesis (text-conditioned) or prediction (unconditional)
+    # The windowed first layer: "fused" (one autograd.Function with a hand-written backward, models/_window_bptt.py;
+    # the reference loop under torch.func transforms and tracers) or "reference" (LSTMCell and the window stepped
+    # through autograd: differentiable to any order). Both give the same values and gradients (tests).
+    window_impl: str = "fused"
     # Text symbols, set by the task from its alphabet; HandwritingNet needs it when conditional (ignored otherwise).
     alphabet_size: int | None = None
 
@@ -87,6 +98,9 @@ class HandwritingModel(ModelConfig):
                                  f"got {getattr(self, name)}")  # fmt: skip
         if self.tie_weights:
             raise ValueError("model.tie_weights is not used by the handwriting model; it must be false")
+        if self.window_impl not in WINDOW_IMPLS:
+            raise ValueError(f"model.window_impl must be one of {', '.join(map(repr, WINDOW_IMPLS))}, got "
+                             f"{self.window_impl!r}")  # fmt: skip
         # alphabet_size >= 1 when set; whether a conditional model has one is HandwritingNet's check, not this one:
         # the task sets it from its data after building the section, and every key's default must validate
         # (train.config.section_defaults builds the section with no arguments).
@@ -388,8 +402,14 @@ class HandwritingNet(nn.Module):
         # that phi there could add nothing to w even if it were not zeroed too.
         ids = torch.where(in_text.T, text, torch.zeros((), dtype=text.dtype, device=text.device))  # (U, B)
         onehot = F.one_hot(ids.T, self.alphabet_size).to(x.dtype) * in_text.unsqueeze(-1)  # (B, U, A)
-        zero = x.new_zeros(())
         (h, c), kappa, w = state.layers[0], state.kappa, state.w
+        if self.config.window_impl == "fused" and hand_written(x):
+            cell = self.cell
+            h1, ws, phis, (h, c, kappa, w) = window_layer(
+                x, (h, c, kappa, w), (cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh),
+                (self.window.weight, self.window.bias), onehot, in_text.to(x.dtype), valid)  # fmt: skip
+            return h1, ws, phis, HandwritingState([(h, c)], kappa, w)
+        zero = x.new_zeros(())
         hs, ws, phis = [], [], []
         for t in range(T):
             h_new, c_new = self.cell(torch.cat([x[t], w], dim=-1), (h, c))  # (B, H) each

@@ -606,11 +606,26 @@ class _WholeLinear(torch.autograd.Function):
             dx = dy2.new_empty(1, dy2.shape[0], I)
             _ext().plane_products(dy2.unsqueeze(0), w.unsqueeze(0), dx, False)  # (1, M, I) = dy w
             dx = dx.view(*ctx.lead, I)
-        if need_w:  # dw = (x^T dy)^T: x^T (I, M) is the smaller copy to make (I <= G)
-            dwt = dy2.new_empty(1, I, G)
-            _ext().plane_products(x2.t().contiguous().unsqueeze(0), dy2.unsqueeze(0), dwt, False)
-            dw = dwt[0].t().contiguous()  # (G, I)
+        dw = _panel_weight_gradient(dy2, x2) if need_w else None
         return dx, dw, dy2.sum(0) if need_b else None
+
+
+def _panel_weight_gradient(d: Tensor, x: Tensor) -> Tensor:
+    """d^T x (N, K) for d (R, N) and x (R, K), float32, on the extension's panels as (x^T d)^T: x^T (K, R) is the
+    copy to make (the smaller one where K <= N)."""
+    dwt = d.new_empty(1, x.shape[1], d.shape[1])
+    _ext().plane_products(x.t().contiguous().unsqueeze(0), d.contiguous().unsqueeze(0), dwt, False)
+    return dwt[0].t().contiguous()  # (N, K)
+
+
+def weight_gradient(d: Tensor, x: Tensor) -> Tensor:
+    """d^T x (N, K), the weight gradient of y = x W^T over R rows (d = dL/dy (R, N), x (R, K)): on the extension's
+    panels where ``whole_linear``'s rule puts products (float32 CPU, AMD's AVX-512 CPUs, not traced), else
+    ``torch.mm``."""
+    if (d.dtype != torch.float32 or x.dtype != torch.float32 or d.device.type != "cpu" or tracing(d)
+            or transformed() or not available() or _ext().whole_gemm() != "panels"):  # fmt: skip
+        return d.t() @ x
+    return _panel_weight_gradient(d, x)
 
 
 def whole_linear(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:

@@ -1539,6 +1539,45 @@ std::tuple<Tensor, double> step_product(const Tensor& A_, const Tensor& W_, int6
   return {C, secs};
 }
 
+// A per-step product prepared once for a time loop written in Python (lstmkit.nn.bptt.StepProduct: the windowed
+// first layer of the handwriting network): C (M, N) = A (M, K) @ W (K, N) through the path the scan would take for M
+// rows and `steps` steps (W packed into panels once where that path is panels). The handle keeps W alive (the
+// in-place paths read it at every step).
+class StepProduct {
+ public:
+  StepProduct(const Tensor& W, int64_t M, int64_t steps) : W_(W.contiguous()), M_(M) {
+    TORCH_CHECK(W_.dim() == 2 && W_.device().is_cpu() &&
+                    (W_.scalar_type() == at::kFloat || W_.scalar_type() == at::kDouble) && M >= 1 && steps >= 1,
+                "StepProduct: W must be a 2-D float32/float64 CPU tensor (K, N), rows and steps >= 1");
+    const int64_t K = W_.size(0), N = W_.size(1);
+    if (W_.scalar_type() == at::kFloat) {
+      f_ = StepGemm<float>(M, N, K, W_.data_ptr<float>(), N, steps);
+    } else {
+      d_ = StepGemm<double>(M, N, K, W_.data_ptr<double>(), N, steps);
+    }
+  }
+  // C = A @ W; A (M, K) and C (M, N) of W's dtype, rows contiguous (any row stride).
+  void run(const Tensor& A, Tensor& C) const {
+    const int64_t K = W_.size(0), N = W_.size(1);
+    TORCH_CHECK(A.dim() == 2 && C.dim() == 2 && A.size(0) == M_ && A.size(1) == K && C.size(0) == M_ &&
+                    C.size(1) == N && A.scalar_type() == W_.scalar_type() && C.scalar_type() == W_.scalar_type() &&
+                    A.device().is_cpu() && C.device().is_cpu() && (K <= 1 || A.stride(1) == 1) &&
+                    (N <= 1 || C.stride(1) == 1) && A.stride(0) >= K && C.stride(0) >= N,
+                "StepProduct: A must be (", M_, ", ", K, ") and C (", M_, ", ", N, "), W's dtype, rows contiguous");
+    if (W_.scalar_type() == at::kFloat) {
+      f_.run(A.data_ptr<float>(), A.stride(0), C.data_ptr<float>(), C.stride(0));
+    } else {
+      d_.run(A.data_ptr<double>(), A.stride(0), C.data_ptr<double>(), C.stride(0));
+    }
+  }
+
+ private:
+  Tensor W_;
+  int64_t M_;
+  StepGemm<float> f_;
+  StepGemm<double> d_;
+};
+
 // --- the ConvLSTM's gate math (the plain cell) -----------------------------------------------------------------
 // A ConvLSTM step's pre-activations (B, 4 Hc, H, W) are, per batch row, the 1-D layer's row of gate blocks
 // i, f, g, o with H := Hc H W: the same kernels (fwd_rows without the recurrent term, bwd_rows) run them, one
@@ -1811,6 +1850,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("step_int8", &lstmkit::step_int8, py::call_guard<py::gil_scoped_release>());
   m.def("forward_lowrank", &lstmkit::forward_lowrank, py::call_guard<py::gil_scoped_release>());
   m.def("step_product", &lstmkit::step_product, py::call_guard<py::gil_scoped_release>());
+  py::class_<lstmkit::StepProduct>(m, "StepProduct")
+      .def(py::init<const at::Tensor&, int64_t, int64_t>())
+      .def("run", &lstmkit::StepProduct::run, py::call_guard<py::gil_scoped_release>());
   py::class_<lstmkit::Int8Weight>(m, "Int8Weight")
       .def(py::init<const at::Tensor&, const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&, bool>())
       .def("rows", &lstmkit::Int8Weight::rows)
