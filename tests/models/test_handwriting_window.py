@@ -13,6 +13,7 @@ import torch
 from lstmkit import _rounding
 from lstmkit.models import _window_bptt
 from lstmkit.models.handwriting import HandwritingModel, HandwritingNet, HandwritingState, mixture_nll
+from lstmkit.nn import _cpp
 
 F64 = torch.float64
 
@@ -116,9 +117,21 @@ def test_fused_equals_the_reference_in_values_and_every_gradient(lengths, carrie
     assert_within(got, want, tolerances(net, x, want))
 
 
-def test_float32_kernels_equal_the_reference():
-    """float32: the C++ gate passes and the prepared step products (panels where the CPU takes them) against
-    torch's cell and MKL, within the float32 bound; and the two are not the same computation (different sums)."""
+@pytest.fixture(params=("generic", "avx2", "avx512"))
+def isa(request):
+    """One instruction-set path of the float32 gate kernels; skipped where the CPU lacks it."""
+    if request.param not in _cpp.supported_isas():
+        pytest.skip(f"this CPU lacks {request.param} (it runs {', '.join(_cpp.supported_isas())})")
+    ext = _cpp._ext()
+    before = ext.isa()
+    ext.set_isa(request.param)
+    yield request.param
+    ext.set_isa(before)
+
+
+def test_float32_kernels_equal_the_reference(isa):
+    """float32, on each instruction-set path: the C++ loops (the gate kernels, the per-step products on the path
+    the fused LSTM takes, the window) against torch's cell and MKL, within the float32 bound."""
     net = make(torch.float32, H=40, A=9, K=4)
     x, y, text, text_lengths, lengths = batch(torch.float32, T=12, B=5, A=9, lengths=(12, 7, 9, 12, 3),
                                               text_lengths=(4, 2, 3, 4, 1))  # fmt: skip

@@ -914,27 +914,3 @@ def test_whole_linear_on_panels_against_f_linear_and_its_second_order():
     finally:
         ext.set_whole_gemm("auto")
 
-
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
-@pytest.mark.parametrize(("M", "K", "N", "steps"), [(1, 40, 96, 9), (3, 275, 800, 2), (16, 275, 800, 300),
-                                                     (16, 800, 275, 300), (5, 7, 33, 50)])  # fmt: skip
-def test_step_product_handle_is_the_product_on_every_path(M, K, N, steps, dtype, gemm):
-    """``bptt.StepProduct`` (the handle Python time loops use: the handwriting network's window layer) gives A @ W
-    within gamma_K |A| |W| of the exact product on every per-step path, reading A and C through a row stride, and
-    refuses shapes that do not match."""
-    from lstmkit.nn.bptt import StepProduct
-
-    g = torch.Generator().manual_seed(M * K + N)
-    w = torch.randn(K, N, generator=g, dtype=dtype)
-    a_wide = torch.randn(M, K + 5, generator=g, dtype=dtype)
-    a = a_wide[:, :K]  # rows contiguous, K + 5 apart
-    out_wide = torch.full((M, N + 3), float("nan"), dtype=dtype)
-    product = StepProduct(w, M, steps, kernels=True)
-    for _ in range(2):  # the handle is reused step after step
-        got = product(a, out_wide[:, :N])
-    exact = a.double() @ w.double()
-    bound = _rounding.gamma(K, _rounding.unit_roundoff(dtype)) * (a.double().abs() @ w.double().abs())
-    assert ((got.double() - exact).abs() <= bound).all()
-    assert out_wide[:, N:].isnan().all()  # nothing written past the row's N columns
-    with pytest.raises(RuntimeError, match=re.escape(f"StepProduct: A must be ({M}, {K}) and C ({M}, {N})")):
-        product(a[:, :-1], out_wide[:, :N])

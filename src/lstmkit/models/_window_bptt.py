@@ -4,10 +4,14 @@ loop (``_first_layer`` stepping ``LSTMCell`` and the window through autograd), w
 and every gradient and check with ``gradcheck`` in float64.
 
 The reference records some 20 small operations a step for autograd and differentiates each on the way back: at
-Graves's sizes (B = 16 lines, H = 200, U = 20 symbols, K = 10) the first layer took 60% of a training step. Here a
-step is one product for all four gates, one fused gate pass (``lstmkit.nn.bptt``) and the window's few tensor
-operations, nothing recorded; the backward walks the steps once, and every weight gradient is one product over all
-T steps after the loop. The same sums as the reference, in a different order: the gates' input is
+Graves's sizes (B = 16 lines, H = 200, U = 20 symbols, K = 10) the first layer took 60% of a training step. Here, on
+the CPU in float32/float64 where the C++ extension builds, each direction is one call into ``lstm_scan.cpp``
+(``window_forward``, ``window_backward``): per step one product for all four gates on the path the fused LSTM's own
+loop takes (brgemm on panels on AMD's AVX-512 CPUs, where MKL's sgemm is at half their speed), the 1-D layer's gate
+pass, one product for the window's parameters and the window in plain loops, nothing recorded; every weight gradient
+is one product over all T steps after the loop (``lstmkit.nn.bptt.weight_gradient``). Elsewhere the same steps run
+as tensor operations (the loops below, ``lstmkit.nn.bptt``'s gate math), and the tests hold both equal to the
+reference. The same sums as the reference, in a different order: the gates' input is
 x_t W_x^T + b_ih + b_hh (all T at once) + [h_{t-1}, w_{t-1}] W_hw^T, W_hw = [W_hh, W_w], where the reference's cell
 computes [x_t, w_{t-1}] W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh.
 
@@ -40,8 +44,8 @@ import torch
 from torch import Tensor
 
 from lstmkit.nn.bptt import (
-    StepProduct,
     autocast_off,
+    extension,
     gate_kernels,
     gates_backward,
     gates_forward,
@@ -68,7 +72,6 @@ class WindowLayerFn(torch.autograd.Function):
         kernels = gate_kernels(x)
         xg = torch.addmm(b_ih + b_hh, x.reshape(T * B, Ix), w_ih[:, :Ix].t()).view(T, B, 4 * H)  # (T B, Ix) -> ...
         w_hw = torch.cat([w_hh, w_ih[:, Ix:]], dim=1)  # (4H, H + A): one product over [h_{t-1}, w_{t-1}]
-        product = StepProduct(w_hw.t(), B, T, kernels=kernels)  # [h, w] (B, H + A) @ W_hw^T (H + A, 4H)
         positions = torch.arange(U, dtype=x.dtype, device=x.device)  # (U,)
         hw = x.new_empty(T + 1, B, H + A)  # slot t: [h_{t-1}, w_{t-1}], the state step t reads
         hw[0, :, :H] = h0
@@ -80,29 +83,33 @@ class WindowLayerFn(torch.autograd.Function):
         acts = x.new_empty(T, B, 4 * H)  # the activated gates
         tcs = x.new_empty(T, B, H)  # tanh(c_t)
         hs = x.new_empty(T, B, H)  # each step's h before masking: what the window read
-        ps = x.new_empty(T, B, 3 * K)  # (alpha_hat, beta_hat, kappa_hat)
         es = x.new_empty(T, B, 2 * K)  # (beta, exp(kappa_hat))
         gs = x.new_empty(T, B, K, U)  # alpha_k exp(-beta_k (kappa_k - u)^2)
         phis = x.new_empty(T, B, U)
-        pre = x.new_empty(B, 4 * H)
-        for t in range(T):
-            product(hw[t], pre).add_(xg[t])
-            gates_forward(pre, cs[t], acts[t], cs[t + 1], tcs[t], hs[t], kernels=kernels)
-            torch.addmm(b_win, hs[t], w_win.t(), out=ps[t])
-            torch.exp(ps[t, :, K:], out=es[t])
-            beta, step = es[t, :, :K], es[t, :, K:]
-            torch.add(kappas[t], step, out=kappas[t + 1])
-            d = kappas[t + 1].unsqueeze(-1) - positions  # (B, K, 1) against (U,) -> (B, K, U)
-            torch.exp(ps[t, :, :K].unsqueeze(-1) - beta.unsqueeze(-1) * d.square_(), out=gs[t])
-            torch.mul(gs[t].sum(1), in_text, out=phis[t])
-            hw[t + 1, :, :H] = hs[t]
-            hw[t + 1, :, H:] = torch.bmm(phis[t].unsqueeze(1), onehot).squeeze(1)  # (B, 1, U) @ (B, U, A)
-            if valid is not None:  # past its end a sequence keeps its state
-                v = valid[t].unsqueeze(1)  # (B, 1)
-                hw[t + 1] = torch.where(v, hw[t + 1], hw[t])
-                cs[t + 1] = torch.where(v, cs[t + 1], cs[t])
-                kappas[t + 1] = torch.where(v, kappas[t + 1], kappas[t])
-                phis[t] *= v
+        if kernels:  # the whole loop in C++ (lstm_scan.cpp's window_forward): the same steps as below
+            extension().window_forward(xg, w_hw.t().contiguous(), w_win.t().contiguous(), b_win.contiguous(),
+                                       onehot, in_text, valid, hw, cs, kappas, acts, tcs, hs, es, gs, phis)  # fmt: skip
+        else:  # tensor operations (other devices and dtypes, or no C++ compiler)
+            pre = x.new_empty(B, 4 * H)
+            ps = x.new_empty(T, B, 3 * K)  # (alpha_hat, beta_hat, kappa_hat)
+            for t in range(T):
+                torch.addmm(xg[t], hw[t], w_hw.t(), out=pre)
+                gates_forward(pre, cs[t], acts[t], cs[t + 1], tcs[t], hs[t], kernels=False)
+                torch.addmm(b_win, hs[t], w_win.t(), out=ps[t])
+                torch.exp(ps[t, :, K:], out=es[t])
+                beta, step = es[t, :, :K], es[t, :, K:]
+                torch.add(kappas[t], step, out=kappas[t + 1])
+                d = kappas[t + 1].unsqueeze(-1) - positions  # (B, K, 1) against (U,) -> (B, K, U)
+                torch.exp(ps[t, :, :K].unsqueeze(-1) - beta.unsqueeze(-1) * d.square_(), out=gs[t])
+                torch.mul(gs[t].sum(1), in_text, out=phis[t])
+                hw[t + 1, :, :H] = hs[t]
+                hw[t + 1, :, H:] = torch.bmm(phis[t].unsqueeze(1), onehot).squeeze(1)  # (B, 1, U) @ (B, U, A)
+                if valid is not None:  # past its end a sequence keeps its state
+                    v = valid[t].unsqueeze(1)  # (B, 1)
+                    hw[t + 1] = torch.where(v, hw[t + 1], hw[t])
+                    cs[t + 1] = torch.where(v, cs[t + 1], cs[t])
+                    kappas[t + 1] = torch.where(v, kappas[t + 1], kappas[t])
+                    phis[t] *= v
         h_out = hs if valid is None else hs * valid.unsqueeze(-1)
         ctx.save_for_backward(x, w_ih, w_hw, w_win, onehot, in_text, hw, cs, kappas, acts, tcs, hs, es, gs,
                               *([] if valid is None else [valid]))  # fmt: skip
@@ -118,7 +125,6 @@ class WindowLayerFn(torch.autograd.Function):
         T, B, Ix = x.shape
         H, U, K = hs.shape[2], onehot.shape[1], w_win.shape[0] // 3
         positions = torch.arange(U, dtype=x.dtype, device=x.device)
-        product = StepProduct(w_hw, B, T, kernels=ctx.kernels)  # da (B, 4H) @ W_hw (4H, H + A)
 
         def start(g: Tensor | None, like: Tensor) -> Tensor:
             return torch.zeros_like(like) if g is None else g.clone(memory_format=torch.contiguous_format)
@@ -127,34 +133,43 @@ class WindowLayerFn(torch.autograd.Function):
         dkappa, dw = start(dkappa_T, kappas[0]), start(dw_T, onehot[:, 0])
         das = hs.new_empty(T, B, 4 * H)  # the gates' pre-activation gradients, for the weight gradients after the loop
         dps = hs.new_empty(T, B, 3 * K)  # the window's (alpha_hat, beta_hat, kappa_hat) gradients, likewise
-        for t in range(T - 1, -1, -1):
-            if dw_out is not None:
-                dw = dw + dw_out[t]  # w_t: the next step's state and this step's w output
-            dh_step = dh if dh_out is None else dh + dh_out[t]  # h_out is zero past the end: masked below
-            if valid is not None:
-                v = valid[t].unsqueeze(1)  # (B, 1)
-                carry = (dh, dc, dkappa, dw)  # past the end the state went straight through
-                dh_step, dc, dkappa, dw = dh_step * v, dc * v, dkappa * v, dw * v
-            dphi = torch.bmm(onehot, dw.unsqueeze(-1)).squeeze(-1)  # (B, U, A) @ (B, A, 1): zero at u >= length
-            if dphi_out is not None:
-                dphi_t = dphi_out[t] * in_text
-                dphi = dphi + (dphi_t if valid is None else dphi_t * v)
-            dz = dphi.unsqueeze(1) * gs[t]  # (B, K, U)
-            d = kappas[t + 1].unsqueeze(-1) - positions  # (B, K, U): kappa_t - u
-            dzd = dz * d
-            beta, step = es[t, :, :K], es[t, :, K:]
-            dp = dps[t]
-            torch.sum(dz, -1, out=dp[:, :K])  # d alpha_hat
-            torch.mul((dzd * d).sum(-1), beta, out=dp[:, K : 2 * K]).neg_()  # d beta_hat = -beta sum dz (kappa - u)^2
-            dkappa = dkappa - 2 * beta * dzd.sum(-1)  # dL/dkappa_t, also dL/dkappa_{t-1}
-            torch.mul(dkappa, step, out=dp[:, 2 * K :])  # d kappa_hat
-            dh_step = torch.addmm(dh_step, dp, w_win)  # + the window's use of h_t
-            dc = gates_backward(acts[t], tcs[t], cs[t], dh_step, dc, das[t], kernels=ctx.kernels)
-            dhw = product(das[t], hs.new_empty(B, w_hw.shape[1]))  # (B, H + A): [dh_{t-1}, dw_{t-1}]
-            dh, dw = dhw[:, :H], dhw[:, H:]
-            if valid is not None:
-                dh, dc, dkappa, dw = (torch.where(v, new, old) for new, old in zip((dh, dc, dkappa, dw), carry,
-                                                                                    strict=True))  # fmt: skip
+        if ctx.kernels:  # the whole loop in C++ (lstm_scan.cpp's window_backward): the same steps as below
+
+            def given(g: Tensor | None) -> Tensor | None:
+                return None if g is None else g.contiguous()
+
+            extension().window_backward(given(dh_out), given(dw_out), given(dphi_out), w_hw, w_win.contiguous(),
+                                        onehot, in_text, valid, cs, kappas, acts, tcs, es, gs, dh, dc, dkappa, dw,
+                                        das, dps)  # fmt: skip
+        else:
+            for t in range(T - 1, -1, -1):
+                if dw_out is not None:
+                    dw = dw + dw_out[t]  # w_t: the next step's state and this step's w output
+                dh_step = dh if dh_out is None else dh + dh_out[t]  # h_out is zero past the end: masked below
+                if valid is not None:
+                    v = valid[t].unsqueeze(1)  # (B, 1)
+                    carry = (dh, dc, dkappa, dw)  # past the end the state went straight through
+                    dh_step, dc, dkappa, dw = dh_step * v, dc * v, dkappa * v, dw * v
+                dphi = torch.bmm(onehot, dw.unsqueeze(-1)).squeeze(-1)  # (B, U, A) @ (B, A, 1): zero at u >= length
+                if dphi_out is not None:
+                    dphi_t = dphi_out[t] * in_text
+                    dphi = dphi + (dphi_t if valid is None else dphi_t * v)
+                dz = dphi.unsqueeze(1) * gs[t]  # (B, K, U)
+                d = kappas[t + 1].unsqueeze(-1) - positions  # (B, K, U): kappa_t - u
+                dzd = dz * d
+                beta, step = es[t, :, :K], es[t, :, K:]
+                dp = dps[t]
+                torch.sum(dz, -1, out=dp[:, :K])  # d alpha_hat
+                torch.mul((dzd * d).sum(-1), beta, out=dp[:, K : 2 * K]).neg_()  # d beta_hat
+                dkappa = dkappa - 2 * beta * dzd.sum(-1)  # dL/dkappa_t, also dL/dkappa_{t-1}
+                torch.mul(dkappa, step, out=dp[:, 2 * K :])  # d kappa_hat
+                dh_step = torch.addmm(dh_step, dp, w_win)  # + the window's use of h_t
+                dc = gates_backward(acts[t], tcs[t], cs[t], dh_step, dc, das[t], kernels=False)
+                dhw = das[t] @ w_hw  # (B, H + A): [dh_{t-1}, dw_{t-1}]
+                dh, dw = dhw[:, :H], dhw[:, H:]
+                if valid is not None:
+                    dh, dc, dkappa, dw = (torch.where(v, new, old) for new, old in zip((dh, dc, dkappa, dw), carry,
+                                                                                        strict=True))  # fmt: skip
         da = das.view(T * B, 4 * H)
         dw_hw = weight_gradient(da, hw[:T].reshape(T * B, -1))  # (4H, H + A)
         dw_ih = torch.cat([da.t() @ x.reshape(T * B, Ix), dw_hw[:, H:]], dim=1)

@@ -28,11 +28,10 @@ hold equal. Every tensor is contiguous but ``dh``, whose rows may be a slice of 
 torch.jit.trace, fake tensors), where the caller runs its reference loop of plain torch operations instead.
 ``autocast_off(x)`` turns torch.autocast off around the recurrence, which runs in the parameters' dtype.
 
-``StepProduct(w, rows, steps, kernels=...)``: C = A @ W for every step of a time loop, W (K, N) prepared once: with
-the kernels, the path the fused LSTM's own loop takes for that many rows and steps (``lstm_scan.cpp``'s
-``StepGemm``: on AMD's AVX-512 CPUs brgemm on 32-wide panels, 2-2.5x MKL's sgemm at a handwriting step's sizes);
-else ``torch.mm``. The same product in another summation order. ``weight_gradient(d, x)``: d^T x, a weight
-gradient over every step and sequence after the loop, on the same panels where MKL's sgemm is the slower.
+``weight_gradient(d, x)``: d^T x, a weight gradient over every step and sequence after a loop, on the C++
+extension's panels where MKL's sgemm is the slower (AMD's AVX-512 CPUs), else ``torch.mm``.
+``extension()``: the built C++ extension, for layers whose whole time loops are written there (where
+``gate_kernels`` says it runs): the handwriting window's ``window_forward`` and ``window_backward``.
 """
 
 from __future__ import annotations
@@ -46,8 +45,8 @@ from ._cpp import weight_gradient
 from ._second_order import refuse_second_order
 
 __all__ = [
-    "StepProduct",
     "autocast_off",
+    "extension",
     "gate_kernels",
     "gates_backward",
     "gates_forward",
@@ -64,6 +63,11 @@ _tanh_grad = torch.ops.aten.tanh_backward.grad_input  # grad * (1 - y^2)
 def hand_written(x: Tensor) -> bool:
     """Whether a hand-written layer's ``autograd.Function`` may run on ``x`` (see the module)."""
     return not (_cpp.transformed() or _cpp.tracing(x))
+
+
+def extension():
+    """The C++ extension's module (built on first use; see ``gate_kernels`` for where it may run)."""
+    return _cpp._ext()
 
 
 def gate_kernels(x: Tensor) -> bool:
@@ -106,17 +110,3 @@ def gates_backward(act: Tensor, tc: Tensor, c_prev: Tensor, dh: Tensor, dc: Tens
     _sigmoid_grad(dc * g, i, grad_input=a_i)  # da_i = dc g i (1 - i)
     return dc * f
 
-
-class StepProduct:
-    """``product(a, out)``: out (rows, N) = a (rows, K) @ w (K, N), w prepared once for ``steps`` calls (see the
-    module); a's and out's rows contiguous, any row stride. ``kernels``: as ``gate_kernels`` says for the layer."""
-
-    def __init__(self, w: Tensor, rows: int, steps: int, *, kernels: bool) -> None:
-        self.w = w.contiguous()  # (K, N); the C++ handle reads it at every step on its in-place paths
-        self._handle = _cpp._ext().StepProduct(self.w, rows, steps) if kernels else None
-
-    def __call__(self, a: Tensor, out: Tensor) -> Tensor:
-        if self._handle is None:
-            return torch.mm(a, self.w, out=out)
-        self._handle.run(a, out)
-        return out

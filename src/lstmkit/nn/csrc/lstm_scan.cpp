@@ -1539,44 +1539,260 @@ std::tuple<Tensor, double> step_product(const Tensor& A_, const Tensor& W_, int6
   return {C, secs};
 }
 
-// A per-step product prepared once for a time loop written in Python (lstmkit.nn.bptt.StepProduct: the windowed
-// first layer of the handwriting network): C (M, N) = A (M, K) @ W (K, N) through the path the scan would take for M
-// rows and `steps` steps (W packed into panels once where that path is panels). The handle keeps W alive (the
-// in-place paths read it at every step).
-class StepProduct {
- public:
-  StepProduct(const Tensor& W, int64_t M, int64_t steps) : W_(W.contiguous()), M_(M) {
-    TORCH_CHECK(W_.dim() == 2 && W_.device().is_cpu() &&
-                    (W_.scalar_type() == at::kFloat || W_.scalar_type() == at::kDouble) && M >= 1 && steps >= 1,
-                "StepProduct: W must be a 2-D float32/float64 CPU tensor (K, N), rows and steps >= 1");
-    const int64_t K = W_.size(0), N = W_.size(1);
-    if (W_.scalar_type() == at::kFloat) {
-      f_ = StepGemm<float>(M, N, K, W_.data_ptr<float>(), N, steps);
-    } else {
-      d_ = StepGemm<double>(M, N, K, W_.data_ptr<double>(), N, steps);
-    }
-  }
-  // C = A @ W; A (M, K) and C (M, N) of W's dtype, rows contiguous (any row stride).
-  void run(const Tensor& A, Tensor& C) const {
-    const int64_t K = W_.size(0), N = W_.size(1);
-    TORCH_CHECK(A.dim() == 2 && C.dim() == 2 && A.size(0) == M_ && A.size(1) == K && C.size(0) == M_ &&
-                    C.size(1) == N && A.scalar_type() == W_.scalar_type() && C.scalar_type() == W_.scalar_type() &&
-                    A.device().is_cpu() && C.device().is_cpu() && (K <= 1 || A.stride(1) == 1) &&
-                    (N <= 1 || C.stride(1) == 1) && A.stride(0) >= K && C.stride(0) >= N,
-                "StepProduct: A must be (", M_, ", ", K, ") and C (", M_, ", ", N, "), W's dtype, rows contiguous");
-    if (W_.scalar_type() == at::kFloat) {
-      f_.run(A.data_ptr<float>(), A.stride(0), C.data_ptr<float>(), C.stride(0));
-    } else {
-      d_.run(A.data_ptr<double>(), A.stride(0), C.data_ptr<double>(), C.stride(0));
-    }
-  }
+// --- the handwriting network's windowed first layer (lstmkit/models/_window_bptt.py) ------------------------------
+// Graves's (2013) synthesis layer: a plain LSTM cell reading [x_t, w_{t-1}] and a soft window of K Gaussians over a
+// text of U symbols (one-hot, alphabet A). The Python Function allocates every buffer, computes the input side
+// xg = x W_x^T + b_ih + b_hh for all T and the weight gradients after the loop; these run the time loops: per step
+// one prepared product for all four gates ([h, w] @ W_hw^T), the 1-D layer's gate pass, one for the window's
+// parameters, then the window in plain loops. Equations and masks: the Python module's docstring (its tensor-op
+// loops are the same computation off these kernels). Shapes: T steps, B rows, G = 4H, HA = H + A.
 
- private:
-  Tensor W_;
-  int64_t M_;
-  StepGemm<float> f_;
-  StepGemm<double> d_;
-};
+namespace {
+
+void window_check(const Tensor& t, const char* name, const Tensor& like, at::IntArrayRef sizes) {
+  TORCH_CHECK(t.device().is_cpu() && t.is_contiguous() && t.scalar_type() == like.scalar_type() &&
+                  t.sizes() == sizes,
+              "window kernel: ", name, " must be a contiguous CPU tensor of shape ", sizes, " and xg's dtype, got ",
+              t.sizes());
+}
+
+template <typename T>
+void window_forward_impl(const Tensor& xg, const Tensor& w_hw_t, const Tensor& w_win_t, const Tensor& b_win,
+                         const Tensor& onehot, const Tensor& in_text, const Tensor& valid, Tensor& hw, Tensor& cs,
+                         Tensor& kappas, Tensor& acts, Tensor& tcs, Tensor& hs, Tensor& es, Tensor& gs, Tensor& phis) {
+  const int64_t Tn = xg.size(0), B = xg.size(1), G = xg.size(2), H = G / 4, HA = hw.size(2), A = HA - H;
+  const int64_t K3 = b_win.size(0), K = K3 / 3, U = onehot.size(1);
+  const StepGemm<T> rec(B, G, HA, w_hw_t.data_ptr<T>(), G, Tn);  // [h, w] (B, HA) @ W_hw^T (HA, G)
+  const StepGemm<T> win(B, K3, H, w_win_t.data_ptr<T>(), K3, Tn);  // h (B, H) @ W_win^T (H, 3K)
+  std::vector<T> r(B * G), p(B * K3), phi(U);
+  const FwdFn<T> fn = pick_fwd<T, false, false, false, true>();
+  const T *oh = onehot.data_ptr<T>(), *it = in_text.data_ptr<T>(), *bw = b_win.data_ptr<T>();
+  const bool* vm = valid.defined() ? valid.data_ptr<bool>() : nullptr;
+  T *hw0 = hw.data_ptr<T>(), *cs0 = cs.data_ptr<T>(), *kp0 = kappas.data_ptr<T>(), *es0 = es.data_ptr<T>();
+  T *gs0 = gs.data_ptr<T>(), *ph0 = phis.data_ptr<T>(), *hs0 = hs.data_ptr<T>();
+  for (int64_t t = 0; t < Tn; ++t) {
+    const T* hw_t = hw0 + t * B * HA;
+    T* hw_n = hw0 + (t + 1) * B * HA;
+    rec.run(hw_t, HA, r.data(), G);
+    FwdArgs<T> a{};
+    a.xg = xg.data_ptr<T>() + t * B * G;
+    a.r = r.data();
+    a.act = acts.data_ptr<T>() + t * B * G;
+    a.c_prev = cs0 + t * B * H;
+    a.c_new = cs0 + (t + 1) * B * H;
+    a.tc = tcs.data_ptr<T>() + t * B * H;
+    a.h = hs0 + t * B * H;
+    a.H = H;
+    a.G = G;
+    fn(a, 0, B, 0, H);
+    win.run(a.h, H, p.data(), K3);
+    for (int64_t b = 0; b < B; ++b) {
+      const bool v = vm == nullptr || vm[t * B + b];
+      const T* pb = p.data() + b * K3;
+      const T* kp = kp0 + (t * B + b) * K;
+      T* kn = kp0 + ((t + 1) * B + b) * K;
+      T* e = es0 + (t * B + b) * 2 * K;
+      T* g = gs0 + (t * B + b) * K * U;
+      std::fill(phi.begin(), phi.end(), T(0));
+      for (int64_t k = 0; k < K; ++k) {
+        const T ah = pb[k] + bw[k], beta = std::exp(pb[K + k] + bw[K + k]);
+        const T step = std::exp(pb[2 * K + k] + bw[2 * K + k]);
+        const T kappa = kp[k] + step;
+        e[k] = beta;
+        e[K + k] = step;
+        kn[k] = v ? kappa : kp[k];
+        for (int64_t u = 0; u < U; ++u) {
+          const T d = kappa - T(u);
+          const T gv = std::exp(ah - beta * (d * d));
+          g[k * U + u] = gv;
+          phi[u] += gv;
+        }
+      }
+      T* phr = ph0 + (t * B + b) * U;
+      for (int64_t u = 0; u < U; ++u) phr[u] = v ? phi[u] * it[b * U + u] : T(0);
+      T* row = hw_n + b * HA;
+      const T* prev = hw_t + b * HA;
+      if (v) {
+        std::memcpy(row, hs0 + (t * B + b) * H, H * sizeof(T));
+        T* w = row + H;
+        std::fill(w, w + A, T(0));
+        const T* ohb = oh + b * U * A;
+        for (int64_t u = 0; u < U; ++u) {
+          const T f = phr[u];
+          if (f == T(0)) continue;  // past the text (the one-hot row is zero there too)
+          for (int64_t q = 0; q < A; ++q) w[q] += f * ohb[u * A + q];
+        }
+      } else {  // past its end a sequence keeps its state
+        std::memcpy(row, prev, HA * sizeof(T));
+        std::memcpy(cs0 + ((t + 1) * B + b) * H, cs0 + (t * B + b) * H, H * sizeof(T));
+      }
+    }
+  }
+}
+
+template <typename T>
+void window_backward_impl(const Tensor& dh_out, const Tensor& dw_out, const Tensor& dphi_out, const Tensor& w_hw,
+                          const Tensor& w_win, const Tensor& onehot, const Tensor& in_text, const Tensor& valid,
+                          const Tensor& cs, const Tensor& kappas, const Tensor& acts, const Tensor& tcs,
+                          const Tensor& es, const Tensor& gs, Tensor& dh, Tensor& dc, Tensor& dkappa, Tensor& dw,
+                          Tensor& das, Tensor& dps) {
+  const int64_t Tn = acts.size(0), B = acts.size(1), G = acts.size(2), H = G / 4, HA = w_hw.size(1), A = HA - H;
+  const int64_t K3 = w_win.size(0), K = K3 / 3, U = onehot.size(1);
+  const StepGemm<T> rec(B, HA, G, w_hw.data_ptr<T>(), HA, Tn);  // da (B, G) @ W_hw (G, HA)
+  const StepGemm<T> win(B, H, K3, w_win.data_ptr<T>(), H, Tn);  // dp (B, 3K) @ W_win (3K, H)
+  std::vector<T> dhs(B * H), dhw(B * HA), dphi(U);
+  std::vector<char> live(B);
+  const BwdFn<T> fn = pick_bwd<T, false, false, false>();
+  const T *oh = onehot.data_ptr<T>(), *it = in_text.data_ptr<T>();
+  const bool* vm = valid.defined() ? valid.data_ptr<bool>() : nullptr;
+  const T* dho = dh_out.defined() ? dh_out.data_ptr<T>() : nullptr;
+  const T* dwo = dw_out.defined() ? dw_out.data_ptr<T>() : nullptr;
+  const T* dpo = dphi_out.defined() ? dphi_out.data_ptr<T>() : nullptr;
+  T *dh0 = dh.data_ptr<T>(), *dc0 = dc.data_ptr<T>(), *dk0 = dkappa.data_ptr<T>(), *dw0 = dw.data_ptr<T>();
+  for (int64_t t = Tn - 1; t >= 0; --t) {
+    T* dp_t = dps.data_ptr<T>() + t * B * K3;
+    T* da_t = das.data_ptr<T>() + t * B * G;
+    for (int64_t b = 0; b < B; ++b) {
+      T* dwb = dw0 + b * A;
+      if (dwo != nullptr)  // w_t: the next step's state and this step's w output
+        for (int64_t q = 0; q < A; ++q) dwb[q] += dwo[(t * B + b) * A + q];
+      live[b] = vm == nullptr || vm[t * B + b];
+      T* dpb = dp_t + b * K3;
+      if (!live[b]) {  // past the end the state went straight through: dh, dc, dkappa and dw stay as they are
+        std::fill(dpb, dpb + K3, T(0));
+        std::fill(da_t + b * G, da_t + (b + 1) * G, T(0));
+        std::fill(dhs.begin() + b * H, dhs.begin() + (b + 1) * H, T(0));
+        continue;
+      }
+      const T* ohb = oh + b * U * A;
+      for (int64_t u = 0; u < U; ++u) {
+        T s = 0;
+        for (int64_t q = 0; q < A; ++q) s += ohb[u * A + q] * dwb[q];
+        dphi[u] = s + (dpo != nullptr ? dpo[(t * B + b) * U + u] * it[b * U + u] : T(0));
+      }
+      const T* e = es.data_ptr<T>() + (t * B + b) * 2 * K;
+      const T* g = gs.data_ptr<T>() + (t * B + b) * K * U;
+      const T* kn = kappas.data_ptr<T>() + ((t + 1) * B + b) * K;
+      T* dk = dk0 + b * K;
+      for (int64_t k = 0; k < K; ++k) {
+        T sa = 0, sd = 0, sd2 = 0;
+        for (int64_t u = 0; u < U; ++u) {
+          const T dz = dphi[u] * g[k * U + u], d = kn[k] - T(u), dzd = dz * d;
+          sa += dz;
+          sd += dzd;
+          sd2 += dzd * d;
+        }
+        const T beta = e[k];
+        dpb[k] = sa;
+        dpb[K + k] = -(sd2 * beta);
+        dk[k] -= T(2) * beta * sd;
+        dpb[2 * K + k] = dk[k] * e[K + k];
+      }
+      for (int64_t j = 0; j < H; ++j)
+        dhs[b * H + j] = dh0[b * H + j] + (dho != nullptr ? dho[(t * B + b) * H + j] : T(0));
+    }
+    win.run(dp_t, K3, dhw.data(), H);  // d(alpha_hat, beta_hat, kappa_hat) W_win (B, H); zero rows past the end
+    for (int64_t i = 0; i < B * H; ++i) dhs[i] += dhw[i];
+    BwdArgs<T> a{};
+    a.act = acts.data_ptr<T>() + t * B * G;
+    a.tc = tcs.data_ptr<T>() + t * B * H;
+    a.c_prev = cs.data_ptr<T>() + t * B * H;
+    a.c_new = a.c_prev;  // read by the peephole variants only
+    a.dhn = dhs.data();
+    a.dc = dc0;
+    a.da = da_t;
+    a.dr = da_t;
+    a.H = H;
+    a.G = G;
+    for (int64_t b = 0; b < B; ++b)
+      if (live[b]) fn(a, b, b + 1, 0, H, nullptr, nullptr);  // da_t and dc_{t-1} (over dc) of the rows still running
+    rec.run(da_t, G, dhw.data(), HA);  // [dh_{t-1}, dw_{t-1}]
+    for (int64_t b = 0; b < B; ++b) {
+      if (!live[b]) continue;
+      std::memcpy(dh0 + b * H, dhw.data() + b * HA, H * sizeof(T));
+      std::memcpy(dw0 + b * A, dhw.data() + b * HA + H, A * sizeof(T));
+    }
+  }
+}
+
+}  // namespace
+
+void window_forward(const Tensor& xg, const Tensor& w_hw_t, const Tensor& w_win_t, const Tensor& b_win,
+                    const Tensor& onehot, const Tensor& in_text, const std::optional<Tensor>& valid, Tensor& hw,
+                    Tensor& cs, Tensor& kappas, Tensor& acts, Tensor& tcs, Tensor& hs, Tensor& es, Tensor& gs,
+                    Tensor& phis) {
+  TORCH_CHECK(xg.dim() == 3 && xg.size(2) % 4 == 0 &&
+                  (xg.scalar_type() == at::kFloat || xg.scalar_type() == at::kDouble),
+              "window kernel: xg must be float32/float64 (T, B, 4H)");
+  const int64_t Tn = xg.size(0), B = xg.size(1), G = xg.size(2), H = G / 4, HA = w_hw_t.size(0);
+  const int64_t K3 = b_win.size(0), U = onehot.size(1), A = HA - H;
+  TORCH_CHECK(K3 % 3 == 0 && A >= 1, "window kernel: b_win must be (3K,) and w_hw_t (H + A, 4H)");
+  window_check(xg, "xg", xg, {Tn, B, G});
+  window_check(w_hw_t, "w_hw_t", xg, {HA, G});
+  window_check(w_win_t, "w_win_t", xg, {H, K3});
+  window_check(b_win, "b_win", xg, {K3});
+  window_check(onehot, "onehot", xg, {B, U, A});
+  window_check(in_text, "in_text", xg, {B, U});
+  window_check(hw, "hw", xg, {Tn + 1, B, HA});
+  window_check(cs, "cs", xg, {Tn + 1, B, H});
+  window_check(kappas, "kappas", xg, {Tn + 1, B, K3 / 3});
+  window_check(acts, "acts", xg, {Tn, B, G});
+  window_check(tcs, "tcs", xg, {Tn, B, H});
+  window_check(hs, "hs", xg, {Tn, B, H});
+  window_check(es, "es", xg, {Tn, B, 2 * K3 / 3});
+  window_check(gs, "gs", xg, {Tn, B, K3 / 3, U});
+  window_check(phis, "phis", xg, {Tn, B, U});
+  const Tensor v = valid.has_value() ? *valid : Tensor();
+  TORCH_CHECK(!v.defined() || (v.scalar_type() == at::kBool && v.is_contiguous() &&
+                                v.sizes() == at::IntArrayRef{Tn, B}),
+              "window kernel: valid must be a contiguous bool (T, B)");
+  AT_DISPATCH_FLOATING_TYPES(xg.scalar_type(), "window_forward", [&] {
+    window_forward_impl<scalar_t>(xg, w_hw_t, w_win_t, b_win, onehot, in_text, v, hw, cs, kappas, acts, tcs, hs, es,
+                                  gs, phis);
+  });
+}
+
+void window_backward(const std::optional<Tensor>& dh_out, const std::optional<Tensor>& dw_out,
+                     const std::optional<Tensor>& dphi_out, const Tensor& w_hw, const Tensor& w_win,
+                     const Tensor& onehot, const Tensor& in_text, const std::optional<Tensor>& valid, const Tensor& cs,
+                     const Tensor& kappas, const Tensor& acts, const Tensor& tcs, const Tensor& es, const Tensor& gs,
+                     Tensor& dh, Tensor& dc, Tensor& dkappa, Tensor& dw, Tensor& das, Tensor& dps) {
+  TORCH_CHECK(acts.dim() == 3 && acts.size(2) % 4 == 0 &&
+                  (acts.scalar_type() == at::kFloat || acts.scalar_type() == at::kDouble),
+              "window kernel: acts must be float32/float64 (T, B, 4H)");
+  const int64_t Tn = acts.size(0), B = acts.size(1), G = acts.size(2), H = G / 4, HA = w_hw.size(1);
+  const int64_t K3 = w_win.size(0), K = K3 / 3, U = onehot.size(1), A = HA - H;
+  window_check(w_hw, "w_hw", acts, {G, HA});
+  window_check(w_win, "w_win", acts, {K3, H});
+  window_check(onehot, "onehot", acts, {B, U, A});
+  window_check(in_text, "in_text", acts, {B, U});
+  window_check(cs, "cs", acts, {Tn + 1, B, H});
+  window_check(kappas, "kappas", acts, {Tn + 1, B, K});
+  window_check(tcs, "tcs", acts, {Tn, B, H});
+  window_check(es, "es", acts, {Tn, B, 2 * K});
+  window_check(gs, "gs", acts, {Tn, B, K, U});
+  window_check(dh, "dh", acts, {B, H});
+  window_check(dc, "dc", acts, {B, H});
+  window_check(dkappa, "dkappa", acts, {B, K});
+  window_check(dw, "dw", acts, {B, A});
+  window_check(das, "das", acts, {Tn, B, G});
+  window_check(dps, "dps", acts, {Tn, B, K3});
+  const auto opt = [&](const std::optional<Tensor>& g, const char* name, at::IntArrayRef sizes) {
+    if (!g.has_value()) return Tensor();
+    window_check(*g, name, acts, sizes);
+    return *g;
+  };
+  const Tensor gh = opt(dh_out, "dh_out", {Tn, B, H}), gw = opt(dw_out, "dw_out", {Tn, B, A});
+  const Tensor gp = opt(dphi_out, "dphi_out", {Tn, B, U});
+  const Tensor v = valid.has_value() ? *valid : Tensor();
+  TORCH_CHECK(!v.defined() || (v.scalar_type() == at::kBool && v.is_contiguous() &&
+                                v.sizes() == at::IntArrayRef{Tn, B}),
+              "window kernel: valid must be a contiguous bool (T, B)");
+  AT_DISPATCH_FLOATING_TYPES(acts.scalar_type(), "window_backward", [&] {
+    window_backward_impl<scalar_t>(gh, gw, gp, w_hw, w_win, onehot, in_text, v, cs, kappas, acts, tcs, es, gs, dh, dc,
+                                   dkappa, dw, das, dps);
+  });
+}
 
 // --- the ConvLSTM's gate math (the plain cell) -----------------------------------------------------------------
 // A ConvLSTM step's pre-activations (B, 4 Hc, H, W) are, per batch row, the 1-D layer's row of gate blocks
@@ -1850,9 +2066,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("step_int8", &lstmkit::step_int8, py::call_guard<py::gil_scoped_release>());
   m.def("forward_lowrank", &lstmkit::forward_lowrank, py::call_guard<py::gil_scoped_release>());
   m.def("step_product", &lstmkit::step_product, py::call_guard<py::gil_scoped_release>());
-  py::class_<lstmkit::StepProduct>(m, "StepProduct")
-      .def(py::init<const at::Tensor&, int64_t, int64_t>())
-      .def("run", &lstmkit::StepProduct::run, py::call_guard<py::gil_scoped_release>());
+  m.def("window_forward", &lstmkit::window_forward, py::call_guard<py::gil_scoped_release>());
+  m.def("window_backward", &lstmkit::window_backward, py::call_guard<py::gil_scoped_release>());
   py::class_<lstmkit::Int8Weight>(m, "Int8Weight")
       .def(py::init<const at::Tensor&, const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&, bool>())
       .def("rows", &lstmkit::Int8Weight::rows)
