@@ -6,6 +6,8 @@ Candidates (``handwriting-gen``'s default sizes: 3 layers of 200, a window of 10
 
 - ``PyTorch forward``: ``HandwritingNet.forward`` on one point with the carried ``HandwritingState`` (what
   ``sample`` and ``lstmkit write`` call per point; the baseline of every ratio);
+- ``PyTorch, reference window`` (synthesis only): the same with ``model.window_impl = "reference"``, the first
+  layer stepped through torch operations (the default before session 41);
 - ``onnxruntime``: the ``lstmkit.export.export_handwriting`` graph on one point with its state inputs.
 
 One thread everywhere; the candidates interleaved (``_timing.interleaved``), each reported as the median over rounds
@@ -18,6 +20,8 @@ of its time over the baseline's in the same round.
 from __future__ import annotations
 
 import argparse
+import copy
+import dataclasses
 import tempfile
 from pathlib import Path
 
@@ -61,7 +65,17 @@ def main(argv: list[str] | None = None) -> None:
     def ort_step() -> None:
         session.run(None, feeds)
 
-    times = interleaved({BASELINE: torch_step, "onnxruntime": ort_step}, args.rounds)
+    candidates = {BASELINE: torch_step, "onnxruntime": ort_step}
+    if conditional:
+        reference = copy.deepcopy(model)
+        reference.config = dataclasses.replace(reference.config, window_impl="reference")
+
+        def reference_step() -> None:
+            with torch.no_grad():
+                reference(inputs["points"], text, lengths, state)
+
+        candidates["PyTorch, reference window"] = reference_step
+    times = interleaved(candidates, args.rounds)
     kind = f"synthesis, a text of {args.text} symbols" if conditional else "prediction (unconditional)"
     for line in ratio_table(times, BASELINE, f"one step at batch 1, {kind}; 3 x 200 LSTM, one thread", digits=3):
         print(line)

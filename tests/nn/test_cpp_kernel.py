@@ -880,8 +880,8 @@ def test_whole_linear_on_panels_against_f_linear_and_its_second_order():
     ext = _cpp._module
     u = _rounding.unit_roundoff(torch.float32)
     torch.manual_seed(6)
-    x, w, b = torch.randn(7, 5, 33), torch.randn(40, 33), torch.randn(40)
-    dy = torch.randn(7, 5, 40)
+    x, w, b = torch.randn(13, 5, 33), torch.randn(40, 33), torch.randn(40)  # 65 rows: PANEL_MIN_ROWS and more
+    dy = torch.randn(13, 5, 40)
     try:
         ext.set_whole_gemm("panels")
         for bias in (b, None):
@@ -896,8 +896,8 @@ def test_whole_linear_on_panels_against_f_linear_and_its_second_order():
             got.backward(dy)
             want.backward(dy)
             bounds = (_rounding.gamma(40, u) * float((dy.abs() @ w.abs()).max()),
-                      _rounding.gamma(35, u) * float((dy.abs().flatten(0, 1).t() @ x.abs().flatten(0, 1)).max()),
-                      _rounding.gamma(35, u) * float(dy.abs().sum((0, 1)).max()))  # fmt: skip
+                      _rounding.gamma(65, u) * float((dy.abs().flatten(0, 1).t() @ x.abs().flatten(0, 1)).max()),
+                      _rounding.gamma(65, u) * float(dy.abs().sum((0, 1)).max()))  # fmt: skip
             for g, r, bound in zip(args, ref, bounds, strict=False):
                 torch.testing.assert_close(g.grad, r.grad, atol=bound, rtol=0)
         # second order: d/dw of sum((d out / d x) . v)
@@ -911,6 +911,9 @@ def test_whole_linear_on_panels_against_f_linear_and_its_second_order():
         torch.testing.assert_close(gw, gwr, atol=0, rtol=0)
         x64 = x.double().requires_grad_()
         assert _cpp.whole_linear(x64, w.double()).grad_fn.name() != "_WholeLinearBackward"
+        few = x[:12].clone().requires_grad_()  # 60 rows: below PANEL_MIN_ROWS, F.linear itself
+        assert _cpp.PANEL_MIN_ROWS == 64
+        assert torch.equal(_cpp.whole_linear(few, w, b), torch.nn.functional.linear(few, w, b))
     finally:
         ext.set_whole_gemm("auto")
 

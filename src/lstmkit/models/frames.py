@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lstmkit.nn import LSTM, ConvLSTM
+from lstmkit.nn import LSTM, ConvLSTM, Linear
 from lstmkit.train.config import ModelConfig
 
 LOSSES = ("bce", "mse", "l1", "bce+ssim")
@@ -308,7 +308,7 @@ class FCForecaster(nn.Module):
         pixels = frame[0] * frame[1]
         self.encoder = LSTM(pixels, hidden_size, num_layers)
         self.forecaster = LSTM(1, hidden_size, num_layers)
-        self.head = nn.Linear(hidden_size, pixels)
+        self.head = Linear(hidden_size, pixels)  # over every frame: lstmkit's panels where MKL is the slower
 
     def forward(self, x: Tensor) -> Tensor:
         T, B = x.shape[:2]

@@ -51,7 +51,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lstmkit.nn import LSTM, LSTMCell
+from lstmkit.nn import LSTM, Linear, LSTMCell
 from lstmkit.nn.bptt import hand_written
 from lstmkit.train.config import ModelConfig, require_at_least
 
@@ -136,7 +136,7 @@ class MixtureDensityHead(nn.Module):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
         self.mixtures = mixtures
-        self.linear = nn.Linear(in_features, 1 + 6 * mixtures)
+        self.linear = Linear(in_features, 1 + 6 * mixtures)  # over every point: lstmkit's panels where MKL is slower
 
     def forward(self, h: Tensor) -> MixtureParams:
         M = self.mixtures

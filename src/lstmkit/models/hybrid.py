@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lstmkit.nn import LSTM
+from lstmkit.nn import LSTM, Linear
 from lstmkit.stream import StreamParts
 from lstmkit.train.config import ModelConfig, require_at_least
 
@@ -245,9 +245,9 @@ class AttentionLM(nn.Module):
         self.proj: nn.Linear | None = None
         head_in = H
         if config.tie_weights and E != H:
-            self.proj = nn.Linear(H, E, bias=False)
+            self.proj = Linear(H, E, bias=False)
             head_in = E
-        self.head = nn.Linear(head_in, output_size)
+        self.head = Linear(head_in, output_size)  # over every step: on lstmkit's panels where MKL is the slower
         if config.tie_weights:
             self.head.weight = self.embedding.weight  # (V, E) shared
 

@@ -33,7 +33,7 @@ from typing import ClassVar, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from lstmkit.nn import LSTM
+from lstmkit.nn import LSTM, Linear
 from lstmkit.train.config import ModelConfig
 
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
@@ -154,7 +154,7 @@ class Seq2Seq(nn.Module):
             self.score_v = nn.Linear(H, 1, bias=False)
         self.combine = nn.Linear(2 * H, H, bias=False)  # W_c [context; h]
         self.drop = nn.Dropout(config.dropout)
-        self.out = nn.Linear(H, config.output_size)
+        self.out = Linear(H, config.output_size)  # over every target step: lstmkit's panels where MKL is slower
         if config.tie_weights:
             self.out.weight = self.tgt_embedding.weight  # (V_t, H) shared
 

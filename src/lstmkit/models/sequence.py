@@ -8,7 +8,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from lstmkit.nn import GRU, LSTM, RNN
+from lstmkit.nn import GRU, LSTM, RNN, Linear
 from lstmkit.stream import StreamParts
 from lstmkit.train.config import ModelConfig
 
@@ -77,9 +77,9 @@ class SequenceModel(nn.Module):
         head_in = H
         self.proj: nn.Linear | None = None
         if config.tie_weights and self.embedding.embedding_dim != H:
-            self.proj = nn.Linear(H, self.embedding.embedding_dim, bias=False)
+            self.proj = Linear(H, self.embedding.embedding_dim, bias=False)
             head_in = self.embedding.embedding_dim
-        self.head = nn.Linear(head_in, output_size)
+        self.head = Linear(head_in, output_size)  # over every step: on lstmkit's panels where MKL is the slower
         if config.tie_weights:
             self.head.weight = self.embedding.weight  # (V, E) shared
 

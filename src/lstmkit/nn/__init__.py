@@ -5,6 +5,8 @@
 classes to allow for ``torch.load(weights_only=True)`` of a whole model; ``release_buffers()`` drops the free
 pooled work buffers of the ConvLSTM layer and of the LSTM's inference input side (``_workspace``); ``scan``
 runs any cell of the ``(x_t, state) -> (y_t, state)`` contract over time (the one reference time loop).
+``Linear`` / ``linear``: drop-in ``torch.nn.Linear`` / ``F.linear`` on the extension's panels where MKL is the
+slower (a model's output head over every step).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from ._reference import scan
 from ._workspace import release as release_buffers
 from .convlstm import ConvLSTM, ConvLSTMCell
 from .gru import GRU, RNN
+from .linear import Linear, linear
 from .lstm import LSTM, LSTMCell, LSTMStepCell
 from .params import convlstm_param_count, param_count
 from .serialization import safe_globals
@@ -30,8 +33,10 @@ __all__ = [
     "LSTMState",
     "LSTMStepCell",
     "LSTMWeights",
+    "Linear",
     "convlstm_param_count",
     "layer_weights",
+    "linear",
     "param_count",
     "release_buffers",
     "safe_globals",

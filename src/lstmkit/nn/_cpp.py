@@ -618,34 +618,44 @@ def _panel_weight_gradient(d: Tensor, x: Tensor) -> Tensor:
     return dwt[0].t().contiguous()  # (N, K)
 
 
-def weight_gradient(d: Tensor, x: Tensor) -> Tensor:
-    """d^T x (N, K), the weight gradient of y = x W^T over R rows (d = dL/dy (R, N), x (R, K)): on the extension's
-    panels where ``whole_linear``'s rule puts products (float32 CPU, AMD's AVX-512 CPUs, not traced), else
-    ``torch.mm``."""
-    if (d.dtype != torch.float32 or x.dtype != torch.float32 or d.device.type != "cpu" or tracing(d)
-            or transformed() or not available() or _ext().whole_gemm() != "panels"):  # fmt: skip
-        return d.t() @ x
-    return _panel_weight_gradient(d, x)
+# Below this many rows packing W into panels costs more than the panels save, and ``whole_linear`` and
+# ``weight_gradient`` take torch's product: (M x 650) x (650 x 10,000) ran at 1.33x F.linear's time at M = 16, 0.73x
+# at 64 and 0.55x at 256 (session 41's EPYC, one thread; every shape of `python benchmarks/linear.py`,
+# docs/benchmarks.md).
+PANEL_MIN_ROWS = 64
 
 
-def whole_linear(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
-    """``F.linear(x, w, b)`` for the input side of a training step (x (T, B, I), w = W_ih (G, I)): on the C++
-    extension's brgemm panels (``_WholeLinear``) where its rule says so (``_ext().whole_gemm()``: AMD CPUs with
-    AVX-512, where MKL's sgemm runs at half the panels' speed) for float32 CPU tensors in eager mode without
-    autocast; ``F.linear`` everywhere else. Values equal ``F.linear``'s to float32 rounding (another summation
-    order); tests/nn/test_cpp_kernel.py holds both paths to torch's with a derived bound."""
-    if (
+def _on_panels(x: Tensor, w: Tensor, b: Tensor | None, rows: int) -> bool:
+    """Whether a product of ``rows`` rows of x with w goes to the extension's panels (see ``whole_linear``)."""
+    return not (
         x.dtype != torch.float32
         or w.dtype != torch.float32
         or (b is not None and b.dtype != torch.float32)
         or x.device.type != "cpu"
-        or x.dim() < 2
+        or rows < PANEL_MIN_ROWS
         or tracing(x)
         or transformed()
         or torch.is_autocast_enabled("cpu")
         or not available()
         or _ext().whole_gemm() != "panels"
-    ):
+    )
+
+
+def weight_gradient(d: Tensor, x: Tensor) -> Tensor:
+    """d^T x (N, K), the weight gradient of y = x W^T over R rows (d = dL/dy (R, N), x (R, K)): on the extension's
+    panels where ``whole_linear``'s rule puts products (float32 CPU, AMD's AVX-512 CPUs, not traced), else
+    ``torch.mm``."""
+    return _panel_weight_gradient(d, x) if _on_panels(d, x, None, d.shape[0]) else d.t() @ x
+
+
+def whole_linear(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
+    """``F.linear(x, w, b)`` for the input side of a training step (x (T, B, I), w = W_ih (G, I)): on the C++
+    extension's brgemm panels (``_WholeLinear``) where its rule says so (``_ext().whole_gemm()``: AMD CPUs with
+    AVX-512, where MKL's sgemm runs at half the panels' speed) for float32 CPU tensors of at least
+    ``PANEL_MIN_ROWS`` rows in eager mode without autocast; ``F.linear`` everywhere else. Values equal
+    ``F.linear``'s to float32 rounding (another summation order); tests/nn/test_cpp_kernel.py holds both paths to
+    torch's with a derived bound. Public as ``lstmkit.nn.linear``."""
+    if x.dim() < 2 or not _on_panels(x, w, b, x.numel() // max(x.shape[-1], 1)):
         return torch.nn.functional.linear(x, w, b)
     return _WholeLinear.apply(x, w, b)
 
