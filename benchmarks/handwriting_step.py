@@ -6,8 +6,10 @@ Candidates (``handwriting-gen``'s default sizes: 3 layers of 200, a window of 10
 
 - ``PyTorch forward``: ``HandwritingNet.forward`` on one point with the carried ``HandwritingState`` (what
   ``sample`` and ``lstmkit write`` call per point; the baseline of every ratio);
-- ``PyTorch, reference window`` (synthesis only): the same with ``model.window_impl = "reference"``, the first
-  layer stepped through torch operations (the default before session 41);
+- (synthesis only) ``PyTorch, reference window``: the same with ``model.window_impl = "reference"``, the first
+  layer stepped through torch operations (the only path before session 41), and ``PyTorch, fused window``: the
+  first layer as one Function at any number of points (``HandwritingNet`` itself runs it from
+  ``WINDOW_FUSED_MIN_STEPS`` points a call, the reference step below that);
 - ``onnxruntime``: the ``lstmkit.export.export_handwriting`` graph on one point with its state inputs.
 
 One thread everywhere; the candidates interleaved (``_timing.interleaved``), each reported as the median over rounds
@@ -15,6 +17,7 @@ of its time over the baseline's in the same round.
 
     python benchmarks/handwriting_step.py                   # under a minute
     python benchmarks/handwriting_step.py --unconditional
+    python benchmarks/handwriting_step.py --points 4        # calls of 4 points (T = 4) instead of one
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from _timing import interleaved, ratio_table
 
 from lstmkit.export import export_handwriting
 from lstmkit.export.handwriting import random_inputs
+from lstmkit.models import handwriting
 from lstmkit.models.handwriting import HandwritingModel, HandwritingNet, HandwritingState
 
 BASELINE = "PyTorch forward"
@@ -40,6 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--text", type=int, default=40, help="symbols of the text the window reads (U)")
     parser.add_argument("--unconditional", action="store_true", help="the prediction network (no window)")
+    parser.add_argument("--points", type=int, default=1, help="points a call reads (T; sampling reads one)")
     parser.add_argument("--rounds", type=int, default=20)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -52,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    inputs = random_inputs(model, 1, 1, args.text, before=20, seed=0)  # one point, a state 20 points in
+    inputs = random_inputs(model, args.points, 1, args.text, before=20, seed=0)  # T points, a state 20 points in
     feeds = {k: v.numpy() for k, v in inputs.items()}
     h0, c0 = inputs["h0"], inputs["c0"]
     state = HandwritingState([(h0[k], c0[k]) for k in range(h0.shape[0])], inputs.get("kappa0"), inputs.get("w0"))
@@ -74,10 +79,21 @@ def main(argv: list[str] | None = None) -> None:
             with torch.no_grad():
                 reference(inputs["points"], text, lengths, state)
 
+        def fused_step() -> None:
+            fused_from = handwriting.WINDOW_FUSED_MIN_STEPS
+            handwriting.WINDOW_FUSED_MIN_STEPS = 1
+            try:
+                with torch.no_grad():
+                    model(inputs["points"], text, lengths, state)
+            finally:
+                handwriting.WINDOW_FUSED_MIN_STEPS = fused_from
+
         candidates["PyTorch, reference window"] = reference_step
+        candidates["PyTorch, fused window"] = fused_step
     times = interleaved(candidates, args.rounds)
     kind = f"synthesis, a text of {args.text} symbols" if conditional else "prediction (unconditional)"
-    for line in ratio_table(times, BASELINE, f"one step at batch 1, {kind}; 3 x 200 LSTM, one thread", digits=3):
+    note = f"a call of {args.points} point(s) at batch 1, {kind}; 3 x 200 LSTM, one thread"
+    for line in ratio_table(times, BASELINE, note, digits=3):
         print(line)
 
 

@@ -33,7 +33,8 @@ def test_the_handwriting_step_benchmark_times_both_runtimes_for_both_networks():
                                *extra], capture_output=True, text=True, timeout=600)  # fmt: skip
         assert done.returncode == 0, done.stderr
         rows = [line.split("|")[1:-1] for line in done.stdout.splitlines() if line.startswith("| ")][1:]
-        want = ["PyTorch forward", "onnxruntime"] + ([] if extra else ["PyTorch, reference window"])
+        want = ["PyTorch forward", "onnxruntime"] + ([] if extra else ["PyTorch, reference window",
+                                                                       "PyTorch, fused window"])
         assert [r[0].strip() for r in rows] == want
         assert all(float(r[1]) > 0 for r in rows)
 

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from lstmkit import _rounding
-from lstmkit.models import _window_bptt
+from lstmkit.models import _window_bptt, handwriting
+from lstmkit.models._window_bptt import window_layer
 from lstmkit.models.handwriting import HandwritingModel, HandwritingNet, HandwritingState, mixture_nll
 from lstmkit.nn import _cpp
 
@@ -215,12 +216,18 @@ def test_torch_func_transforms_run_the_reference_loop():
         torch.testing.assert_close(got[name], p.grad, rtol=1e-12, atol=1e-12)
 
 
-def test_sampling_gives_the_same_line_with_either_layer():
-    """``sample`` steps the model one point at a time (T = 1 calls carrying the state): the same line either way."""
+def test_sampling_gives_the_same_line_with_either_layer(monkeypatch):
+    """``sample`` reads a prime of 6 points in one call (7 steps: the fused layer), then writes one point a call
+    carrying the state (T = 1: below WINDOW_FUSED_MIN_STEPS, the reference step): the same line either way, and
+    the fused layer ran exactly once, on the prime."""
+    calls = []
+    monkeypatch.setattr(handwriting, "window_layer", lambda x, *a: calls.append(x.shape[0]) or window_layer(x, *a))
     net = make().eval()
-    text = torch.tensor([1, 3, 0, 2])
-    lines = [use(net, impl).sample(text, max_steps=30, bias=0.5, generator=torch.Generator().manual_seed(5))
-             for impl in ("fused", "reference")]  # fmt: skip
+    text = torch.tensor([1, 3, 0, 2, 4, 1, 0, 3, 2, 2])
+    prime = 0.3 * torch.randn(6, 3, generator=torch.Generator().manual_seed(4), dtype=F64)
+    lines = [use(net, impl).sample(text, max_steps=30, bias=0.5, generator=torch.Generator().manual_seed(5),
+                                   prime=prime) for impl in ("fused", "reference")]  # fmt: skip
+    assert calls == [7] and handwriting.WINDOW_FUSED_MIN_STEPS == 4
     assert lines[0].shape == lines[1].shape and len(lines[0]) > 5
     # float64 sums in two orders (differences of 1e-15), returned in float32: at most one float32 ulp apart
     ulp = float(lines[1].abs().max()) * torch.finfo(torch.float32).eps

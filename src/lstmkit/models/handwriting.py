@@ -25,11 +25,11 @@ c_0 .. c_{U-1} (one-hot, positions counted **from 0**, so kappa = 0 sits on the 
 
 with phi zero at u >= the text's length (padding). This first layer runs as one autograd Function with a
 hand-written backward (``model.window_impl = "fused"``, the default: ``_window_bptt``) or, its reference twin, the
-cell and the window stepped through autograd (``"reference"``, and under torch.func transforms and tracers); the
-tests hold the two equal. Layers 2..L are ``lstmkit.nn.LSTM`` layers run over the whole sequence at once on
-[x_t, h^{l-1}_t, w_t]. Prediction (not ``conditional``): every layer is a fused
-``lstmkit.nn.LSTM`` over the whole sequence. Dropout (``model.dropout``) acts on each layer's output before the next
-layer and the head; the window reads the first layer's output undropped.
+cell and the window stepped through autograd (``"reference"``, and under torch.func transforms and tracers, and for
+calls of fewer than ``WINDOW_FUSED_MIN_STEPS`` steps); the tests hold the two equal. Layers 2..L are
+``lstmkit.nn.LSTM`` layers run over the whole sequence at once on [x_t, h^{l-1}_t, w_t]. Prediction (not
+``conditional``): every layer is a fused ``lstmkit.nn.LSTM`` over the whole sequence. Dropout (``model.dropout``)
+acts on each layer's output before the next layer and the head; the window reads the first layer's output undropped.
 
 Initialisation: forget-gate biases 1 (``forget_bias``); the window's biases give alpha = 1/K, beta = 1 and
 exp(kappa_hat) = exp(-3) ~ 0.05 symbols a step (see ``KAPPA_BIAS``); the rest is torch's default.
@@ -67,6 +67,11 @@ FORGET_BIAS = 1.0
 # runs off the text before the network has learnt to read it; much slower and it never reaches the text's end.
 KAPPA_BIAS = -3.0
 WINDOW_IMPLS = ("fused", "reference")
+# Calls of fewer steps run the reference loop even under window_impl = "fused": the fused layer's fixed cost
+# (laying the weights out for its products) is more than it saves on one to three steps. At the default sizes, batch
+# 1, no grad (`python benchmarks/handwriting_step.py --points T`, docs/benchmarks.md, session 41): 0.643 against
+# 0.509 ms at T = 1 (what `sample` and `lstmkit write` call), level at T = 3, 0.773 against 0.859 ms at T = 4.
+WINDOW_FUSED_MIN_STEPS = 4
 
 
 @dataclass(frozen=True)
@@ -403,7 +408,7 @@ class HandwritingNet(nn.Module):
         ids = torch.where(in_text.T, text, torch.zeros((), dtype=text.dtype, device=text.device))  # (U, B)
         onehot = F.one_hot(ids.T, self.alphabet_size).to(x.dtype) * in_text.unsqueeze(-1)  # (B, U, A)
         (h, c), kappa, w = state.layers[0], state.kappa, state.w
-        if self.config.window_impl == "fused" and hand_written(x):
+        if self.config.window_impl == "fused" and T >= WINDOW_FUSED_MIN_STEPS and hand_written(x):
             cell = self.cell
             h1, ws, phis, (h, c, kappa, w) = window_layer(
                 x, (h, c, kappa, w), (cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh),
