@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import pytest
 import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
@@ -82,3 +83,21 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+ISAS = ("generic", "avx2", "avx512")  # the float32 kernels' instruction-set paths, slowest first
+
+
+def on_isa(request) -> Iterator[str]:
+    """A fixture body parametrised by ``ISAS``: the test runs on that instruction-set path of the C++ extension's
+    float32 kernels, restored after; skipped where the CPU lacks it. Use as
+    ``isa = pytest.fixture(params=ISAS, name="isa")(on_isa)``."""
+    from lstmkit.nn import _cpp
+
+    if request.param not in _cpp.supported_isas():
+        pytest.skip(f"this CPU lacks {request.param} (it runs {', '.join(_cpp.supported_isas())})")
+    ext = _cpp._ext()
+    before = ext.isa()
+    ext.set_isa(request.param)
+    yield request.param
+    ext.set_isa(before)

@@ -10,21 +10,16 @@ import re
 import pytest
 import torch
 
+from checks import ISAS, on_isa, one_thread
 from lstmkit import _rounding
 from lstmkit.models import _window_bptt, handwriting
 from lstmkit.models._window_bptt import window_layer
 from lstmkit.models.handwriting import HandwritingModel, HandwritingNet, HandwritingState, mixture_nll
-from lstmkit.nn import _cpp
 
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+_one_thread = pytest.fixture(autouse=True)(one_thread)
 
 
 def make(dtype=F64, *, H=7, A=5, K=3, M=2, L=2, seed=0) -> HandwritingNet:
@@ -118,16 +113,7 @@ def test_fused_equals_the_reference_in_values_and_every_gradient(lengths, carrie
     assert_within(got, want, tolerances(net, x, want))
 
 
-@pytest.fixture(params=("generic", "avx2", "avx512"))
-def isa(request):
-    """One instruction-set path of the float32 gate kernels; skipped where the CPU lacks it."""
-    if request.param not in _cpp.supported_isas():
-        pytest.skip(f"this CPU lacks {request.param} (it runs {', '.join(_cpp.supported_isas())})")
-    ext = _cpp._ext()
-    before = ext.isa()
-    ext.set_isa(request.param)
-    yield request.param
-    ext.set_isa(before)
+isa = pytest.fixture(params=ISAS, name="isa")(on_isa)  # each instruction-set path of the float32 kernels
 
 
 def test_float32_kernels_equal_the_reference(isa):

@@ -19,6 +19,7 @@ import pytest
 import torch
 
 import lstmkit
+from checks import ISAS, on_isa
 from lstmkit import _rounding
 from lstmkit.nn import LSTMOptions, LSTMWeights, _cpp
 from lstmkit.nn._cpp import lstm_scan_cpp
@@ -108,19 +109,9 @@ def check_equal(args: dict, use=("y", "h", "c")) -> None:
         torch.testing.assert_close(g, g_ref, atol=atol, rtol=0, msg=lambda m, n=name: f"d{n}: {m}")
 
 
-ISAS = ("generic", "avx2", "avx512")  # the kernel's instruction-set paths, slowest first
 
 
-@pytest.fixture(params=ISAS)
-def isa(request):
-    """Runs the test on one instruction-set path of the float32 kernels; skipped where the CPU lacks it."""
-    if request.param not in _cpp.supported_isas():
-        pytest.skip(f"this CPU lacks {request.param} (it runs {', '.join(_cpp.supported_isas())})")
-    ext = _cpp._module
-    before = ext.isa()
-    ext.set_isa(request.param)
-    yield request.param
-    ext.set_isa(before)
+isa = pytest.fixture(params=ISAS, name="isa")(on_isa)  # each instruction-set path of the float32 kernels
 
 
 @pytest.mark.parametrize("c", COMBOS, ids=combo_id)

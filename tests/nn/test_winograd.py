@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 import lstmkit
-from checks import check_same, one_thread
+from checks import ISAS, check_same, on_isa, one_thread
 from lstmkit import _rounding
 from lstmkit.nn import _cpp, _winograd
 
@@ -23,22 +23,12 @@ SHAPES = [  # (B, C, K, H, W): frames not multiples of 4 (cropped tiles), one ro
 # Rows of 18 tiles (a full and a partial chunk of AVX-512's 16 lanes); 360 tiles a frame, so the transforms' pieces
 # (at most 1024 tiles of one channel) hold 2 frames, then 1.
 WIDE = [(1, 2, 3, 6, 70), (3, 2, 3, 78, 70)]
-ISAS = ("generic", "avx2", "avx512")
 
 
 _one_thread = pytest.fixture(autouse=True)(one_thread)
 
 
-@pytest.fixture(params=ISAS)
-def isa(request):
-    """Runs the test on one instruction-set copy of the transforms; skipped where the CPU lacks it."""
-    if request.param not in _cpp.supported_isas():
-        pytest.skip(f"this CPU lacks {request.param} (it runs {', '.join(_cpp.supported_isas())})")
-    ext = _cpp._ext()
-    before = ext.isa()
-    ext.set_isa(request.param)
-    yield request.param
-    ext.set_isa(before)
+isa = pytest.fixture(params=ISAS, name="isa")(on_isa)  # each instruction-set path of the float32 kernels
 
 
 @pytest.fixture(params=_winograd.PRODUCTS)
