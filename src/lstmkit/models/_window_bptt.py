@@ -197,5 +197,6 @@ def window_layer(
     (T, B) bool or None -> h (T, B, H), w (T, B, A), phi (T, B, U) and (h_T, c_T, kappa_T, w_T), through the
     hand-written backward above. Autocast is turned off: the layer runs in the parameters' dtype."""
     with autocast_off(x):
-        h, w, phi, *final = WindowLayerFn.apply(x, *state, *cell_weights, *window_weights, onehot, in_text, valid)
+        h, w, phi, *final = WindowLayerFn.apply(x, *state, *cell_weights, *window_weights, onehot.contiguous(),
+                                                in_text.contiguous(), None if valid is None else valid.contiguous())
     return h, w, phi, tuple(final)

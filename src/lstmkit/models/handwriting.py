@@ -85,8 +85,8 @@ class HandwritingModel(ModelConfig):
     window_mixtures: int = 10  # Graves 2013, synthesis: 10 Gaussians in the window
     conditional: bool = True  # synthesis (text-conditioned) or prediction (unconditional)
     # The windowed first layer: "fused" (one autograd.Function with a hand-written backward, models/_window_bptt.py;
-    # the reference loop under torch.func transforms and tracers) or "reference" (LSTMCell and the window stepped
-    # through autograd: differentiable to any order). Both give the same values and gradients (tests).
+    # the reference loop under torch.func transforms and tracers and for calls of 1-3 steps) or "reference" (LSTMCell
+    # and the window stepped through autograd: differentiable to any order). The same values and gradients (tests).
     window_impl: str = "fused"
     # Text symbols, set by the task from its alphabet; HandwritingNet needs it when conditional (ignored otherwise).
     alphabet_size: int | None = None
