@@ -102,11 +102,12 @@ class AttentionBlock(nn.Module):
         H = hidden_size
         self.norm_q = nn.LayerNorm(H)
         self.norm_kv = nn.LayerNorm(H)
-        self.query = nn.Linear(H, H)
-        self.key = nn.Linear(H, H)
-        self.value = nn.Linear(H, H)
-        self.boom_up = nn.Linear(H, 4 * H)  # SHA-RNN's Boom: 4H wide
-        self.boom_down = nn.Linear(4 * H, H)
+        # Each over every step (T B rows): lstmkit's panels where MKL is the slower.
+        self.query = Linear(H, H)
+        self.key = Linear(H, H)
+        self.value = Linear(H, H)
+        self.boom_up = Linear(H, 4 * H)  # SHA-RNN's Boom: 4H wide
+        self.boom_down = Linear(4 * H, H)
         self.norm_ff = nn.LayerNorm(H)
         self.drop = nn.Dropout(dropout)
         # The residual branches start at zero (the values and the Boom's output layer), so the untrained block is

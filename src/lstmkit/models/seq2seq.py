@@ -142,7 +142,7 @@ class Seq2Seq(nn.Module):
                 emb.weight[PAD_ID].zero_()
         self.encoder = LSTM(E, H, L, dropout=drop_between, bidirectional=config.bidirectional,
                             recurrent_dropout=config.recurrent_dropout, **variants)  # fmt: skip
-        self.memory = nn.Linear(D * H, H, bias=False)  # M = W_m out: keys and values of every attention
+        self.memory = Linear(D * H, H, bias=False)  # M = W_m out: keys and values of every attention (S B rows)
         self.bridge_h = nn.Linear(D * H, H)
         self.bridge_c = nn.Linear(D * H, H)
         self.decoder = LSTM(E + H, H, L, dropout=drop_between, **variants)  # input feeding: [E(y); h~]

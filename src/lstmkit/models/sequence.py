@@ -130,7 +130,8 @@ class LSTMReader(nn.Module):
             bidirectional=bidirectional,
         )
         self.drop = nn.Dropout(config.dropout)
-        self.head = nn.Linear(config.hidden_size * (2 if bidirectional else 1), config.output_size)
+        # Over every step for the CTC readers (T B rows): lstmkit's panels where MKL is the slower.
+        self.head = Linear(config.hidden_size * (2 if bidirectional else 1), config.output_size)
 
 
 def last_valid(outputs: Tensor, lengths: Tensor | None = None) -> Tensor:

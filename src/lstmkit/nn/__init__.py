@@ -14,8 +14,8 @@ from __future__ import annotations
 from ._reference import scan
 from ._workspace import release as release_buffers
 from .convlstm import ConvLSTM, ConvLSTMCell
+from .dense import PANEL_MIN_ROWS, Linear, linear
 from .gru import GRU, RNN
-from .linear import Linear, linear
 from .lstm import LSTM, LSTMCell, LSTMStepCell
 from .params import convlstm_param_count, param_count
 from .serialization import safe_globals
@@ -24,6 +24,7 @@ from .weights import GRUWeights, LSTMOptions, LSTMState, LSTMWeights, layer_weig
 __all__ = [
     "GRU",
     "LSTM",
+    "PANEL_MIN_ROWS",
     "RNN",
     "ConvLSTM",
     "ConvLSTMCell",
