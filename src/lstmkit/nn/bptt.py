@@ -1,9 +1,10 @@
 """Pieces for layers that write their own backpropagation through time around a plain LSTM cell.
 
 The ConvLSTM's hand-written layer (``_convlstm_bptt``) and the windowed first layer of Graves's handwriting network
-(``lstmkit.models.handwriting``) step an LSTM cell in Python with products of their own (convolutions; a product that
-also reads an attention window) and share the rest of a step: the gate math each way, and the refusal to be
-differentiated twice.
+(``lstmkit.models._window_bptt``) write their own time loops around a plain LSTM cell, with products of their own
+(convolutions; a product that also reads an attention window), and share the rest: the gate math of a step each way
+(the window layer's C++ loops call the same gate kernels directly, its tensor-operation loops these functions), the
+weight gradients after the loop, and the refusal to be differentiated twice.
 
 ``gates_forward(a, c_prev, act, c_new, tc, h)``: from the pre-activations a (B, 4 H, ...) (the gate blocks i, f, g, o
 along dim 1, each H wide: H hidden units, or hidden channels times a frame) and c_{t-1} (B, H, ...), writes the
