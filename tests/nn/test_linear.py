@@ -67,7 +67,8 @@ def test_values_and_gradients_equal_torch_within_the_bound(rows, whole_gemm):
     ]
     for got, want, bound in checks:
         torch.testing.assert_close(got, want, atol=2 * bound, rtol=0)
-    assert torch.equal(linear(x, w), torch.nn.functional.linear(x, w)) or panels
+    if not panels:  # torch's product itself: the very same values
+        assert torch.equal(linear(x, w), torch.nn.functional.linear(x, w))
 
 
 def test_tied_weights_stay_one_parameter():

@@ -3,15 +3,15 @@ r"""The first layer of Graves's synthesis network (the LSTM cell and its soft wi
 loop (``_first_layer`` stepping ``LSTMCell`` and the window through autograd), which the tests hold equal in values
 and every gradient and check with ``gradcheck`` in float64.
 
-The reference records some 20 small operations a step for autograd and differentiates each on the way back: at
-Graves's sizes (B = 16 lines, H = 200, U = 20 symbols, K = 10) the first layer took 60% of a training step. Here, on
-the CPU in float32/float64 where the C++ extension builds, each direction is one call into ``lstm_scan.cpp``
-(``window_forward``, ``window_backward``): per step one product for all four gates on the path the fused LSTM's own
-loop takes (brgemm on panels on AMD's AVX-512 CPUs, where MKL's sgemm is at half their speed), the 1-D layer's gate
-pass, one product for the window's parameters and the window in plain loops, nothing recorded; every weight gradient
-is one product over all T steps after the loop (``lstmkit.nn.bptt.weight_gradient``). Elsewhere the same steps run
-as tensor operations (the loops below, ``lstmkit.nn.bptt``'s gate math), and the tests hold both equal to the
-reference. The same sums as the reference, in a different order: the gates' input is
+The reference records some 20 small operations a step for autograd and differentiates each on the way back; with
+this layer a training step at the task's sizes takes 0.63 of its time (``benchmarks/handwriting_train_step.py``).
+Here, on the CPU in float32/float64 where the C++ extension builds, each direction is one call into
+``lstm_scan.cpp`` (``window_forward``, ``window_backward``): per step one product for all four gates on the path the
+fused LSTM's own loop takes (brgemm on panels on AMD's AVX-512 CPUs, where MKL's sgemm is at half their speed), the
+1-D layer's gate pass, one product for the window's parameters and the window in plain loops, nothing recorded;
+every weight gradient is one product over all T steps after the loop (``lstmkit.nn.bptt.weight_gradient``).
+Elsewhere the same steps run as tensor operations (the loops below, ``lstmkit.nn.bptt``'s gate math), and the tests
+hold both equal to the reference. The same sums as the reference, in a different order: the gates' input is
 x_t W_x^T + b_ih + b_hh (all T at once) + [h_{t-1}, w_{t-1}] W_hw^T, W_hw = [W_hh, W_w], where the reference's cell
 computes [x_t, w_{t-1}] W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh.
 
