@@ -98,6 +98,7 @@ def _module_error(m: LSTM, x: Tensor, *, gradients: bool = False) -> float:
             w_ih, w_hh = p("weight_ih"), p("weight_hh")
             w_in, proj = _rounding.row_abs_sum(w_ih), _rounding.row_abs_sum(p("weight_hr"))
             keep = 1 - getattr(m, "recurrent_dropout", 0.0)  # training scales the fed-back h by 1/keep
+            keep *= 1 - getattr(m, "weight_dropout", 0.0)  # and DropConnect W_hh's kept entries by 1/(1 - p)
             h_in = max(proj, 1.0)  # |h| <= 1, or the projection's row sums
             a_max = (w_in * (x_max if layer == 0 else h_in) + _rounding.row_abs_sum(w_hh) * h_in / keep
                      + _largest(p("bias_ih")) + _largest(p("bias_hh")) + _largest(p("weight_ch")) * T)

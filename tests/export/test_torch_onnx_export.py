@@ -111,6 +111,8 @@ REFUSED = {
              "not write"),
     "recurrent_dropout_training": (lambda: lstmkit.GRU(I, H, recurrent_dropout=0.25),
                                    "has recurrent_dropout=0.25 in training mode"),
+    "weight_dropout_training": (lambda: lstmkit.LSTM(I, H, weight_dropout=0.5), "has weight_dropout=0.5 in training "
+                                "mode"),
     "lengths": (lambda: WithLengths(lstmkit.LSTM(I, H)), "is given lengths"),
     "packed": (lambda: Packed(lstmkit.RNN(I, H)), "reads a PackedSequence"),
 }  # fmt: skip
@@ -120,7 +122,7 @@ REFUSED = {
 def test_torchscript_exporter_refuses_what_torchs_operator_does_not_compute(tmp_path, name):
     make, reason = REFUSED[name]
     model = make()
-    model.train(name == "recurrent_dropout_training")
+    model.train(name.endswith("_training"))
     layer = getattr(model, "layer", model)
     path = tmp_path / "model.onnx"
     x, lengths = torch.randn(5, 3, I), torch.tensor([5, 4, 2])

@@ -29,7 +29,7 @@ VARIANTS = {
     "peephole-coupled-bidirectional-lengths": {"peephole": True, "coupled": True, "bidirectional": True},
     "layer_norm-proj-recurrent_dropout": {"layer_norm": True, "proj_size": 4, "recurrent_dropout": 0.3},
     "all": {"peephole": True, "coupled": True, "layer_norm": True, "proj_size": 4, "recurrent_dropout": 0.3,
-            "bidirectional": True},
+            "weight_dropout": 0.4, "bidirectional": True},
 }  # fmt: skip
 LENGTHS = torch.tensor([5, 3, 1])
 

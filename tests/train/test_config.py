@@ -78,6 +78,43 @@ def test_value_checks_name_the_field():
         dataclasses.replace(TrainConfig(), epochs=0)
     with pytest.raises(ValueError, match=r"train.betas: expected a list of 2 values"):
         TrainConfig(betas=(0.9,))
+    with pytest.raises(ValueError, match=r"^model.weight_dropout must be in \[0, 1\), got 1.0$"):
+        ModelConfig(weight_dropout=1.0)
+
+
+def test_weight_dropout_reaches_the_recurrent_layers_or_is_refused_with_the_reason():
+    """Every task model that runs whole recurrent layers passes model.weight_dropout to them; the ones that step a
+    cell (or whose recurrent weights are kernels) refuse it by name instead of ignoring it."""
+    from lstmkit.models import ForecastModel, HandwritingModel, LMModel, SequenceModel
+    from lstmkit.models.classifier import ClassifyModel, FCNClassifier, SequenceClassifier
+    from lstmkit.models.forecaster import ForecastNet
+    from lstmkit.models.frames import FramesModel
+    from lstmkit.models.hybrid import AttentionLM
+    from lstmkit.models.memory import MemoryModel
+    from lstmkit.models.recognizer import CTCModel, CTCRecognizer
+    from lstmkit.models.seq2seq import Seq2SeqModel
+
+    lm = LMModel(vocab_size=11, hidden_size=8, num_layers=2, weight_dropout=0.3)
+    assert SequenceModel(lm).rnn.weight_dropout == 0.3
+    hybrid = AttentionLM(dataclasses.replace(lm, attention=True, attention_layer=1))
+    assert {hybrid.lstm_below.weight_dropout, hybrid.lstm_above.weight_dropout} == {0.3}
+    classify = ClassifyModel(input_size=2, output_size=3, max_length=9, hidden_size=8, weight_dropout=0.3)
+    assert SequenceClassifier(classify).rnn.weight_dropout == 0.3
+    assert FCNClassifier(dataclasses.replace(classify, arch="lstm-fcn")).rnn.weight_dropout == 0.3
+    assert CTCRecognizer(CTCModel(input_size=4, output_size=5, hidden_size=8, weight_dropout=0.3)).rnn.weight_dropout \
+        == 0.3
+    forecast = ForecastModel(input_size=1, output_size=1, hidden_size=8, weight_dropout=0.3)
+    assert ForecastNet(forecast, ar_order=2).core.rnn.weight_dropout == 0.3
+    refused = {Seq2SeqModel: "its decoder steps an LSTM cell one token at a time",
+               HandwritingModel: "its first layer steps a cell and the soft window one point at a time",
+               FramesModel: "the ConvLSTM's recurrent weights are convolution kernels",
+               MemoryModel: "the NTM's controller steps a cell one vector at a time"}  # fmt: skip
+    for cls, reason in refused.items():
+        with pytest.raises(ValueError) as caught:
+            cls(weight_dropout=0.3)
+        assert str(caught.value) == (f"model.weight_dropout=0.3 is not available for this task's model: {reason}; "
+                                     "leave it at 0")
+        assert cls().weight_dropout == 0.0
 
 
 def test_from_dict_rejects_unknown_sections_and_keys(tmp_path):

@@ -143,7 +143,8 @@ def iterative_prune(
 # -- structured ------------------------------------------------------------------------------------------
 def _core_settings(rnn: RecurrentBase) -> dict:
     kw = dict(num_layers=rnn.num_layers, bias=rnn.bias, batch_first=rnn.batch_first, dropout=rnn.dropout,
-              bidirectional=rnn.bidirectional, recurrent_dropout=rnn.recurrent_dropout)  # fmt: skip
+              bidirectional=rnn.bidirectional, recurrent_dropout=rnn.recurrent_dropout,
+              weight_dropout=rnn.weight_dropout)  # fmt: skip
     if isinstance(rnn, LSTM):
         kw.update(proj_size=rnn.proj_size, peephole=rnn.peephole, coupled=rnn.coupled, layer_norm=rnn.layer_norm,
                   forget_bias=rnn.forget_bias, layer_norm_eps=rnn.layer_norm_eps, impl=rnn.impl)  # fmt: skip

@@ -17,12 +17,15 @@ State = Tensor | tuple[Tensor, Tensor]  # (L, B, H) for GRU/RNN; (h, c) each (L,
 _CELLS: dict[str, type[nn.Module]] = {"lstm": LSTM, "gru": GRU, "rnn": RNN}
 
 
-def _make_rnn(cell: str, input_size: int, hidden_size: int, num_layers: int, dropout: float) -> nn.Module:
+def _make_rnn(
+    cell: str, input_size: int, hidden_size: int, num_layers: int, dropout: float, weight_dropout: float = 0.0
+) -> nn.Module:
     """The recurrent core: an ``lstmkit.nn`` layer with ``torch.nn``'s constructor, time-major."""
     if cell not in _CELLS:
         raise ValueError(f"cell must be one of {sorted(_CELLS)}, got {cell!r}")
     # torch.nn warns when dropout is set on a single layer; ours follow suit, so pass 0 there.
-    return _CELLS[cell](input_size, hidden_size, num_layers, dropout=dropout if num_layers > 1 else 0.0)
+    return _CELLS[cell](input_size, hidden_size, num_layers, dropout=dropout if num_layers > 1 else 0.0,
+                        weight_dropout=weight_dropout)
 
 
 class SequenceModel(nn.Module):
@@ -35,7 +38,7 @@ class SequenceModel(nn.Module):
     - Feature input (``config.input_size``): real values (T, B, I) go straight into the core.
 
     Dropout (``config.dropout``) acts on the embedding output, between recurrent layers and before
-    the head (Zaremba et al. 2014).
+    the head (Zaremba et al. 2014); ``config.weight_dropout`` drops entries of the core's W_hh (DropConnect).
 
     ``forward(x, state=None, lengths=None) -> (logits, state)`` with logits (T, B, O), O =
     ``output_size`` (default V for a language model). ``lengths`` (B,) masks padded steps: their
@@ -72,7 +75,7 @@ class SequenceModel(nn.Module):
             core_in = E
         else:
             core_in = config.input_size
-        self.rnn = _make_rnn(config.cell, core_in, H, config.num_layers, config.dropout)
+        self.rnn = _make_rnn(config.cell, core_in, H, config.num_layers, config.dropout, config.weight_dropout)
         self.drop = nn.Dropout(config.dropout)
         head_in = H
         self.proj: nn.Linear | None = None
@@ -128,6 +131,7 @@ class LSTMReader(nn.Module):
             config.num_layers,
             dropout=config.dropout if config.num_layers > 1 else 0.0,
             bidirectional=bidirectional,
+            weight_dropout=config.weight_dropout,
         )
         self.drop = nn.Dropout(config.dropout)
         # Over every step for the CTC readers (T B rows): lstmkit's panels where MKL is the slower.

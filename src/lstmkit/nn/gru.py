@@ -1,7 +1,7 @@
 """``GRU`` and ``RNN``: baselines with ``torch.nn.GRU`` / ``torch.nn.RNN``'s interface and parameters.
 
 They share ``LSTM``'s base (layers, directions, batch_first, unbatched, PackedSequence, lengths,
-dropout, recurrent dropout) and run the reference cell steps under the reference time loop: they
+dropout, recurrent dropout, weight dropout) and run the reference cell steps under the reference time loop: they
 are controls for experiments, so clarity beats speed here. The plain RNN is the
 vanishing-gradient control the long-range experiments compare against.
 """
@@ -41,10 +41,11 @@ class GRU(RecurrentBase):
         dtype: torch.dtype | None = None,
         *,
         recurrent_dropout: float = 0.0,
+        weight_dropout: float = 0.0,
     ) -> None:
         super().__init__(
             input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, 0, device, dtype,
-            recurrent_dropout=recurrent_dropout, impl="reference",
+            recurrent_dropout=recurrent_dropout, weight_dropout=weight_dropout, impl="reference",
         )
 
     def _run_direction(self, x, state, w, mask, drop):
@@ -78,13 +79,14 @@ class RNN(RecurrentBase):
         dtype: torch.dtype | None = None,
         *,
         recurrent_dropout: float = 0.0,
+        weight_dropout: float = 0.0,
     ) -> None:
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
         self.nonlinearity = nonlinearity
         super().__init__(
             input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, 0, device, dtype,
-            recurrent_dropout=recurrent_dropout, impl="reference",
+            recurrent_dropout=recurrent_dropout, weight_dropout=weight_dropout, impl="reference",
         )
 
     def _run_direction(self, x, state, w, mask, drop):

@@ -134,7 +134,8 @@ class LSTM(RecurrentBase):
         c_t = f_t \odot c_{t-1} + i_t \odot g_t, \qquad h_t = o_t \odot \tanh(c_t)
 
     The variants (keyword-only, all composable, see the module docstring for where each acts):
-    ``peephole``, ``coupled`` (f = 1 - i), ``layer_norm``, ``recurrent_dropout``,
+    ``peephole``, ``coupled`` (f = 1 - i), ``layer_norm``, ``recurrent_dropout``, ``weight_dropout``
+    (DropConnect on W_hh: one mask a call, shared by every step; AWD-LSTM's weight drop, haste's ``dropout``),
     ``forget_bias`` (initial forget-gate bias), ``layer_norm_eps``; ``impl`` forces the
     ``"cpp"`` kernel, the ``"fused"`` PyTorch kernel or the ``"reference"`` loop (``"auto"``: the C++
     kernel where it can run, else the fused PyTorch one).
@@ -164,6 +165,7 @@ class LSTM(RecurrentBase):
         coupled: bool = False,
         layer_norm: bool = False,
         recurrent_dropout: float = 0.0,
+        weight_dropout: float = 0.0,
         forget_bias: float | None = None,
         layer_norm_eps: float = 1e-5,
         impl: str = "auto",
@@ -188,6 +190,7 @@ class LSTM(RecurrentBase):
             device,
             dtype,
             recurrent_dropout=recurrent_dropout,
+            weight_dropout=weight_dropout,
             impl=impl,
         )
 

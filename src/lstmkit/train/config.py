@@ -102,6 +102,12 @@ class ModelConfig(_Section):
     dropout: float = 0.2  # between layers and before the head (Zaremba et al. 2014 use 0.5 for larger nets)
     cell: str = "lstm"  # LSTM is the robust default; GRU is cheaper at similar quality on many tasks
     tie_weights: bool = False  # tying input and output embeddings helps LMs (Press & Wolf 2017); LM only
+    # DropConnect on every recurrent layer's W_hh in training (Wan et al. 2013): one mask a batch, shared by every
+    # step, as AWD-LSTM's weight drop (Merity et al. 2017, 0.5 there); 0 is off. Refused, with the reason, by the
+    # models that step a cell (seq2seq, handwriting-gen, the NTM) and by the ConvLSTM's.
+    weight_dropout: float = 0.0
+    # Why this config's model cannot take ``weight_dropout`` (a clause for the error), or None when it can.
+    _no_weight_dropout: ClassVar[str | None] = None
 
     def extra_training_size(self, batch_size: int, steps: int) -> tuple[int, int]:
         """(parameters, activation values kept for backward) the model adds beyond its recurrent core, embedding and
@@ -114,6 +120,14 @@ class ModelConfig(_Section):
             self, "model", 1, "vocab_size", "input_size", "output_size", "embedding_dim", "hidden_size", "num_layers"
         )
         _require(0.0 <= self.dropout < 1.0, f"model.dropout must be in [0, 1), got {self.dropout}")
+        _require(
+            0.0 <= self.weight_dropout < 1.0, f"model.weight_dropout must be in [0, 1), got {self.weight_dropout}"
+        )
+        _require(
+            self._no_weight_dropout is None or self.weight_dropout == 0.0,
+            f"model.weight_dropout={self.weight_dropout} is not available for this task's model: "
+            f"{self._no_weight_dropout}; leave it at 0",
+        )
         _require(self.cell in CELLS, f"model.cell must be one of {CELLS}, got {self.cell!r}")
 
 
