@@ -159,5 +159,13 @@ def test_arguments_repr_and_state_dict():
     m = lstmkit.LSTM(3, 4, weight_dropout=0.25)
     assert repr(m) == "LSTM(3, 4, weight_dropout=0.25)"
     assert m.state_dict().keys() == nn.LSTM(3, 4).state_dict().keys()  # no new parameters or buffers
+    # A layer pickled before the key existed has no such attribute: it runs as without DropConnect.
+    old = lstmkit.LSTM(3, 4)
+    del old.__dict__["weight_dropout"]
+    plain = lstmkit.LSTM(3, 4)
+    plain.load_state_dict(old.state_dict())
+    x = torch.randn(2, 1, 3)
+    torch.testing.assert_close(old.train()(x)[0], plain.train()(x)[0], rtol=0, atol=0)
+    assert repr(old) == "LSTM(3, 4)"
     # Refused by torch.onnx.export in training mode (torch's LSTM operator has no DropConnect):
     # tests/export/test_torch_onnx_export.py's REFUSED table; in eval mode the layer is torch.nn.LSTM's.

@@ -127,6 +127,9 @@ class RecurrentBase(NotScriptable, nn.Module, metaclass=ABCMeta):
     # GRU, RNN: the time loop is always Python (no kernel a trace records as one operator), so torch.jit.trace
     # records torch's own operator instead (``_native_forward``).
     _python_loop_only: bool = False
+    # A layer pickled before weight_dropout existed (torch.save of the whole module) loads without the attribute:
+    # the class's 0 stands in for it. Set per instance by __init__.
+    weight_dropout: float = 0.0
 
     def __init__(
         self,
