@@ -7,6 +7,12 @@ rounds of lstmkit's time over native's in the same round, with the quartiles.
 
     python benchmarks/cells.py                                  # the default shapes, float32 and float64
     python benchmarks/cells.py --shapes 97x51 --dtypes float64 --rounds 15 --out cells.md
+
+With ``--zoneout P`` both cells zone out at rate P (h and c): lstmkit's ``LSTMCell(..., zoneout=P)`` against
+``torch.nn.LSTMCell`` inside the wrapper that fairseq's and ESPnet's Tacotron 2 code write around it (a
+``bernoulli_`` mask per state and step in training, the expectation in eval mode), ``ZoneoutWrapper`` below.
+
+    python benchmarks/cells.py --dtypes float32 --zoneout 0.1
 """
 
 from __future__ import annotations
@@ -22,6 +28,25 @@ from _timing import bxh_shapes, emit_report, interleaved, machine_description, m
 import lstmkit
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+class ZoneoutWrapper(torch.nn.Module):
+    """Zoneout around a torch.nn cell as model code writes it: each state moves to the cell's new value except where
+    a Bernoulli(p) draw keeps the old one (training), or by the expectation (eval mode)."""
+
+    def __init__(self, cell: torch.nn.Module, p: float) -> None:
+        super().__init__()
+        self.cell, self.p = cell, p
+
+    def forward(self, x, state):
+        out = []
+        for new, old in zip(self.cell(x, state), state, strict=True):
+            if self.training:
+                keep = torch.empty_like(old).bernoulli_(self.p)
+                out.append(keep * old + (1 - keep) * new)
+            else:
+                out.append(self.p * old + (1 - self.p) * new)
+        return tuple(out)
 
 
 def cell_loop(cell: torch.nn.Module, x: torch.Tensor, hidden: int, train: bool):
@@ -50,9 +75,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=11)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--zoneout", type=float, default=0.0, help="both cells zone out at this rate (h and c)")
     args = parser.parse_args()
     if args.steps < 1 or args.rounds < 1 or args.threads < 1:
         parser.error("--steps, --rounds and --threads must be >= 1")
+    if not 0 <= args.zoneout < 1:
+        parser.error(f"--zoneout must be in [0, 1), got {args.zoneout}")
     torch.set_num_threads(args.threads)
     lines = [f"`{shlex.join(['python', *sys.argv])}`", "", machine_description(), "",
              "| dtype | B | H | mode | lstmkit / torch.nn (median [quartiles] over rounds) | torch.nn per step (µs) |",
@@ -62,10 +90,14 @@ def main() -> None:
         for B, H in args.shapes:
             torch.manual_seed(0)
             native = torch.nn.LSTMCell(H, H, dtype=dtype)
-            ours = lstmkit.LSTMCell(H, H, dtype=dtype)
+            ours = lstmkit.LSTMCell(H, H, dtype=dtype, zoneout=args.zoneout)
             ours.load_state_dict(native.state_dict())
+            if args.zoneout:
+                native = ZoneoutWrapper(native, args.zoneout)
             x = torch.randn(args.steps, B, H, dtype=dtype)
             for train in (False, True):
+                native.train(train)
+                ours.train(train)
                 loops = {"torch.nn": cell_loop(native, x, H, train), "lstmkit": cell_loop(ours, x, H, train)}
                 times = interleaved(loops, repeats=args.rounds)
                 ratios = paired_ratios(times["lstmkit"], times["torch.nn"])

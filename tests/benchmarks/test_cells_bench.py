@@ -24,6 +24,16 @@ def test_a_short_run_reports_every_dtype_shape_and_mode(tmp_path):
     ]  # fmt: skip
 
 
+def test_zoneout_runs_both_cells_with_it(tmp_path):
+    done = run("--shapes", "2x3", "--steps", 2, "--rounds", 1, "--dtypes", "float32", "--zoneout", 0.3,
+               "--out", tmp_path / "cells.md")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    rows = [line for line in (tmp_path / "cells.md").read_text().splitlines() if line.startswith("| float")]
+    assert len(rows) == 2 and all(float(row.split("|")[5].split()[0]) > 0 for row in rows)
+    done = run("--zoneout", 1)
+    assert done.returncode == 2 and "--zoneout must be in [0, 1), got 1.0" in done.stderr
+
+
 def test_bad_shapes_and_counts_are_refused():
     done = run("--shapes", "97by51")
     assert done.returncode == 2 and "a shape is BxH (batch x hidden size), e.g. 97x51; got '97by51'" in done.stderr

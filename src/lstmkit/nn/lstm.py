@@ -67,6 +67,15 @@ def _check_lstm_options(bias: bool, coupled: bool, forget_bias: float | None, ep
         raise ValueError(f"layer_norm_eps must be a positive number, got {eps!r}")
 
 
+def _check_zoneout(zoneout: float | tuple[float, float]) -> tuple[float, float]:
+    """(p_h, p_c) from a rate for both or a pair, each in [0, 1)."""
+    pair = tuple(zoneout) if isinstance(zoneout, (tuple, list)) else (zoneout, zoneout)
+    ok = len(pair) == 2 and all(not isinstance(p, bool) and isinstance(p, (int, float)) and 0 <= p < 1 for p in pair)
+    if not ok:
+        raise ValueError(f"zoneout must be a number in [0, 1) or a pair (h, c) of them, got {zoneout!r}")
+    return float(pair[0]), float(pair[1])
+
+
 def _init_lstm_params(params: dict[str, Tensor], hidden: int, forget_bias: float | None) -> None:
     """Init the non-torch.nn parameters of one layer/direction; the rest is uniform already."""
     with torch.no_grad():
@@ -304,6 +313,8 @@ class _LSTMCellBase(NotScriptable, nn.Module):
     """What both cells share: arguments, parameters (``torch.nn.LSTMCell``'s names), state checks, one step."""
 
     _weights_type = LSTMWeights
+    # (p_h, p_c); a cell pickled before zoneout existed loads without the attribute and runs without it.
+    zoneout: tuple[float, float] = (0.0, 0.0)
 
     def __init__(
         self,
@@ -318,6 +329,7 @@ class _LSTMCellBase(NotScriptable, nn.Module):
         coupled: bool = False,
         layer_norm: bool = False,
         recurrent_dropout: float = 0.0,
+        zoneout: float | tuple[float, float] = 0.0,
         forget_bias: float | None = None,
         layer_norm_eps: float = 1e-5,
     ) -> None:
@@ -330,6 +342,7 @@ class _LSTMCellBase(NotScriptable, nn.Module):
         self.bias = bool(bias)
         self.proj_size = proj_size
         self.recurrent_dropout = _check_prob("recurrent_dropout", recurrent_dropout)
+        self.zoneout = _check_zoneout(zoneout)
         self.forget_bias = None if forget_bias is None else float(forget_bias)
         self._options = LSTMOptions(bool(peephole), bool(coupled), bool(layer_norm), float(layer_norm_eps))
         factory = {"device": device, "dtype": dtype}
@@ -392,7 +405,8 @@ class _LSTMCellBase(NotScriptable, nn.Module):
                     and input.dtype == w_ih.dtype and input.is_floating_point()
                     and input.shape[1] == self.input_size and h0.shape == (input.shape[0], self.hidden_size)
                     and c0.shape == h0.shape and not _cpp.transformed()):  # fmt: skip
-                return torch._VF.lstm_cell(input, (h0, c0), w_ih, self.weight_hh, self.bias_ih, self.bias_hh)
+                h, c = torch._VF.lstm_cell(input, (h0, c0), w_ih, self.weight_hh, self.bias_ih, self.bias_hh)
+                return self._zone_out(h, c, h0, c0) if self.zoneout != (0.0, 0.0) else (h, c)
         name = type(self).__name__
         if not isinstance(input, Tensor):
             raise TypeError(f"input must be a Tensor, got {type(input).__name__}")
@@ -439,9 +453,26 @@ class _LSTMCellBase(NotScriptable, nn.Module):
             h, c = torch._VF.lstm_cell(x, tuple(state), self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
         else:
             h, (h, c) = lstm_step(x, tuple(state), layer_weights(self), o, drop_mask)
+        if self.zoneout != (0.0, 0.0):
+            h, c = self._zone_out(h, c, *state)
         if not batched:
             h, c = h.squeeze(0), c.squeeze(0)
         return h, c
+
+    def _zone_out(self, h: Tensor, c: Tensor, h_prev: Tensor, c_prev: Tensor) -> tuple[Tensor, Tensor]:
+        """Zoneout (Krueger et al. 2017) on the step's new state (h (B, P), c (B, H)): in training each unit keeps its
+        previous value with probability p (h's mask drawn first, then c's, a new pair every step), in eval mode
+        it moves by the expectation, p * previous + (1 - p) * new. Rates (p_h, p_c) from ``zoneout``."""
+        out = []
+        for new, prev, p in ((h, h_prev, self.zoneout[0]), (c, c_prev, self.zoneout[1])):
+            if p == 0.0:
+                out.append(new)
+            elif self.training:
+                keep_prev = torch.rand(new.shape, dtype=new.dtype, device=new.device) < p
+                out.append(torch.where(keep_prev, prev, new))
+            else:
+                out.append(torch.lerp(new, prev, p))  # new + p (prev - new)
+        return out[0], out[1]
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"
@@ -453,6 +484,7 @@ class _LSTMCellBase(NotScriptable, nn.Module):
             ("coupled", o.coupled, False),
             ("layer_norm", o.layer_norm, False),
             ("recurrent_dropout", self.recurrent_dropout, 0.0),
+            ("zoneout", self.zoneout, (0.0, 0.0)),
             ("forget_bias", self.forget_bias, None),
             ("layer_norm_eps", o.eps, 1e-5),
         ):
@@ -471,8 +503,10 @@ class LSTMCell(_LSTMCellBase):
     dtype=None``), parameter names (``weight_ih``, ``weight_hh``, ``bias_ih``, ``bias_hh``; the biases
     are None with ``bias=False``), initialisation, return value and unbatched handling, so either
     loads the other's state dict. The variants are keyword-only (``proj_size``, ``peephole``,
-    ``coupled``, ``layer_norm``, ``recurrent_dropout``, ``forget_bias``, ``layer_norm_eps``) and add
-    parameters named as in ``LSTM`` without the layer suffix (``weight_hr``, ``weight_ch``, ...).
+    ``coupled``, ``layer_norm``, ``recurrent_dropout``, ``zoneout``, ``forget_bias``, ``layer_norm_eps``) and add
+    parameters named as in ``LSTM`` without the layer suffix (``weight_hr``, ``weight_ch``, ...). ``zoneout``:
+    a rate p for h and c, or (p_h, p_c) (Krueger et al. 2017 used 0.05 and 0.5): each unit of the new state keeps
+    its previous value with that probability, drawn anew every step, in training; the expectation in eval mode.
 
     Shapes: input (B, I) or (I,); h (B, P), c (B, H) (or (P,), (H,) unbatched); hx None means zeros.
     With ``recurrent_dropout`` in training, pass ``drop_mask=cell.dropout_mask(B)``, drawn once per

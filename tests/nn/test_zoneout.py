@@ -1,0 +1,110 @@
+"""Zoneout on the cells (Krueger et al. 2017) against an independent twin: torch.nn.LSTMCell (or lstmkit's cell
+without zoneout, for the variants torch.nn lacks) followed by the zoneout update written out here."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import lstmkit
+
+I, H, B, T = 3, 5, 4, 6
+
+
+def _twin_step(cell: nn.Module, x: torch.Tensor, state: tuple, rates: tuple[float, float], training: bool):
+    """One step of ``cell`` (no zoneout) and then zoneout: in training a unit keeps its previous value where a uniform
+    draw falls below the rate (h's draws first, then c's); in eval mode prev * p + new * (1 - p)."""
+    h_new, c_new = cell(x, state)
+    out = []
+    for new, prev, p in ((h_new, state[0], rates[0]), (c_new, state[1], rates[1])):
+        if p == 0:
+            out.append(new)
+        elif training:
+            keep_prev = torch.rand(new.shape, dtype=new.dtype) < p
+            out.append(keep_prev * prev + ~keep_prev * new)
+        else:
+            out.append(prev * p + new * (1 - p))
+    return tuple(out)
+
+
+def _unroll(step, xs, state):
+    ys = []
+    for x in xs:
+        state = step(x, state)
+        ys.append(state[0])
+    return torch.stack(ys), state
+
+
+CASES = {  # (lstmkit options, zoneout, twin is torch.nn.LSTMCell)
+    "plain, one rate": (dict(), 0.3, True),
+    "plain, h and c": (dict(), (0.05, 0.5), True),
+    "c only": (dict(), (0.0, 0.4), True),
+    "peephole+layer_norm+proj": (dict(peephole=True, layer_norm=True, proj_size=3), (0.2, 0.6), False),
+}
+
+
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("case", CASES)
+def test_zoneout_equals_the_twin_outputs_and_gradients(case, training):
+    options, rates, native = CASES[case]
+    ours = lstmkit.LSTMCell(I, H, zoneout=rates, dtype=torch.float64, **options)
+    twin = (nn.LSTMCell(I, H, dtype=torch.float64) if native
+            else lstmkit.LSTMCell(I, H, dtype=torch.float64, **options))  # fmt: skip
+    twin.load_state_dict(ours.state_dict())
+    ours.train(training)
+    twin.train(training)
+    P = options.get("proj_size") or H
+    xs = torch.randn(T, B, I, dtype=torch.float64, requires_grad=True)
+    h0 = torch.randn(B, P, dtype=torch.float64)
+    c0 = torch.randn(B, H, dtype=torch.float64)
+    pair = (rates, rates) if isinstance(rates, float) else rates
+    results = []
+    runs = ((ours, lambda x, s: ours(x, s)), (twin, lambda x, s: _twin_step(twin, x, s, pair, training)))
+    for module, step in runs:
+        torch.manual_seed(4)
+        ys, (h, c) = _unroll(step, xs, (h0, c0))
+        loss = (ys * torch.linspace(-1, 1, ys.numel(), dtype=ys.dtype).view_as(ys)).sum() + c.square().sum()
+        results.append(([ys, h, c], torch.autograd.grad(loss, [xs, *module.parameters()])))
+    # float64 throughout, the same operations in the same order but for torch.where against the written mix:
+    # a few ulps of the values involved.
+    for u, w in zip(results[0][0] + list(results[0][1]), results[1][0] + list(results[1][1]), strict=True):
+        torch.testing.assert_close(u, w, rtol=1e-12, atol=1e-12)
+
+
+def test_training_keeps_about_p_of_the_units_and_draws_anew_every_step():
+    cell = lstmkit.LSTMCell(I, 64, zoneout=(0.25, 0.6))
+    x = torch.randn(512, I)
+    h0, c0 = torch.randn(512, 64), torch.randn(512, 64)
+    torch.manual_seed(0)
+    h1, c1 = cell(x, (h0, c0))
+    h2, _ = cell(x, (h0, c0))
+    n = h0.numel()
+    for new, prev, p in ((h1, h0, 0.25), (c1, c0, 0.6)):
+        kept = float((new == prev).float().mean())
+        assert abs(kept - p) < 5 * (p * (1 - p) / n) ** 0.5, (kept, p)
+    assert not torch.equal(h1 == h0, h2 == h0)  # a new mask every call
+
+
+def test_step_cell_unbatched_and_arguments():
+    step = lstmkit.LSTMStepCell(I, H, zoneout=0.5).eval()
+    cell = lstmkit.LSTMCell(I, H, zoneout=0.5).eval()
+    cell.load_state_dict(step.state_dict())
+    x = torch.randn(I)
+    h, state = step(x)
+    h2, c2 = cell(x)
+    torch.testing.assert_close(h, h2, rtol=0, atol=0)
+    torch.testing.assert_close(state.c, c2, rtol=0, atol=0)
+    plain = nn.LSTMCell(I, H)
+    plain.load_state_dict(cell.state_dict())
+    # from the zero state, eval mode moves half way: exactly half of torch.nn's first step
+    torch.testing.assert_close(h2, plain(x)[0] * 0.5, rtol=1e-6, atol=1e-7)
+    assert repr(cell) == "LSTMCell(3, 5, zoneout=(0.5, 0.5))"
+    assert cell.state_dict().keys() == plain.state_dict().keys()
+    for bad in (1.0, -0.1, True, (0.1,), (0.1, 1.0), "0.1"):
+        with pytest.raises(ValueError, match=r"^zoneout must be a number in \[0, 1\) or a pair \(h, c\) of them, got "):
+            lstmkit.LSTMCell(I, H, zoneout=bad)
+    old = lstmkit.LSTMCell(I, H)  # pickled before the key existed: no attribute, no zoneout
+    old.load_state_dict(plain.state_dict())
+    del old.__dict__["zoneout"]
+    torch.testing.assert_close(old(x)[0], plain(x)[0], rtol=1e-6, atol=1e-7)
