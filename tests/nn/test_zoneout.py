@@ -108,3 +108,77 @@ def test_step_cell_unbatched_and_arguments():
     old.load_state_dict(plain.state_dict())
     del old.__dict__["zoneout"]
     torch.testing.assert_close(old(x)[0], plain(x)[0], rtol=1e-6, atol=1e-7)
+
+
+def _cells_over(layer: lstmkit.LSTM, x: torch.Tensor, seed: int) -> tuple:
+    """``layer`` (zoneout, two directions) computed by stepping an ``LSTMCell`` with each layer and direction's
+    weights over the sequence, the masks drawn from ``seed`` layer by layer, forward before reverse (the layer's
+    order). The cells are built first: their initialisation draws from the same generator."""
+    cells = {}
+    for k in range(layer.num_layers):
+        for sfx in ("", "_reverse"):
+            size = layer.input_size if k == 0 else 2 * layer.output_size
+            cell = lstmkit.LSTMCell(size, layer.hidden_size, zoneout=layer.zoneout, proj_size=layer.proj_size,
+                                    peephole=layer.peephole, dtype=x.dtype)  # fmt: skip
+            cell.load_state_dict({n: getattr(layer, n + f"_l{k}{sfx}") for n in cell.state_dict()})
+            cells[k, sfx] = cell.train(layer.training)
+    torch.manual_seed(seed)
+    layer_in, hs, cs = x, [], []
+    for k in range(layer.num_layers):
+        outs = []
+        for sfx in ("", "_reverse"):
+            cell = cells[k, sfx]
+            seq = layer_in if sfx == "" else layer_in.flip(0)
+            state = None
+            ys = []
+            for x_t in seq:
+                state = cell(x_t, state)
+                ys.append(state[0])
+            ys = torch.stack(ys)
+            outs.append(ys if sfx == "" else ys.flip(0))
+            hs.append(state[0])
+            cs.append(state[1])
+        layer_in = torch.cat(outs, -1)
+    return layer_in, torch.stack(hs), torch.stack(cs)
+
+
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+def test_the_layer_equals_a_loop_of_cells(training):
+    layer = lstmkit.LSTM(I, H, 2, bidirectional=True, proj_size=3, peephole=True, zoneout=(0.3, 0.6),
+                         dtype=torch.float64).train(training)  # fmt: skip
+    x = torch.randn(T, B, I, dtype=torch.float64, requires_grad=True)
+    torch.manual_seed(2)
+    ours = layer(x)
+    theirs = _cells_over(layer, x, seed=2)
+    grads = []
+    for y, (h, c) in (ours, (theirs[0], theirs[1:])):
+        grads.append(torch.autograd.grad(y.square().sum() + h.sum() + c.sum(), x)[0])
+    for got, want in zip((ours[0], *ours[1], grads[0]), (*theirs, grads[1]), strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_the_layer_with_lengths_ends_each_sequence_at_its_own_last_step():
+    layer = lstmkit.LSTM(I, H, zoneout=0.4, dtype=torch.float64).eval()
+    x = torch.randn(T, B, I, dtype=torch.float64)
+    lengths = torch.tensor([T, 2, 4, 1])
+    y, (h, c) = layer(x, lengths=lengths)
+    for b, n in enumerate(lengths.tolist()):
+        y_b, (h_b, c_b) = layer(x[:n, b : b + 1])
+        torch.testing.assert_close(y[:n, b], y_b[:, 0], rtol=1e-12, atol=1e-12)
+        assert not y[n:, b].any()
+        torch.testing.assert_close(h[:, b], h_b[:, 0], rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(c[:, b], c_b[:, 0], rtol=1e-12, atol=1e-12)
+
+
+def test_the_layer_refuses_the_kernels_and_keeps_torch_nn_without_zoneout():
+    for impl in ("cpp", "fused"):
+        with pytest.raises(ValueError, match=rf"^zoneout runs the reference loop \(the {impl} kernel carries h and c "
+                                             rf"without it\); use impl='auto' or 'reference', got impl='{impl}'$"):
+            lstmkit.LSTM(I, H, zoneout=0.1, impl=impl)
+    assert repr(lstmkit.LSTM(I, H, zoneout=(0.0, 0.5))) == "LSTM(3, 5, zoneout=(0.0, 0.5))"
+    old = lstmkit.LSTM(I, H)  # pickled before the key existed: the fused kernels, no zoneout
+    del old.__dict__["zoneout"]
+    native = nn.LSTM(I, H)
+    native.load_state_dict(old.state_dict())
+    x = torch.randn(T, B, I)
+    torch.testing.assert_close(old(x)[0], native(x)[0], rtol=1e-5, atol=1e-6)

@@ -147,7 +147,8 @@ def _core_settings(rnn: RecurrentBase) -> dict:
               weight_dropout=rnn.weight_dropout)  # fmt: skip
     if isinstance(rnn, LSTM):
         kw.update(proj_size=rnn.proj_size, peephole=rnn.peephole, coupled=rnn.coupled, layer_norm=rnn.layer_norm,
-                  forget_bias=rnn.forget_bias, layer_norm_eps=rnn.layer_norm_eps, impl=rnn.impl)  # fmt: skip
+                  forget_bias=rnn.forget_bias, layer_norm_eps=rnn.layer_norm_eps, impl=rnn.impl,
+                  zoneout=rnn.zoneout)  # fmt: skip
     elif isinstance(rnn, RNN):
         kw.update(nonlinearity=rnn.nonlinearity)
     elif not isinstance(rnn, GRU):

@@ -92,6 +92,23 @@ def lstm_recurrent_step(
     return h_new, (h_new, c_new)
 
 
+def zone_out(
+    new: tuple[Tensor, Tensor], prev: tuple[Tensor, Tensor], rates: tuple[float, float], training: bool
+) -> tuple[Tensor, Tensor]:
+    """Zoneout (Krueger et al. 2017) of a step's new state (h (B, P), c (B, H)) against the state before it, at rates
+    (p_h, p_c): in training each unit keeps its previous value where ``torch.rand(...) < p`` (h's draw first, then
+    c's, a new pair every step); in eval mode it moves by the expectation, p * previous + (1 - p) * new."""
+    out = []
+    for n, q, p in zip(new, prev, rates, strict=True):
+        if p == 0.0:
+            out.append(n)
+        elif training:
+            out.append(torch.where(torch.rand(n.shape, dtype=n.dtype, device=n.device) < p, q, n))
+        else:
+            out.append(torch.lerp(n, q, p))  # n + p (q - n)
+    return out[0], out[1]
+
+
 def gru_step(x: Tensor, state: State, w: GRUWeights, drop: Tensor | None = None) -> tuple[Tensor, State]:
     """One GRU step, exactly torch.nn.GRU's equations (reset gate applied after W_hn h)."""
     (h,) = state

@@ -35,7 +35,7 @@ from torch import Tensor, nn
 from . import _cpp
 from ._base import NotScriptable, RecurrentBase, _check_positive_int, _check_prob, autocast_off
 from ._fused import input_gates, lstm_scan
-from ._reference import lstm_input_side, lstm_recurrent_step, lstm_step, scan
+from ._reference import lstm_input_side, lstm_recurrent_step, lstm_step, scan, zone_out
 from .int8 import factors, inference_runnable, int8_matrix, int8_runnable
 from .weights import LSTMOptions, LSTMState, LSTMWeights, layer_weights
 
@@ -145,9 +145,9 @@ class LSTM(RecurrentBase):
     The variants (keyword-only, all composable, see the module docstring for where each acts):
     ``peephole``, ``coupled`` (f = 1 - i), ``layer_norm``, ``recurrent_dropout``, ``weight_dropout``
     (DropConnect on W_hh: one mask a call, shared by every step; AWD-LSTM's weight drop, haste's ``dropout``),
-    ``forget_bias`` (initial forget-gate bias), ``layer_norm_eps``; ``impl`` forces the
-    ``"cpp"`` kernel, the ``"fused"`` PyTorch kernel or the ``"reference"`` loop (``"auto"``: the C++
-    kernel where it can run, else the fused PyTorch one).
+    ``zoneout`` (p, or (p_h, p_c): Krueger et al. 2017, as on the cells; runs the reference loop), ``forget_bias``
+    (initial forget-gate bias), ``layer_norm_eps``; ``impl`` forces the ``"cpp"`` kernel, the ``"fused"`` PyTorch
+    kernel or the ``"reference"`` loop (``"auto"``: the C++ kernel where it can run, else the fused PyTorch one).
 
     Shapes: input (T, B, I) [(B, T, I) with batch_first, (T, I) unbatched, or PackedSequence];
     h_0/h_n (L*D, B, P), c_0/c_n (L*D, B, H); output (T, B, D*P). ``forward(..., lengths=...)``
@@ -156,6 +156,7 @@ class LSTM(RecurrentBase):
 
     _n_states = 2
     _weights_type = LSTMWeights
+    zoneout: tuple[float, float] = (0.0, 0.0)  # the class's stands in for a layer pickled before the key existed
 
     def __init__(
         self,
@@ -175,11 +176,16 @@ class LSTM(RecurrentBase):
         layer_norm: bool = False,
         recurrent_dropout: float = 0.0,
         weight_dropout: float = 0.0,
+        zoneout: float | tuple[float, float] = 0.0,
         forget_bias: float | None = None,
         layer_norm_eps: float = 1e-5,
         impl: str = "auto",
     ) -> None:
         _check_lstm_options(bias, coupled, forget_bias, layer_norm_eps)
+        self.zoneout = _check_zoneout(zoneout)
+        if self.zoneout != (0.0, 0.0) and impl in ("cpp", "fused"):
+            raise ValueError(f"zoneout runs the reference loop (the {impl} kernel carries h and c without it); "
+                             f"use impl='auto' or 'reference', got impl={impl!r}")  # fmt: skip
         self.peephole = bool(peephole)
         self.coupled = bool(coupled)
         self.layer_norm = bool(layer_norm)
@@ -215,7 +221,7 @@ class LSTM(RecurrentBase):
 
     def _extra_defaults(self) -> dict[str, object]:
         return {"peephole": False, "coupled": False, "layer_norm": False, "forget_bias": None,
-                "layer_norm_eps": 1e-5}
+                "layer_norm_eps": 1e-5, "zoneout": (0.0, 0.0)}
 
     def _native_op(self):
         return torch._VF.lstm
@@ -224,6 +230,8 @@ class LSTM(RecurrentBase):
         variants = [f"{name}=True" for name in ("peephole", "coupled", "layer_norm") if getattr(self, name)]
         if variants:
             return f"has {' and '.join(variants)}, which torch's LSTM operator (what the exporter writes) lacks"
+        if self.zoneout != (0.0, 0.0):
+            return f"has zoneout={self.zoneout}, which torch's LSTM operator lacks"
         if self.proj_size:  # torch's LSTM operator has it; its TorchScript exporter refuses to write it
             return f"has proj_size={self.proj_size}, which torch's TorchScript exporter does not write"
         return super()._native_blocker()
@@ -259,6 +267,8 @@ class LSTM(RecurrentBase):
         return f_ih, f_hh, rest
 
     def _inference_plan(self, layer: int, direction: int, x: Tensor):
+        if self.zoneout != (0.0, 0.0):  # the reference loop (_run_direction)
+            return None
         plan = self._int8_plan(layer, direction, x)
         if plan is not None:
             return lambda x, state, mask: self._run_int8(x, state, plan, mask)
@@ -285,6 +295,16 @@ class LSTM(RecurrentBase):
         return y, (h, c)
 
     def _run_direction(self, x, state, w, mask, drop):
+        if self.zoneout != (0.0, 0.0):  # the reference loop, the step followed by zoneout (autograd's backward)
+            refuse_untraceable(None)
+            opt, rates, training = self._options, self.zoneout, self.training
+
+            def step(a_t, s):
+                h, new = lstm_recurrent_step(a_t, s, w, opt, drop)
+                h, c = zone_out(new, s, rates, training)
+                return h, (h, c)
+
+            return scan(step, lstm_input_side(x, w, opt), state, mask)
         kernel = None if self.impl == "reference" else scan_kernel(self.impl, x)
         refuse_untraceable(kernel)
         opt = self._options
@@ -406,7 +426,7 @@ class _LSTMCellBase(NotScriptable, nn.Module):
                     and input.shape[1] == self.input_size and h0.shape == (input.shape[0], self.hidden_size)
                     and c0.shape == h0.shape and not _cpp.transformed()):  # fmt: skip
                 h, c = torch._VF.lstm_cell(input, (h0, c0), w_ih, self.weight_hh, self.bias_ih, self.bias_hh)
-                return self._zone_out(h, c, h0, c0) if self.zoneout != (0.0, 0.0) else (h, c)
+                return zone_out((h, c), (h0, c0), self.zoneout, self.training) if self.zoneout != (0.0, 0.0) else (h, c)
         name = type(self).__name__
         if not isinstance(input, Tensor):
             raise TypeError(f"input must be a Tensor, got {type(input).__name__}")
@@ -454,25 +474,10 @@ class _LSTMCellBase(NotScriptable, nn.Module):
         else:
             h, (h, c) = lstm_step(x, tuple(state), layer_weights(self), o, drop_mask)
         if self.zoneout != (0.0, 0.0):
-            h, c = self._zone_out(h, c, *state)
+            h, c = zone_out((h, c), tuple(state), self.zoneout, self.training)
         if not batched:
             h, c = h.squeeze(0), c.squeeze(0)
         return h, c
-
-    def _zone_out(self, h: Tensor, c: Tensor, h_prev: Tensor, c_prev: Tensor) -> tuple[Tensor, Tensor]:
-        """Zoneout (Krueger et al. 2017) on the step's new state (h (B, P), c (B, H)): in training each unit keeps its
-        previous value with probability p (h's mask drawn first, then c's, a new pair every step), in eval mode
-        it moves by the expectation, p * previous + (1 - p) * new. Rates (p_h, p_c) from ``zoneout``."""
-        out = []
-        for new, prev, p in ((h, h_prev, self.zoneout[0]), (c, c_prev, self.zoneout[1])):
-            if p == 0.0:
-                out.append(new)
-            elif self.training:
-                keep_prev = torch.rand(new.shape, dtype=new.dtype, device=new.device) < p
-                out.append(torch.where(keep_prev, prev, new))
-            else:
-                out.append(torch.lerp(new, prev, p))  # new + p (prev - new)
-        return out[0], out[1]
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"
