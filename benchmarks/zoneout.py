@@ -1,0 +1,75 @@
+"""What zoneout costs on the whole-sequence layer: ``lstmkit.LSTM(..., zoneout=p)`` runs the reference loop (the
+cell's step under the one time loop, autograd's backward), against the same layer without zoneout (the fused
+kernels), native ``torch.nn.LSTM``, and the loop users write today: ``torch.nn.LSTMCell`` stepped over the sequence
+inside the zoneout wrapper of fairseq's and ESPnet's code (``cells.ZoneoutWrapper``). A training step (forward, a
+loss on every output, backward) of one layer, one thread, the candidates interleaved, each the median over rounds of
+its time over native ``torch.nn.LSTM``'s in the same round [IQR].
+
+    python benchmarks/zoneout.py            # about a minute
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+from _timing import interleaved, ratio_table
+from cells import ZoneoutWrapper
+
+import lstmkit
+
+SHAPES = {"T=100, B=16, I=H=128": (100, 16, 128, 128), "T=100, B=32, I=128, H=256": (100, 32, 128, 256)}
+P = 0.1  # Tacotron 2's rate
+
+
+def layer_step(layer: torch.nn.Module, x: torch.Tensor, dy: torch.Tensor):
+    def run() -> None:
+        layer.zero_grad(set_to_none=True)
+        layer(x)[0].backward(dy)
+
+    return run
+
+
+def cell_step(cell: torch.nn.Module, x: torch.Tensor, dy: torch.Tensor, hidden: int):
+    def run() -> None:
+        cell.zero_grad(set_to_none=True)
+        state = (x.new_zeros(x.shape[1], hidden), x.new_zeros(x.shape[1], hidden))
+        hs = []
+        for x_t in x:
+            state = cell(x_t, state)
+            hs.append(state[0])
+        torch.stack(hs).backward(dy)
+
+    return run
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--tiny", action="store_true", help="one tiny shape (the test's smoke run)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    shapes = {"T=5, B=2, I=3, H=4": (5, 2, 3, 4)} if args.tiny else SHAPES
+    for name, (T, B, I, H) in shapes.items():
+        torch.manual_seed(0)
+        native = torch.nn.LSTM(I, H)
+        fused = lstmkit.LSTM(I, H)
+        zoned = lstmkit.LSTM(I, H, zoneout=P)
+        for m in (fused, zoned):
+            m.load_state_dict(native.state_dict())
+        wrapped = ZoneoutWrapper(torch.nn.LSTMCell(I, H), P)
+        wrapped.cell.load_state_dict({k[:-3]: v for k, v in native.state_dict().items()})
+        x = torch.randn(T, B, I).requires_grad_()
+        dy = torch.randn(T, B, H)
+        candidates = {"torch.nn.LSTM (no zoneout)": layer_step(native, x, dy),
+                      "lstmkit.LSTM (no zoneout, fused)": layer_step(fused, x, dy),
+                      f"lstmkit.LSTM zoneout={P} (reference loop)": layer_step(zoned, x, dy),
+                      f"torch.nn.LSTMCell loop + zoneout wrapper, {P}": cell_step(wrapped, x, dy, H)}  # fmt: skip
+        times = interleaved(candidates, args.rounds)
+        for line in ratio_table(times, "torch.nn.LSTM (no zoneout)", f"{name}: a training step, one thread", 2):
+            print(line)
+        print()
+
+
+if __name__ == "__main__":
+    main()
