@@ -18,6 +18,11 @@ Where each variant acts, for one layer and direction (gate order i, f, g, o as i
 - ``peephole``: diagonal weights p (``weight_ch``, rows i, f, o; rows i, o when coupled).
 - ``recurrent_dropout``: m is one Bernoulli mask per sequence (scaled by 1/(1-p)), on the
   recurrent input only, in training only.
+- ``weight_dropout`` (layers): W_hh above is W_hh * M / (1-p), M one Bernoulli mask of its entries per call
+  (DropConnect), in training only.
+- ``zoneout``: after the step, h_t = h_{t-1} and c_t = c_{t-1} unit by unit with probability p_h, p_c (a new draw
+  every step) in training, and h_t = p_h h_{t-1} + (1 - p_h) h_t (likewise c) in eval mode; the layer then runs
+  the reference loop.
 
 Extra parameter names: ``weight_ch_l{k}`` (peepholes), ``weight_ln_ih_l{k}``, ``weight_ln_hh_l{k}``,
 ``weight_ln_c_l{k}``, ``bias_ln_c_l{k}`` (LayerNorm), each with ``_reverse`` for the reverse
