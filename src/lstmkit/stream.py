@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lstmkit.nn import GRU, LSTM, RNN, LSTMWeights, layer_weights
+from lstmkit.nn._reference import zone_out
 from lstmkit.nn.int8 import lstm_step_int8
 
 StepFn = Callable[[Tensor, list[Tensor]], Tensor]
@@ -83,6 +84,8 @@ class _LSTMStep:
         self.L, self.H, self.eps = core.num_layers, core.hidden_size, core.layer_norm_eps
         self.coupled, self.peephole, self.layer_norm = core.coupled, core.peephole, core.layer_norm
         self.plain = not (core.peephole or core.coupled or core.layer_norm or core.proj_size)
+        # Zoneout in eval mode (streams run in eval mode): each state moves by the expectation, old * p + new * (1 - p).
+        self.zoneout = core.zoneout if core.zoneout != (0.0, 0.0) else None
         self.params = [layer_weights(core, k) for k in range(self.L)]  # the parameter objects themselves
         self._watched = [[t for t in (w.w_ih, w.w_hh, w.b_ih, w.b_hh) if t is not None]
                          for w in self.params]  # fmt: skip
@@ -132,18 +135,18 @@ class _LSTMStep:
             plan = self._int8(k, x)  # quantised weights: multiply in int8 (lstmkit.nn.int8)
             if plan is not None:
                 q_ih, q_hh, q_hr, w, b = plan
-                x, state[2 * k], state[2 * k + 1] = lstm_step_int8(x, (h, c), q_ih, q_hh, q_hr, b, w,
-                                                                   self.core._options)  # fmt: skip
-                continue
-            if self.merge:
+                x, c_new = lstm_step_int8(x, (h, c), q_ih, q_hh, q_hr, b, w, self.core._options)
+            elif self.merge:
                 w, b = self._merged_weights(k)
                 xh = torch.cat((x, h), 1)  # (B, I + P)
                 a = torch.mm(xh, w) if b is None else torch.addmm(b, xh, w)  # (B, G)
-                x, state[2 * k + 1] = self._plain(a, c) if self.plain else self._variant(a, c, self.params[k])
+                x, c_new = self._plain(a, c) if self.plain else self._variant(a, c, self.params[k])
             else:
                 a = self._separate_gates(x, h, self.params[k])  # (B, G) in torch's order i, f, g, o
-                x, state[2 * k + 1] = self._variant(a, c, self.params[k])
-            state[2 * k] = x
+                x, c_new = self._variant(a, c, self.params[k])
+            if self.zoneout is not None:
+                x, c_new = zone_out((x, c_new), (h, c), self.zoneout, training=False)
+            state[2 * k], state[2 * k + 1] = x, c_new
         return x
 
     def _plain(self, a: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:

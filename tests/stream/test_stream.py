@@ -23,6 +23,8 @@ LSTM_VARIANTS = {
     "no_bias": {"bias": False},
     "layer_norm_peephole_proj": {"layer_norm": True, "peephole": True, "proj_size": 4},
     "everything": {"layer_norm": True, "peephole": True, "coupled": True, "proj_size": 4, "recurrent_dropout": 0.3},
+    "zoneout": {"zoneout": (0.1, 0.4)},  # eval mode: the expectation after every step, as the layer's loop
+    "zoneout_peephole_proj": {"zoneout": 0.3, "peephole": True, "proj_size": 4, "weight_dropout": 0.5},
 }
 MODELS = {
     **{f"lstm_{k}": (lambda kw=kw: lstmkit.LSTM(I, H, 2, dropout=0.2, **kw)) for k, kw in LSTM_VARIANTS.items()},

@@ -97,6 +97,14 @@ _OTHER_WRITERS = {
 
 
 def _core_of(model: nn.Module) -> LSTM | GRU | RNN:
+    core = _find_core(model)
+    if getattr(core, "zoneout", (0.0, 0.0)) != (0.0, 0.0):
+        raise ValueError(f"the model's LSTM has zoneout={core.zoneout}, whose eval-mode update (old * p + new * "
+                         "(1 - p) after every step) the exported LSTM and Scan graphs do not compute; not exported")
+    return core
+
+
+def _find_core(model: nn.Module) -> LSTM | GRU | RNN:
     if task_models.kind(model) is not None:
         return task_models.core_of(model)
     if _is_sequence(model):
