@@ -135,18 +135,21 @@ class _LSTMStep:
             plan = self._int8(k, x)  # quantised weights: multiply in int8 (lstmkit.nn.int8)
             if plan is not None:
                 q_ih, q_hh, q_hr, w, b = plan
-                x, c_new = lstm_step_int8(x, (h, c), q_ih, q_hh, q_hr, b, w, self.core._options)
+                x, h_new, c_new = lstm_step_int8(x, (h, c), q_ih, q_hh, q_hr, b, w, self.core._options)
             elif self.merge:
                 w, b = self._merged_weights(k)
                 xh = torch.cat((x, h), 1)  # (B, I + P)
                 a = torch.mm(xh, w) if b is None else torch.addmm(b, xh, w)  # (B, G)
                 x, c_new = self._plain(a, c) if self.plain else self._variant(a, c, self.params[k])
+                h_new = x
             else:
                 a = self._separate_gates(x, h, self.params[k])  # (B, G) in torch's order i, f, g, o
                 x, c_new = self._variant(a, c, self.params[k])
+                h_new = x
             if self.zoneout is not None:
-                x, c_new = zone_out((x, c_new), (h, c), self.zoneout, training=False)
-            state[2 * k], state[2 * k + 1] = x, c_new
+                h_new, c_new = zone_out((h_new, c_new), (h, c), self.zoneout, training=False)
+                x = h_new
+            state[2 * k], state[2 * k + 1] = h_new, c_new
         return x
 
     def _plain(self, a: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:

@@ -50,7 +50,7 @@ _START_LOGIT = 5.0  # the initial weighting: softmax of +5 on slot 0 and 0 elsew
 class MemoryModel(ModelConfig):
     """``ModelConfig`` (``hidden_size``: the controller's units) and the memory's sizes."""
 
-    _no_weight_dropout: ClassVar[str | None] = "the NTM's controller steps a cell one vector at a time"
+    _no_weight_dropout = "the NTM's controller steps a cell one vector at a time"
 
     # "ntm": the LSTM controller with its memory; "lstm": the same task on a plain LSTM (the baseline). Graves et
     # al. 2014 compare the two on copy and associative recall: the NTM generalises to longer sequences.

@@ -107,7 +107,7 @@ class ModelConfig(_Section):
     # models that step a cell (seq2seq, handwriting-gen, the NTM) and by the ConvLSTM's.
     weight_dropout: float = 0.0
     # Why this config's model cannot take ``weight_dropout`` (a clause for the error), or None when it can.
-    _no_weight_dropout: ClassVar[str | None] = None
+    _no_weight_dropout = None
 
     def extra_training_size(self, batch_size: int, steps: int) -> tuple[int, int]:
         """(parameters, activation values kept for backward) the model adds beyond its recurrent core, embedding and
