@@ -142,10 +142,12 @@ def _cells_over(layer: lstmkit.LSTM, x: torch.Tensor, seed: int) -> tuple:
     return layer_in, torch.stack(hs), torch.stack(cs)
 
 
+@pytest.mark.parametrize("options", [{}, {"proj_size": 3, "peephole": True}], ids=["plain", "proj+peephole"])
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
-def test_the_layer_equals_a_loop_of_cells(training):
-    layer = lstmkit.LSTM(I, H, 2, bidirectional=True, proj_size=3, peephole=True, zoneout=(0.3, 0.6),
-                         dtype=torch.float64).train(training)  # fmt: skip
+def test_the_layer_equals_a_loop_of_cells(training, options):
+    """The plain layer steps torch's cell operator, a variant the reference step: both against LSTMCells."""
+    layer = lstmkit.LSTM(I, H, 2, bidirectional=True, zoneout=(0.3, 0.6), dtype=torch.float64,
+                         **options).train(training)  # fmt: skip
     x = torch.randn(T, B, I, dtype=torch.float64, requires_grad=True)
     torch.manual_seed(2)
     ours = layer(x)

@@ -303,6 +303,14 @@ class LSTM(RecurrentBase):
         if self.zoneout != (0.0, 0.0):  # the reference loop, the step followed by zoneout (autograd's backward)
             refuse_untraceable(None)
             opt, rates, training = self._options, self.zoneout, self.training
+            if drop is None and not (opt.peephole or opt.coupled or opt.layer_norm or w.w_hr is not None):
+                # A plain layer steps torch's own cell operator on x_t, as LSTMCell does (one dispatch for the
+                # step's products and gates where the reference step makes some fifteen).
+                def step(x_t, s):
+                    h, c = zone_out(torch._VF.lstm_cell(x_t, s, w.w_ih, w.w_hh, w.b_ih, w.b_hh), s, rates, training)
+                    return h, (h, c)
+
+                return scan(step, x, state, mask)
 
             def step(a_t, s):
                 h, new = lstm_recurrent_step(a_t, s, w, opt, drop)
