@@ -45,7 +45,8 @@ def _twin(layer: nn.Module, p: float, x: torch.Tensor) -> tuple:
 
 def _compare(ours: nn.Module, twin_layer: nn.Module, x: torch.Tensor, seed: int = 3) -> None:
     """Outputs, final states, and the gradients of x and every parameter of a loss reading all three, within the
-    float32 bound of ``ours`` (its W_hh scaled by 1/(1 - p) included); the twin's parameters are ``ours``'s."""
+    derived rounding bound of ``ours`` in its dtype (its W_hh scaled by 1/(1 - p) included); the twin's parameters
+    are ``ours``'s."""
     results = []
     for run in (lambda v: ours(v), lambda v: _twin(twin_layer, P, v)):
         v = x.clone().requires_grad_()
