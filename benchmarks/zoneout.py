@@ -1,11 +1,14 @@
-"""What zoneout costs on the whole-sequence layer: ``lstmkit.LSTM(..., zoneout=p)`` runs the reference loop (the
-cell's step under the one time loop, autograd's backward), against the same layer without zoneout (the fused
-kernels), native ``torch.nn.LSTM``, and the loop users write today: ``torch.nn.LSTMCell`` stepped over the sequence
-inside the zoneout wrapper of fairseq's and ESPnet's code (``cells.ZoneoutWrapper``). A training step (forward, a
-loss on every output, backward) of one layer, one thread, the candidates interleaved, each the median over rounds of
-its time over native ``torch.nn.LSTM``'s in the same round [IQR].
+"""What zoneout costs on the whole-sequence layer: ``lstmkit.LSTM(..., zoneout=p)`` on its default kernel (C++,
+zoneout inside the time loops, forward and hand-written backward) and on its reference loop (the cell's step under
+the one time loop, autograd's backward: how every impl ran zoneout before session 43), against the same layer
+without zoneout, native ``torch.nn.LSTM``, and the loop users write today: ``torch.nn.LSTMCell`` stepped over the
+sequence inside the zoneout wrapper of fairseq's and ESPnet's code (``cells.ZoneoutWrapper``). A training step
+(forward, a loss on every output, backward) of one layer, or with ``--inference`` a forward in eval mode without
+autograd; one thread, the candidates interleaved, each the median over rounds of its time over native
+``torch.nn.LSTM``'s in the same round [IQR].
 
-    python benchmarks/zoneout.py            # about a minute
+    python benchmarks/zoneout.py                # training step, about a minute
+    python benchmarks/zoneout.py --inference    # eval-mode forward (the expectation update)
 """
 
 from __future__ import annotations
@@ -22,23 +25,35 @@ SHAPES = {"T=100, B=16, I=H=128": (100, 16, 128, 128), "T=100, B=32, I=128, H=25
 P = 0.1  # Tacotron 2's rate
 
 
-def layer_step(layer: torch.nn.Module, x: torch.Tensor, dy: torch.Tensor):
+def layer_step(layer: torch.nn.Module, x: torch.Tensor, dy: torch.Tensor | None):
+    """A training step (dy given) or an inference forward (dy None, no autograd)."""
     def run() -> None:
+        if dy is None:
+            with torch.inference_mode():
+                layer(x)
+            return
         layer.zero_grad(set_to_none=True)
         layer(x)[0].backward(dy)
 
     return run
 
 
-def cell_step(cell: torch.nn.Module, x: torch.Tensor, dy: torch.Tensor, hidden: int):
-    def run() -> None:
-        cell.zero_grad(set_to_none=True)
+def cell_step(cell: torch.nn.Module, x: torch.Tensor, dy: torch.Tensor | None, hidden: int):
+    def loop() -> torch.Tensor:
         state = (x.new_zeros(x.shape[1], hidden), x.new_zeros(x.shape[1], hidden))
         hs = []
         for x_t in x:
             state = cell(x_t, state)
             hs.append(state[0])
-        torch.stack(hs).backward(dy)
+        return torch.stack(hs)
+
+    def run() -> None:
+        if dy is None:
+            with torch.inference_mode():
+                loop()
+            return
+        cell.zero_grad(set_to_none=True)
+        loop().backward(dy)
 
     return run
 
@@ -47,6 +62,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--tiny", action="store_true", help="one tiny shape (the test's smoke run)")
+    parser.add_argument("--inference", action="store_true", help="eval-mode forward without autograd")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     shapes = {"T=5, B=2, I=3, H=4": (5, 2, 3, 4)} if args.tiny else SHAPES
@@ -55,18 +71,23 @@ def main(argv: list[str] | None = None) -> None:
         native = torch.nn.LSTM(I, H)
         fused = lstmkit.LSTM(I, H)
         zoned = lstmkit.LSTM(I, H, zoneout=P)
-        for m in (fused, zoned):
+        looped = lstmkit.LSTM(I, H, zoneout=P, impl="reference")
+        for m in (fused, zoned, looped):
             m.load_state_dict(native.state_dict())
         wrapped = ZoneoutWrapper(torch.nn.LSTMCell(I, H), P)
         wrapped.cell.load_state_dict({k[:-3]: v for k, v in native.state_dict().items()})
-        x = torch.randn(T, B, I).requires_grad_()
-        dy = torch.randn(T, B, H)
+        for m in (native, fused, zoned, looped, wrapped):
+            m.train(not args.inference)
+        x = torch.randn(T, B, I).requires_grad_(not args.inference)
+        dy = None if args.inference else torch.randn(T, B, H)
         candidates = {"torch.nn.LSTM (no zoneout)": layer_step(native, x, dy),
-                      "lstmkit.LSTM (no zoneout, fused)": layer_step(fused, x, dy),
-                      f"lstmkit.LSTM zoneout={P} (reference loop)": layer_step(zoned, x, dy),
+                      "lstmkit.LSTM (no zoneout)": layer_step(fused, x, dy),
+                      f"lstmkit.LSTM zoneout={P} (kernel)": layer_step(zoned, x, dy),
+                      f"lstmkit.LSTM zoneout={P} (reference loop)": layer_step(looped, x, dy),
                       f"torch.nn.LSTMCell loop + zoneout wrapper, {P}": cell_step(wrapped, x, dy, H)}  # fmt: skip
         times = interleaved(candidates, args.rounds)
-        for line in ratio_table(times, "torch.nn.LSTM (no zoneout)", f"{name}: a training step, one thread", 2):
+        what = "an eval-mode forward without autograd" if args.inference else "a training step"
+        for line in ratio_table(times, "torch.nn.LSTM (no zoneout)", f"{name}: {what}, one thread", 2):
             print(line)
         print()
 

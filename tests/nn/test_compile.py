@@ -30,6 +30,9 @@ VARIANTS = {
     "layer_norm-proj-recurrent_dropout": {"layer_norm": True, "proj_size": 4, "recurrent_dropout": 0.3},
     "all": {"peephole": True, "coupled": True, "layer_norm": True, "proj_size": 4, "recurrent_dropout": 0.3,
             "weight_dropout": 0.4, "bidirectional": True},
+    "zoneout-peephole-proj": {"zoneout": (0.3, 0.5), "peephole": True, "proj_size": 4},
+    "zoneout-cpp-layer_norm-bidirectional": {"zoneout": (0.2, 0.6), "layer_norm": True, "bidirectional": True,
+                                             "impl": "cpp"},
 }  # fmt: skip
 LENGTHS = torch.tensor([5, 3, 1])
 
@@ -98,8 +101,10 @@ def assert_same_run(got, want, model, x):
 
 
 # --- the custom ops -----------------------------------------------------------------------------
-def scan_inputs(peephole=False, coupled=False, layer_norm=False, proj=False, drop=False, mask=False, train=True):
-    """The op's arguments for one small layer, float64, differentiable ones requiring grad."""
+def scan_inputs(peephole=False, coupled=False, layer_norm=False, proj=False, drop=False, mask=False, zoneout=None,
+                train=True):
+    """The op's arguments for one small layer, float64, differentiable ones requiring grad; ``zoneout`` "train"
+    (0/1 weights, T rows) or "eval" (the rates, one row)."""
     gen = torch.Generator().manual_seed(0)
     G, P = (3 if coupled else 4) * H, 4 if proj else H
 
@@ -115,15 +120,25 @@ def scan_inputs(peephole=False, coupled=False, layer_norm=False, proj=False, dro
         rand(H) if layer_norm else None,
         (torch.rand(B, P, generator=gen, dtype=torch.float64) > 0.3).double() / 0.7 if drop else None,
         torch.arange(T).unsqueeze(1) < LENGTHS.unsqueeze(0) if mask else None,
-        coupled, 1e-5, train,
+        coupled, 1e-5, *_zone(zoneout, gen, P), train,
     )  # fmt: skip
+
+
+def _zone(kind, gen, P):
+    if kind is None:
+        return None, None
+    if kind == "eval":
+        return torch.full((1, B, P), 0.3, dtype=torch.float64), torch.full((1, B, H), 0.6, dtype=torch.float64)
+    return tuple((torch.rand(T, B, n, generator=gen) < 0.5).double() for n in (P, H))
 
 
 OP_CASES = {
     "plain": {},
     "peephole-coupled-mask": {"peephole": True, "coupled": True, "mask": True},
     "layer_norm-proj-drop": {"layer_norm": True, "proj": True, "drop": True},
+    "peephole-proj-mask-zoneout": {"peephole": True, "proj": True, "mask": True, "zoneout": "train"},
     "inference": {"peephole": True, "layer_norm": True, "mask": True, "train": False},
+    "inference-zoneout": {"peephole": True, "mask": True, "zoneout": "eval", "train": False},
 }
 
 
@@ -133,23 +148,25 @@ def test_opcheck_scan(cpp, case):
     torch.library.opcheck(_cpp.lstm_scan_op, scan_inputs(**case))
 
 
-def test_opcheck_scan_backward(cpp):
-    args = scan_inputs(peephole=True, layer_norm=True, proj=True, mask=True, train=False)
+@pytest.mark.parametrize("zoneout", [None, "train"])
+def test_opcheck_scan_backward(cpp, zoneout):
+    args = scan_inputs(peephole=True, layer_norm=True, proj=True, mask=True, zoneout=zoneout, train=False)
     with torch.no_grad():
         out = _cpp.lstm_scan_op(*args[:-1], True)
     ys, hn, cn, saved = out[0], out[1], out[2], list(out[3:])
-    w_hh, w_hr, peep, g_hh, g_c, _b_c, drop, mask, coupled = args[3:12]
+    w_hh, w_hr, peep, g_hh, g_c, _b_c, drop, mask, coupled, _eps, zone_h, zone_c = args[3:15]
     grads = (torch.randn_like(ys), torch.randn_like(hn), torch.randn_like(cn))
     for need_w, need_extra in ((True, True), (False, False)):
         torch.library.opcheck(
-            _cpp.lstm_scan_backward_op, (*grads, saved, w_hh, w_hr, peep, g_hh, g_c, drop, mask, coupled, need_w,
-                                         need_extra)
+            _cpp.lstm_scan_backward_op, (*grads, saved, w_hh, w_hr, peep, g_hh, g_c, drop, mask, zone_h, zone_c,
+                                         coupled, need_w, need_extra)
         )  # fmt: skip
 
 
-def test_op_gradients_equal_the_eager_kernel(cpp):
+@pytest.mark.parametrize("zoneout", [None, "train"])
+def test_op_gradients_equal_the_eager_kernel(cpp, zoneout):
     """The op's autograd formula gives the eager autograd.Function's gradients, bit for bit."""
-    args = scan_inputs(peephole=True, layer_norm=True, proj=True, drop=True, mask=True)
+    args = scan_inputs(peephole=True, layer_norm=True, proj=True, drop=True, mask=True, zoneout=zoneout)
     leaves = [a for a in args if isinstance(a, torch.Tensor) and a.requires_grad]
     outs_op = _cpp.lstm_scan_op(*args)[:3]
     grads_op = torch.autograd.grad([o.sum() for o in outs_op], leaves)

@@ -43,8 +43,33 @@ def _extension():
         pytest.skip(f"C++ kernel unavailable: {_cpp._failure}")
 
 
-def make_args(c: dict[str, bool], dtype: torch.dtype, seed: int = 0, t: int = T) -> dict:
-    """Random inputs of one variant; the differentiable ones require grad."""
+ZONES = {  # zoneout's weights (z_h, z_c) of a step: draws (T rows) or eval mode's rate (one row for every step)
+    "zone-train": ("draw", 0.4, 0.6),
+    "zone-eval": ("rate", 0.3, 0.55),
+    "zone-h": ("draw", 0.5, 0.0),
+    "zone-c": ("draw", 0.0, 0.5),
+}
+
+
+def zone_weights(zone: str | None, t: int, P: int, gen: torch.Generator, dtype: torch.dtype) -> dict:
+    """``ZONES[zone]`` as make_args' "zone_h", "zone_c" entries (None where the rate is 0)."""
+    if zone is None:
+        return {"zone_h": None, "zone_c": None}
+    kind, p_h, p_c = ZONES[zone]
+    out = {}
+    for name, width, p in (("zone_h", P, p_h), ("zone_c", H, p_c)):
+        if p == 0.0:
+            out[name] = None
+        elif kind == "draw":
+            out[name] = (torch.rand(t, B, width, generator=gen) < p).to(dtype)
+        else:
+            out[name] = torch.full((1, B, width), p, dtype=dtype)
+    return out
+
+
+def make_args(c: dict[str, bool], dtype: torch.dtype, seed: int = 0, t: int = T, zone: str | None = None) -> dict:
+    """Random inputs of one variant (with zoneout's weights ``ZONES[zone]``); the differentiable ones require
+    grad."""
     gen = torch.Generator().manual_seed(seed)
     G = (3 if c["coupled"] else 4) * H
     P = P_PROJ if c["projection"] else H
@@ -70,6 +95,7 @@ def make_args(c: dict[str, bool], dtype: torch.dtype, seed: int = 0, t: int = T)
         "mask": mask,
         "coupled": c["coupled"],
         "eps": 1e-5,
+        **zone_weights(zone, t, P, gen, dtype),
     }
 
 
@@ -79,7 +105,7 @@ def call(scan, args: dict, **kw):
     w = LSTMWeights(None, a["w_hh"], a.get("b_ih"), a.get("b_hh"), a["w_hr"], a["peep"], a.get("g_ih"), a["g_hh"],
                     a["g_c"], a["b_c"])  # fmt: skip
     return scan(a["xg"], (a["h0"], a["c0"]), w, LSTMOptions(coupled=a["coupled"], eps=a["eps"]), a["drop"],
-                a["mask"], **kw)  # fmt: skip
+                a["mask"], zone=(a.get("zone_h"), a.get("zone_c")), **kw)  # fmt: skip
 
 
 def run(scan, args: dict, use=("y", "h", "c")):
@@ -124,9 +150,34 @@ def test_equal_to_python_float32(c, isa):
     check_equal(make_args(c, torch.float32))
 
 
+@pytest.mark.parametrize("zone", ZONES)
+@pytest.mark.parametrize("c", COMBOS, ids=combo_id)
+def test_zoneout_equal_to_python_float64(c, zone):
+    check_equal(make_args(c, torch.float64, zone=zone))
+
+
+@pytest.mark.parametrize("zone", ZONES)
+@pytest.mark.parametrize("c", COMBOS[::3], ids=combo_id)
+def test_zoneout_equal_to_python_float32(c, zone, isa):
+    check_equal(make_args(c, torch.float32, zone=zone))
+
+
+# every variant with both zoneout forms, and the one-state forms on a third of them
+ZONE_GRADCHECK = [(c, z) for c in COMBOS for z in ("zone-train", "zone-eval")] + [
+    (c, z) for c in COMBOS[1::3] for z in ("zone-h", "zone-c")]  # fmt: skip
+
+
 @pytest.mark.parametrize("c", COMBOS, ids=combo_id)
 def test_gradcheck(c):
-    args = make_args(c, torch.float64)
+    _gradcheck(make_args(c, torch.float64))
+
+
+@pytest.mark.parametrize(("c", "zone"), ZONE_GRADCHECK, ids=[f"{combo_id(c)}-{z}" for c, z in ZONE_GRADCHECK])
+def test_gradcheck_zoneout(c, zone):
+    _gradcheck(make_args(c, torch.float64, zone=zone))
+
+
+def _gradcheck(args: dict) -> None:
     names = [k for k in DIFFERENTIABLE if args[k] is not None]
 
     def f(*xs):
@@ -135,17 +186,29 @@ def test_gradcheck(c):
     assert torch.autograd.gradcheck(f, [args[k] for k in names])
 
 
+def test_zoneout_weights_of_the_wrong_shape_are_refused():
+    args = make_args(COMBOS[0], torch.float64, zone="zone-train")
+    bad = {"zone_h": args["zone_h"][:2], "zone_c": args["zone_c"][:, :, :2]}
+    wants = {"zone_h": rf"^lstm_scan_cpp: zone_h must be \({T} or 1, {B}, {H}\), got \[2, {B}, {H}\]",
+             "zone_c": rf"^lstm_scan_cpp: zone_c must be \({T} or 1, {B}, {H}\), got \[{T}, {B}, 2\]"}  # fmt: skip
+    for name, want in wants.items():
+        with pytest.raises(RuntimeError, match=want):
+            call(lstm_scan_cpp, {**args, name: bad[name]})
+
+
+@pytest.mark.parametrize("zone", [None, "zone-train"])
 @pytest.mark.parametrize("use", [("y",), ("h",), ("c",), ("h", "c")], ids="+".join)
 @pytest.mark.parametrize("c", [COMBOS[0], {k: True for k in FLAGS}], ids=combo_id)
-def test_unused_outputs(c, use):
+def test_unused_outputs(c, use, zone):
     """Outputs left out of the loss reach the backward as None grads."""
-    check_equal(make_args(c, torch.float64), use=use)
+    check_equal(make_args(c, torch.float64, zone=zone), use=use)
 
 
+@pytest.mark.parametrize("zone", [None, "zone-train", "zone-eval"])
 @pytest.mark.parametrize("c", [COMBOS[0], {k: True for k in FLAGS}], ids=combo_id)
-def test_no_time_steps(c):
+def test_no_time_steps(c, zone):
     """T = 0 (LSTM.forward rejects it, the kernel still handles it): the state passes through."""
-    args = make_args(c, torch.float64, t=0)
+    args = make_args(c, torch.float64, t=0, zone=zone)
     (y, h, c_n), grads = run(lstm_scan_cpp, args)
     assert y.shape == (0, B, args["h0"].shape[1])
     torch.testing.assert_close(h, args["h0"], atol=0, rtol=0)
@@ -155,10 +218,11 @@ def test_no_time_steps(c):
         torch.testing.assert_close(g, torch.full_like(args[name], expected), atol=0, rtol=0, msg=f"d{name}")
 
 
+@pytest.mark.parametrize("zone", [None, "zone-train", "zone-eval"])
 @pytest.mark.parametrize("c", [COMBOS[0], COMBOS[-1], {**COMBOS[0], "layer_norm": True, "peephole": True}],
                          ids=combo_id)
-def test_inference_path_matches_training_path(c, isa):
-    args = make_args(c, torch.float32)
+def test_inference_path_matches_training_path(c, isa, zone):
+    args = make_args(c, torch.float32, zone=zone)
     train = call(lstm_scan_cpp, args)
     with torch.inference_mode():
         infer = call(lstm_scan_cpp, args)
@@ -317,10 +381,10 @@ def test_in_kernel_input_finish_is_refused_where_it_cannot_apply():
     a = detached
     with pytest.raises(RuntimeError, match="b_x is for inference, and with layer_norm it comes with g_ih"):
         ext.forward(a["xg"], a["h0"], a["c0"], a["w_hh"], None, None, a["g_hh"], a["g_c"], a["b_c"], None, None,
-                    False, 1e-5, False, None, ones)  # layer_norm, b_x without g_ih
+                    False, 1e-5, None, None, False, None, ones)  # layer_norm, b_x without g_ih
     with pytest.raises(RuntimeError, match="b_x is for inference, and with layer_norm it comes with g_ih"):
         ext.forward(plain["xg"], plain["h0"], plain["c0"], plain["w_hh"], None, None, None, None, None, None,
-                    None, False, 1e-5, True, None, ones)  # train
+                    None, False, 1e-5, None, None, True, None, ones)  # train
     ln = {k: v.detach() if isinstance(v, torch.Tensor) else v for k, v in args.items()}
     with torch.no_grad(), pytest.raises(RuntimeError, match="may overwrite"):  # a view it would copy, not own
         call(lstm_scan_cpp, {**ln, "xg": ln["xg"].transpose(0, 1).contiguous().transpose(0, 1), "g_ih": ones},
@@ -649,10 +713,11 @@ def test_inference_every_input_side_and_step_path_against_torch(isa, proj_size, 
         torch.set_num_threads(before)
 
 
+@pytest.mark.parametrize("zoneout", [False, True], ids=["", "zoneout"])
 @pytest.mark.parametrize("projection", [False, True], ids=["", "projection"])
 @pytest.mark.parametrize("layer_norm", [False, True], ids=["", "layer_norm"])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
-def test_steps_split_over_threads(dtype, layer_norm, projection, isa, gemm):
+def test_steps_split_over_threads(dtype, layer_norm, projection, zoneout, isa, gemm):
     """Steps big enough to be split over threads (by units, or by rows with LayerNorm): same numbers."""
     gen = torch.Generator().manual_seed(1)
     Tn, Bn, Hn = 3, 64, 256
@@ -677,9 +742,11 @@ def test_steps_split_over_threads(dtype, layer_norm, projection, isa, gemm):
         "mask": torch.arange(Tn).unsqueeze(1) < torch.arange(Bn).remainder(Tn + 1).unsqueeze(0),
         "coupled": coupled,
         "eps": 1e-5,
+        "zone_h": (torch.rand(Tn, Bn, Pn, generator=gen) < 0.3).to(dtype) if zoneout else None,
+        "zone_c": (torch.rand(Tn, Bn, Hn, generator=gen) < 0.5).to(dtype) if zoneout else None,
     }
     check_equal(args)
-    args.update(drop=None, mask=None)  # the paths where the products write y and dh directly
+    args.update(drop=None, mask=None)  # the paths where the products write y and dh directly (without zoneout)
     check_equal(args)
 
 

@@ -68,6 +68,33 @@ def test_gradcheck_fused_function(combo):
     assert torch.autograd.gradcheck(f, present)
 
 
+def _zone(kind: str, T: int, B: int, P: int, H: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Zoneout's weights (z_h, z_c): 0/1 draws for every step ("train") or the rates in one row ("eval")."""
+    d = torch.float64
+    if kind == "train":
+        return (torch.rand(T, B, P, dtype=d) < 0.4).to(d), (torch.rand(T, B, H, dtype=d) < 0.6).to(d)
+    return torch.full((1, B, P), 0.3, dtype=d), torch.full((1, B, H), 0.55, dtype=d)
+
+
+@pytest.mark.parametrize("zone", ["train", "eval"])
+@pytest.mark.parametrize("combo", COMBOS[::3], ids=_ids)
+def test_gradcheck_fused_function_with_zoneout(combo, zone):
+    """The hand-written BPTT through zoneout's update, (1 - z) new + z old on h and c at every step."""
+    tensors, drop_mask, step_mask = _scan_inputs(**combo)
+    present = [t for t in tensors if t is not None]
+    where = [i for i, t in enumerate(tensors) if t is not None]
+    T, B = tensors[0].shape[:2]
+    zone_h, zone_c = _zone(zone, T, B, tensors[1].shape[1], tensors[2].shape[1])
+
+    def f(*xs):
+        full = list(tensors)
+        for i, x in zip(where, xs, strict=True):
+            full[i] = x
+        return LSTMScan.apply(*full, drop_mask, step_mask, combo["coupled"], 1e-5, zone_h, zone_c)
+
+    assert torch.autograd.gradcheck(f, present)
+
+
 @pytest.mark.parametrize("combo", COMBOS[::7], ids=_ids)
 def test_unused_outputs_get_zero_gradients(combo):
     """A loss on h_n alone (or y alone) leaves autograd's other output gradients as None."""

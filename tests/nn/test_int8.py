@@ -18,6 +18,7 @@ import lstmkit
 from lstmkit import _rounding
 from lstmkit.formats.quantized import quantize_model, quantized_tensors
 from lstmkit.nn import _cpp, layer_weights
+from lstmkit.nn._reference import zone_weights
 from lstmkit.nn.int8 import int8_matrix, int8_runnable
 from lstmkit.stream import Stream
 from tolerances import scan_tolerance
@@ -32,6 +33,8 @@ VARIANTS = {
     "peephole+layer_norm": {"peephole": True, "layer_norm": True},
     "proj": {"proj_size": 12},
     "no_bias": {"bias": False},
+    "zoneout": {"zoneout": (0.3, 0.6)},
+    "peephole+proj+zoneout": {"peephole": True, "proj_size": 12, "zoneout": (0.2, 0.5)},
 }
 
 
@@ -81,8 +84,13 @@ def test_one_step_of_every_variant_equals_the_emulation(name):
         if w.b_ih is not None and not m.layer_norm:
             xg = xg + w.b_ih + w.b_hh
         state = (fake_quant(h0[0]), c0[0])
-        want_y, _, want_c = _cpp.lstm_scan_cpp(xg.contiguous(), state, w, m._options,
+        # Zoneout (eval mode: the rates): c's update in the emulated scan; h's mixes the step's result with the
+        # state before it as given (float: only the product's input is rounded), so it is applied here.
+        zone = zone_weights(m.zoneout, False, 1, state) if m._zoned else (None, None)
+        want_y, _, want_c = _cpp.lstm_scan_cpp(xg.contiguous(), state, w, m._options, zone=(None, zone[1]),
                                                finish_input=m.layer_norm)  # fmt: skip
+        if zone[0] is not None:
+            want_y = (1 - zone[0]) * want_y + zone[0] * h0
     args = {"xg": xg, "h0": state[0], "c0": state[1], "w_hh": w.w_hh, "peep": w.peep, "g_hh": w.g_hh,
             "g_c": w.g_c}  # fmt: skip
     tol = scan_tolerance(args, gradients=False)

@@ -20,6 +20,7 @@ VARIANTS = {
     "layer_norm": {"layer_norm": True},
     "proj": {"proj_size": 12},
     "no_bias": {"bias": False},
+    "peephole+zoneout": {"peephole": True, "zoneout": (0.3, 0.6)},
 }
 
 
@@ -58,4 +59,5 @@ def test_dense_input_side_with_a_low_rank_recurrent_matrix():
 def test_factors_of_the_wrong_shape_are_refused():
     with pytest.raises(RuntimeError, match=r"left must be \(8, R\) and right \(R, 2\)"):
         _cpp._ext().forward_lowrank(torch.zeros(1, 1, 8), torch.zeros(1, 2), torch.zeros(1, 2), torch.zeros(8, 3),
-                                    torch.zeros(2, 2), None, None, None, None, None, None, False, 1e-5, None, None)
+                                    torch.zeros(2, 2), None, None, None, None, None, None, False, 1e-5, None, None,
+                                    None, None)

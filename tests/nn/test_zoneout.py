@@ -8,6 +8,9 @@ import torch
 from torch import nn
 
 import lstmkit
+from checks import check_same
+from lstmkit.nn import _cpp
+from tolerances import module_tolerance
 
 I, H, B, T = 3, 5, 4, 6
 
@@ -119,7 +122,8 @@ def _cells_over(layer: lstmkit.LSTM, x: torch.Tensor, seed: int) -> tuple:
         for sfx in ("", "_reverse"):
             size = layer.input_size if k == 0 else 2 * layer.output_size
             cell = lstmkit.LSTMCell(size, layer.hidden_size, zoneout=layer.zoneout, proj_size=layer.proj_size,
-                                    peephole=layer.peephole, dtype=x.dtype)  # fmt: skip
+                                    peephole=layer.peephole, coupled=layer.coupled, layer_norm=layer.layer_norm,
+                                    dtype=x.dtype)  # fmt: skip
             cell.load_state_dict({n: getattr(layer, n + f"_l{k}{sfx}") for n in cell.state_dict()})
             cells[k, sfx] = cell.train(layer.training)
     torch.manual_seed(seed)
@@ -142,21 +146,79 @@ def _cells_over(layer: lstmkit.LSTM, x: torch.Tensor, seed: int) -> tuple:
     return layer_in, torch.stack(hs), torch.stack(cs)
 
 
-@pytest.mark.parametrize("options", [{}, {"proj_size": 3, "peephole": True}], ids=["plain", "proj+peephole"])
-@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
-def test_the_layer_equals_a_loop_of_cells(training, options):
-    """The plain layer steps torch's cell operator, a variant the reference step: both against LSTMCells."""
-    layer = lstmkit.LSTM(I, H, 2, bidirectional=True, zoneout=(0.3, 0.6), dtype=torch.float64,
+IMPLS = [
+    "reference",
+    "fused",
+    pytest.param("cpp", marks=pytest.mark.skipif(not _cpp.available(), reason="C++ kernel not built here")),
+]
+LAYER_OPTIONS = {
+    "plain": {},
+    "proj+peephole": {"proj_size": 3, "peephole": True},
+    "coupled+layer_norm+dropout": {"coupled": True, "layer_norm": True, "recurrent_dropout": 0.3},
+}
+
+
+# (training, options): with recurrent dropout in eval mode only, where nothing is drawn (the cells cannot replay
+# the layer's dropout masks, drawn before its zoneout draws)
+CELL_CASES = [pytest.param(training, options, id=f"{'train' if training else 'eval'}-{name}")
+              for training in (True, False) for name, options in LAYER_OPTIONS.items()
+              if not (training and options.get("recurrent_dropout"))]  # fmt: skip
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize(("training", "options"), CELL_CASES)
+def test_the_layer_equals_a_loop_of_cells(training, options, impl):
+    """Every kernel with zoneout inside its loop, forward and backward, against LSTMCells stepped one by one with
+    their own per-step draws (the same numbers: the layer draws all steps at once in the cells' order), float64."""
+    layer = lstmkit.LSTM(I, H, 2, bidirectional=True, zoneout=(0.3, 0.6), dtype=torch.float64, impl=impl,
                          **options).train(training)  # fmt: skip
     x = torch.randn(T, B, I, dtype=torch.float64, requires_grad=True)
     torch.manual_seed(2)
     ours = layer(x)
     theirs = _cells_over(layer, x, seed=2)
+    params = list(layer.parameters())
     grads = []
     for y, (h, c) in (ours, (theirs[0], theirs[1:])):
-        grads.append(torch.autograd.grad(y.square().sum() + h.sum() + c.sum(), x)[0])
-    for got, want in zip((ours[0], *ours[1], grads[0]), (*theirs, grads[1]), strict=True):
+        grads.append(torch.autograd.grad(y.square().sum() + h.sum() + c.sum(), [x, *params], allow_unused=True))
+    # float64: the kernels' (1 - z) new + z old against the cells' torch.where (training: exact selections) or
+    # torch.lerp (eval), and libm's or torch's gate functions: a few ulps a step, far inside 1e-12 here. The
+    # parameter gradients: the cells' come from the layer's own tensors (_cells_over copies them into the cells),
+    # so only x's gradient and the outputs are compared against the cells; the parameters against the reference
+    # layer below.
+    for got, want in zip((ours[0], *ours[1], grads[0][0]), (*theirs, grads[1][0]), strict=True):
         torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
+@pytest.mark.parametrize("impl", IMPLS[1:])
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("options", LAYER_OPTIONS.values(), ids=LAYER_OPTIONS.keys())
+def test_the_kernels_equal_the_reference_loop_with_lengths(options, training, impl, dtype):
+    """Outputs, states, input and parameter gradients of the fused and C++ kernels against the reference loop, the
+    same draws (one seed), two bidirectional layers with lengths, within the derived bound (zoneout's update is a
+    convex mix of two values each within it)."""
+    layer = lstmkit.LSTM(I, H, 2, bidirectional=True, zoneout=(0.3, 0.6), dtype=dtype, impl=impl,
+                         **options).train(training)  # fmt: skip
+    ref = lstmkit.LSTM(I, H, 2, bidirectional=True, zoneout=(0.3, 0.6), dtype=dtype, impl="reference",
+                       **options).train(training)  # fmt: skip
+    ref.load_state_dict(layer.state_dict())
+    x = torch.randn(T, B, I, dtype=dtype)
+    tol = module_tolerance(ref, x, gradients=True)
+    check_same(layer, ref, x, atol=tol, rtol=tol, lengths=torch.tensor([T, 2, 5, 1]), seed=3)
+
+
+@pytest.mark.parametrize("impl", IMPLS[1:])
+def test_inference_without_autograd_equals_the_recorded_forward(impl):
+    """Eval mode without gradients runs the kernels' inference paths (C++: the input side in the kernel), with the
+    expectation update from one (1, B, .) row of weights: the same numbers as the forward autograd records."""
+    layer = lstmkit.LSTM(I, H, 2, zoneout=(0.2, 0.7), peephole=True, impl=impl).eval()
+    x = torch.randn(T, B, I)
+    y, (h, c) = layer(x)
+    with torch.inference_mode():
+        y_inf, (h_inf, c_inf) = layer(x)
+    tol = module_tolerance(layer, x)
+    for got, want in ((y_inf, y), (h_inf, h), (c_inf, c)):
+        torch.testing.assert_close(got, want.detach(), rtol=tol, atol=tol)
 
 
 def test_the_layer_with_lengths_ends_each_sequence_at_its_own_last_step():
@@ -172,11 +234,9 @@ def test_the_layer_with_lengths_ends_each_sequence_at_its_own_last_step():
         torch.testing.assert_close(c[:, b], c_b[:, 0], rtol=1e-12, atol=1e-12)
 
 
-def test_the_layer_refuses_the_kernels_and_keeps_torch_nn_without_zoneout():
-    for impl in ("cpp", "fused"):
-        with pytest.raises(ValueError, match=rf"^zoneout runs the reference loop \(the {impl} kernel carries h and c "
-                                             rf"without it\); use impl='auto' or 'reference', got impl='{impl}'$"):
-            lstmkit.LSTM(I, H, zoneout=0.1, impl=impl)
+def test_every_impl_takes_zoneout_and_a_layer_without_it_is_torch_nn():
+    for impl in ("auto", "reference", "fused", *(("cpp",) if _cpp.available() else ())):
+        assert lstmkit.LSTM(I, H, zoneout=0.1, impl=impl).zoneout == (0.1, 0.1)
     assert repr(lstmkit.LSTM(I, H, zoneout=(0.0, 0.5))) == "LSTM(3, 5, zoneout=(0.0, 0.5))"
     old = lstmkit.LSTM(I, H)  # pickled before the key existed: the fused kernels, no zoneout
     del old.__dict__["zoneout"]

@@ -117,6 +117,51 @@ def test_weight_dropout_reaches_the_recurrent_layers_or_is_refused_with_the_reas
         assert cls().weight_dropout == 0.0
 
 
+def test_zoneout_reaches_the_lstm_layers_or_is_refused_with_the_reason():
+    """model.zoneout (a pair [h, c]) reaches every LSTM layer of the models that run whole layers; the others refuse
+    it by name, as GRU/RNN cores do."""
+    from lstmkit.models import ForecastModel, HandwritingModel, LMModel, SequenceModel
+    from lstmkit.models.classifier import ClassifyModel, FCNClassifier, SequenceClassifier
+    from lstmkit.models.forecaster import ForecastNet
+    from lstmkit.models.frames import FramesModel
+    from lstmkit.models.hybrid import AttentionLM
+    from lstmkit.models.memory import MemoryModel
+    from lstmkit.models.recognizer import CTCModel, CTCRecognizer
+    from lstmkit.models.seq2seq import Seq2SeqModel
+
+    z = (0.05, 0.5)
+    lm = LMModel(vocab_size=11, hidden_size=8, num_layers=2, zoneout=z)
+    assert SequenceModel(lm).rnn.zoneout == z
+    assert SequenceModel(LMModel(vocab_size=11, hidden_size=8)).rnn.zoneout == (0.0, 0.0)
+    hybrid = AttentionLM(dataclasses.replace(lm, attention=True, attention_layer=1))
+    assert {hybrid.lstm_below.zoneout, hybrid.lstm_above.zoneout} == {z}
+    classify = ClassifyModel(input_size=2, output_size=3, max_length=9, hidden_size=8, zoneout=z)
+    assert SequenceClassifier(classify).rnn.zoneout == z
+    assert FCNClassifier(dataclasses.replace(classify, arch="lstm-fcn")).rnn.zoneout == z
+    assert CTCRecognizer(CTCModel(input_size=4, output_size=5, hidden_size=8, zoneout=z)).rnn.zoneout == z
+    assert ForecastNet(ForecastModel(input_size=1, output_size=1, hidden_size=8, zoneout=z), ar_order=2
+                       ).core.rnn.zoneout == z  # fmt: skip
+    assert config_from_dict({"model": {"zoneout": [0.1, 0.3]}}).model.zoneout == (0.1, 0.3)
+    refused = {Seq2SeqModel: "its decoder steps an LSTM cell one token at a time",
+               HandwritingModel: "its first layer steps a cell and the soft window one point at a time",
+               FramesModel: "the ConvLSTM has no zoneout",
+               MemoryModel: "the NTM's controller steps a cell one vector at a time"}  # fmt: skip
+    for cls, reason in refused.items():
+        with pytest.raises(ValueError) as caught:
+            cls(zoneout=z)
+        assert str(caught.value) == (f"model.zoneout=[0.05, 0.5] is not available for this task's model: {reason}; "
+                                     "leave it at [0, 0]")
+        assert cls().zoneout == (0.0, 0.0)
+    with pytest.raises(ValueError, match=r"^model.zoneout is an LSTM layer's \(model.cell = 'lstm'\), got "
+                                         r"model.cell = 'gru'$"):
+        LMModel(cell="gru", zoneout=z)
+    for bad in ((1.0, 0.0), (0.1, -0.1)):
+        with pytest.raises(ValueError, match=r"^model.zoneout must be two rates \[h, c\] in \[0, 1\), got "):
+            ModelConfig(zoneout=bad)
+    with pytest.raises(ValueError, match=r"^model.zoneout: expected a list of 2 values, got 0.1$"):
+        config_from_dict({"model": {"zoneout": 0.1}})
+
+
 def test_from_dict_rejects_unknown_sections_and_keys(tmp_path):
     with pytest.raises(ValueError, match=r"unknown section\(s\) \['optimizer'\]"):
         config_from_dict({"optimizer": {}})

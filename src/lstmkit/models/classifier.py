@@ -127,7 +127,7 @@ class FCNClassifier(nn.Module):
         D = 2 if config.bidirectional else 1
         self.rnn = LSTM(config.max_length, config.hidden_size, config.num_layers,
                         dropout=config.dropout if config.num_layers > 1 else 0.0, bidirectional=config.bidirectional,
-                        weight_dropout=config.weight_dropout)
+                        weight_dropout=config.weight_dropout, zoneout=config.zoneout)
         self.attention = AttentionPool(D * config.hidden_size) if config.pooling == "attention" else None
         blocks, channels = [], config.input_size
         for filters, kernel in zip(config.fcn_filters, config.fcn_kernels, strict=True):

@@ -38,6 +38,7 @@ class FramesModel(ModelConfig):
     """The ConvLSTM stack: ``hidden_size`` is its hidden channels per layer (Hc)."""
 
     _no_weight_dropout = "the ConvLSTM's recurrent weights are convolution kernels"
+    _no_zoneout = "the ConvLSTM has no zoneout"
 
     hidden_size: int = 16  # hidden channels per layer: 32 took 2x the time per step, too slow for the 15-minute budget
     num_layers: int = 2  # Shi et al.'s best Moving MNIST model has 3 (of 64-128 channels); 2 of 16 fit the CPU budget

@@ -82,6 +82,7 @@ class HandwritingModel(ModelConfig):
     have no meaning here and must stay unset. Graves 2013 used 3 layers of 400 units."""
 
     _no_weight_dropout = "its first layer steps a cell and the soft window one point at a time"
+    _no_zoneout = _no_weight_dropout
 
     mixtures: int = 20  # Graves 2013: 20 bivariate Gaussians in the output
     window_mixtures: int = 10  # Graves 2013, synthesis: 10 Gaussians in the window

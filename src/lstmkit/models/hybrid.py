@@ -239,10 +239,10 @@ class AttentionLM(nn.Module):
         a = self.attention_layer
         # Two lstmkit LSTMs, split where the block sits; each passes dropout between its own layers only when it
         # has several (torch.nn warns otherwise), and the block's output takes the dropout between layers a, a+1.
-        wd = config.weight_dropout
-        self.lstm_below = LSTM(E, H, a, dropout=config.dropout if a > 1 else 0.0, weight_dropout=wd)
+        regs = {"weight_dropout": config.weight_dropout, "zoneout": config.zoneout}
+        self.lstm_below = LSTM(E, H, a, dropout=config.dropout if a > 1 else 0.0, **regs)
         self.block = AttentionBlock(H, config.dropout)
-        self.lstm_above = (LSTM(H, H, L - a, dropout=config.dropout if L - a > 1 else 0.0, weight_dropout=wd)
+        self.lstm_above = (LSTM(H, H, L - a, dropout=config.dropout if L - a > 1 else 0.0, **regs)
                            if a < L else None)
         self.drop = nn.Dropout(config.dropout)
         self.proj: nn.Linear | None = None

@@ -51,6 +51,7 @@ class MemoryModel(ModelConfig):
     """``ModelConfig`` (``hidden_size``: the controller's units) and the memory's sizes."""
 
     _no_weight_dropout = "the NTM's controller steps a cell one vector at a time"
+    _no_zoneout = _no_weight_dropout
 
     # "ntm": the LSTM controller with its memory; "lstm": the same task on a plain LSTM (the baseline). Graves et
     # al. 2014 compare the two on copy and associative recall: the NTM generalises to longer sequences.

@@ -48,6 +48,7 @@ class Seq2SeqModel(ModelConfig):
     layer (needs embedding_dim == hidden_size: the output layer reads the H-wide attentional vector)."""
 
     _no_weight_dropout = "its decoder steps an LSTM cell one token at a time"
+    _no_zoneout = _no_weight_dropout
 
     hidden_size: int = 256
     # Luong et al. 2015: general beat dot and concat for global attention. `--set model.attention=none` reads

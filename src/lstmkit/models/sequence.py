@@ -18,14 +18,16 @@ _CELLS: dict[str, type[nn.Module]] = {"lstm": LSTM, "gru": GRU, "rnn": RNN}
 
 
 def _make_rnn(
-    cell: str, input_size: int, hidden_size: int, num_layers: int, dropout: float, weight_dropout: float = 0.0
+    cell: str, input_size: int, hidden_size: int, num_layers: int, dropout: float, weight_dropout: float = 0.0,
+    zoneout: tuple[float, float] = (0.0, 0.0),
 ) -> nn.Module:
     """The recurrent core: an ``lstmkit.nn`` layer with ``torch.nn``'s constructor, time-major."""
     if cell not in _CELLS:
         raise ValueError(f"cell must be one of {sorted(_CELLS)}, got {cell!r}")
+    extra = {"zoneout": zoneout} if zoneout != (0.0, 0.0) else {}  # an LSTM's only (ModelConfig checks the cell)
     # torch.nn warns when dropout is set on a single layer; ours follow suit, so pass 0 there.
     return _CELLS[cell](input_size, hidden_size, num_layers, dropout=dropout if num_layers > 1 else 0.0,
-                        weight_dropout=weight_dropout)
+                        weight_dropout=weight_dropout, **extra)
 
 
 class SequenceModel(nn.Module):
@@ -38,7 +40,8 @@ class SequenceModel(nn.Module):
     - Feature input (``config.input_size``): real values (T, B, I) go straight into the core.
 
     Dropout (``config.dropout``) acts on the embedding output, between recurrent layers and before
-    the head (Zaremba et al. 2014); ``config.weight_dropout`` drops entries of the core's W_hh (DropConnect).
+    the head (Zaremba et al. 2014); ``config.weight_dropout`` drops entries of the core's W_hh (DropConnect),
+    ``config.zoneout`` zones out its LSTM's units.
 
     ``forward(x, state=None, lengths=None) -> (logits, state)`` with logits (T, B, O), O =
     ``output_size`` (default V for a language model). ``lengths`` (B,) masks padded steps: their
@@ -75,7 +78,8 @@ class SequenceModel(nn.Module):
             core_in = E
         else:
             core_in = config.input_size
-        self.rnn = _make_rnn(config.cell, core_in, H, config.num_layers, config.dropout, config.weight_dropout)
+        self.rnn = _make_rnn(config.cell, core_in, H, config.num_layers, config.dropout, config.weight_dropout,
+                             config.zoneout)
         self.drop = nn.Dropout(config.dropout)
         head_in = H
         self.proj: nn.Linear | None = None
@@ -132,6 +136,7 @@ class LSTMReader(nn.Module):
             dropout=config.dropout if config.num_layers > 1 else 0.0,
             bidirectional=bidirectional,
             weight_dropout=config.weight_dropout,
+            zoneout=config.zoneout,
         )
         self.drop = nn.Dropout(config.dropout)
         # Over every step for the CTC readers (T B rows): lstmkit's panels where MKL is the slower.

@@ -49,10 +49,12 @@ from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 from ._fused import (
     N_DIFFERENTIABLE,
+    N_RECURRENT,
     N_SCAN_ARGS,
     GateSource,
     ScanArgs,
     keep_for_second_order,
+    recurrent_of,
     scan_args,
     second_order_grads,
 )
@@ -295,18 +297,17 @@ class LSTMScanCpp(torch.autograd.Function):
         ys, hn, cn = out[:3]
         ctx.coupled, ctx.eps = a.coupled, a.eps
         ctx.n_saved = len(out) - 3
-        recurrent = (a.w_hh, a.w_hr, a.peep, a.g_hh, a.g_c, a.drop, a.mask)
-        ctx.save_for_backward(*out[3:], *recurrent, *keep_for_second_order(a, GateSource(*inputs[N_SCAN_ARGS:])))
+        ctx.save_for_backward(*out[3:], *recurrent_of(a), *keep_for_second_order(a, GateSource(*inputs[N_SCAN_ARGS:])))
         return ys, hn, cn
 
     @staticmethod
     def backward(ctx, dy, dhn, dcn):
         tensors = ctx.saved_tensors
         saved = list(tensors[: ctx.n_saved])
-        recurrent = tensors[ctx.n_saved : ctx.n_saved + 7]
+        recurrent = tensors[ctx.n_saved : ctx.n_saved + N_RECURRENT]
         need = ctx.needs_input_grad
         if torch.is_grad_enabled():  # create_graph=True: gradients that can be differentiated again
-            kept = tensors[ctx.n_saved + 7 :]
+            kept = tensors[ctx.n_saved + N_RECURRENT :]
             return second_order_grads(kept, recurrent, ctx.coupled, ctx.eps, (dy, dhn, dcn), need)
         # Outputs autograd never reached come back as None; the kernel treats those as zero.
         grads = _ext().backward(
@@ -327,17 +328,20 @@ class LSTMScanCpp(torch.autograd.Function):
 # asked for, everything saved at inference) is an empty tensor in the op and None again before the
 # next C++ call.
 
-N_SAVED = 9  # acts, cs, tcs, hin, hraw, rhat, rrstd, chat, crstd: what the C++ forward keeps for the backward
+N_SAVED = 10  # acts, cs, tcs, hin, hraw, rhat, rrstd, chat, crstd, craw: what the C++ forward keeps for the backward
 
 
 def _empty_like_none(t: Tensor | None, like: Tensor) -> Tensor:
     return like.new_empty(0) if t is None else t
 
 
-def _present_saved(w_hr: Tensor | None, g_hh: Tensor | None) -> tuple[bool, ...]:
-    """Which saved tensors the kernel defines: hraw with a projection, the last four with LayerNorm."""
+def _present_saved(
+    w_hr: Tensor | None, g_hh: Tensor | None, peep: Tensor | None, zone_c: Tensor | None
+) -> tuple[bool, ...]:
+    """Which saved tensors the kernel defines: hraw with a projection, rhat .. crstd with LayerNorm, craw (the cell
+    before zoneout) with zoneout of c and peepholes."""
     proj, ln = w_hr is not None, g_hh is not None
-    return (True, True, True, True, proj, ln, ln, ln, ln)
+    return (True, True, True, True, proj, ln, ln, ln, ln, zone_c is not None and peep is not None)
 
 
 @torch.library.custom_op("lstmkit::lstm_scan", mutates_args=(), device_types="cpu")
@@ -355,24 +359,29 @@ def lstm_scan_op(
     mask: Tensor | None,
     coupled: bool,
     eps: float,
+    zone_h: Tensor | None,
+    zone_c: Tensor | None,
     train: bool,
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """The C++ forward: y (T, B, P), h_n (B, P), c_n (B, H), then the 9 saved tensors (``train``; else empty)."""
-    out = _ext().forward(xg, h0, c0, w_hh, w_hr, peep, g_hh, g_c, b_c, drop, mask, coupled, eps, train, None, None)
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """The C++ forward: y (T, B, P), h_n (B, P), c_n (B, H), then the 10 saved tensors (``train``; else empty)."""
+    out = _ext().forward(
+        xg, h0, c0, w_hh, w_hr, peep, g_hh, g_c, b_c, drop, mask, coupled, eps, zone_h, zone_c, train, None, None
+    )
     saved = out[3:] if train else [None] * N_SAVED
     return tuple(_empty_like_none(t, xg) for t in (*out[:3], *saved))  # type: ignore[return-value]
 
 
 @lstm_scan_op.register_fake
-def _(xg, h0, c0, w_hh, w_hr, peep, g_hh, g_c, b_c, drop, mask, coupled, eps, train):
+def _(xg, h0, c0, w_hh, w_hr, peep, g_hh, g_c, b_c, drop, mask, coupled, eps, zone_h, zone_c, train):
     T, B, G = xg.shape
     H, P = c0.shape[1], h0.shape[1]
     ys, hn, cn = xg.new_empty(T, B, P), xg.new_empty(B, P), xg.new_empty(B, H)
     if not train:
         return (ys, hn, cn, *(xg.new_empty(0) for _ in range(N_SAVED)))
     hin_t = T + 1 if (mask is not None or drop is not None) else T  # the kernel's hin has a spare row then
-    shapes = [(T, B, G), (T + 1, B, H), (T, B, H), (hin_t, B, P), (T, B, H), (T, B, G), (T, B), (T, B, H), (T, B)]
-    present = _present_saved(w_hr, g_hh)
+    shapes = [(T, B, G), (T + 1, B, H), (T, B, H), (hin_t, B, P), (T, B, H), (T, B, G), (T, B), (T, B, H), (T, B),
+              (T, B, H)]  # fmt: skip
+    present = _present_saved(w_hr, g_hh, peep, zone_c)
     saved = [xg.new_empty(s if p else (0,)) for s, p in zip(shapes, present, strict=True)]
     return (ys, hn, cn, *saved)
 
@@ -390,18 +399,23 @@ def lstm_scan_backward_op(
     g_c: Tensor | None,
     drop: Tensor | None,
     mask: Tensor | None,
+    zone_h: Tensor | None,
+    zone_c: Tensor | None,
     coupled: bool,
     need_w: bool,
     need_extra: bool,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """The C++ backward: dxg, dh0, dc0, dw_hh, dw_hr, dpeep, dg_hh, dg_c, db_c (empty where not computed)."""
-    kept = [t if present else None for t, present in zip(saved, _present_saved(w_hr, g_hh), strict=True)]
-    grads = _ext().backward(dy, dhn, dcn, kept, w_hh, w_hr, peep, g_hh, g_c, drop, mask, coupled, need_w, need_extra)
+    present = _present_saved(w_hr, g_hh, peep, zone_c)
+    kept = [t if p else None for t, p in zip(saved, present, strict=True)]
+    grads = _ext().backward(
+        dy, dhn, dcn, kept, w_hh, w_hr, peep, g_hh, g_c, drop, mask, zone_h, zone_c, coupled, need_w, need_extra
+    )
     return tuple(_empty_like_none(g, dy) for g in grads)  # type: ignore[return-value]
 
 
 @lstm_scan_backward_op.register_fake
-def _(dy, dhn, dcn, saved, w_hh, w_hr, peep, g_hh, g_c, drop, mask, coupled, need_w, need_extra):
+def _(dy, dhn, dcn, saved, w_hh, w_hr, peep, g_hh, g_c, drop, mask, zone_h, zone_c, coupled, need_w, need_extra):
     T, B, G = saved[0].shape
     H, P = saved[1].shape[2], w_hh.shape[1]
 
@@ -431,7 +445,7 @@ def _setup_context(ctx, inputs, output) -> None:
     ctx.set_materialize_grads(False)
     ctx.coupled = a.coupled
     ctx.train = inputs[-1]
-    ctx.save_for_backward(*saved, a.w_hh, a.w_hr, a.peep, a.g_hh, a.g_c, a.drop, a.mask)
+    ctx.save_for_backward(*saved, *recurrent_of(a))
 
 
 def _backward(ctx, dy, dhn, dcn, *_saved_grads):
@@ -442,7 +456,7 @@ def _backward(ctx, dy, dhn, dcn, *_saved_grads):
         )
     tensors = ctx.saved_tensors
     saved = list(tensors[:N_SAVED])
-    w_hh, w_hr, peep, g_hh, g_c, drop, mask = tensors[N_SAVED:]
+    w_hh, w_hr, peep, g_hh, g_c, drop, mask, zone_h, zone_c = tensors[N_SAVED:]
     T, B, _ = saved[0].shape
     H, P = saved[1].shape[2], w_hh.shape[1]
     # Zeros for outputs autograd never reached, as LSTMScanCpp gets them (materialised by autograd).
@@ -451,11 +465,11 @@ def _backward(ctx, dy, dhn, dcn, *_saved_grads):
     dcn = saved[0].new_zeros(B, H) if dcn is None else dcn
     need = ctx.needs_input_grad
     grads = lstm_scan_backward_op(
-        dy, dhn, dcn, saved, w_hh, w_hr, peep, g_hh, g_c, drop, mask, ctx.coupled,
+        dy, dhn, dcn, saved, w_hh, w_hr, peep, g_hh, g_c, drop, mask, zone_h, zone_c, ctx.coupled,
         bool(need[3] or need[4]), any(need[5:9]),
     )
-    grads = [g if n else None for g, n in zip(grads, need[:9], strict=True)]
-    return (*grads, None, None, None, None, None)
+    grads = [g if n else None for g, n in zip(grads, need[:N_DIFFERENTIABLE], strict=True)]
+    return (*grads, *[None] * (N_SCAN_ARGS + 1 - N_DIFFERENTIABLE))  # nothing for drop .. zone_c and train
 
 
 lstm_scan_op.register_autograd(_backward, setup_context=_setup_context)
@@ -504,6 +518,7 @@ def lstm_scan_cpp(
     drop: Tensor | None = None,
     mask: Tensor | None = None,
     *,
+    zone: tuple[Tensor | None, Tensor | None] = (None, None),
     finish_input: bool = False,
     source: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
@@ -511,14 +526,14 @@ def lstm_scan_cpp(
 
     Same contract as ``_fused.lstm_scan``: returns y (T, B, P), h_n (B, P), c_n (B, H); ``mask`` is
     (T, B) bool (False past a sequence's end), ``drop`` the (B, P) recurrent-dropout mask, already
-    scaled by 1/(1-p); ``source`` the layer input x when xg is ``input_gates(x, w, opt)`` (for gradients of
-    gradients). Raises RuntimeError if ``available()`` is False.
+    scaled by 1/(1-p), ``zone`` zoneout's weights (z_h, z_c); ``source`` the layer input x when xg is
+    ``input_gates(x, w, opt)`` (for gradients of gradients). Raises RuntimeError if ``available()`` is False.
 
     Inference only: with ``finish_input``, ``xg`` is W_ih x without the biases and the kernel finishes the
     input side step by step, in the gate pass: + b_ih + b_hh, after LN_ih (gain ``w.g_ih``) for a layer_norm
     layer, which overwrites ``xg``: it must then be a contiguous buffer of the caller's own.
     """
-    args = scan_args(xg, state, w, opt, drop, mask)
+    args = scan_args(xg, state, w, opt, drop, mask, zone)
     g_ih, b_x = _input_finish(w, finish_input)
     named = {**args._asdict(), "g_ih": g_ih, "b_x": b_x}
     del named["coupled"], named["eps"]
@@ -552,6 +567,8 @@ def lstm_scan_cpp_input(
     opt: LSTMOptions,
     drop: Tensor | None = None,
     mask: Tensor | None = None,
+    *,
+    zone: tuple[Tensor | None, Tensor | None] = (None, None),
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Inference recurrence that computes the input side too: ``lstm_scan_cpp``'s contract with x (T, B, I) and
     ``w.w_ih`` in place of xg. The kernel multiplies a chunk of steps of x by W_ih^T at a time into a small buffer
@@ -559,7 +576,7 @@ def lstm_scan_cpp_input(
     and finishes each step's row itself
     (LN_ih with LayerNorm, then b_ih + b_hh), so no (T, B, G) tensor is ever made. Eager inference only: with grad
     mode on and a tensor requiring grad, or under a tracer, use ``input_gates`` and ``lstm_scan_cpp``."""
-    args = scan_args(x, state, w, opt, drop, mask)
+    args = scan_args(x, state, w, opt, drop, mask, zone)
     differentiable = (x, w.w_ih, *args[1:N_DIFFERENTIABLE], w.g_ih, w.b_ih, w.b_hh)
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in differentiable):
         raise ValueError("lstm_scan_cpp_input is for inference only (no tensor requiring grad with grad mode on)")
@@ -697,6 +714,7 @@ def lstm_scan_int8(
     opt: LSTMOptions,
     mask: Tensor | None = None,
     *,
+    zone: tuple[Tensor | None, Tensor | None] = (None, None),
     finish_input: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Inference recurrence with int8 recurrent weights: ``lstm_scan_cpp``'s contract, with W_hh (and
@@ -705,7 +723,7 @@ def lstm_scan_int8(
     h0, c0 = state
     g_ih, b_x = _input_finish(w, finish_input)
     ys, hn, cn = _ext().forward_int8(xg, h0, c0, q_hh, q_hr, w.peep, w.g_hh, w.g_c, w.b_c, mask, opt.coupled,
-                                     opt.eps, g_ih, b_x)
+                                     opt.eps, g_ih, b_x, *zone)
     return ys, hn, cn
 
 
@@ -733,6 +751,7 @@ def lstm_scan_lowrank(
     opt: LSTMOptions,
     mask: Tensor | None = None,
     *,
+    zone: tuple[Tensor | None, Tensor | None] = (None, None),
     finish_input: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Inference recurrence with W_hh = left (G, R) @ right (R, P): ``lstm_scan_cpp``'s contract, each
@@ -741,5 +760,5 @@ def lstm_scan_lowrank(
     h0, c0 = state
     g_ih, b_x = _input_finish(w, finish_input)
     ys, hn, cn = _ext().forward_lowrank(xg, h0, c0, left, right, w.w_hr, w.peep, w.g_hh, w.g_c, w.b_c, mask,
-                                        opt.coupled, opt.eps, g_ih, b_x)
+                                        opt.coupled, opt.eps, g_ih, b_x, *zone)
     return ys, hn, cn

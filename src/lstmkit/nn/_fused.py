@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._reference import lstm_recurrent_step, scan
+from ._reference import lstm_recurrent_step, scan, zone_step
 from .weights import LSTMOptions, LSTMWeights
 
 
@@ -68,6 +68,11 @@ class ScanArgs(NamedTuple):
     mask: Tensor | None  # (T, B) bool, False past a sequence's end
     coupled: bool
     eps: float
+    # Zoneout, as weights z of the state before the step: h_t = (1 - z_h) h~_t + z_h h_{t-1} (likewise c), h~_t and
+    # c~_t the step's own result. (T, B, P) and (T, B, H), or (1, B, .) for one row every step: 0/1 draws in
+    # training, the rate p in eval mode. Last, with defaults, so that the positional constructions stay valid.
+    zone_h: Tensor | None = None
+    zone_c: Tensor | None = None
 
 
 N_DIFFERENTIABLE = 9  # xg ... b_c
@@ -100,15 +105,41 @@ def input_gates(x: Tensor, w: LSTMWeights, opt: LSTMOptions, linear=F.linear) ->
     return linear(x, w.w_ih, None if w.b_ih is None else w.b_ih + w.b_hh)
 
 
+def zone_rows(z: Tensor | None, T: int) -> Tensor | None:
+    """A zoneout weight (T or 1, B, .) as (T, B, .) rows, one a step (a view: nothing copied); None stays None."""
+    return None if z is None else z.expand(T, *z.shape[1:])
+
+
 def scan_reference(args: ScanArgs) -> tuple[Tensor, Tensor, Tensor]:
     """The scan through autograd, op by op: the one reference loop (``_reference.scan``) over the reference
-    step after its input side (``lstm_recurrent_step``). Same contract as ``lstm_scan``: y (T, B, P),
-    h_n (B, P), c_n (B, H)."""
-    xg, h0, c0, w_hh, w_hr, peep, g_hh, g_c, b_c, drop, mask, coupled, eps = args
+    step after its input side (``lstm_recurrent_step``), then zoneout (``zone_step``). Same contract as
+    ``lstm_scan``: y (T, B, P), h_n (B, P), c_n (B, H)."""
+    xg, h0, c0, w_hh, w_hr, peep, g_hh, g_c, b_c, drop, mask, coupled, eps, zone_h, zone_c = args
     w = LSTMWeights(None, w_hh, w_hr=w_hr, peep=peep, g_hh=g_hh, g_c=g_c, b_c=b_c)
     opt = LSTMOptions(peephole=peep is not None, coupled=coupled, layer_norm=g_hh is not None, eps=eps)
-    ys, (hn, cn) = scan(lambda a_x, s: lstm_recurrent_step(a_x, s, w, opt, drop), xg, (h0, c0), mask)
+    if zone_h is None and zone_c is None:
+        ys, (hn, cn) = scan(lambda a_x, s: lstm_recurrent_step(a_x, s, w, opt, drop), xg, (h0, c0), mask)
+        return ys, hn, cn
+    T = xg.shape[0]
+    zh, zc = zone_rows(zone_h, T), zone_rows(zone_c, T)
+
+    def step(inputs, s):
+        a_x, z_h, z_c = inputs
+        _, new = lstm_recurrent_step(a_x, s, w, opt, drop)
+        h, c = zone_step(new, s, (z_h, z_c))
+        return h, (h, c)
+
+    ys, (hn, cn) = scan(step, (xg, zh, zc), (h0, c0), mask)
     return ys, hn, cn
+
+
+N_RECURRENT = 9  # what recurrent_of returns
+
+
+def recurrent_of(args: ScanArgs) -> tuple[Tensor | None, ...]:
+    """What a scan node's backward reads of its inputs, beside what the forward saved: w_hh, w_hr, peep, g_hh,
+    g_c, drop, mask, zone_h, zone_c (in this order in every kernel's backward and ``second_order_grads``)."""
+    return (args.w_hh, args.w_hr, args.peep, args.g_hh, args.g_c, args.drop, args.mask, args.zone_h, args.zone_c)
 
 
 def keep_for_second_order(args: ScanArgs, source: GateSource) -> tuple[Tensor | None, ...]:
@@ -128,16 +159,16 @@ def second_order_grads(
 ) -> tuple[Tensor | None, ...]:
     """A scan node's input gradients as a differentiable graph, for a backward run with grad mode on
     (``create_graph=True``): the scan recomputed by ``scan_reference`` from the node's inputs (``kept``, from
-    ``keep_for_second_order``, and ``recurrent`` = w_hh, w_hr, peep, g_hh, g_c, drop, mask) and differentiated
+    ``keep_for_second_order``, and ``recurrent`` = ``recurrent_of``'s) and differentiated
     by autograd against ``grads`` (dy, dh_n, dc_n; None for an output autograd never reached). Returns one entry
     per ScanArgs field and GateSource field (None where no gradient is needed)."""
     xg, h0, c0, b_c, *source = kept
-    w_hh, w_hr, peep, g_hh, g_c, drop, mask = recurrent
+    w_hh, w_hr, peep, g_hh, g_c, drop, mask, zone_h, zone_c = recurrent
     src = GateSource(*source)
     if xg is None:  # rebuilt from the layer input: its graph reaches x and W_ih for the next order
         opt = LSTMOptions(peephole=peep is not None, coupled=coupled, layer_norm=g_hh is not None, eps=eps)
         xg = input_gates(src.x, LSTMWeights(src.w_ih, w_hh, src.b_ih, src.b_hh, g_ih=src.g_ih), opt).to(w_hh.dtype)
-    args = ScanArgs(xg, h0, c0, w_hh, w_hr, peep, g_hh, g_c, b_c, drop, mask, coupled, eps)
+    args = ScanArgs(xg, h0, c0, w_hh, w_hr, peep, g_hh, g_c, b_c, drop, mask, coupled, eps, zone_h, zone_c)
     out: list[Tensor | None] = [None] * (N_SCAN_ARGS + len(GateSource._fields))
     wrt = [i for i in range(N_DIFFERENTIABLE) if needs[i] and args[i] is not None and args[i].requires_grad]
     pairs = [(y, g) for y, g in zip(scan_reference(args), grads, strict=True) if g is not None]
@@ -158,19 +189,23 @@ def scan_args(
     opt: LSTMOptions,
     drop: Tensor | None = None,
     mask: Tensor | None = None,
+    zone: tuple[Tensor | None, Tensor | None] = (None, None),
 ) -> ScanArgs:
-    """The scan's inputs from the state (h0, c0), one layer and direction's weights and the options.
+    """The scan's inputs from the state (h0, c0), one layer and direction's weights, the options and the zoneout
+    weights (z_h, z_c) (``_reference.zone_weights``).
 
     The input side (w_ih, b_ih, b_hh, g_ih) is already in ``xg``; the scan reads the rest.
     """
     h0, c0 = state
-    return ScanArgs(xg, h0, c0, w.w_hh, w.w_hr, w.peep, w.g_hh, w.g_c, w.b_c, drop, mask, opt.coupled, opt.eps)
+    return ScanArgs(xg, h0, c0, w.w_hh, w.w_hr, w.peep, w.g_hh, w.g_c, w.b_c, drop, mask, opt.coupled, opt.eps,
+                    *zone)  # fmt: skip
 
 
 def lstm_scan_forward(args: ScanArgs) -> tuple[Tensor, Tensor, Tensor, tuple]:
     """Run the recurrence; return (y (T, B, P), h_n (B, P), c_n (B, H), saved-for-backward)."""
-    xg, h0, c0, w_hh, w_hr, peep, g_hh, g_c, b_c, drop, mask, coupled, eps = args
+    xg, h0, c0, w_hh, w_hr, peep, g_hh, g_c, b_c, drop, mask, coupled, eps, zone_h, zone_c = args
     T, B, G = xg.shape
+    zh, zc = zone_rows(zone_h, T), zone_rows(zone_c, T)
     H = c0.shape[1]
     P = h0.shape[1]
     ln = g_hh is not None
@@ -180,7 +215,9 @@ def lstm_scan_forward(args: ScanArgs) -> tuple[Tensor, Tensor, Tensor, tuple]:
     cs[0] = c0
     acts = torch.empty_like(xg)  # (T, B, G) gate activations i, [f,] g, o
     tcs = xg.new_empty(T, B, H)  # tanh of the (normalised) cell
-    ys = xg.new_empty(T, B, P) if (mask is not None or w_hr is not None) else hs[1:]
+    ys = xg.new_empty(T, B, P) if (mask is not None or w_hr is not None or zh is not None) else hs[1:]
+    # The cell before zoneout, c~_t, where the backward reads it: the output gate's peephole saw it.
+    craw = xg.new_empty(T, B, H) if (zc is not None and peep is not None) else None
     hraw = xg.new_empty(T, B, H) if w_hr is not None else None  # o * tanh(c) before projection
     rhat = xg.new_empty(T, B, G) if ln else None
     rrstd = xg.new_empty(T, B, 1) if ln else None
@@ -229,19 +266,27 @@ def lstm_scan_forward(args: ScanArgs) -> tuple[Tensor, Tensor, Tensor, tuple]:
         if w_hr is not None:
             torch.mul(o, tcs[t], out=hraw[t])
             torch.mm(hraw[t], w_hr.t(), out=ys[t])
-        elif mask is not None:
+        elif mask is not None or zh is not None:
             torch.mul(o, tcs[t], out=ys[t])
         else:
             torch.mul(o, tcs[t], out=hs[t + 1])
+        if zc is not None:  # c_t = (1 - z) c~_t + z c_{t-1}
+            if craw is not None:
+                craw[t] = c
+            z = zc[t]
+            c.mul_(1.0 - z).addcmul_(z, c_prev)
+        if zh is not None:  # the output is the zoned h: y_t = h_t
+            z = zh[t]
+            ys[t].mul_(1.0 - z).addcmul_(z, hs[t])
         if mask is not None:
             m = mask[t].unsqueeze(-1)  # (B, 1)
             torch.where(m, ys[t], hs[t], out=hs[t + 1])
             torch.where(m, c, cs[t], out=c)
             ys[t].mul_(m)
-        elif w_hr is not None:
+        elif w_hr is not None or zh is not None:
             hs[t + 1] = ys[t]
 
-    saved = (acts, hs, cs, tcs, hraw, rhat, rrstd, chat, crstd)
+    saved = (acts, hs, cs, tcs, hraw, rhat, rrstd, chat, crstd, craw)
     return ys, hs[T], cs[T], saved
 
 
@@ -258,10 +303,16 @@ def lstm_scan_backward(
     drop: Tensor | None,
     mask: Tensor | None,
     coupled: bool,
+    zone_h: Tensor | None = None,
+    zone_c: Tensor | None = None,
 ) -> tuple[Tensor, ...]:
-    """BPTT by hand. Returns dxg, dh0, dc0, dw_hh, dw_hr, dpeep, dg_hh, dg_c, db_c (None if absent)."""
-    acts, hs, cs, tcs, hraw, rhat, rrstd, chat, crstd = saved
+    """BPTT by hand. Returns dxg, dh0, dc0, dw_hh, dw_hr, dpeep, dg_hh, dg_c, db_c (None if absent).
+
+    With zoneout h_t = (1 - z) h~_t + z h_{t-1}: dL/dh~_t = (1 - z) dL/dh_t, and z dL/dh_t passes straight to
+    h_{t-1} beside the cell's own path (likewise c)."""
+    acts, hs, cs, tcs, hraw, rhat, rrstd, chat, crstd, craw = saved
     T, B, G = acts.shape
+    zh, zc = zone_rows(zone_h, T), zone_rows(zone_c, T)
     H = cs.shape[2]
     ln = g_hh is not None
     nf = H if coupled else 2 * H  # offset of g
@@ -283,6 +334,12 @@ def lstm_scan_backward(
             dc_carry = dc * (1.0 - m)
             dh_new = dh_new * m
             dc = dc * m
+        if zh is not None:
+            dh_zone = dh_new * zh[t]
+            dh_new = dh_new * (1.0 - zh[t])
+        if zc is not None:
+            dc_zone = dc * zc[t]
+            dc = dc * (1.0 - zc[t])
         if w_hr is not None:
             dyh[t] = dh_new
             dh_new = dh_new @ w_hr  # (B, H)
@@ -328,6 +385,10 @@ def lstm_scan_backward(
         if mask is not None:
             dh.add_(dh_carry)
             dc.add_(dc_carry)
+        if zh is not None:
+            dh.add_(dh_zone)
+        if zc is not None:
+            dc.add_(dc_zone)
 
     # Weight gradients once, over the whole sequence: (G, T*B) @ (T*B, P).
     h_in = hs[:-1] if drop is None else hs[:-1] * drop  # (T, B, P)
@@ -338,7 +399,7 @@ def lstm_scan_backward(
         rows = [(da_all[..., :H] * cs[:-1]).sum((0, 1))]
         if not coupled:
             rows.append((da_all[..., H : 2 * H] * cs[:-1]).sum((0, 1)))
-        rows.append((da_all[..., nf + H :] * cs[1:]).sum((0, 1)))
+        rows.append((da_all[..., nf + H :] * (cs[1:] if craw is None else craw)).sum((0, 1)))  # o's peephole: c~_t
         dpeep = torch.stack(rows)
     dg_hh = dg_c = db_c = None
     if ln:
@@ -357,8 +418,7 @@ class LSTMScan(torch.autograd.Function):
         ys, hn, cn, saved = lstm_scan_forward(a)
         ctx.coupled, ctx.eps = a.coupled, a.eps
         ctx.n_saved = len(saved)
-        recurrent = (a.w_hh, a.w_hr, a.peep, a.g_hh, a.g_c, a.drop, a.mask)
-        ctx.save_for_backward(*saved, *recurrent, *keep_for_second_order(a, GateSource(*inputs[N_SCAN_ARGS:])))
+        ctx.save_for_backward(*saved, *recurrent_of(a), *keep_for_second_order(a, GateSource(*inputs[N_SCAN_ARGS:])))
         # ys may alias the saved state buffer; hand autograd its own tensor.
         return ys.clone() if ys._base is not None else ys, hn.clone(), cn.clone()
 
@@ -366,11 +426,11 @@ class LSTMScan(torch.autograd.Function):
     def backward(ctx, dy, dhn, dcn):
         tensors = ctx.saved_tensors
         saved = tensors[: ctx.n_saved]
-        recurrent = tensors[ctx.n_saved : ctx.n_saved + 7]
+        recurrent = tensors[ctx.n_saved : ctx.n_saved + N_RECURRENT]
         if torch.is_grad_enabled():  # create_graph=True: gradients that can be differentiated again
-            kept = tensors[ctx.n_saved + 7 :]
+            kept = tensors[ctx.n_saved + N_RECURRENT :]
             return second_order_grads(kept, recurrent, ctx.coupled, ctx.eps, (dy, dhn, dcn), ctx.needs_input_grad)
-        w_hh, w_hr, peep, g_hh, g_c, drop, mask = recurrent
+        w_hh, w_hr, peep, g_hh, g_c, drop, mask, zone_h, zone_c = recurrent
         # Outputs autograd never reached come back as None: treat them as zero gradients.
         acts = saved[0]
         T, B, _ = acts.shape
@@ -379,7 +439,9 @@ class LSTMScan(torch.autograd.Function):
         dy = acts.new_zeros(T, B, P) if dy is None else dy
         dhn = acts.new_zeros(B, P) if dhn is None else dhn
         dcn = acts.new_zeros(B, H) if dcn is None else dcn
-        grads = lstm_scan_backward(dy, dhn, dcn, saved, w_hh, w_hr, peep, g_hh, g_c, drop, mask, ctx.coupled)
+        grads = lstm_scan_backward(
+            dy, dhn, dcn, saved, w_hh, w_hr, peep, g_hh, g_c, drop, mask, ctx.coupled, zone_h, zone_c
+        )
         return (*grads, *[None] * (N_SCAN_ARGS - N_DIFFERENTIABLE + len(GateSource._fields)))
 
 
@@ -391,16 +453,18 @@ def lstm_scan(
     drop: Tensor | None = None,
     mask: Tensor | None = None,
     *,
+    zone: tuple[Tensor | None, Tensor | None] = (None, None),
     source: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Fused recurrence over precomputed input gates ``xg`` (T, B, G) from ``state`` (h0 (B, P), c0 (B, H)).
 
     Returns y (T, B, P), h_n (B, P), c_n (B, H). ``mask`` is (T, B) bool (False past a
-    sequence's end), ``drop`` the (B, P) recurrent-dropout mask, already scaled by 1/(1-p).
+    sequence's end), ``drop`` the (B, P) recurrent-dropout mask, already scaled by 1/(1-p), ``zone`` the
+    zoneout weights (z_h (T or 1, B, P), z_c (T or 1, B, H), either None; ``_reference.zone_weights``).
     ``source``: the layer input x (T, B, I) when xg is ``input_gates(x, w, opt)``, so that gradients of
     gradients rebuild xg from it instead of keeping xg (see the module docstring).
     """
-    args = scan_args(xg, state, w, opt, drop, mask)
+    args = scan_args(xg, state, w, opt, drop, mask, zone)
     if not torch.is_grad_enabled() or not any(t is not None and t.requires_grad for t in args[:N_DIFFERENTIABLE]):
         with torch.no_grad():
             ys, hn, cn, _ = lstm_scan_forward(args)

@@ -109,6 +109,37 @@ def zone_out(
     return out[0], out[1]
 
 
+def zone_step(
+    new: tuple[Tensor, Tensor], prev: tuple[Tensor, Tensor], weights: tuple[Tensor | None, Tensor | None]
+) -> tuple[Tensor, Tensor]:
+    """Zoneout with given weights z (the layers' form, drawn for all steps at once; the kernels' twin): each of
+    h, c becomes (1 - z) new + z prev, exactly prev or new where z is 0 or 1 (training's draws), the expectation
+    where z = p (eval mode); a None weight leaves new as it is."""
+    out = [n if z is None else (1.0 - z) * n + z * q for n, q, z in zip(new, prev, weights, strict=True)]
+    return out[0], out[1]
+
+
+def zone_weights(rates: tuple[float, float], training: bool, T: int, state: tuple[Tensor, Tensor]):
+    """A layer's zoneout weights for T steps from the state (h (B, P), c (B, H)): (z_h, z_c), each None at rate 0,
+    else in training (T, B, .) of 0/1, 1 where the unit keeps its previous value (``torch.rand(...) < p``), and in
+    eval mode (1, B, .) filled with p. The training draws are one ``torch.rand`` of (T, B P + B H) read step by step
+    as h's draws then c's: at these shapes the same numbers as ``zone_out`` drawing h then c at every step (the
+    CPU generator fills a tensor in order; tests/nn/test_zoneout.py holds a layer equal to a loop of cells)."""
+    h, c = state
+    if not training:
+        return tuple(None if p == 0.0 else s.new_full((1, *s.shape), p) for s, p in zip((h, c), rates, strict=True))
+    parts = [s for s, p in zip((h, c), rates, strict=True) if p != 0.0]
+    u = torch.rand(T, sum(s.numel() for s in parts), dtype=h.dtype, device=h.device)  # (T, B P + B H)
+    out, at = [], 0
+    for s, p in zip((h, c), rates, strict=True):
+        if p == 0.0:
+            out.append(None)
+            continue
+        out.append(u[:, at : at + s.numel()].reshape(T, *s.shape).lt(p).to(s.dtype))  # (T, B, P) or (T, B, H)
+        at += s.numel()
+    return out[0], out[1]
+
+
 def gru_step(x: Tensor, state: State, w: GRUWeights, drop: Tensor | None = None) -> tuple[Tensor, State]:
     """One GRU step, exactly torch.nn.GRU's equations (reset gate applied after W_hn h)."""
     (h,) = state
@@ -133,16 +164,21 @@ def rnn_step(
     return h_new, (h_new,)
 
 
-def scan(step: Step, xs: Tensor, state: State, mask: Tensor | None = None) -> tuple[Tensor, State]:
+def scan(
+    step: Step, xs: Tensor | tuple[Tensor | None, ...], state: State, mask: Tensor | None = None
+) -> tuple[Tensor, State]:
     """Run ``step`` over time: the one reference time loop.
 
-    xs is (T, B, I) (or (T, B, C, H, W) for ConvLSTM); mask, if given, is (T, B) bool with False
-    past each sequence's end: there the state is carried unchanged and the output is zero, so the
-    final state is the state at the last valid step.
+    xs is (T, B, I) (or (T, B, C, H, W) for ConvLSTM), or a tuple of such tensors (None entries passed as None),
+    read together one step at a time; mask, if given, is (T, B) bool with False past each sequence's end: there
+    the state is carried unchanged and the output is zero, so the final state is the state at the last valid step.
     """
     ys = []
-    for t in range(xs.shape[0]):
-        y, new_state = step(xs[t], state)
+    several = isinstance(xs, tuple)
+    T = next(x for x in xs if x is not None).shape[0] if several else xs.shape[0]
+    for t in range(T):
+        x_t = tuple(None if x is None else x[t] for x in xs) if several else xs[t]
+        y, new_state = step(x_t, state)
         if mask is not None:
             m = mask[t].reshape(-1, *(1,) * (y.dim() - 1))  # (B, 1), or (B, 1, 1, 1) for ConvLSTM maps
             new_state = tuple(torch.where(m, n, s) for n, s in zip(new_state, state, strict=True))

@@ -21,8 +21,9 @@ Where each variant acts, for one layer and direction (gate order i, f, g, o as i
 - ``weight_dropout`` (layers): W_hh above is W_hh * M / (1-p), M one Bernoulli mask of its entries per call
   (DropConnect), in training only.
 - ``zoneout``: after the step, h_t = h_{t-1} and c_t = c_{t-1} unit by unit with probability p_h, p_c (a new draw
-  every step) in training, and h_t = p_h h_{t-1} + (1 - p_h) h_t (likewise c) in eval mode; the layer then runs
-  the reference loop.
+  every step) in training, and h_t = p_h h_{t-1} + (1 - p_h) h_t (likewise c) in eval mode; the output y_t is the
+  zoned h_t. The layer draws every step's units at once (``_reference.zone_weights``) and every kernel applies
+  them inside its loop, backward included.
 
 Extra parameter names: ``weight_ch_l{k}`` (peepholes), ``weight_ln_ih_l{k}``, ``weight_ln_hh_l{k}``,
 ``weight_ln_c_l{k}``, ``bias_ln_c_l{k}`` (LayerNorm), each with ``_reverse`` for the reverse
@@ -39,8 +40,8 @@ from torch import Tensor, nn
 
 from . import _cpp
 from ._base import NotScriptable, RecurrentBase, _check_positive_int, _check_prob, autocast_off
-from ._fused import input_gates, lstm_scan
-from ._reference import lstm_input_side, lstm_recurrent_step, lstm_step, scan, zone_out
+from ._fused import input_gates, lstm_scan, zone_rows
+from ._reference import lstm_input_side, lstm_recurrent_step, lstm_step, scan, zone_out, zone_step, zone_weights
 from .int8 import factors, inference_runnable, int8_matrix, int8_runnable
 from .weights import LSTMOptions, LSTMState, LSTMWeights, layer_weights
 
@@ -150,7 +151,7 @@ class LSTM(RecurrentBase):
     The variants (keyword-only, all composable, see the module docstring for where each acts):
     ``peephole``, ``coupled`` (f = 1 - i), ``layer_norm``, ``recurrent_dropout``, ``weight_dropout``
     (DropConnect on W_hh: one mask a call, shared by every step; AWD-LSTM's weight drop, haste's ``dropout``),
-    ``zoneout`` (p, or (p_h, p_c): Krueger et al. 2017, as on the cells; runs the reference loop), ``forget_bias``
+    ``zoneout`` (p, or (p_h, p_c): Krueger et al. 2017, as on the cells; in every kernel), ``forget_bias``
     (initial forget-gate bias), ``layer_norm_eps``; ``impl`` forces the ``"cpp"`` kernel, the ``"fused"`` PyTorch
     kernel or the ``"reference"`` loop (``"auto"``: the C++ kernel where it can run, else the fused PyTorch one).
 
@@ -188,9 +189,6 @@ class LSTM(RecurrentBase):
     ) -> None:
         _check_lstm_options(bias, coupled, forget_bias, layer_norm_eps)
         self.zoneout = _check_zoneout(zoneout)
-        if self.zoneout != (0.0, 0.0) and impl in ("cpp", "fused"):
-            raise ValueError(f"zoneout runs the reference loop (the {impl} kernel carries h and c without it); "
-                             f"use impl='auto' or 'reference', got impl={impl!r}")  # fmt: skip
         self.peephole = bool(peephole)
         self.coupled = bool(coupled)
         self.layer_norm = bool(layer_norm)
@@ -235,7 +233,7 @@ class LSTM(RecurrentBase):
         variants = [f"{name}=True" for name in ("peephole", "coupled", "layer_norm") if getattr(self, name)]
         if variants:
             return f"has {' and '.join(variants)}, which torch's LSTM operator (what the exporter writes) lacks"
-        if self.zoneout != (0.0, 0.0):
+        if self._zoned:
             return f"has zoneout={self.zoneout}, which torch's LSTM operator lacks"
         if self.proj_size:  # torch's LSTM operator has it; its TorchScript exporter refuses to write it
             return f"has proj_size={self.proj_size}, which torch's TorchScript exporter does not write"
@@ -271,9 +269,12 @@ class LSTM(RecurrentBase):
                               for f, n in LSTMWeights.PARAMETER_NAMES.items()})  # fmt: skip
         return f_ih, f_hh, rest
 
+    @property
+    def _zoned(self) -> bool:
+        """Whether zoneout acts (either rate above 0)."""
+        return self.zoneout != (0.0, 0.0)
+
     def _inference_plan(self, layer: int, direction: int, x: Tensor):
-        if self.zoneout != (0.0, 0.0):  # the reference loop (_run_direction)
-            return None
         plan = self._int8_plan(layer, direction, x)
         if plan is not None:
             return lambda x, state, mask: self._run_int8(x, state, plan, mask)
@@ -296,36 +297,39 @@ class LSTM(RecurrentBase):
     def _scan_compressed(self, scan_fn, xg, state, recurrent, w, mask):
         """Run ``scan_fn`` with the compressed recurrent weights ``recurrent`` on xg = W_ih x (T, B, G), a
         buffer of our own without the biases: the kernel finishes it step by step (LN_ih, the biases)."""
-        y, h, c = scan_fn(xg, state, *recurrent, w, self._options, mask, finish_input=True)
+        zone = zone_weights(self.zoneout, self.training, xg.shape[0], state) if self._zoned else (None, None)
+        y, h, c = scan_fn(xg, state, *recurrent, w, self._options, mask, zone=zone, finish_input=True)
         return y, (h, c)
 
     def _run_direction(self, x, state, w, mask, drop):
-        if self.zoneout != (0.0, 0.0):  # the reference loop, the step followed by zoneout (autograd's backward)
-            refuse_untraceable(None)
-            opt, rates, training = self._options, self.zoneout, self.training
-            if drop is None and not (opt.peephole or opt.coupled or opt.layer_norm or w.w_hr is not None):
-                # A plain layer steps torch's own cell operator on x_t, as LSTMCell does (one dispatch for the
-                # step's products and gates where the reference step makes some fifteen).
-                def step(x_t, s):
-                    h, c = zone_out(torch._VF.lstm_cell(x_t, s, w.w_ih, w.w_hh, w.b_ih, w.b_hh), s, rates, training)
-                    return h, (h, c)
-
-                return scan(step, x, state, mask)
-
-            def step(a_t, s):
-                h, new = lstm_recurrent_step(a_t, s, w, opt, drop)
-                h, c = zone_out(new, s, rates, training)
-                return h, (h, c)
-
-            return scan(step, lstm_input_side(x, w, opt), state, mask)
         kernel = None if self.impl == "reference" else scan_kernel(self.impl, x)
         refuse_untraceable(kernel)
         opt = self._options
+        # Zoneout's weights for every step at once (the draws in training), read by the kernels and the loop alike.
+        zone = zone_weights(self.zoneout, self.training, x.shape[0], state) if self._zoned else (None, None)
+        if kernel is None and self._zoned:  # the reference loop, the step followed by zoneout (autograd's backward)
+            if drop is None and not (opt.peephole or opt.coupled or opt.layer_norm or w.w_hr is not None):
+                # A plain layer steps torch's own cell operator on x_t, as LSTMCell does (one dispatch for the
+                # step's products and gates where the reference step makes some fifteen).
+                def step(inputs, s):
+                    x_t, *z = inputs
+                    h, c = zone_step(torch._VF.lstm_cell(x_t, s, w.w_ih, w.w_hh, w.b_ih, w.b_hh), s, z)
+                    return h, (h, c)
+
+                return scan(step, (x, *(zone_rows(z, x.shape[0]) for z in zone)), state, mask)
+
+            def step(inputs, s):
+                a_t, *z = inputs
+                _, new = lstm_recurrent_step(a_t, s, w, opt, drop)
+                h, c = zone_step(new, s, z)
+                return h, (h, c)
+
+            return scan(step, (lstm_input_side(x, w, opt), *(zone_rows(z, x.shape[0]) for z in zone)), state, mask)
         if kernel is _cpp.lstm_scan_cpp and not _needs_grad(x, state, w) and not _cpp.tracing(x):
             # Inference: the kernel computes W_ih x a chunk of steps at a time into a buffer its steps read from
             # cache, and finishes each row there (LN_ih with LayerNorm, the biases): no (T, B, G) tensor and no
             # pass over one; the result is input_gates' to rounding.
-            y, h, c = _cpp.lstm_scan_cpp_input(x, state, w, opt, drop, mask)
+            y, h, c = _cpp.lstm_scan_cpp_input(x, state, w, opt, drop, mask, zone=zone)
             return y, (h, c)
         # The input side of every step at once, (T, B, I) -> (T, B, G): the fused ops, or the reference's op by op.
         # Under torch.autocast it runs in autocast's lower precision; the recurrence in the parameters' dtype.
@@ -335,10 +339,10 @@ class LSTM(RecurrentBase):
             xg = input_gates(x, w, opt, _cpp.whole_linear if kernel is _cpp.lstm_scan_cpp else F.linear)
         xg = xg.to(w.w_hh.dtype)
         with autocast_off(x):
-            if kernel is None:
+            if kernel is None:  # (zoneout took the loop above)
                 y, (h, c) = scan(lambda a_t, s: lstm_recurrent_step(a_t, s, w, opt, drop), xg, state, mask)
             else:
-                y, h, c = kernel(xg, state, w, opt, drop, mask, source=x)
+                y, h, c = kernel(xg, state, w, opt, drop, mask, zone=zone, source=x)
         return y, (h, c)
 
 
@@ -401,6 +405,11 @@ class _LSTMCellBase(NotScriptable, nn.Module):
         return self.proj_size or self.hidden_size
 
     @property
+    def _zoned(self) -> bool:
+        """Whether zoneout acts (either rate above 0)."""
+        return self.zoneout != (0.0, 0.0)
+
+    @property
     def _plain(self) -> bool:
         """No variant: a step is torch's own cell operator (``_step``). A property, so that a cell pickled before
         it existed still loads."""
@@ -439,7 +448,7 @@ class _LSTMCellBase(NotScriptable, nn.Module):
                     and input.shape[1] == self.input_size and h0.shape == (input.shape[0], self.hidden_size)
                     and c0.shape == h0.shape and not _cpp.transformed()):  # fmt: skip
                 h, c = torch._VF.lstm_cell(input, (h0, c0), w_ih, self.weight_hh, self.bias_ih, self.bias_hh)
-                return zone_out((h, c), (h0, c0), self.zoneout, self.training) if self.zoneout != (0.0, 0.0) else (h, c)
+                return zone_out((h, c), (h0, c0), self.zoneout, self.training) if self._zoned else (h, c)
         name = type(self).__name__
         if not isinstance(input, Tensor):
             raise TypeError(f"input must be a Tensor, got {type(input).__name__}")
@@ -486,7 +495,7 @@ class _LSTMCellBase(NotScriptable, nn.Module):
             h, c = torch._VF.lstm_cell(x, tuple(state), self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
         else:
             h, (h, c) = lstm_step(x, tuple(state), layer_weights(self), o, drop_mask)
-        if self.zoneout != (0.0, 0.0):
+        if self._zoned:
             h, c = zone_out((h, c), tuple(state), self.zoneout, self.training)
         if not batched:
             h, c = h.squeeze(0), c.squeeze(0)

@@ -106,8 +106,14 @@ class ModelConfig(_Section):
     # step, as AWD-LSTM's weight drop (Merity et al. 2017, 0.5 there); 0 is off. Refused, with the reason, by the
     # models that step a cell (seq2seq, handwriting-gen, the NTM) and by the ConvLSTM's.
     weight_dropout: float = 0.0
-    # Why this config's model cannot take ``weight_dropout`` (a clause for the error), or None when it can.
+    # Zoneout on every LSTM layer in training (Krueger et al. 2017): each unit of h and c keeps its previous value
+    # with probability [p_h, p_c], a new draw every step; eval mode moves by the expectation. The paper's LMs used
+    # [0.05, 0.5]; [0, 0] is off. model.cell = 'lstm' only; refused, with the reason, as weight_dropout is.
+    zoneout: tuple[float, float] = (0.0, 0.0)
+    # Why this config's model cannot take ``weight_dropout`` (a clause for the error), or None when it can; likewise
+    # ``zoneout``.
     _no_weight_dropout = None
+    _no_zoneout = None
 
     def extra_training_size(self, batch_size: int, steps: int) -> tuple[int, int]:
         """(parameters, activation values kept for backward) the model adds beyond its recurrent core, embedding and
@@ -129,6 +135,14 @@ class ModelConfig(_Section):
             f"{self._no_weight_dropout}; leave it at 0",
         )
         _require(self.cell in CELLS, f"model.cell must be one of {CELLS}, got {self.cell!r}")
+        zoned = self.zoneout != (0.0, 0.0)
+        _require(all(0.0 <= p < 1.0 for p in self.zoneout),
+                 f"model.zoneout must be two rates [h, c] in [0, 1), got {list(self.zoneout)}")  # fmt: skip
+        _require(not zoned or self._no_zoneout is None,
+                 f"model.zoneout={list(self.zoneout)} is not available for this task's model: {self._no_zoneout}; "
+                 "leave it at [0, 0]")  # fmt: skip
+        _require(not zoned or self.cell == "lstm",
+                 f"model.zoneout is an LSTM layer's (model.cell = 'lstm'), got model.cell = {self.cell!r}")  # fmt: skip
 
 
 @dataclass(frozen=True)

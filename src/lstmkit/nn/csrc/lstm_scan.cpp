@@ -25,6 +25,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <tuple>
 #include <type_traits>
 #include <vector>
 
@@ -68,6 +69,10 @@ struct FwdArgs {
   T* xg_own;
   const T* g_ih;
   const T* b_x;
+  // Zoneout of the cell: c_t = (1 - z) c~_t + z c_{t-1}, z this step's (B, H) weights, or nullptr; c_raw (B, H)
+  // out: c~_t before it (training with peepholes: the output gate's peephole saw c~_t), or nullptr.
+  const T* zc;
+  T* c_raw;
   int64_t H, G;
   T eps;
 };
@@ -80,6 +85,7 @@ struct PostArgs {
   const T* drop;    // (B, P) recurrent-dropout mask, or nullptr
   T* h_in_next;     // (B, P) out: h_new * drop (drop only)
   const bool* mask;
+  const T* zh;      // (B, P) zoneout weights of h: y = (1 - z) y + z h_prev (h_prev then set), or nullptr
   int64_t P;
 };
 
@@ -92,6 +98,8 @@ struct BwdPreArgs {
   T* dst;                // (B, P) out: dL/dh_new of step t, or nullptr (fold only)
   const T* dy;           // (B, P) dL/dy_t, or nullptr (zero)
   const bool* mask;      // (B,) mask of step t, or nullptr
+  const T* zh;           // (B, P) zoneout weights of h at step t, or nullptr
+  bool accumulate;       // zoneout: dh holds z dL/dh of the later step, which the fold adds to (else overwrites)
   int64_t P;
 };
 
@@ -115,6 +123,7 @@ struct BwdArgs {
   const T* g_hh;
   const T* g_c;
   const bool* mask;
+  const T* zc;      // (B, H) zoneout weights of c at step t, or nullptr (c_new is then c~_t where it differs)
   int64_t H, G;
 };
 
@@ -760,6 +769,11 @@ T* row(const Tensor& t, int64_t i) {  // pointer to t[i] of a contiguous tensor
   return t.defined() ? t.data_ptr<T>() + i * (t.numel() / std::max<int64_t>(t.size(0), 1)) : nullptr;
 }
 const bool* mask_row(const Tensor& m, int64_t t) { return m.defined() ? m.data_ptr<bool>() + t * m.size(1) : nullptr; }
+// Step t's (B, W) rows of zoneout weights z (T, B, W), or (1, B, W) for the same rows every step; nullptr if absent.
+template <typename T>
+const T* zone_row(const Tensor& z, int64_t t) {
+  return z.defined() ? z.data_ptr<T>() + (z.size(0) == 1 ? 0 : t) * z.size(1) * z.size(2) : nullptr;
+}
 Tensor opt(const std::optional<Tensor>& t) { return t.has_value() ? t->contiguous() : Tensor(); }
 
 // Rows i, f, o of the peephole weights (no f row when coupled; all null without peepholes).
@@ -848,8 +862,10 @@ int64_t input_chunk(int64_t steps, int64_t B, int64_t G, int64_t I, int64_t elem
 }
 
 // Returns y, h_n, c_n, then (train only) the saved tensors:
-// acts, cs, tcs, hin, hraw, rhat, rrstd, chat, crstd (undefined where absent), where hin (T, B, P)
-// holds the recurrent product's input h_{t-1} * drop of every step (it may have a spare row T).
+// acts, cs, tcs, hin, hraw, rhat, rrstd, chat, crstd, craw (undefined where absent), where hin (T, B, P)
+// holds the recurrent product's input h_{t-1} * drop of every step (it may have a spare row T) and craw the
+// cell before zoneout (zone_c with peepholes). zone_h (T or 1, B, P), zone_c (T or 1, B, H): zoneout's weights
+// (ScanArgs in _fused.py): y_t = h_t = (1 - z) h~_t + z h_{t-1}, likewise c.
 template <typename T>
 std::vector<Tensor> forward_impl(const Tensor& xg, const Tensor& h0, const Tensor& c0, const Tensor& w_hh,
                                  const Tensor& w_hr, const Tensor& peep, const Tensor& g_hh, const Tensor& g_c,
@@ -857,7 +873,8 @@ std::vector<Tensor> forward_impl(const Tensor& xg, const Tensor& h0, const Tenso
                                  bool train, const Tensor& g_ih, const Tensor& b_x,
                                  const Int8Weight* q_hh = nullptr, const Int8Weight* q_hr = nullptr,
                                  const Tensor& lr_left = Tensor(), const Tensor& lr_right = Tensor(),
-                                 const Tensor& x_in = Tensor(), const Tensor& w_ih = Tensor()) {
+                                 const Tensor& x_in = Tensor(), const Tensor& w_ih = Tensor(),
+                                 const Tensor& zone_h = Tensor(), const Tensor& zone_c = Tensor()) {
   // x_in (T, B, I) and w_ih (G, I) instead of xg (inference): the input side W_ih x is computed here, a chunk of
   // steps at a time into a small buffer that the steps then read from cache (input_chunk_steps).
   const bool chunked = x_in.defined();
@@ -865,10 +882,11 @@ std::vector<Tensor> forward_impl(const Tensor& xg, const Tensor& h0, const Tenso
   const int64_t Tn = lead.size(0), B = lead.size(1), G = chunked ? w_ih.size(0) : xg.size(2), H = c0.size(1),
                 P = h0.size(1);
   const bool proj = w_hr.defined(), ln = g_hh.defined(), has_mask = mask.defined(), has_drop = drop.defined();
-  const bool alias_hin = !has_mask && !has_drop;
+  const bool has_zh = zone_h.defined(), has_zc = zone_c.defined();
+  const bool alias_hin = !has_mask && !has_drop;  // (zoneout keeps it: the state is still y without a mask)
   const auto o = lead.options();
   Tensor ys = at::empty({Tn, B, P}, o);
-  Tensor acts, cs, tcs, hin_all, hraw_all, rhat, rrstd, chat, crstd;  // kept for the backward
+  Tensor acts, cs, tcs, hin_all, hraw_all, rhat, rrstd, chat, crstd, craw;  // kept for the backward
   Tensor act_s, cring, hraw_s, rrstd_s, crstd_s, hin_ring, hs_ring;  // per-step scratch
   if (train) {
     acts = at::empty({Tn, B, G}, o);
@@ -877,6 +895,7 @@ std::vector<Tensor> forward_impl(const Tensor& xg, const Tensor& h0, const Tenso
     tcs = at::empty({Tn, B, H}, o);
     if (!alias_hin) hin_all = at::empty({Tn + 1, B, P}, o);
     if (proj) hraw_all = at::empty({Tn, B, H}, o);
+    if (has_zc && peep.defined()) craw = at::empty({Tn, B, H}, o);
     if (ln) {
       rhat = at::empty({Tn, B, G}, o);
       rrstd = at::empty({Tn, B}, o);
@@ -928,7 +947,7 @@ std::vector<Tensor> forward_impl(const Tensor& xg, const Tensor& h0, const Tenso
   const FwdFn<T> fwd = train ? pick_variant<T, PickFwdTrain>(coupled, peep.defined(), ln)
                              : pick_variant<T, PickFwdInfer>(coupled, peep.defined(), ln);
   const PostFn<T> post = pick_post<T>();
-  const bool need_post = has_mask || has_drop;
+  const bool need_post = has_mask || has_drop || has_zh;
   const int64_t ng = coupled ? 3 : 4;
   const int64_t nt = step_threads(B * G * P);
   const int64_t n_units = ln || single ? 1 : parts_of(nt, H, kAlign);  // LayerNorm needs whole rows
@@ -1035,13 +1054,17 @@ std::vector<Tensor> forward_impl(const Tensor& xg, const Tensor& h0, const Tenso
     a.p_f = p_f;
     a.p_o = p_o;
     a.mask = mask_row(mask, t);
+    a.zc = zone_row<T>(zone_c, t);
+    a.c_raw = craw.defined() ? row<T>(craw, t) : nullptr;
     a.H = H;
     a.G = G;
     a.eps = static_cast<T>(eps);
     PostArgs<T> pa{};
     pa.y = y_t;
     pa.mask = a.mask;
-    pa.h_prev = has_mask ? hs_prev(t) : nullptr;
+    // The carried h before the step: the mask's own buffer, else y_{t-1} (h0 at t = 0).
+    pa.h_prev = has_mask ? hs_prev(t) : (has_zh ? (t == 0 ? h0_p : row<T>(ys, t - 1)) : nullptr);
+    pa.zh = zone_row<T>(zone_h, t);
     pa.h_new = has_mask ? hs_new(t) : nullptr;
     pa.drop = ptr<T>(drop);
     pa.h_in_next = h_in_next(t);
@@ -1106,7 +1129,7 @@ std::vector<Tensor> forward_impl(const Tensor& xg, const Tensor& h0, const Tenso
       hin_all.slice(0, 1).copy_(ys.slice(0, 0, Tn - 1));
     }
   }
-  return {ys, h_n, c_n, acts, cs, tcs, hin_all, hraw_all, rhat, rrstd, chat, crstd};
+  return {ys, h_n, c_n, acts, cs, tcs, hin_all, hraw_all, rhat, rrstd, chat, crstd, craw};
 }
 
 // --- backward ---------------------------------------------------------------------------------
@@ -1135,9 +1158,10 @@ template <typename T>
 std::vector<Tensor> backward_impl(const Tensor& dy, const Tensor& dhn, const Tensor& dcn, const Tensor& acts,
                                   const Tensor& cs, const Tensor& tcs, const Tensor& hin_all, const Tensor& hraw_all,
                                   const Tensor& rhat, const Tensor& rrstd, const Tensor& chat, const Tensor& crstd,
-                                  const Tensor& w_hh, const Tensor& w_hr,
+                                  const Tensor& craw, const Tensor& w_hh, const Tensor& w_hr,
                                   const Tensor& peep, const Tensor& g_hh, const Tensor& g_c, const Tensor& drop,
-                                  const Tensor& mask, bool coupled, bool need_w, bool need_extra) {
+                                  const Tensor& mask, const Tensor& zone_h, const Tensor& zone_c, bool coupled,
+                                  bool need_w, bool need_extra) {
   const int64_t Tn = acts.size(0), B = acts.size(1), G = acts.size(2), H = cs.size(2), P = w_hh.size(1);
   const bool proj = w_hr.defined(), ln = g_hh.defined(), has_mask = mask.defined(), has_drop = drop.defined();
   const auto o = acts.options();
@@ -1147,7 +1171,8 @@ std::vector<Tensor> backward_impl(const Tensor& dy, const Tensor& dhn, const Ten
   Tensor dc = dcn.defined() ? dcn.clone() : at::zeros({B, H}, o);
   Tensor dyh_all = proj ? at::empty({Tn, B, P}, o) : Tensor();  // dL/dy before W_hr, kept for dW_hr
   Tensor dhn_buf = at::empty({B, H}, o);
-  const bool direct_dh = !has_mask && !has_drop;  // the dh product can write dh itself
+  // The dh product can write dh itself, except where dh holds something to add to (zoneout's z dL/dh).
+  const bool direct_dh = !has_mask && !has_drop && !zone_h.defined();
   Tensor dhg = direct_dh ? Tensor() : at::empty({B, P}, o);
 
   const int64_t nt = step_threads(B * G * P);
@@ -1194,12 +1219,15 @@ std::vector<Tensor> backward_impl(const Tensor& dy, const Tensor& dhn, const Ten
     pa.dst = proj ? row<T>(dyh_all, t) : dhn_p;
     pa.dy = row<T>(dy, t);
     pa.mask = mask_row(mask, t);
+    pa.zh = zone_row<T>(zone_h, t);
+    pa.accumulate = zone_h.defined();
     pa.P = P;
     BwdArgs<T> a{};
     a.act = row<T>(acts, t);
     a.tc = row<T>(tcs, t);
     a.c_prev = row<T>(cs, t);
-    a.c_new = row<T>(cs, t + 1);
+    a.c_new = craw.defined() ? row<T>(craw, t) : row<T>(cs, t + 1);  // what the output gate's peephole saw
+    a.zc = zone_row<T>(zone_c, t);
     a.dhn = dhn_p;
     a.dc = ptr<T>(dc);
     a.da = row<T>(dxg, t);
@@ -1261,6 +1289,7 @@ std::vector<Tensor> backward_impl(const Tensor& dy, const Tensor& dhn, const Ten
     pa.dhg = direct_dh ? nullptr : dhg_p;
     pa.mask_next = mask_row(mask, 0);
     pa.drop = ptr<T>(drop);
+    pa.accumulate = zone_h.defined();
     pa.P = P;
     parallel_parts(n_pcols, [&](int64_t c) {
       const int64_t k0 = split_at(P, n_pcols, c, kAlign), k1 = split_at(P, n_pcols, c + 1, kAlign);
@@ -1297,6 +1326,17 @@ void check_cpu(const Tensor& t, const char* name, at::ScalarType st) {
   TORCH_CHECK(t.scalar_type() == st, "lstm_scan_cpp: ", name, " has dtype ", t.scalar_type(), ", expected ", st);
 }
 
+// Zoneout's weights: (T or 1, B, P) for h and (T or 1, B, H) for c, each undefined where off.
+void check_zone(const char* who, const Tensor& zone_h, const Tensor& zone_c, int64_t Tn, const Tensor& h0,
+                const Tensor& c0) {
+  const int64_t B = h0.size(0);
+  for (auto& [z, n, W] : std::initializer_list<std::tuple<const Tensor&, const char*, int64_t>>{
+           {zone_h, "zone_h", h0.size(1)}, {zone_c, "zone_c", c0.size(1)}})
+    TORCH_CHECK(!z.defined() || (z.dim() == 3 && (z.size(0) == Tn || z.size(0) == 1) && z.size(1) == B &&
+                                 z.size(2) == W),
+                who, ": ", n, " must be (", Tn, " or 1, ", B, ", ", W, "), got ", z.sizes());
+}
+
 // The checks forward and forward_input share, then forward_impl in the tensors' dtype. Exactly one of xg (T, B, G)
 // and x (T, B, I) with w_ih (G, I) is defined; `who` names the caller in the errors.
 std::vector<Tensor> checked_forward(const char* who, const Tensor& xg, const Tensor& x, const Tensor& w_ih,
@@ -1304,34 +1344,38 @@ std::vector<Tensor> checked_forward(const char* who, const Tensor& xg, const Ten
                                     const std::optional<Tensor>& w_hr_, const std::optional<Tensor>& peep_,
                                     const std::optional<Tensor>& g_hh_, const std::optional<Tensor>& g_c_,
                                     const std::optional<Tensor>& b_c_, const std::optional<Tensor>& drop_,
-                                    const std::optional<Tensor>& mask_, bool coupled, double eps, bool train,
-                                    const Tensor& g_ih, const Tensor& b_x) {
+                                    const std::optional<Tensor>& mask_, bool coupled, double eps,
+                                    const std::optional<Tensor>& zone_h_, const std::optional<Tensor>& zone_c_,
+                                    bool train, const Tensor& g_ih, const Tensor& b_x) {
   const Tensor h0 = h0_.contiguous(), c0 = c0_.contiguous(), w_hh = w_hh_.contiguous();
   const Tensor w_hr = opt(w_hr_), peep = opt(peep_), g_hh = opt(g_hh_), g_c = opt(g_c_), b_c = opt(b_c_);
-  const Tensor drop = opt(drop_);
+  const Tensor drop = opt(drop_), zone_h = opt(zone_h_), zone_c = opt(zone_c_);
   const Tensor mask = mask_.has_value() ? mask_->to(at::kBool).contiguous() : Tensor();
   const auto st = (xg.defined() ? xg : x).scalar_type();
   TORCH_CHECK(st == at::kFloat || st == at::kDouble, who, ": float32 or float64 only, got ", st);
   for (auto& [t, n] : std::initializer_list<std::pair<const Tensor&, const char*>>{
            {xg, "xg"}, {x, "x"}, {w_ih, "w_ih"}, {h0, "h0"}, {c0, "c0"}, {w_hh, "w_hh"}, {w_hr, "w_hr"},
-           {peep, "peep"}, {g_hh, "g_hh"}, {g_c, "g_c"}, {b_c, "b_c"}, {drop, "drop"}, {g_ih, "g_ih"}, {b_x, "b_x"}})
+           {peep, "peep"}, {g_hh, "g_hh"}, {g_c, "g_c"}, {b_c, "b_c"}, {drop, "drop"}, {g_ih, "g_ih"}, {b_x, "b_x"},
+           {zone_h, "zone_h"}, {zone_c, "zone_c"}})
     check_cpu(t, n, st);
   TORCH_CHECK(!mask.defined() || mask.device().is_cpu(), who, ": mask must be a CPU tensor");
+  check_zone(who, zone_h, zone_c, (xg.defined() ? xg : x).size(0), h0, c0);
   TORCH_CHECK(g_hh.defined() == g_c.defined() && g_c.defined() == b_c.defined(), who,
               ": g_hh, g_c and b_c come together (layer_norm)");
   const Tensor none;
   if (st == at::kFloat)
     return forward_impl<float>(xg, h0, c0, w_hh, w_hr, peep, g_hh, g_c, b_c, drop, mask, coupled, eps, train, g_ih,
-                               b_x, nullptr, nullptr, none, none, x, w_ih);
+                               b_x, nullptr, nullptr, none, none, x, w_ih, zone_h, zone_c);
   return forward_impl<double>(xg, h0, c0, w_hh, w_hr, peep, g_hh, g_c, b_c, drop, mask, coupled, eps, train, g_ih,
-                              b_x, nullptr, nullptr, none, none, x, w_ih);
+                              b_x, nullptr, nullptr, none, none, x, w_ih, zone_h, zone_c);
 }
 
 std::vector<Tensor> forward(const Tensor& xg_, const Tensor& h0, const Tensor& c0, const Tensor& w_hh,
                             const std::optional<Tensor>& w_hr, const std::optional<Tensor>& peep,
                             const std::optional<Tensor>& g_hh, const std::optional<Tensor>& g_c,
                             const std::optional<Tensor>& b_c, const std::optional<Tensor>& drop,
-                            const std::optional<Tensor>& mask, bool coupled, double eps, bool train,
+                            const std::optional<Tensor>& mask, bool coupled, double eps,
+                            const std::optional<Tensor>& zone_h, const std::optional<Tensor>& zone_c, bool train,
                             const std::optional<Tensor>& g_ih_, const std::optional<Tensor>& b_x_) {
   const Tensor xg = xg_.contiguous(), g_ih = opt(g_ih_), b_x = opt(b_x_);
   const bool ln = g_hh.has_value() && g_hh->defined();
@@ -1341,7 +1385,7 @@ std::vector<Tensor> forward(const Tensor& xg_, const Tensor& h0, const Tensor& c
   TORCH_CHECK(!b_x.defined() || (!train && (g_ih.defined() || !ln)),
               "lstm_scan_cpp: b_x is for inference, and with layer_norm it comes with g_ih");
   return checked_forward("lstm_scan_cpp", xg, Tensor(), Tensor(), h0, c0, w_hh, w_hr, peep, g_hh, g_c, b_c, drop, mask,
-                         coupled, eps, train, g_ih, b_x);
+                         coupled, eps, zone_h, zone_c, train, g_ih, b_x);
 }
 
 // Inference with the input side in the kernel: forward's arguments (train false) with x (T, B, I) and w_ih (G, I)
@@ -1351,14 +1395,15 @@ std::vector<Tensor> forward_input(const Tensor& x_, const Tensor& w_ih_, const T
                                   const std::optional<Tensor>& peep, const std::optional<Tensor>& g_hh,
                                   const std::optional<Tensor>& g_c, const std::optional<Tensor>& b_c,
                                   const std::optional<Tensor>& drop, const std::optional<Tensor>& mask, bool coupled,
-                                  double eps, const std::optional<Tensor>& g_ih_, const std::optional<Tensor>& b_x_) {
+                                  double eps, const std::optional<Tensor>& zone_h, const std::optional<Tensor>& zone_c,
+                                  const std::optional<Tensor>& g_ih_, const std::optional<Tensor>& b_x_) {
   const Tensor x = x_.contiguous(), w_ih = w_ih_.contiguous(), g_ih = opt(g_ih_), b_x = opt(b_x_);
   TORCH_CHECK(g_ih.defined() == (g_hh.has_value() && g_hh->defined()),
               "lstm_scan_cpp_input: g_ih comes exactly with layer_norm (g_hh)");
   TORCH_CHECK(x.dim() == 3 && w_ih.dim() == 2 && w_ih.size(1) == x.size(2) && w_ih.size(0) == w_hh.size(0),
               "lstm_scan_cpp_input: x must be (T, B, I) and w_ih (G, I) with w_hh's G rows");
   return checked_forward("lstm_scan_cpp_input", Tensor(), x, w_ih, h0, c0, w_hh, w_hr, peep, g_hh, g_c, b_c, drop,
-                         mask, coupled, eps, false, g_ih, b_x);
+                         mask, coupled, eps, zone_h, zone_c, false, g_ih, b_x);
 }
 
 // Inference with int8 recurrent weights: forward's arguments with w_hh (and w_hr) as Int8Weight.
@@ -1366,10 +1411,12 @@ std::vector<Tensor> forward_int8(const Tensor& xg_, const Tensor& h0_, const Ten
                                  const Int8Weight* q_hr, const std::optional<Tensor>& peep_,
                                  const std::optional<Tensor>& g_hh_, const std::optional<Tensor>& g_c_,
                                  const std::optional<Tensor>& b_c_, const std::optional<Tensor>& mask_, bool coupled,
-                                 double eps, const std::optional<Tensor>& g_ih_, const std::optional<Tensor>& b_x_) {
+                                 double eps, const std::optional<Tensor>& g_ih_, const std::optional<Tensor>& b_x_,
+                                 const std::optional<Tensor>& zone_h_, const std::optional<Tensor>& zone_c_) {
   const Tensor xg = xg_.contiguous(), h0 = h0_.contiguous(), c0 = c0_.contiguous();
   const Tensor peep = opt(peep_), g_hh = opt(g_hh_), g_c = opt(g_c_), b_c = opt(b_c_), g_ih = opt(g_ih_),
                b_x = opt(b_x_);
+  const Tensor zone_h = opt(zone_h_), zone_c = opt(zone_c_);
   TORCH_CHECK(!g_ih.defined() || (g_hh.defined() && xg.is_same(xg_)),
               "lstm_scan_int8: g_ih is for layer_norm, on a contiguous xg the kernel may overwrite");
   TORCH_CHECK(!b_x.defined() || g_ih.defined() || !g_hh.defined(),
@@ -1377,8 +1424,9 @@ std::vector<Tensor> forward_int8(const Tensor& xg_, const Tensor& h0_, const Ten
   const Tensor mask = mask_.has_value() ? mask_->to(at::kBool).contiguous() : Tensor();
   for (auto& [t, n] : std::initializer_list<std::pair<const Tensor&, const char*>>{
            {xg, "xg"}, {h0, "h0"}, {c0, "c0"}, {peep, "peep"}, {g_hh, "g_hh"}, {g_c, "g_c"}, {b_c, "b_c"},
-           {g_ih, "g_ih"}, {b_x, "b_x"}})
+           {g_ih, "g_ih"}, {b_x, "b_x"}, {zone_h, "zone_h"}, {zone_c, "zone_c"}})
     check_cpu(t, n, at::kFloat);
+  check_zone("lstm_scan_int8", zone_h, zone_c, xg.size(0), h0, c0);
   const int64_t G = xg.size(2), P = h0.size(1), H = c0.size(1);
   TORCH_CHECK(q_hh.rows() == G && q_hh.cols() == P, "lstm_scan_int8: w_hh is (", q_hh.rows(), ", ", q_hh.cols(),
               "), expected (", G, ", ", P, ")");
@@ -1387,7 +1435,8 @@ std::vector<Tensor> forward_int8(const Tensor& xg_, const Tensor& h0_, const Ten
               ", ", H, ")");
   const Tensor none;  // w_hr below only marks "projection": its values are q_hr's, never read
   return forward_impl<float>(xg, h0, c0, none, q_hr ? at::empty({0}, xg.options()) : none, peep, g_hh, g_c, b_c,
-                             none, mask, coupled, eps, false, g_ih, b_x, &q_hh, q_hr);
+                             none, mask, coupled, eps, false, g_ih, b_x, &q_hh, q_hr, none, none, none, none, zone_h,
+                             zone_c);
 }
 
 // One step of a layer with int8 W_ih and W_hh (streaming): x (B, I) -> y (B, P), h (B, P), c (B, H).
@@ -1399,7 +1448,8 @@ std::vector<Tensor> step_int8(const Tensor& x, const Tensor& h0, const Tensor& c
                               double eps, const std::optional<Tensor>& g_ih, const std::optional<Tensor>& b_x) {
   Tensor xg = q_ih.apply(x.unsqueeze(0));  // (1, B, G), our own buffer
   if (bias.has_value()) xg.add_(*bias);
-  auto out = forward_int8(xg, h0, c0, q_hh, q_hr, peep, g_hh, g_c, b_c, std::nullopt, coupled, eps, g_ih, b_x);
+  auto out = forward_int8(xg, h0, c0, q_hh, q_hr, peep, g_hh, g_c, b_c, std::nullopt, coupled, eps, g_ih, b_x,
+                          std::nullopt, std::nullopt);
   out[0] = out[0][0];
   return out;
 }
@@ -1410,9 +1460,11 @@ std::vector<Tensor> forward_lowrank(const Tensor& xg_, const Tensor& h0_, const 
                                     const std::optional<Tensor>& peep_, const std::optional<Tensor>& g_hh_,
                                     const std::optional<Tensor>& g_c_, const std::optional<Tensor>& b_c_,
                                     const std::optional<Tensor>& mask_, bool coupled, double eps,
-                                    const std::optional<Tensor>& g_ih_, const std::optional<Tensor>& b_x_) {
+                                    const std::optional<Tensor>& g_ih_, const std::optional<Tensor>& b_x_,
+                                    const std::optional<Tensor>& zone_h_, const std::optional<Tensor>& zone_c_) {
   const Tensor xg = xg_.contiguous(), h0 = h0_.contiguous(), c0 = c0_.contiguous();
   const Tensor left = left_.contiguous(), right = right_.contiguous();
+  const Tensor zone_h = opt(zone_h_), zone_c = opt(zone_c_);
   const Tensor w_hr = opt(w_hr_), peep = opt(peep_), g_hh = opt(g_hh_), g_c = opt(g_c_), b_c = opt(b_c_);
   const Tensor g_ih = opt(g_ih_), b_x = opt(b_x_);
   TORCH_CHECK(!g_ih.defined() || (g_hh.defined() && xg.is_same(xg_)),
@@ -1424,8 +1476,10 @@ std::vector<Tensor> forward_lowrank(const Tensor& xg_, const Tensor& h0_, const 
   TORCH_CHECK(st == at::kFloat || st == at::kDouble, "lstm_scan_lowrank: float32 or float64 only, got ", st);
   for (auto& [t, n] : std::initializer_list<std::pair<const Tensor&, const char*>>{
            {xg, "xg"}, {h0, "h0"}, {c0, "c0"}, {left, "left"}, {right, "right"}, {w_hr, "w_hr"}, {peep, "peep"},
-           {g_hh, "g_hh"}, {g_c, "g_c"}, {b_c, "b_c"}, {g_ih, "g_ih"}, {b_x, "b_x"}})
+           {g_hh, "g_hh"}, {g_c, "g_c"}, {b_c, "b_c"}, {g_ih, "g_ih"}, {b_x, "b_x"}, {zone_h, "zone_h"},
+           {zone_c, "zone_c"}})
     check_cpu(t, n, st);
+  check_zone("lstm_scan_lowrank", zone_h, zone_c, xg.size(0), h0, c0);
   const int64_t G = xg.size(2), P = h0.size(1);
   TORCH_CHECK(left.dim() == 2 && right.dim() == 2 && left.size(0) == G && right.size(1) == P &&
                   left.size(1) == right.size(0),
@@ -1433,9 +1487,9 @@ std::vector<Tensor> forward_lowrank(const Tensor& xg_, const Tensor& h0_, const 
   const Tensor none;
   if (st == at::kFloat)
     return forward_impl<float>(xg, h0, c0, none, w_hr, peep, g_hh, g_c, b_c, none, mask, coupled, eps, false, g_ih,
-                               b_x, nullptr, nullptr, left, right);
+                               b_x, nullptr, nullptr, left, right, none, none, zone_h, zone_c);
   return forward_impl<double>(xg, h0, c0, none, w_hr, peep, g_hh, g_c, b_c, none, mask, coupled, eps, false, g_ih,
-                              b_x, nullptr, nullptr, left, right);
+                              b_x, nullptr, nullptr, left, right, none, none, zone_h, zone_c);
 }
 
 std::vector<Tensor> backward(const std::optional<Tensor>& dy_, const std::optional<Tensor>& dhn_,
@@ -1443,20 +1497,22 @@ std::vector<Tensor> backward(const std::optional<Tensor>& dy_, const std::option
                              const Tensor& w_hh_,
                              const std::optional<Tensor>& w_hr_, const std::optional<Tensor>& peep_,
                              const std::optional<Tensor>& g_hh_, const std::optional<Tensor>& g_c_,
-                             const std::optional<Tensor>& drop_, const std::optional<Tensor>& mask_, bool coupled,
+                             const std::optional<Tensor>& drop_, const std::optional<Tensor>& mask_,
+                             const std::optional<Tensor>& zone_h_, const std::optional<Tensor>& zone_c_, bool coupled,
                              bool need_w, bool need_extra) {
-  TORCH_CHECK(saved_.size() == 9, "lstm_scan_cpp: expected 9 saved tensors, got ", saved_.size());
+  TORCH_CHECK(saved_.size() == 10, "lstm_scan_cpp: expected 10 saved tensors, got ", saved_.size());
   std::vector<Tensor> s;
   for (const auto& t : saved_) s.push_back(opt(t));
   const Tensor mask = mask_.has_value() ? mask_->to(at::kBool).contiguous() : Tensor();
   const Tensor dy = opt(dy_), dhn = opt(dhn_), dcn = opt(dcn_);
   const Tensor w_hh = w_hh_.contiguous();
   const Tensor w_hr = opt(w_hr_), peep = opt(peep_), g_hh = opt(g_hh_), g_c = opt(g_c_), drop = opt(drop_);
+  const Tensor zone_h = opt(zone_h_), zone_c = opt(zone_c_);
   if (s[0].scalar_type() == at::kFloat)
-    return backward_impl<float>(dy, dhn, dcn, s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], s[8], w_hh,
-                                w_hr, peep, g_hh, g_c, drop, mask, coupled, need_w, need_extra);
-  return backward_impl<double>(dy, dhn, dcn, s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], s[8], w_hh,
-                               w_hr, peep, g_hh, g_c, drop, mask, coupled, need_w, need_extra);
+    return backward_impl<float>(dy, dhn, dcn, s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], s[8], s[9], w_hh,
+                                w_hr, peep, g_hh, g_c, drop, mask, zone_h, zone_c, coupled, need_w, need_extra);
+  return backward_impl<double>(dy, dhn, dcn, s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], s[8], s[9], w_hh,
+                               w_hr, peep, g_hh, g_c, drop, mask, zone_h, zone_c, coupled, need_w, need_extra);
 }
 
 std::string cpu_vendor() { return g_amd ? "amd" : "other"; }

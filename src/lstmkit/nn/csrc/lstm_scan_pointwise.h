@@ -209,19 +209,31 @@ void fwd_rows(const FwdArgs<T>& A, int64_t b0, int64_t b1, int64_t j0, int64_t j
         h[j] = act[oo + j] * t;
       }
     }
+    if (A.zc != nullptr) {  // zoneout: c_t = (1 - z) c~_t + z c_{t-1}, after h read c~_t
+      const T* __restrict z = A.zc + b * H;
+      if (A.c_raw != nullptr) std::memcpy(A.c_raw + b * H + j0, cn + j0, sizeof(T) * (j1 - j0));
+#pragma omp simd
+      for (int64_t j = j0; j < j1; ++j) cn[j] = (T(1) - z[j]) * cn[j] + z[j] * cp[j];
+    }
     if (A.mask != nullptr && !A.mask[b]) std::memcpy(cn + j0, cp + j0, sizeof(T) * (j1 - j0));  // finished: keep c
   }
 }
 
-// Output side of one forward step on rows [b0, b1), columns [k0, k1) of the P-wide outputs: y is
-// zeroed past a sequence's end, the carried state h_new is y (or h_prev past the end), and
-// h_in_next = h_new * drop feeds the next product.
+// Output side of one forward step on rows [b0, b1), columns [k0, k1) of the P-wide outputs: zoneout
+// mixes h_prev into y, y is zeroed past a sequence's end, the carried state h_new is y (or h_prev past
+// the end), and h_in_next = h_new * drop feeds the next product.
 template <typename T>
 void post_rows(const PostArgs<T>& A, int64_t b0, int64_t b1, int64_t k0, int64_t k1) {
   const int64_t P = A.P, n = k1 - k0;
   for (int64_t b = b0; b < b1; ++b) {
     const int64_t off = b * P + k0;
     T* __restrict y = A.y + off;
+    if (A.zh != nullptr && (A.mask == nullptr || A.mask[b])) {
+      const T* __restrict z = A.zh + off;
+      const T* __restrict hp = A.h_prev + off;
+#pragma omp simd
+      for (int64_t k = 0; k < n; ++k) y[k] = (T(1) - z[k]) * y[k] + z[k] * hp[k];
+    }
     const T* src = y;
     if (A.mask != nullptr) {
       T* __restrict hn = A.h_new + off;
@@ -243,8 +255,9 @@ void post_rows(const PostArgs<T>& A, int64_t b0, int64_t b1, int64_t k0, int64_t
 }
 
 // Backward, rows [b0, b1), columns [k0, k1) of the P-wide dL/dh: first finish the later step's
-// dL/dh_t = (dr W_hh) * drop, kept unchanged past a sequence's end; then dL/dh_new of step t,
-// (dy_t + dh) * mask_t, into dst.
+// dL/dh_t = (dr W_hh) * drop (plus, with zoneout, the part z dL/dh that passed the later step by),
+// kept unchanged past a sequence's end; then dL/dh_new of step t, (dy_t + dh) * mask_t, into dst,
+// with zoneout (1 - z) of it into dst and z of it kept in dh.
 template <typename T>
 void bwd_pre_rows(const BwdPreArgs<T>& A, int64_t b0, int64_t b1, int64_t k0, int64_t k1) {
   const int64_t P = A.P, n = k1 - k0;
@@ -253,8 +266,16 @@ void bwd_pre_rows(const BwdPreArgs<T>& A, int64_t b0, int64_t b1, int64_t k0, in
     T* __restrict dh = A.dh + off;
     if (A.dhg != nullptr && (A.mask_next == nullptr || A.mask_next[b])) {
       const T* __restrict src = A.dhg + off;
-      if (A.drop != nullptr) {
-        const T* __restrict d = A.drop + off;
+      const T* __restrict d = A.drop != nullptr ? A.drop + off : nullptr;
+      if (A.accumulate) {
+        if (d != nullptr) {
+#pragma omp simd
+          for (int64_t k = 0; k < n; ++k) dh[k] += src[k] * d[k];
+        } else {
+#pragma omp simd
+          for (int64_t k = 0; k < n; ++k) dh[k] += src[k];
+        }
+      } else if (d != nullptr) {
 #pragma omp simd
         for (int64_t k = 0; k < n; ++k) dh[k] = src[k] * d[k];
       } else {
@@ -265,6 +286,16 @@ void bwd_pre_rows(const BwdPreArgs<T>& A, int64_t b0, int64_t b1, int64_t k0, in
     T* __restrict dst = A.dst + off;
     if (A.mask != nullptr && !A.mask[b]) {
       std::memset(dst, 0, sizeof(T) * n);
+    } else if (A.zh != nullptr) {
+      const T* __restrict z = A.zh + off;
+      const T* __restrict dy = A.dy;
+      if (dy != nullptr) dy += off;
+#pragma omp simd
+      for (int64_t k = 0; k < n; ++k) {
+        const T total = dy != nullptr ? dy[k] + dh[k] : dh[k];
+        dst[k] = (T(1) - z[k]) * total;
+        dh[k] = z[k] * total;
+      }
     } else if (A.dy != nullptr) {
       const T* __restrict dy = A.dy + off;
 #pragma omp simd
@@ -331,8 +362,9 @@ void bwd_rows(const BwdArgs<T>& A, int64_t b0, int64_t b1, int64_t j0, int64_t j
       m2c = s2 / T(H);
       rsc = A.crstd[b];
     }
-#pragma omp simd
-    for (int64_t j = j0; j < j1; ++j) {
+    const T* __restrict zc = A.zc != nullptr ? A.zc + b * H : nullptr;
+    // One hidden unit; `zoned` (std::true_type / false_type) compiles the zoneout terms in or out.
+    auto unit = [&](int64_t j, auto zoned) LK_INLINE_LAMBDA {
       const T i = act[kI + j];
       const T g = act[og + j];
       const T o = act[oo + j];
@@ -346,7 +378,13 @@ void bwd_rows(const BwdArgs<T>& A, int64_t b0, int64_t b1, int64_t j0, int64_t j
       } else {
         dtc = d * o * (T(1) - t * t);
       }
-      T dct = dc[j] + dtc;  // the additive cell path
+      const T dcz = dc[j];  // dL/dc_t
+      T dct;  // dL/dc~_t, the additive cell path: with zoneout (1 - z) dL/dc_t reaches c~_t
+      if constexpr (decltype(zoned)::value) {
+        dct = (T(1) - zc[j]) * dcz + dtc;
+      } else {
+        dct = dcz + dtc;
+      }
       if constexpr (PEEP) dct += dao * p_o[j];
       const T dag = dct * i * (T(1) - g * g);
       T dai, dcn;
@@ -374,7 +412,15 @@ void bwd_rows(const BwdArgs<T>& A, int64_t b0, int64_t b1, int64_t j0, int64_t j
       da[kI + j] = dai;
       da[og + j] = dag;
       da[oo + j] = dao;
+      if constexpr (decltype(zoned)::value) dcn += zc[j] * dcz;  // and z dL/dc_t passes to c_{t-1} directly
       dc[j] = dcn;
+    };
+    if (zc != nullptr) {
+#pragma omp simd
+      for (int64_t j = j0; j < j1; ++j) unit(j, std::true_type{});
+    } else {
+#pragma omp simd
+      for (int64_t j = j0; j < j1; ++j) unit(j, std::false_type{});
     }
     if constexpr (LN) {
       // Through LN_hh: dr = LN backward of g_hh * da.
