@@ -128,14 +128,18 @@ def zone_weights(rates: tuple[float, float], training: bool, T: int, state: tupl
     h, c = state
     if not training:
         return tuple(None if p == 0.0 else s.new_full((1, *s.shape), p) for s, p in zip((h, c), rates, strict=True))
-    parts = [s for s, p in zip((h, c), rates, strict=True) if p != 0.0]
-    u = torch.rand(T, sum(s.numel() for s in parts), dtype=h.dtype, device=h.device)  # (T, B P + B H)
+    parts = [(s, p) for s, p in zip((h, c), rates, strict=True) if p != 0.0]
+    u = torch.rand(T, sum(s.numel() for s, _ in parts), dtype=h.dtype, device=h.device)  # (T, B P + B H)
+    if len(parts) == 2 and rates[0] != rates[1]:
+        u.lt_(torch.cat([u.new_full((s.numel(),), p) for s, p in parts]))  # 1.0 where kept, in place: one pass
+    else:
+        u.lt_(parts[0][1])
     out, at = [], 0
     for s, p in zip((h, c), rates, strict=True):
         if p == 0.0:
             out.append(None)
             continue
-        out.append(u[:, at : at + s.numel()].reshape(T, *s.shape).lt(p).to(s.dtype))  # (T, B, P) or (T, B, H)
+        out.append(u[:, at : at + s.numel()].view(T, *s.shape))  # (T, B, P) or (T, B, H), a view: no copy
         at += s.numel()
     return out[0], out[1]
 

@@ -770,9 +770,19 @@ T* row(const Tensor& t, int64_t i) {  // pointer to t[i] of a contiguous tensor
 }
 const bool* mask_row(const Tensor& m, int64_t t) { return m.defined() ? m.data_ptr<bool>() + t * m.size(1) : nullptr; }
 // Step t's (B, W) rows of zoneout weights z (T, B, W), or (1, B, W) for the same rows every step; nullptr if absent.
+// Each step's (B, W) block is contiguous; the steps may lie further apart (zone_opt).
 template <typename T>
 const T* zone_row(const Tensor& z, int64_t t) {
-  return z.defined() ? z.data_ptr<T>() + (z.size(0) == 1 ? 0 : t) * z.size(1) * z.size(2) : nullptr;
+  return z.defined() ? z.data_ptr<T>() + (z.size(0) == 1 ? 0 : t * z.stride(0)) : nullptr;
+}
+// Zoneout weights as the kernels read them: each step's (B, W) block contiguous, the step stride free (the layer's
+// h and c weights are column blocks of one (T, B P + B H) draw), else a contiguous copy.
+Tensor zone_opt(const std::optional<Tensor>& z) {
+  if (!z.has_value() || !z->defined()) return Tensor();
+  const Tensor& t = *z;
+  const bool blocks = t.dim() == 3 && (t.size(2) <= 1 || t.stride(2) == 1) &&
+                      (t.size(1) <= 1 || t.stride(1) == t.size(2));
+  return blocks ? t : t.contiguous();
 }
 Tensor opt(const std::optional<Tensor>& t) { return t.has_value() ? t->contiguous() : Tensor(); }
 
@@ -1349,7 +1359,7 @@ std::vector<Tensor> checked_forward(const char* who, const Tensor& xg, const Ten
                                     bool train, const Tensor& g_ih, const Tensor& b_x) {
   const Tensor h0 = h0_.contiguous(), c0 = c0_.contiguous(), w_hh = w_hh_.contiguous();
   const Tensor w_hr = opt(w_hr_), peep = opt(peep_), g_hh = opt(g_hh_), g_c = opt(g_c_), b_c = opt(b_c_);
-  const Tensor drop = opt(drop_), zone_h = opt(zone_h_), zone_c = opt(zone_c_);
+  const Tensor drop = opt(drop_), zone_h = zone_opt(zone_h_), zone_c = zone_opt(zone_c_);
   const Tensor mask = mask_.has_value() ? mask_->to(at::kBool).contiguous() : Tensor();
   const auto st = (xg.defined() ? xg : x).scalar_type();
   TORCH_CHECK(st == at::kFloat || st == at::kDouble, who, ": float32 or float64 only, got ", st);
@@ -1416,7 +1426,7 @@ std::vector<Tensor> forward_int8(const Tensor& xg_, const Tensor& h0_, const Ten
   const Tensor xg = xg_.contiguous(), h0 = h0_.contiguous(), c0 = c0_.contiguous();
   const Tensor peep = opt(peep_), g_hh = opt(g_hh_), g_c = opt(g_c_), b_c = opt(b_c_), g_ih = opt(g_ih_),
                b_x = opt(b_x_);
-  const Tensor zone_h = opt(zone_h_), zone_c = opt(zone_c_);
+  const Tensor zone_h = zone_opt(zone_h_), zone_c = zone_opt(zone_c_);
   TORCH_CHECK(!g_ih.defined() || (g_hh.defined() && xg.is_same(xg_)),
               "lstm_scan_int8: g_ih is for layer_norm, on a contiguous xg the kernel may overwrite");
   TORCH_CHECK(!b_x.defined() || g_ih.defined() || !g_hh.defined(),
@@ -1464,7 +1474,7 @@ std::vector<Tensor> forward_lowrank(const Tensor& xg_, const Tensor& h0_, const 
                                     const std::optional<Tensor>& zone_h_, const std::optional<Tensor>& zone_c_) {
   const Tensor xg = xg_.contiguous(), h0 = h0_.contiguous(), c0 = c0_.contiguous();
   const Tensor left = left_.contiguous(), right = right_.contiguous();
-  const Tensor zone_h = opt(zone_h_), zone_c = opt(zone_c_);
+  const Tensor zone_h = zone_opt(zone_h_), zone_c = zone_opt(zone_c_);
   const Tensor w_hr = opt(w_hr_), peep = opt(peep_), g_hh = opt(g_hh_), g_c = opt(g_c_), b_c = opt(b_c_);
   const Tensor g_ih = opt(g_ih_), b_x = opt(b_x_);
   TORCH_CHECK(!g_ih.defined() || (g_hh.defined() && xg.is_same(xg_)),
@@ -1507,7 +1517,7 @@ std::vector<Tensor> backward(const std::optional<Tensor>& dy_, const std::option
   const Tensor dy = opt(dy_), dhn = opt(dhn_), dcn = opt(dcn_);
   const Tensor w_hh = w_hh_.contiguous();
   const Tensor w_hr = opt(w_hr_), peep = opt(peep_), g_hh = opt(g_hh_), g_c = opt(g_c_), drop = opt(drop_);
-  const Tensor zone_h = opt(zone_h_), zone_c = opt(zone_c_);
+  const Tensor zone_h = zone_opt(zone_h_), zone_c = zone_opt(zone_c_);
   if (s[0].scalar_type() == at::kFloat)
     return backward_impl<float>(dy, dhn, dcn, s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], s[8], s[9], w_hh,
                                 w_hr, peep, g_hh, g_c, drop, mask, zone_h, zone_c, coupled, need_w, need_extra);
