@@ -9,6 +9,7 @@ autograd; one thread, the candidates interleaved, each the median over rounds of
 
     python benchmarks/zoneout.py                # training step, about a minute
     python benchmarks/zoneout.py --inference    # eval-mode forward (the expectation update)
+    python benchmarks/zoneout.py --draws        # the training draws alone against a bare torch.rand of their size
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from _timing import interleaved, ratio_table
 from cells import ZoneoutWrapper
 
 import lstmkit
+from lstmkit.nn._reference import zone_weights
 
 SHAPES = {"T=100, B=16, I=H=128": (100, 16, 128, 128), "T=100, B=32, I=128, H=256": (100, 32, 128, 256)}
 P = 0.1  # Tacotron 2's rate
@@ -63,9 +65,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--tiny", action="store_true", help="one tiny shape (the test's smoke run)")
     parser.add_argument("--inference", action="store_true", help="eval-mode forward without autograd")
+    parser.add_argument("--draws", action="store_true", help="the layer's draws (zone_weights) against torch.rand")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     shapes = {"T=5, B=2, I=3, H=4": (5, 2, 3, 4)} if args.tiny else SHAPES
+    if args.draws:
+        for name, (T, B, _, H) in shapes.items():
+            state = (torch.zeros(B, H), torch.zeros(B, H))
+            candidates = {f"torch.rand({T}, {2 * B * H})": lambda T=T, n=2 * B * H: torch.rand(T, n),
+                          f"zone_weights(({P}, {P}), training)": lambda T=T, s=state: zone_weights((P, P), True, T, s)}
+            times = interleaved(candidates, args.rounds)
+            baseline = next(iter(candidates))
+            for line in ratio_table(times, baseline, f"{name}: one layer and direction's draws, one thread", 2):
+                print(line)
+            print()
+        return
     for name, (T, B, I, H) in shapes.items():
         torch.manual_seed(0)
         native = torch.nn.LSTM(I, H)
