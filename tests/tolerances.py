@@ -8,8 +8,6 @@ magnitudes of weights and inputs. See the derivation at the top of ``lstmkit/_ro
 
 from __future__ import annotations
 
-import math
-
 from torch import Tensor
 
 from lstmkit import _rounding
@@ -54,16 +52,9 @@ def scan_tolerance(args: dict, *, gradients: bool = True, input_side: tuple | No
     )
     if proj:
         bound = proj * bound + _rounding.gamma(H, _rounding.unit_roundoff(xg.dtype)) * proj
-    zoned = args.get("zone_h") is not None or args.get("zone_c") is not None
-    bound += _zoneout_error(zoned, T, max(c_max, h_max), _rounding.unit_roundoff(xg.dtype))
+    if args.get("zone_h") is not None or args.get("zone_c") is not None:
+        bound += _rounding.zoneout_error(T, max(c_max, h_max), _rounding.unit_roundoff(xg.dtype))
     return _rounding.between(bound)
-
-
-def _zoneout_error(zoned: bool, T: int, v_max: float, u: float) -> float:
-    """What zoneout's update (1 - z) new + z old adds to a state's bound: a convex mix, so the two values' errors
-    pass on at most as large as the larger; its own four roundings (1 - z, two products, the sum) are up to
-    4 u v_max a step (none for 0/1 weights, all of them in eval mode's z = p), growing as the steps' (point 4)."""
-    return math.sqrt(max(T, 1)) * 4 * u * v_max if zoned else 0.0
 
 
 def module_tolerance(m: LSTM, x: Tensor, *, gradients: bool = False) -> float:
@@ -122,7 +113,8 @@ def _module_error(m: LSTM, x: Tensor, *, gradients: bool = False) -> float:
                                      dx=err, w_in=w_in)
             if proj:
                 e = proj * e + _rounding.gamma(m.hidden_size, u) * proj
-            e += _zoneout_error(getattr(m, "zoneout", (0.0, 0.0)) != (0.0, 0.0), T, max(T, h_in), u)
+            if getattr(m, "zoneout", (0.0, 0.0)) != (0.0, 0.0):
+                e += _rounding.zoneout_error(T, max(T, h_in), u)
             worst = max(worst, e)
         err = worst
     return err

@@ -118,6 +118,14 @@ def lstm_error(
     return math.sqrt(T) * step  # point 4
 
 
+def zoneout_error(T: int, v_max: float, u: float) -> float:
+    """What zoneout's update (1 - z) new + z old adds to a state's bound in ``lstm_error``'s terms: a convex mix, so
+    the two values' errors pass on at most as large as the larger; its own four roundings (1 - z, two products, the
+    sum) are up to 4 u v_max a step, |values| <= v_max (none for 0/1 weights, all of them for eval mode's z = p),
+    growing over the T steps as the steps' own do (point 4)."""
+    return math.sqrt(max(T, 1)) * 4 * u * v_max
+
+
 def log_softmax_error(n: int, v, u: float):
     """Absolute error of a log-softmax z - LSE(z) over n values with |z| <= v: the shifted exponentials' sum and its
     log, gamma(n + 2) + F u (a relative error of the sum is an absolute one of its log), plus the subtraction's

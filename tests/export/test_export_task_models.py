@@ -346,6 +346,36 @@ def test_ctc_recognizer_matches_torch_in_onnxruntime(bidirectional, tmp_path):
     assert np.allclose(np.exp(got).sum(-1), 1.0, atol=1e-5)  # log-probabilities over blank + symbols
 
 
+@pytest.mark.parametrize("kind", ["classifier", "lstm-fcn", "forecaster", "recognizer"])
+def test_task_models_with_zoneout_export_its_eval_update(kind, tmp_path):
+    """model.zoneout reaches these models' LSTMs; the export writes each layer as a Scan with the eval-mode update
+    and verifies it (inside ``to_onnx``, against the bound the spots carry: the mixes are spotted too), and the spots'
+    bound holds against float64."""
+    z = (0.2, 0.5)
+    if kind in ("classifier", "lstm-fcn"):
+        config = ClassifyModel(input_size=3, output_size=4, hidden_size=6, num_layers=2, dropout=0.0,
+                               bidirectional=True, pooling="last", arch="lstm" if kind == "classifier" else kind,
+                               max_length=7, fcn_filters=(4, 5, 3), zoneout=z)  # fmt: skip
+        model = (FCNClassifier if kind == "lstm-fcn" else SequenceClassifier)(config)
+        out = "logits"
+    elif kind == "forecaster":
+        model = ForecastNet(ForecastModel(input_size=1, output_size=1, hidden_size=16, dropout=0.0, zoneout=z), 4)
+        out = "forecast"
+    else:
+        model = CTCRecognizer(CTCModel(input_size=4, output_size=6, hidden_size=5, num_layers=2, dropout=0.0,
+                                       bidirectional=True, zoneout=z))  # fmt: skip
+        out = "log_probs"
+    model = _randomize_statistics(_randomize(model, seed=13), seed=14)
+    assert model.rnn.zoneout == z and _spots.plain_lstm(model.rnn)
+    result = to_onnx(model, tmp_path / "m.onnx")
+    assert set(result.layers) == {"Scan"} and result.max_abs_error is not None
+    for seed, (T, B) in enumerate([(9, 4), (5, 2)]):  # (the forecaster's AR skip reads 4 steps)
+        inputs = random_inputs(model, T, B, lengths=kind != "forecaster", seed=seed)
+        atol, _ = verification_tolerance(model, inputs)
+        exact = run_torch(copy.deepcopy(model).double(), _to_double(inputs))[out]
+        assert float((run_torch(model, inputs)[out].double() - exact).abs().max()) <= atol / 2
+
+
 def test_ctc_ocr_run_exports_with_its_alphabet(tmp_path):
     config = get_task("ctc-ocr").smoke_config(tmp_path)
     run_dir = runner.train("ctc-ocr", config, tmp_path / "run").run_dir

@@ -21,8 +21,9 @@ independent, mean-zero and bounded (the model ``_rounding`` takes, Higham and Ma
 inequality a logit's error is within LAMBDA sqrt(sum g^2 eps^2), except with probability 2 exp(-LAMBDA^2 / 2).
 Covered: plain LSTM cores (any layers, bidirectional, masked lengths), the LSTM-FCN's conv branch, the heads, the
 forecaster's AR skip and additions, the recognizer's log-softmax (``forecast_error``, ``recognizer_error``). A core
-with peepholes, coupled gates, LayerNorm, a projection, or a GRU/RNN core is not spotted: the caller bounds it by
-the worst-case analysis, as before. Pooling's own roundings (mean, attention) are bounded by the caller too.
+with peepholes, coupled gates, LayerNorm or a projection, or a GRU/RNN core, is not spotted: the caller bounds it by
+the worst-case analysis, as before; zoneout's eval-mode update is spotted (each state's mix, within 4 u of its
+terms). Pooling's own roundings (mean, attention) are bounded by the caller too.
 """
 
 from __future__ import annotations
@@ -109,7 +110,8 @@ def _linear_hook(spots: Spots, parts: dict[str, Tensor] | None = None, name: str
 
 
 def plain_lstm(core: nn.Module) -> bool:
-    """Whether ``core`` is an LSTM whose cell the spots cover (no peepholes, coupled gates, LayerNorm, projection)."""
+    """Whether ``core`` is an LSTM whose cell the spots cover (no peepholes, coupled gates, LayerNorm, projection;
+    zoneout's eval-mode update is covered)."""
     if not isinstance(core, LSTM):
         return False
     opt = core._options
@@ -163,7 +165,22 @@ def spotted_cells(spots: Spots) -> Iterator[None]:
     def step(x: Tensor, state: tuple[Tensor, Tensor], w, opt, drop=None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         return recurrent_step(input_side(x, w, opt), state, w, opt, drop)
 
-    names = {"lstm_input_side": input_side, "lstm_recurrent_step": recurrent_step, "lstm_step": step}
+    def plain(x: Tensor, state: tuple[Tensor, Tensor], w) -> tuple[Tensor, Tensor]:
+        return step(x, state, w, None)[1]
+
+    def zone(new: tuple[Tensor, Tensor], prev: tuple[Tensor, Tensor], weights) -> tuple[Tensor, Tensor]:
+        # (1 - z) n + z q: the constant 1 - z, two products and a sum, each within u of its size
+        out = []
+        for n, q, z in zip(new, prev, weights, strict=True):
+            if z is None:
+                out.append(n)
+                continue
+            kept, moved = (1.0 - z) * n, z * q
+            out.append(spots.add(kept + moved, 4 * _U * (n.abs() + q.abs())))
+        return out[0], out[1]
+
+    names = {"lstm_input_side": input_side, "lstm_recurrent_step": recurrent_step, "lstm_step": step,
+             "plain_cell": plain, "zone_step": zone}  # fmt: skip
     originals = {name: getattr(layer_module, name) for name in names}
     for name, fn in names.items():
         setattr(layer_module, name, fn)

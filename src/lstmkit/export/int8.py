@@ -155,7 +155,7 @@ def float_layers(kinds: tuple[str, ...]) -> tuple[str, ...]:
         if k in ("GRU", "RNN"):
             out.append(f"layer {i} ({k} operator): onnxruntime has no int8 {k} kernel, so its weights stay float32")
         elif k == "Scan":
-            out.append(f"layer {i} (Scan, for LayerNorm or projection): its recurrent MatMul inside the Scan "
+            out.append(f"layer {i} (Scan, for LayerNorm, projection or zoneout): its recurrent MatMul inside the Scan "
                        "body stays float32 (quantize_dynamic does not enter subgraphs); W_ih x is int8")
     return tuple(out)
 

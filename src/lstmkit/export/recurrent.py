@@ -9,7 +9,7 @@ Two ways to write one LSTM layer:
   coupled cell, peephole included (its forget block and forget peephole are written as zeros and
   never read). ``sequence_lens`` masks padding; the reverse direction then starts at each
   sequence's own last step, as ours does.
-- A ``Scan`` over lstmkit's step (LayerNorm and projection, which the operator cannot express, or
+- A ``Scan`` over lstmkit's step (LayerNorm, projection and zoneout, which the operator cannot express, or
   any LSTM with ``recurrence="scan"``): the input side LN_ih(W_ih x) + b for all steps is one
   ``MatMul`` (and ``LayerNormalization``) before the loop, and the body is the equations of
   docs/layers.md node for node. A (T, B, 1) mask carries the state unchanged and zeroes the output
@@ -37,8 +37,8 @@ RECURRENCES = ("auto", "scan")
 
 
 def lstm_op_can_express(core: LSTM) -> bool:
-    """Whether the ONNX ``LSTM`` operator computes this layer (no LayerNorm, no projection)."""
-    return not (core.layer_norm or core.proj_size)
+    """Whether the ONNX ``LSTM`` operator computes this layer (no LayerNorm, no projection, no zoneout)."""
+    return not (core.layer_norm or core.proj_size or core._zoned)
 
 
 def _lstm_blocks(w: Tensor, H: int, coupled: bool) -> Tensor:
@@ -224,6 +224,14 @@ def _lstm_scan_body(sb: GraphBuilder, core: LSTM, p: dict[str, Tensor], masked: 
     h_new = sb.op("Mul", [o, sb.op("Tanh", [c_out])], f"{tag}_h_new")
     if core.proj_size:
         h_new = sb.op("MatMul", [h_new, sb.const(p["weight_hr"].t(), f"{tag}_Whr_t")], f"{tag}_h_proj")  # (B, P)
+    # Zoneout in eval mode, after h read the new cell: each state moves by the expectation (1 - p) new + p old.
+    p_h, p_c = core.zoneout
+    if p_c:
+        c_new = sb.op("Add", [sb.op("Mul", [c_new, sb.const(1.0 - p_c, f"{tag}_keep_c", "float32")]),
+                              sb.op("Mul", [c, sb.const(p_c, f"{tag}_zone_c", "float32")])], f"{tag}_c_zoned")
+    if p_h:
+        h_new = sb.op("Add", [sb.op("Mul", [h_new, sb.const(1.0 - p_h, f"{tag}_keep_h", "float32")]),
+                              sb.op("Mul", [h, sb.const(p_h, f"{tag}_zone_h", "float32")])], f"{tag}_h_zoned")
     if masked:
         h_next = sb.op("Where", [m, h_new, h], f"{tag}_h_next")
         c_next = sb.op("Where", [m, c_new, c], f"{tag}_c_next")

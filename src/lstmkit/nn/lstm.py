@@ -121,6 +121,13 @@ def scan_kernel(impl: str, x: Tensor):
     return lstm_scan
 
 
+def plain_cell(x_t: Tensor, state: tuple[Tensor, Tensor], w: LSTMWeights) -> tuple[Tensor, Tensor]:
+    """One plain step (B, I) -> (h_t, c_t) by torch's own cell operator (what ``torch.nn.LSTMCell`` calls): the
+    reference loop's step for a plain layer with zoneout. A module-level name, so that the export's rounding bounds
+    (``lstmkit.export._spots.spotted_cells``) can put their spotted step in its place."""
+    return torch._VF.lstm_cell(x_t, state, w.w_ih, w.w_hh, w.b_ih, w.b_hh)
+
+
 def refuse_untraceable(kernel) -> None:
     """Raise where torch.jit.trace would record this layer wrongly: a Python time loop (fused or reference:
     the trace holds one length's steps, and the fused kernel's in-place buffers come out as constants). The
@@ -313,7 +320,7 @@ class LSTM(RecurrentBase):
                 # step's products and gates where the reference step makes some fifteen).
                 def step(inputs, s):
                     x_t, *z = inputs
-                    h, c = zone_step(torch._VF.lstm_cell(x_t, s, w.w_ih, w.w_hh, w.b_ih, w.b_hh), s, z)
+                    h, c = zone_step(plain_cell(x_t, s, w), s, z)
                     return h, (h, c)
 
                 return scan(step, (x, *(zone_rows(z, x.shape[0]) for z in zone)), state, mask)
