@@ -33,6 +33,7 @@ def _example():
     ["model.attention=general", "model.num_layers=2"],
     ["model.attention=additive", "model.bidirectional=false"],
     ["model.attention=none", "model.layer_norm=true"],  # LayerNorm: both stacks as Scan graphs
+    ["model.attention=general", "model.zoneout=[0.1, 0.3]"],  # zoneout: Scan graphs with its eval-mode update
     ["model.attention=dot", "model.peephole=true", "model.coupled=true", "model.embedding_dim=16",
      "model.tie_weights=true"],
 ])  # fmt: skip
@@ -43,7 +44,7 @@ def test_export_verifies_and_numpy_beam_search_matches_pytorch(tmp_path, variant
     assert result.max_abs_error is not None and result.path.name == "model.encoder.onnx"
     meta = {p.key: p.value for p in onnx.load(str(result.decoder_path)).metadata_props}
     assert meta["lstmkit.task"] == "seq2seq" and "lstmkit.target_tokenizer" in meta
-    if "model.layer_norm=true" in variant:
+    if "model.layer_norm=true" in variant or "model.zoneout=[0.1, 0.3]" in variant:
         assert set(result.layers) == {"Scan"}
 
     run = open_run(run_dir)

@@ -142,8 +142,11 @@ def test_zoneout_reaches_the_lstm_layers_or_is_refused_with_the_reason():
     assert ForecastNet(ForecastModel(input_size=1, output_size=1, hidden_size=8, zoneout=z), ar_order=2
                        ).core.rnn.zoneout == z  # fmt: skip
     assert config_from_dict({"model": {"zoneout": [0.1, 0.3]}}).model.zoneout == (0.1, 0.3)
-    refused = {Seq2SeqModel: "its decoder steps an LSTM cell one token at a time",
-               HandwritingModel: "its first layer steps a cell and the soft window one point at a time",
+    from lstmkit.models.seq2seq import Seq2Seq
+
+    s2s = Seq2Seq(Seq2SeqModel(vocab_size=7, output_size=9, hidden_size=8, zoneout=z))
+    assert s2s.encoder.zoneout == s2s.decoder.zoneout == z  # the decoder steps one call a step: a draw a step
+    refused = {HandwritingModel: "its first layer steps a cell and the soft window one point at a time",
                FramesModel: "the ConvLSTM has no zoneout",
                MemoryModel: "the NTM's controller steps a cell one vector at a time"}  # fmt: skip
     for cls, reason in refused.items():

@@ -48,7 +48,6 @@ class Seq2SeqModel(ModelConfig):
     layer (needs embedding_dim == hidden_size: the output layer reads the H-wide attentional vector)."""
 
     _no_weight_dropout = "its decoder steps an LSTM cell one token at a time"
-    _no_zoneout = _no_weight_dropout
 
     hidden_size: int = 256
     # Luong et al. 2015: general beat dot and concat for global attention. `--set model.attention=none` reads
@@ -135,7 +134,9 @@ class Seq2Seq(nn.Module):
         self.config = config
         H, L, E = config.hidden_size, config.num_layers, config.embedding_dim or config.hidden_size
         D = 2 if config.bidirectional else 1
-        variants = {"peephole": config.peephole, "coupled": config.coupled, "layer_norm": config.layer_norm}
+        # zoneout too: the decoder, called one step at a time, draws anew at every step, as zoneout means
+        variants = {"peephole": config.peephole, "coupled": config.coupled, "layer_norm": config.layer_norm,
+                    "zoneout": config.zoneout}
         drop_between = config.dropout if L > 1 else 0.0
         self.src_embedding = nn.Embedding(config.vocab_size, E, padding_idx=PAD_ID)
         self.tgt_embedding = nn.Embedding(config.output_size, E, padding_idx=PAD_ID)

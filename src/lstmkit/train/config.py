@@ -108,7 +108,8 @@ class ModelConfig(_Section):
     weight_dropout: float = 0.0
     # Zoneout on every LSTM layer in training (Krueger et al. 2017): each unit of h and c keeps its previous value
     # with probability [p_h, p_c], a new draw every step; eval mode moves by the expectation. The paper's LMs used
-    # [0.05, 0.5]; [0, 0] is off. model.cell = 'lstm' only; refused, with the reason, as weight_dropout is.
+    # [0.05, 0.5]; [0, 0] is off. model.cell = 'lstm' only; seq2seq takes it (both stacks), and handwriting-gen, the
+    # NTM and the ConvLSTM's refuse it with the reason.
     zoneout: tuple[float, float] = (0.0, 0.0)
     # Why this config's model cannot take ``weight_dropout`` (a clause for the error), or None when it can; likewise
     # ``zoneout``.
