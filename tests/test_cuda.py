@@ -148,10 +148,12 @@ def test_variants_on_the_device_equal_the_cpu(kw):
 
 
 @pytest.mark.parametrize("kw", [dict(peephole=True, layer_norm=True, recurrent_dropout=0.3),
-                                dict(coupled=True, proj_size=3, recurrent_dropout=0.5), dict(forget_bias=1.0)],
+                                dict(coupled=True, proj_size=3, recurrent_dropout=0.5), dict(forget_bias=1.0),
+                                dict(zoneout=(0.2, 0.5), peephole=True), dict(zoneout=0.3, proj_size=3)],
                          ids=_variant_id)
 def test_fused_equals_reference_on_the_device_in_training(kw):
-    """Recurrent dropout's masks are drawn on the device, the same for both kernels under one seed."""
+    """Recurrent dropout's masks and zoneout's draws are drawn on the device, the same for both kernels under one
+    seed."""
     fused = lstmkit.LSTM(4, 6, 2, bidirectional=True, impl="fused", device=DEVICE, dtype=d, **kw).train()
     ref = lstmkit.LSTM(4, 6, 2, bidirectional=True, impl="reference", device=DEVICE, dtype=d, **kw).train()
     ref.load_state_dict(fused.state_dict())
