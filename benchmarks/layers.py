@@ -66,6 +66,7 @@ VARIANTS: dict[str, Callable[[int], dict[str, object]]] = {
     "proj": lambda H: {"proj_size": H // 2},
     "recurrent_dropout": lambda H: {"recurrent_dropout": 0.25},
     "peephole+layer_norm": lambda H: {"peephole": True, "layer_norm": True},
+    "zoneout": lambda H: {"zoneout": (0.05, 0.5)},  # Krueger et al.'s LM rates; training draws every unit and step
 }
 
 NATIVE = "nn.LSTM"  # the baseline every ratio divides by
