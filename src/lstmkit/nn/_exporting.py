@@ -57,7 +57,7 @@ def export_error(layer: str, reason: str) -> str:
     return (
         f"torch.onnx.export cannot write this lstmkit.{layer} correctly: it {reason}. Export with "
         "lstmkit.export.to_onnx(model, path) instead: it writes the ONNX LSTM, GRU or RNN operator (a Scan for "
-        "LayerNorm or projection) with symbolic time and batch, lengths included, and checks the file in "
+        "LayerNorm, projection or zoneout) with symbolic time and batch, lengths included, and checks the file in "
         "onnxruntime; it takes an lstmkit LSTM, GRU or RNN, or an lstmkit.models.SequenceModel (embedding, "
         "recurrent core, head). See docs/deployment.md."
     )
