@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lstmkit.nn import GRU, LSTM, RNN, LSTMWeights, layer_weights
-from lstmkit.nn._reference import zone_out
+from lstmkit.nn._reference import zone_out, zone_step
 from lstmkit.nn.int8 import lstm_step_int8
 
 StepFn = Callable[[Tensor, list[Tensor]], Tensor]
@@ -214,10 +214,14 @@ def _core_step(core: nn.Module) -> StepFn:
     else:
         fn = torch.rnn_tanh_cell if core.nonlinearity == "tanh" else torch.rnn_relu_cell
 
+    z = core.zoneout  # eval mode's update: the expectation (1 - z) new + z old
+
     def step(x: Tensor, state: list[Tensor]) -> Tensor:
         for k in range(L):
             p = params[k]
             x = fn(x, state[k], p.w_ih, p.w_hh, p.b_ih, p.b_hh)
+            if z:
+                (x,) = zone_step((x,), (state[k],), (z,))
             state[k] = x
         return x
 

@@ -114,6 +114,7 @@ REFUSED = {
     "weight_dropout_training": (lambda: lstmkit.LSTM(I, H, weight_dropout=0.5), "has weight_dropout=0.5 in training "
                                 "mode"),
     "zoneout": (lambda: lstmkit.LSTM(I, H, zoneout=0.1), "has zoneout=(0.1, 0.1), which torch's LSTM operator lacks"),
+    "zoneout_gru": (lambda: lstmkit.GRU(I, H, zoneout=0.1).eval(), "has zoneout=0.1, which torch's GRU operator lacks"),
     "lengths": (lambda: WithLengths(lstmkit.LSTM(I, H)), "is given lengths"),
     "packed": (lambda: Packed(lstmkit.RNN(I, H)), "reads a PackedSequence"),
 }  # fmt: skip

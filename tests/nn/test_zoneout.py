@@ -244,3 +244,83 @@ def test_every_impl_takes_zoneout_and_a_layer_without_it_is_torch_nn():
     native.load_state_dict(old.state_dict())
     x = torch.randn(T, B, I)
     torch.testing.assert_close(old(x)[0], native(x)[0], rtol=1e-5, atol=1e-6)
+
+
+# -- GRU and RNN (haste's GRU has zoneout): a loop of torch.nn.GRUCell / RNNCell with the update written out -------
+def _baseline_cells_over(layer, x: torch.Tensor, seed: int) -> tuple:
+    """``layer`` (GRU or RNN, zoneout on h) stepped as torch.nn cells with each layer and direction's weights, layer
+    by layer, forward before reverse, each step's draws ``torch.rand(B, H) < p`` (the layer draws the same numbers
+    for all steps at once); eval mode: p old + (1 - p) new."""
+    make = {"GRU": lambda n: nn.GRUCell(n, layer.hidden_size, dtype=x.dtype),
+            "RNN": lambda n: nn.RNNCell(n, layer.hidden_size, nonlinearity=getattr(layer, "nonlinearity", "tanh"),
+                                        dtype=x.dtype)}[type(layer).__name__]  # fmt: skip
+    p = layer.zoneout
+    cells = {}  # built before the seed: their initialisation draws from the same generator
+    for k in range(layer.num_layers):
+        for sfx in ("", "_reverse")[: layer.num_directions]:
+            cells[k, sfx] = make(getattr(layer, f"weight_ih_l{k}{sfx}").shape[1])
+            cells[k, sfx].load_state_dict({n: getattr(layer, n + f"_l{k}{sfx}") for n in cells[k, sfx].state_dict()})
+    torch.manual_seed(seed)
+    layer_in, hs = x, []
+    for k in range(layer.num_layers):
+        outs = []
+        for sfx in ("", "_reverse")[: layer.num_directions]:
+            cell = cells[k, sfx]
+            seq = layer_in if sfx == "" else layer_in.flip(0)
+            h = torch.zeros(x.shape[1], layer.hidden_size, dtype=x.dtype)
+            ys = []
+            for x_t in seq:
+                new = cell(x_t, h)
+                if layer.training:
+                    keep = torch.rand(new.shape, dtype=new.dtype) < p
+                    h = torch.where(keep, h, new)
+                else:
+                    h = p * h + (1 - p) * new
+                ys.append(h)
+            ys = torch.stack(ys)
+            outs.append(ys if sfx == "" else ys.flip(0))
+            hs.append(h)
+        layer_in = torch.cat(outs, -1)
+    return layer_in, torch.stack(hs)
+
+
+@pytest.mark.parametrize("kind", ["GRU", "RNN"])
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+def test_gru_and_rnn_zoneout_equal_a_loop_of_torch_nn_cells(kind, training):
+    layer = getattr(lstmkit, kind)(I, H, 2, bidirectional=True, zoneout=0.3, dtype=torch.float64).train(training)
+    x = torch.randn(T, B, I, dtype=torch.float64, requires_grad=True)
+    torch.manual_seed(5)
+    y, h = layer(x)
+    y_twin, h_twin = _baseline_cells_over(layer, x, seed=5)
+    g = torch.autograd.grad(y.square().sum() + h.sum(), x)[0]
+    g_twin = torch.autograd.grad(y_twin.square().sum() + h_twin.sum(), x)[0]
+    # float64, the same operations but torch.where / p old + (1 - p) new against (1 - z) new + z old: a few ulps
+    for got, want in ((y, y_twin), (h, h_twin), (g, g_twin)):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_gru_and_rnn_zoneout_arguments_repr_export_and_old_pickles(tmp_path):
+    from lstmkit.export import to_onnx
+    from lstmkit.stream import Stream
+
+    for kind in ("GRU", "RNN"):
+        cls = getattr(lstmkit, kind)
+        with pytest.raises(ValueError, match=r"^zoneout must be a number in \[0, 1\), got 1.0$"):
+            cls(I, H, zoneout=1.0)
+        layer = cls(I, H, 2, zoneout=0.25).eval()
+        assert repr(layer) == f"{kind}(3, 5, num_layers=2, zoneout=0.25)"
+        with pytest.raises(ValueError, match=rf"^the model's {kind} has zoneout=0.25, which the ONNX GRU and RNN "
+                                             r"operators lack \(their eval-mode update, old \* p \+ new \* \(1 - p\) "
+                                             r"after every step\); not exported$"):
+            to_onnx(layer, tmp_path / "m.onnx")
+        x = torch.randn(T, 2, I)
+        stream = Stream(layer, batch_size=2)
+        got = torch.stack([stream.step(x_t) for x_t in x])
+        with torch.no_grad():
+            want = layer(x)[0]
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)  # the stream's update is the layer's, eval mode
+        old = cls(I, H)  # pickled before the key existed: no zoneout
+        del old.__dict__["zoneout"]
+        native = getattr(nn, kind)(I, H)
+        native.load_state_dict(old.state_dict())
+        torch.testing.assert_close(old(x)[0], native(x)[0], rtol=1e-5, atol=1e-6)

@@ -168,7 +168,7 @@ def spotted_cells(spots: Spots) -> Iterator[None]:
     def plain(x: Tensor, state: tuple[Tensor, Tensor], w) -> tuple[Tensor, Tensor]:
         return step(x, state, w, None)[1]
 
-    def zone(new: tuple[Tensor, Tensor], prev: tuple[Tensor, Tensor], weights) -> tuple[Tensor, Tensor]:
+    def zone(new: tuple[Tensor, ...], prev: tuple[Tensor, ...], weights) -> tuple[Tensor, ...]:
         # (1 - z) n + z q: the constant 1 - z, two products and a sum, each within u of its size
         out = []
         for n, q, z in zip(new, prev, weights, strict=True):
@@ -177,7 +177,7 @@ def spotted_cells(spots: Spots) -> Iterator[None]:
                 continue
             kept, moved = (1.0 - z) * n, z * q
             out.append(spots.add(kept + moved, 4 * _U * (n.abs() + q.abs())))
-        return out[0], out[1]
+        return tuple(out)
 
     names = {"lstm_input_side": input_side, "lstm_recurrent_step": recurrent_step, "lstm_step": step,
              "plain_cell": plain, "zone_step": zone}  # fmt: skip

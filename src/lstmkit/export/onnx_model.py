@@ -97,7 +97,12 @@ _OTHER_WRITERS = {
 
 
 def _core_of(model: nn.Module) -> LSTM | GRU | RNN:
-    return _find_core(model)
+    core = _find_core(model)
+    if isinstance(core, (GRU, RNN)) and core.zoneout:  # an LSTM's zoneout is written in its Scan body
+        raise ValueError(f"the model's {type(core).__name__} has zoneout={core.zoneout}, which the ONNX GRU and RNN "
+                         "operators lack (their eval-mode update, old * p + new * (1 - p) after every step); not "
+                         "exported")
+    return core
 
 
 def _find_core(model: nn.Module) -> LSTM | GRU | RNN:

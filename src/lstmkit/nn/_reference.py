@@ -109,39 +109,37 @@ def zone_out(
     return out[0], out[1]
 
 
-def zone_step(
-    new: tuple[Tensor, Tensor], prev: tuple[Tensor, Tensor], weights: tuple[Tensor | None, Tensor | None]
-) -> tuple[Tensor, Tensor]:
-    """Zoneout with given weights z (the layers' form, drawn for all steps at once; the kernels' twin): each of
-    h, c becomes (1 - z) new + z prev, exactly prev or new where z is 0 or 1 (training's draws), the expectation
-    where z = p (eval mode); a None weight leaves new as it is."""
-    out = [n if z is None else (1.0 - z) * n + z * q for n, q, z in zip(new, prev, weights, strict=True)]
-    return out[0], out[1]
+def zone_step(new: State, prev: State, weights: tuple[Tensor | None, ...]) -> State:
+    """Zoneout with given weights z (the layers' form, drawn for all steps at once; the kernels' twin): each state
+    (LSTM: h, c; GRU/RNN: h) becomes (1 - z) new + z prev, exactly prev or new where z is 0 or 1 (training's
+    draws), the expectation where z = p (eval mode); a None weight leaves new as it is."""
+    return tuple(n if z is None else (1.0 - z) * n + z * q for n, q, z in zip(new, prev, weights, strict=True))
 
 
-def zone_weights(rates: tuple[float, float], training: bool, T: int, state: tuple[Tensor, Tensor]):
-    """A layer's zoneout weights for T steps from the state (h (B, P), c (B, H)): (z_h, z_c), each None at rate 0,
-    else in training (T, B, .) of 0/1, 1 where the unit keeps its previous value (``torch.rand(...) < p``), and in
-    eval mode (1, B, .) filled with p. The training draws are one ``torch.rand`` of (T, B P + B H) read step by step
-    as h's draws then c's: at these shapes the same numbers as ``zone_out`` drawing h then c at every step (the
-    CPU generator fills a tensor in order; tests/nn/test_zoneout.py holds a layer equal to a loop of cells)."""
-    h, c = state
+def zone_weights(rates: tuple[float, ...], training: bool, T: int, state: State) -> tuple[Tensor | None, ...]:
+    """A layer's zoneout weights for T steps from its state (LSTM: h (B, P), c (B, H); GRU/RNN: h (B, H)), a rate
+    each: a weight each, None at rate 0, else in training (T, B, .) of 0/1, 1 where the unit keeps its previous
+    value (``torch.rand(...) < p``), and in eval mode (1, B, .) filled with p. The training draws are one
+    ``torch.rand`` of (T, sum of the states' sizes) read step by step state by state (h's draws, then c's): the
+    same numbers as ``zone_out`` or a zoneout wrapper drawing them step by step (the CPU generator fills a tensor
+    in order; tests/nn/test_zoneout.py holds each layer equal to such a loop of cells)."""
     if not training:
-        return tuple(None if p == 0.0 else s.new_full((1, *s.shape), p) for s, p in zip((h, c), rates, strict=True))
-    parts = [(s, p) for s, p in zip((h, c), rates, strict=True) if p != 0.0]
-    u = torch.rand(T, sum(s.numel() for s, _ in parts), dtype=h.dtype, device=h.device)  # (T, B P + B H)
-    if len(parts) == 2 and rates[0] != rates[1]:
+        return tuple(None if p == 0.0 else s.new_full((1, *s.shape), p) for s, p in zip(state, rates, strict=True))
+    parts = [(s, p) for s, p in zip(state, rates, strict=True) if p != 0.0]
+    first = state[0]
+    u = torch.rand(T, sum(s.numel() for s, _ in parts), dtype=first.dtype, device=first.device)  # (T, B P + B H)
+    if len({p for _, p in parts}) > 1:
         u.lt_(torch.cat([u.new_full((s.numel(),), p) for s, p in parts]))  # 1.0 where kept, in place: one pass
-    else:
+    elif parts:
         u.lt_(parts[0][1])
     out, at = [], 0
-    for s, p in zip((h, c), rates, strict=True):
+    for s, p in zip(state, rates, strict=True):
         if p == 0.0:
             out.append(None)
             continue
         out.append(u[:, at : at + s.numel()].view(T, *s.shape))  # (T, B, P) or (T, B, H), a view: no copy
         at += s.numel()
-    return out[0], out[1]
+    return tuple(out)
 
 
 def gru_step(x: Tensor, state: State, w: GRUWeights, drop: Tensor | None = None) -> tuple[Tensor, State]:
