@@ -118,8 +118,8 @@ def test_weight_dropout_reaches_the_recurrent_layers_or_is_refused_with_the_reas
 
 
 def test_zoneout_reaches_the_lstm_layers_or_is_refused_with_the_reason():
-    """model.zoneout (a pair [h, c]) reaches every LSTM layer of the models that run whole layers; the others refuse
-    it by name, as GRU/RNN cores do."""
+    """model.zoneout (a pair [h, c]) reaches every LSTM layer of the models that run whole layers and seq2seq's two
+    stacks; the others refuse it by name; a GRU or RNN core takes the h rate and refuses a c rate."""
     from lstmkit.models import ForecastModel, HandwritingModel, LMModel, SequenceModel
     from lstmkit.models.classifier import ClassifyModel, FCNClassifier, SequenceClassifier
     from lstmkit.models.forecaster import ForecastNet
@@ -155,9 +155,11 @@ def test_zoneout_reaches_the_lstm_layers_or_is_refused_with_the_reason():
         assert str(caught.value) == (f"model.zoneout=[0.05, 0.5] is not available for this task's model: {reason}; "
                                      "leave it at [0, 0]")
         assert cls().zoneout == (0.0, 0.0)
-    with pytest.raises(ValueError, match=r"^model.zoneout is an LSTM layer's \(model.cell = 'lstm'\), got "
-                                         r"model.cell = 'gru'$"):
+    with pytest.raises(ValueError, match=r"^model.zoneout's second rate is the LSTM cell state's; model.cell = "
+                                         r"'gru' has no c: set it to 0, got \[0.05, 0.5\]$"):
         LMModel(cell="gru", zoneout=z)
+    for cell in ("gru", "rnn"):  # h's rate alone
+        assert SequenceModel(LMModel(vocab_size=11, hidden_size=8, cell=cell, zoneout=(0.1, 0.0))).rnn.zoneout == 0.1
     for bad in ((1.0, 0.0), (0.1, -0.1)):
         with pytest.raises(ValueError, match=r"^model.zoneout must be two rates \[h, c\] in \[0, 1\), got "):
             ModelConfig(zoneout=bad)

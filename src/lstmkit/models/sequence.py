@@ -24,7 +24,9 @@ def _make_rnn(
     """The recurrent core: an ``lstmkit.nn`` layer with ``torch.nn``'s constructor, time-major."""
     if cell not in _CELLS:
         raise ValueError(f"cell must be one of {sorted(_CELLS)}, got {cell!r}")
-    extra = {"zoneout": zoneout} if zoneout != (0.0, 0.0) else {}  # an LSTM's only (ModelConfig checks the cell)
+    extra = {}
+    if zoneout != (0.0, 0.0):  # an LSTM's h and c rates; a GRU's or RNN's h rate (ModelConfig checks c's is 0)
+        extra["zoneout"] = zoneout if cell == "lstm" else zoneout[0]
     # torch.nn warns when dropout is set on a single layer; ours follow suit, so pass 0 there.
     return _CELLS[cell](input_size, hidden_size, num_layers, dropout=dropout if num_layers > 1 else 0.0,
                         weight_dropout=weight_dropout, **extra)

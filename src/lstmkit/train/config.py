@@ -108,8 +108,8 @@ class ModelConfig(_Section):
     weight_dropout: float = 0.0
     # Zoneout on every LSTM layer in training (Krueger et al. 2017): each unit of h and c keeps its previous value
     # with probability [p_h, p_c], a new draw every step; eval mode moves by the expectation. The paper's LMs used
-    # [0.05, 0.5]; [0, 0] is off. model.cell = 'lstm' only; seq2seq takes it (both stacks), and handwriting-gen, the
-    # NTM and the ConvLSTM's refuse it with the reason.
+    # [0.05, 0.5]; [0, 0] is off. A GRU or RNN core takes the first rate (h; it has no c). seq2seq takes it (both
+    # stacks), and handwriting-gen, the NTM and the ConvLSTM's refuse it with the reason.
     zoneout: tuple[float, float] = (0.0, 0.0)
     # Why this config's model cannot take ``weight_dropout`` (a clause for the error), or None when it can; likewise
     # ``zoneout``.
@@ -142,8 +142,9 @@ class ModelConfig(_Section):
         _require(not zoned or self._no_zoneout is None,
                  f"model.zoneout={list(self.zoneout)} is not available for this task's model: {self._no_zoneout}; "
                  "leave it at [0, 0]")  # fmt: skip
-        _require(not zoned or self.cell == "lstm",
-                 f"model.zoneout is an LSTM layer's (model.cell = 'lstm'), got model.cell = {self.cell!r}")  # fmt: skip
+        _require(self.zoneout[1] == 0.0 or self.cell == "lstm",
+                 f"model.zoneout's second rate is the LSTM cell state's; model.cell = {self.cell!r} has no c: "
+                 f"set it to 0, got {list(self.zoneout)}")  # fmt: skip
 
 
 @dataclass(frozen=True)
