@@ -167,14 +167,13 @@ def test_tied_embeddings_share_one_matrix_and_need_matching_sizes():
 
 
 @pytest.mark.parametrize("variant", [{"peephole": True}, {"coupled": True}, {"layer_norm": True},
-                                     {"recurrent_dropout": 0.2}, {"bidirectional": False}])  # fmt: skip
+                                     {"recurrent_dropout": 0.2}, {"weight_dropout": 0.3}, {"zoneout": (0.1, 0.3)},
+                                     {"bidirectional": False}])  # fmt: skip
 def test_the_layer_variants_reach_encoder_and_decoder(variant):
     m = make("general", **variant)
-    for name in ("peephole", "coupled", "layer_norm"):
+    for name in ("peephole", "coupled", "layer_norm", "recurrent_dropout", "weight_dropout", "zoneout"):
         if name in variant:
-            assert getattr(m.encoder, name) and getattr(m.decoder, name)
-    if "recurrent_dropout" in variant:
-        assert m.encoder.recurrent_dropout == 0.2 and m.decoder.recurrent_dropout == 0.0
+            assert getattr(m.encoder, name) == getattr(m.decoder, name) == variant[name]
     src, lengths = batch()
     tgt = torch.full((3, 4), 5)
     tgt[0] = BOS_ID
@@ -196,3 +195,29 @@ def test_config_errors_name_the_key():
         m.encode(torch.ones(3, 2, dtype=torch.int64), torch.tensor([3, 0]))
     with pytest.raises(ValueError, match="n_best in"):
         beam_search(m, *batch(), beam_size=2, n_best=3)
+
+
+@pytest.mark.parametrize("teacher_forcing", [1.0, 0.5])
+def test_the_decoder_holds_one_dropout_and_dropconnect_mask_per_batch(monkeypatch, teacher_forcing):
+    """Called once per step, the decoder still draws its recurrent-dropout and DropConnect masks once per batch and
+    layer (lstmkit.nn.RecurrentBase.holding_masks), as a call over the whole sequence would; the next batch draws
+    anew. Counted at the draws themselves."""
+    import lstmkit.nn._base as base
+
+    m = make("general", recurrent_dropout=0.2, weight_dropout=0.3).train()
+    drawn = []
+    real = base.weight_drop_mask
+    monkeypatch.setattr(base, "weight_drop_mask", lambda w, p: drawn.append(w.shape) or real(w, p))
+    src, lengths = batch()
+    tgt = torch.full((5, 4), 5)
+    tgt[0] = BOS_ID
+    for _ in range(2):
+        m(src, lengths, tgt, teacher_forcing=teacher_forcing)
+    L, D = m.config.num_layers, 2 if m.config.bidirectional else 1
+    # per batch: the encoder's L * D masks and the decoder's L, not L per step (5 steps)
+    assert len(drawn) == 2 * (L * D + L)
+    with m.decoder.holding_masks(), pytest.raises(ValueError, match=r"^inside holding_masks\(\) every call must "
+                                                                     r"have the first call's batch size 4"):
+        m.decoder(torch.zeros(1, 4, m.decoder.input_size))
+        m.decoder(torch.zeros(1, 3, m.decoder.input_size))
+    assert m.decoder._held_masks is None  # released after the block, even on an error

@@ -170,3 +170,32 @@ def test_arguments_repr_and_state_dict():
     assert repr(old) == "LSTM(3, 4)"
     # Refused by torch.onnx.export in training mode (torch's LSTM operator has no DropConnect):
     # tests/export/test_torch_onnx_export.py's REFUSED table; in eval mode the layer is torch.nn.LSTM's.
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+def test_holding_masks_makes_one_step_calls_a_whole_sequence_call(kind):
+    """Inside ``holding_masks()`` a layer called one step at a time (a decoder) reuses the first call's
+    recurrent-dropout and DropConnect masks: the same outputs and final state as one call over the sequence from the
+    same seed, and different masks again after the block."""
+    torch.manual_seed(0)
+    layer = getattr(lstmkit, kind)(3, 5, 2, recurrent_dropout=0.3, weight_dropout=0.4).train()
+    x = torch.randn(4, 2, 3)
+    torch.manual_seed(1)
+    want, want_state = layer(x)
+    torch.manual_seed(1)
+    with layer.holding_masks():
+        state, ys = None, []
+        for t in range(4):
+            y, state = layer(x[t : t + 1], state)
+            ys.append(y)
+    # The LSTM's kernels compute W_ih x over T rows or one: float32 rounding apart, within the derived bound. The
+    # GRU's reference loop runs the same operations either way: exactly equal.
+    tol = module_tolerance(layer, x) if kind == "LSTM" else 0.0
+    torch.testing.assert_close(torch.cat(ys), want, rtol=0, atol=tol)
+    for got, ref in zip(state if kind == "LSTM" else (state,), want_state if kind == "LSTM" else (want_state,),
+                        strict=True):  # fmt: skip
+        torch.testing.assert_close(got, ref, rtol=0, atol=tol)
+    torch.manual_seed(1)
+    stepped = [layer(x[t : t + 1])[0] for t in range(2)]  # outside: a new draw every call
+    assert layer._held_masks is None
+    assert not torch.allclose(stepped[1], want[1:2])

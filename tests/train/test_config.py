@@ -83,8 +83,9 @@ def test_value_checks_name_the_field():
 
 
 def test_weight_dropout_reaches_the_recurrent_layers_or_is_refused_with_the_reason():
-    """Every task model that runs whole recurrent layers passes model.weight_dropout to them; the ones that step a
-    cell (or whose recurrent weights are kernels) refuse it by name instead of ignoring it."""
+    """Every task model that runs whole recurrent layers passes model.weight_dropout to them (seq2seq's decoder too,
+    which holds one mask a batch over its one-step calls); the ones that step a cell (or whose recurrent weights are
+    kernels) refuse it by name instead of ignoring it."""
     from lstmkit.models import ForecastModel, HandwritingModel, LMModel, SequenceModel
     from lstmkit.models.classifier import ClassifyModel, FCNClassifier, SequenceClassifier
     from lstmkit.models.forecaster import ForecastNet
@@ -105,8 +106,11 @@ def test_weight_dropout_reaches_the_recurrent_layers_or_is_refused_with_the_reas
         == 0.3
     forecast = ForecastModel(input_size=1, output_size=1, hidden_size=8, weight_dropout=0.3)
     assert ForecastNet(forecast, ar_order=2).core.rnn.weight_dropout == 0.3
-    refused = {Seq2SeqModel: "its decoder steps an LSTM cell one token at a time",
-               HandwritingModel: "its first layer steps a cell and the soft window one point at a time",
+    from lstmkit.models.seq2seq import Seq2Seq
+
+    s2s = Seq2Seq(Seq2SeqModel(vocab_size=7, output_size=9, hidden_size=8, weight_dropout=0.3))
+    assert s2s.encoder.weight_dropout == s2s.decoder.weight_dropout == 0.3  # the decoder holds one mask a batch
+    refused = {HandwritingModel: "its first layer steps a cell and the soft window one point at a time",
                FramesModel: "the ConvLSTM's recurrent weights are convolution kernels",
                MemoryModel: "the NTM's controller steps a cell one vector at a time"}  # fmt: skip
     for cls, reason in refused.items():

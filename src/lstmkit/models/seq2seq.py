@@ -47,7 +47,6 @@ class Seq2SeqModel(ModelConfig):
     ``num_layers`` both stacks; ``tie_weights`` ties the decoder's input embedding to its output
     layer (needs embedding_dim == hidden_size: the output layer reads the H-wide attentional vector)."""
 
-    _no_weight_dropout = "its decoder steps an LSTM cell one token at a time"
 
     hidden_size: int = 256
     # Luong et al. 2015: general beat dot and concat for global attention. `--set model.attention=none` reads
@@ -57,8 +56,8 @@ class Seq2SeqModel(ModelConfig):
     peephole: bool = False  # the lstmkit.LSTM variants, for both encoder and decoder
     coupled: bool = False  # coupled input-forget gates (f = 1 - i): fewer parameters, no gain measured here
     layer_norm: bool = False  # LayerNorm on the gates; off: the short sequences train stably without it
-    # Encoder only: the decoder is stepped one call per step, where a per-call mask would be plain
-    # dropout on h, not the per-sequence (variational) mask the variant means.
+    # Both stacks: the decoder, called once per step, holds each batch's masks over its steps (holding_masks), so
+    # the mask stays one per sequence as the variant means (weight_dropout's likewise, one per batch).
     recurrent_dropout: float = 0.0
     # Decoding: at most ceil(max_length_a * source length + max_length_b) output symbols, so a model
     # that never emits </s> still stops. 2x + 10 covers g2p (phonemes <= letters + 2) and dates.
@@ -134,9 +133,12 @@ class Seq2Seq(nn.Module):
         self.config = config
         H, L, E = config.hidden_size, config.num_layers, config.embedding_dim or config.hidden_size
         D = 2 if config.bidirectional else 1
-        # zoneout too: the decoder, called one step at a time, draws anew at every step, as zoneout means
+        # Both stacks take every variant and regulariser. The decoder is called one step at a time: zoneout draws anew
+        # at every step, as it means; recurrent dropout's and DropConnect's masks are held over a batch's steps
+        # (``forward``: holding_masks), as one call over the whole sequence would draw them.
         variants = {"peephole": config.peephole, "coupled": config.coupled, "layer_norm": config.layer_norm,
-                    "zoneout": config.zoneout}
+                    "zoneout": config.zoneout, "recurrent_dropout": config.recurrent_dropout,
+                    "weight_dropout": config.weight_dropout}
         drop_between = config.dropout if L > 1 else 0.0
         self.src_embedding = nn.Embedding(config.vocab_size, E, padding_idx=PAD_ID)
         self.tgt_embedding = nn.Embedding(config.output_size, E, padding_idx=PAD_ID)
@@ -144,8 +146,7 @@ class Seq2Seq(nn.Module):
             nn.init.uniform_(emb.weight, -0.1, 0.1)  # small rows: N(0, 1) rows saturate the first gates
             with torch.no_grad():
                 emb.weight[PAD_ID].zero_()
-        self.encoder = LSTM(E, H, L, dropout=drop_between, bidirectional=config.bidirectional,
-                            recurrent_dropout=config.recurrent_dropout, **variants)  # fmt: skip
+        self.encoder = LSTM(E, H, L, dropout=drop_between, bidirectional=config.bidirectional, **variants)
         self.memory = Linear(D * H, H, bias=False)  # M = W_m out: keys and values of every attention (S B rows)
         self.bridge_h = nn.Linear(D * H, H)
         self.bridge_c = nn.Linear(D * H, H)
@@ -246,6 +247,13 @@ class Seq2Seq(nn.Module):
         if not 0.0 <= teacher_forcing <= 1.0:
             raise ValueError(f"teacher_forcing must be in [0, 1], got {teacher_forcing}")
         enc = self.encode(src, src_lengths)
+        with self.decoder.holding_masks():  # one dropout / DropConnect mask per batch across the decoder's steps
+            return self._decode_all(enc, tgt_in, teacher_forcing, generator)
+
+    def _decode_all(
+        self, enc: Encoded, tgt_in: Tensor, teacher_forcing: float, generator: torch.Generator | None
+    ) -> tuple[Tensor, Tensor]:
+        """``forward``'s steps over the target inputs, from the encoder's result."""
         dec = self.start(enc)
         if teacher_forcing >= 1.0:
             # Every input is known: embed all steps at once, and run the output layer once over every

@@ -17,6 +17,7 @@ import math
 import numbers
 import warnings
 from abc import ABCMeta, abstractmethod
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -130,6 +131,9 @@ class RecurrentBase(NotScriptable, nn.Module, metaclass=ABCMeta):
     # A layer pickled before weight_dropout existed (torch.save of the whole module) loads without the attribute:
     # the class's 0 stands in for it. Set per instance by __init__.
     weight_dropout: float = 0.0
+    # Inside ``holding_masks()``: (layer, direction) -> (recurrent-dropout mask or None, DropConnect mask or None),
+    # drawn by the block's first training call and read by the rest; None outside such a block.
+    _held_masks: dict | None = None
 
     def __init__(
         self,
@@ -355,6 +359,39 @@ class RecurrentBase(NotScriptable, nn.Module, metaclass=ABCMeta):
             output = output.transpose(0, 1)
         return output, (states[0] if self._n_states == 1 else states)
 
+    def _dropout_masks(self, layer: int, d: int, B: int, w_hh: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        """This call's masks for one layer and direction in training: recurrent dropout's (B, P), one per sequence
+        (variational dropout), and DropConnect's on W_hh (G, P), each None when off; inside ``holding_masks()`` the
+        block's first call draws them and the later calls reuse them."""
+        held = self._held_masks
+        if held is not None and (layer, d) in held:
+            drop, weight_mask = held[layer, d]
+            if drop is not None and drop.shape[0] != B:
+                raise ValueError(f"inside holding_masks() every call must have the first call's batch size "
+                                 f"{drop.shape[0]} (its recurrent-dropout masks are held), got {B}")
+            return drop, weight_mask
+        drop = weight_mask = None
+        if self.training and self.recurrent_dropout > 0:
+            keep = 1.0 - self.recurrent_dropout
+            drop = w_hh.new_empty(B, self.output_size).bernoulli_(keep).div_(keep)
+        if self.training and self.weight_dropout > 0:
+            weight_mask = weight_drop_mask(w_hh, self.weight_dropout)
+        if held is not None:
+            held[layer, d] = (drop, weight_mask)
+        return drop, weight_mask
+
+    @contextlib.contextmanager
+    def holding_masks(self) -> Iterator[None]:
+        """Within the block every training call reuses the masks of the block's first call: for a model that calls
+        the layer once per step (a decoder fed its own outputs), so that recurrent dropout stays one mask per
+        sequence and DropConnect one W_hh mask per batch, as in a call over the whole sequence (each call's batch
+        must then be the first's). Zoneout draws anew at every step either way."""
+        self._held_masks = {}
+        try:
+            yield
+        finally:
+            self._held_masks = None
+
     def _layers_forward(
         self, x: Tensor, init: tuple[Tensor, ...], lengths: Tensor | None
     ) -> tuple[Tensor, tuple[Tensor, ...]]:
@@ -375,15 +412,11 @@ class RecurrentBase(NotScriptable, nn.Module, metaclass=ABCMeta):
                 k = layer * D + d
                 state = tuple(s[k] for s in init)
                 seq = layer_in if d == 0 else reverse_padded(layer_in, lengths)
-                drop = None
-                if self.training and self.recurrent_dropout > 0:
-                    # One mask per sequence, shared by every step (variational dropout).
-                    keep = 1.0 - self.recurrent_dropout
-                    drop = x.new_empty(B, self.output_size).bernoulli_(keep).div_(keep)
                 w = layer_weights(self, layer, d)
-                weight_drop = self.training and self.weight_dropout > 0
+                drop, weight_mask = self._dropout_masks(layer, d, B, w.w_hh)
+                weight_drop = weight_mask is not None
                 if weight_drop:
-                    w = dataclasses.replace(w, w_hh=w.w_hh * weight_drop_mask(w.w_hh, self.weight_dropout))
+                    w = dataclasses.replace(w, w_hh=w.w_hh * weight_mask)
                 run = self._inference_plan(layer, d, seq) if drop is None and not weight_drop else None
                 if run is not None:
                     y, state = run(seq, state, mask)

@@ -104,7 +104,8 @@ class ModelConfig(_Section):
     tie_weights: bool = False  # tying input and output embeddings helps LMs (Press & Wolf 2017); LM only
     # DropConnect on every recurrent layer's W_hh in training (Wan et al. 2013): one mask a batch, shared by every
     # step, as AWD-LSTM's weight drop (Merity et al. 2017, 0.5 there); 0 is off. Refused, with the reason, by the
-    # models that step a cell (seq2seq, handwriting-gen, the NTM) and by the ConvLSTM's.
+    # models that step a cell (handwriting-gen, the NTM) and by the ConvLSTM's; seq2seq's decoder holds one mask a
+    # batch over its one-step calls.
     weight_dropout: float = 0.0
     # Zoneout on every LSTM layer in training (Krueger et al. 2017): each unit of h and c keeps its previous value
     # with probability [p_h, p_c], a new draw every step; eval mode moves by the expectation. The paper's LMs used
