@@ -10,6 +10,7 @@ autograd; one thread, the candidates interleaved, each the median over rounds of
     python benchmarks/zoneout.py                # training step, about a minute
     python benchmarks/zoneout.py --inference    # eval-mode forward (the expectation update)
     python benchmarks/zoneout.py --draws        # the training draws alone against a bare torch.rand of their size
+    python benchmarks/zoneout.py --kernel       # the kernel alone, zoneout's weights given, against without them
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from _timing import interleaved, ratio_table
 from cells import ZoneoutWrapper
 
 import lstmkit
+from lstmkit.nn import LSTMOptions, LSTMWeights
 from lstmkit.nn._reference import zone_weights
+from lstmkit.nn.lstm import scan_kernel
 
 SHAPES = {"T=100, B=16, I=H=128": (100, 16, 128, 128), "T=100, B=32, I=128, H=256": (100, 32, 128, 256)}
 P = 0.1  # Tacotron 2's rate
@@ -60,25 +63,57 @@ def cell_step(cell: torch.nn.Module, x: torch.Tensor, dy: torch.Tensor | None, h
     return run
 
 
+def draws(rounds: int, shapes: dict) -> None:
+    """The layer's training draws (``zone_weights``) against a bare ``torch.rand`` of their size."""
+    for name, (T, B, _, H) in shapes.items():
+        state = (torch.zeros(B, H), torch.zeros(B, H))
+        candidates = {f"torch.rand({T}, {2 * B * H})": lambda T=T, n=2 * B * H: torch.rand(T, n),
+                      f"zone_weights(({P}, {P}), training)": lambda T=T, s=state: zone_weights((P, P), True, T, s)}
+        times = interleaved(candidates, rounds)
+        for line in ratio_table(times, next(iter(candidates)), f"{name}: one layer and direction's draws", 2):
+            print(line)
+        print()
+
+
+def kernel(rounds: int, shapes: dict) -> None:
+    """The recurrence kernel alone (``impl="auto"``'s: C++ where it builds), forward and backward over fixed input
+    gates, with zoneout's weights drawn once beforehand against without them: what zoneout's passes in the kernel
+    cost, the draws left out."""
+    for name, (T, B, _, H) in shapes.items():
+        torch.manual_seed(0)
+        xg = torch.randn(T, B, 4 * H).requires_grad_()  # (T, B, G)
+        state = (torch.zeros(B, H), torch.zeros(B, H))
+        w = LSTMWeights(None, (0.1 * torch.randn(4 * H, H)).requires_grad_())
+        zone = zone_weights((P, P), True, T, state)
+        scan = scan_kernel("auto", xg)
+
+        def step(zone=zone, xg=xg, w=w, state=state, scan=scan) -> None:
+            y, _, _ = scan(xg, state, w, LSTMOptions(), zone=zone)
+            y.sum().backward()
+
+        candidates = {"kernel, no zoneout": lambda step=step: step((None, None)), "kernel, zoneout weights": step}
+        times = interleaved(candidates, rounds)
+        note = f"{name}: the kernel's forward and backward, the draws made beforehand"
+        for line in ratio_table(times, "kernel, no zoneout", note, 2):
+            print(line)
+        print()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--tiny", action="store_true", help="one tiny shape (the test's smoke run)")
     parser.add_argument("--inference", action="store_true", help="eval-mode forward without autograd")
     parser.add_argument("--draws", action="store_true", help="the layer's draws (zone_weights) against torch.rand")
+    parser.add_argument("--kernel", action="store_true", help="the kernel alone with zoneout's weights, and without")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     shapes = {"T=5, B=2, I=3, H=4": (5, 2, 3, 4)} if args.tiny else SHAPES
     if args.draws:
-        for name, (T, B, _, H) in shapes.items():
-            state = (torch.zeros(B, H), torch.zeros(B, H))
-            candidates = {f"torch.rand({T}, {2 * B * H})": lambda T=T, n=2 * B * H: torch.rand(T, n),
-                          f"zone_weights(({P}, {P}), training)": lambda T=T, s=state: zone_weights((P, P), True, T, s)}
-            times = interleaved(candidates, args.rounds)
-            baseline = next(iter(candidates))
-            for line in ratio_table(times, baseline, f"{name}: one layer and direction's draws, one thread", 2):
-                print(line)
-            print()
+        draws(args.rounds, shapes)
+        return
+    if args.kernel:
+        kernel(args.rounds, shapes)
         return
     for name, (T, B, I, H) in shapes.items():
         torch.manual_seed(0)

@@ -31,3 +31,12 @@ def test_the_draws_are_timed_against_torch_rand():
     assert done.returncode == 0, done.stderr
     rows = [[c.strip() for c in line.split("|")[1:-1]] for line in done.stdout.splitlines() if line.startswith("| ")]
     assert [r[0] for r in rows[1:]] == ["torch.rand(5, 16)", "zone_weights((0.1, 0.1), training)"]
+
+
+def test_the_kernel_alone_is_timed_with_and_without_zoneout_weights():
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "zoneout.py"), "--rounds", "1", "--tiny", "--kernel"],
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    rows = [[c.strip() for c in line.split("|")[1:-1]] for line in done.stdout.splitlines() if line.startswith("| ")]
+    assert [r[0] for r in rows[1:]] == ["kernel, no zoneout", "kernel, zoneout weights"]
+    assert all(float(r[1]) > 0 for r in rows[1:])
