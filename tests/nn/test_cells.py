@@ -63,6 +63,63 @@ def test_cell_recurrent_dropout_needs_a_mask_in_training():
     cell(torch.randn(B, I))  # no mask needed in eval
 
 
+@pytest.mark.parametrize("kw", VARIANTS, ids=str)
+def test_cell_weight_dropout_equals_the_layer_with_the_same_masks(kw):
+    """DropConnect on the cell: with the masks drawn in the layer's order (the recurrent-dropout mask, then W_hh's) from
+    one seed, a loop of cells equals LSTM(weight_dropout=p) over the sequence, outputs and every gradient (float64)."""
+    drops = dict(recurrent_dropout=0.3, weight_dropout=0.4)
+    layer = lstmkit.LSTM(I, H, **kw, **drops).double()
+    cell = lstmkit.LSTMCell(I, H, **kw, **drops).double()
+    cell.load_state_dict({k.removesuffix("_l0"): v for k, v in layer.state_dict().items()})
+    x = torch.randn(T, B, I, dtype=torch.float64)
+    torch.manual_seed(5)
+    y, (h_n, c_n) = layer(x)
+    torch.manual_seed(5)
+    drop, mask = cell.dropout_mask(B), cell.weight_mask()
+    assert mask.shape == cell.weight_hh.shape and set(mask.unique().tolist()) == {0.0, 1 / 0.6}
+    hx, ys = None, []
+    for t in range(T):
+        hx = cell(x[t], hx, drop_mask=drop, weight_mask=mask)
+        ys.append(hx[0])
+    torch.testing.assert_close(torch.stack(ys), y)
+    torch.testing.assert_close(hx, (h_n[0], c_n[0]))
+    torch.autograd.backward([y.sum(), c_n.sum()])
+    torch.autograd.backward([torch.stack(ys).sum(), hx[1].sum()])
+    for name, p in cell.named_parameters():
+        torch.testing.assert_close(p.grad, layer.get_parameter(name + "_l0").grad, msg=name)
+    # the W_hh mask acts: a mask of ones gives other numbers from the second step on (h_0 = 0 at the first)
+    first = cell(x[0], None, drop_mask=drop, weight_mask=mask)
+    ones = cell(x[1], first, drop_mask=drop, weight_mask=torch.ones_like(mask))
+    assert not torch.allclose(ones[0], ys[1])
+
+
+def test_cell_weight_dropout_needs_its_mask_in_training_only():
+    cell = lstmkit.LSTMCell(I, H, weight_dropout=0.5)
+    assert repr(cell) == "LSTMCell(4, 6, weight_dropout=0.5)"
+    with pytest.raises(ValueError, match=r"^weight_dropout > 0 in training needs weight_mask=cell\.weight_mask\(\), "
+                                         r"drawn once per sequence$"):  # fmt: skip
+        cell(torch.randn(B, I))
+    with pytest.raises(ValueError, match=r"^weight_mask must have weight_hh's shape \(24, 6\), got \(6, 24\)$"):
+        cell(torch.randn(B, I), weight_mask=torch.ones(H, 4 * H))
+    with pytest.raises(ValueError, match=r"^weight_mask must have weight_hh's shape \(24, 6\), got list$"):
+        cell(torch.randn(B, I), weight_mask=[1.0])
+    with pytest.raises(ValueError, match=r"weight_dropout must be"):
+        lstmkit.LSTMCell(I, H, weight_dropout=1.0)
+    h, c = cell(torch.randn(I), weight_mask=cell.weight_mask())  # unbatched: the same (G, P) mask
+    assert h.shape == c.shape == (H,)
+    cell.eval()
+    x = torch.randn(B, I)
+    reference = lstmkit.LSTMCell(I, H)
+    reference.load_state_dict(cell.state_dict())
+    torch.testing.assert_close(cell(x), reference(x), rtol=0, atol=0)  # eval: no mask, W_hh as it is
+    step = lstmkit.LSTMStepCell(I, H, weight_dropout=0.5)
+    step.load_state_dict(cell.state_dict())
+    mask = step.weight_mask()
+    cell.train()
+    torch.testing.assert_close(step(x, None, weight_mask=mask)[1], tuple(cell(x, None, weight_mask=mask)),
+                               rtol=0, atol=0)  # fmt: skip
+
+
 GRU_GRID = [dict(num_layers=L, bidirectional=bi, batch_first=bf, bias=bias)
             for L, bi, bf, bias in itertools.product([1, 2], [False, True], [False, True], [True, False])]
 

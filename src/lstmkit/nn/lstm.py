@@ -18,8 +18,9 @@ Where each variant acts, for one layer and direction (gate order i, f, g, o as i
 - ``peephole``: diagonal weights p (``weight_ch``, rows i, f, o; rows i, o when coupled).
 - ``recurrent_dropout``: m is one Bernoulli mask per sequence (scaled by 1/(1-p)), on the
   recurrent input only, in training only.
-- ``weight_dropout`` (layers): W_hh above is W_hh * M / (1-p), M one Bernoulli mask of its entries per call
-  (DropConnect), in training only.
+- ``weight_dropout``: W_hh above is W_hh * M / (1-p), M one Bernoulli mask of its entries (DropConnect), in training
+  only: a layer draws one per call; a cell takes ``weight_mask=cell.weight_mask()`` at every step, drawn once per
+  sequence.
 - ``zoneout``: after the step, h_t = h_{t-1} and c_t = c_{t-1} unit by unit with probability p_h, p_c (a new draw
   every step) in training, and h_t = p_h h_{t-1} + (1 - p_h) h_t (likewise c) in eval mode; the output y_t is the
   zoned h_t. The layer draws every step's units at once (``_reference.zone_weights``) and every kernel applies
@@ -32,6 +33,7 @@ direction; every torch.nn name and shape is unchanged.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
@@ -39,7 +41,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import _cpp
-from ._base import NotScriptable, RecurrentBase, _check_positive_int, _check_prob, autocast_off
+from ._base import NotScriptable, RecurrentBase, _check_positive_int, _check_prob, autocast_off, weight_drop_mask
 from ._fused import input_gates, lstm_scan, zone_rows
 from ._reference import lstm_input_side, lstm_recurrent_step, lstm_step, scan, zone_out, zone_step, zone_weights
 from .int8 import factors, inference_runnable, int8_matrix, int8_runnable
@@ -359,6 +361,7 @@ class _LSTMCellBase(NotScriptable, nn.Module):
     _weights_type = LSTMWeights
     # (p_h, p_c); a cell pickled before zoneout existed loads without the attribute and runs without it.
     zoneout: tuple[float, float] = (0.0, 0.0)
+    weight_dropout: float = 0.0  # likewise for a cell pickled before the cells took DropConnect
 
     def __init__(
         self,
@@ -376,6 +379,7 @@ class _LSTMCellBase(NotScriptable, nn.Module):
         zoneout: float | tuple[float, float] = 0.0,
         forget_bias: float | None = None,
         layer_norm_eps: float = 1e-5,
+        weight_dropout: float = 0.0,
     ) -> None:
         super().__init__()
         self.input_size = _check_positive_int("input_size", input_size)
@@ -386,6 +390,7 @@ class _LSTMCellBase(NotScriptable, nn.Module):
         self.bias = bool(bias)
         self.proj_size = proj_size
         self.recurrent_dropout = _check_prob("recurrent_dropout", recurrent_dropout)
+        self.weight_dropout = _check_prob("weight_dropout", weight_dropout)
         self.zoneout = _check_zoneout(zoneout)
         self.forget_bias = None if forget_bias is None else float(forget_bias)
         self._options = LSTMOptions(bool(peephole), bool(coupled), bool(layer_norm), float(layer_norm_eps))
@@ -435,16 +440,23 @@ class _LSTMCellBase(NotScriptable, nn.Module):
         keep = 1.0 - self.recurrent_dropout
         return self.weight_hh.new_empty(batch_size, self.output_size).bernoulli_(keep).div_(keep)
 
+    def weight_mask(self) -> Tensor:
+        """A (G, P) DropConnect mask for ``weight_hh``: 1/(1-p) where an entry is kept, else 0; draw one per
+        sequence (batch) and pass it to every step, as ``LSTM(weight_dropout=p)`` draws one per call."""
+        return weight_drop_mask(self.weight_hh, self.weight_dropout)
+
     def initial_state(self, batch_size: int) -> LSTMState:
         """Zero state (h (B, P), c (B, H))."""
         w = self.weight_hh
         return LSTMState(w.new_zeros(batch_size, self.output_size), w.new_zeros(batch_size, self.hidden_size))
 
     def _step(
-        self, input: Tensor, state: tuple[Tensor, Tensor] | None, drop_mask: Tensor | None
+        self, input: Tensor, state: tuple[Tensor, Tensor] | None, drop_mask: Tensor | None,
+        weight_mask: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Check the arguments, run one step; return (h_t, c_t) in the input's layout (batched or not)."""
-        if self._plain and not (self.training and self.recurrent_dropout > 0) and isinstance(state, tuple):
+        dropping = self.training and (self.recurrent_dropout > 0 or self.weight_dropout > 0)
+        if self._plain and not dropping and isinstance(state, tuple):
             # The common call, checked in a few comparisons (at batch 1 the full checks below cost a tenth of the
             # step): a plain cell, batched input and a state (h, c) of the right shapes, the input's dtype the
             # weights'. Anything else takes the full checks, which name what is wrong.
@@ -493,15 +505,26 @@ class _LSTMCellBase(NotScriptable, nn.Module):
                 raise ValueError(f"drop_mask must have shape {(B, self.output_size)}, got {tuple(drop_mask.shape)}")
         else:
             drop_mask = None
+        w_hh = self.weight_hh
+        if self.training and self.weight_dropout > 0:
+            if weight_mask is None:
+                raise ValueError("weight_dropout > 0 in training needs weight_mask=cell.weight_mask(), drawn once per "
+                                 "sequence")  # fmt: skip
+            if not isinstance(weight_mask, Tensor) or tuple(weight_mask.shape) != tuple(w_hh.shape):
+                got = tuple(weight_mask.shape) if isinstance(weight_mask, Tensor) else type(weight_mask).__name__
+                raise ValueError(f"weight_mask must have weight_hh's shape {tuple(w_hh.shape)}, got {got}")
+            w_hh = w_hh * weight_mask  # autograd carries dW_hh back through the mask
         o = self._options
         if drop_mask is None and self._plain and not _cpp.transformed():  # torch.func: no vmap rule for lstm_cell
             # torch's own cell (what torch.nn.LSTMCell calls): lstm_step's plain step as one operator, W x + b and
             # W h + b by addmm and the gates in place (tests/nn/test_cells.py holds the two equal). The weights
             # read as attributes (a parametrized one computed, as layer_weights would): building layer_weights'
             # record costs a fifth of a small step.
-            h, c = torch._VF.lstm_cell(x, tuple(state), self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
+            h, c = torch._VF.lstm_cell(x, tuple(state), self.weight_ih, w_hh, self.bias_ih, self.bias_hh)
         else:
-            h, (h, c) = lstm_step(x, tuple(state), layer_weights(self), o, drop_mask)
+            w = layer_weights(self)
+            w = w if w_hh is self.weight_hh else dataclasses.replace(w, w_hh=w_hh)
+            h, (h, c) = lstm_step(x, tuple(state), w, o, drop_mask)
         if self._zoned:
             h, c = zone_out((h, c), tuple(state), self.zoneout, self.training)
         if not batched:
@@ -521,6 +544,7 @@ class _LSTMCellBase(NotScriptable, nn.Module):
             ("zoneout", self.zoneout, (0.0, 0.0)),
             ("forget_bias", self.forget_bias, None),
             ("layer_norm_eps", o.eps, 1e-5),
+            ("weight_dropout", self.weight_dropout, 0.0),
         ):
             if value != default:
                 s += f", {key}={value}"
@@ -537,21 +561,24 @@ class LSTMCell(_LSTMCellBase):
     dtype=None``), parameter names (``weight_ih``, ``weight_hh``, ``bias_ih``, ``bias_hh``; the biases
     are None with ``bias=False``), initialisation, return value and unbatched handling, so either
     loads the other's state dict. The variants are keyword-only (``proj_size``, ``peephole``,
-    ``coupled``, ``layer_norm``, ``recurrent_dropout``, ``zoneout``, ``forget_bias``, ``layer_norm_eps``) and add
+    ``coupled``, ``layer_norm``, ``recurrent_dropout``, ``zoneout``, ``forget_bias``, ``layer_norm_eps``,
+    ``weight_dropout``) and add
     parameters named as in ``LSTM`` without the layer suffix (``weight_hr``, ``weight_ch``, ...). ``zoneout``:
     a rate p for h and c, or (p_h, p_c) (Krueger et al. 2017 used 0.05 and 0.5): each unit of the new state keeps
     its previous value with that probability, drawn anew every step, in training; the expectation in eval mode.
 
     Shapes: input (B, I) or (I,); h (B, P), c (B, H) (or (P,), (H,) unbatched); hx None means zeros.
     With ``recurrent_dropout`` in training, pass ``drop_mask=cell.dropout_mask(B)``, drawn once per
-    sequence, to every step of that sequence. ``LSTMStepCell`` is the same cell under the
+    sequence, to every step of that sequence; with ``weight_dropout`` (DropConnect on ``weight_hh``),
+    ``weight_mask=cell.weight_mask()`` likewise. ``LSTMStepCell`` is the same cell under the
     ``(x_t, state) -> (y_t, state)`` contract.
     """
 
     def forward(
-        self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None, drop_mask: Tensor | None = None
+        self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None, drop_mask: Tensor | None = None,
+        weight_mask: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
-        return self._step(input, hx, drop_mask)
+        return self._step(input, hx, drop_mask, weight_mask)
 
 
 class LSTMStepCell(_LSTMCellBase):
@@ -563,7 +590,8 @@ class LSTMStepCell(_LSTMCellBase):
     """
 
     def forward(
-        self, input: Tensor, state: tuple[Tensor, Tensor] | None = None, drop_mask: Tensor | None = None
+        self, input: Tensor, state: tuple[Tensor, Tensor] | None = None, drop_mask: Tensor | None = None,
+        weight_mask: Tensor | None = None,
     ) -> tuple[Tensor, LSTMState]:
-        h, c = self._step(input, state, drop_mask)
+        h, c = self._step(input, state, drop_mask, weight_mask)
         return h, LSTMState(h, c)
