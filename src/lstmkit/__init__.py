@@ -1,6 +1,7 @@
 """lstmkit: fast, complete LSTMs on PyTorch.
 
-``import lstmkit`` gives the layers (``LSTM``, ``LSTMCell``, ``LSTMStepCell``, ``GRU``, ``RNN``), ``param_count``,
+``import lstmkit`` gives the layers (``LSTM``, ``LSTMCell``, ``LSTMStepCell``, ``GRU``, ``GRUCell``, ``RNN``,
+``RNNCell``, ``ConvLSTM``, ``ConvLSTMCell``), ``param_count``,
 ``safe_globals`` (for ``torch.load`` of whole models) and the streaming API (``Stream``), and loads nothing
 else. The rest is imported where it is used, from the layer of the design it belongs to (each imports
 only from the ones before it):
@@ -15,7 +16,19 @@ only from the ones before it):
 
 from __future__ import annotations
 
-from lstmkit.nn import GRU, LSTM, RNN, ConvLSTM, ConvLSTMCell, LSTMCell, LSTMStepCell, param_count, safe_globals
+from lstmkit.nn import (
+    GRU,
+    LSTM,
+    RNN,
+    ConvLSTM,
+    ConvLSTMCell,
+    GRUCell,
+    LSTMCell,
+    LSTMStepCell,
+    RNNCell,
+    param_count,
+    safe_globals,
+)
 from lstmkit.stream import Stream
 
 __version__ = "0.1.0"
@@ -26,8 +39,10 @@ __all__ = [
     "RNN",
     "ConvLSTM",
     "ConvLSTMCell",
+    "GRUCell",
     "LSTMCell",
     "LSTMStepCell",
+    "RNNCell",
     "Stream",
     "__version__",
     "param_count",

@@ -15,7 +15,7 @@ from ._reference import scan
 from ._workspace import release as release_buffers
 from .convlstm import ConvLSTM, ConvLSTMCell
 from .dense import PANEL_MIN_ROWS, Linear, linear
-from .gru import GRU, RNN
+from .gru import GRU, RNN, GRUCell, RNNCell
 from .lstm import LSTM, LSTMCell, LSTMStepCell
 from .params import convlstm_param_count, param_count
 from .serialization import safe_globals
@@ -28,6 +28,7 @@ __all__ = [
     "RNN",
     "ConvLSTM",
     "ConvLSTMCell",
+    "GRUCell",
     "GRUWeights",
     "LSTMCell",
     "LSTMOptions",
@@ -35,6 +36,7 @@ __all__ = [
     "LSTMStepCell",
     "LSTMWeights",
     "Linear",
+    "RNNCell",
     "convlstm_param_count",
     "layer_weights",
     "linear",

@@ -92,12 +92,11 @@ def lstm_recurrent_step(
     return h_new, (h_new, c_new)
 
 
-def zone_out(
-    new: tuple[Tensor, Tensor], prev: tuple[Tensor, Tensor], rates: tuple[float, float], training: bool
-) -> tuple[Tensor, Tensor]:
-    """Zoneout (Krueger et al. 2017) of a step's new state (h (B, P), c (B, H)) against the state before it, at rates
-    (p_h, p_c): in training each unit keeps its previous value where ``torch.rand(...) < p`` (h's draw first, then
-    c's, a new pair every step); in eval mode it moves by the expectation, p * previous + (1 - p) * new."""
+def zone_out(new: State, prev: State, rates: tuple[float, ...], training: bool) -> State:
+    """Zoneout (Krueger et al. 2017) of a step's new state (LSTM: h (B, P), c (B, H); GRU/RNN: h (B, H)) against the
+    state before it, a rate each (p_h, p_c): in training each unit keeps its previous value where
+    ``torch.rand(...) < p`` (h's draw first, then c's, new draws every step); in eval mode it moves by the
+    expectation, p * previous + (1 - p) * new."""
     out = []
     for n, q, p in zip(new, prev, rates, strict=True):
         if p == 0.0:
@@ -106,7 +105,7 @@ def zone_out(
             out.append(torch.where(torch.rand(n.shape, dtype=n.dtype, device=n.device) < p, q, n))
         else:
             out.append(torch.lerp(n, q, p))  # n + p (q - n)
-    return out[0], out[1]
+    return tuple(out)
 
 
 def zone_step(new: State, prev: State, weights: tuple[Tensor | None, ...]) -> State:

@@ -6,15 +6,24 @@ are controls for experiments, so clarity beats speed here. The plain RNN is the
 vanishing-gradient control the long-range experiments compare against. ``zoneout=p`` (haste's GRU has it): after
 each step every unit of h keeps its previous value with probability p (a new draw per unit and step) in training,
 and moves by the expectation, h_t = p h_{t-1} + (1 - p) h_t, in eval mode; the output is the zoned h.
+
+``GRUCell`` and ``RNNCell``: drop-in ``torch.nn.GRUCell`` / ``torch.nn.RNNCell`` (arguments, parameter names,
+initialisation, return value, unbatched handling, error messages), with the layers' ``recurrent_dropout``,
+``weight_dropout`` and ``zoneout`` as keyword-only options; a plain step is torch's own cell operator.
 """
 
 from __future__ import annotations
 
-import torch
+import math
 
-from ._base import RecurrentBase, _check_prob
+import torch
+from torch import Tensor, nn
+
+from . import _cpp
+from ._base import NotScriptable, RecurrentBase, _check_positive_int, _check_prob, weight_drop_mask
 from ._fused import zone_rows
-from ._reference import gru_step, rnn_step, scan, zone_step, zone_weights
+from ._reference import gru_step, rnn_step, scan, zone_out, zone_step, zone_weights
+from .weights import GRUWeights
 
 
 class _Baseline(RecurrentBase):
@@ -130,3 +139,170 @@ class RNN(_Baseline):
 
     def _extra_defaults(self) -> dict[str, object]:
         return {"impl": "reference", "nonlinearity": "tanh", "zoneout": 0.0}
+
+
+class _BaselineCell(NotScriptable, nn.Module):
+    """What ``GRUCell`` and ``RNNCell`` share: torch.nn's arguments, parameters and checks, one step of the
+    reference cell (``gru_step`` / ``rnn_step``, the layers' own), recurrent dropout, DropConnect and zoneout."""
+
+    _gates_per_unit = 1
+    # the class's values stand in for a cell pickled before an option existed
+    recurrent_dropout: float = 0.0
+    weight_dropout: float = 0.0
+    zoneout: float = 0.0
+
+    def __init__(
+        self, input_size: int, hidden_size: int, bias: bool, device, dtype, recurrent_dropout: float,
+        weight_dropout: float, zoneout: float,
+    ) -> None:
+        super().__init__()
+        self.input_size = _check_positive_int("input_size", input_size)
+        self.hidden_size = _check_positive_int("hidden_size", hidden_size)
+        self.bias = bool(bias)
+        self.recurrent_dropout = _check_prob("recurrent_dropout", recurrent_dropout)
+        self.weight_dropout = _check_prob("weight_dropout", weight_dropout)
+        self.zoneout = _check_prob("zoneout", zoneout)
+        factory = {"device": device, "dtype": dtype}
+        G = self._gates_per_unit * hidden_size
+        self.weight_ih = nn.Parameter(torch.empty(G, input_size, **factory))  # (G, I)
+        self.weight_hh = nn.Parameter(torch.empty(G, hidden_size, **factory))  # (G, H)
+        if bias:
+            self.bias_ih = nn.Parameter(torch.empty(G, **factory))
+            self.bias_hh = nn.Parameter(torch.empty(G, **factory))
+        else:  # as torch.nn: the attributes exist and are None, and the state dict has no such keys
+            self.register_parameter("bias_ih", None)
+            self.register_parameter("bias_hh", None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """torch.nn's initialisation: uniform in +-1/sqrt(hidden_size)."""
+        stdv = 1.0 / math.sqrt(self.hidden_size)
+        for p in self.parameters():
+            nn.init.uniform_(p, -stdv, stdv)
+
+    def dropout_mask(self, batch_size: int) -> Tensor:
+        """A (B, H) recurrent-dropout mask, scaled by 1/(1-p); draw one per sequence."""
+        keep = 1.0 - self.recurrent_dropout
+        return self.weight_hh.new_empty(batch_size, self.hidden_size).bernoulli_(keep).div_(keep)
+
+    def weight_mask(self) -> Tensor:
+        """A (G, H) DropConnect mask for ``weight_hh``, 1/(1-p) where kept, else 0; draw one per sequence."""
+        return weight_drop_mask(self.weight_hh, self.weight_dropout)
+
+    def _native_step(self, x: Tensor, h: Tensor, w_hh: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def _reference_step(self, x: Tensor, h: Tensor, w: GRUWeights, drop: Tensor | None) -> Tensor:
+        raise NotImplementedError
+
+    def forward(
+        self, input: Tensor, hx: Tensor | None = None, drop_mask: Tensor | None = None,
+        weight_mask: Tensor | None = None,
+    ) -> Tensor:
+        """One step: ``input`` (B, I) or (I,), ``hx`` (B, H) or (H,) (None: zeros) -> h' of hx's shape. In training
+        with ``recurrent_dropout`` pass ``drop_mask=cell.dropout_mask(B)``, with ``weight_dropout``
+        ``weight_mask=cell.weight_mask()``, each drawn once per sequence and passed to every step."""
+        name = type(self).__name__
+        if not isinstance(input, Tensor):
+            raise TypeError(f"input must be a Tensor, got {type(input).__name__}")
+        if input.dim() not in (1, 2):  # torch.nn's checks and words
+            raise ValueError(f"{name}: Expected input to be 1D or 2D, got {input.dim()}D instead")
+        if hx is not None and (not isinstance(hx, Tensor) or hx.dim() not in (1, 2)):
+            got = f"{hx.dim()}D" if isinstance(hx, Tensor) else type(hx).__name__
+            raise ValueError(f"{name}: Expected hidden to be 1D or 2D, got {got} instead")
+        if input.shape[-1] != self.input_size:
+            raise ValueError(f"input must have shape (B, {self.input_size}) or ({self.input_size},), got "
+                             f"{tuple(input.shape)}")  # fmt: skip
+        if not input.is_floating_point() or input.dtype != self.weight_ih.dtype:
+            raise TypeError(f"input dtype must be the parameters' {self.weight_ih.dtype}, got {input.dtype}")
+        batched = input.dim() == 2
+        x = input if batched else input.unsqueeze(0)  # (I,) -> (1, I)
+        B = x.shape[0]
+        if hx is None:
+            h0 = x.new_zeros(B, self.hidden_size)
+        else:
+            h0 = hx if batched else hx.unsqueeze(0)
+            if tuple(h0.shape) != (B, self.hidden_size):
+                want = (B, self.hidden_size) if batched else (self.hidden_size,)
+                raise ValueError(f"hx must have shape {want}, got {tuple(hx.shape)}")
+        drop = None
+        w_hh = self.weight_hh
+        if self.training and self.recurrent_dropout > 0:
+            if drop_mask is None:
+                raise ValueError("recurrent_dropout > 0 in training needs drop_mask=cell.dropout_mask(B), drawn once "
+                                 "per sequence")  # fmt: skip
+            if not isinstance(drop_mask, Tensor) or tuple(drop_mask.shape) != (B, self.hidden_size):
+                got = tuple(drop_mask.shape) if isinstance(drop_mask, Tensor) else type(drop_mask).__name__
+                raise ValueError(f"drop_mask must have shape {(B, self.hidden_size)}, got {got}")
+            drop = drop_mask
+        if self.training and self.weight_dropout > 0:
+            if weight_mask is None:
+                raise ValueError("weight_dropout > 0 in training needs weight_mask=cell.weight_mask(), drawn once per "
+                                 "sequence")  # fmt: skip
+            if not isinstance(weight_mask, Tensor) or tuple(weight_mask.shape) != tuple(w_hh.shape):
+                got = tuple(weight_mask.shape) if isinstance(weight_mask, Tensor) else type(weight_mask).__name__
+                raise ValueError(f"weight_mask must have weight_hh's shape {tuple(w_hh.shape)}, got {got}")
+            w_hh = w_hh * weight_mask  # autograd carries dW_hh back through the mask
+        if drop is None and not _cpp.transformed():  # torch's own cell operator (torch.func: no vmap rule for it)
+            h = self._native_step(x, h0, w_hh)
+        else:
+            h = self._reference_step(x, h0, GRUWeights(self.weight_ih, w_hh, self.bias_ih, self.bias_hh), drop)
+        if self.zoneout:
+            (h,) = zone_out((h,), (h0,), (self.zoneout,), self.training)
+        return h if batched else h.squeeze(0)
+
+    def extra_repr(self) -> str:
+        s = f"{self.input_size}, {self.hidden_size}"
+        for key, value, default in (("bias", self.bias, True), ("nonlinearity", getattr(self, "nonlinearity", "tanh"),
+                                    "tanh"), ("recurrent_dropout", self.recurrent_dropout, 0.0),
+                                    ("weight_dropout", self.weight_dropout, 0.0), ("zoneout", self.zoneout, 0.0)):
+            if value != default:
+                s += f", {key}={value}"
+        return s
+
+
+class GRUCell(_BaselineCell):
+    r"""Drop-in ``torch.nn.GRUCell``: ``(input, h) -> h'`` with ``GRU``'s equations (gate order r, z, n), plus
+    keyword-only ``recurrent_dropout``, ``weight_dropout`` and ``zoneout`` (the layers' meanings; the masks are
+    passed per step, see ``forward``). Parameters ``weight_ih`` (3H, I), ``weight_hh`` (3H, H), ``bias_ih``,
+    ``bias_hh`` (3H,): either loads the other's state dict."""
+
+    _gates_per_unit = 3
+
+    def __init__(
+        self, input_size: int, hidden_size: int, bias: bool = True, device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None, *, recurrent_dropout: float = 0.0, weight_dropout: float = 0.0,
+        zoneout: float = 0.0,
+    ) -> None:
+        super().__init__(input_size, hidden_size, bias, device, dtype, recurrent_dropout, weight_dropout, zoneout)
+
+    def _native_step(self, x: Tensor, h: Tensor, w_hh: Tensor) -> Tensor:
+        return torch._VF.gru_cell(x, h, self.weight_ih, w_hh, self.bias_ih, self.bias_hh)
+
+    def _reference_step(self, x: Tensor, h: Tensor, w: GRUWeights, drop: Tensor | None) -> Tensor:
+        return gru_step(x, (h,), w, drop)[0]
+
+
+class RNNCell(_BaselineCell):
+    r"""Drop-in ``torch.nn.RNNCell``: ``(input, h) -> h' = tanh(W_ih x + b_ih + W_hh h + b_hh)`` (or ReLU), plus
+    ``GRUCell``'s keyword-only options. Parameters ``weight_ih`` (H, I), ``weight_hh`` (H, H), ``bias_ih``,
+    ``bias_hh`` (H,)."""
+
+    nonlinearity: str = "tanh"
+
+    def __init__(
+        self, input_size: int, hidden_size: int, bias: bool = True, nonlinearity: str = "tanh",
+        device: torch.device | str | None = None, dtype: torch.dtype | None = None, *, recurrent_dropout: float = 0.0,
+        weight_dropout: float = 0.0, zoneout: float = 0.0,
+    ) -> None:
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+        self.nonlinearity = nonlinearity
+        super().__init__(input_size, hidden_size, bias, device, dtype, recurrent_dropout, weight_dropout, zoneout)
+
+    def _native_step(self, x: Tensor, h: Tensor, w_hh: Tensor) -> Tensor:
+        op = torch._VF.rnn_tanh_cell if self.nonlinearity == "tanh" else torch._VF.rnn_relu_cell
+        return op(x, h, self.weight_ih, w_hh, self.bias_ih, self.bias_hh)
+
+    def _reference_step(self, x: Tensor, h: Tensor, w: GRUWeights, drop: Tensor | None) -> Tensor:
+        return rnn_step(x, (h,), w, self.nonlinearity, drop)[0]
