@@ -170,6 +170,15 @@ def test_refusals_name_the_argument():
     assert cell(torch.randn(B, I)).shape == (B, H)  # eval: no masks needed
 
 
+@pytest.mark.parametrize(("kind", "kw"), KINDS, ids=IDS)
+@pytest.mark.parametrize("bias", [True, False])
+def test_param_count_counts_the_cells(kind, kw, bias):
+    native, cell = pair(kind, kw, bias)
+    want = sum(p.numel() for p in native.parameters())
+    assert lstmkit.param_count(cell) == lstmkit.param_count(native) == want
+    assert lstmkit.param_count(I, H, mode=kind.lower(), bias=bias) == want
+
+
 def test_pickles_and_old_pickles_load():
     cell = lstmkit.RNNCell(I, H, nonlinearity="relu", zoneout=0.1)
     again = pickle.loads(pickle.dumps(cell))

@@ -48,6 +48,8 @@ def test_whole_model_round_trip_with_the_allowlist(tmp_path):
         lstmkit.LSTMStepCell(4, 6, layer_norm=True),
         lstmkit.GRU(4, 6),
         lstmkit.RNN(4, 6, nonlinearity="relu"),
+        lstmkit.GRUCell(4, 6, zoneout=0.1),
+        lstmkit.RNNCell(4, 6, nonlinearity="relu", weight_dropout=0.2),
         lstmkit.ConvLSTM(1, 4, 3, 2, peephole=True, layer_norm=True),
         lstmkit.ConvLSTMCell(1, 4, 3),
     ],

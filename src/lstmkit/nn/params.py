@@ -33,8 +33,9 @@ def param_count(
     LayerNorm adds a gain for each of W_ih x and W_hh h (G each) and a gain and bias on c (2H).
     Layers after the first see D * P inputs.
 
-    Pass an ``LSTM``, ``GRU``, ``RNN``, ``LSTMCell``, ``LSTMStepCell``, ``ConvLSTM`` or ``ConvLSTMCell``
-    module instead to count from its settings (``convlstm_param_count`` is the ConvLSTM formula).
+    Pass an ``LSTM``, ``GRU``, ``RNN``, ``LSTMCell``, ``LSTMStepCell``, ``GRUCell``, ``RNNCell``, ``ConvLSTM`` or
+    ``ConvLSTMCell`` module (or torch.nn's LSTM, GRU, RNN, GRUCell or RNNCell) instead to count from its settings
+    (``convlstm_param_count`` is the ConvLSTM formula).
     """
     if isinstance(input_size, nn.Module):
         return _count_module(input_size)
@@ -107,7 +108,7 @@ def convlstm_param_count(
 
 def _count_module(m: nn.Module) -> int:
     from .convlstm import ConvLSTM, ConvLSTMCell
-    from .gru import GRU, RNN
+    from .gru import GRU, RNN, GRUCell, RNNCell
     from .lstm import LSTM, _LSTMCellBase
 
     if isinstance(m, (ConvLSTM, ConvLSTMCell)):
@@ -121,6 +122,9 @@ def _count_module(m: nn.Module) -> int:
         o = m._options
         return param_count(m.input_size, m.hidden_size, 1, proj_size=m.proj_size, bias=m.bias,
                            peephole=o.peephole, coupled=o.coupled, layer_norm=o.layer_norm)
+    if isinstance(m, (GRUCell, RNNCell, nn.GRUCell, nn.RNNCell)):
+        mode = "gru" if isinstance(m, (GRUCell, nn.GRUCell)) else "rnn"
+        return param_count(m.input_size, m.hidden_size, 1, mode=mode, bias=m.bias)
     if isinstance(m, (LSTM, GRU, RNN, nn.LSTM, nn.GRU, nn.RNN)):
         mode = "lstm" if isinstance(m, (LSTM, nn.LSTM)) else "gru" if isinstance(m, (GRU, nn.GRU)) else "rnn"
         return param_count(
@@ -129,5 +133,6 @@ def _count_module(m: nn.Module) -> int:
             coupled=getattr(m, "coupled", False), layer_norm=getattr(m, "layer_norm", False),
         )
     raise TypeError(
-        f"param_count counts LSTM, GRU, RNN, LSTMCell, ConvLSTM or ConvLSTMCell modules, got {type(m).__name__}"
+        f"param_count counts LSTM, GRU, RNN, LSTMCell, GRUCell, RNNCell, ConvLSTM or ConvLSTMCell modules, got "
+        f"{type(m).__name__}"
     )

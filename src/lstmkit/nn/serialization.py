@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from ._convlstm_reference import ConvLSTMOptions
 from .convlstm import ConvLSTM, ConvLSTMCell
-from .gru import GRU, RNN
+from .gru import GRU, RNN, GRUCell, RNNCell
 from .lstm import LSTM, LSTMCell, LSTMStepCell
 from .weights import LSTMOptions
 
@@ -23,4 +23,5 @@ __all__ = ["safe_globals"]
 
 def safe_globals() -> list[type]:
     """The lstmkit classes a pickled model can refer to, for ``torch.serialization.add_safe_globals``."""
-    return [LSTM, LSTMCell, LSTMStepCell, GRU, RNN, LSTMOptions, ConvLSTM, ConvLSTMCell, ConvLSTMOptions]
+    return [LSTM, LSTMCell, LSTMStepCell, GRU, GRUCell, RNN, RNNCell, LSTMOptions, ConvLSTM, ConvLSTMCell,
+            ConvLSTMOptions]
