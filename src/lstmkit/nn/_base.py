@@ -103,6 +103,46 @@ def weight_drop_mask(w: Tensor, p: float) -> Tensor:
     return torch.rand(w.shape, dtype=w.dtype, device=w.device).lt_(keep).mul_(1.0 / keep)
 
 
+def cell_input(cell, input) -> Tensor:
+    """A cell step's input checked (a Tensor, 1-D or 2-D as torch.nn's cells say, I features, the parameters'
+    dtype) and returned as (B, I)."""
+    if not isinstance(input, Tensor):
+        raise TypeError(f"input must be a Tensor, got {type(input).__name__}")
+    if input.dim() not in (1, 2):  # torch.nn's cells' check and words
+        raise ValueError(f"{type(cell).__name__}: Expected input to be 1D or 2D, got {input.dim()}D instead")
+    if input.shape[-1] != cell.input_size:
+        raise ValueError(f"input must have shape (B, {cell.input_size}) or ({cell.input_size},), got "
+                         f"{tuple(input.shape)}")  # fmt: skip
+    if not input.is_floating_point() or input.dtype != cell.weight_ih.dtype:
+        raise TypeError(f"input dtype must be the parameters' {cell.weight_ih.dtype}, got {input.dtype}")
+    return input if input.dim() == 2 else input.unsqueeze(0)  # (I,) -> (1, I)
+
+
+def cell_masks(cell, B: int, P: int, drop_mask, weight_mask) -> tuple[Tensor | None, Tensor]:
+    """A cell step's dropout, checked: (its recurrent-dropout mask (B, P), or None outside training or at rate 0;
+    ``cell.weight_hh``, times the DropConnect mask in training at a rate above 0). The caller draws each mask once
+    per sequence (``cell.dropout_mask(B)``, ``cell.weight_mask()``) and passes it to every step."""
+    w_hh = cell.weight_hh
+    drop = None
+    if cell.training and cell.recurrent_dropout > 0:
+        if drop_mask is None:
+            raise ValueError("recurrent_dropout > 0 in training needs drop_mask=cell.dropout_mask(B), drawn once per "
+                             "sequence")  # fmt: skip
+        if not isinstance(drop_mask, Tensor) or tuple(drop_mask.shape) != (B, P):
+            got = tuple(drop_mask.shape) if isinstance(drop_mask, Tensor) else type(drop_mask).__name__
+            raise ValueError(f"drop_mask must have shape {(B, P)}, got {got}")
+        drop = drop_mask
+    if cell.training and cell.weight_dropout > 0:
+        if weight_mask is None:
+            raise ValueError("weight_dropout > 0 in training needs weight_mask=cell.weight_mask(), drawn once per "
+                             "sequence")  # fmt: skip
+        if not isinstance(weight_mask, Tensor) or tuple(weight_mask.shape) != tuple(w_hh.shape):
+            got = tuple(weight_mask.shape) if isinstance(weight_mask, Tensor) else type(weight_mask).__name__
+            raise ValueError(f"weight_mask must have weight_hh's shape {tuple(w_hh.shape)}, got {got}")
+        w_hh = w_hh * weight_mask  # autograd carries dW_hh back through the mask
+    return drop, w_hh
+
+
 class NotScriptable:
     """``torch.jit.script`` of an lstmkit module (or of a model holding one) stops with what to use instead.
 

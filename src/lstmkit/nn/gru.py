@@ -20,7 +20,15 @@ import torch
 from torch import Tensor, nn
 
 from . import _cpp
-from ._base import NotScriptable, RecurrentBase, _check_positive_int, _check_prob, weight_drop_mask
+from ._base import (
+    NotScriptable,
+    RecurrentBase,
+    _check_positive_int,
+    _check_prob,
+    cell_input,
+    cell_masks,
+    weight_drop_mask,
+)
 from ._fused import zone_rows
 from ._reference import gru_step, rnn_step, scan, zone_out, zone_step, zone_weights
 from .weights import GRUWeights
@@ -202,21 +210,11 @@ class _BaselineCell(NotScriptable, nn.Module):
         """One step: ``input`` (B, I) or (I,), ``hx`` (B, H) or (H,) (None: zeros) -> h' of hx's shape. In training
         with ``recurrent_dropout`` pass ``drop_mask=cell.dropout_mask(B)``, with ``weight_dropout``
         ``weight_mask=cell.weight_mask()``, each drawn once per sequence and passed to every step."""
-        name = type(self).__name__
-        if not isinstance(input, Tensor):
-            raise TypeError(f"input must be a Tensor, got {type(input).__name__}")
-        if input.dim() not in (1, 2):  # torch.nn's checks and words
-            raise ValueError(f"{name}: Expected input to be 1D or 2D, got {input.dim()}D instead")
-        if hx is not None and (not isinstance(hx, Tensor) or hx.dim() not in (1, 2)):
+        x = cell_input(self, input)  # (B, I)
+        if hx is not None and (not isinstance(hx, Tensor) or hx.dim() not in (1, 2)):  # torch.nn's words
             got = f"{hx.dim()}D" if isinstance(hx, Tensor) else type(hx).__name__
-            raise ValueError(f"{name}: Expected hidden to be 1D or 2D, got {got} instead")
-        if input.shape[-1] != self.input_size:
-            raise ValueError(f"input must have shape (B, {self.input_size}) or ({self.input_size},), got "
-                             f"{tuple(input.shape)}")  # fmt: skip
-        if not input.is_floating_point() or input.dtype != self.weight_ih.dtype:
-            raise TypeError(f"input dtype must be the parameters' {self.weight_ih.dtype}, got {input.dtype}")
+            raise ValueError(f"{type(self).__name__}: Expected hidden to be 1D or 2D, got {got} instead")
         batched = input.dim() == 2
-        x = input if batched else input.unsqueeze(0)  # (I,) -> (1, I)
         B = x.shape[0]
         if hx is None:
             h0 = x.new_zeros(B, self.hidden_size)
@@ -225,24 +223,7 @@ class _BaselineCell(NotScriptable, nn.Module):
             if tuple(h0.shape) != (B, self.hidden_size):
                 want = (B, self.hidden_size) if batched else (self.hidden_size,)
                 raise ValueError(f"hx must have shape {want}, got {tuple(hx.shape)}")
-        drop = None
-        w_hh = self.weight_hh
-        if self.training and self.recurrent_dropout > 0:
-            if drop_mask is None:
-                raise ValueError("recurrent_dropout > 0 in training needs drop_mask=cell.dropout_mask(B), drawn once "
-                                 "per sequence")  # fmt: skip
-            if not isinstance(drop_mask, Tensor) or tuple(drop_mask.shape) != (B, self.hidden_size):
-                got = tuple(drop_mask.shape) if isinstance(drop_mask, Tensor) else type(drop_mask).__name__
-                raise ValueError(f"drop_mask must have shape {(B, self.hidden_size)}, got {got}")
-            drop = drop_mask
-        if self.training and self.weight_dropout > 0:
-            if weight_mask is None:
-                raise ValueError("weight_dropout > 0 in training needs weight_mask=cell.weight_mask(), drawn once per "
-                                 "sequence")  # fmt: skip
-            if not isinstance(weight_mask, Tensor) or tuple(weight_mask.shape) != tuple(w_hh.shape):
-                got = tuple(weight_mask.shape) if isinstance(weight_mask, Tensor) else type(weight_mask).__name__
-                raise ValueError(f"weight_mask must have weight_hh's shape {tuple(w_hh.shape)}, got {got}")
-            w_hh = w_hh * weight_mask  # autograd carries dW_hh back through the mask
+        drop, w_hh = cell_masks(self, B, self.hidden_size, drop_mask, weight_mask)
         if drop is None and not _cpp.transformed():  # torch's own cell operator (torch.func: no vmap rule for it)
             h = self._native_step(x, h0, w_hh)
         else:

@@ -41,7 +41,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import _cpp
-from ._base import NotScriptable, RecurrentBase, _check_positive_int, _check_prob, autocast_off, weight_drop_mask
+from ._base import (
+    NotScriptable,
+    RecurrentBase,
+    _check_positive_int,
+    _check_prob,
+    autocast_off,
+    cell_input,
+    cell_masks,
+    weight_drop_mask,
+)
 from ._fused import input_gates, lstm_scan, zone_rows
 from ._reference import lstm_input_side, lstm_recurrent_step, lstm_step, scan, zone_out, zone_step, zone_weights
 from .int8 import factors, inference_runnable, int8_matrix, int8_runnable
@@ -469,18 +478,8 @@ class _LSTMCellBase(NotScriptable, nn.Module):
                 h, c = torch._VF.lstm_cell(input, (h0, c0), w_ih, self.weight_hh, self.bias_ih, self.bias_hh)
                 return zone_out((h, c), (h0, c0), self.zoneout, self.training) if self._zoned else (h, c)
         name = type(self).__name__
-        if not isinstance(input, Tensor):
-            raise TypeError(f"input must be a Tensor, got {type(input).__name__}")
-        if input.dim() not in (1, 2):  # torch.nn.LSTMCell's check and words
-            raise ValueError(f"{name}: Expected input to be 1D or 2D, got {input.dim()}D instead")
-        if input.shape[-1] != self.input_size:
-            raise ValueError(
-                f"input must have shape (B, {self.input_size}) or ({self.input_size},), got {tuple(input.shape)}"
-            )
-        if not input.is_floating_point() or input.dtype != self.weight_ih.dtype:
-            raise TypeError(f"input dtype must be the parameters' {self.weight_ih.dtype}, got {input.dtype}")
+        x = cell_input(self, input)  # (B, I)
         batched = input.dim() == 2
-        x = input if batched else input.unsqueeze(0)  # (I,) -> (1, I)
         B = x.shape[0]
         if state is None:
             state = self.initial_state(B)
@@ -496,24 +495,7 @@ class _LSTMCellBase(NotScriptable, nn.Module):
                 if tuple(s.shape) != w:
                     raise ValueError(f"state {sname} must have shape {w if batched else w[1:]}, got "
                                      f"{tuple(s.shape) if batched else tuple(s.shape[1:])}")
-        if self.training and self.recurrent_dropout > 0:
-            if drop_mask is None:
-                raise ValueError(
-                    "recurrent_dropout > 0 in training needs drop_mask=cell.dropout_mask(B), drawn once per sequence"
-                )
-            if tuple(drop_mask.shape) != (B, self.output_size):
-                raise ValueError(f"drop_mask must have shape {(B, self.output_size)}, got {tuple(drop_mask.shape)}")
-        else:
-            drop_mask = None
-        w_hh = self.weight_hh
-        if self.training and self.weight_dropout > 0:
-            if weight_mask is None:
-                raise ValueError("weight_dropout > 0 in training needs weight_mask=cell.weight_mask(), drawn once per "
-                                 "sequence")  # fmt: skip
-            if not isinstance(weight_mask, Tensor) or tuple(weight_mask.shape) != tuple(w_hh.shape):
-                got = tuple(weight_mask.shape) if isinstance(weight_mask, Tensor) else type(weight_mask).__name__
-                raise ValueError(f"weight_mask must have weight_hh's shape {tuple(w_hh.shape)}, got {got}")
-            w_hh = w_hh * weight_mask  # autograd carries dW_hh back through the mask
+        drop_mask, w_hh = cell_masks(self, B, self.output_size, drop_mask, weight_mask)
         o = self._options
         if drop_mask is None and self._plain and not _cpp.transformed():  # torch.func: no vmap rule for lstm_cell
             # torch's own cell (what torch.nn.LSTMCell calls): lstm_step's plain step as one operator, W x + b and
