@@ -8,6 +8,7 @@ magnitudes of weights and inputs. See the derivation at the top of ``lstmkit/_ro
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from lstmkit import _rounding
@@ -118,3 +119,22 @@ def _module_error(m: LSTM, x: Tensor, *, gradients: bool = False) -> float:
             worst = max(worst, e)
         err = worst
     return err
+
+
+def baseline_step_tolerance(cell, x: Tensor, h: Tensor) -> float:
+    """Allowed difference between two evaluations of one GRUCell / RNNCell step at (x (B, I), h (B, H)) in the
+    cell's dtype: each side within 4 K u A of the exact h' (K = I + H + 2 terms a pre-activation sums, u the unit
+    roundoff, A the largest sum of their absolute values; sigmoid, tanh and ReLU are 1-Lipschitz, and GRU's n and h'
+    each add at most the errors of the two values they mix; zoneout's eval-mode mix adds its own), so twice that
+    between the two."""
+    x, h = x.detach(), h.detach()
+    u = torch.finfo(x.dtype).eps / 2
+    a = x.abs() @ cell.weight_ih.detach().abs().T + h.abs() @ cell.weight_hh.detach().abs().T  # (B, G)
+    if cell.bias_ih is not None:
+        a = a + cell.bias_ih.detach().abs() + cell.bias_hh.detach().abs()
+    K = x.shape[-1] + h.shape[-1] + 2
+    err = 4 * K * u * float(a.max())
+    if getattr(cell, "zoneout", 0.0):  # eval mode's p h + (1 - p) h': two more roundings of values up to max(|h|, 1)
+        err += 2 * u * max(float(h.abs().max()), 1.0)
+    return 2 * err
+

@@ -26,7 +26,7 @@ import lstmkit
 from lstmkit.export.onnx_model import random_inputs, run_torch, verification_tolerance
 from lstmkit.nn._exporting import DYNAMO_REASON, export_error, trace_error
 from onnx_checks import check_in_onnxruntime
-from tolerances import module_tolerance
+from tolerances import baseline_step_tolerance, module_tolerance
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning"),
@@ -248,6 +248,38 @@ def test_cells_export_with_either_exporter_and_run_at_other_batch_sizes(tmp_path
         atol = module_tolerance(twin, x[None])
         for out, ref in zip(got, want, strict=True):
             torch.testing.assert_close(torch.from_numpy(out), ref, atol=atol, rtol=0)
+
+
+BASELINE_CELLS = {"gru": ("GRUCell", {}), "gru_zoneout": ("GRUCell", {"zoneout": 0.3}),
+                  "rnn_relu": ("RNNCell", {"nonlinearity": "relu"}), "rnn_no_bias": ("RNNCell", {"bias": False})}
+
+
+@pytest.mark.parametrize("dynamo", [False, True], ids=["torchscript", "dynamo"])
+@pytest.mark.parametrize("name", sorted(BASELINE_CELLS))
+def test_gru_and_rnn_cells_export_with_either_exporter(tmp_path, name, dynamo):
+    """GRUCell and RNNCell (torch's cell operators; zoneout's eval-mode mix after it) export with either exporter
+    and run at other batch sizes, within the float32 bound of one step."""
+    if dynamo:
+        pytest.importorskip("onnxscript")
+    torch.manual_seed(0)
+    cls, kw = BASELINE_CELLS[name]
+    cell = getattr(lstmkit, cls)(I, H, **kw).eval()
+    x, h = torch.randn(3, I), torch.rand(3, H) * 2 - 1
+    path = tmp_path / "cell.onnx"
+    if dynamo:
+        B = torch.export.Dim("B")
+        torch.onnx.export(cell, (x, h), str(path), dynamo=True, dynamic_shapes=({0: B}, {0: B}))
+    else:
+        torch.onnx.export(cell, (x, h), str(path), dynamo=False, input_names=["x", "h"],
+                          dynamic_axes={"x": {0: "B"}, "h": {0: "B"}})  # fmt: skip
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = [i.name for i in session.get_inputs()]
+    for B in (5, 1):
+        x, h = torch.randn(B, I), torch.rand(B, H) * 2 - 1
+        (got,) = session.run(None, dict(zip(names, (x.numpy(), h.numpy()), strict=True)))
+        with torch.no_grad():
+            want = cell(x, h)
+        torch.testing.assert_close(torch.from_numpy(got), want, atol=baseline_step_tolerance(cell, x, h), rtol=0)
 
 
 TRACED_OPS = {"gru_bidirectional": "aten::gru", "rnn_tanh": "aten::rnn_tanh", "rnn_relu": "aten::rnn_relu"}

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 import lstmkit
+from tolerances import baseline_step_tolerance
 
 I, H, T, B = 4, 6, 5, 3
 KINDS = [("GRU", {}), ("RNN", {}), ("RNN", {"nonlinearity": "relu"})]
@@ -22,18 +23,6 @@ def pair(kind, kw, bias=True, dtype=torch.float32, **options):
     cell = getattr(lstmkit, kind + "Cell")(I, H, bias=bias, dtype=dtype, **kw, **options)
     cell.load_state_dict(native.state_dict())
     return native, cell
-
-
-def step_bound(cell, x, h):
-    """Twice the float64 rounding of one step: each pre-activation sums I + H + 2 terms (K u times the sum of their
-    absolute values, u the unit roundoff); sigmoid, tanh and ReLU are 1-Lipschitz, and GRU's n and h' each add at
-    most the errors of the two values they mix, so four times the largest pre-activation error bounds h'."""
-    u = torch.finfo(x.dtype).eps / 2
-    x, h = x.detach(), h.detach()
-    a = x.abs() @ cell.weight_ih.abs().T + h.abs() @ cell.weight_hh.abs().T  # (B, G)
-    if cell.bias_ih is not None:
-        a = a + cell.bias_ih.abs() + cell.bias_hh.abs()
-    return 2 * 4 * (I + H + 2) * u * float(a.detach().max())
 
 
 @pytest.mark.parametrize(("kind", "kw"), KINDS, ids=IDS)
@@ -70,7 +59,7 @@ def test_the_reference_step_equals_torchs_operator(kind, kw):
     h = torch.randn(B, H, dtype=torch.float64, requires_grad=True)
     ones = torch.ones(B, H, dtype=torch.float64)
     got, want = cell(x, h, drop_mask=ones), native(x, h)
-    torch.testing.assert_close(got, want, rtol=0, atol=step_bound(cell, x, h))
+    torch.testing.assert_close(got, want, rtol=0, atol=baseline_step_tolerance(cell, x, h))
     assert not torch.equal(cell(x, h, drop_mask=cell.dropout_mask(B)), want)  # a real mask changes the step
     mask = torch.rand(B, H, dtype=torch.float64)
     assert torch.autograd.gradcheck(lambda x, h: cell(x, h, drop_mask=mask), (x, h))
@@ -189,3 +178,13 @@ def test_pickles_and_old_pickles_load():
     assert again.zoneout == 0.0 and repr(again) == "RNNCell(4, 6, nonlinearity=relu)"
     x = torch.randn(B, I)
     assert again(x).shape == (B, H)
+
+
+@pytest.mark.parametrize(("kind", "kw"), KINDS, ids=IDS)
+def test_torch_compile_and_export_take_the_cells(kind, kw):
+    """fullgraph torch.compile (no graph break in the checks) and torch.export, eval mode with zoneout's mix."""
+    cell = getattr(lstmkit, kind + "Cell")(I, H, **kw, zoneout=0.25).eval()
+    x, h = torch.randn(B, I), torch.randn(B, H)
+    want, atol = cell(x, h), baseline_step_tolerance(cell, x, h)  # inductor fuses the step: other roundings
+    torch.testing.assert_close(torch.compile(cell, fullgraph=True)(x, h), want, rtol=0, atol=atol)
+    torch.testing.assert_close(torch.export.export(cell, (x, h)).module()(x, h), want, rtol=0, atol=atol)

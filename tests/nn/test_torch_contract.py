@@ -248,6 +248,8 @@ SCRIPTED = {
     "LSTM": lambda: lstmkit.LSTM(I, H),
     "GRU": lambda: lstmkit.GRU(I, H),
     "RNN": lambda: lstmkit.RNN(I, H),
+    "GRUCell": lambda: lstmkit.GRUCell(I, H),
+    "RNNCell": lambda: lstmkit.RNNCell(I, H),
     "LSTMCell": lambda: lstmkit.LSTMCell(I, H),
     "LSTMStepCell": lambda: lstmkit.LSTMStepCell(I, H),
     "ConvLSTM": lambda: lstmkit.ConvLSTM(2, 3, (3, 3)),
