@@ -21,6 +21,7 @@ CONFIGS = {
     "one reader, one writer": dict(),
     "two readers, two writers, shifts of 2": dict(read_heads=2, write_heads=2, shift_range=2),
     "three writers, no shift": dict(write_heads=3, shift_range=0),
+    "zoneout and DropConnect on the controller": dict(zoneout=(0.2, 0.4), weight_dropout=0.3),  # eval: the mixes
 }
 
 
@@ -111,9 +112,10 @@ def test_bounds_hold_against_float64_and_are_tight_enough_to_check(sharp):
                 assert float(bounds[out].max()) < 1e-3 * float(got[out].abs().max()), (name, out)
 
 
-def test_spotted_step_is_the_step():
+@pytest.mark.parametrize("zoneout", [(0.0, 0.0), (0.2, 0.4)], ids=["plain", "zoneout"])
+def test_spotted_step_is_the_step(zoneout):
     """The twin the bound differentiates computes the cell itself (zero spots), in float64."""
-    cell: NTMCell = _model(seed=2, **CONFIGS["two readers, two writers, shifts of 2"]).cell.double()
+    cell: NTMCell = _model(seed=2, zoneout=zoneout, **CONFIGS["two readers, two writers, shifts of 2"]).cell.double()
     x = torch.randint(0, 2, (3, 5), dtype=torch.float64)
     with torch.no_grad():
         state = cell.initial_state(3, x)
@@ -128,8 +130,8 @@ def test_spotted_step_is_the_step():
         torch.testing.assert_close(a.detach(), b, rtol=0, atol=1e-14, msg=k)
     # controller 8 (gates, i, f, o, g, c, tanh c, h: _spots.lstm_cell), heads 1, beta 1, gate 1, shift 1, gamma 2,
     # erase 1, add 1, dots 1, norms 2, denominator 1, ratio 1, content 1, gated 1, shifted 1, sharp 1, sum 1,
-    # weights 1, read 1, erased 1, the keep product over the other writer 1, new memory 1
-    assert len(spots.items) == 31
+    # weights 1, read 1, erased 1, the keep product over the other writer 1, new memory 1; zoneout's two mixes
+    assert len(spots.items) == 31 + 2 * (zoneout != (0.0, 0.0))
 
 
 def _faulty(monkeypatch, fault):
@@ -143,6 +145,8 @@ def _faulty(monkeypatch, fault):
             attrs = {**attrs, "axis": 1}
         if fault == "1 + w e for 1 - w e" and hint == "erased":
             op_type = "Add"
+        if fault == "zoneout's c mix left out" and hint == "ctl_c_zoned":
+            return inputs[0]  # the (1 - p) c~ product alone
         return op(self, op_type, inputs, hint, n_out, **attrs)
 
     def wrong_const(self, value, hint, dtype=None):
@@ -156,9 +160,10 @@ def _faulty(monkeypatch, fault):
 
 
 @pytest.mark.parametrize("fault", ["Relu for Softplus", "shift softmax over the heads", "rotation reversed",
-                                   "1 + w e for 1 - w e"])  # fmt: skip
+                                   "1 + w e for 1 - w e", "zoneout's c mix left out"])  # fmt: skip
 def test_verification_catches_a_wrong_graph(fault, tmp_path, monkeypatch):
-    model = _model(seed=5, **CONFIGS["two readers, two writers, shifts of 2"])
+    zoned = {"zoneout": (0.2, 0.4)} if "zoneout" in fault else {}
+    model = _model(seed=5, **CONFIGS["two readers, two writers, shifts of 2"], **zoned)
     _faulty(monkeypatch, fault)
     with pytest.raises(ExportVerificationError, match=r"differs from the PyTorch model by .* beyond twice its float32"):
         export_memory(model, tmp_path / "m.onnx")

@@ -195,6 +195,36 @@ def test_outputs_do_not_depend_on_later_steps_or_other_sequences():
     assert not torch.allclose(out2[4:, 0], out[4:, 0])
 
 
+def test_the_controllers_zoneout_and_dropconnect():
+    """model.zoneout and model.weight_dropout reach the controller: in training one W_hh mask a call (drawn before the
+    steps, as a layer's) and zoneout's draws every step, so a loop of the cell drawing the same way from one seed is
+    the model's call; in eval mode zoneout's mix and no mask; the state dict is the plain model's."""
+    torch.manual_seed(0)
+    model = MemoryLSTM(_config(zoneout=(0.2, 0.4), weight_dropout=0.3)).double()
+    plain = MemoryLSTM(_config()).double()
+    plain.load_state_dict(model.state_dict())
+    ctl = model.cell.controller
+    assert (ctl.zoneout, ctl.weight_dropout) == ((0.2, 0.4), 0.3)
+    x = torch.randn(5, 3, 4, dtype=torch.float64)
+    torch.manual_seed(9)
+    got, _ = model(x)
+    torch.manual_seed(9)
+    mask, state, ys = ctl.weight_mask(), None, []
+    for t in range(5):
+        y, state = model.cell(x[t], state, mask)
+        ys.append(y)
+    torch.testing.assert_close(got, model.head(torch.stack(ys)), rtol=0, atol=0)
+    assert not torch.allclose(got, plain(x)[0])
+    model.eval()
+    torch.testing.assert_close(model(x)[0], model(x)[0], rtol=0, atol=0)  # no draws
+    state = model.cell.initial_state(3, x)
+    for t in range(5):  # eval: the plain step, then each of h and c mixed with its previous value by the rate
+        _, new = plain.cell(x[t], state)
+        h, c = 0.8 * new.h + 0.2 * state.h, 0.6 * new.c + 0.4 * state.c
+        _, state = model.cell(x[t], state)
+        torch.testing.assert_close((state.h, state.c), (h, c))
+
+
 def test_parameter_count_without_building():
     for kw in ({}, {"read_heads": 1, "write_heads": 3, "shift_range": 2}, {"memory_slots": 128, "memory_width": 20}):
         c = _config(**kw)

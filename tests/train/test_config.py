@@ -91,7 +91,7 @@ def test_weight_dropout_reaches_the_recurrent_layers_or_is_refused_with_the_reas
     from lstmkit.models.forecaster import ForecastNet
     from lstmkit.models.frames import FramesModel
     from lstmkit.models.hybrid import AttentionLM
-    from lstmkit.models.memory import MemoryModel
+    from lstmkit.models.memory import MemoryLSTM, MemoryModel
     from lstmkit.models.recognizer import CTCModel, CTCRecognizer
     from lstmkit.models.seq2seq import Seq2SeqModel
 
@@ -110,9 +110,10 @@ def test_weight_dropout_reaches_the_recurrent_layers_or_is_refused_with_the_reas
 
     s2s = Seq2Seq(Seq2SeqModel(vocab_size=7, output_size=9, hidden_size=8, weight_dropout=0.3))
     assert s2s.encoder.weight_dropout == s2s.decoder.weight_dropout == 0.3  # the decoder holds one mask a batch
+    ntm = MemoryLSTM(MemoryModel(input_size=3, output_size=2, hidden_size=8, weight_dropout=0.3))
+    assert ntm.cell.controller.weight_dropout == 0.3  # the NTM's controller cell: one mask a call
     refused = {HandwritingModel: "its first layer steps a cell and the soft window one point at a time",
-               FramesModel: "the ConvLSTM's recurrent weights are convolution kernels",
-               MemoryModel: "the NTM's controller steps a cell one vector at a time"}  # fmt: skip
+               FramesModel: "the ConvLSTM's recurrent weights are convolution kernels"}  # fmt: skip
     for cls, reason in refused.items():
         with pytest.raises(ValueError) as caught:
             cls(weight_dropout=0.3)
@@ -129,7 +130,7 @@ def test_zoneout_reaches_the_lstm_layers_or_is_refused_with_the_reason():
     from lstmkit.models.forecaster import ForecastNet
     from lstmkit.models.frames import FramesModel
     from lstmkit.models.hybrid import AttentionLM
-    from lstmkit.models.memory import MemoryModel
+    from lstmkit.models.memory import MemoryLSTM, MemoryModel
     from lstmkit.models.recognizer import CTCModel, CTCRecognizer
     from lstmkit.models.seq2seq import Seq2SeqModel
 
@@ -150,9 +151,10 @@ def test_zoneout_reaches_the_lstm_layers_or_is_refused_with_the_reason():
 
     s2s = Seq2Seq(Seq2SeqModel(vocab_size=7, output_size=9, hidden_size=8, zoneout=z))
     assert s2s.encoder.zoneout == s2s.decoder.zoneout == z  # the decoder steps one call a step: a draw a step
+    ntm = MemoryLSTM(MemoryModel(input_size=3, output_size=2, hidden_size=8, zoneout=z))
+    assert ntm.cell.controller.zoneout == z  # the NTM's controller cell: a draw a step
     refused = {HandwritingModel: "its first layer steps a cell and the soft window one point at a time",
-               FramesModel: "the ConvLSTM has no zoneout",
-               MemoryModel: "the NTM's controller steps a cell one vector at a time"}  # fmt: skip
+               FramesModel: "the ConvLSTM has no zoneout"}  # fmt: skip
     for cls, reason in refused.items():
         with pytest.raises(ValueError) as caught:
             cls(zoneout=z)

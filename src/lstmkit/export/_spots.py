@@ -133,6 +133,12 @@ def lstm_cell(spots: Spots, a: Tensor, mags: Tensor, c: Tensor, K: int) -> tuple
     return spots.add(o * t, _FU * (o * t).abs()), c_new
 
 
+def zone_mix(spots: Spots, new: Tensor, prev: Tensor, z: Tensor | float) -> Tensor:
+    """Zoneout's (1 - z) new + z prev, spotted: the constant 1 - z, two products and a sum, each within u of its
+    size, so within 4 u (|new| + |prev|)."""
+    return spots.add((1.0 - z) * new + z * prev, 4 * _U * (new.abs() + prev.abs()))
+
+
 @contextlib.contextmanager
 def spotted_cells(spots: Spots) -> Iterator[None]:
     """The reference LSTM loop (the layer's ``impl="reference"``: ``lstm_input_side`` for all steps, then
@@ -169,15 +175,7 @@ def spotted_cells(spots: Spots) -> Iterator[None]:
         return step(x, state, w, None)[1]
 
     def zone(new: tuple[Tensor, ...], prev: tuple[Tensor, ...], weights) -> tuple[Tensor, ...]:
-        # (1 - z) n + z q: the constant 1 - z, two products and a sum, each within u of its size
-        out = []
-        for n, q, z in zip(new, prev, weights, strict=True):
-            if z is None:
-                out.append(n)
-                continue
-            kept, moved = (1.0 - z) * n, z * q
-            out.append(spots.add(kept + moved, 4 * _U * (n.abs() + q.abs())))
-        return tuple(out)
+        return tuple(n if z is None else zone_mix(spots, n, q, z) for n, q, z in zip(new, prev, weights, strict=True))
 
     names = {"lstm_input_side": input_side, "lstm_recurrent_step": recurrent_step, "lstm_step": step,
              "plain_cell": plain, "zone_step": zone}  # fmt: skip

@@ -113,6 +113,13 @@ def _step_body(sb: GraphBuilder, cell: NTMCell):
     c_new = sb.op("Add", [sb.op("Mul", [f, c], "ctl_fc"), sb.op("Mul", [i, sb.op("Tanh", [a_g], "ctl_g")], "ctl_ig")],
                   "ctl_c")  # fmt: skip
     h_new = sb.op("Mul", [o, sb.op("Tanh", [c_new], "ctl_tanh_c")], "ctl_h")
+    # zoneout in eval mode (the controller's), after h read the new cell: (1 - p) new + p old, h and c each
+    for name, rate in zip(("h", "c"), ctl.zoneout, strict=True):
+        if rate:
+            new, old = (h_new, h) if name == "h" else (c_new, c)
+            mixed = sb.op("Add", [sb.op("Mul", [new, sb.const(1.0 - rate, f"ctl_keep_{name}", F32)]),
+                                  sb.op("Mul", [old, sb.const(rate, f"ctl_zone_{name}", F32)])], f"ctl_{name}_zoned")
+            h_new, c_new = (mixed, c_new) if name == "h" else (h_new, mixed)
     # the heads: K addressing blocks of P = W + 2S + 4 numbers, then the writers' erase and add (2W each)
     out = _linear(sb, h_new, cell.heads.weight, cell.heads.bias, "heads")  # (B, K P + 2 V W)
     per = sb.op("Reshape", [_slice(sb, out, 0, K * P, 1, "heads_addr"), sb.const([0, K, P], "shape_bkp", I64)],
@@ -309,6 +316,9 @@ def spotted_step(spots: _spots.Spots, cell: NTMCell, x: Tensor, state: NTMState)
     mags = (F.linear(inp.detach().abs(), ctl.weight_ih.detach().abs(), ctl.bias_ih.detach().abs())
             + F.linear(state.h.detach().abs(), ctl.weight_hh.detach().abs(), ctl.bias_hh.detach().abs()))  # fmt: skip
     h, c = _spots.lstm_cell(spots, a, mags, state.c, inp.shape[-1] + ctl.hidden_size + 2)
+    p_h, p_c = ctl.zoneout  # eval mode's mix (the graph's)
+    h = _spots.zone_mix(spots, h, state.h, p_h) if p_h else h
+    c = _spots.zone_mix(spots, c, state.c, p_c) if p_c else c
     out = _spotted_linear(spots, cell.heads, h)  # (B, K P + 2 V W)
     B = out.shape[0]
     p = out[:, : K * cell.per_head].view(B, K, cell.per_head)

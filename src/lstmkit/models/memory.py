@@ -19,7 +19,9 @@ the read vectors and the head weightings at learned values (the weightings throu
 weightings' logits start peaked on slot 0, so that the rotation has a place to start from.
 
 ``NTMCell`` is one step under the house's cell contract ``(x_t, state) -> (y_t, state)``; ``MemoryLSTM``
-runs it over time with ``lstmkit.nn.scan`` and puts the output layer on top. Shapes: T steps, B sequences,
+runs it over time with ``lstmkit.nn.scan`` and puts the output layer on top. The controller takes the config's
+``zoneout`` (the cell draws every step) and ``weight_dropout`` (one W_hh mask per ``MemoryLSTM`` call, passed to
+every step as a layer's is). Shapes: T steps, B sequences,
 I inputs, H controller units, N slots of width W, R read heads, V write heads, K = R + V heads, O outputs.
 """
 
@@ -49,9 +51,6 @@ _START_LOGIT = 5.0  # the initial weighting: softmax of +5 on slot 0 and 0 elsew
 @dataclass(frozen=True)
 class MemoryModel(ModelConfig):
     """``ModelConfig`` (``hidden_size``: the controller's units) and the memory's sizes."""
-
-    _no_weight_dropout = "the NTM's controller steps a cell one vector at a time"
-    _no_zoneout = _no_weight_dropout
 
     # "ntm": the LSTM controller with its memory; "lstm": the same task on a plain LSTM (the baseline). Graves et
     # al. 2014 compare the two on copy and associative recall: the NTM generalises to longer sequences.
@@ -128,7 +127,7 @@ class NTMCell(nn.Module):
         H, N, W = config.hidden_size, config.memory_slots, config.memory_width
         R, V, S = config.read_heads, config.write_heads, config.shift_range
         self.sizes = (N, W, R, V, S)
-        self.controller = LSTMCell(input_size + R * W, H)
+        self.controller = LSTMCell(input_size + R * W, H, zoneout=config.zoneout, weight_dropout=config.weight_dropout)
         # per head: key W, beta 1, gate 1, shift 2S + 1, gamma 1; the writers also erase W and add W
         self.per_head = W + 2 * S + 4
         self.heads = nn.Linear(H, (R + V) * self.per_head + V * 2 * W)
@@ -168,11 +167,16 @@ class NTMCell(nn.Module):
         erase, add = ea.split([W, W], dim=-1)
         return a, torch.sigmoid(erase), torch.tanh(add)
 
-    def forward(self, x: Tensor, state: NTMState | None = None) -> tuple[Tensor, NTMState]:
+    def forward(
+        self, x: Tensor, state: NTMState | None = None, weight_mask: Tensor | None = None
+    ) -> tuple[Tensor, NTMState]:
+        """One step; ``weight_mask``: the controller's DropConnect mask (``controller.weight_mask()``), drawn once
+        per sequence, in training with ``weight_dropout``."""
         if state is None:
             state = self.initial_state(x.shape[0], x)
         R, V = self.sizes[2], self.sizes[3]
-        h, c = self.controller(torch.cat([x, state.read], dim=-1), (state.h, state.c))  # (B, H) each
+        h, c = self.controller(torch.cat([x, state.read], dim=-1), (state.h, state.c),
+                               weight_mask=weight_mask)  # (B, H) each  # fmt: skip
         a, erase, add = self.addressing(h)
         weights = address(state.memory, state.weights, a)  # (B, K, N)
         read = (weights[:, :R] @ state.memory).flatten(1)  # (B, R, N) @ (B, N, W) -> (B, R * W)
@@ -222,7 +226,10 @@ class MemoryLSTM(nn.Module):
                 raise ValueError(f"lengths must be shape ({B},) with values in [1, {T}], got {lengths.tolist()}")
         if state is None:
             state = self.cell.initial_state(B, x)
-        y, state = scan(self._step(), x, state)  # (T, B, H + R * W)
+        ctl = self.cell.controller
+        mask = ctl.weight_mask() if self.training and ctl.weight_dropout > 0 else None  # one a call, as a layer's
+        step = self._step()
+        y, state = scan(step if mask is None else lambda x_t, s: step(x_t, s, mask), x, state)  # (T, B, H + R * W)
         return self.head(y), NTMState(*state)  # (T, B, O)
 
     def _step(self) -> Callable[[Tensor, NTMState], tuple[Tensor, NTMState]]:
@@ -235,13 +242,13 @@ class MemoryLSTM(nn.Module):
         if step is None:
             compiled = torch.compile(self.cell.forward)
 
-            def step(x: Tensor, state: NTMState) -> tuple[Tensor, NTMState]:
+            def step(x: Tensor, state: NTMState, weight_mask: Tensor | None = None) -> tuple[Tensor, NTMState]:
                 with warnings.catch_warnings():
                     # Dynamo reads .grad of every input while it traces; the state's tensors are not leaves, and
                     # torch warns about that read, which is Dynamo's and not the user's
                     warnings.filterwarnings("ignore", "The .grad attribute of a Tensor that is not a leaf",
                                             UserWarning)  # fmt: skip
-                    return compiled(x, state)
+                    return compiled(x, state, weight_mask)
 
             _COMPILED[self.cell] = step
         return step

@@ -103,14 +103,14 @@ class ModelConfig(_Section):
     cell: str = "lstm"  # LSTM is the robust default; GRU is cheaper at similar quality on many tasks
     tie_weights: bool = False  # tying input and output embeddings helps LMs (Press & Wolf 2017); LM only
     # DropConnect on every recurrent layer's W_hh in training (Wan et al. 2013): one mask a batch, shared by every
-    # step, as AWD-LSTM's weight drop (Merity et al. 2017, 0.5 there); 0 is off. Refused, with the reason, by the
-    # models that step a cell (handwriting-gen, the NTM) and by the ConvLSTM's; seq2seq's decoder holds one mask a
-    # batch over its one-step calls.
+    # step, as AWD-LSTM's weight drop (Merity et al. 2017, 0.5 there); 0 is off. Refused, with the reason, by
+    # handwriting-gen (its window cell) and the ConvLSTM's; seq2seq's decoder holds one mask a batch over its one-step
+    # calls, and the NTM's controller cell takes one mask a call.
     weight_dropout: float = 0.0
     # Zoneout on every LSTM layer in training (Krueger et al. 2017): each unit of h and c keeps its previous value
     # with probability [p_h, p_c], a new draw every step; eval mode moves by the expectation. The paper's LMs used
     # [0.05, 0.5]; [0, 0] is off. A GRU or RNN core takes the first rate (h; it has no c). seq2seq takes it (both
-    # stacks), and handwriting-gen, the NTM and the ConvLSTM's refuse it with the reason.
+    # stacks), the NTM its controller cell; handwriting-gen and the ConvLSTM's refuse it with the reason.
     zoneout: tuple[float, float] = (0.0, 0.0)
     # Why this config's model cannot take ``weight_dropout`` (a clause for the error), or None when it can; likewise
     # ``zoneout``.
