@@ -22,8 +22,6 @@ from lstmkit.tasks.classify.select import (
     POOL_TO,
     SMALL_DBA,
     SMALL_TRAIN,
-    SMALL_ZONEOUT,
-    ZONEOUT,
     choose_with_variants,
     pooled_name,
     resampled_name,
@@ -47,25 +45,16 @@ def test_classify_below_100_cases_offers_each_architecture_as_a_fold_committee(t
     base = get_task("classify").smoke_config(tmp_path)
     offered = get_task("classify").candidates(base)  # the toy set has 24 training cases of 6-12 steps
     assert list(CANDIDATES) == ["biLSTM", "LSTM-FCN", "ALSTM-FCN"]
-    assert (ZONEOUT, SMALL_ZONEOUT) == (" + zoneout", (0.05, 0.5))
-    every = [*CANDIDATES, *(name + " + differences" for name in CANDIDATES), "biLSTM + zoneout"]
+    every = [*CANDIDATES, *(name + " + differences" for name in CANDIDATES)]
     assert list(offered) == [*every, *(resampled_name(name, 10) for name in every)]  # their median: 10 steps
     for name, values in CANDIDATES.items():
         small = {**values, "data.folds": FOLDS, "data.fold": 0, "data.committee": True, "data.dba": SMALL_DBA}
         assert offered[name] == small
         assert offered[name + DIFFERENCES] == {**small, "data.differences": True}
         assert offered[resampled_name(name, 10)] == {**small, "data.length": 10}
-    small = {"data.folds": FOLDS, "data.fold": 0, "data.committee": True, "data.dba": SMALL_DBA}
-    assert offered["biLSTM + zoneout"] == {**small, "model.zoneout": [0.05, 0.5]}  # the biLSTM only
-    assert offered[resampled_name("biLSTM + zoneout", 10)] == {**small, "model.zoneout": [0.05, 0.5],
-                                                                "data.length": 10}  # fmt: skip
-    # A config that reads the differences already: the plain three and the zoneout variant, and their lengths.
+    # A config that reads the differences already: nothing to vary but the length.
     assert list(get_task("classify").candidates(set_values(base, {"data.differences": True}))) == [
-        *CANDIDATES, "biLSTM + zoneout", *(resampled_name(name, 10) for name in [*CANDIDATES, "biLSTM + zoneout"])]
-    # A config with zoneout of its own: no zoneout variant, the config's rates stand under every candidate.
-    zoned = get_task("classify").candidates(set_values(base, {"model.zoneout": [0.1, 0.1]}))
-    assert list(zoned) == [n for n in offered if ZONEOUT not in n]
-    assert all("model.zoneout" not in v for v in zoned.values())
+        *CANDIDATES, *(resampled_name(name, 10) for name in CANDIDATES)]
     # Cases too long to average in reasonable time: the committees without the synthetic cases.
     monkeypatch.setattr("lstmkit.tasks.classify.task.DBA_MAX_CELLS", 10)
     for values in get_task("classify").candidates(base).values():
@@ -113,9 +102,8 @@ def test_long_cases_are_offered_pooled_beside_every_step(tmp_path, monkeypatch):
     pooled_cells = dba.cells([-(-600 // 9)] * 20, [c for c in range(2) for _ in range(10)], SMALL_DBA)
     monkeypatch.setattr("lstmkit.tasks.classify.task.DBA_MAX_CELLS", pooled_cells)  # 81 times fewer than unpooled
     offered = get_task("classify").candidates(base)  # 20 cases of 600 steps: pooled by round(600 / 64) = 9
-    every = [*CANDIDATES, *(name + DIFFERENCES for name in CANDIDATES), "biLSTM" + ZONEOUT]
+    every = [*CANDIDATES, *(name + DIFFERENCES for name in CANDIDATES)]
     assert list(offered) == [*every, *(pooled_name(name, 9) for name in every)]
-    assert pooled_name("biLSTM" + ZONEOUT, 9) == "biLSTM pooled by 9 + zoneout"
     small = {"data.folds": FOLDS, "data.fold": 0, "data.committee": True}
     for name, values in CANDIDATES.items():
         assert offered[name] == {**values, **small}  # every step: too many DTW cells for the synthetic cases
@@ -143,7 +131,7 @@ def test_cases_of_different_lengths_are_offered_resampled_to_their_median(tmp_pa
     assert resampled_name("biLSTM" + DIFFERENCES, 15) == "biLSTM resampled to 15" + DIFFERENCES  # still a variant
     base = get_task("classify").smoke_config(tmp_path)
     own = get_task("classify").candidates(set_values(base, {"data.length": 12}))
-    assert all("data.length" not in v for v in own.values()) and len(own) == 2 * len(CANDIDATES) + 1  # the config's
+    assert all("data.length" not in v for v in own.values()) and len(own) == 2 * len(CANDIDATES)  # the config's stands
     # Long cases of different lengths: the pooled copies come from the lengths as they are (median 700: by 11), the
     # resampled ones read every case at the median length, every step.
     long = tmp_path / "long"
@@ -176,9 +164,9 @@ def test_the_lowest_validation_loss_is_chosen_and_recorded(classify_selection):
         assert c.run_dir == result.out / "candidates" / slug(c.name)
         losses[c.name] = c.validation_loss
     assert result.chosen.name == choose_with_variants(losses) == record["chosen"]
-    assert record["rule"] == ("the lowest validation loss; a candidate with first differences or zoneout only when "
-                              "its loss is lower than every plain one's by 10% and 0.01 nats (the test split is not "
-                              "read for the choice)")  # fmt: skip
+    assert record["rule"] == ("the lowest validation loss; a candidate with first differences only when its loss is "
+                              "lower than every plain one's by 10% and 0.01 nats (the test split is not read for "
+                              "the choice)")  # fmt: skip
     assert record["chosen_run"] == f"candidates/{slug(result.chosen.name)}"
     assert lines[0] == f"candidate biLSTM: training into {result.out / 'candidates' / 'bilstm'}"
     assert lines[1].startswith("candidate biLSTM: validation loss ")
@@ -220,8 +208,7 @@ def test_a_second_call_resumes_every_candidate_without_retraining(classify_selec
     with pytest.raises(TaskError, match=r"^--out .*sel holds a selection of task 'classify', not 'forecast'; choose "
                                         r"another directory$"):  # fmt: skip
         select("forecast", get_task("forecast").smoke_config(first.out.parent), first.out)
-    names = sorted([*(n + s for n in CANDIDATES for s in ("", " resampled to 10") for s in (s, s + DIFFERENCES)),
-                    "biLSTM" + ZONEOUT, "biLSTM resampled to 10" + ZONEOUT])
+    names = sorted(n + s for n in CANDIDATES for s in ("", " resampled to 10") for s in (s, s + DIFFERENCES))
     with pytest.raises(TaskError, match=r"^--out .*sel holds a selection among other candidates "
                                         + re.escape(f"({names}); choose another directory, or repeat the same "
                                                     "settings to resume it") + "$"):  # fmt: skip
@@ -259,8 +246,8 @@ def test_refusals_name_the_problem_before_any_run(tmp_path):
     with pytest.raises(TaskError, match=r"^task 'charlm' offers no candidate settings to choose among; train one "
                                         r"with `lstmkit train`$"):  # fmt: skip
         select("charlm", get_task("charlm").smoke_config(tmp_path), tmp_path / "a")
-    offered = [*(n + s for s in ("", DIFFERENCES) for n in CANDIDATES), "biLSTM" + ZONEOUT]
-    offered += [resampled_name(n, 10) for n in offered]
+    suffixes = ("", DIFFERENCES, " resampled to 10", " resampled to 10" + DIFFERENCES)
+    offered = [n + s for s in suffixes for n in CANDIDATES]
     assert offered[:3] == ["biLSTM", "LSTM-FCN", "ALSTM-FCN"]
     with pytest.raises(ConfigError, match=r"^--candidates: \['BiLSTM'\] not offered; task 'classify' offers "
                                           + re.escape(f"{offered}") + "$"):  # fmt: skip
@@ -278,11 +265,10 @@ def test_a_candidate_the_data_refuses_is_skipped_with_the_reason(tmp_path):
     base = set_values(get_task("classify").smoke_config(tmp_path), {"data.frame": 2, "data.dtw_baseline": False})
     result = select("classify", base, tmp_path / "sel")
     why = "model.arch=lstm-fcn reads every step (its conv branch); data.frame must be 0 or 1, got 2"
-    suffixes = ("", DIFFERENCES, ZONEOUT, " resampled to 10", " resampled to 10" + DIFFERENCES,
-                " resampled to 10" + ZONEOUT)  # fmt: skip
+    suffixes = ("", DIFFERENCES, " resampled to 10", " resampled to 10" + DIFFERENCES)
     assert [c.name for c in result.candidates] == ["biLSTM" + s for s in suffixes]
     assert result.chosen.name == choose_with_variants({c.name: c.validation_loss for c in result.candidates})
-    assert list(result.skipped) == [n + s for s in suffixes if ZONEOUT not in s for n in ("LSTM-FCN", "ALSTM-FCN")]
+    assert list(result.skipped) == [n + s for s in suffixes for n in ("LSTM-FCN", "ALSTM-FCN")]
     assert all(v.startswith(why) for v in result.skipped.values())
     record = json.loads((tmp_path / "sel" / SELECTION).read_text())
     assert record["candidates"]["LSTM-FCN"]["skipped"] == result.skipped["LSTM-FCN"]
@@ -295,9 +281,8 @@ def test_a_candidate_the_data_refuses_is_skipped_with_the_reason(tmp_path):
     assert json.loads((tmp_path / "low" / SELECTION).read_text())["status"] == "failed"
 
 
-def test_a_variant_must_win_by_both_margins():
-    """10% and 0.01 nats below the best plain candidate's loss, both, or the plain choice stands; the differences
-    and the zoneout variants are one kind, the lowest of them compared."""
+def test_a_differences_variant_must_win_by_both_margins():
+    """10% and 0.01 nats below the best plain candidate's loss, both, or the plain choice stands."""
     plain = {"biLSTM": 0.50, "LSTM-FCN": 0.60}
     assert choose_with_variants({**plain, "LSTM-FCN + differences": 0.45}) == "LSTM-FCN + differences"  # exactly 10%
     assert choose_with_variants({**plain, "LSTM-FCN + differences": 0.4501}) == "biLSTM"  # 9.98% lower
@@ -310,13 +295,6 @@ def test_a_variant_must_win_by_both_margins():
     assert choose_with_variants({"biLSTM + differences": 0.3, "LSTM-FCN + differences": 0.2}) == \
            "LSTM-FCN + differences"  # fmt: skip
     assert choose_with_variants({"LSTM-FCN": 0.2, "biLSTM": 0.2}) == "LSTM-FCN"
-    # zoneout: a variant too, pooled or resampled as well; the lowest variant of either kind is compared
-    assert choose_with_variants({**plain, "biLSTM + zoneout": 0.4501}) == "biLSTM"
-    assert choose_with_variants({**plain, "biLSTM + zoneout": 0.45}) == "biLSTM + zoneout"
-    assert choose_with_variants({**plain, "biLSTM + zoneout": 0.44, "biLSTM + differences": 0.43}) == \
-           "biLSTM + differences"  # fmt: skip
-    assert choose_with_variants({**plain, "biLSTM resampled to 9 + zoneout": 0.3}) == "biLSTM resampled to 9 + zoneout"
-    assert choose_with_variants({"biLSTM": 0.5, "biLSTM + zoneout x": 0.46}) == "biLSTM + zoneout x"  # not a suffix
     with pytest.raises(ValueError, match=r"^no finished candidate to choose among$"):
         choose_with_variants({})
     assert get_task("forecast").choose({"a": 0.2, "b": 0.1})[0] == "b"  # other tasks: the lowest loss

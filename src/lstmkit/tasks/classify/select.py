@@ -69,9 +69,9 @@ def select_pool(lengths: Sequence[int]) -> int:
 
 
 def pooled_name(name: str, pool: int) -> str:
-    """A candidate's name when it reads the cases pooled by ``pool``: "LSTM-FCN pooled by 31"; a variant keeps its
-    suffix last ("biLSTM pooled by 9 + differences"), so that :func:`choose_with_variants` knows it."""
-    stem, suffix = split_variant(name)
+    """A candidate's name when it reads the cases pooled by ``pool``: "LSTM-FCN pooled by 31"; a differences variant
+    keeps its suffix last ("biLSTM pooled by 9 + differences"), so that :func:`choose_with_variants` knows it."""
+    stem, suffix = (name[: -len(DIFFERENCES)], DIFFERENCES) if name.endswith(DIFFERENCES) else (name, "")
     return f"{stem} pooled by {pool}{suffix}"
 
 
@@ -93,8 +93,8 @@ def select_length(lengths: Sequence[int]) -> int:
 
 def resampled_name(name: str, length: int) -> str:
     """A candidate's name when it reads every case resampled to ``length`` steps: "LSTM-FCN resampled to 300"; a
-    variant keeps its suffix last, like :func:`pooled_name`."""
-    stem, suffix = split_variant(name)
+    differences variant keeps its suffix last, like :func:`pooled_name`."""
+    stem, suffix = (name[: -len(DIFFERENCES)], DIFFERENCES) if name.endswith(DIFFERENCES) else (name, "")
     return f"{stem} resampled to {length}{suffix}"
 
 
@@ -105,35 +105,19 @@ def resampled_name(name: str, length: int) -> str:
 # 12-14); ArrowHead's folds prefer the differences by a tenth of a nat. Adopted in session 23 by a rule fixed before
 # any run (it changes the choice on at least one of the 6 small panel sets at seed 0; docs/results.md).
 DIFFERENCES = " + differences"
-# Below SMALL_TRAIN the biLSTM is offered again with zoneout (``model.zoneout``, Krueger et al. 2017: each unit keeps
-# its previous h with probability 0.05 and its previous c with 0.5, their rates for language models), a regulariser
-# for the regime where the biLSTM memorises a few dozen cases (ArrowHead's 20% hold-out loss fell on 3 of 3 seeds,
-# session 43). A variant like the differences: it must win by both margins. Only the biLSTM: the hybrids' 8-unit LSTM
-# branch carries dropout 0.8 already (Karim et al.'s setting). Session 44, by the rule in docs/results.md.
-ZONEOUT = " + zoneout"
-SMALL_ZONEOUT = (0.05, 0.5)
-ZONEOUT_CANDIDATES = ("biLSTM",)
-VARIANTS = (DIFFERENCES, ZONEOUT)  # the suffixes of the candidates that must win by the margins
 VARIANT_MARGIN = 0.10  # a variant's loss must be at most (1 - this) times the best plain candidate's ...
 VARIANT_MARGIN_NATS = 0.01  # ... and at least this many nats per sequence below it
 
 
-def split_variant(name: str) -> tuple[str, str]:
-    """A candidate's name as (its stem, its ``VARIANTS`` suffix or "")."""
-    suffix = next((s for s in VARIANTS if name.endswith(s)), "")
-    return name[: len(name) - len(suffix)], suffix
-
-
 def choose_with_variants(losses: Mapping[str, float]) -> str:
     """The candidate ``lstmkit select --task classify`` keeps among finished ones (name -> validation loss): the
-    lowest loss among the plain candidates, replaced by the lowest-loss variant (a name ending in one of
-    ``VARIANTS``) only when that is lower by both margins; the lowest loss of all when only one kind finished.
-    Ties: the first listed."""
+    lowest loss among the plain candidates, replaced by the lowest-loss ``DIFFERENCES`` variant only when that is
+    lower by both margins; the lowest loss of all when only one kind finished. Ties: the first listed."""
     if not losses:
         raise ValueError("no finished candidate to choose among")
     best = lambda names: min(names, key=losses.__getitem__)  # noqa: E731 - min keeps the first of equal losses
-    plain = [n for n in losses if not split_variant(n)[1]]
-    variants = [n for n in losses if split_variant(n)[1]]
+    plain = [n for n in losses if not n.endswith(DIFFERENCES)]
+    variants = [n for n in losses if n.endswith(DIFFERENCES)]
     if not plain or not variants:
         return best(list(losses))
     p, v = best(plain), best(variants)

@@ -42,11 +42,8 @@ from lstmkit.tasks.classify.select import (
     FOLDS,
     SMALL_DBA,
     SMALL_TRAIN,
-    SMALL_ZONEOUT,
     VARIANT_MARGIN,
     VARIANT_MARGIN_NATS,
-    ZONEOUT,
-    ZONEOUT_CANDIDATES,
     choose_with_variants,
     pooled_name,
     resampled_name,
@@ -223,21 +220,20 @@ class ClassifyTask(Task):
         return model, results
 
     def candidates(self, config: Config) -> dict[str, dict[str, Any]]:
-        """The biLSTM, the LSTM-FCN and the ALSTM-FCN (``select.CANDIDATES``). Below ``SMALL_TRAIN`` training cases each
-        is a committee of ``FOLDS`` fold models (``data.committee``), judged by its cross-validation loss, since a 20%
-        hold-out would be a handful of cases, and trained with ``SMALL_DBA`` synthetic cases per training case
-        (``data.dba``) unless making them would fill more than ``DBA_MAX_CELLS`` DTW cells (long cases); each is offered
-        again with ``data.differences`` (named with ``DIFFERENCES``; not when the config sets it already), and the
-        biLSTM again with zoneout (``SMALL_ZONEOUT``, named with ``ZONEOUT``; not when the config sets
-        ``model.zoneout``), variants which must win by a margin (:meth:`choose`). From ``SMALL_TRAIN`` cases up each
-        stops early on the config's own validation part and is judged by its loss there, unless a class has 2 to
+        """The biLSTM, the LSTM-FCN and the ALSTM-FCN (``select.CANDIDATES``). Below ``SMALL_TRAIN`` training
+        cases each is a committee of ``FOLDS`` fold models (``data.committee``), judged by its cross-validation
+        loss, since a 20% hold-out would be a handful of cases, and trained with ``SMALL_DBA`` synthetic cases per
+        training case (``data.dba``) unless making them would fill more than ``DBA_MAX_CELLS`` DTW cells (long
+        cases); each is offered again with ``data.differences`` (named with ``DIFFERENCES``; not when the config
+        sets it already), which must win by a margin (:meth:`choose`). From ``SMALL_TRAIN`` cases up each stops
+        early on the config's own validation part and is judged by its loss there, unless a class has 2 to
         ``MIN_CLASS_CASES - 1`` cases: then each is a committee of as many fold models as that class has cases
-        (:func:`validation_plan`), with no synthetic cases and no differences. Where the training cases' median length
-        exceeds ``select.POOL_ABOVE`` steps, every candidate is offered again reading them pooled (``data.pool`` from
-        :func:`select_pool`; named by :func:`pooled_name`), unless the config sets ``data.pool``; where the training
-        cases' lengths differ, every candidate is offered again reading each case resampled to their median length
-        (``data.length`` from :func:`select_length`; named by :func:`resampled_name`), unless the config sets
-        ``data.length``; the synthetic cases' cost is counted on the steps each candidate reads."""
+        (:func:`validation_plan`), with no synthetic cases and no differences. Where the training cases' median
+        length exceeds ``select.POOL_ABOVE`` steps, every candidate is offered again reading them pooled
+        (``data.pool`` from :func:`select_pool`; named by :func:`pooled_name`), unless the config sets ``data.pool``;
+        where the training cases' lengths differ, every candidate is offered again reading each case resampled to
+        their median length (``data.length`` from :func:`select_length`; named by :func:`resampled_name`), unless
+        the config sets ``data.length``; the synthetic cases' cost is counted on the steps each candidate reads."""
         if config.data.full_train:
             raise ConfigError("lstmkit select chooses on validation cases, and data.full_train leaves none: unset it")
         train = load_cases(config.data)[0]
@@ -276,18 +272,14 @@ class ClassifyTask(Task):
         if not config.data.differences:  # each again with the first differences beside the channels
             offered |= {name + DIFFERENCES: {**values, **small, "data.differences": True}
                         for name, values in CANDIDATES.items()}  # fmt: skip
-        if config.model.zoneout == (0.0, 0.0):  # the biLSTM again with zoneout (select.ZONEOUT)
-            offered |= {name + ZONEOUT: {**CANDIDATES[name], **small, "model.zoneout": list(SMALL_ZONEOUT)}
-                        for name in ZONEOUT_CANDIDATES}  # fmt: skip
         return offered
 
     def choose(self, losses: dict[str, float]) -> tuple[str, str]:
-        """The lowest validation loss among the plain candidates (pooled or not); a ``DIFFERENCES`` or ``ZONEOUT``
-        variant (offered below ``SMALL_TRAIN`` cases) replaces it only when lower by ``VARIANT_MARGIN`` and
-        ``VARIANT_MARGIN_NATS``."""
-        rule = ("the lowest validation loss; a candidate with first differences or zoneout only when its loss is "
-                f"lower than every plain one's by {VARIANT_MARGIN:.0%} and {VARIANT_MARGIN_NATS} nats (the test split "
-                "is not read for the choice)")  # fmt: skip
+        """The lowest validation loss among the plain candidates (pooled or not); a ``DIFFERENCES`` variant (offered
+        below ``SMALL_TRAIN`` cases) replaces it only when lower by ``VARIANT_MARGIN`` and ``VARIANT_MARGIN_NATS``."""
+        rule = ("the lowest validation loss; a candidate with first differences only when its loss is lower than "
+                f"every plain one's by {VARIANT_MARGIN:.0%} and {VARIANT_MARGIN_NATS} nats (the test split is not "
+                "read for the choice)")  # fmt: skip
         return choose_with_variants(losses), rule
 
     def selection_loss(self, metrics: dict[str, Any]) -> float:
