@@ -188,3 +188,22 @@ def test_torch_compile_and_export_take_the_cells(kind, kw):
     want, atol = cell(x, h), baseline_step_tolerance(cell, x, h)  # inductor fuses the step: other roundings
     torch.testing.assert_close(torch.compile(cell, fullgraph=True)(x, h), want, rtol=0, atol=atol)
     torch.testing.assert_close(torch.export.export(cell, (x, h)).module()(x, h), want, rtol=0, atol=atol)
+
+
+@pytest.mark.parametrize(("kind", "kw"), KINDS, ids=IDS)
+def test_torch_func_vmap_and_grad_run_the_reference_step(kind, kw):
+    """Under torch.func the step runs the reference cell (torch's cell operators have no batching rule: torch.nn's
+    cell warns and falls back to a loop there), equal to a loop over the vmapped axis within the step bound."""
+    from torch.func import functional_call, grad, vmap
+
+    cell = getattr(lstmkit, kind + "Cell")(I, H, **kw)
+    x, h = torch.randn(5, B, I), torch.randn(5, B, H)
+    got = vmap(cell)(x, h)
+    for n in range(5):
+        torch.testing.assert_close(got[n], cell(x[n], h[n]), rtol=0, atol=baseline_step_tolerance(cell, x[n], h[n]))
+    cell, x, h = cell.double(), x.double(), h.double()  # the gradients in float64: two orders of sums, same values
+    params = {k: v.detach() for k, v in cell.named_parameters()}
+    grads = grad(lambda p: functional_call(cell, p, (x[0], h[0])).sum())(params)
+    cell(x[0], h[0]).sum().backward()
+    for name, p in cell.named_parameters():
+        torch.testing.assert_close(grads[name], p.grad, msg=name)
