@@ -196,9 +196,10 @@ def test_outputs_do_not_depend_on_later_steps_or_other_sequences():
 
 
 def test_the_controllers_zoneout_and_dropconnect():
-    """model.zoneout and model.weight_dropout reach the controller: in training one W_hh mask a call (drawn before the
-    steps, as a layer's) and zoneout's draws every step, so a loop of the cell drawing the same way from one seed is
-    the model's call; in eval mode zoneout's mix and no mask; the state dict is the plain model's."""
+    """model.zoneout and model.weight_dropout reach the controller: in training one W_hh mask a call (the call's steps
+    inside the controller's holding_masks(), as a layer's call draws one) and zoneout's draws every step, so a loop of
+    the cell in such a block from one seed is the model's call; in eval mode zoneout's mix and no mask; the state
+    dict is the plain model's."""
     torch.manual_seed(0)
     model = MemoryLSTM(_config(zoneout=(0.2, 0.4), weight_dropout=0.3)).double()
     plain = MemoryLSTM(_config()).double()
@@ -209,10 +210,11 @@ def test_the_controllers_zoneout_and_dropconnect():
     torch.manual_seed(9)
     got, _ = model(x)
     torch.manual_seed(9)
-    mask, state, ys = ctl.weight_mask(), None, []
-    for t in range(5):
-        y, state = model.cell(x[t], state, mask)
-        ys.append(y)
+    state, ys = None, []
+    with ctl.holding_masks():
+        for t in range(5):
+            y, state = model.cell(x[t], state)
+            ys.append(y)
     torch.testing.assert_close(got, model.head(torch.stack(ys)), rtol=0, atol=0)
     assert not torch.allclose(got, plain(x)[0])
     model.eval()

@@ -70,8 +70,8 @@ def test_the_reference_step_equals_torchs_operator(kind, kw):
                                      dict(weight_dropout=0.5)], ids=str)  # fmt: skip
 def test_a_loop_of_cells_equals_the_layer_from_one_seed(kind, kw, options):
     """The layer draws its masks per call in this order: recurrent dropout's (B, H), then W_hh's (G, H), then
-    zoneout's units for every step; a loop of cells drawing the two masks, then zoneout step by step, reads the same
-    numbers: outputs and every gradient equal (float64), and in eval mode too."""
+    zoneout's units for every step; a loop of cells inside holding_masks() (its first step draws the two masks), with
+    zoneout step by step, reads the same numbers: outputs and every gradient equal (float64), and in eval mode too."""
     layer = getattr(lstmkit, kind)(I, H, **kw, **options).double()
     cell = getattr(lstmkit, kind + "Cell")(I, H, **kw, **options).double()
     cell.load_state_dict({k.removesuffix("_l0"): v for k, v in layer.state_dict().items()})
@@ -84,12 +84,11 @@ def test_a_loop_of_cells_equals_the_layer_from_one_seed(kind, kw, options):
         torch.manual_seed(7)
         y, h_n = layer(x)
         torch.manual_seed(7)
-        drop = cell.dropout_mask(B) if training and cell.recurrent_dropout else None
-        mask = cell.weight_mask() if training and cell.weight_dropout else None
         h, ys = None, []
-        for t in range(T):
-            h = cell(x[t], h, drop_mask=drop, weight_mask=mask)
-            ys.append(h)
+        with cell.holding_masks():
+            for t in range(T):
+                h = cell(x[t], h)
+                ys.append(h)
         torch.testing.assert_close(torch.stack(ys), y)
         torch.testing.assert_close(h, h_n[0])
         y.sum().backward()
@@ -101,10 +100,9 @@ def test_a_loop_of_cells_equals_the_layer_from_one_seed(kind, kw, options):
     plain.load_state_dict(cell.state_dict())
     cell.train()
     torch.manual_seed(3)
-    drop = cell.dropout_mask(B) if cell.recurrent_dropout else None
-    mask = cell.weight_mask() if cell.weight_dropout else None
     h0 = torch.randn(B, H, dtype=torch.float64)
-    assert not torch.allclose(cell(x[0], h0, drop_mask=drop, weight_mask=mask), plain(x[0], h0))
+    with cell.holding_masks():
+        assert not torch.allclose(cell(x[0], h0), plain(x[0], h0))
 
 
 def test_zoneout_keeps_units_in_training_and_mixes_by_the_rate_in_eval():
@@ -146,15 +144,18 @@ def test_refusals_name_the_argument():
     cell = lstmkit.GRUCell(I, H, recurrent_dropout=0.2, weight_dropout=0.3)
     assert repr(cell) == "GRUCell(4, 6, recurrent_dropout=0.2, weight_dropout=0.3)"
     with pytest.raises(ValueError, match=r"^recurrent_dropout > 0 in training needs drop_mask=cell\.dropout_mask\(B\), "
-                                         r"drawn once per sequence$"):  # fmt: skip
-        cell(torch.randn(B, I), weight_mask=cell.weight_mask())
-    with pytest.raises(ValueError, match=r"^drop_mask must have shape \(3, 6\), got \(2, 6\)$"):
-        cell(torch.randn(B, I), drop_mask=torch.ones(2, H), weight_mask=cell.weight_mask())
-    with pytest.raises(ValueError, match=r"^weight_dropout > 0 in training needs weight_mask=cell\.weight_mask\(\), "
-                                         r"drawn once per sequence$"):  # fmt: skip
+                                         r"drawn once per sequence, or the sequence's steps inside `with "
+                                         r"cell\.holding_masks\(\):`$"):  # fmt: skip
+        lstmkit.GRUCell(I, H, recurrent_dropout=0.2)(torch.randn(B, I))
+    with cell.holding_masks(), pytest.raises(ValueError, match=r"^drop_mask must have shape \(3, 6\), got \(2, 6\)$"):
+        cell(torch.randn(B, I), drop_mask=torch.ones(2, H))
+    with pytest.raises(ValueError, match=r"^weight_dropout > 0 in training needs the sequence's steps inside "
+                                         r"`with cell\.holding_masks\(\):`, which draws W_hh's mask once for "
+                                         r"them$"):  # fmt: skip
         cell(torch.randn(B, I), drop_mask=cell.dropout_mask(B))
-    with pytest.raises(ValueError, match=r"^weight_mask must have weight_hh's shape \(18, 6\), got \(6, 18\)$"):
-        cell(torch.randn(B, I), drop_mask=cell.dropout_mask(B), weight_mask=torch.ones(H, 3 * H))
+    with cell.holding_masks():  # the given drop_mask is used; W_hh's mask drawn and held
+        cell(torch.randn(B, I), drop_mask=cell.dropout_mask(B))
+        assert set(cell._held_masks) == {"w_hh"}
     cell.eval()
     assert cell(torch.randn(B, I)).shape == (B, H)  # eval: no masks needed
 

@@ -65,8 +65,9 @@ def test_cell_recurrent_dropout_needs_a_mask_in_training():
 
 @pytest.mark.parametrize("kw", VARIANTS, ids=str)
 def test_cell_weight_dropout_equals_the_layer_with_the_same_masks(kw):
-    """DropConnect on the cell: with the masks drawn in the layer's order (the recurrent-dropout mask, then W_hh's) from
-    one seed, a loop of cells equals LSTM(weight_dropout=p) over the sequence, outputs and every gradient (float64)."""
+    """DropConnect on the cell: inside holding_masks() the first step draws the recurrent-dropout mask, then W_hh's (the
+    layer's order) and every step reads one masked W_hh; from one seed a loop of cells equals LSTM(weight_dropout=p)
+    over the sequence, outputs and every gradient (float64)."""
     drops = dict(recurrent_dropout=0.3, weight_dropout=0.4)
     layer = lstmkit.LSTM(I, H, **kw, **drops).double()
     cell = lstmkit.LSTMCell(I, H, **kw, **drops).double()
@@ -75,49 +76,76 @@ def test_cell_weight_dropout_equals_the_layer_with_the_same_masks(kw):
     torch.manual_seed(5)
     y, (h_n, c_n) = layer(x)
     torch.manual_seed(5)
-    drop, mask = cell.dropout_mask(B), cell.weight_mask()
-    assert mask.shape == cell.weight_hh.shape and set(mask.unique().tolist()) == {0.0, 1 / 0.6}
     hx, ys = None, []
-    for t in range(T):
-        hx = cell(x[t], hx, drop_mask=drop, weight_mask=mask)
-        ys.append(hx[0])
+    with cell.holding_masks():
+        for t in range(T):
+            hx = cell(x[t], hx)
+            ys.append(hx[0])
+        held = dict(cell._held_masks)
+    assert cell._held_masks is None  # the block's masks go with it
+    assert set(held) == {"drop", "w_hh"} and held["drop"].shape == (B, cell.output_size)
     torch.testing.assert_close(torch.stack(ys), y)
     torch.testing.assert_close(hx, (h_n[0], c_n[0]))
     torch.autograd.backward([y.sum(), c_n.sum()])
     torch.autograd.backward([torch.stack(ys).sum(), hx[1].sum()])
     for name, p in cell.named_parameters():
         torch.testing.assert_close(p.grad, layer.get_parameter(name + "_l0").grad, msg=name)
-    # the W_hh mask acts: a mask of ones gives other numbers from the second step on (h_0 = 0 at the first)
-    first = cell(x[0], None, drop_mask=drop, weight_mask=mask)
-    ones = cell(x[1], first, drop_mask=drop, weight_mask=torch.ones_like(mask))
-    assert not torch.allclose(ones[0], ys[1])
+    # the W_hh mask acts: held as the masked copy (zeros where dropped), and another block draws another
+    kept = held["w_hh"].detach() != 0
+    assert 0.4 < float(kept.double().mean()) < 0.8
+    torch.testing.assert_close(held["w_hh"].detach()[kept], cell.weight_hh.detach()[kept] / 0.6)
+    with cell.holding_masks():
+        cell(x[0])
+        assert not torch.equal(cell._held_masks["w_hh"], held["w_hh"])
 
 
-def test_cell_weight_dropout_needs_its_mask_in_training_only():
+def test_cell_weight_dropout_draws_one_mask_a_block_and_needs_a_block_in_training(monkeypatch):
+    import lstmkit.nn._base as base
+
+    draws = []
+    real = base.weight_drop_mask
+    monkeypatch.setattr(base, "weight_drop_mask", lambda w, p: draws.append(p) or real(w, p))
     cell = lstmkit.LSTMCell(I, H, weight_dropout=0.5)
     assert repr(cell) == "LSTMCell(4, 6, weight_dropout=0.5)"
-    with pytest.raises(ValueError, match=r"^weight_dropout > 0 in training needs weight_mask=cell\.weight_mask\(\), "
-                                         r"drawn once per sequence$"):  # fmt: skip
+    with cell.holding_masks():
+        h = None
+        for _ in range(T):
+            h = cell(torch.randn(B, I), h)
+    assert draws == [0.5]  # one masked copy for the T steps (not one product a step)
+    with pytest.raises(ValueError, match=r"^weight_dropout > 0 in training needs the sequence's steps inside "
+                                         r"`with cell\.holding_masks\(\):`, which draws W_hh's mask once for "
+                                         r"them$"):  # fmt: skip
         cell(torch.randn(B, I))
-    with pytest.raises(ValueError, match=r"^weight_mask must have weight_hh's shape \(24, 6\), got \(6, 24\)$"):
-        cell(torch.randn(B, I), weight_mask=torch.ones(H, 4 * H))
-    with pytest.raises(ValueError, match=r"^weight_mask must have weight_hh's shape \(24, 6\), got list$"):
-        cell(torch.randn(B, I), weight_mask=[1.0])
     with pytest.raises(ValueError, match=r"weight_dropout must be"):
         lstmkit.LSTMCell(I, H, weight_dropout=1.0)
-    h, c = cell(torch.randn(I), weight_mask=cell.weight_mask())  # unbatched: the same (G, P) mask
+    with cell.holding_masks():
+        h, c = cell(torch.randn(I))  # unbatched: the same (G, P) mask
     assert h.shape == c.shape == (H,)
+    dropping = lstmkit.LSTMCell(I, H, recurrent_dropout=0.2)
+    with pytest.raises(ValueError, match=r"^recurrent_dropout > 0 in training needs drop_mask=cell\.dropout_mask\(B\), "
+                                         r"drawn once per sequence, or the sequence's steps inside `with "
+                                         r"cell\.holding_masks\(\):`$"):  # fmt: skip
+        dropping(torch.randn(B, I))
+    with dropping.holding_masks():
+        dropping(torch.randn(B, I))
+        with pytest.raises(ValueError, match=r"^inside holding_masks\(\) every step must have the first step's batch "
+                                             r"size 3 \(its recurrent-dropout mask is held\), got 2$"):  # fmt: skip
+            dropping(torch.randn(2, I))
     cell.eval()
     x = torch.randn(B, I)
     reference = lstmkit.LSTMCell(I, H)
     reference.load_state_dict(cell.state_dict())
-    torch.testing.assert_close(cell(x), reference(x), rtol=0, atol=0)  # eval: no mask, W_hh as it is
+    torch.testing.assert_close(cell(x), reference(x), rtol=0, atol=0)  # eval: no block needed, W_hh as it is
     step = lstmkit.LSTMStepCell(I, H, weight_dropout=0.5)
     step.load_state_dict(cell.state_dict())
-    mask = step.weight_mask()
     cell.train()
-    torch.testing.assert_close(step(x, None, weight_mask=mask)[1], tuple(cell(x, None, weight_mask=mask)),
-                               rtol=0, atol=0)  # fmt: skip
+    torch.manual_seed(1)
+    with step.holding_masks():
+        want = step(x)[1]
+    torch.manual_seed(1)
+    with cell.holding_masks():
+        got = cell(x)
+    torch.testing.assert_close(tuple(want), got, rtol=0, atol=0)
 
 
 GRU_GRID = [dict(num_layers=L, bidirectional=bi, batch_first=bf, bias=bias)

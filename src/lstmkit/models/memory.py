@@ -20,8 +20,8 @@ weightings' logits start peaked on slot 0, so that the rotation has a place to s
 
 ``NTMCell`` is one step under the house's cell contract ``(x_t, state) -> (y_t, state)``; ``MemoryLSTM``
 runs it over time with ``lstmkit.nn.scan`` and puts the output layer on top. The controller takes the config's
-``zoneout`` (the cell draws every step) and ``weight_dropout`` (one W_hh mask per ``MemoryLSTM`` call, passed to
-every step as a layer's is). Shapes: T steps, B sequences,
+``zoneout`` (the cell draws every step) and ``weight_dropout`` (one W_hh mask per ``MemoryLSTM`` call: its steps
+run inside the controller's ``holding_masks()``, as a layer's call draws one). Shapes: T steps, B sequences,
 I inputs, H controller units, N slots of width W, R read heads, V write heads, K = R + V heads, O outputs.
 """
 
@@ -167,16 +167,11 @@ class NTMCell(nn.Module):
         erase, add = ea.split([W, W], dim=-1)
         return a, torch.sigmoid(erase), torch.tanh(add)
 
-    def forward(
-        self, x: Tensor, state: NTMState | None = None, weight_mask: Tensor | None = None
-    ) -> tuple[Tensor, NTMState]:
-        """One step; ``weight_mask``: the controller's DropConnect mask (``controller.weight_mask()``), drawn once
-        per sequence, in training with ``weight_dropout``."""
+    def forward(self, x: Tensor, state: NTMState | None = None) -> tuple[Tensor, NTMState]:
         if state is None:
             state = self.initial_state(x.shape[0], x)
         R, V = self.sizes[2], self.sizes[3]
-        h, c = self.controller(torch.cat([x, state.read], dim=-1), (state.h, state.c),
-                               weight_mask=weight_mask)  # (B, H) each  # fmt: skip
+        h, c = self.controller(torch.cat([x, state.read], dim=-1), (state.h, state.c))  # (B, H) each
         a, erase, add = self.addressing(h)
         weights = address(state.memory, state.weights, a)  # (B, K, N)
         read = (weights[:, :R] @ state.memory).flatten(1)  # (B, R, N) @ (B, N, W) -> (B, R * W)
@@ -226,10 +221,8 @@ class MemoryLSTM(nn.Module):
                 raise ValueError(f"lengths must be shape ({B},) with values in [1, {T}], got {lengths.tolist()}")
         if state is None:
             state = self.cell.initial_state(B, x)
-        ctl = self.cell.controller
-        mask = ctl.weight_mask() if self.training and ctl.weight_dropout > 0 else None  # one a call, as a layer's
-        step = self._step()
-        y, state = scan(step if mask is None else lambda x_t, s: step(x_t, s, mask), x, state)  # (T, B, H + R * W)
+        with self.cell.controller.holding_masks():  # DropConnect: one masked W_hh a call, as a layer draws it
+            y, state = scan(self._step(), x, state)  # (T, B, H + R * W)
         return self.head(y), NTMState(*state)  # (T, B, O)
 
     def _step(self) -> Callable[[Tensor, NTMState], tuple[Tensor, NTMState]]:
@@ -242,13 +235,13 @@ class MemoryLSTM(nn.Module):
         if step is None:
             compiled = torch.compile(self.cell.forward)
 
-            def step(x: Tensor, state: NTMState, weight_mask: Tensor | None = None) -> tuple[Tensor, NTMState]:
+            def step(x: Tensor, state: NTMState) -> tuple[Tensor, NTMState]:
                 with warnings.catch_warnings():
                     # Dynamo reads .grad of every input while it traces; the state's tensors are not leaves, and
                     # torch warns about that read, which is Dynamo's and not the user's
                     warnings.filterwarnings("ignore", "The .grad attribute of a Tensor that is not a leaf",
                                             UserWarning)  # fmt: skip
-                    return compiled(x, state, weight_mask)
+                    return compiled(x, state)
 
             _COMPILED[self.cell] = step
         return step

@@ -118,29 +118,57 @@ def cell_input(cell, input) -> Tensor:
     return input if input.dim() == 2 else input.unsqueeze(0)  # (I,) -> (1, I)
 
 
-def cell_masks(cell, B: int, P: int, drop_mask, weight_mask) -> tuple[Tensor | None, Tensor]:
+def cell_masks(cell, B: int, P: int, drop_mask) -> tuple[Tensor | None, Tensor]:
     """A cell step's dropout, checked: (its recurrent-dropout mask (B, P), or None outside training or at rate 0;
-    ``cell.weight_hh``, times the DropConnect mask in training at a rate above 0). The caller draws each mask once
-    per sequence (``cell.dropout_mask(B)``, ``cell.weight_mask()``) and passes it to every step."""
-    w_hh = cell.weight_hh
+    ``cell.weight_hh``, or in training with ``weight_dropout`` its DropConnect copy W_hh * M / (1 - p)). Inside
+    ``cell.holding_masks()`` the block's first step draws the masks the caller does not pass (recurrent dropout's,
+    then W_hh's, the order of a layer's call) and every later step reuses them: one masked W_hh a block, however many
+    steps read it."""
+    held = cell._held_masks
     drop = None
     if cell.training and cell.recurrent_dropout > 0:
+        if drop_mask is None and held is not None:
+            drop_mask = held.get("drop")
+            if drop_mask is None:
+                drop_mask = held["drop"] = cell.dropout_mask(B)
+            elif drop_mask.shape[0] != B:
+                raise ValueError(f"inside holding_masks() every step must have the first step's batch size "
+                                 f"{drop_mask.shape[0]} (its recurrent-dropout mask is held), got {B}")
         if drop_mask is None:
             raise ValueError("recurrent_dropout > 0 in training needs drop_mask=cell.dropout_mask(B), drawn once per "
-                             "sequence")  # fmt: skip
+                             "sequence, or the sequence's steps inside `with cell.holding_masks():`")  # fmt: skip
         if not isinstance(drop_mask, Tensor) or tuple(drop_mask.shape) != (B, P):
             got = tuple(drop_mask.shape) if isinstance(drop_mask, Tensor) else type(drop_mask).__name__
             raise ValueError(f"drop_mask must have shape {(B, P)}, got {got}")
         drop = drop_mask
+    w_hh = cell.weight_hh
     if cell.training and cell.weight_dropout > 0:
-        if weight_mask is None:
-            raise ValueError("weight_dropout > 0 in training needs weight_mask=cell.weight_mask(), drawn once per "
-                             "sequence")  # fmt: skip
-        if not isinstance(weight_mask, Tensor) or tuple(weight_mask.shape) != tuple(w_hh.shape):
-            got = tuple(weight_mask.shape) if isinstance(weight_mask, Tensor) else type(weight_mask).__name__
-            raise ValueError(f"weight_mask must have weight_hh's shape {tuple(w_hh.shape)}, got {got}")
-        w_hh = w_hh * weight_mask  # autograd carries dW_hh back through the mask
+        if held is None:
+            raise ValueError("weight_dropout > 0 in training needs the sequence's steps inside `with "
+                             "cell.holding_masks():`, which draws W_hh's mask once for them")  # fmt: skip
+        if "w_hh" not in held:  # the masked copy, made once: every step's product reads it, autograd sums dW_hh
+            held["w_hh"] = w_hh * weight_drop_mask(w_hh, cell.weight_dropout)
+        w_hh = held["w_hh"]
     return drop, w_hh
+
+
+class HoldsMasks:
+    """A cell's ``holding_masks()``, the one-step form of a layer's (``RecurrentBase.holding_masks``)."""
+
+    # the masks the block's first step drew; None outside a block (and for a cell pickled before blocks existed)
+    _held_masks: dict[str, Tensor] | None = None
+
+    @contextlib.contextmanager
+    def holding_masks(self) -> Iterator[None]:
+        """Within the block the steps share one set of masks, drawn by the first training step: recurrent dropout's
+        (B, P) unless ``drop_mask`` is passed, and DropConnect's on W_hh, whose masked copy is made once and read by
+        every step, as one call of a layer over the sequence draws them (in that order). One block a sequence (or
+        batch of them), backward after the block; with ``weight_dropout`` in training the steps must run in one."""
+        self._held_masks = {}
+        try:
+            yield
+        finally:
+            self._held_masks = None
 
 
 class NotScriptable:

@@ -9,7 +9,8 @@ and moves by the expectation, h_t = p h_{t-1} + (1 - p) h_t, in eval mode; the o
 
 ``GRUCell`` and ``RNNCell``: drop-in ``torch.nn.GRUCell`` / ``torch.nn.RNNCell`` (arguments, parameter names,
 initialisation, return value, unbatched handling, error messages), with the layers' ``recurrent_dropout``,
-``weight_dropout`` and ``zoneout`` as keyword-only options; a plain step is torch's own cell operator.
+``weight_dropout`` and ``zoneout`` as keyword-only options (the masks held per ``holding_masks()`` block, as
+``LSTMCell``'s); a plain step is torch's own cell operator.
 """
 
 from __future__ import annotations
@@ -21,13 +22,13 @@ from torch import Tensor, nn
 
 from . import _cpp
 from ._base import (
+    HoldsMasks,
     NotScriptable,
     RecurrentBase,
     _check_positive_int,
     _check_prob,
     cell_input,
     cell_masks,
-    weight_drop_mask,
 )
 from ._fused import zone_rows
 from ._reference import gru_step, rnn_step, scan, zone_out, zone_step, zone_weights
@@ -149,7 +150,7 @@ class RNN(_Baseline):
         return {"impl": "reference", "nonlinearity": "tanh", "zoneout": 0.0}
 
 
-class _BaselineCell(NotScriptable, nn.Module):
+class _BaselineCell(HoldsMasks, NotScriptable, nn.Module):
     """What ``GRUCell`` and ``RNNCell`` share: torch.nn's arguments, parameters and checks, one step of the
     reference cell (``gru_step`` / ``rnn_step``, the layers' own), recurrent dropout, DropConnect and zoneout."""
 
@@ -193,23 +194,16 @@ class _BaselineCell(NotScriptable, nn.Module):
         keep = 1.0 - self.recurrent_dropout
         return self.weight_hh.new_empty(batch_size, self.hidden_size).bernoulli_(keep).div_(keep)
 
-    def weight_mask(self) -> Tensor:
-        """A (G, H) DropConnect mask for ``weight_hh``, 1/(1-p) where kept, else 0; draw one per sequence."""
-        return weight_drop_mask(self.weight_hh, self.weight_dropout)
-
     def _native_step(self, x: Tensor, h: Tensor, w_hh: Tensor) -> Tensor:
         raise NotImplementedError
 
     def _reference_step(self, x: Tensor, h: Tensor, w: GRUWeights, drop: Tensor | None) -> Tensor:
         raise NotImplementedError
 
-    def forward(
-        self, input: Tensor, hx: Tensor | None = None, drop_mask: Tensor | None = None,
-        weight_mask: Tensor | None = None,
-    ) -> Tensor:
+    def forward(self, input: Tensor, hx: Tensor | None = None, drop_mask: Tensor | None = None) -> Tensor:
         """One step: ``input`` (B, I) or (I,), ``hx`` (B, H) or (H,) (None: zeros) -> h' of hx's shape. In training
-        with ``recurrent_dropout`` pass ``drop_mask=cell.dropout_mask(B)``, with ``weight_dropout``
-        ``weight_mask=cell.weight_mask()``, each drawn once per sequence and passed to every step."""
+        with ``recurrent_dropout`` pass ``drop_mask=cell.dropout_mask(B)`` (drawn once per sequence) or step the
+        sequence inside ``with cell.holding_masks():``; with ``weight_dropout`` the steps must run inside one."""
         x = cell_input(self, input)  # (B, I)
         if hx is not None and (not isinstance(hx, Tensor) or hx.dim() not in (1, 2)):  # torch.nn's words
             got = f"{hx.dim()}D" if isinstance(hx, Tensor) else type(hx).__name__
@@ -223,7 +217,7 @@ class _BaselineCell(NotScriptable, nn.Module):
             if tuple(h0.shape) != (B, self.hidden_size):
                 want = (B, self.hidden_size) if batched else (self.hidden_size,)
                 raise ValueError(f"hx must have shape {want}, got {tuple(hx.shape)}")
-        drop, w_hh = cell_masks(self, B, self.hidden_size, drop_mask, weight_mask)
+        drop, w_hh = cell_masks(self, B, self.hidden_size, drop_mask)
         if drop is None and not _cpp.transformed():  # torch's own cell operator (torch.func: no vmap rule for it)
             h = self._native_step(x, h0, w_hh)
         else:
@@ -244,8 +238,8 @@ class _BaselineCell(NotScriptable, nn.Module):
 
 class GRUCell(_BaselineCell):
     r"""Drop-in ``torch.nn.GRUCell``: ``(input, h) -> h'`` with ``GRU``'s equations (gate order r, z, n), plus
-    keyword-only ``recurrent_dropout``, ``weight_dropout`` and ``zoneout`` (the layers' meanings; the masks are
-    passed per step, see ``forward``). Parameters ``weight_ih`` (3H, I), ``weight_hh`` (3H, H), ``bias_ih``,
+    keyword-only ``recurrent_dropout``, ``weight_dropout`` and ``zoneout`` (the layers' meanings; the masks: see
+    ``forward``). Parameters ``weight_ih`` (3H, I), ``weight_hh`` (3H, H), ``bias_ih``,
     ``bias_hh`` (3H,): either loads the other's state dict."""
 
     _gates_per_unit = 3

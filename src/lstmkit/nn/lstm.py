@@ -19,8 +19,8 @@ Where each variant acts, for one layer and direction (gate order i, f, g, o as i
 - ``recurrent_dropout``: m is one Bernoulli mask per sequence (scaled by 1/(1-p)), on the
   recurrent input only, in training only.
 - ``weight_dropout``: W_hh above is W_hh * M / (1-p), M one Bernoulli mask of its entries (DropConnect), in training
-  only: a layer draws one per call; a cell takes ``weight_mask=cell.weight_mask()`` at every step, drawn once per
-  sequence.
+  only: a layer draws one per call; a cell one per ``with cell.holding_masks():`` block, its steps reading one masked
+  copy.
 - ``zoneout``: after the step, h_t = h_{t-1} and c_t = c_{t-1} unit by unit with probability p_h, p_c (a new draw
   every step) in training, and h_t = p_h h_{t-1} + (1 - p_h) h_t (likewise c) in eval mode; the output y_t is the
   zoned h_t. The layer draws every step's units at once (``_reference.zone_weights``) and every kernel applies
@@ -42,6 +42,7 @@ from torch import Tensor, nn
 
 from . import _cpp
 from ._base import (
+    HoldsMasks,
     NotScriptable,
     RecurrentBase,
     _check_positive_int,
@@ -49,7 +50,6 @@ from ._base import (
     autocast_off,
     cell_input,
     cell_masks,
-    weight_drop_mask,
 )
 from ._fused import input_gates, lstm_scan, zone_rows
 from ._reference import lstm_input_side, lstm_recurrent_step, lstm_step, scan, zone_out, zone_step, zone_weights
@@ -364,7 +364,7 @@ class LSTM(RecurrentBase):
         return y, (h, c)
 
 
-class _LSTMCellBase(NotScriptable, nn.Module):
+class _LSTMCellBase(HoldsMasks, NotScriptable, nn.Module):
     """What both cells share: arguments, parameters (``torch.nn.LSTMCell``'s names), state checks, one step."""
 
     _weights_type = LSTMWeights
@@ -449,19 +449,13 @@ class _LSTMCellBase(NotScriptable, nn.Module):
         keep = 1.0 - self.recurrent_dropout
         return self.weight_hh.new_empty(batch_size, self.output_size).bernoulli_(keep).div_(keep)
 
-    def weight_mask(self) -> Tensor:
-        """A (G, P) DropConnect mask for ``weight_hh``: 1/(1-p) where an entry is kept, else 0; draw one per
-        sequence (batch) and pass it to every step, as ``LSTM(weight_dropout=p)`` draws one per call."""
-        return weight_drop_mask(self.weight_hh, self.weight_dropout)
-
     def initial_state(self, batch_size: int) -> LSTMState:
         """Zero state (h (B, P), c (B, H))."""
         w = self.weight_hh
         return LSTMState(w.new_zeros(batch_size, self.output_size), w.new_zeros(batch_size, self.hidden_size))
 
     def _step(
-        self, input: Tensor, state: tuple[Tensor, Tensor] | None, drop_mask: Tensor | None,
-        weight_mask: Tensor | None = None,
+        self, input: Tensor, state: tuple[Tensor, Tensor] | None, drop_mask: Tensor | None
     ) -> tuple[Tensor, Tensor]:
         """Check the arguments, run one step; return (h_t, c_t) in the input's layout (batched or not)."""
         dropping = self.training and (self.recurrent_dropout > 0 or self.weight_dropout > 0)
@@ -495,7 +489,7 @@ class _LSTMCellBase(NotScriptable, nn.Module):
                 if tuple(s.shape) != w:
                     raise ValueError(f"state {sname} must have shape {w if batched else w[1:]}, got "
                                      f"{tuple(s.shape) if batched else tuple(s.shape[1:])}")
-        drop_mask, w_hh = cell_masks(self, B, self.output_size, drop_mask, weight_mask)
+        drop_mask, w_hh = cell_masks(self, B, self.output_size, drop_mask)
         o = self._options
         if drop_mask is None and self._plain and not _cpp.transformed():  # torch.func: no vmap rule for lstm_cell
             # torch's own cell (what torch.nn.LSTMCell calls): lstm_step's plain step as one operator, W x + b and
@@ -551,16 +545,16 @@ class LSTMCell(_LSTMCellBase):
 
     Shapes: input (B, I) or (I,); h (B, P), c (B, H) (or (P,), (H,) unbatched); hx None means zeros.
     With ``recurrent_dropout`` in training, pass ``drop_mask=cell.dropout_mask(B)``, drawn once per
-    sequence, to every step of that sequence; with ``weight_dropout`` (DropConnect on ``weight_hh``),
-    ``weight_mask=cell.weight_mask()`` likewise. ``LSTMStepCell`` is the same cell under the
+    sequence, to every step of that sequence, or step the sequence inside ``with cell.holding_masks():``, which
+    draws it at the first step; with ``weight_dropout`` (DropConnect on ``weight_hh``) the steps must run inside
+    such a block (one masked W_hh for all of them). ``LSTMStepCell`` is the same cell under the
     ``(x_t, state) -> (y_t, state)`` contract.
     """
 
     def forward(
-        self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None, drop_mask: Tensor | None = None,
-        weight_mask: Tensor | None = None,
+        self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None, drop_mask: Tensor | None = None
     ) -> tuple[Tensor, Tensor]:
-        return self._step(input, hx, drop_mask, weight_mask)
+        return self._step(input, hx, drop_mask)
 
 
 class LSTMStepCell(_LSTMCellBase):
@@ -572,8 +566,7 @@ class LSTMStepCell(_LSTMCellBase):
     """
 
     def forward(
-        self, input: Tensor, state: tuple[Tensor, Tensor] | None = None, drop_mask: Tensor | None = None,
-        weight_mask: Tensor | None = None,
+        self, input: Tensor, state: tuple[Tensor, Tensor] | None = None, drop_mask: Tensor | None = None
     ) -> tuple[Tensor, LSTMState]:
-        h, c = self._step(input, state, drop_mask, weight_mask)
+        h, c = self._step(input, state, drop_mask)
         return h, LSTMState(h, c)
