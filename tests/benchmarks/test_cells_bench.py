@@ -41,3 +41,16 @@ def test_bad_shapes_and_counts_are_refused():
     assert done.returncode == 2 and "B and H must be >= 1, got '0x5'" in done.stderr
     done = run("--rounds", 0)
     assert done.returncode == 2 and "--steps, --rounds and --threads must be >= 1" in done.stderr
+
+
+def test_gru_rnn_and_weight_dropout_runs(tmp_path):
+    for extra in (["--cell", "gru", "--weight-dropout", 0.5], ["--cell", "rnn"], ["--weight-dropout", 0.3]):
+        done = run("--shapes", "2x3", "--steps", 2, "--rounds", 1, "--dtypes", "float32", *extra,
+                   "--out", tmp_path / "cells.md")  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        rows = [line for line in (tmp_path / "cells.md").read_text().splitlines() if line.startswith("| float")]
+        assert len(rows) == 2 and all(float(row.split("|")[5].split()[0]) > 0 for row in rows)
+    done = run("--weight-dropout", 1)
+    assert done.returncode == 2 and "--weight-dropout must be in [0, 1), got 1.0" in done.stderr
+    done = run("--cell", "gru", "--zoneout", 0.1)
+    assert done.returncode == 2 and "--zoneout compares with the LSTM cell's zoneout wrapper" in done.stderr
