@@ -538,8 +538,8 @@ class LSTMCell(_LSTMCellBase):
     are None with ``bias=False``), initialisation, return value and unbatched handling, so either
     loads the other's state dict. The variants are keyword-only (``proj_size``, ``peephole``,
     ``coupled``, ``layer_norm``, ``recurrent_dropout``, ``zoneout``, ``forget_bias``, ``layer_norm_eps``,
-    ``weight_dropout``) and add
-    parameters named as in ``LSTM`` without the layer suffix (``weight_hr``, ``weight_ch``, ...). ``zoneout``:
+    ``weight_dropout``) and add parameters named as in ``LSTM`` without the layer suffix (``weight_hr``,
+    ``weight_ch``, ...). ``zoneout``:
     a rate p for h and c, or (p_h, p_c) (Krueger et al. 2017 used 0.05 and 0.5): each unit of the new state keeps
     its previous value with that probability, drawn anew every step, in training; the expectation in eval mode.
 
