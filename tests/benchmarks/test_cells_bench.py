@@ -13,11 +13,20 @@ def run(*args) -> subprocess.CompletedProcess:
                           text=True)  # fmt: skip
 
 
+def rows(path) -> list[str]:
+    return [line for line in path.read_text().splitlines() if line.startswith("| float")]
+
+
+def assert_two_timed_rows(path) -> None:
+    """One shape and dtype: an inference and a training row, each with a positive ratio."""
+    found = rows(path)
+    assert len(found) == 2 and all(float(row.split("|")[5].split()[0]) > 0 for row in found)
+
+
 def test_a_short_run_reports_every_dtype_shape_and_mode(tmp_path):
     done = run("--shapes", "2x3,1x4", "--steps", 2, "--rounds", 1, "--out", tmp_path / "cells.md")
     assert done.returncode == 0, done.stderr
-    rows = [line for line in (tmp_path / "cells.md").read_text().splitlines() if line.startswith("| float")]
-    assert [row.split("|")[1:5] for row in rows] == [
+    assert [row.split("|")[1:5] for row in rows(tmp_path / "cells.md")] == [
         [f" {dtype} ", f" {B} ", f" {H} ", f" {mode} "]
         for dtype in ("float32", "float64") for B, H in ((2, 3), (1, 4))
         for mode in ("inference", "training (forward + backward)")
@@ -28,8 +37,7 @@ def test_zoneout_runs_both_cells_with_it(tmp_path):
     done = run("--shapes", "2x3", "--steps", 2, "--rounds", 1, "--dtypes", "float32", "--zoneout", 0.3,
                "--out", tmp_path / "cells.md")  # fmt: skip
     assert done.returncode == 0, done.stderr
-    rows = [line for line in (tmp_path / "cells.md").read_text().splitlines() if line.startswith("| float")]
-    assert len(rows) == 2 and all(float(row.split("|")[5].split()[0]) > 0 for row in rows)
+    assert_two_timed_rows(tmp_path / "cells.md")
     done = run("--zoneout", 1)
     assert done.returncode == 2 and "--zoneout must be in [0, 1), got 1.0" in done.stderr
 
@@ -48,8 +56,7 @@ def test_gru_rnn_and_weight_dropout_runs(tmp_path):
         done = run("--shapes", "2x3", "--steps", 2, "--rounds", 1, "--dtypes", "float32", *extra,
                    "--out", tmp_path / "cells.md")  # fmt: skip
         assert done.returncode == 0, done.stderr
-        rows = [line for line in (tmp_path / "cells.md").read_text().splitlines() if line.startswith("| float")]
-        assert len(rows) == 2 and all(float(row.split("|")[5].split()[0]) > 0 for row in rows)
+        assert_two_timed_rows(tmp_path / "cells.md")
     done = run("--weight-dropout", 1)
     assert done.returncode == 2 and "--weight-dropout must be in [0, 1), got 1.0" in done.stderr
     done = run("--cell", "gru", "--zoneout", 0.1)

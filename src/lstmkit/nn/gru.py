@@ -16,6 +16,7 @@ initialisation, return value, unbatched handling, error messages), with the laye
 from __future__ import annotations
 
 import math
+from abc import ABCMeta, abstractmethod
 
 import torch
 from torch import Tensor, nn
@@ -150,7 +151,7 @@ class RNN(_Baseline):
         return {"impl": "reference", "nonlinearity": "tanh", "zoneout": 0.0}
 
 
-class _BaselineCell(HoldsMasks, NotScriptable, nn.Module):
+class _BaselineCell(HoldsMasks, NotScriptable, nn.Module, metaclass=ABCMeta):
     """What ``GRUCell`` and ``RNNCell`` share: torch.nn's arguments, parameters and checks, one step of the
     reference cell (``gru_step`` / ``rnn_step``, the layers' own), recurrent dropout, DropConnect and zoneout."""
 
@@ -194,11 +195,13 @@ class _BaselineCell(HoldsMasks, NotScriptable, nn.Module):
         keep = 1.0 - self.recurrent_dropout
         return self.weight_hh.new_empty(batch_size, self.hidden_size).bernoulli_(keep).div_(keep)
 
+    @abstractmethod
     def _native_step(self, x: Tensor, h: Tensor, w_ih: Tensor, w_hh: Tensor) -> Tensor:
-        raise NotImplementedError
+        """One step by torch's cell operator: x (B, I), h (B, H) -> h' (B, H)."""
 
+    @abstractmethod
     def _reference_step(self, x: Tensor, h: Tensor, w: GRUWeights, drop: Tensor | None) -> Tensor:
-        raise NotImplementedError
+        """One step by the layers' reference cell, with the recurrent-dropout mask ``drop`` (B, H) or None."""
 
     def forward(self, input: Tensor, hx: Tensor | None = None, drop_mask: Tensor | None = None) -> Tensor:
         """One step: ``input`` (B, I) or (I,), ``hx`` (B, H) or (H,) (None: zeros) -> h' of hx's shape. In training
