@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 import lstmkit
+from lstmkit.nn import layer_weights
 from tolerances import baseline_step_tolerance
 
 I, H, T, B = 4, 6, 5, 3
@@ -162,8 +163,12 @@ def test_refusals_name_the_argument():
 
 @pytest.mark.parametrize(("kind", "kw"), KINDS, ids=IDS)
 @pytest.mark.parametrize("bias", [True, False])
-def test_param_count_counts_the_cells(kind, kw, bias):
+def test_param_count_and_layer_weights_read_the_cells(kind, kw, bias):
     native, cell = pair(kind, kw, bias)
+    w = layer_weights(cell)  # the Parameters themselves, as for torch.nn's cells
+    assert all(a is b for a, b in zip(w.tensors(), (cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh),
+                                      strict=True))  # fmt: skip
+    assert type(w) is type(layer_weights(native)) and list(w.named()) == list(layer_weights(native).named())
     want = sum(p.numel() for p in native.parameters())
     assert lstmkit.param_count(cell) == lstmkit.param_count(native) == want
     assert lstmkit.param_count(I, H, mode=kind.lower(), bias=bias) == want

@@ -156,6 +156,7 @@ class _BaselineCell(HoldsMasks, NotScriptable, nn.Module, metaclass=ABCMeta):
     reference cell (``gru_step`` / ``rnn_step``, the layers' own), recurrent dropout, DropConnect and zoneout."""
 
     _gates_per_unit = 1
+    _weights_type = GRUWeights  # what layer_weights returns
     # the class's values stand in for a cell pickled before an option existed
     recurrent_dropout: float = 0.0
     weight_dropout: float = 0.0
