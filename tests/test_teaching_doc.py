@@ -17,7 +17,7 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "teaching.md"
 def ran():
     text = DOC.read_text(encoding="utf-8")
     blocks = [b.split("```", 1)[0] for b in text.split("```python\n")[1:]]
-    assert len(blocks) == 5
+    assert len(blocks) == 6
     namespace: dict = {}
     for i, block in enumerate(blocks):
         exec(compile(block, f"docs/teaching.md, block {i + 1}", "exec"), namespace)
