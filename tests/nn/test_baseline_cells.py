@@ -138,6 +138,10 @@ def test_refusals_name_the_argument():
         gru(torch.randn(B, 5))
     with pytest.raises(TypeError, match=r"^input dtype must be the parameters' torch.float32, got torch.float64$"):
         gru(torch.randn(B, I, dtype=torch.float64))
+    with pytest.raises(TypeError, match=r"^hx dtype must be the parameters' torch.float32, got torch.float64$"):
+        gru(torch.randn(B, I), torch.randn(B, H, dtype=torch.float64))  # torch: "mat1 and mat2 must have the same ..."
+    with pytest.raises(TypeError, match=r"^hx dtype must be the parameters' torch.float32, got torch.int64$"):
+        lstmkit.RNNCell(I, H)(torch.randn(I), torch.zeros(H, dtype=torch.long))
     with pytest.raises(ValueError, match=r"^nonlinearity must be 'tanh' or 'relu', got 'gelu'$"):
         lstmkit.RNNCell(I, H, nonlinearity="gelu")
     with pytest.raises(ValueError, match=r"^zoneout must be"):

@@ -55,6 +55,14 @@ def test_cell_matches_torch_lstmcell_and_unbatched():
     torch.testing.assert_close(cu, cn[0])
 
 
+def test_a_state_of_another_dtype_is_refused_by_name():
+    cell = lstmkit.LSTMCell(I, H)
+    with pytest.raises(TypeError, match=r"^state c dtype must be the parameters' torch.float32, got torch.float64$"):
+        cell(torch.randn(B, I), (torch.randn(B, H), torch.randn(B, H, dtype=torch.float64)))
+    with pytest.raises(TypeError, match=r"^state h dtype must be the parameters' torch.float32, got torch.float16$"):
+        cell(torch.randn(I), (torch.randn(H, dtype=torch.float16), torch.randn(H)))
+
+
 def test_cell_recurrent_dropout_needs_a_mask_in_training():
     cell = lstmkit.LSTMCell(I, H, recurrent_dropout=0.2)
     with pytest.raises(ValueError, match=r"drop_mask=cell\.dropout_mask"):

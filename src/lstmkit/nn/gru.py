@@ -213,7 +213,7 @@ class _BaselineCell(HoldsMasks, NotScriptable, nn.Module, metaclass=ABCMeta):
                 and not (self.training and (self.recurrent_dropout > 0 or self.weight_dropout > 0))
                 and input.dtype == w_ih.dtype and input.is_floating_point()
                 and input.shape[1] == self.input_size and hx.shape == (input.shape[0], self.hidden_size)
-                and not _cpp.transformed()):  # fmt: skip
+                and hx.dtype == input.dtype and not _cpp.transformed()):  # fmt: skip
             # The common call, checked in a few comparisons (at batch 1 the full checks below cost a tenth of the
             # step), as LSTMCell's: torch's operator; anything else takes the checks that name what is wrong.
             h = self._native_step(input, hx, w_ih, self.weight_hh)
@@ -231,6 +231,8 @@ class _BaselineCell(HoldsMasks, NotScriptable, nn.Module, metaclass=ABCMeta):
             if tuple(h0.shape) != (B, self.hidden_size):
                 want = (B, self.hidden_size) if batched else (self.hidden_size,)
                 raise ValueError(f"hx must have shape {want}, got {tuple(hx.shape)}")
+            if hx.dtype != x.dtype:
+                raise TypeError(f"hx dtype must be the parameters' {x.dtype}, got {hx.dtype}")
         drop, w_hh = cell_masks(self, B, self.hidden_size, drop_mask)
         if drop is None and not _cpp.transformed():  # torch's own cell operator (torch.func: no vmap rule for it)
             h = self._native_step(x, h0, w_ih, w_hh)

@@ -468,7 +468,8 @@ class _LSTMCellBase(HoldsMasks, NotScriptable, nn.Module):
             if (isinstance(input, Tensor) and isinstance(h0, Tensor) and isinstance(c0, Tensor) and input.dim() == 2
                     and input.dtype == w_ih.dtype and input.is_floating_point()
                     and input.shape[1] == self.input_size and h0.shape == (input.shape[0], self.hidden_size)
-                    and c0.shape == h0.shape and not _cpp.transformed()):  # fmt: skip
+                    and c0.shape == h0.shape and h0.dtype == c0.dtype == input.dtype
+                    and not _cpp.transformed()):  # fmt: skip
                 h, c = torch._VF.lstm_cell(input, (h0, c0), w_ih, self.weight_hh, self.bias_ih, self.bias_hh)
                 return zone_out((h, c), (h0, c0), self.zoneout, self.training) if self._zoned else (h, c)
         name = type(self).__name__
@@ -489,6 +490,8 @@ class _LSTMCellBase(HoldsMasks, NotScriptable, nn.Module):
                 if tuple(s.shape) != w:
                     raise ValueError(f"state {sname} must have shape {w if batched else w[1:]}, got "
                                      f"{tuple(s.shape) if batched else tuple(s.shape[1:])}")
+                if s.dtype != x.dtype:
+                    raise TypeError(f"state {sname} dtype must be the parameters' {x.dtype}, got {s.dtype}")
         drop_mask, w_hh = cell_masks(self, B, self.output_size, drop_mask)
         o = self._options
         if drop_mask is None and self._plain and not _cpp.transformed():  # torch.func: no vmap rule for lstm_cell
